@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - the console on the embedded local fleet
+#   make test   - the test suite
+# Both create .venv and install the project with its test extras on first use.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) system-deps
+
+# The OCI registry tests use Debian's docker-registry; screenshots use rsvg-convert.
+.PHONY: system-deps
+system-deps:
+	@command -v docker-registry >/dev/null 2>&1 && command -v rsvg-convert >/dev/null 2>&1 || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry librsvg2-bin; }
+
+demo: $(STAMP)
+	$(VENV)/bin/release-console demo
+
+test: install
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/sim_scale.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,76 @@
+"""The `release-console` command line: one sub-command per module in this package.
+
+Each sub-command module exposes `register(subparsers, common)`, which adds its parser
+(with `parents=[common]` so `--config` works before or after the command name) and sets
+`func` to a callable taking the parsed arguments and returning the exit code. Modules
+import heavy libraries inside their functions, so `--help` stays fast.
+
+Exit codes are an API: 0 ok, 1 the release failed, 2 bad input or pre-flight failure
+(nothing touched), 3 stopped at a gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from console.errors import UserError
+
+# Sub-command modules, in the order `--help` lists them.
+COMMANDS = ("ui", "deploy", "plan", "check", "status", "rollback", "history", "rbac",
+            "sim", "demo")
+
+DEFAULT_CONFIG = "clusters.yaml"
+
+
+def config_path(args: argparse.Namespace) -> str:
+    """The fleet file: `--config`, else `$RELEASE_CONSOLE_CONFIG`, else ./clusters.yaml."""
+    return (getattr(args, "config", None) or os.environ.get("RELEASE_CONSOLE_CONFIG")
+            or DEFAULT_CONFIG)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every sub-command that is installed."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS keeps a top-level `--config` from being reset by the sub-parser default.
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="fleet file (default: $RELEASE_CONSOLE_CONFIG or ./clusters.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="release-console", parents=[common],
+        description="Ship one application version to a fleet of Kubernetes clusters.")
+    parser.add_argument("--theme", default=None, help="colour theme for the console")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"console.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"console.cli.{name}_cmd":
+                raise
+            continue  # not written yet
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, run the command, map errors to exit codes."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        # No command: the console itself, when it is installed.
+        ui = sys.modules.get("console.cli.ui_cmd")
+        if ui is None:
+            parser.print_help()
+            return 2
+        func = ui.run
+    try:
+        return int(func(args) or 0)
+    except UserError as exc:
+        print(f"release-console: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("release-console: interrupted", file=sys.stderr)
+        return 130

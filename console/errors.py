@@ -1,0 +1,22 @@
+"""Errors a user can act on.
+
+Anything raised as a `UserError` is printed as one line (no traceback) and the command
+exits with `exit_code` (2: bad input or a failed pre-flight, nothing touched). The
+message names the file, line, field or cluster; it never contains a secret.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or a refused action: printed without a traceback."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """`clusters.yaml` is wrong: the message starts with `file:line: field: ...`."""
+
+
+class ValidationError(UserError):
+    """A tag, name, selector or flag value is not acceptable."""

@@ -1,0 +1,67 @@
+"""The one vocabulary the engine speaks.
+
+Every consumer - the TUI, the headless printer, the history ledger, the notifiers -
+listens to the same `Event` stream. An event is a frozen record: what happened
+(`kind`), to which release and (optionally) cluster, a human message and a small
+JSON-able `data` mapping whose keys are documented per kind below. Secrets never go
+into an event: consumers write them to screens, files and chat.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Kind(str, Enum):
+    """What happened. The `data` keys each kind carries are listed beside it."""
+
+    RELEASE_PLANNED = "release_planned"      # app, version, image, strategy, targets, waves, operator
+    PREFLIGHT_STARTED = "preflight_started"  # checks
+    PREFLIGHT_RESULT = "preflight_result"    # check, ok, detail (one per cluster and check)
+    PREFLIGHT_FINISHED = "preflight_finished"  # ok, failures
+    RELEASE_STARTED = "release_started"      # (recorded before any cluster is touched)
+    WAVE_STARTED = "wave_started"            # wave, clusters
+    WAVE_FINISHED = "wave_finished"          # wave, healthy, failed
+    GATE_WAITING = "gate_waiting"            # wave (the next one), clusters
+    GATE_DECIDED = "gate_decided"            # decision (approve|reject|abort), by, rollback
+    PAUSED = "paused"                        # by
+    RESUMED = "resumed"                      # by
+    CLUSTER_STARTED = "cluster_started"      # from_version, to_version, wave
+    CLUSTER_PROGRESS = "cluster_progress"    # desired, updated, ready, available, phase
+    CLUSTER_HEALTHY = "cluster_healthy"      # version, duration
+    CLUSTER_FAILED = "cluster_failed"        # error, duration
+    CLUSTER_ROLLING_BACK = "cluster_rolling_back"  # from_version, to_version
+    CLUSTER_ROLLED_BACK = "cluster_rolled_back"    # version, ok, error
+    CLUSTER_SKIPPED = "cluster_skipped"      # reason
+    CLUSTER_UNREACHABLE = "cluster_unreachable"  # error
+    RELEASE_FINISHED = "release_finished"    # outcome (ok|failed|stopped|aborted), exit_code, summary
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened during a release (or a manual action)."""
+
+    kind: Kind
+    release_id: str
+    cluster: str | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as one JSON object (the `--json` line format, stable API)."""
+        out: dict[str, Any] = {"ts": round(self.ts, 3), "kind": self.kind.value,
+                               "release": self.release_id}
+        if self.cluster is not None:
+            out["cluster"] = self.cluster
+        if self.message:
+            out["message"] = self.message
+        out.update(self.data)
+        return out
+
+
+Listener = Callable[[Event], None]
