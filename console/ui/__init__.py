@@ -1,0 +1,6 @@
+"""The Textual console: the fleet grid, the release form, gates, rollback, history.
+
+Everything here drives `console.engine` from worker threads and learns what happens from
+its events; nothing here talks to Kubernetes. `state` is the view model (no Textual),
+`app` the application, `screens/` and `widgets/` its parts, `themes` the theme loader.
+"""

@@ -1,0 +1,591 @@
+"""The fleet as the console shows it: a plain-Python view model fed by engine events.
+
+Nothing here imports Textual, so the model is fast to test and cheap to update: the
+app drains engine events into `FleetState.apply` on the UI thread, and the widgets
+redraw only the clusters named by `take_dirty()` on a timer. Every time shown (elapsed,
+the header clock) is computed from the injected `clock`, so snapshot tests can freeze it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from console.events import Event, Kind
+
+
+class Phase(str, Enum):
+    """Where one cluster stands; every phase has a glyph and a word (monochrome-safe)."""
+
+    IDLE = "idle"
+    CHECKING = "checking"
+    WAITING = "waiting"
+    ROLLING = "rolling"
+    HEALTHY = "healthy"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def glyph(self) -> str:
+        """One character that tells the phase apart without colour."""
+        return _GLYPHS[self]
+
+    @property
+    def word(self) -> str:
+        """The phase in words, as the grid prints it."""
+        return self.value.replace("_", " ")
+
+    @property
+    def active(self) -> bool:
+        """True while the engine is working on the cluster."""
+        return self in (Phase.CHECKING, Phase.ROLLING, Phase.ROLLING_BACK)
+
+
+_GLYPHS = {
+    Phase.IDLE: "·",
+    Phase.CHECKING: "…",
+    Phase.WAITING: "◷",
+    Phase.ROLLING: "⟳",
+    Phase.HEALTHY: "✔",
+    Phase.FAILED: "✘",
+    Phase.ROLLING_BACK: "↺",
+    Phase.ROLLED_BACK: "↩",
+    Phase.SKIPPED: "»",
+    Phase.UNREACHABLE: "✖",
+}
+
+PRODUCTION_GLYPH = "●"
+DRIFT_GLYPH = "≠"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """The static facts about a cluster the grid needs (from `clusters.yaml`)."""
+
+    id: str
+    groups: tuple[str, ...] = ()
+    production: bool = False
+
+
+@dataclass
+class ClusterView:
+    """One row of the fleet grid. Mutable: events update it in place."""
+
+    info: ClusterInfo
+    phase: Phase = Phase.IDLE
+    live: str | None = None
+    target: str | None = None
+    recorded: str | None = None
+    desired: int = 0
+    updated: int = 0
+    ready: int = 0
+    available: int = 0
+    started: float | None = None
+    finished: float | None = None
+    message: str = ""
+    error: str = ""
+    wave: int | None = None
+    revision: int | None = None
+    marked: bool = False
+
+    @property
+    def id(self) -> str:
+        """The cluster id."""
+        return self.info.id
+
+    @property
+    def drift(self) -> bool:
+        """True when the live version differs from what the ledger recorded."""
+        return bool(self.recorded and self.live and self.live != self.recorded)
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds since the cluster started its rollout (frozen once it finished)."""
+        if self.started is None:
+            return None
+        return max(0.0, (self.finished if self.finished is not None else now) - self.started)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of the event log."""
+
+    ts: float
+    cluster: str
+    text: str
+    kind: Kind | None = None
+    bad: bool = False
+
+
+@dataclass(frozen=True)
+class PreflightLine:
+    """One pre-flight check result, as it arrived."""
+
+    cluster: str
+    check: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class ReleaseView:
+    """The release the console is following (the last one started)."""
+
+    release_id: str
+    version: str = ""
+    strategy: str = ""
+    targets: tuple[str, ...] = ()
+    waves: tuple[tuple[str, ...], ...] = ()
+    operator: str = ""
+    wave: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    outcome: str | None = None
+    paused: bool = False
+    gate_waiting: bool = False
+    preflight: list[PreflightLine] = field(default_factory=list)
+    preflight_done: bool = False
+    preflight_ok: bool | None = None
+
+    @property
+    def running(self) -> bool:
+        """True from the plan until `release_finished`."""
+        return self.outcome is None
+
+    def elapsed(self, now: float) -> float:
+        """Seconds since the release was planned (frozen once it finished)."""
+        if self.started is None:
+            return 0.0
+        return max(0.0, (self.finished if self.finished is not None else now) - self.started)
+
+
+def format_duration(seconds: float | None) -> str:
+    """`m:ss` (or `h:mm:ss`), `-` when unknown."""
+    if seconds is None:
+        return "-"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+def matches(info: ClusterInfo, query: str) -> bool:
+    """Does a filter query select this cluster?
+
+    Terms are separated by commas or spaces; a cluster matches when any term does, and
+    no `!term` does. A term matches the id (substring), a group (exactly), or either as
+    a glob when it holds `*`, `?` or `[`; an exclusion names an id exactly (as in
+    `console.plan` selectors), a group, or a glob.
+    """
+    terms = [t for t in query.replace(",", " ").split() if t]
+    if not terms:
+        return True
+    include = [t for t in terms if not t.startswith("!")]
+    exclude = [t[1:] for t in terms if t.startswith("!") and len(t) > 1]
+    if any(_term_matches(info, t, exact=True) for t in exclude):
+        return False
+    return not include or any(_term_matches(info, t) for t in include)
+
+
+def _term_matches(info: ClusterInfo, term: str, exact: bool = False) -> bool:
+    term = term.lower()
+    if any(c in term for c in "*?["):
+        return fnmatch.fnmatchcase(info.id.lower(), term) or any(
+            fnmatch.fnmatchcase(g.lower(), term) for g in info.groups)
+    in_id = term == info.id.lower() if exact else term in info.id.lower()
+    return in_id or term in (g.lower() for g in info.groups)
+
+
+class FleetState:
+    """Every cluster's row, the current release, and the event log.
+
+    `apply(event)` is the only way events change it; it records which rows changed so
+    the grid repaints just those. Not thread-safe by design: the app applies events on
+    its own thread.
+    """
+
+    LOG_LINES = 500
+    TIMELINE_LINES = 200
+
+    def __init__(self, clusters: Iterable[ClusterInfo], clock: Callable[[], float] = time.time):
+        self.clock = clock
+        self.clusters: dict[str, ClusterView] = {c.id: ClusterView(c) for c in clusters}
+        self.release: ReleaseView | None = None
+        self.log: deque[LogLine] = deque(maxlen=self.LOG_LINES)
+        self.timelines: dict[str, deque[LogLine]] = {}
+        self._dirty: set[str] = set()
+        self._release_dirty = False
+        self._new_log: list[LogLine] = []
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def ids(self) -> list[str]:
+        """Cluster ids in `clusters.yaml` order."""
+        return list(self.clusters)
+
+    def now(self) -> float:
+        """The injected clock's time."""
+        return self.clock()
+
+    def marked(self) -> list[str]:
+        """Ids of the marked clusters, in fleet order."""
+        return [c.id for c in self.clusters.values() if c.marked]
+
+    def visible(self, query: str) -> list[str]:
+        """Ids the filter `query` selects, in fleet order."""
+        return [c.id for c in self.clusters.values() if matches(c.info, query)]
+
+    def counts(self) -> Counter[Phase]:
+        """How many of the release's targets are in each phase (all clusters if none)."""
+        ids = self.release.targets if self.release and self.release.targets else self.clusters
+        return Counter(self.clusters[i].phase for i in ids if i in self.clusters)
+
+    def timeline(self, cluster_id: str) -> list[LogLine]:
+        """Every event seen for one cluster this session, oldest first."""
+        return list(self.timelines.get(cluster_id, ()))
+
+    def take_dirty(self) -> tuple[set[str], bool, list[LogLine]]:
+        """Rows changed, whether the release header changed, and new log lines, since
+        the last call (then forgotten)."""
+        dirty, self._dirty = self._dirty, set()
+        release_dirty, self._release_dirty = self._release_dirty, False
+        lines, self._new_log = self._new_log, []
+        return dirty, release_dirty, lines
+
+    # -- changing ------------------------------------------------------------------
+
+    def toggle_mark(self, cluster_id: str) -> bool:
+        """Mark or unmark a cluster; returns the new mark."""
+        row = self.clusters[cluster_id]
+        row.marked = not row.marked
+        self._dirty.add(cluster_id)
+        return row.marked
+
+    def clear_marks(self) -> None:
+        """Unmark every cluster."""
+        for row in self.clusters.values():
+            if row.marked:
+                row.marked = False
+                self._dirty.add(row.id)
+
+    def apply_status(self, statuses: Sequence[Any]) -> None:
+        """Fold in the engine's live reading (`Engine.status()` items).
+
+        Rows the engine is working on keep their phase; an idle row learns its live
+        version and replica counts, and turns unreachable (or back) as the reading says.
+        """
+        for st in statuses:
+            row = self.clusters.get(st.cluster)
+            if row is None:
+                continue
+            if st.reachable:
+                row.live = st.version
+                row.revision = getattr(st, "revision", None)
+                if not row.phase.active:
+                    row.desired, row.ready = st.desired or 0, st.ready or 0
+                    row.available = row.updated = row.ready
+                if row.phase is Phase.UNREACHABLE:
+                    row.phase, row.message = Phase.IDLE, ""
+            elif row.phase in (Phase.IDLE, Phase.UNREACHABLE):
+                row.phase = Phase.UNREACHABLE
+                row.message = _one_line(st.error or "unreachable")
+            self._dirty.add(row.id)
+
+    def apply_recorded(self, recorded: Mapping[str, str | None]) -> None:
+        """Fold in the ledger's last recorded version per cluster (drift = live differs)."""
+        for cid, version in recorded.items():
+            row = self.clusters.get(cid)
+            if row is not None and row.recorded != version:
+                row.recorded = version
+                self._dirty.add(cid)
+
+    def apply(self, event: Event) -> None:
+        """Update the model from one engine event."""
+        handler = _HANDLERS.get(event.kind)
+        row = self.clusters.get(event.cluster) if event.cluster else None
+        if handler is not None:
+            handler(self, event, row)
+        if row is not None:
+            self._dirty.add(row.id)
+            timeline = self.timelines.setdefault(row.id, deque(maxlen=self.TIMELINE_LINES))
+            timeline.append(self._line(event))
+        if event.kind is not Kind.CLUSTER_PROGRESS and event.kind is not Kind.PREFLIGHT_RESULT:
+            self._log(self._line(event))
+        elif event.kind is Kind.PREFLIGHT_RESULT and not event.data.get("ok", True):
+            self._log(self._line(event))
+
+    def _log(self, line: LogLine) -> None:
+        self.log.append(line)
+        self._new_log.append(line)
+        if len(self._new_log) > self.LOG_LINES:
+            del self._new_log[: -self.LOG_LINES]
+
+    def _line(self, event: Event) -> LogLine:
+        bad = event.kind in (Kind.CLUSTER_FAILED, Kind.CLUSTER_UNREACHABLE) or (
+            event.kind in (Kind.PREFLIGHT_RESULT, Kind.PREFLIGHT_FINISHED, Kind.CLUSTER_ROLLED_BACK)
+            and event.data.get("ok") is False)
+        return LogLine(event.ts, event.cluster or "", _one_line(event.message or _describe(event)),
+                       event.kind, bad)
+
+    def _touch_release(self) -> None:
+        self._release_dirty = True
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _describe(event: Event) -> str:
+    """A fallback message for an event that came without one."""
+    d = event.data
+    k = event.kind
+    if k is Kind.CLUSTER_FAILED or k is Kind.CLUSTER_UNREACHABLE:
+        return str(d.get("error", k.value))
+    if k is Kind.CLUSTER_HEALTHY:
+        return f"healthy at {d.get('version', '?')} in {format_duration(d.get('duration'))}"
+    if k is Kind.GATE_DECIDED:
+        return f"gate: {d.get('decision', '?')}" + (f" by {d['by']}" if d.get("by") else "")
+    if k is Kind.RELEASE_FINISHED:
+        return f"release finished: {d.get('outcome', '?')}"
+    return k.value.replace("_", " ")
+
+
+# -- event handlers (one per kind that changes the model) ------------------------------
+
+Handler = Callable[[FleetState, Event, "ClusterView | None"], None]
+
+
+def _release_planned(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    d = ev.data
+    targets = tuple(d.get("targets") or ())
+    waves = tuple(tuple(w.get("clusters", ()) if isinstance(w, Mapping) else w)
+                  for w in d.get("waves") or ())
+    state.release = ReleaseView(release_id=ev.release_id, version=str(d.get("version", "")),
+                                strategy=str(d.get("strategy", "")), targets=targets,
+                                waves=waves, operator=str(d.get("operator", "")),
+                                started=ev.ts)
+    wave_of = {cid: i for i, wave in enumerate(waves) for cid in wave}
+    for row in state.clusters.values():
+        if row.id in targets:
+            row.phase, row.target = Phase.WAITING, state.release.version
+            row.wave = wave_of.get(row.id)
+            row.started = row.finished = None
+            row.message = row.error = ""
+        elif not row.phase.active:
+            row.target, row.wave = None, None
+            if row.phase is not Phase.UNREACHABLE:
+                row.phase, row.message = Phase.IDLE, ""
+        state._dirty.add(row.id)
+    state._touch_release()
+
+
+def _preflight_started(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    if state.release is None or state.release.release_id != ev.release_id:
+        return
+    for cid in state.release.targets:
+        row = state.clusters.get(cid)
+        if row is not None:
+            row.phase = Phase.CHECKING
+            state._dirty.add(cid)
+    state._touch_release()
+
+
+def _preflight_result(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    d = ev.data
+    line = PreflightLine(ev.cluster or "", str(d.get("check", "")), bool(d.get("ok", False)),
+                         _one_line(str(d.get("detail", "") or ev.message)))
+    if state.release is not None:
+        state.release.preflight.append(line)
+        state._touch_release()
+    if row is not None and not line.ok:
+        row.message = f"pre-flight {line.check}: {line.detail}".strip()
+
+
+def _preflight_finished(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    release = state.release
+    if release is None:
+        return
+    release.preflight_done = True
+    release.preflight_ok = bool(ev.data.get("ok", False))
+    for cid in release.targets:
+        row = state.clusters.get(cid)
+        if row is not None and row.phase is Phase.CHECKING:
+            # Nothing was touched when pre-flight fails: the rows go back to idle,
+            # keeping the failure in NOTE.
+            row.phase = Phase.WAITING if release.preflight_ok else Phase.IDLE
+            state._dirty.add(cid)
+    state._touch_release()
+
+
+def _wave_started(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    if state.release is not None:
+        state.release.wave = int(ev.data.get("wave", 0))
+        state.release.gate_waiting = False
+        state._touch_release()
+
+
+def _gate_waiting(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    if state.release is not None:
+        state.release.gate_waiting = True
+        state._touch_release()
+
+
+def _gate_decided(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    if state.release is not None:
+        state.release.gate_waiting = False
+        state._touch_release()
+
+
+def _paused(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    if state.release is not None:
+        state.release.paused = ev.kind is Kind.PAUSED
+        state._touch_release()
+
+
+def _cluster_started(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    d = ev.data
+    row.phase = Phase.ROLLING
+    row.started, row.finished = ev.ts, None
+    row.target = str(d.get("to_version") or row.target or "") or None
+    if d.get("from_version"):
+        row.live = str(d["from_version"])
+    if d.get("wave") is not None:
+        row.wave = int(d["wave"])
+    row.updated = row.ready = row.available = 0
+    row.message, row.error = "", ""
+
+
+def _cluster_progress(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    d = ev.data
+    for key in ("desired", "updated", "ready", "available"):
+        if d.get(key) is not None:
+            setattr(row, key, int(d[key]))
+    if ev.message:
+        row.message = _one_line(ev.message)
+
+
+def _cluster_healthy(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    row.phase = Phase.HEALTHY
+    row.live = str(ev.data.get("version") or row.target or row.live or "") or None
+    row.finished = ev.ts
+    if row.started is None and ev.data.get("duration") is not None:
+        row.started = ev.ts - float(ev.data["duration"])
+    row.updated = row.ready = row.available = max(row.desired, row.available)
+    row.message = _one_line(ev.message) if ev.message else ""
+    state._touch_release()
+
+
+def _cluster_failed(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    row.phase = Phase.FAILED
+    row.finished = ev.ts
+    row.error = str(ev.data.get("error") or ev.message or "failed")
+    row.message = _one_line(row.error)
+    state._touch_release()
+
+
+def _cluster_rolling_back(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    # After a failure the clock keeps running; a manual rollback starts its own.
+    if row.phase is not Phase.FAILED or row.started is None:
+        row.started = ev.ts
+    row.phase = Phase.ROLLING_BACK
+    row.finished = None
+    to = ev.data.get("to_version")
+    row.message = f"rolling back to {to}" if to else (_one_line(ev.message) or "rolling back")
+    state._touch_release()
+
+
+def _cluster_rolled_back(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    d = ev.data
+    row.finished = ev.ts
+    if d.get("ok", True):
+        row.phase = Phase.ROLLED_BACK
+        if d.get("version"):
+            row.live = str(d["version"])
+        row.message = _one_line(ev.message) or f"rolled back to {row.live or '?'}"
+    else:
+        row.phase = Phase.FAILED
+        row.error = str(d.get("error") or ev.message or "rollback failed")
+        row.message = _one_line(f"rollback failed: {row.error}")
+    state._touch_release()
+
+
+def _cluster_skipped(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    row.phase = Phase.SKIPPED
+    row.message = _one_line(str(ev.data.get("reason") or ev.message or "skipped"))
+    state._touch_release()
+
+
+def _cluster_unreachable(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    row.phase = Phase.UNREACHABLE
+    row.error = str(ev.data.get("error") or ev.message or "unreachable")
+    row.message = _one_line(row.error)
+    if row.started is not None:
+        row.finished = ev.ts
+    state._touch_release()
+
+
+def _release_finished(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    release = state.release
+    if release is None or release.release_id != ev.release_id:
+        return
+    release.outcome = str(ev.data.get("outcome", "finished"))
+    release.finished = ev.ts
+    release.gate_waiting = release.paused = False
+    for cid in release.targets:
+        row = state.clusters.get(cid)
+        # A target the engine never reached (stopped at a gate, aborted) is not left
+        # looking as if it were still queued.
+        if row is not None and row.phase in (Phase.WAITING, Phase.CHECKING):
+            row.phase = Phase.IDLE if release.outcome == "preflight_failed" else Phase.SKIPPED
+            if row.phase is Phase.SKIPPED and not row.message:
+                row.message = f"not started ({release.outcome})"
+            state._dirty.add(cid)
+    state._touch_release()
+
+
+_HANDLERS: dict[Kind, Handler] = {
+    Kind.RELEASE_PLANNED: _release_planned,
+    Kind.PREFLIGHT_STARTED: _preflight_started,
+    Kind.PREFLIGHT_RESULT: _preflight_result,
+    Kind.PREFLIGHT_FINISHED: _preflight_finished,
+    Kind.WAVE_STARTED: _wave_started,
+    Kind.GATE_WAITING: _gate_waiting,
+    Kind.GATE_DECIDED: _gate_decided,
+    Kind.PAUSED: _paused,
+    Kind.RESUMED: _paused,
+    Kind.CLUSTER_STARTED: _cluster_started,
+    Kind.CLUSTER_PROGRESS: _cluster_progress,
+    Kind.CLUSTER_HEALTHY: _cluster_healthy,
+    Kind.CLUSTER_FAILED: _cluster_failed,
+    Kind.CLUSTER_ROLLING_BACK: _cluster_rolling_back,
+    Kind.CLUSTER_ROLLED_BACK: _cluster_rolled_back,
+    Kind.CLUSTER_SKIPPED: _cluster_skipped,
+    Kind.CLUSTER_UNREACHABLE: _cluster_unreachable,
+    Kind.RELEASE_FINISHED: _release_finished,
+}
