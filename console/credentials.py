@@ -388,7 +388,7 @@ def read_vault_kubeconfig(cid: str, path: str, vault: Any = None) -> str:
     except CredentialsError:
         raise
     except Exception as exc:  # noqa: BLE001 - translated below, or re-raised
-        problem = _vault_problem(exc, stage)
+        problem = _vault_problem(exc, stage, vault)
         if problem is None:
             raise
         raise CredentialsError(cid, source, problem) from None
@@ -401,7 +401,7 @@ def read_vault_kubeconfig(cid: str, path: str, vault: Any = None) -> str:
     return text
 
 
-def _vault_problem(exc: Exception, stage: str) -> str | None:
+def _vault_problem(exc: Exception, stage: str, vault: Any) -> str | None:
     """What went wrong, in words that hold no secret (hvac's messages are not used)."""
     import hvac.exceptions as vault_errors
     import requests
@@ -415,7 +415,10 @@ def _vault_problem(exc: Exception, stage: str) -> str | None:
     if isinstance(exc, requests.exceptions.RequestException):
         return "Vault is unreachable"
     if stage == "login" and isinstance(exc, vault_errors.VaultError):
-        return f"AppRole login refused ({type(exc).__name__})"
+        role_env = getattr(vault, "role_id_env", None) or "VAULT_ROLE_ID"
+        secret_env = getattr(vault, "secret_id_env", None) or "VAULT_SECRET_ID"
+        return (f"AppRole login refused ({type(exc).__name__}): check the role id in "
+                f"${role_env} and the secret id in ${secret_env}")
     if isinstance(exc, vault_errors.Forbidden):
         return "permission denied (403): the token's policies do not allow reading this path"
     if isinstance(exc, vault_errors.InvalidPath):
