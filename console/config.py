@@ -207,7 +207,7 @@ class FleetConfig:
         for c in self.clusters:
             if c.id == cluster_id:
                 return c
-        raise ValidationError(f"unknown cluster {show(cluster_id)}{_did_you_mean(cluster_id, self.ids)}")
+        raise ValidationError(f"unknown cluster {show(cluster_id)}{did_you_mean(cluster_id, self.ids)}")
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -371,7 +371,8 @@ def _dotted(path: Path_) -> str:
     return out
 
 
-def _did_you_mean(word: str, choices: Any) -> str:
+def did_you_mean(word: str, choices: Any) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices`, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -479,7 +480,7 @@ class _Checker:
             raise self.fail(path, f"expected {what}, got {_kind(value)}")
         for key in value:
             if key not in allowed:
-                raise self.fail((*path, key), "unknown key" + _did_you_mean(key, allowed)
+                raise self.fail((*path, key), "unknown key" + did_you_mean(key, allowed)
                                 + f"; allowed: {', '.join(allowed)}", at_key=True)
         for key in required:
             if value.get(key) is None:
@@ -621,7 +622,7 @@ def _notify(ck: _Checker, raw: Any, p: Path_) -> NotifyConfig:
     for i, event in enumerate(on):
         if event not in NOTIFY_EVENTS:
             raise ck.fail((*p, "on", i), f"unknown event {show(event)}"
-                          + _did_you_mean(event, NOTIFY_EVENTS)
+                          + did_you_mean(event, NOTIFY_EVENTS)
                           + f"; one of {', '.join(NOTIFY_EVENTS)}")
     webhook = ck.string(raw.get("slack_webhook"), (*p, "slack_webhook"))
     if webhook is not None and not webhook.startswith(("https://", "http://")):
@@ -680,7 +681,7 @@ def _vault(ck: _Checker, raw: Any) -> VaultConfig:
     auth = ck.string(raw.get("auth"), (*p, "auth"), "token") or "token"
     if auth not in ("token", "approle"):
         raise ck.fail((*p, "auth"), f"expected token or approle, got {show(auth)}"
-                      + _did_you_mean(auth, ("token", "approle")))
+                      + did_you_mean(auth, ("token", "approle")))
     return VaultConfig(
         addr=addr, namespace=ck.string(raw.get("namespace"), (*p, "namespace")),
         cacert=ck.file_path(raw.get("cacert"), (*p, "cacert")), path_pattern=pattern,
@@ -880,7 +881,7 @@ def _check_wave_entry(ck: _Checker, entry: str, p: Path_, ids: list[str],
         return
     if entry not in ids and entry not in groups:
         raise ck.fail(p, f"unknown cluster or group {entry!r}"
-                      + _did_you_mean(entry, [*ids, *sorted(groups)]))
+                      + did_you_mean(entry, [*ids, *sorted(groups)]))
 
 
 def _order(ck: _Checker, raw: Any, ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -889,7 +890,7 @@ def _order(ck: _Checker, raw: Any, ids: tuple[str, ...]) -> tuple[str, ...]:
     seen: set[str] = set()
     for i, cid in enumerate(order):
         if cid not in ids:
-            raise ck.fail((*p, i), f"unknown cluster {cid!r}" + _did_you_mean(cid, ids))
+            raise ck.fail((*p, i), f"unknown cluster {cid!r}" + did_you_mean(cid, ids))
         if cid in seen:
             raise ck.fail((*p, i), f"{cid!r} is listed twice")
         seen.add(cid)
