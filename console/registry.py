@@ -1,0 +1,258 @@
+"""Does an image tag exist? One `HEAD` on the OCI Distribution API, never a pull.
+
+`image_exists("registry.example.com/apps/web", "1.4.2", settings)` asks
+`HEAD /v2/apps/web/manifests/1.4.2` with every manifest media type in `Accept` (a
+registry answers 404 for an OCI image when the OCI types are missing). It answers the
+registry's challenges: `WWW-Authenticate: Bearer realm=...,service=...,scope=...` by
+fetching a pull token from the realm, `Basic` by sending the credentials directly.
+
+Credentials, first found wins: explicit ones passed by the caller; the environment
+variables the fleet file names (`registry.username_env` / `password_env`); the Docker
+config file (`registry.auth_file`, else `$DOCKER_CONFIG/config.json`, else
+`~/.docker/config.json`; its `auths` entries, `auth` being base64 of `user:password`).
+
+TLS: `registry.ca_file` adds a CA; `registry.insecure` (or a loopback registry, as Docker
+treats 127.0.0.0/8) allows plain HTTP after HTTPS fails. Every request has the
+configured timeout. Results and errors never contain a credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import os
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+# Every manifest type a tag may point at: OCI index and manifest, Docker list and v2.
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+ACCEPT = ", ".join(MANIFEST_TYPES)
+DEFAULT_TIMEOUT = 10.0
+DOCKER_HUB = "registry-1.docker.io"
+# The names Docker uses for Hub in config.json `auths`.
+_DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", DOCKER_HUB)
+_CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """The answer for one image: `ok` when the tag exists; `detail` says what was seen."""
+
+    ok: bool
+    detail: str
+    digest: str | None = None  # the manifest digest, when the registry sent it
+    status: int | None = None  # the final HTTP status, None when no answer came
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An image repository split into registry host (with port) and repository name."""
+
+    host: str
+    name: str
+
+    @classmethod
+    def parse(cls, image: str) -> Reference:
+        """`registry.example.com/apps/web` -> (`registry.example.com`, `apps/web`); Docker Hub rules."""
+        first, sep, rest = image.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            return cls(first, rest)
+        name = image if sep else f"library/{image}"
+        return cls(DOCKER_HUB, name)
+
+    def display(self, tag: str) -> str:
+        """`host/name:tag`, as a user would write it."""
+        return f"{self.host}/{self.name}:{tag}"
+
+
+def image_exists(image_ref: str, tag: str, settings: Any = None, *,
+                 credentials: tuple[str, str] | None = None) -> ImageCheck:
+    """Whether `image_ref:tag` exists in its registry (HEAD on the manifest).
+
+    `settings` is the fleet's `RegistryConfig` (ca_file, insecure, username_env,
+    password_env, auth_file, timeout) or None; `credentials` an explicit
+    (username, password) that wins over every other source.
+    """
+    ref = Reference.parse(image_ref)
+    shown = ref.display(tag)
+    timeout = float(getattr(settings, "timeout", None) or DEFAULT_TIMEOUT)
+    auth = credentials or find_credentials(ref.host, settings)
+    insecure = bool(getattr(settings, "insecure", False)) or _is_loopback(ref.host)
+    last_error = ""
+    for scheme in ("https", "http") if insecure else ("https",):
+        verify = False if insecure else _verify(settings)
+        try:
+            with httpx.Client(timeout=timeout, verify=verify, follow_redirects=True) as client:
+                return _probe(client, f"{scheme}://{ref.host}", ref, tag, auth, shown)
+        except httpx.TimeoutException:
+            last_error = f"no answer within {timeout:g} s"
+        except httpx.TransportError as exc:
+            last_error = _transport_problem(exc)
+    return ImageCheck(False, f"{shown}: registry {ref.host} unreachable ({last_error})")
+
+
+def _verify(settings: Any) -> ssl.SSLContext | bool:
+    ca_file = getattr(settings, "ca_file", None)
+    if ca_file:
+        return ssl.create_default_context(cafile=str(ca_file))
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    hostname = urlsplit(f"//{host}").hostname or ""
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _transport_problem(exc: httpx.TransportError) -> str:
+    text = str(exc).lower()
+    if "certificate" in text or "ssl" in text or "tls" in text:
+        return "TLS verification failed; set registry.ca_file"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or host unknown"
+    return type(exc).__name__
+
+
+def _probe(client: httpx.Client, base: str, ref: Reference, tag: str,
+           auth: tuple[str, str] | None, shown: str) -> ImageCheck:
+    url = f"{base}/v2/{ref.name}/manifests/{tag}"
+    headers = {"Accept": ACCEPT}
+    response = client.head(url, headers=headers)
+    if response.status_code == 401:
+        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+        scheme = challenge.get("scheme", "")
+        if scheme == "bearer" and challenge.get("realm"):
+            token, problem = _bearer_token(client, challenge, ref, auth, base)
+            if token is None:
+                return ImageCheck(False, f"{shown}: {problem}", status=401)
+            response = client.head(url, headers={**headers, "Authorization": f"Bearer {token}"})
+        elif scheme == "basic" and auth:
+            response = client.head(url, headers=headers, auth=httpx.BasicAuth(*auth))
+    return _verdict(response, shown, auth)
+
+
+def _verdict(response: httpx.Response, shown: str, auth: tuple[str, str] | None) -> ImageCheck:
+    status = response.status_code
+    if status == 200:
+        digest = response.headers.get("docker-content-digest")
+        return ImageCheck(True, f"{shown} exists" + (f" ({digest})" if digest else ""),
+                          digest=digest, status=status)
+    if status == 404:
+        return ImageCheck(False, f"{shown} not found in the registry", status=status)
+    if status in (401, 403):
+        why = "the registry refused the credentials" if auth else \
+            "the registry needs credentials (set registry.username_env/password_env or docker login)"
+        return ImageCheck(False, f"{shown}: {why} ({status})", status=status)
+    return ImageCheck(False, f"{shown}: the registry answered {status}", status=status)
+
+
+def parse_challenge(header: str) -> dict[str, str]:
+    """`Bearer realm="...",service="..."` -> {"scheme": "bearer", "realm": ..., "service": ...}."""
+    scheme, _, params = header.strip().partition(" ")
+    result = {"scheme": scheme.lower()}
+    for match in _CHALLENGE_PARAM.finditer(params):
+        result[match.group(1).lower()] = match.group(2) if match.group(2) is not None \
+            else match.group(3)
+    return result
+
+
+def _bearer_token(client: httpx.Client, challenge: dict[str, str], ref: Reference,
+                  auth: tuple[str, str] | None, base: str) -> tuple[str | None, str]:
+    """A pull token from the challenge's realm (anonymous when there are no credentials)."""
+    realm = challenge["realm"]
+    params = {"scope": challenge.get("scope") or f"repository:{ref.name}:pull"}
+    if challenge.get("service"):
+        params["service"] = challenge["service"]
+    realm_parts, base_parts = urlsplit(realm), urlsplit(base)
+    # Credentials go to the realm only over HTTPS or to the registry's own host: a
+    # challenge must not be able to send them in clear text somewhere else.
+    send_auth = auth is not None and (realm_parts.scheme == "https"
+                                      or realm_parts.netloc == base_parts.netloc)
+    try:
+        answer = client.get(realm, params=params,
+                            auth=httpx.BasicAuth(*auth) if send_auth and auth else None)
+    except httpx.TimeoutException:
+        return None, f"the token service {realm_parts.netloc} did not answer in time"
+    except httpx.TransportError as exc:
+        return None, f"the token service {realm_parts.netloc} is unreachable ({_transport_problem(exc)})"
+    if answer.status_code in (401, 403):
+        return None, (f"the token service {realm_parts.netloc} refused "
+                      f"{'the credentials' if send_auth else 'an anonymous pull'} ({answer.status_code})")
+    if answer.status_code != 200:
+        return None, f"the token service {realm_parts.netloc} answered {answer.status_code}"
+    try:
+        body = answer.json()
+    except ValueError:
+        return None, f"the token service {realm_parts.netloc} answered no JSON"
+    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        return None, f"the token service {realm_parts.netloc} sent no token"
+    return token, ""
+
+
+def find_credentials(host: str, settings: Any = None) -> tuple[str, str] | None:
+    """(username, password) for `host` from the configured env vars or the Docker config file."""
+    user_env = getattr(settings, "username_env", None)
+    pass_env = getattr(settings, "password_env", None)
+    if user_env and pass_env and os.environ.get(user_env) and os.environ.get(pass_env):
+        return os.environ[user_env], os.environ[pass_env]
+    for path in _docker_config_paths(settings):
+        found = _docker_config_auth(path, host)
+        if found:
+            return found
+    return None
+
+
+def _docker_config_paths(settings: Any) -> list[Path]:
+    configured = getattr(settings, "auth_file", None)
+    if configured:
+        return [Path(configured).expanduser()]
+    docker_dir = os.environ.get("DOCKER_CONFIG")
+    if docker_dir:
+        return [Path(docker_dir).expanduser() / "config.json"]
+    return [Path("~/.docker/config.json").expanduser()]
+
+
+def _docker_config_auth(path: Path, host: str) -> tuple[str, str] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    wanted = _DOCKER_HUB_KEYS if host == DOCKER_HUB else (host,)
+    for key, entry in auths.items():
+        if _auth_key_host(key) not in wanted and key not in wanted or not isinstance(entry, dict):
+            continue
+        if entry.get("username") and entry.get("password"):
+            return str(entry["username"]), str(entry["password"])
+        try:
+            user, sep, password = base64.b64decode(str(entry.get("auth", ""))).decode().partition(":")
+        except (binascii.Error, ValueError):
+            continue
+        if sep and user:
+            return user, password
+    return None
+
+
+def _auth_key_host(key: str) -> str:
+    """`https://registry.example.com/v1/` -> `registry.example.com` (config.json keys vary)."""
+    return urlsplit(key if "://" in key else f"//{key}").netloc
