@@ -262,6 +262,7 @@ class _Converter:
         self.source = source
         self.lines: dict[Path_, int] = {}  # path -> line of the value
         self.key_lines: dict[Path_, int] = {}  # path -> line of its key
+        self.quoted: set[Path_] = set()  # paths of quoted scalars ("..." or '...')
         self.nodes = 0
         self._scalars = yaml.constructor.SafeConstructor()
 
@@ -279,6 +280,8 @@ class _Converter:
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*path, i), depth + 1)
                     for i, item in enumerate(node.value)]
+        if node.style in ("'", '"'):
+            self.quoted.add(path)
         try:
             return self._scalars.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
@@ -318,33 +321,64 @@ class _Converter:
         raise self.fail(node, "'<<' merges a mapping or a list of mappings")
 
 
-def _read_yaml(path: Path, source: str) -> tuple[Any, _Converter]:
-    """Parse the file into plain data plus its line table; ConfigError on any problem."""
+def read_text(path: Path, source: str, what: str = "fleet file") -> str:
+    """A YAML file's text; ConfigError for a missing, unreadable or oversized file."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{source}: file too large for a fleet file "
+            raise ConfigError(f"{source}: file too large for a {what} "
                               f"(more than {MAX_FILE_BYTES // (1024 * 1024)} MiB)")
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file (give the fleet file with --config "
-                          "or $RELEASE_CONSOLE_CONFIG)") from None
+        hint = (" (give the fleet file with --config or $RELEASE_CONSOLE_CONFIG)"
+                if what == "fleet file" else "")
+        raise ConfigError(f"{source}: no such file{hint}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{source}: is a directory, not a fleet file") from None
+        raise ConfigError(f"{source}: is a directory, not a {what}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    converter = _Converter(source)
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """One parsed YAML document: plain data, and the 1-based line of every path in it."""
+
+    data: Any
+    lines: Mapping[Path_, int]  # path -> line of the value
+    key_lines: Mapping[Path_, int]  # path -> line of its key
+    quoted: frozenset[Path_] = frozenset()  # paths of quoted scalars
+
+    def line(self, path: Path_) -> int:
+        """The line of `path`, else of its nearest ancestor that has one."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), 1)
+
+
+def parse_yaml(text: str, source: str) -> list[YamlDocument]:
+    """Every document of a YAML stream, safely: duplicate keys, too many aliases or
+    nodes (alias bombs) and syntax errors are ConfigErrors with the line. Empty
+    documents are left out. Mapping keys stay as written (`on` is not `True`)."""
     loader = _Loader(text)
+    docs: list[YamlDocument] = []
+    nodes = 0
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ConfigError(f"{source}:1: the file is empty; expected a mapping with "
-                              "`app` and `clusters`")
-        data = converter.convert(node, ())
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            converter = _Converter(source)
+            converter.nodes = nodes  # the node budget is per stream, not per document
+            data = converter.convert(node, ())
+            nodes = converter.nodes
+            if data is not None:
+                docs.append(YamlDocument(data, converter.lines, converter.key_lines,
+                                         frozenset(converter.quoted)))
     except _TooComplex as exc:
-        raise ConfigError(f"{source}: refused: the document is too complex ({exc}); "
-                          "a fleet file never needs that many") from None
+        raise ConfigError(f"{source}: refused: the document is too complex ({exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -355,7 +389,7 @@ def _read_yaml(path: Path, source: str) -> tuple[Any, _Converter]:
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     finally:
         loader.dispose()
-    return data, converter
+    return docs
 
 
 # --------------------------------------------------------------------------- checks
@@ -455,24 +489,16 @@ def failure_budget_count(budget: str | None, total: int) -> int:
 class _Checker:
     """Reads the converted data with typed accessors that fail with file:line: path."""
 
-    def __init__(self, conv: _Converter, base: Path) -> None:
-        self.conv = conv
-        self.source = conv.source
+    def __init__(self, doc: YamlDocument, source: str, base: Path) -> None:
+        self.conv = doc
+        self.source = source
         self.base = base
 
     def fail(self, path: Path_, message: str, *, at_key: bool = False) -> ConfigError:
-        line = (self.conv.key_lines.get(path) if at_key else None) or self._line(path)
+        line = (self.conv.key_lines.get(path) if at_key else None) or self.conv.line(path)
         where = f"{self.source}:{line}" if line else self.source
         name = _dotted(path) or "top level"
         return ConfigError(f"{where}: {name}: {message}")
-
-    def _line(self, path: Path_) -> int | None:
-        # A missing key reports at its parent mapping.
-        while path:
-            if path in self.conv.lines:
-                return self.conv.lines[path]
-            path = path[:-1]
-        return self.conv.lines.get(())
 
     def mapping(self, value: Any, path: Path_, allowed: tuple[str, ...],
                 required: tuple[str, ...] = (), what: str = "a mapping") -> dict[str, Any]:
@@ -897,7 +923,7 @@ def _order(ck: _Checker, raw: Any, ids: tuple[str, ...]) -> tuple[str, ...]:
     return order
 
 
-def _flat_lines(conv: _Converter) -> dict[str, int]:
+def _flat_lines(conv: YamlDocument) -> dict[str, int]:
     out = {_dotted(path): line for path, line in conv.lines.items() if path}
     for path, line in conv.key_lines.items():
         out.setdefault(_dotted(path), line)
@@ -911,8 +937,16 @@ def load(path: str | Path) -> FleetConfig:
     """Load and validate a fleet file; `ConfigError("file:line: field: ...")` if wrong."""
     source = str(path)
     abs_path = Path(path).expanduser().absolute()
-    data, conv = _read_yaml(abs_path, source)
-    ck = _Checker(conv, abs_path.parent)
+    docs = parse_yaml(read_text(abs_path, source), source)
+    if not docs:
+        raise ConfigError(f"{source}:1: the file is empty; expected a mapping with "
+                          "`app` and `clusters`")
+    if len(docs) > 1:
+        raise ConfigError(f"{source}:{docs[1].line(())}: a second YAML document; the fleet "
+                          "file is one document")
+    conv = docs[0]
+    data = conv.data
+    ck = _Checker(conv, source, abs_path.parent)
     if not isinstance(data, dict):
         raise ck.fail((), f"expected a mapping with `app` and `clusters`, got {_kind(data)}")
     ck.mapping(data, (), _TOP_KEYS, required=("app", "clusters"))

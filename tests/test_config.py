@@ -294,8 +294,9 @@ def test_yaml_anchors_and_merge_keys_work(tmp_path):
     ("just text\n", ":1: top level: expected a mapping with `app` and `clusters`, got 'just text'"),
     ("app: {name: web\nclusters: []\n", ":2: invalid YAML"),
     ("app:\n  name: [unclosed\n", ":3: invalid YAML"),
-    ("a: 1\n---\nb: 2\n", ":2: invalid YAML: expected a single document in the stream, but found another document"),
+    ("a: 1\n---\nb: 2\n", ":3: a second YAML document; the fleet file is one document"),
     ("app: *nope\n", ":1: invalid YAML: found undefined alias"),
+    ("null\n", ":1: the file is empty"),
     ("app:\n\tname: x\n", ":2: invalid YAML"),
     ("{[a]: 1}\n", ":1: top level: a key must be a plain name"),
 ])
