@@ -494,7 +494,10 @@ def _cluster_healthy(state: FleetState, ev: Event, row: ClusterView | None) -> N
 def _cluster_failed(state: FleetState, ev: Event, row: ClusterView | None) -> None:
     if row is None:
         return
-    row.phase = Phase.FAILED
+    # The engine follows `cluster_unreachable` with `cluster_failed`: the row keeps
+    # saying why (unreachable), which is what the operator must act on.
+    if row.phase is not Phase.UNREACHABLE:
+        row.phase = Phase.FAILED
     row.finished = ev.ts
     row.error = str(ev.data.get("error") or ev.message or "failed")
     row.message = _one_line(row.error)

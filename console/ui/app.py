@@ -1,0 +1,501 @@
+"""`ReleaseConsoleApp`: the console's application object.
+
+It owns the view model (`FleetState`), the engine and the bridges between them. Every
+engine call runs in a thread worker; engine events arrive through `EventBridge` (one
+message per burst), are applied to the view model at once, and reach the screen on a
+10 Hz repaint timer that redraws only the rows that changed. Gate questions arrive as
+`GateQuestion` messages and are answered from a modal screen.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.message import Message
+from textual.signal import Signal
+
+from console.errors import UserError
+from console.events import Event
+from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
+from console.ui.screens.fleet import FleetScreen
+from console.ui.state import ClusterInfo, FleetState
+from console.ui.themes import DEFAULT_THEME, load_themes, theme_dirs, variable_defaults
+
+if TYPE_CHECKING:
+    from console.config import FleetConfig
+    from console.engine import Engine, ReleaseControl, ReleaseRequest
+    from console.history import Ledger
+
+REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
+STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
+
+
+class Notice(Message):
+    """A warning from a worker or engine thread, shown as a notification."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ConsoleCommands(Provider):
+    """Command palette entries: the console's actions and every cluster."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app = self.app
+        assert isinstance(app, ReleaseConsoleApp)
+        commands = [
+            ("New release", app.open_release_form, "targets, strategy, tag, plan"),
+            ("History", app.action_history, "the ledger and the version matrix"),
+            ("Help", app.action_help, "every key and what it does"),
+            ("Pause or resume the release", app.toggle_pause, "no new cluster starts while paused"),
+            ("Refresh live versions", app.load_status, "read every cluster again"),
+        ]
+        for cid in app.state.ids:
+            commands.append((f"Cluster {cid}", lambda c=cid: app.open_detail(c),
+                             "pods, events, revisions, last error"))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield Hit(1.0, name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class ReleaseConsoleApp(App[int]):
+    """The release console for one fleet file."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "release-console"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("h", "history", "history"),
+        Binding("colon", "jump", "jump", key_display=":"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit_console", "quit"),
+    ]
+
+    def __init__(self, config: FleetConfig, *, theme: str | None = None,
+                 clock: Callable[[], float] = time.time, operator: str | None = None,
+                 status_interval: float = STATUS_INTERVAL,
+                 engine_factory: Callable[..., Engine] | None = None) -> None:
+        self.config = config
+        self._theme_load = load_themes(theme_dirs(Path(config.path).parent))
+        super().__init__()
+        for loaded in self._theme_load.themes:
+            self.register_theme(loaded)
+        self._requested_theme = theme or os.environ.get("RELEASE_CONSOLE_THEME") or DEFAULT_THEME
+        if self._requested_theme in self.available_themes:
+            self.theme = self._requested_theme
+        self.state = FleetState(
+            (ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters),
+            clock=clock)
+        self.operator = operator or os.environ.get("USER") or _user()
+        self.status_interval = status_interval
+        self.bridge = EventBridge(self.post_message)
+        self.gates = GateWaiter(self.post_message, self._gate_on_close)
+        self.events_signal: Signal[list[Event]] = Signal(self, "engine-events")
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._ledger: Ledger | None = None
+        self._ledger_error: str | None = None
+        self._engine_ready = threading.Event()
+        self._engine_error: BaseException | None = None
+        self.control: ReleaseControl | None = None
+        self.release_running = False
+        self._ticks = 0
+
+    # -- start --------------------------------------------------------------------
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """The console's status colours, for themes that leave them out."""
+        return variable_defaults()
+
+    def get_default_screen(self) -> FleetScreen:
+        return FleetScreen(self.state, self.config.app.name)
+
+    @property
+    def fleet(self) -> FleetScreen:
+        """The home screen (always at the bottom of the stack)."""
+        screen = self.screen_stack[0]
+        assert isinstance(screen, FleetScreen)
+        return screen
+
+    def on_mount(self) -> None:
+        problems = list(self._theme_load.errors)
+        if self._requested_theme not in self.available_themes:
+            problems.append(f"theme {self._requested_theme!r} not found; themes: "
+                            + ", ".join(sorted(self.available_themes)))
+        if problems:
+            self.notify("\n".join(problems), title="themes", severity="warning", timeout=10)
+        self.set_interval(REPAINT_INTERVAL, self._repaint)
+        self._start_engine()
+        if self.status_interval > 0:
+            self.set_interval(self.status_interval, self._periodic_status)
+
+    @work(thread=True, exit_on_error=False, group="engine")
+    def _start_engine(self) -> None:
+        """Open the ledger and build the engine off the UI thread (the kubernetes client
+        import alone would delay the first frame), then read the live versions."""
+        from console.history import EventLedger, Ledger
+
+        try:
+            self._ledger = Ledger.for_config(self.config)
+        except UserError as exc:
+            # Releases are refused without a ledger (they would go unrecorded); the
+            # fleet can still be watched.
+            self._ledger_error = str(exc)
+            self.call_from_thread(self.notify, f"history unavailable, releases disabled: {exc}",
+                                  severity="error", timeout=15)
+        listeners: list[Any] = [self.bridge]
+        if self._ledger is not None:
+            listeners.insert(0, EventLedger(self._ledger, on_warning=self._ledger_warning))
+        try:
+            factory = self._engine_factory
+            if factory is None:
+                from console.engine import Engine as factory
+            self._engine = factory(self.config, listeners=listeners)
+        except Exception as exc:  # shown to the person; every later call reports it too
+            self._engine_error = exc
+            self.call_from_thread(self.notify, f"engine unavailable: {exc}", severity="error")
+        finally:
+            self._engine_ready.set()
+        if self._engine is not None:
+            self._read_status(reconcile=True)
+
+    def _ledger_warning(self, message: str) -> None:
+        """A push failed (the record stays committed locally): tell, never block."""
+        self.post_message(Notice(message))
+
+    def engine(self) -> Engine:
+        """The engine (worker threads only: waits until it is built)."""
+        self._engine_ready.wait()
+        if self._engine is None:
+            raise UserError(f"engine unavailable: {self._engine_error}")
+        return self._engine
+
+    def ledger(self) -> Ledger:
+        """The Git ledger (worker threads only: waits until it is open)."""
+        self._engine_ready.wait()
+        if self._ledger is None:
+            raise UserError(f"history unavailable: {self._ledger_error}")
+        return self._ledger
+
+    @on(Notice)
+    def _notice(self, message: Notice) -> None:
+        self.notify(message.text, severity="warning", timeout=10)
+
+    # -- engine events --------------------------------------------------------------
+
+    @on(EventsReady)
+    def _events_ready(self) -> None:
+        events = self.bridge.drain()
+        for event in events:
+            self.state.apply(event)
+        if events:
+            self.events_signal.publish(events)
+
+    def _repaint(self) -> None:
+        """10 Hz: redraw what changed; once a second also the running clocks."""
+        dirty, release_dirty, lines = self.state.take_dirty()
+        fleet = self.fleet
+        fleet.flush(dirty, release_dirty, lines)
+        self._ticks += 1
+        if self._ticks % 10 == 0:
+            fleet.tick()
+
+    # -- live versions ----------------------------------------------------------------
+
+    def _periodic_status(self) -> None:
+        if not self.release_running:
+            self.load_status()
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="status")
+    def load_status(self) -> None:
+        """Read every cluster's live version (an unreachable one only marks its row)."""
+        self._read_status()
+
+    def _read_status(self, reconcile: bool = False) -> None:
+        """Live versions from the engine, then the ledger's view of them (drift); with
+        `reconcile`, first close releases a killed console left unfinished."""
+        try:
+            statuses = self.engine().status()
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.call_from_thread(self.state.apply_status, statuses)
+        if self._ledger is None:
+            return
+        live = {s.cluster: s.version for s in statuses}
+        try:
+            if reconcile:
+                for release in self._ledger.unfinished():
+                    self._ledger.reconcile(release.id, {c: v for c, v in live.items()
+                                                        if v is not None})
+                    self.post_message(Notice(f"{release.id} was left unfinished by a console "
+                                             "that stopped; recorded what really happened"))
+            recorded = {row.cluster: row.recorded for row in self._ledger.matrix(live)}
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.call_from_thread(self.state.apply_recorded, recorded)
+
+    # -- releases -----------------------------------------------------------------
+
+    def open_release_form(self) -> None:
+        """The new-release form, with the marked clusters as targets."""
+        from console.ui.screens.release_form import ReleaseFormScreen
+
+        if self.release_running:
+            self.notify("a release is running: wait for it, or abort it at its gate",
+                        severity="warning")
+            return
+        if isinstance(self.screen, ReleaseFormScreen):
+            return
+        self.push_screen(ReleaseFormScreen(self.config, self.state, self.state.marked()))
+
+    def start_release(self, request: ReleaseRequest) -> bool:
+        """Run a release in a worker; False if one is running already."""
+        if self.release_running:
+            return False
+        if self._ledger_error is not None:
+            self.notify(f"releases are disabled: history unavailable: {self._ledger_error}",
+                        severity="error")
+            return False
+        from console.engine import ReleaseControl
+
+        self.release_running = True
+        self.control = ReleaseControl()
+        self._run_release(request, self.control)
+        return True
+
+    @work(thread=True, exit_on_error=False, group="release")
+    def _run_release(self, request: ReleaseRequest, control: ReleaseControl) -> None:
+        try:
+            result = self.engine().run(request, self.gates, control)
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), title="release not started",
+                                  severity="error", timeout=10)
+            result = None
+        finally:
+            self.call_from_thread(self._release_done)
+        if result is not None:
+            severity = "information" if result.outcome == "ok" else "warning"
+            self.call_from_thread(self.notify, f"{result.release_id}: {result.outcome}",
+                                  title="release finished", severity=severity)
+        self._read_status()
+
+    def _release_done(self) -> None:
+        from console.ui.screens.release_form import ReleaseFormScreen
+
+        self.release_running = False
+        self.control = None
+        for screen in self.screen_stack:
+            if isinstance(screen, ReleaseFormScreen):
+                screen.release_ended()
+
+    def toggle_pause(self) -> None:
+        """`p`: pause the running release (no new cluster starts), or resume it."""
+        control = self.control
+        if control is None or not self.release_running:
+            self.notify("no release is running", severity="warning")
+            return
+        if control.paused:
+            control.resume(by=self.operator)
+            self.notify("release resumed")
+        else:
+            control.pause(by=self.operator)
+            self.notify("release paused: clusters rolling now finish, no new one starts")
+
+    @on(GateQuestion)
+    def _gate_question(self, message: GateQuestion) -> None:
+        from console.ui.screens.gate import GateScreen
+
+        self.push_screen(GateScreen(message.request, self.state, self.operator),
+                         callback=message.answer)
+
+    def _gate_on_close(self, request: Any) -> Any:
+        """The console is closing at a gate: stop there, touch nothing more."""
+        from console.engine import GateAnswer, GateDecision
+
+        return GateAnswer(GateDecision.REJECT, rollback=False, by=self.operator)
+
+    # -- rollback -----------------------------------------------------------------
+
+    def ask_rollback(self, cluster_id: str) -> None:
+        """`r`: confirm, then roll one cluster back to its previous revision."""
+        row = self.state.clusters[cluster_id]
+        if row.phase.active:
+            self.notify(f"{cluster_id} is {row.phase.word}: wait until it settles",
+                        severity="warning")
+            return
+        self._prepare_rollback(cluster_id)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="rollback-prepare")
+    def _prepare_rollback(self, cluster_id: str) -> None:
+        from console.ui.screens.rollback import RollbackScreen, rollback_choice
+
+        try:
+            detail = self.engine().detail(cluster_id)
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        row = self.state.clusters[cluster_id]
+        choice = rollback_choice(cluster_id, detail, row.live, row.info.production)
+        if choice is None:
+            self.call_from_thread(self.notify, f"{cluster_id}: no earlier revision to roll back to",
+                                  severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._do_rollback(cluster_id, choice.to_version)
+
+        self.call_from_thread(self.push_screen, RollbackScreen(choice), confirmed)
+
+    @work(thread=True, exit_on_error=False, group="rollback")
+    def _do_rollback(self, cluster_id: str, to_version: str | None) -> None:
+        try:
+            result = self.engine().rollback(cluster_id, to_version, by=self.operator)
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        ok = result.outcome == "rolled_back"
+        text = (f"{cluster_id}: rolled back to {result.rolled_back_to or result.to_version}"
+                if ok else f"{cluster_id}: rollback {result.outcome}: {result.error or ''}")
+        self.call_from_thread(self.notify, text, severity="information" if ok else "error")
+        self._read_status()
+
+    def ask_rollback_release(self, release_id: str, version: str, targets: list[str]) -> None:
+        """From the history: roll back every cluster a release reached (after confirming)."""
+        from console.ui.screens.confirm import ConfirmScreen
+
+        if self.release_running:
+            self.notify("a release is running: roll back when it has finished",
+                        severity="warning")
+            return
+        shown = ", ".join(targets[:8]) + (" …" if len(targets) > 8 else "")
+        self.push_screen(ConfirmScreen(
+            f"Roll back release {release_id}?",
+            f"Every cluster still running {version} from this release goes back to the "
+            f"version it ran before. Targets: {shown}",
+            yes="roll back the release", no="cancel"),
+            lambda yes: self._do_rollback_release(release_id) if yes else None)
+
+    @work(thread=True, exit_on_error=False, group="rollback")
+    def _do_rollback_release(self, release_id: str) -> None:
+        try:
+            results = self.engine().rollback_release(release_id, by=self.operator)
+        except UserError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        done = sum(r.outcome == "rolled_back" for r in results)
+        bad = [r for r in results if r.outcome == "failed"]
+        text = f"{release_id}: {done} of {len(results)} clusters rolled back"
+        if bad:
+            text += "; failed: " + ", ".join(r.cluster for r in bad)
+        self.call_from_thread(self.notify, text, severity="error" if bad else "information")
+        self._read_status()
+
+    # -- navigation ---------------------------------------------------------------
+
+    def open_detail(self, cluster_id: str) -> None:
+        """The cluster detail screen."""
+        from console.ui.screens.detail import DetailScreen
+
+        if cluster_id in self.state.clusters:
+            self.push_screen(DetailScreen(cluster_id, self.state))
+
+    def action_history(self) -> None:
+        """The ledger and the version matrix."""
+        from console.ui.screens.history import HistoryScreen
+
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen(self.config, self.state))
+
+    def action_help(self) -> None:
+        """Every key and what it does."""
+        from console.ui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_jump(self) -> None:
+        """`:` - go to a screen or a cluster by name."""
+        from console.ui.screens.jump import JumpScreen
+
+        self.push_screen(JumpScreen(self.state.ids), self._jump_to)
+
+    def _jump_to(self, target: str | None) -> None:
+        if not target:
+            return
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        if target in ("fleet", "home"):
+            return
+        if target == "history":
+            self.action_history()
+        elif target == "help":
+            self.action_help()
+        elif target in ("new", "release"):
+            self.open_release_form()
+        elif target in self.state.clusters:
+            self.fleet.grid.go_to(target)
+            self.open_detail(target)
+        else:
+            self.notify(f"no screen or cluster named {target!r}", severity="warning")
+
+    def action_quit_console(self) -> None:
+        """`q`: quit; while a release runs, ask first (quitting stops it)."""
+        from console.ui.screens.confirm import ConfirmScreen
+
+        if not self.release_running:
+            self.exit(0)
+            return
+        release = self.state.release
+        name = release.release_id if release else "a release"
+        self.push_screen(ConfirmScreen(
+            f"Quit while {name} is running?",
+            "No new cluster will start; clusters rolling now finish or are recorded as "
+            "interrupted. Nothing is rolled back.",
+            yes="quit and stop the release", no="stay"), self._quit_confirmed)
+
+    def _quit_confirmed(self, yes: bool | None) -> None:
+        if yes:
+            self.shutdown_release()
+            self.exit(0)
+
+    def shutdown_release(self) -> None:
+        """Stop the running release (no rollback) and answer any pending gate."""
+        self.gates.close()
+        if self.control is not None:
+            self.control.abort(rollback=False)
+
+    def on_unmount(self) -> None:
+        self.shutdown_release()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+

@@ -1,0 +1,92 @@
+"""From engine threads to the UI thread: events and gate questions as Textual messages.
+
+The engine calls its listeners from its own threads, as fast as clusters report. The
+bridge queues each event and posts at most one `EventsReady` message until the app has
+drained the queue, so a burst of a thousand progress events costs the UI one message,
+not a thousand. Gate questions block the engine's thread until the person answers.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from console.events import Event
+
+
+class EventsReady(Message):
+    """Engine events are waiting in the bridge's queue."""
+
+    def can_replace(self, message: Message) -> bool:
+        """Two pending notices mean the same thing: drain the queue."""
+        return isinstance(message, EventsReady)
+
+
+@dataclass
+class GateQuestion(Message):
+    """The engine waits at a gate; `answer` must be called exactly once."""
+
+    request: Any
+    answer: Callable[[Any], None]
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+
+class EventBridge:
+    """The engine listener: queue events, wake the app once per burst."""
+
+    def __init__(self, post: Callable[[Message], bool]):
+        self._post = post
+        self._queue: deque[Event] = deque()
+        self._lock = threading.Lock()
+        self._posted = False
+
+    def __call__(self, event: Event) -> None:
+        """Called by the engine (any thread)."""
+        with self._lock:
+            self._queue.append(event)
+            if self._posted:
+                return
+            self._posted = True
+        self._post(EventsReady())
+
+    def drain(self) -> list[Event]:
+        """Every queued event, oldest first (UI thread)."""
+        with self._lock:
+            self._posted = False
+            events = list(self._queue)
+            self._queue.clear()
+        return events
+
+
+class GateWaiter:
+    """An `Approver` for the engine: asks the UI, blocks until answered or closed."""
+
+    def __init__(self, post: Callable[[Message], bool], on_close: Callable[[Any], Any]):
+        self._post = post
+        self._on_close = on_close
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """The app is going away: pending and future gates get `on_close(request)`."""
+        self._closed.set()
+
+    def __call__(self, request: Any) -> Any:
+        """Called by the engine at a gate (its thread); returns the person's answer."""
+        answers: queue.Queue[Any] = queue.Queue(maxsize=1)
+        if self._closed.is_set():
+            return self._on_close(request)
+        self._post(GateQuestion(request, answers.put))
+        while True:
+            try:
+                return answers.get(timeout=0.25)
+            except queue.Empty:
+                if self._closed.is_set():
+                    return self._on_close(request)

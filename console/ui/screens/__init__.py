@@ -1,0 +1,1 @@
+"""The console's screens: fleet (home), release form, gate, rollback, detail, history, help."""

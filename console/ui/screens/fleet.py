@@ -1,0 +1,133 @@
+"""The home screen: the release header, the fleet grid, the event log and the keys."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label
+
+from console.ui.state import FleetState
+from console.ui.widgets.event_log import EventLog
+from console.ui.widgets.fleet_grid import FleetGrid
+from console.ui.widgets.release_header import ReleaseHeader
+
+if TYPE_CHECKING:
+    from console.ui.app import ReleaseConsoleApp
+
+
+class FleetScreen(Screen):
+    """Every cluster at a glance; the place every action starts from."""
+
+    app: ReleaseConsoleApp
+
+    BINDINGS = [
+        Binding("n", "new_release", "new release"),
+        Binding("r", "rollback", "rollback"),
+        Binding("p", "pause", "pause/resume"),
+        Binding("slash", "filter", "filter", key_display="/"),
+        Binding("escape", "clear", "clear filter/marks", show=False),
+        Binding("ctrl+r", "refresh", "refresh live versions", show=False),
+    ]
+
+    def __init__(self, state: FleetState, app_name: str) -> None:
+        super().__init__(id="fleet")
+        self.state = state
+        self.app_name = app_name
+
+    def compose(self) -> ComposeResult:
+        yield ReleaseHeader(self.state, self.app_name, id="release-header")
+        with Horizontal(id="filter-bar"):
+            yield Label("filter", id="filter-label")
+            yield Input(placeholder="id, group or glob (prod-*, !prod-us) · esc clears",
+                        id="filter")
+            yield Label("", id="filter-count")
+        yield FleetGrid(self.state, id="grid")
+        yield EventLog(cluster_width=self._id_width(), id="event-log")
+        yield Footer(compact=True)
+
+    def _id_width(self) -> int:
+        return min(max((len(c) for c in self.state.clusters), default=8), 24)
+
+    @property
+    def grid(self) -> FleetGrid:
+        """The fleet grid."""
+        return self.query_one(FleetGrid)
+
+    def on_mount(self) -> None:
+        self.grid.focus()
+
+    # -- called by the app's refresh timer --------------------------------------------
+
+    def flush(self, dirty: set[str], release_dirty: bool, lines: list) -> None:
+        """Repaint what the view model says changed."""
+        if dirty:
+            self.grid.repaint(dirty)
+        if release_dirty:
+            self.query_one(ReleaseHeader).update_release()
+        if lines:
+            self.query_one(EventLog).add(lines)
+
+    def tick(self) -> None:
+        """Once a second: running clocks."""
+        self.grid.tick()
+        self.query_one(ReleaseHeader).update_release()
+
+    # -- filter -------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        """Show the filter box and type into it."""
+        self.query_one("#filter-bar").add_class("shown")
+        self.query_one("#filter", Input).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.grid.set_filter(event.value.strip())
+        shown, total = len(self.grid.shown), len(self.state.clusters)
+        self.query_one("#filter-count", Label).update(f"{shown} of {total}")
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.grid.focus()
+        if not self.grid.query_text:
+            self.query_one("#filter-bar").remove_class("shown")
+
+    def action_clear(self) -> None:
+        """`esc`: clear the filter first, then the marks."""
+        filter_input = self.query_one("#filter", Input)
+        if filter_input.value or self.query_one("#filter-bar").has_class("shown"):
+            filter_input.value = ""
+            self.grid.set_filter("")
+            self.query_one("#filter-bar").remove_class("shown")
+            self.grid.focus()
+        elif self.state.marked():
+            self.state.clear_marks()
+            self.grid.repaint(self.state.ids)
+
+    # -- actions ------------------------------------------------------------------
+
+    def action_new_release(self) -> None:
+        """Open the release form (targets: the marked clusters)."""
+        self.app.open_release_form()
+
+    def action_rollback(self) -> None:
+        """Roll back the cluster under the cursor (after a confirmation)."""
+        cid = self.grid.cursor_cluster
+        if cid is not None:
+            self.app.ask_rollback(cid)
+
+    def action_pause(self) -> None:
+        """Pause or resume the running release."""
+        self.app.toggle_pause()
+
+    def action_refresh(self) -> None:
+        """Read every cluster's live version again."""
+        self.app.load_status()
+
+    @on(DataTable.RowSelected, "#grid")
+    def _open_detail(self, event: DataTable.RowSelected) -> None:
+        self.app.open_detail(str(event.row_key.value))

@@ -1,0 +1,1 @@
+"""The console's widgets: the fleet grid, the release header and the event log."""

@@ -1,0 +1,35 @@
+"""The event log under the grid: what happened, newest at the bottom."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from console.ui.state import LogLine
+from console.ui.widgets.palette import Palette
+
+
+def format_line(line: LogLine, palette: Palette, cluster_width: int = 14) -> Text:
+    """`14:02:09 prod-eu        ReplicaSet scaled to 4`."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(line.ts))
+    text = Text(f"{stamp} ", style="dim")
+    text.append(f"{line.cluster:<{cluster_width}} ", "bold" if line.cluster else "")
+    text.append(line.text, palette.bad if line.bad else "")
+    return text
+
+
+class EventLog(RichLog):
+    """A bounded log of engine events (progress ticks stay out: they live in the grid)."""
+
+    def __init__(self, cluster_width: int = 14, **kwargs) -> None:
+        super().__init__(max_lines=500, wrap=False, markup=False, auto_scroll=True, **kwargs)
+        self.cluster_width = cluster_width
+
+    def add(self, lines: Iterable[LogLine]) -> None:
+        """Append lines in order."""
+        palette = Palette.of(self.app)
+        for line in lines:
+            self.write(format_line(line, palette, self.cluster_width))
