@@ -1,0 +1,47 @@
+"""`release-console demo`: the console on the embedded local fleet.
+
+Starts a `SimFleet` for the clusters of the fleet file (with their `sim:` settings),
+writes a kubeconfig per simulated cluster and a rewritten fleet file pointing at them
+into a private temporary directory, runs the console on that, and stops the fleet when
+the console exits. Nothing outside the temporary directory is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from console.cli import config_path
+from console.cli.ui_cmd import add_theme_argument, run_console
+from console.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `demo`."""
+    parser = subparsers.add_parser(
+        "demo", parents=[common], help="the console on the embedded local fleet simulator",
+        description="Serve every cluster of the fleet file from the local simulator and "
+                    "open the console on it.")
+    add_theme_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the fleet, run the console on it, stop the fleet."""
+    from console.config import load
+    from console.sim import SimFleet
+
+    source = Path(config_path(args))
+    if not source.is_file():
+        raise UserError(f"{source}: no such fleet file (use --config FILE)")
+    with tempfile.TemporaryDirectory(prefix="release-console-demo-") as tmp:
+        os.chmod(tmp, 0o700)  # the kubeconfigs inside carry the simulator's tokens
+        fleet = SimFleet.from_config(source)
+        fleet.start()
+        try:
+            rewritten = fleet.write_kubeconfigs(Path(tmp), config_path=source)
+            return run_console(load(rewritten), getattr(args, "theme", None))
+        finally:
+            fleet.stop()

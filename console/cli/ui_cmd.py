@@ -1,0 +1,64 @@
+"""`release-console [ui] [--config F] [--theme T]`: the Textual console (the default).
+
+Textual is imported inside the functions, so other commands never load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from console.cli import config_path
+from console.errors import UserError
+
+THEME_ENV = "RELEASE_CONSOLE_THEME"
+
+
+def add_theme_argument(parser: argparse.ArgumentParser) -> None:
+    """`--theme NAME` (SUPPRESS keeps the top-level `--theme` when given before the command)."""
+    parser.add_argument("--theme", default=argparse.SUPPRESS,
+                        help=f"colour theme (default: ${THEME_ENV} or release-dark; "
+                             "themes/*.yaml and ~/.config/release-console/themes)")
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `ui`: the console for the fleet file (also what no command at all runs)."""
+    parser = subparsers.add_parser(
+        "ui", parents=[common], help="the release console (default without a command)",
+        description="The terminal console: live fleet grid, releases, gates, rollback.")
+    add_theme_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the fleet file and run the console on it."""
+    from console.config import load
+
+    config = load(config_path(args))
+    return run_console(config, getattr(args, "theme", None))
+
+
+def run_console(config: object, theme: str | None) -> int:
+    """Run `ReleaseConsoleApp` in this terminal until the person quits; returns 0."""
+    from console.ui.app import ReleaseConsoleApp
+    from console.ui.themes import load_themes, theme_dirs
+
+    chosen = theme or os.environ.get(THEME_ENV)
+    if chosen:
+        from pathlib import Path
+
+        from textual.theme import BUILTIN_THEMES
+
+        names = {t.name for t in load_themes(theme_dirs(Path(config.path).parent)).themes}
+        names |= set(BUILTIN_THEMES)
+        if chosen not in names:
+            source = "--theme" if theme else f"${THEME_ENV}"
+            raise UserError(f"{source}: no theme named {chosen!r}; themes: "
+                            + ", ".join(sorted(names)))
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError("the console needs a terminal; in CI use `release-console deploy` "
+                        "(see `release-console deploy --help`)")
+    app = ReleaseConsoleApp(config, theme=chosen)
+    app.run()
+    return int(app.return_code or 0)
