@@ -80,7 +80,8 @@ class NotifyConfig:
     """When to notify (`failure`, `success`, `gate`) and through which channels."""
 
     on: tuple[str, ...] = ("failure",)
-    slack_webhook: str | None = None
+    slack_webhook: str | None = None  # the URL is a secret: never log it
+    slack_webhook_env: str | None = None  # or: the variable that holds the URL
     email: EmailConfig | None = None
     timeout: float = 10.0
 
@@ -528,6 +529,12 @@ class _Checker:
             raise self.fail(path, f"expected {what}, got {_kind(value)}")
         return value
 
+    def text(self, value: Any, path: Path_, what: str = "a string") -> str:
+        """A required non-empty string."""
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected {what}, got {_kind(value)}")
+        return value
+
     def boolean(self, value: Any, path: Path_, default: bool) -> bool:
         if value is None:
             return default
@@ -583,6 +590,11 @@ class _Checker:
         return resolve_path(text, self.base)
 
 
+def _or_empty(value: Any) -> Any:
+    """An absent (null) section reads as an empty mapping; anything else is checked."""
+    return {} if value is None else value
+
+
 def resolve_path(text: str, base: Path) -> Path:
     """`~` expanded; a relative path taken from `base` (the fleet file's directory)."""
     p = Path(text).expanduser()
@@ -601,8 +613,7 @@ def _app(ck: _Checker, raw: Any) -> App:
     p: Path_ = ("app",)
     raw = ck.mapping(raw, p, _APP_KEYS, required=("name", "image"))
     name = ck.dns_label(raw["name"], (*p, "name"))
-    image = ck.string(raw["image"], (*p, "image"))
-    assert image is not None
+    image = ck.text(raw["image"], (*p, "image"))
     if "@" in image or ":" in image.rsplit("/", 1)[-1]:
         raise ck.fail((*p, "image"), f"{show(image)}: give the repository without a tag "
                       "or digest; the tag is chosen per release")
@@ -611,21 +622,20 @@ def _app(ck: _Checker, raw: Any) -> App:
                       "(registry host and lower-case path, e.g. registry.example.com/apps/web)")
     manifests = ck.file_path(raw.get("manifests"), (*p, "manifests")) or resolve_path(
         f"deploy/{name}", ck.base)
-    rule = ck.string(raw.get("namespace"), (*p, "namespace"), default="{cluster}")
-    assert rule is not None
+    rule = ck.text(raw.get("namespace", "{cluster}"), (*p, "namespace"))
     _check_namespace_rule(ck, rule, (*p, "namespace"))
     timeout = ck.duration(raw.get("rollout_timeout"), (*p, "rollout_timeout"),
                           DEFAULT_ROLLOUT_TIMEOUT)
 
     hp: Path_ = (*p, "history")
-    hraw = ck.mapping(raw.get("history") or {}, hp, ("path", "remote"))
+    hraw = ck.mapping(_or_empty(raw.get("history")), hp, ("path", "remote"))
     history = HistoryConfig(
         path=ck.file_path(hraw.get("path"), (*hp, "path"))
         or resolve_path(DEFAULT_HISTORY_PATH, ck.base),
         remote=ck.string(hraw.get("remote"), (*hp, "remote")))
 
     build_p: Path_ = (*p, "build")
-    braw = ck.mapping(raw.get("build") or {}, build_p, ("command",))
+    braw = ck.mapping(_or_empty(raw.get("build")), build_p, ("command",))
     return App(name=name, image=image, manifests=manifests, namespace_rule=rule,
                rollout_timeout=timeout, history=history,
                notify=_notify(ck, raw.get("notify"), (*p, "notify")),
@@ -642,7 +652,8 @@ def _check_namespace_rule(ck: _Checker, rule: str, path: Path_) -> None:
 
 
 def _notify(ck: _Checker, raw: Any, p: Path_) -> NotifyConfig:
-    raw = ck.mapping(raw or {}, p, ("on", "slack_webhook", "email", "timeout"))
+    raw = ck.mapping(_or_empty(raw), p, ("on", "slack_webhook", "slack_webhook_env", "email",
+                                         "timeout"))
     on = ck.names(raw.get("on", ["failure"]), (*p, "on"),
                   what="a list of events (failure, success, gate)")
     for i, event in enumerate(on):
@@ -653,6 +664,9 @@ def _notify(ck: _Checker, raw: Any, p: Path_) -> NotifyConfig:
     webhook = ck.string(raw.get("slack_webhook"), (*p, "slack_webhook"))
     if webhook is not None and not webhook.startswith(("https://", "http://")):
         raise ck.fail((*p, "slack_webhook"), "expected an http(s) URL")
+    webhook_env = ck.env_name(raw.get("slack_webhook_env"), (*p, "slack_webhook_env"))
+    if webhook is not None and webhook_env is not None:
+        raise ck.fail(p, "give slack_webhook or slack_webhook_env, not both")
     email = None
     if raw.get("email") is not None:
         ep: Path_ = (*p, "email")
@@ -665,19 +679,19 @@ def _notify(ck: _Checker, raw: Any, p: Path_) -> NotifyConfig:
         if not to:
             raise ck.fail((*ep, "to"), "expected at least one address")
         email = EmailConfig(
-            to=tuple(to), sender=ck.string(eraw["from"], (*ep, "from")) or "",
-            host=ck.string(eraw["host"], (*ep, "host")) or "",
+            to=tuple(to), sender=ck.text(eraw["from"], (*ep, "from")),
+            host=ck.text(eraw["host"], (*ep, "host")),
             port=ck.integer(eraw.get("port"), (*ep, "port"), 587, 1, 65535) or 587,
             starttls=ck.boolean(eraw.get("starttls"), (*ep, "starttls"), True),
             username_env=ck.env_name(eraw.get("username_env"), (*ep, "username_env")),
             password_env=ck.env_name(eraw.get("password_env"), (*ep, "password_env")),
             timeout=ck.duration(eraw.get("timeout"), (*ep, "timeout"), 10.0))
-    return NotifyConfig(on=on, slack_webhook=webhook, email=email,
+    return NotifyConfig(on=on, slack_webhook=webhook, slack_webhook_env=webhook_env, email=email,
                         timeout=ck.duration(raw.get("timeout"), (*p, "timeout"), 10.0))
 
 
 def _registry(ck: _Checker, raw: Any, p: Path_) -> RegistryConfig:
-    raw = ck.mapping(raw or {}, p, ("ca_file", "insecure", "username_env", "password_env",
+    raw = ck.mapping(_or_empty(raw), p, ("ca_file", "insecure", "username_env", "password_env",
                                     "auth_file", "timeout"))
     return RegistryConfig(
         ca_file=ck.file_path(raw.get("ca_file"), (*p, "ca_file")),
@@ -694,7 +708,7 @@ _VAULT_KEYS = ("addr", "namespace", "cacert", "path_pattern", "auth", "token_env
 
 def _vault(ck: _Checker, raw: Any) -> VaultConfig:
     p: Path_ = ("vault",)
-    raw = ck.mapping(raw or {}, p, _VAULT_KEYS)
+    raw = ck.mapping(_or_empty(raw), p, _VAULT_KEYS)
     addr = ck.string(raw.get("addr"), (*p, "addr"))
     if addr is not None and not addr.startswith(("https://", "http://")):
         raise ck.fail((*p, "addr"), f"expected an http(s) URL, got {show(addr)}")
@@ -724,7 +738,7 @@ def _vault(ck: _Checker, raw: Any) -> VaultConfig:
 
 def _defaults(ck: _Checker, raw: Any) -> dict[str, Any]:
     p: Path_ = ("defaults",)
-    raw = ck.mapping(raw or {}, p, ("values",))
+    raw = ck.mapping(_or_empty(raw), p, ("values",))
     values = ck.free_mapping(raw.get("values"), (*p, "values"))
     _check_value_names(ck, values, (*p, "values"))
     return values
@@ -779,8 +793,7 @@ def _clusters(ck: _Checker, raw: Any, app: App, defaults: dict[str, Any],
             ck.dns_label(group, (*cp, "groups", j))
             if group == REST:
                 raise ck.fail((*cp, "groups", j), "'rest' is reserved for strategy waves")
-        rule = ck.string(item.get("namespace"), (*cp, "namespace"), app.namespace_rule)
-        assert rule is not None
+        rule = ck.text(item.get("namespace", app.namespace_rule), (*cp, "namespace"))
         _check_namespace_rule(ck, rule, (*cp, "namespace"))
         namespace = rule.replace("{cluster}", cid)
         ns_path = (*cp, "namespace") if "namespace" in item else ("app", "namespace")
@@ -804,7 +817,7 @@ def _clusters(ck: _Checker, raw: Any, app: App, defaults: dict[str, Any],
 
 def _credentials(ck: _Checker, raw: Any, p: Path_, cid: str,
                  vault: VaultConfig | None) -> Credentials:
-    raw = ck.mapping(raw or {}, p, _CRED_KEYS)
+    raw = ck.mapping(_or_empty(raw), p, _CRED_KEYS)
     sources = [k for k in ("kubeconfig", "env", "vault")
                if raw.get(k) is not None and raw.get(k) is not False]
     if len(sources) > 1:
@@ -814,8 +827,7 @@ def _credentials(ck: _Checker, raw: Any, p: Path_, cid: str,
     if v is True:
         vault_path = (vault or VaultConfig()).path_for(cid)
     elif v is not None and v is not False:
-        vault_path = ck.string(v, (*p, "vault"), what="a KV v2 path or true")
-        assert vault_path is not None
+        vault_path = ck.text(v, (*p, "vault"), what="a KV v2 path or true")
         if "/" not in vault_path.strip("/"):
             raise ck.fail((*p, "vault"), f"{show(vault_path)}: expected a KV v2 path "
                           "with its mount, e.g. secret/kubeconfigs/prod-eu")

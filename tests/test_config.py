@@ -147,6 +147,7 @@ def test_full_schema(tmp_path, monkeypatch):
     assert app.registry.auth_file == tmp_path / "home/.docker/config.json"
     assert app.registry.insecure is True
     assert app.build_command == "make image"
+    assert app.notify.slack_webhook == "https://hooks.example.com/x"
     assert config.vault is not None and config.vault.auth == "approle"
     assert config.vault.role_id_env == "MY_ROLE" and config.vault.secret_id_env == "VAULT_SECRET_ID"
     a, b, c, d = config.clusters
@@ -244,6 +245,19 @@ def test_yaml_anchors_and_merge_keys_work(tmp_path):
      ":3: app.registry.insecure: expected true or false, got 'yes please'"),
     (MINIMAL.replace("  name: web", "  name: web\n  registry: {password_env: 'my pass'}"),
      ":3: app.registry.password_env: 'my pass' is not an environment variable name"),
+    (MINIMAL.replace("  name: web", "  name: web\n  notify: {slack_webhook: 'ftp://secret-token'}"),
+     ":3: app.notify.slack_webhook: expected an http(s) URL"),
+    (MINIMAL.replace("  name: web", "  name: web\n  notify: {slack_webhook: 'https://h/x', slack_webhook_env: HOOK}"),
+     ":3: app.notify: give slack_webhook or slack_webhook_env, not both"),
+    (MINIMAL.replace("  name: web", "  name: web\n  history: []"),
+     ":3: app.history: expected a mapping, got an empty list"),
+    (MINIMAL.replace("  name: web", "  name: web\n  build: make"),
+     ":3: app.build: expected a mapping, got 'make'"),
+    (MINIMAL.replace("  name: web", "  name: web\n  namespace: ''"),
+     ":3: app.namespace: expected a string, got ''"),
+    (MINIMAL + "defaults: {values: [1]}\n", ":9: defaults.values: expected a mapping, got a list"),
+    (MINIMAL + "sim: 3\n", ":9: sim: expected a mapping, got 3"),
+    (MINIMAL.replace("groups: [staging]", "sim: [x]"), ":8: clusters[1].sim: expected a mapping, got a list"),
     # credentials
     (MINIMAL.replace("groups: [staging]", "credentials: {kubeconfig: a.yaml, env: KC}"),
      ":8: clusters[1].credentials: give one credentials source, not kubeconfig and env"),
@@ -409,3 +423,17 @@ def test_deep_merge_does_not_alias_inputs():
     assert merged == {"a": {"b": 2, "c": [1]}, "d": 1, "e": {"f": 1}}
     merged["a"]["c"].append(2)
     assert base["a"]["c"] == [1]
+
+
+def test_webhook_url_is_never_echoed(tmp_path):
+    message = error_of(tmp_path, MINIMAL.replace(
+        "  name: web", "  name: web\n  notify: {slack_webhook: 'hooks.slack.com/services/T0/B0/s3cr3t'}"))
+    assert "s3cr3t" not in message and "app.notify.slack_webhook" in message
+
+
+def test_webhook_from_environment_variable(tmp_path):
+    config = load(write(tmp_path, MINIMAL.replace(
+        "  name: web", "  name: web\n  notify: {slack_webhook_env: SLACK_HOOK, on: [failure, success]}")))
+    assert config.app.notify.slack_webhook_env == "SLACK_HOOK"
+    assert config.app.notify.slack_webhook is None
+    assert config.app.notify.on == ("failure", "success")
