@@ -1234,9 +1234,12 @@ def _pick_subject(subjects: list[str]) -> str:
 
 
 def _push_failure(remote: str, text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()
-             and not line.strip().startswith(("stderr:", "cmdline:"))]
-    detail = "; ".join(lines[-3:]) or text.strip()
+    """A one-line reason from git's output: the remote's own words and the rejection."""
+    lines = [line.strip().strip("'").strip() for line in text.splitlines()]
+    lines = [re.sub(r"^stderr:\s*'?", "", line) for line in lines if line]
+    telling = [line for line in lines if line.startswith(("remote:", "!", "fatal:"))
+               or "rejected" in line]
+    detail = "; ".join(dict.fromkeys(telling or lines[-2:]))
     return f"push to {scrub(remote, 200)} failed: {scrub(detail, 400)}"
 
 

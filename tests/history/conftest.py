@@ -1,0 +1,186 @@
+"""Real Git for the ledger tests: work repositories, bare remotes, and a git helper.
+
+Also the local receivers the notifier talks to: an HTTP server standing in for a Slack
+webhook and an `aiosmtpd` SMTP server, both on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from console.history import Ledger, Operator
+
+APP = "user-service"
+ALICE = Operator("alice", "alice@example.com")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in `cwd` and return its stdout (fails the test on a non-zero exit)."""
+    out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, f"git {' '.join(args)}: {out.stderr}"
+    return out.stdout
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def bare_remote(tmp_path: Path) -> Path:
+    """An empty bare repository (the shared history remote), HEAD on `main`."""
+    path = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True, timeout=30)
+    git(path, "symbolic-ref", "HEAD", "refs/heads/main")
+    return path
+
+
+def reject_pushes(remote: Path, reject: bool = True) -> None:
+    """Install (or remove) a pre-receive hook on `remote` that refuses every push."""
+    hook = remote / "hooks" / "pre-receive"
+    if reject:
+        hook.write_text("#!/bin/sh\necho 'history is frozen for maintenance' >&2\nexit 1\n")
+        hook.chmod(0o755)
+    else:
+        hook.unlink()
+
+
+@pytest.fixture
+def make_ledger(tmp_path: Path) -> Iterator[Callable[..., Ledger]]:
+    """A factory of ledgers under tmp_path, closed at the end of the test."""
+    made: list[Ledger] = []
+
+    def make(name: str = "work", remote: Path | None = None, **kwargs) -> Ledger:
+        kwargs.setdefault("operator", ALICE)
+        ledger = Ledger(tmp_path / name, APP, remote=str(remote) if remote else None,
+                        git_timeout=20, **kwargs)
+        made.append(ledger)
+        return ledger
+
+    yield make
+    for ledger in made:
+        ledger.close()
+
+
+def remote_records(remote: Path, app: str = APP) -> list[dict]:
+    """The JSON records on the remote's main branch."""
+    text = git(remote, "show", f"main:history/{app}.jsonl")
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+# --- the webhook receiver ------------------------------------------------------------
+
+@dataclass
+class Receiver:
+    """A local HTTP server that records POSTed JSON bodies and answers `status`."""
+
+    url: str
+    bodies: list[dict] = field(default_factory=list)
+    status: int = 200
+    delay: float = 0.0
+    received: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Receiver]:
+    """A running receiver on 127.0.0.1 (http.server in a thread)."""
+    receiver = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            if receiver.delay:
+                threading.Event().wait(receiver.delay)
+            receiver.bodies.append(json.loads(body))
+            self.send_response(receiver.status)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok" if receiver.status < 300 else b"no_service")
+            receiver.received.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    server.shutdown()
+    server.server_close()
+
+
+# --- the SMTP server -----------------------------------------------------------------
+
+@dataclass
+class Mailbox:
+    """What the SMTP server received: (envelope sender, recipients, message text)."""
+
+    port: int
+    messages: list[tuple[str, list[str], str]] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[Mailbox]:
+    """An aiosmtpd server on a free 127.0.0.1 port; `indirect` params set TLS/auth."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    options = getattr(request, "param", {}) or {}
+    box = Mailbox(port=free_port())
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+            box.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                 envelope.content.decode("utf-8", "replace")))
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == b"mailer"
+              and auth_data.password == b"s3cret-pass")
+        if ok:
+            box.logins.append(auth_data.login.decode())
+        return AuthResult(success=ok)
+
+    kwargs: dict = {}
+    if options.get("tls_context") is not None:
+        kwargs["tls_context"] = options["tls_context"]
+        kwargs["require_starttls"] = True
+    if options.get("auth"):
+        kwargs["authenticator"] = authenticator
+        kwargs["auth_require_tls"] = options.get("tls_context") is not None
+    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port, **kwargs)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+@pytest.fixture
+def no_git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A HOME without git config, and $USER set: the operator must come from $USER."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("USER", "carol")
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                 "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
