@@ -86,8 +86,16 @@ def image_exists(image_ref: str, tag: str, settings: Any = None, *,
     password_env, auth_file, timeout) or None; `credentials` an explicit
     (username, password) that wins over every other source.
     """
+    from console.errors import ValidationError
+    from console.names import validate_tag
+
     ref = Reference.parse(image_ref)
     shown = ref.display(tag)
+    try:
+        validate_tag(tag)
+    except ValidationError as exc:
+        # The tag goes into the URL path: never send one the registry grammar forbids.
+        return ImageCheck(False, str(exc))
     timeout = float(getattr(settings, "timeout", None) or DEFAULT_TIMEOUT)
     auth = credentials or find_credentials(ref.host, settings)
     insecure = bool(getattr(settings, "insecure", False)) or _is_loopback(ref.host)

@@ -1,0 +1,361 @@
+"""Pre-flight checks on credentials, RBAC, the image and the rendered manifests.
+
+Plain functions, usable alone, and registered with `console.preflight` on import (as a
+release check "image" and cluster checks "access", "values", "dry-run", "capacity"):
+
+- `check_access(api_client, namespace, cluster)`: one SelfSubjectAccessReview per verb
+  the console needs (`console.rbac`); a denial names the cluster, verb and resource.
+- `check_image(config, tag)`: the image tag exists in its registry (`console.registry`).
+- `check_render(api_client, config, cluster, tag)`: the manifests render for the cluster,
+  its values hold together (`check_values`), the API server accepts them in a server-side dry run
+  (`dryRun=All`, where the namespace exists), and each pod's requests fit the largest
+  node's allocatable.
+
+Every call to a cluster has a timeout; errors are reported without secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from console.preflight import (CheckResult, ClusterCheck, ClusterContext, ReleaseCheck,
+                               register)
+
+CHECK_TIMEOUT = 5.0   # s for each API call a check makes
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+__all__ = ["CheckResult", "check_access", "check_image", "check_render", "check_values",
+           "check_dry_run", "check_capacity"]
+
+
+def _api_error(cluster: str, exc: BaseException) -> str:
+    from console.kube.client import describe
+
+    return describe(cluster, exc).reason
+
+
+def check_access(api_client: Any, namespace: str, cluster: str | None = None,
+                 rule_list: Sequence[Any] | None = None) -> list[CheckResult]:
+    """Ask the cluster, per needed verb, whether these credentials may do it.
+
+    One passing result when every permission is granted; else one failing result per
+    denial ("cluster 'x': denied: patch deployments.apps in namespace 'y'").
+    """
+    from kubernetes import client as k8s
+
+    from console.rbac import BASE_RULES, permissions
+
+    api = k8s.AuthorizationV1Api(api_client)
+    wanted = permissions(rule_list if rule_list is not None else BASE_RULES)
+    denied: list[CheckResult] = []
+    for perm in wanted:
+        attributes = {"verb": perm.verb, "group": perm.group, "resource": perm.resource}
+        if not perm.cluster_wide:
+            attributes["namespace"] = namespace
+        if perm.own_namespace:
+            attributes["name"] = namespace
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes}}
+        try:
+            answer = api.create_self_subject_access_review(body, _request_timeout=CHECK_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - any failure to ask is a failed check
+            return [CheckResult("access", False, f"cannot ask the cluster: "
+                                f"{_api_error(cluster or '?', exc)}", cluster)]
+        if not (answer.status and answer.status.allowed):
+            where = "cluster-wide" if perm.cluster_wide else f"in namespace {namespace!r}"
+            denied.append(CheckResult(
+                "access", False,
+                f"cluster {cluster!r}: denied: {perm.describe()} {where} (ask an admin to "
+                f"apply `release-console rbac {cluster}`)", cluster))
+    if denied:
+        return denied
+    return [CheckResult("access", True,
+                        f"all {len(wanted)} permissions granted in namespace {namespace!r}",
+                        cluster)]
+
+
+def check_image(config: Any, tag: str) -> CheckResult:
+    """The release's image (`app.image:tag`) exists in its registry."""
+    from console.registry import image_exists
+
+    result = image_exists(config.app.image, tag, config.app.registry)
+    return CheckResult("image", result.ok, result.detail)
+
+
+def check_render(api_client: Any, config: Any, cluster: Any, tag: str) -> list[CheckResult]:
+    """Values, server-side dry run and node capacity for one cluster, in that order."""
+    return [check_values(config, cluster, tag), check_dry_run(api_client, config, cluster, tag),
+            check_capacity(api_client, config, cluster, tag)]
+
+
+def check_values(config: Any, cluster: Any, tag: str = "preflight") -> CheckResult:
+    """The cluster's values hold together once rendered.
+
+    Fails when a cluster value replaces a default of another shape (a mapping by a
+    scalar, or the reverse), when the rendered replicas are not a whole number >= 0, and
+    when a container's resource quantity is invalid or its request exceeds its limit.
+    Values no template uses are noted (a typo such as `replica:` is ignored otherwise).
+    """
+    from console.errors import UserError
+
+    cid = cluster.id
+    problems = _shape_conflicts(config, cid)
+    try:
+        objects = _render(config, cluster, tag)
+    except UserError as exc:
+        return CheckResult("values", False, f"render failed: {exc}", cid)
+    for obj in objects:
+        label = f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
+        spec = obj.get("spec") or {}
+        replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
+        if replicas is not None and (not isinstance(replicas, int) or isinstance(replicas, bool)
+                                     or replicas < 0):
+            problems.append(f"{label}: replicas must be a whole number >= 0, got {replicas!r}")
+        template = (spec.get("template") or {}).get("spec") if isinstance(spec, Mapping) else None
+        for container in (template or {}).get("containers") or []:
+            resources = (container or {}).get("resources") or {}
+            if isinstance(resources, Mapping):
+                problems.extend(_request_limit_conflicts(
+                    resources, f"{label} container {container.get('name')!r} resources"))
+    if problems:
+        return CheckResult("values", False, f"cluster {cid!r}: " + "; ".join(problems), cid)
+    unused = sorted(set(cluster.values or {}) - _used_names(config))
+    note = f"; not used by any template: {', '.join(unused)}" if unused else ""
+    return CheckResult("values", True, f"{len(cluster.values or {})} value(s) consistent{note}",
+                       cid)
+
+
+def _shape_conflicts(config: Any, cid: str) -> list[str]:
+    """Cluster values that replace a default of another shape (merging cannot combine them)."""
+    own = next((c.get("values") for c in (config.raw.get("clusters") or [])
+                if isinstance(c, Mapping) and c.get("id") == cid), None) or {}
+    out = []
+
+    def walk(default: Any, value: Any, path: str) -> None:
+        if isinstance(default, Mapping) and isinstance(value, Mapping):
+            for key in value:
+                if key in default:
+                    walk(default[key], value[key], f"{path}.{key}")
+        elif isinstance(default, Mapping) != isinstance(value, Mapping):
+            out.append(f"{path} is a {type(value).__name__} here but a "
+                       f"{type(default).__name__} in defaults.values")
+
+    if isinstance(own, Mapping):
+        walk(dict(config.defaults or {}), own, "values")
+    return out
+
+
+def _used_names(config: Any) -> set[str]:
+    from console.render import manifest_files
+
+    names: set[str] = set()
+    for path in manifest_files(config):
+        names.update(_PLACEHOLDER.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def _quantity(value: Any) -> float | None:
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return float(parse_quantity(value))
+    except (ValueError, TypeError):
+        return None
+
+
+def _request_limit_conflicts(resources: Mapping[str, Any], where: str) -> list[str]:
+    requests = resources.get("requests") or {}
+    limits = resources.get("limits") or {}
+    out: list[str] = []
+    if not isinstance(requests, Mapping) or not isinstance(limits, Mapping):
+        return [f"{where}: requests and limits must be mappings"]
+    for name, raw in {**requests, **limits}.items():
+        if _quantity(raw) is None:
+            out.append(f"{where}: {name} {raw!r} is not a Kubernetes quantity")
+    for name in requests:
+        req, lim = _quantity(requests[name]), _quantity(limits.get(name))
+        if req is not None and lim is not None and req > lim:
+            out.append(f"{where}: {name} request {requests[name]} exceeds its limit {limits[name]}")
+    return out
+
+
+def _render(config: Any, cluster: Any, tag: str) -> list[dict]:
+    from console.render import render
+
+    return [dict(doc) for doc in render(config, cluster, tag)]
+
+
+def check_dry_run(api_client: Any, config: Any, cluster: Any, tag: str) -> CheckResult:
+    """The manifests render and the API server accepts them (`dryRun=All` server-side apply).
+
+    A namespace that does not exist yet is not a failure: the objects cannot be dry-run
+    there, and the render alone is checked.
+    """
+    from console.kube.driver import FIELD_MANAGER, RESOURCE_PATHS
+    from console.errors import UserError
+
+    cid, ns = cluster.id, cluster.namespace
+    try:
+        objects = _render(config, cluster, tag)
+    except UserError as exc:
+        return CheckResult("dry-run", False, f"render failed: {exc}", cid)
+    try:
+        if not _namespace_exists(api_client, ns):
+            return CheckResult("dry-run", True, f"{len(objects)} object(s) rendered; namespace "
+                               f"{ns!r} does not exist yet, so no server-side dry run", cid)
+        for obj in objects:
+            key = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+            base = RESOURCE_PATHS.get(key)
+            name = (obj.get("metadata") or {}).get("name", "")
+            if base is None:
+                return CheckResult("dry-run", False, f"kind {key[1]!r} ({key[0]}) is not one "
+                                   "the console deploys", cid)
+            _call(api_client, "PATCH", base.format(ns=ns) + f"/{name}",
+                  {"dryRun": "All", "fieldManager": FIELD_MANAGER, "force": "true"},
+                  body={**obj, "metadata": {**(obj.get("metadata") or {}), "namespace": ns}},
+                  content_type=APPLY_CONTENT_TYPE)
+    except Exception as exc:  # noqa: BLE001 - reported, never raised
+        return CheckResult("dry-run", False, f"the API server refused the manifests: "
+                           f"{_api_error(cid, exc)}", cid)
+    return CheckResult("dry-run", True, f"{len(objects)} object(s) accepted (dryRun=All)", cid)
+
+
+def _call(api_client: Any, method: str, path: str, query: Mapping[str, str] | None = None,
+          body: Any = None, content_type: str = "application/json") -> Any:
+    """One raw API call with a timeout; the decoded JSON. Raises ApiException / urllib3 errors."""
+    import json
+    from urllib.parse import urlencode
+
+    from kubernetes.client.rest import ApiException
+
+    headers = {"Accept": "application/json", "Content-Type": content_type}
+    _method, url, headers, body, _post = api_client.param_serialize(
+        method=method, resource_path=path, header_params=headers, body=body,
+        auth_settings=["BearerToken"])
+    if query:
+        url += "?" + urlencode(query)
+    response = api_client.call_api(method, url, header_params=headers, body=body,
+                                   _request_timeout=CHECK_TIMEOUT)
+    data = response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException(http_resp=response)
+    return json.loads(data or b"{}")
+
+
+def _namespace_exists(api_client: Any, namespace: str) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        _call(api_client, "GET", f"/api/v1/namespaces/{namespace}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _pod_requests(obj: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(cpu cores, memory bytes) one pod of a workload requests, as the scheduler counts it."""
+    template = ((obj.get("spec") or {}).get("template") or {}).get("spec")
+    if not isinstance(template, Mapping):
+        return None
+
+    def total(containers: Any) -> list[tuple[float, float]]:
+        out = []
+        for container in containers or []:
+            req = ((container or {}).get("resources") or {}).get("requests") or {}
+            out.append((_quantity(req.get("cpu", 0)) or 0.0, _quantity(req.get("memory", 0)) or 0.0))
+        return out
+
+    main = total(template.get("containers"))
+    init = total(template.get("initContainers"))
+    # Init containers run one at a time before the others: the pod needs the larger of
+    # the biggest init container and the sum of the app containers.
+    cpu = max([sum(c for c, _ in main)] + [c for c, _ in init])
+    memory = max([sum(m for _, m in main)] + [m for _, m in init])
+    return cpu, memory
+
+
+def check_capacity(api_client: Any, config: Any, cluster: Any, tag: str) -> CheckResult:
+    """Each rendered pod's requests fit the largest node's allocatable CPU and memory."""
+    from console.errors import UserError
+
+    cid = cluster.id
+    try:
+        objects = _render(config, cluster, tag)
+    except UserError as exc:
+        return CheckResult("capacity", False, f"render failed: {exc}", cid)
+    try:
+        nodes = _call(api_client, "GET", "/api/v1/nodes").get("items") or []
+    except Exception as exc:  # noqa: BLE001
+        return CheckResult("capacity", False, f"cannot list nodes: {_api_error(cid, exc)}", cid)
+    if not nodes:
+        return CheckResult("capacity", False, "the cluster reports no nodes", cid)
+    sizes = []
+    for node in nodes:
+        alloc = (node.get("status") or {}).get("allocatable") or {}
+        sizes.append((_quantity(alloc.get("cpu", 0)) or 0.0, _quantity(alloc.get("memory", 0)) or 0.0,
+                      (node.get("metadata") or {}).get("name", "?")))
+    largest_cpu = max(s[0] for s in sizes)
+    largest_memory = max(s[1] for s in sizes)
+    problems = []
+    for obj in objects:
+        wanted = _pod_requests(obj)
+        if wanted is None:
+            continue
+        # One node must hold the whole pod: compare with nodes that have both.
+        if not any(cpu >= wanted[0] and mem >= wanted[1] for cpu, mem, _ in sizes):
+            problems.append(f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}: a "
+                            f"pod requests {_cpu(wanted[0])} CPU and {_mem(wanted[1])}, but the "
+                            f"largest node has {_cpu(largest_cpu)} CPU and {_mem(largest_memory)}")
+    if problems:
+        return CheckResult("capacity", False, "; ".join(problems), cid)
+    return CheckResult("capacity", True, f"pods fit the largest of {len(nodes)} node(s) "
+                       f"({_cpu(largest_cpu)} CPU, {_mem(largest_memory)})", cid)
+
+
+def _cpu(cores: float) -> str:
+    return f"{cores:g}" if cores >= 1 else f"{cores * 1000:g}m"
+
+
+def _mem(size: float) -> str:
+    for unit, factor in (("Gi", 2 ** 30), ("Mi", 2 ** 20), ("Ki", 2 ** 10)):
+        if size >= factor:
+            return f"{size / factor:.3g}{unit}"
+    return f"{size:g}"
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _merged(name: str, results: list[CheckResult], cluster: str) -> CheckResult:
+    failed = [r for r in results if not r.ok]
+    if failed:
+        return CheckResult(name, False, "; ".join(r.detail for r in failed), cluster)
+    return CheckResult(name, True, "; ".join(r.detail for r in results), cluster)
+
+
+def _access(ctx: ClusterContext) -> CheckResult:
+    from console.rbac import rules
+
+    api = ctx.driver.client.api
+    return _merged("access", check_access(api, ctx.cluster.namespace, ctx.cluster.id,
+                                          rules(ctx.config)), ctx.cluster.id)
+
+
+def register_checks() -> None:
+    """Add these checks to every pre-flight (`console.preflight.register` ignores repeats)."""
+    register(ReleaseCheck("image", lambda config, tag, plan: check_image(config, tag)))
+    register(ClusterCheck("access", _access))
+    register(ClusterCheck("values", lambda ctx: check_values(ctx.config, ctx.cluster, ctx.tag),
+                          needs_cluster=False))
+    register(ClusterCheck("dry-run", lambda ctx: check_dry_run(
+        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag)))
+    register(ClusterCheck("capacity", lambda ctx: check_capacity(
+        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag)))
+
+
+register_checks()

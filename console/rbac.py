@@ -1,0 +1,209 @@
+"""Least privilege: the one list of what the console may do in a cluster, and its manifests.
+
+`rules(config)` is the single source of truth: the rules printed by `release-console rbac
+CLUSTER` (Namespace, ServiceAccount, Role, RoleBinding, and a read-only ClusterRole for
+nodes) and the permissions pre-flight asks each cluster about with
+SelfSubjectAccessReview (`permissions(rules)`). Each rule carries the reason it exists,
+printed as a comment above it.
+
+What a release does, and so what it needs (see `console/kube/driver.py`):
+server-side apply of the app's manifests (`patch`, and `create` because the API server
+authorizes an apply that creates the object as `create`), read and watch the Deployment
+and its pods, list ReplicaSets for the revision history, list events for the reasons of a
+stuck rollout, delete the Deployment when a cluster's first release is rolled back, read
+its own namespace. The namespace itself is created by the admin applying these manifests,
+so the console never needs a cluster-wide `create namespaces`.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from console.errors import ConfigError
+
+SERVICE_ACCOUNT = "release-console"
+NODE_READER = "release-console-node-reader"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "release-console"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC rule: `verbs` on `group`/`resource`, and why the console needs them.
+
+    `scope` is "namespace" (a Role rule in the app's namespace), "own-namespace" (the
+    namespace object itself: a Role may grant access to its own namespace by name) or
+    "cluster" (a ClusterRole rule, for cluster-scoped resources).
+    """
+
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+    why: str
+    scope: str = "namespace"
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One (verb, group, resource) pre-flight asks about (cluster-wide, or the namespace itself)."""
+
+    verb: str
+    group: str
+    resource: str
+    cluster_wide: bool = False
+    own_namespace: bool = False
+
+    def describe(self) -> str:
+        """`patch deployments.apps`, as `kubectl auth can-i` spells it."""
+        resource = f"{self.resource}.{self.group}" if self.group else self.resource
+        return f"{self.verb} {resource}"
+
+
+BASE_RULES: tuple[Rule, ...] = (
+    Rule("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete"),
+         "apply the app's Deployment (server-side apply: patch, and create on the first "
+         "release), read its live version, watch its rollout, patch the template back on "
+         "rollback, and delete it when a first release is rolled back"),
+    Rule("apps", "replicasets", ("list",),
+         "each revision of the Deployment is a ReplicaSet: rollout history and rollback"),
+    Rule("", "pods", ("list", "watch"),
+         "verify the new pods are ready and catch image-pull and crash-loop failures early"),
+    Rule("", "events", ("list",),
+         "show why a rollout is stuck (FailedScheduling, BackOff) in failures and details"),
+    Rule("", "namespaces", ("get",),
+         "pre-flight checks that the namespace exists; this grants its own namespace only",
+         scope="own-namespace"),
+    Rule("", "nodes", ("list",),
+         "read-only, cluster-wide because nodes are: pre-flight compares each pod's "
+         "resource requests with the largest node's allocatable", scope="cluster"),
+)
+
+
+def manifest_kinds(config: Any) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, file) of every document in the app's manifest templates."""
+    from console.render import manifest_files
+
+    found: list[tuple[str, str, str]] = []
+    for path in manifest_files(config):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: cannot read the manifest template") from None
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind"):
+                found.append((str(doc.get("apiVersion", "")), str(doc["kind"]), str(path)))
+    return found
+
+
+def applied_resource(api_version: str, kind: str) -> tuple[str, str] | None:
+    """(group, resource) of a kind the cluster driver can apply, else None."""
+    from console.kube.driver import RESOURCE_PATHS
+
+    path = RESOURCE_PATHS.get((api_version, kind))
+    if path is None:
+        return None
+    resource = path.rsplit("/", 1)[-1]
+    group = api_version.rpartition("/")[0]   # "apps/v1" -> "apps", "v1" -> ""
+    return group, resource
+
+
+def rules(config: Any = None) -> tuple[Rule, ...]:
+    """Every rule the console needs; with a fleet config, also apply rights for its other kinds.
+
+    Raises `ConfigError` naming the file when a template holds a kind the console cannot apply.
+    """
+    extra: dict[tuple[str, str], Rule] = {}
+    if config is not None:
+        for api_version, kind, path in manifest_kinds(config):
+            target = applied_resource(api_version, kind)
+            if target is None:
+                raise ConfigError(f"{path}: kind {kind!r} ({api_version}) is not one the "
+                                  "console deploys")
+            if target == ("apps", "deployments") or target in extra:
+                continue
+            extra[target] = Rule(target[0], target[1], ("create", "patch"),
+                                 f"the app's manifests hold a {kind}: server-side apply "
+                                 "(patch, and create the first time)")
+    return BASE_RULES + tuple(extra.values())
+
+
+def permissions(rule_list: Iterable[Rule] = BASE_RULES) -> tuple[Permission, ...]:
+    """The (verb, group, resource) checks pre-flight makes, one per verb of every rule."""
+    return tuple(Permission(verb, rule.group, rule.resource,
+                            cluster_wide=rule.scope == "cluster",
+                            own_namespace=rule.scope == "own-namespace")
+                 for rule in rule_list for verb in rule.verbs)
+
+
+def _flow(values: Sequence[str]) -> str:
+    return json.dumps(list(values))
+
+
+def _rule_yaml(rule: Rule, namespace: str) -> str:
+    lines = [f"  # {line}" for line in textwrap.wrap(rule.why, 84)]
+    lines += [f"  - apiGroups: {_flow([rule.group])}",
+              f"    resources: {_flow([rule.resource])}"]
+    if rule.scope == "own-namespace":
+        lines.append(f"    resourceNames: {_flow([namespace])}")
+    lines.append(f"    verbs: {_flow(rule.verbs)}")
+    return "\n".join(lines)
+
+
+def _doc(obj: dict, rule_list: Sequence[Rule] = (), namespace: str = "") -> str:
+    text = yaml.safe_dump(obj, sort_keys=False).rstrip("\n")
+    if rule_list:
+        text += "\nrules:\n" + "\n".join(_rule_yaml(r, namespace) for r in rule_list)
+    return text
+
+
+def manifests(cluster: Any, config: Any) -> str:
+    """The YAML documents (separated by `---`) an admin applies once for `cluster`."""
+    ns = cluster.namespace
+    all_rules = rules(config)
+    role_rules = [r for r in all_rules if r.scope != "cluster"]
+    cluster_rules = [r for r in all_rules if r.scope == "cluster"]
+    binding_name = f"release-console-{ns}"
+    subject = [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": ns}]
+    header = "\n".join([
+        f"# Least-privilege access for release-console to cluster {cluster.id!r}: app "
+        f"{config.app.name!r} in namespace {ns!r}.",
+        "# Apply once as a cluster admin:  kubectl apply -f <this file>",
+        "# Then give the console a token of the ServiceAccount, e.g. for a year:",
+        f"#   kubectl create token {SERVICE_ACCOUNT} -n {ns} --duration=8760h",
+        "# (or a long-lived token Secret of type kubernetes.io/service-account-token),",
+        "# and point this cluster's credentials in clusters.yaml at a kubeconfig using it.",
+        "# SelfSubjectAccessReview needs no rule: every authenticated user may ask it.",
+    ])
+    docs = [
+        header + "\n" + _doc({"apiVersion": "v1", "kind": "Namespace",
+                              "metadata": {"name": ns, "labels": dict(MANAGED_BY)}}),
+        _doc({"apiVersion": "v1", "kind": "ServiceAccount",
+              "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns, "labels": dict(MANAGED_BY)}}),
+        _doc({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+              "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns, "labels": dict(MANAGED_BY)}},
+             role_rules, ns),
+        _doc({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+              "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns, "labels": dict(MANAGED_BY)},
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                          "name": SERVICE_ACCOUNT},
+              "subjects": subject}),
+    ]
+    if cluster_rules:
+        docs += [
+            _doc({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                  "metadata": {"name": NODE_READER, "labels": dict(MANAGED_BY)}},
+                 cluster_rules, ns),
+            _doc({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                  "metadata": {"name": binding_name, "labels": dict(MANAGED_BY)},
+                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                              "name": NODE_READER},
+                  "subjects": subject}),
+        ]
+    return "\n---\n".join(docs) + "\n"
