@@ -1,0 +1,189 @@
+"""`release-console deploy`: one release, headless - for a terminal or a CI job.
+
+    release-console deploy --tag T [--clusters SEL] [--strategy serial|parallel|NAME]
+        [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--json]
+        [--junit FILE] [--config F]
+
+Progress: one line per step on a terminal (or in a CI log); with `--json`, one JSON
+event per line on stdout (the `console.events` vocabulary, a stable API). At a gate,
+`--yes` approves, a terminal asks, anything else stops the release (exit 3).
+Exit codes: 0 all healthy; 1 the release failed (failed clusters rolled back); 2 bad
+input or pre-flight failure, nothing touched; 3 stopped at a gate or aborted.
+
+The selection flags and the event printer live here; `plan` and `check` reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+
+def add_selection_flags(parser: argparse.ArgumentParser, tag_required: bool) -> None:
+    """The flags that say what goes where (shared by deploy, plan and check)."""
+    parser.add_argument("--tag", required=tag_required, metavar="T",
+                        help="image tag to release (OCI tag grammar)")
+    parser.add_argument("--clusters", default="", metavar="SEL",
+                        help="targets: ids, groups, globs (prod-*), exclusions (!prod-us), "
+                             "comma-separated; default all")
+    parser.add_argument("--strategy", default="serial", metavar="NAME",
+                        help="serial (default), parallel, or a strategy of clusters.yaml")
+    parser.add_argument("--order", default="", metavar="A,B",
+                        help="serial order (each a target; the others follow in config order)")
+    parser.add_argument("--max-parallel", type=_positive_int, default=None, metavar="N",
+                        help="clusters rolling out at once (parallel and named strategies)")
+    parser.add_argument("--max-failures", default=None, metavar="N|P%",
+                        help="failure budget: past it no new cluster starts")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def request_from(args: argparse.Namespace, tag: str | None = None) -> Any:
+    """A `ReleaseRequest` from parsed selection flags."""
+    from console.engine import ReleaseRequest
+    order = tuple(o.strip() for o in (args.order or "").split(",") if o.strip())
+    return ReleaseRequest(tag=tag if tag is not None else (args.tag or ""),
+                          clusters=args.clusters or "", strategy=args.strategy or "serial",
+                          order=order, max_parallel=args.max_parallel,
+                          max_failures=args.max_failures, operator=operator())
+
+
+def operator() -> str:
+    """Who runs the release: CI's build user, else the login name."""
+    for name in ("BUILD_USER_ID", "GITLAB_USER_LOGIN", "GITHUB_ACTOR"):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def load_config(args: argparse.Namespace) -> Any:
+    """The fleet file named by `--config` / `$RELEASE_CONSOLE_CONFIG` / ./clusters.yaml."""
+    from console.cli import config_path
+    from console.config import load
+    return load(config_path(args))
+
+
+class EventPrinter:
+    """An engine listener that prints events: JSON lines, or short human lines."""
+
+    def __init__(self, as_json: bool, stream: TextIO | None = None) -> None:
+        self.as_json = as_json
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+
+    def __call__(self, event: Any) -> None:
+        """Print one event (any thread)."""
+        from console.events import Kind
+        if self.as_json:
+            line = json.dumps(event.to_json(), sort_keys=False, default=str)
+        else:
+            # Per-replica progress is for people watching a terminal; a CI log gets the steps.
+            if event.kind is Kind.CLUSTER_PROGRESS and not self.tty:
+                return
+            if event.kind is Kind.PREFLIGHT_RESULT and event.data.get("ok"):
+                return
+            elapsed = time.monotonic() - self._start
+            who = f"{event.cluster}: " if event.cluster else ""
+            line = f"[{elapsed:6.1f}s] {_MARK.get(event.kind.value, ' ')} {who}" \
+                   f"{event.message or event.kind.value}"
+        with self._lock:
+            print(line, file=self.stream, flush=True)
+
+
+_MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",
+         "cluster_unreachable": "!", "cluster_skipped": "-", "gate_waiting": "?",
+         "release_finished": "=", "preflight_finished": "*"}
+
+
+def headless_approver(yes: bool, stream: TextIO | None = None) -> Any:
+    """The `Approver` of a headless run: `--yes` approves; a terminal asks; else stop."""
+    from console.engine import GateAnswer, GateDecision
+    out = stream or sys.stderr
+
+    def approve(request: Any) -> Any:
+        if yes:
+            return GateAnswer(GateDecision.APPROVE, by=f"{operator()} (--yes)")
+        if not sys.stdin.isatty():
+            print(f"release-console: the release waits for approval before wave "
+                  f"{request.next_wave + 1} ({', '.join(request.next_clusters)}); no terminal "
+                  "to ask and no --yes: stopping here", file=out, flush=True)
+            return GateAnswer(GateDecision.REJECT, by="no approver (headless without --yes)")
+        done = ", ".join(f"{r.cluster} {r.outcome}" for r in request.results) or "nothing"
+        print(f"wave {request.finished_wave + 1} finished: {done}", file=out, flush=True)
+        while True:
+            print(f"start wave {request.next_wave + 1} ({', '.join(request.next_clusters)})? "
+                  "[y]es / [n]o, stop here / [a]bort / abort and [r]oll back: ",
+                  end="", file=out, flush=True)
+            answer = sys.stdin.readline().strip().lower()
+            if answer in ("y", "yes"):
+                return GateAnswer(GateDecision.APPROVE, by=operator())
+            if answer in ("n", "no", ""):
+                return GateAnswer(GateDecision.REJECT, by=operator())
+            if answer in ("a", "abort"):
+                return GateAnswer(GateDecision.ABORT, by=operator())
+            if answer in ("r", "rollback"):
+                return GateAnswer(GateDecision.ABORT, rollback=True, by=operator())
+
+    return approve
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add `deploy`."""
+    parser = subparsers.add_parser(
+        "deploy", parents=[common], help="release a version to the fleet (headless)",
+        description="Release one image tag to the selected clusters. Exit codes: 0 all "
+                    "healthy, 1 failed (failed clusters rolled back), 2 bad input or "
+                    "pre-flight failure (nothing touched), 3 stopped at a gate.")
+    add_selection_flags(parser, tag_required=True)
+    parser.add_argument("--yes", action="store_true", help="approve every gate")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line")
+    parser.add_argument("--junit", metavar="FILE", help="write a JUnit report (one case per cluster)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the release; the exit code is the release's."""
+    from console.engine import Engine
+    from console.junit import write
+    config = load_config(args)
+    request = request_from(args)
+    printer = EventPrinter(args.json)
+    engine = Engine(config, listeners=[printer])
+    try:
+        result = engine.run(request, headless_approver(args.yes))
+    finally:
+        engine.close()
+    if args.junit:
+        write(args.junit, result, config.app.name, request.tag, args.strategy)
+    if not args.json:
+        for c in result.clusters:
+            extra = f" - {c.error}" if c.error else ""
+            back = f" (rolled back to {c.rolled_back_to})" if c.rolled_back_to else ""
+            print(f"  {c.cluster:<20} {c.outcome:<12} {c.from_version or '-'} -> "
+                  f"{c.to_version or '-'}  {c.duration:5.1f}s{back}{extra}", flush=True)
+        if result.outcome == "preflight_failed" and result.preflight is not None:
+            print(result.preflight.table(), file=sys.stderr, flush=True)
+        print(f"release {result.release_id}: {result.outcome} (exit {result.exit_code})"
+              + (f": {result.message}" if result.message else ""), flush=True)
+    for error in engine.listener_errors:
+        print(f"release-console: warning: {error}", file=sys.stderr)
+    return result.exit_code

@@ -1,0 +1,52 @@
+"""`release-console plan`: what a release would do, cluster by cluster; touches nothing.
+
+Prints per cluster its place in the order, its wave (and the gate before it), the
+version it runs now (read from the cluster) and the version it would get. Exit 0, or 2
+for bad input (an unknown cluster, group or glob, a bad order or strategy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from console.cli.deploy_cmd import add_selection_flags, load_config, request_from
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add `plan`."""
+    parser = subparsers.add_parser("plan", parents=[common],
+                                   help="print what a release would do (nothing touched)")
+    add_selection_flags(parser, tag_required=False)
+    parser.add_argument("--json", action="store_true", help="the plan as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the plan with live versions."""
+    from console.engine import Engine
+    from console.names import validate_tag
+    config = load_config(args)
+    if args.tag:
+        validate_tag(args.tag, "--tag")
+    engine = Engine(config)
+    try:
+        plan = engine.plan(request_from(args))
+        statuses = {s.cluster: s for s in engine.status(plan.targets)}
+    finally:
+        engine.close()
+    live = {cid: (s.version if s.reachable else f"? ({s.error})") for cid, s in statuses.items()}
+    if args.json:
+        data = plan.to_json()
+        data["clusters"] = [{"cluster": row.cluster, "wave": row.wave, "position": row.position,
+                             "gate_before": row.gate_before,
+                             "live_version": statuses[row.cluster].version,
+                             "reachable": statuses[row.cluster].reachable,
+                             "new_version": args.tag} for row in plan.rows()]
+        print(json.dumps(data, indent=2))
+        return 0
+    print(plan.describe(live={c: (v if v is None or len(v) < 40 else v[:37] + "...")
+                              for c, v in live.items()},
+                        new=args.tag or "(no --tag)"))
+    return 0

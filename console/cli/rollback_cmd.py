@@ -1,0 +1,67 @@
+"""`release-console rollback`: put one cluster, or every cluster a release reached, back.
+
+    release-console rollback CLUSTER [--to V] [--yes]   # previous revision, or version V
+    release-console rollback --release ID [--yes]       # every cluster release ID reached
+
+Asks for confirmation on a terminal unless `--yes`; without a terminal `--yes` is
+required. Exit 0 when every rollback succeeded, 1 when one failed, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from console.cli.deploy_cmd import load_config, operator
+from console.errors import ValidationError
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add `rollback`."""
+    parser = subparsers.add_parser("rollback", parents=[common],
+                                   help="roll back one cluster or a whole release")
+    parser.add_argument("cluster", nargs="?", metavar="CLUSTER", help="the cluster to roll back")
+    parser.add_argument("--to", metavar="V", help="the version to go to (default: the "
+                                                  "previous revision)")
+    parser.add_argument("--release", metavar="ID", help="roll back every cluster this "
+                                                        "release reached")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.set_defaults(func=run)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ValidationError(f"{question}: confirmation needed; pass --yes")
+    print(f"{question}? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise ValidationError("not confirmed; nothing done")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Roll back; 0 ok, 1 a rollback failed."""
+    from console.engine import Engine
+    if bool(args.cluster) == bool(args.release):
+        raise ValidationError("rollback: give either a CLUSTER or --release ID")
+    if args.release and args.to:
+        raise ValidationError("--to: applies to one cluster, not to --release")
+    config = load_config(args)
+    engine = Engine(config)
+    try:
+        if args.release:
+            _confirm(f"roll back every cluster release {args.release} reached", args.yes)
+            results = engine.rollback_release(args.release, by=operator())
+        else:
+            cluster = config.cluster(args.cluster)
+            _confirm(f"roll back {cluster.id} to "
+                     f"{args.to or 'its previous revision'}", args.yes)
+            results = [engine.rollback(cluster.id, args.to, by=operator())]
+    finally:
+        engine.close()
+    for r in results:
+        detail = f" - {r.error}" if r.error else ""
+        print(f"{r.cluster}: {r.outcome} {r.from_version or '-'} -> "
+              f"{r.rolled_back_to or r.to_version or '-'}{detail}")
+    return 0 if all(r.outcome in ("rolled_back", "skipped") for r in results) else 1

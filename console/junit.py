@@ -1,0 +1,69 @@
+"""JUnit XML for CI servers: one test case per cluster of a release.
+
+Jenkins (`junit` step), GitLab (`artifacts:reports:junit`) and GitHub (test-report
+actions) all render this format: a failed or rolled-back cluster is a `<failure>`, a
+cluster that was never started a `<skipped>`, an interrupted one an `<error>`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+
+def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
+    """The JUnit document of a `ReleaseResult` as a string."""
+    cases = result.clusters
+    failures = sum(c.outcome in ("failed", "rolled_back") for c in cases)
+    errors = sum(c.outcome == "interrupted" for c in cases)
+    skipped = sum(c.outcome == "skipped" for c in cases)
+    total_time = sum(c.duration for c in cases)
+    suites = ET.Element("testsuites", name=f"release-console {app} {version}",
+                        tests=str(len(cases)), failures=str(failures), errors=str(errors),
+                        skipped=str(skipped), time=f"{total_time:.3f}")
+    suite = ET.SubElement(suites, "testsuite", name=f"release {app} {version}",
+                          tests=str(len(cases)), failures=str(failures), errors=str(errors),
+                          skipped=str(skipped), time=f"{total_time:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("release_id", result.release_id), ("outcome", result.outcome),
+                        ("exit_code", str(result.exit_code)), ("strategy", strategy),
+                        ("version", version)):
+        ET.SubElement(props, "property", name=name, value=value)
+    for c in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"release.{app}", name=c.cluster,
+                             time=f"{c.duration:.3f}")
+        text = (f"cluster {c.cluster}: {c.from_version or '-'} -> {c.to_version or '-'}: "
+                f"{c.outcome}" + (f"\n{c.error}" if c.error else "")
+                + (f"\nrolled back to {c.rolled_back_to}" if c.rolled_back_to else ""))
+        if c.outcome == "failed":
+            ET.SubElement(case, "failure", message=c.error or "failed", type="failed").text = text
+        elif c.outcome == "rolled_back":
+            ET.SubElement(case, "failure", message=c.error or "rolled back",
+                          type="rolled_back").text = text
+        elif c.outcome == "interrupted":
+            ET.SubElement(case, "error", message=c.error or "interrupted",
+                          type="interrupted").text = text
+        elif c.outcome == "skipped":
+            ET.SubElement(case, "skipped", message=c.error or "not started")
+        else:
+            ET.SubElement(case, "system-out").text = text
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write(path: str | Path, result: Any, app: str, version: str, strategy: str = "") -> Path:
+    """Write the JUnit file atomically (a CI job never reads half a report)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".junit-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(to_xml(result, app, version, strategy))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

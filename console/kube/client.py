@@ -1,0 +1,245 @@
+"""One isolated Kubernetes API client per cluster, speaking raw JSON.
+
+`KubeClient` wraps a `kubernetes.client.ApiClient` built from that cluster's own
+kubeconfig (in memory, `persist_config=False`: nothing touches the global default
+configuration or `~/.kube/config`). Requests go through the ApiClient's own request
+serialisation, authentication and REST client, but objects stay plain dicts: a release
+only reads a few fields, the same code serves every kind it applies, and skipping the
+model round trip keeps 200 concurrent rollouts cheap.
+
+Every call carries a timeout. Failures become `ClusterError`s whose message names the
+cluster and says what went wrong (HTTP status and the server's reason, or
+"unreachable") - never a token or kubeconfig content. Idempotent calls are retried a
+bounded number of times on 429/5xx (honouring a short `Retry-After`) and on connection
+errors, with jittered backoff, so a flaky cluster gets through without a retry storm.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 4           # one call and up to three retries
+MAX_RETRY_AFTER = 2.0      # s; a longer Retry-After is shortened (we retry few times)
+CONNECT_TIMEOUT = 5.0      # s
+
+
+class ClusterError(Exception):
+    """A call to one cluster failed; the message is safe to show and to record."""
+
+    def __init__(self, cluster: str, message: str, status: int | None = None,
+                 unreachable: bool = False) -> None:
+        super().__init__(f"{cluster}: {message}")
+        self.cluster = cluster
+        self.reason = message
+        self.status = status
+        self.unreachable = unreachable
+
+
+def _status_message(exc: ApiException) -> str:
+    """The server's `Status.message`, when the body is one."""
+    try:
+        body = json.loads(exc.body or b"{}")
+    except (ValueError, TypeError):
+        return ""
+    return str(body.get("message", "")) if isinstance(body, dict) else ""
+
+
+def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError:
+    """Map any failure of a call to `cluster` to a `ClusterError` without secrets."""
+    if isinstance(exc, ClusterError):
+        return exc
+    if isinstance(exc, ApiException):
+        status = exc.status or None
+        if status == 401:
+            return ClusterError(cluster, "unauthorized (401): the cluster rejected the "
+                                "credentials", 401)
+        if not status:
+            # The client reports TLS failures as status 0.
+            reason = str(exc.reason or "").splitlines()[0] if exc.reason else "TLS error"
+            return ClusterError(cluster, f"TLS error talking to {server or 'the API server'}: "
+                                f"{reason}", None, unreachable=True)
+        detail = _status_message(exc) or str(exc.reason or "")
+        return ClusterError(cluster, f"API error {status}: {detail}".rstrip(": "), status)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+        where = f" ({server})" if server else ""
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or \
+                isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+            text = "timed out waiting for the API server"
+        elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+            text = "timed out connecting to the API server"
+        elif isinstance(reason, urllib3.exceptions.NewConnectionError) or \
+                isinstance(exc, ConnectionRefusedError):
+            text = "connection refused"
+        elif isinstance(exc, urllib3.exceptions.SSLError):
+            text = "TLS error"
+        else:
+            text = "connection lost"
+        return ClusterError(cluster, f"unreachable{where}: {text}", None, unreachable=True)
+    return ClusterError(cluster, f"{type(exc).__name__}: {exc}")
+
+
+def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
+                   context: str | None = None) -> k8s.ApiClient:
+    """An `ApiClient` for one cluster from its kubeconfig dict, isolated from all others."""
+    try:
+        api = k8s_config.new_client_from_config_dict(dict(kubeconfig), context=context,
+                                                     persist_config=False)
+    except Exception as exc:  # noqa: BLE001 - the loader raises many types; none may leak content
+        raise ClusterError(cluster, f"unusable kubeconfig ({type(exc).__name__})") from None
+    # Retries are ours (bounded, logged as requests); urllib3 must not add hidden ones.
+    api.configuration.retries = False
+    return api
+
+
+@dataclass
+class WatchStream:
+    """An open watch: iterate `events()`; `close()` from any thread ends it."""
+
+    response: Any
+    _closed: bool = False
+
+    def events(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) pairs as the server sends them; ends when the server does."""
+        from kubernetes.watch.watch import iter_resp_lines
+        for line in iter_resp_lines(self.response):
+            if not line:
+                continue
+            item = json.loads(line)
+            yield item.get("type", ""), item.get("object") or {}
+
+    def close(self) -> None:
+        """Stop the stream (safe to call twice, from another thread)."""
+        if not self._closed:
+            self._closed = True
+            # shutdown() wakes a reader blocked in recv() on another thread; close() alone
+            # may leave it waiting for the next chunk.
+            try:
+                self.response.shutdown()
+            except Exception:  # noqa: BLE001 - best effort on an already broken socket
+                pass
+            try:
+                self.response.close()
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                self.response.release_conn()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class KubeClient:
+    """Raw-JSON calls to one cluster, each with a timeout, bounded retries and safe errors."""
+
+    def __init__(self, cluster: str, api_client: k8s.ApiClient, timeout: float = 10.0) -> None:
+        self.cluster = cluster
+        self.api = api_client
+        self.timeout = timeout
+        self.server = api_client.configuration.host
+        self._lock = threading.Lock()
+        self.requests = 0   # requests sent by this client (retries included)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        try:
+            self.api.close()
+        except Exception:  # noqa: BLE001 - closing a pool must never fail a release
+            pass
+
+    def _send(self, method: str, path: str, query: Mapping[str, Any] | None,
+              body: Any, content_type: str | None, timeout: float | tuple[float, float]) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+        _method, url, headers, body, _post = self.api.param_serialize(
+            method=method, resource_path=path, header_params=headers, body=body,
+            auth_settings=["BearerToken"])
+        if query:
+            url += "?" + urlencode({k: _query_value(v) for k, v in query.items()
+                                    if v is not None})
+        with self._lock:
+            self.requests += 1
+        return self.api.call_api(method, url, header_params=headers, body=body,
+                                 _request_timeout=timeout)
+
+    def request(self, method: str, path: str, query: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str | None = None,
+                timeout: float | None = None, retry: bool = True) -> dict[str, Any]:
+        """One call; the decoded JSON body. Raises `ClusterError`.
+
+        `retry` is for calls that are safe to repeat (reads, apply, patches that set
+        values); a POST that creates passes `retry=False` unless it handles 409.
+        """
+        total = timeout or self.timeout
+        limit = (min(CONNECT_TIMEOUT, total), total)
+        attempts = MAX_ATTEMPTS if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = self._send(method, path, query, body, content_type, limit)
+                data = resp.read()
+                if not 200 <= resp.status <= 299:
+                    exc = ApiException(http_resp=resp)
+                    if resp.status in RETRY_STATUSES and attempt < attempts:
+                        time.sleep(_backoff(attempt, resp.getheader("Retry-After")))
+                        continue
+                    raise exc
+                return json.loads(data) if data else {}
+            except ApiException as exc:
+                raise describe(self.cluster, exc, self.server) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                # A refused connection or a lost keep-alive socket: try again shortly;
+                # a timeout is not retried (the caller's budget is spent).
+                timed_out = isinstance(exc, urllib3.exceptions.TimeoutError)
+                if attempt < attempts and not timed_out:
+                    time.sleep(_backoff(attempt, None))
+                    continue
+                raise describe(self.cluster, exc, self.server) from None
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def watch(self, path: str, query: Mapping[str, Any], server_timeout: int) -> WatchStream:
+        """Open a watch on a list `path` (`watch=true` added); raises `ClusterError`.
+
+        The server ends the stream after `server_timeout` s; the read timeout is a little
+        longer, so a cluster that dies silently is noticed.
+        """
+        params = dict(query, watch="true", timeoutSeconds=server_timeout)
+        try:
+            resp = self._send("GET", path, params, None, None,
+                              (CONNECT_TIMEOUT, server_timeout + 5.0))
+            if not 200 <= resp.status <= 299:
+                resp.read()
+                raise ApiException(http_resp=resp)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise describe(self.cluster, exc, self.server) from None
+        return WatchStream(resp.response)
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait before retry `attempt`: Retry-After (capped) or jittered exponential."""
+    if retry_after:
+        try:
+            return min(float(retry_after), MAX_RETRY_AFTER)
+        except ValueError:
+            pass
+    return min(0.2 * 2 ** (attempt - 1), 1.6) * (0.5 + random.random())

@@ -1,0 +1,500 @@
+"""The cluster driver: everything a release does to one cluster, through its own client.
+
+`ClusterDriver` knows one app in one namespace of one cluster. It reads the live
+Deployment (version, revision, the release annotations), ensures the namespace,
+server-side applies rendered objects as field manager `release-console` (the
+Deployment annotated with version, release id and the version it replaced), follows the
+rollout with watches pinned to the generation the apply produced, fails fast on pods
+that cannot pull or keep crashing, verifies the pods at the end, and rolls back - to the
+pod template the cluster ran before, to a ReplicaSet revision, or by deleting a
+Deployment the release created.
+
+Following a rollout opens two watches (the Deployment by name, its pods by selector),
+each read by a small thread that only forwards events to a queue; the calling thread
+alone decides. Watches resume from the last resourceVersion and re-list after 410
+Gone; a cluster that stops answering for longer than `unreachable_grace` fails.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from console.kube.client import ClusterError, KubeClient, describe
+from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutStatus,
+                                  pod_problems, rollout_status, verify_pods)
+
+FIELD_MANAGER = "release-console"
+ANNOTATION_PREFIX = "release-console.io/"
+ANN_VERSION = ANNOTATION_PREFIX + "version"
+ANN_RELEASE = ANNOTATION_PREFIX + "release-id"
+ANN_PREVIOUS = ANNOTATION_PREFIX + "previous-version"
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
+
+# Where each kind a manifest directory may hold lives in the API (namespaced kinds).
+RESOURCE_PATHS: Mapping[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps",
+    ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
+    ("v1", "ServiceAccount"): "/api/v1/namespaces/{ns}/serviceaccounts",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"):
+        "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+    ("networking.k8s.io/v1", "Ingress"): "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+}
+
+
+class RolloutInterrupted(Exception):
+    """Following a rollout was cancelled by the caller (the release was aborted)."""
+
+
+def image_tag(image: str | None) -> str | None:
+    """The tag of an image reference (`reg:5000/app:v1@sha256:..` -> `v1`), or None."""
+    if not image:
+        return None
+    ref = image.split("@", 1)[0]
+    name, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return None  # `reg:5000/app` has a port, not a tag
+    return tag
+
+
+@dataclass(frozen=True)
+class LiveDeployment:
+    """What one cluster runs now (`exists` False when the Deployment is absent)."""
+
+    exists: bool
+    version: str | None = None          # tag of the app's container image
+    image: str | None = None
+    revision: int | None = None
+    generation: int = 0
+    desired: int = 0
+    ready: int = 0
+    updated: int = 0
+    available: int = 0
+    release_id: str | None = None       # annotation: the last release/rollback that set it
+    previous_version: str | None = None  # annotation: what that release replaced
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    template: Mapping[str, Any] | None = None   # the pod template (for rollback)
+    selector: Mapping[str, str] = field(default_factory=dict)
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One entry of the rollout history (a ReplicaSet owned by the Deployment)."""
+
+    number: int
+    version: str | None
+    image: str | None
+    replicaset: str
+    replicas: int
+    created: str
+    template: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A change in a rollout worth telling the operator."""
+
+    phase: str
+    message: str
+    desired: int
+    updated: int
+    ready: int
+    available: int
+    problem: str | None = None
+
+
+def _container_image(template: Mapping[str, Any] | None, app: str) -> str | None:
+    """The image of the container named `app` (else the first container)."""
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    for container in containers:
+        if container.get("name") == app:
+            return container.get("image")
+    return containers[0].get("image") if containers else None
+
+
+def _template_images(template: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(c.get("image", "") for c in (template.get("spec") or {}).get("containers") or ())
+
+
+def selector_string(match_labels: Mapping[str, str]) -> str:
+    """`matchLabels` as a label selector query value."""
+    return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+
+
+class ClusterDriver:
+    """One app in one namespace of one cluster."""
+
+    def __init__(self, client: KubeClient, app: str, namespace: str, *,
+                 grace: float = 10.0, unreachable_grace: float = 30.0) -> None:
+        self.client = client
+        self.cluster = client.cluster
+        self.app = app
+        self.namespace = namespace
+        self.grace = grace
+        self.unreachable_grace = unreachable_grace
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def _deployments(self) -> str:
+        return f"/apis/apps/v1/namespaces/{self.namespace}/deployments"
+
+    def ping(self, timeout: float | None = None) -> str:
+        """The server's `gitVersion` (`GET /version`); raises `ClusterError`."""
+        info = self.client.request("GET", "/version", timeout=timeout)
+        return str(info.get("gitVersion", ""))
+
+    def namespace_exists(self, timeout: float | None = None) -> bool:
+        """Whether the app's namespace exists."""
+        try:
+            self.client.request("GET", f"/api/v1/namespaces/{self.namespace}", timeout=timeout)
+        except ClusterError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def ensure_namespace(self) -> bool:
+        """Create the namespace when absent; True if it was created."""
+        if self.namespace_exists():
+            return False
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": self.namespace,
+                             "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}}}
+        try:
+            self.client.request("POST", "/api/v1/namespaces", {"fieldManager": FIELD_MANAGER},
+                                body=body, retry=False)
+        except ClusterError as exc:
+            if exc.status != 409:  # someone created it meanwhile: fine
+                raise
+            return False
+        return True
+
+    def read_deployment(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The app's Deployment as a dict, or None when there is none."""
+        try:
+            return self.client.request("GET", f"{self._deployments}/{self.app}", timeout=timeout)
+        except ClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def live(self, timeout: float | None = None) -> LiveDeployment:
+        """What the cluster runs now."""
+        return self.describe(self.read_deployment(timeout))
+
+    def describe(self, deployment: Mapping[str, Any] | None) -> LiveDeployment:
+        """A `LiveDeployment` from a Deployment dict (None: absent)."""
+        if not deployment:
+            return LiveDeployment(exists=False)
+        meta = deployment.get("metadata") or {}
+        spec = deployment.get("spec") or {}
+        status = deployment.get("status") or {}
+        annotations = dict(meta.get("annotations") or {})
+        template = spec.get("template") or {}
+        image = _container_image(template, self.app)
+        revision = annotations.get(REVISION_ANNOTATION)
+        replicas = spec.get("replicas")
+        return LiveDeployment(
+            exists=True, version=image_tag(image), image=image,
+            revision=int(revision) if revision and revision.isdigit() else None,
+            generation=int(meta.get("generation") or 0),
+            desired=replicas if isinstance(replicas, int) else 1,
+            ready=int(status.get("readyReplicas") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            available=int(status.get("availableReplicas") or 0),
+            release_id=annotations.get(ANN_RELEASE),
+            previous_version=annotations.get(ANN_PREVIOUS),
+            annotations=annotations, template=template,
+            selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
+            uid=str(meta.get("uid", "")))
+
+    def _selector(self, live: LiveDeployment | None = None) -> str:
+        labels = live.selector if live and live.selector else {"app": self.app}
+        return selector_string(labels)
+
+    def pods(self, live: LiveDeployment | None = None) -> list[dict[str, Any]]:
+        """The app's pods (by the Deployment's selector)."""
+        listing = self.client.request("GET", f"/api/v1/namespaces/{self.namespace}/pods",
+                                      {"labelSelector": self._selector(live)})
+        return list(listing.get("items") or [])
+
+    def events(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The namespace's most recent events, oldest first."""
+        listing = self.client.request("GET", f"/api/v1/namespaces/{self.namespace}/events")
+        items = list(listing.get("items") or [])
+        items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime")
+                   or (e.get("metadata") or {}).get("creationTimestamp") or "")
+        return items[-limit:]
+
+    def revisions(self, live: LiveDeployment | None = None) -> list[Revision]:
+        """The Deployment's rollout history, oldest first (as `kubectl rollout history`)."""
+        live = live or self.live()
+        if not live.exists:
+            return []
+        listing = self.client.request(
+            "GET", f"/apis/apps/v1/namespaces/{self.namespace}/replicasets",
+            {"labelSelector": self._selector(live)})
+        out: list[Revision] = []
+        for rs in listing.get("items") or []:
+            meta = rs.get("metadata") or {}
+            owned = any(ref.get("controller") and ref.get("uid") == live.uid
+                        for ref in meta.get("ownerReferences") or [])
+            number = (meta.get("annotations") or {}).get(REVISION_ANNOTATION, "")
+            if not owned or not number.isdigit():
+                continue
+            template = dict((rs.get("spec") or {}).get("template") or {})
+            image = _container_image(template, self.app)
+            out.append(Revision(int(number), image_tag(image), image, meta.get("name", ""),
+                                int((rs.get("status") or {}).get("replicas") or 0),
+                                meta.get("creationTimestamp", ""), template))
+        out.sort(key=lambda r: r.number)
+        return out
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, objects: Sequence[Mapping[str, Any]],
+              annotations: Mapping[str, str]) -> dict[str, Any]:
+        """Server-side apply `objects` (the Deployment last, carrying `annotations`).
+
+        Returns the Deployment as the server stored it (its generation pins the rollout).
+        """
+        deployment: dict[str, Any] | None = None
+        ordered = sorted(objects, key=lambda o: o.get("kind") == "Deployment")
+        for obj in ordered:
+            body = dict(obj)
+            meta = dict(body.get("metadata") or {})
+            meta["namespace"] = self.namespace
+            is_app = body.get("kind") == "Deployment" and meta.get("name") == self.app
+            if is_app:
+                meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+            body["metadata"] = meta
+            key = (str(body.get("apiVersion", "")), str(body.get("kind", "")))
+            base = RESOURCE_PATHS.get(key)
+            if base is None:
+                raise ClusterError(self.cluster, f"cannot apply kind {key[1]!r} "
+                                   f"({key[0]}): not one the console deploys")
+            stored = self.client.request(
+                "PATCH", base.format(ns=self.namespace) + f"/{meta.get('name', '')}",
+                {"fieldManager": FIELD_MANAGER, "force": True}, body=body,
+                content_type=APPLY_CONTENT_TYPE)
+            if is_app:
+                deployment = stored
+        if deployment is None:
+            raise ClusterError(self.cluster, f"the manifests hold no Deployment named {self.app!r}")
+        return deployment
+
+    def restore(self, template: Mapping[str, Any], live: LiveDeployment,
+                annotations: Mapping[str, str]) -> dict[str, Any]:
+        """Put `template` back as the pod template (as `kubectl rollout undo` does).
+
+        The controller re-uses the ReplicaSet that already has this template.
+        """
+        template = dict(template)
+        labels = {k: v for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()
+                  if k != "pod-template-hash"}
+        template["metadata"] = {**(template.get("metadata") or {}), "labels": labels}
+        merged = {**live.annotations, **annotations}
+        ops = [{"op": "replace", "path": "/spec/template", "value": template},
+               {"op": "replace" if live.annotations else "add",
+                "path": "/metadata/annotations", "value": merged}]
+        return self.client.request("PATCH", f"{self._deployments}/{self.app}",
+                                   {"fieldManager": FIELD_MANAGER}, body=ops,
+                                   content_type=JSON_PATCH)
+
+    def delete_deployment(self) -> None:
+        """Remove the app's Deployment (a first release that failed leaves nothing behind)."""
+        try:
+            self.client.request("DELETE", f"{self._deployments}/{self.app}",
+                                {"propagationPolicy": "Background"})
+        except ClusterError as exc:
+            if exc.status != 404:
+                raise
+
+    # ------------------------------------------------------------------ following
+
+    def follow(self, deployment: Mapping[str, Any], timeout: float,
+               on_progress: Callable[[Progress], None] | None = None,
+               cancel: threading.Event | None = None) -> RolloutStatus:
+        """Wait until the rollout `deployment` (as stored by our write) is complete.
+
+        Pinned to its generation; fails fast when new pods have a fatal problem for
+        longer than `grace`; raises `ClusterError` on failure or timeout and
+        `RolloutInterrupted` when `cancel` is set. Returns the final status.
+        """
+        meta = deployment.get("metadata") or {}
+        spec = deployment.get("spec") or {}
+        generation = int(meta.get("generation") or 0)
+        images = _template_images(spec.get("template") or {})
+        labels = (spec.get("selector") or {}).get("matchLabels") or {"app": self.app}
+        events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        server_timeout = max(1, min(int(timeout) + 1, 300))
+        readers = [
+            _WatchReader(self.client, self._deployments,
+                         {"fieldSelector": f"metadata.name={self.app}"}, "deployment",
+                         events, meta.get("resourceVersion"), server_timeout),
+            _WatchReader(self.client, f"/api/v1/namespaces/{self.namespace}/pods",
+                         {"labelSelector": selector_string(labels)}, "pod", events, None,
+                         server_timeout),
+        ]
+        for reader in readers:
+            reader.start()
+        fail_fast = FailFast(images, self.grace)
+        status = rollout_status(deployment, generation)
+        start = time.monotonic()
+        deadline = start + timeout
+        unreachable_since: float | None = None
+        last_error: ClusterError | None = None
+        reported: Progress | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                pending = fail_fast.pending()
+                progress = Progress(status.phase.value, status.message, status.desired,
+                                    status.updated, status.ready, status.available,
+                                    pending.describe() if pending else None)
+                if on_progress and progress != reported:
+                    reported = progress
+                    on_progress(progress)
+                if status.phase is Phase.COMPLETE:
+                    return status
+                if status.phase is Phase.FAILED:
+                    raise ClusterError(self.cluster, status.message)
+                problem = fail_fast.verdict(now)
+                if problem is not None:
+                    raise ClusterError(self.cluster, f"pods failing for over {self.grace:g}s: "
+                                       f"{problem.describe()}")
+                if cancel is not None and cancel.is_set():
+                    raise RolloutInterrupted(self.cluster)
+                if unreachable_since is not None and last_error is not None and \
+                        now - unreachable_since > self.unreachable_grace:
+                    raise ClusterError(self.cluster, f"{last_error.reason} (for over "
+                                       f"{self.unreachable_grace:g}s during the rollout)",
+                                       unreachable=last_error.unreachable)
+                if now >= deadline:
+                    raise ClusterError(self.cluster, f"rollout not complete after "
+                                       f"{timeout:g}s: {status.message}")
+                try:
+                    source, kind, obj = events.get(timeout=min(0.5, deadline - now))
+                except queue.Empty:
+                    continue
+                if source == "error":
+                    last_error = obj
+                    unreachable_since = unreachable_since or now
+                    continue
+                unreachable_since = None
+                if source == "deployment" and kind != "DELETED":
+                    status = rollout_status(obj, generation)
+                elif source == "deployment":
+                    raise ClusterError(self.cluster, f"deployment {self.app!r} was deleted "
+                                       "during the rollout")
+                elif source == "pod":
+                    fail_fast.observe(obj, now, deleted=kind == "DELETED")
+        finally:
+            for reader in readers:
+                reader.stop()
+            for reader in readers:
+                reader.join(timeout=2.0)
+
+    def verify(self, deployment: Mapping[str, Any]) -> None:
+        """After completion: every pod of the new template Running and Ready, enough of them."""
+        spec = deployment.get("spec") or {}
+        images = _template_images(spec.get("template") or {})
+        replicas = spec.get("replicas")
+        desired = replicas if isinstance(replicas, int) else 1
+        labels = (spec.get("selector") or {}).get("matchLabels") or {"app": self.app}
+        listing = self.client.request("GET", f"/api/v1/namespaces/{self.namespace}/pods",
+                                      {"labelSelector": selector_string(labels)})
+        pods = list(listing.get("items") or [])
+        reason = verify_pods(pods, images, desired)
+        if reason:
+            problems = [p.describe() for pod in pods for p in pod_problems(pod)]
+            extra = f" ({problems[0]})" if problems else ""
+            raise ClusterError(self.cluster, f"rollout complete but {reason}{extra}")
+
+
+class _WatchReader(threading.Thread):
+    """Forwards one watch's events to a queue: (source, type, object) or ("error", "", exc).
+
+    Starts from `resource_version` (or lists first when None), resumes from the last
+    version seen (bookmarks included) when the server ends the stream, re-lists on 410,
+    and backs off on errors until stopped.
+    """
+
+    def __init__(self, client: KubeClient, path: str, query: Mapping[str, str], source: str,
+                 out: queue.Queue, resource_version: str | None, server_timeout: int) -> None:
+        super().__init__(name=f"watch-{client.cluster}-{source}", daemon=True)
+        self.client = client
+        self.path = path
+        self.query = dict(query)
+        self.source = source
+        self.out = out
+        self.resource_version = resource_version
+        self.server_timeout = server_timeout
+        self._stopped = threading.Event()
+        self._stream: Any = None
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        """End the watch now (from the deciding thread)."""
+        self._stopped.set()
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+
+    def run(self) -> None:  # noqa: D102 - Thread API
+        backoff = 0.5
+        while not self._stopped.is_set():
+            try:
+                if self.resource_version is None:
+                    listing = self.client.request("GET", self.path, self.query)
+                    self.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
+                    for obj in listing.get("items") or []:
+                        self.out.put((self.source, "ADDED", obj))
+                self._watch_once()
+                backoff = 0.5
+            except Exception as exc:  # noqa: BLE001 - any failure of the stream is reported
+                if self._stopped.is_set():
+                    return
+                self.out.put(("error", "", describe(self.client.cluster, exc,
+                                                    self.client.server)))
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _watch_once(self) -> None:
+        stream = self.client.watch(self.path, dict(self.query, resourceVersion=self.resource_version,
+                                                   allowWatchBookmarks=True),
+                                   self.server_timeout)
+        with self._lock:
+            self._stream = stream
+            if self._stopped.is_set():
+                stream.close()
+                return
+        try:
+            for kind, obj in stream.events():
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        self.resource_version = None  # expired: list again
+                        return
+                    raise ClusterError(self.client.cluster,
+                                       f"watch error {obj.get('code')}: {obj.get('message', '')}",
+                                       obj.get("code"))
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if version:
+                    self.resource_version = version
+                if kind != "BOOKMARK":
+                    self.out.put((self.source, kind, obj))
+        finally:
+            with self._lock:
+                self._stream = None
+            stream.close()
