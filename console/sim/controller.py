@@ -1,0 +1,751 @@
+"""The control plane of one simulated cluster: the Deployment and ReplicaSet controllers
+and a kubelet stand-in for pods (as KWOK fakes them), driven by store changes and timers.
+
+Deployment -> ReplicaSet (one per pod template, `pod-template-hash`, revision annotations,
+owner references) -> Pods (Pending -> Running -> Ready after readiness_delay + jitter, or
+ErrImagePull/ImagePullBackOff, or CrashLoopBackOff with a rising restartCount). The
+rolling update follows maxSurge/maxUnavailable, status and conditions follow the real
+deployment controller's `syncRolloutStatus` (see kubernetes-wire.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from console.sim import faults
+from console.sim.admission import default_pod_spec
+from console.sim.faults import ClusterSettings
+from console.sim.patch import prune
+from console.sim.store import Obj, Store, clone
+
+DEPLOY, RS, POD, EVENT, NODE = "apps/deployments", "apps/replicasets", "/pods", "/events", "/nodes"
+REVISION = "deployment.kubernetes.io/revision"
+HASH = "pod-template-hash"
+# Deployment annotations the controller does not copy to its ReplicaSets.
+_NOT_COPIED = ("kubectl.kubernetes.io/last-applied-configuration", REVISION,
+               "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
+               "deployment.kubernetes.io/max-replicas")
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_EVENTS_PER_NAMESPACE = 300
+
+
+def now_iso(at: float | None = None) -> str:
+    """RFC 3339 UTC timestamp, seconds precision, as the API server writes them."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
+
+
+def _encode(data: bytes, length: int) -> str:
+    n = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+    out = []
+    for _ in range(length):
+        n, r = divmod(n, len(_ALPHABET))
+        out.append(_ALPHABET[r])
+    return "".join(out)
+
+
+def comparable_template(template: Any) -> Any:
+    """A pod template as the controller compares them: no hash label, no nulls or empties."""
+    t = clone(template) if isinstance(template, dict) else {}
+    labels = (t.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(HASH, None)
+    if isinstance(t.get("spec"), dict):
+        default_pod_spec(t["spec"])
+    return prune(t)
+
+
+def template_hash(template: Any) -> str:
+    """The `pod-template-hash` of a template (stable across equal templates)."""
+    return _encode(json.dumps(comparable_template(template), sort_keys=True).encode(), 10)
+
+
+def resolve_int_or_percent(value: Any, total: int, round_up: bool) -> int:
+    """maxSurge/maxUnavailable: an int, or "25%" of `total` rounded up (surge) or down."""
+    if isinstance(value, str) and value.endswith("%"):
+        pct = float(value[:-1]) / 100 * total
+        return math.ceil(pct) if round_up else math.floor(pct)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _quantity(text: Any) -> float:
+    """cpu in cores or memory in bytes from a Kubernetes quantity string."""
+    s = str(text or "0").strip()
+    suffixes = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20,
+                "Gi": 2**30, "Ti": 2**40}
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if s.endswith(suffix):
+            return float(s[:-len(suffix)]) * suffixes[suffix]
+    return float(s)
+
+
+def _owner(obj: Obj) -> dict[str, Any] | None:
+    for ref in obj["metadata"].get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def _cond(obj: Obj, ctype: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or ():
+        if c.get("type") == ctype:
+            return c
+    return None
+
+
+def pod_ready(pod: Obj) -> bool:
+    """Whether a pod's Ready condition is True."""
+    c = _cond(pod, "Ready")
+    return bool(c and c.get("status") == "True") and not pod["metadata"].get("deletionTimestamp")
+
+
+class Controller:
+    """Controllers and kubelet of one cluster; every method runs on the fleet's loop."""
+
+    def __init__(self, cluster_id: str, store: Store, settings: ClusterSettings,
+                 loop: asyncio.AbstractEventLoop, rng: random.Random,
+                 on_rollout: Callable[[str, bool], None]) -> None:
+        self.cluster_id = cluster_id
+        self.store = store
+        self.settings = settings
+        self.loop = loop
+        self.rng = rng
+        self.on_rollout = on_rollout  # (deployment key, active) -> fleet-wide tracker
+        self._pending: dict[tuple[str, str, str], None] = {}
+        self._flush_scheduled = False
+        self._progress_at: dict[tuple[str, str], float] = {}
+        self._observed_at: dict[tuple[str, str, int], float] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.paused = False  # a dead cluster's control plane stops too
+        store.listeners.append(self._on_change)
+
+    # --- scheduling ---------------------------------------------------------------------
+
+    def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        handle: asyncio.TimerHandle | None = None
+
+        def run() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            fn(*args)
+        handle = self.loop.call_later(max(delay, 0.0), run)
+        self._timers.add(handle)
+
+    def schedule(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Sync one object (`deploy` or `rs`) soon, or after `delay` seconds."""
+        if delay > 0:
+            self._later(delay, self.schedule, kind, namespace, name)
+            return
+        self._pending[(kind, namespace, name)] = None
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.paused:
+            self._pending.clear()
+            return
+        rounds = 0
+        while self._pending and rounds < 20:
+            rounds += 1
+            batch, self._pending = list(self._pending), {}
+            for kind, ns, name in batch:
+                if kind == "deploy":
+                    self.sync_deployment(ns, name)
+                else:
+                    self.sync_replicaset(ns, name)
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def stop(self) -> None:
+        """Cancel every timer (the fleet is stopping)."""
+        for handle in list(self._timers):
+            handle.cancel()
+        self._timers.clear()
+
+    def resume(self) -> None:
+        """After a revive: look at every Deployment and ReplicaSet again."""
+        self.paused = False
+        for d in self.store.iter(DEPLOY):
+            self.schedule("deploy", d["metadata"]["namespace"], d["metadata"]["name"])
+        for rs in self.store.iter(RS):
+            self.schedule("rs", rs["metadata"]["namespace"], rs["metadata"]["name"])
+        for pod in self.store.iter(POD):
+            if not pod_ready(pod):
+                self._start_pod(pod)
+
+    def _on_change(self, key: str, etype: str, obj: Obj, old: Obj | None) -> None:
+        meta = obj["metadata"]
+        ns = meta.get("namespace", "")
+        if key == DEPLOY:
+            if etype == "DELETED":
+                self._progress_at.pop((ns, meta["name"]), None)
+                self.on_rollout(f"{ns}/{meta['name']}", False)
+            else:
+                self.schedule("deploy", ns, meta["name"])
+        elif key == RS:
+            owner = _owner(obj)
+            if owner and owner.get("kind") == "Deployment":
+                self.schedule("deploy", ns, owner["name"])
+            if etype != "DELETED":
+                self.schedule("rs", ns, meta["name"])
+        elif key == POD:
+            owner = _owner(obj)
+            if owner and owner.get("kind") == "ReplicaSet":
+                self.schedule("rs", ns, owner["name"])
+            if etype == "ADDED" and not owner:
+                # a pod created directly: bind it to a node once this write has settled
+                self.loop.call_soon(self._bind_pod, ns, meta["name"], meta["uid"])
+
+    # --- events -------------------------------------------------------------------------
+
+    def record(self, involved: Obj, reason: str, message: str, etype: str = "Normal",
+               component: str = "deployment-controller") -> None:
+        """Record (or bump the count of) an Event about `involved`."""
+        meta = involved["metadata"]
+        ns = meta.get("namespace") or "default"
+        if self.store.get("/namespaces", "", ns) is None:
+            return
+        digest = hashlib.sha1(f"{meta.get('uid')}/{reason}/{message}".encode()).hexdigest()[:16]
+        name = f"{meta['name']}.{digest}"
+        stamp = now_iso()
+        existing = self.store.get(EVENT, ns, name)
+        if existing is not None:
+            ev = clone(existing)
+            ev["count"] = ev.get("count", 1) + 1
+            ev["lastTimestamp"] = stamp
+            self.store.put(EVENT, ev)
+            return
+        api_version = "apps/v1" if involved.get("kind") in ("Deployment", "ReplicaSet") else "v1"
+        ev = {"kind": "Event", "apiVersion": "v1",
+              "metadata": {"name": name, "namespace": ns, "uid": str(uuid.uuid4()),
+                           "creationTimestamp": stamp},
+              "involvedObject": {"kind": involved.get("kind"), "namespace": ns, "name": meta["name"],
+                                 "uid": meta.get("uid"), "apiVersion": api_version,
+                                 "resourceVersion": meta.get("resourceVersion")},
+              "reason": reason, "message": message, "type": etype, "count": 1,
+              "source": {"component": component}, "firstTimestamp": stamp, "lastTimestamp": stamp,
+              "reportingComponent": component, "reportingInstance": ""}
+        self.store.put(EVENT, ev)
+        events = self.store.list(EVENT, ns)
+        if len(events) > _EVENTS_PER_NAMESPACE:
+            oldest = sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))
+            for e in oldest[:len(events) - _EVENTS_PER_NAMESPACE]:
+                self.store.delete(EVENT, ns, e["metadata"]["name"])
+
+    # --- deployments --------------------------------------------------------------------
+
+    def _owned(self, key: str, ns: str, uid: str) -> list[Obj]:
+        return [o for o in self.store.list(key, ns)
+                if (ref := _owner(o)) is not None and ref.get("uid") == uid]
+
+    def _pods_by_rs(self, ns: str) -> dict[str, list[Obj]]:
+        out: dict[str, list[Obj]] = {}
+        for pod in self.store.list(POD, ns):
+            ref = _owner(pod)
+            if ref is not None and not pod["metadata"].get("deletionTimestamp"):
+                out.setdefault(ref.get("uid", ""), []).append(pod)
+        return out
+
+    def sync_deployment(self, ns: str, name: str) -> None:
+        """One pass of the deployment controller for ns/name."""
+        d = self.store.get(DEPLOY, ns, name)
+        if d is None or d["metadata"].get("deletionTimestamp"):
+            return
+        meta, spec = d["metadata"], d["spec"]
+        generation = meta.get("generation", 1)
+        status = d.get("status") or {}
+        key = (ns, name)
+        if status.get("observedGeneration", 0) < generation and self.settings.lag_generation > 0:
+            seen = self._observed_at.setdefault((ns, name, generation),
+                                                self.loop.time() + self.settings.lag_generation)
+            if self.loop.time() < seen:
+                self.schedule("deploy", ns, name, seen - self.loop.time() + 0.001)
+                return
+        uid = meta["uid"]
+        all_rs = self._owned(RS, ns, uid)
+        wanted = comparable_template(spec["template"])
+        new_rs = next((rs for rs in all_rs
+                       if comparable_template(rs["spec"]["template"]) == wanted), None)
+        old_rs = [rs for rs in all_rs if rs is not new_rs]
+        revisions = [int(rs["metadata"].get("annotations", {}).get(REVISION, "0") or 0) for rs in all_rs]
+        max_old = max((int(rs["metadata"].get("annotations", {}).get(REVISION, "0") or 0)
+                       for rs in old_rs), default=0)
+        new_status = dict(status)
+        conditions = [dict(c) for c in status.get("conditions") or ()]
+        replicas = spec.get("replicas", 1)
+        rolling = spec.get("strategy", {}).get("type", "RollingUpdate") != "Recreate"
+        ru = spec.get("strategy", {}).get("rollingUpdate") or {}
+        surge = resolve_int_or_percent(ru.get("maxSurge", "25%"), replicas, True) if rolling else 0
+        unavailable = resolve_int_or_percent(ru.get("maxUnavailable", "25%"), replicas, False) if rolling else replicas
+        if rolling and surge == 0 and unavailable == 0:
+            unavailable = 1
+        paused = bool(spec.get("paused"))
+        created = False
+        if new_rs is None and not paused:
+            new_rs = self._create_rs(d, max(revisions, default=0) + 1, replicas, surge, all_rs)
+            created = True
+            _set_condition(conditions, "Progressing", "True", "NewReplicaSetCreated",
+                           f'Created new replica set "{new_rs["metadata"]["name"]}"', self._reset_progress(key))
+        elif new_rs is not None:
+            rev = int(new_rs["metadata"].get("annotations", {}).get(REVISION, "0") or 0)
+            if rev <= max_old or self._needs_annotations(new_rs, d, replicas, surge):
+                new_rs = self._annotate_rs(new_rs, d, max(rev, max_old + 1) if rev <= max_old else rev,
+                                           replicas, surge)
+            if _find(conditions, "Progressing") is None:
+                _set_condition(conditions, "Progressing", "True", "FoundNewReplicaSet",
+                               f'Found new replica set "{new_rs["metadata"]["name"]}"', self._reset_progress(key))
+        pods = self._pods_by_rs(ns)
+        if not paused and new_rs is not None:
+            if rolling:
+                self._rolling(d, new_rs, old_rs, pods, replicas, surge, unavailable, created)
+            else:
+                self._recreate(d, new_rs, old_rs, pods, replicas)
+            self._cleanup(d, old_rs)
+            # re-read after scaling
+            all_rs = self._owned(RS, ns, uid)
+            new_rs = next((rs for rs in all_rs if rs["metadata"]["uid"] == new_rs["metadata"]["uid"]), new_rs)
+            pods = self._pods_by_rs(ns)
+        # status
+        total = sum(len(pods.get(rs["metadata"]["uid"], ())) for rs in all_rs)
+        updated = len(pods.get(new_rs["metadata"]["uid"], ())) if new_rs else 0
+        ready = sum(1 for rs in all_rs for p in pods.get(rs["metadata"]["uid"], ()) if pod_ready(p))
+        available = ready
+        spec_total = sum(rs["spec"].get("replicas", 0) for rs in all_rs)
+        new_status.update(observedGeneration=generation, replicas=total, updatedReplicas=updated,
+                          readyReplicas=ready, availableReplicas=available)
+        unavail = max(spec_total - available, 0)
+        if unavail:
+            new_status["unavailableReplicas"] = unavail
+        else:
+            new_status.pop("unavailableReplicas", None)
+        for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"):
+            if not new_status[k]:
+                new_status.pop(k)
+        if available >= replicas - unavailable:
+            _set_condition(conditions, "Available", "True", "MinimumReplicasAvailable",
+                           "Deployment has minimum availability.", time.time())
+        else:
+            _set_condition(conditions, "Available", "False", "MinimumReplicasUnavailable",
+                           "Deployment does not have minimum availability.", time.time())
+        rs_name = new_rs["metadata"]["name"] if new_rs else name
+        progressing = _find(conditions, "Progressing")
+        complete_before = (total == updated and progressing is not None
+                           and progressing.get("reason") == "NewReplicaSetAvailable")
+        is_complete = (updated == replicas and total == replicas and available == replicas)
+        active = False
+        deadline = spec.get("progressDeadlineSeconds")
+        if not paused and not complete_before and deadline is not None:
+            old_total_before = status.get("replicas", 0) - status.get("updatedReplicas", 0)
+            if is_complete:
+                _set_condition(conditions, "Progressing", "True", "NewReplicaSetAvailable",
+                               f'ReplicaSet "{rs_name}" has successfully progressed.', time.time())
+            elif (updated > status.get("updatedReplicas", 0) or (total - updated) < old_total_before
+                  or ready > status.get("readyReplicas", 0) or available > status.get("availableReplicas", 0)):
+                stamp = self._reset_progress(key)
+                c = _find(conditions, "Progressing")
+                keep = c.get("lastTransitionTime") if c and c.get("status") == "True" else None
+                conditions[:] = [x for x in conditions if x.get("type") != "Progressing"]
+                _set_condition(conditions, "Progressing", "True", "ReplicaSetUpdated",
+                               f'ReplicaSet "{rs_name}" is progressing.', stamp)
+                if keep:
+                    _find(conditions, "Progressing")["lastTransitionTime"] = keep  # type: ignore[index]
+                active = True
+            else:
+                c = _find(conditions, "Progressing")
+                since = self._progress_at.get(key, time.time())
+                if c is not None and c.get("reason") == "ProgressDeadlineExceeded":
+                    pass
+                elif c is not None and time.time() >= since + deadline:
+                    _set_condition(conditions, "Progressing", "False", "ProgressDeadlineExceeded",
+                                   f'ReplicaSet "{rs_name}" has timed out progressing.', time.time())
+                    self.record(d, "ProgressDeadlineExceeded",
+                                f'ReplicaSet "{rs_name}" has timed out progressing.', "Warning")
+                else:
+                    active = True
+                    self.schedule("deploy", ns, name, since + deadline - time.time() + 0.01)
+        self.on_rollout(f"{ns}/{name}", active)
+        new_status["conditions"] = conditions
+        annotations = dict(meta.get("annotations") or {})
+        if new_rs is not None:
+            annotations[REVISION] = new_rs["metadata"]["annotations"][REVISION]
+        if new_status != status or annotations != (meta.get("annotations") or {}):
+            current = self.store.get(DEPLOY, ns, name)
+            if current is None or current["metadata"]["uid"] != uid:
+                return
+            fresh = dict(current)
+            fresh["metadata"] = dict(current["metadata"], annotations=annotations)
+            fresh["status"] = new_status
+            self.store.put(DEPLOY, fresh)
+
+    def _reset_progress(self, key: tuple[str, str]) -> float:
+        self._progress_at[key] = time.time()
+        return self._progress_at[key]
+
+    def _rs_annotations(self, d: Obj, revision: int, replicas: int, surge: int) -> dict[str, str]:
+        out = {k: v for k, v in (d["metadata"].get("annotations") or {}).items() if k not in _NOT_COPIED}
+        out.update({REVISION: str(revision),
+                    "deployment.kubernetes.io/desired-replicas": str(replicas),
+                    "deployment.kubernetes.io/max-replicas": str(replicas + surge)})
+        return out
+
+    def _needs_annotations(self, rs: Obj, d: Obj, replicas: int, surge: int) -> bool:
+        ann = rs["metadata"].get("annotations") or {}
+        return (ann.get("deployment.kubernetes.io/desired-replicas") != str(replicas)
+                or ann.get("deployment.kubernetes.io/max-replicas") != str(replicas + surge))
+
+    def _annotate_rs(self, rs: Obj, d: Obj, revision: int, replicas: int, surge: int) -> Obj:
+        fresh = clone(rs)
+        old_ann = fresh["metadata"].get("annotations") or {}
+        ann = self._rs_annotations(d, revision, replicas, surge)
+        old_rev = old_ann.get(REVISION)
+        if old_rev and old_rev != str(revision):
+            history = [h for h in old_ann.get("deployment.kubernetes.io/revision-history", "").split(",") if h]
+            ann["deployment.kubernetes.io/revision-history"] = ",".join(history + [old_rev])
+        fresh["metadata"]["annotations"] = ann
+        return self.store.put(RS, fresh)
+
+    def _create_rs(self, d: Obj, revision: int, replicas: int, surge: int, all_rs: list[Obj]) -> Obj:
+        meta = d["metadata"]
+        template = clone(d["spec"]["template"])
+        h = template_hash(template)
+        template.setdefault("metadata", {}).setdefault("labels", {})[HASH] = h
+        selector = clone(d["spec"]["selector"])
+        selector.setdefault("matchLabels", {})[HASH] = h
+        existing_total = sum(rs["spec"].get("replicas", 0) for rs in all_rs)
+        start = max(min(replicas + surge - existing_total, replicas), 0) if all_rs else replicas
+        if d["spec"].get("strategy", {}).get("type") == "Recreate" and all_rs:
+            start = 0
+        rs = {"kind": "ReplicaSet", "apiVersion": "apps/v1",
+              "metadata": {"name": f"{meta['name']}-{h}", "namespace": meta["namespace"],
+                           "uid": str(uuid.uuid4()), "generation": 1, "creationTimestamp": now_iso(),
+                           "labels": dict(template["metadata"]["labels"]),
+                           "annotations": self._rs_annotations(d, revision, replicas, surge),
+                           "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                "name": meta["name"], "uid": meta["uid"],
+                                                "controller": True, "blockOwnerDeletion": True}]},
+              "spec": {"replicas": start, "minReadySeconds": d["spec"].get("minReadySeconds", 0),
+                       "selector": selector, "template": template},
+              "status": {"replicas": 0, "observedGeneration": 0}}
+        stored = self.store.put(RS, rs)
+        if start:
+            self.record(d, "ScalingReplicaSet", f"Scaled up replica set {rs['metadata']['name']} to {start} from 0")
+        return stored
+
+    def _scale(self, d: Obj, rs: Obj, count: int) -> None:
+        before = rs["spec"].get("replicas", 0)
+        if before == count:
+            return
+        fresh = clone(rs)
+        fresh["spec"]["replicas"] = count
+        fresh["metadata"]["generation"] = fresh["metadata"].get("generation", 1) + 1
+        self.store.put(RS, fresh)
+        word = "up" if count > before else "down"
+        self.record(d, "ScalingReplicaSet",
+                    f"Scaled {word} replica set {rs['metadata']['name']} to {count} from {before}")
+
+    def _rolling(self, d: Obj, new_rs: Obj, old_rs: list[Obj], pods: dict[str, list[Obj]],
+                 replicas: int, surge: int, unavailable: int, created: bool) -> None:
+        def avail(rs: Obj) -> int:
+            return sum(1 for p in pods.get(rs["metadata"]["uid"], ()) if pod_ready(p))
+        # scale up the new ReplicaSet within maxSurge
+        all_total = sum(rs["spec"].get("replicas", 0) for rs in old_rs) + new_rs["spec"].get("replicas", 0)
+        new_count = new_rs["spec"].get("replicas", 0)
+        if new_count < replicas and not created:
+            room = replicas + surge - all_total
+            if room > 0:
+                target = min(new_count + room, replicas)
+                self._scale(d, new_rs, target)
+                new_count = target
+        elif new_count > replicas:
+            self._scale(d, new_rs, replicas)
+            new_count = replicas
+        # scale down old ReplicaSets within maxUnavailable
+        live_old = sorted((rs for rs in old_rs if rs["spec"].get("replicas", 0) > 0),
+                          key=lambda rs: rs["metadata"].get("creationTimestamp", ""))
+        if not live_old:
+            return
+        all_total = sum(rs["spec"].get("replicas", 0) for rs in live_old) + new_count
+        min_available = replicas - unavailable
+        new_unavailable = new_count - avail(new_rs)
+        budget = all_total - min_available - new_unavailable
+        counts = {rs["metadata"]["uid"]: rs["spec"].get("replicas", 0) for rs in live_old}
+        # first the old pods that are not available anyway
+        for rs in live_old:
+            if budget <= 0:
+                break
+            unhealthy = counts[rs["metadata"]["uid"]] - avail(rs)
+            cut = min(max(unhealthy, 0), budget)
+            counts[rs["metadata"]["uid"]] -= cut
+            budget -= cut
+        available_total = sum(min(avail(rs), counts[rs["metadata"]["uid"]]) for rs in live_old) + avail(new_rs)
+        budget = available_total - min_available
+        for rs in live_old:
+            if budget <= 0:
+                break
+            cut = min(counts[rs["metadata"]["uid"]], budget)
+            counts[rs["metadata"]["uid"]] -= cut
+            budget -= cut
+        for rs in live_old:
+            self._scale(d, rs, counts[rs["metadata"]["uid"]])
+
+    def _recreate(self, d: Obj, new_rs: Obj, old_rs: list[Obj], pods: dict[str, list[Obj]],
+                  replicas: int) -> None:
+        for rs in old_rs:
+            self._scale(d, rs, 0)
+        if any(pods.get(rs["metadata"]["uid"]) for rs in old_rs):
+            return
+        self._scale(d, new_rs, replicas)
+
+    def _cleanup(self, d: Obj, old_rs: list[Obj]) -> None:
+        limit = d["spec"].get("revisionHistoryLimit", 10)
+        idle = [rs for rs in old_rs if rs["spec"].get("replicas", 0) == 0
+                and not (rs.get("status") or {}).get("replicas")]
+        idle.sort(key=lambda rs: int(rs["metadata"].get("annotations", {}).get(REVISION, "0") or 0))
+        for rs in idle[:max(len(idle) - limit, 0)]:
+            self.store.delete(RS, rs["metadata"]["namespace"], rs["metadata"]["name"])
+
+    # --- replicasets --------------------------------------------------------------------
+
+    def sync_replicaset(self, ns: str, name: str) -> None:
+        """Create or delete pods so that ns/name has spec.replicas of them; update its status."""
+        rs = self.store.get(RS, ns, name)
+        if rs is None:
+            return
+        uid = rs["metadata"]["uid"]
+        pods = [p for p in self._owned(POD, ns, uid) if not p["metadata"].get("deletionTimestamp")]
+        want = rs["spec"].get("replicas", 0)
+        if len(pods) < want:
+            for _ in range(want - len(pods)):
+                pods.append(self._create_pod(rs))
+        elif len(pods) > want:
+            # not-ready pods first, then the newest
+            victims = sorted(pods, key=lambda p: (pod_ready(p), -int(p["metadata"]["resourceVersion"])))
+            for pod in victims[:len(pods) - want]:
+                self.store.delete(POD, ns, pod["metadata"]["name"])
+                self.record(rs, "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}",
+                            component="replicaset-controller")
+                pods.remove(pod)
+        ready = sum(1 for p in pods if pod_ready(p))
+        status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
+                  "availableReplicas": ready, "observedGeneration": rs["metadata"].get("generation", 1)}
+        status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
+        current = self.store.get(RS, ns, name)
+        if current is not None and current.get("status") != status:
+            fresh = dict(current)
+            fresh["status"] = status
+            self.store.put(RS, fresh)
+
+    def _pick_node(self, pod_spec: Obj) -> str | None:
+        cpu = mem = 0.0
+        for c in pod_spec.get("containers") or ():
+            req = (c.get("resources") or {}).get("requests") or {}
+            cpu += _quantity(req.get("cpu", 0))
+            mem += _quantity(req.get("memory", 0))
+        nodes = self.store.list(NODE)
+        if not nodes:
+            return None
+        used: dict[str, list[float]] = {n["metadata"]["name"]: [0.0, 0.0, 0.0] for n in nodes}
+        for p in self.store.iter(POD):
+            node = p["spec"].get("nodeName")
+            if node in used:
+                used[node][2] += 1
+                for c in p["spec"].get("containers") or ():
+                    req = (c.get("resources") or {}).get("requests") or {}
+                    used[node][0] += _quantity(req.get("cpu", 0))
+                    used[node][1] += _quantity(req.get("memory", 0))
+        fits = []
+        for n in nodes:
+            alloc = n["status"]["allocatable"]
+            u = used[n["metadata"]["name"]]
+            if u[0] + cpu <= _quantity(alloc["cpu"]) and u[1] + mem <= _quantity(alloc["memory"]):
+                fits.append((u[2], u[0], n["metadata"]["name"]))
+        return min(fits)[2] if fits else None
+
+    def _create_pod(self, rs: Obj) -> Obj:
+        meta = rs["metadata"]
+        template = clone(rs["spec"]["template"])
+        suffix = "".join(self.rng.choice(_ALPHABET) for _ in range(5))
+        spec = template.get("spec", {})
+        node = self._pick_node(spec)
+        stamp = now_iso()
+        containers = spec.get("containers") or []
+        status: dict[str, Any] = {"phase": "Pending", "qosClass": "Burstable"}
+        if node is None:
+            status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                     "lastTransitionTime": stamp,
+                                     "message": f"0/{len(self.store.list(NODE))} nodes are available: "
+                                                "Insufficient cpu or memory."}]
+        else:
+            spec["nodeName"] = node
+            status.update(hostIP="10.0.0.1", startTime=stamp, conditions=[
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
+                {"type": "Ready", "status": "False", "lastTransitionTime": stamp, "reason": "ContainersNotReady"},
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": stamp,
+                 "reason": "ContainersNotReady"}])
+            status["containerStatuses"] = [
+                {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                 "started": False, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers]
+        pod = {"kind": "Pod", "apiVersion": "v1",
+               "metadata": {"name": f"{meta['name']}-{suffix}", "namespace": meta["namespace"],
+                            "uid": str(uuid.uuid4()), "creationTimestamp": stamp,
+                            "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                            "annotations": dict(template.get("metadata", {}).get("annotations") or {}),
+                            "generateName": f"{meta['name']}-",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                 "name": meta["name"], "uid": meta["uid"],
+                                                 "controller": True, "blockOwnerDeletion": True}]},
+               "spec": spec, "status": status}
+        if not pod["metadata"]["annotations"]:
+            del pod["metadata"]["annotations"]
+        stored = self.store.put(POD, pod)
+        self.record(rs, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}",
+                    component="replicaset-controller")
+        if node is not None:
+            self._start_pod(stored)
+        return stored
+
+    # --- kubelet ------------------------------------------------------------------------
+
+    def _bind_pod(self, ns: str, name: str, uid: str) -> None:
+        pod = self._live((ns, name, uid))
+        if pod is None or pod["spec"].get("nodeName"):
+            return
+        node = self._pick_node(pod["spec"])
+        if node is None:
+            return
+        fresh = clone(pod)
+        fresh["spec"]["nodeName"] = node
+        stamp = now_iso()
+        fresh["status"] = {"phase": "Pending", "hostIP": "10.0.0.1", "startTime": stamp, "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+            {"type": "Ready", "status": "False", "lastTransitionTime": stamp, "reason": "ContainersNotReady"},
+            {"type": "ContainersReady", "status": "False", "lastTransitionTime": stamp,
+             "reason": "ContainersNotReady"}],
+            "containerStatuses": [{"name": c.get("name"), "image": c.get("image", ""), "imageID": "",
+                                   "ready": False, "started": False, "restartCount": 0,
+                                   "state": {"waiting": {"reason": "ContainerCreating"}}}
+                                  for c in fresh["spec"].get("containers") or ()]}
+        self._start_pod(self.store.put(POD, fresh))
+
+    def _start_pod(self, pod: Obj) -> None:
+        if not pod["spec"].get("nodeName"):
+            return
+        s = self.settings
+        delay = s.readiness_delay + self.rng.uniform(0, s.jitter) if s.jitter > 0 else s.readiness_delay
+        meta = pod["metadata"]
+        ident = (meta["namespace"], meta["name"], meta["uid"])
+        images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
+        if any(faults.matches(i, s.never_pull) for i in images):
+            self._later(min(0.3, delay), self._pull_failure, ident, 0)
+        elif any(faults.matches(i, s.crash) for i in images):
+            self._later(min(0.3, delay), self._crash, ident, 0)
+        else:
+            self._later(delay * 0.3, self._running, ident, False)
+            self._later(delay, self._running, ident, True)
+
+    def _live(self, ident: tuple[str, str, str]) -> Obj | None:
+        if self.paused:
+            return None
+        pod = self.store.get(POD, ident[0], ident[1])
+        if pod is None or pod["metadata"]["uid"] != ident[2]:
+            return None
+        return pod
+
+    def _running(self, ident: tuple[str, str, str], ready: bool) -> None:
+        pod = self._live(ident)
+        if pod is None or pod_ready(pod):
+            return
+        fresh = clone(pod)
+        stamp = now_iso()
+        status = fresh["status"]
+        status["phase"] = "Running"
+        status.setdefault("podIP", f"10.244.{self.rng.randint(0, 255)}.{self.rng.randint(2, 254)}")
+        status["podIPs"] = [{"ip": status["podIP"]}]
+        for cs in status.get("containerStatuses") or ():
+            cs["state"] = {"running": {"startedAt": cs.get("state", {}).get("running", {}).get("startedAt", stamp)}}
+            cs["started"] = True
+            cs["ready"] = ready
+            cs["imageID"] = f"{cs['image']}@sha256:{hashlib.sha256(cs['image'].encode()).hexdigest()}"
+            cs["containerID"] = f"containerd://{hashlib.sha256(ident[2].encode()).hexdigest()}"
+        if ready:
+            for c in status.get("conditions") or ():
+                if c["type"] in ("Ready", "ContainersReady"):
+                    c.update(status="True", lastTransitionTime=stamp)
+                    c.pop("reason", None)
+        self.store.put(POD, fresh)
+
+    def _pull_failure(self, ident: tuple[str, str, str], attempt: int) -> None:
+        pod = self._live(ident)
+        if pod is None:
+            return
+        fresh = clone(pod)
+        reason = "ErrImagePull" if attempt % 2 == 0 else "ImagePullBackOff"
+        for cs in fresh["status"].get("containerStatuses") or ():
+            if faults.matches(cs["image"], self.settings.never_pull):
+                message = (f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                           f'"{cs["image"]}": not found' if reason == "ErrImagePull"
+                           else f'Back-off pulling image "{cs["image"]}"')
+                cs["state"] = {"waiting": {"reason": reason, "message": message}}
+                cs["ready"] = False
+                self.record(fresh, "Failed" if reason == "ErrImagePull" else "BackOff", message,
+                            "Warning", component="kubelet")
+        self.store.put(POD, fresh)
+        self._later(min(1.0 * 2 ** min(attempt, 4), 10.0), self._pull_failure, ident, attempt + 1)
+
+    def _crash(self, ident: tuple[str, str, str], restarts: int) -> None:
+        pod = self._live(ident)
+        if pod is None:
+            return
+        fresh = clone(pod)
+        stamp = now_iso()
+        fresh["status"]["phase"] = "Running"
+        for cs in fresh["status"].get("containerStatuses") or ():
+            if faults.matches(cs["image"], self.settings.crash):
+                cs["restartCount"] = restarts
+                cs["ready"] = False
+                cs["started"] = False
+                cs["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": stamp,
+                                                  "finishedAt": stamp}}
+                cs["state"] = {"waiting": {"reason": "CrashLoopBackOff",
+                                           "message": f"back-off restarting failed container {cs['name']} "
+                                                      f"in pod {ident[1]}"}}
+                self.record(fresh, "BackOff", "Back-off restarting failed container", "Warning",
+                            component="kubelet")
+        self.store.put(POD, fresh)
+        period = max(self.settings.readiness_delay, 0.2) * 2 ** min(restarts, 3)
+        self._later(min(period, 10.0), self._crash, ident, restarts + 1)
+
+
+def _find(conditions: list[dict[str, Any]], ctype: str) -> dict[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == ctype), None)
+
+
+def _set_condition(conditions: list[dict[str, Any]], ctype: str, status: str, reason: str,
+                   message: str, at: float) -> None:
+    """SetDeploymentCondition: no change for the same status and reason; keep the transition
+    time when only the reason changes."""
+    current = _find(conditions, ctype)
+    stamp = now_iso(at)
+    if current is not None and current.get("status") == status and current.get("reason") == reason:
+        return
+    cond = {"type": ctype, "status": status, "lastUpdateTime": stamp, "lastTransitionTime": stamp,
+            "reason": reason, "message": message}
+    if current is not None:
+        if current.get("status") == status:
+            cond["lastTransitionTime"] = current.get("lastTransitionTime", stamp)
+        conditions.remove(current)
+    conditions.append(cond)

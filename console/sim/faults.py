@@ -1,0 +1,127 @@
+"""Per-cluster behaviour and faults of the simulated fleet.
+
+Settings come from the fleet file's `sim:` blocks (unknown keys are ignored, so the file
+can carry keys for newer versions), from `SimFleet(...)` keyword arguments, and can be
+changed while running with `SimFleet.set_faults(cluster_id, **settings)` or the admin
+endpoint `POST /_sim/faults` on the cluster's own port (full-rights token, JSON body).
+
+Fleet-wide (`sim:` at the top level of clusters.yaml; also defaults for every cluster):
+
+    readiness_delay: 1.0      seconds from pod creation to Ready
+    jitter: 1.0               plus a random 0..jitter seconds per pod
+    never_pull: ["*broken*"]  image tag globs that never pull (ErrImagePull/ImagePullBackOff)
+    crash: ["*crash*"]        image tag globs whose containers crash (CrashLoopBackOff)
+    registry_missing: [...]   tag globs the demo registry reports as missing (fleet only)
+
+Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, plus:
+
+    error_rate: 0.1           share of API requests answered 500 or 429 (Retry-After)
+    error_codes: [500, 429]   which codes error_rate picks from (at random)
+    retry_after: 1            seconds announced in Retry-After on 429
+    latency: 0.2              seconds added to every API request; [0.1, 0.5] = random range
+    unreachable: true         the port is closed from the start (connection refused)
+    die_at: 30                seconds after start when the cluster dies (port closed,
+                              open connections and watches dropped)
+    revive_after: 20          seconds after dying when it comes back, state intact
+    lag_generation: 2.0       seconds before the controller observes a new generation
+    nodes: 3                  number of nodes; node_cpu: "4", node_memory: "16Gi" each
+
+Injected errors and latency apply to resource requests (not to /version, discovery or
+OpenAPI, which kubectl caches), so flakiness hits the calls a release makes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+FLEET_KEYS = ("readiness_delay", "jitter", "never_pull", "crash", "registry_missing",
+              "lag_generation")
+
+
+@dataclass
+class ClusterSettings:
+    """The live settings of one cluster (mutated only on the fleet's loop thread)."""
+
+    readiness_delay: float = 1.0
+    jitter: float = 1.0
+    never_pull: tuple[str, ...] = ()
+    crash: tuple[str, ...] = ()
+    error_rate: float = 0.0
+    error_codes: tuple[int, ...] = (500, 429)
+    retry_after: int = 1
+    latency: tuple[float, float] = (0.0, 0.0)
+    unreachable: bool = False
+    die_at: float | None = None
+    revive_after: float | None = None
+    lag_generation: float = 0.0
+    nodes: int = 3
+    node_cpu: str = "4"
+    node_memory: str = "16Gi"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def update(self, values: Mapping[str, Any], *, strict: bool = True) -> None:
+        """Set the given settings, converting types; unknown keys raise unless `strict=False`."""
+        known = {f.name for f in fields(self)} - {"extra"}
+        for key, value in values.items():
+            if key not in known:
+                if strict and key != "registry_missing":
+                    raise TypeError(f"unknown simulator setting {key!r}")
+                self.extra[key] = value
+                continue
+            setattr(self, key, _convert(key, value))
+
+    def pick_latency(self, rng: random.Random) -> float:
+        """Seconds to delay this request."""
+        low, high = self.latency
+        return low if high <= low else rng.uniform(low, high)
+
+    def pick_error(self, rng: random.Random) -> int | None:
+        """An HTTP status to fail this request with, or None."""
+        if self.error_rate > 0 and rng.random() < self.error_rate and self.error_codes:
+            return rng.choice(self.error_codes)
+        return None
+
+
+def _globs(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+def _convert(key: str, value: Any) -> Any:
+    if key in ("never_pull", "crash"):
+        return _globs(value)
+    if key == "error_codes":
+        return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    if key == "latency":
+        if isinstance(value, (list, tuple)):
+            low, high = (float(value[0]), float(value[-1]))
+            return (low, high)
+        return (float(value or 0), float(value or 0))
+    if key in ("die_at", "revive_after"):
+        return None if value is None else float(value)
+    if key in ("readiness_delay", "jitter", "error_rate", "lag_generation"):
+        return float(value)
+    if key in ("retry_after", "nodes"):
+        return int(value)
+    if key == "unreachable":
+        return bool(value)
+    return str(value)
+
+
+def tag_of(image: str) -> str:
+    """The tag of an image reference ("" when it has none)."""
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else ""
+
+
+def matches(image_or_tag: str, globs: Iterable[str]) -> bool:
+    """Whether an image's tag (or the reference itself) matches one of the globs."""
+    tag = tag_of(image_or_tag) if ("/" in image_or_tag or ":" in image_or_tag) else image_or_tag
+    return any(fnmatch.fnmatchcase(tag, g) or fnmatch.fnmatchcase(image_or_tag, g) for g in globs)

@@ -1,0 +1,471 @@
+"""`SimFleet`: many simulated clusters (and a demo registry) served by one background loop.
+
+    with SimFleet(["staging", "prod"], readiness_delay=0.2) as fleet:
+        kubeconfig = fleet.kubeconfig("staging")      # dict for new_client_from_config_dict
+        fleet.set_faults("prod", error_rate=0.2)
+        fleet.kill("prod"); fleet.revive("prod")
+        fleet.write_kubeconfigs(tmp, "clusters.yaml")  # DIR/<id>.yaml + DIR/clusters.yaml
+
+Every public method may be called from any thread; work on the cluster state is done on the
+fleet's loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from aiohttp import web
+
+from console.sim import tls
+from console.sim.cluster import SimCluster
+from console.sim.faults import ClusterSettings
+from console.sim.registry import DemoRegistry
+from console.sim.server import Handler
+
+T = TypeVar("T")
+_MARK = "# Written by `release-console sim`: a simulated cluster of the local fleet.\n"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """A cluster id and its `sim:` settings (see faults.py)."""
+
+    id: str
+    sim: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _listen(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _registry_host(image: str) -> tuple[str, str]:
+    """(registry host or "", repository path) of an image reference without tag."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "", image
+
+
+class SimFleet:
+    """N simulated clusters on loopback HTTPS ports, plus a demo OCI registry."""
+
+    def __init__(self, clusters: Sequence[str | ClusterSpec], *, readiness_delay: float = 1.0,
+                 jitter: float = 1.0, never_pull: Iterable[str] = (), crash: Iterable[str] = (),
+                 registry_missing: Iterable[str] = (), lag_generation: float = 0.0,
+                 seed: int | None = None, **fleet_settings: Any) -> None:
+        specs = [c if isinstance(c, ClusterSpec) else ClusterSpec(str(c)) for c in clusters]
+        ids = [s.id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("cluster ids must be unique")
+        self.specs = specs
+        self.defaults: dict[str, Any] = {"readiness_delay": readiness_delay, "jitter": jitter,
+                                         "never_pull": tuple(never_pull), "crash": tuple(crash),
+                                         "lag_generation": lag_generation, **fleet_settings}
+        self.registry_missing: tuple[str, ...] = tuple(registry_missing)
+        self.seed = seed
+        self.config_path: Path | None = None
+        self.clusters: dict[str, SimCluster] = {}
+        self._by_port: dict[int, SimCluster] = {}
+        self._sites: dict[str, web.BaseSite] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.ServerRunner | None = None
+        self._registry_runner: web.ServerRunner | None = None
+        self._registry: DemoRegistry | None = None
+        self._active: set[tuple[str, str]] = set()
+        self._max_active = 0
+        self._tmp: str | None = None
+        self.tls: tls.FleetTLS | None = None
+        self.registry_port = 0
+
+    # --- construction from a fleet file ---------------------------------------------------
+
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: Any) -> SimFleet:
+        """A fleet with the ids and `sim:` blocks of a clusters.yaml (raw YAML, unknown keys ignored)."""
+        path = Path(path)
+        raw = yaml.safe_load(path.read_text()) or {}
+        fleet_sim = dict(raw.get("sim") or {}) if isinstance(raw, dict) else {}
+        specs = []
+        for entry in (raw.get("clusters") or []) if isinstance(raw, dict) else []:
+            if isinstance(entry, dict) and entry.get("id"):
+                specs.append(ClusterSpec(str(entry["id"]), dict(entry.get("sim") or {})))
+        kwargs: dict[str, Any] = {k: fleet_sim[k] for k in ("readiness_delay", "jitter", "never_pull",
+                                                              "crash", "registry_missing", "lag_generation")
+                                  if k in fleet_sim}
+        for k in ("never_pull", "crash", "registry_missing"):
+            if isinstance(kwargs.get(k), str):
+                kwargs[k] = (kwargs[k],)
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        fleet = cls(specs, **kwargs)
+        fleet.config_path = path
+        return fleet
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> SimFleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 60.0) -> SimFleet:
+        """Start the loop thread and every listening port; returns when all listen."""
+        if self._loop is not None:
+            return self
+        self.tls = tls.generate()
+        self._tmp = tempfile.mkdtemp(prefix="release-console-sim-")
+        Path(self._tmp, "ca.crt").write_bytes(self.tls.ca_pem)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sim-fleet", daemon=True)
+        self._thread.start()
+        try:
+            self._run(self._start(), timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        assert self.tls is not None and self._loop is not None
+        self._ssl = self.tls.server_context()
+        self._runner = web.ServerRunner(web.Server(Handler(self._by_port)), shutdown_timeout=0.5,
+                                        handle_signals=False)
+        await self._runner.setup()
+        for n, spec in enumerate(self.specs):
+            settings = ClusterSettings()
+            settings.update({k: v for k, v in self.defaults.items() if v is not None}, strict=False)
+            settings.update(spec.sim, strict=False)
+            seed = None if self.seed is None else self.seed + n
+            cluster = SimCluster(spec.id, settings, self._loop, self._on_rollout, seed)
+            self.clusters[spec.id] = cluster
+            if settings.unreachable:
+                cluster.port = _free_port()
+                cluster.alive = False
+                cluster.controller.paused = True
+            else:
+                await self._open(cluster)
+            self._schedule_death(cluster)
+        self._registry = DemoRegistry(lambda: self.registry_missing)
+        self._registry_runner = web.ServerRunner(web.Server(self._registry), shutdown_timeout=0.5,
+                                                 handle_signals=False)
+        await self._registry_runner.setup()
+        sock = _listen()
+        self.registry_port = sock.getsockname()[1]
+        await web.SockSite(self._registry_runner, sock, ssl_context=self._ssl).start()
+
+    async def _open(self, cluster: SimCluster, port: int = 0) -> None:
+        assert self._runner is not None
+        sock = _listen(port)
+        cluster.port = sock.getsockname()[1]
+        self._by_port[cluster.port] = cluster
+        site = web.SockSite(self._runner, sock, ssl_context=self._ssl)
+        await site.start()
+        self._sites[cluster.id] = site
+
+    def stop(self) -> None:
+        """Stop serving, end every watch, stop the loop thread, remove temporary files."""
+        loop = self._loop
+        if loop is None:
+            return
+        if loop.is_running():
+            try:
+                self._run(self._stop(), 10.0)
+            except Exception:  # stopping is best effort: the loop is torn down below anyway
+                pass
+            loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10.0)
+        loop.close()
+        self._loop = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    async def _stop(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.controller.stop()
+            cluster.store.close_watchers()
+        for runner in (self._runner, self._registry_runner):
+            if runner is not None:
+                await runner.cleanup()
+
+    def _run(self, coro: Any, timeout: float = 30.0) -> Any:
+        assert self._loop is not None, "the fleet is not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run `fn()` on the fleet's loop thread and return its result."""
+        async def wrapper() -> T:
+            return fn()
+        return self._run(wrapper(), timeout)
+
+    # --- faults and liveness --------------------------------------------------------------
+
+    def _schedule_death(self, cluster: SimCluster) -> None:
+        assert self._loop is not None
+        die_at = cluster.settings.die_at
+        if die_at is None:
+            return
+        async def die_then_revive() -> None:
+            await self._kill(cluster)
+            if cluster.settings.revive_after is not None:
+                await asyncio.sleep(cluster.settings.revive_after)
+                await self._revive(cluster)
+        self._loop.call_later(die_at, lambda: asyncio.ensure_future(die_then_revive()))
+
+    async def _kill(self, cluster: SimCluster) -> None:
+        if not cluster.alive:
+            return
+        cluster.alive = False
+        cluster.controller.paused = True
+        site = self._sites.pop(cluster.id, None)
+        if site is not None:
+            await site.stop()
+        cluster.store.close_watchers()
+
+    async def _revive(self, cluster: SimCluster) -> None:
+        if cluster.alive:
+            return
+        await self._open(cluster, cluster.port)
+        cluster.alive = True
+        cluster.controller.resume()
+
+    def kill(self, cluster_id: str) -> None:
+        """Close the cluster's port and drop its connections and watches (state is kept)."""
+        self._run(self._kill(self._cluster(cluster_id)))
+
+    def revive(self, cluster_id: str) -> None:
+        """Listen again on the same port with the state the cluster had."""
+        self._run(self._revive(self._cluster(cluster_id)))
+
+    def set_faults(self, cluster_id: str, **settings: Any) -> None:
+        """Change a cluster's settings (keys as in faults.py); unknown keys raise TypeError."""
+        cluster = self._cluster(cluster_id)
+
+        def apply() -> None:
+            cluster.settings.update(settings)
+            cluster.sync_nodes()
+            if "die_at" in settings:
+                self._schedule_death(cluster)
+        self.call(apply)
+        if "unreachable" in settings:
+            (self.kill if settings["unreachable"] else self.revive)(cluster_id)
+
+    def set_registry_missing(self, globs: Iterable[str]) -> None:
+        """The tag globs the demo registry reports as missing."""
+        self.registry_missing = tuple(globs)
+
+    # --- rollout tracking -----------------------------------------------------------------
+
+    def _on_rollout(self, cluster_id: str, key: str, active: bool) -> None:
+        if active:
+            self._active.add((cluster_id, key))
+            self._max_active = max(self._max_active, len(self._active))
+        else:
+            self._active.discard((cluster_id, key))
+
+    @property
+    def max_concurrent_rollouts(self) -> int:
+        """The most Deployments rolling at the same time across the fleet so far."""
+        return self._max_active
+
+    @property
+    def active_rollouts(self) -> int:
+        """Deployments rolling right now across the fleet."""
+        return len(self._active)
+
+    def reset_max_concurrent_rollouts(self) -> None:
+        """Restart the high-water mark from the current count."""
+        self._max_active = len(self._active)
+
+    # --- access ---------------------------------------------------------------------------
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Cluster ids in order."""
+        return tuple(s.id for s in self.specs)
+
+    def _cluster(self, cluster_id: str) -> SimCluster:
+        try:
+            return self.clusters[cluster_id]
+        except KeyError:
+            raise KeyError(f"no simulated cluster {cluster_id!r}") from None
+
+    def url(self, cluster_id: str) -> str:
+        """https://127.0.0.1:PORT of a cluster."""
+        return f"https://127.0.0.1:{self._cluster(cluster_id).port}"
+
+    def port(self, cluster_id: str) -> int:
+        """The cluster's port."""
+        return self._cluster(cluster_id).port
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The fleet CA certificate (PEM)."""
+        assert self.tls is not None, "the fleet is not started"
+        return self.tls.ca_pem
+
+    @property
+    def ca_file(self) -> Path:
+        """A file holding the fleet CA (valid while the fleet runs)."""
+        assert self._tmp is not None, "the fleet is not started"
+        return Path(self._tmp, "ca.crt")
+
+    @property
+    def ca_sha256(self) -> str:
+        """SHA-256 (hex) of the CA certificate's DER form, as `ca_sha256` pins spell it."""
+        assert self.tls is not None, "the fleet is not started"
+        return self.tls.ca_der_sha256
+
+    @property
+    def registry_url(self) -> str:
+        """https://127.0.0.1:PORT of the demo registry."""
+        return f"https://127.0.0.1:{self.registry_port}"
+
+    @property
+    def registry_host(self) -> str:
+        """127.0.0.1:PORT, the registry host part of image references."""
+        return f"127.0.0.1:{self.registry_port}"
+
+    def admin_token(self, cluster_id: str) -> str:
+        """The cluster's full-rights token."""
+        return self._cluster(cluster_id).admin_token
+
+    def kubeconfig(self, cluster_id: str, token: str | None = None) -> dict[str, Any]:
+        """A plain kubeconfig for one cluster (full-rights token unless `token` is given)."""
+        cluster = self._cluster(cluster_id)
+        return {"apiVersion": "v1", "kind": "Config", "preferences": {},
+                "clusters": [{"name": cluster_id, "cluster": {
+                    "server": self.url(cluster_id),
+                    "certificate-authority-data": base64.b64encode(self.ca_pem).decode()}}],
+                "users": [{"name": cluster_id, "user": {"token": token or cluster.admin_token}}],
+                "contexts": [{"name": cluster_id, "context": {"cluster": cluster_id, "user": cluster_id}}],
+                "current-context": cluster_id}
+
+    def add_token(self, cluster_id: str, rules: Sequence[Mapping[str, Any]] | None,
+                  username: str | None = None) -> str:
+        """A new token on one cluster limited to `rules` (see rbac.py; None = full rights)."""
+        cluster = self._cluster(cluster_id)
+        return self.call(lambda: cluster.add_token(rules, username))
+
+    def counters(self, cluster_id: str) -> dict[str, Any]:
+        """Requests of one cluster: total, by_verb, by_resource, by_verb_resource, injected_errors."""
+        cluster = self._cluster(cluster_id)
+        return self.call(cluster.counter_summary)
+
+    def registry_counters(self) -> dict[str, int]:
+        """Requests to the demo registry by `METHOD kind`."""
+        assert self._registry is not None
+        return self.call(lambda: dict(self._registry.counters))  # type: ignore[union-attr]
+
+    def get(self, cluster_id: str, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A copy of a stored object (`resource` as `apps/deployments`, `/pods`), or None."""
+        cluster = self._cluster(cluster_id)
+        return self.call(lambda: copy.deepcopy(cluster.store.get(resource, namespace, name)))
+
+    def list(self, cluster_id: str, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Copies of stored objects of one resource (`apps/replicasets`, `/pods`...)."""
+        cluster = self._cluster(cluster_id)
+        return self.call(lambda: copy.deepcopy(cluster.store.list(resource, namespace)))
+
+    # --- files ----------------------------------------------------------------------------
+
+    def write_kubeconfigs(self, directory: str | Path, config_path: str | Path | None = None) -> Path:
+        """Write DIR/<id>.yaml per cluster, DIR/ca.crt and DIR/clusters.yaml; returns the latter.
+
+        clusters.yaml is the input fleet (`config_path`, else the one this fleet came from)
+        with each cluster's credentials pointing at its kubeconfig (a `server` pin rewritten
+        to the simulator, a `ca_sha256` pin to its CA), `app.image` on the demo registry,
+        `app.registry.ca_file` the fleet CA, and relative paths made absolute.
+        """
+        out = Path(directory).expanduser().resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        written = {out / "clusters.yaml"}
+        for cid in self.ids:
+            path = out / f"{cid}.yaml"
+            _write_private(path, _MARK + yaml.safe_dump(self.kubeconfig(cid), sort_keys=False))
+            written.add(path)
+        # Stale kubeconfigs of an earlier run would break "no other .yaml file".
+        for stale in out.glob("*.yaml"):
+            if stale not in written and stale.read_text(errors="replace").startswith(_MARK):
+                stale.unlink()
+        ca = out / "ca.crt"
+        ca.write_bytes(self.ca_pem)
+        source = Path(config_path) if config_path else self.config_path
+        fleet = self._rewrite(source, out, ca)
+        target = out / "clusters.yaml"
+        _write_private(target, "# The fleet, rewritten by `release-console sim` to run on the local fleet.\n"
+                       + yaml.safe_dump(fleet, sort_keys=False))
+        return target
+
+    def _rewrite(self, source: Path | None, out: Path, ca: Path) -> dict[str, Any]:
+        if source is None:
+            raw: dict[str, Any] = {"app": {"name": "user-service", "image": "registry.example.com/apps/user-service"},
+                                   "clusters": [{"id": cid} for cid in self.ids]}
+            base = Path.cwd()
+        else:
+            raw = yaml.safe_load(source.read_text()) or {}
+            base = source.resolve().parent
+        app = raw.setdefault("app", {})
+        if isinstance(app, dict):
+            if isinstance(app.get("image"), str):
+                _, repo = _registry_host(app["image"])
+                app["image"] = f"{self.registry_host}/{repo}"
+            registry = app.get("registry") if isinstance(app.get("registry"), dict) else {}
+            registry["ca_file"] = str(ca)
+            app["registry"] = registry
+            if isinstance(app.get("manifests"), str):
+                app["manifests"] = _absolute(app["manifests"], base)
+            history = app.get("history")
+            if isinstance(history, dict) and isinstance(history.get("path"), str):
+                history["path"] = _absolute(history["path"], base)
+            elif history is None and source is not None:
+                # the default ledger lives beside the fleet file: keep it there
+                app["history"] = {"path": str(base / ".release-history")}
+        for entry in raw.get("clusters") or []:
+            if not isinstance(entry, dict) or entry.get("id") not in self.clusters:
+                continue
+            old = entry.get("credentials") if isinstance(entry.get("credentials"), dict) else {}
+            creds: dict[str, Any] = {"kubeconfig": str(out / f"{entry['id']}.yaml")}
+            if old.get("server"):
+                creds["server"] = self.url(entry["id"])
+            if old.get("ca_sha256"):
+                creds["ca_sha256"] = self.ca_sha256
+            entry["credentials"] = creds
+        return raw
+
+
+def _absolute(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
