@@ -437,3 +437,62 @@ def test_webhook_from_environment_variable(tmp_path):
     assert config.app.notify.slack_webhook_env == "SLACK_HOOK"
     assert config.app.notify.slack_webhook is None
     assert config.app.notify.on == ("failure", "success")
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=True),
+                     st.sampled_from(["", "prod", "a", "b", "10m", "10%", "rest", "x*", "{cluster}",
+                                      "https://h", "~/k", "Prod_EU", "on", "VAR", "secret/k/{cluster}"]),
+                     st.text(max_size=8))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.sampled_from(["id", "groups", "name", "image", "waves", "values", "vault",
+                                     "credentials", "on", "email", "to", "x", "gates", "kubeconfig"]),
+                    inner, max_size=3)), max_leaves=12)
+
+
+def _mutations():
+    base = {"app": {"name": "web", "image": "r.example.com/web"},
+            "clusters": [{"id": "a", "groups": ["prod"]}, {"id": "b"}],
+            "strategies": {"s": {"waves": [["a"], "rest"]}}}
+    paths = [("app",), ("app", "name"), ("app", "image"), ("app", "notify"), ("app", "registry"),
+             ("app", "history"), ("app", "namespace"), ("app", "rollout_timeout"), ("clusters",),
+             ("clusters", 0), ("clusters", 0, "groups"), ("clusters", 1, "credentials"),
+             ("clusters", 1, "values"), ("strategies",), ("strategies", "s"),
+             ("strategies", "s", "waves"), ("strategies", "s", "max_failures"), ("order",),
+             ("vault",), ("defaults",), ("sim",), ("clusters", 0, "id")]
+    return st.tuples(st.just(base), st.sampled_from(paths), _values)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_mutations())
+def test_any_structure_gives_a_config_or_a_config_error(tmp_path, case):
+    import copy as _copy
+
+    import yaml
+
+    base, path, value = case
+    data = _copy.deepcopy(base)
+    target = data
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    file = tmp_path / "fuzz.yaml"
+    file.write_text(yaml.safe_dump(data))
+    try:
+        load(file)
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{file}:") and "\n" not in str(exc)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet="ab:-[]{}&*!|>'\"#%@`,? \n\t\\0x", max_size=60))
+def test_any_text_gives_a_config_or_a_config_error(tmp_path, text):
+    file = tmp_path / "fuzz.yaml"
+    file.write_text(text)
+    with pytest.raises(ConfigError):
+        load(file)
