@@ -1,7 +1,7 @@
 """Notifications: a Slack-compatible webhook and email, on failure (and success or gates).
 
 `app.notify` (`console.config.NotifyConfig`) says when (`on`: failure, success, gate)
-and where (`slack_webhook`, `email`). A notification that cannot be delivered is
+and where (`slack_webhook` or the variable `slack_webhook_env` naming it, `email`). A notification that cannot be delivered is
 *reported* - as a `Delivery` with `ok=False`, handed to `on_result` - and never raised
 into the release nor allowed to block it: sends run on a background thread, and every
 network call has a timeout (`notify.timeout`, `email.timeout`).
@@ -23,6 +23,7 @@ in when `username_env` is set, the password read from `password_env` at send tim
 
 from __future__ import annotations
 
+import os
 import smtplib
 import ssl
 import threading
@@ -104,23 +105,28 @@ class Notifier:
 
     def wants(self, event: str) -> bool:
         """Whether `event` (failure, success, gate) is in `notify.on` and a channel is set."""
-        return event in self.settings.on and bool(self.settings.slack_webhook
-                                                  or self.settings.email)
+        return event in self.settings.on and bool(
+            self.settings.slack_webhook or self.settings.slack_webhook_env or self.settings.email)
 
     def send(self, note: Notification) -> list[Delivery]:
         """Deliver `note` on every configured channel; one Delivery per channel."""
         out = []
-        if self.settings.slack_webhook:
+        if self.settings.slack_webhook or self.settings.slack_webhook_env:
             out.append(self.send_webhook(note))
         if self.settings.email is not None:
             out.append(self.send_email(note))
         return out
 
     def send_webhook(self, note: Notification) -> Delivery:
-        """POST the JSON payload to `slack_webhook` (2xx is success)."""
+        """POST the JSON payload to `slack_webhook` (or `$slack_webhook_env`); 2xx is success."""
         import httpx
 
         url = self.settings.slack_webhook or ""
+        if not url and self.settings.slack_webhook_env:
+            url = os.environ.get(self.settings.slack_webhook_env, "")
+            if not url.startswith(("https://", "http://")):
+                return Delivery("webhook", False, f"webhook: ${self.settings.slack_webhook_env}"
+                                " is not set to an http(s) URL")
         try:
             response = httpx.post(url, json=note.payload(), timeout=self.settings.timeout,
                                   follow_redirects=False)
@@ -138,8 +144,6 @@ class Notifier:
 
     def send_email(self, note: Notification) -> Delivery:
         """Send `note` by SMTP (STARTTLS and login as configured)."""
-        import os
-
         email = self.settings.email
         assert email is not None
         message = EmailMessage()
