@@ -11,8 +11,9 @@ variables the fleet file names (`registry.username_env` / `password_env`); the D
 config file (`registry.auth_file`, else `$DOCKER_CONFIG/config.json`, else
 `~/.docker/config.json`; its `auths` entries, `auth` being base64 of `user:password`).
 
-TLS: `registry.ca_file` adds a CA; `registry.insecure` (or a loopback registry, as Docker
-treats 127.0.0.0/8) allows plain HTTP after HTTPS fails. Every request has the
+TLS: `registry.ca_file` is the CA that verifies the registry; `registry.insecure` skips
+verification and allows plain HTTP after HTTPS fails, as Docker does for an insecure
+registry (and, without a CA file, for a loopback one). Every request has the
 configured timeout. Results and errors never contain a credential.
 """
 
@@ -98,10 +99,13 @@ def image_exists(image_ref: str, tag: str, settings: Any = None, *,
         return ImageCheck(False, str(exc))
     timeout = float(getattr(settings, "timeout", None) or DEFAULT_TIMEOUT)
     auth = credentials or find_credentials(ref.host, settings)
-    insecure = bool(getattr(settings, "insecure", False)) or _is_loopback(ref.host)
+    skip_verify = bool(getattr(settings, "insecure", False))
+    # Docker's rule: a loopback registry may answer over plain HTTP or unverified TLS -
+    # unless a CA file is configured, which is then used to verify it.
+    plain_ok = skip_verify or _is_loopback(ref.host)
+    verify: ssl.SSLContext | bool = False if skip_verify else _verify(settings, plain_ok)
     last_error = ""
-    for scheme in ("https", "http") if insecure else ("https",):
-        verify = False if insecure else _verify(settings)
+    for scheme in ("https", "http") if plain_ok else ("https",):
         try:
             with httpx.Client(timeout=timeout, verify=verify, follow_redirects=True) as client:
                 return _probe(client, f"{scheme}://{ref.host}", ref, tag, auth, shown)
@@ -112,11 +116,11 @@ def image_exists(image_ref: str, tag: str, settings: Any = None, *,
     return ImageCheck(False, f"{shown}: registry {ref.host} unreachable ({last_error})")
 
 
-def _verify(settings: Any) -> ssl.SSLContext | bool:
+def _verify(settings: Any, loopback: bool) -> ssl.SSLContext | bool:
     ca_file = getattr(settings, "ca_file", None)
     if ca_file:
         return ssl.create_default_context(cafile=str(ca_file))
-    return True
+    return not loopback
 
 
 def _is_loopback(host: str) -> bool:

@@ -118,3 +118,100 @@ def test_cli_prints_yaml_documents(tmp_path, capsys):
         ["Namespace", "ServiceAccount", "Role", "RoleBinding"]
     assert main(["--config", str(tmp_path / "clusters.yaml"), "rbac", "nope"]) == 2
     assert "unknown cluster 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- on a simulated cluster
+
+
+def sim_rules(docs: list[dict], namespace: str) -> list[dict]:
+    """The printed Role and ClusterRole as simulator token rules (what the binding grants)."""
+    out = []
+    for doc in docs:
+        if doc["kind"] not in ("Role", "ClusterRole"):
+            continue
+        for rule in doc["rules"]:
+            sim_rule = {"verbs": rule["verbs"], "apiGroups": rule["apiGroups"],
+                        "resources": rule["resources"]}
+            if "resourceNames" in rule:
+                sim_rule["resourceNames"] = rule["resourceNames"]
+            # A Role binds to its namespace. The namespace object itself is the exception
+            # kept by name only: Kubernetes authorizes `get namespaces/X` in namespace X,
+            # the simulator at the cluster scope.
+            if doc["kind"] == "Role" and rule["resources"] != ["namespaces"]:
+                sim_rule["namespaces"] = [namespace]
+            out.append(sim_rule)
+    return out
+
+
+def test_a_token_with_exactly_these_rules_passes_check_access(tmp_path, sim_fleet):
+    from kubernetes import client as k8s
+
+    from console.credentials import new_api_client
+    from console.preflight_checks import check_access
+
+    config = write_fleet(tmp_path)
+    docs = docs_of(manifests(config.cluster("eu"), config))
+    fleet = sim_fleet(["eu"])
+    admin = new_api_client(fleet.kubeconfig("eu"))
+    k8s.CoreV1Api(admin).create_namespace({"metadata": {"name": "team-eu"}}, _request_timeout=5)
+    token = fleet.add_token("eu", sim_rules(docs, "team-eu"))
+    limited = new_api_client(fleet.kubeconfig("eu", token))
+    results = check_access(limited, "team-eu", "eu", rules(config))
+    assert [(r.check, r.ok, r.cluster) for r in results] == [("access", True, "eu")]
+    assert results[0].detail == "all 12 permissions granted in namespace 'team-eu'"
+    # The same token is refused in another namespace: the Role is not cluster-wide.
+    elsewhere = check_access(limited, "other", "eu", rules(config))
+    assert not any(r.ok for r in elsewhere) and len(elsewhere) == 11   # all but `list nodes`
+
+
+def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_path, sim_fleet):
+    from console.credentials import new_api_client
+    from console.preflight_checks import check_access
+
+    config = write_fleet(tmp_path)
+    docs = docs_of(manifests(config.cluster("eu"), config))
+    fleet = sim_fleet(["eu"])
+    granted = sim_rules(docs, "team-eu")
+    deployments = next(r for r in granted if r["resources"] == ["deployments"])
+    deployments["verbs"] = [v for v in deployments["verbs"] if v != "delete"]
+    granted = [r for r in granted if r["resources"] != ["nodes"]]
+    token = fleet.add_token("eu", granted)
+    results = check_access(new_api_client(fleet.kubeconfig("eu", token)), "team-eu", "eu",
+                           rules(config))
+    assert [r.ok for r in results] == [False, False]
+    assert results[0].detail.startswith(
+        "cluster 'eu': denied: delete deployments.apps in namespace 'team-eu'")
+    assert results[1].detail.startswith("cluster 'eu': denied: list nodes cluster-wide")
+    assert all(r.cluster == "eu" and r.check == "access" for r in results)
+
+
+def test_a_release_and_its_rollback_run_with_only_these_rules(tmp_path, sim_fleet):
+    """The rules are enough for what the engine really does: apply, follow, fail, roll back."""
+    import console.preflight_checks  # noqa: F401 - registers the access/dry-run/capacity checks
+    from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
+    from kubernetes import client as k8s
+
+    from console.credentials import new_api_client
+
+    config = write_fleet(tmp_path)
+    fleet = sim_fleet(["eu"], never_pull=["*broken*"])
+    k8s.CoreV1Api(new_api_client(fleet.kubeconfig("eu"))).create_namespace(
+        {"metadata": {"name": "team-eu"}}, _request_timeout=5)
+    path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=tmp_path / "clusters.yaml")
+    token = fleet.add_token("eu", sim_rules(docs_of(manifests(config.cluster("eu"), config)),
+                                            "team-eu"))
+    (tmp_path / "fleet" / "eu.yaml").write_text(yaml.safe_dump(fleet.kubeconfig("eu", token)))
+    engine = Engine(fleet_config.load(path), grace=0.5)
+    approve = lambda _gate: GateAnswer(GateDecision.APPROVE, by="test")  # noqa: E731
+    try:
+        first = engine.run(ReleaseRequest(tag="1.0"), approve)
+        checks = {r.check: r.ok for r in first.preflight.results}
+        broken = engine.run(ReleaseRequest(tag="1.1-broken"), approve)
+    finally:
+        engine.close()
+    assert first.outcome == "ok", first
+    assert checks["access"] and checks["dry-run"] and checks["capacity"], first.preflight.table()
+    assert broken.clusters[0].outcome == "rolled_back", broken
+    image = fleet.get("eu", "apps/deployments", "team-eu", "shop")["spec"]["template"]["spec"][
+        "containers"][0]["image"]
+    assert image.endswith(":1.0")
