@@ -293,7 +293,13 @@ class _Converter:
         try:
             return self._scalars.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise self.fail(node, f"{_dotted(path) or 'value'}: {exc}") from None
+            problem = getattr(exc, "problem", None) or "cannot read this value"
+            raise self.fail(node, f"{_dotted(path) or 'value'}: {problem}") from None
+        except (ValueError, TypeError, OverflowError):
+            # e.g. `2024-13-45` resolves as a timestamp, `!!int x` as an int.
+            raise self.fail(node, f"{_dotted(path) or 'value'}: {show(node.value)} is not "
+                            f"a valid {node.tag.rsplit(':', 1)[-1]} (quote it to keep a "
+                            "string)") from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -313,6 +313,11 @@ def test_yaml_anchors_and_merge_keys_work(tmp_path):
     ("null\n", ":1: the file is empty"),
     ("app:\n\tname: x\n", ":2: invalid YAML"),
     ("{[a]: 1}\n", ":1: top level: a key must be a plain name"),
+    (MINIMAL + "sim: {since: 2024-13-45}\n", ":9: sim.since: '2024-13-45' is not a valid timestamp (quote it"),
+    (MINIMAL + "sim: {n: !!int abc}\n", ":9: sim.n: 'abc' is not a valid int"),
+    (MINIMAL + "sim: {n: !!python/name:os.system x}\n", ":9: sim.n: could not determine a constructor for the tag"),
+    (MINIMAL + "sim: {n: !custom x}\n", ":9: sim.n: could not determine a constructor for the tag '!custom'"),
+    (MINIMAL + "sim: &x {a: 1}\nx: &x 2\n", ":10: invalid YAML: found duplicate anchor"),
 ])
 def test_errors_name_file_line_and_field(tmp_path, text, expected):
     assert expected in error_of(tmp_path, text)
