@@ -6,8 +6,10 @@ SelfSubjectAccessReviews pass with it, and that a token missing one verb fails n
 
 from __future__ import annotations
 
+import ssl
 import textwrap
 
+import httpx
 import pytest
 import yaml
 
@@ -123,6 +125,15 @@ def test_cli_prints_yaml_documents(tmp_path, capsys):
 # --------------------------------------------------------------------------- on a simulated cluster
 
 
+def create_namespace(fleet, cid: str, name: str) -> None:
+    """Create a namespace as the cluster admin (plain HTTPS, as `kubectl create ns` would)."""
+    answer = httpx.post(f"{fleet.url(cid)}/api/v1/namespaces", timeout=5,
+                        json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                        headers={"Authorization": f"Bearer {fleet.admin_token(cid)}"},
+                        verify=ssl.create_default_context(cafile=str(fleet.ca_file)))
+    assert answer.status_code == 201, answer.text
+
+
 def sim_rules(docs: list[dict], namespace: str) -> list[dict]:
     """The printed Role and ClusterRole as simulator token rules (what the binding grants)."""
     out = []
@@ -144,16 +155,13 @@ def sim_rules(docs: list[dict], namespace: str) -> list[dict]:
 
 
 def test_a_token_with_exactly_these_rules_passes_check_access(tmp_path, sim_fleet):
-    from kubernetes import client as k8s
-
     from console.credentials import new_api_client
     from console.preflight_checks import check_access
 
     config = write_fleet(tmp_path)
     docs = docs_of(manifests(config.cluster("eu"), config))
     fleet = sim_fleet(["eu"])
-    admin = new_api_client(fleet.kubeconfig("eu"))
-    k8s.CoreV1Api(admin).create_namespace({"metadata": {"name": "team-eu"}}, _request_timeout=5)
+    create_namespace(fleet, "eu", "team-eu")
     token = fleet.add_token("eu", sim_rules(docs, "team-eu"))
     limited = new_api_client(fleet.kubeconfig("eu", token))
     results = check_access(limited, "team-eu", "eu", rules(config))
@@ -189,14 +197,10 @@ def test_a_release_and_its_rollback_run_with_only_these_rules(tmp_path, sim_flee
     """The rules are enough for what the engine really does: apply, follow, fail, roll back."""
     import console.preflight_checks  # noqa: F401 - registers the access/dry-run/capacity checks
     from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
-    from kubernetes import client as k8s
-
-    from console.credentials import new_api_client
 
     config = write_fleet(tmp_path)
     fleet = sim_fleet(["eu"], never_pull=["*broken*"])
-    k8s.CoreV1Api(new_api_client(fleet.kubeconfig("eu"))).create_namespace(
-        {"metadata": {"name": "team-eu"}}, _request_timeout=5)
+    create_namespace(fleet, "eu", "team-eu")
     path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=tmp_path / "clusters.yaml")
     token = fleet.add_token("eu", sim_rules(docs_of(manifests(config.cluster("eu"), config)),
                                             "team-eu"))

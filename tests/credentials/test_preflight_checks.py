@@ -1,0 +1,154 @@
+"""The pre-flight checks of `console.preflight_checks` against simulated clusters and registry."""
+
+from __future__ import annotations
+
+import ssl
+import textwrap
+
+import pytest
+import httpx
+import yaml
+
+from console import config as fleet_config
+from console.credentials import new_api_client, resolve
+from console.preflight_checks import (check_capacity, check_dry_run, check_image, check_render,
+                                      check_values)
+from console.sim import ClusterSpec
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: "${app}"}
+spec:
+  replicas: ${replicas}
+  selector: {matchLabels: {app: "${selector}"}}
+  template:
+    metadata: {labels: {app: "${app}"}}
+    spec:
+      initContainers: [{name: init, image: "${image}", resources: {requests: {cpu: 1500m}}}]
+      containers:
+        - name: "${app}"
+          image: "${image}"
+          resources: ${resources}
+"""
+
+
+@pytest.fixture()
+def fleet_world(tmp_path, sim_fleet):
+    """A simulated fleet `ok`, `big`, `bad`, `shape` with a rewritten clusters.yaml."""
+
+    def make(**sim):
+        (tmp_path / "deploy").mkdir(exist_ok=True)
+        (tmp_path / "deploy" / "deployment.yaml").write_text(DEPLOYMENT)
+        (tmp_path / "clusters.yaml").write_text(textwrap.dedent("""\
+            app: {name: shop, image: registry.example.com/apps/shop, manifests: deploy}
+            defaults:
+              values:
+                replicas: 2
+                selector: shop
+                resources: {requests: {cpu: 500m, memory: 256Mi}, limits: {cpu: "1", memory: 512Mi}}
+                tier: web
+            clusters:
+              - {id: ok, credentials: {kubeconfig: x, server: "https://example:6443"}}
+              - id: big
+                credentials: {kubeconfig: x}
+                values: {resources: {requests: {cpu: "6", memory: 1Gi}, limits: {cpu: "8", memory: 2Gi}}}
+              - id: bad
+                credentials: {kubeconfig: x}
+                values: {selector: other, replicas: -1,
+                         resources: {requests: {cpu: "2"}, limits: {cpu: "1", memory: lots}}}
+              - {id: shape, credentials: {kubeconfig: x}, values: {resources: none}}
+            """))
+        fleet = sim_fleet([ClusterSpec("ok"), ClusterSpec("big", {"node_cpu": "4"}), "bad", "shape"],
+                          **sim)
+        path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=tmp_path / "clusters.yaml")
+        config = fleet_config.load(path)
+        return fleet, config
+
+    return make
+
+
+def api_for(config, cid):
+    return new_api_client(resolve(config.cluster(cid), config))
+
+
+def create_namespace(fleet, cid, name):
+    """Create a namespace as the cluster admin (plain HTTPS, as kubectl create would)."""
+    answer = httpx.post(f"{fleet.url(cid)}/api/v1/namespaces", timeout=5,
+                        json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                        headers={"Authorization": f"Bearer {fleet.admin_token(cid)}"},
+                        verify=ssl.create_default_context(cafile=str(fleet.ca_file)))
+    assert answer.status_code == 201, answer.text
+
+
+def test_image_check_on_the_simulated_registry(fleet_world):
+    fleet, config = fleet_world(registry_missing=["*missing*"])
+    found = check_image(config, "1.4.2")
+    assert found.ok and found.check == "image" and found.cluster is None
+    assert f"{fleet.registry_host}/apps/shop:1.4.2 exists (sha256:" in found.detail
+    missing = check_image(config, "1.4.3-missing")
+    assert not missing.ok and missing.detail.endswith("not found in the registry")
+    bad_tag = check_image(config, "-bad")
+    assert not bad_tag.ok and "not a valid image tag" in bad_tag.detail
+
+
+def test_dry_run_where_the_namespace_exists(fleet_world):
+    fleet, config = fleet_world()
+    absent = check_dry_run(api_for(config, "ok"), config, config.cluster("ok"), "1.0")
+    assert absent.ok and "namespace 'ok' does not exist yet" in absent.detail
+    create_namespace(fleet, "ok", "ok")
+    accepted = check_dry_run(api_for(config, "ok"), config, config.cluster("ok"), "1.0")
+    assert accepted.ok and accepted.detail == "1 object(s) accepted (dryRun=All)"
+    # Dry run: nothing was stored.
+    assert fleet.get("ok", "apps/deployments", "ok", "shop") is None
+    create_namespace(fleet, "bad", "bad")
+    refused = check_dry_run(api_for(config, "bad"), config, config.cluster("bad"), "1.0")
+    assert not refused.ok and refused.cluster == "bad"
+    assert "the API server refused the manifests" in refused.detail
+    assert "selector" in refused.detail
+
+
+def test_capacity_against_the_largest_node(fleet_world):
+    fleet, config = fleet_world()
+    fits = check_capacity(api_for(config, "ok"), config, config.cluster("ok"), "1.0")
+    assert fits.ok and fits.detail == "pods fit the largest of 3 node(s) (4 CPU, 16Gi)"
+    too_big = check_capacity(api_for(config, "big"), config, config.cluster("big"), "1.0")
+    assert not too_big.ok
+    assert too_big.detail == ("Deployment shop: a pod requests 6 CPU and 1Gi, but the largest "
+                              "node has 4 CPU and 16Gi")
+    fleet.set_faults("big", node_cpu="8")
+    assert check_capacity(api_for(config, "big"), config, config.cluster("big"), "1.0").ok
+    # The init container (1500m) counts when it is larger than the app containers (500m).
+    fleet.set_faults("ok", node_cpu="1")
+    assert "a pod requests 1.5 CPU and 256Mi" in check_capacity(api_for(config, "ok"), config,
+                                                  config.cluster("ok"), "1.0").detail
+
+
+def test_values_conflicts_per_cluster(fleet_world):
+    _, config = fleet_world()
+    ok = check_values(config, config.cluster("ok"), "1.0")
+    assert ok.ok and ok.detail.endswith("not used by any template: tier")
+    bad = check_values(config, config.cluster("bad"), "1.0")
+    assert not bad.ok and bad.detail.startswith("cluster 'bad': ")
+    assert "Deployment shop: replicas must be a whole number >= 0, got -1" in bad.detail
+    assert "cpu request 2 exceeds its limit 1" in bad.detail
+    assert "memory 'lots' is not a Kubernetes quantity" in bad.detail
+    shape = check_values(config, config.cluster("shape"), "1.0")
+    assert not shape.ok
+    assert "values.resources is a str here but a dict in defaults.values" in shape.detail
+
+
+def test_check_render_runs_all_three(fleet_world):
+    fleet, config = fleet_world()
+    results = check_render(api_for(config, "big"), config, config.cluster("big"), "1.0")
+    assert [(r.check, r.ok) for r in results] == [("values", True), ("dry-run", True),
+                                                  ("capacity", False)]
+
+
+def test_the_rewritten_kubeconfig_still_honours_the_server_pin(fleet_world):
+    """`ok` pins its server: the simulator rewrote the pin to itself, and resolve accepts it."""
+    fleet, config = fleet_world()
+    assert config.cluster("ok").credentials.server == fleet.url("ok")
+    kubeconfig = resolve(config.cluster("ok"), config)
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == fleet.url("ok")
+    assert yaml.safe_dump(kubeconfig)   # plain data, ready for the client
