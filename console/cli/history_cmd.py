@@ -1,0 +1,80 @@
+"""`release-console history`: who released what, where, when, and how it ended.
+
+    release-console history [--cluster C] [--app A] [--since 7d] [--json]
+    release-console history --sync      # push records a failed push left behind
+
+Reads the Git ledger (`app.history.path`, default `.release-history/` beside the fleet
+file). `--json` prints one release per line (the `Release.to_json()` object). `--sync`
+fetches and merges the remote's records and pushes the local ones: exit 0 when the
+remote has everything (or no remote is set), 1 when the push failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add `history`."""
+    parser = subparsers.add_parser("history", parents=[common],
+                                   help="the release ledger: who released what, where, when")
+    parser.add_argument("--cluster", metavar="C", help="only releases that targeted C")
+    parser.add_argument("--app", metavar="A",
+                        help="another app recorded in the same ledger ('*' for all)")
+    parser.add_argument("--since", metavar="WHEN",
+                        help="only since WHEN: 30m, 6h, 7d, 2w, 2026-11-01 or an ISO time")
+    parser.add_argument("--json", action="store_true", help="one JSON object per release")
+    parser.add_argument("--sync", action="store_true",
+                        help="merge the remote's records and push the local ones")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """List the ledger, or sync it with its remote."""
+    from console.cli.deploy_cmd import load_config
+    from console.history import Ledger, parse_since
+
+    since = parse_since(args.since) if args.since else None
+    config = load_config(args)
+    ledger = Ledger.for_config(config)
+    try:
+        if args.sync:
+            result = ledger.sync()
+            print(result.message)
+            return 0 if result.ok else 1
+        releases = ledger.history(cluster=args.cluster, app=args.app, since=since)
+    finally:
+        ledger.close()
+    if args.json:
+        for release in releases:
+            print(json.dumps(release.to_json(), separators=(",", ":")))
+        return 0
+    if not releases:
+        print("no releases recorded" + (" matching the filters" if (
+            args.cluster or args.app or since) else f" in {ledger.path}"))
+        return 0
+    rows = [("WHEN", "RELEASE", "VERSION", "BY", "OUTCOME", "CLUSTERS")]
+    for release in releases:
+        version = release.version if release.kind == "release" else \
+            f"{release.kind} -> {release.version}"
+        clusters = " ".join(_cluster_text(c) for c in release.clusters) or \
+            ",".join(release.targets)
+        rows.append((release.start.replace("T", " ").rstrip("Z"), release.id, version,
+                     release.operator or "-", release.outcome or "unfinished", clusters))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(width) for cell, width in zip(row[:5], widths)),
+                         row[5]]).rstrip())
+    return 0
+
+
+def _cluster_text(outcome: Any) -> str:
+    """`prod-eu=healthy`, `prod-us=rolled_back(->1.2)`, `c=failed: error excerpt`."""
+    text = f"{outcome.cluster}={outcome.outcome}"
+    if outcome.outcome == "rolled_back" and outcome.rolled_back_to:
+        text += f"(->{outcome.rolled_back_to})"
+    elif outcome.outcome == "interrupted" and outcome.version:
+        text += f"(runs {outcome.version})"
+    return text
