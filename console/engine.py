@@ -37,13 +37,14 @@ from console.kube.client import ClusterError, KubeClient, new_api_client
 from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, ClusterDriver,
                                  LiveDeployment, Progress, Revision, RolloutInterrupted)
 from console.plan import Plan, build_plan, select
-from console.preflight import CheckResult, PreflightReport, run_preflight
+from console.preflight import CheckResult, PreflightReport, check_names_in_use, run_preflight
 
 log = logging.getLogger(__name__)
 
 STATUS_TIMEOUT = 3.0      # s per cluster for `status()`; an unreachable one never stalls the rest
 REQUEST_TIMEOUT = 10.0    # s for each ordinary API call during a release
 FAIL_FAST_GRACE = 10.0    # s a new pod may sit in ErrImagePull/CrashLoopBackOff before failing
+UNREACHABLE_GRACE = 30.0  # s a cluster may stop answering mid-rollout before it fails
 CONTROL_POLL = 0.2        # s between looks at the pause/abort state while clusters run
 
 
@@ -268,13 +269,17 @@ class Engine:
     def __init__(self, config: Any, listeners: Sequence[Listener] = (), *,
                  grace: float = FAIL_FAST_GRACE, request_timeout: float = REQUEST_TIMEOUT,
                  status_timeout: float = STATUS_TIMEOUT,
-                 rollout_timeout: float | None = None) -> None:
-        """`config` is a loaded `FleetConfig`; `rollout_timeout` overrides the app's."""
+                 rollout_timeout: float | None = None,
+                 unreachable_grace: float = UNREACHABLE_GRACE) -> None:
+        """`config` is a loaded `FleetConfig`; `rollout_timeout` overrides the app's;
+        `grace` is the fail-fast grace, `unreachable_grace` how long a cluster may stop
+        answering during a rollout before it fails."""
         self.config = config
         self.listeners: list[Listener] = list(listeners)
         self.grace = grace
         self.request_timeout = request_timeout
         self.status_timeout = status_timeout
+        self.unreachable_grace = unreachable_grace
         self.rollout_timeout = rollout_timeout or config.app.rollout_timeout
         self.listener_errors: list[str] = []
         self._drivers: dict[str, ClusterDriver] = {}
@@ -300,8 +305,8 @@ class Engine:
                 self.listener_errors.append(text)
                 log.warning("%s", text)
 
-    def _event(self, kind: Kind, release_id: str, cluster: str | None = None,
-               message: str = "", **data: Any) -> None:
+    def _event(self, kind: Kind, release_id: str, cluster: str | None, message: str,
+               **data: Any) -> None:
         self.emit(Event(kind, release_id, cluster, message, data))
 
     # ---------------------------------------------------------------- drivers
@@ -317,7 +322,8 @@ class Engine:
         kubeconfig = resolve(cluster, self.config)
         api = new_api_client(cluster_id, kubeconfig, kubeconfig.get("current-context"))
         driver = ClusterDriver(KubeClient(cluster_id, api, self.request_timeout),
-                               self.config.app.name, cluster.namespace, grace=self.grace)
+                               self.config.app.name, cluster.namespace, grace=self.grace,
+                               unreachable_grace=self.unreachable_grace)
         with self._drivers_lock:
             # Another thread may have built one meanwhile: keep the first.
             existing = self._drivers.setdefault(cluster_id, driver)
@@ -347,8 +353,8 @@ class Engine:
             clusters = [self.config.cluster(c) for c in plan.order]
         except UserError as exc:
             plan, clusters = exc, []
-        self._event(Kind.PREFLIGHT_STARTED, release_id,
-                    checks=["tag", "plan", "names", "cluster", "namespace", "live"])
+        self._event(Kind.PREFLIGHT_STARTED, release_id, None, "pre-flight started",
+                    checks=check_names_in_use())
 
         def on_result(result: CheckResult) -> None:
             self._event(Kind.PREFLIGHT_RESULT, release_id, result.cluster,
@@ -357,7 +363,7 @@ class Engine:
 
         report = run_preflight(self.config, request.tag, plan, clusters, self.driver,
                                on_result=on_result)
-        self._event(Kind.PREFLIGHT_FINISHED, release_id,
+        self._event(Kind.PREFLIGHT_FINISHED, release_id, None,
                     "pre-flight passed" if report.ok else
                     f"pre-flight failed: {len(report.failures)} check(s)",
                     ok=report.ok, failures=[
@@ -376,7 +382,7 @@ class Engine:
         control = control or ReleaseControl()
         release_id = new_release_id()
         app = self.config.app
-        self._event(Kind.RELEASE_PLANNED, release_id,
+        self._event(Kind.RELEASE_PLANNED, release_id, None,
                     f"release {app.name} {request.tag} to {len(plan.targets)} cluster(s), "
                     f"{plan.strategy}",
                     app=app.name, version=request.tag, image=app.image_ref(request.tag),
@@ -404,9 +410,9 @@ class Engine:
 
         def on_control(what: str, by: str) -> None:
             if what == "paused":
-                self._event(Kind.PAUSED, release_id, message=f"paused{_by(by)}", by=by)
+                self._event(Kind.PAUSED, release_id, None, f"paused{_by(by)}", by=by)
             elif what == "resumed":
-                self._event(Kind.RESUMED, release_id, message=f"resumed{_by(by)}", by=by)
+                self._event(Kind.RESUMED, release_id, None, f"resumed{_by(by)}", by=by)
 
         control.subscribe(on_control)
         try:
@@ -425,7 +431,7 @@ class Engine:
         for r in results:
             counts[r.outcome] = counts.get(r.outcome, 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-        self._event(Kind.RELEASE_FINISHED, release_id,
+        self._event(Kind.RELEASE_FINISHED, release_id, None,
                     f"release {outcome}: {summary}" + (f" ({message})" if message else ""),
                     outcome=outcome, exit_code=code, summary=counts, detail=message)
         return ReleaseResult(release_id, outcome, code, results, report, message)
@@ -446,13 +452,13 @@ class Engine:
                 if run.budget_exceeded():
                     self._skip_rest(run, wave.index, self._budget_reason(run))
                     return "failed", 1, self._budget_reason(run)
-                self._event(Kind.WAVE_STARTED, run.release_id,
+                self._event(Kind.WAVE_STARTED, run.release_id, None,
                             f"wave {wave.index + 1} of {len(plan.waves)}: "
                             f"{', '.join(wave.clusters)}",
                             wave=wave.index, clusters=list(wave.clusters))
                 self._run_wave(run, pool, wave.index, wave.clusters)
                 wave_results = [run.results[c] for c in wave.clusters if c in run.results]
-                self._event(Kind.WAVE_FINISHED, run.release_id,
+                self._event(Kind.WAVE_FINISHED, run.release_id, None,
                             f"wave {wave.index + 1} finished",
                             wave=wave.index,
                             healthy=sum(r.outcome == "healthy" for r in wave_results),
@@ -529,7 +535,7 @@ class Engine:
                     if c in run.results]
         request = GateRequest(run.release_id, next_wave - 1, next_wave, tuple(finished),
                               next_clusters)
-        self._event(Kind.GATE_WAITING, run.release_id,
+        self._event(Kind.GATE_WAITING, run.release_id, None,
                     f"waiting for approval to start wave {next_wave + 1}: "
                     f"{', '.join(next_clusters)}", wave=next_wave, clusters=list(next_clusters))
         try:
@@ -537,7 +543,7 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - an approver that fails stops, it never approves
             answer = GateAnswer(GateDecision.REJECT, by=f"approver error: {exc}")
         decision = GateDecision(answer.decision)
-        self._event(Kind.GATE_DECIDED, run.release_id,
+        self._event(Kind.GATE_DECIDED, run.release_id, None,
                     f"gate {decision.value}{_by(answer.by)}", decision=decision.value,
                     by=answer.by, rollback=answer.rollback, wave=next_wave)
         if decision is GateDecision.APPROVE:

@@ -195,6 +195,26 @@ CLUSTER_CHECKS: list[ClusterCheck] = [
     ClusterCheck("live", check_live_version),
 ]
 _registry_lock = threading.Lock()
+# Modules whose import registers more checks.
+PLUGIN_MODULES = ("console.preflight_checks",)
+
+
+def load_plugins() -> None:
+    """Import the modules that register more checks (the credentials work's
+    `console.preflight_checks`: registry, RBAC, values, dry-run, capacity), if installed."""
+    import importlib
+    for name in PLUGIN_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def check_names_in_use() -> list[str]:
+    """The names of every check a pre-flight runs now (release checks first)."""
+    load_plugins()
+    return [c.name for c in RELEASE_CHECKS] + [c.name for c in CLUSTER_CHECKS]
 
 
 def register(check: ClusterCheck | ReleaseCheck) -> None:
@@ -214,6 +234,7 @@ def run_preflight(config: Any, tag: str, plan: Any, clusters: Sequence[Any],
 
     `on_result` is called for each result as it is known (from worker threads).
     """
+    load_plugins()
     results: list[CheckResult] = []
     lock = threading.Lock()
 

@@ -76,14 +76,14 @@ def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         where = f" ({server})" if server else ""
         reason = getattr(exc, "reason", None) or exc
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or \
-                isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+        # NewConnectionError subclasses ConnectTimeoutError: test it first.
+        if isinstance(reason, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
+            text = "connection refused" if "refused" in str(reason).lower() else \
+                "cannot connect to the API server"
+        elif isinstance(reason, urllib3.exceptions.ReadTimeoutError):
             text = "timed out waiting for the API server"
         elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
             text = "timed out connecting to the API server"
-        elif isinstance(reason, urllib3.exceptions.NewConnectionError) or \
-                isinstance(exc, ConnectionRefusedError):
-            text = "connection refused"
         elif isinstance(exc, urllib3.exceptions.SSLError):
             text = "TLS error"
         else:
@@ -95,14 +95,15 @@ def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError
 def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
                    context: str | None = None) -> k8s.ApiClient:
     """An `ApiClient` for one cluster from its kubeconfig dict, isolated from all others."""
+    configuration = k8s.Configuration()
+    # Retries are ours (bounded, counted, with backoff); urllib3 must not add hidden ones.
+    configuration.retries = False
     try:
-        api = k8s_config.new_client_from_config_dict(dict(kubeconfig), context=context,
-                                                     persist_config=False)
+        return k8s_config.new_client_from_config_dict(dict(kubeconfig), context=context,
+                                                      persist_config=False,
+                                                      client_configuration=configuration)
     except Exception as exc:  # noqa: BLE001 - the loader raises many types; none may leak content
         raise ClusterError(cluster, f"unusable kubeconfig ({type(exc).__name__})") from None
-    # Retries are ours (bounded, logged as requests); urllib3 must not add hidden ones.
-    api.configuration.retries = False
-    return api
 
 
 @dataclass

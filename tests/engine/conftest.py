@@ -1,0 +1,144 @@
+"""Shared helpers of the engine tests: a fleet file on a started local fleet, an engine on
+it, and small readers of what the simulated clusters really run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from console.config import load
+from console.engine import Engine, GateAnswer, GateDecision
+from console.events import Event, Kind
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "user-service"
+
+
+def fleet_file(directory: Path, ids: Sequence[str], *, groups: dict[str, list[str]] | None = None,
+               strategies: dict[str, Any] | None = None, replicas: int = 2,
+               rollout_timeout: str = "60s") -> Path:
+    """A clusters.yaml for `ids` (the demo app's manifests), before the sim rewrites it."""
+    groups = groups or {}
+    doc: dict[str, Any] = {
+        "app": {"name": APP, "image": "registry.example.com/apps/user-service",
+                "manifests": str(REPO / "deploy" / "user-service"), "namespace": "{cluster}",
+                "rollout_timeout": rollout_timeout,
+                "history": {"path": str(directory / "history")}},
+        "defaults": {"values": {"replicas": replicas,
+                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}},
+        "clusters": [{"id": cid, "groups": groups.get(cid, ["fleet"]),
+                      "credentials": {"kubeconfig": f"{cid}.yaml"}} for cid in ids],
+    }
+    if strategies:
+        doc["strategies"] = strategies
+    path = directory / "fleet-in.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@dataclass
+class Recorder:
+    """An engine listener that keeps every event."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def kinds(self, cluster: str | None = None) -> list[Kind]:
+        """Event kinds in order (of one cluster, if given)."""
+        return [e.kind for e in self.events if cluster is None or e.cluster == cluster]
+
+    def of(self, kind: Kind) -> list[Event]:
+        """Every event of one kind."""
+        return [e for e in self.events if e.kind is kind]
+
+
+def approve(_request: Any) -> GateAnswer:
+    """An approver that approves every gate."""
+    return GateAnswer(GateDecision.APPROVE, by="test")
+
+
+@dataclass
+class World:
+    """A started fleet, its rewritten clusters.yaml and helpers."""
+
+    fleet: Any
+    config_path: Path
+    config: Any
+    recorder: Recorder
+
+    def engine(self, **kwargs: Any) -> Engine:
+        """An engine on the fleet with a short fail-fast grace, recording events."""
+        kwargs.setdefault("grace", 0.5)
+        return Engine(self.config, [self.recorder], **kwargs)
+
+    approve = staticmethod(approve)
+
+    def deploy_everywhere(self, tag: str, ids: Sequence[str] = ()) -> None:
+        """Bring clusters to `tag` with a parallel release (the starting point of a story)."""
+        from console.engine import ReleaseRequest
+        engine = Engine(self.config, grace=0.5)
+        try:
+            result = engine.run(ReleaseRequest(tag=tag, clusters=",".join(ids),
+                                               strategy="parallel", max_parallel=20), approve)
+        finally:
+            engine.close()
+        assert result.exit_code == 0, (result.outcome, result.message, result.clusters,
+                                       result.preflight and result.preflight.failures)
+
+    def image(self, cid: str) -> str | None:
+        """The app image the cluster's Deployment runs (None when absent)."""
+        dep = self.fleet.get(cid, "apps/deployments", cid, APP)
+        if dep is None:
+            return None
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    def version(self, cid: str) -> str | None:
+        """The tag of that image."""
+        image = self.image(cid)
+        return image.rsplit(":", 1)[1] if image else None
+
+    def annotations(self, cid: str) -> dict[str, str]:
+        """The Deployment's annotations."""
+        dep = self.fleet.get(cid, "apps/deployments", cid, APP)
+        return dict((dep or {}).get("metadata", {}).get("annotations") or {})
+
+    def ready_pods(self, cid: str, tag: str) -> int:
+        """Pods of `tag` that are Ready and not terminating."""
+        count = 0
+        for pod in self.fleet.list(cid, "/pods", cid):
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            if not pod["spec"]["containers"][0]["image"].endswith(f":{tag}"):
+                continue
+            if any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in pod.get("status", {}).get("conditions") or ()):
+                count += 1
+        return count
+
+
+@pytest.fixture
+def world(sim_fleet: Callable[..., Any], tmp_path: Path) -> Callable[..., World]:
+    """Factory: `world(ids, **sim_settings, groups=..., strategies=...)` -> a `World`."""
+
+    def make(ids: Sequence[Any], *, groups: dict[str, list[str]] | None = None,
+             strategies: dict[str, Any] | None = None, replicas: int = 2,
+             rollout_timeout: str = "60s", **sim: Any) -> World:
+        sim.setdefault("readiness_delay", 0.2)
+        sim.setdefault("jitter", 0.1)
+        fleet = sim_fleet(ids, **sim)
+        plain = [getattr(i, "id", i) for i in ids]
+        source = fleet_file(tmp_path, plain, groups=groups, strategies=strategies,
+                            replicas=replicas, rollout_timeout=rollout_timeout)
+        path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=source)
+        return World(fleet, path, load(path), Recorder())
+
+    return make
+
+
