@@ -76,9 +76,12 @@ class SimCluster:
                                            "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
                            "addresses": [{"type": "InternalIP", "address": f"10.0.0.{n + 1}"},
                                          {"type": "Hostname", "address": name}],
-                           "nodeInfo": {"kubeletVersion": "v1.32.4-sim", "osImage": "sim",
+                           "nodeInfo": {"kubeletVersion": "v1.32.4-sim", "kubeProxyVersion": "v1.32.4-sim",
+                                        "osImage": "release-console sim", "kernelVersion": "6.1.0-sim",
                                         "architecture": "amd64", "operatingSystem": "linux",
-                                        "containerRuntimeVersion": "containerd://sim"}}})
+                                        "containerRuntimeVersion": "containerd://1.7.0-sim",
+                                        "machineID": name, "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                                        "bootID": str(uuid.uuid5(uuid.NAMESPACE_URL, name))}}})
 
     def add_token(self, rules: Sequence[Mapping[str, Any]] | None, username: str | None = None) -> str:
         """A new bearer token with `rules` (None = full rights)."""
