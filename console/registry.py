@@ -193,10 +193,13 @@ def _bearer_token(client: httpx.Client, challenge: dict[str, str], ref: Referenc
     if challenge.get("service"):
         params["service"] = challenge["service"]
     realm_parts, base_parts = urlsplit(realm), urlsplit(base)
-    # Credentials go to the realm only over HTTPS or to the registry's own host: a
-    # challenge must not be able to send them in clear text somewhere else.
+    # Credentials go to the realm only over HTTPS or on the registry's own host: a
+    # challenge must not be able to send them in clear text to another machine.
     send_auth = auth is not None and (realm_parts.scheme == "https"
-                                      or realm_parts.netloc == base_parts.netloc)
+                                      or realm_parts.hostname == base_parts.hostname)
+    if auth is not None and not send_auth:
+        return None, (f"not sending credentials to the token service {realm_parts.netloc} "
+                      "over plain HTTP on another host")
     try:
         answer = client.get(realm, params=params,
                             auth=httpx.BasicAuth(*auth) if send_auth and auth else None)

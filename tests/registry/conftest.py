@@ -6,20 +6,30 @@ so the tests need no Docker daemon.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import hashlib
 import json
 import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
 
 START_TIMEOUT = 20.0
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -56,6 +66,7 @@ class Registry:
     host: str
     process: subprocess.Popen
     auth: tuple[str, str] | None = None
+    token: str | None = None  # a bearer token for pushes (token-auth registries)
     pushed: dict[str, str] = field(default_factory=dict)  # "name:tag" -> manifest digest
 
     @property
@@ -65,7 +76,8 @@ class Registry:
 
     def _client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10,
-                            auth=httpx.BasicAuth(*self.auth) if self.auth else None)
+                            auth=httpx.BasicAuth(*self.auth) if self.auth else None,
+                            headers={"Authorization": f"Bearer {self.token}"} if self.token else None)
 
     def push_blob(self, client: httpx.Client, name: str, data: bytes) -> dict:
         """Upload one blob (monolithic: POST for a location, then PUT with the digest)."""
@@ -193,3 +205,115 @@ def auth_registry(tmp_path_factory) -> Iterator[Registry]:
     server.push_image("apps/web", "2.0", "oci")
     yield server
     server.stop()
+
+
+# --------------------------------------------------------------------------- token auth
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class TokenService:
+    """A Docker token service (the registry's `auth.token` realm) signing ES256 JWTs.
+
+    Grants what the scope asks when the basic credentials are right; an anonymous request
+    gets a token with no access, as Docker Hub answers for a private repository.
+    """
+
+    user: str
+    password: str
+    issuer: str = "test-issuer"
+    service: str = "test-registry"
+    requests: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token-signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(minutes=5))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .sign(self.key, hashes.SHA256()))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def realm(self) -> str:
+        """The token endpoint."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+    def root_pem(self) -> bytes:
+        """The certificate the registry trusts for token signatures."""
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def mint(self, access: list[dict]) -> str:
+        """A signed JWT granting `access` ([{type, name, actions}])."""
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": self.user, "aud": self.service, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(),
+                                                  ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                query = parse_qs(urlsplit(self.path).query)
+                header = self.headers.get("Authorization", "")
+                service.requests.append({"scope": query.get("scope", [""])[0],
+                                         "service": query.get("service", [""])[0],
+                                         "basic": header.startswith("Basic ")})
+                access: list[dict] = []
+                if header.startswith("Basic "):
+                    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                    if (user, password) != (service.user, service.password):
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    for scope in query.get("scope", []):
+                        kind, name, actions = scope.split(":")
+                        access.append({"type": kind, "name": name, "actions": actions.split(",")})
+                token = service.mint(access)
+                body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory) -> Iterator[tuple[Registry, TokenService]]:
+    """A registry with token (Bearer) auth and its token service, holding `apps/web:3.0`."""
+    workdir = tmp_path_factory.mktemp("registry-token")
+    tokens = TokenService("robot", secrets.token_urlsafe(12))
+    (workdir / "token-root.pem").write_bytes(tokens.root_pem())
+    server = start_registry(workdir, {"token": {
+        "realm": tokens.realm, "service": tokens.service, "issuer": tokens.issuer,
+        "rootcertbundle": str(workdir / "token-root.pem")}})
+    server.token = tokens.mint([{"type": "repository", "name": "apps/web",
+                                 "actions": ["pull", "push"]}])
+    server.push_image("apps/web", "3.0", "oci")
+    tokens.requests.clear()
+    yield server, tokens
+    server.stop()
+    tokens.stop()

@@ -10,7 +10,7 @@ import time
 import httpx
 
 from console import config as fleet_config
-from console.registry import ACCEPT, Reference, image_exists
+from console.registry import ACCEPT, Reference, image_exists, parse_challenge
 from tests.registry.conftest import OCI_MANIFEST, free_port
 
 
@@ -114,3 +114,43 @@ def _fleet(tmp_path, host: str, registry: dict):
                 "registry": registry},
         "clusters": [{"id": "c1", "credentials": {"kubeconfig": "/nonexistent"}}]}))
     return path
+
+
+def test_bearer_challenge_with_credentials(token_registry, monkeypatch, tmp_path):
+    registry, tokens = token_registry
+    monkeypatch.setenv("REG_USER", tokens.user)
+    monkeypatch.setenv("REG_PASS", tokens.password)
+    fleet = fleet_config.load(_fleet(tmp_path, registry.host, {
+        "username_env": "REG_USER", "password_env": "REG_PASS"}))
+    result = image_exists(fleet.app.image, "3.0", fleet.app.registry)
+    assert result.ok, result.detail
+    assert result.digest == registry.pushed["apps/web:3.0"]
+    # The scope and service came from the registry's challenge; credentials went along.
+    assert tokens.requests == [{"scope": "repository:apps/web:pull", "service": "test-registry",
+                                "basic": True}]
+    missing = image_exists(fleet.app.image, "3.1", fleet.app.registry)
+    assert not missing.ok and missing.status == 404
+
+
+def test_bearer_challenge_refusals(token_registry, monkeypatch, tmp_path):
+    registry, tokens = token_registry
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no config.json there
+    image = f"{registry.host}/apps/web"
+    wrong = secrets.token_urlsafe(10)
+    refused = image_exists(image, "3.0", credentials=(tokens.user, wrong))
+    assert not refused.ok and refused.status == 401
+    assert "the token service 127.0.0.1:" in refused.detail
+    assert "refused the credentials (401)" in refused.detail and wrong not in refused.detail
+    # Anonymous: the token service answers, but the token grants nothing.
+    anonymous = image_exists(image, "3.0")
+    assert not anonymous.ok and "needs credentials" in anonymous.detail
+
+
+def test_challenge_parsing():
+    header = ('Bearer realm="https://auth.example.com/token",service="registry.example.com",'
+              'scope="repository:apps/web:pull,push"')
+    assert parse_challenge(header) == {"scheme": "bearer", "realm": "https://auth.example.com/token",
+                                       "service": "registry.example.com",
+                                       "scope": "repository:apps/web:pull,push"}
+    assert parse_challenge('Basic realm="Registry Realm"') == {"scheme": "basic",
+                                                              "realm": "Registry Realm"}
