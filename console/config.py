@@ -295,8 +295,9 @@ class _Converter:
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or "cannot read this value"
             raise self.fail(node, f"{_dotted(path) or 'value'}: {problem}") from None
-        except (ValueError, TypeError, OverflowError):
-            # e.g. `2024-13-45` resolves as a timestamp, `!!int x` as an int.
+        except Exception:  # noqa: BLE001 - only this one scalar's construction
+            # PyYAML's scalar constructors raise assorted built-in errors for malformed
+            # values: `2024-13-45` resolves as a timestamp, `!!int ` is an IndexError.
             raise self.fail(node, f"{_dotted(path) or 'value'}: {show(node.value)} is not "
                             f"a valid {node.tag.rsplit(':', 1)[-1]} (quote it to keep a "
                             "string)") from None

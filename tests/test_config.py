@@ -501,3 +501,19 @@ def test_any_text_gives_a_config_or_a_config_error(tmp_path, text):
     file.write_text(text)
     with pytest.raises(ConfigError):
         load(file)
+
+
+_FRAGMENTS = ["app:", "clusters:", "\n", "  ", "- ", "id: a", "!!int ", "!!float ", "!!timestamp ",
+              "!!binary ", "!!set ", "!!omap ", "!!python/object:x ", "!t ", "2024-13-45", "x",
+              "&a ", "*a", "<<: ", "{", "}", "[", "]", ", ", "'", '"', "? ", ": ", "---\n", "%YAML 1.1\n",
+              "1e999", "0x", "~", "|\n", ">-\n", "\t", "#"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=25).map("".join))
+def test_any_yaml_fragments_give_a_config_error(tmp_path, text):
+    file = tmp_path / "fuzz.yaml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(file)
+    assert "\n" not in str(info.value)
