@@ -25,10 +25,15 @@ reported by line and column only, and Vault errors by kind.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import hashlib
 import os
+import shutil
+import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,13 @@ DEFAULT_VAULT_PATH = "secret/kubeconfigs/{cluster}"
 VAULT_FIELD = "kubeconfig"
 # Seconds for each request to Vault (hvac passes it to every HTTP call).
 VAULT_TIMEOUT = 10.0
+# AppRole logins are cached per process: a secret id may allow only a few uses, and a
+# login per cluster would leave a Vault token per cluster behind. Key: a hash of
+# address, namespace, mount, role id and secret id; value: (token, renew-after time).
+_approle_tokens: dict[str, tuple[str, float]] = {}
+_approle_lock = threading.Lock()
+_private_dir: Path | None = None
+_private_dir_lock = threading.Lock()
 # Kubeconfig fields that name files; relative paths are relative to the kubeconfig file.
 _CLUSTER_FILE_FIELDS = ("certificate-authority",)
 _USER_FILE_FIELDS = ("client-certificate", "client-key", "tokenFile")
@@ -107,14 +119,25 @@ def resolve(cluster: Any, config: Any) -> dict:
 def new_api_client(kubeconfig: Mapping[str, Any]) -> Any:
     """A `kubernetes.client.ApiClient` of its own for one resolved kubeconfig.
 
-    The default client configuration is left alone (`persist_config=False`); CA data is
-    written by the client library to a 0600 temporary file it removes at exit.
+    The default client configuration is left alone (`persist_config=False`). The client
+    library needs files for CA, client certificate and key data: they go to 0600 files in
+    `private_dir()`, removed at exit.
     """
     from kubernetes import config as kube_config
 
     return kube_config.new_client_from_config_dict(
         config_dict=dict(kubeconfig), context=kubeconfig.get("current-context"),
-        persist_config=False)
+        persist_config=False, temp_file_path=str(private_dir()))
+
+
+def private_dir() -> Path:
+    """This process's 0700 temporary directory for credential files, removed at exit."""
+    global _private_dir
+    with _private_dir_lock:
+        if _private_dir is None or not _private_dir.is_dir():
+            _private_dir = Path(tempfile.mkdtemp(prefix="release-console-"))
+            atexit.register(shutil.rmtree, _private_dir, ignore_errors=True)
+        return _private_dir
 
 
 def _names_a_file(text: str) -> bool:
@@ -379,12 +402,26 @@ def read_vault_kubeconfig(cid: str, path: str, vault: Any = None) -> str:
     mount, secret_path = _split_mount(path, vault)
     if not secret_path:
         raise CredentialsError(cid, source, "the path needs a mount and a secret path")
+    import hvac.exceptions as vault_errors
+
+    def read() -> Any:
+        return client.secrets.kv.v2.read_secret_version(
+            path=secret_path, mount_point=mount, raise_on_deleted_version=True)
+
     stage = "login"
     try:
-        _login(cid, source, client, vault)
+        cached = _login(cid, source, client, vault)
         stage = "read"
-        answer = client.secrets.kv.v2.read_secret_version(
-            path=secret_path, mount_point=mount, raise_on_deleted_version=True)
+        try:
+            answer = read()
+        except vault_errors.Forbidden:
+            if cached is None:
+                raise
+            # The cached AppRole token expired or was revoked: log in once more.
+            stage = "login"
+            _login(cid, source, client, vault, fresh=True)
+            stage = "read"
+            answer = read()
     except CredentialsError:
         raise
     except Exception as exc:  # noqa: BLE001 - translated below, or re-raised
@@ -430,8 +467,12 @@ def _vault_problem(exc: Exception, stage: str, vault: Any) -> str | None:
     return None
 
 
-def _login(cid: str, source: str, client: Any, vault: Any) -> None:
-    """Log `client` in: AppRole when the fleet file says so, else `VAULT_TOKEN`."""
+def _login(cid: str, source: str, client: Any, vault: Any, fresh: bool = False) -> str | None:
+    """Log `client` in: AppRole when the fleet file says so, else `VAULT_TOKEN`.
+
+    Returns the AppRole cache key when the token came from the cache (so a refusal can
+    drop it and log in again), else None.
+    """
     auth = str(getattr(vault, "auth", None) or "token").lower()
     if auth == "approle":
         role_env = getattr(vault, "role_id_env", None) or "VAULT_ROLE_ID"
@@ -443,8 +484,22 @@ def _login(cid: str, source: str, client: Any, vault: Any) -> None:
             raise CredentialsError(cid, source,
                                    f"AppRole login needs ${' and $'.join(missing)} set")
         mount = getattr(vault, "approle_mount", None) or "approle"
-        client.auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point=mount)
-        return
+        namespace = _setting(vault, "VAULT_NAMESPACE", "namespace") or ""
+        key = hashlib.sha256("\0".join((client.url, namespace, mount, str(role_id),
+                                         str(secret_id))).encode()).hexdigest()
+        with _approle_lock:
+            if fresh:
+                _approle_tokens.pop(key, None)
+            cached = _approle_tokens.get(key)
+            if cached and cached[1] > time.monotonic():
+                client.token = cached[0]
+                return key
+            answer = client.auth.approle.login(role_id=role_id, secret_id=secret_id,
+                                               mount_point=mount)
+            lease = float(((answer or {}).get("auth") or {}).get("lease_duration") or 0)
+            # Renew well before the lease ends; a token without a lease is kept 5 minutes.
+            _approle_tokens[key] = (client.token, time.monotonic() + (lease * 0.8 or 300.0))
+        return None
     if auth != "token":
         raise CredentialsError(cid, source, f"unknown vault auth method {auth!r} (token, approle)")
     token_env = getattr(vault, "token_env", None) or "VAULT_TOKEN"
@@ -456,3 +511,4 @@ def _login(cid: str, source: str, client: Any, vault: Any) -> None:
     if not token:
         raise CredentialsError(cid, source, f"no Vault token: set ${token_env}")
     client.token = token
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from pathlib import Path
 
 import pytest
 import yaml
@@ -167,3 +168,32 @@ def test_exec_plugin_refused_unless_allowed(tmp_path):
     assert token not in str(err.value)
     cluster, fleet = load_one(tmp_path, {"kubeconfig": str(path), "allow_exec": True})
     assert resolve(cluster, fleet)["users"][0]["user"]["exec"]["command"] == "/usr/local/bin/get-token"
+
+
+def test_client_files_land_in_a_private_directory(tmp_path, monkeypatch):
+    """Certificate and key data the client needs as files: 0600, in a 0700 directory of ours."""
+    import stat
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from console.credentials import new_api_client, private_dir
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    cert_pem = ca_pem("client")
+    data = kubeconfig({"a": ("https://127.0.0.1:6443", ca_pem(), "unused")}, current="a")
+    data["users"][0]["user"] = {
+        "client-certificate-data": base64.b64encode(cert_pem).decode(),
+        "client-key-data": base64.b64encode(key_pem).decode()}
+    monkeypatch.setenv("KC_C1", yaml.safe_dump(data))
+    cluster, fleet = load_one(tmp_path, {"env": "KC_C1"})
+    api = new_api_client(resolve(cluster, fleet))
+    directory = private_dir()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    for path in (api.configuration.cert_file, api.configuration.key_file,
+                 api.configuration.ssl_ca_cert):
+        assert Path(path).parent == directory
+        assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+    assert Path(api.configuration.key_file).read_bytes() == key_pem

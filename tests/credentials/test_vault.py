@@ -97,6 +97,27 @@ def test_approle_login(tmp_path, monkeypatch, bao, stored):
     assert resolve(cluster, fleet)["users"][0]["user"]["token"] == stored.kube_tokens["c2"]
 
 
+def test_approle_logs_in_once_and_again_after_revocation(tmp_path, monkeypatch, bao, stored):
+    """A secret id good for two logins serves any number of reads: the token is reused."""
+    root = bao.client()
+    root.auth.approle.create_or_update_approle("two-uses", token_policies=["kubeconfigs-read"],
+                                               secret_id_num_uses=2, token_ttl="10m")
+    monkeypatch.setenv("VAULT_ROLE_ID", root.auth.approle.read_role_id("two-uses")["data"]["role_id"])
+    monkeypatch.setenv("VAULT_SECRET_ID",
+                       root.auth.approle.generate_secret_id("two-uses")["data"]["secret_id"])
+    block = {"addr": bao.addr, "auth": "approle"}
+    for cid in ("c1", "c2", "c1", "c2"):
+        cluster, fleet = vault_cluster(tmp_path, cid, block)
+        assert resolve(cluster, fleet)["users"][0]["user"]["token"] == stored.kube_tokens[cid]
+    # Revoke every AppRole token: the cached one is refused, and one new login follows.
+    root.sys.revoke_prefix("auth/approle/login")
+    cluster, fleet = vault_cluster(tmp_path, "c2", block)
+    assert resolve(cluster, fleet)["current-context"] == "c2"
+    # Both uses of the secret id are spent now: after another revocation login fails.
+    root.sys.revoke_prefix("auth/approle/login")
+    assert "AppRole login refused" in failure(tmp_path, "c1", block)
+
+
 def test_vault_addr_env_overrides_the_fleet_file(tmp_path, monkeypatch, bao, stored):
     monkeypatch.setenv("VAULT_ADDR", bao.addr)
     monkeypatch.setenv("VAULT_TOKEN", bao.root_token)
@@ -261,3 +282,27 @@ def test_no_secret_in_any_error_or_log(tmp_path, monkeypatch, caplog, bao, store
             assert secret not in text
         for kubeconfig_text in stored.texts.values():
             assert kubeconfig_text[:40] not in text and "certificate-authority-data" not in text
+
+
+def test_kubeconfig_from_vault_drives_a_simulated_cluster(tmp_path, monkeypatch, bao, sim_fleet):
+    """End to end: OpenBao holds the kubeconfig, the pins hold, the cluster answers."""
+    from kubernetes import client as k8s
+
+    from console.credentials import new_api_client
+
+    fleet = sim_fleet(["vaulted"])
+    bao.client().secrets.kv.v2.create_or_update_secret(
+        path="kubeconfigs/vaulted", mount_point="secret",
+        secret={"kubeconfig": yaml.safe_dump(fleet.kubeconfig("vaulted"))})
+    monkeypatch.setenv("VAULT_ADDR", bao.addr)
+    monkeypatch.setenv("VAULT_TOKEN", bao.root_token)
+    cluster, config = vault_cluster(tmp_path, "vaulted", server=fleet.url("vaulted"),
+                                    ca_sha256=fleet.ca_sha256)
+    api = new_api_client(resolve(cluster, config))
+    assert k8s.VersionApi(api).get_code(_request_timeout=5).git_version
+    # A wrong CA pin refuses the same kubeconfig before any request is made.
+    cluster, config = vault_cluster(tmp_path, "vaulted", ca_sha256="ab" * 32)
+    with pytest.raises(CredentialsError, match="refused: the kubeconfig's CA has SHA-256"):
+        resolve(cluster, config)
+    # Nothing was written where kubectl looks.
+    assert not (tmp_path / "home" / ".kube").exists()
