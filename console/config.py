@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,17 @@ class FleetConfig:
         """Cluster ids in config order."""
         return tuple(c.id for c in self.clusters)
 
+    @cached_property
+    def _by_id(self) -> dict[str, Cluster]:
+        return {c.id: c for c in self.clusters}
+
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster with this id; `ValidationError` naming it when there is none."""
-        for c in self.clusters:
-            if c.id == cluster_id:
-                return c
-        raise ValidationError(f"unknown cluster {show(cluster_id)}{did_you_mean(cluster_id, self.ids)}")
+        found = self._by_id.get(cluster_id)
+        if found is None:
+            raise ValidationError(f"unknown cluster {show(cluster_id)}"
+                                  + did_you_mean(str(cluster_id), self.ids))
+        return found
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -295,7 +301,7 @@ class _Converter:
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or "cannot read this value"
             raise self.fail(node, f"{_dotted(path) or 'value'}: {problem}") from None
-        except Exception:  # noqa: BLE001 - only this one scalar's construction
+        except Exception:  # only this one scalar's construction
             # PyYAML's scalar constructors raise assorted built-in errors for malformed
             # values: `2024-13-45` resolves as a timestamp, `!!int ` is an IndexError.
             raise self.fail(node, f"{_dotted(path) or 'value'}: {show(node.value)} is not "

@@ -3,11 +3,15 @@ ConfigError naming the file, the line and the field."""
 
 from __future__ import annotations
 
+import copy
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from console.config import (FleetConfig, deep_merge, failure_budget_count, load,
                             parse_duration, parse_failure_budget)
@@ -446,9 +450,6 @@ def test_webhook_from_environment_variable(tmp_path):
 
 # --------------------------------------------------------------------------- fuzzing
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=True),
                      st.sampled_from(["", "prod", "a", "b", "10m", "10%", "rest", "x*", "{cluster}",
                                       "https://h", "~/k", "Prod_EU", "on", "VAR", "secret/k/{cluster}"]),
@@ -476,12 +477,8 @@ def _mutations():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_mutations())
 def test_any_structure_gives_a_config_or_a_config_error(tmp_path, case):
-    import copy as _copy
-
-    import yaml
-
     base, path, value = case
-    data = _copy.deepcopy(base)
+    data = copy.deepcopy(base)
     target = data
     for part in path[:-1]:
         target = target[part]

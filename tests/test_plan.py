@@ -311,7 +311,7 @@ def test_named_strategy_properties(case):
             assert [position[c] for c in w.clusters] == sorted(position[c] for c in w.clusters)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fleets(), st.data())
 def test_serial_properties(case, data):
     config, targets = case
@@ -334,7 +334,7 @@ def test_serial_properties(case, data):
             build_plan(config, targets, "serial", order=[*order, outsider[0]])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fleets(), st.integers(0, 100), st.integers(1, 50))
 def test_parallel_properties(case, percent, limit):
     config, targets = case
@@ -345,7 +345,7 @@ def test_parallel_properties(case, percent, limit):
     assert plan.max_failures == len(targets) * percent // 100
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), min_size=1, max_size=6, unique=True),
        st.integers(1, 100))
 def test_percent_wave_rounds_up(targets, percent):
