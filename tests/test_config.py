@@ -514,3 +514,15 @@ def test_any_yaml_fragments_give_a_config_error(tmp_path, text):
     with pytest.raises(ConfigError) as info:
         load(file)
     assert "\n" not in str(info.value)
+
+
+def test_later_checks_report_in_the_same_format(tmp_path, monkeypatch):
+    # The simulator validates `sim` blocks after loading, with the file's lines.
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, MINIMAL + "sim:\n  readiness_delay: soon\n")
+    config = load("clusters.yaml")
+    assert config.line_of("sim.readiness_delay") == 10
+    error = config.error("sim.readiness_delay", "expected seconds, got 'soon'")
+    assert isinstance(error, ConfigError)
+    assert str(error) == "clusters.yaml:10: sim.readiness_delay: expected seconds, got 'soon'"
+    assert str(config.error("sim.missing", "required")) == "clusters.yaml: sim.missing: required"
