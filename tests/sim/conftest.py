@@ -33,9 +33,15 @@ def kubectl_binaries() -> list[Any]:
     return found
 
 
-def api_client(fleet: SimFleet, cluster_id: str, token: str | None = None) -> client.ApiClient:
-    """An isolated ApiClient for one simulated cluster."""
-    return config.new_client_from_config_dict(fleet.kubeconfig(cluster_id, token), persist_config=False)
+def api_client(fleet: SimFleet, cluster_id: str, token: str | None = None,
+               retries: bool | None = None) -> client.ApiClient:
+    """An isolated ApiClient for one simulated cluster (`retries=False`: no urllib3 retries,
+    which otherwise repeat a 429 with Retry-After three times, sleeping in between)."""
+    cfg = client.Configuration()
+    if retries is not None:
+        cfg.retries = retries
+    return config.new_client_from_config_dict(fleet.kubeconfig(cluster_id, token), client_configuration=cfg,
+                                              persist_config=False)
 
 
 @dataclass
