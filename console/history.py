@@ -49,9 +49,10 @@ import json
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ REMOTE = "origin"
 OUTCOMES = ("healthy", "failed", "rolled_back", "skipped", "interrupted")
 ERROR_LIMIT = 2000  # characters of error text kept per record
 SUBJECT_CLUSTERS = 6  # clusters named in a commit subject before "+N more"
+REPACK_LOOSE_KIB = 64 * 1024  # loose objects (KiB) past which finishing a release repacks
 
 
 class HistoryError(UserError):
@@ -329,6 +331,7 @@ class Ledger:
         self._pending: list[tuple[str, Operator]] = []
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
         self._commit_error: BaseException | None = None
+        self._repack: subprocess.Popen[bytes] | None = None
         self.repo = self._open_repo()
         self.operator = operator or default_operator(self.repo)
         self.file = self.path / HISTORY_DIR / f"{app}.jsonl"
@@ -535,7 +538,9 @@ class Ledger:
             self._request_commit(_subject(release, outcome), _author(release, self.operator))
             self._open.pop(release_id, None)
         self.flush()
-        return self.push() if push else PushResult(True, False, "not pushed")
+        result = self.push() if push else PushResult(True, False, "not pushed")
+        self._maybe_repack()
+        return result
 
     def record_rollback(self, cluster: str, *, from_version: str | None,
                         to_version: str | None, outcome: str = "healthy", error: str = "",
@@ -671,6 +676,26 @@ class Ledger:
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _maybe_repack(self) -> None:
+        """Start a background `git repack` once loose objects pass REPACK_LOOSE_KIB.
+
+        Every commit stores the whole record file as a new loose blob; `git gc --auto`
+        counts objects, not bytes, so a big ledger would grow by megabytes per commit
+        until something packs it (with deltas, a commit then costs a few bytes). Packing
+        a big ledger takes many seconds, so - like git's own auto gc - it runs detached
+        and the release does not wait; git keeps concurrent commits safe.
+        """
+        if self._repack is not None and self._repack.poll() is None:
+            return
+        with self._git_locked():
+            counts = dict(line.split(": ", 1) for line in
+                          self.repo.git.count_objects("-v").splitlines() if ": " in line)
+        if int(counts.get("size", "0")) > REPACK_LOOSE_KIB:
+            self._repack = subprocess.Popen(
+                ["git", "-C", str(self.path), "repack", "-d", "-q"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True)
+
     # -- pushing ------------------------------------------------------------------------
 
     def push(self) -> PushResult:
@@ -734,8 +759,14 @@ class Ledger:
             if not self.repo.head.is_valid():
                 self.repo.git.reset("--hard", remote_ref)
                 return
-            self.repo.git.merge("--no-edit", "-m", "merge the shared release history",
-                                remote_ref)
+            try:
+                # Unrelated histories: this ledger was started while the remote was away.
+                self.repo.git.merge("--no-edit", "--allow-unrelated-histories", "-m",
+                                    "merge the shared release history", remote_ref)
+            except Exception:
+                # Never leave the ledger mid-merge: the next commit would record the mess.
+                self.repo.git.merge("--abort", with_exceptions=False)
+                raise
 
     # -- reading ------------------------------------------------------------------------
 
@@ -1062,7 +1093,8 @@ class EventLedger:
     `rollback` actions. Push failures and other non-fatal problems go to `on_warning`.
     """
 
-    def __init__(self, ledger: Ledger, on_warning: Any = None) -> None:
+    def __init__(self, ledger: Ledger,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         """`on_warning(message: str)` receives push failures (default: ignored)."""
         self.ledger = ledger
         self.on_warning = on_warning
