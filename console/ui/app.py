@@ -215,6 +215,8 @@ class ReleaseConsoleApp(App[int]):
 
     def _repaint(self) -> None:
         """10 Hz: redraw what changed; once a second also the running clocks."""
+        if not self.screen_stack:  # shutting down
+            return
         dirty, release_dirty, lines = self.state.take_dirty()
         fleet = self.fleet
         fleet.flush(dirty, release_dirty, lines)

@@ -12,7 +12,6 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
@@ -28,15 +27,13 @@ class EventsReady(Message):
         return isinstance(message, EventsReady)
 
 
-@dataclass
 class GateQuestion(Message):
     """The engine waits at a gate; `answer` must be called exactly once."""
 
-    request: Any
-    answer: Callable[[Any], None]
-
-    def __post_init__(self) -> None:
+    def __init__(self, request: Any, answer: Callable[[Any], None]) -> None:
         super().__init__()
+        self.request = request
+        self.answer = answer
 
 
 class EventBridge:

@@ -95,6 +95,7 @@ class ClusterView:
     wave: int | None = None
     revision: int | None = None
     marked: bool = False
+    lost: bool = False  # went unreachable during the current rollout
 
     @property
     def id(self) -> str:
@@ -317,8 +318,10 @@ class FleetState:
             handler(self, event, row)
         if row is not None:
             self._dirty.add(row.id)
-            timeline = self.timelines.setdefault(row.id, deque(maxlen=self.TIMELINE_LINES))
-            timeline.append(self._line(event))
+            # Passed pre-flight checks are noise in a cluster's rollout timeline.
+            if event.kind is not Kind.PREFLIGHT_RESULT or not event.data.get("ok", False):
+                timeline = self.timelines.setdefault(row.id, deque(maxlen=self.TIMELINE_LINES))
+                timeline.append(self._line(event))
         if event.kind is not Kind.CLUSTER_PROGRESS and event.kind is not Kind.PREFLIGHT_RESULT:
             self._log(self._line(event))
         elif event.kind is Kind.PREFLIGHT_RESULT and not event.data.get("ok", True):
@@ -465,6 +468,7 @@ def _cluster_started(state: FleetState, ev: Event, row: ClusterView | None) -> N
         row.wave = int(d["wave"])
     row.updated = row.ready = row.available = 0
     row.message, row.error = "", ""
+    row.lost = False
 
 
 def _cluster_progress(state: FleetState, ev: Event, row: ClusterView | None) -> None:
@@ -528,7 +532,8 @@ def _cluster_rolled_back(state: FleetState, ev: Event, row: ClusterView | None) 
             row.live = str(d["version"])
         row.message = _one_line(ev.message) or f"rolled back to {row.live or '?'}"
     else:
-        row.phase = Phase.FAILED
+        # A cluster lost mid-rollout cannot be rolled back either: it stays unreachable.
+        row.phase = Phase.UNREACHABLE if row.lost else Phase.FAILED
         row.error = str(d.get("error") or ev.message or "rollback failed")
         row.message = _one_line(f"rollback failed: {row.error}")
     state._touch_release()
@@ -546,6 +551,7 @@ def _cluster_unreachable(state: FleetState, ev: Event, row: ClusterView | None) 
     if row is None:
         return
     row.phase = Phase.UNREACHABLE
+    row.lost = True
     row.error = str(ev.data.get("error") or ev.message or "unreachable")
     row.message = _one_line(row.error)
     if row.started is not None:

@@ -170,3 +170,17 @@ def test_format_duration() -> None:
     assert format_duration(None) == "-"
     assert format_duration(41.9) == "0:41"
     assert format_duration(3725) == "1:02:05"
+
+
+def test_a_cluster_lost_mid_rollout_stays_unreachable() -> None:
+    state = FleetState(FLEET)
+    planned(state, ["prod-us"])
+    state.apply(ev(Kind.CLUSTER_STARTED, "prod-us", from_version="v1", to_version="v2"))
+    state.apply(ev(Kind.CLUSTER_UNREACHABLE, "prod-us", error="connection refused"))
+    state.apply(ev(Kind.CLUSTER_FAILED, "prod-us", error="connection refused", duration=1.0))
+    row = state.clusters["prod-us"]
+    assert row.phase is Phase.UNREACHABLE
+    state.apply(ev(Kind.CLUSTER_ROLLING_BACK, "prod-us", from_version="v2", to_version="v1"))
+    state.apply(ev(Kind.CLUSTER_ROLLED_BACK, "prod-us", ok=False, error="connection refused"))
+    assert row.phase is Phase.UNREACHABLE
+    assert row.message == "rollback failed: connection refused"

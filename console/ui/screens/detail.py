@@ -7,6 +7,8 @@ cluster, so it is complete even when the cluster stops answering.
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -36,8 +38,8 @@ class DetailScreen(Screen):
     app: ReleaseConsoleApp
 
     BINDINGS = [
-        Binding("escape", "back", "back to the fleet"),
-        Binding("r", "rollback", "rollback this cluster"),
+        Binding("escape", "back", "back"),
+        Binding("r", "rollback", "rollback"),
         Binding("ctrl+r", "refresh", "refresh"),
     ]
 
@@ -48,6 +50,7 @@ class DetailScreen(Screen):
         self.detail: Any = None
         self.read_error: str | None = None
         self._since_refresh = 0.0
+        self._last_line: object = None
         self._seen_events: set[tuple[str, str, str, str]] = set()
 
     def compose(self) -> ComposeResult:
@@ -122,11 +125,7 @@ class DetailScreen(Screen):
         mine = [e for e in events if e.cluster == self.cluster_id]
         if not mine:
             return
-        pal = Palette.of(self.app)
-        log = self.query_one("#timeline", RichLog)
-        lines = self.state.timeline(self.cluster_id)[-len(mine):]
-        for line in lines:
-            log.write(format_line(line, pal, cluster_width=0))
+        self._paint_timeline()
         self._paint_title()
         self._paint_error()
 
@@ -138,8 +137,9 @@ class DetailScreen(Screen):
         title = Text(self.cluster_id, "bold")
         if row.info.production:
             title.append(f" {PRODUCTION_GLYPH} production", pal.production)
-        title.append(f"   groups {','.join(row.info.groups) or '-'}", "dim")
-        line = Text.assemble("live ", (row.live or "-", "bold"))
+        title.append("   ")
+        title.append(f"groups {','.join(row.info.groups) or '-'}", "dim")
+        line = Text.assemble("live ", (row.live or "-", "bold"), " ")
         if row.drift:
             line.append(f" {DRIFT_GLYPH} ledger says {row.recorded}", pal.drift)
         line.append(f"   target {row.target or '-'}   ")
@@ -151,10 +151,19 @@ class DetailScreen(Screen):
         self.query_one("#detail-title", Static).update(Text("\n").join([title, line]))
 
     def _paint_timeline(self) -> None:
+        """Write the timeline lines not written yet (after the last one written)."""
+        lines = self.state.timeline(self.cluster_id)
+        start = 0
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i] is self._last_line:
+                start = i + 1
+                break
         pal = Palette.of(self.app)
         log = self.query_one("#timeline", RichLog)
-        for line in self.state.timeline(self.cluster_id):
+        for line in lines[start:]:
             log.write(format_line(line, pal, cluster_width=0))
+        if lines:
+            self._last_line = lines[-1]
 
     def _paint_error(self) -> None:
         row = self.state.clusters[self.cluster_id]
@@ -186,5 +195,15 @@ class DetailScreen(Screen):
                 continue
             self._seen_events.add(key)
             style = pal.bad if ev.type == "Warning" else ""
-            log.write(Text.assemble((f"{ev.time} ", "dim"), (f"{ev.object} ", "bold"),
-                                    (f"{ev.reason}: ", style), ev.message))
+            log.write(Text.assemble((f"{_local_time(ev.time)} ", "dim"), (ev.object, "bold"),
+                                    " ", (f"{ev.reason}: ", style), ev.message))
+
+
+def _local_time(iso: str) -> str:
+    """A Kubernetes timestamp (`2026-11-25T14:02:09Z`) as local `14:02:09`, like the
+    engine events beside it."""
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso or "--:--:--"
+    return time.strftime("%H:%M:%S", time.localtime(moment.timestamp()))

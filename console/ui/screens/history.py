@@ -44,10 +44,10 @@ class HistoryScreen(Screen):
     app: ReleaseConsoleApp
 
     BINDINGS = [
-        Binding("escape", "back", "back to the fleet"),
-        Binding("slash", "filter", "filter the ledger", key_display="/"),
-        Binding("r", "rollback_release", "roll back the selected release"),
-        Binding("ctrl+r", "refresh", "refresh"),
+        Binding("escape", "back", "back"),
+        Binding("slash", "filter", "filter", key_display="/"),
+        Binding("r", "rollback_release", "roll back release"),
+        Binding("ctrl+r", "refresh", "refresh", show=False),
     ]
 
     def __init__(self, config: FleetConfig, state: FleetState) -> None:
@@ -73,14 +73,14 @@ class HistoryScreen(Screen):
 
     def on_mount(self) -> None:
         ledger = self.query_one("#ledger", DataTable)
-        for key, label, width in (("start", "STARTED (UTC)", 11), ("id", "RELEASE", 20),
+        for key, label, width in (("start", "UTC", 11), ("id", "RELEASE", 20),
                                   ("kind", "KIND", 8), ("version", "VERSION", 12),
                                   ("strategy", "STRATEGY", 9), ("by", "BY", 10),
-                                  ("outcome", "OUTCOME", 13), ("clusters", "CLUSTERS", 30)):
+                                  ("outcome", "OUTCOME", 13), ("clusters", "CLUSTERS", 18)):
             ledger.add_column(label, key=key, width=width)
         matrix = self.query_one("#matrix", DataTable)
         for key, label, width in (("cluster", "CLUSTER", 22), ("live", "LIVE", 13),
-                                  ("recorded", "LEDGER", 12), ("at", "SINCE (UTC)", 11),
+                                  ("recorded", "LEDGER", 12), ("at", "SINCE UTC", 11),
                                   ("by", "BY", 10), ("release", "RELEASE", 20),
                                   ("good", "LAST GOOD", 12)):
             matrix.add_column(label, key=key, width=width)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
@@ -19,30 +20,29 @@ from console.ui.state import (DRIFT_GLYPH, PRODUCTION_GLYPH, ClusterView, FleetS
                               format_duration)
 from console.ui.widgets.palette import Palette
 
-BAR_WIDTH = 8
+BAR_WIDTH = 7
 MARK_GLYPH = "✓"
 
 # (key, label, width); NOTE takes what is left of the screen.
 FIXED_COLUMNS = (
-    ("mark", "", 1),
-    ("cluster", "CLUSTER", 0),  # width from the longest id
-    ("groups", "GROUPS", 14),
-    ("live", "LIVE", 11),
+    ("cluster", "  CLUSTER", 0),  # mark, id, production glyph; width from the longest id
+    ("groups", "GROUPS", 12),
+    ("live", "LIVE", 12),
     ("target", "TARGET", 10),
     ("phase", "PHASE", 14),
-    ("progress", "PROGRESS", 14),
-    ("time", "TIME", 7),
+    ("progress", "PROGRESS", 13),
+    ("time", "TIME", 6),
 )
-NOTE_MIN = 24
+NOTE_MIN = 16
 
 
-def progress_bar(row: ClusterView) -> Text:
-    """`██████░░ 4/6`: updated-and-available of desired replicas."""
+def progress_bar(row: ClusterView, style: Style | str = "") -> Text:
+    """`█████░░ 4/6`: updated-and-available of desired replicas."""
     if row.desired <= 0:
         return Text("")
     done = min(row.available, row.updated) if row.phase.active else row.available
     filled = round(BAR_WIDTH * min(done, row.desired) / row.desired)
-    return Text.assemble(("█" * filled), ("░" * (BAR_WIDTH - filled), "dim"),
+    return Text.assemble(("█" * filled, style), ("░" * (BAR_WIDTH - filled), "dim"),
                          f" {done}/{row.desired}")
 
 
@@ -92,14 +92,14 @@ class FleetGrid(DataTable):
 
     def on_resize(self) -> None:
         # Leave room for the vertical scrollbar, so no horizontal one appears.
-        width = max(NOTE_MIN, self.size.width - self._fixed_width() - 3)
+        width = max(NOTE_MIN, self.size.width - self._fixed_width() - 1)
         if width != self._note_width:
             self._note_width = width
             self._rebuild()
 
     def _id_width(self) -> int:
         longest = max((len(i) for i in self.state.clusters), default=8)
-        return min(max(longest, 7), 28) + 2  # room for " ●"
+        return min(max(longest, 7), 28) + 4  # room for "✓ " and " ●"
 
     def _fixed_width(self) -> int:
         widths = [w or self._id_width() for _k, _l, w in FIXED_COLUMNS]
@@ -188,10 +188,11 @@ class FleetGrid(DataTable):
     def _render_row(self, row: ClusterView) -> tuple[object, ...]:
         pal = self._palette or Palette.of(self.app)
         phase_style = pal.phases[row.phase]
-        cluster = Text(row.id, overflow="ellipsis", no_wrap=True)
+        cluster = Text.assemble((f"{MARK_GLYPH} " if row.marked else "  ", pal.mark),
+                                (row.id, "bold" if row.info.production else ""),
+                                overflow="ellipsis", no_wrap=True)
         if row.info.production:
             cluster.append(f" {PRODUCTION_GLYPH}", pal.production)
-            cluster.stylize("bold", 0, len(row.id))
         live = Text(row.live or "-")
         if row.drift:
             live.append(f" {DRIFT_GLYPH}", pal.drift)
@@ -203,13 +204,12 @@ class FleetGrid(DataTable):
         note = Text(row.message, note_style, no_wrap=True, overflow="ellipsis")
         elapsed = row.elapsed(self.state.now())
         return (
-            Text(MARK_GLYPH, pal.mark) if row.marked else Text(""),
             cluster,
             Text(",".join(row.info.groups), no_wrap=True, overflow="ellipsis"),
             live,
             target,
             phase,
-            progress_bar(row),
+            progress_bar(row, phase_style),
             Text(format_duration(elapsed), justify="right"),
             note,
         )

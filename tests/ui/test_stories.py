@@ -1,0 +1,220 @@
+"""The console driven like a person would, against the local fleet and the real engine.
+
+Each story starts simulated clusters, opens `ReleaseConsoleApp` headless with
+`App.run_test`, presses keys with the `Pilot`, and checks both what the screen shows and
+what the clusters run.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
+from console.history import EventLedger, Ledger
+from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.gate import GateScreen
+from console.ui.screens.help import HelpScreen
+from console.ui.screens.release_form import ReleaseFormScreen
+from console.ui.screens.rollback import RollbackScreen
+from console.ui.state import Phase
+
+from .ui_helpers import story, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+SIZE = (120, 36)
+# The real engine, with a short fail-fast grace (a never-pulling image fails in ~1 s) and
+# short request timeouts (a dead cluster is given up on in seconds).
+QUICK_ENGINE = functools.partial(Engine, grace=1.0, request_timeout=2.0, status_timeout=1.0)
+
+
+def seed(config, tag: str, clusters: str = "") -> None:
+    """Release `tag` headless (as CI would), recorded in the ledger."""
+    ledger = Ledger.for_config(config)
+    try:
+        engine = Engine(config, listeners=[EventLedger(ledger)])
+        result = engine.run(ReleaseRequest(tag=tag, clusters=clusters, strategy="parallel"),
+                            lambda _gate: GateAnswer(GateDecision.APPROVE))
+        engine.close()
+    finally:
+        ledger.close()
+    assert result.outcome == "ok", result
+
+
+def live_tag(fleet, cluster: str) -> str:
+    """The image tag the simulated cluster's Deployment runs."""
+    deployment = fleet.get(cluster, "apps/deployments", cluster, "user-service")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    return image.rpartition(":")[2]
+
+
+def grid_cell(app: ReleaseConsoleApp, cluster: str, column: str) -> str:
+    """The text a grid cell shows."""
+    return app.fleet.grid.get_cell(cluster, column).plain
+
+
+async def started(pilot, app: ReleaseConsoleApp) -> None:
+    """Wait for the engine and the first reading of every cluster."""
+    await wait_for(pilot, app._engine_ready.is_set, what="the engine")
+    await app.workers.wait_for_complete()
+    await pilot.pause(0.2)
+
+
+async def open_form_and_start(pilot, app, strategy: str, tag: str, targets: str = "") -> None:
+    """`n`, choose the strategy, type targets and tag, `enter`."""
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+    if targets:
+        await pilot.click("#targets")
+        await pilot.press(*targets)
+    await pilot.click(f"#strategy-{strategy}")
+    await pilot.click("#tag")
+    await pilot.press(*tag)
+    form = app.screen
+    assert form.problem is None, form.problem
+    await pilot.press("enter")
+
+
+@story
+async def test_canary_release_from_the_form_through_two_gates(console_fleet) -> None:
+    config, fleet = console_fleet()
+    app = ReleaseConsoleApp(config, status_interval=0, operator="alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#strategy-canary")
+        await pilot.click("#tag")
+        await pilot.press(*"v2")
+        # The plan is on screen before anything starts: 4 clusters, 3 waves, 2 gates.
+        plan = app.screen.query_one("#plan", DataTable)
+        assert plan.row_count == 4
+        assert [plan.get_row_at(i)[2] for i in range(4)] == ["1", "2", "3", "3"]
+        await pilot.press("enter")
+
+        for finished in ("staging", "prod-eu-10pct"):
+            await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
+                           and bool(app.screen.query("#gate-results"))
+                           and app.screen.query_one("#gate-results", DataTable).row_count > 0,
+                           what="a gate with the wave's results")
+            results = app.screen.query_one("#gate-results", DataTable)
+            assert results.get_row_at(results.row_count - 1)[0].startswith(finished)
+            assert "✔ healthy" in str(results.get_row_at(results.row_count - 1)[1])
+            await pilot.press("a")
+        await wait_for(pilot, lambda: app.state.release.outcome is not None, what="the end")
+        await pilot.pause(0.3)
+
+        assert app.state.release.outcome == "ok"
+        for cid in config.ids:
+            assert grid_cell(app, cid, "phase") == "✔ healthy"
+            assert grid_cell(app, cid, "live").startswith("v2")
+            assert live_tag(fleet, cid) == "v2"
+        header = app.fleet.query_one("#release-header", Static).content
+        assert "4 healthy" in " ".join(line.plain for line in header.renderables)
+    # The ledger recorded the console's release, with the operator.
+    ledger = Ledger.for_config(config)
+    try:
+        (release,) = ledger.releases()
+        assert (release.version, release.strategy, release.outcome, release.operator) == \
+            ("v2", "canary", "ok", "alice")
+    finally:
+        ledger.close()
+
+
+@story
+async def test_a_failing_cluster_turns_failed_then_rolled_back(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    seed(config, "v1")
+    fleet.set_faults("prod-us", never_pull=["v2"])
+    app = ReleaseConsoleApp(config, status_interval=0, engine_factory=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        assert grid_cell(app, "prod-us", "live").startswith("v1")
+        await open_form_and_start(pilot, app, "parallel", "v2")
+        await wait_for(pilot, lambda: app.state.release is not None
+                       and app.state.release.outcome is not None, what="the end", timeout=60)
+        await pilot.pause(0.3)
+
+        kinds = [line.kind.value for line in app.state.timeline("prod-us")]
+        assert kinds.index("cluster_failed") < kinds.index("cluster_rolled_back")
+        assert grid_cell(app, "prod-us", "phase") == "↩ rolled back"
+        assert grid_cell(app, "prod-us", "live").startswith("v1")
+        assert grid_cell(app, "staging", "phase") == "✔ healthy"
+        assert grid_cell(app, "prod-eu", "phase") == "✔ healthy"
+        assert app.state.release.outcome == "failed"
+    assert live_tag(fleet, "prod-us") == "v1"
+    assert live_tag(fleet, "prod-eu") == "v2"
+
+
+@story
+async def test_one_key_rollback_of_a_healthy_cluster(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu"])
+    seed(config, "v1")
+    seed(config, "v2")
+    app = ReleaseConsoleApp(config, status_interval=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        assert app.fleet.grid.go_to("prod-eu")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen), what="the confirm")
+        dialog = app.screen
+        assert dialog.query_one("#rollback").border_title == "Roll back prod-eu?"
+        versions = str(dialog.query_one("#rollback-versions", Static).render())
+        assert "v2" in versions and "v1" in versions and versions.index("v2") < versions.index("v1")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is Phase.ROLLED_BACK,
+                       what="the rollback")
+        await pilot.pause(0.3)
+        assert grid_cell(app, "prod-eu", "phase") == "↩ rolled back"
+        assert grid_cell(app, "prod-eu", "live").startswith("v1")
+        assert grid_cell(app, "staging", "live").startswith("v2")
+    assert live_tag(fleet, "prod-eu") == "v1"
+    assert live_tag(fleet, "staging") == "v2"
+
+
+@story
+async def test_an_unreachable_cluster_shows_unreachable_while_the_others_work(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    fleet.set_faults("prod-us", readiness_delay=4.0)
+    app = ReleaseConsoleApp(config, status_interval=0, engine_factory=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await open_form_and_start(pilot, app, "parallel", "v2")
+        await wait_for(pilot, lambda: app.state.clusters["prod-us"].phase is Phase.ROLLING,
+                       what="prod-us rolling")
+        fleet.kill("prod-us")
+        # The console keeps answering keys while the cluster drops away.
+        grid = app.fleet.grid
+        before = grid.cursor_row
+        await pilot.press("down")
+        assert grid.cursor_row == before + 1
+        await wait_for(pilot, lambda: app.state.release.outcome is not None, what="the end",
+                       timeout=60)
+        await pilot.pause(0.3)
+        assert grid_cell(app, "prod-us", "phase") == "✖ unreachable"
+        assert grid_cell(app, "prod-us", "note") != ""
+        assert grid_cell(app, "staging", "phase") == "✔ healthy"
+        assert grid_cell(app, "prod-eu", "phase") == "✔ healthy"
+    assert live_tag(fleet, "staging") == "v2"
+
+
+@story
+async def test_help_lists_every_key_in_words(console_fleet) -> None:
+    config, _fleet = console_fleet(["staging"])
+    app = ReleaseConsoleApp(config, status_interval=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = str(app.screen.query_one("#help-text", Static).render())
+        for key, words in (("n", "new release"), ("r", "rollback"), ("p", "pause"),
+                           ("/", "filter"), ("space", "mark"), ("enter", "details"),
+                           ("h", "history"), (":", "jump"), ("?", "help"),
+                           ("ctrl+p", "command palette"), ("q", "quit"),
+                           ("a", "approve"), ("x", "abort + roll back")):
+            assert any(line.strip().startswith(key) and words in line
+                       for line in text.splitlines()), f"{key} {words!r} not in help"
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
