@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from console.config import Cluster, FleetConfig, VaultConfig
 from console.errors import UserError
 
 DEFAULT_VAULT_PATH = "secret/kubeconfigs/{cluster}"
@@ -74,7 +75,7 @@ class CredentialsError(UserError):
         self.problem = problem
 
 
-def resolve(cluster: Any, config: Any) -> dict:
+def resolve(cluster: Cluster, config: FleetConfig) -> dict:
     """The kubeconfig for `cluster`, in memory, with only its context, checked against the pins.
 
     `cluster` is a `console.config.Cluster` (its `credentials` name the source and the
@@ -83,12 +84,12 @@ def resolve(cluster: Any, config: Any) -> dict:
     """
     creds = cluster.credentials
     cid = cluster.id
-    if getattr(creds, "vault", None):
+    if creds.vault:
         path = creds.vault.replace("{cluster}", cid)
         source = f"vault {path}"
-        text = read_vault_kubeconfig(cid, path, getattr(config, "vault", None))
+        text = read_vault_kubeconfig(cid, path, config.vault)
         base_dir = None
-    elif getattr(creds, "env", None):
+    elif creds.env:
         source = f"environment variable ${creds.env}"
         text = os.environ.get(creds.env)
         if text is None or not text.strip():
@@ -100,7 +101,7 @@ def resolve(cluster: Any, config: Any) -> dict:
             source = f"kubeconfig {path} (from ${creds.env})"
             text = _read_file(cid, source, path)
             base_dir = path.parent
-    elif getattr(creds, "kubeconfig", None):
+    elif creds.kubeconfig:
         path = Path(creds.kubeconfig).expanduser()
         source = f"kubeconfig {path}"
         text = _read_file(cid, source, path)
@@ -108,11 +109,9 @@ def resolve(cluster: Any, config: Any) -> dict:
     else:
         raise CredentialsError(cid, "clusters.yaml", "no kubeconfig, env or vault source is set")
     kubeconfig = parse_kubeconfig(cid, source, text)
-    selected = select_context(cid, source, kubeconfig, getattr(creds, "context", None),
-                              base_dir)
-    check_pins(cid, source, selected, server=getattr(creds, "server", None),
-               ca_sha256=getattr(creds, "ca_sha256", None),
-               allow_exec=bool(getattr(creds, "allow_exec", False)))
+    selected = select_context(cid, source, kubeconfig, creds.context, base_dir)
+    check_pins(cid, source, selected, server=creds.server, ca_sha256=creds.ca_sha256,
+               allow_exec=creds.allow_exec)
     return selected
 
 
@@ -362,44 +361,36 @@ def _check_ca_pin(cid: str, source: str, cluster: Mapping[str, Any], pin: str) -
 # --- Vault / OpenBao -------------------------------------------------------------------
 
 
-def _setting(vault: Any, env: str, attr: str) -> str | None:
+def _setting(env: str, configured: object) -> str | None:
     """An environment variable, else the fleet file's `vault:` field, else None."""
-    value = os.environ.get(env)
-    if value:
-        return value
-    value = getattr(vault, attr, None) if vault is not None else None
+    value = os.environ.get(env) or configured
     return str(value) if value else None
 
 
-def vault_client(vault: Any = None) -> Any:
+def vault_client(vault: VaultConfig) -> Any:
     """An `hvac.Client` for the fleet's `vault:` block and the usual VAULT_* variables, not logged in."""
     import hvac
 
-    addr = _setting(vault, "VAULT_ADDR", "addr") or "https://127.0.0.1:8200"
-    cacert = _setting(vault, "VAULT_CACERT", "cacert")
+    addr = _setting("VAULT_ADDR", vault.addr) or "https://127.0.0.1:8200"
+    cacert = _setting("VAULT_CACERT", vault.cacert)
     skip = os.environ.get("VAULT_SKIP_VERIFY", "").lower() in ("1", "true", "yes")
     verify: bool | str = False if skip else (cacert or True)
-    timeout = float(getattr(vault, "timeout", None) or VAULT_TIMEOUT)
-    return hvac.Client(url=addr, verify=verify, timeout=timeout,
-                       namespace=_setting(vault, "VAULT_NAMESPACE", "namespace"))
+    return hvac.Client(url=addr, verify=verify, timeout=vault.timeout or VAULT_TIMEOUT,
+                       namespace=_setting("VAULT_NAMESPACE", vault.namespace))
 
 
-def _split_mount(path: str, vault: Any) -> tuple[str, str]:
-    """`secret/kubeconfigs/x` -> (`secret`, `kubeconfigs/x`); a configured mount wins."""
-    path = path.strip("/")
-    mount = getattr(vault, "mount", None) if vault is not None else None
-    if mount and path.startswith(str(mount).strip("/") + "/"):
-        mount = str(mount).strip("/")
-        return mount, path[len(mount) + 1:]
-    head, _, rest = path.partition("/")
+def _split_mount(path: str) -> tuple[str, str]:
+    """`secret/kubeconfigs/x` -> (`secret`, `kubeconfigs/x`), as `vault kv get` reads a path."""
+    head, _, rest = path.strip("/").partition("/")
     return head, rest
 
 
-def read_vault_kubeconfig(cid: str, path: str, vault: Any = None) -> str:
-    """The kubeconfig text stored at KV v2 `path` (mount first), read after a fresh login."""
+def read_vault_kubeconfig(cid: str, path: str, vault: VaultConfig | None = None) -> str:
+    """The kubeconfig text stored at KV v2 `path` (mount first); logs in as configured."""
+    vault = vault or VaultConfig()
     client = vault_client(vault)
     source = f"vault {path} at {client.url}"
-    mount, secret_path = _split_mount(path, vault)
+    mount, secret_path = _split_mount(path)
     if not secret_path:
         raise CredentialsError(cid, source, "the path needs a mount and a secret path")
     import hvac.exceptions as vault_errors
@@ -438,7 +429,7 @@ def read_vault_kubeconfig(cid: str, path: str, vault: Any = None) -> str:
     return text
 
 
-def _vault_problem(exc: Exception, stage: str, vault: Any) -> str | None:
+def _vault_problem(exc: Exception, stage: str, vault: VaultConfig) -> str | None:
     """What went wrong, in words that hold no secret (hvac's messages are not used)."""
     import hvac.exceptions as vault_errors
     import requests
@@ -452,10 +443,8 @@ def _vault_problem(exc: Exception, stage: str, vault: Any) -> str | None:
     if isinstance(exc, requests.exceptions.RequestException):
         return "Vault is unreachable"
     if stage == "login" and isinstance(exc, vault_errors.VaultError):
-        role_env = getattr(vault, "role_id_env", None) or "VAULT_ROLE_ID"
-        secret_env = getattr(vault, "secret_id_env", None) or "VAULT_SECRET_ID"
         return (f"AppRole login refused ({type(exc).__name__}): check the role id in "
-                f"${role_env} and the secret id in ${secret_env}")
+                f"${vault.role_id_env} and the secret id in ${vault.secret_id_env}")
     if isinstance(exc, vault_errors.Forbidden):
         return "permission denied (403): the token's policies do not allow reading this path"
     if isinstance(exc, vault_errors.InvalidPath):
@@ -467,24 +456,24 @@ def _vault_problem(exc: Exception, stage: str, vault: Any) -> str | None:
     return None
 
 
-def _login(cid: str, source: str, client: Any, vault: Any, fresh: bool = False) -> str | None:
+def _login(cid: str, source: str, client: Any, vault: VaultConfig,
+           fresh: bool = False) -> str | None:
     """Log `client` in: AppRole when the fleet file says so, else `VAULT_TOKEN`.
 
     Returns the AppRole cache key when the token came from the cache (so a refusal can
     drop it and log in again), else None.
     """
-    auth = str(getattr(vault, "auth", None) or "token").lower()
+    auth = vault.auth.lower()
     if auth == "approle":
-        role_env = getattr(vault, "role_id_env", None) or "VAULT_ROLE_ID"
-        secret_env = getattr(vault, "secret_id_env", None) or "VAULT_SECRET_ID"
+        role_env, secret_env = vault.role_id_env, vault.secret_id_env
         role_id, secret_id = os.environ.get(role_env), os.environ.get(secret_env)
         missing = [name for name, value in ((role_env, role_id), (secret_env, secret_id))
                    if not value]
         if missing:
             raise CredentialsError(cid, source,
                                    f"AppRole login needs ${' and $'.join(missing)} set")
-        mount = getattr(vault, "approle_mount", None) or "approle"
-        namespace = _setting(vault, "VAULT_NAMESPACE", "namespace") or ""
+        mount = vault.approle_mount
+        namespace = _setting("VAULT_NAMESPACE", vault.namespace) or ""
         key = hashlib.sha256("\0".join((client.url, namespace, mount, str(role_id),
                                          str(secret_id))).encode()).hexdigest()
         with _approle_lock:
@@ -502,7 +491,7 @@ def _login(cid: str, source: str, client: Any, vault: Any, fresh: bool = False) 
         return None
     if auth != "token":
         raise CredentialsError(cid, source, f"unknown vault auth method {auth!r} (token, approle)")
-    token_env = getattr(vault, "token_env", None) or "VAULT_TOKEN"
+    token_env = vault.token_env
     token = os.environ.get(token_env)
     if not token:
         # Where `vault login` leaves the token, as the Vault CLI's default token helper does.

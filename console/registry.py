@@ -28,10 +28,11 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from console.config import RegistryConfig
 
 # Every manifest type a tag may point at: OCI index and manifest, Docker list and v2.
 MANIFEST_TYPES = (
@@ -79,17 +80,18 @@ class Reference:
         return f"{self.host}/{self.name}:{tag}"
 
 
-def image_exists(image_ref: str, tag: str, settings: Any = None, *,
+def image_exists(image_ref: str, tag: str, settings: RegistryConfig | None = None, *,
                  credentials: tuple[str, str] | None = None) -> ImageCheck:
     """Whether `image_ref:tag` exists in its registry (HEAD on the manifest).
 
     `settings` is the fleet's `RegistryConfig` (ca_file, insecure, username_env,
-    password_env, auth_file, timeout) or None; `credentials` an explicit
+    password_env, auth_file, timeout), None for the defaults; `credentials` an explicit
     (username, password) that wins over every other source.
     """
     from console.errors import ValidationError
     from console.names import validate_tag
 
+    settings = settings or RegistryConfig()
     ref = Reference.parse(image_ref)
     shown = ref.display(tag)
     try:
@@ -97,13 +99,13 @@ def image_exists(image_ref: str, tag: str, settings: Any = None, *,
     except ValidationError as exc:
         # The tag goes into the URL path: never send one the registry grammar forbids.
         return ImageCheck(False, str(exc))
-    timeout = float(getattr(settings, "timeout", None) or DEFAULT_TIMEOUT)
+    timeout = settings.timeout or DEFAULT_TIMEOUT
     auth = credentials or find_credentials(ref.host, settings)
-    skip_verify = bool(getattr(settings, "insecure", False))
+    skip_verify = settings.insecure
     # Docker's rule: a loopback registry may answer over plain HTTP or unverified TLS -
     # unless a CA file is configured, which is then used to verify it.
     plain_ok = skip_verify or _is_loopback(ref.host)
-    verify: ssl.SSLContext | bool = False if skip_verify else _verify(settings, plain_ok)
+    verify: ssl.SSLContext | bool = False if skip_verify else _verify(settings.ca_file, plain_ok)
     last_error = ""
     for scheme in ("https", "http") if plain_ok else ("https",):
         try:
@@ -116,8 +118,7 @@ def image_exists(image_ref: str, tag: str, settings: Any = None, *,
     return ImageCheck(False, f"{shown}: registry {ref.host} unreachable ({last_error})")
 
 
-def _verify(settings: Any, loopback: bool) -> ssl.SSLContext | bool:
-    ca_file = getattr(settings, "ca_file", None)
+def _verify(ca_file: Path | None, loopback: bool) -> ssl.SSLContext | bool:
     if ca_file:
         return ssl.create_default_context(cafile=str(ca_file))
     return not loopback
@@ -222,27 +223,21 @@ def _bearer_token(client: httpx.Client, challenge: dict[str, str], ref: Referenc
     return token, ""
 
 
-def find_credentials(host: str, settings: Any = None) -> tuple[str, str] | None:
+def find_credentials(host: str, settings: RegistryConfig) -> tuple[str, str] | None:
     """(username, password) for `host` from the configured env vars or the Docker config file."""
-    user_env = getattr(settings, "username_env", None)
-    pass_env = getattr(settings, "password_env", None)
+    user_env, pass_env = settings.username_env, settings.password_env
     if user_env and pass_env and os.environ.get(user_env) and os.environ.get(pass_env):
         return os.environ[user_env], os.environ[pass_env]
-    for path in _docker_config_paths(settings):
-        found = _docker_config_auth(path, host)
-        if found:
-            return found
-    return None
+    return _docker_config_auth(_docker_config_path(settings), host)
 
 
-def _docker_config_paths(settings: Any) -> list[Path]:
-    configured = getattr(settings, "auth_file", None)
-    if configured:
-        return [Path(configured).expanduser()]
+def _docker_config_path(settings: RegistryConfig) -> Path:
+    if settings.auth_file:
+        return Path(settings.auth_file).expanduser()
     docker_dir = os.environ.get("DOCKER_CONFIG")
     if docker_dir:
-        return [Path(docker_dir).expanduser() / "config.json"]
-    return [Path("~/.docker/config.json").expanduser()]
+        return Path(docker_dir).expanduser() / "config.json"
+    return Path("~/.docker/config.json").expanduser()
 
 
 def _docker_config_auth(path: Path, host: str) -> tuple[str, str] | None:

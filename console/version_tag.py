@@ -103,7 +103,7 @@ def build_offer(config: Any, tag: str, image_check: Any) -> BuildOffer | None:
     `image_check` is the `console.registry.ImageCheck` of `config.app.image:tag`; a
     registry that was unreachable or refused access is not "missing" (no offer).
     """
-    command = getattr(config.app, "build_command", None)
+    command = config.app.build_command
     if not command or image_check.ok or image_check.status != 404:
         return None
     image = config.app.image_ref(tag)
