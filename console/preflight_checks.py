@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from console.config import Cluster, FleetConfig
 from console.preflight import (CheckResult, ClusterCheck, ClusterContext, ReleaseCheck,
                                register)
 
@@ -44,11 +45,8 @@ def check_access(api_client: Any, namespace: str, cluster: str | None = None,
     One passing result when every permission is granted; else one failing result per
     denial ("cluster 'x': denied: patch deployments.apps in namespace 'y'").
     """
-    from kubernetes import client as k8s
-
     from console.rbac import BASE_RULES, permissions
 
-    api = k8s.AuthorizationV1Api(api_client)
     wanted = permissions(rule_list if rule_list is not None else BASE_RULES)
     denied: list[CheckResult] = []
     for perm in wanted:
@@ -60,11 +58,12 @@ def check_access(api_client: Any, namespace: str, cluster: str | None = None,
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                 "spec": {"resourceAttributes": attributes}}
         try:
-            answer = api.create_self_subject_access_review(body, _request_timeout=CHECK_TIMEOUT)
+            answer = _call(api_client, "POST",
+                           "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body)
         except Exception as exc:  # noqa: BLE001 - any failure to ask is a failed check
             return [CheckResult("access", False, f"cannot ask the cluster: "
                                 f"{_api_error(cluster or '?', exc)}", cluster)]
-        if not (answer.status and answer.status.allowed):
+        if not (answer.get("status") or {}).get("allowed"):
             where = "cluster-wide" if perm.cluster_wide else f"in namespace {namespace!r}"
             denied.append(CheckResult(
                 "access", False,
@@ -77,7 +76,7 @@ def check_access(api_client: Any, namespace: str, cluster: str | None = None,
                         cluster)]
 
 
-def check_image(config: Any, tag: str) -> CheckResult:
+def check_image(config: FleetConfig, tag: str) -> CheckResult:
     """The release's image (`app.image:tag`) exists in its registry."""
     from console.registry import image_exists
 
@@ -85,13 +84,22 @@ def check_image(config: Any, tag: str) -> CheckResult:
     return CheckResult("image", result.ok, result.detail)
 
 
-def check_render(api_client: Any, config: Any, cluster: Any, tag: str) -> list[CheckResult]:
+def check_render(api_client: Any, config: FleetConfig, cluster: Cluster,
+                 tag: str) -> list[CheckResult]:
     """Values, server-side dry run and node capacity for one cluster, in that order."""
-    return [check_values(config, cluster, tag), check_dry_run(api_client, config, cluster, tag),
-            check_capacity(api_client, config, cluster, tag)]
+    from console.errors import UserError
+
+    try:
+        objects: Sequence[dict] | None = _render(config, cluster, tag)
+    except UserError:
+        objects = None   # each check reports the render error itself
+    return [check_values(config, cluster, tag, objects),
+            check_dry_run(api_client, config, cluster, tag, objects),
+            check_capacity(api_client, config, cluster, tag, objects)]
 
 
-def check_values(config: Any, cluster: Any, tag: str = "preflight") -> CheckResult:
+def check_values(config: FleetConfig, cluster: Cluster, tag: str = "preflight",
+                 objects: Sequence[dict] | None = None) -> CheckResult:
     """The cluster's values hold together once rendered.
 
     Fails when a cluster value replaces a default of another shape (a mapping by a
@@ -104,7 +112,7 @@ def check_values(config: Any, cluster: Any, tag: str = "preflight") -> CheckResu
     cid = cluster.id
     problems = _shape_conflicts(config, cid)
     try:
-        objects = _render(config, cluster, tag)
+        objects = _render(config, cluster, tag, objects)
     except UserError as exc:
         return CheckResult("values", False, f"render failed: {exc}", cid)
     for obj in objects:
@@ -128,7 +136,7 @@ def check_values(config: Any, cluster: Any, tag: str = "preflight") -> CheckResu
                        cid)
 
 
-def _shape_conflicts(config: Any, cid: str) -> list[str]:
+def _shape_conflicts(config: FleetConfig, cid: str) -> list[str]:
     """Cluster values that replace a default of another shape (merging cannot combine them)."""
     own = next((c.get("values") for c in (config.raw.get("clusters") or [])
                 if isinstance(c, Mapping) and c.get("id") == cid), None) or {}
@@ -148,7 +156,7 @@ def _shape_conflicts(config: Any, cid: str) -> list[str]:
     return out
 
 
-def _used_names(config: Any) -> set[str]:
+def _used_names(config: FleetConfig) -> set[str]:
     from console.render import manifest_files
 
     names: set[str] = set()
@@ -182,13 +190,16 @@ def _request_limit_conflicts(resources: Mapping[str, Any], where: str) -> list[s
     return out
 
 
-def _render(config: Any, cluster: Any, tag: str) -> list[dict]:
+def _render(config: FleetConfig, cluster: Cluster, tag: str,
+            objects: Sequence[dict] | None = None) -> Sequence[dict]:
+    """`objects` when the caller rendered already, else the cluster's rendered manifests."""
     from console.render import render
 
-    return [dict(doc) for doc in render(config, cluster, tag)]
+    return objects if objects is not None else render(config, cluster, tag)
 
 
-def check_dry_run(api_client: Any, config: Any, cluster: Any, tag: str) -> CheckResult:
+def check_dry_run(api_client: Any, config: FleetConfig, cluster: Cluster, tag: str,
+                  objects: Sequence[dict] | None = None) -> CheckResult:
     """The manifests render and the API server accepts them (`dryRun=All` server-side apply).
 
     A namespace that does not exist yet is not a failure: the objects cannot be dry-run
@@ -199,7 +210,7 @@ def check_dry_run(api_client: Any, config: Any, cluster: Any, tag: str) -> Check
 
     cid, ns = cluster.id, cluster.namespace
     try:
-        objects = _render(config, cluster, tag)
+        objects = _render(config, cluster, tag, objects)
     except UserError as exc:
         return CheckResult("dry-run", False, f"render failed: {exc}", cid)
     try:
@@ -279,13 +290,14 @@ def _pod_requests(obj: Mapping[str, Any]) -> tuple[float, float] | None:
     return cpu, memory
 
 
-def check_capacity(api_client: Any, config: Any, cluster: Any, tag: str) -> CheckResult:
+def check_capacity(api_client: Any, config: FleetConfig, cluster: Cluster, tag: str,
+                   objects: Sequence[dict] | None = None) -> CheckResult:
     """Each rendered pod's requests fit the largest node's allocatable CPU and memory."""
     from console.errors import UserError
 
     cid = cluster.id
     try:
-        objects = _render(config, cluster, tag)
+        objects = _render(config, cluster, tag, objects)
     except UserError as exc:
         return CheckResult("capacity", False, f"render failed: {exc}", cid)
     try:
@@ -346,16 +358,28 @@ def _access(ctx: ClusterContext) -> CheckResult:
                                           rules(ctx.config)), ctx.cluster.id)
 
 
+def _rendered(ctx: ClusterContext) -> Sequence[dict] | None:
+    """The cluster's manifests, rendered once per pre-flight; None when rendering fails."""
+    from console.errors import UserError
+
+    if "rendered" not in ctx.notes:
+        try:
+            ctx.notes["rendered"] = _render(ctx.config, ctx.cluster, ctx.tag)
+        except UserError:
+            ctx.notes["rendered"] = None   # each check reports the render error itself
+    return ctx.notes["rendered"]
+
+
 def register_checks() -> None:
     """Add these checks to every pre-flight (`console.preflight.register` ignores repeats)."""
     register(ReleaseCheck("image", lambda config, tag, plan: check_image(config, tag)))
     register(ClusterCheck("access", _access))
-    register(ClusterCheck("values", lambda ctx: check_values(ctx.config, ctx.cluster, ctx.tag),
-                          needs_cluster=False))
+    register(ClusterCheck("values", lambda ctx: check_values(
+        ctx.config, ctx.cluster, ctx.tag, _rendered(ctx)), needs_cluster=False))
     register(ClusterCheck("dry-run", lambda ctx: check_dry_run(
-        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag)))
+        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
     register(ClusterCheck("capacity", lambda ctx: check_capacity(
-        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag)))
+        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
 
 
 register_checks()
