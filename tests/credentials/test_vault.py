@@ -306,3 +306,27 @@ def test_kubeconfig_from_vault_drives_a_simulated_cluster(tmp_path, monkeypatch,
         resolve(cluster, config)
     # Nothing was written where kubectl looks.
     assert not (tmp_path / "home" / ".kube").exists()
+
+
+def test_check_command_reports_vault_failures_per_cluster(tmp_path, monkeypatch, capsys, bao,
+                                                          stored, sim_fleet):
+    """`release-console check`: a cluster whose Vault read is denied fails pre-flight, named."""
+    from console.cli import main
+
+    fleet = sim_fleet(["good", "denied"])
+    path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=fleet_file(
+        tmp_path, {"good": {"kubeconfig": "x"}, "denied": {"kubeconfig": "x"}}))
+    data = yaml.safe_load(path.read_text())
+    data["clusters"][1]["credentials"] = {"vault": True}
+    data["vault"] = {"addr": bao.addr}
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("VAULT_TOKEN", stored.limited_token)   # may read kubeconfigs/c1 only
+    code = main(["check", "--tag", "1.0", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert code == 2
+    denied = [line for line in out.splitlines() if line.startswith("denied ")]
+    assert any("FAIL" in line and "cluster 'denied': credentials from vault "
+               "secret/kubeconfigs/denied" in line and "permission denied (403)" in line
+               for line in denied), out
+    assert any(line.startswith("good ") and " ok " in line for line in out.splitlines()), out
+    assert stored.limited_token not in out and fleet.admin_token("good") not in out
