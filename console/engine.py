@@ -595,9 +595,10 @@ class Engine:
         touched = False
         try:
             driver = self.driver(cid)
-            if before is None:
-                before = driver.live()
-                run.before[cid] = before
+            # Read again now: a gate may have waited long since pre-flight, and the
+            # rollback target must be what the cluster ran just before we touched it.
+            before = driver.live()
+            run.before[cid] = before
             self._event(Kind.CLUSTER_STARTED, rid, cid,
                         f"{before.version or 'nothing'} -> {run.tag}",
                         from_version=before.version, to_version=run.tag, wave=wave)
