@@ -48,6 +48,7 @@ import getpass
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import threading
@@ -77,6 +78,10 @@ REMOTE = "origin"
 OUTCOMES = ("healthy", "failed", "rolled_back", "skipped", "interrupted")
 ERROR_LIMIT = 2000  # characters of error text kept per record
 SUBJECT_CLUSTERS = 6  # clusters named in a commit subject before "+N more"
+RELEASE_PREFIX = b'{"type":"release"'
+END_PREFIX = b'{"type":"end"'
+TOUCH_PREFIX = b'{"type":"touch"'
+CLUSTER_PREFIX = b'{"type":"cluster"'
 REPACK_LOOSE_KIB = 64 * 1024  # loose objects (KiB) past which finishing a release repacks
 
 
@@ -170,7 +175,8 @@ class Operator:
         name = (text or "").strip()
         if not name:
             return default or default_operator()
-        if default is not None and default.name == name:
+        if default is not None and name in (default.name, _login_name()):
+            # The person at this terminal: their git identity, not a bare login name.
             return default
         return cls(name, f"{name}@{socket.gethostname()}")
 
@@ -188,13 +194,19 @@ def default_operator(repo: git.Repo | None = None) -> Operator:
             email = str(reader.get_value("user", "email", "") or "")
     except Exception:  # noqa: BLE001 - an unreadable git config just means "use $USER"
         pass
+    user = _login_name()
+    return Operator(name or user, email or f"{user}@{socket.gethostname()}")
+
+
+def _login_name() -> str:
+    """$USER, else $LOGNAME, else the password database's name, else "unknown"."""
     user = os.environ.get("USER") or os.environ.get("LOGNAME")
     if not user:
         try:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = "unknown"
-    return Operator(name or user, email or f"{user}@{socket.gethostname()}")
+    return user
 
 
 # --- the model -------------------------------------------------------------------------
@@ -246,7 +258,8 @@ class Release:
     exit_code: int | None = None
     of_release: str | None = None  # the release a manual action acted on
     clusters: tuple[ClusterOutcome, ...] = ()   # the last outcome per cluster
-    touched: tuple[str, ...] = ()  # clusters that got a `touch` line
+    # Clusters that got a `touch` line (read for `unfinished()` and `reconcile()` only).
+    touched: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -552,7 +565,8 @@ class Ledger:
         `outcome` is the cluster outcome of the action: `healthy` when the cluster came
         back healthy on `to_version`, `failed` otherwise.
         """
-        action_id = action_id or f"rb-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{cluster}"
+        action_id = action_id or (f"rb-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-"
+                                  f"{cluster}-{secrets.token_hex(3)}")
         self.start_release(action_id, version=to_version or "?", strategy="manual",
                            targets=(cluster,), operator=operator, kind="rollback",
                            of_release=of_release)
@@ -770,57 +784,90 @@ class Ledger:
 
     # -- reading ------------------------------------------------------------------------
 
-    def _lines(self, app: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every parseable record line in file order: of `app` (default this one; "*": all)."""
+    def _raw_lines(self, app: str | None = None) -> Iterator[bytes]:
+        """Every complete record line, in file order: of `app` (default this one; "*": all)."""
         files = (sorted((self.path / HISTORY_DIR).glob("*.jsonl")) if app == "*" else
                  [self.path / HISTORY_DIR / f"{app or self.app}.jsonl"])
         for path in files:
             try:
-                handle = open(path, encoding="utf-8")
+                handle = open(path, "rb")
             except FileNotFoundError:
                 continue
             with handle:
                 for line in handle:
-                    if not line.endswith("\n"):
-                        continue  # half a line from a killed writer
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        continue
+                    if line.endswith(b"\n"):   # else half a line from a killed writer
+                        yield line
+
+    def _lines(self, app: str | None = None,
+               prefixes: tuple[bytes, ...] = ()) -> Iterator[dict[str, Any]]:
+        """The parseable records in file order; only lines starting with `prefixes` if given.
+
+        The prefixes (`{"type":"release"` ...) skip parsing the lines a query does not
+        need: the ledger writes `type` first.
+        """
+        for line in self._raw_lines(app):
+            if prefixes and not line.startswith(prefixes):
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
 
     def _find_release_line(self, release_id: str) -> dict[str, Any] | None:
-        for rec in self._lines():
-            if rec.get("type") == "release" and rec.get("id") == release_id:
+        for rec in self._lines(prefixes=(RELEASE_PREFIX,)):
+            if rec.get("id") == release_id:
                 return rec
         return None
 
     def releases(self, *, cluster: str | None = None, app: str | None = None,
-                 since: str | None = None) -> list[Release]:
+                 since: str | None = None, ids: set[str] | None = None) -> list[Release]:
         """Releases and manual actions, oldest first, optionally filtered.
 
         `app=None` is this ledger's app, `"*"` every app in the repository; `since` is a
         ledger time (see `parse_since`); `cluster` keeps releases that targeted it and
-        only that cluster's outcome.
+        only that cluster's outcome; `ids` keeps only those releases.
         """
         builders: dict[str, dict[str, Any]] = {}
-        for rec in self._lines(app):
+        needles = tuple(f'"{rid}"'.encode() for rid in ids) if ids is not None else ()
+        # What can be skipped unparsed (most of a big ledger): other clusters' lines, and
+        # `touch` lines unless reconciling (only unfinished releases need them).
+        mine = f'"cluster":{json.dumps(cluster)}'.encode() if cluster is not None else b""
+        for line in self._raw_lines(app):
+            if ids is not None and not any(needle in line for needle in needles):
+                continue
+            if line.startswith(TOUCH_PREFIX):
+                if ids is None or (mine and mine not in line):
+                    continue
+            elif mine and line.startswith(CLUSTER_PREFIX) and mine not in line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict):
+                continue
             kind = rec.get("type")
             if kind == "release":
+                if ids is not None and rec.get("id") not in ids:
+                    continue
                 builders[rec["id"]] = {"rec": rec, "clusters": {}, "touched": [], "end": None}
                 continue
             entry = builders.get(rec.get("release", ""))
             if entry is None:
                 continue
             if kind == "cluster":
-                entry["clusters"][rec["cluster"]] = ClusterOutcome.from_line(rec)
+                entry["clusters"][rec["cluster"]] = rec
             elif kind == "touch":
                 entry["touched"].append(rec["cluster"])
             elif kind == "end":
                 entry["end"] = rec
         out = []
         for entry in builders.values():
-            release = _release_from(entry["rec"], entry["clusters"].values(), entry["end"],
-                                    entry["touched"])
+            release = _release_from(entry["rec"], map(ClusterOutcome.from_line,
+                                                      entry["clusters"].values()),
+                                    entry["end"], entry["touched"])
             if since and (release.end or release.start) < since:
                 continue
             if cluster is not None:
@@ -834,8 +881,20 @@ class Ledger:
     history = releases
 
     def unfinished(self) -> list[Release]:
-        """Releases without an `end` record (their console died), oldest first."""
-        return [r for r in self.releases() if not r.finished and r.id not in self._open]
+        """Releases without an `end` record (their console died), oldest first.
+
+        Parses only the `release` and `end` lines, then the lines of the open releases:
+        cheap enough for every console start, even on a big ledger.
+        """
+        started: dict[str, None] = {}
+        for rec in self._lines(prefixes=(RELEASE_PREFIX, END_PREFIX)):
+            if rec.get("type") == "release":
+                started[str(rec.get("id"))] = None
+            else:
+                started.pop(str(rec.get("release")), None)
+        with self._lock:
+            open_ids = {rid for rid in started if rid not in self._open}
+        return self.releases(ids=open_ids) if open_ids else []
 
     def reconcile(self, release_id: str, live: Mapping[str, str | None]) -> list[ClusterOutcome]:
         """Close an unfinished release with what really happened, then commit and push.
@@ -845,7 +904,7 @@ class Ledger:
         version if it was touched (or already runs the new version), else `skipped`
         (the console died before reaching it). Returns the records written.
         """
-        release = next((r for r in self.releases() if r.id == release_id), None)
+        release = next(iter(self.releases(ids={release_id})), None)
         if release is None:
             raise HistoryError(f"{self.file}: no release {release_id!r} to reconcile")
         if release.finished:

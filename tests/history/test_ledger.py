@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -129,11 +130,19 @@ def test_operator_defaults_to_git_config_else_user(no_git_identity, tmp_path: Pa
         assert git(ledger.path, "log", "-1", "--format=%an").strip() == "carol"
     finally:
         ledger.close()
-    git_home = Path(__import__("os").environ["HOME"])
+    git_home = Path(os.environ["HOME"])
     (git_home / ".gitconfig").write_text("[user]\n\tname = Dana Ops\n\temail = dana@example.com\n")
     ledger = Ledger(tmp_path / "h", APP)
     try:
         assert ledger.operator == Operator("Dana Ops", "dana@example.com")
+        # The CLI passes the login name ($USER): the person's git identity signs.
+        ledger.start_release("r2", version="1.1", targets=("a",), operator="carol")
+        assert git(ledger.path, "log", "-1", "--format=%an <%ae>").strip() == \
+            "Dana Ops <dana@example.com>"
+        # A CI build user is recorded as such.
+        ledger.start_release("r3", version="1.2", targets=("a",), operator="jenkins-bot")
+        assert git(ledger.path, "log", "-1", "--format=%an").strip() == "jenkins-bot"
+        assert Operator.parse("Eve <eve@example.com>") == Operator("Eve", "eve@example.com")
     finally:
         ledger.close()
 
