@@ -165,7 +165,10 @@ def _verdict(response: httpx.Response, shown: str, auth: tuple[str, str] | None)
     status = response.status_code
     if status == 200:
         digest = response.headers.get("docker-content-digest")
-        return ImageCheck(True, f"{shown} exists" + (f" ({digest})" if digest else ""),
+        # The short digest is enough to tell images apart in a table; `digest` has it all.
+        short = f" ({digest[:19]}...)" if digest and len(digest) > 19 else \
+            (f" ({digest})" if digest else "")
+        return ImageCheck(True, f"{shown} exists{short}",
                           digest=digest, status=status)
     if status == 404:
         return ImageCheck(False, f"{shown} not found in the registry", status=status)
