@@ -215,7 +215,7 @@ class ReleaseConsoleApp(App[int]):
 
     def _repaint(self) -> None:
         """10 Hz: redraw what changed; once a second also the running clocks."""
-        if not self.screen_stack:  # shutting down
+        if not self.screen_stack or not self.fleet.is_mounted:  # starting or closing
             return
         dirty, release_dirty, lines = self.state.take_dirty()
         fleet = self.fleet

@@ -95,7 +95,7 @@ class ClusterView:
     wave: int | None = None
     revision: int | None = None
     marked: bool = False
-    lost: bool = False  # went unreachable during the current rollout
+    reachable: bool = True  # as last seen (status reading or engine event)
 
     @property
     def id(self) -> str:
@@ -106,6 +106,11 @@ class ClusterView:
     def drift(self) -> bool:
         """True when the live version differs from what the ledger recorded."""
         return bool(self.recorded and self.live and self.live != self.recorded)
+
+    @property
+    def resting_phase(self) -> Phase:
+        """The phase of a cluster no release is working on: idle, or unreachable."""
+        return Phase.IDLE if self.reachable else Phase.UNREACHABLE
 
     def elapsed(self, now: float) -> float | None:
         """Seconds since the cluster started its rollout (frozen once it finished)."""
@@ -289,6 +294,7 @@ class FleetState:
             row = self.clusters.get(st.cluster)
             if row is None:
                 continue
+            row.reachable = bool(st.reachable)
             if st.reachable:
                 row.live = st.version
                 row.revision = getattr(st, "revision", None)
@@ -386,8 +392,9 @@ def _release_planned(state: FleetState, ev: Event, _row: ClusterView | None) -> 
             row.message = row.error = ""
         elif not row.phase.active:
             row.target, row.wave = None, None
-            if row.phase is not Phase.UNREACHABLE:
-                row.phase, row.message = Phase.IDLE, ""
+            if row.reachable:
+                row.message = ""
+            row.phase = row.resting_phase
         state._dirty.add(row.id)
     state._touch_release()
 
@@ -423,9 +430,9 @@ def _preflight_finished(state: FleetState, ev: Event, _row: ClusterView | None) 
     for cid in release.targets:
         row = state.clusters.get(cid)
         if row is not None and row.phase is Phase.CHECKING:
-            # Nothing was touched when pre-flight fails: the rows go back to idle,
+            # Nothing was touched when pre-flight fails: the rows go back to rest,
             # keeping the failure in NOTE.
-            row.phase = Phase.WAITING if release.preflight_ok else Phase.IDLE
+            row.phase = Phase.WAITING if release.preflight_ok else row.resting_phase
             state._dirty.add(cid)
     state._touch_release()
 
@@ -468,7 +475,7 @@ def _cluster_started(state: FleetState, ev: Event, row: ClusterView | None) -> N
         row.wave = int(d["wave"])
     row.updated = row.ready = row.available = 0
     row.message, row.error = "", ""
-    row.lost = False
+    row.reachable = True
 
 
 def _cluster_progress(state: FleetState, ev: Event, row: ClusterView | None) -> None:
@@ -533,7 +540,7 @@ def _cluster_rolled_back(state: FleetState, ev: Event, row: ClusterView | None) 
         row.message = _one_line(ev.message) or f"rolled back to {row.live or '?'}"
     else:
         # A cluster lost mid-rollout cannot be rolled back either: it stays unreachable.
-        row.phase = Phase.UNREACHABLE if row.lost else Phase.FAILED
+        row.phase = row.resting_phase if not row.reachable else Phase.FAILED
         row.error = str(d.get("error") or ev.message or "rollback failed")
         row.message = _one_line(f"rollback failed: {row.error}")
     state._touch_release()
@@ -551,7 +558,7 @@ def _cluster_unreachable(state: FleetState, ev: Event, row: ClusterView | None) 
     if row is None:
         return
     row.phase = Phase.UNREACHABLE
-    row.lost = True
+    row.reachable = False
     row.error = str(ev.data.get("error") or ev.message or "unreachable")
     row.message = _one_line(row.error)
     if row.started is not None:
@@ -571,7 +578,8 @@ def _release_finished(state: FleetState, ev: Event, _row: ClusterView | None) ->
         # A target the engine never reached (stopped at a gate, aborted) is not left
         # looking as if it were still queued.
         if row is not None and row.phase in (Phase.WAITING, Phase.CHECKING):
-            row.phase = Phase.IDLE if release.outcome == "preflight_failed" else Phase.SKIPPED
+            row.phase = row.resting_phase if release.outcome == "preflight_failed" \
+                else Phase.SKIPPED
             if row.phase is Phase.SKIPPED and not row.message:
                 row.message = f"not started ({release.outcome})"
             state._dirty.add(cid)

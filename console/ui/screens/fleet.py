@@ -53,12 +53,12 @@ class FleetScreen(Screen):
     def _id_width(self) -> int:
         return min(max((len(c) for c in self.state.clusters), default=8), 24)
 
-    @property
-    def grid(self) -> FleetGrid:
-        """The fleet grid."""
-        return self.query_one(FleetGrid)
-
     def on_mount(self) -> None:
+        # Kept, not queried: the repaint timer calls in 10 times a second, also while
+        # the app is closing and the DOM is going away.
+        self.grid = self.query_one(FleetGrid)
+        self.header = self.query_one(ReleaseHeader)
+        self.log_view = self.query_one(EventLog)
         self.grid.focus()
 
     # -- called by the app's refresh timer --------------------------------------------
@@ -68,14 +68,14 @@ class FleetScreen(Screen):
         if dirty:
             self.grid.repaint(dirty)
         if release_dirty:
-            self.query_one(ReleaseHeader).update_release()
+            self.header.update_release()
         if lines:
-            self.query_one(EventLog).add(lines)
+            self.log_view.add(lines)
 
     def tick(self) -> None:
         """Once a second: running clocks."""
         self.grid.tick()
-        self.query_one(ReleaseHeader).update_release()
+        self.header.update_release()
 
     # -- filter -------------------------------------------------------------------
 
