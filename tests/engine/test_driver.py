@@ -1,0 +1,99 @@
+"""The cluster driver on one simulated cluster, through the real client: watches that
+resume after 410, error mapping without secrets, bounded retries on a flaky cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from console.engine import ReleaseRequest
+from console.events import Kind
+from console.kube.client import ClusterError, KubeClient, new_api_client
+from console.kube.driver import ClusterDriver, image_tag
+from console.kube.rollout import Phase
+
+
+def driver_for(fleet, cid, token=None, grace=0.5):
+    client = KubeClient(cid, new_api_client(cid, fleet.kubeconfig(cid, token)))
+    return ClusterDriver(client, "user-service", cid, grace=grace)
+
+
+def test_image_tag():
+    assert image_tag("reg:5000/apps/user-service:v1.2") == "v1.2"
+    assert image_tag("reg:5000/apps/user-service") is None
+    assert image_tag("app:v1@sha256:abc") == "v1"
+    assert image_tag(None) is None
+
+
+def test_follow_relists_after_410_gone(world):
+    w = world(["a"])
+    w.deploy_everywhere("v1")
+    driver = driver_for(w.fleet, "a")
+    from console.render import render
+    applied = driver.apply(render(w.config, "a", "v2"), {})
+    lists_before = w.fleet.counters("a")["by_verb_resource"].get("list deployments", 0)
+    # A resourceVersion older than the server's backlog: the watch answers 410 Gone.
+    stale = {**applied, "metadata": {**applied["metadata"], "resourceVersion": "1"}}
+    status = driver.follow(stale, timeout=10)
+    assert status.phase is Phase.COMPLETE
+    assert w.ready_pods("a", "v2") == 2
+    counters = w.fleet.counters("a")["by_verb_resource"]
+    assert counters.get("list deployments", 0) == lists_before + 1
+    driver.client.close()
+
+
+def test_wrong_token_is_a_clear_401_without_the_token(world):
+    w = world(["a", "b"])
+    foreign = w.fleet.admin_token("b")
+    driver = driver_for(w.fleet, "a", token=foreign)
+    with pytest.raises(ClusterError) as info:
+        driver.live()
+    assert info.value.status == 401 and info.value.cluster == "a"
+    assert "unauthorized" in str(info.value) and foreign not in str(info.value)
+    driver.client.close()
+
+
+def test_forbidden_is_reported_with_the_servers_reason(world):
+    w = world(["a"])
+    token = w.fleet.add_token("a", [{"verbs": ["get", "list", "watch"], "resources": ["*"],
+                                     "apiGroups": ["*"]}])
+    driver = driver_for(w.fleet, "a", token=token)
+    assert driver.live().exists is False
+    with pytest.raises(ClusterError) as info:
+        driver.apply([{"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "user-service"}, "spec": {}}], {})
+    assert info.value.status == 403 and "API error 403" in info.value.reason
+    assert token not in str(info.value)
+    driver.client.close()
+
+
+def test_closed_port_is_unreachable_connection_refused(world):
+    w = world(["a"])
+    driver = driver_for(w.fleet, "a")
+    w.fleet.kill("a")
+    with pytest.raises(ClusterError) as info:
+        driver.ping(timeout=2)
+    assert info.value.unreachable and "connection refused" in info.value.reason
+    driver.client.close()
+
+
+def test_flaky_cluster_still_releases_with_bounded_retries(world):
+    w = world(["a"])
+    w.deploy_everywhere("v1")
+    engine = w.engine()
+    marks = {}
+
+    def flaky_after_preflight(event):
+        if event.kind is Kind.RELEASE_STARTED:
+            marks["before"] = w.fleet.counters("a")
+            w.fleet.set_faults("a", error_rate=0.3, error_codes=[500, 429], retry_after=1)
+        elif event.kind is Kind.RELEASE_FINISHED and "before" in marks:
+            marks["after"] = w.fleet.counters("a")
+
+    engine.add_listener(flaky_after_preflight)
+    result = engine.run(ReleaseRequest(tag="v2"), w.approve)
+    assert result.exit_code == 0, result.clusters
+    assert w.version("a") == "v2"
+    sent = marks["after"]["total"] - marks["before"]["total"]
+    # 7 requests when nothing fails; each may be retried at most 3 times: no storm.
+    assert sent <= 7 * 4
+    engine.close()
