@@ -32,10 +32,10 @@ A failed push keeps the commits; the next push (or `sync()`) delivers them.
 Using it (the engine attaches `EventLedger(ledger)` as an event listener)::
 
     ledger = Ledger.for_config(config)           # or Ledger(path, app, remote=...)
-    for release in ledger.unfinished():          # at start: close what a crash left open
-        ledger.reconcile(release.id, live_versions_of(release.targets))
+    ledger.reconcile_unfinished(read_live)       # at start: close what a crash left open
     engine = Engine(config, listeners=[EventLedger(ledger), ...])
     ledger.matrix(live) / ledger.last_good("prod-eu") / ledger.history(cluster="prod-eu")
+    ledger.close()                               # at exit: every record committed
 
 All public methods are thread-safe; two processes on one ledger serialise their Git
 work with a lock file under `.git/`.
@@ -928,6 +928,20 @@ class Ledger:
                     reconciled=True, commit=False))
         self.finish_release(release_id, "interrupted", exit_code=None)
         return written
+
+    def reconcile_unfinished(
+            self, read_live: Callable[[Sequence[str]], Mapping[str, str | None]],
+    ) -> list[Release]:
+        """At start: close every release a dead console left open; returns them, closed.
+
+        `read_live(cluster_ids)` returns the version running on each (None when
+        unreachable or absent), e.g. from `Engine.status()`.
+        """
+        closed = []
+        for release in self.unfinished():
+            self.reconcile(release.id, read_live(release.targets))
+            closed.extend(self.releases(ids={release.id}))
+        return closed
 
     def matrix(self, live: Mapping[str, str | None]) -> list[MatrixRow]:
         """The version matrix: per cluster in `live` (in its order), live vs. ledger.

@@ -174,12 +174,20 @@ def test_a_release_killed_mid_rollout_is_reconciled_by_the_next_console(
         assert [c.cluster for c in unfinished.clusters] == ["a"]     # a finished before
         live = live_versions(config)
         assert live == {"a": "v2", "b": "v2", "c": "v1"}
-        written = ledger.reconcile(unfinished.id, live)
-        assert [(w.cluster, w.outcome, w.version) for w in written] == [
-            ("b", "interrupted", "v2"), ("c", "skipped", None)]
+        asked: list = []
+
+        def read_live(clusters):
+            asked.append(tuple(clusters))
+            return {c: live[c] for c in clusters}
+
+        [release] = ledger.reconcile_unfinished(read_live)
+        assert asked == [("a", "b", "c")]
+        assert (release.id, release.outcome) == (unfinished.id, "interrupted")
+        assert [(c.cluster, c.outcome, c.version, c.reconciled) for c in release.clusters] == [
+            ("a", "healthy", "v2", False), ("b", "interrupted", "v2", True),
+            ("c", "skipped", None, True)]
         assert ledger.unfinished() == []
-        [release] = ledger.history()    # (the set-up release ran without a ledger)
-        assert release.outcome == "interrupted"
+        assert [r.id for r in ledger.history()] == [release.id]   # set-up ran unrecorded
         rows = {r.cluster: r for r in ledger.matrix(live)}
         assert (rows["b"].recorded, rows["b"].drift) == ("v2", False)
         # Pushed: the shared history knows too.
