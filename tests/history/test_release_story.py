@@ -195,3 +195,62 @@ def test_a_release_killed_mid_rollout_is_reconciled_by_the_next_console(
         assert [e["outcome"] for e in ends] == ["interrupted"]
     finally:
         ledger.close()
+
+
+def test_two_consoles_releasing_to_one_cluster_exactly_one_proceeds(fleet_config) -> None:
+    """How the engine is meant to use the lock: take every target's lease, then release."""
+    import threading
+
+    from console.locks import LockHeld, ReleaseLock
+
+    fleet, path, config = fleet_config(["a", "b"], readiness_delay=0.5)
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def console(tag: str, user: str) -> None:
+        engine = Engine(config, grace=0.5)
+        try:
+            clients = {}
+            for cid in ("a", "b"):
+                driver = engine.driver(cid)
+                driver.ensure_namespace()       # the lease lives in the app namespace
+                clients[cid] = (driver.client.api, driver.namespace)
+            lock = ReleaseLock.for_clusters(clients, APP, f"rel-{tag}", user=user)
+            barrier.wait()
+            try:
+                lock.acquire()
+            except LockHeld as refused:
+                outcomes[tag] = refused
+                return
+            try:
+                outcomes[tag] = engine.run(ReleaseRequest(tag=tag, operator=user), approve)
+            finally:
+                lock.release()
+        finally:
+            engine.close()
+
+    threads = [threading.Thread(target=console, args=(tag, user))
+               for tag, user in (("v1", "alice"), ("v2", "bob"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    refused = [tag for tag, out in outcomes.items() if isinstance(out, LockHeld)]
+    ran = [tag for tag, out in outcomes.items() if not isinstance(out, LockHeld)]
+    assert len(refused) == 1 and len(ran) == 1, outcomes
+    winner, loser = ran[0], refused[0]
+    assert outcomes[winner].exit_code == 0
+    error = outcomes[loser]
+    assert error.exit_code == 2
+    assert f"/rel-{winner} " in str(error) and "is being released by" in str(error)
+    # Only the winner's version reached the clusters; the leases are free again.
+    assert live_versions(config) == {"a": winner, "b": winner}
+    from console.kube.client import new_api_client
+    from console.locks import ClusterLease
+    for cid in ("a", "b"):
+        api = new_api_client(cid, fleet.kubeconfig(cid))
+        try:
+            lease = ClusterLease(api, cid, cid, APP, "someone-else")
+            assert lease.read() is not None and lease.holder() is None
+        finally:
+            api.close()
