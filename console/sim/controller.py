@@ -53,7 +53,7 @@ def _encode(data: bytes, length: int) -> str:
 
 def comparable_template(template: Any) -> Any:
     """A pod template as the controller compares them: no hash label, no nulls or empties."""
-    t = clone(template) if isinstance(template, dict) else {}
+    t = prune(template) if isinstance(template, dict) else {}  # prune builds new containers
     labels = (t.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(HASH, None)
@@ -126,6 +126,7 @@ class Controller:
         self._progress_at: dict[tuple[str, str], float] = {}
         self._observed_at: dict[tuple[str, str, int], float] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        self._templates: dict[tuple[str, int], Any] = {}
         self.paused = False  # a dead cluster's control plane stops too
         store.listeners.append(self._on_change)
 
@@ -275,9 +276,8 @@ class Controller:
                 return
         uid = meta["uid"]
         all_rs = self._owned(RS, ns, uid)
-        wanted = comparable_template(spec["template"])
-        new_rs = next((rs for rs in all_rs
-                       if comparable_template(rs["spec"]["template"]) == wanted), None)
+        wanted = self._comparable(d)
+        new_rs = next((rs for rs in all_rs if self._comparable(rs) == wanted), None)
         old_rs = [rs for rs in all_rs if rs is not new_rs]
         revisions = [int(rs["metadata"].get("annotations", {}).get(REVISION, "0") or 0) for rs in all_rs]
         max_old = max((int(rs["metadata"].get("annotations", {}).get(REVISION, "0") or 0)
@@ -388,6 +388,17 @@ class Controller:
             fresh["metadata"] = dict(current["metadata"], annotations=annotations)
             fresh["status"] = new_status
             self.store.put(DEPLOY, fresh)
+
+    def _comparable(self, owner: Obj) -> Any:
+        """comparable_template of a Deployment's or ReplicaSet's template, cached per generation
+        (stored objects never change in place, and a template change bumps the generation)."""
+        key = (owner["metadata"]["uid"], owner["metadata"].get("generation", 1))
+        found = self._templates.get(key)
+        if found is None:
+            if len(self._templates) > 2000:
+                self._templates.clear()
+            found = self._templates[key] = comparable_template(owner["spec"]["template"])
+        return found
 
     def _reset_progress(self, key: tuple[str, str]) -> float:
         self._progress_at[key] = time.time()

@@ -20,6 +20,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,8 @@ class SimFleet:
         self._runner: web.ServerRunner | None = None
         self._registry_runner: web.ServerRunner | None = None
         self._registry: DemoRegistry | None = None
-        self._active: set[tuple[str, str]] = set()
+        self._active: dict[tuple[str, str], float] = {}  # rolling now -> since (monotonic)
+        self._finished: list[tuple[str, str, float]] = []
         self._max_active = 0
         self._tmp: str | None = None
         self.tls: tls.FleetTLS | None = None
@@ -282,11 +284,19 @@ class SimFleet:
     # --- rollout tracking -----------------------------------------------------------------
 
     def _on_rollout(self, cluster_id: str, key: str, active: bool) -> None:
+        item = (cluster_id, key)
         if active:
-            self._active.add((cluster_id, key))
-            self._max_active = max(self._max_active, len(self._active))
-        else:
-            self._active.discard((cluster_id, key))
+            if item not in self._active:
+                self._active[item] = time.monotonic()
+                self._max_active = max(self._max_active, len(self._active))
+        elif item in self._active:
+            started = self._active.pop(item)
+            self._finished.append((cluster_id, key, time.monotonic() - started))
+
+    def rollout_durations(self) -> list[tuple[str, str, float]]:
+        """(cluster, namespace/name, seconds) of every rollout that ended, as the simulator saw it:
+        from the first sync of a new spec to complete (or to its progress deadline)."""
+        return self.call(lambda: list(self._finished))
 
     @property
     def max_concurrent_rollouts(self) -> int:

@@ -13,7 +13,6 @@ Merge keys are looked up by field name, which is unambiguous for the objects ser
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 # patchMergeKey of the list fields in core/apps types, by field name.
@@ -26,6 +25,16 @@ MERGE_KEYS: dict[str, str] = {
 }
 # Primitive lists merged as sets (patchStrategy=merge).
 SET_LISTS = frozenset({"finalizers"})
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars); several times faster than
+    copy.deepcopy, which matters on the controller's hot path."""
+    if type(value) is dict:
+        return {k: clone(v) for k, v in value.items()}
+    if type(value) is list:
+        return [clone(v) for v in value]
+    return value
 
 
 class PatchError(ValueError):
@@ -51,8 +60,8 @@ def merge_key(field: str, items: list[Any]) -> str | None:
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    result = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -138,7 +147,7 @@ def json_patch(target: Any, operations: Any) -> Any:
     """RFC 6902 JSON patch; a failed `test` raises PatchError (code 422)."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations", 400)
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     for op in operations:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise PatchError(f"invalid JSON patch operation {op!r}", 400)
@@ -146,12 +155,12 @@ def json_patch(target: Any, operations: Any) -> Any:
         if kind in ("add", "replace"):
             if "value" not in op:
                 raise PatchError(f"{kind} at {path!r} has no value", 400)
-            doc = _add(doc, path, copy.deepcopy(op["value"]), replace=kind == "replace")
+            doc = _add(doc, path, clone(op["value"]), replace=kind == "replace")
         elif kind == "remove":
             _remove(doc, path)
         elif kind in ("move", "copy"):
             source = op.get("from", "")
-            value = copy.deepcopy(_walk(doc, _pointer(source), source))
+            value = clone(_walk(doc, _pointer(source), source))
             if kind == "move":
                 _remove(doc, source)
             doc = _add(doc, path, value, replace=False)
@@ -177,8 +186,8 @@ def _smp_map(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     if directive == "delete":
         return {}
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
-    result = copy.deepcopy(target)
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
+    result = clone(target)
     orders: dict[str, list[Any]] = {}
     retain = patch.get("$retainKeys")
     for key, value in patch.items():
@@ -215,13 +224,13 @@ def _smp_map(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 def _smp_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
     current = current if isinstance(current, list) else []
     if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
-        return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
+        return [clone(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
     key = merge_key(field, patch + current)
     if key is None:
         if field in SET_LISTS:
             return list(current) + [v for v in patch if v not in current]
-        return [copy.deepcopy(i) for i in patch]
-    result = [copy.deepcopy(i) for i in current]
+        return [clone(i) for i in patch]
+    result = [clone(i) for i in current]
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"{field}: list items must be objects")

@@ -252,6 +252,11 @@ async def read_body(request: web.BaseRequest) -> tuple[Any, str]:
         if ctype == "application/vnd.kubernetes.protobuf":
             return protobuf.decode(raw), ctype
         if ctype in ("application/yaml", "application/apply-patch+yaml"):
+            if raw.lstrip()[:1] == b"{":  # kubectl and the Python client send JSON: parse it fast
+                try:
+                    return json.loads(raw), ctype
+                except ValueError:
+                    pass
             return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), ctype
         return json.loads(raw), ctype
     except (ValueError, yaml.YAMLError) as exc:

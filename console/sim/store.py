@@ -8,12 +8,13 @@ backlog hold references instead of copies. Readers that want to change an object
 from __future__ import annotations
 
 import asyncio
-import copy
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from console.sim.patch import clone as _clone
 
 Obj = dict[str, Any]
 
@@ -224,4 +225,4 @@ class Store:
 
 def clone(obj: Obj) -> Obj:
     """A deep copy to change and `put` back."""
-    return copy.deepcopy(obj)
+    return _clone(obj)
