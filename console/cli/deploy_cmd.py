@@ -157,7 +157,61 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", action="store_true", help="approve every gate")
     parser.add_argument("--json", action="store_true", help="one JSON event per line")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit report (one case per cluster)")
+    parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
+                        help="seconds a new pod may stay in ErrImagePull/CrashLoopBackOff "
+                             "before its cluster fails (default 10)")
     parser.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600, got {value:g}")
+    return value
+
+
+def run_interruptible(engine: Any, request: Any, approver: Any) -> Any:
+    """Run the release in a worker thread; Ctrl-C or SIGTERM (a cancelled CI job) aborts it
+    cleanly - no new cluster starts, running rollouts are interrupted and recorded - and a
+    second Ctrl-C quits at once."""
+    import signal
+
+    from console.engine import ReleaseControl
+    control = ReleaseControl()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = engine.run(request, approver, control)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            box["error"] = exc
+
+    def abort(*_args: Any) -> None:
+        if control.aborted:
+            raise KeyboardInterrupt
+        print("release-console: aborting - no new cluster starts, running rollouts are "
+              "interrupted (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        control.abort(rollback=False, by=f"{operator()} (signal)")
+
+    worker = threading.Thread(target=work, name="release", daemon=True)
+    previous = signal.signal(signal.SIGTERM, abort) \
+        if threading.current_thread() is threading.main_thread() else None
+    try:
+        worker.start()
+        while worker.is_alive():
+            try:
+                worker.join(0.5)
+            except KeyboardInterrupt:
+                abort()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,9 +221,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     request = request_from(args)
     printer = EventPrinter(args.json)
-    engine = Engine(config, listeners=[printer])
+    options = {} if args.fail_fast_grace is None else {"grace": args.fail_fast_grace}
+    engine = Engine(config, listeners=[printer], **options)
     try:
-        result = engine.run(request, headless_approver(args.yes))
+        result = run_interruptible(engine, request, headless_approver(args.yes))
     finally:
         engine.close()
     if args.junit:

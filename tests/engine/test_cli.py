@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -42,7 +43,7 @@ def test_deploy_failure_exit_1_with_rollback_in_junit(world, capsys, tmp_path):
     w.fleet.set_faults("b", crash=["v2"])
     junit = tmp_path / "junit.xml"
     code = main(["deploy", "--tag", "v2", "--config", str(w.config_path),
-                 "--junit", str(junit)])
+                 "--junit", str(junit), "--fail-fast-grace", "0.5"])
     out = capsys.readouterr().out
     assert code == 1
     assert "rolled back to v1" in out and "release r-" in out
@@ -155,3 +156,26 @@ def test_deploy_as_a_subprocess(world, tmp_path):
     for cid in ("a", "b"):
         token = w.fleet.admin_token(cid)
         assert token not in proc.stdout and token not in proc.stderr
+
+
+def test_sigterm_aborts_a_release_cleanly(world, tmp_path):
+    w = world(["a", "b", "c"], readiness_delay=1.0, jitter=0.0)
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(w.config_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v1",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    seen = []
+    for line in proc.stdout:
+        seen.append(json.loads(line))
+        if seen[-1]["kind"] == "cluster_started":
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=60)
+    events = seen + events_of(out)
+    assert proc.returncode == 3, err
+    assert "aborting" in err
+    assert events[-1]["kind"] == "release_finished" and events[-1]["outcome"] == "aborted"
+    outcomes = [e.get("outcome") for e in events if e["kind"] == "cluster_failed"]
+    assert outcomes == ["interrupted"]
+    assert [e["cluster"] for e in events if e["kind"] == "cluster_skipped"] == ["b", "c"]
+    assert w.version("b") is None and w.version("c") is None
