@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from console.config import NotifyConfig
 
 EXCERPT = 300            # characters of each cluster's error in a notification
+WATCHED = frozenset({Kind.RELEASE_PLANNED, Kind.CLUSTER_FAILED, Kind.CLUSTER_ROLLED_BACK,
+                     Kind.PREFLIGHT_RESULT, Kind.GATE_WAITING, Kind.RELEASE_FINISHED})
 
 
 @dataclass(frozen=True)
@@ -198,12 +200,16 @@ class NotifyListener:
 
     def __call__(self, event: Event) -> None:
         """Take one engine event; returns at once."""
+        if event.kind not in WATCHED:
+            return
         with self._lock:
-            state = self._releases.setdefault(
-                event.release_id, {"data": {}, "failed": {}})
             if event.kind is Kind.RELEASE_PLANNED:
-                state["data"] = dict(event.data)
-            elif event.kind is Kind.CLUSTER_FAILED and event.cluster:
+                self._releases[event.release_id] = {"data": dict(event.data), "failed": {}}
+                return
+            state = self._releases.get(event.release_id)
+            if state is None:
+                return  # not a release this listener saw planned (a manual action)
+            if event.kind is Kind.CLUSTER_FAILED and event.cluster:
                 state["failed"][event.cluster] = scrub(
                     event.data.get("error") or event.message, EXCERPT)
             elif event.kind is Kind.CLUSTER_ROLLED_BACK and event.cluster and \

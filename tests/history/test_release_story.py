@@ -254,3 +254,28 @@ def test_two_consoles_releasing_to_one_cluster_exactly_one_proceeds(fleet_config
             assert lease.read() is not None and lease.holder() is None
         finally:
             api.close()
+
+
+def test_a_failed_release_notifies_with_the_clusters_real_errors(fleet_config, webhook) -> None:
+    from console.config import NotifyConfig
+    from console.notify import Notifier, NotifyListener
+
+    fleet, path, config = fleet_config(["a", "b"])
+    fleet.set_faults("b", never_pull=["v1"])
+    notifier = Notifier(NotifyConfig(on=("failure",), slack_webhook=webhook.url),
+                        app=config.app.name)
+    listener = NotifyListener(notifier)
+    engine = Engine(config, [listener], grace=0.5)
+    try:
+        result = engine.run(ReleaseRequest(tag="v1", strategy="parallel", operator="alice"),
+                            approve)
+    finally:
+        engine.close()
+    assert result.outcome == "failed"
+    [delivery] = listener.close(timeout=30)
+    assert delivery.ok, delivery.detail
+    [body] = webhook.bodies
+    assert (body["app"], body["version"], body["release"], body["operator"]) == (
+        APP, "v1", result.release_id, "alice")
+    assert body["failed_clusters"] == ["b"]
+    assert "ErrImagePull" in body["errors"]["b"] or "ImagePullBackOff" in body["errors"]["b"]
