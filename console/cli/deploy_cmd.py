@@ -4,7 +4,9 @@
         [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--json]
         [--junit FILE] [--config F]
 
-Progress: one line per step on a terminal (or in a CI log); with `--json`, one JSON
+The release is recorded in the Git ledger (`console.history`) and notified
+(`console.notify`) as the fleet file says. Progress: one line per step on a terminal
+(or in a CI log); with `--json`, one JSON
 event per line on stdout (the `console.events` vocabulary, a stable API). At a gate,
 `--yes` approves, a terminal asks, anything else stops the release (exit 3).
 Exit codes: 0 all healthy; 1 the release failed (failed clusters rolled back); 2 bad
@@ -22,6 +24,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 
@@ -78,6 +82,38 @@ def load_config(args: argparse.Namespace) -> Any:
     from console.cli import config_path
     from console.config import load
     return load(config_path(args))
+
+
+@contextmanager
+def recorded(config: Any, engine: Any) -> Iterator[None]:
+    """Attach the Git ledger and the notifications to `engine` for one headless command.
+
+    A release that cannot be recorded does not start (the ledger raises `UserError`:
+    exit 2, nothing touched). Releases a killed console left open are closed first with
+    what the clusters really run. At the end every record is committed (and pushed) and
+    pending notifications are sent.
+    """
+    from console.history import EventLedger, Ledger
+    from console.notify import Notifier, NotifyListener
+
+    def warn(message: str) -> None:
+        print(f"release-console: warning: {message}", file=sys.stderr, flush=True)
+
+    ledger = Ledger.for_config(config)
+    notifier = NotifyListener(Notifier(config.app.notify, app=config.app.name))
+    try:
+        for release in ledger.reconcile_unfinished(
+                lambda ids: {s.cluster: s.version for s in engine.status(ids)}):
+            warn(f"release {release.id} was left unfinished by a console that stopped; "
+                 "recorded what the clusters really run")
+        engine.listeners.insert(0, EventLedger(ledger, on_warning=warn))
+        engine.add_listener(notifier)
+        yield
+    finally:
+        for delivery in notifier.close(timeout=30):
+            if not delivery.ok:
+                warn(f"notification not delivered: {delivery.detail}")
+        ledger.close()
 
 
 class EventPrinter:
@@ -224,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
     options = {} if args.fail_fast_grace is None else {"grace": args.fail_fast_grace}
     engine = Engine(config, listeners=[printer], **options)
     try:
-        result = run_interruptible(engine, request, headless_approver(args.yes))
+        with recorded(config, engine):
+            result = run_interruptible(engine, request, headless_approver(args.yes))
     finally:
         engine.close()
     if args.junit:

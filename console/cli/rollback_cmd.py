@@ -4,7 +4,7 @@
     release-console rollback --release ID [--yes]       # every cluster release ID reached
 
 Asks for confirmation on a terminal unless `--yes`; without a terminal `--yes` is
-required. Exit 0 when every rollback succeeded, 1 when one failed, 2 for bad input.
+required. Every rollback is recorded in the release ledger. Exit 0 when every rollback succeeded, 1 when one failed, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from console.cli.deploy_cmd import load_config, operator
+from console.cli.deploy_cmd import load_config, operator, recorded
 from console.errors import ValidationError
 
 
@@ -48,16 +48,19 @@ def run(args: argparse.Namespace) -> int:
     if args.release and args.to:
         raise ValidationError("--to: applies to one cluster, not to --release")
     config = load_config(args)
+    if args.release:
+        question = f"roll back every cluster release {args.release} reached"
+    else:
+        question = f"roll back {config.cluster(args.cluster).id} to " \
+                   f"{args.to or 'its previous revision'}"
+    _confirm(question, args.yes)
     engine = Engine(config)
     try:
-        if args.release:
-            _confirm(f"roll back every cluster release {args.release} reached", args.yes)
-            results = engine.rollback_release(args.release, by=operator())
-        else:
-            cluster = config.cluster(args.cluster)
-            _confirm(f"roll back {cluster.id} to "
-                     f"{args.to or 'its previous revision'}", args.yes)
-            results = [engine.rollback(cluster.id, args.to, by=operator())]
+        with recorded(config, engine):
+            if args.release:
+                results = engine.rollback_release(args.release, by=operator())
+            else:
+                results = [engine.rollback(args.cluster, args.to, by=operator())]
     finally:
         engine.close()
     for r in results:

@@ -179,3 +179,26 @@ def test_sigterm_aborts_a_release_cleanly(world, tmp_path):
     assert outcomes == ["interrupted"]
     assert [e["cluster"] for e in events if e["kind"] == "cluster_skipped"] == ["b", "c"]
     assert w.version("b") is None and w.version("c") is None
+
+
+def test_headless_releases_and_rollbacks_are_in_the_ledger(world, capsys):
+    from console.history import Ledger
+    w = world(["a", "b"])
+    w.fleet.set_faults("b", never_pull=["v2"])
+    assert main(["deploy", "--config", str(w.config_path), "--tag", "v1", "--json"]) == 0
+    assert main(["deploy", "--config", str(w.config_path), "--tag", "v2", "--strategy",
+                 "parallel", "--json", "--fail-fast-grace", "0.3"]) == 1
+    release = events_of(capsys.readouterr().out)[-1]["release"]
+    assert main(["rollback", "a", "--yes", "--config", str(w.config_path)]) == 0
+    ledger = Ledger.for_config(w.config)
+    try:
+        records = {r.id: r for r in ledger.releases()}
+    finally:
+        ledger.close()
+    failed = records[release]
+    assert (failed.version, failed.outcome, failed.exit_code) == ("v2", "failed", 1)
+    assert {c.cluster: c.outcome for c in failed.clusters} == \
+        {"a": "healthy", "b": "rolled_back"}
+    assert [(r.kind, r.version) for r in records.values()][0] == ("release", "v1")
+    manual = [r for r in records.values() if r.kind == "rollback"]
+    assert [(m.clusters[0].cluster, m.clusters[0].outcome) for m in manual] == [("a", "healthy")]
