@@ -7,9 +7,9 @@ release check "image" and cluster checks "access", "values", "dry-run", "capacit
   the console needs (`console.rbac`); a denial names the cluster, verb and resource.
 - `check_image(config, tag)`: the image tag exists in its registry (`console.registry`).
 - `check_render(api_client, config, cluster, tag)`: the manifests render for the cluster,
-  its values hold together (`check_values`), the API server accepts them in a server-side dry run
-  (`dryRun=All`, where the namespace exists), and each pod's requests fit the largest
-  node's allocatable.
+  its values hold together (`check_values`), the API server accepts them in a
+  server-side dry run (`check_dry_run`: `dryRun=All`, where the namespace exists), and
+  each pod's requests fit the largest node's allocatable (`check_capacity`).
 
 Every call to a cluster has a timeout; errors are reported without secrets.
 """
@@ -23,6 +23,7 @@ from typing import Any
 from console.config import Cluster, FleetConfig
 from console.preflight import (CheckResult, ClusterCheck, ClusterContext, ReleaseCheck,
                                register)
+from console.rbac import BASE_RULES, Rule, permissions, rules
 
 CHECK_TIMEOUT = 5.0   # s for each API call a check makes
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -39,14 +40,12 @@ def _api_error(cluster: str, exc: BaseException) -> str:
 
 
 def check_access(api_client: Any, namespace: str, cluster: str | None = None,
-                 rule_list: Sequence[Any] | None = None) -> list[CheckResult]:
+                 rule_list: Sequence[Rule] | None = None) -> list[CheckResult]:
     """Ask the cluster, per needed verb, whether these credentials may do it.
 
     One passing result when every permission is granted; else one failing result per
     denial ("cluster 'x': denied: patch deployments.apps in namespace 'y'").
     """
-    from console.rbac import BASE_RULES, permissions
-
     wanted = permissions(rule_list if rule_list is not None else BASE_RULES)
     denied: list[CheckResult] = []
     for perm in wanted:
@@ -65,10 +64,8 @@ def check_access(api_client: Any, namespace: str, cluster: str | None = None,
                                 f"{_api_error(cluster or '?', exc)}", cluster)]
         if not (answer.get("status") or {}).get("allowed"):
             where = "cluster-wide" if perm.cluster_wide else f"in namespace {namespace!r}"
-            denied.append(CheckResult(
-                "access", False,
-                f"cluster {cluster!r}: denied: {perm.describe()} {where} (ask an admin to "
-                f"apply `release-console rbac {cluster}`)", cluster))
+            denied.append(CheckResult("access", False, f"cluster {cluster!r}: denied: "
+                                      f"{perm.describe()} {where}", cluster))
     if denied:
         return denied
     return [CheckResult("access", True,
@@ -343,19 +340,15 @@ def _mem(size: float) -> str:
 # --------------------------------------------------------------------------- registration
 
 
-def _merged(name: str, results: list[CheckResult], cluster: str) -> CheckResult:
-    failed = [r for r in results if not r.ok]
-    if failed:
-        return CheckResult(name, False, "; ".join(r.detail for r in failed), cluster)
-    return CheckResult(name, True, "; ".join(r.detail for r in results), cluster)
-
-
 def _access(ctx: ClusterContext) -> CheckResult:
-    from console.rbac import rules
-
-    api = ctx.driver.client.api
-    return _merged("access", check_access(api, ctx.cluster.namespace, ctx.cluster.id,
-                                          rules(ctx.config)), ctx.cluster.id)
+    """`check_access` as one row: every denial listed, and what to do about them."""
+    cid = ctx.cluster.id
+    results = check_access(ctx.driver.client.api, ctx.cluster.namespace, cid, rules(ctx.config))
+    if results[0].ok or results[0].detail.startswith("cannot ask"):
+        return results[0]
+    denials = ", ".join(r.detail.split(": denied: ", 1)[-1] for r in results)
+    return CheckResult("access", False, f"cluster {cid!r}: denied: {denials}; ask an admin to "
+                       f"apply `release-console rbac {cid}`", cid)
 
 
 def _rendered(ctx: ClusterContext) -> Sequence[dict] | None:

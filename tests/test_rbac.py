@@ -219,3 +219,28 @@ def test_a_release_and_its_rollback_run_with_only_these_rules(tmp_path, sim_flee
     image = fleet.get("eu", "apps/deployments", "team-eu", "shop")["spec"]["template"]["spec"][
         "containers"][0]["image"]
     assert image.endswith(":1.0")
+
+
+def test_pre_flight_shows_every_denial_in_one_row(tmp_path, sim_fleet):
+    """Through the engine's pre-flight: one `access` row listing the denials and the fix."""
+    from console.engine import Engine, ReleaseRequest
+
+    config = write_fleet(tmp_path)
+    fleet = sim_fleet(["eu"])
+    create_namespace(fleet, "eu", "team-eu")
+    path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=tmp_path / "clusters.yaml")
+    granted = [r for r in sim_rules(docs_of(manifests(config.cluster("eu"), config)), "team-eu")
+               if r["resources"] not in (["events"], ["replicasets"])]
+    (tmp_path / "fleet" / "eu.yaml").write_text(
+        yaml.safe_dump(fleet.kubeconfig("eu", fleet.add_token("eu", granted))))
+    engine = Engine(fleet_config.load(path))
+    try:
+        report = engine.preflight(ReleaseRequest(tag="1.0"))
+    finally:
+        engine.close()
+    access = [r for r in report.results if r.check == "access"]
+    assert [(r.ok, r.cluster) for r in access] == [(False, "eu")]
+    assert access[0].detail == (
+        "cluster 'eu': denied: list replicasets.apps in namespace 'team-eu', list events in "
+        "namespace 'team-eu'; ask an admin to apply `release-console rbac eu`")
+    assert not report.ok
