@@ -47,6 +47,8 @@ from console.errors import UserError
 DEFAULT_VAULT_PATH = "secret/kubeconfigs/{cluster}"
 # The KV v2 field that holds the kubeconfig (YAML text or base64).
 VAULT_FIELD = "kubeconfig"
+# A kubeconfig is a few KiB; anything far larger is a wrong path, not credentials.
+MAX_KUBECONFIG_BYTES = 1024 * 1024
 # Seconds for each request to Vault (hvac passes it to every HTTP call).
 VAULT_TIMEOUT = 10.0
 # AppRole logins are cached per process: a secret id may allow only a few uses, and a
@@ -152,7 +154,15 @@ def _names_a_file(text: str) -> bool:
 
 def _read_file(cid: str, source: str, path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_dir() and not path.is_file():
+            # A FIFO or a device would block or never end.
+            raise CredentialsError(cid, source, "not a regular file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_KUBECONFIG_BYTES + 1)
+        if len(data) > MAX_KUBECONFIG_BYTES:
+            raise CredentialsError(cid, source, f"larger than {MAX_KUBECONFIG_BYTES // 1024} KiB: "
+                                   "not a kubeconfig")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise CredentialsError(cid, source, "file not found") from None
     except IsADirectoryError:

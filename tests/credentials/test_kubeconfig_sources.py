@@ -197,3 +197,21 @@ def test_client_files_land_in_a_private_directory(tmp_path, monkeypatch):
         assert Path(path).parent == directory
         assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
     assert Path(api.configuration.key_file).read_bytes() == key_pem
+
+
+def test_wrong_kinds_of_file_are_refused_quickly(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cluster, fleet = load_one(tmp_path, {"kubeconfig": str(fifo)})
+    with pytest.raises(CredentialsError, match="fifo: not a regular file"):
+        resolve(cluster, fleet)
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"#" * (2 * 1024 * 1024))
+    cluster, fleet = load_one(tmp_path, {"kubeconfig": str(huge)})
+    with pytest.raises(CredentialsError, match="larger than 1024 KiB"):
+        resolve(cluster, fleet)
+    cluster, fleet = load_one(tmp_path, {"kubeconfig": str(tmp_path)})
+    with pytest.raises(CredentialsError, match="is a directory"):
+        resolve(cluster, fleet)
