@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1179,9 +1179,19 @@ class EventLedger:
 
     def __call__(self, event: Event) -> None:
         """Record `event` (thread-safe)."""
-        with self._lock:
-            handler = getattr(self, f"_on_{event.kind.value}", None)
-            if handler is not None:
+        handler = {
+            Kind.RELEASE_PLANNED: self._on_release_planned,
+            Kind.RELEASE_STARTED: self._on_release_started,
+            Kind.CLUSTER_STARTED: self._on_cluster_started,
+            Kind.CLUSTER_HEALTHY: self._on_cluster_healthy,
+            Kind.CLUSTER_FAILED: self._on_cluster_failed,
+            Kind.CLUSTER_SKIPPED: self._on_cluster_skipped,
+            Kind.CLUSTER_ROLLING_BACK: self._on_cluster_rolling_back,
+            Kind.CLUSTER_ROLLED_BACK: self._on_cluster_rolled_back,
+            Kind.RELEASE_FINISHED: self._on_release_finished,
+        }.get(event.kind)
+        if handler is not None:
+            with self._lock:
                 handler(event)
 
     def _warn(self, message: str) -> None:

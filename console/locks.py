@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from console.errors import UserError
@@ -390,8 +390,6 @@ def _parse_time(text: Any) -> datetime | None:
 
 
 def _expiry(spec: Mapping[str, Any]) -> datetime | None:
-    from datetime import timedelta
-
     renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
     if renewed is None:
         return None

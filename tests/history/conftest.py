@@ -7,7 +7,6 @@ webhook and an `aiosmtpd` SMTP server, both on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import threading
