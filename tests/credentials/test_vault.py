@@ -246,6 +246,10 @@ def test_vault_tls_with_cacert(tmp_path, monkeypatch, tls_bao):
     monkeypatch.setenv("VAULT_CACERT", str(tls_bao.cacert))
     cluster, fleet = vault_cluster(tmp_path, "c1")
     assert resolve(cluster, fleet)["users"][0]["user"]["token"] == "tls-token"
+    # The fleet file's vault.cacert does the same.
+    monkeypatch.delenv("VAULT_CACERT")
+    cluster, fleet = vault_cluster(tmp_path, "c1", {"cacert": str(tls_bao.cacert)})
+    assert resolve(cluster, fleet)["users"][0]["user"]["token"] == "tls-token"
 
 
 def test_no_secret_in_any_error_or_log(tmp_path, monkeypatch, caplog, bao, stored):
