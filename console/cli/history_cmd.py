@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for release in releases:
         version = release.version if release.kind == "release" else \
             f"{release.kind} -> {release.version}"
+        if args.app == "*":
+            version = f"{release.app} {version}"
         clusters = " ".join(_cluster_text(c) for c in release.clusters) or \
             ",".join(release.targets)
         rows.append((release.start.replace("T", " ").rstrip("Z"), release.id, version,
