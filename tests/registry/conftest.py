@@ -53,8 +53,11 @@ def bcrypt_htpasswd(user: str, password: str) -> str:
         out = subprocess.run(["htpasswd", "-nbB", user, password], capture_output=True,
                              text=True, check=True, timeout=30)
         return out.stdout.strip()
-    import bcrypt
-
+    try:
+        import bcrypt
+    except ModuleNotFoundError:
+        raise RuntimeError("the htpasswd registry needs `htpasswd` (apache2-utils) or the "
+                           "`bcrypt` Python package") from None
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
     return f"{user}:{hashed}"
 
