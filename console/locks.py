@@ -21,7 +21,10 @@ Using it (the engine, before the first cluster is touched)::
 `api_client` is that cluster's own `kubernetes.client.ApiClient` (for instance
 `console.kube.client.new_api_client(...)`, or `KubeClient.api`); every call carries
 `_request_timeout`, and 429/5xx and refused connections are retried a few times. The
-ServiceAccount needs get, create and update on `leases` in the namespace.
+lease lives in the app namespace, which must exist (the engine's
+`driver.ensure_namespace()` first, on a cluster that never had the app); the
+ServiceAccount needs get, create and update on `leases` (coordination.k8s.io) there.
+A lost lease (`on_lost`) means another console may be releasing: stop the release.
 """
 
 from __future__ import annotations
