@@ -21,10 +21,9 @@ import json
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
 import yaml
 
+from console.config import Cluster, FleetConfig
 from console.errors import ConfigError
 
 SERVICE_ACCOUNT = "release-console"
@@ -84,8 +83,12 @@ BASE_RULES: tuple[Rule, ...] = (
 )
 
 
-def manifest_kinds(config: Any) -> list[tuple[str, str, str]]:
-    """(apiVersion, kind, file) of every document in the app's manifest templates."""
+def manifest_kinds(config: FleetConfig) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, file) of every document in the app's manifest templates.
+
+    The templates are read unrendered: kinds are literal, and placeholders sit in string
+    values, so each template parses as YAML as it is.
+    """
     from console.render import manifest_files
 
     found: list[tuple[str, str, str]] = []
@@ -114,7 +117,7 @@ def applied_resource(api_version: str, kind: str) -> tuple[str, str] | None:
     return group, resource
 
 
-def rules(config: Any = None) -> tuple[Rule, ...]:
+def rules(config: FleetConfig | None = None) -> tuple[Rule, ...]:
     """Every rule the console needs; with a fleet config, also apply rights for its other kinds.
 
     Raises `ConfigError` naming the file when a template holds a kind the console cannot apply.
@@ -163,7 +166,7 @@ def _doc(obj: dict, rule_list: Sequence[Rule] = (), namespace: str = "") -> str:
     return text
 
 
-def manifests(cluster: Any, config: Any) -> str:
+def manifests(cluster: Cluster, config: FleetConfig) -> str:
     """The YAML documents (separated by `---`) an admin applies once for `cluster`."""
     ns = cluster.namespace
     all_rules = rules(config)
