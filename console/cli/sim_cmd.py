@@ -38,6 +38,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the fleet, write the files, print `ready`, wait for a signal."""
+    import yaml
+
     from console.cli import config_path
     from console.sim import SimFleet
 
@@ -53,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"sim: fleet file {path} not found (use --config FILE or --count N)")
         try:
             fleet = SimFleet.from_config(path, **overrides)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise UserError(f"{path}: sim: {exc}") from None
+        except (ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: {exc}") from None
         if not fleet.ids:
             raise UserError(f"{path}: clusters: no cluster to simulate")
     stop = threading.Event()

@@ -72,7 +72,13 @@ class ClusterSettings:
                     raise TypeError(f"unknown simulator setting {key!r}")
                 self.extra[key] = value
                 continue
-            setattr(self, key, _convert(key, value))
+            try:
+                converted = _convert(key, value)
+            except (TypeError, ValueError, IndexError):
+                raise ValueError(f"{key}: {value!r} is not a valid value") from None
+            if key == "error_rate" and not 0 <= converted <= 1:
+                raise ValueError(f"{key}: {value!r} must be between 0 and 1")
+            setattr(self, key, converted)
 
     def pick_latency(self, rng: random.Random) -> float:
         """Seconds to delay this request."""

@@ -86,6 +86,8 @@ class SimFleet:
                                          "never_pull": tuple(never_pull), "crash": tuple(crash),
                                          "lag_generation": lag_generation, **fleet_settings}
         self.registry_missing: tuple[str, ...] = tuple(registry_missing)
+        # Built now so that a bad setting fails here, naming the cluster, not in the loop thread.
+        self._settings = {spec.id: self._settings_for(spec) for spec in specs}
         self.seed = seed
         self.config_path: Path | None = None
         self.clusters: dict[str, SimCluster] = {}
@@ -102,6 +104,20 @@ class SimFleet:
         self._tmp: str | None = None
         self.tls: tls.FleetTLS | None = None
         self.registry_port = 0
+
+    def _settings_for(self, spec: ClusterSpec) -> ClusterSettings:
+        settings = ClusterSettings()
+        try:
+            settings.update({k: v for k, v in self.defaults.items() if v is not None}, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"sim.{exc}") from None
+        if not isinstance(spec.sim, Mapping):
+            raise ValueError(f"cluster {spec.id}: sim must be a mapping")
+        try:
+            settings.update(spec.sim, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"cluster {spec.id}: sim.{exc}") from None
+        return settings
 
     # --- construction from a fleet file ---------------------------------------------------
 
@@ -159,9 +175,7 @@ class SimFleet:
                                         handle_signals=False)
         await self._runner.setup()
         for n, spec in enumerate(self.specs):
-            settings = ClusterSettings()
-            settings.update({k: v for k, v in self.defaults.items() if v is not None}, strict=False)
-            settings.update(spec.sim, strict=False)
+            settings = self._settings[spec.id]
             seed = None if self.seed is None else self.seed + n
             cluster = SimCluster(spec.id, settings, self._loop, self._on_rollout, seed)
             self.clusters[spec.id] = cluster
@@ -298,19 +312,22 @@ class SimFleet:
         from the first sync of a new spec to complete (or to its progress deadline)."""
         return self.call(lambda: list(self._finished))
 
+    # Read through the loop: work a request queued (controller syncs) is done before the answer.
     @property
     def max_concurrent_rollouts(self) -> int:
         """The most Deployments rolling at the same time across the fleet so far."""
-        return self._max_active
+        return self.call(lambda: self._max_active)
 
     @property
     def active_rollouts(self) -> int:
         """Deployments rolling right now across the fleet."""
-        return len(self._active)
+        return self.call(lambda: len(self._active))
 
     def reset_max_concurrent_rollouts(self) -> None:
         """Restart the high-water mark from the current count."""
-        self._max_active = len(self._active)
+        def reset() -> None:
+            self._max_active = len(self._active)
+        self.call(reset)
 
     # --- access ---------------------------------------------------------------------------
 

@@ -207,3 +207,17 @@ def test_nodes_and_all_namespace_lists(sim_fleet):
     rest = core.list_namespace(limit=10, _continue=page.metadata._continue, _request_timeout=T)
     names = [n.metadata.name for n in page.items + rest.items]
     assert len(names) == len(set(names)) == 6
+
+
+def test_deleting_a_deployment_removes_its_replicasets_and_pods(sim_fleet):
+    fleet = sim_fleet(["a"])
+    api = api_client(fleet, "a")
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core.create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
+    apps.create_namespaced_deployment("shop", deployment(), _request_timeout=T)
+    wait_rolled_out(apps)
+    apps.delete_namespaced_deployment("web", "shop", _request_timeout=T)
+    assert apps.list_namespaced_replica_set("shop", _request_timeout=T).items == []
+    assert core.list_namespaced_pod("shop", _request_timeout=T).items == []
+    core.delete_namespace("shop", _request_timeout=T)
+    assert "shop" not in [n.metadata.name for n in core.list_namespace(_request_timeout=T).items]

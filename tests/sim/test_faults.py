@@ -133,12 +133,15 @@ def test_counters_and_max_concurrent_rollouts(sim_fleet):
     apis = {cid: api_client(fleet, cid) for cid in fleet.ids}
     for api in apis.values():
         client.CoreV1Api(api).create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
+    # the client builds its Deployment models on first use, slowly: do that before the clock runs
+    client.AppsV1Api(apis["a"]).list_namespaced_deployment("shop", _request_timeout=T)
     for api in apis.values():
         client.AppsV1Api(api).create_namespaced_deployment("shop", deployment(), _request_timeout=T)
     assert fleet.max_concurrent_rollouts == 3
     counters = fleet.counters("a")
-    assert counters["by_verb_resource"] == {"create namespaces": 1, "create deployments": 1}
-    assert counters["total"] == 2 and counters["by_verb"]["create"] == 2
+    assert counters["by_verb_resource"] == {"create namespaces": 1, "list deployments": 1,
+                                            "create deployments": 1}
+    assert counters["total"] == 3 and counters["by_verb"]["create"] == 2
     deadline = time.monotonic() + 5
     while fleet.active_rollouts and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -149,3 +152,55 @@ def test_set_faults_rejects_unknown_settings(sim_fleet):
     fleet = sim_fleet(["a"])
     with pytest.raises(TypeError, match="error_rat"):
         fleet.set_faults("a", error_rat=0.5)
+
+
+def test_bad_settings_name_the_cluster():
+    from console.sim import SimFleet
+    with pytest.raises(ValueError, match="cluster x: sim.error_rate"):
+        SimFleet([ClusterSpec("x", {"error_rate": "lots"})])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        SimFleet([ClusterSpec("x", {"error_rate": 2})])
+
+
+def test_kill_drops_open_watches(sim_fleet):
+    import threading
+    fleet = sim_fleet(["a"])
+    core = client.CoreV1Api(api_client(fleet, "a", retries=False))
+    outcome: list[str] = []
+
+    def watch_namespaces() -> None:
+        from kubernetes import watch
+        try:
+            for _ in watch.Watch().stream(core.list_namespace, timeout_seconds=30, _request_timeout=30):
+                pass
+            outcome.append("ended")
+        except Exception as exc:  # the connection was dropped under the client
+            outcome.append(type(exc).__name__)
+    t = threading.Thread(target=watch_namespaces)
+    t.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    fleet.kill("a")
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - started < 5
+    assert outcome and outcome[0] != "ended"
+
+
+def test_admin_endpoint_changes_faults(sim_fleet):
+    import json
+    import urllib.request
+    fleet = sim_fleet(["a"])
+    request = urllib.request.Request(f"{fleet.url('a')}/_sim/faults", method="POST",
+                                     data=json.dumps({"error_rate": 1.0, "error_codes": [500]}).encode(),
+                                     headers={"Authorization": f"Bearer {fleet.admin_token('a')}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, context=fleet.tls.client_context(), timeout=5) as resp:
+        assert resp.status == 200
+    with pytest.raises(ApiException) as err:
+        client.CoreV1Api(api_client(fleet, "a", retries=False)).list_namespace(_request_timeout=T)
+    assert err.value.status == 500
+    limited = fleet.add_token("a", [{"verbs": ["*"]}])
+    request.headers["Authorization"] = f"Bearer {limited}"
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(request, context=fleet.tls.client_context(), timeout=5)
+    assert denied.value.code == 403
