@@ -7,7 +7,10 @@ SelfSubjectAccessReviews pass with it, and that a token missing one verb fails n
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 import pytest
@@ -154,15 +157,29 @@ def sim_rules(docs: list[dict], namespace: str) -> list[dict]:
     return out
 
 
-def test_a_token_with_exactly_these_rules_passes_check_access(tmp_path, sim_fleet):
+@pytest.mark.kubectl
+def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_path, sim_fleet):
+    """An admin's `kubectl apply`; then a token with the rules the server stored passes."""
     from console.credentials import new_api_client
     from console.preflight_checks import check_access
 
     config = write_fleet(tmp_path)
-    docs = docs_of(manifests(config.cluster("eu"), config))
     fleet = sim_fleet(["eu"])
-    create_namespace(fleet, "eu", "team-eu")
-    token = fleet.add_token("eu", sim_rules(docs, "team-eu"))
+    admin = tmp_path / "admin.yaml"
+    admin.write_text(yaml.safe_dump(fleet.kubeconfig("eu")))
+    applied = subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(admin),
+         "--cache-dir", str(tmp_path / "kubectl-cache"), "apply", "--server-side", "-f", "-"],
+        input=manifests(config.cluster("eu"), config), capture_output=True, text=True,
+        timeout=60)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.count("serverside-applied") == 6
+    stored = [fleet.get("eu", "rbac.authorization.k8s.io/roles", "team-eu", "release-console"),
+              fleet.get("eu", "rbac.authorization.k8s.io/clusterroles", "",
+                        "release-console-node-reader")]
+    assert all(stored) and fleet.get("eu", "/namespaces", "", "team-eu")
+    token = fleet.add_token("eu", sim_rules(stored, "team-eu"),
+                            username="system:serviceaccount:team-eu:release-console")
     limited = new_api_client(fleet.kubeconfig("eu", token))
     results = check_access(limited, "team-eu", "eu", rules(config))
     assert [(r.check, r.ok, r.cluster) for r in results] == [("access", True, "eu")]
