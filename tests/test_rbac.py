@@ -212,7 +212,6 @@ def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_pat
 
 def test_a_release_and_its_rollback_run_with_only_these_rules(tmp_path, sim_fleet):
     """The rules are enough for what the engine really does: apply, follow, fail, roll back."""
-    import console.preflight_checks  # noqa: F401 - registers the access/dry-run/capacity checks
     from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
 
     config = write_fleet(tmp_path)
