@@ -537,6 +537,8 @@ def _cluster_rolled_back(state: FleetState, ev: Event, row: ClusterView | None) 
         row.phase = Phase.ROLLED_BACK
         if d.get("version"):
             row.live = str(d["version"])
+        # The engine waited for the rollback to complete: every replica is back.
+        row.updated = row.ready = row.available = row.desired
         row.message = _one_line(ev.message) or f"rolled back to {row.live or '?'}"
     else:
         # A cluster lost mid-rollout cannot be rolled back either: it stays unreachable.

@@ -59,8 +59,7 @@ class ReleaseFormScreen(Screen):
     def compose(self) -> ComposeResult:
         strategies = ["serial", "parallel", *self.config.strategies]
         with VerticalScroll(id="form-body"):
-            yield Static(f"[b]New release[/b] · {self.config.app.name} · "
-                         f"{self.config.app.image}", id="form-title")
+            yield Static(f"[b]New release[/b] · {self.config.app.name}", id="form-title")
             with Horizontal(classes="field"):
                 yield Label("Targets", classes="field-label")
                 yield Input(", ".join(self.marked), id="targets", compact=True,
@@ -189,7 +188,7 @@ class ReleaseFormScreen(Screen):
             widget.update(f"{self.tag} to {len(p.targets)} clusters · {p.strategy} · "
                           f"{len(p.waves)} wave{'s' * (len(p.waves) != 1)}"
                           f"{f' · {gates} gate' + 's' * (gates != 1) if gates else ''}"
-                          f" · {policy} · [b]enter[/b] or [b]ctrl+s[/b] starts")
+                          f" · {policy} · [b]enter[/b] starts")
 
     def _fill_plan(self) -> None:
         table = self.query_one("#plan", DataTable)
@@ -211,7 +210,7 @@ class ReleaseFormScreen(Screen):
                 if current == new:
                     change.append("  (no change)", "dim")
                 table.add_row(str(position), name, str(wave.index + 1),
-                              "⏸" if wave.gate_before and cid == wave.clusters[0] else "",
+                              "gate" if wave.gate_before and cid == wave.clusters[0] else "",
                               change)
 
     # -- starting ---------------------------------------------------------------------

@@ -53,9 +53,9 @@ class ReleaseHeader(Static):
             style = pal.phases[Phase.HEALTHY] if release.outcome == "ok" else pal.bad
             line.append(f"  {release.outcome}", style)
         elif release.gate_waiting:
-            line.append("  ⏸ waiting at gate", pal.phases[Phase.WAITING])
+            line.append("  waiting at a gate", pal.phases[Phase.WAITING])
         elif release.paused:
-            line.append("  ⏸ paused (p resume)", pal.phases[Phase.ROLLING_BACK])
+            line.append("  paused (p resumes)", pal.phases[Phase.ROLLING_BACK])
         counts = state.counts()
         total = max(1, sum(counts.values()))
         done = counts[Phase.HEALTHY] + counts[Phase.ROLLED_BACK] + counts[Phase.FAILED] \
