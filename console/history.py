@@ -345,6 +345,9 @@ class Ledger:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
         self._commit_error: BaseException | None = None
         self._repack: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        self._push_queued = False
+        self._push_waiters: list[Callable[[PushResult], None]] = []
         self.repo = self._open_repo()
         self.operator = operator or default_operator(self.repo)
         self.file = self.path / HISTORY_DIR / f"{app}.jsonl"
@@ -452,6 +455,15 @@ class Ledger:
         Raises HistoryError when the record cannot be written or committed: a release
         that is not recorded must not start.
         """
+        rec = self._begin(release_id, version=version, image=image, strategy=strategy,
+                          targets=targets, operator=operator, kind=kind, of_release=of_release)
+        self.flush()
+        return _release_from(rec)
+
+    def _begin(self, release_id: str, *, version: str, image: str, strategy: str,
+               targets: Sequence[str], operator: str | Operator | None, kind: str,
+               of_release: str | None) -> dict[str, Any]:
+        """Write the `release` line and queue its commit."""
         who = operator if isinstance(operator, Operator) else Operator.parse(
             operator or "", self.operator)
         rec = {"type": "release", "v": SCHEMA, "id": release_id, "app": self.app, "kind": kind,
@@ -465,8 +477,7 @@ class Ledger:
             self._append(rec)
             self._request_commit(f"{kind} {self.app} {version} -> "
                                  f"{_clusters_text(targets)} (started)", who)
-        self.flush()
-        return _release_from(rec)
+        return rec
 
     def touch_cluster(self, release_id: str, cluster: str, *, from_version: str | None,
                       to_version: str | None) -> None:
@@ -532,6 +543,14 @@ class Ledger:
         Clusters that were touched but got no outcome are recorded `interrupted` first.
         Returns the push result (a failed push keeps the commit for the next push).
         """
+        self._end(release_id, outcome, exit_code)
+        self.flush()
+        result = self.push() if push else PushResult(True, False, "not pushed")
+        self._maybe_repack()
+        return result
+
+    def _end(self, release_id: str, outcome: str, exit_code: int | None) -> None:
+        """Write the `end` line and the human line, and queue their commit."""
         with self._lock:
             state = self._open.get(release_id)
             release = state.release if state else self._find_release_line(release_id)
@@ -550,31 +569,34 @@ class Ledger:
             self._append_human(release, outcome)
             self._request_commit(_subject(release, outcome), _author(release, self.operator))
             self._open.pop(release_id, None)
-        self.flush()
-        result = self.push() if push else PushResult(True, False, "not pushed")
-        self._maybe_repack()
-        return result
 
     def record_rollback(self, cluster: str, *, from_version: str | None,
                         to_version: str | None, outcome: str = "healthy", error: str = "",
                         duration: float | None = None, of_release: str | None = None,
                         operator: str | Operator | None = None,
-                        action_id: str | None = None) -> PushResult:
-        """Record a manual rollback of one cluster as an action of its own, and push.
+                        action_id: str | None = None,
+                        on_pushed: Callable[[PushResult], None] | None = None) -> str:
+        """Record a manual rollback of one cluster (already done) as an action of its own.
 
         `outcome` is the cluster outcome of the action: `healthy` when the cluster came
-        back healthy on `to_version`, `failed` otherwise.
+        back healthy on `to_version`, `failed` otherwise. The lines are written (fsynced)
+        at once; the commit and the push follow in the background, so rolling back 200
+        clusters costs a few commits and one push. `on_pushed(result)` gets the push
+        result. Returns the action's id.
         """
         action_id = action_id or (f"rb-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-"
                                   f"{cluster}-{secrets.token_hex(3)}")
-        self.start_release(action_id, version=to_version or "?", strategy="manual",
-                           targets=(cluster,), operator=operator, kind="rollback",
-                           of_release=of_release)
-        self.record_cluster(action_id, cluster, outcome, from_version=from_version,
-                            to_version=to_version, duration=duration, error=error,
-                            rolled_back_to=to_version, commit=False)
-        return self.finish_release(action_id, "ok" if outcome == "healthy" else "failed",
-                                   exit_code=0 if outcome == "healthy" else 1)
+        with self._lock:
+            self._begin(action_id, version=to_version or "?", image="", strategy="manual",
+                        targets=(cluster,), operator=operator, kind="rollback",
+                        of_release=of_release)
+            self.record_cluster(action_id, cluster, outcome, from_version=from_version,
+                                to_version=to_version, duration=duration, error=error,
+                                rolled_back_to=to_version, commit=False)
+            self._end(action_id, "ok" if outcome == "healthy" else "failed",
+                      0 if outcome == "healthy" else 1)
+        self.push_later(on_pushed)
+        return action_id
 
     def _append(self, rec: Mapping[str, Any]) -> None:
         """Append one line durably: one write, then fsync (the file is created if absent)."""
@@ -649,7 +671,10 @@ class Ledger:
                                f"{scrub(getattr(error, 'stderr', '') or str(error), 400)}")
 
     def close(self) -> None:
-        """Commit what is pending and stop the committer."""
+        """Commit what is pending, finish queued pushes, and stop the committer (once)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.flush()
         finally:
@@ -740,6 +765,28 @@ class Ledger:
                                   f"merged and pushed to {scrub(self.remote, 200)}")
             except gitmodule.GitCommandError as exc:
                 return PushResult(False, False, _push_failure(self.remote, str(exc.stderr or exc)))
+
+    def push_later(self, on_result: Callable[[PushResult], None] | None = None) -> None:
+        """Push in the background once what is queued is committed (requests coalesce).
+
+        `close()` waits for it. `on_result(result)` is called from the committer thread.
+        """
+        with self._lock:
+            if on_result is not None:
+                self._push_waiters.append(on_result)
+            if self._push_queued:
+                return
+            self._push_queued = True
+        self._committer.submit(self._push_now)
+
+    def _push_now(self) -> None:
+        with self._lock:
+            self._push_queued = False
+            waiters, self._push_waiters = self._push_waiters, []
+        self._commit_pending()
+        result = self.push()
+        for waiter in waiters:
+            waiter(result)
 
     def sync(self) -> PushResult:
         """Fetch and merge the remote's records, then push the local ones (`history --sync`)."""
@@ -1271,12 +1318,12 @@ class EventLedger:
             return
         # A manual rollback (one cluster, or every cluster of a finished release).
         started = state.get("rollback_start")
-        result = self.ledger.record_rollback(
+        self.ledger.record_rollback(
             event.cluster, from_version=state.get("rollback_from"), to_version=target,
             outcome="healthy" if ok else "failed", error=error,
             duration=None if started is None else event.ts - started,
-            of_release=event.release_id or None, operator=str(event.data.get("by") or ""))
-        self._pushed(result)
+            of_release=event.release_id or None, operator=str(event.data.get("by") or ""),
+            on_pushed=self._pushed)
 
     def _on_release_finished(self, event: Event) -> None:
         if event.release_id not in self._started:

@@ -271,3 +271,26 @@ def test_a_half_written_line_is_ignored_and_the_next_line_starts_fresh(make_ledg
     assert json.loads(lines[2])["outcome"] == "healthy"
     assert ledger.history()[0].outcome_of("a").outcome == "healthy"
     assert ledger.last_good("a") == "1.0"
+
+
+def test_manual_rollbacks_are_written_at_once_and_pushed_together(
+        make_ledger, bare_remote: Path) -> None:
+    hook = bare_remote / "hooks" / "post-receive"
+    pushes = bare_remote.parent / "pushes.log"
+    hook.write_text(f"#!/bin/sh\necho push >> {pushes}\n")
+    hook.chmod(0o755)
+    ledger = make_ledger(remote=bare_remote)
+    results: list = []
+    ids = [ledger.record_rollback(f"c{n:02d}", from_version="2.0", to_version="1.0",
+                                  of_release="r1", operator="carol", on_pushed=results.append)
+           for n in range(20)]
+    # Written (and readable) before any commit or push has happened.
+    assert [r.id for r in ledger.history()] == ids
+    ledger.close()
+    assert len(results) == 20 and all(r.ok and r.pushed for r in results)
+    on_remote = [r["id"] for r in remote_records(bare_remote) if r["type"] == "release"]
+    assert on_remote == ids
+    assert 1 <= len(pushes.read_text().splitlines()) < 20     # coalesced
+    human = git(bare_remote, "show", "main:deployment-history.log").splitlines()
+    assert len(human) == 20 and human[0].endswith(
+        " - rollback user-service - 1.0 - c00 - ok by carol")
