@@ -12,7 +12,8 @@ created (or cloned from `app.history.remote`) when absent. It holds:
 Record lines (`"type"` says which):
 
 - `release`: id, app, kind (`release` or a manual action such as `rollback`), version,
-  image, strategy, targets, operator, operator_email, start, of_release (for actions).
+  image, strategy, targets, operator, operator_email, start, host and pid (of the
+  console, so another console knows whether it still runs), of_release (for actions).
 - `touch`: a cluster is about to be changed (release, cluster, from_version, to_version).
 - `cluster`: one cluster's outcome (release, cluster, outcome healthy|failed|rolled_back|
   skipped|interrupted, from_version, to_version, version = what the cluster runs after
@@ -441,8 +442,8 @@ class Ledger:
         with self._git_locked():
             paths = self._dirty_paths()
             if paths:
-                self._commit_now(["recover records left uncommitted by an interrupted console"],
-                                 self.operator, paths)
+                self._commit_now(["commit records written but not committed (a console "
+                                  "stopped, or is still running)"], self.operator, paths)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -469,7 +470,7 @@ class Ledger:
         rec = {"type": "release", "v": SCHEMA, "id": release_id, "app": self.app, "kind": kind,
                "version": version, "image": image, "strategy": strategy,
                "targets": list(targets), "operator": who.name, "operator_email": who.email,
-               "start": utc_now()}
+               "start": utc_now(), "host": socket.gethostname(), "pid": os.getpid()}
         if of_release:
             rec["of_release"] = of_release
         with self._lock:
@@ -928,19 +929,22 @@ class Ledger:
     history = releases
 
     def unfinished(self) -> list[Release]:
-        """Releases without an `end` record (their console died), oldest first.
+        """Releases without an `end` record whose console is gone, oldest first.
 
+        A release still run by a live process on this host (another console sharing the
+        ledger directory) is not listed: it is not unfinished, only not finished yet.
         Parses only the `release` and `end` lines, then the lines of the open releases:
         cheap enough for every console start, even on a big ledger.
         """
-        started: dict[str, None] = {}
+        started: dict[str, dict[str, Any]] = {}
         for rec in self._lines(prefixes=(RELEASE_PREFIX, END_PREFIX)):
             if rec.get("type") == "release":
-                started[str(rec.get("id"))] = None
+                started[str(rec.get("id"))] = rec
             else:
                 started.pop(str(rec.get("release")), None)
         with self._lock:
-            open_ids = {rid for rid in started if rid not in self._open}
+            open_ids = {rid for rid, rec in started.items()
+                        if rid not in self._open and not _running_here(rec)}
         return self.releases(ids=open_ids) if open_ids else []
 
     def reconcile(self, release_id: str, live: Mapping[str, str | None]) -> list[ClusterOutcome]:
@@ -1356,6 +1360,20 @@ def _release_from(rec: Mapping[str, Any], clusters: Any = (), end: Mapping | Non
                    exit_code=end.get("exit_code") if end else None,
                    of_release=rec.get("of_release"), clusters=tuple(clusters),
                    touched=tuple(dict.fromkeys(touched)))
+
+
+def _running_here(rec: Mapping[str, Any]) -> bool:
+    """Whether the process that wrote this `release` line is alive on this host."""
+    pid = rec.get("pid")
+    if rec.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True     # alive, run by another user
+    return True
 
 
 def _author(release: Mapping[str, Any] | None, default: Operator) -> Operator:

@@ -294,3 +294,34 @@ def test_manual_rollbacks_are_written_at_once_and_pushed_together(
     human = git(bare_remote, "show", "main:deployment-history.log").splitlines()
     assert len(human) == 20 and human[0].endswith(
         " - rollback user-service - 1.0 - c00 - ok by carol")
+
+
+RUNNING_CONSOLE = textwrap.dedent("""
+    import sys, time
+    from console.history import Ledger, Operator
+    ledger = Ledger(sys.argv[1], "user-service", operator=Operator("alice", "a@x"))
+    ledger.start_release("r7", version="3.0", targets=["a"])
+    print("started", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_a_release_another_live_console_runs_is_not_unfinished(tmp_path: Path) -> None:
+    path = tmp_path / "work"
+    proc = subprocess.Popen([sys.executable, "-c", RUNNING_CONSOLE, str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        ledger = Ledger(path, APP)
+        try:
+            assert ledger.unfinished() == []          # its console is alive
+            proc.kill()
+            proc.wait(30)
+            [release] = ledger.unfinished()            # now it is gone
+            assert release.id == "r7"
+        finally:
+            ledger.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
