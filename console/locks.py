@@ -11,6 +11,9 @@ naming the holder and when the lease expires, before anything is touched.
 While the release runs a background thread renews every lease (every third of the
 lease duration); at the end the leases are released (the holder cleared). If the
 console dies, the leases expire after their duration and the next release takes over.
+Expiry compares the holder's `renewTime` with this machine's clock, as `kubectl` users
+read it: clocks out of sync by more than a fraction of the duration (60 s by default)
+make a takeover come early or late.
 
 Using it (the engine, before the first cluster is touched)::
 
