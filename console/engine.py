@@ -756,24 +756,31 @@ class Engine:
         validate_release_id(release_id, "--release")
         statuses = self.status()
         reached = [s for s in statuses if s.release_id == release_id]
+        unreachable = [s for s in statuses if not s.reachable]
         if not reached:
-            unreachable = [s.cluster for s in statuses if not s.reachable]
             hint = f" ({len(unreachable)} cluster(s) did not answer: " \
-                   f"{', '.join(unreachable)})" if unreachable else ""
+                   f"{', '.join(s.cluster for s in unreachable)})" if unreachable else ""
             raise ValidationError(f"--release: no cluster runs release {release_id!r}{hint}")
-        results: list[ClusterResult] = []
 
         def one(status: ClusterStatus) -> ClusterResult:
             if not status.previous_version:
                 return ClusterResult(status.cluster, "skipped", status.version, None,
                                      error=f"release {release_id} was the first version "
                                      "here; nothing to roll back to")
-            return self.rollback(status.cluster, status.previous_version, by=by,
-                                 release_id=release_id)
+            try:
+                return self.rollback(status.cluster, status.previous_version, by=by,
+                                     release_id=release_id)
+            except UserError as exc:  # one cluster's refusal must not stop the others
+                return ClusterResult(status.cluster, "failed", status.version,
+                                     status.previous_version, error=str(exc))
 
         with ThreadPoolExecutor(max_workers=min(32, len(reached)),
                                 thread_name_prefix="rollback-release") as pool:
             results = list(pool.map(one, reached))
+        # A cluster that did not answer may carry the release too: say so, never skip it silently.
+        results += [ClusterResult(s.cluster, "failed", None, None,
+                                  error=f"could not tell whether release {release_id} reached "
+                                  f"it: {s.error}") for s in unreachable]
         return results
 
     # ---------------------------------------------------------------- reading

@@ -359,3 +359,18 @@ def test_a_failing_listener_never_kills_the_release(world):
     assert result.exit_code == 0 and w.version("a") == "v1"
     assert engine.listener_errors and "listener bug" in engine.listener_errors[-1]
     engine.close()
+
+
+def test_rollback_of_a_release_reports_clusters_that_do_not_answer(world):
+    w = world(["a", "b", "c"])
+    w.deploy_everywhere("v1")
+    engine = w.engine()
+    release = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
+    assert release.exit_code == 0
+    w.fleet.kill("c")
+    results = {r.cluster: r for r in engine.rollback_release(release.release_id)}
+    assert (results["a"].outcome, results["b"].outcome) == ("rolled_back", "rolled_back")
+    assert results["c"].outcome == "failed"
+    assert "could not tell whether release" in results["c"].error
+    assert "unreachable" in results["c"].error
+    engine.close()
