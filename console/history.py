@@ -873,10 +873,12 @@ class Ledger:
                  since: str | None = None, ids: set[str] | None = None) -> list[Release]:
         """Releases and manual actions, oldest first, optionally filtered.
 
-        `app=None` is this ledger's app, `"*"` every app in the repository; `since` is a
-        ledger time (see `parse_since`); `cluster` keeps releases that targeted it and
-        only that cluster's outcome; `ids` keeps only those releases.
+        `app=None` is this ledger's app, `"*"` every app in the repository; `since` is
+        anything `parse_since` takes (`7d`, `2026-11-01`, an ISO time); `cluster` keeps
+        releases that targeted it and only that cluster's outcome; `ids` keeps only those
+        releases.
         """
+        since = parse_since(since) if since else None
         builders: dict[str, dict[str, Any]] = {}
         needles = tuple(f'"{rid}"'.encode() for rid in ids) if ids is not None else ()
         # What can be skipped unparsed (most of a big ledger): other clusters' lines, and

@@ -207,6 +207,7 @@ def test_history_filters_by_cluster_app_and_time(make_ledger) -> None:
     assert [c.outcome for r in only_b for c in r.clusters] == ["failed", "healthy"]
     assert only_b[1].of_release == "r1" and only_b[1].operator == "bob"
     assert ledger.history(since="2999-01-01T00:00:00Z") == []
+    assert len(ledger.history(since="1h")) == 2
     assert ledger.history(app="other-app") == []
     assert [r.app for r in ledger.history(app="*")] == [APP, APP]
 
