@@ -1,9 +1,12 @@
 """Decoding the Kubernetes protobuf envelope that kubectl 1.32+ sends as request bodies.
 
-Only what kubectl sends in practice is understood: the `k8s\\0` magic, the `runtime.Unknown`
-wrapper (1 typeMeta {1 apiVersion, 2 kind}, 2 raw), and inside it Namespace, ConfigMap,
-Secret, SelfSubjectAccessReview, SelfSubjectReview and, for any other kind, its ObjectMeta.
-The result is the JSON-shaped dict the rest of the simulator works with.
+kubectl's generators (`create namespace`, `create configmap|secret|serviceaccount|role|
+rolebinding|clusterrole|clusterrolebinding`, `auth can-i`, `auth whoami`) send typed objects
+as protobuf: the `k8s\\0` magic, the `runtime.Unknown` wrapper (1 typeMeta {1 apiVersion,
+2 kind}, 2 raw), and the object. This decoder knows those kinds field by field (numbers
+from k8s.io/api's generated.proto) and returns the JSON-shaped dict the rest of the
+simulator works with. Anything it does not know - another kind, or a non-empty field it
+has no name for - raises ProtobufError (the server answers 415) rather than dropping data.
 """
 
 from __future__ import annotations
@@ -16,6 +19,54 @@ MAGIC = b"k8s\x00"
 
 class ProtobufError(ValueError):
     """The body is not a protobuf envelope this decoder understands."""
+
+
+# message -> field number -> (json name, type, repeated). Types: str, int, bool, map (string
+# values), map64 (bytes values, base64 in JSON), or another message name.
+Field = tuple[str, str, bool]
+SCHEMA: dict[str, dict[int, Field]] = {
+    # ObjectMeta: what a client may set; server-set fields (uid, resourceVersion, times...) are
+    # skipped below, as the API server ignores them on create.
+    "ObjectMeta": {1: ("name", "str", False), 2: ("generateName", "str", False),
+                   3: ("namespace", "str", False), 11: ("labels", "map", False),
+                   12: ("annotations", "map", False), 14: ("finalizers", "str", True)},
+    "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "NamespaceSpec", False)},
+    "NamespaceSpec": {1: ("finalizers", "str", True)},
+    "ConfigMap": {1: ("metadata", "ObjectMeta", False), 2: ("data", "map", False),
+                  3: ("binaryData", "map64", False), 4: ("immutable", "bool", False)},
+    "Secret": {1: ("metadata", "ObjectMeta", False), 2: ("data", "map64", False),
+               3: ("type", "str", False), 4: ("stringData", "map", False), 5: ("immutable", "bool", False)},
+    "ServiceAccount": {1: ("metadata", "ObjectMeta", False), 2: ("secrets", "ObjectReference", True),
+                       3: ("imagePullSecrets", "LocalObjectReference", True),
+                       4: ("automountServiceAccountToken", "bool", False)},
+    "ObjectReference": {1: ("kind", "str", False), 2: ("namespace", "str", False), 3: ("name", "str", False),
+                        4: ("uid", "str", False), 5: ("apiVersion", "str", False),
+                        6: ("resourceVersion", "str", False), 7: ("fieldPath", "str", False)},
+    "LocalObjectReference": {1: ("name", "str", False)},
+    "Role": {1: ("metadata", "ObjectMeta", False), 2: ("rules", "PolicyRule", True)},
+    "ClusterRole": {1: ("metadata", "ObjectMeta", False), 2: ("rules", "PolicyRule", True)},
+    "PolicyRule": {1: ("verbs", "str", True), 2: ("apiGroups", "str", True), 3: ("resources", "str", True),
+                   4: ("resourceNames", "str", True), 5: ("nonResourceURLs", "str", True)},
+    "RoleBinding": {1: ("metadata", "ObjectMeta", False), 2: ("subjects", "Subject", True),
+                    3: ("roleRef", "RoleRef", False)},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta", False), 2: ("subjects", "Subject", True),
+                           3: ("roleRef", "RoleRef", False)},
+    "Subject": {1: ("kind", "str", False), 2: ("apiGroup", "str", False), 3: ("name", "str", False),
+                4: ("namespace", "str", False)},
+    "RoleRef": {1: ("apiGroup", "str", False), 2: ("kind", "str", False), 3: ("name", "str", False)},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False),
+                                2: ("spec", "SelfSubjectAccessReviewSpec", False)},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes", False)},
+    "ResourceAttributes": {1: ("namespace", "str", False), 2: ("verb", "str", False), 3: ("group", "str", False),
+                           4: ("version", "str", False), 5: ("resource", "str", False),
+                           6: ("subresource", "str", False), 7: ("name", "str", False)},
+    "NonResourceAttributes": {1: ("path", "str", False), 2: ("verb", "str", False)},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
+}
+# Fields of these messages that a server ignores on create (status, server-set metadata).
+_IGNORED = {"ObjectMeta": {4, 5, 6, 7, 8, 9, 10, 15, 17}}
+_STATUS_FIELD = 3  # status of Namespace and the reviews: output only
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -42,6 +93,8 @@ def fields(buf: bytes) -> list[tuple[int, Any]]:
             value, pos = _varint(buf, pos)
         elif wire == 2:
             size, pos = _varint(buf, pos)
+            if pos + size > len(buf):
+                raise ProtobufError("truncated field")
             value, pos = buf[pos:pos + size], pos + size
         elif wire == 1:
             value, pos = buf[pos:pos + 8], pos + 8
@@ -53,83 +106,45 @@ def fields(buf: bytes) -> list[tuple[int, Any]]:
     return out
 
 
-def _str(value: bytes) -> str:
-    return value.decode("utf-8")
+def _scalar(kind: str, value: Any) -> Any:
+    if kind == "str":
+        if not isinstance(value, bytes):
+            raise ProtobufError("expected a string")
+        return value.decode("utf-8")
+    if kind == "int":
+        return value
+    if kind == "bool":
+        return bool(value)
+    raise ProtobufError(f"unknown scalar type {kind}")
 
 
-def _map(entries: list[bytes], binary: bool = False) -> dict[str, Any]:
+def message(name: str, buf: bytes) -> dict[str, Any]:
+    """Decode one message of a known type into a JSON-shaped dict."""
+    schema = SCHEMA[name]
     out: dict[str, Any] = {}
-    for entry in entries:
-        kv = dict(fields(entry))
-        value = kv.get(2, b"")
-        out[_str(kv.get(1, b""))] = (base64.b64encode(value).decode() if binary else _str(value))
-    return out
-
-
-def _meta(buf: bytes) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    labels: list[bytes] = []
-    annotations: list[bytes] = []
     for number, value in fields(buf):
-        if number == 1:
-            meta["name"] = _str(value)
-        elif number == 2:
-            meta["generateName"] = _str(value)
-        elif number == 3:
-            meta["namespace"] = _str(value)
-        elif number == 11:
-            labels.append(value)
-        elif number == 12:
-            annotations.append(value)
-    if labels:
-        meta["labels"] = _map(labels)
-    if annotations:
-        meta["annotations"] = _map(annotations)
-    return meta
-
-
-def _resource_attributes(buf: bytes) -> dict[str, str]:
-    names = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource",
-             6: "subresource", 7: "name"}
-    return {names[n]: _str(v) for n, v in fields(buf) if n in names}
-
-
-def _non_resource_attributes(buf: bytes) -> dict[str, str]:
-    names = {1: "path", 2: "verb"}
-    return {names[n]: _str(v) for n, v in fields(buf) if n in names}
-
-
-def _body(kind: str, raw: bytes) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    groups: dict[int, list[bytes]] = {}
-    for number, value in fields(raw):
-        groups.setdefault(number, []).append(value)
-    if 1 in groups:
-        obj["metadata"] = _meta(groups[1][0])
-    if kind == "Namespace" and 2 in groups:
-        finalizers = [_str(v) for n, v in fields(groups[2][0]) if n == 1]
-        obj["spec"] = {"finalizers": finalizers} if finalizers else {}
-    elif kind == "ConfigMap":
-        if 2 in groups:
-            obj["data"] = _map(groups[2])
-        if 3 in groups:
-            obj["binaryData"] = _map(groups[3], binary=True)
-    elif kind == "Secret":
-        if 2 in groups:
-            obj["data"] = _map(groups[2], binary=True)
-        if 3 in groups:
-            obj["type"] = _str(groups[3][0])
-        if 4 in groups:
-            obj["stringData"] = _map(groups[4])
-    elif kind == "SelfSubjectAccessReview" and 2 in groups:
-        spec: dict[str, Any] = {}
-        for number, value in fields(groups[2][0]):
-            if number == 1:
-                spec["resourceAttributes"] = _resource_attributes(value)
-            elif number == 2:
-                spec["nonResourceAttributes"] = _non_resource_attributes(value)
-        obj["spec"] = spec
-    return obj
+        spec = schema.get(number)
+        if spec is None:
+            empty = value in (b"", 0)
+            if number in _IGNORED.get(name, ()) or empty or (number == _STATUS_FIELD and name in (
+                    "Namespace", "SelfSubjectAccessReview", "SelfSubjectReview")):
+                continue
+            raise ProtobufError(f"{name} field {number} is not understood by the simulator")
+        key, kind, repeated = spec
+        if kind in ("map", "map64"):
+            entry = dict(fields(value))
+            raw = entry.get(2, b"")
+            out.setdefault(key, {})[_scalar("str", entry.get(1, b""))] = (
+                base64.b64encode(raw).decode() if kind == "map64" else _scalar("str", raw))
+            continue
+        decoded = message(kind, value) if kind in SCHEMA else _scalar(kind, value)
+        if decoded == "" and not repeated:
+            continue  # Go writes every non-pointer string; JSON omits the empty ones
+        if repeated:
+            out.setdefault(key, []).append(decoded)
+        else:
+            out[key] = decoded
+    return out
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -142,11 +157,14 @@ def decode(body: bytes) -> dict[str, Any]:
         if number == 1:
             for n, v in fields(value):
                 if n == 1:
-                    api_version = _str(v)
+                    api_version = _scalar("str", v)
                 elif n == 2:
-                    kind = _str(v)
+                    kind = _scalar("str", v)
         elif number == 2:
             raw = value
-    obj = {"apiVersion": api_version, "kind": kind}
-    obj.update(_body(kind, raw))
+    if kind not in SCHEMA or kind[0].islower():
+        raise ProtobufError(f"the simulator cannot decode a protobuf {kind or 'object'}; "
+                            "send it as JSON (for example with kubectl apply -f)")
+    obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind}
+    obj.update(message(kind, raw))
     return obj

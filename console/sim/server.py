@@ -259,6 +259,8 @@ async def read_body(request: web.BaseRequest) -> tuple[Any, str]:
                     pass
             return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), ctype
         return json.loads(raw), ctype
+    except protobuf.ProtobufError as exc:
+        raise ApiError(415, f"the body of the request could not be decoded: {exc}") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise ApiError(400, f"the request body could not be decoded ({ctype}): {exc}") from None
 

@@ -99,3 +99,18 @@ def test_another_clusters_token_is_unauthorized(binary, sim_fleet, make_kubectl)
     out = k("get", "ns", check=False)
     assert out.returncode == 1
     assert "You must be logged in to the server" in out.stderr
+
+
+def test_generators_send_protobuf_and_nothing_is_dropped(binary, sim_fleet, make_kubectl):
+    fleet = sim_fleet(["a"])
+    k = make_kubectl(binary, fleet, "a")
+    k("create", "role", "reader", "--verb=get,list", "--resource=pods,deployments.apps")
+    rules = fleet.get("a", "rbac.authorization.k8s.io/roles", "default", "reader")["rules"]
+    assert rules == [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]},
+                     {"verbs": ["get", "list"], "apiGroups": ["apps"], "resources": ["deployments"]}]
+    k("create", "configmap", "settings", "--from-literal=mode=fast")
+    assert fleet.get("a", "/configmaps", "default", "settings")["data"] == {"mode": "fast"}
+    # a kind the decoder does not know is refused, never created half-empty
+    refused = k("create", "deployment", "web", "--image=img:v1", check=False)
+    assert refused.returncode == 1 and "cannot decode a protobuf Deployment" in refused.stderr
+    assert fleet.get("a", "apps/deployments", "default", "web") is None

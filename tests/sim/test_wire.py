@@ -196,3 +196,20 @@ def test_store_backlog_expiry_raises_gone():
     with pytest.raises(Exception, match="1001"):
         store.since("/configmaps", 1001)
     assert [o["metadata"]["name"] for _, o in store.since("/configmaps", 1003)] == ["c3", "c4"]
+
+
+def test_protobuf_of_an_unknown_kind_is_415(raw):
+    body = b"k8s\x00" + _field(1, _field(1, b"apps/v1") + _field(2, b"Deployment")) + \
+        _field(2, _field(1, _field(1, b"web")))
+    status, _, err = raw.request("POST", "/apis/apps/v1/namespaces/shop/deployments", body,
+                                 ctype="application/vnd.kubernetes.protobuf")
+    assert status == 415 and err["reason"] == "UnsupportedMediaType"
+    # a field the decoder has no name for is refused too, in the object or in its metadata
+    meta = _field(1, b"odd") + _field(99, b"surprise")
+    body = b"k8s\x00" + _field(1, _field(1, b"v1") + _field(2, b"ConfigMap")) + _field(2, _field(1, meta))
+    assert raw.request("POST", "/api/v1/namespaces/shop/configmaps", body,
+                       ctype="application/vnd.kubernetes.protobuf")[0] == 415
+    body = b"k8s\x00" + _field(1, _field(1, b"v1") + _field(2, b"ConfigMap")) + \
+        _field(2, _field(1, _field(1, b"odd2")) + _field(9, b"surprise"))
+    assert raw.request("POST", "/api/v1/namespaces/shop/configmaps", body,
+                       ctype="application/vnd.kubernetes.protobuf")[0] == 415
