@@ -11,7 +11,10 @@ release check "image" and cluster checks "access", "values", "dry-run", "capacit
   server-side dry run (`check_dry_run`: `dryRun=All`, where the namespace exists), and
   each pod's requests fit the largest node's allocatable (`check_capacity`).
 
-Every call to a cluster has a timeout; errors are reported without secrets.
+The cluster functions take a `kubernetes.client.ApiClient` (e.g. from
+`console.credentials.new_api_client`) or the driver's `KubeClient`; every call has a
+timeout, is retried a bounded number of times on 429/5xx (a review, a read and a dry run
+have no side effects), and errors are reported without secrets.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kubernetes.client import ApiClient
+
 from console.config import Cluster, FleetConfig
+from console.kube.client import ClusterError, KubeClient
 from console.preflight import (CheckResult, ClusterCheck, ClusterContext, ReleaseCheck,
                                register)
 from console.rbac import BASE_RULES, Rule, permissions, rules
@@ -33,19 +39,22 @@ __all__ = ["CheckResult", "check_access", "check_image", "check_render", "check_
            "check_dry_run", "check_capacity"]
 
 
-def _api_error(cluster: str, exc: BaseException) -> str:
-    from console.kube.client import describe
+def _kube(api_client: ApiClient | KubeClient, cluster: str | None) -> KubeClient:
+    """The driver's client for raw JSON calls: timeouts, bounded retries on 429/5xx, and
+    errors without secrets (a flaky cluster must not fail pre-flight on one 500)."""
+    if isinstance(api_client, KubeClient):
+        return api_client
+    return KubeClient(cluster or "?", api_client, CHECK_TIMEOUT)
 
-    return describe(cluster, exc).reason
 
-
-def check_access(api_client: Any, namespace: str, cluster: str | None = None,
+def check_access(api_client: ApiClient | KubeClient, namespace: str, cluster: str | None = None,
                  rule_list: Sequence[Rule] | None = None) -> list[CheckResult]:
     """Ask the cluster, per needed verb, whether these credentials may do it.
 
     One passing result when every permission is granted; else one failing result per
     denial ("cluster 'x': denied: patch deployments.apps in namespace 'y'").
     """
+    kube = _kube(api_client, cluster)
     wanted = permissions(rule_list if rule_list is not None else BASE_RULES)
     denied: list[CheckResult] = []
     for perm in wanted:
@@ -57,11 +66,12 @@ def check_access(api_client: Any, namespace: str, cluster: str | None = None,
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                 "spec": {"resourceAttributes": attributes}}
         try:
-            answer = _call(api_client, "POST",
-                           "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body)
-        except Exception as exc:  # noqa: BLE001 - any failure to ask is a failed check
-            return [CheckResult("access", False, f"cannot ask the cluster: "
-                                f"{_api_error(cluster or '?', exc)}", cluster)]
+            # A review has no side effects: retrying it is safe.
+            answer = kube.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                  body=body, timeout=CHECK_TIMEOUT)
+        except ClusterError as exc:
+            return [CheckResult("access", False, f"cannot ask the cluster: {exc.reason}",
+                                cluster)]
         if not (answer.get("status") or {}).get("allowed"):
             where = "cluster-wide" if perm.cluster_wide else f"in namespace {namespace!r}"
             denied.append(CheckResult("access", False, f"cluster {cluster!r}: denied: "
@@ -81,7 +91,7 @@ def check_image(config: FleetConfig, tag: str) -> CheckResult:
     return CheckResult("image", result.ok, result.detail)
 
 
-def check_render(api_client: Any, config: FleetConfig, cluster: Cluster,
+def check_render(api_client: ApiClient | KubeClient, config: FleetConfig, cluster: Cluster,
                  tag: str) -> list[CheckResult]:
     """Values, server-side dry run and node capacity for one cluster, in that order."""
     from console.errors import UserError
@@ -195,8 +205,8 @@ def _render(config: FleetConfig, cluster: Cluster, tag: str,
     return objects if objects is not None else render(config, cluster, tag)
 
 
-def check_dry_run(api_client: Any, config: FleetConfig, cluster: Cluster, tag: str,
-                  objects: Sequence[dict] | None = None) -> CheckResult:
+def check_dry_run(api_client: ApiClient | KubeClient, config: FleetConfig, cluster: Cluster,
+                  tag: str, objects: Sequence[dict] | None = None) -> CheckResult:
     """The manifests render and the API server accepts them (`dryRun=All` server-side apply).
 
     A namespace that does not exist yet is not a failure: the objects cannot be dry-run
@@ -206,12 +216,13 @@ def check_dry_run(api_client: Any, config: FleetConfig, cluster: Cluster, tag: s
     from console.errors import UserError
 
     cid, ns = cluster.id, cluster.namespace
+    kube = _kube(api_client, cid)
     try:
         objects = _render(config, cluster, tag, objects)
     except UserError as exc:
         return CheckResult("dry-run", False, f"render failed: {exc}", cid)
     try:
-        if not _namespace_exists(api_client, ns):
+        if not _namespace_exists(kube, ns):
             return CheckResult("dry-run", True, f"{len(objects)} object(s) rendered; namespace "
                                f"{ns!r} does not exist yet, so no server-side dry run", cid)
         for obj in objects:
@@ -221,44 +232,20 @@ def check_dry_run(api_client: Any, config: FleetConfig, cluster: Cluster, tag: s
             if base is None:
                 return CheckResult("dry-run", False, f"kind {key[1]!r} ({key[0]}) is not one "
                                    "the console deploys", cid)
-            _call(api_client, "PATCH", base.format(ns=ns) + f"/{name}",
-                  {"dryRun": "All", "fieldManager": FIELD_MANAGER, "force": "true"},
-                  body={**obj, "metadata": {**(obj.get("metadata") or {}), "namespace": ns}},
-                  content_type=APPLY_CONTENT_TYPE)
-    except Exception as exc:  # noqa: BLE001 - reported, never raised
+            kube.request("PATCH", base.format(ns=ns) + f"/{name}",
+                         {"dryRun": "All", "fieldManager": FIELD_MANAGER, "force": True},
+                         body={**obj, "metadata": {**(obj.get("metadata") or {}), "namespace": ns}},
+                         content_type=APPLY_CONTENT_TYPE, timeout=CHECK_TIMEOUT)
+    except ClusterError as exc:
         return CheckResult("dry-run", False, f"the API server refused the manifests: "
-                           f"{_api_error(cid, exc)}", cid)
+                           f"{exc.reason}", cid)
     return CheckResult("dry-run", True, f"{len(objects)} object(s) accepted (dryRun=All)", cid)
 
 
-def _call(api_client: Any, method: str, path: str, query: Mapping[str, str] | None = None,
-          body: Any = None, content_type: str = "application/json") -> Any:
-    """One raw API call with a timeout; the decoded JSON. Raises ApiException / urllib3 errors."""
-    import json
-    from urllib.parse import urlencode
-
-    from kubernetes.client.rest import ApiException
-
-    headers = {"Accept": "application/json", "Content-Type": content_type}
-    _method, url, headers, body, _post = api_client.param_serialize(
-        method=method, resource_path=path, header_params=headers, body=body,
-        auth_settings=["BearerToken"])
-    if query:
-        url += "?" + urlencode(query)
-    response = api_client.call_api(method, url, header_params=headers, body=body,
-                                   _request_timeout=CHECK_TIMEOUT)
-    data = response.read()
-    if not 200 <= response.status <= 299:
-        raise ApiException(http_resp=response)
-    return json.loads(data or b"{}")
-
-
-def _namespace_exists(api_client: Any, namespace: str) -> bool:
-    from kubernetes.client.rest import ApiException
-
+def _namespace_exists(kube: KubeClient, namespace: str) -> bool:
     try:
-        _call(api_client, "GET", f"/api/v1/namespaces/{namespace}")
-    except ApiException as exc:
+        kube.request("GET", f"/api/v1/namespaces/{namespace}", timeout=CHECK_TIMEOUT)
+    except ClusterError as exc:
         if exc.status == 404:
             return False
         raise
@@ -287,8 +274,8 @@ def _pod_requests(obj: Mapping[str, Any]) -> tuple[float, float] | None:
     return cpu, memory
 
 
-def check_capacity(api_client: Any, config: FleetConfig, cluster: Cluster, tag: str,
-                   objects: Sequence[dict] | None = None) -> CheckResult:
+def check_capacity(api_client: ApiClient | KubeClient, config: FleetConfig, cluster: Cluster,
+                   tag: str, objects: Sequence[dict] | None = None) -> CheckResult:
     """Each rendered pod's requests fit the largest node's allocatable CPU and memory."""
     from console.errors import UserError
 
@@ -298,9 +285,10 @@ def check_capacity(api_client: Any, config: FleetConfig, cluster: Cluster, tag: 
     except UserError as exc:
         return CheckResult("capacity", False, f"render failed: {exc}", cid)
     try:
-        nodes = _call(api_client, "GET", "/api/v1/nodes").get("items") or []
-    except Exception as exc:  # noqa: BLE001
-        return CheckResult("capacity", False, f"cannot list nodes: {_api_error(cid, exc)}", cid)
+        nodes = _kube(api_client, cid).request("GET", "/api/v1/nodes",
+                                               timeout=CHECK_TIMEOUT).get("items") or []
+    except ClusterError as exc:
+        return CheckResult("capacity", False, f"cannot list nodes: {exc.reason}", cid)
     if not nodes:
         return CheckResult("capacity", False, "the cluster reports no nodes", cid)
     sizes = []
@@ -343,7 +331,7 @@ def _mem(size: float) -> str:
 def _access(ctx: ClusterContext) -> CheckResult:
     """`check_access` as one row: every denial listed, and what to do about them."""
     cid = ctx.cluster.id
-    results = check_access(ctx.driver.client.api, ctx.cluster.namespace, cid, rules(ctx.config))
+    results = check_access(ctx.driver.client, ctx.cluster.namespace, cid, rules(ctx.config))
     if results[0].ok or results[0].detail.startswith("cannot ask"):
         return results[0]
     denials = ", ".join(r.detail.split(": denied: ", 1)[-1] for r in results)
@@ -370,9 +358,9 @@ def register_checks() -> None:
     register(ClusterCheck("values", lambda ctx: check_values(
         ctx.config, ctx.cluster, ctx.tag, _rendered(ctx)), needs_cluster=False))
     register(ClusterCheck("dry-run", lambda ctx: check_dry_run(
-        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
+        ctx.driver.client, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
     register(ClusterCheck("capacity", lambda ctx: check_capacity(
-        ctx.driver.client.api, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
+        ctx.driver.client, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
 
 
 register_checks()

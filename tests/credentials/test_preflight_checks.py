@@ -152,3 +152,17 @@ def test_the_rewritten_kubeconfig_still_honours_the_server_pin(fleet_world):
     kubeconfig = resolve(config.cluster("ok"), config)
     assert kubeconfig["clusters"][0]["cluster"]["server"] == fleet.url("ok")
     assert yaml.safe_dump(kubeconfig)   # plain data, ready for the client
+
+
+def test_checks_ride_out_a_flaky_cluster(fleet_world):
+    """10% of API calls answer 500 (the demo's prod-ap): bounded retries keep the checks green."""
+    from console.preflight_checks import check_access
+
+    fleet, config = fleet_world()
+    create_namespace(fleet, "ok", "ok")
+    fleet.set_faults("ok", error_rate=0.1, error_codes=[500])
+    api = api_for(config, "ok")
+    for _ in range(5):
+        assert [r.ok for r in check_access(api, "ok", "ok")] == [True]
+        assert all(r.ok for r in check_render(api, config, config.cluster("ok"), "1.0"))
+    assert fleet.counters("ok")["injected_errors"] > 0
