@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -27,6 +28,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL,
+    so a killed pytest run leaves no server behind (Linux `PR_SET_PDEATHSIG`)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 @dataclass
@@ -77,7 +89,8 @@ def start_bao(workdir: Path, tls: bool = False) -> Bao:
     log = (workdir / "bao.log").open("wb")
     # HOME points into the temp dir: the dev server must not touch the user's token helper.
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env={**os.environ, "HOME": str(workdir)})
+                               stdin=subprocess.DEVNULL, env={**os.environ, "HOME": str(workdir)},
+                               preexec_fn=_die_with_parent)
     log.close()
     scheme = "https" if tls else "http"
     bao = Bao(addr=f"{scheme}://127.0.0.1:{port}", root_token=token, process=process,

@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -42,6 +43,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL,
+    so a killed pytest run leaves no server behind (Linux `PR_SET_PDEATHSIG`)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def bcrypt_htpasswd(user: str, password: str) -> str:
@@ -166,7 +178,8 @@ def start_registry(workdir: Path, auth: dict | None = None) -> Registry:
     (workdir / "config.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(workdir / "config.yml")], stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
+                               preexec_fn=_die_with_parent)
     log.close()
     registry = Registry(host=f"127.0.0.1:{port}", process=process)
     deadline = time.monotonic() + START_TIMEOUT
