@@ -34,7 +34,7 @@ _NOT_COPIED = ("kubectl.kubernetes.io/last-applied-configuration", REVISION,
                "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
                "deployment.kubernetes.io/max-replicas")
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_EVENTS_PER_NAMESPACE = 300
+_EVENTS_KEPT = 1000
 
 
 def now_iso(at: float | None = None) -> str:
@@ -239,21 +239,21 @@ class Controller:
               "source": {"component": component}, "firstTimestamp": stamp, "lastTimestamp": stamp,
               "reportingComponent": component, "reportingInstance": ""}
         self.store.put(EVENT, ev)
-        events = self.store.list(EVENT, ns)
-        if len(events) > _EVENTS_PER_NAMESPACE:
-            oldest = sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))
-            for e in oldest[:len(events) - _EVENTS_PER_NAMESPACE]:
-                self.store.delete(EVENT, ns, e["metadata"]["name"])
+        # Events expire in a real cluster (after an hour); here the oldest go past a cap.
+        if self.store.count(EVENT) > _EVENTS_KEPT:
+            oldest = sorted(self.store.iter(EVENT), key=lambda e: int(e["metadata"]["resourceVersion"]))
+            for e in oldest[:_EVENTS_KEPT // 10]:
+                self.store.delete(EVENT, e["metadata"]["namespace"], e["metadata"]["name"])
 
     # --- deployments --------------------------------------------------------------------
 
     def _owned(self, key: str, ns: str, uid: str) -> list[Obj]:
-        return [o for o in self.store.list(key, ns)
+        return [o for o in self.store.unsorted(key, ns)
                 if (ref := _owner(o)) is not None and ref.get("uid") == uid]
 
     def _pods_by_rs(self, ns: str) -> dict[str, list[Obj]]:
         out: dict[str, list[Obj]] = {}
-        for pod in self.store.list(POD, ns):
+        for pod in self.store.unsorted(POD, ns):
             ref = _owner(pod)
             if ref is not None and not pod["metadata"].get("deletionTimestamp"):
                 out.setdefault(ref.get("uid", ""), []).append(pod)

@@ -150,6 +150,14 @@ class Store:
             return [items[k] for k in sorted(items)]
         return [items[k] for k in sorted(items) if k[0] == namespace]
 
+    def unsorted(self, key: str, namespace: str) -> list[Obj]:
+        """Objects of `key` in `namespace`, in no particular order (cheaper than `list`)."""
+        return [o for (ns, _), o in self.objects.get(key, {}).items() if ns == namespace]
+
+    def count(self, key: str) -> int:
+        """How many objects of `key` there are."""
+        return len(self.objects.get(key, {}))
+
     def iter(self, key: str) -> Iterator[Obj]:
         """All objects of `key` in no particular order."""
         return iter(list(self.objects.get(key, {}).values()))
