@@ -88,21 +88,12 @@ RESOURCES: tuple[ResourceType, ...] = (
 BY_GV: dict[tuple[str, str], dict[str, ResourceType]] = {}
 for _rt in RESOURCES:
     BY_GV.setdefault((_rt.group, _rt.version), {})[_rt.name] = _rt
-BY_KEY: dict[str, ResourceType] = {rt.key: rt for rt in RESOURCES}
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(rt.group for rt in RESOURCES if rt.group))
 
 
 def lookup(group: str, version: str, name: str) -> ResourceType | None:
     """The resource type served at /apis/group/version/name (group "" = /api/v1)."""
     return BY_GV.get((group, version), {}).get(name)
-
-
-def by_kind(api_version: str, kind: str) -> ResourceType | None:
-    """The resource type of `apiVersion`/`kind`."""
-    for rt in RESOURCES:
-        if rt.api_version == api_version and rt.kind == kind:
-            return rt
-    return None
 
 
 def api_versions() -> dict[str, Any]:

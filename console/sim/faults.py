@@ -38,9 +38,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-FLEET_KEYS = ("readiness_delay", "jitter", "never_pull", "crash", "registry_missing",
-              "lag_generation")
-
 
 @dataclass
 class ClusterSettings:

@@ -131,9 +131,9 @@ class SimFleet:
         for entry in (raw.get("clusters") or []) if isinstance(raw, dict) else []:
             if isinstance(entry, dict) and entry.get("id"):
                 specs.append(ClusterSpec(str(entry["id"]), dict(entry.get("sim") or {})))
-        kwargs: dict[str, Any] = {k: fleet_sim[k] for k in ("readiness_delay", "jitter", "never_pull",
-                                                              "crash", "registry_missing", "lag_generation")
-                                  if k in fleet_sim}
+        # Every fleet-wide key is a default for each cluster (see faults.py); unknown ones are kept
+        # aside by ClusterSettings rather than refused.
+        kwargs: dict[str, Any] = {str(k): v for k, v in fleet_sim.items() if k != "seed"}
         for k in ("never_pull", "crash", "registry_missing"):
             if isinstance(kwargs.get(k), str):
                 kwargs[k] = (kwargs[k],)

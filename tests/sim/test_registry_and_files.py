@@ -41,6 +41,10 @@ def test_demo_registry_answers_like_distribution(sim_fleet):
         # like distribution, an OCI manifest is not served to a client that does not accept it
         assert http.get("/v2/apps/user-service/manifests/v1.2.3").status_code == 404
     assert fleet.registry_counters()["HEAD manifests"] == 2
+    fleet.set_registry_missing(["v1.2.*"])
+    with httpx.Client(base_url=fleet.registry_url, verify=fleet.tls.client_context(), timeout=5) as http:
+        assert http.head("/v2/apps/user-service/manifests/v1.2.3", headers={"Accept": OCI}).status_code == 404
+        assert http.head("/v2/apps/user-service/manifests/v9-missing", headers={"Accept": OCI}).status_code == 200
 
 
 def test_write_kubeconfigs_rewrites_the_fleet_file(tmp_path):
