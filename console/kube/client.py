@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -150,8 +149,6 @@ class KubeClient:
         self.api = api_client
         self.timeout = timeout
         self.server = api_client.configuration.host
-        self._lock = threading.Lock()
-        self.requests = 0   # requests sent by this client (retries included)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -173,8 +170,6 @@ class KubeClient:
         if query:
             url += "?" + urlencode({k: _query_value(v) for k, v in query.items()
                                     if v is not None})
-        with self._lock:
-            self.requests += 1
         return self.api.call_api(method, url, header_params=headers, body=body,
                                  _request_timeout=timeout)
 
