@@ -1,7 +1,8 @@
 """Decoding the Kubernetes protobuf envelope that kubectl 1.32+ sends as request bodies.
 
-kubectl's generators (`create namespace`, `create configmap|secret|serviceaccount|role|
-rolebinding|clusterrole|clusterrolebinding`, `auth can-i`, `auth whoami`) send typed objects
+kubectl's generators (`create namespace`, `create deployment`, `create configmap|secret|
+serviceaccount|role|rolebinding|clusterrole|clusterrolebinding`, `auth can-i`, `auth whoami`)
+send typed objects
 as protobuf: the `k8s\\0` magic, the `runtime.Unknown` wrapper (1 typeMeta {1 apiVersion,
 2 kind}, 2 raw), and the object. This decoder knows those kinds field by field (numbers
 from k8s.io/api's generated.proto) and returns the JSON-shaped dict the rest of the
@@ -63,9 +64,38 @@ SCHEMA: dict[str, dict[int, Field]] = {
                            6: ("subresource", "str", False), 7: ("name", "str", False)},
     "NonResourceAttributes": {1: ("path", "str", False), 2: ("verb", "str", False)},
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
+    # What `kubectl create deployment NAME --image=I [--replicas=N] [--port=P]` sends.
+    "Deployment": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "DeploymentSpec", False)},
+    "DeploymentSpec": {1: ("replicas", "int", False), 2: ("selector", "LabelSelector", False),
+                       3: ("template", "PodTemplateSpec", False), 4: ("strategy", "DeploymentStrategy", False),
+                       5: ("minReadySeconds", "int", False), 6: ("revisionHistoryLimit", "int", False),
+                       7: ("paused", "bool", False), 9: ("progressDeadlineSeconds", "int", False)},
+    "DeploymentStrategy": {1: ("type", "str", False), 2: ("rollingUpdate", "RollingUpdateDeployment", False)},
+    "RollingUpdateDeployment": {1: ("maxUnavailable", "intstr", False), 2: ("maxSurge", "intstr", False)},
+    "LabelSelector": {1: ("matchLabels", "map", False), 2: ("matchExpressions", "LabelSelectorRequirement", True)},
+    "LabelSelectorRequirement": {1: ("key", "str", False), 2: ("operator", "str", False),
+                                 3: ("values", "str", True)},
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "PodSpec", False)},
+    "PodSpec": {2: ("containers", "Container", True), 3: ("restartPolicy", "str", False),
+                4: ("terminationGracePeriodSeconds", "int", False), 6: ("dnsPolicy", "str", False),
+                7: ("nodeSelector", "map", False), 8: ("serviceAccountName", "str", False),
+                15: ("imagePullSecrets", "LocalObjectReference", True), 19: ("schedulerName", "str", False),
+                20: ("initContainers", "Container", True)},
+    "Container": {1: ("name", "str", False), 2: ("image", "str", False), 3: ("command", "str", True),
+                  4: ("args", "str", True), 5: ("workingDir", "str", False), 6: ("ports", "ContainerPort", True),
+                  7: ("env", "EnvVar", True), 8: ("resources", "ResourceRequirements", False),
+                  13: ("terminationMessagePath", "str", False), 14: ("imagePullPolicy", "str", False),
+                  20: ("terminationMessagePolicy", "str", False)},
+    "ContainerPort": {1: ("name", "str", False), 2: ("hostPort", "int", False), 3: ("containerPort", "int", False),
+                      4: ("protocol", "str", False), 5: ("hostIP", "str", False)},
+    "EnvVar": {1: ("name", "str", False), 2: ("value", "str", False)},
+    "ResourceRequirements": {1: ("limits", "mapq", False), 2: ("requests", "mapq", False)},
 }
 # Fields of these messages that a server ignores on create (status, server-set metadata).
 _IGNORED = {"ObjectMeta": {4, 5, 6, 7, 8, 9, 10, 15, 17}}
+# Pointer fields, where an explicit zero or false means something (replicas: 0).
+_POINTERS = {("DeploymentSpec", 1), ("DeploymentSpec", 6), ("DeploymentSpec", 9), ("PodSpec", 4),
+             ("ServiceAccount", 4), ("ConfigMap", 4), ("Secret", 5)}
 _STATUS_FIELD = 3  # status of Namespace and the reviews: output only
 
 
@@ -106,13 +136,18 @@ def fields(buf: bytes) -> list[tuple[int, Any]]:
     return out
 
 
+def _signed(value: int) -> int:
+    """A varint as the int32/int64 it encodes (negative numbers take ten bytes)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 def _scalar(kind: str, value: Any) -> Any:
     if kind == "str":
         if not isinstance(value, bytes):
             raise ProtobufError("expected a string")
         return value.decode("utf-8")
     if kind == "int":
-        return value
+        return _signed(value)
     if kind == "bool":
         return bool(value)
     raise ProtobufError(f"unknown scalar type {kind}")
@@ -127,19 +162,28 @@ def message(name: str, buf: bytes) -> dict[str, Any]:
         if spec is None:
             empty = value in (b"", 0)
             if number in _IGNORED.get(name, ()) or empty or (number == _STATUS_FIELD and name in (
-                    "Namespace", "SelfSubjectAccessReview", "SelfSubjectReview")):
+                    "Namespace", "Deployment", "SelfSubjectAccessReview", "SelfSubjectReview")):
                 continue
             raise ProtobufError(f"{name} field {number} is not understood by the simulator")
         key, kind, repeated = spec
-        if kind in ("map", "map64"):
+        if kind in ("map", "map64", "mapq"):
             entry = dict(fields(value))
             raw = entry.get(2, b"")
-            out.setdefault(key, {})[_scalar("str", entry.get(1, b""))] = (
-                base64.b64encode(raw).decode() if kind == "map64" else _scalar("str", raw))
+            if kind == "map64":
+                item: Any = base64.b64encode(raw).decode()
+            elif kind == "mapq":  # resource.Quantity {1 string}
+                item = _scalar("str", dict(fields(raw)).get(1, b""))
+            else:
+                item = _scalar("str", raw)
+            out.setdefault(key, {})[_scalar("str", entry.get(1, b""))] = item
+            continue
+        if kind == "intstr":  # intstr.IntOrString {1 type (0 int, 1 string), 2 intVal, 3 strVal}
+            parts = dict(fields(value))
+            out[key] = _scalar("str", parts.get(3, b"")) if parts.get(1) == 1 else _signed(parts.get(2, 0))
             continue
         decoded = message(kind, value) if kind in SCHEMA else _scalar(kind, value)
-        if decoded == "" and not repeated:
-            continue  # Go writes every non-pointer string; JSON omits the empty ones
+        if decoded in ("", 0, False) and not repeated and (name, number) not in _POINTERS:
+            continue  # Go writes every non-pointer field; JSON omits the zero ones
         if repeated:
             out.setdefault(key, []).append(decoded)
         else:

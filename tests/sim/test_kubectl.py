@@ -110,7 +110,13 @@ def test_generators_send_protobuf_and_nothing_is_dropped(binary, sim_fleet, make
                      {"verbs": ["get", "list"], "apiGroups": ["apps"], "resources": ["deployments"]}]
     k("create", "configmap", "settings", "--from-literal=mode=fast")
     assert fleet.get("a", "/configmaps", "default", "settings")["data"] == {"mode": "fast"}
+    k("create", "deployment", "web", "--image=reg.example/app:v1", "--replicas=2", "--port=8080")
+    spec = fleet.get("a", "apps/deployments", "default", "web")["spec"]
+    assert spec["replicas"] == 2 and spec["selector"] == {"matchLabels": {"app": "web"}}
+    container = spec["template"]["spec"]["containers"][0]
+    assert (container["image"], container["ports"]) == ("reg.example/app:v1", [{"containerPort": 8080,
+                                                                                "protocol": "TCP"}])
+    k("rollout", "status", "deployment/web", "--timeout=30s")
     # a kind the decoder does not know is refused, never created half-empty
-    refused = k("create", "deployment", "web", "--image=img:v1", check=False)
-    assert refused.returncode == 1 and "cannot decode a protobuf Deployment" in refused.stderr
-    assert fleet.get("a", "apps/deployments", "default", "web") is None
+    refused = k("create", "service", "clusterip", "web", "--tcp=80:8080", check=False)
+    assert refused.returncode == 1 and "cannot decode a protobuf Service" in refused.stderr

@@ -199,9 +199,9 @@ def test_store_backlog_expiry_raises_gone():
 
 
 def test_protobuf_of_an_unknown_kind_is_415(raw):
-    body = b"k8s\x00" + _field(1, _field(1, b"apps/v1") + _field(2, b"Deployment")) + \
+    body = b"k8s\x00" + _field(1, _field(1, b"v1") + _field(2, b"Service")) + \
         _field(2, _field(1, _field(1, b"web")))
-    status, _, err = raw.request("POST", "/apis/apps/v1/namespaces/shop/deployments", body,
+    status, _, err = raw.request("POST", "/api/v1/namespaces/shop/services", body,
                                  ctype="application/vnd.kubernetes.protobuf")
     assert status == 415 and err["reason"] == "UnsupportedMediaType"
     # a field the decoder has no name for is refused too, in the object or in its metadata
