@@ -13,7 +13,7 @@ import getpass
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +33,8 @@ from console.ui.themes import DEFAULT_THEME, load_themes, theme_dirs, variable_d
 
 if TYPE_CHECKING:
     from console.config import FleetConfig
-    from console.engine import Engine, ReleaseControl, ReleaseRequest
-    from console.history import Ledger
+    from console.engine import ReleaseRequest
+    from console.ui.engine_host import EngineProcess, RemoteControl
 
 REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
 STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
@@ -96,7 +96,7 @@ class ReleaseConsoleApp(App[int]):
     def __init__(self, config: FleetConfig, *, theme: str | None = None,
                  clock: Callable[[], float] = time.time, operator: str | None = None,
                  status_interval: float = STATUS_INTERVAL,
-                 engine_factory: Callable[..., Engine] | None = None) -> None:
+                 engine_options: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self._theme_load = load_themes(theme_dirs(Path(config.path).parent))
         super().__init__()
@@ -113,13 +113,12 @@ class ReleaseConsoleApp(App[int]):
         self.bridge = EventBridge(self.post_message)
         self.gates = GateWaiter(self.post_message, self._gate_on_close)
         self.events_signal: Signal[list[Event]] = Signal(self, "engine-events")
-        self._engine_factory = engine_factory
-        self._engine: Engine | None = None
-        self._ledger: Ledger | None = None
+        self.engine_options = dict(engine_options or {})
+        self._engine: EngineProcess | None = None
         self._ledger_error: str | None = None
         self._engine_ready = threading.Event()
         self._engine_error: BaseException | None = None
-        self.control: ReleaseControl | None = None
+        self.control: RemoteControl | None = None
         self.release_running = False
         self._ticks = 0
 
@@ -147,57 +146,54 @@ class ReleaseConsoleApp(App[int]):
         if problems:
             self.notify("\n".join(problems), title="themes", severity="warning", timeout=10)
         self.set_interval(REPAINT_INTERVAL, self._repaint)
-        self._start_engine()
+        # The first frame first: importing the kubernetes client and reading every
+        # cluster would compete with it for the interpreter.
+        self.call_after_refresh(self._start_engine)
         if self.status_interval > 0:
             self.set_interval(self.status_interval, self._periodic_status)
 
     @work(thread=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
-        """Open the ledger and build the engine off the UI thread (the kubernetes client
-        import alone would delay the first frame), then read the live versions."""
-        from console.history import EventLedger, Ledger
+        """Start the engine process (it opens the ledger), then read the live versions."""
+        from console.ui.engine_host import EngineProcess
 
         try:
-            self._ledger = Ledger.for_config(self.config)
-        except UserError as exc:
-            # Releases are refused without a ledger (they would go unrecorded); the
-            # fleet can still be watched.
-            self._ledger_error = str(exc)
-            self.call_from_thread(self.notify, f"history unavailable, releases disabled: {exc}",
-                                  severity="error", timeout=15)
-        listeners: list[Any] = [self.bridge]
-        if self._ledger is not None:
-            listeners.insert(0, EventLedger(self._ledger, on_warning=self._ledger_warning))
-        try:
-            factory = self._engine_factory
-            if factory is None:
-                from console.engine import Engine as factory
-            self._engine = factory(self.config, listeners=listeners)
+            engine = EngineProcess(self.config.path, on_events=self.bridge.extend,
+                                   approver=self.gates, on_warning=self._ledger_warning,
+                                   engine_options=self.engine_options)
+            self._engine = engine
+            engine.wait_ready()
         except Exception as exc:  # shown to the person; every later call reports it too
-            self._engine_error = exc
-            self.call_from_thread(self.notify, f"engine unavailable: {exc}", severity="error")
+            self._engine, self._engine_error = None, exc
+            self.post_message(Notice(f"engine unavailable: {exc}"))
+            return
         finally:
             self._engine_ready.set()
-        if self._engine is not None:
-            self._read_status(reconcile=True)
+        if engine.ledger_error is not None:
+            # Releases are refused without a ledger (they would go unrecorded); the
+            # fleet can still be watched.
+            self._ledger_error = engine.ledger_error
+            self.post_message(Notice(f"history unavailable, releases disabled: "
+                                     f"{engine.ledger_error}"))
+        self._read_status(reconcile=True)
 
     def _ledger_warning(self, message: str) -> None:
         """A push failed (the record stays committed locally): tell, never block."""
         self.post_message(Notice(message))
 
-    def engine(self) -> Engine:
-        """The engine (worker threads only: waits until it is built)."""
+    def engine(self) -> EngineProcess:
+        """The engine process (worker threads only: waits until it has started)."""
         self._engine_ready.wait()
         if self._engine is None:
             raise UserError(f"engine unavailable: {self._engine_error}")
         return self._engine
 
-    def ledger(self) -> Ledger:
-        """The Git ledger (worker threads only: waits until it is open)."""
-        self._engine_ready.wait()
-        if self._ledger is None:
+    def ledger(self) -> EngineProcess:
+        """The ledger's reads (`releases`, `matrix`), served by the engine process."""
+        engine = self.engine()
+        if self._ledger_error is not None:
             raise UserError(f"history unavailable: {self._ledger_error}")
-        return self._ledger
+        return engine
 
     @on(Notice)
     def _notice(self, message: Notice) -> None:
@@ -239,24 +235,23 @@ class ReleaseConsoleApp(App[int]):
         """Live versions from the engine, then the ledger's view of them (drift); with
         `reconcile`, first close releases a killed console left unfinished."""
         try:
-            statuses = self.engine().status()
+            engine = self.engine()
+            statuses = engine.status()
         except UserError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(Notice(str(exc)))
             return
         self.call_from_thread(self.state.apply_status, statuses)
-        if self._ledger is None:
+        if self._ledger_error is not None:
             return
         live = {s.cluster: s.version for s in statuses}
         try:
             if reconcile:
-                for release in self._ledger.unfinished():
-                    self._ledger.reconcile(release.id, {c: v for c, v in live.items()
-                                                        if v is not None})
-                    self.post_message(Notice(f"{release.id} was left unfinished by a console "
+                for release_id in engine.reconcile(live):
+                    self.post_message(Notice(f"{release_id} was left unfinished by a console "
                                              "that stopped; recorded what really happened"))
-            recorded = {row.cluster: row.recorded for row in self._ledger.matrix(live)}
+            recorded = {row.cluster: row.recorded for row in engine.matrix(live)}
         except UserError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(Notice(str(exc)))
             return
         self.call_from_thread(self.state.apply_recorded, recorded)
 
@@ -282,17 +277,19 @@ class ReleaseConsoleApp(App[int]):
             self.notify(f"releases are disabled: history unavailable: {self._ledger_error}",
                         severity="error")
             return False
-        from console.engine import ReleaseControl
-
+        if self._engine is None:
+            self.notify("the engine is still starting (or failed to): try again in a moment",
+                        severity="warning")
+            return False
         self.release_running = True
-        self.control = ReleaseControl()
+        self.control = self._engine.new_control()
         self._run_release(request, self.control)
         return True
 
     @work(thread=True, exit_on_error=False, group="release")
-    def _run_release(self, request: ReleaseRequest, control: ReleaseControl) -> None:
+    def _run_release(self, request: ReleaseRequest, control: RemoteControl) -> None:
         try:
-            result = self.engine().run(request, self.gates, control)
+            result = self.engine().run(request, control)
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), title="release not started",
                                   severity="error", timeout=10)
@@ -489,10 +486,15 @@ class ReleaseConsoleApp(App[int]):
         """Stop the running release (no rollback) and answer any pending gate."""
         self.gates.close()
         if self.control is not None:
-            self.control.abort(rollback=False)
+            try:
+                self.control.abort(rollback=False, by=self.operator)
+            except UserError:
+                pass  # the engine process is gone already
 
     def on_unmount(self) -> None:
         self.shutdown_release()
+        if self._engine is not None:
+            self._engine.close()
 
 
 def _user() -> str:

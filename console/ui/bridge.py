@@ -54,6 +54,15 @@ class EventBridge:
             self._posted = True
         self._post(EventsReady())
 
+    def extend(self, events: list[Event]) -> None:
+        """Called with a batch of events (any thread)."""
+        with self._lock:
+            self._queue.extend(events)
+            if self._posted or not events:
+                return
+            self._posted = True
+        self._post(EventsReady())
+
     def drain(self) -> list[Event]:
         """Every queued event, oldest first (UI thread)."""
         with self._lock:

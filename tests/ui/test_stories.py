@@ -7,8 +7,6 @@ what the clusters run.
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 from textual.widgets import DataTable, Static
 
@@ -28,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 SIZE = (120, 36)
 # The real engine, with a short fail-fast grace (a never-pulling image fails in ~1 s) and
 # short request timeouts (a dead cluster is given up on in seconds).
-QUICK_ENGINE = functools.partial(Engine, grace=1.0, request_timeout=2.0, status_timeout=1.0)
+QUICK_ENGINE = {"grace": 1.0, "request_timeout": 2.0, "status_timeout": 1.0}
 
 
 def seed(config, tag: str, clusters: str = "") -> None:
@@ -53,7 +51,7 @@ def live_tag(fleet, cluster: str) -> str:
 
 def grid_cell(app: ReleaseConsoleApp, cluster: str, column: str) -> str:
     """The text a grid cell shows."""
-    return app.fleet.grid.get_cell(cluster, column).plain
+    return app.fleet.grid.cell_text(cluster, column)
 
 
 async def started(pilot, app: ReleaseConsoleApp) -> None:
@@ -129,7 +127,7 @@ async def test_a_failing_cluster_turns_failed_then_rolled_back(console_fleet) ->
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     seed(config, "v1")
     fleet.set_faults("prod-us", never_pull=["v2"])
-    app = ReleaseConsoleApp(config, status_interval=0, engine_factory=QUICK_ENGINE)
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         assert grid_cell(app, "prod-us", "live").startswith("v1")
@@ -179,7 +177,7 @@ async def test_one_key_rollback_of_a_healthy_cluster(console_fleet) -> None:
 async def test_an_unreachable_cluster_shows_unreachable_while_the_others_work(console_fleet) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     fleet.kill("prod-us")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_factory=QUICK_ENGINE)
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         assert grid_cell(app, "prod-us", "phase") == "✖ unreachable"

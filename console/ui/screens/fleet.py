@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label
+from textual.widgets import Footer, Input, Label
 
 from console.ui.state import FleetState
 from console.ui.widgets.event_log import EventLog
@@ -128,6 +128,6 @@ class FleetScreen(Screen):
         """Read every cluster's live version again."""
         self.app.load_status()
 
-    @on(DataTable.RowSelected, "#grid")
-    def _open_detail(self, event: DataTable.RowSelected) -> None:
-        self.app.open_detail(str(event.row_key.value))
+    @on(FleetGrid.Selected)
+    def _open_detail(self, event: FleetGrid.Selected) -> None:
+        self.app.open_detail(event.cluster)

@@ -1,20 +1,27 @@
-"""The fleet grid: one row per cluster, repainted cell by cell as events arrive.
+"""The fleet grid: one line per cluster, repainted line by line as events arrive.
 
-A `DataTable` with fixed column widths (widths computed from the first rows would jump
-as versions and messages grow). Only the rows the view model reports dirty are
-repainted, and only their changed cells, so a 200-cluster parallel release costs a few
-hundred cell updates a second at most.
+A line-API widget rather than a `DataTable`: a 200-cluster release changes most rows
+several times a second, and a DataTable renders every visible cell again (each through
+Rich's padding machinery) whenever any cell changes. Here each row is rendered once into
+a `Strip` and cached until that row changes; only changed rows that are on screen are
+rendered and refreshed. Columns have fixed widths (a width computed from the first rows
+would jump as versions and messages grow); NOTE takes the rest of the line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.geometry import Region, Size
 from textual.message import Message
-from textual.widgets import DataTable
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from console.ui.state import (DRIFT_GLYPH, PRODUCTION_GLYPH, ClusterView, FleetState, Phase,
                               format_duration)
@@ -22,10 +29,11 @@ from console.ui.widgets.palette import Palette
 
 BAR_WIDTH = 7
 MARK_GLYPH = "✓"
+GAP = 2  # spaces between columns
 
-# (key, label, width); NOTE takes what is left of the screen.
+# (key, label, width); the cluster width comes from the longest id, NOTE takes the rest.
 FIXED_COLUMNS = (
-    ("cluster", "  CLUSTER", 0),  # mark, id, production glyph; width from the longest id
+    ("cluster", "  CLUSTER", 0),  # mark, id, production glyph
     ("groups", "GROUPS", 12),
     ("live", "LIVE", 12),
     ("target", "TARGET", 10),
@@ -33,6 +41,7 @@ FIXED_COLUMNS = (
     ("progress", "PROGRESS", 13),
     ("time", "TIME", 6),
 )
+COLUMN_KEYS = tuple(k for k, _l, _w in FIXED_COLUMNS) + ("note",)
 NOTE_MIN = 16
 
 
@@ -46,20 +55,36 @@ def progress_bar(row: ClusterView, style: Style | str = "") -> Text:
                          f" {done}/{row.desired}")
 
 
-def _same(a: object, b: object) -> bool:
-    """Rich `Text` equality ignores the base style; a cell must repaint when it changes."""
-    if isinstance(a, Text) and isinstance(b, Text):
-        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
-    return a == b
-
-
-class FleetGrid(DataTable):
-    """Every cluster of the fleet (or those the filter selects)."""
+class FleetGrid(ScrollView, can_focus=True):
+    """Every cluster of the fleet (or those the filter selects), with a cursor."""
 
     BINDINGS = [
         Binding("space", "toggle_mark", "mark", key_display="space"),
-        Binding("enter", "select_cursor", "details"),
+        Binding("enter", "select", "details"),
+        Binding("up", "cursor_up", "cursor up", show=False),
+        Binding("down", "cursor_down", "cursor down", show=False),
+        Binding("pageup", "page_up", "page up", show=False),
+        Binding("pagedown", "page_down", "page down", show=False),
+        Binding("home", "first", "first cluster", show=False),
+        Binding("end", "last", "last cluster", show=False),
     ]
+
+    COMPONENT_CLASSES = {"fleet-grid--header", "fleet-grid--cursor"}
+
+    DEFAULT_CSS = """
+    FleetGrid > .fleet-grid--header { text-style: bold; }
+    FleetGrid > .fleet-grid--cursor { background: $primary 40%; }
+    FleetGrid:focus > .fleet-grid--cursor { background: $primary; color: $text; }
+    """
+
+    cursor_row: reactive[int] = reactive(0, always_update=True, repaint=False)
+
+    class Selected(Message):
+        """`enter` (or a double click) on a cluster."""
+
+        def __init__(self, cluster: str) -> None:
+            super().__init__()
+            self.cluster = cluster
 
     class MarkToggled(Message):
         """A cluster was marked or unmarked with `space`."""
@@ -70,106 +95,159 @@ class FleetGrid(DataTable):
             self.marked = marked
 
     def __init__(self, state: FleetState, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        super().__init__(**kwargs)
         self.state = state
         self.query_text = ""
-        self._shown: list[str] = []
-        self._cells: dict[str, tuple[object, ...]] = {}
-        self._note_width = NOTE_MIN
+        self._shown: list[str] = state.visible("")
+        self._index: dict[str, int] = {cid: i for i, cid in enumerate(self._shown)}
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._strips: dict[str, Strip] = {}
+        self._widths: tuple[int, ...] = ()
         self._palette: Palette | None = None
 
-    # -- building ---------------------------------------------------------------
+    # -- geometry -----------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self._palette = Palette.of(self.app)
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
-        self._rebuild()
+        self._layout_columns()
 
     def _theme_changed(self, _theme: object) -> None:
         self._palette = Palette.of(self.app)
-        self._cells.clear()
-        self.repaint(self._shown)
+        self._invalidate_all()
 
     def on_resize(self) -> None:
-        # Leave room for the vertical scrollbar, so no horizontal one appears.
-        width = max(NOTE_MIN, self.size.width - self._fixed_width() - 1)
-        if width != self._note_width:
-            self._note_width = width
-            self._rebuild()
+        self._layout_columns()
 
     def _id_width(self) -> int:
         longest = max((len(i) for i in self.state.clusters), default=8)
         return min(max(longest, 7), 28) + 4  # room for "✓ " and " ●"
 
-    def _fixed_width(self) -> int:
-        widths = [w or self._id_width() for _k, _l, w in FIXED_COLUMNS]
-        return sum(widths) + 2 * self.cell_padding * (len(widths) + 1)
+    def _layout_columns(self) -> None:
+        fixed = [w or self._id_width() for _k, _l, w in FIXED_COLUMNS]
+        note = max(NOTE_MIN, self.scrollable_content_region.width - sum(fixed)
+                   - GAP * len(fixed) - 1)
+        widths = (*fixed, note)
+        if widths != self._widths:
+            self._widths = widths
+            self._invalidate_all()
+        self._update_virtual_size()
 
-    def _rebuild(self) -> None:
-        """Columns and rows from scratch (start, resize, filter)."""
-        cursor_key = self.cursor_cluster
-        self.clear(columns=True)
+    def _update_virtual_size(self) -> None:
+        # One line of header above the rows; it stays put (see render_line).
+        self.virtual_size = Size(sum(self._widths) + GAP * (len(self._widths) - 1),
+                                 len(self._shown) + 1)
+
+    def _invalidate_all(self) -> None:
         self._cells.clear()
-        for key, label, width in FIXED_COLUMNS:
-            self.add_column(label, key=key, width=width or self._id_width())
-        self.add_column("NOTE", key="note", width=self._note_width)
-        self._shown = self.state.visible(self.query_text)
-        for cid in self._shown:
-            cells = self._render_row(self.state.clusters[cid])
-            self._cells[cid] = cells
-            self.add_row(*cells, key=cid)
-        if cursor_key in self._shown:
-            self.move_cursor(row=self._shown.index(cursor_key), animate=False)
+        self._strips.clear()
+        self.refresh()
 
-    # -- reading ----------------------------------------------------------------
+    # -- reading --------------------------------------------------------------------------
 
     @property
     def cursor_cluster(self) -> str | None:
         """The id of the cluster under the cursor, if any."""
-        if not self._shown or self.cursor_row < 0 or self.cursor_row >= len(self._shown):
-            return None
-        return self._shown[self.cursor_row]
+        if 0 <= self.cursor_row < len(self._shown):
+            return self._shown[self.cursor_row]
+        return None
 
     @property
     def shown(self) -> list[str]:
         """Ids of the rows on display, top to bottom."""
         return list(self._shown)
 
-    # -- changing ---------------------------------------------------------------
+    def cell_text(self, cluster_id: str, column: str) -> str:
+        """What a cell shows, as plain text (for tests and scripts)."""
+        return self._render_cells(self.state.clusters[cluster_id])[COLUMN_KEYS.index(column)].plain
+
+    # -- changing ---------------------------------------------------------------------------
 
     def set_filter(self, query: str) -> None:
         """Show only the clusters `query` selects (see `state.matches`)."""
-        if query != self.query_text:
-            self.query_text = query
-            self._rebuild()
+        if query == self.query_text:
+            return
+        current = self.cursor_cluster
+        self.query_text = query
+        self._shown = self.state.visible(query)
+        self._index = {cid: i for i, cid in enumerate(self._shown)}
+        self._update_virtual_size()
+        self.cursor_row = self._index.get(current, 0) if current else 0
+        self.refresh()
 
     def go_to(self, cluster_id: str) -> bool:
         """Put the cursor on a cluster (clearing a filter that hides it)."""
-        if cluster_id not in self._shown:
+        if cluster_id not in self._index:
             self.set_filter("")
-        if cluster_id not in self._shown:
+        if cluster_id not in self._index:
             return False
-        self.move_cursor(row=self._shown.index(cluster_id))
+        self.cursor_row = self._index[cluster_id]
         return True
 
     def repaint(self, ids: Iterable[str]) -> None:
-        """Redraw the cells that changed in these rows."""
-        shown = set(self._shown)
+        """Redraw these rows (those on screen now; the others when scrolled to)."""
+        top = self.scroll_offset.y
+        height = self.scrollable_content_region.height - 1
+        width = self.size.width
         for cid in ids:
-            if cid not in shown:
-                continue
-            new = self._render_row(self.state.clusters[cid])
-            old = self._cells.get(cid)
-            for index, (key, value) in enumerate(zip(self._column_keys(), new)):
-                if old is None or not _same(old[index], value):
-                    self.update_cell(cid, key, value)
-            self._cells[cid] = new
+            self._cells.pop(cid, None)
+            self._strips.pop(cid, None)
+            index = self._index.get(cid)
+            if index is not None and top <= index < top + height:
+                self.refresh(Region(0, index - top + 1, width, 1))
 
     def tick(self) -> None:
         """Advance the TIME column of rows whose clock runs."""
-        self.repaint([cid for cid in self._shown
-                      if self.state.clusters[cid].started is not None
-                      and self.state.clusters[cid].finished is None])
+        self.repaint(cid for cid in self._shown
+                     if self.state.clusters[cid].started is not None
+                     and self.state.clusters[cid].finished is None)
+
+    def watch_cursor_row(self, old: int, new: int) -> None:
+        if self._shown and not 0 <= new < len(self._shown):
+            self.cursor_row = max(0, min(new, len(self._shown) - 1))
+            return
+        top = self.scroll_offset.y
+        height = max(1, self.scrollable_content_region.height - 1)
+        if new < top:
+            self.scroll_to(y=new, animate=False)
+        elif new >= top + height:
+            self.scroll_to(y=new - height + 1, animate=False)
+        width = self.size.width
+        for index in (old, new):
+            top = self.scroll_offset.y
+            self.refresh(Region(0, index - top + 1, width, 1))
+
+    # -- keys and mouse ---------------------------------------------------------------------
+
+    def action_cursor_up(self) -> None:
+        """Cursor one row up."""
+        self.cursor_row = max(0, self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        """Cursor one row down."""
+        self.cursor_row = min(len(self._shown) - 1, self.cursor_row + 1)
+
+    def action_page_up(self) -> None:
+        """Cursor one screen up."""
+        self.cursor_row = max(0, self.cursor_row - (self.scrollable_content_region.height - 1))
+
+    def action_page_down(self) -> None:
+        """Cursor one screen down."""
+        self.cursor_row = min(len(self._shown) - 1,
+                              self.cursor_row + self.scrollable_content_region.height - 1)
+
+    def action_first(self) -> None:
+        """Cursor on the first cluster."""
+        self.cursor_row = 0
+
+    def action_last(self) -> None:
+        """Cursor on the last cluster."""
+        self.cursor_row = max(0, len(self._shown) - 1)
+
+    def action_select(self) -> None:
+        """Open the cluster under the cursor."""
+        if self.cursor_cluster is not None:
+            self.post_message(self.Selected(self.cursor_cluster))
 
     def action_toggle_mark(self) -> None:
         """Mark or unmark the cluster under the cursor."""
@@ -180,17 +258,70 @@ class FleetGrid(DataTable):
         self.repaint([cid])
         self.post_message(self.MarkToggled(cid, marked))
 
-    # -- rendering --------------------------------------------------------------
+    def on_click(self, event: events.Click) -> None:
+        index = event.y - 1 + self.scroll_offset.y
+        if event.y >= 1 and 0 <= index < len(self._shown):
+            self.cursor_row = index
+            if event.chain >= 2:
+                self.action_select()
 
-    def _column_keys(self) -> tuple[str, ...]:
-        return tuple(k for k, _l, _w in FIXED_COLUMNS) + ("note",)
+    # -- rendering --------------------------------------------------------------------------
 
-    def _render_row(self, row: ClusterView) -> tuple[object, ...]:
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            strip = self._header_strip()
+        else:
+            index = self.scroll_offset.y + y - 1
+            if index >= len(self._shown):
+                return Strip.blank(width, self.rich_style)
+            cid = self._shown[index]
+            strip = self._strips.get(cid)
+            if strip is None:
+                strip = self._row_strip(self._cells_of(cid))
+                self._strips[cid] = strip
+            if index == self.cursor_row:
+                # The cursor's colours win over the cells' (the phase keeps its glyph).
+                cursor = self.get_component_rich_style("fleet-grid--cursor")
+                strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
+        return strip.crop_extend(self.scroll_offset.x, self.scroll_offset.x + width,
+                                 self.rich_style)
+
+    def _header_strip(self) -> Strip:
+        labels = [Text(label) for _k, label, _w in FIXED_COLUMNS] + [Text("NOTE")]
+        return self._row_strip(labels).apply_style(
+            self.get_component_rich_style("fleet-grid--header"))
+
+    def _row_strip(self, cells: Iterable[Text]) -> Strip:
+        # Cells, padding and gaps stay separate segments: each keeps its own position in
+        # an SVG screenshot (merged runs of spaces drift in some SVG renderers).
+        segments: list[Segment] = []
+        console = self.app.console
+        for i, (cell, width) in enumerate(zip(cells, self._widths)):
+            if i:
+                segments.append(Segment(" " * GAP))
+            cell = cell.copy()
+            cell.truncate(width, overflow="ellipsis")
+            segments.extend(cell.render(console, end=""))
+            if cell.cell_len < width:
+                segments.append(Segment(" " * (width - cell.cell_len)))
+        length = sum(self._widths) + GAP * (len(self._widths) - 1)
+        # The widget's own colours under the cells' (a line-API widget paints its
+        # background itself).
+        return Strip(segments, length).apply_style(self.rich_style)
+
+    def _cells_of(self, cluster_id: str) -> tuple[Text, ...]:
+        cells = self._cells.get(cluster_id)
+        if cells is None:
+            cells = self._render_cells(self.state.clusters[cluster_id])
+            self._cells[cluster_id] = cells
+        return cells
+
+    def _render_cells(self, row: ClusterView) -> tuple[Text, ...]:
         pal = self._palette or Palette.of(self.app)
         phase_style = pal.phases[row.phase]
         cluster = Text.assemble((f"{MARK_GLYPH} " if row.marked else "  ", pal.mark),
-                                (row.id, "bold" if row.info.production else ""),
-                                overflow="ellipsis", no_wrap=True)
+                                (row.id, "bold" if row.info.production else ""))
         if row.info.production:
             cluster.append(f" {PRODUCTION_GLYPH}", pal.production)
         live = Text(row.live or "-")
@@ -199,17 +330,16 @@ class FleetGrid(DataTable):
         target = Text(row.target or "-")
         if row.target and row.live == row.target:
             target.stylize(pal.phases[Phase.HEALTHY])
-        phase = Text(f"{row.phase.glyph} {row.phase.word}", phase_style)
-        note_style = pal.bad if row.phase in (Phase.FAILED, Phase.UNREACHABLE) else ""
-        note = Text(row.message, note_style, no_wrap=True, overflow="ellipsis")
+        note_style = pal.bad if row.phase in (Phase.FAILED, Phase.UNREACHABLE) else Style()
         elapsed = row.elapsed(self.state.now())
         return (
             cluster,
-            Text(",".join(row.info.groups), no_wrap=True, overflow="ellipsis"),
+            Text(",".join(row.info.groups)),
             live,
             target,
-            phase,
+            Text(f"{row.phase.glyph} {row.phase.word}", phase_style),
             progress_bar(row, phase_style),
-            Text(format_duration(elapsed), justify="right"),
-            note,
+            Text(format_duration(elapsed).rjust(self._widths[6] if self._widths else 6)),
+            Text(row.message, note_style),
         )
+

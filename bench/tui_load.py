@@ -1,0 +1,213 @@
+"""The console under load: 200 simulated clusters, one parallel release, the app headless.
+
+Prints what the console costs while every row of the grid moves at once:
+
+- CPU of the console's process (UI and engine together: the engine runs in the same
+  process, in worker threads), as a share of one core over the release, and the UI
+  thread's own share (goal: UI under 25% of a core);
+- keypress-to-screen-update latency: a key is pressed every 100 ms during the release
+  and timed until the screen has been refreshed with its effect (goal: p95 under 50 ms);
+- time from start to first frame, measured in a fresh interpreter from before its
+  first import to the fleet screen's first refresh (goal: under 1 s).
+
+The simulated fleet runs in a child process, so its CPU is not counted as the console's.
+
+    .venv/bin/python bench/tui_load.py [--clusters 200] [--readiness 3] [--max-parallel 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REGIONS = ("eu", "us", "ap", "sa")
+
+
+def fleet_file(n: int, history: Path) -> str:
+    """A fleet of `n` clusters: a few staging ones, the rest production in four regions."""
+    lines = [
+        "app:",
+        "  name: user-service",
+        "  image: registry.example.com/apps/user-service",
+        f"  manifests: {ROOT / 'deploy' / 'user-service'}",
+        '  namespace: "{cluster}"',
+        "  rollout_timeout: 5m",
+        f"  history: {{path: {history}}}",
+        "defaults:",
+        "  values:",
+        "    replicas: 3",
+        "    resources: {requests: {cpu: 10m, memory: 16Mi}}",
+        "clusters:",
+    ]
+    for i in range(n):
+        region = REGIONS[i % len(REGIONS)]
+        env = "staging" if i < max(1, n // 20) else "prod"
+        lines.append(f"  - {{id: {env}-{region}-{i:03d}, groups: [{env}, {region}], "
+                     "credentials: {kubeconfig: unused.yaml}}")
+    return "\n".join(lines) + "\n"
+
+
+def serve_fleet(directory: str, readiness: float, jitter: float) -> None:
+    """Child process: serve the fleet file's clusters until stdin closes."""
+    from console.sim import SimFleet
+
+    source = Path(directory) / "fleet.yaml"
+    fleet = SimFleet.from_config(source, readiness_delay=readiness, jitter=jitter)
+    fleet.start(timeout=120)
+    path = fleet.write_kubeconfigs(Path(directory) / "kube", config_path=source)
+    print(path, flush=True)
+    sys.stdin.read()
+    fleet.stop()
+
+
+def first_frame_child(config_path: str) -> None:
+    """Child process: start the console as `release-console` would (headless), print the
+    wall time of the fleet screen's first refresh, quit."""
+    from console.config import load
+    from console.ui.app import ReleaseConsoleApp
+
+    app = ReleaseConsoleApp(load(config_path), status_interval=0)
+
+    async def first_frame(_pilot: object) -> None:
+        frame = asyncio.Event()
+        app.fleet.call_after_refresh(frame.set)
+        await frame.wait()
+        print(json.dumps({"first_frame": time.time()}), flush=True)
+        app.exit()
+
+    app.run(headless=True, size=(160, 50), auto_pilot=first_frame)
+
+
+def measure_first_frame(config_path: Path, runs: int = 3) -> list[float]:
+    """Seconds from launching a fresh interpreter to the fleet screen's first frame."""
+    out = []
+    for _ in range(runs):
+        started = time.time()
+        proc = subprocess.run([sys.executable, __file__, "--first-frame", str(config_path)],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("{"))
+        out.append(json.loads(line)["first_frame"] - started)
+    return out
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The `share` percentile (0..1) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+async def drive(config_path: Path, max_parallel: int) -> dict[str, object]:
+    """Run the app headless, start a parallel release, press keys while it runs."""
+    from textual import events
+
+    from console.config import load
+    from console.engine import ReleaseRequest
+    from console.ui.app import ReleaseConsoleApp
+
+    config = load(config_path)
+    app = ReleaseConsoleApp(config, status_interval=0, operator="bench")
+    latencies: list[float] = []
+    async with app.run_test(size=(160, 50)) as pilot:
+        while not app._engine_ready.is_set():
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        request = ReleaseRequest(tag="v2", strategy="parallel", max_parallel=max_parallel,
+                                 max_failures="100%", operator="bench")
+        cpu0, ui0, wall0 = _process_cpu(), time.thread_time(), time.monotonic()
+        assert app.start_release(request)
+        grid = app.fleet.grid
+        presses = 0
+        while app.release_running:
+            # A key as the terminal driver delivers it; the screen has updated once the
+            # cursor moved and the next refresh ran. (Pilot.press waits for the whole
+            # process to go idle, which never happens while 100 rollouts run.)
+            before = grid.cursor_row
+            key = "down" if presses % 2 == 0 else "up"
+            refreshed = asyncio.Event()
+            started = time.perf_counter()
+            app.post_message(events.Key(key, None))
+            while grid.cursor_row == before:
+                await asyncio.sleep(0.0005)
+            app.screen.call_after_refresh(refreshed.set)
+            await refreshed.wait()
+            latencies.append(time.perf_counter() - started)
+            presses += 1
+            await asyncio.sleep(0.1)
+        wall = time.monotonic() - wall0
+        cpu, ui = _process_cpu() - cpu0, time.thread_time() - ui0
+        phases: dict[str, int] = {}
+        for row in app.state.clusters.values():
+            phases[row.phase.value] = phases.get(row.phase.value, 0) + 1
+        outcome = app.state.release.outcome if app.state.release else None
+    return {"wall": wall, "cpu": cpu, "ui": ui, "latencies": latencies, "phases": phases,
+            "outcome": outcome, "threads": threading.active_count()}
+
+
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clusters", type=int, default=200)
+    parser.add_argument("--readiness", type=float, default=3.0, help="pod readiness delay, s")
+    parser.add_argument("--jitter", type=float, default=2.0)
+    parser.add_argument("--max-parallel", type=int, default=100)
+    parser.add_argument("--serve-fleet", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--first-frame", metavar="CONFIG", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_fleet:
+        serve_fleet(args.serve_fleet, args.readiness, args.jitter)
+        return 0
+    if args.first_frame:
+        first_frame_child(args.first_frame)
+        return 0
+
+    os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    with tempfile.TemporaryDirectory(prefix="tui-load-") as tmp:
+        (Path(tmp) / "fleet.yaml").write_text(fleet_file(args.clusters, Path(tmp) / "history"))
+        sim = subprocess.Popen([sys.executable, __file__, "--serve-fleet", tmp,
+                                "--readiness", str(args.readiness), "--jitter", str(args.jitter)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            config_path = Path(sim.stdout.readline().strip())
+            frames = measure_first_frame(config_path)
+            result = asyncio.run(drive(config_path, args.max_parallel))
+        finally:
+            sim.stdin.close()
+            sim.wait(timeout=60)
+        sim_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    lat = [x * 1000 for x in result["latencies"]]
+    wall = result["wall"]
+    print(f"tui_load: {args.clusters} clusters, parallel (max {args.max_parallel} at once), "
+          f"pods ready after {args.readiness:g}s + up to {args.jitter:g}s")
+    print(f"  release        {wall:6.1f} s wall, outcome {result['outcome']}, "
+          f"phases {result['phases']}")
+    print(f"  console CPU    {result['cpu']:6.2f} s = {100 * result['cpu'] / wall:5.1f}% of one core "
+          f"(UI + engine, one process, {result['threads']} threads at the end)")
+    print(f"  UI thread CPU  {result['ui']:6.2f} s = {100 * result['ui'] / wall:5.1f}% of one core "
+          f"(goal < 25%)")
+    print(f"  key latency    p50 {statistics.median(lat):5.1f} ms  p95 {percentile(lat, 0.95):5.1f} ms"
+          f"  max {max(lat):5.1f} ms over {len(lat)} presses (goal p95 < 50 ms)")
+    print(f"  first frame    {' '.join(f'{f:.2f}' for f in frames)} s from a fresh interpreter "
+          f"(goal < 1 s)")
+    print(f"  simulator      {sim_cpu.ru_utime + sim_cpu.ru_stime:6.2f} s CPU in its own "
+          "process (not counted above; includes the first-frame runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

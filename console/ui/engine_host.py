@@ -1,0 +1,368 @@
+"""The engine in a process of its own, and the console's handle on it.
+
+A release of a hundred clusters at once keeps a hundred engine threads busy in Python
+(watches, JSON, the ledger); in the console's own process they would take the
+interpreter lock from the UI thread, and keys would wait. So the console runs the engine
+(and the ledger it writes) in a child process, `python -m console.ui.engine_host`, and
+talks to it over two pipes with pickled messages:
+
+    parent -> child   ("call", id, method, args, kwargs)   run / status / detail / rollback /
+                                                          rollback_release / releases /
+                                                          matrix / reconcile
+                      ("control", release_key, what, kwargs)   pause / resume / abort
+                      ("answer", gate_id, GateAnswer)
+    child -> parent   ("ready", ledger_error | None)
+                      ("events", [Event, ...])   batched, every 50 ms at most
+                      ("gate", gate_id, GateRequest)
+                      ("result" | "error", id, value)
+                      ("warning", text)
+
+`EngineProcess` offers the `Engine` methods the console uses (blocking, for worker
+threads) plus the ledger reads, and `RemoteControl` mirrors `ReleaseControl`. This module
+never imports Textual: the child must stay light.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from console.errors import UserError
+from console.events import Event
+
+EVENT_BATCH_INTERVAL = 0.05   # s: the child sends events at most this often
+EVENT_BATCH_MAX = 500         # events per message at most
+STOP_TIMEOUT = 10.0           # s the child gets to stop before it is killed
+
+METHODS = ("run", "status", "detail", "rollback", "rollback_release", "releases", "matrix",
+           "reconcile")
+
+
+class EngineProcessError(UserError):
+    """The engine process stopped or could not start."""
+
+
+class RemoteControl:
+    """`ReleaseControl` for a release running in the engine process."""
+
+    def __init__(self, send: Callable[[tuple], None], key: int) -> None:
+        self._send = send
+        self.key = key
+        self.paused = False
+
+    def pause(self, by: str = "") -> None:
+        """No new cluster starts until `resume`."""
+        self.paused = True
+        self._send(("control", self.key, "pause", {"by": by}))
+
+    def resume(self, by: str = "") -> None:
+        """New clusters may start again."""
+        self.paused = False
+        self._send(("control", self.key, "resume", {"by": by}))
+
+    def abort(self, rollback: bool = False, by: str = "") -> None:
+        """Stop starting clusters; optionally roll back what the release reached."""
+        self._send(("control", self.key, "abort", {"rollback": rollback, "by": by}))
+
+
+class EngineProcess:
+    """The console's engine, in a child process (see the module docstring)."""
+
+    def __init__(self, config_path: str | Path, on_events: Callable[[list[Event]], None],
+                 approver: Callable[[Any], Any], on_warning: Callable[[str], None],
+                 engine_options: Mapping[str, Any] | None = None) -> None:
+        """Start the child for the fleet file at `config_path`; `engine_options` are
+        keyword arguments for `Engine` (grace, request_timeout, ...)."""
+        self.on_events = on_events
+        self.approver = approver
+        self.on_warning = on_warning
+        self.ledger_error: str | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._ready: Future = Future()
+        self._closed = False
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        # The child's stderr would scribble over the console's screen: it goes to a file.
+        self.log_path = Path(tempfile.gettempdir()) / f"release-console-engine-{os.getpid()}.log"
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "console.ui.engine_host", str(to_child_r),
+                 str(from_child_w), str(Path(config_path).resolve()),
+                 pickle.dumps(dict(engine_options or {})).hex()],
+                pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, close_fds=True)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._out = Connection(to_child_w, readable=False)
+        self._in = Connection(from_child_r, writable=False)
+        self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
+        self._reader.start()
+
+    # -- the Engine's methods (blocking; call them from worker threads) -------------------
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until the child has built its engine; raises if it could not."""
+        self._ready.result(timeout=timeout)
+
+    def run(self, request: Any, control: RemoteControl) -> Any:
+        """`Engine.run` with the gate questions going to `approver`."""
+        return self._call("run", request, control=control.key)
+
+    def new_control(self) -> RemoteControl:
+        """A control for the next `run`."""
+        return RemoteControl(self._send, next(self._ids))
+
+    def status(self) -> list[Any]:
+        """`Engine.status()`."""
+        return self._call("status")
+
+    def detail(self, cluster_id: str) -> Any:
+        """`Engine.detail(cluster_id)`."""
+        return self._call("detail", cluster_id)
+
+    def rollback(self, cluster_id: str, to_version: str | None = None, *, by: str = "") -> Any:
+        """`Engine.rollback(...)`."""
+        return self._call("rollback", cluster_id, to_version, by=by)
+
+    def rollback_release(self, release_id: str, *, by: str = "") -> list[Any]:
+        """`Engine.rollback_release(...)`."""
+        return self._call("rollback_release", release_id, by=by)
+
+    def releases(self) -> list[Any]:
+        """The ledger's releases, oldest first."""
+        return self._call("releases")
+
+    def matrix(self, live: Mapping[str, str | None]) -> list[Any]:
+        """The ledger's version matrix for these live versions."""
+        return self._call("matrix", dict(live))
+
+    def reconcile(self, live: Mapping[str, str | None]) -> list[str]:
+        """Close releases a killed console left unfinished; returns their ids."""
+        return self._call("reconcile", dict(live))
+
+    def close(self) -> None:
+        """Stop the child (it aborts a running release without rolling back)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._out.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=STOP_TIMEOUT)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _send(self, message: tuple) -> None:
+        with self._send_lock:
+            if self._closed:
+                raise EngineProcessError("the engine process has stopped")
+            self._out.send(message)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self.wait_ready()
+        call_id = next(self._ids)
+        future: Future = Future()
+        with self._lock:
+            self._pending[call_id] = future
+        try:
+            self._send(("call", call_id, method, args, kwargs))
+        except (OSError, EngineProcessError) as exc:
+            with self._lock:
+                self._pending.pop(call_id, None)
+            raise EngineProcessError(f"the engine process has stopped ({exc})") from None
+        return future.result()
+
+    def _read(self) -> None:
+        """Reader thread: route the child's messages until it goes away."""
+        try:
+            while True:
+                message = self._in.recv()
+                kind = message[0]
+                if kind == "events":
+                    self.on_events(message[1])
+                elif kind in ("result", "error"):
+                    with self._lock:
+                        future = self._pending.pop(message[1], None)
+                    if future is not None:
+                        if kind == "result":
+                            future.set_result(message[2])
+                        else:
+                            future.set_exception(message[2])
+                elif kind == "gate":
+                    threading.Thread(target=self._answer_gate, args=message[1:],
+                                     name="engine-gate", daemon=True).start()
+                elif kind == "warning":
+                    self.on_warning(message[1])
+                elif kind == "ready":
+                    self.ledger_error = message[1]
+                    self._ready.set_result(None)
+        except (EOFError, OSError):
+            pass
+        error = EngineProcessError(f"the engine process stopped (log: {self.log_path})")
+        if not self._ready.done():
+            self._ready.set_exception(error)
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for future in pending:
+            future.set_exception(error)
+
+    def _answer_gate(self, gate_id: int, request: Any) -> None:
+        answer = self.approver(request)
+        try:
+            self._send(("answer", gate_id, answer))
+        except (OSError, EngineProcessError):
+            pass  # the child is gone; its release went with it
+
+
+# -- the child -----------------------------------------------------------------------------
+
+
+def serve(conn_in: Connection, conn_out: Connection, config_path: str,
+          options: Mapping[str, Any]) -> None:
+    """Child main loop: build the engine and the ledger, answer calls until EOF."""
+    from console.config import load
+    from console.engine import Engine, ReleaseControl
+    from console.history import EventLedger, Ledger
+
+    send_lock = threading.Lock()
+
+    def send(message: tuple) -> None:
+        with send_lock:
+            conn_out.send(message)
+
+    events: queue.Queue[Event] = queue.Queue()
+    stop = threading.Event()
+
+    def flush_events() -> None:
+        # Batches keep the console's wake-ups at 20 a second however fast clusters report.
+        while not stop.is_set() or not events.empty():
+            try:
+                batch = [events.get(timeout=EVENT_BATCH_INTERVAL)]
+            except queue.Empty:
+                continue
+            stop.wait(EVENT_BATCH_INTERVAL)
+            while len(batch) < EVENT_BATCH_MAX:
+                try:
+                    batch.append(events.get_nowait())
+                except queue.Empty:
+                    break
+            send(("events", batch))
+
+    config = load(config_path)
+    ledger = None
+    ledger_error = None
+    try:
+        ledger = Ledger.for_config(config)
+    except UserError as exc:
+        ledger_error = str(exc)
+    listeners: list[Any] = []
+    if ledger is not None:
+        listeners.append(EventLedger(ledger, on_warning=lambda text: send(("warning", text))))
+    listeners.append(events.put)
+    engine = Engine(config, listeners=listeners, **options)
+    flusher = threading.Thread(target=flush_events, name="events", daemon=True)
+    flusher.start()
+    controls: dict[int, ReleaseControl] = {}
+    gates: dict[int, Future] = {}
+    gate_ids = itertools.count(1)
+
+    def approver(request: Any) -> Any:
+        gate_id = next(gate_ids)
+        answer: Future = Future()
+        gates[gate_id] = answer
+        send(("gate", gate_id, request))
+        return answer.result()
+
+    def need_ledger() -> Ledger:
+        if ledger is None:
+            raise UserError(f"history unavailable: {ledger_error}")
+        return ledger
+
+    def reconcile(live: Mapping[str, str | None]) -> list[str]:
+        book = need_ledger()
+        closed = []
+        for release in book.unfinished():
+            book.reconcile(release.id, {c: v for c, v in live.items() if v is not None})
+            closed.append(release.id)
+        return closed
+
+    def call(call_id: int, method: str, args: tuple, kwargs: dict) -> None:
+        try:
+            if method == "run":
+                control = controls.setdefault(kwargs.pop("control"), ReleaseControl())
+                result = engine.run(args[0], approver, control)
+            elif method == "releases":
+                result = need_ledger().releases()
+            elif method == "matrix":
+                result = need_ledger().matrix(args[0])
+            elif method == "reconcile":
+                result = reconcile(args[0])
+            elif method in METHODS:
+                result = getattr(engine, method)(*args, **kwargs)
+            else:
+                raise UserError(f"unknown engine call {method!r}")
+            send(("result", call_id, result))
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+            try:
+                pickle.loads(pickle.dumps(exc))
+            except Exception:  # noqa: BLE001 - an exception that cannot cross the pipe
+                exc = UserError(f"{type(exc).__name__}: {exc}")
+            send(("error", call_id, exc))
+
+    send(("ready", ledger_error))
+    try:
+        while True:
+            message = conn_in.recv()
+            kind = message[0]
+            if kind == "call":
+                threading.Thread(target=call, args=message[1:], daemon=True,
+                                 name=f"call-{message[2]}").start()
+            elif kind == "control":
+                control = controls.setdefault(message[1], ReleaseControl())
+                getattr(control, message[2])(**message[3])
+            elif kind == "answer":
+                gates.pop(message[1]).set_result(message[2])
+    except (EOFError, OSError):
+        pass
+    # The console went away: stop a running release where it is (no rollback), and
+    # answer a pending gate with "stop here" so the release records how it ended.
+    from console.engine import GateAnswer, GateDecision
+
+    for control in controls.values():
+        control.abort(rollback=False, by="console closed")
+    for future in list(gates.values()):
+        if not future.done():
+            future.set_result(GateAnswer(GateDecision.REJECT, by="console closed"))
+    for thread in threading.enumerate():
+        if thread.name.startswith("call-run"):
+            thread.join(timeout=STOP_TIMEOUT)
+    stop.set()
+    flusher.join(timeout=STOP_TIMEOUT)
+    engine.close()
+    if ledger is not None:
+        ledger.close()
+
+
+if __name__ == "__main__":
+    read_fd, write_fd, path, encoded = sys.argv[1:5]
+    serve(Connection(int(read_fd), writable=False), Connection(int(write_fd), readable=False),
+          path, pickle.loads(bytes.fromhex(encoded)))
