@@ -150,8 +150,9 @@ def main() -> int:
         print(f"  clients:   all {len(observed)} watched to completion in {elapsed:.2f} s "
               f"(median {observed[len(observed) // 2]:.2f} s; includes {args.clusters} client threads' "
               f"TLS, JSON and model overhead in this process)")
-        print(f"simulator CPU: {cpu:.2f} s during the rollouts ({100 * cpu / elapsed:.0f}% of one core); "
-              f"requests served in total {report['requests']}")
+        print(f"simulator CPU: {cpu:.2f} s during the rollouts ({100 * cpu / elapsed:.0f}% of one core, "
+              f"{1000 * cpu / len(server):.1f} ms per rollout = {100 * cpu / len(server) / ideal:.2f}% of its "
+              f"ideal time); requests served in total {report['requests']}")
         print(f"simulator memory: peak RSS {report['maxrss_mib']:.0f} MiB")
     finally:
         parent.send("stop")

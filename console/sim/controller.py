@@ -126,7 +126,7 @@ class Controller:
         self._progress_at: dict[tuple[str, str], float] = {}
         self._observed_at: dict[tuple[str, str, int], float] = {}
         self._timers: set[asyncio.TimerHandle] = set()
-        self._templates: dict[tuple[str, int], Any] = {}
+        self._templates: dict[tuple[str, Any], Any] = {}
         self.paused = False  # a dead cluster's control plane stops too
         store.listeners.append(self._on_change)
 
@@ -390,9 +390,13 @@ class Controller:
             self.store.put(DEPLOY, fresh)
 
     def _comparable(self, owner: Obj) -> Any:
-        """comparable_template of a Deployment's or ReplicaSet's template, cached per generation
-        (stored objects never change in place, and a template change bumps the generation)."""
-        key = (owner["metadata"]["uid"], owner["metadata"].get("generation", 1))
+        """comparable_template of a Deployment's or ReplicaSet's template, cached: per generation
+        for a Deployment (a template change bumps it), per pod-template-hash for a ReplicaSet
+        (scaling bumps its generation, but its template stays what it was created with)."""
+        meta = owner["metadata"]
+        labels = (owner["spec"]["template"].get("metadata") or {}).get("labels") or {}
+        version = labels.get(HASH) if owner.get("kind") == "ReplicaSet" and HASH in labels else None
+        key = (meta["uid"], version or meta.get("generation", 1))
         found = self._templates.get(key)
         if found is None:
             if len(self._templates) > 2000:
