@@ -338,7 +338,9 @@ class ClusterDriver:
         images = _template_images(spec.get("template") or {})
         labels = (spec.get("selector") or {}).get("matchLabels") or {"app": self.app}
         events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-        server_timeout = max(1, min(int(timeout) + 1, 300))
+        # The server ends each watch after this long (the reader then resumes it): bounded so
+        # a connection that dies silently is noticed by the read timeout within minutes.
+        server_timeout = max(1, min(int(timeout) + 1, 120))
         readers = [
             _WatchReader(self.client, self._deployments,
                          {"fieldSelector": f"metadata.name={self.app}"}, "deployment",
@@ -353,7 +355,7 @@ class ClusterDriver:
         status = rollout_status(deployment, generation)
         start = time.monotonic()
         deadline = start + timeout
-        unreachable_since: float | None = None
+        failing_since: dict[str, float] = {}   # reader -> when it started failing
         last_error: ClusterError | None = None
         reported: Progress | None = None
         try:
@@ -376,8 +378,8 @@ class ClusterDriver:
                                        f"{problem.describe()}")
                 if cancel is not None and cancel.is_set():
                     raise RolloutInterrupted(self.cluster)
-                if unreachable_since is not None and last_error is not None and \
-                        now - unreachable_since > self.unreachable_grace:
+                if failing_since and last_error is not None and \
+                        now - min(failing_since.values()) > self.unreachable_grace:
                     raise ClusterError(self.cluster, f"{last_error.reason} (for over "
                                        f"{self.unreachable_grace:g}s during the rollout)",
                                        unreachable=last_error.unreachable)
@@ -390,9 +392,11 @@ class ClusterDriver:
                     continue
                 if source == "error":
                     last_error = obj
-                    unreachable_since = unreachable_since or now
+                    failing_since.setdefault(kind, now)
                     continue
-                unreachable_since = None
+                if source == "recovered":
+                    failing_since.pop(kind, None)
+                    continue
                 if source == "deployment" and kind != "DELETED":
                     status = rollout_status(obj, generation)
                 elif source == "deployment":
@@ -424,7 +428,8 @@ class ClusterDriver:
 
 
 class _WatchReader(threading.Thread):
-    """Forwards one watch's events to a queue: (source, type, object) or ("error", "", exc).
+    """Forwards one watch's events to a queue: (source, type, object), ("error", source,
+    exc) when the stream fails, and ("recovered", source, None) once it works again.
 
     Starts from `resource_version` (or lists first when None), resumes from the last
     version seen (bookmarks included) when the server ends the stream, re-lists on 410,
@@ -444,6 +449,7 @@ class _WatchReader(threading.Thread):
         self._stopped = threading.Event()
         self._stream: Any = None
         self._lock = threading.Lock()
+        self._failing = False   # the last attempt failed; tell the decider when one works
 
     def stop(self) -> None:
         """End the watch now (from the deciding thread)."""
@@ -458,6 +464,7 @@ class _WatchReader(threading.Thread):
             try:
                 if self.resource_version is None:
                     listing = self.client.request("GET", self.path, self.query)
+                    self._recovered()
                     self.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
                     for obj in listing.get("items") or []:
                         self.out.put((self.source, "ADDED", obj))
@@ -466,15 +473,23 @@ class _WatchReader(threading.Thread):
             except Exception as exc:  # noqa: BLE001 - any failure of the stream is reported
                 if self._stopped.is_set():
                     return
-                self.out.put(("error", "", describe(self.client.cluster, exc,
-                                                    self.client.server)))
+                self._failing = True
+                self.out.put(("error", self.source, describe(self.client.cluster, exc,
+                                                             self.client.server)))
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _recovered(self) -> None:
+        """Tell the deciding thread the cluster answers again (a quiet watch sends nothing)."""
+        if self._failing:
+            self._failing = False
+            self.out.put(("recovered", self.source, None))
 
     def _watch_once(self) -> None:
         stream = self.client.watch(self.path, dict(self.query, resourceVersion=self.resource_version,
                                                    allowWatchBookmarks=True),
                                    self.server_timeout)
+        self._recovered()
         with self._lock:
             self._stream = stream
             if self._stopped.is_set():

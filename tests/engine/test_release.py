@@ -374,3 +374,23 @@ def test_rollback_of_a_release_reports_clusters_that_do_not_answer(world):
     assert "could not tell whether release" in results["c"].error
     assert "unreachable" in results["c"].error
     engine.close()
+
+
+def test_cluster_down_briefly_mid_rollout_recovers_and_completes(world):
+    w = world(["a", "b"], readiness_delay=1.0, jitter=0.0)
+    w.deploy_everywhere("v1")
+    engine = w.engine(unreachable_grace=20.0)
+    killed = threading.Event()
+
+    def blip(event):
+        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster == "b" and not killed.is_set():
+            killed.set()
+            w.fleet.kill("b")
+            threading.Timer(1.5, w.fleet.revive, args=("b",)).start()
+
+    engine.add_listener(blip)
+    result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
+    assert killed.is_set()
+    assert {c.cluster: c.outcome for c in result.clusters} == {"a": "healthy", "b": "healthy"}
+    assert w.version("b") == "v2" and w.ready_pods("b", "v2") == 2
+    engine.close()
