@@ -8,10 +8,19 @@ cluster that was never started a `<skipped>`, an interrupted one an `<error>`.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+
+# Characters XML 1.0 cannot carry (an error text from a server may hold any).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _clean(text: str) -> str:
+    return _NOT_XML.sub("?", text)
 
 
 def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
@@ -35,19 +44,20 @@ def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
     for c in cases:
         case = ET.SubElement(suite, "testcase", classname=f"release.{app}", name=c.cluster,
                              time=f"{c.duration:.3f}")
-        text = (f"cluster {c.cluster}: {c.from_version or '-'} -> {c.to_version or '-'}: "
-                f"{c.outcome}" + (f"\n{c.error}" if c.error else "")
-                + (f"\nrolled back to {c.rolled_back_to}" if c.rolled_back_to else ""))
+        error = _clean(c.error) if c.error else None
+        text = _clean(f"cluster {c.cluster}: {c.from_version or '-'} -> {c.to_version or '-'}: "
+                      f"{c.outcome}" + (f"\n{c.error}" if c.error else "")
+                      + (f"\nrolled back to {c.rolled_back_to}" if c.rolled_back_to else ""))
         if c.outcome == "failed":
-            ET.SubElement(case, "failure", message=c.error or "failed", type="failed").text = text
+            ET.SubElement(case, "failure", message=error or "failed", type="failed").text = text
         elif c.outcome == "rolled_back":
-            ET.SubElement(case, "failure", message=c.error or "rolled back",
+            ET.SubElement(case, "failure", message=error or "rolled back",
                           type="rolled_back").text = text
         elif c.outcome == "interrupted":
-            ET.SubElement(case, "error", message=c.error or "interrupted",
+            ET.SubElement(case, "error", message=error or "interrupted",
                           type="interrupted").text = text
         elif c.outcome == "skipped":
-            ET.SubElement(case, "skipped", message=c.error or "not started")
+            ET.SubElement(case, "skipped", message=error or "not started")
         else:
             ET.SubElement(case, "system-out").text = text
     ET.indent(suites)
