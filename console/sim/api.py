@@ -56,6 +56,7 @@ def error_reply(err: ApiError) -> web.Response:
 
 
 def not_found(rt: ResourceType, name: str) -> ApiError:
+    """The 404 for a missing object, worded as the API server words it."""
     return ApiError(404, f'{rt.qualified} "{name}" not found',
                     details={"name": name, "group": rt.group, "kind": rt.name})
 

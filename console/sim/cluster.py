@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from console.sim.controller import Controller, now_iso
+from console.sim.controller import Controller
+from console.sim.objects import now_iso
 from console.sim.faults import ClusterSettings
 from console.sim.rbac import Principal, principal
 from console.sim.store import Store

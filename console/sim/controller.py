@@ -1,5 +1,5 @@
-"""The control plane of one simulated cluster: the Deployment and ReplicaSet controllers
-and a kubelet stand-in for pods (as KWOK fakes them), driven by store changes and timers.
+"""The control plane of one simulated cluster: the Deployment and ReplicaSet controllers,
+driven by store changes and timers; pods are run by the kubelet stand-in (kubelet.py).
 
 Deployment -> ReplicaSet (one per pod template, `pod-template-hash`, revision annotations,
 owner references) -> Pods (Pending -> Running -> Ready after readiness_delay + jitter, or
@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from console.sim import faults
 from console.sim.admission import default_pod_spec
 from console.sim.faults import ClusterSettings
+from console.sim.kubelet import Kubelet
+from console.sim.objects import now_iso, owner, pod_ready
 from console.sim.patch import prune
 from console.sim.store import Obj, Store, clone
 
@@ -35,11 +36,6 @@ _NOT_COPIED = ("kubectl.kubernetes.io/last-applied-configuration", REVISION,
                "deployment.kubernetes.io/max-replicas")
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _EVENTS_KEPT = 1000
-
-
-def now_iso(at: float | None = None) -> str:
-    """RFC 3339 UTC timestamp, seconds precision, as the API server writes them."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
 
 
 def _encode(data: bytes, length: int) -> str:
@@ -78,39 +74,8 @@ def resolve_int_or_percent(value: Any, total: int, round_up: bool) -> int:
         return 0
 
 
-def _quantity(text: Any) -> float:
-    """cpu in cores or memory in bytes from a Kubernetes quantity string."""
-    s = str(text or "0").strip()
-    suffixes = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20,
-                "Gi": 2**30, "Ti": 2**40}
-    for suffix in sorted(suffixes, key=len, reverse=True):
-        if s.endswith(suffix):
-            return float(s[:-len(suffix)]) * suffixes[suffix]
-    return float(s)
-
-
-def _owner(obj: Obj) -> dict[str, Any] | None:
-    for ref in obj["metadata"].get("ownerReferences") or ():
-        if ref.get("controller"):
-            return ref
-    return None
-
-
-def _cond(obj: Obj, ctype: str) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or ():
-        if c.get("type") == ctype:
-            return c
-    return None
-
-
-def pod_ready(pod: Obj) -> bool:
-    """Whether a pod's Ready condition is True."""
-    c = _cond(pod, "Ready")
-    return bool(c and c.get("status") == "True") and not pod["metadata"].get("deletionTimestamp")
-
-
 class Controller:
-    """Controllers and kubelet of one cluster; every method runs on the fleet's loop."""
+    """The controllers of one cluster; every method runs on the fleet's loop."""
 
     def __init__(self, cluster_id: str, store: Store, settings: ClusterSettings,
                  loop: asyncio.AbstractEventLoop, rng: random.Random,
@@ -128,6 +93,7 @@ class Controller:
         self._timers: set[asyncio.TimerHandle] = set()
         self._templates: dict[tuple[str, Any], Any] = {}
         self.paused = False  # a dead cluster's control plane stops too
+        self.kubelet = Kubelet(store, settings, rng, self._later, self.record, lambda: self.paused)
         store.listeners.append(self._on_change)
 
     # --- scheduling ---------------------------------------------------------------------
@@ -184,7 +150,7 @@ class Controller:
             self.schedule("rs", rs["metadata"]["namespace"], rs["metadata"]["name"])
         for pod in self.store.iter(POD):
             if not pod_ready(pod):
-                self._start_pod(pod)
+                self.kubelet.start(pod)
 
     def _on_change(self, key: str, etype: str, obj: Obj, old: Obj | None) -> None:
         meta = obj["metadata"]
@@ -196,18 +162,18 @@ class Controller:
             else:
                 self.schedule("deploy", ns, meta["name"])
         elif key == RS:
-            owner = _owner(obj)
-            if owner and owner.get("kind") == "Deployment":
-                self.schedule("deploy", ns, owner["name"])
+            ref = owner(obj)
+            if ref and ref.get("kind") == "Deployment":
+                self.schedule("deploy", ns, ref["name"])
             if etype != "DELETED":
                 self.schedule("rs", ns, meta["name"])
         elif key == POD:
-            owner = _owner(obj)
-            if owner and owner.get("kind") == "ReplicaSet":
-                self.schedule("rs", ns, owner["name"])
-            if etype == "ADDED" and not owner:
+            ref = owner(obj)
+            if ref and ref.get("kind") == "ReplicaSet":
+                self.schedule("rs", ns, ref["name"])
+            if etype == "ADDED" and not ref:
                 # a pod created directly: bind it to a node once this write has settled
-                self.loop.call_soon(self._bind_pod, ns, meta["name"], meta["uid"])
+                self.loop.call_soon(self.kubelet.bind, ns, meta["name"], meta["uid"])
 
     # --- events -------------------------------------------------------------------------
 
@@ -249,12 +215,12 @@ class Controller:
 
     def _owned(self, key: str, ns: str, uid: str) -> list[Obj]:
         return [o for o in self.store.unsorted(key, ns)
-                if (ref := _owner(o)) is not None and ref.get("uid") == uid]
+                if (ref := owner(o)) is not None and ref.get("uid") == uid]
 
     def _pods_by_rs(self, ns: str) -> dict[str, list[Obj]]:
         out: dict[str, list[Obj]] = {}
         for pod in self.store.unsorted(POD, ns):
-            ref = _owner(pod)
+            ref = owner(pod)
             if ref is not None and not pod["metadata"].get("deletionTimestamp"):
                 out.setdefault(ref.get("uid", ""), []).append(pod)
         return out
@@ -562,38 +528,12 @@ class Controller:
             fresh["status"] = status
             self.store.put(RS, fresh)
 
-    def _pick_node(self, pod_spec: Obj) -> str | None:
-        cpu = mem = 0.0
-        for c in pod_spec.get("containers") or ():
-            req = (c.get("resources") or {}).get("requests") or {}
-            cpu += _quantity(req.get("cpu", 0))
-            mem += _quantity(req.get("memory", 0))
-        nodes = self.store.list(NODE)
-        if not nodes:
-            return None
-        used: dict[str, list[float]] = {n["metadata"]["name"]: [0.0, 0.0, 0.0] for n in nodes}
-        for p in self.store.iter(POD):
-            node = p["spec"].get("nodeName")
-            if node in used:
-                used[node][2] += 1
-                for c in p["spec"].get("containers") or ():
-                    req = (c.get("resources") or {}).get("requests") or {}
-                    used[node][0] += _quantity(req.get("cpu", 0))
-                    used[node][1] += _quantity(req.get("memory", 0))
-        fits = []
-        for n in nodes:
-            alloc = n["status"]["allocatable"]
-            u = used[n["metadata"]["name"]]
-            if u[0] + cpu <= _quantity(alloc["cpu"]) and u[1] + mem <= _quantity(alloc["memory"]):
-                fits.append((u[2], u[0], n["metadata"]["name"]))
-        return min(fits)[2] if fits else None
-
     def _create_pod(self, rs: Obj) -> Obj:
         meta = rs["metadata"]
         template = clone(rs["spec"]["template"])
         suffix = "".join(self.rng.choice(_ALPHABET) for _ in range(5))
         spec = template.get("spec", {})
-        node = self._pick_node(spec)
+        node = self.kubelet.pick_node(spec)
         stamp = now_iso()
         containers = spec.get("containers") or []
         status: dict[str, Any] = {"phase": "Pending", "qosClass": "Burstable"}
@@ -630,120 +570,8 @@ class Controller:
         self.record(rs, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}",
                     component="replicaset-controller")
         if node is not None:
-            self._start_pod(stored)
+            self.kubelet.start(stored)
         return stored
-
-    # --- kubelet ------------------------------------------------------------------------
-
-    def _bind_pod(self, ns: str, name: str, uid: str) -> None:
-        pod = self._live((ns, name, uid))
-        if pod is None or pod["spec"].get("nodeName"):
-            return
-        node = self._pick_node(pod["spec"])
-        if node is None:
-            return
-        fresh = clone(pod)
-        fresh["spec"]["nodeName"] = node
-        stamp = now_iso()
-        fresh["status"] = {"phase": "Pending", "hostIP": "10.0.0.1", "startTime": stamp, "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
-            {"type": "Ready", "status": "False", "lastTransitionTime": stamp, "reason": "ContainersNotReady"},
-            {"type": "ContainersReady", "status": "False", "lastTransitionTime": stamp,
-             "reason": "ContainersNotReady"}],
-            "containerStatuses": [{"name": c.get("name"), "image": c.get("image", ""), "imageID": "",
-                                   "ready": False, "started": False, "restartCount": 0,
-                                   "state": {"waiting": {"reason": "ContainerCreating"}}}
-                                  for c in fresh["spec"].get("containers") or ()]}
-        self._start_pod(self.store.put(POD, fresh))
-
-    def _start_pod(self, pod: Obj) -> None:
-        if not pod["spec"].get("nodeName"):
-            return
-        s = self.settings
-        delay = s.readiness_delay + self.rng.uniform(0, s.jitter) if s.jitter > 0 else s.readiness_delay
-        meta = pod["metadata"]
-        ident = (meta["namespace"], meta["name"], meta["uid"])
-        images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
-        if any(faults.matches(i, s.never_pull) for i in images):
-            self._later(min(0.3, delay), self._pull_failure, ident, 0)
-        elif any(faults.matches(i, s.crash) for i in images):
-            self._later(min(0.3, delay), self._crash, ident, 0)
-        else:
-            self._later(delay * 0.3, self._running, ident, False)
-            self._later(delay, self._running, ident, True)
-
-    def _live(self, ident: tuple[str, str, str]) -> Obj | None:
-        if self.paused:
-            return None
-        pod = self.store.get(POD, ident[0], ident[1])
-        if pod is None or pod["metadata"]["uid"] != ident[2]:
-            return None
-        return pod
-
-    def _running(self, ident: tuple[str, str, str], ready: bool) -> None:
-        pod = self._live(ident)
-        if pod is None or pod_ready(pod):
-            return
-        fresh = clone(pod)
-        stamp = now_iso()
-        status = fresh["status"]
-        status["phase"] = "Running"
-        status.setdefault("podIP", f"10.244.{self.rng.randint(0, 255)}.{self.rng.randint(2, 254)}")
-        status["podIPs"] = [{"ip": status["podIP"]}]
-        for cs in status.get("containerStatuses") or ():
-            cs["state"] = {"running": {"startedAt": cs.get("state", {}).get("running", {}).get("startedAt", stamp)}}
-            cs["started"] = True
-            cs["ready"] = ready
-            cs["imageID"] = f"{cs['image']}@sha256:{hashlib.sha256(cs['image'].encode()).hexdigest()}"
-            cs["containerID"] = f"containerd://{hashlib.sha256(ident[2].encode()).hexdigest()}"
-        if ready:
-            for c in status.get("conditions") or ():
-                if c["type"] in ("Ready", "ContainersReady"):
-                    c.update(status="True", lastTransitionTime=stamp)
-                    c.pop("reason", None)
-        self.store.put(POD, fresh)
-
-    def _pull_failure(self, ident: tuple[str, str, str], attempt: int) -> None:
-        pod = self._live(ident)
-        if pod is None:
-            return
-        fresh = clone(pod)
-        reason = "ErrImagePull" if attempt % 2 == 0 else "ImagePullBackOff"
-        for cs in fresh["status"].get("containerStatuses") or ():
-            if faults.matches(cs["image"], self.settings.never_pull):
-                message = (f'rpc error: code = NotFound desc = failed to pull and unpack image '
-                           f'"{cs["image"]}": not found' if reason == "ErrImagePull"
-                           else f'Back-off pulling image "{cs["image"]}"')
-                cs["state"] = {"waiting": {"reason": reason, "message": message}}
-                cs["ready"] = False
-                self.record(fresh, "Failed" if reason == "ErrImagePull" else "BackOff", message,
-                            "Warning", component="kubelet")
-        self.store.put(POD, fresh)
-        self._later(min(1.0 * 2 ** min(attempt, 4), 10.0), self._pull_failure, ident, attempt + 1)
-
-    def _crash(self, ident: tuple[str, str, str], restarts: int) -> None:
-        pod = self._live(ident)
-        if pod is None:
-            return
-        fresh = clone(pod)
-        stamp = now_iso()
-        fresh["status"]["phase"] = "Running"
-        for cs in fresh["status"].get("containerStatuses") or ():
-            if faults.matches(cs["image"], self.settings.crash):
-                cs["restartCount"] = restarts
-                cs["ready"] = False
-                cs["started"] = False
-                cs["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": stamp,
-                                                  "finishedAt": stamp}}
-                cs["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                           "message": f"back-off restarting failed container {cs['name']} "
-                                                      f"in pod {ident[1]}"}}
-                self.record(fresh, "BackOff", "Back-off restarting failed container", "Warning",
-                            component="kubelet")
-        self.store.put(POD, fresh)
-        period = max(self.settings.readiness_delay, 0.2) * 2 ** min(restarts, 3)
-        self._later(min(period, 10.0), self._crash, ident, restarts + 1)
-
 
 def _find(conditions: list[dict[str, Any]], ctype: str) -> dict[str, Any] | None:
     return next((c for c in conditions if c.get("type") == ctype), None)

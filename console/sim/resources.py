@@ -15,7 +15,7 @@ from aiohttp import web
 from console.sim import admission, discovery, patch, tables
 from console.sim.api import JSON, ApiError, Target, dumps, not_found, read_body, reply
 from console.sim.cluster import SimCluster
-from console.sim.controller import now_iso
+from console.sim.objects import now_iso
 from console.sim.discovery import ResourceType
 from console.sim.rbac import Principal
 from console.sim.store import Gone, Obj, SelectorError, clone, field_matcher, label_matcher

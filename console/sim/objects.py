@@ -1,0 +1,35 @@
+"""Small helpers over stored objects: timestamps, owner references, conditions, readiness."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+def now_iso(at: float | None = None) -> str:
+    """RFC 3339 UTC timestamp, seconds precision, as the API server writes them."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
+
+
+def owner(obj: Obj) -> dict[str, Any] | None:
+    """The ownerReference with controller: true, or None."""
+    for ref in obj["metadata"].get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def condition(obj: Obj, ctype: str) -> dict[str, Any] | None:
+    """The status condition of type `ctype`, or None."""
+    for c in (obj.get("status") or {}).get("conditions") or ():
+        if c.get("type") == ctype:
+            return c
+    return None
+
+
+def pod_ready(pod: Obj) -> bool:
+    """Whether a pod's Ready condition is True."""
+    c = condition(pod, "Ready")
+    return bool(c and c.get("status") == "True") and not pod["metadata"].get("deletionTimestamp")
