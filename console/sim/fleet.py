@@ -47,6 +47,24 @@ class ClusterSpec:
     sim: Mapping[str, Any] = field(default_factory=dict)
 
 
+class _KeysAsWritten(yaml.SafeLoader):
+    """YAML loading that keeps mapping keys as written, as console.config does: `on:` (notify)
+    stays the string "on" instead of YAML 1.1's True, so a rewritten fleet file still loads."""
+
+
+def _mapping_as_written(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    return {(k.value if isinstance(k, yaml.ScalarNode) else loader.construct_object(k, deep=True)):
+            loader.construct_object(v, deep=True) for k, v in node.value}
+
+
+_KeysAsWritten.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_as_written)
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_KeysAsWritten)  # noqa: S506 - a SafeLoader subclass
+
+
 def _listen(port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -125,7 +143,7 @@ class SimFleet:
     def from_config(cls, path: str | Path, **overrides: Any) -> SimFleet:
         """A fleet with the ids and `sim:` blocks of a clusters.yaml (raw YAML, unknown keys ignored)."""
         path = Path(path)
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _read_yaml(path) or {}
         fleet_sim = dict(raw.get("sim") or {}) if isinstance(raw, dict) else {}
         specs = []
         for entry in (raw.get("clusters") or []) if isinstance(raw, dict) else []:
@@ -455,7 +473,7 @@ class SimFleet:
                                    "clusters": [{"id": cid} for cid in self.ids]}
             base = Path.cwd()
         else:
-            raw = yaml.safe_load(source.read_text()) or {}
+            raw = _read_yaml(source) or {}
             base = source.resolve().parent
         app = raw.setdefault("app", {})
         if isinstance(app, dict):

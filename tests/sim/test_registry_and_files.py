@@ -14,6 +14,7 @@ import httpx
 import yaml
 from kubernetes import client, config
 
+from console.config import load as load_fleet
 from console.sim import SimFleet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,6 +115,10 @@ def test_sim_command_serves_until_sigterm(tmp_path):
                                 "prod-us.yaml", "prod-ap.yaml"])
         fleet_file = yaml.safe_load((tmp_path / "clusters.yaml").read_text())
         assert fleet_file["app"]["manifests"] == str(REPO / "deploy/user-service")
+        # the rewritten file is a valid fleet file (`notify.on` stayed a key, not YAML's True)
+        loaded = load_fleet(tmp_path / "clusters.yaml")
+        assert loaded.cluster("prod-ap").credentials.kubeconfig == tmp_path / "prod-ap.yaml"
+        assert loaded.app.registry.ca_file == tmp_path / "ca.crt"
         api = config.new_client_from_config(config_file=str(tmp_path / "staging.yaml"), persist_config=False)
         assert client.CoreV1Api(api).list_namespace(_request_timeout=5).items
         proc.send_signal(signal.SIGTERM)
