@@ -442,6 +442,10 @@ class Engine:
         with ThreadPoolExecutor(max_workers=max(1, plan.max_parallel),
                                 thread_name_prefix=f"release-{run.release_id}") as pool:
             for wave in plan.waves:
+                # A spent failure budget ends the release before anyone is asked at a gate.
+                if run.budget_exceeded():
+                    self._skip_rest(run, wave.index, self._budget_reason(run))
+                    return "failed", 1, self._budget_reason(run)
                 if wave.gate_before and wave.index > 0:
                     stop = self._gate(run, approver, wave.index, wave.clusters)
                     if stop is not None:
@@ -449,9 +453,6 @@ class Engine:
                         return stop
                 if run.control.aborted:
                     return self._aborted(run, wave.index)
-                if run.budget_exceeded():
-                    self._skip_rest(run, wave.index, self._budget_reason(run))
-                    return "failed", 1, self._budget_reason(run)
                 self._event(Kind.WAVE_STARTED, run.release_id, None,
                             f"wave {wave.index + 1} of {len(plan.waves)}: "
                             f"{', '.join(wave.clusters)}",

@@ -394,3 +394,20 @@ def test_cluster_down_briefly_mid_rollout_recovers_and_completes(world):
     assert {c.cluster: c.outcome for c in result.clusters} == {"a": "healthy", "b": "healthy"}
     assert w.version("b") == "v2" and w.ready_pods("b", "v2") == 2
     engine.close()
+
+
+def test_canary_failure_in_a_wave_stops_before_the_gate(world):
+    w = world(["w1", "w2", "w3", "w4"], strategies=CANARY)
+    w.deploy_everywhere("v1")
+    w.fleet.set_faults("w1", crash=["v2"])
+    asked = []
+    engine = w.engine(grace=0.3)
+    result = engine.run(ReleaseRequest(tag="v2", strategy="canary"),
+                        lambda r: asked.append(r) or GateAnswer(GateDecision.APPROVE))
+    assert (result.outcome, result.exit_code) == ("failed", 1)
+    assert asked == [] and Kind.GATE_WAITING not in w.recorder.kinds()
+    assert [c.outcome for c in result.clusters] == ["rolled_back", "skipped", "skipped",
+                                                    "skipped"]
+    assert "CrashLoopBackOff" in result.clusters[0].error
+    assert all(w.version(c) == "v1" for c in ("w1", "w2", "w3", "w4"))
+    engine.close()
