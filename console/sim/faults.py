@@ -25,6 +25,7 @@ Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, 
     revive_after: 20          seconds after dying when it comes back, state intact
     lag_generation: 2.0       seconds before the controller observes a new generation
     nodes: 3                  number of nodes; node_cpu: "4", node_memory: "16Gi" each
+    bookmark_interval: 60     seconds between BOOKMARK events on quiet watches that allow them
 
 Injected errors and latency apply to resource requests (not to /version, discovery or
 OpenAPI, which kubectl caches), so flakiness hits the calls a release makes.
@@ -58,6 +59,7 @@ class ClusterSettings:
     nodes: int = 3
     node_cpu: str = "4"
     node_memory: str = "16Gi"
+    bookmark_interval: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def update(self, values: Mapping[str, Any], *, strict: bool = True) -> None:
@@ -109,7 +111,7 @@ def _convert(key: str, value: Any) -> Any:
         return (float(value or 0), float(value or 0))
     if key in ("die_at", "revive_after"):
         return None if value is None else float(value)
-    if key in ("readiness_delay", "jitter", "error_rate", "lag_generation"):
+    if key in ("readiness_delay", "jitter", "error_rate", "lag_generation", "bookmark_interval"):
         return float(value)
     if key in ("retry_after", "nodes"):
         return int(value)

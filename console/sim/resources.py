@@ -356,7 +356,10 @@ class Resources:
                 start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["start"])
             except (ValueError, KeyError, TypeError):
                 raise ApiError(400, "continue key is not valid") from None
-        limit = int(self.query.get("limit") or 0)
+        try:
+            limit = int(self.query.get("limit") or 0)
+        except ValueError:
+            raise ApiError(400, "limit must be an integer") from None
         page = items[start:start + limit] if limit > 0 else items[start:]
         if limit > 0 and start + limit < len(items):
             meta["continue"] = base64.urlsafe_b64encode(dumps({"start": start + limit})).decode()
@@ -424,14 +427,24 @@ class Resources:
             await resp.write(dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        interval = self.cluster.settings.bookmark_interval
+        next_bookmark = loop.time() + interval
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            now = loop.time()
+            if now >= deadline:
                 break
+            if bookmarks and now >= next_bookmark:
+                # as the API server does about once a minute: the client's resourceVersion stays
+                # fresh, so a re-watch does not run into 410 Gone
+                mark = {"kind": self.t.rt.kind, "apiVersion": self.t.rt.api_version,
+                        "metadata": {"resourceVersion": str(self.store.rv)}}
+                await resp.write(dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
+                next_bookmark = now + interval
+            wait = min(deadline, next_bookmark if bookmarks else deadline) - now
             try:
-                item = await asyncio.wait_for(watcher.queue.get(), remaining)
+                item = await asyncio.wait_for(watcher.queue.get(), wait)
             except asyncio.TimeoutError:
-                break
+                continue
             if item is None:  # the cluster died: drop the connection
                 if self.request.transport is not None:
                     self.request.transport.abort()

@@ -213,3 +213,14 @@ def test_protobuf_of_an_unknown_kind_is_415(raw):
         _field(2, _field(1, _field(1, b"odd2")) + _field(9, b"surprise"))
     assert raw.request("POST", "/api/v1/namespaces/shop/configmaps", body,
                        ctype="application/vnd.kubernetes.protobuf")[0] == 415
+
+
+def test_quiet_watches_get_periodic_bookmarks(raw):
+    raw.fleet.set_faults("a", bookmark_interval=0.3)
+    events = raw.stream("/api/v1/namespaces/shop/configmaps?watch=true&allowWatchBookmarks=true"
+                        "&timeoutSeconds=2", until=2)
+    assert [e["type"] for e in events] == ["BOOKMARK", "BOOKMARK"]
+    assert "annotations" not in events[0]["object"]["metadata"]
+    assert int(events[0]["object"]["metadata"]["resourceVersion"]) > 1000
+    without = raw.stream("/api/v1/namespaces/shop/configmaps?watch=true&timeoutSeconds=1", until=1)
+    assert without == []
