@@ -1,11 +1,17 @@
 """Per-cluster behaviour and faults of the simulated fleet.
 
 Settings come from the fleet file's `sim:` blocks (unknown keys are ignored, so the file
-can carry keys for newer versions), from `SimFleet(...)` keyword arguments, and can be
-changed while running with `SimFleet.set_faults(cluster_id, **settings)` or the admin
-endpoint `POST /_sim/faults` on the cluster's own port (full-rights token, JSON body).
+can carry keys for newer versions; a bad value is an error naming the cluster and key),
+from `SimFleet(...)` keyword arguments and `release-console sim --readiness-delay/--jitter`,
+and can be changed while running with `SimFleet.set_faults(cluster_id, **settings)` or the
+admin endpoint on the cluster's own port (full-rights token):
 
-Fleet-wide (`sim:` at the top level of clusters.yaml; also defaults for every cluster):
+    curl --cacert DIR/ca.crt -H "Authorization: Bearer $TOKEN" -X POST \
+         -d '{"error_rate": 0.3}' https://127.0.0.1:PORT/_sim/faults
+    GET /_sim/counters        requests by verb and resource, injected errors
+
+Fleet-wide (`sim:` at the top level of clusters.yaml; every key but registry_missing is
+also the default for each cluster):
 
     readiness_delay: 1.0      seconds from pod creation to Ready
     jitter: 1.0               plus a random 0..jitter seconds per pod
