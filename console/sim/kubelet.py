@@ -148,6 +148,11 @@ class Kubelet:
         pod = self._live(ident)
         if pod is None:
             return
+        images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
+        if not any(faults.matches(i, self.settings.never_pull) for i in images):
+            # the fault was lifted (the image "appeared"): the next pull succeeds
+            self._later(self.settings.readiness_delay, self._running, ident, True)
+            return
         fresh = clone(pod)
         reason = "ErrImagePull" if attempt % 2 == 0 else "ImagePullBackOff"
         for cs in fresh["status"].get("containerStatuses") or ():
@@ -165,6 +170,10 @@ class Kubelet:
     def _crash(self, ident: tuple[str, str, str], restarts: int) -> None:
         pod = self._live(ident)
         if pod is None:
+            return
+        images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
+        if not any(faults.matches(i, self.settings.crash) for i in images):
+            self._later(self.settings.readiness_delay, self._running, ident, True)  # fixed
             return
         fresh = clone(pod)
         stamp = now_iso()

@@ -204,3 +204,23 @@ def test_admin_endpoint_changes_faults(sim_fleet):
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(request, context=fleet.tls.client_context(), timeout=5)
     assert denied.value.code == 403
+
+
+def test_lifting_never_pull_lets_stuck_pods_start(sim_fleet):
+    fleet = sim_fleet(["a"], never_pull=["*v1*"], readiness_delay=0.1, jitter=0)
+    api = api_client(fleet, "a")
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
+    apps = client.AppsV1Api(api)
+    apps.create_namespaced_deployment("shop", deployment("reg.example/web:v1"), _request_timeout=T)
+    time.sleep(0.6)
+    pods = client.CoreV1Api(api).list_namespaced_pod("shop", _request_timeout=T).items
+    assert {p.status.container_statuses[0].state.waiting.reason for p in pods} <= {"ErrImagePull",
+                                                                                  "ImagePullBackOff"}
+    fleet.set_faults("a", never_pull=[])
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        if apps.read_namespaced_deployment("web", "shop", _request_timeout=T).status.available_replicas == 3:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the pods never became ready")
