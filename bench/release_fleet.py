@@ -299,7 +299,8 @@ def main() -> int:
     row("added over slowest rollout", f"{(deploy_phase / slowest - 1) * 100:.1f}%",
         f"{(k['wall'] / k_slowest - 1) * 100:.1f}%" if k else "-")
     row("whole run incl. pre-flight, start-up (s)", f"{deploy['wall']:.1f}", "-")
-    row("CPU seconds", f"{deploy['cpu']:.1f}", f"{k['cpu']:.1f}" if k else "-")
+    row("CPU seconds (whole run)", f"{deploy['cpu']:.1f}", f"{k['cpu']:.1f}" if k else "-")
+    row("  of which pre-flight (`check` alone)", f"{check['cpu']:.1f}", "-")
     row("peak memory (MB)", f"{deploy['rss_mb']:.0f}",
         f"{k['peak_sum_mb']:.0f} (all at once)" if k else "-")
     row("API requests/cluster, deploy", f"{statistics.mean(deploy_requests):.1f}",
