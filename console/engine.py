@@ -11,7 +11,9 @@ before. Manual actions: `rollback` (one cluster, to its previous revision or a n
 version), `rollback_release` (every cluster a release reached, found by the release-id
 annotation the clusters carry), `status` and `detail`.
 
-Every action is told to the listeners as `console.events.Event`s. A listener that raises
+Every action is told to the listeners as `console.events.Event`s. Manual rollbacks emit
+CLUSTER_ROLLING_BACK / CLUSTER_ROLLED_BACK with `release_id` "" (one cluster) or the id
+of the release being rolled back (`rollback_release`), and `by` in their data. A listener that raises
 is reported (logged, kept in `listener_errors`) and never stops a release - except at
 RELEASE_STARTED, where a failure to record the release (the ledger) stops it before any
 cluster is touched. The engine never imports Textual; the TUI runs it in a worker.
