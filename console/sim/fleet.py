@@ -486,11 +486,10 @@ class SimFleet:
             if isinstance(app.get("manifests"), str):
                 app["manifests"] = _absolute(app["manifests"], base)
             history = app.get("history")
-            if history is None and source is not None:
-                history = app["history"] = {}
-            if isinstance(history, dict) and source is not None:
-                # the default ledger lives beside the fleet file: keep it there
-                history["path"] = _absolute(str(history.get("path") or ".release-history"), base)
+            # A ledger path that is given stays where it was; without one the ledger defaults to
+            # beside the rewritten file (a scratch ledger for the simulated fleet).
+            if isinstance(history, dict) and isinstance(history.get("path"), str):
+                history["path"] = _absolute(history["path"], base)
         for entry in raw.get("clusters") or []:
             if not isinstance(entry, dict) or entry.get("id") not in self.clusters:
                 continue

@@ -84,13 +84,12 @@ def test_write_kubeconfigs_rewrites_the_fleet_file(tmp_path):
         assert client.VersionApi(api).get_code(_request_timeout=5).major == "1"
         assert fleet.call(lambda: fleet.clusters["prod"].settings.error_rate) == 0.5
         assert fleet.call(lambda: fleet.clusters["prod"].settings.never_pull) == ("*broken*",)
-        # the ledger stays beside the original fleet file when the file leaves it to the default
+        # without a ledger path the ledger defaults to beside the rewritten file
         raw = yaml.safe_load((source / "clusters.yaml").read_text())
         raw["app"]["history"] = {"remote": "git@example.com:ops/ledger.git"}
         (source / "clusters.yaml").write_text(yaml.safe_dump(raw))
         again = yaml.safe_load(fleet.write_kubeconfigs(out).read_text())
-        assert again["app"]["history"] == {"remote": "git@example.com:ops/ledger.git",
-                                           "path": str(source / ".release-history")}
+        assert again["app"]["history"] == {"remote": "git@example.com:ops/ledger.git"}
 
 
 def test_sim_command_serves_until_sigterm(tmp_path):
