@@ -44,6 +44,7 @@ from console.events import Event
 EVENT_BATCH_INTERVAL = 0.05   # s: the child sends events at most this often
 EVENT_BATCH_MAX = 500         # events per message at most
 STOP_TIMEOUT = 10.0           # s the child gets to stop before it is killed
+ENGINE_NICENESS = 5           # the engine process yields the CPU to the console's UI
 
 METHODS = ("run", "status", "detail", "rollback", "rollback_release", "releases", "matrix",
            "reconcile")
@@ -111,6 +112,11 @@ class EngineProcess:
         self._in = Connection(from_child_r, writable=False)
         self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
         self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        """The engine process's id (to watch its CPU, or to find it in `ps`)."""
+        return self._proc.pid
 
     # -- the Engine's methods (blocking; call them from worker threads) -------------------
 
@@ -243,6 +249,9 @@ def serve(conn_in: Connection, conn_out: Connection, config_path: str,
     from console.engine import Engine, ReleaseControl
     from console.history import EventLedger, Ledger
 
+    # The person at the keyboard comes first: the engine's work is waiting on clusters,
+    # and a few milliseconds later matter nothing to a rollout, but they do to a key.
+    os.nice(ENGINE_NICENESS)
     send_lock = threading.Lock()
 
     def send(message: tuple) -> None:

@@ -25,6 +25,8 @@ from console.ui.screens.gate import GateScreen
 from .ui_helpers import wait_for
 
 SIZE = (120, 36)
+# A busy test machine must not turn a slow answer into an "unreachable" row.
+PATIENT = {"status_timeout": 20.0}
 RID = "r-20261125-1358-ab12"
 T0 = 1764079100.0  # 13:58:20 UTC; the fixed clock says 14:02:11
 WAVES = [{"index": 0, "clusters": ["staging"], "gate_before": False},
@@ -100,8 +102,8 @@ def make_app(console_fleet, fixed_clock, seed_tag: str | None = "v1.4.1"):
     config, fleet = console_fleet()
     if seed_tag:
         seed(config, seed_tag)
-    return ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0,
-                             operator="alice"), config, fleet
+    return ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice",
+                             engine_options=PATIENT), config, fleet
 
 
 async def settle(pilot, events: list[Event] = ()) -> None:
@@ -235,7 +237,8 @@ def test_history_ledger_and_version_matrix(snap_compare, console_fleet, fixed_cl
     engine.run(ReleaseRequest(tag="v1.4.2-hotfix", clusters="prod-eu", strategy="serial"),
                lambda _gate: GateAnswer(GateDecision.APPROVE))
     engine.close()
-    app = ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice")
+    app = ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice",
+                            engine_options=PATIENT)
 
     async def run_before(pilot) -> None:
         await settle(pilot)
@@ -256,7 +259,8 @@ def test_history_version_matrix_tab(snap_compare, console_fleet, fixed_clock) ->
     engine.run(ReleaseRequest(tag="v1.4.2-hotfix", clusters="prod-eu", strategy="serial"),
                lambda _gate: GateAnswer(GateDecision.APPROVE))
     engine.close()
-    app = ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice")
+    app = ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice",
+                            engine_options=PATIENT)
 
     async def run_before(pilot) -> None:
         await settle(pilot)

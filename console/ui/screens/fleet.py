@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from console.ui.app import ReleaseConsoleApp
 
 
+HEADER_EVERY = 4  # repaints (of 10 a second) per header repaint at most
+
+
 class FleetScreen(Screen):
     """Every cluster at a glance; the place every action starts from."""
 
@@ -38,6 +41,8 @@ class FleetScreen(Screen):
         super().__init__(id="fleet")
         self.state = state
         self.app_name = app_name
+        self._header_stale = False
+        self._flushes = 0
 
     def compose(self) -> ComposeResult:
         yield ReleaseHeader(self.state, self.app_name, id="release-header")
@@ -64,10 +69,14 @@ class FleetScreen(Screen):
     # -- called by the app's refresh timer --------------------------------------------
 
     def flush(self, dirty: set[str], release_dirty: bool, lines: list) -> None:
-        """Repaint what the view model says changed."""
+        """Repaint what the view model says changed (the header at most 2.5 times a
+        second: its counts change with every cluster, and it is a costly repaint)."""
         if dirty:
             self.grid.repaint(dirty)
-        if release_dirty:
+        self._header_stale = self._header_stale or release_dirty
+        self._flushes += 1
+        if self._header_stale and self._flushes % HEADER_EVERY == 0:
+            self._header_stale = False
             self.header.update_release()
         if lines:
             self.log_view.add(lines)

@@ -29,7 +29,8 @@ class EventLog(RichLog):
         self.cluster_width = cluster_width
 
     def add(self, lines: Iterable[LogLine]) -> None:
-        """Append lines in order."""
+        """Append lines in order (one write, so one scroll and one repaint per batch)."""
         palette = Palette.of(self.app)
-        for line in lines:
-            self.write(format_line(line, palette, self.cluster_width))
+        texts = [format_line(line, palette, self.cluster_width) for line in lines]
+        if texts:
+            self.write(Text("\n").join(texts))
