@@ -382,9 +382,11 @@ class Controller:
         return out
 
     def _needs_annotations(self, rs: Obj, d: Obj, replicas: int, surge: int) -> bool:
+        """Whether the new ReplicaSet lacks the Deployment's current annotations (as the real
+        controller copies them, `kubernetes.io/change-cause` shows in rollout history)."""
         ann = rs["metadata"].get("annotations") or {}
-        return (ann.get("deployment.kubernetes.io/desired-replicas") != str(replicas)
-                or ann.get("deployment.kubernetes.io/max-replicas") != str(replicas + surge))
+        wanted = self._rs_annotations(d, int(ann.get(REVISION, "0") or 0), replicas, surge)
+        return any(ann.get(k) != v for k, v in wanted.items())
 
     def _annotate_rs(self, rs: Obj, d: Obj, revision: int, replicas: int, surge: int) -> Obj:
         fresh = clone(rs)

@@ -37,8 +37,10 @@ def test_release_flow(binary, sim_fleet, make_kubectl, tmp_path):
               "jsonpath={.spec.template.spec.containers[0].image}").stdout
     assert image == "registry.example.com/web:v2"
 
+    k("-n", "shop", "annotate", "deployment/web", "kubernetes.io/change-cause=ship v2")
     history = k("-n", "shop", "rollout", "history", "deployment/web").stdout
     assert re.findall(r"^(\d+)\s", history, re.M) == ["1", "2"], history
+    assert re.search(r"^2\s+ship v2$", history, re.M), history
 
     assert "rolled back" in k("-n", "shop", "rollout", "undo", "deployment/web").stdout
     k("-n", "shop", "rollout", "status", "deployment/web", "--timeout=30s")
