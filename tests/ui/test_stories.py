@@ -13,8 +13,11 @@ from textual.widgets import DataTable, Static
 from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
 from console.history import EventLedger, Ledger
 from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.confirm import ConfirmScreen
+from console.ui.screens.detail import DetailScreen
 from console.ui.screens.gate import GateScreen
 from console.ui.screens.help import HelpScreen
+from console.ui.screens.history import HistoryScreen
 from console.ui.screens.release_form import ReleaseFormScreen
 from console.ui.screens.rollback import RollbackScreen
 from console.ui.state import Phase
@@ -228,3 +231,101 @@ async def test_help_lists_every_key_in_words(console_fleet) -> None:
                        for line in text.splitlines()), f"{key} {words!r} not in help"
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+@story
+async def test_marks_filter_and_jump(console_fleet) -> None:
+    config, _fleet = console_fleet()
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        grid = app.fleet.grid
+        # `/` filters by glob, group or id; `esc` clears.
+        await pilot.press("slash", *"prod-eu*")
+        await pilot.pause(0.1)
+        assert grid.shown == ["prod-eu-10pct", "prod-eu"]
+        await pilot.press("enter", "space")  # back to the grid; mark the first shown
+        await pilot.press("escape")
+        assert grid.shown == list(config.ids)
+        grid.go_to("prod-us")
+        await pilot.press("space")
+        assert app.state.marked() == ["prod-eu-10pct", "prod-us"]
+        assert "✓" in grid.cell_text("prod-us", "cluster")
+        # The marked clusters are the new release's targets.
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        form = app.screen
+        assert form.query_one("#targets").value == "prod-eu-10pct, prod-us"
+        assert "2 clusters (2 production" in str(form.query_one("#targets-preview").render())
+        await pilot.press("escape")
+        # `:` jumps to a cluster's detail (a unique prefix is enough).
+        await pilot.press("colon", *"prod-u", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="detail")
+        assert app.screen.cluster_id == "prod-us"
+
+
+@story
+async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#tag")
+        await pilot.press(*"v2", "enter")  # serial: one cluster after the other
+        await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
+                       what="the first cluster rolling")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.state.release.paused, what="the paused event")
+        await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.HEALTHY,
+                       what="the running cluster to finish")
+        await pilot.pause(1.0)
+        assert app.state.clusters["prod-eu"].phase is Phase.WAITING  # nothing new started
+        header = app.fleet.query_one("#release-header", Static).content
+        assert "paused" in " ".join(line.plain for line in header.renderables)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is not Phase.WAITING,
+                       what="the release to resume")
+        # `q` asks first while a release runs; `n` stays.
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n")
+        assert app.is_running
+        await wait_for(pilot, lambda: not app.release_running, what="the end")
+        assert app.state.release.outcome == "ok"
+        await pilot.press("q")
+    assert app.return_code == 0
+    assert live_tag(fleet, "prod-us") == "v2"
+
+
+@story
+async def test_detail_and_rollback_of_a_whole_release_from_history(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu"])
+    seed(config, "v1")
+    seed(config, "v2")
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        # Cluster detail: pods and revisions read from the cluster.
+        app.fleet.grid.go_to("staging")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen)
+                       and app.screen.detail is not None, what="the detail")
+        assert app.screen.query_one("#pods", DataTable).row_count == 2
+        revisions = app.screen.query_one("#revisions", DataTable)
+        assert [revisions.get_row_at(i)[1] for i in range(revisions.row_count)] == ["v2", "v1"]
+        await pilot.press("escape")
+        # History: the newest release first; `r` rolls back every cluster it reached.
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                       and len(app.screen.releases) == 2, what="the ledger")
+        ledger = app.screen.query_one("#ledger", DataTable)
+        assert ledger.get_row_at(0)[3] == "v2"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: all(app.state.clusters[c].phase is Phase.ROLLED_BACK
+                                          for c in ("staging", "prod-eu")), what="rollbacks")
+    assert live_tag(fleet, "staging") == "v1"
+    assert live_tag(fleet, "prod-eu") == "v1"
