@@ -1,10 +1,12 @@
 """`ReleaseConsoleApp`: the console's application object.
 
-It owns the view model (`FleetState`), the engine and the bridges between them. Every
-engine call runs in a thread worker; engine events arrive through `EventBridge` (one
-message per burst), are applied to the view model at once, and reach the screen on a
-10 Hz repaint timer that redraws only the rows that changed. Gate questions arrive as
-`GateQuestion` messages and are answered from a modal screen.
+It owns the view model (`FleetState`), the engine and the bridges between them. The
+engine (with the Git ledger it writes) runs in a child process (`engine_host`), so a
+hundred busy rollouts never take the interpreter from the UI; every call to it runs in
+a thread worker. Engine events arrive in batches through `EventBridge` (one message per
+burst), are applied to the view model at once, and reach the screen on a 10 Hz repaint
+timer that redraws only the rows that changed. Gate questions arrive as `GateQuestion`
+messages and are answered from a modal screen.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """From engine threads to the UI thread: events and gate questions as Textual messages.
 
-The engine calls its listeners from its own threads, as fast as clusters report. The
-bridge queues each event and posts at most one `EventsReady` message until the app has
-drained the queue, so a burst of a thousand progress events costs the UI one message,
-not a thousand. Gate questions block the engine's thread until the person answers.
+Events arrive from other threads (the engine process's reader thread, in batches), as
+fast as clusters report. The bridge queues them and posts at most one `EventsReady`
+message until the app has drained the queue, so a burst of a thousand progress events
+costs the UI one message, not a thousand. Gate questions block the asking thread until
+the person answers.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class EventBridge:
         self._posted = False
 
     def __call__(self, event: Event) -> None:
-        """Called by the engine (any thread)."""
+        """One event (an engine `Listener`; any thread)."""
         with self._lock:
             self._queue.append(event)
             if self._posted:

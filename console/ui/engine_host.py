@@ -170,7 +170,8 @@ class EngineProcess:
         except OSError:
             pass
         try:
-            self._proc.wait(timeout=STOP_TIMEOUT)
+            # The child may spend STOP_TIMEOUT joining an interrupted release, then close.
+            self._proc.wait(timeout=2 * STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=STOP_TIMEOUT)

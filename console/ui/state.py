@@ -93,7 +93,6 @@ class ClusterView:
     message: str = ""
     error: str = ""
     wave: int | None = None
-    revision: int | None = None
     marked: bool = False
     reachable: bool = True  # as last seen (status reading or engine event)
 
@@ -157,13 +156,7 @@ class ReleaseView:
     paused: bool = False
     gate_waiting: bool = False
     preflight: list[PreflightLine] = field(default_factory=list)
-    preflight_done: bool = False
     preflight_ok: bool | None = None
-
-    @property
-    def running(self) -> bool:
-        """True from the plan until `release_finished`."""
-        return self.outcome is None
 
     def elapsed(self, now: float) -> float:
         """Seconds since the release was planned (frozen once it finished)."""
@@ -297,7 +290,6 @@ class FleetState:
             row.reachable = bool(st.reachable)
             if st.reachable:
                 row.live = st.version
-                row.revision = getattr(st, "revision", None)
                 if not row.phase.active:
                     row.desired, row.ready = st.desired or 0, st.ready or 0
                     row.available = row.updated = row.ready
@@ -425,7 +417,6 @@ def _preflight_finished(state: FleetState, ev: Event, _row: ClusterView | None) 
     release = state.release
     if release is None:
         return
-    release.preflight_done = True
     release.preflight_ok = bool(ev.data.get("ok", False))
     for cid in release.targets:
         row = state.clusters.get(cid)

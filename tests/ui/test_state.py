@@ -70,7 +70,7 @@ def test_a_release_moves_rows_through_their_phases() -> None:
     state.apply(ev(Kind.GATE_DECIDED, decision="reject", by="alice", rollback=False))
     state.apply(ev(Kind.RELEASE_FINISHED, outcome="stopped", exit_code=3))
     assert state.clusters["prod-eu"].phase is Phase.SKIPPED
-    assert not state.release.running and state.release.outcome == "stopped"
+    assert state.release.outcome == "stopped" and state.release.finished == 100.0
 
 
 def test_failure_then_automatic_rollback() -> None:

@@ -86,14 +86,6 @@ class FleetGrid(ScrollView, can_focus=True):
             super().__init__()
             self.cluster = cluster
 
-    class MarkToggled(Message):
-        """A cluster was marked or unmarked with `space`."""
-
-        def __init__(self, cluster: str, marked: bool) -> None:
-            super().__init__()
-            self.cluster = cluster
-            self.marked = marked
-
     def __init__(self, state: FleetState, **kwargs) -> None:
         super().__init__(**kwargs)
         self.state = state
@@ -254,9 +246,8 @@ class FleetGrid(ScrollView, can_focus=True):
         cid = self.cursor_cluster
         if cid is None:
             return
-        marked = self.state.toggle_mark(cid)
+        self.state.toggle_mark(cid)
         self.repaint([cid])
-        self.post_message(self.MarkToggled(cid, marked))
 
     def on_click(self, event: events.Click) -> None:
         index = event.y - 1 + self.scroll_offset.y
