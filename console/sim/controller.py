@@ -287,7 +287,12 @@ class Controller:
         total = sum(len(pods.get(rs["metadata"]["uid"], ())) for rs in all_rs)
         updated = len(pods.get(new_rs["metadata"]["uid"], ())) if new_rs else 0
         ready = sum(1 for rs in all_rs for p in pods.get(rs["metadata"]["uid"], ()) if pod_ready(p))
-        available = ready
+        min_ready = spec.get("minReadySeconds", 0) or 0
+        wake: list[float] = []
+        available = sum(1 for rs in all_rs for p in pods.get(rs["metadata"]["uid"], ())
+                        if self._available(p, min_ready, wake))
+        if wake:
+            self.schedule("deploy", ns, name, min(wake) - time.time() + 0.01)
         spec_total = sum(rs["spec"].get("replicas", 0) for rs in all_rs)
         new_status.update(observedGeneration=generation, replicas=total, updatedReplicas=updated,
                           readyReplicas=ready, availableReplicas=available)
@@ -370,6 +375,19 @@ class Controller:
             found = self._templates[key] = comparable_template(owner["spec"]["template"])
         return found
 
+    def _available(self, pod: Obj, min_ready: int, wake: list[float]) -> bool:
+        """Ready for at least minReadySeconds; when ready but not yet available, the moment it
+        will be goes into `wake` (the caller syncs again then)."""
+        if not pod_ready(pod):
+            return False
+        if min_ready <= 0:
+            return True
+        since = self.kubelet.ready_at.get(pod["metadata"]["uid"], 0.0)
+        if time.time() >= since + min_ready:
+            return True
+        wake.append(since + min_ready)
+        return False
+
     def _reset_progress(self, key: tuple[str, str]) -> float:
         self._progress_at[key] = time.time()
         return self._progress_at[key]
@@ -440,8 +458,11 @@ class Controller:
 
     def _rolling(self, d: Obj, new_rs: Obj, old_rs: list[Obj], pods: dict[str, list[Obj]],
                  replicas: int, surge: int, unavailable: int, created: bool) -> None:
+        min_ready = d["spec"].get("minReadySeconds", 0) or 0
+        wake: list[float] = []  # the status pass of this sync schedules the re-sync
+
         def avail(rs: Obj) -> int:
-            return sum(1 for p in pods.get(rs["metadata"]["uid"], ()) if pod_ready(p))
+            return sum(1 for p in pods.get(rs["metadata"]["uid"], ()) if self._available(p, min_ready, wake))
         # scale up the new ReplicaSet within maxSurge
         all_total = sum(rs["spec"].get("replicas", 0) for rs in old_rs) + new_rs["spec"].get("replicas", 0)
         new_count = new_rs["spec"].get("replicas", 0)
@@ -521,8 +542,12 @@ class Controller:
                             component="replicaset-controller")
                 pods.remove(pod)
         ready = sum(1 for p in pods if pod_ready(p))
+        wake: list[float] = []
+        available = sum(1 for p in pods if self._available(p, rs["spec"].get("minReadySeconds", 0) or 0, wake))
+        if wake:
+            self.schedule("rs", ns, name, min(wake) - time.time() + 0.01)
         status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
-                  "availableReplicas": ready, "observedGeneration": rs["metadata"].get("generation", 1)}
+                  "availableReplicas": available, "observedGeneration": rs["metadata"].get("generation", 1)}
         status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
         current = self.store.get(RS, ns, name)
         if current is not None and current.get("status") != status:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,8 @@ class Kubelet:
         self._later = later  # (delay, fn, *args): a timer the controller cancels on stop
         self.record = record  # Controller.record: Events
         self.is_paused = is_paused
+        # pod uid -> when it became Ready (time.time()), finer than the condition's seconds
+        self.ready_at: dict[str, float] = {}
 
     def pick_node(self, pod_spec: Obj) -> str | None:
         """The node with the fewest pods that still fits the pod's requests, or None."""
@@ -142,6 +145,9 @@ class Kubelet:
                 if c["type"] in ("Ready", "ContainersReady"):
                     c.update(status="True", lastTransitionTime=stamp)
                     c.pop("reason", None)
+            if len(self.ready_at) > 10000:
+                self.ready_at.clear()  # a bound on memory; lost entries count as ready long ago
+            self.ready_at[ident[2]] = time.time()
         self.store.put(POD, fresh)
 
     def _pull_failure(self, ident: tuple[str, str, str], attempt: int) -> None:

@@ -111,3 +111,16 @@ def test_progress_deadline_counts_from_the_last_progress(sim_fleet):
     assert time.monotonic() - started > 4
     reasons = {c.reason for s in seen for c in (s.conditions or ()) if c.type == "Progressing"}
     assert "ProgressDeadlineExceeded" not in reasons and "ReplicaSetUpdated" in reasons
+
+
+def test_min_ready_seconds_delays_availability(sim_fleet):
+    fleet = sim_fleet(["a"], readiness_delay=0.1, jitter=0)
+    core, apps = _setup(fleet, 2, minReadySeconds=1)
+    time.sleep(0.5)
+    d = apps.read_namespaced_deployment("web", "shop", _request_timeout=T)
+    assert d.status.ready_replicas == 2 and not d.status.available_replicas
+    started = time.monotonic()
+    _watch_until_done(apps)
+    assert time.monotonic() - started > 0.3
+    rs = apps.list_namespaced_replica_set("shop", _request_timeout=T).items[0]
+    assert rs.status.available_replicas == 2
