@@ -329,3 +329,43 @@ async def test_detail_and_rollback_of_a_whole_release_from_history(console_fleet
                                           for c in ("staging", "prod-eu")), what="rollbacks")
     assert live_tag(fleet, "staging") == "v1"
     assert live_tag(fleet, "prod-eu") == "v1"
+
+
+@story
+async def test_abort_at_the_gate_rolls_back_what_the_release_reached(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu"])
+    seed(config, "v1")
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await open_form_and_start(pilot, app, "canary", "v2")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="the gate")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: app.state.release.outcome is not None, what="the end")
+        await pilot.pause(0.3)
+        assert app.state.release.outcome == "aborted"
+        assert grid_cell(app, "staging", "phase") == "↩ rolled back"
+        assert grid_cell(app, "prod-eu", "phase") == "» skipped"
+    assert live_tag(fleet, "staging") == "v1"
+    assert live_tag(fleet, "prod-eu") == "v1"
+
+
+@story
+async def test_drift_is_marked_and_the_palette_finds_screens(console_fleet) -> None:
+    config, _fleet = console_fleet(["staging", "prod-eu"])
+    seed(config, "v1")
+    # Someone changes prod-eu outside the console (no ledger record).
+    engine = Engine(config)
+    engine.run(ReleaseRequest(tag="v1-hotfix", clusters="prod-eu"),
+               lambda _gate: GateAnswer(GateDecision.APPROVE))
+    engine.close()
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        assert grid_cell(app, "prod-eu", "live") == "v1-hotfix ≠"
+        assert grid_cell(app, "staging", "live") == "v1"
+        await pilot.press("ctrl+p")
+        await pilot.press(*"History")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
