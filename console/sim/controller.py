@@ -258,6 +258,13 @@ class Controller:
         if rolling and surge == 0 and unavailable == 0:
             unavailable = 1
         paused = bool(spec.get("paused"))
+        progressing = _find(conditions, "Progressing")
+        if paused and (progressing is None or progressing.get("reason") != "DeploymentPaused"):
+            _set_condition(conditions, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused",
+                           self._reset_progress(key))
+        elif not paused and progressing is not None and progressing.get("reason") == "DeploymentPaused":
+            _set_condition(conditions, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed",
+                           self._reset_progress(key))
         created = False
         if new_rs is None and not paused:
             new_rs = self._create_rs(d, max(revisions, default=0) + 1, replicas, surge, all_rs)

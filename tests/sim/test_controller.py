@@ -124,3 +124,24 @@ def test_min_ready_seconds_delays_availability(sim_fleet):
     assert time.monotonic() - started > 0.3
     rs = apps.list_namespaced_replica_set("shop", _request_timeout=T).items[0]
     assert rs.status.available_replicas == 2
+
+
+def test_pause_and_resume_conditions(sim_fleet):
+    fleet = sim_fleet(["a"], readiness_delay=0.1, jitter=0)
+    core, apps = _setup(fleet, 2)
+    _watch_until_done(apps)
+
+    def progressing() -> tuple[str, str]:
+        d = apps.read_namespaced_deployment("web", "shop", _request_timeout=T)
+        c = next(c for c in d.status.conditions if c.type == "Progressing")
+        return c.status, c.reason
+    apps.patch_namespaced_deployment("web", "shop", {"spec": {"paused": True}}, _request_timeout=T)
+    apps.patch_namespaced_deployment("web", "shop", {"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "image": "img:v2"}]}}}}, _request_timeout=T)
+    time.sleep(0.4)
+    assert progressing() == ("Unknown", "DeploymentPaused")
+    assert len(apps.list_namespaced_replica_set("shop", _request_timeout=T).items) == 1  # nothing rolled
+    apps.patch_namespaced_deployment("web", "shop", {"spec": {"paused": False}}, _request_timeout=T)
+    _watch_until_done(apps)
+    assert progressing() == ("True", "NewReplicaSetAvailable")
+    assert len(apps.list_namespaced_replica_set("shop", _request_timeout=T).items) == 2
