@@ -397,7 +397,7 @@ class Resources:
                       bookmarks: bool, timeout: float) -> web.StreamResponse:
         key, ns = self.t.rt.key, self.t.namespace
         first: list[tuple[str, Obj]] = []
-        gone = False
+        gone = ""
         if initial_events or rv_param in ("", "0"):
             first = [("ADDED", o) for o in self.store.list(key, ns) if match(o)]
         else:
@@ -405,8 +405,8 @@ class Resources:
                 since = self.store.since(key, int(rv_param))
             except ValueError:
                 raise ApiError(400, f"invalid resource version {rv_param!r}") from None
-            except Gone:
-                gone = True
+            except Gone as exc:
+                gone = str(exc)
                 since = []
             first = [(e, o) for e, o in since
                      if (ns is None or o["metadata"].get("namespace") == ns) and match(o)]
@@ -414,8 +414,7 @@ class Resources:
         resp.enable_chunked_encoding()
         await resp.prepare(self.request)
         if gone:
-            err = ApiError(410, f"too old resource version: {rv_param} ({self.store.log[0][0] - 1 if self.store.log else self.store.rv})",
-                           "Expired")
+            err = ApiError(410, gone, "Expired")
             await resp.write(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
             return resp
         for etype, obj in first:

@@ -126,15 +126,23 @@ class Watcher:
 class Gone(Exception):
     """The requested resourceVersion is older than the backlog (HTTP 410)."""
 
+    def __init__(self, rv: int, oldest: int) -> None:
+        super().__init__(f"too old resource version: {rv} ({oldest})")
+        self.oldest = oldest
+
 
 class Store:
     """Objects by resource key and (namespace, name), with a resourceVersion counter."""
 
-    def __init__(self, backlog: int = 4000) -> None:
+    def __init__(self, backlog: int = 1000) -> None:
         self.rv = 1000
+        self.start = self.rv  # the history begins here: older resourceVersions are gone
         self.objects: dict[str, dict[tuple[str, str], Obj]] = {}
-        # (rv, key, type, object) of the latest writes, for watches from a resourceVersion.
-        self.log: deque[tuple[int, str, str, Obj]] = deque(maxlen=backlog)
+        # Per resource key, as the API server's watch cache: (rv, type, object) of the latest
+        # writes, and the newest resourceVersion that fell out of that window.
+        self.backlog = backlog
+        self.logs: dict[str, deque[tuple[int, str, Obj]]] = {}
+        self.trimmed: dict[str, int] = {}
         self.watchers: set[Watcher] = set()
         self.listeners: list[Callable[[str, str, Obj, Obj | None], None]] = []
 
@@ -188,7 +196,10 @@ class Store:
         return gone
 
     def _emit(self, key: str, etype: str, obj: Obj, old: Obj | None) -> None:
-        self.log.append((self.rv, key, etype, obj))
+        log = self.logs.setdefault(key, deque())
+        log.append((self.rv, etype, obj))
+        if len(log) > self.backlog:
+            self.trimmed[key] = log.popleft()[0]
         for w in list(self.watchers):
             if w.key != key:
                 continue
@@ -210,9 +221,10 @@ class Store:
         """Events for `key` newer than `rv`; raises Gone when the backlog no longer reaches it."""
         if rv >= self.rv:
             return []
-        if not self.log or self.log[0][0] > rv + 1:
-            raise Gone(rv)
-        return [(etype, obj) for erv, k, etype, obj in self.log if erv > rv and k == key]
+        oldest = max(self.trimmed.get(key, 0), self.start)
+        if rv < oldest:
+            raise Gone(rv, oldest + 1)
+        return [(etype, obj) for erv, etype, obj in self.logs.get(key, ()) if erv > rv]
 
     def watch(self, key: str, namespace: str | None, match: Callable[[Obj], bool]) -> Watcher:
         """Register a watcher (remove it with `unwatch`)."""

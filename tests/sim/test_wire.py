@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from console.sim import SimFleet
-from console.sim.store import Store
+from console.sim.store import Gone, Store
 from tests.sim.conftest import deployment
 
 
@@ -193,9 +193,15 @@ def test_store_backlog_expiry_raises_gone():
     store = Store(backlog=3)
     for n in range(5):
         store.put("/configmaps", {"metadata": {"name": f"c{n}", "namespace": "x"}})
-    with pytest.raises(Exception, match="1001"):
+    with pytest.raises(Gone, match="too old resource version: 1001"):
         store.since("/configmaps", 1001)
-    assert [o["metadata"]["name"] for _, o in store.since("/configmaps", 1003)] == ["c3", "c4"]
+    assert [o["metadata"]["name"] for _, o in store.since("/configmaps", 1002)] == ["c2", "c3", "c4"]
+    # the window is per resource, as the API server's watch cache: busy pods do not expire
+    # a quiet resource's resourceVersions
+    for n in range(10):
+        store.put("/pods", {"metadata": {"name": f"p{n}", "namespace": "x"}})
+    assert [o["metadata"]["name"] for _, o in store.since("/configmaps", 1004)] == ["c4"]
+    assert store.since("/configmaps", 1005) == []
 
 
 def test_protobuf_of_an_unknown_kind_is_415(raw):
