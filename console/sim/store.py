@@ -134,7 +134,7 @@ class Gone(Exception):
 class Store:
     """Objects by resource key and (namespace, name), with a resourceVersion counter."""
 
-    def __init__(self, backlog: int = 1000) -> None:
+    def __init__(self, backlog: int = 500) -> None:
         self.rv = 1000
         self.start = self.rv  # the history begins here: older resourceVersions are gone
         self.objects: dict[str, dict[tuple[str, str], Obj]] = {}
