@@ -42,7 +42,11 @@ class Resources:
             if verb != "create":
                 raise ApiError(405, "the server does not allow this method on the requested resource")
             return await self.review()
+        if t.sub and verb not in ("get", "update", "patch") or (verb == "create" and t.name):
+            raise ApiError(405, "the server does not allow this method on the requested resource")
         if t.sub == "log":
+            if verb != "get":
+                raise ApiError(405, "the server does not allow this method on the requested resource")
             return self.log()
         if verb == "get":
             obj = self._get()

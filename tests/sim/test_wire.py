@@ -187,6 +187,9 @@ def test_patch_kinds_and_generation(raw):
     assert d["metadata"]["labels"]["tier"] == "front"  # another manager's field stays
     status, _, _ = raw.request("PATCH", f"{path}/web", b"{}", ctype="text/plain")
     assert status == 415
+    status, _, err = raw.request("DELETE", f"{path}/web/status")
+    assert status == 405 and err["kind"] == "Status"
+    assert raw.request("GET", f"{path}/web")[0] == 200  # still there
 
 
 def test_store_backlog_expiry_raises_gone():
