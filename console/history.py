@@ -496,11 +496,13 @@ class Ledger:
                        version: str | None = None, good: bool | None = None,
                        duration: float | None = None, error: str = "",
                        rolled_back_to: str | None = None, reconciled: bool = False,
-                       commit: bool = True) -> ClusterOutcome:
+                       commit: bool = True, version_unknown: bool = False) -> ClusterOutcome:
         """Append one cluster outcome (fsynced now, committed by the background committer).
 
         `version` is what the cluster runs afterwards; by default to_version when
         healthy or failed, rolled_back_to when rolled back, None (unchanged) when skipped.
+        `version_unknown` records None whatever the outcome (a cluster that stopped
+        answering mid-rollout and could not be rolled back runs either version).
         `good` defaults to `outcome == "healthy"`.
         """
         if outcome not in OUTCOMES:
@@ -513,7 +515,9 @@ class Ledger:
                 from_version = touch.get("from_version")
             if to_version is None:
                 to_version = touch.get("to_version") or (release or {}).get("version")
-            if version is None and outcome in ("healthy", "failed"):
+            if version_unknown:
+                version = None
+            elif version is None and outcome in ("healthy", "failed"):
                 version = to_version
             elif version is None and outcome == "rolled_back":
                 version = rolled_back_to or from_version
@@ -1316,11 +1320,13 @@ class EventLedger:
                                          None if ok else
                                          f"rollback failed: {event.data.get('error', '')}"]))
         if event.release_id in self._started:
+            # A failed rollback leaves the cluster somewhere between the two versions
+            # (often unreachable): the ledger says "unknown", never the version tried.
             self.ledger.record_cluster(
                 event.release_id, event.cluster, "rolled_back" if ok else "failed",
                 from_version=state.get("from_version"), to_version=state.get("to_version"),
                 version=target if ok else None, good=ok, duration=state.get("duration"),
-                error=error, rolled_back_to=target)
+                error=error, rolled_back_to=target if ok else None, version_unknown=not ok)
             return
         # A manual rollback (one cluster, or every cluster of a finished release).
         started = state.get("rollback_start")
