@@ -99,7 +99,8 @@ class EngineProcess:
         from_child_r, from_child_w = os.pipe()
         # The child's stderr would scribble over the console's screen: it goes to a file.
         self.log_path = Path(tempfile.gettempdir()) / f"release-console-engine-{os.getpid()}.log"
-        with open(self.log_path, "ab") as log:
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "console.ui.engine_host", str(to_child_r),
                  str(from_child_w), str(Path(config_path).resolve()),

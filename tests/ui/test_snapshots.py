@@ -95,7 +95,8 @@ def seed(config, tag: str) -> None:
     result = engine.run(ReleaseRequest(tag=tag, strategy="parallel"),
                         lambda _gate: GateAnswer(GateDecision.APPROVE))
     engine.close()
-    assert result.outcome == "ok", result
+    assert result.outcome == "ok", (result.message, result.preflight and
+                                    result.preflight.failures)
 
 
 def make_app(console_fleet, fixed_clock, seed_tag: str | None = "v1.4.1"):

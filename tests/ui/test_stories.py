@@ -42,7 +42,8 @@ def seed(config, tag: str, clusters: str = "") -> None:
         engine.close()
     finally:
         ledger.close()
-    assert result.outcome == "ok", result
+    assert result.outcome == "ok", (result.message, result.preflight and
+                                    result.preflight.failures)
 
 
 def live_tag(fleet, cluster: str) -> str:
@@ -50,6 +51,12 @@ def live_tag(fleet, cluster: str) -> str:
     deployment = fleet.get(cluster, "apps/deployments", cluster, "user-service")
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     return image.rpartition(":")[2]
+
+
+def header_text(app: ReleaseConsoleApp) -> str:
+    """What the release header says, as plain text."""
+    header = app.fleet.query_one("#release-header", Static).content
+    return " ".join(line.plain for line in header.renderables)
 
 
 def grid_cell(app: ReleaseConsoleApp, cluster: str, column: str) -> str:
@@ -114,8 +121,7 @@ async def test_canary_release_from_the_form_through_two_gates(console_fleet) -> 
             assert grid_cell(app, cid, "phase") == "✔ healthy"
             assert grid_cell(app, cid, "live").startswith("v2")
             assert live_tag(fleet, cid) == "v2"
-        header = app.fleet.query_one("#release-header", Static).content
-        assert "4 healthy" in " ".join(line.plain for line in header.renderables)
+        await wait_for(pilot, lambda: "4 healthy" in header_text(app), what="the header")
     # The ledger recorded the console's release, with the operator.
     ledger = Ledger.for_config(config)
     try:
@@ -267,6 +273,7 @@ async def test_marks_filter_and_jump(console_fleet) -> None:
 @story
 async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    fleet.set_faults("staging", readiness_delay=2.0)  # time to press `p` while it rolls
     app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
@@ -282,8 +289,7 @@ async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None
                        what="the running cluster to finish")
         await pilot.pause(1.0)
         assert app.state.clusters["prod-eu"].phase is Phase.WAITING  # nothing new started
-        header = app.fleet.query_one("#release-header", Static).content
-        assert "paused" in " ".join(line.plain for line in header.renderables)
+        await wait_for(pilot, lambda: "paused" in header_text(app), what="the header")
         await pilot.press("p")
         await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is not Phase.WAITING,
                        what="the release to resume")
