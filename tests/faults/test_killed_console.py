@@ -1,0 +1,135 @@
+"""The console killed with SIGKILL mid parallel release, and two consoles racing: the next
+start reconciles the ledger with the live clusters; clusters are locked only by a lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from console.cli import main
+from tests.faults.conftest import APP, events_of, releases
+
+LEASE = f"release-console-{APP}"
+
+
+def deploy_process(w, tmp_path, tag: str, *args: str) -> subprocess.Popen:
+    """`release-console deploy --json` as a real process on the world's fleet."""
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(w.config_path)}
+    return subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", tag, "--json",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+
+
+def kill_when_all_started(proc: subprocess.Popen, count: int) -> list[dict]:
+    """Read events until `count` clusters started, then SIGKILL the process."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        seen.append(json.loads(line))
+        if sum(e["kind"] == "cluster_started" for e in seen) == count:
+            time.sleep(0.3)   # let the new version reach the clusters
+            proc.send_signal(signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline
+    proc.wait(timeout=30)
+    return seen
+
+
+def held_leases(w, ids) -> dict[str, dict]:
+    """cluster -> the spec of the app's release Lease there (absent ones left out)."""
+    found = {}
+    for cid in ids:
+        lease = w.fleet.get(cid, "coordination.k8s.io/leases", cid, LEASE)
+        if lease is not None:
+            found[cid] = lease["spec"]
+    return found
+
+
+def test_sigkill_leaves_leases_that_expire_within_their_duration(world, tmp_path):
+    from console.locks import DEFAULT_DURATION
+    ids = ["a", "b", "c"]
+    w = world(ids, readiness_delay=1.5, jitter=0.0)
+    w.deploy_everywhere("v1")
+    proc = deploy_process(w, tmp_path, "v2", "--strategy", "parallel")
+    seen = kill_when_all_started(proc, len(ids))
+    killed_at = datetime.now(timezone.utc)
+    assert proc.returncode == -signal.SIGKILL
+    release_id = seen[0]["release"]
+    leases = held_leases(w, ids)
+    assert set(leases) == set(ids)
+    for cid, spec in leases.items():
+        assert spec["holderIdentity"].endswith(f"/{release_id}")
+        renewed = datetime.fromisoformat(spec["renewTime"].replace("Z", "+00:00"))
+        expires = renewed + timedelta(seconds=spec["leaseDurationSeconds"])
+        # Locked no longer than one lease duration after the console died.
+        assert spec["leaseDurationSeconds"] <= DEFAULT_DURATION
+        assert expires <= killed_at + timedelta(seconds=DEFAULT_DURATION + 1), (cid, spec)
+    # Meanwhile another console is refused before touching anything, naming the holder.
+    code = main(["deploy", "--config", str(w.config_path), "--tag", "v3", "--strategy",
+                 "parallel", "--json"])
+    assert code == 2
+    assert all(w.version(c) in ("v1", "v2") for c in ids)
+
+
+@pytest.mark.xfail(strict=True, reason="console/locks.py counts the lease of a console that "
+                   "died on this very host (holder user@host:pid with the pid gone) as held "
+                   "until it expires: for 60 s after a SIGKILL the next start neither "
+                   "reconciles the unfinished release (Engine.reconcile_unfinished skips "
+                   "it) nor releases (pre-flight `lock` refuses)")
+def test_sigkill_mid_parallel_release_next_start_reconciles(world, tmp_path, capsys):
+    ids = ["a", "b", "c"]
+    w = world(ids, readiness_delay=1.5, jitter=0.0)
+    w.deploy_everywhere("v1")
+    proc = deploy_process(w, tmp_path, "v2", "--strategy", "parallel")
+    seen = kill_when_all_started(proc, len(ids))
+    assert proc.returncode == -signal.SIGKILL
+    release_id = seen[0]["release"]
+    left = releases(w.config)[release_id]
+    assert not left.finished          # the killed console never wrote the end
+    # The next start (another deploy) closes it with what the clusters really run.
+    code = main(["deploy", "--config", str(w.config_path), "--tag", "v3", "--strategy",
+                 "parallel", "--json"])
+    captured = capsys.readouterr()
+    record = releases(w.config)[release_id]
+    assert record.finished, captured.err
+    assert f"release {release_id} was left unfinished" in captured.err
+    by_cluster = {c.cluster: c for c in record.clusters}
+    assert set(by_cluster) == set(ids)
+    for cid in ids:
+        c = by_cluster[cid]
+        assert c.reconciled
+        # What was recorded is what was live when reconciled (v2 reached, or v1 untouched),
+        # never a guess; the new release then moved every cluster on to v3.
+        assert c.version in ("v1", "v2"), c
+    assert code == 0, captured.err
+    assert events_of(captured.out)[-1]["outcome"] == "ok"
+    assert all(w.version(c) == "v3" for c in ids)
+
+
+def test_two_releases_to_overlapping_clusters_exactly_one_proceeds(world, tmp_path):
+    w = world(["a", "b", "c"], readiness_delay=1.0, jitter=0.0)
+    w.deploy_everywhere("v1")
+    first = deploy_process(w, tmp_path, "v2", "--clusters", "a,b", "--strategy", "parallel")
+    second = deploy_process(w, tmp_path, "v3", "--clusters", "b,c", "--strategy", "parallel")
+    out1, err1 = first.communicate(timeout=90)
+    out2, err2 = second.communicate(timeout=90)
+    codes = sorted([first.returncode, second.returncode])
+    assert codes == [0, 2], (codes, err1, err2)
+    winner, loser = (out2, out1) if first.returncode == 2 else (out1, out2)
+    winner_tag, loser_tag = ("v3", "v2") if first.returncode == 2 else ("v2", "v3")
+    winner_id = events_of(winner)[0]["release"]
+    events = events_of(loser)
+    # Refused before touching anything, naming the holder (the winner's release).
+    assert not [e for e in events if e["kind"] in ("release_started", "cluster_started")]
+    finished = events[-1]
+    assert finished["kind"] == "release_finished" and finished["exit_code"] == 2
+    assert "is being released by" in finished["detail"] and winner_id in finished["detail"]
+    assert not any(w.version(c) == loser_tag for c in ("a", "b", "c"))
+    assert sum(w.version(c) == winner_tag for c in ("a", "b", "c")) == 2
