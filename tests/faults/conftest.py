@@ -48,6 +48,15 @@ def writes(fleet: Any, cid: str) -> int:
                if key.split(" ", 1)[0] in WRITE_VERBS and not key.endswith("reviews"))
 
 
+def stored(fleet: Any, cid: str) -> Any:
+    """The app's Deployment as stored (generation, annotations, spec), or None: what a
+    release changes. Pre-flight's dry-runs are requests, but must leave this alone."""
+    dep = fleet.get(cid, "apps/deployments", cid, APP)
+    if dep is None:
+        return None
+    return dep["metadata"]["generation"], dep["metadata"].get("annotations"), dep["spec"]
+
+
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under `root` with its content (to prove nothing was written)."""
     if not root.exists():
@@ -67,3 +76,46 @@ def recorded_engine(w: World, **options: Any) -> Iterator[Any]:
             yield engine
     finally:
         engine.close()
+
+
+def vault_fleet(w: World, bao: Any, tmp_path: Path, *, addr: str | None = None,
+                timeout: str = "2s") -> tuple[Path, dict[str, str]]:
+    """Move `w`'s credentials into OpenBao: each cluster's kubeconfig is stored at
+    `secret/kubeconfigs/<id>` and deleted from disk; returns (a fleet file whose clusters
+    say `vault: true`, cluster -> the kubeconfig text stored)."""
+    import yaml
+    doc = yaml.safe_load(w.config_path.read_text())
+    texts: dict[str, str] = {}
+    kv = bao.client().secrets.kv.v2
+    for entry in doc["clusters"]:
+        cid = entry["id"]
+        source = Path(entry["credentials"]["kubeconfig"])
+        texts[cid] = source.read_text()
+        kv.create_or_update_secret(path=f"kubeconfigs/{cid}", mount_point="secret",
+                                   secret={"kubeconfig": texts[cid]})
+        source.unlink()
+        entry["credentials"] = {"vault": True}
+    doc["vault"] = {"addr": addr or bao.addr, "timeout": timeout}
+    path = tmp_path / "vault-fleet" / "clusters.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path, texts
+
+
+def secrets_of(texts: dict[str, str], *more: str) -> list[str]:
+    """What must never appear anywhere: every token, certificate and key in the stored
+    kubeconfigs (and distinctive slices of them), plus `more` (e.g. the Vault token)."""
+    import yaml
+    found: list[str] = [m for m in more if m]
+    for text in texts.values():
+        kube = yaml.safe_load(text.split("\n", 1)[1] if text.startswith("#") else text)
+        for user in kube.get("users", []):
+            for key, value in (user.get("user") or {}).items():
+                if isinstance(value, str) and len(value) >= 16:
+                    found.append(value)
+        for cluster in kube.get("clusters", []):
+            data = (cluster.get("cluster") or {}).get("certificate-authority-data")
+            if data:
+                found.append(data[20:80])   # a slice: also catches a truncated dump
+    # A secret cut in half (e.g. by a length limit) must not escape either.
+    return found + [s[: len(s) // 2] for s in found if len(s) >= 32]
