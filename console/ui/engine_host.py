@@ -176,6 +176,12 @@ class EngineProcess:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=STOP_TIMEOUT)
+        # Keep the log only when the engine had something to say.
+        try:
+            if self.log_path.stat().st_size == 0:
+                self.log_path.unlink()
+        except OSError:
+            pass
 
     # -- plumbing -----------------------------------------------------------------------
 
