@@ -1,7 +1,11 @@
 """The release engine: runs a plan against the fleet and says what happened, as events.
 
 `Engine.run(request, approver, control)` is one release: plan, pre-flight (nothing is
-touched unless every check passes), then wave after wave - clusters of a wave really at
+touched unless every check passes), the release lock (`console.locks`: each target's
+namespace ensured, then one Lease per app and cluster, all or nothing, renewed while
+the release runs and given back at its end; a lease another release holds is a failed
+`lock` pre-flight check naming the holder, exit 2; a lease lost mid-release starts no
+new cluster, exit 3), then wave after wave - clusters of a wave really at
 once on a thread pool bounded by `max_parallel` - with the plan's failure policy
 (serial stops at the first failure; otherwise a failure budget past which no new
 cluster starts), an approval gate before each gated wave (the `Approver` decides:
@@ -36,6 +40,8 @@ from typing import Any
 from console.errors import UserError, ValidationError
 from console.events import Event, Kind, Listener
 from console.kube.client import ClusterError, KubeClient, new_api_client
+from console.locks import DEFAULT_DURATION as LOCK_DURATION
+from console.locks import Holder, LockError, ReleaseLock, lease_name
 from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, ClusterDriver,
                                  LiveDeployment, Progress, Revision, RolloutInterrupted)
 from console.plan import Plan, build_plan, select
@@ -258,6 +264,15 @@ class _Run:
     results: dict[str, ClusterResult] = field(default_factory=dict)
     failures: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release_lock: ReleaseLock | None = None
+
+    def lock_lost(self) -> str | None:
+        """Why no new cluster may start because a lease was lost (None while all are held)."""
+        lost = dict(self.release_lock.lost) if self.release_lock is not None else {}
+        if not lost:
+            return None
+        cid = sorted(lost)[0]
+        return f"release lock lost on {cid} ({lost[cid]}); no new cluster starts"
 
     def budget_exceeded(self) -> bool:
         if self.plan.stop_on_first_failure:
@@ -272,10 +287,12 @@ class Engine:
                  grace: float = FAIL_FAST_GRACE, request_timeout: float = REQUEST_TIMEOUT,
                  status_timeout: float = STATUS_TIMEOUT,
                  rollout_timeout: float | None = None,
-                 unreachable_grace: float = UNREACHABLE_GRACE) -> None:
+                 unreachable_grace: float = UNREACHABLE_GRACE,
+                 lock_duration: int = LOCK_DURATION) -> None:
         """`config` is a loaded `FleetConfig`; `rollout_timeout` overrides the app's;
         `grace` is the fail-fast grace, `unreachable_grace` how long a cluster may stop
-        answering during a rollout before it fails."""
+        answering during a rollout before it fails; `lock_duration` how long (s) a
+        release's leases outlive a console that stopped renewing them."""
         self.config = config
         self.listeners: list[Listener] = list(listeners)
         self.grace = grace
@@ -283,6 +300,7 @@ class Engine:
         self.status_timeout = status_timeout
         self.unreachable_grace = unreachable_grace
         self.rollout_timeout = rollout_timeout or config.app.rollout_timeout
+        self.lock_duration = lock_duration
         self.listener_errors: list[str] = []
         self._drivers: dict[str, ClusterDriver] = {}
         self._drivers_lock = threading.Lock()
@@ -350,28 +368,129 @@ class Engine:
 
     def preflight(self, request: ReleaseRequest, release_id: str = "") -> PreflightReport:
         """Run every pre-flight check for `request` (touches nothing); emits PREFLIGHT_*."""
+        report = self._preflight_checks(request, release_id)
+        self._preflight_finished(release_id, report)
+        return report
+
+    def _preflight_checks(self, request: ReleaseRequest, release_id: str,
+                          extra: Sequence[str] = ()) -> PreflightReport:
+        """PREFLIGHT_STARTED (naming the checks and `extra` ones the caller adds), then
+        every check with its PREFLIGHT_RESULT."""
         try:
             plan: Any = self.plan(request)
             clusters = [self.config.cluster(c) for c in plan.order]
         except UserError as exc:
             plan, clusters = exc, []
         self._event(Kind.PREFLIGHT_STARTED, release_id, None, "pre-flight started",
-                    checks=check_names_in_use())
+                    checks=check_names_in_use() + list(extra))
+        return run_preflight(self.config, request.tag, plan, clusters, self.driver,
+                             on_result=lambda result: self._preflight_result(release_id,
+                                                                             result))
 
-        def on_result(result: CheckResult) -> None:
-            self._event(Kind.PREFLIGHT_RESULT, release_id, result.cluster,
-                        f"{result.check}: {'ok' if result.ok else result.detail}",
-                        check=result.check, ok=result.ok, detail=result.detail)
+    def _preflight_result(self, release_id: str, result: CheckResult) -> None:
+        self._event(Kind.PREFLIGHT_RESULT, release_id, result.cluster,
+                    f"{result.check}: {'ok' if result.ok else result.detail}",
+                    check=result.check, ok=result.ok, detail=result.detail)
 
-        report = run_preflight(self.config, request.tag, plan, clusters, self.driver,
-                               on_result=on_result)
+    def _preflight_finished(self, release_id: str, report: PreflightReport) -> None:
         self._event(Kind.PREFLIGHT_FINISHED, release_id, None,
                     "pre-flight passed" if report.ok else
                     f"pre-flight failed: {len(report.failures)} check(s)",
                     ok=report.ok, failures=[
                         {"cluster": r.cluster, "check": r.check, "detail": r.detail}
                         for r in report.failures])
-        return report
+
+    # ---------------------------------------------------------------- the release lock
+
+    def _take_lock(self, plan: Plan, release_id: str, operator: str,
+                   report: PreflightReport) -> tuple[ReleaseLock | None, PreflightReport]:
+        """The last pre-flight check: ensure each target's namespace and take its Lease.
+
+        All or nothing; a lease another release holds (`LockHeld`, naming the holder) or
+        a cluster where the lease cannot be taken is a failed `lock` check. Returns the
+        held lock (None on failure) and the report with the `lock` results added.
+        """
+        def prepare(cid: str) -> tuple[Any, str]:
+            driver = self.driver(cid)
+            driver.ensure_namespace()   # the lease lives in the app namespace
+            return driver.client.api, driver.namespace
+
+        clients: dict[str, tuple[Any, str]] = {}
+        results: list[CheckResult] = []
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(plan.order))),
+                                thread_name_prefix="lock") as pool:
+            futures = {cid: pool.submit(prepare, cid) for cid in plan.order}
+            for cid, future in futures.items():
+                try:
+                    clients[cid] = future.result()
+                except (ClusterError, UserError) as exc:
+                    reason = exc.reason if isinstance(exc, ClusterError) else str(exc)
+                    results.append(CheckResult("lock", False, f"cannot prepare the release "
+                                               f"lock: {reason}", cid))
+        lock: ReleaseLock | None = None
+        if not results:
+            lock = ReleaseLock.for_clusters(
+                clients, self.config.app.name, release_id, user=operator or None,
+                duration=self.lock_duration, timeout=self.request_timeout,
+                on_lost=lambda cid, why: log.warning("release %s: lock lost on %s: %s",
+                                                     release_id, cid, why))
+            try:
+                lock.acquire(reentrant=True)
+            except LockError as exc:
+                lock = None
+                results.append(CheckResult("lock", False, str(exc), exc.cluster))
+        if lock is not None:
+            name = lease_name(self.config.app.name)
+            results = [CheckResult("lock", True, f"lease {name} taken for this release", cid)
+                       for cid in plan.order]
+        for result in results:
+            self._preflight_result(release_id, result)
+        order = {cid: i for i, cid in enumerate(plan.order)}
+        merged = sorted(report.results + tuple(results),
+                        key=lambda r: (r.cluster is not None, order.get(r.cluster or "", -1)))
+        return lock, PreflightReport(tuple(merged), report.live)
+
+    def lease_holders(self, cluster_ids: Sequence[str]) -> dict[str, Holder | None]:
+        """Who holds the app's release lock on each cluster (None: free, expired, or
+        unreadable), read concurrently with the status timeout."""
+        from console.locks import ClusterLease
+
+        def one(cid: str) -> Holder | None:
+            try:
+                driver = self.driver(cid)
+                lease = ClusterLease(driver.client.api, cid, driver.namespace,
+                                     self.config.app.name, "(reader)",
+                                     timeout=self.status_timeout)
+                return lease.holder()
+            except (ClusterError, UserError):
+                return None
+
+        ids = list(cluster_ids)
+        if not ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(32, len(ids)),
+                                thread_name_prefix="lease-read") as pool:
+            return dict(zip(ids, pool.map(one, ids)))
+
+    def reconcile_unfinished(self, ledger: Any) -> list[Any]:
+        """Close the releases a stopped console left open in `ledger` (`console.history.
+        Ledger`) with what the clusters really run; returns them, closed.
+
+        A release whose lease is still held on one of its clusters is running in a live
+        console (on another machine, say): it is left alone. A lease that cannot be read
+        does not count as held (the release is closed with what can be read).
+        """
+        closed = []
+        for release in ledger.unfinished():
+            holders = self.lease_holders(release.targets)
+            if any(h is not None and h.identity.endswith(f"/{release.id}")
+                   for h in holders.values()):
+                continue
+            live = {s.cluster: s.version for s in self.status(release.targets)
+                    if s.reachable}
+            ledger.reconcile(release.id, live)
+            closed.extend(ledger.releases(ids={release.id}))
+        return closed
 
     # ---------------------------------------------------------------- a release
 
@@ -391,13 +510,32 @@ class Engine:
                     strategy=plan.strategy, targets=list(plan.order),
                     waves=plan.to_json()["waves"], operator=request.operator,
                     max_parallel=plan.max_parallel, max_failures=plan.max_failures)
-        report = self.preflight(request, release_id)
+        report = self._preflight_checks(request, release_id, extra=("lock",))
+        lock = None
+        if report.ok:
+            # Taken last, so a release that fails its checks never holds anyone up.
+            lock, report = self._take_lock(plan, release_id, request.operator, report)
+        self._preflight_finished(release_id, report)
         if not report.ok:
             results = tuple(ClusterResult(c, "skipped", report.live.get(c, LiveDeployment(False))
                                           .version, request.tag, error="pre-flight failed")
                             for c in plan.order)
+            held = [r.detail for r in report.failures if r.check == "lock"]
             return self._finish(release_id, "preflight_failed", 2, results, report,
+                                "; ".join(held) if held else
                                 "pre-flight failed; nothing was touched")
+        assert lock is not None
+        try:
+            return self._run_locked(request, approver, control, plan, release_id, report,
+                                    lock)
+        finally:
+            for problem in lock.release():
+                log.warning("release %s: %s", release_id, problem)
+
+    def _run_locked(self, request: ReleaseRequest, approver: Approver,
+                    control: ReleaseControl, plan: Plan, release_id: str,
+                    report: PreflightReport, lock: ReleaseLock) -> ReleaseResult:
+        """The release once pre-flight passed and every lease is held."""
         try:
             self.emit(Event(Kind.RELEASE_STARTED, release_id,
                             message=f"release {release_id} started",
@@ -408,7 +546,8 @@ class Engine:
                                           error="release not started") for c in plan.order)
             return self._finish(release_id, "preflight_failed", 2, results, report,
                                 f"could not record the release start: {exc}")
-        run = _Run(release_id, request.tag, plan, control, dict(report.live))
+        run = _Run(release_id, request.tag, plan, control, dict(report.live),
+                   release_lock=lock)
 
         def on_control(what: str, by: str) -> None:
             if what == "paused":
@@ -448,6 +587,8 @@ class Engine:
                 if run.budget_exceeded():
                     self._skip_rest(run, wave.index, self._budget_reason(run))
                     return "failed", 1, self._budget_reason(run)
+                if run.lock_lost():
+                    return self._lock_lost(run, wave.index)
                 if wave.gate_before and wave.index > 0:
                     stop = self._gate(run, approver, wave.index, wave.clusters)
                     if stop is not None:
@@ -455,6 +596,8 @@ class Engine:
                         return stop
                 if run.control.aborted:
                     return self._aborted(run, wave.index)
+                if run.lock_lost():   # the gate may have waited long
+                    return self._lock_lost(run, wave.index)
                 self._event(Kind.WAVE_STARTED, run.release_id, None,
                             f"wave {wave.index + 1} of {len(plan.waves)}: "
                             f"{', '.join(wave.clusters)}",
@@ -469,11 +612,20 @@ class Engine:
                                        for r in wave_results))
                 if run.control.aborted:
                     return self._aborted(run, wave.index + 1)
+        if any(r.outcome == "skipped" and (r.error or "").startswith("release lock lost")
+               for r in run.results.values()):
+            return self._lock_lost(run, len(plan.waves))
         if run.failures:
             if run.budget_exceeded():
                 return "failed", 1, self._budget_reason(run)
             return "failed", 1, f"{run.failures} cluster(s) failed (within the failure budget)"
         return "ok", 0, ""
+
+    def _lock_lost(self, run: _Run, from_wave: int) -> tuple[str, int, str]:
+        """Another release may own the clusters now: start nothing more (exit 3)."""
+        reason = run.lock_lost() or "release lock lost"
+        self._skip_rest(run, from_wave, reason)
+        return "aborted", 3, reason
 
     def _budget_reason(self, run: _Run) -> str:
         if run.plan.stop_on_first_failure:
@@ -491,6 +643,8 @@ class Engine:
             stop_reason = None
             if run.control.aborted:
                 stop_reason = "release aborted"
+            elif run.lock_lost():
+                stop_reason = run.lock_lost()
             elif run.budget_exceeded():
                 stop_reason = self._budget_reason(run)
             if stop_reason:

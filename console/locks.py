@@ -119,6 +119,13 @@ class ClusterLease:
         self._lease: dict[str, Any] | None = None   # the last version we wrote or read
         self.renewed_at = 0.0                        # monotonic time of our last write
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(API server, namespace, lease name): the same lease, whoever's client reads it."""
+        host = str(getattr(getattr(self.api, "configuration", None), "host", "") or
+                   self.cluster)
+        return host, self.namespace, self.name
+
     # -- the protocol -------------------------------------------------------------------
 
     def acquire(self) -> None:
@@ -298,6 +305,11 @@ class ClusterLease:
         raise AssertionError("unreachable")  # the loop always returns or raises
 
 
+# Leases this process holds: (API server, namespace, lease) -> the thread that took them.
+_HELD: dict[tuple[str, str, str], int] = {}
+_HELD_LOCK = threading.Lock()
+
+
 class ReleaseLock:
     """The leases of one release on all its clusters, renewed in the background."""
 
@@ -322,12 +334,23 @@ class ReleaseLock:
                                  timeout=timeout)
                     for cluster, (api, namespace) in clients.items()], on_lost=on_lost)
 
-    def acquire(self) -> ReleaseLock:
-        """Take every lease (in cluster order) or none: on a refusal, give back and raise."""
+    def acquire(self, reentrant: bool = False) -> ReleaseLock:
+        """Take every lease (in cluster order) or none: on a refusal, give back and raise.
+
+        `reentrant`: a lease an enclosing `ReleaseLock` of this same thread holds is left
+        to it (the engine passes True, so a caller that locked the clusters and then runs
+        the engine, which locks them too, is not refused by its own lock).
+        """
+        me = threading.get_ident()
         try:
             for lease in self.leases:
+                with _HELD_LOCK:
+                    if reentrant and _HELD.get(lease.key) == me:
+                        continue
                 lease.acquire()
                 self._held.append(lease)
+                with _HELD_LOCK:
+                    _HELD[lease.key] = me
         except BaseException:
             self._give_back()
             raise
@@ -352,6 +375,9 @@ class ReleaseLock:
 
     def _give_back(self) -> list[str]:
         problems = []
+        with _HELD_LOCK:
+            for lease in self._held:
+                _HELD.pop(lease.key, None)
         for lease in self._held:
             try:
                 lease.release()

@@ -11,7 +11,8 @@ server-side apply of the app's manifests (`patch`, and `create` because the API 
 authorizes an apply that creates the object as `create`), read and watch the Deployment
 and its pods, list ReplicaSets for the revision history, list events for the reasons of a
 stuck rollout, delete the Deployment when a cluster's first release is rolled back, read
-its own namespace. The namespace itself is created by the admin applying these manifests,
+its own namespace, and take, renew and give back the release lock (a Lease in the
+namespace). The namespace itself is created by the admin applying these manifests,
 so the console never needs a cluster-wide `create namespaces`.
 """
 
@@ -77,6 +78,10 @@ BASE_RULES: tuple[Rule, ...] = (
     Rule("", "namespaces", ("get",),
          "pre-flight checks that the namespace exists; this grants its own namespace only",
          scope="own-namespace"),
+    Rule("coordination.k8s.io", "leases", ("get", "create", "update"),
+         "the release lock (console/locks.py): one Lease per app in this namespace, so two "
+         "consoles never release to the cluster at once - get to see who holds it, create "
+         "it on the first release, update to take, renew and give it back (never deleted)"),
     Rule("", "nodes", ("list",),
          "read-only, cluster-wide because nodes are: pre-flight compares each pod's "
          "resource requests with the largest node's allocatable", scope="cluster"),

@@ -27,6 +27,7 @@ EXPECTED_ROLE = {
     ("", "pods"): ["list", "watch"],
     ("", "events"): ["list"],
     ("", "namespaces"): ["get"],
+    ("coordination.k8s.io", "leases"): ["get", "create", "update"],
 }
 
 
@@ -98,7 +99,7 @@ def test_pre_flight_asks_for_exactly_the_printed_rules(tmp_path):
                for d in docs_of(manifests(config.cluster("eu"), config))
                if d["kind"] in ("Role", "ClusterRole") for r in d["rules"] for v in r["verbs"]}
     asked = {(p.group, p.resource, p.verb) for p in permissions(rules(config))}
-    assert printed == asked and len(asked) == 12
+    assert printed == asked and len(asked) == 15
 
 
 def test_other_manifest_kinds_get_apply_rights(tmp_path):
@@ -183,10 +184,10 @@ def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_pat
     limited = new_api_client(fleet.kubeconfig("eu", token))
     results = check_access(limited, "team-eu", "eu", rules(config))
     assert [(r.check, r.ok, r.cluster) for r in results] == [("access", True, "eu")]
-    assert results[0].detail == "all 12 permissions granted in namespace 'team-eu'"
+    assert results[0].detail == "all 15 permissions granted in namespace 'team-eu'"
     # The same token is refused in another namespace: the Role is not cluster-wide.
     elsewhere = check_access(limited, "other", "eu", rules(config))
-    assert not any(r.ok for r in elsewhere) and len(elsewhere) == 11   # all but `list nodes`
+    assert not any(r.ok for r in elsewhere) and len(elsewhere) == 14   # all but `list nodes`
 
 
 def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_path, sim_fleet):

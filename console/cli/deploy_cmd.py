@@ -102,8 +102,8 @@ def recorded(config: Any, engine: Any) -> Iterator[None]:
     ledger = Ledger.for_config(config)
     notifier = NotifyListener(Notifier(config.app.notify, app=config.app.name))
     try:
-        for release in ledger.reconcile_unfinished(
-                lambda ids: {s.cluster: s.version for s in engine.status(ids)}):
+        # The engine skips a release whose lease a live console still holds.
+        for release in engine.reconcile_unfinished(ledger):
             warn(f"release {release.id} was left unfinished by a console that stopped; "
                  "recorded what the clusters really run")
         engine.listeners.insert(0, EventLedger(ledger, on_warning=warn))

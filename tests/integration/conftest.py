@@ -1,0 +1,38 @@
+"""Fixtures of the integration tests: the engine tests' `world` (a started simulated
+fleet, its rewritten clusters.yaml, helpers reading what the clusters really run)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from tests.engine.conftest import World, approve, world  # noqa: F401 - fixtures re-exported
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60.0,
+             what: str = "condition") -> object:
+    """Poll `condition` until it is truthy (returning its value); fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]:
+    """Run `target` in a daemon thread; the dict gets "result" or "error"."""
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread, box

@@ -1,0 +1,139 @@
+"""The release lock through the real engine and CLI: a second console is refused before it
+touches anything, a lost lease starts no new cluster, and a release another live console
+still holds is never closed by reconcile-at-start."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+
+from console.cli import main
+from console.engine import Engine, ReleaseRequest, new_release_id
+from console.events import Kind
+from console.history import Ledger
+from console.locks import ClusterLease, lease_name
+from tests.engine.conftest import APP, REPO
+from tests.integration.conftest import approve, in_thread, wait_for
+
+LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{{ns}}/leases/{lease_name(APP)}"
+
+
+def test_a_second_console_is_refused_naming_the_holder_and_touches_nothing(world, capsys):
+    w = world(["a", "b", "c"], readiness_delay=0.3)
+    w.deploy_everywhere("v1")
+    holding, go_on = threading.Event(), threading.Event()
+
+    def hold_after_a(event):
+        if event.kind is Kind.CLUSTER_HEALTHY and event.cluster == "a":
+            holding.set()
+            go_on.wait(60)
+
+    first = Engine(w.config, [hold_after_a], grace=0.5)
+    thread, box = in_thread(lambda: first.run(
+        ReleaseRequest(tag="v2", clusters="a,b", operator="alice"), approve))
+    try:
+        wait_for(holding.is_set, what="the first release to hold its leases")
+        code = main(["deploy", "--config", str(w.config_path), "--tag", "v3",
+                     "--clusters", "b,c", "--json"])
+        out = capsys.readouterr().out
+        assert code == 2, out
+        assert "is being released by alice@" in out and "/r-" in out
+        finished = [line for line in out.splitlines() if '"release_finished"' in line]
+        assert len(finished) == 1 and '"preflight_failed"' in finished[0]
+        assert '"lock"' in out     # reported as the lock pre-flight check
+        assert (w.version("b"), w.version("c")) == ("v1", "v1")   # nothing touched
+    finally:
+        go_on.set()
+        thread.join(120)
+        first.close()
+    assert box["result"].exit_code == 0, box
+    # The first release gave its leases back: the same command now goes through.
+    code = main(["deploy", "--config", str(w.config_path), "--tag", "v3", "--clusters", "b,c"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert [w.version(c) for c in "abc"] == ["v2", "v3", "v3"]
+    ledger = Ledger.for_config(w.config)
+    try:
+        # The refused release never started (the first engine records nothing here), so
+        # the CLI's ledger holds only the release that ran.
+        assert [(r.version, r.outcome) for r in ledger.history()] == [("v3", "ok")]
+    finally:
+        ledger.close()
+
+
+def test_a_lost_lease_starts_no_new_cluster(world):
+    w = world(["a", "b", "c"], readiness_delay=0.2)
+    lost = threading.Event()
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "lock lost on c" in record.getMessage():
+                lost.set()
+
+    engine = w.engine(lock_duration=3)    # renewed every second
+
+    def steal_c(event):
+        # While a is done and b not started, another console takes c's lease over
+        # (as it would after an expiry); the renewer notices within a second or two.
+        if event.kind is Kind.CLUSTER_HEALTHY and event.cluster == "a":
+            kube = engine.driver("c").client
+            lease = kube.request("GET", LEASE.format(ns="c"))
+            lease["spec"]["holderIdentity"] = "mallory@elsewhere:1/r-other"
+            kube.request("PUT", LEASE.format(ns="c"), body=lease)
+            wait_for(lost.is_set, timeout=30, what="the renewer to notice")
+
+    engine.add_listener(steal_c)
+    handler = Catch()
+    logging.getLogger("console.engine").addHandler(handler)
+    try:
+        result = engine.run(ReleaseRequest(tag="v1"), approve)
+    finally:
+        logging.getLogger("console.engine").removeHandler(handler)
+        engine.close()
+    assert (result.outcome, result.exit_code) == ("aborted", 3), result
+    assert [c.outcome for c in result.clusters] == ["healthy", "skipped", "skipped"]
+    assert result.clusters[1].error.startswith("release lock lost on c")
+    assert (w.version("a"), w.version("b"), w.version("c")) == ("v1", None, None)
+    # Ours given back on a and b; c stays with the console that took it.
+    holders = {cid: w.fleet.get(cid, "coordination.k8s.io/leases", cid, lease_name(APP))
+               ["spec"].get("holderIdentity") for cid in "abc"}
+    assert holders == {"a": None, "b": None, "c": "mallory@elsewhere:1/r-other"}
+
+
+START_ELSEWHERE = """
+import sys
+from console.history import Ledger
+ledger = Ledger(sys.argv[1], "user-service")
+ledger.start_release(sys.argv[2], version="v9", targets=["a", "b"], operator="bob")
+ledger.close()
+"""
+
+
+def test_reconcile_leaves_a_release_whose_lease_a_live_console_holds(world):
+    w = world(["a", "b"])
+    w.deploy_everywhere("v1")
+    ledger = Ledger.for_config(w.config)
+    rid = new_release_id()
+    # A console on another machine started a release (its record names a process that is
+    # not running here) and still holds the lease on a.
+    proc = subprocess.run([sys.executable, "-c", START_ELSEWHERE, str(ledger.path), rid],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    engine = w.engine()
+    lease = ClusterLease(engine.driver("a").client.api, "a", "a", APP, f"bob@far:7/{rid}")
+    lease.acquire()
+    try:
+        assert [r.id for r in ledger.unfinished()] == [rid]
+        assert engine.lease_holders(["a", "b"])["a"].identity == f"bob@far:7/{rid}"
+        assert engine.reconcile_unfinished(ledger) == []
+        assert [r.id for r in ledger.unfinished()] == [rid]      # still open: it runs
+        lease.release()
+        # Its holder is gone (lease given back or expired): now it is closed as interrupted.
+        [closed] = engine.reconcile_unfinished(ledger)
+        assert (closed.id, closed.outcome) == (rid, "interrupted")
+        assert ledger.unfinished() == []
+    finally:
+        engine.close()
+        ledger.close()
