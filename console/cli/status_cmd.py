@@ -1,29 +1,53 @@
-"""`release-console status [--json]`: the live version of the app on every cluster.
+"""`release-console status [--json]`: the version matrix of the app across the fleet.
 
-Each cluster is read concurrently with a short timeout; one that does not answer is
-shown as unreachable and never holds up the others. Exit 0 whatever the versions.
+Per cluster: the live version (read from the cluster - every cluster concurrently, each
+with a short timeout, so one that does not answer is shown as unreachable and never
+holds up the others), the version the release ledger (`console.history`) last recorded
+there, the last known-good version, and when and by whom it was recorded. DRIFT marks a
+cluster whose live version differs from the ledger's (someone changed it by hand, e.g.
+`kubectl set image`). Exit 0 whatever the versions; a ledger that cannot be opened is a
+warning (the live versions are still shown).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from typing import Any
 
 from console.cli.deploy_cmd import load_config
+from console.errors import UserError
+
+DRIFT = "DRIFT"
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `status`."""
     parser = subparsers.add_parser("status", parents=[common],
-                                   help="live version per cluster")
+                                   help="version matrix: live vs. recorded per cluster")
     parser.add_argument("--json", action="store_true", help="one JSON document")
     parser.set_defaults(func=run)
 
 
+def matrix_rows(config: Any, statuses: list[Any]) -> tuple[dict[str, Any], str | None]:
+    """The ledger's matrix rows by cluster for `statuses`, and a warning when the ledger
+    could not be read."""
+    from console.history import Ledger
+    live = {s.cluster: s.version if s.reachable else None for s in statuses}
+    try:
+        ledger = Ledger.for_config(config)
+    except UserError as exc:
+        return {}, f"history unavailable: {exc}"
+    try:
+        return {row.cluster: row for row in ledger.matrix(live)}, None
+    finally:
+        ledger.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the live versions."""
+    """Print the version matrix; always exit 0."""
     from console.engine import Engine
     config = load_config(args)
     engine = Engine(config)
@@ -31,20 +55,59 @@ def run(args: argparse.Namespace) -> int:
         statuses = engine.status()
     finally:
         engine.close()
+    rows, warning = matrix_rows(config, statuses)
+    if warning:
+        print(f"release-console: warning: {warning}", file=sys.stderr, flush=True)
     if args.json:
-        print(json.dumps({"app": config.app.name,
-                          "clusters": [asdict(s) for s in statuses]}, indent=2))
+        clusters = []
+        for s in statuses:
+            entry = asdict(s)
+            row = rows.get(s.cluster)
+            entry.update({
+                "recorded": row.recorded if row else None,
+                "recorded_at": row.recorded_at if row else None,
+                "recorded_by": row.recorded_by if row else None,
+                "recorded_release": row.recorded_release if row else None,
+                "last_good": row.last_good if row else None,
+                "last_good_at": row.last_good_at if row else None,
+                "drift": bool(row and row.drift)})
+            clusters.append(entry)
+        print(json.dumps({"app": config.app.name, "clusters": clusters,
+                          "drift": [c["cluster"] for c in clusters if c["drift"]],
+                          "warning": warning}, indent=2))
         return 0
-    rows = [("CLUSTER", "VERSION", "REV", "READY", "RELEASE", "STATE")]
+    table = [("CLUSTER", "LIVE", "RECORDED", "LAST-GOOD", "WHEN", "BY", "READY", "STATE")]
     for s in statuses:
-        if s.reachable:
-            state = "ok" if s.version is None or s.ready >= s.desired else "degraded"
-            rows.append((s.cluster, s.version or "-", str(s.revision or "-"),
-                         f"{s.ready}/{s.desired}" if s.version else "-",
-                         s.release_id or "-", state if s.version else "not deployed"))
+        row = rows.get(s.cluster)
+        recorded = (row.recorded if row else None) or "-"
+        good = (row.last_good if row else None) or "-"
+        when = _short_time(row.recorded_at) if row and row.recorded_at else "-"
+        who = (row.recorded_by if row else None) or "-"
+        if not s.reachable:
+            table.append((s.cluster, "?", recorded, good, when, who, "-",
+                          f"unreachable: {s.error}"))
+            continue
+        ready = f"{s.ready}/{s.desired}" if s.version else "-"
+        if not s.version:
+            state = "not deployed"
+        elif s.ready < s.desired:
+            state = "degraded"
         else:
-            rows.append((s.cluster, "?", "-", "-", "-", f"unreachable: {s.error}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for r in rows:
-        print("  ".join([*(c.ljust(w) for c, w in zip(r[:5], widths)), r[5]]).rstrip())
+            state = "ok"
+        if row and row.drift:
+            state = f"{DRIFT} (ledger says {recorded})" + ("" if state == "ok" else
+                                                          f", {state}")
+        table.append((s.cluster, s.version or "-", recorded, good, when, who, ready, state))
+    widths = [max(len(r[i]) for r in table) for i in range(7)]
+    for r in table:
+        print("  ".join([*(c.ljust(w) for c, w in zip(r[:7], widths)), r[7]]).rstrip())
+    drifted = [c for c, row in rows.items() if row.drift]
+    if drifted:
+        print(f"{DRIFT}: {', '.join(drifted)} run(s) a version the ledger did not record "
+              "(changed outside release-console)")
     return 0
+
+
+def _short_time(iso: str) -> str:
+    """`2026-11-25T14:02:11Z` -> `2026-11-25T14:02Z` (the full time is in --json)."""
+    return iso[:16] + "Z"

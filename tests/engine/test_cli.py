@@ -124,7 +124,7 @@ def test_status_and_rollbacks(world, capsys):
     assert "b: rolled_back v2 -> v1" in out and w.version("b") == "v1"
     code = main(["status", "--config", str(w.config_path)])
     out = capsys.readouterr().out
-    assert code == 0 and out.splitlines()[0].split()[:2] == ["CLUSTER", "VERSION"]
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["CLUSTER", "LIVE", "RECORDED"]
     assert [line.split()[1] for line in out.splitlines()[1:]] == ["v1", "v1"]
 
 
