@@ -268,7 +268,7 @@ def test_history_version_matrix_tab(snap_compare, console_fleet, fixed_clock) ->
         await pilot.press("h")
         await pilot.pause(0.3)
         await app.workers.wait_for_complete()
-        app.screen.query_one("#history-tabs").active = "tab-matrix"
+        await pilot.press("v")
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

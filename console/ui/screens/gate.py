@@ -59,7 +59,7 @@ class GateScreen(ModalScreen[Any]):
         table.add_column("RESULT", width=14)
         table.add_column("TIME", width=6)
         table.add_column("READY", width=7)
-        table.add_column("NOTE", width=30)
+        table.add_column("NOTE", width=24)
         for result in self.request.results:
             phase = Phase(result.outcome) if result.outcome in Phase._value2member_map_ \
                 else Phase.FAILED

@@ -43,8 +43,12 @@ class HistoryScreen(Screen):
 
     app: ReleaseConsoleApp
 
+    AUTO_FOCUS = "#ledger"  # keys act on the ledger; `/` goes to the filter
+
     BINDINGS = [
         Binding("escape", "back", "back"),
+        Binding("l", "show('tab-ledger')", "ledger"),
+        Binding("v", "show('tab-matrix')", "versions"),
         Binding("slash", "filter", "filter", key_display="/"),
         Binding("r", "rollback_release", "roll back release"),
         Binding("ctrl+r", "refresh", "refresh", show=False),
@@ -79,12 +83,11 @@ class HistoryScreen(Screen):
                                   ("outcome", "OUTCOME", 13), ("clusters", "CLUSTERS", 18)):
             ledger.add_column(label, key=key, width=width)
         matrix = self.query_one("#matrix", DataTable)
-        for key, label, width in (("cluster", "CLUSTER", 22), ("live", "LIVE", 13),
+        for key, label, width in (("cluster", "CLUSTER", 20), ("live", "LIVE", 18),
                                   ("recorded", "LEDGER", 12), ("at", "SINCE UTC", 11),
                                   ("by", "BY", 10), ("release", "RELEASE", 20),
                                   ("good", "LAST GOOD", 12)):
             matrix.add_column(label, key=key, width=width)
-        ledger.focus()
         self.load()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="history")
@@ -188,6 +191,11 @@ class HistoryScreen(Screen):
     def action_back(self) -> None:
         """Back to the fleet."""
         self.dismiss()
+
+    def action_show(self, tab: str) -> None:
+        """Switch to the ledger or the version matrix."""
+        self.query_one("#history-tabs", TabbedContent).active = tab
+        self.query_one("#ledger" if tab == "tab-ledger" else "#matrix", DataTable).focus()
 
     def action_filter(self) -> None:
         """Type into the ledger filter."""
