@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from console.history import Ledger, Release
 from tests.credentials.conftest import bao, clean_vault_env, throwaway_bao  # noqa: F401 - fixtures
 from tests.engine.conftest import World, approve, fleet_file, world  # noqa: F401 - fixtures
@@ -78,15 +76,15 @@ def recorded_engine(w: World, **options: Any) -> Iterator[Any]:
         engine.close()
 
 
-def vault_fleet(w: World, bao: Any, tmp_path: Path, *, addr: str | None = None,
+def vault_fleet(w: World, server: Any, tmp_path: Path, *, addr: str | None = None,
                 timeout: str = "2s") -> tuple[Path, dict[str, str]]:
-    """Move `w`'s credentials into OpenBao: each cluster's kubeconfig is stored at
+    """Move `w`'s credentials into OpenBao (`server`, a `Bao`): each cluster's kubeconfig is stored at
     `secret/kubeconfigs/<id>` and deleted from disk; returns (a fleet file whose clusters
     say `vault: true`, cluster -> the kubeconfig text stored)."""
     import yaml
     doc = yaml.safe_load(w.config_path.read_text())
     texts: dict[str, str] = {}
-    kv = bao.client().secrets.kv.v2
+    kv = server.client().secrets.kv.v2
     for entry in doc["clusters"]:
         cid = entry["id"]
         source = Path(entry["credentials"]["kubeconfig"])
@@ -95,7 +93,7 @@ def vault_fleet(w: World, bao: Any, tmp_path: Path, *, addr: str | None = None,
                                    secret={"kubeconfig": texts[cid]})
         source.unlink()
         entry["credentials"] = {"vault": True}
-    doc["vault"] = {"addr": addr or bao.addr, "timeout": timeout}
+    doc["vault"] = {"addr": addr or server.addr, "timeout": timeout}
     path = tmp_path / "vault-fleet" / "clusters.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

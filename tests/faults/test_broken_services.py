@@ -6,7 +6,7 @@ from __future__ import annotations
 import yaml
 
 from console.cli import main
-from tests.faults.conftest import (events_of, outcomes, releases, secrets_of, stored, tree,
+from tests.faults.conftest import (events_of, outcomes, releases, secrets_of, stored,
                                    vault_fleet, writes)
 from tests.history.conftest import git, reject_pushes, remote_records
 from tests.registry.conftest import free_port, start_registry
