@@ -29,8 +29,12 @@ demo: $(STAMP)
 test: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q
 
+# Every benchmark prints its own figures (release_fleet.py takes a few minutes).
 bench: $(STAMP)
 	$(PY) bench/sim_scale.py
+	$(PY) bench/history_scale.py
+	$(PY) bench/tui_load.py
+	$(PY) bench/release_fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
