@@ -1,4 +1,7 @@
-"""`release-console check --tag T [--clusters SEL]`: the pre-flight of a release, alone.
+"""`release-console check [--tag T] [--clusters SEL] [--build]`: the pre-flight of a release, alone.
+
+Without `--tag`, the default tag (short commit + build number) is used and printed;
+a missing image with `app.build.command` set is built with `--build`, else suggested.
 
 Runs every pre-flight check (concurrently across clusters) and prints a table of the
 results. Touches nothing. Exit 0 when every check passes, 2 when any fails.
@@ -10,14 +13,17 @@ import argparse
 import json
 from typing import Any
 
-from console.cli.deploy_cmd import add_selection_flags, load_config, request_from
+from console.cli.deploy_cmd import (add_selection_flags, choose_tag, load_config, offer_build,
+                                    request_from)
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `check`."""
     parser = subparsers.add_parser("check", parents=[common],
                                    help="run the pre-flight checks of a release")
-    add_selection_flags(parser, tag_required=True)
+    add_selection_flags(parser)
+    parser.add_argument("--build", action="store_true",
+                        help="if the image is missing, run app.build.command first")
     parser.add_argument("--json", action="store_true", help="results as JSON")
     parser.set_defaults(func=run)
 
@@ -26,9 +32,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the checks; 0 all passed, 2 some failed."""
     from console.engine import Engine
     config = load_config(args)
+    tag, defaulted = choose_tag(args, config)
+    if defaulted or args.build:
+        offer_build(config, tag, args.build)
     engine = Engine(config)
     try:
-        report = engine.preflight(request_from(args))
+        report = engine.preflight(request_from(args, tag))
     finally:
         engine.close()
     if args.json:

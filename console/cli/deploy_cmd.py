@@ -1,8 +1,14 @@
 """`release-console deploy`: one release, headless - for a terminal or a CI job.
 
-    release-console deploy --tag T [--clusters SEL] [--strategy serial|parallel|NAME]
-        [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--json]
+    release-console deploy [--tag T] [--clusters SEL] [--strategy serial|parallel|NAME]
+        [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--build] [--json]
         [--junit FILE] [--config F]
+
+Without `--tag` the tag is `<short commit>-<build>` (`console.version_tag`): the app
+repository's HEAD (the directory of the fleet file) and `$BUILD_NUMBER`, else the next
+number after the ledger's; the choice is printed. When that image is not in the registry
+and the fleet file has `app.build.command`, the build runs with `--build` or `--yes`, is
+asked for on a terminal, and is otherwise only suggested (pre-flight then fails, exit 2).
 
 The release is recorded in the Git ledger (`console.history`) and notified
 (`console.notify`) as the fleet file says. Progress: one line per step on a terminal
@@ -26,13 +32,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 
-def add_selection_flags(parser: argparse.ArgumentParser, tag_required: bool) -> None:
+def add_selection_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that say what goes where (shared by deploy, plan and check)."""
-    parser.add_argument("--tag", required=tag_required, metavar="T",
-                        help="image tag to release (OCI tag grammar)")
+    parser.add_argument("--tag", metavar="T",
+                        help="image tag to release (OCI tag grammar); default: the app "
+                             "repository's short commit and the build number, e.g. 3f2a9c1-42")
     parser.add_argument("--clusters", default="", metavar="SEL",
                         help="targets: ids, groups, globs (prod-*), exclusions (!prod-us), "
                              "comma-separated; default all")
@@ -75,6 +83,68 @@ def operator() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return ""
+
+
+def app_repo(config: Any) -> Path:
+    """The application's Git repository: `app.repo` when the schema has it, else the
+    directory of the fleet file (the original layout keeps clusters.yaml in the app repo)."""
+    repo = getattr(config.app, "repo", None)
+    return Path(repo) if repo else Path(config.path).parent
+
+
+def choose_tag(args: argparse.Namespace, config: Any) -> tuple[str, bool]:
+    """(tag, defaulted): `--tag`, else the default tag, printed to stderr with its origin.
+
+    Raises `UserError` when there is no default (not a Git repository: pass --tag).
+    """
+    if args.tag:
+        return args.tag, False
+    from console.history import Ledger
+    from console.version_tag import default_tag, short_commit
+    repo = app_repo(config)
+    short_commit(repo)   # outside a Git repository: say so before opening the ledger
+    build = os.environ.get("BUILD_NUMBER", "").strip()
+    tags: list[str] = []
+    if not build.isdigit():
+        ledger = Ledger.for_config(config)
+        try:
+            tags = [release.version for release in ledger.history()]
+        finally:
+            ledger.close()
+    tag = default_tag(repo, tags)
+    origin = "$BUILD_NUMBER" if build.isdigit() else "the next build number in the ledger"
+    print(f"release-console: no --tag given: using {tag} (commit of {repo}, {origin})",
+          file=sys.stderr, flush=True)
+    return tag, True
+
+
+def offer_build(config: Any, tag: str, build: bool) -> None:
+    """When `tag`'s image is not in the registry and the app has a build command: run it
+    if `build` (`--build`/`--yes`), ask on a terminal, else say how. Raises `UserError`
+    when the build fails; otherwise pre-flight's image check decides."""
+    from console.errors import UserError
+    from console.registry import image_exists
+    from console.version_tag import build_offer, run_build
+    offer = build_offer(config, tag, image_exists(config.app.image, tag, config.app.registry))
+    if offer is None:
+        return
+    out = sys.stderr
+    if not build and sys.stdin.isatty():
+        print(f"{offer.reason}. Build it now with `{offer.command}`? [y/N] ", end="",
+              file=out, flush=True)
+        build = sys.stdin.readline().strip().lower() in ("y", "yes")
+    if not build:
+        print(f"release-console: {offer.reason}; the fleet file's build command "
+              f"(`{offer.command}`) can make it: run again with --build (or --yes)",
+              file=out, flush=True)
+        return
+    print(f"release-console: {offer.reason}: building it with `{offer.command}` "
+          f"(RELEASE_TAG={tag})", file=out, flush=True)
+    result = run_build(offer, on_line=lambda line: print(f"  build: {line}", file=out,
+                                                         flush=True))
+    if not result.ok:
+        raise UserError(f"app.build.command: {result.detail}; nothing was released")
+    print(f"release-console: {result.detail}", file=out, flush=True)
 
 
 def load_config(args: argparse.Namespace) -> Any:
@@ -189,8 +259,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description="Release one image tag to the selected clusters. Exit codes: 0 all "
                     "healthy, 1 failed (failed clusters rolled back), 2 bad input or "
                     "pre-flight failure (nothing touched), 3 stopped at a gate.")
-    add_selection_flags(parser, tag_required=True)
-    parser.add_argument("--yes", action="store_true", help="approve every gate")
+    add_selection_flags(parser)
+    parser.add_argument("--yes", action="store_true",
+                        help="approve every gate (and run a needed build, as --build)")
+    parser.add_argument("--build", action="store_true",
+                        help="if the image is missing, run app.build.command first")
     parser.add_argument("--json", action="store_true", help="one JSON event per line")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit report (one case per cluster)")
     parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
@@ -255,7 +328,10 @@ def run(args: argparse.Namespace) -> int:
     from console.engine import Engine
     from console.junit import write
     config = load_config(args)
-    request = request_from(args)
+    tag, defaulted = choose_tag(args, config)
+    if defaulted or args.build:
+        offer_build(config, tag, args.build or args.yes)
+    request = request_from(args, tag)
     printer = EventPrinter(args.json)
     options = {} if args.fail_fast_grace is None else {"grace": args.fail_fast_grace}
     engine = Engine(config, listeners=[printer], **options)

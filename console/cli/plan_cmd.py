@@ -2,23 +2,26 @@
 
 Prints per cluster its place in the order, its wave (and the gate before it), the
 version it runs now (read from the cluster) and the version it would get. Exit 0, or 2
-for bad input (an unknown cluster, group or glob, a bad order or strategy).
+for bad input (an unknown cluster, group or glob, a bad order or strategy). Without
+`--tag` the default tag (short commit + build number) is shown, when there is one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-from console.cli.deploy_cmd import add_selection_flags, load_config, request_from
+from console.cli.deploy_cmd import add_selection_flags, choose_tag, load_config, request_from
+from console.errors import UserError
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `plan`."""
     parser = subparsers.add_parser("plan", parents=[common],
                                    help="print what a release would do (nothing touched)")
-    add_selection_flags(parser, tag_required=False)
+    add_selection_flags(parser)
     parser.add_argument("--json", action="store_true", help="the plan as JSON")
     parser.set_defaults(func=run)
 
@@ -30,9 +33,16 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     if args.tag:
         validate_tag(args.tag, "--tag")
+        tag: str | None = args.tag
+    else:
+        try:
+            tag, _ = choose_tag(args, config)
+        except UserError as exc:   # a plan is still useful without a version
+            print(f"release-console: no default tag ({exc})", file=sys.stderr)
+            tag = None
     engine = Engine(config)
     try:
-        plan = engine.plan(request_from(args))
+        plan = engine.plan(request_from(args, tag or ""))
         statuses = {s.cluster: s for s in engine.status(plan.targets)}
     finally:
         engine.close()
@@ -43,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
                              "gate_before": row.gate_before,
                              "live_version": statuses[row.cluster].version,
                              "reachable": statuses[row.cluster].reachable,
-                             "new_version": args.tag} for row in plan.rows()]
+                             "new_version": tag} for row in plan.rows()]
         print(json.dumps(data, indent=2))
         return 0
     print(plan.describe(live={c: (v if v is None or len(v) < 40 else v[:37] + "...")
                               for c, v in live.items()},
-                        new=args.tag or "(no --tag)"))
+                        new=tag or "(no --tag)"))
     return 0

@@ -1,5 +1,6 @@
 """Fixtures of the integration tests: the engine tests' `world` (a started simulated
-fleet, its rewritten clusters.yaml, helpers reading what the clusters really run)."""
+fleet, its rewritten clusters.yaml, helpers reading what the clusters really run) and
+the registry tests' `registry` (a real docker-registry on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from tests.engine.conftest import World, approve, world  # noqa: F401 - fixtures re-exported
+from tests.registry.conftest import registry  # noqa: F401 - the real docker-registry
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 60.0,
