@@ -93,14 +93,21 @@ def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError
 
 def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
                    context: str | None = None) -> k8s.ApiClient:
-    """An `ApiClient` for one cluster from its kubeconfig dict, isolated from all others."""
+    """An `ApiClient` for one cluster from its kubeconfig dict, isolated from all others.
+
+    The client library needs files for CA, client certificate and key data: they go to
+    0600 files in `console.credentials.private_dir()` (0700, removed at exit), never to
+    the shared temp directory.
+    """
+    from console.credentials import private_dir
     configuration = k8s.Configuration()
     # Retries are ours (bounded, counted, with backoff); urllib3 must not add hidden ones.
     configuration.retries = False
     try:
         return k8s_config.new_client_from_config_dict(dict(kubeconfig), context=context,
                                                       persist_config=False,
-                                                      client_configuration=configuration)
+                                                      client_configuration=configuration,
+                                                      temp_file_path=str(private_dir()))
     except Exception as exc:  # noqa: BLE001 - the loader raises many types; none may leak content
         raise ClusterError(cluster, f"unusable kubeconfig ({type(exc).__name__})") from None
 
