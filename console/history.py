@@ -387,39 +387,76 @@ class Ledger:
         except gitmodule.GitCommandError as exc:
             raise HistoryError(f"history repository {self.path}: "
                                f"{scrub(exc.stderr or str(exc), 400)}") from None
+        except gitmodule.InvalidGitRepositoryError:
+            raise HistoryError(f"history repository {self.path}: .git is there but is not "
+                               "a Git repository") from None
         except OSError as exc:
             raise HistoryError(f"history repository {self.path}: {exc.strerror or exc}") from None
         if self.remote:
-            urls = [r.url for r in repo.remotes if r.name == REMOTE]
-            if not urls:
-                repo.create_remote(REMOTE, self.remote)
-            elif urls[0] != self.remote:
-                repo.remotes[REMOTE].set_url(self.remote)
+            try:
+                self._point_remote(repo)
+            except gitmodule.GitCommandError:
+                # Another console opening the new ledger added it at the same moment.
+                try:
+                    self._point_remote(repo)
+                except gitmodule.GitCommandError as exc:
+                    raise HistoryError(f"history repository {self.path}: remote {REMOTE}: "
+                                       f"{scrub(exc.stderr or str(exc), 400)}") from None
         return repo
 
+    def _point_remote(self, repo: git.Repo) -> None:
+        """Make the remote `REMOTE` of `repo` point at `self.remote`."""
+        urls = [r.url for r in repo.remotes if r.name == REMOTE]
+        if not urls:
+            repo.create_remote(REMOTE, self.remote)
+        elif urls[0] != self.remote:
+            repo.remotes[REMOTE].set_url(self.remote)
+
     def _create_repo(self) -> git.Repo:
+        import shutil
+
         import git as gitmodule
 
         if self.path.exists() and any(self.path.iterdir()):
             raise HistoryError(f"history repository {self.path}: the directory exists, is "
                                "not empty and is not a Git repository")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside and renamed into place, so two consoles starting at once on a new
+        # ledger never open half a repository: the first rename wins, the other uses it.
+        staging = self.path.parent / f".{self.path.name}.new-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            self._fill_new_repo(staging)
+            try:
+                os.rename(staging, self.path)
+            except OSError:
+                if not (self.path / ".git").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return gitmodule.Repo(self.path)
+
+    def _fill_new_repo(self, directory: Path) -> None:
+        """Clone the remote (or init) into the empty `directory`, with the first commit."""
+        import shutil
+
+        import git as gitmodule
+
+        repo = None
         if self.remote:
             try:
                 # A new machine starts from the shared history.
-                gitmodule.Repo.clone_from(self.remote, self.path, env=self._git_env(),
-                                          kill_after_timeout=self.git_timeout)
+                repo = gitmodule.Repo.clone_from(self.remote, directory, env=self._git_env(),
+                                                 kill_after_timeout=self.git_timeout)
             except gitmodule.GitCommandError:
-                if self.path.exists() and not any(self.path.iterdir()):
-                    self.path.rmdir()
-        if (self.path / ".git").exists():
-            repo = gitmodule.Repo(self.path)
-        else:
-            repo = gitmodule.Repo.init(self.path, mkdir=True, initial_branch=BRANCH)
+                shutil.rmtree(directory, ignore_errors=True)
+                directory.mkdir()
+        if repo is None:
+            repo = gitmodule.Repo.init(directory, mkdir=True, initial_branch=BRANCH)
         if not repo.head.is_valid():
             # An empty repository (new, or an empty remote): name the branch.
             repo.git.symbolic_ref("HEAD", f"refs/heads/{BRANCH}")
-        attributes = self.path / ".gitattributes"
+        attributes = directory / ".gitattributes"
         if not attributes.exists():
             attributes.write_text(ATTRIBUTES)
             who = default_operator(repo)
@@ -427,8 +464,8 @@ class Ledger:
             repo.index.add([".gitattributes"])
             repo.index.commit(f"start the release history of {self.app}", author=actor,
                               committer=actor, skip_hooks=True)
-        (self.path / HISTORY_DIR).mkdir(exist_ok=True)
-        return repo
+        (directory / HISTORY_DIR).mkdir(exist_ok=True)
+        repo.close()
 
     def _git_env(self) -> dict[str, str]:
         """Environment for Git subprocesses: never prompt, bounded SSH connects."""

@@ -10,7 +10,9 @@ naming the holder and when the lease expires, before anything is touched.
 
 While the release runs a background thread renews every lease (every third of the
 lease duration); at the end the leases are released (the holder cleared). If the
-console dies, the leases expire after their duration and the next release takes over.
+console dies, the leases expire after their duration and the next release takes over -
+at once when the holder ran on this host and its process is gone (a console killed
+here: `user@host:pid` names a pid this host no longer runs).
 Expiry compares the holder's `renewTime` with this machine's clock, as `kubectl` users
 read it: clocks out of sync by more than a fraction of the duration (60 s by default)
 make a takeover come early or late.
@@ -234,7 +236,8 @@ class ClusterLease:
     def _expired(self, spec: Mapping[str, Any]) -> bool:
         # A holder that never wrote a time cannot be shown alive: treat it as expired.
         expires = _expiry(spec)
-        return expires is None or expires <= datetime.now(timezone.utc)
+        return expires is None or expires <= datetime.now(timezone.utc) or \
+            _dead_here(str(spec.get("holderIdentity") or ""))
 
     def _holder(self, lease: Mapping[str, Any]) -> Holder:
         spec = lease.get("spec") or {}
@@ -419,6 +422,22 @@ def _parse_time(text: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _dead_here(identity: str) -> bool:
+    """Whether `identity` (`user@host:pid/release-id`) names a process of this host that
+    is gone - a console killed here, whose lease nobody will renew or release."""
+    who = identity.rsplit("/", 1)[0]
+    host, _, pid_text = who.rpartition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) <= 0:
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False    # exists, owned by someone else
+    return False
 
 
 def _expiry(spec: Mapping[str, Any]) -> datetime | None:
