@@ -22,7 +22,8 @@ from console.names import validate_dns_label, validate_tag
 from console.plan import build_plan, select
 from tests.faults.conftest import events_of, stored, tree
 
-SETTINGS = settings(max_examples=60, deadline=None,
+# FAULTS_EXAMPLES=600 for a deeper search than the suite's default.
+SETTINGS = settings(max_examples=int(os.environ.get("FAULTS_EXAMPLES", "60")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
@@ -288,3 +289,36 @@ def test_exec_plugin_not_allowed_is_refused_and_never_run(world, tmp_path, capsy
     assert stored(w.fleet, "a") is None
     # Embedded CA data is not echoed either.
     assert base64.b64encode(w.fleet.ca_pem).decode()[20:80] not in text
+
+
+def test_vault_fetched_kubeconfig_pointing_elsewhere_or_running_exec_is_refused(
+        world, bao, tmp_path, monkeypatch, capsys):
+    from tests.faults.conftest import vault_fleet
+    w = world(["a", "b"])
+    path, _texts = vault_fleet(w, bao, tmp_path)
+    marker = tmp_path / "exec-ran"
+    plugin = tmp_path / "get-token.sh"
+    plugin.write_text(f"#!/bin/sh\ntouch {shlex.quote(str(marker))}\n")
+    plugin.chmod(plugin.stat().st_mode | stat.S_IEXEC)
+    # In Vault: a's entry holds b's kubeconfig (a's server is pinned); b's runs a plugin.
+    kv = bao.client().secrets.kv.v2
+    kv.create_or_update_secret(path="kubeconfigs/a", mount_point="secret",
+                               secret={"kubeconfig": yaml.safe_dump(w.fleet.kubeconfig("b"))})
+    exec_kube = w.fleet.kubeconfig("b")
+    exec_kube["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                              "command": str(plugin), "args": []}}
+    kv.create_or_update_secret(path="kubeconfigs/b", mount_point="secret",
+                               secret={"kubeconfig": yaml.safe_dump(exec_kube)})
+    doc = yaml.safe_load(path.read_text())
+    doc["clusters"][0]["credentials"]["server"] = w.fleet.url("a")
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv("VAULT_TOKEN", bao.root_token)
+    code = main(["deploy", "--config", str(path), "--tag", "v1", "--strategy", "parallel"])
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert code == 2
+    assert "vault secret/kubeconfigs/a" in text and f"pins the API server {w.fleet.url('a')}" in text
+    assert "vault secret/kubeconfigs/b" in text and "exec credential plugin" in text
+    assert not marker.exists()
+    assert stored(w.fleet, "a") is None and stored(w.fleet, "b") is None
+    assert w.fleet.admin_token("b") not in text and bao.root_token not in text

@@ -11,7 +11,8 @@ from console.cli import main
 from console.engine import ReleaseRequest
 from console.events import Kind
 from console.sim import ClusterSpec
-from tests.faults.conftest import events_of, outcomes, releases, tree, writes
+from tests.faults.conftest import (events_of, outcomes, recorded_engine, releases, tree,
+                                   writes)
 
 
 def test_unreachable_from_the_start_fails_preflight_touches_nothing_exit_2(world, capsys):
@@ -57,7 +58,6 @@ def _kill_on_progress(w, engine, cid: str) -> dict:
 
 
 def test_dies_mid_rollout_parallel_others_continue_and_status_tells_the_truth(world):
-    from tests.faults.conftest import recorded_engine
     w = world(["a", "b", "c"], readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
     with recorded_engine(w, unreachable_grace=1.0, request_timeout=2.0) as engine:
@@ -91,7 +91,6 @@ def test_dies_mid_rollout_parallel_others_continue_and_status_tells_the_truth(wo
 
 
 def test_dies_mid_rollout_serial_stops_the_release(world):
-    from tests.faults.conftest import recorded_engine
     w = world(["a", "b", "c"], readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
     with recorded_engine(w, unreachable_grace=1.0, request_timeout=2.0) as engine:
@@ -118,11 +117,8 @@ def _release_requests(w, ids, tag: str, **faults) -> tuple[object, int, int]:
     for cid in ids:
         if faults:
             w.fleet.set_faults(cid, **faults)
-    engine = w.engine(request_timeout=3.0)
-    try:
+    with recorded_engine(w, request_timeout=3.0) as engine:
         result = engine.run(ReleaseRequest(tag=tag, strategy="parallel"), w.approve)
-    finally:
-        engine.close()
     for cid in ids:
         if faults:
             w.fleet.set_faults(cid, error_rate=0.0)
@@ -142,6 +138,9 @@ def test_ten_percent_api_errors_release_succeeds_without_a_retry_storm(world):
                                             error_codes=[500, 429], retry_after=1)
     assert (flaky.outcome, flaky.exit_code) == ("ok", 0), flaky.clusters
     assert all(w.version(c) == "v3" for c in ids)
+    record = releases(w.config)[flaky.release_id]
+    assert record.outcome == "ok" and outcomes(record) == {c: "healthy" for c in ids}
+    assert all(record.outcome_of(c).version == "v3" for c in ids)
     assert errors > 0                       # the fault really fired
     # Bounded retries: each injected error costs about one more request, not a storm.
     assert sent <= clean_sent * 1.5 + 3 * errors, (sent, clean_sent, errors)
@@ -151,18 +150,17 @@ def test_slow_cluster_does_not_slow_the_others(world):
     ids = ["a", "b", "slow"]
     w = world(ids, readiness_delay=0.5, jitter=0.0, replicas=1)
     w.deploy_everywhere("v1")
-    engine = w.engine(request_timeout=5.0)
 
     def slow_down_after_preflight(event):
         # Pre-flight reads every cluster; the slowness hits the rollout itself.
         if event.kind is Kind.RELEASE_STARTED:
             w.fleet.set_faults("slow", latency=2.0)
 
-    engine.add_listener(slow_down_after_preflight)
     try:
-        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
+        with recorded_engine(w, request_timeout=5.0) as engine:
+            engine.add_listener(slow_down_after_preflight)
+            result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
     finally:
-        engine.close()
         w.fleet.set_faults("slow", latency=0.0)
     durations = {c.cluster: c.duration for c in result.clusters}
     assert result.exit_code == 0, result.clusters
@@ -170,3 +168,5 @@ def test_slow_cluster_does_not_slow_the_others(world):
     for fast in ("a", "b"):
         assert durations[fast] < durations["slow"] / 2, durations
         assert durations[fast] < 4.0, durations
+    record = releases(w.config)[result.release_id]
+    assert outcomes(record) == {c: "healthy" for c in ids}
