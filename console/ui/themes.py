@@ -16,6 +16,7 @@ directory in `$RELEASE_CONSOLE_THEME_PATH` (`:`-separated).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ THEME_ENV = "RELEASE_CONSOLE_THEME"
 THEME_PATH_ENV = "RELEASE_CONSOLE_THEME_PATH"
 
 PROJECT_THEMES = Path(__file__).resolve().parents[2] / "themes"
+# Where a wheel (non-editable) install puts the same files: pyproject's data-files.
+INSTALLED_THEMES = Path(sys.prefix) / "share" / "release-console" / "themes"
 USER_THEMES = Path("~/.config/release-console/themes")
 
 TEXTUAL_COLOURS = ("primary", "secondary", "accent", "warning", "error", "success",
@@ -69,7 +72,7 @@ def variable_defaults() -> dict[str, str]:
 
 def theme_dirs(config_dir: Path | None = None) -> list[Path]:
     """The directories searched for themes, in override order."""
-    dirs = [PROJECT_THEMES]
+    dirs = [PROJECT_THEMES] if PROJECT_THEMES.is_dir() else [INSTALLED_THEMES]
     if config_dir is not None and (config_dir / "themes").resolve() != PROJECT_THEMES:
         dirs.append(config_dir / "themes")
     dirs.append(USER_THEMES.expanduser())
