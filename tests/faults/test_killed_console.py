@@ -45,6 +45,8 @@ def kill_when_all_started(proc: subprocess.Popen, count: int) -> list[dict]:
             break
         assert time.monotonic() < deadline
     proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr.read(), [
+        e for e in seen if e["kind"] in ("preflight_finished", "release_finished")])
     return seen
 
 
