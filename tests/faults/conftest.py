@@ -100,9 +100,10 @@ def vault_fleet(w: World, server: Any, tmp_path: Path, *, addr: str | None = Non
     return path, texts
 
 
-def secrets_of(texts: dict[str, str], *more: str) -> list[str]:
+def secrets_of(texts: dict[str, str], *more: str, certificates: bool = True) -> list[str]:
     """What must never appear anywhere: every token, certificate and key in the stored
-    kubeconfigs (and distinctive slices of them), plus `more` (e.g. the Vault token)."""
+    kubeconfigs (and distinctive slices of them), plus `more` (e.g. the Vault token);
+    without the CA data when `certificates` is false."""
     import yaml
     found: list[str] = [m for m in more if m]
     for text in texts.values():
@@ -113,7 +114,7 @@ def secrets_of(texts: dict[str, str], *more: str) -> list[str]:
                     found.append(value)
         for cluster in kube.get("clusters", []):
             data = (cluster.get("cluster") or {}).get("certificate-authority-data")
-            if data:
+            if data and certificates:
                 found.append(data[20:80])   # a slice: also catches a truncated dump
     # A secret cut in half (e.g. by a length limit) must not escape either.
     return found + [s[: len(s) // 2] for s in found if len(s) >= 32]

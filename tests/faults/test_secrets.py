@@ -94,6 +94,8 @@ def test_no_secret_in_files_logs_events_or_screens(world, bao, tmp_path, monkeyp
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ}, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
+    # The process's private credential files (CA data for the client) went with it.
+    assert list(scratch.iterdir()) == []
     events = events_of(proc.stdout)
     assert events[-1]["outcome"] == "ok"
     assert not hits(proc.stdout + proc.stderr, needles)
@@ -111,6 +113,15 @@ def test_no_secret_in_files_logs_events_or_screens(world, bao, tmp_path, monkeyp
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert not hits(captured.out + captured.err + logs, needles)
     assert events_of(captured.out)[-1]["outcome"] == "failed"
+
+    # The in-process console's private dir (0700, removed at exit) holds the CA files
+    # the Kubernetes client needs - and no token.
+    from console.credentials import private_dir
+    private = private_dir()
+    assert private.stat().st_mode & 0o077 == 0
+    tokens = secrets_of(texts, bao.root_token, certificates=False)
+    for name, text in files_text(private).items():
+        assert not hits(text, tokens), name
 
     # 3. The console: a release from the form, screens captured along the way.
     from console.config import load
