@@ -50,6 +50,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -413,10 +414,10 @@ class Ledger:
             repo.remotes[REMOTE].set_url(self.remote)
 
     def _create_repo(self) -> git.Repo:
-        import shutil
-
         import git as gitmodule
 
+        if (self.path / ".git").exists():
+            return gitmodule.Repo(self.path)   # another console just created it
         if self.path.exists() and any(self.path.iterdir()):
             raise HistoryError(f"history repository {self.path}: the directory exists, is "
                                "not empty and is not a Git repository")
@@ -438,8 +439,6 @@ class Ledger:
 
     def _fill_new_repo(self, directory: Path) -> None:
         """Clone the remote (or init) into the empty `directory`, with the first commit."""
-        import shutil
-
         import git as gitmodule
 
         repo = None
