@@ -92,7 +92,7 @@ def test_history_remote_rejecting_pushes_loses_nothing(world, bare_remote, capsy
     assert deploy(w.config_path, "v2") == 0
     captured = capsys.readouterr()
     rejected_id = events_of(captured.out)[-1]["release"]
-    assert "history is frozen for maintenance" in captured.err or "push" in captured.err
+    assert "history is frozen for maintenance" in captured.err
     from console.config import load
     config = load(w.config_path)
     local = releases(config)
@@ -107,3 +107,23 @@ def test_history_remote_rejecting_pushes_loses_nothing(world, bare_remote, capsy
     assert [r["outcome"] for r in on_remote
             if r.get("release") == rejected_id and r["type"] == "cluster"] == ["healthy", "healthy"]
     assert git(bare_remote, "log", "--oneline", "main").count("\n") >= 3
+
+
+def test_history_remote_down_with_credentials_in_its_url_never_prints_them(world, capsys):
+    w = world(["a"])
+    secret = "s3cr3t-t0ken-do-not-print"
+    doc = yaml.safe_load(w.config_path.read_text())
+    doc["app"]["history"]["remote"] = f"http://ci-bot:{secret}@127.0.0.1:{free_port()}/h.git"
+    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert deploy(w.config_path, "v1") == 0
+    captured = capsys.readouterr()
+    assert "push" in captured.err and "failed" in captured.err
+    assert secret not in captured.out + captured.err
+    from console.config import load
+    record = [r for r in releases(load(w.config_path)).values() if r.version == "v1"]
+    assert len(record) == 1 and outcomes(record[0]) == {"a": "healthy"}
+    # Nor in the ledger's files (the remote URL lives in .git/config, which is not pushed).
+    history = w.config.app.history.path
+    for path in (history / "history").rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
