@@ -292,6 +292,9 @@ class ClusterLease:
                 raw = resp.read()
                 status = resp.status
             except ApiException as exc:
+                if not exc.status and attempt < ATTEMPTS:   # a TLS handshake cut short
+                    time.sleep(min(MAX_BACKOFF, 0.1 * 2 ** attempt))
+                    continue
                 raise LockError(self.cluster, describe(self.cluster, exc).reason,
                                 exc.status) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:

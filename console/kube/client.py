@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -66,8 +67,9 @@ def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError
             return ClusterError(cluster, "unauthorized (401): the cluster rejected the "
                                 "credentials", 401)
         if not status:
-            # The client reports TLS failures as status 0.
-            reason = str(exc.reason or "").splitlines()[0] if exc.reason else "TLS error"
+            # The client reports TLS failures as status 0, as "SSLError\n<urllib3's text>":
+            # keep the innermost reason (e.g. CERTIFICATE_VERIFY_FAILED), never the URL.
+            reason = _tls_reason(str(exc.reason or ""))
             return ClusterError(cluster, f"TLS error talking to {server or 'the API server'}: "
                                 f"{reason}", None, unreachable=True)
         detail = _status_message(exc) or str(exc.reason or "")
@@ -89,6 +91,15 @@ def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError
             text = "connection lost"
         return ClusterError(cluster, f"unreachable{where}: {text}", None, unreachable=True)
     return ClusterError(cluster, f"{type(exc).__name__}: {exc}")
+
+
+def _tls_reason(text: str) -> str:
+    """`[SSL: CERTIFICATE_VERIFY_FAILED] ...` out of urllib3's wrapped SSLError text."""
+    found = re.findall(r"\[SSL: [A-Z_]+\][^'\"]*", text)
+    if found:
+        return found[-1].strip()
+    first = text.splitlines()[0] if text else ""
+    return first or "TLS error"
 
 
 def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
@@ -203,6 +214,11 @@ class KubeClient:
                     raise exc
                 return json.loads(data) if data else {}
             except ApiException as exc:
+                # Status 0 is how the client reports a TLS failure; a handshake cut short
+                # by a busy server is as transient as a refused connection: try again.
+                if not exc.status and attempt < attempts:
+                    time.sleep(_backoff(attempt, None))
+                    continue
                 raise describe(self.cluster, exc, self.server) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 # A refused connection or a lost keep-alive socket: try again shortly;

@@ -89,8 +89,10 @@ class World:
                                                strategy="parallel", max_parallel=20), approve)
         finally:
             engine.close()
-        assert result.exit_code == 0, (result.outcome, result.message, result.clusters,
-                                       result.preflight and result.preflight.failures)
+        failures = [f"{r.cluster}: {r.check}: {r.detail}" for r in
+                    (result.preflight.failures if result.preflight else ())]
+        assert result.exit_code == 0, (failures, result.outcome, result.message,
+                                       result.clusters)
 
     def image(self, cid: str) -> str | None:
         """The app image the cluster's Deployment runs (None when absent)."""
