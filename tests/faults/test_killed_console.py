@@ -14,15 +14,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from console.cli import main
-from console.engine import Engine
 from tests.faults.conftest import APP, events_of, releases
 
 LEASE = f"release-console-{APP}"
-# The engine takes a Lease per target cluster (console/locks.py) once integration wired it.
-LOCKS_WIRED = hasattr(Engine, "lease_holders")
-NO_LOCKS = ("Engine.run takes no release lease (console/locks.py is not used by "
-            "console/engine.py): a killed console leaves no lock and a second console is not "
-            "refused")
 
 
 def deploy_process(w, tmp_path, tag: str, *args: str) -> subprocess.Popen:
@@ -60,7 +54,6 @@ def held_leases(w, ids) -> dict[str, dict]:
     return found
 
 
-@pytest.mark.xfail(not LOCKS_WIRED, strict=True, reason=NO_LOCKS)
 def test_sigkill_leaves_leases_that_expire_within_their_duration(world, tmp_path):
     from console.locks import DEFAULT_DURATION
     ids = ["a", "b", "c"]
@@ -108,7 +101,6 @@ def test_a_live_holder_is_never_taken_over(world, tmp_path, capsys):
     assert all(w.version(c) in (None, "v1") for c in ("a", "b"))
 
 
-@pytest.mark.xfail(not LOCKS_WIRED, strict=True, reason=NO_LOCKS)
 def test_sigkill_mid_parallel_release_next_start_reconciles(world, tmp_path, capsys):
     ids = ["a", "b", "c"]
     w = world(ids, readiness_delay=1.5, jitter=0.0)
@@ -139,7 +131,6 @@ def test_sigkill_mid_parallel_release_next_start_reconciles(world, tmp_path, cap
     assert all(w.version(c) == "v3" for c in ids)
 
 
-@pytest.mark.xfail(not LOCKS_WIRED, strict=True, reason=NO_LOCKS)
 def test_two_releases_to_overlapping_clusters_exactly_one_proceeds(world, tmp_path):
     w = world(["a", "b", "c"], readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
