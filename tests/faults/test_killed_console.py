@@ -11,8 +11,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from console.cli import main
 from tests.faults.conftest import APP, events_of, releases
 
