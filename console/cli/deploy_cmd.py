@@ -327,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the release; the exit code is the release's."""
     from console.engine import Engine
     from console.junit import write
+    from console.names import validate_tag
     config = load_config(args)
     tag, defaulted = choose_tag(args, config)
     if defaulted or args.build:
@@ -335,6 +336,10 @@ def run(args: argparse.Namespace) -> int:
     printer = EventPrinter(args.json)
     options = {} if args.fail_fast_grace is None else {"grace": args.fail_fast_grace}
     engine = Engine(config, listeners=[printer], **options)
+    # Bad input (tag, selection, strategy) is refused before the ledger is opened, so a
+    # refused release leaves no trace - not even a new, empty ledger repository.
+    validate_tag(request.tag)
+    engine.plan(request)
     try:
         with recorded(config, engine):
             result = run_interruptible(engine, request, headless_approver(args.yes))

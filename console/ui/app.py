@@ -248,7 +248,7 @@ class ReleaseConsoleApp(App[int]):
         live = {s.cluster: s.version for s in statuses}
         try:
             if reconcile:
-                for release_id in engine.reconcile(live):
+                for release_id in engine.reconcile():
                     self.post_message(Notice(f"{release_id} was left unfinished by a console "
                                              "that stopped; recorded what really happened"))
             recorded = {row.cluster: row.recorded for row in engine.matrix(live)}

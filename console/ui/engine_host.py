@@ -157,9 +157,10 @@ class EngineProcess:
         """The ledger's version matrix for these live versions."""
         return self._call("matrix", dict(live))
 
-    def reconcile(self, live: Mapping[str, str | None]) -> list[str]:
-        """Close releases a killed console left unfinished; returns their ids."""
-        return self._call("reconcile", dict(live))
+    def reconcile(self) -> list[str]:
+        """Close releases a killed console left unfinished (never one whose lease a live
+        console holds); returns their ids."""
+        return self._call("reconcile")
 
     def close(self) -> None:
         """Stop the child (it aborts a running release without rolling back)."""
@@ -314,13 +315,10 @@ def serve(conn_in: Connection, conn_out: Connection, config_path: str,
             raise UserError(f"history unavailable: {ledger_error}")
         return ledger
 
-    def reconcile(live: Mapping[str, str | None]) -> list[str]:
-        book = need_ledger()
-        closed = []
-        for release in book.unfinished():
-            book.reconcile(release.id, {c: v for c, v in live.items() if v is not None})
-            closed.append(release.id)
-        return closed
+    def reconcile() -> list[str]:
+        # The engine leaves alone a release whose lease a live console still holds
+        # (on another machine, say), and reads the live versions of the rest itself.
+        return [release.id for release in engine.reconcile_unfinished(need_ledger())]
 
     def call(call_id: int, method: str, args: tuple, kwargs: dict) -> None:
         try:
@@ -332,7 +330,7 @@ def serve(conn_in: Connection, conn_out: Connection, config_path: str,
             elif method == "matrix":
                 result = need_ledger().matrix(args[0])
             elif method == "reconcile":
-                result = reconcile(args[0])
+                result = reconcile()
             elif method in METHODS:
                 result = getattr(engine, method)(*args, **kwargs)
             else:
