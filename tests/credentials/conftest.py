@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -19,26 +17,10 @@ import httpx
 import hvac
 import pytest
 
+from tests.servers import free_port, die_with_parent
+
 BAO = Path(sys.executable).parent / "bao"
 START_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL,
-    so a killed pytest run leaves no server behind (Linux `PR_SET_PDEATHSIG`)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -90,7 +72,7 @@ def start_bao(workdir: Path, tls: bool = False) -> Bao:
     # HOME points into the temp dir: the dev server must not touch the user's token helper.
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, env={**os.environ, "HOME": str(workdir)},
-                               preexec_fn=_die_with_parent)
+                               preexec_fn=die_with_parent)
     log.close()
     scheme = "https" if tls else "http"
     bao = Bao(addr=f"{scheme}://127.0.0.1:{port}", root_token=token, process=process,

@@ -9,7 +9,8 @@ from console.cli import main
 from tests.faults.conftest import (events_of, outcomes, releases, secrets_of, stored,
                                    vault_fleet, writes)
 from tests.history.conftest import git, reject_pushes, remote_records
-from tests.registry.conftest import free_port, start_registry
+from tests.registry.conftest import start_registry
+from tests.servers import free_port
 
 
 def deploy(config_path, tag: str, *more: str) -> int:

@@ -7,7 +7,6 @@ webhook and an `aiosmtpd` SMTP server, both on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 from console.history import Ledger, Operator
 
@@ -29,13 +30,6 @@ def git(cwd: Path, *args: str) -> str:
                          timeout=30)
     assert out.returncode == 0, f"git {' '.join(args)}: {out.stderr}"
     return out.stdout
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

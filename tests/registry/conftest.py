@@ -12,8 +12,6 @@ import hashlib
 import json
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+
+from tests.servers import free_port, die_with_parent
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,24 +36,6 @@ START_TIMEOUT = 20.0
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL,
-    so a killed pytest run leaves no server behind (Linux `PR_SET_PDEATHSIG`)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def bcrypt_htpasswd(user: str, password: str) -> str:
@@ -179,7 +161,7 @@ def start_registry(workdir: Path, auth: dict | None = None) -> Registry:
     log = (workdir / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(workdir / "config.yml")], stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
-                               preexec_fn=_die_with_parent)
+                               preexec_fn=die_with_parent)
     log.close()
     registry = Registry(host=f"127.0.0.1:{port}", process=process)
     deadline = time.monotonic() + START_TIMEOUT
