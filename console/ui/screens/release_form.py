@@ -24,7 +24,7 @@ from console.errors import UserError
 from console.events import Event, Kind
 from console.names import validate_tag
 from console.plan import Plan, build_plan, select
-from console.ui.default_tag import default_tag
+from console.version_tag import default_tag
 from console.ui.state import PRODUCTION_GLYPH, FleetState, Phase
 from console.ui.widgets.palette import Palette
 
@@ -109,7 +109,16 @@ class ReleaseFormScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="default-tag")
     def _read_default_tag(self) -> None:
-        tag = default_tag(Path(self.config.path).parent)
+        # The headless default, the same everywhere: short commit + $BUILD_NUMBER, else
+        # the ledger's next build number (console.version_tag).
+        try:
+            tags = [release.version for release in self.app.ledger().releases()]
+        except UserError:
+            tags = []   # no ledger yet: the first build number
+        try:
+            tag: str | None = default_tag(Path(self.config.path).parent, tags)
+        except UserError:
+            tag = None  # not a Git repository: the tag must be typed
         self.app.call_from_thread(self._set_default_tag, tag)
 
     def _set_default_tag(self, tag: str | None) -> None:
