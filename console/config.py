@@ -97,6 +97,7 @@ class RegistryConfig:
     password_env: str | None = None
     auth_file: Path | None = None
     timeout: float = 10.0
+    vault: str | None = None  # KV v2 path holding `username` and `password`
 
 
 @dataclass(frozen=True)
@@ -710,14 +711,15 @@ def _notify(ck: _Checker, raw: Any, p: Path_) -> NotifyConfig:
 
 def _registry(ck: _Checker, raw: Any, p: Path_) -> RegistryConfig:
     raw = ck.mapping(_or_empty(raw), p, ("ca_file", "insecure", "username_env", "password_env",
-                                    "auth_file", "timeout"))
+                                    "auth_file", "timeout", "vault"))
     return RegistryConfig(
         ca_file=ck.file_path(raw.get("ca_file"), (*p, "ca_file")),
         insecure=ck.boolean(raw.get("insecure"), (*p, "insecure"), False),
         username_env=ck.env_name(raw.get("username_env"), (*p, "username_env")),
         password_env=ck.env_name(raw.get("password_env"), (*p, "password_env")),
         auth_file=ck.file_path(raw.get("auth_file"), (*p, "auth_file")),
-        timeout=ck.duration(raw.get("timeout"), (*p, "timeout"), 10.0))
+        timeout=ck.duration(raw.get("timeout"), (*p, "timeout"), 10.0),
+        vault=ck.string(raw.get("vault"), (*p, "vault")))
 
 
 _VAULT_KEYS = ("addr", "namespace", "cacert", "path_pattern", "auth", "token_env",

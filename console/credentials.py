@@ -397,7 +397,37 @@ def _split_mount(path: str) -> tuple[str, str]:
 
 def read_vault_kubeconfig(cid: str, path: str, vault: VaultConfig | None = None) -> str:
     """The kubeconfig text stored at KV v2 `path` (mount first); logs in as configured."""
+    data, source = read_vault_secret(cid, path, vault)
+    text = data.get(VAULT_FIELD)
+    if not isinstance(text, str) or not text.strip():
+        fields = ", ".join(sorted(data)) or "none"
+        raise CredentialsError(cid, source,
+                               f"the secret has no {VAULT_FIELD!r} field (fields: {fields})")
+    return text
+
+
+def read_vault_registry_credentials(path: str, vault: VaultConfig | None = None
+                                    ) -> tuple[str, str]:
+    """(username, password) of the image registry, stored at KV v2 `path` in the fields
+    `username` and `password`. Raises `UserError` naming the path, never the values."""
+    try:
+        data, source = read_vault_secret("registry", path, vault)
+    except CredentialsError as exc:
+        raise UserError(f"registry credentials from {exc.source}: {exc.problem}") from None
+    user, password = data.get("username"), data.get("password")
+    if not (isinstance(user, str) and user and isinstance(password, str) and password):
+        fields = ", ".join(sorted(data)) or "none"
+        raise UserError(f"registry credentials from {source}: the secret needs 'username' "
+                        f"and 'password' fields (fields: {fields})")
+    return user, password
+
+
+def read_vault_secret(owner: str, path: str, vault: VaultConfig | None = None
+                      ) -> tuple[dict, str]:
+    """The fields of the KV v2 secret at `path` (mount first) and a printable name of
+    where they came from; logs in as configured. Errors name `owner` and the path."""
     vault = vault or VaultConfig()
+    cid = owner
     client = vault_client(vault)
     source = f"vault {path} at {client.url}"
     mount, secret_path = _split_mount(path)
@@ -431,12 +461,7 @@ def read_vault_kubeconfig(cid: str, path: str, vault: VaultConfig | None = None)
             raise
         raise CredentialsError(cid, source, problem) from None
     data = ((answer or {}).get("data") or {}).get("data") or {}
-    text = data.get(VAULT_FIELD)
-    if not isinstance(text, str) or not text.strip():
-        fields = ", ".join(sorted(data)) or "none"
-        raise CredentialsError(cid, source,
-                               f"the secret has no {VAULT_FIELD!r} field (fields: {fields})")
-    return text
+    return (data if isinstance(data, dict) else {}), source
 
 
 def _vault_problem(exc: Exception, stage: str, vault: VaultConfig) -> str | None:

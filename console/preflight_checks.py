@@ -93,9 +93,18 @@ def check_access(api_client: ApiClient | KubeClient, namespace: str, cluster: st
 
 def check_image(config: FleetConfig, tag: str) -> CheckResult:
     """The release's image (`app.image:tag`) exists in its registry."""
+    from console.credentials import read_vault_registry_credentials
+    from console.errors import UserError
     from console.registry import image_exists
 
-    result = image_exists(config.app.image, tag, config.app.registry)
+    credentials = None
+    if config.app.registry.vault:
+        try:
+            credentials = read_vault_registry_credentials(config.app.registry.vault,
+                                                          config.vault)
+        except UserError as exc:
+            return CheckResult("image", False, str(exc))
+    result = image_exists(config.app.image, tag, config.app.registry, credentials=credentials)
     return CheckResult("image", result.ok, result.detail)
 
 
