@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -22,3 +26,26 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except OSError:
         pass
+
+
+def wait_until_up(name: str, process: subprocess.Popen, log: Path,
+                  probe: Callable[[], bool], stop: Callable[[], None],
+                  timeout: float = 20.0) -> None:
+    """Wait until `probe()` is true (HTTP errors count as not yet); if the server exits
+    first, or `timeout` passes, stop it and fail with the end of its `log`."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}: "
+                               f"{log.read_text()[-2000:]}")
+        try:
+            if probe():
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop()
+            raise RuntimeError(f"{name} did not answer within {timeout:g} s")
+        time.sleep(0.05)

@@ -8,7 +8,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 import hvac
 import pytest
 
-from tests.servers import free_port, die_with_parent
+from tests.servers import die_with_parent, free_port, wait_until_up
 
 BAO = Path(sys.executable).parent / "bao"
 START_TIMEOUT = 20.0
@@ -77,23 +76,15 @@ def start_bao(workdir: Path, tls: bool = False) -> Bao:
     scheme = "https" if tls else "http"
     bao = Bao(addr=f"{scheme}://127.0.0.1:{port}", root_token=token, process=process,
               cacert=workdir / "vault-ca.pem" if tls else None)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"bao exited with {process.returncode}: "
-                               f"{(workdir / 'bao.log').read_text()[-2000:]}")
-        try:
-            verify: bool | ssl.SSLContext = False   # the CA file appears with the listener
-            if bao.cacert and bao.cacert.exists():
-                verify = ssl.create_default_context(cafile=str(bao.cacert))
-            if httpx.get(f"{bao.addr}/v1/sys/health", timeout=1.0, verify=verify).status_code == 200:
-                return bao
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            bao.stop()
-            raise RuntimeError("bao did not answer within 20 s")
-        time.sleep(0.05)
+
+    def answers() -> bool:
+        verify: bool | ssl.SSLContext = False   # the CA file appears with the listener
+        if bao.cacert and bao.cacert.exists():
+            verify = ssl.create_default_context(cafile=str(bao.cacert))
+        return httpx.get(f"{bao.addr}/v1/sys/health", timeout=1.0, verify=verify).status_code == 200
+
+    wait_until_up("bao", process, workdir / "bao.log", answers, bao.stop, START_TIMEOUT)
+    return bao
 
 
 @pytest.fixture(scope="session")

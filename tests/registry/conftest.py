@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.servers import free_port, die_with_parent
+from tests.servers import die_with_parent, free_port, wait_until_up
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -164,20 +164,10 @@ def start_registry(workdir: Path, auth: dict | None = None) -> Registry:
                                preexec_fn=die_with_parent)
     log.close()
     registry = Registry(host=f"127.0.0.1:{port}", process=process)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"docker-registry exited with {process.returncode}: "
-                               f"{(workdir / 'registry.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{registry.url}/v2/", timeout=1.0).status_code in (200, 401):
-                return registry
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            registry.stop()
-            raise RuntimeError("docker-registry did not answer within 20 s")
-        time.sleep(0.05)
+    wait_until_up("docker-registry", process, workdir / "registry.log",
+                  lambda: httpx.get(f"{registry.url}/v2/", timeout=1.0).status_code in (200, 401),
+                  registry.stop, START_TIMEOUT)
+    return registry
 
 
 @pytest.fixture(scope="session")
