@@ -160,7 +160,9 @@ def test_a_missing_namespace_and_an_unreachable_cluster_are_clear_errors(fleet, 
 
 
 def test_a_flaky_cluster_still_gives_exactly_one_winner(fleet, client) -> None:
-    fleet.set_faults("c", error_rate=0.3)
+    # 15%: one call in ~90,000 exhausts its 6 tries (at 30% one in 1,400 did, and a CI run
+    # met it); still several injected errors per run, which is what the test is about.
+    fleet.set_faults("c", error_rate=0.15)
     contenders = [lease_of(client, "c", "user-service", f"rel-{n}", f"u{n}") for n in range(2)]
     results = []
     for lease in contenders:
