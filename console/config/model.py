@@ -1,0 +1,213 @@
+"""The fleet model: frozen dataclasses for a loaded `clusters.yaml`.
+
+`FleetConfig` holds the app, the clusters (credentials source, namespace, merged
+values), the named strategies, the Vault settings and the simulator's free-form `sim`
+blocks. The constants here are the defaults and reserved names the loader applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from console.config.checks import did_you_mean
+from console.errors import ConfigError, ValidationError
+from console.names import show
+
+DEFAULT_ROLLOUT_TIMEOUT = 600.0
+DEFAULT_VAULT_PATH_PATTERN = "secret/kubeconfigs/{cluster}"
+DEFAULT_HISTORY_PATH = ".release-history"
+BUILTIN_STRATEGIES = ("serial", "parallel")
+NOTIFY_EVENTS = ("failure", "success", "gate")
+PRODUCTION_GROUPS = ("prod", "production")
+# Names the renderer fills itself; a `values` key may not shadow them.
+RESERVED_VALUE_NAMES = ("app", "cluster", "namespace", "image", "tag")
+# Wave entry meaning "every target not placed in an earlier wave".
+REST = "rest"
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """Where the release ledger lives: a Git repository path and an optional remote."""
+
+    path: Path
+    remote: str | None = None
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """SMTP notification settings; the password is read from `password_env` at send time."""
+
+    to: tuple[str, ...]
+    sender: str
+    host: str
+    port: int = 587
+    starttls: bool = True
+    username_env: str | None = None
+    password_env: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """When to notify (`failure`, `success`, `gate`) and through which channels."""
+
+    on: tuple[str, ...] = ("failure",)
+    slack_webhook: str | None = None  # the URL is a secret: never log it
+    slack_webhook_env: str | None = None  # or: the variable that holds the URL
+    email: EmailConfig | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """How to reach the image registry: TLS trust and where credentials come from."""
+
+    ca_file: Path | None = None
+    insecure: bool = False
+    username_env: str | None = None
+    password_env: str | None = None
+    auth_file: Path | None = None
+    timeout: float = 10.0
+    vault: str | None = None  # KV v2 path holding `username` and `password`
+
+
+@dataclass(frozen=True)
+class App:
+    """The application shipped to every cluster."""
+
+    name: str
+    image: str  # repository (registry host + path), no tag
+    manifests: Path  # absolute directory of manifest templates
+    namespace_rule: str
+    rollout_timeout: float  # seconds
+    history: HistoryConfig
+    notify: NotifyConfig
+    registry: RegistryConfig
+    build_command: str | None = None
+
+    def image_ref(self, tag: str) -> str:
+        """`repository:tag`, the image a release of `tag` runs."""
+        return f"{self.image}:{tag}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where a cluster's kubeconfig comes from and what it must match.
+
+    At most one source is set: `kubeconfig` (a file), `env` (an environment variable
+    holding a kubeconfig, or a path to one) or `vault` (a KV v2 path, `true` in the
+    file resolved through `vault.path_pattern`). None set means the credentials module
+    refuses the cluster at pre-flight.
+    """
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    env: str | None = None
+    vault: str | None = None
+    server: str | None = None  # pinned API server URL
+    ca_sha256: str | None = None  # pinned CA certificate fingerprint, 64 lower-case hex
+    allow_exec: bool = False
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One cluster of the fleet, with its rule-applied namespace and merged values."""
+
+    id: str
+    groups: tuple[str, ...]
+    credentials: Credentials
+    namespace: str
+    values: Mapping[str, Any]
+    sim: Mapping[str, Any]
+    line: int
+    production: bool
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named rollout strategy: waves of entries (ids, groups, globs, `N%`, `rest`)."""
+
+    name: str
+    waves: tuple[tuple[str, ...], ...]
+    gates: bool = False
+    max_failures: str | None = None  # "3" or "10%"
+    max_parallel: int | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    """Vault/OpenBao settings; unset fields fall back to `VAULT_*` environment variables."""
+
+    addr: str | None = None
+    namespace: str | None = None
+    cacert: Path | None = None
+    path_pattern: str = DEFAULT_VAULT_PATH_PATTERN
+    auth: str = "token"  # token | approle
+    token_env: str = "VAULT_TOKEN"
+    role_id_env: str = "VAULT_ROLE_ID"
+    secret_id_env: str = "VAULT_SECRET_ID"
+    approle_mount: str = "approle"
+    timeout: float = 10.0
+
+    def path_for(self, cluster_id: str) -> str:
+        """The KV v2 path of `cluster_id`'s kubeconfig under `path_pattern`."""
+        return self.path_pattern.replace("{cluster}", cluster_id)
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """A loaded `clusters.yaml`."""
+
+    path: Path  # absolute
+    app: App
+    clusters: tuple[Cluster, ...]
+    strategies: Mapping[str, Strategy]
+    vault: VaultConfig | None
+    sim: Mapping[str, Any]
+    raw: Mapping[str, Any]
+    order: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # defaults.values
+    source: str = ""  # the file name as given, for messages
+    lines: Mapping[str, int] = field(default_factory=dict)  # dotted path -> 1-based line
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Cluster ids in config order."""
+        return tuple(c.id for c in self.clusters)
+
+    @cached_property
+    def _by_id(self) -> dict[str, Cluster]:
+        return {c.id: c for c in self.clusters}
+
+    def cluster(self, cluster_id: str) -> Cluster:
+        """The cluster with this id; `ValidationError` naming it when there is none."""
+        found = self._by_id.get(cluster_id)
+        if found is None:
+            raise ValidationError(f"unknown cluster {show(cluster_id)}"
+                                  + did_you_mean(str(cluster_id), self.ids))
+        return found
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Every group named by some cluster, in first-seen order."""
+        seen: dict[str, None] = {}
+        for c in self.clusters:
+            for g in c.groups:
+                seen.setdefault(g)
+        return tuple(seen)
+
+    def line_of(self, dotted: str) -> int | None:
+        """The 1-based line of a field (`"clusters[2].sim"`), if it was in the file."""
+        return self.lines.get(dotted)
+
+    def error(self, dotted: str, message: str) -> ConfigError:
+        """A `ConfigError` in this file's format, for checks made after loading
+        (the simulator validates `sim` blocks with it)."""
+        line = self.lines.get(dotted)
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {dotted}: {message}")
