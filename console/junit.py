@@ -3,6 +3,9 @@
 Jenkins (`junit` step), GitLab (`artifacts:reports:junit`) and GitHub (test-report
 actions) all render this format: a failed or rolled-back cluster is a `<failure>`, a
 cluster that was never started a `<skipped>`, an interrupted one an `<error>`.
+
+`check_writable` runs before a release starts: a report that could not be written at the
+end would otherwise turn a finished release into a traceback (and CI would read exit 1).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from console.errors import ValidationError
 
 # Characters XML 1.0 cannot carry (an error text from a server may hold any).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -64,10 +68,36 @@ def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write(path: str | Path, result: Any, app: str, version: str, strategy: str = "") -> Path:
-    """Write the JUnit file atomically (a CI job never reads half a report)."""
+def check_writable(path: str | Path) -> Path:
+    """`path` as a `Path` when a report can be written there; `ValidationError` (exit 2,
+    before anything starts) when not. Missing directories are not created: a typo in a
+    CI job's path should say so, not leave a report where nobody looks."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    parent = target.parent
+    if not str(path).strip():
+        raise ValidationError("--junit: empty path")
+    if target.is_dir():
+        raise ValidationError(f"--junit {path}: is a directory; name a file")
+    if parent.exists() and not parent.is_dir():
+        raise ValidationError(f"--junit {path}: {parent} is not a directory")
+    if not parent.is_dir():
+        raise ValidationError(f"--junit {path}: directory {parent} does not exist")
+    try:
+        # The way `write` will do it: a temporary file in the same directory, replaced
+        # into place - so this proves exactly what the end of the release needs.
+        fd, tmp = tempfile.mkstemp(prefix=".junit-check-", dir=parent)
+    except OSError as exc:
+        raise ValidationError(f"--junit {path}: cannot write in {parent}: "
+                              f"{exc.strerror or exc}") from None
+    os.close(fd)
+    Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def write(path: str | Path, result: Any, app: str, version: str, strategy: str = "") -> Path:
+    """Write the JUnit file atomically (a CI job never reads half a report). The directory
+    must exist (`check_writable`); `OSError` when the file cannot be written."""
+    target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".junit-", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

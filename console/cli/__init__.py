@@ -6,7 +6,7 @@ Each sub-command module exposes `register(subparsers, common)`, which adds its p
 import heavy libraries inside their functions, so `--help` stays fast.
 
 Exit codes are an API: 0 ok, 1 the release failed, 2 bad input or pre-flight failure
-(nothing touched), 3 stopped at a gate.
+(nothing touched), 3 stopped at a gate, 4 `status` could not read every cluster.
 """
 
 from __future__ import annotations

@@ -265,7 +265,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", action="store_true",
                         help="if the image is missing, run app.build.command first")
     parser.add_argument("--json", action="store_true", help="one JSON event per line")
-    parser.add_argument("--junit", metavar="FILE", help="write a JUnit report (one case per cluster)")
+    parser.add_argument("--junit", metavar="FILE",
+                        help="write a JUnit report (one case per cluster); its directory "
+                             "must exist and be writable (checked before the release)")
     parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
                         help="seconds a new pod may stay in ErrImagePull/CrashLoopBackOff "
                              "before its cluster fails (default 10)")
@@ -326,8 +328,12 @@ def run_interruptible(engine: Any, request: Any, approver: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run the release; the exit code is the release's."""
     from console.engine import Engine
-    from console.junit import write
+    from console.junit import check_writable, write
     from console.names import validate_tag
+    # A report that cannot be written is refused before anything starts (exit 2), not
+    # discovered after the release (which would turn its exit code into a traceback).
+    if args.junit is not None:
+        check_writable(args.junit)
     config = load_config(args)
     tag, defaulted = choose_tag(args, config)
     if defaulted or args.build:
@@ -345,8 +351,12 @@ def run(args: argparse.Namespace) -> int:
             result = run_interruptible(engine, request, headless_approver(args.yes))
     finally:
         engine.close()
-    if args.junit:
-        write(args.junit, result, config.app.name, request.tag, args.strategy)
+    if args.junit is not None:
+        try:
+            write(args.junit, result, config.app.name, request.tag, args.strategy)
+        except OSError as exc:   # checked writable at the start; the disk may still fill
+            print(f"release-console: warning: JUnit report {args.junit} not written: "
+                  f"{exc.strerror or exc}", file=sys.stderr, flush=True)
     if not args.json:
         for c in result.clusters:
             extra = f" - {c.error}" if c.error else ""

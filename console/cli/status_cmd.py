@@ -5,7 +5,9 @@ with a short timeout, so one that does not answer is shown as unreachable and ne
 holds up the others), the version the release ledger (`console.history`) last recorded
 there, the last known-good version, and when and by whom it was recorded. DRIFT marks a
 cluster whose live version differs from the ledger's (someone changed it by hand, e.g.
-`kubectl set image`). Exit 0 whatever the versions; a ledger that cannot be opened is a
+`kubectl set image`). Exit 0 when every cluster was read, whatever the versions; exit 4
+when any cluster could not be read (the others are still shown), so a script or CI job
+never takes a partial matrix for the whole truth. A ledger that cannot be opened is a
 warning (the live versions are still shown).
 """
 
@@ -21,12 +23,17 @@ from console.cli.deploy_cmd import load_config
 from console.errors import UserError
 
 DRIFT = "DRIFT"
+# The exit code when at least one cluster could not be read (see console.cli's list).
+UNREADABLE = 4
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `status`."""
-    parser = subparsers.add_parser("status", parents=[common],
-                                   help="version matrix: live vs. recorded per cluster")
+    parser = subparsers.add_parser(
+        "status", parents=[common], help="version matrix: live vs. recorded per cluster",
+        description="The app's version on every cluster, live and as the ledger recorded "
+                    "it. Exit codes: 0 every cluster read, 4 some cluster could not be "
+                    "read (the others are still shown), 2 bad input.")
     parser.add_argument("--json", action="store_true", help="one JSON document")
     parser.set_defaults(func=run)
 
@@ -47,7 +54,7 @@ def matrix_rows(config: Any, statuses: list[Any]) -> tuple[dict[str, Any], str |
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the version matrix; always exit 0."""
+    """Print the version matrix; 0, or `UNREADABLE` when a cluster could not be read."""
     from console.engine import Engine
     config = load_config(args)
     engine = Engine(config)
@@ -74,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
             clusters.append(entry)
         print(json.dumps({"app": config.app.name, "clusters": clusters,
                           "drift": [c["cluster"] for c in clusters if c["drift"]],
-                          "warning": warning}, indent=2))
-        return 0
+                          "warning": warning,
+                          "unreachable": [s.cluster for s in statuses if not s.reachable]},
+                         indent=2))
+        return _exit_code(statuses)
     table = [("CLUSTER", "LIVE", "RECORDED", "LAST-GOOD", "WHEN", "BY", "READY", "STATE")]
     for s in statuses:
         row = rows.get(s.cluster)
@@ -105,7 +114,15 @@ def run(args: argparse.Namespace) -> int:
     if drifted:
         print(f"{DRIFT}: {', '.join(drifted)} run(s) a version the ledger did not record "
               "(changed outside release-console)")
-    return 0
+    unreachable = [s.cluster for s in statuses if not s.reachable]
+    if unreachable:
+        print(f"release-console: {len(unreachable)} cluster(s) could not be read: "
+              f"{', '.join(unreachable)} (exit {UNREADABLE})", file=sys.stderr, flush=True)
+    return _exit_code(statuses)
+
+
+def _exit_code(statuses: list[Any]) -> int:
+    return UNREADABLE if any(not s.reachable for s in statuses) else 0
 
 
 def _short_time(iso: str) -> str:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from console.cli import main
 
@@ -21,6 +22,7 @@ def events_of(out: str) -> list[dict]:
 def test_deploy_json_and_junit(world, capsys, tmp_path):
     w = world(["s1", "p1", "p2"], strategies=CANARY)
     junit = tmp_path / "report" / "junit.xml"
+    junit.parent.mkdir()
     code = main(["deploy", "--config", str(w.config_path), "--tag", "v1", "--strategy",
                  "canary", "--yes", "--json", "--junit", str(junit)])
     out = capsys.readouterr().out
@@ -53,6 +55,31 @@ def test_deploy_failure_exit_1_with_rollback_in_junit(world, capsys, tmp_path):
     assert failure is not None and failure.get("type") == "rolled_back"
     assert "CrashLoopBackOff" in failure.get("message")
     assert w.version("b") == "v1"
+
+
+def test_junit_path_that_cannot_be_written_is_refused_before_anything_starts(world, capsys,
+                                                                            tmp_path):
+    # Before: the release ran, then writing the report raised (a traceback after a
+    # successful release, exit 1 in CI) - or a missing directory was silently created.
+    w = world(["a"])
+    history = w.config.app.history.path
+    not_a_dir = tmp_path / "plain-file"
+    not_a_dir.write_text("")
+    # /proc takes no new files, even from root (chmod would not stop root).
+    for junit, why in ((Path("/proc/junit.xml"), "cannot write in /proc"),
+                       (not_a_dir / "junit.xml", "is not a directory"),
+                       (tmp_path / "no-such-dir" / "junit.xml", "does not exist"),
+                       (tmp_path, "is a directory")):
+        code = main(["deploy", "--config", str(w.config_path), "--tag", "v1", "--json",
+                     "--junit", str(junit)])
+        captured = capsys.readouterr()
+        assert code == 2, captured.err
+        assert why in captured.err and str(junit) in captured.err
+        assert "Traceback" not in captured.err and captured.out == ""
+    assert not (tmp_path / "no-such-dir").exists()
+    assert w.version("a") is None                 # no cluster touched
+    assert not os.path.exists(history)            # not even the ledger opened
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".junit")] == []
 
 
 def test_gate_without_yes_and_without_terminal_stops_with_exit_3(world, capsys):

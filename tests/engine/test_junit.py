@@ -17,6 +17,7 @@ def test_one_case_per_cluster_by_outcome(tmp_path):
         ClusterResult("d", "interrupted", "v1", "v2", 2.0, "interrupted: release aborted"),
         ClusterResult("e", "skipped", "v1", "v2", 0.0, "stopped at the first failure"),
     ))
+    (tmp_path / "out").mkdir()
     path = write(tmp_path / "out" / "junit.xml", result, "user-service", "v2", "serial")
     suite = ET.parse(path).getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors"),

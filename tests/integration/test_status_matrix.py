@@ -54,15 +54,21 @@ def test_status_shows_drift_after_kubectl_set_image(world, capsys, tmp_path):
     assert "DRIFT" not in by_cluster["a"] and by_cluster["a"].split()[1:4] == ["v1", "v1", "v1"]
     assert lines[-1].startswith("DRIFT: b ")
 
-    # A cluster that does not answer is shown as such, quickly, and is not drift.
+    # A cluster that does not answer is shown as such, quickly, and is not drift; the
+    # matrix is partial, so the exit code says so (4), in both forms.
     w.fleet.kill("c")
     started = time.monotonic()
-    assert main(["status", "--config", config, "--json"]) == 0
+    assert main(["status", "--config", config, "--json"]) == 4
     elapsed = time.monotonic() - started
     data = json.loads(capsys.readouterr().out)
     c = next(row for row in data["clusters"] if row["cluster"] == "c")
     assert (c["reachable"], c["version"], c["recorded"], c["drift"]) == (False, None, "v1", False)
-    assert data["drift"] == ["b"] and elapsed < 20, elapsed
+    assert data["drift"] == ["b"] and data["unreachable"] == ["c"] and elapsed < 20, elapsed
+    assert main(["status", "--config", config]) == 4
+    captured = capsys.readouterr()
+    assert "could not be read: c (exit 4)" in captured.err
+    assert [line.split()[:2] for line in captured.out.splitlines()[1:4]] == \
+        [["a", "v1"], ["b", "hotfix"], ["c", "?"]]
 
 
 def test_rollback_to_last_good_uses_the_ledger(world, capsys):
