@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from console.history import HISTORY_DIR, Ledger, _iso
+from console.history import HISTORY_DIR, Ledger
+from console.history.records import iso_time as _iso
 
 APP = "user-service"
 

@@ -35,7 +35,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from console.events import Event, Kind
-from console.history import scrub
+from console.redact import scrub
 
 if TYPE_CHECKING:
     from console.config import NotifyConfig

@@ -1,0 +1,43 @@
+"""The release ledger: a Git repository that records what ran where, since when, by whom.
+
+The ledger is its own Git repository (never the project's): by default
+`.release-history/` beside the `clusters.yaml` in use, else `app.history.path`. It is
+created (or cloned from `app.history.remote`) when absent. It holds:
+
+- `history/<app>.jsonl` - one JSON object per line, append-only (`records`);
+- `deployment-history.log` - the original design's human line per release:
+  `2026-11-25T19:40:00Z - user-service - 3f2a9c1-42 - staging,prod-eu - ok by alice`;
+- `.gitattributes` - `merge=union` for both, so two consoles' appends merge cleanly.
+
+Crash safety: see `console.history.ledger`.
+
+Using it (the engine attaches `EventLedger(ledger)` as an event listener)::
+
+    ledger = Ledger.for_config(config)           # or Ledger(path, app, remote=...)
+    ledger.reconcile_unfinished(read_live)       # at start: close what a crash left open
+    engine = Engine(config, listeners=[EventLedger(ledger), ...])
+    ledger.matrix(live) / ledger.last_good("prod-eu") / ledger.history(cluster="prod-eu")
+    ledger.close()                               # at exit: every record committed
+
+The package: `records` (record types, the JSONL line format, times), `reading`
+(queries over the record files), `repository` (Git: open, commit, push, merge),
+`latest` (the latest-version index), `ledger` (the `Ledger`), `reconcile` (closing
+what a stopped console left open), `listener` (the engine listener), `operator` (who
+acts).
+"""
+
+from __future__ import annotations
+
+from console.history.latest import LatestIndex
+from console.history.ledger import Ledger
+from console.history.listener import EventLedger
+from console.history.operator import Operator, default_operator
+from console.history.records import (
+    HISTORY_DIR, HUMAN_LOG, SCHEMA, ClusterOutcome, HistoryError, MatrixRow, PushResult,
+    Release, parse_since, utc_now,
+)
+from console.redact import scrub
+
+__all__ = ["HISTORY_DIR", "HUMAN_LOG", "SCHEMA", "ClusterOutcome", "EventLedger",
+           "HistoryError", "LatestIndex", "Ledger", "MatrixRow", "Operator", "PushResult",
+           "Release", "default_operator", "parse_since", "scrub", "utc_now"]

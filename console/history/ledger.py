@@ -1,0 +1,438 @@
+"""The Ledger: records releases and cluster outcomes in the Git ledger, and reads them.
+
+Crash safety: every line is written with one `write` and `fsync`ed before the call
+returns; the `release` line is committed before `start_release` returns, i.e. before any
+cluster is touched; other lines are committed by a background committer that batches
+whatever has accumulated (so 200 clusters finishing together cost a few commits, not
+200). Lines a killed console left uncommitted are committed when the ledger is next
+opened, and `unfinished()` / `reconcile()` close releases that never got an `end` line.
+A failed push keeps the commits; the next push (or `sync()`) delivers them.
+
+All public methods are thread-safe; two processes on one ledger serialise their Git
+work with a lock file under `.git/` (see `console.history.repository`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from console.history import reading, reconcile
+from console.history.latest import LatestIndex
+from console.history.operator import Operator, author_of, default_operator
+from console.history.reading import find_release_line, record_files
+from console.history.records import (
+    HISTORY_DIR, HUMAN_LOG, OUTCOMES, SCHEMA, ClusterOutcome, HistoryError, MatrixRow,
+    PushResult, Release, encode, release_from, utc_now, write_line,
+)
+from console.history.repository import Repository, clusters_text, pick_subject, subject
+from console.redact import scrub
+
+if TYPE_CHECKING:
+    from console.config import FleetConfig
+
+
+@dataclass
+class _Open:
+    """In-memory state of a release this process is recording."""
+
+    release: dict[str, Any]
+    touched: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+
+class Ledger:
+    """The Git ledger of one application (see the module docstring)."""
+
+    def __init__(self, path: str | Path, app: str, *, remote: str | None = None,
+                 operator: Operator | None = None, git_timeout: float = 30.0) -> None:
+        """Open (clone or create) the ledger repository at `path` for `app`.
+
+        `remote` is the URL pushed to (and cloned from when `path` is absent);
+        `git_timeout` bounds every network Git call in seconds.
+        """
+        self.path = Path(path).expanduser().resolve()
+        self.app = app
+        self.remote = remote
+        self.git_timeout = git_timeout
+        self._lock = threading.RLock()      # the record file and in-memory state
+        self._open: dict[str, _Open] = {}
+        # Commit subjects (with their author) waiting for the committer.
+        self._pending: list[tuple[str, Operator]] = []
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
+        self._commit_error: BaseException | None = None
+        self._closed = False
+        self._push_queued = False
+        self._push_waiters: list[Callable[[PushResult], None]] = []
+        # Git work has its own lock in the repository, so appends never wait on it.
+        self.repository = Repository(self.path, app, remote=remote, git_timeout=git_timeout)
+        self.operator = operator or default_operator(self.repository.repo)
+        self.file = self.path / HISTORY_DIR / f"{app}.jsonl"
+        self.latest = LatestIndex(self.file, self.path / ".git" / "release-console" /
+                                  f"{app}.latest.json")
+        self._recover()
+
+    @classmethod
+    def for_config(cls, config: FleetConfig, **kwargs: Any) -> Ledger:
+        """The ledger of `config.app` at `app.history.path` (default `.release-history/`).
+
+        Refuses a path that is (or contains) the project's own directory.
+        """
+        settings = getattr(config.app, "history", None)
+        path = Path(getattr(settings, "path", None) or config.path.parent / ".release-history")
+        if not path.is_absolute():
+            path = config.path.parent / path
+        project = config.path.parent.resolve()
+        resolved = path.expanduser().resolve()
+        if resolved == project or resolved in project.parents:
+            raise HistoryError(f"{config.path}: app.history.path: {path} is the project's "
+                               "directory; the ledger needs a directory of its own")
+        return cls(resolved, config.app.name, remote=getattr(settings, "remote", None),
+                   **kwargs)
+
+    def _recover(self) -> None:
+        """Commit record lines a killed console wrote but did not commit."""
+        with self.repository.locked():
+            paths = self.repository.dirty_paths()
+            if paths:
+                self.repository.commit(["commit records written but not committed (a console "
+                                  "stopped, or is still running)"], self.operator, paths)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def start_release(self, release_id: str, *, version: str, image: str = "",
+                      strategy: str = "", targets: Sequence[str] = (),
+                      operator: str | Operator | None = None, kind: str = "release",
+                      of_release: str | None = None) -> Release:
+        """Record a release as started and commit it (call before touching any cluster).
+
+        Raises HistoryError when the record cannot be written or committed: a release
+        that is not recorded must not start.
+        """
+        rec = self._begin(release_id, version=version, image=image, strategy=strategy,
+                          targets=targets, operator=operator, kind=kind, of_release=of_release)
+        self.flush()
+        return release_from(rec)
+
+    def _begin(self, release_id: str, *, version: str, image: str, strategy: str,
+               targets: Sequence[str], operator: str | Operator | None, kind: str,
+               of_release: str | None) -> dict[str, Any]:
+        """Write the `release` line and queue its commit."""
+        who = operator if isinstance(operator, Operator) else Operator.parse(
+            operator or "", self.operator)
+        rec = {"type": "release", "v": SCHEMA, "id": release_id, "app": self.app, "kind": kind,
+               "version": version, "image": image, "strategy": strategy,
+               "targets": list(targets), "operator": who.name, "operator_email": who.email,
+               "start": utc_now(), "host": socket.gethostname(), "pid": os.getpid()}
+        if of_release:
+            rec["of_release"] = of_release
+        with self._lock:
+            self._open[release_id] = _Open(rec)
+            self._append(rec)
+            self._request_commit(f"{kind} {self.app} {version} -> "
+                                 f"{clusters_text(targets)} (started)", who)
+        return rec
+
+    def touch_cluster(self, release_id: str, cluster: str, *, from_version: str | None,
+                      to_version: str | None) -> None:
+        """Record that `cluster` is about to change (lets reconcile tell started from not)."""
+        rec = {"type": "touch", "release": release_id, "cluster": cluster,
+               "from_version": from_version, "to_version": to_version, "ts": utc_now()}
+        with self._lock:
+            state = self._open.get(release_id)
+            if state is not None:
+                state.touched[cluster] = rec
+            self._append(rec)
+
+    def record_cluster(self, release_id: str, cluster: str, outcome: str, *,
+                       from_version: str | None = None, to_version: str | None = None,
+                       version: str | None = None, good: bool | None = None,
+                       duration: float | None = None, error: str = "",
+                       rolled_back_to: str | None = None, reconciled: bool = False,
+                       commit: bool = True, version_unknown: bool = False) -> ClusterOutcome:
+        """Append one cluster outcome (fsynced now, committed by the background committer).
+
+        `version` is what the cluster runs afterwards; by default to_version when
+        healthy or failed, rolled_back_to when rolled back, None (unchanged) when skipped.
+        `version_unknown` records None whatever the outcome (a cluster that stopped
+        answering mid-rollout and could not be rolled back runs either version).
+        `good` defaults to `outcome == "healthy"`.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown cluster outcome {outcome!r}")
+        with self._lock:
+            state = self._open.get(release_id)
+            touch = state.touched.get(cluster, {}) if state else {}
+            release = state.release if state else find_release_line([self.file], release_id)
+            if from_version is None:
+                from_version = touch.get("from_version")
+            if to_version is None:
+                to_version = touch.get("to_version") or (release or {}).get("version")
+            if version_unknown:
+                version = None
+            elif version is None and outcome in ("healthy", "failed"):
+                version = to_version
+            elif version is None and outcome == "rolled_back":
+                version = rolled_back_to or from_version
+            rec = {"type": "cluster", "release": release_id, "cluster": cluster,
+                   "outcome": outcome, "from_version": from_version, "to_version": to_version,
+                   "version": version,
+                   "good": bool(outcome == "healthy" if good is None else good),
+                   "duration": None if duration is None else round(float(duration), 3),
+                   "error": scrub(error), "rolled_back_to": rolled_back_to,
+                   "operator": (release or {}).get("operator", self.operator.name),
+                   "ts": utc_now()}
+            if reconciled:
+                rec["reconciled"] = True
+            if state is not None:
+                state.outcomes[cluster] = outcome
+            self._append(rec)
+            if commit:
+                version_text = (release or {}).get("version", to_version or "?")
+                self._request_commit(f"{(release or {}).get('kind', 'release')} {self.app} "
+                                     f"{version_text}: {cluster} {outcome}",
+                                     author_of(release, self.operator))
+        return ClusterOutcome.from_line(rec)
+
+    def finish_release(self, release_id: str, outcome: str, *, exit_code: int | None = None,
+                       push: bool = True) -> PushResult:
+        """Record the end of a release, add the human log line, commit, and push.
+
+        Clusters that were touched but got no outcome are recorded `interrupted` first.
+        Returns the push result (a failed push keeps the commit for the next push).
+        """
+        self._end(release_id, outcome, exit_code)
+        self.flush()
+        result = self.push() if push else PushResult(True, False, "not pushed")
+        self.repository.maybe_repack()
+        return result
+
+    def _end(self, release_id: str, outcome: str, exit_code: int | None) -> None:
+        """Write the `end` line and the human line, and queue their commit."""
+        with self._lock:
+            state = self._open.get(release_id)
+            release = state.release if state else find_release_line([self.file], release_id)
+            if release is None:
+                raise HistoryError(f"{self.file}: no release {release_id!r} to finish")
+            if state is not None:
+                for cluster, touch in state.touched.items():
+                    if cluster not in state.outcomes:
+                        self.record_cluster(release_id, cluster, "interrupted",
+                                            from_version=touch.get("from_version"),
+                                            to_version=touch.get("to_version"),
+                                            error="no outcome before the release ended",
+                                            commit=False)
+            self._append({"type": "end", "release": release_id, "outcome": outcome,
+                          "exit_code": exit_code, "end": utc_now()})
+            self._append_human(release, outcome)
+            self._request_commit(subject(release, outcome), author_of(release, self.operator))
+            self._open.pop(release_id, None)
+
+    def record_rollback(self, cluster: str, *, from_version: str | None,
+                        to_version: str | None, outcome: str = "healthy", error: str = "",
+                        duration: float | None = None, of_release: str | None = None,
+                        operator: str | Operator | None = None,
+                        action_id: str | None = None,
+                        on_pushed: Callable[[PushResult], None] | None = None) -> str:
+        """Record a manual rollback of one cluster (already done) as an action of its own.
+
+        `outcome` is the cluster outcome of the action: `healthy` when the cluster came
+        back healthy on `to_version`, `failed` otherwise. The lines are written (fsynced)
+        at once; the commit and the push follow in the background, so rolling back 200
+        clusters costs a few commits and one push. `on_pushed(result)` gets the push
+        result. Returns the action's id.
+        """
+        action_id = action_id or (f"rb-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-"
+                                  f"{cluster}-{secrets.token_hex(3)}")
+        with self._lock:
+            self._begin(action_id, version=to_version or "?", image="", strategy="manual",
+                        targets=(cluster,), operator=operator, kind="rollback",
+                        of_release=of_release)
+            self.record_cluster(action_id, cluster, outcome, from_version=from_version,
+                                to_version=to_version, duration=duration, error=error,
+                                rolled_back_to=to_version, commit=False)
+            self._end(action_id, "ok" if outcome == "healthy" else "failed",
+                      0 if outcome == "healthy" else 1)
+        self.push_later(on_pushed)
+        return action_id
+
+    def _append(self, rec: Mapping[str, Any]) -> None:
+        """Append one line durably: one write, then fsync (the file is created if absent)."""
+        write_line(self.file, encode(rec))
+
+    def _append_human(self, release: Mapping[str, Any], outcome: str) -> None:
+        line = (f"{utc_now()} - {release.get('app', self.app)} - {release.get('version')} - "
+                f"{','.join(release.get('targets') or ()) or '-'} - {outcome} by "
+                f"{release.get('operator', '')}\n")
+        if release.get("kind", "release") != "release":
+            line = line.replace(" - ", f" - {release['kind']} ", 1)
+        write_line(self.path / HUMAN_LOG, line)
+
+
+    def _request_commit(self, subject: str, author: Operator | None = None) -> None:
+        """Queue a commit; the committer folds everything queued so far into one."""
+        with self._lock:
+            self._pending.append((subject, author or self.operator))
+        self._committer.submit(self._commit_pending)
+
+    def _commit_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        subjects = [subject for subject, _ in pending]
+        # The author of the most telling subject (a release's start or end) signs.
+        author = dict(pending)[pick_subject(subjects)] if len(pending) > 1 else pending[0][1]
+        try:
+            with self.repository.locked():
+                self.repository.commit(subjects, author, self._paths())
+        except BaseException as exc:  # kept and re-raised by flush()
+            self._commit_error = exc
+
+    def flush(self) -> None:
+        """Wait until every record written so far is committed; raise HistoryError if not."""
+        future: Future[None] = self._committer.submit(self._commit_pending)
+        future.result()
+        error, self._commit_error = self._commit_error, None
+        if error is not None:
+            raise HistoryError(f"history repository {self.path}: cannot commit: "
+                               f"{scrub(getattr(error, 'stderr', '') or str(error), 400)}")
+
+    def close(self) -> None:
+        """Commit what is pending, finish queued pushes, and stop the committer (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self._committer.shutdown(wait=True)
+
+    def _paths(self) -> list[str]:
+        """This app's ledger files, relative to the repository (what a commit adds)."""
+        return [str(p.relative_to(self.path)) for p in
+                (self.file, self.path / HUMAN_LOG, self.path / ".gitattributes")
+                if p.exists()]
+
+    # -- pushing ------------------------------------------------------------------------
+
+    def push(self) -> PushResult:
+        """Push the ledger branch when a remote is set; never raises, never loses commits.
+
+        A push refused as non-fast-forward (another console pushed first) is fetched,
+        merged (union merge of the record files) and pushed again once.
+        """
+        return self.repository.push(self.operator)
+
+    def push_later(self, on_result: Callable[[PushResult], None] | None = None) -> None:
+        """Push in the background once what is queued is committed (requests coalesce).
+
+        `close()` waits for it. `on_result(result)` is called from the committer thread.
+        """
+        with self._lock:
+            if on_result is not None:
+                self._push_waiters.append(on_result)
+            if self._push_queued:
+                return
+            self._push_queued = True
+        self._committer.submit(self._push_now)
+
+    def _push_now(self) -> None:
+        with self._lock:
+            self._push_queued = False
+            waiters, self._push_waiters = self._push_waiters, []
+        self._commit_pending()
+        result = self.push()
+        for waiter in waiters:
+            waiter(result)
+
+    def sync(self) -> PushResult:
+        """Fetch and merge the remote's records, then push the local ones (`history --sync`)."""
+        if not self.remote:
+            return PushResult(True, False, "no remote configured")
+        self.flush()
+        return self.repository.sync(self.operator)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def releases(self, *, cluster: str | None = None, app: str | None = None,
+                 since: str | None = None, ids: set[str] | None = None) -> list[Release]:
+        """Releases and manual actions, oldest first, optionally filtered.
+
+        `app=None` is this ledger's app, `"*"` every app in the repository; `since` is
+        anything `parse_since` takes (`7d`, `2026-11-01`, an ISO time); `cluster` keeps
+        releases that targeted it and only that cluster's outcome; `ids` keeps only those
+        releases.
+        """
+        return reading.releases(record_files(self.path, app or self.app), cluster=cluster,
+                                since=since, ids=ids)
+
+    history = releases
+
+    def unfinished(self) -> list[Release]:
+        """Releases without an `end` record whose console is gone, oldest first.
+
+        A release still run by a live process on this host (another console sharing the
+        ledger directory) is not listed: it is not unfinished, only not finished yet.
+        """
+        with self._lock:
+            open_here = set(self._open)
+        return reconcile.unfinished(self, open_here)
+
+    def reconcile(self, release_id: str, live: Mapping[str, str | None]) -> list[ClusterOutcome]:
+        """Close an unfinished release with what really happened, then commit and push.
+
+        `live` maps cluster id -> the version running there now (None: unreachable or
+        unknown). Every target without an outcome gets one: `interrupted` with the live
+        version if it was touched (or already runs the new version), else `skipped`
+        (the console died before reaching it). Returns the records written.
+        """
+        return reconcile.reconcile(self, release_id, live)
+
+    def reconcile_unfinished(
+            self, read_live: Callable[[Sequence[str]], Mapping[str, str | None]],
+    ) -> list[Release]:
+        """At start: close every release a dead console left open; returns them, closed.
+
+        `read_live(cluster_ids)` returns the version running on each (None when
+        unreachable or absent), e.g. from `Engine.status()`.
+        """
+        return reconcile.reconcile_unfinished(self, read_live)
+
+    def matrix(self, live: Mapping[str, str | None]) -> list[MatrixRow]:
+        """The version matrix: per cluster in `live` (in its order), live vs. ledger.
+
+        Served by `LatestIndex`: the cost follows what was appended since the last
+        query, not the size of the ledger.
+        """
+        found = self.latest.lookup(list(live))
+        rows = []
+        for cluster, live_version in live.items():
+            recorded, good = found.get(cluster, (None, None))
+            rows.append(MatrixRow(
+                cluster=cluster, live=live_version,
+                recorded=recorded["version"] if recorded else None,
+                recorded_at=recorded["ts"] if recorded else None,
+                recorded_by=recorded.get("operator") if recorded else None,
+                recorded_release=recorded["release"] if recorded else None,
+                last_good=good["version"] if good else None,
+                last_good_at=good["ts"] if good else None,
+                drift=live_version is not None and
+                live_version != (recorded["version"] if recorded else None)))
+        return rows
+
+    def last_good(self, cluster: str) -> str | None:
+        """The last version recorded healthy on `cluster` (for `rollback --to last-good`)."""
+        _, good = self.latest.lookup([cluster])[cluster]
+        return good["version"] if good else None
+
+
+__all__ = ["Ledger"]

@@ -1,0 +1,159 @@
+"""The engine listener that turns `console.events.Event`s into ledger records."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from console.events import Event, Kind
+from console.history.records import PushResult
+
+if TYPE_CHECKING:
+    from console.history.ledger import Ledger
+
+class EventLedger:
+    """An engine listener that turns `console.events.Event`s into ledger records.
+
+    RELEASE_PLANNED is remembered; RELEASE_STARTED writes and commits the release (a
+    HistoryError raised here must stop the release before it touches a cluster);
+    CLUSTER_STARTED writes a `touch` line; CLUSTER_HEALTHY / CLUSTER_FAILED /
+    CLUSTER_ROLLED_BACK / CLUSTER_SKIPPED write outcomes (an `outcome` key in the data
+    overrides, e.g. `interrupted`); RELEASE_FINISHED ends the release and pushes.
+    Rollback events of a release not open here are manual actions and are recorded as
+    `rollback` actions. Push failures and other non-fatal problems go to `on_warning`.
+    """
+
+    def __init__(self, ledger: Ledger,
+                 on_warning: Callable[[str], None] | None = None) -> None:
+        """`on_warning(message: str)` receives push failures (default: ignored)."""
+        self.ledger = ledger
+        self.on_warning = on_warning
+        self.last_push: PushResult | None = None
+        self._lock = threading.Lock()
+        self._planned: dict[str, dict[str, Any]] = {}
+        self._started: set[str] = set()
+        self._clusters: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __call__(self, event: Event) -> None:
+        """Record `event` (thread-safe)."""
+        handler = {
+            Kind.RELEASE_PLANNED: self._on_release_planned,
+            Kind.RELEASE_STARTED: self._on_release_started,
+            Kind.CLUSTER_STARTED: self._on_cluster_started,
+            Kind.CLUSTER_HEALTHY: self._on_cluster_healthy,
+            Kind.CLUSTER_FAILED: self._on_cluster_failed,
+            Kind.CLUSTER_SKIPPED: self._on_cluster_skipped,
+            Kind.CLUSTER_ROLLING_BACK: self._on_cluster_rolling_back,
+            Kind.CLUSTER_ROLLED_BACK: self._on_cluster_rolled_back,
+            Kind.RELEASE_FINISHED: self._on_release_finished,
+        }.get(event.kind)
+        if handler is not None:
+            with self._lock:
+                handler(event)
+
+    def _warn(self, message: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def _on_release_planned(self, event: Event) -> None:
+        self._planned[event.release_id] = dict(event.data)
+
+    def _on_release_started(self, event: Event) -> None:
+        data = {**self._planned.pop(event.release_id, {}), **event.data}
+        self.ledger.start_release(event.release_id, version=str(data.get("version", "?")),
+                                  image=str(data.get("image", "")),
+                                  strategy=str(data.get("strategy", "")),
+                                  targets=tuple(data.get("targets") or ()),
+                                  operator=str(data.get("operator") or ""))
+        self._started.add(event.release_id)
+
+    def _on_cluster_started(self, event: Event) -> None:
+        if event.release_id not in self._started or event.cluster is None:
+            return
+        state = self._clusters.setdefault((event.release_id, event.cluster), {})
+        state.update(from_version=event.data.get("from_version"),
+                     to_version=event.data.get("to_version"))
+        self.ledger.touch_cluster(event.release_id, event.cluster,
+                                  from_version=event.data.get("from_version"),
+                                  to_version=event.data.get("to_version"))
+
+    def _on_cluster_healthy(self, event: Event) -> None:
+        if event.release_id not in self._started or event.cluster is None:
+            return
+        self.ledger.record_cluster(event.release_id, event.cluster,
+                                   event.data.get("outcome", "healthy"),
+                                   version=event.data.get("version"),
+                                   duration=event.data.get("duration"))
+
+    def _on_cluster_failed(self, event: Event) -> None:
+        if event.release_id not in self._started or event.cluster is None:
+            return
+        state = self._clusters.setdefault((event.release_id, event.cluster), {})
+        state["error"] = event.data.get("error") or event.message
+        state["duration"] = event.data.get("duration")
+        self.ledger.record_cluster(event.release_id, event.cluster,
+                                   event.data.get("outcome", "failed"),
+                                   error=state["error"], duration=state["duration"])
+
+    def _on_cluster_skipped(self, event: Event) -> None:
+        if event.release_id not in self._started or event.cluster is None:
+            return
+        self.ledger.record_cluster(event.release_id, event.cluster,
+                                   event.data.get("outcome", "skipped"),
+                                   error=event.data.get("reason") or event.message)
+
+    def _on_cluster_rolling_back(self, event: Event) -> None:
+        if event.cluster is None:
+            return
+        state = self._clusters.setdefault((event.release_id, event.cluster), {})
+        state["rollback_from"] = event.data.get("from_version")
+        state["rollback_to"] = event.data.get("to_version")
+        state["rollback_start"] = event.ts
+
+    def _on_cluster_rolled_back(self, event: Event) -> None:
+        if event.cluster is None:
+            return
+        state = self._clusters.pop((event.release_id, event.cluster), {})
+        ok = bool(event.data.get("ok", True))
+        target = event.data.get("version") or state.get("rollback_to")
+        error = " ; ".join(filter(None, [state.get("error"),
+                                         None if ok else
+                                         f"rollback failed: {event.data.get('error', '')}"]))
+        if event.release_id in self._started:
+            # A failed rollback leaves the cluster somewhere between the two versions
+            # (often unreachable): the ledger says "unknown", never the version tried.
+            self.ledger.record_cluster(
+                event.release_id, event.cluster, "rolled_back" if ok else "failed",
+                from_version=state.get("from_version"), to_version=state.get("to_version"),
+                version=target if ok else None, good=ok, duration=state.get("duration"),
+                error=error, rolled_back_to=target if ok else None, version_unknown=not ok)
+            return
+        # A manual rollback (one cluster, or every cluster of a finished release).
+        started = state.get("rollback_start")
+        self.ledger.record_rollback(
+            event.cluster, from_version=state.get("rollback_from"), to_version=target,
+            outcome="healthy" if ok else "failed", error=error,
+            duration=None if started is None else event.ts - started,
+            of_release=event.release_id or None, operator=str(event.data.get("by") or ""),
+            on_pushed=self._pushed)
+
+    def _on_release_finished(self, event: Event) -> None:
+        if event.release_id not in self._started:
+            return  # pre-flight failed: nothing was touched, nothing to record
+        self._started.discard(event.release_id)
+        for key in [k for k in self._clusters if k[0] == event.release_id]:
+            del self._clusters[key]
+        code = event.data.get("exit_code")
+        self._pushed(self.ledger.finish_release(
+            event.release_id, str(event.data.get("outcome", "unknown")),
+            exit_code=None if code is None else int(code)))
+
+    def _pushed(self, result: PushResult) -> None:
+        self.last_push = result
+        if not result.ok:
+            self._warn(f"history: {result.message} (the record is kept locally; "
+                       "`release-console history --sync` retries)")
+
+
+__all__ = ["EventLedger"]

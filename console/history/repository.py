@@ -1,0 +1,317 @@
+"""The ledger's Git repository: open, create or clone it, commit, push, merge, repack.
+
+Holds no record logic: `console.history.ledger` decides what to write and when to
+commit; this module does the Git work, serialised between threads and processes by a
+lock file under `.git/`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from console.history.operator import Operator, default_operator
+from console.history.records import HISTORY_DIR, HUMAN_LOG, HistoryError, PushResult
+from console.redact import scrub
+
+if TYPE_CHECKING:
+    import git
+
+ATTRIBUTES = f"{HISTORY_DIR}/*.jsonl merge=union\n{HUMAN_LOG} merge=union\n"
+BRANCH = "main"
+REMOTE = "origin"
+SUBJECT_CLUSTERS = 6  # clusters named in a commit subject before "+N more"
+REPACK_LOOSE_KIB = 64 * 1024  # loose objects (KiB) past which finishing a release repacks
+
+
+class Repository:
+    """The Git repository of a ledger at `path`, pushed to `remote` when set."""
+
+    def __init__(self, path: Path, app: str, *, remote: str | None,
+                 git_timeout: float) -> None:
+        """Open (clone or create) the repository; raises HistoryError naming the path.
+
+        `app` names the first commit of a new ledger; `git_timeout` bounds every
+        network Git call in seconds.
+        """
+        self.path = path
+        self.app = app
+        self.remote = remote
+        self.git_timeout = git_timeout
+        self._thread_lock = threading.Lock()
+        self._repack: subprocess.Popen[bytes] | None = None
+        self.repo = self._open_repo()
+
+    def _open_repo(self) -> git.Repo:
+        import git as gitmodule
+
+        try:
+            if (self.path / ".git").exists():
+                repo = gitmodule.Repo(self.path)
+            else:
+                repo = self._create_repo()
+        except gitmodule.GitCommandError as exc:
+            raise HistoryError(f"history repository {self.path}: "
+                               f"{scrub(exc.stderr or str(exc), 400)}") from None
+        except gitmodule.InvalidGitRepositoryError:
+            raise HistoryError(f"history repository {self.path}: .git is there but is not "
+                               "a Git repository") from None
+        except OSError as exc:
+            raise HistoryError(f"history repository {self.path}: {exc.strerror or exc}") from None
+        if self.remote:
+            try:
+                self._point_remote(repo)
+            except gitmodule.GitCommandError:
+                # Another console opening the new ledger added it at the same moment.
+                try:
+                    self._point_remote(repo)
+                except gitmodule.GitCommandError as exc:
+                    raise HistoryError(f"history repository {self.path}: remote {REMOTE}: "
+                                       f"{scrub(exc.stderr or str(exc), 400)}") from None
+        return repo
+
+    def _point_remote(self, repo: git.Repo) -> None:
+        """Make the remote `REMOTE` of `repo` point at `self.remote`."""
+        urls = [r.url for r in repo.remotes if r.name == REMOTE]
+        if not urls:
+            repo.create_remote(REMOTE, self.remote)
+        elif urls[0] != self.remote:
+            repo.remotes[REMOTE].set_url(self.remote)
+
+    def _create_repo(self) -> git.Repo:
+        import git as gitmodule
+
+        if (self.path / ".git").exists():
+            return gitmodule.Repo(self.path)   # another console just created it
+        if self.path.exists() and any(self.path.iterdir()):
+            raise HistoryError(f"history repository {self.path}: the directory exists, is "
+                               "not empty and is not a Git repository")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside and renamed into place, so two consoles starting at once on a new
+        # ledger never open half a repository: the first rename wins, the other uses it.
+        staging = self.path.parent / f".{self.path.name}.new-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            self._fill_new_repo(staging)
+            try:
+                os.rename(staging, self.path)
+            except OSError:
+                if not (self.path / ".git").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return gitmodule.Repo(self.path)
+
+    def _fill_new_repo(self, directory: Path) -> None:
+        """Clone the remote (or init) into the empty `directory`, with the first commit."""
+        import git as gitmodule
+
+        repo = None
+        if self.remote:
+            try:
+                # A new machine starts from the shared history.
+                repo = gitmodule.Repo.clone_from(self.remote, directory, env=self.git_env(),
+                                                 kill_after_timeout=self.git_timeout)
+            except gitmodule.GitCommandError:
+                shutil.rmtree(directory, ignore_errors=True)
+                directory.mkdir()
+        if repo is None:
+            repo = gitmodule.Repo.init(directory, mkdir=True, initial_branch=BRANCH)
+        if not repo.head.is_valid():
+            # An empty repository (new, or an empty remote): name the branch.
+            repo.git.symbolic_ref("HEAD", f"refs/heads/{BRANCH}")
+        attributes = directory / ".gitattributes"
+        if not attributes.exists():
+            attributes.write_text(ATTRIBUTES)
+            who = default_operator(repo)
+            actor = gitmodule.Actor(who.name, who.email)
+            repo.index.add([".gitattributes"])
+            repo.index.commit(f"start the release history of {self.app}", author=actor,
+                              committer=actor, skip_hooks=True)
+        (directory / HISTORY_DIR).mkdir(exist_ok=True)
+        repo.close()
+
+    def git_env(self) -> dict[str, str]:
+        """Environment for Git subprocesses: never prompt, bounded SSH connects."""
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        if "GIT_SSH_COMMAND" not in os.environ:
+            env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o ConnectTimeout=10"
+        return env
+
+    def dirty_paths(self) -> list[str]:
+        """Ledger files that differ from HEAD (or are not in it yet)."""
+        out = self.repo.git.status("--porcelain", "--untracked-files=all", "--", HISTORY_DIR,
+                                   HUMAN_LOG, ".gitattributes")
+        return [line[3:].strip('"') for line in out.splitlines() if line.strip()]
+
+    def commit(self, subjects: list[str], author: Operator, paths: Sequence[str]) -> None:
+        """One commit of `paths` (relative to the repository), authored by `author`.
+
+        The caller holds `locked()`; nothing is committed when the files are unchanged.
+        """
+        import git as gitmodule
+
+        index = self.repo.index
+        index.add(list(paths))
+        if self.repo.head.is_valid() and index.write_tree() == self.repo.head.commit.tree:
+            return  # nothing new (the lines were in an earlier commit)
+        subject = pick_subject(subjects)
+        body = "\n".join(s for s in subjects if s != subject)
+        actor = gitmodule.Actor(author.name, author.email)
+        index.commit(subject + (f"\n\n{body}\n" if body else ""), author=actor,
+                     committer=actor, skip_hooks=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise Git work between threads and between processes on this ledger."""
+        with self._thread_lock:
+            lock_path = self.path / ".git" / "release-console.lock"
+            with open(lock_path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def maybe_repack(self) -> None:
+        """Start a background `git repack` once loose objects pass REPACK_LOOSE_KIB.
+
+        Every commit stores the whole record file as a new loose blob; `git gc --auto`
+        counts objects, not bytes, so a big ledger would grow by megabytes per commit
+        until something packs it (with deltas, a commit then costs a few bytes). Packing
+        a big ledger takes many seconds, so - like git's own auto gc - it runs detached
+        and the release does not wait; git keeps concurrent commits safe.
+        """
+        if self._repack is not None and self._repack.poll() is None:
+            return
+        with self.locked():
+            counts = dict(line.split(": ", 1) for line in
+                          self.repo.git.count_objects("-v").splitlines() if ": " in line)
+        if int(counts.get("size", "0")) > REPACK_LOOSE_KIB:
+            self._repack = subprocess.Popen(
+                ["git", "-C", str(self.path), "repack", "-d", "-q"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def push(self, operator: Operator) -> PushResult:
+        """Push the ledger branch when a remote is set; never raises, never loses commits.
+
+        A push refused as non-fast-forward (another console pushed first) is fetched,
+        merged (union merge of the record files) and pushed again once.
+        """
+        import git as gitmodule
+
+        if not self.remote:
+            return PushResult(True, False, "no remote configured")
+        with self.locked():
+            if not self.repo.head.is_valid():
+                return PushResult(True, False, "nothing to push yet")
+            try:
+                self._git_push()
+                return PushResult(True, True, f"pushed to {scrub(self.remote, 200)}")
+            except gitmodule.GitCommandError as exc:
+                text = str(exc.stderr or exc)
+                if not re.search(r"non-fast-forward|fetch first|\[rejected\]", text) or \
+                        "hook declined" in text:
+                    return PushResult(False, False, _push_failure(self.remote, text))
+            try:
+                self.merge_remote(operator)
+                self._git_push()
+                return PushResult(True, True,
+                                  f"merged and pushed to {scrub(self.remote, 200)}")
+            except gitmodule.GitCommandError as exc:
+                return PushResult(False, False, _push_failure(self.remote, str(exc.stderr or exc)))
+
+    def sync(self, operator: Operator) -> PushResult:
+        """Fetch and merge the remote's records, then push the local ones."""
+        import git as gitmodule
+
+        if not self.remote:
+            return PushResult(True, False, "no remote configured")
+        with self.locked():
+            try:
+                self.merge_remote(operator)
+            except gitmodule.GitCommandError as exc:
+                return PushResult(False, False, _push_failure(self.remote, str(exc.stderr or exc)))
+        return self.push(operator)
+
+    def _git_push(self) -> None:
+        with self.repo.git.custom_environment(**self.git_env()):
+            self.repo.git.push(REMOTE, f"HEAD:refs/heads/{BRANCH}",
+                               kill_after_timeout=self.git_timeout)
+
+    def merge_remote(self, operator: Operator) -> None:
+        """Fetch the remote and merge its records (the caller holds `locked()`).
+
+        `operator` signs the merge commit. Raises git.GitCommandError.
+        """
+        env = dict(self.git_env(), GIT_AUTHOR_NAME=operator.name,
+                   GIT_AUTHOR_EMAIL=operator.email,
+                   GIT_COMMITTER_NAME=operator.name,
+                   GIT_COMMITTER_EMAIL=operator.email)
+        with self.repo.git.custom_environment(**env):
+            self.repo.git.fetch(REMOTE, kill_after_timeout=self.git_timeout)
+            remote_ref = f"{REMOTE}/{BRANCH}"
+            if remote_ref not in [ref.name for ref in self.repo.remotes[REMOTE].refs]:
+                return  # an empty remote: nothing to merge
+            if not self.repo.head.is_valid():
+                self.repo.git.reset("--hard", remote_ref)
+                return
+            try:
+                # Unrelated histories: this ledger was started while the remote was away.
+                self.repo.git.merge("--no-edit", "--allow-unrelated-histories", "-m",
+                                    "merge the shared release history", remote_ref)
+            except Exception:
+                # Never leave the ledger mid-merge: the next commit would record the mess.
+                self.repo.git.merge("--abort", with_exceptions=False)
+                raise
+
+    # -- reading ------------------------------------------------------------------------
+
+
+def clusters_text(clusters: Sequence[str]) -> str:
+    """Target clusters for a commit subject: the first few, then "+N more"."""
+    names = list(clusters)
+    if len(names) <= SUBJECT_CLUSTERS:
+        return ",".join(names) or "-"
+    return ",".join(names[:SUBJECT_CLUSTERS]) + f",+{len(names) - SUBJECT_CLUSTERS} more"
+
+
+def subject(release: Mapping[str, Any], outcome: str) -> str:
+    """The commit subject of a release (line) ending with `outcome`."""
+    kind = release.get("kind", "release")
+    return (f"{kind} {release.get('app')} {release.get('version')} -> "
+            f"{clusters_text(release.get('targets') or ())} ({outcome})")
+
+
+def pick_subject(subjects: list[str]) -> str:
+    """The commit subject: a release's end, else its start, else a count of the records."""
+    ended = [s for s in subjects if s.endswith(")") and not s.endswith("(started)")]
+    started = [s for s in subjects if s.endswith("(started)")]
+    if ended or started:
+        return (ended or started)[-1]
+    if len(subjects) == 1:
+        return subjects[0]
+    return f"{subjects[0]} (+{len(subjects) - 1} more records)"
+
+
+def _push_failure(remote: str, text: str) -> str:
+    """A one-line reason from git's output: the remote's own words and the rejection."""
+    lines = [line.strip().strip("'").strip() for line in text.splitlines()]
+    lines = [re.sub(r"^stderr:\s*'?", "", line) for line in lines if line]
+    telling = [line for line in lines if line.startswith(("remote:", "!", "fatal:"))
+               or "rejected" in line]
+    detail = "; ".join(dict.fromkeys(telling or lines[-2:]))
+    return f"push to {scrub(remote, 200)} failed: {scrub(detail, 400)}"
+
+
+__all__ = ["BRANCH", "REMOTE", "Repository", "clusters_text", "pick_subject", "subject"]
