@@ -1,13 +1,17 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - the console on the embedded local fleet
-#   make test   - the test suite
+#   make test   - the test suite (builds the lab's real components first: make bin)
 # Both create .venv and install the project with its test extras on first use.
+#   make bin     - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and
+#                  helm from their pinned Go modules (build/versions.env) into .cache/bin/;
+#                  needs only go; cached machine-wide in ~/.cache/release-console/bin-<hash>/
+#   make modules - regenerate build/go/*/go.mod and go.sum after changing a pin
 
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean bin modules
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,7 +30,7 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/release-console demo
 
-test: install
+test: install bin
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q
 
 # Every benchmark prints its own figures (release_fleet.py takes a few minutes).
@@ -35,6 +39,12 @@ bench: $(STAMP)
 	$(PY) bench/history_scale.py
 	$(PY) bench/tui_load.py
 	$(PY) bench/release_fleet.py
+
+bin:
+	sh build/bin.sh
+
+modules:
+	sh build/modules.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
