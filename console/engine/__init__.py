@@ -1,0 +1,43 @@
+"""The release engine: runs a plan against the fleet and says what happened, as events.
+
+`Engine.run(request, approver, control)` is one release; `rollback`, `rollback_release`,
+`status` and `detail` are the manual actions and queries. The engine never imports
+Textual; the TUI runs it in a child process (`console.engine.remote`).
+
+Modules: `api` (requests, answers, results, `Outcome`, `ReleaseControl`; loads no
+Kubernetes client), `core` (`Engine`), `waves` (the wave runner), `deploy` (one cluster's
+rollout), `rollbacks`, `checks` (pre-flight and the release lock), `queries` (status,
+detail, lease holders, reconcile).
+
+The API types are imported here eagerly; `Engine` and the timeouts only when first asked
+for, so `import console.engine.api` never loads the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterDetail, ClusterResult,
+                                ClusterStatus, EventInfo, GateAnswer, GateDecision,
+                                GateRequest, Outcome, PodInfo, ReleaseControl,
+                                ReleaseRequest, ReleaseResult, new_release_id)
+
+if TYPE_CHECKING:
+    from console.engine.core import (FAIL_FAST_GRACE, REQUEST_TIMEOUT, STATUS_TIMEOUT,
+                                     UNREACHABLE_GRACE, Engine)
+
+_LAZY = {"Engine", "FAIL_FAST_GRACE", "REQUEST_TIMEOUT", "STATUS_TIMEOUT",
+         "UNREACHABLE_GRACE"}
+
+__all__ = ["FAILURE_OUTCOMES", "Approver", "ClusterDetail", "ClusterResult", "ClusterStatus",
+           "EventInfo", "GateAnswer", "GateDecision", "GateRequest", "Outcome", "PodInfo",
+           "ReleaseControl", "ReleaseRequest", "ReleaseResult", "new_release_id",
+           *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: `Engine` loads the Kubernetes client, so only on first use.
+    if name in _LAZY:
+        from console.engine import core
+        return getattr(core, name)
+    raise AttributeError(f"module 'console.engine' has no attribute {name!r}")

@@ -1,0 +1,179 @@
+"""`Engine`: one fleet's releases and manual actions, and the listeners told about them.
+
+The class holds what every action shares - the fleet config, the timeouts, one cached
+driver per cluster, the listeners and the last error seen per cluster - and hands the
+work to the modules named for it: `waves` (a release), `rollbacks` (automatic and manual
+rollbacks), `checks` (pre-flight and the release lock) and `queries` (status, detail,
+lease holders, reconciling the ledger). Every action is told to the listeners as
+`console.events.Event`s; a listener that raises is reported (logged, kept in
+`listener_errors`) and never stops a release - except at RELEASE_STARTED, where a failure
+to record the release (the ledger) stops it before any cluster is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from console.engine import checks, queries, rollbacks, waves
+from console.engine.api import (Approver, ClusterDetail, ClusterResult, ClusterStatus,
+                                ReleaseControl, ReleaseRequest, ReleaseResult)
+from console.events import Event, Kind, Listener
+from console.kube.client import KubeClient, new_api_client
+from console.kube.driver import ClusterDriver
+from console.locks import DEFAULT_DURATION as LOCK_DURATION
+from console.locks import Holder
+from console.plan import Plan, build_plan, select
+from console.preflight import PreflightReport
+
+log = logging.getLogger(__name__)
+
+STATUS_TIMEOUT = 3.0      # s per cluster for `status()`; an unreachable one never stalls the rest
+REQUEST_TIMEOUT = 10.0    # s for each ordinary API call during a release
+FAIL_FAST_GRACE = 10.0    # s a new pod may sit in ErrImagePull/CrashLoopBackOff before failing
+UNREACHABLE_GRACE = 30.0  # s a cluster may stop answering mid-rollout before it fails
+
+
+class Engine:
+    """Runs releases and manual actions on one fleet; thread-safe; never imports textual."""
+
+    def __init__(self, config: Any, listeners: Sequence[Listener] = (), *,
+                 grace: float = FAIL_FAST_GRACE, request_timeout: float = REQUEST_TIMEOUT,
+                 status_timeout: float = STATUS_TIMEOUT,
+                 rollout_timeout: float | None = None,
+                 unreachable_grace: float = UNREACHABLE_GRACE,
+                 lock_duration: int = LOCK_DURATION) -> None:
+        """`config` is a loaded `FleetConfig`; `rollout_timeout` overrides the app's;
+        `grace` is the fail-fast grace, `unreachable_grace` how long a cluster may stop
+        answering during a rollout before it fails; `lock_duration` how long (s) a
+        release's leases outlive a console that stopped renewing them."""
+        self.config = config
+        self.listeners: list[Listener] = list(listeners)
+        self.grace = grace
+        self.request_timeout = request_timeout
+        self.status_timeout = status_timeout
+        self.unreachable_grace = unreachable_grace
+        self.rollout_timeout = rollout_timeout or config.app.rollout_timeout
+        self.lock_duration = lock_duration
+        self.listener_errors: list[str] = []
+        # The last error seen per cluster (a failed rollout or rollback), for `detail`.
+        self.last_errors: dict[str, str] = {}
+        self._drivers: dict[str, ClusterDriver] = {}
+        self._drivers_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- events
+
+    def add_listener(self, listener: Listener) -> None:
+        """Also tell `listener` about every later event."""
+        self.listeners.append(listener)
+
+    def emit(self, event: Event, strict: bool = False) -> None:
+        """Tell every listener; a listener's exception is reported, not raised (unless `strict`)."""
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # noqa: BLE001 - a listener must never kill a release
+                if strict:
+                    raise
+                text = f"listener {getattr(listener, '__qualname__', type(listener).__name__)} " \
+                       f"failed on {event.kind.value}: {type(exc).__name__}: {exc}"
+                self.listener_errors.append(text)
+                log.warning("%s", text)
+
+    def event(self, kind: Kind, release_id: str, cluster: str | None, message: str,
+              **data: Any) -> None:
+        """Emit one event made of these parts."""
+        self.emit(Event(kind, release_id, cluster, message, data))
+
+    # ---------------------------------------------------------------- drivers
+
+    def driver(self, cluster_id: str) -> ClusterDriver:
+        """The (cached) driver of one cluster; raises `UserError` for bad credentials."""
+        with self._drivers_lock:
+            driver = self._drivers.get(cluster_id)
+        if driver is not None:
+            return driver
+        from console.credentials import resolve
+        cluster = self.config.cluster(cluster_id)
+        kubeconfig = resolve(cluster, self.config)
+        api = new_api_client(cluster_id, kubeconfig, kubeconfig.get("current-context"))
+        driver = ClusterDriver(KubeClient(cluster_id, api, self.request_timeout),
+                               self.config.app.name, cluster.namespace, grace=self.grace,
+                               unreachable_grace=self.unreachable_grace)
+        with self._drivers_lock:
+            # Another thread may have built one meanwhile: keep the first.
+            existing = self._drivers.setdefault(cluster_id, driver)
+        if existing is not driver:
+            driver.client.close()
+        return existing
+
+    def close(self) -> None:
+        """Release every cluster client."""
+        with self._drivers_lock:
+            drivers, self._drivers = list(self._drivers.values()), {}
+        for driver in drivers:
+            driver.client.close()
+
+    # ---------------------------------------------------------------- planning
+
+    def plan(self, request: ReleaseRequest) -> Plan:
+        """The plan for `request`; raises `UserError` (bad selector, order, strategy)."""
+        targets = select(self.config, request.clusters)
+        return build_plan(self.config, targets, request.strategy, request.order,
+                          request.max_parallel, request.max_failures)
+
+    def preflight(self, request: ReleaseRequest, release_id: str = "") -> PreflightReport:
+        """Run every pre-flight check for `request` (touches nothing); emits PREFLIGHT_*."""
+        report = checks.preflight_checks(self, request, release_id)
+        checks.preflight_finished(self, release_id, report)
+        return report
+
+    # ---------------------------------------------------------------- releases
+
+    def run(self, request: ReleaseRequest, approver: Approver,
+            control: ReleaseControl | None = None) -> ReleaseResult:
+        """Run one release to its end (blocking). Raises `UserError` for bad input."""
+        return waves.run_release(self, request, approver, control or ReleaseControl())
+
+    def rollback(self, cluster_id: str, to_version: str | None = None, *,
+                 by: str = "", release_id: str = "") -> ClusterResult:
+        """Roll one cluster back: to its previous revision (as `kubectl rollout undo`) or
+        to `to_version` (its revision if one exists, else a fresh apply of that tag).
+
+        Raises `UserError` when there is nothing to roll back to; a cluster failure is a
+        `failed` result.
+        """
+        return rollbacks.rollback(self, cluster_id, to_version, by=by, release_id=release_id)
+
+    def rollback_release(self, release_id: str, *, by: str = "") -> list[ClusterResult]:
+        """Roll back every cluster that `release_id` reached (its annotation says so) to the
+        version each ran before. Raises `UserError` when no cluster carries that release."""
+        return rollbacks.rollback_release(self, release_id, by=by)
+
+    # ---------------------------------------------------------------- reading
+
+    def status(self, cluster_ids: Sequence[str] | None = None) -> list[ClusterStatus]:
+        """Every cluster's (or `cluster_ids`') live version, read concurrently with short
+        timeouts, in config order."""
+        return queries.status(self, cluster_ids)
+
+    def detail(self, cluster_id: str) -> ClusterDetail:
+        """Pods, rollout history, recent events and the last error of one cluster."""
+        return queries.detail(self, cluster_id)
+
+    def lease_holders(self, cluster_ids: Sequence[str]) -> dict[str, Holder | None]:
+        """Who holds the app's release lock on each cluster (None: free, expired, or
+        unreadable), read concurrently with the status timeout."""
+        return queries.lease_holders(self, cluster_ids)
+
+    def reconcile_unfinished(self, ledger: Any) -> list[Any]:
+        """Close the releases a stopped console left open in `ledger` (`console.history.
+        Ledger`) with what the clusters really run; returns them, closed.
+
+        A release whose lease is still held on one of its clusters is running in a live
+        console (on another machine, say): it is left alone. A lease that cannot be read
+        does not count as held (the release is closed with what can be read).
+        """
+        return queries.reconcile_unfinished(self, ledger)

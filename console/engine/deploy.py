@@ -1,0 +1,85 @@
+"""One cluster's rollout inside a release: read what runs, apply, follow the rollout,
+verify, and on a failure after the apply roll the cluster back to what it ran before."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from console.engine.api import ClusterResult, Outcome
+from console.engine.rollbacks import render, restore
+from console.errors import UserError
+from console.events import Kind
+from console.kube.client import ClusterError
+from console.kube.driver import ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, Progress, RolloutInterrupted
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+    from console.engine.waves import ReleaseRun
+
+
+def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
+                   cancel: threading.Event) -> ClusterResult:
+    """Deploy the release to one cluster; on failure roll it back. Never raises."""
+    started = time.monotonic()
+    rid = run.release_id
+    before = run.before.get(cid)
+    touched = False
+    try:
+        driver = engine.driver(cid)
+        # Read again now: a gate may have waited long since pre-flight, and the
+        # rollback target must be what the cluster ran just before we touched it.
+        before = driver.live()
+        run.before[cid] = before
+        engine.event(Kind.CLUSTER_STARTED, rid, cid,
+                     f"{before.version or 'nothing'} -> {run.tag}",
+                     from_version=before.version, to_version=run.tag, wave=wave)
+        driver.ensure_namespace()
+        objects = render(engine, cid, run.tag)
+        touched = True
+        applied = driver.apply(objects, {ANN_VERSION: run.tag, ANN_RELEASE: rid,
+                                         ANN_PREVIOUS: before.version or ""})
+        driver.follow(applied, engine.rollout_timeout,
+                      on_progress=progress_listener(engine, rid, cid), cancel=cancel)
+        driver.verify(applied)
+    except RolloutInterrupted:
+        duration = time.monotonic() - started
+        engine.event(Kind.CLUSTER_FAILED, rid, cid, "interrupted: release aborted",
+                     error="interrupted: release aborted", duration=duration,
+                     outcome=Outcome.INTERRUPTED.value)
+        return ClusterResult(cid, Outcome.INTERRUPTED, before.version if before else None,
+                             run.tag, duration, "interrupted: release aborted")
+    except (ClusterError, UserError) as exc:
+        error = exc.reason if isinstance(exc, ClusterError) else str(exc)
+        duration = time.monotonic() - started
+        engine.last_errors[cid] = error
+        if isinstance(exc, ClusterError) and exc.unreachable:
+            engine.event(Kind.CLUSTER_UNREACHABLE, rid, cid, error, error=error)
+        engine.event(Kind.CLUSTER_FAILED, rid, cid, error, error=error, duration=duration)
+        from_version = before.version if before else None
+        if not touched or before is None:
+            return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration, error)
+        ok, rb_error = restore(engine, rid, cid, before, run.tag, "automatic rollback")
+        duration = time.monotonic() - started
+        if ok:
+            return ClusterResult(cid, Outcome.ROLLED_BACK, from_version, run.tag, duration,
+                                 error, rolled_back_to=before.version)
+        return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration,
+                             f"{error}; rollback failed: {rb_error}")
+    duration = time.monotonic() - started
+    engine.last_errors.pop(cid, None)
+    engine.event(Kind.CLUSTER_HEALTHY, rid, cid, f"healthy at {run.tag} in {duration:.1f}s",
+                 version=run.tag, duration=duration)
+    return ClusterResult(cid, Outcome.HEALTHY, before.version, run.tag, duration)
+
+
+def progress_listener(engine: Engine, rid: str, cid: str) -> Callable[[Progress], None]:
+    """Turn the driver's rollout progress into CLUSTER_PROGRESS events."""
+    def on_progress(p: Progress) -> None:
+        message = p.message if not p.problem else f"{p.message} [{p.problem}]"
+        engine.event(Kind.CLUSTER_PROGRESS, rid, cid, message, desired=p.desired,
+                     updated=p.updated, ready=p.ready, available=p.available,
+                     phase=p.phase, problem=p.problem)
+    return on_progress

@@ -1,0 +1,137 @@
+"""Read-only questions to the fleet: live status, one cluster's detail, who holds the
+release lock, and closing the releases a stopped console left open in the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from console.engine.api import ClusterDetail, ClusterStatus, EventInfo, PodInfo
+from console.errors import UserError
+from console.kube.client import ClusterError
+from console.locks import ClusterLease, Holder
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+
+
+def status(engine: Engine, cluster_ids: Sequence[str] | None = None) -> list[ClusterStatus]:
+    """Every cluster's (or `cluster_ids`') live version, read concurrently with short
+    timeouts, in config order."""
+    wanted = set(cluster_ids) if cluster_ids is not None else None
+    clusters = [c for c in engine.config.clusters if wanted is None or c.id in wanted]
+    if not clusters:
+        return []
+
+    def one(cluster: Any) -> ClusterStatus:
+        try:
+            live = engine.driver(cluster.id).live(timeout=engine.status_timeout)
+        except ClusterError as exc:
+            return ClusterStatus(cluster.id, None, None, None, 0, 0, False, exc.reason)
+        except UserError as exc:
+            return ClusterStatus(cluster.id, None, None, None, 0, 0, False, str(exc))
+        return ClusterStatus(cluster.id, live.version, live.image, live.revision,
+                             live.ready, live.desired, True, None, live.release_id,
+                             live.previous_version or None)
+
+    pool = ThreadPoolExecutor(max_workers=min(32, len(clusters)), thread_name_prefix="status")
+    futures = [pool.submit(one, c) for c in clusters]
+    # Retries of a refused connection add a little to the per-call timeout.
+    done, _ = wait(futures, timeout=engine.status_timeout * 2 + 2)
+    pool.shutdown(wait=False)
+    out: list[ClusterStatus] = []
+    for cluster, future in zip(clusters, futures):
+        if future in done:
+            out.append(future.result())
+        else:
+            out.append(ClusterStatus(cluster.id, None, None, None, 0, 0, False,
+                                     f"no answer within {engine.status_timeout * 2 + 2:g}s"))
+    return out
+
+
+def detail(engine: Engine, cluster_id: str) -> ClusterDetail:
+    """Pods, rollout history, recent events and the last error of one cluster."""
+    cluster = engine.config.cluster(cluster_id)
+    last = engine.last_errors.get(cluster.id)
+    try:
+        driver = engine.driver(cluster.id)
+        live = driver.live(timeout=engine.status_timeout)
+        pods = driver.pods(live) if live.exists else []
+        revisions = driver.revisions(live) if live.exists else []
+        events = driver.events()
+    except ClusterError as exc:
+        return ClusterDetail(cluster.id, last_error=exc.reason)
+    except UserError as exc:
+        return ClusterDetail(cluster.id, last_error=str(exc))
+    return ClusterDetail(cluster.id, tuple(pod_info(p, engine.config.app.name) for p in pods),
+                         tuple(revisions), tuple(event_info(e) for e in events), last)
+
+
+def lease_holders(engine: Engine, cluster_ids: Sequence[str]) -> dict[str, Holder | None]:
+    """Who holds the app's release lock on each cluster (None: free, expired, or
+    unreadable), read concurrently with the status timeout."""
+    def one(cid: str) -> Holder | None:
+        try:
+            driver = engine.driver(cid)
+            lease = ClusterLease(driver.client.api, cid, driver.namespace,
+                                 engine.config.app.name, "(reader)",
+                                 timeout=engine.status_timeout)
+            return lease.holder()
+        except (ClusterError, UserError):
+            return None
+
+    ids = list(cluster_ids)
+    if not ids:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(32, len(ids)),
+                            thread_name_prefix="lease-read") as pool:
+        return dict(zip(ids, pool.map(one, ids)))
+
+
+def reconcile_unfinished(engine: Engine, ledger: Any) -> list[Any]:
+    """Close the releases a stopped console left open in `ledger` with what the clusters
+    really run; returns them, closed. One whose lease is still held runs elsewhere: left
+    alone."""
+    closed = []
+    for release in ledger.unfinished():
+        holders = lease_holders(engine, release.targets)
+        if any(h is not None and h.identity.endswith(f"/{release.id}")
+               for h in holders.values()):
+            continue
+        live = {s.cluster: s.version for s in status(engine, release.targets) if s.reachable}
+        ledger.reconcile(release.id, live)
+        closed.extend(ledger.releases(ids={release.id}))
+    return closed
+
+
+def pod_info(pod: dict[str, Any], app: str) -> PodInfo:
+    """One pod object as the detail view shows it."""
+    from console.kube.rollout import pod_problems, pod_ready
+    meta = pod.get("metadata") or {}
+    status_ = pod.get("status") or {}
+    statuses = status_.get("containerStatuses") or []
+    restarts = sum(int(cs.get("restartCount") or 0) for cs in statuses)
+    problems = pod_problems(pod)
+    reason = problems[0].reason if problems else ""
+    if not reason:
+        for cs in statuses:
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting:
+                reason = waiting.get("reason", "")
+                break
+    containers = (pod.get("spec") or {}).get("containers") or []
+    image = next((c.get("image", "") for c in containers if c.get("name") == app),
+                 containers[0].get("image", "") if containers else "")
+    phase = "Terminating" if meta.get("deletionTimestamp") else status_.get("phase", "")
+    return PodInfo(meta.get("name", ""), phase, pod_ready(pod), restarts, reason, image)
+
+
+def event_info(event: dict[str, Any]) -> EventInfo:
+    """One Kubernetes event (core/v1 or events.k8s.io/v1) as the timeline shows it."""
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    when = event.get("lastTimestamp") or event.get("eventTime") or \
+        (event.get("metadata") or {}).get("creationTimestamp") or ""
+    return EventInfo(str(when), event.get("type", ""), event.get("reason", ""),
+                     f"{involved.get('kind', '')}/{involved.get('name', '')}".strip("/"),
+                     event.get("message") or event.get("note") or "")

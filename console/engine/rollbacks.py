@@ -1,0 +1,188 @@
+"""Rollbacks: the automatic one of a failed cluster, the one of every cluster a release
+reached (abort), and the manual ones - one cluster (`rollback`) or every cluster a past
+release reached (`rollback_release`, found by the release-id annotation).
+
+Manual rollbacks emit CLUSTER_ROLLING_BACK / CLUSTER_ROLLED_BACK with `release_id` ""
+(one cluster) or the id of the release being rolled back, and `by` in their data.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from console.engine.api import ClusterResult, ClusterStatus, Outcome, new_release_id
+from console.errors import UserError, ValidationError
+from console.events import Kind
+from console.kube.client import ClusterError
+from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, LiveDeployment,
+                                 Revision, RolloutInterrupted)
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+    from console.engine.waves import ReleaseRun
+
+
+def by_suffix(by: str) -> str:
+    """' by NAME' for messages, or nothing."""
+    return f" by {by}" if by else ""
+
+
+def render(engine: Engine, cid: str, tag: str) -> list[dict[str, Any]]:
+    """The objects to apply to cluster `cid` for `tag`."""
+    from console.render import render as render_objects
+    cluster = engine.config.cluster(cid)
+    return list(render_objects(engine.config, cluster, tag))
+
+
+def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
+            from_version: str | None, why: str) -> tuple[bool, str | None]:
+    """Put `cid` back to `before` and wait for it; (ok, error). Emits ROLLING/ROLLED_BACK."""
+    engine.event(Kind.CLUSTER_ROLLING_BACK, rid, cid,
+                 f"{why}: {from_version or '?'} -> {before.version or 'nothing'}",
+                 from_version=from_version, to_version=before.version)
+    try:
+        driver = engine.driver(cid)
+        if not before.exists or before.template is None:
+            driver.delete_deployment()
+        else:
+            now = driver.live()
+            annotations = {k: before.annotations.get(k, "")
+                           for k in (ANN_VERSION, ANN_RELEASE, ANN_PREVIOUS)}
+            restored = driver.restore(before.template, now, annotations)
+            driver.follow(restored, engine.rollout_timeout)
+            driver.verify(restored)
+    except (ClusterError, UserError, RolloutInterrupted) as exc:
+        error = exc.reason if isinstance(exc, ClusterError) else str(exc)
+        engine.last_errors[cid] = f"rollback failed: {error}"
+        engine.event(Kind.CLUSTER_ROLLED_BACK, rid, cid, f"rollback failed: {error}",
+                     version=before.version, ok=False, error=error)
+        return False, error
+    engine.event(Kind.CLUSTER_ROLLED_BACK, rid, cid,
+                 f"rolled back to {before.version or 'nothing (deployment removed)'}",
+                 version=before.version, ok=True, error=None)
+    return True, None
+
+
+def rollback_reached(engine: Engine, run: ReleaseRun, why: str) -> None:
+    """Roll back every cluster this release changed and left running it."""
+    reached = [c for c, r in run.results.items()
+               if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED)]
+    if not reached:
+        return
+
+    def one(cid: str) -> ClusterResult:
+        result = run.results[cid]
+        before = run.before.get(cid, LiveDeployment(False))
+        started = time.monotonic()
+        ok, error = restore(engine, run.release_id, cid, before, result.to_version, why)
+        return replace(result, outcome=Outcome.ROLLED_BACK if ok else Outcome.FAILED,
+                       error=error or why,
+                       rolled_back_to=before.version if ok else None,
+                       duration=result.duration + time.monotonic() - started)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(reached), run.plan.max_parallel)),
+                            thread_name_prefix="rollback") as pool:
+        for result in pool.map(one, reached):
+            run.results[result.cluster] = result
+
+
+def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
+             by: str = "", release_id: str = "") -> ClusterResult:
+    """Roll one cluster back (see `Engine.rollback`)."""
+    cluster = engine.config.cluster(cluster_id)
+    if to_version is not None:
+        from console.names import validate_tag
+        validate_tag(to_version, "--to")
+    started = time.monotonic()
+    try:
+        driver = engine.driver(cluster.id)
+        live = driver.live()
+        if not live.exists:
+            raise ValidationError(f"cluster {cluster.id!r}: {engine.config.app.name} is not "
+                                  f"deployed in namespace {cluster.namespace}")
+        revisions = driver.revisions(live)
+        target = rollback_target(cluster.id, live, revisions, to_version)
+    except ClusterError as exc:
+        return ClusterResult(cluster.id, Outcome.FAILED, None, to_version,
+                             time.monotonic() - started, exc.reason)
+    version = target.version if isinstance(target, Revision) else target
+    action = new_release_id()
+    engine.event(Kind.CLUSTER_ROLLING_BACK, release_id, cluster.id,
+                 f"rollback {live.version} -> {version}{by_suffix(by)}",
+                 from_version=live.version, to_version=version, by=by)
+    try:
+        annotations = {ANN_VERSION: version or "", ANN_RELEASE: action,
+                       ANN_PREVIOUS: live.version or ""}
+        if isinstance(target, Revision):
+            written = driver.restore(target.template, live, annotations)
+        else:
+            written = driver.apply(render(engine, cluster.id, target), annotations)
+        driver.follow(written, engine.rollout_timeout)
+        driver.verify(written)
+    except (ClusterError, UserError, RolloutInterrupted) as exc:
+        error = exc.reason if isinstance(exc, ClusterError) else str(exc)
+        engine.last_errors[cluster.id] = f"rollback failed: {error}"
+        engine.event(Kind.CLUSTER_ROLLED_BACK, release_id, cluster.id,
+                     f"rollback failed: {error}", version=version, ok=False, error=error,
+                     by=by)
+        return ClusterResult(cluster.id, Outcome.FAILED, live.version, version,
+                             time.monotonic() - started, error)
+    engine.event(Kind.CLUSTER_ROLLED_BACK, release_id, cluster.id,
+                 f"rolled back to {version}", version=version, ok=True, error=None, by=by)
+    return ClusterResult(cluster.id, Outcome.ROLLED_BACK, live.version, version,
+                         time.monotonic() - started, None, rolled_back_to=version)
+
+
+def rollback_target(cid: str, live: LiveDeployment, revisions: list[Revision],
+                    to_version: str | None) -> Revision | str:
+    """The revision (or, when none runs it, the tag) a manual rollback goes to."""
+    if to_version is None:
+        older = [r for r in revisions if live.revision is None or r.number < live.revision]
+        # Skip revisions that run what runs now (kubectl undo would be a no-op there).
+        older = [r for r in older if r.image != live.image]
+        if not older:
+            raise ValidationError(f"cluster {cid!r}: no previous revision to roll back to "
+                                  f"(it runs {live.version})")
+        return older[-1]
+    if to_version == live.version:
+        raise ValidationError(f"cluster {cid!r}: already runs {to_version}")
+    matching = [r for r in revisions if r.version == to_version]
+    return matching[-1] if matching else to_version
+
+
+def rollback_release(engine: Engine, release_id: str, *, by: str = "") -> list[ClusterResult]:
+    """Roll back every cluster that `release_id` reached (see `Engine.rollback_release`)."""
+    from console.engine.queries import status
+    from console.names import validate_release_id
+    validate_release_id(release_id, "--release")
+    statuses = status(engine)
+    reached = [s for s in statuses if s.release_id == release_id]
+    unreachable = [s for s in statuses if not s.reachable]
+    if not reached:
+        hint = f" ({len(unreachable)} cluster(s) did not answer: " \
+               f"{', '.join(s.cluster for s in unreachable)})" if unreachable else ""
+        raise ValidationError(f"--release: no cluster runs release {release_id!r}{hint}")
+
+    def one(status_: ClusterStatus) -> ClusterResult:
+        if not status_.previous_version:
+            return ClusterResult(status_.cluster, Outcome.SKIPPED, status_.version, None,
+                                 error=f"release {release_id} was the first version "
+                                 "here; nothing to roll back to")
+        try:
+            return rollback(engine, status_.cluster, status_.previous_version, by=by,
+                            release_id=release_id)
+        except UserError as exc:  # one cluster's refusal must not stop the others
+            return ClusterResult(status_.cluster, Outcome.FAILED, status_.version,
+                                 status_.previous_version, error=str(exc))
+
+    with ThreadPoolExecutor(max_workers=min(32, len(reached)),
+                            thread_name_prefix="rollback-release") as pool:
+        results = list(pool.map(one, reached))
+    # A cluster that did not answer may carry the release too: say so, never skip it silently.
+    results += [ClusterResult(s.cluster, Outcome.FAILED, None, None,
+                              error=f"could not tell whether release {release_id} reached "
+                              f"it: {s.error}") for s in unreachable]
+    return results

@@ -1,0 +1,310 @@
+"""The wave runner: one release from plan to its RELEASE_FINISHED event.
+
+Plan, pre-flight (nothing is touched unless every check passes), the release lock (a
+lease lost mid-release starts no new cluster, exit 3), then wave after wave - clusters of
+a wave really at once on a thread pool bounded by `max_parallel` - with the plan's
+failure policy (serial stops at the first failure; otherwise a failure budget past which
+no new cluster starts), an approval gate before each gated wave (the `Approver` decides:
+approve, reject, or abort and optionally roll back), and pause/resume/abort from a
+`ReleaseControl`. One cluster's rollout is `console.engine.deploy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, GateAnswer,
+                                GateDecision, GateRequest, Outcome, ReleaseControl,
+                                ReleaseRequest, ReleaseResult, new_release_id)
+from console.engine.checks import preflight_checks, preflight_finished, take_lock
+from console.engine.deploy import deploy_cluster
+from console.engine.rollbacks import by_suffix, rollback_reached
+from console.events import Event, Kind
+from console.kube.driver import LiveDeployment
+from console.locks import ReleaseLock
+from console.plan import Plan
+from console.preflight import PreflightReport
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+
+log = logging.getLogger(__name__)
+
+CONTROL_POLL = 0.2        # s between looks at the pause/abort state while clusters run
+
+# How a release ends: (outcome, exit code, message).
+Ending = tuple[Outcome, int, str]
+
+
+@dataclass
+class ReleaseRun:
+    """The mutable state of one release while it runs."""
+
+    release_id: str
+    tag: str
+    plan: Plan
+    control: ReleaseControl
+    before: dict[str, LiveDeployment]
+    results: dict[str, ClusterResult] = field(default_factory=dict)
+    failures: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    release_lock: ReleaseLock | None = None
+    # Whether some cluster was not started because a lease was lost.
+    skipped_for_lost_lock: bool = False
+
+    def lock_lost(self) -> str | None:
+        """Why no new cluster may start because a lease was lost (None while all are held)."""
+        lost = dict(self.release_lock.lost) if self.release_lock is not None else {}
+        if not lost:
+            return None
+        cid = sorted(lost)[0]
+        return f"release lock lost on {cid} ({lost[cid]}); no new cluster starts"
+
+    def budget_exceeded(self) -> bool:
+        """Whether the failures so far end the release."""
+        if self.plan.stop_on_first_failure:
+            return self.failures > 0
+        return self.failures > self.plan.max_failures
+
+
+def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
+                control: ReleaseControl) -> ReleaseResult:
+    """Run one release to its end (blocking). Raises `UserError` for bad input."""
+    from console.names import validate_tag
+    validate_tag(request.tag)
+    plan = engine.plan(request)
+    release_id = new_release_id()
+    app = engine.config.app
+    engine.event(Kind.RELEASE_PLANNED, release_id, None,
+                 f"release {app.name} {request.tag} to {len(plan.targets)} cluster(s), "
+                 f"{plan.strategy}",
+                 app=app.name, version=request.tag, image=app.image_ref(request.tag),
+                 strategy=plan.strategy, targets=list(plan.order),
+                 waves=plan.to_json()["waves"], operator=request.operator,
+                 max_parallel=plan.max_parallel, max_failures=plan.max_failures)
+    report = preflight_checks(engine, request, release_id, extra=("lock",))
+    lock = None
+    if report.ok:
+        # Taken last, so a release that fails its checks never holds anyone up.
+        lock, report = take_lock(engine, plan, release_id, request.operator, report)
+    preflight_finished(engine, release_id, report)
+    if not report.ok:
+        results = tuple(ClusterResult(c, Outcome.SKIPPED,
+                                      report.live.get(c, LiveDeployment(False)).version,
+                                      request.tag, error="pre-flight failed")
+                        for c in plan.order)
+        held = [r.detail for r in report.failures if r.check == "lock"]
+        return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
+                       "; ".join(held) if held else "pre-flight failed; nothing was touched")
+    assert lock is not None
+    try:
+        return _run_locked(engine, request, approver, control, plan, release_id, report, lock)
+    finally:
+        for problem in lock.release():
+            log.warning("release %s: %s", release_id, problem)
+
+
+def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
+                control: ReleaseControl, plan: Plan, release_id: str,
+                report: PreflightReport, lock: ReleaseLock) -> ReleaseResult:
+    """The release once pre-flight passed and every lease is held."""
+    try:
+        engine.emit(Event(Kind.RELEASE_STARTED, release_id,
+                          message=f"release {release_id} started",
+                          data={"version": request.tag, "targets": list(plan.order)}),
+                    strict=True)
+    except Exception as exc:  # noqa: BLE001 - e.g. the ledger could not record the start
+        results = tuple(ClusterResult(c, Outcome.SKIPPED, None, request.tag,
+                                      error="release not started") for c in plan.order)
+        return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
+                       f"could not record the release start: {exc}")
+    run = ReleaseRun(release_id, request.tag, plan, control, dict(report.live),
+                     release_lock=lock)
+
+    def on_control(what: str, by: str) -> None:
+        if what == "paused":
+            engine.event(Kind.PAUSED, release_id, None, f"paused{by_suffix(by)}", by=by)
+        elif what == "resumed":
+            engine.event(Kind.RESUMED, release_id, None, f"resumed{by_suffix(by)}", by=by)
+
+    control.subscribe(on_control)
+    try:
+        outcome, code, message = _run_waves(engine, run, approver)
+    finally:
+        control.unsubscribe(on_control)
+    ordered = tuple(run.results.get(c) or ClusterResult(c, Outcome.SKIPPED, None, request.tag,
+                                                        error="not started")
+                    for c in plan.order)
+    return _finish(engine, release_id, outcome, code, ordered, report, message)
+
+
+def _finish(engine: Engine, release_id: str, outcome: Outcome, code: int,
+            results: tuple[ClusterResult, ...], report: PreflightReport | None,
+            message: str) -> ReleaseResult:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    engine.event(Kind.RELEASE_FINISHED, release_id, None,
+                 f"release {outcome.value}: {summary}" + (f" ({message})" if message else ""),
+                 outcome=outcome.value, exit_code=code, summary=counts, detail=message)
+    return ReleaseResult(release_id, outcome, code, results, report, message)
+
+
+def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
+    """Every wave in turn; returns (outcome, exit code, message)."""
+    plan = run.plan
+    with ThreadPoolExecutor(max_workers=max(1, plan.max_parallel),
+                            thread_name_prefix=f"release-{run.release_id}") as pool:
+        for wave in plan.waves:
+            # A spent failure budget ends the release before anyone is asked at a gate.
+            if run.budget_exceeded():
+                _skip_rest(engine, run, wave.index, _budget_reason(run))
+                return Outcome.FAILED, 1, _budget_reason(run)
+            if run.lock_lost():
+                return _lock_lost(engine, run, wave.index)
+            if wave.gate_before and wave.index > 0:
+                stop = _gate(engine, run, approver, wave.index, wave.clusters)
+                if stop is not None:
+                    _skip_rest(engine, run, wave.index, stop[2])
+                    return stop
+            if run.control.aborted:
+                return _aborted(engine, run, wave.index)
+            if run.lock_lost():   # the gate may have waited long
+                return _lock_lost(engine, run, wave.index)
+            engine.event(Kind.WAVE_STARTED, run.release_id, None,
+                         f"wave {wave.index + 1} of {len(plan.waves)}: "
+                         f"{', '.join(wave.clusters)}",
+                         wave=wave.index, clusters=list(wave.clusters))
+            _run_wave(engine, run, pool, wave.index, wave.clusters)
+            wave_results = [run.results[c] for c in wave.clusters if c in run.results]
+            engine.event(Kind.WAVE_FINISHED, run.release_id, None,
+                         f"wave {wave.index + 1} finished",
+                         wave=wave.index,
+                         healthy=sum(r.outcome is Outcome.HEALTHY for r in wave_results),
+                         failed=sum(r.outcome in FAILURE_OUTCOMES for r in wave_results))
+            if run.control.aborted:
+                return _aborted(engine, run, wave.index + 1)
+    if run.skipped_for_lost_lock:
+        return _lock_lost(engine, run, len(plan.waves))
+    if run.failures:
+        if run.budget_exceeded():
+            return Outcome.FAILED, 1, _budget_reason(run)
+        return Outcome.FAILED, 1, f"{run.failures} cluster(s) failed (within the failure budget)"
+    return Outcome.OK, 0, ""
+
+
+def _lock_lost(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
+    """Another release may own the clusters now: start nothing more (exit 3)."""
+    reason = run.lock_lost() or "release lock lost"
+    _skip_rest(engine, run, from_wave, reason)
+    return Outcome.ABORTED, 3, reason
+
+
+def _budget_reason(run: ReleaseRun) -> str:
+    if run.plan.stop_on_first_failure:
+        return "stopped at the first failure (serial)"
+    return (f"failure budget exceeded: {run.failures} failed, "
+            f"{run.plan.max_failures} tolerated")
+
+
+def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: int,
+              clusters: Sequence[str]) -> None:
+    """Start the wave's clusters as slots free up; stop starting on budget, pause, abort."""
+    pending = deque(clusters)
+    running: dict[Future, str] = {}
+    cancel = run.control.aborted_event
+    while pending or running:
+        stop_reason = None
+        lock_lost = run.lock_lost()
+        if run.control.aborted:
+            stop_reason = "release aborted"
+        elif lock_lost:
+            stop_reason = lock_lost
+            if pending:
+                run.skipped_for_lost_lock = True
+        elif run.budget_exceeded():
+            stop_reason = _budget_reason(run)
+        if stop_reason:
+            while pending:
+                _skip(engine, run, pending.popleft(), stop_reason)
+        elif not run.control.paused:
+            while pending and len(running) < run.plan.max_parallel:
+                cid = pending.popleft()
+                running[pool.submit(deploy_cluster, engine, run, cid, wave, cancel)] = cid
+        if not running:
+            if pending:  # paused with nothing running: wait for resume or abort
+                cancel.wait(CONTROL_POLL)
+            continue
+        done, _ = wait(list(running), timeout=CONTROL_POLL, return_when=FIRST_COMPLETED)
+        for future in done:
+            cid = running.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - a bug in one cluster's worker
+                log.exception("deploying %s failed unexpectedly", cid)
+                result = ClusterResult(cid, Outcome.FAILED, None, run.tag,
+                                       error=f"internal error: {exc}")
+            with run.lock:
+                run.results[cid] = result
+                if result.outcome in FAILURE_OUTCOMES:
+                    run.failures += 1
+
+
+def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:
+    before = run.before.get(cid)
+    run.results[cid] = ClusterResult(cid, Outcome.SKIPPED, before.version if before else None,
+                                     run.tag, error=reason)
+    engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
+                 reason=reason)
+
+
+def _skip_rest(engine: Engine, run: ReleaseRun, from_wave: int, reason: str) -> None:
+    for wave in run.plan.waves[from_wave:]:
+        for cid in wave.clusters:
+            if cid not in run.results:
+                _skip(engine, run, cid, reason)
+
+
+def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
+          next_clusters: tuple[str, ...]) -> Ending | None:
+    """Ask the approver; None to go on, else how the release ends."""
+    finished = [run.results[c] for w in run.plan.waves[:next_wave] for c in w.clusters
+                if c in run.results]
+    request = GateRequest(run.release_id, next_wave - 1, next_wave, tuple(finished),
+                          next_clusters)
+    engine.event(Kind.GATE_WAITING, run.release_id, None,
+                 f"waiting for approval to start wave {next_wave + 1}: "
+                 f"{', '.join(next_clusters)}", wave=next_wave, clusters=list(next_clusters))
+    try:
+        answer = approver(request)
+    except Exception as exc:  # noqa: BLE001 - an approver that fails stops, it never approves
+        answer = GateAnswer(GateDecision.REJECT, by=f"approver error: {exc}")
+    decision = GateDecision(answer.decision)
+    engine.event(Kind.GATE_DECIDED, run.release_id, None,
+                 f"gate {decision.value}{by_suffix(answer.by)}", decision=decision.value,
+                 by=answer.by, rollback=answer.rollback, wave=next_wave)
+    if decision is GateDecision.APPROVE:
+        return None
+    if decision is GateDecision.REJECT:
+        return Outcome.STOPPED, 3, f"stopped at the gate before wave {next_wave + 1}" \
+                                   f"{by_suffix(answer.by)}"
+    if answer.rollback:
+        rollback_reached(engine, run, "aborted at the gate")
+    return Outcome.ABORTED, 3, \
+        f"aborted at the gate before wave {next_wave + 1}{by_suffix(answer.by)}" \
+        + ("; reached clusters rolled back" if answer.rollback else "")
+
+
+def _aborted(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
+    _skip_rest(engine, run, from_wave, "release aborted")
+    if run.control.rollback_on_abort:
+        rollback_reached(engine, run, "release aborted")
+        return Outcome.ABORTED, 3, "aborted; reached clusters rolled back"
+    return Outcome.ABORTED, 3, "aborted"
