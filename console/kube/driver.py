@@ -85,6 +85,16 @@ class LiveDeployment:
     template: Mapping[str, Any] | None = None   # the pod template (for rollback)
     selector: Mapping[str, str] = field(default_factory=dict)
     uid: str = ""
+    # Set by the Helm driver: the release's current revision and its chart.
+    helm_revision: int | None = None
+    chart_version: str | None = None
+    app_version: str | None = None
+    helm_status: str | None = None
+
+    @property
+    def history_revision(self) -> int | None:
+        """The revision `revisions()` numbers are compared with: Helm's, else the Deployment's."""
+        return self.helm_revision if self.helm_revision is not None else self.revision
 
 
 @dataclass(frozen=True)
@@ -135,8 +145,11 @@ class ClusterDriver:
     """One app in one namespace of one cluster."""
 
     def __init__(self, client: KubeClient, app: str, namespace: str, *,
-                 grace: float = 10.0, unreachable_grace: float = 30.0) -> None:
+                 grace: float = 10.0, unreachable_grace: float = 30.0,
+                 renderer: Callable[[str], Sequence[Mapping[str, Any]]] | None = None) -> None:
+        """`renderer(tag)` gives the objects a release of `tag` applies (`prepare`)."""
         self.client = client
+        self.renderer = renderer
         self.cluster = client.cluster
         self.app = app
         self.namespace = namespace
@@ -262,6 +275,32 @@ class ClusterDriver:
         return out
 
     # ------------------------------------------------------------------ writes
+    # The engine speaks to every driver through prepare/install/undo_to/roll_back_to;
+    # the Helm driver (console.kube.helm) answers the same calls with helm.
+
+    def prepare(self, tag: str) -> Sequence[Mapping[str, Any]]:
+        """The objects a release of `tag` applies (rendered; touches nothing)."""
+        if self.renderer is None:
+            raise ClusterError(self.cluster, "no manifests renderer for this driver")
+        return self.renderer(tag)
+
+    def install(self, prepared: Any, annotations: Mapping[str, str]) -> dict[str, Any]:
+        """Apply what `prepare` gave; the Deployment as stored (its generation pins the rollout)."""
+        return self.apply(prepared, annotations)
+
+    def undo_to(self, revision: Revision, live: LiveDeployment,
+                annotations: Mapping[str, str]) -> dict[str, Any]:
+        """Back to an earlier revision of the rollout history."""
+        return self.restore(revision.template, live, annotations)
+
+    def roll_back_to(self, before: LiveDeployment,
+                     annotations: Mapping[str, str]) -> dict[str, Any] | None:
+        """Back to what ran before a release; None when nothing did (the Deployment is
+        removed), else the Deployment as written."""
+        if not before.exists or before.template is None:
+            self.delete_deployment()
+            return None
+        return self.restore(before.template, self.live(), annotations)
 
     def apply(self, objects: Sequence[Mapping[str, Any]],
               annotations: Mapping[str, str]) -> dict[str, Any]:

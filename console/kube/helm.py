@@ -1,0 +1,169 @@
+"""The Helm driver: the app shipped as a Helm chart, through the helm binary, per cluster.
+
+`HelmDriver` is a `ClusterDriver` whose writes are Helm's: a release is `helm upgrade
+--install RELEASE CHART` (never `--wait`: the console follows the rollout itself, pinned
+to the generation Helm's write produced, with the same fail-fast rules and timeouts as
+for manifests), a rollback is `helm rollback RELEASE REVISION` to the revision that ran
+the wanted version, and a first install that failed is `helm uninstall`ed. Reads
+(the live Deployment, Helm's release history) go through the cluster's own client; the
+history comes from Helm's storage objects (`console.kube.helm_storage`).
+
+After each Helm write the console sets its own annotations on the Deployment (version,
+release id, previous version) with a merge patch: Helm's three-way merge leaves keys it
+never rendered alone, so they survive later upgrades and rollbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from console.kube.client import ClusterError, KubeClient
+from console.kube.driver import (FIELD_MANAGER, ClusterDriver, LiveDeployment, Revision,
+                                 _container_image, image_tag)
+from console.kube.helm_cli import DEFAULT_TIMEOUT, HelmRunner
+from console.kube.helm_storage import HelmRevision, latest, read_history
+
+MERGE_PATCH = "application/merge-patch+json"
+# Revisions Helm never finished writing, or that failed: never a rollback target.
+_NOT_TARGETS = ("failed", "pending-install", "pending-upgrade", "pending-rollback",
+                "uninstalling", "uninstalled")
+
+
+@dataclass(frozen=True)
+class HelmSettings:
+    """How the fleet file ships the app with Helm (the same for every cluster)."""
+
+    binary: Path
+    chart: str                          # an absolute chart directory or an oci:// reference
+    release: str
+    chart_version: str | None = None    # for oci:// charts
+    tag_key: str = "image.tag"
+    cluster_key: str = "cluster"
+    repository_key: str | None = "image.repository"
+    storage: str = "secret"             # Helm's HELM_DRIVER: secret | configmap
+    timeout: float = DEFAULT_TIMEOUT    # s per helm call
+    ca_file: Path | None = None         # TLS trust for an oci:// chart registry
+
+
+@dataclass(frozen=True)
+class HelmInstall:
+    """A prepared `helm upgrade --install`: the tag, values and the set-strings."""
+
+    tag: str
+    values: Mapping[str, Any]
+    sets: tuple[tuple[str, str], ...]
+
+
+class HelmDriver(ClusterDriver):
+    """One app, shipped as a Helm release, in one namespace of one cluster."""
+
+    def __init__(self, client: KubeClient, app: str, namespace: str, settings: HelmSettings,
+                 kubeconfig: Mapping[str, Any], *, values: Mapping[str, Any],
+                 repository: str, grace: float = 10.0, unreachable_grace: float = 30.0) -> None:
+        super().__init__(client, app, namespace, grace=grace, unreachable_grace=unreachable_grace)
+        self.settings = settings
+        self.values = dict(values)
+        self.repository = repository
+        self.helm = HelmRunner(settings.binary, client.cluster, namespace, kubeconfig,
+                               settings.storage, settings.timeout)
+
+    # ------------------------------------------------------------------ reads
+
+    def history(self, timeout: float | None = None) -> list[HelmRevision]:
+        """Helm's revisions of the release here, oldest first."""
+        return read_history(self.client, self.settings.storage, self.namespace,
+                            self.settings.release, self.app, timeout)
+
+    def live(self, timeout: float | None = None) -> LiveDeployment:
+        """The live Deployment plus the Helm release's current revision."""
+        base = super().live(timeout)
+        current = latest(self.history(timeout))
+        if current is None:
+            return base
+        return replace(base, helm_revision=current.number, chart_version=current.chart_version,
+                       app_version=current.app_version, helm_status=current.status)
+
+    def revisions(self, live: LiveDeployment | None = None) -> list[Revision]:
+        """Helm's revisions that ran a Deployment of the app (numbers are Helm's)."""
+        out = []
+        for rev in self.history():
+            template = rev.template
+            if rev.status in _NOT_TARGETS or not template:
+                continue
+            image = _container_image(template, self.app)
+            out.append(Revision(rev.number, image_tag(image), image, "", 0, rev.updated,
+                                dict(template)))
+        return out
+
+    # ------------------------------------------------------------------ writes
+
+    def prepare(self, tag: str) -> HelmInstall:
+        """The values and `--set-string`s of a release of `tag` (touches nothing)."""
+        sets = [(self.settings.tag_key, tag), (self.settings.cluster_key, self.cluster)]
+        if self.settings.repository_key:
+            sets.append((self.settings.repository_key, self.repository))
+        return HelmInstall(tag, self.values, tuple(sets))
+
+    def install(self, prepared: Any, annotations: Mapping[str, str]) -> dict[str, Any]:
+        """`helm upgrade --install` the prepared release; the Deployment as annotated."""
+        if not isinstance(prepared, HelmInstall):
+            raise TypeError("HelmDriver.install takes what HelmDriver.prepare returned")
+        s = self.settings
+        args = ["upgrade", "--install", s.release, s.chart]
+        if s.chart_version:
+            args += ["--version", s.chart_version]
+        if s.ca_file:
+            args += ["--ca-file", str(s.ca_file)]
+        for key, value in prepared.sets:
+            # --set-string: a tag such as 1.10 or 20261201 must stay a string.
+            args += ["--set-string", f"{key}={value}"]
+        release_id = annotations.get("release-console.io/release-id", "")
+        args += ["--description", f"release-console {release_id}: {prepared.tag}".strip()]
+        self.helm.run(args, values=prepared.values)
+        return self._annotate(annotations)
+
+    def undo_to(self, revision: Revision, live: LiveDeployment,
+                annotations: Mapping[str, str]) -> dict[str, Any]:
+        """`helm rollback RELEASE N` to the revision that ran the wanted version."""
+        self.helm.run(["rollback", self.settings.release, str(revision.number)])
+        return self._annotate(annotations)
+
+    def roll_back_to(self, before: LiveDeployment,
+                     annotations: Mapping[str, str]) -> dict[str, Any] | None:
+        """Back to what ran before a release: Helm's revision then, or nothing at all."""
+        if before.helm_revision is None:
+            if before.exists:
+                # Deployed without Helm before (by manifests): put that template back.
+                return super().roll_back_to(before, annotations)
+            self.uninstall()
+            return None
+        self.helm.run(["rollback", self.settings.release, str(before.helm_revision)])
+        return self._annotate(annotations)
+
+    def uninstall(self) -> None:
+        """`helm uninstall` the release (a first install that failed leaves nothing)."""
+        try:
+            self.helm.run(["uninstall", self.settings.release])
+        except ClusterError as exc:
+            if "not found" not in exc.reason:
+                raise
+
+    def delete_deployment(self) -> None:
+        """A Helm release is removed as a whole."""
+        self.uninstall()
+
+    def _annotate(self, annotations: Mapping[str, str]) -> dict[str, Any]:
+        """Set the console's annotations on the Deployment Helm wrote; return it."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            return self.client.request("PATCH", f"{self._deployments}/{self.app}",
+                                       {"fieldManager": FIELD_MANAGER}, body=body,
+                                       content_type=MERGE_PATCH)
+        except ClusterError as exc:
+            if exc.status == 404:
+                raise ClusterError(self.cluster, f"the chart made no Deployment named "
+                                   f"{self.app!r} in namespace {self.namespace}") from None
+            raise
