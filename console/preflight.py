@@ -196,7 +196,7 @@ CLUSTER_CHECKS: list[ClusterCheck] = [
 ]
 _registry_lock = threading.Lock()
 # Modules whose import registers more checks.
-PLUGIN_MODULES = ("console.preflight_checks",)
+PLUGIN_MODULES = ("console.preflight_checks", "console.preflight_helm")
 
 
 def load_plugins() -> None:

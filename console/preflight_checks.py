@@ -154,7 +154,8 @@ def check_values(config: FleetConfig, cluster: Cluster, tag: str = "preflight",
                     resources, f"{label} container {container.get('name')!r} resources"))
     if problems:
         return CheckResult("values", False, f"cluster {cid!r}: " + "; ".join(problems), cid)
-    unused = sorted(set(cluster.values or {}) - _used_names(config))
+    # A chart's templates read values by paths a scan cannot follow: no note for charts.
+    unused = [] if config.app.chart else sorted(set(cluster.values or {}) - _used_names(config))
     note = f"; not used by any template: {', '.join(unused)}" if unused else ""
     return CheckResult("values", True, f"{len(cluster.values or {})} value(s) consistent{note}",
                        cid)
@@ -216,10 +217,15 @@ def _request_limit_conflicts(resources: Mapping[str, Any], where: str) -> list[s
 
 def _render(config: FleetConfig, cluster: Cluster, tag: str,
             objects: Sequence[dict] | None = None) -> Sequence[dict]:
-    """`objects` when the caller rendered already, else the cluster's rendered manifests."""
+    """`objects` when the caller rendered already, else the cluster's rendered manifests
+    (`helm template` of the chart when the app ships one)."""
+    if objects is not None:
+        return objects
+    if config.app.chart is not None:
+        from console.kube.helm import render_chart
+        return render_chart(config, cluster, tag)
     from console.render import render
-
-    return objects if objects is not None else render(config, cluster, tag)
+    return render(config, cluster, tag)
 
 
 def check_dry_run(api_client: ApiClient | KubeClient, config: FleetConfig, cluster: Cluster,
@@ -368,14 +374,21 @@ def _rendered(ctx: ClusterContext) -> Sequence[dict] | None:
     return ctx.notes["rendered"]
 
 
+def _dry_run(ctx: ClusterContext) -> CheckResult:
+    """The server-side dry run: of the rendered manifests, or Helm's own for a chart."""
+    if ctx.config.app.chart is not None:
+        from console.preflight_helm import check_helm_dry_run
+        return check_helm_dry_run(ctx, _rendered(ctx))
+    return check_dry_run(ctx.driver.client, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))
+
+
 def register_checks() -> None:
     """Add these checks to every pre-flight (`console.preflight.register` ignores repeats)."""
     register(ReleaseCheck("image", lambda config, tag, plan: check_image(config, tag)))
     register(ClusterCheck("access", _access))
     register(ClusterCheck("values", lambda ctx: check_values(
         ctx.config, ctx.cluster, ctx.tag, _rendered(ctx)), needs_cluster=False))
-    register(ClusterCheck("dry-run", lambda ctx: check_dry_run(
-        ctx.driver.client, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
+    register(ClusterCheck("dry-run", _dry_run))
     register(ClusterCheck("capacity", lambda ctx: check_capacity(
         ctx.driver.client, ctx.config, ctx.cluster, ctx.tag, _rendered(ctx))))
 

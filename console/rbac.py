@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
 import yaml
 
 from console.config import Cluster, FleetConfig
@@ -88,13 +91,55 @@ BASE_RULES: tuple[Rule, ...] = (
 )
 
 
+HELM_VERBS = ("get", "create", "patch", "delete")
+HELM_STORAGE_VERBS = ("get", "list", "create", "update", "delete")
+
+
+def helm_storage_rule(storage: str) -> Rule:
+    """Helm's release records: one Secret or ConfigMap per revision in the namespace."""
+    if storage == "secret":
+        return Rule("", "secrets", HELM_STORAGE_VERBS,
+                    "Helm's release records (app.helm_storage: secret, Helm's default): list "
+                    "the history, create a record per revision, update their status, delete "
+                    "old ones and on uninstall. A Role cannot narrow this to Helm's Secrets: "
+                    "it lets the console read EVERY Secret in this namespace. "
+                    "`app.helm_storage: configmap` keeps the records in ConfigMaps instead")
+    return Rule("", "configmaps", HELM_STORAGE_VERBS,
+                "Helm's release records (app.helm_storage: configmap): list the history, "
+                "create a record per revision, update their status, delete old ones and on "
+                "uninstall; no access to Secrets")
+
+
+def chart_kinds(config: FleetConfig) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, chart) of every object the chart renders (for the first cluster)."""
+    from console.kube.helm import render_chart
+
+    chart = config.app.chart
+    assert chart is not None
+    key = (chart.chart, chart.version, id(config))
+    with _kinds_lock:
+        if key not in _chart_kinds:
+            objects = render_chart(config, config.clusters[0], "rbac") if config.clusters else []
+            _chart_kinds[key] = [(str(o.get("apiVersion", "")), str(o["kind"]), chart.chart)
+                                 for o in objects]
+        return list(_chart_kinds[key])
+
+
+_chart_kinds: dict[tuple[Any, ...], list[tuple[str, str, str]]] = {}
+_kinds_lock = threading.Lock()
+
+
 def manifest_kinds(config: FleetConfig) -> list[tuple[str, str, str]]:
-    """(apiVersion, kind, file) of every document in the app's manifest templates.
+    """(apiVersion, kind, file) of every document in the app's manifest templates (or of
+    what its chart renders).
 
     The templates are read unrendered: kinds are literal, and placeholders sit in string
     values, so each template parses as YAML as it is.
     """
     from console.render import manifest_files
+
+    if config.app.chart is not None:
+        return chart_kinds(config)
 
     found: list[tuple[str, str, str]] = []
     for path in manifest_files(config):
@@ -128,6 +173,7 @@ def rules(config: FleetConfig | None = None) -> tuple[Rule, ...]:
     Raises `ConfigError` naming the file when a template holds a kind the console cannot apply.
     """
     extra: dict[tuple[str, str], Rule] = {}
+    chart = config.app.chart if config is not None else None
     if config is not None:
         for api_version, kind, path in manifest_kinds(config):
             target = applied_resource(api_version, kind)
@@ -136,9 +182,19 @@ def rules(config: FleetConfig | None = None) -> tuple[Rule, ...]:
                                   "console deploys")
             if target == ("apps", "deployments") or target in extra:
                 continue
+            if chart is not None:
+                extra[target] = Rule(target[0], target[1], HELM_VERBS,
+                                     f"the chart renders a {kind}: Helm reads it, creates "
+                                     "it, patches it (three-way merge) and deletes it when "
+                                     "the chart drops it or on uninstall")
+                continue
             extra[target] = Rule(target[0], target[1], ("create", "patch"),
                                  f"the app's manifests hold a {kind}: server-side apply "
                                  "(patch, and create the first time)")
+    if chart is not None:
+        # Helm's revisions replace the ReplicaSet history; its records live in the namespace.
+        base = tuple(r for r in BASE_RULES if r.resource != "replicasets")
+        return base + (helm_storage_rule(chart.storage),) + tuple(extra.values())
     return BASE_RULES + tuple(extra.values())
 
 
@@ -171,6 +227,21 @@ def _doc(obj: dict, rule_list: Sequence[Rule] = (), namespace: str = "") -> str:
     return text
 
 
+def _helm_notes(config: FleetConfig, namespace: str) -> list[str]:
+    """The header lines that say what Helm's storage costs in rights."""
+    chart = config.app.chart
+    if chart is None:
+        return []
+    if chart.storage == "secret":
+        return [f"# The app ships as Helm chart {chart.chart} (release {chart.release!r}).",
+                "# WARNING: Helm keeps its release records in Secrets, so these rules let the",
+                f"# console read EVERY Secret in namespace {namespace!r}. For narrower rules set",
+                "# `app.helm_storage: configmap` (records in ConfigMaps, no Secret access)."]
+    return [f"# The app ships as Helm chart {chart.chart} (release {chart.release!r}); Helm",
+            "# keeps its release records in ConfigMaps (app.helm_storage: configmap): no",
+            "# access to Secrets is granted."]
+
+
 def manifests(cluster: Cluster, config: FleetConfig) -> str:
     """The YAML documents (separated by `---`) an admin applies once for `cluster`."""
     ns = cluster.namespace
@@ -188,6 +259,7 @@ def manifests(cluster: Cluster, config: FleetConfig) -> str:
         "# (or a long-lived token Secret of type kubernetes.io/service-account-token),",
         "# and point this cluster's credentials in clusters.yaml at a kubeconfig using it.",
         "# SelfSubjectAccessReview needs no rule: every authenticated user may ask it.",
+        *_helm_notes(config, ns),
     ])
     docs = [
         header + "\n" + _doc({"apiVersion": "v1", "kind": "Namespace",

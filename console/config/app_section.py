@@ -1,10 +1,12 @@
-"""The `app` section of the fleet file: image, manifests, history, notify, registry, build."""
+"""The `app` section of the fleet file: image, manifests (or a chart), history, notify,
+registry, build."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from console.config.chart_section import CHART_KEYS, chart_section
 from console.config.checks import (IMAGE_REPO, Checker, did_you_mean, or_empty,
                                    resolve_path)
 from console.config.model import (DEFAULT_HISTORY_PATH, DEFAULT_ROLLOUT_TIMEOUT,
@@ -14,7 +16,7 @@ from console.config.yaml_reader import Path_
 from console.names import show
 
 _APP_KEYS = ("name", "image", "manifests", "namespace", "rollout_timeout", "history",
-             "notify", "registry", "build")
+             "notify", "registry", "build", *CHART_KEYS)
 
 
 def app_section(ck: Checker, raw: Any) -> App:
@@ -48,7 +50,8 @@ def app_section(ck: Checker, raw: Any) -> App:
                rollout_timeout=timeout, history=history,
                notify=_notify(ck, raw.get("notify"), (*p, "notify")),
                registry=_registry(ck, raw.get("registry"), (*p, "registry")),
-               build_command=ck.string(braw.get("command"), (*build_p, "command")))
+               build_command=ck.string(braw.get("command"), (*build_p, "command")),
+               chart=chart_section(ck, raw, name))
 
 
 def check_namespace_rule(ck: Checker, rule: str, path: Path_) -> None:

@@ -76,6 +76,25 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class ChartConfig:
+    """The app shipped as a Helm chart (`app.chart`) instead of manifest templates."""
+
+    chart: str  # an absolute chart directory, or an oci:// reference
+    release: str  # the Helm release name (default: the app name)
+    version: str | None = None  # app.chart_version (oci:// charts)
+    tag_key: str = "image.tag"  # app.chart_keys: where --set-string puts the tag ...
+    cluster_key: str = "cluster"  # ... the cluster id ...
+    repository_key: str | None = "image.repository"  # ... and app.image (None: not set)
+    storage: str = "secret"  # app.helm_storage: Helm's release storage, secret | configmap
+    timeout: float = 120.0  # app.helm_timeout: seconds one helm call may take
+
+    @property
+    def is_oci(self) -> bool:
+        """Whether the chart comes from an OCI registry."""
+        return self.chart.startswith("oci://")
+
+
+@dataclass(frozen=True)
 class App:
     """The application shipped to every cluster."""
 
@@ -88,6 +107,7 @@ class App:
     notify: NotifyConfig
     registry: RegistryConfig
     build_command: str | None = None
+    chart: ChartConfig | None = None  # set: shipped with Helm, `manifests` unused
 
     def image_ref(self, tag: str) -> str:
         """`repository:tag`, the image a release of `tag` runs."""

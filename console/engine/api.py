@@ -139,6 +139,10 @@ class ClusterStatus:
     error: str | None = None
     release_id: str | None = None
     previous_version: str | None = None
+    # The Helm driver's: the release's current revision, its chart version and status.
+    helm_revision: int | None = None
+    chart_version: str | None = None
+    helm_status: str | None = None
 
 
 @dataclass(frozen=True)

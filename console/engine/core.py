@@ -96,12 +96,14 @@ class Engine:
         if driver is not None:
             return driver
         from console.credentials import resolve
+        from console.kube.drivers import make_driver
         cluster = self.config.cluster(cluster_id)
         kubeconfig = resolve(cluster, self.config)
         api = new_api_client(cluster_id, kubeconfig, kubeconfig.get("current-context"))
-        driver = ClusterDriver(KubeClient(cluster_id, api, self.request_timeout),
-                               self.config.app.name, cluster.namespace, grace=self.grace,
-                               unreachable_grace=self.unreachable_grace)
+        # The fleet file picks the driver: manifests, or a Helm chart.
+        driver = make_driver(self.config, cluster,
+                             KubeClient(cluster_id, api, self.request_timeout), kubeconfig,
+                             grace=self.grace, unreachable_grace=self.unreachable_grace)
         with self._drivers_lock:
             # Another thread may have built one meanwhile: keep the first.
             existing = self._drivers.setdefault(cluster_id, driver)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from console.engine.api import ClusterResult, Outcome
-from console.engine.rollbacks import render, restore
+from console.engine.rollbacks import restore
 from console.errors import UserError
 from console.events import Kind
 from console.kube.client import ClusterError
@@ -37,10 +37,10 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
                      f"{before.version or 'nothing'} -> {run.tag}",
                      from_version=before.version, to_version=run.tag, wave=wave)
         driver.ensure_namespace()
-        objects = render(engine, cid, run.tag)
+        prepared = driver.prepare(run.tag)   # renders; touches nothing
         touched = True
-        applied = driver.apply(objects, {ANN_VERSION: run.tag, ANN_RELEASE: rid,
-                                         ANN_PREVIOUS: before.version or ""})
+        applied = driver.install(prepared, {ANN_VERSION: run.tag, ANN_RELEASE: rid,
+                                            ANN_PREVIOUS: before.version or ""})
         driver.follow(applied, engine.rollout_timeout,
                       on_progress=progress_listener(engine, rid, cid), cancel=cancel)
         driver.verify(applied)

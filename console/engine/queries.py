@@ -33,7 +33,8 @@ def status(engine: Engine, cluster_ids: Sequence[str] | None = None) -> list[Clu
             return ClusterStatus(cluster.id, None, None, None, 0, 0, False, str(exc))
         return ClusterStatus(cluster.id, live.version, live.image, live.revision,
                              live.ready, live.desired, True, None, live.release_id,
-                             live.previous_version or None)
+                             live.previous_version or None, live.helm_revision,
+                             live.chart_version, live.helm_status)
 
     pool = ThreadPoolExecutor(max_workers=min(32, len(clusters)), thread_name_prefix="status")
     futures = [pool.submit(one, c) for c in clusters]

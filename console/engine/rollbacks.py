@@ -30,13 +30,6 @@ def by_suffix(by: str) -> str:
     return f" by {by}" if by else ""
 
 
-def render(engine: Engine, cid: str, tag: str) -> list[dict[str, Any]]:
-    """The objects to apply to cluster `cid` for `tag`."""
-    from console.render import render as render_objects
-    cluster = engine.config.cluster(cid)
-    return list(render_objects(engine.config, cluster, tag))
-
-
 def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
             from_version: str | None, why: str) -> tuple[bool, str | None]:
     """Put `cid` back to `before` and wait for it; (ok, error). Emits ROLLING/ROLLED_BACK."""
@@ -45,13 +38,10 @@ def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
                  from_version=from_version, to_version=before.version)
     try:
         driver = engine.driver(cid)
-        if not before.exists or before.template is None:
-            driver.delete_deployment()
-        else:
-            now = driver.live()
-            annotations = {k: before.annotations.get(k, "")
-                           for k in (ANN_VERSION, ANN_RELEASE, ANN_PREVIOUS)}
-            restored = driver.restore(before.template, now, annotations)
+        annotations = {k: before.annotations.get(k, "")
+                       for k in (ANN_VERSION, ANN_RELEASE, ANN_PREVIOUS)}
+        restored = driver.roll_back_to(before, annotations)   # None: nothing ran before
+        if restored is not None:
             driver.follow(restored, engine.rollout_timeout)
             driver.verify(restored)
     except (ClusterError, UserError, RolloutInterrupted) as exc:
@@ -117,9 +107,9 @@ def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
         annotations = {ANN_VERSION: version or "", ANN_RELEASE: action,
                        ANN_PREVIOUS: live.version or ""}
         if isinstance(target, Revision):
-            written = driver.restore(target.template, live, annotations)
+            written = driver.undo_to(target, live, annotations)
         else:
-            written = driver.apply(render(engine, cluster.id, target), annotations)
+            written = driver.install(driver.prepare(target), annotations)
         driver.follow(written, engine.rollout_timeout)
         driver.verify(written)
     except (ClusterError, UserError, RolloutInterrupted) as exc:
@@ -140,7 +130,8 @@ def rollback_target(cid: str, live: LiveDeployment, revisions: list[Revision],
                     to_version: str | None) -> Revision | str:
     """The revision (or, when none runs it, the tag) a manual rollback goes to."""
     if to_version is None:
-        older = [r for r in revisions if live.revision is None or r.number < live.revision]
+        current = live.history_revision   # Helm's revision with the Helm driver
+        older = [r for r in revisions if current is None or r.number < current]
         # Skip revisions that run what runs now (kubectl undo would be a no-op there).
         older = [r for r in older if r.image != live.image]
         if not older:

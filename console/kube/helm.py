@@ -15,11 +15,15 @@ never rendered alone, so they survive later upgrades and rollbacks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from console.config import Cluster, FleetConfig
+from console.errors import ConfigError
 from console.kube.client import ClusterError, KubeClient
 from console.kube.driver import (FIELD_MANAGER, ClusterDriver, LiveDeployment, Revision,
                                  _container_image, image_tag)
@@ -46,6 +50,79 @@ class HelmSettings:
     storage: str = "secret"             # Helm's HELM_DRIVER: secret | configmap
     timeout: float = DEFAULT_TIMEOUT    # s per helm call
     ca_file: Path | None = None         # TLS trust for an oci:// chart registry
+
+
+def settings_for(config: FleetConfig) -> HelmSettings:
+    """The fleet file's chart settings, with the helm binary found (`UserError` if missing)."""
+    from console.binaries import require
+    chart = config.app.chart
+    if chart is None:
+        raise ConfigError(f"{config.source or config.path}: app.chart: not set")
+    return HelmSettings(
+        binary=require("helm"), chart=chart.chart, release=chart.release,
+        chart_version=chart.version, tag_key=chart.tag_key, cluster_key=chart.cluster_key,
+        repository_key=chart.repository_key, storage=chart.storage, timeout=chart.timeout,
+        ca_file=config.app.registry.ca_file)
+
+
+def set_strings(settings: HelmSettings, tag: str, cluster: str,
+                repository: str) -> tuple[tuple[str, str], ...]:
+    """The `--set-string` pairs of a release: the tag, the cluster id, the repository."""
+    sets = [(settings.tag_key, tag), (settings.cluster_key, cluster)]
+    if settings.repository_key:
+        sets.append((settings.repository_key, repository))
+    return tuple(sets)
+
+
+def chart_args(settings: HelmSettings, sets: Sequence[tuple[str, str]]) -> list[str]:
+    """RELEASE CHART and the flags every chart command shares (version, TLS, set-strings)."""
+    args = [settings.release, settings.chart]
+    if settings.chart_version:
+        args += ["--version", settings.chart_version]
+    if settings.ca_file and settings.chart.startswith("oci://"):
+        args += ["--ca-file", str(settings.ca_file)]
+    for key, value in sets:
+        # --set-string: a tag such as 1.10 or 20261201 must stay a string.
+        args += ["--set-string", f"{key}={value}"]
+    return args
+
+
+def render_chart(config: FleetConfig, cluster: Cluster, tag: str) -> list[dict[str, Any]]:
+    """`helm template` of the chart for one cluster and tag, as objects (no cluster call).
+
+    Raises `ConfigError` naming the chart when helm cannot render it or an object names
+    another namespace than the cluster's.
+    """
+    from console.render import CLUSTER_SCOPED_KINDS
+
+    settings = settings_for(config)
+    runner = HelmRunner(settings.binary, cluster.id, cluster.namespace, {}, settings.storage,
+                        settings.timeout)
+    sets = set_strings(settings, tag, cluster.id, config.app.image)
+    try:
+        out = runner.run(["template", *chart_args(settings, sets), "--namespace",
+                          cluster.namespace], values=cluster.values, cluster_access=False)
+    except ClusterError as exc:
+        raise ConfigError(f"chart {settings.chart}: cluster {cluster.id!r}: "
+                          f"{exc.reason}") from None
+    objects = []
+    for doc in yaml.safe_load_all(out.stdout):
+        if not doc:
+            continue
+        if not isinstance(doc, dict) or not doc.get("kind") or \
+                not (doc.get("metadata") or {}).get("name"):
+            raise ConfigError(f"chart {settings.chart}: rendered a document that is not a "
+                              "Kubernetes object with a kind and a name")
+        meta = doc["metadata"]
+        if doc["kind"] not in CLUSTER_SCOPED_KINDS:
+            if meta.get("namespace") not in (None, "", cluster.namespace):
+                raise ConfigError(
+                    f"chart {settings.chart}: {doc['kind']} {meta['name']!r} names namespace "
+                    f"{meta['namespace']!r}, not cluster {cluster.id!r}'s namespace "
+                    f"{cluster.namespace!r} (use .Release.Namespace)")
+            meta["namespace"] = cluster.namespace
+        objects.append(doc)
+    return objects
 
 
 @dataclass(frozen=True)
@@ -102,28 +179,25 @@ class HelmDriver(ClusterDriver):
 
     def prepare(self, tag: str) -> HelmInstall:
         """The values and `--set-string`s of a release of `tag` (touches nothing)."""
-        sets = [(self.settings.tag_key, tag), (self.settings.cluster_key, self.cluster)]
-        if self.settings.repository_key:
-            sets.append((self.settings.repository_key, self.repository))
-        return HelmInstall(tag, self.values, tuple(sets))
+        return HelmInstall(tag, self.values,
+                           set_strings(self.settings, tag, self.cluster, self.repository))
 
     def install(self, prepared: Any, annotations: Mapping[str, str]) -> dict[str, Any]:
         """`helm upgrade --install` the prepared release; the Deployment as annotated."""
         if not isinstance(prepared, HelmInstall):
             raise TypeError("HelmDriver.install takes what HelmDriver.prepare returned")
-        s = self.settings
-        args = ["upgrade", "--install", s.release, s.chart]
-        if s.chart_version:
-            args += ["--version", s.chart_version]
-        if s.ca_file:
-            args += ["--ca-file", str(s.ca_file)]
-        for key, value in prepared.sets:
-            # --set-string: a tag such as 1.10 or 20261201 must stay a string.
-            args += ["--set-string", f"{key}={value}"]
+        args = ["upgrade", "--install", *chart_args(self.settings, prepared.sets)]
         release_id = annotations.get("release-console.io/release-id", "")
         args += ["--description", f"release-console {release_id}: {prepared.tag}".strip()]
         self.helm.run(args, values=prepared.values)
         return self._annotate(annotations)
+
+    def dry_run(self, tag: str) -> str:
+        """`helm upgrade --install --dry-run=server` of `tag`; helm's last line of output."""
+        prepared = self.prepare(tag)
+        out = self.helm.run(["upgrade", "--install", *chart_args(self.settings, prepared.sets),
+                             "--dry-run=server"], values=prepared.values)
+        return out.stdout
 
     def undo_to(self, revision: Revision, live: LiveDeployment,
                 annotations: Mapping[str, str]) -> dict[str, Any]:

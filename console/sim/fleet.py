@@ -485,6 +485,8 @@ class SimFleet:
             app["registry"] = registry
             if isinstance(app.get("manifests"), str):
                 app["manifests"] = _absolute(app["manifests"], base)
+            if isinstance(app.get("chart"), str) and "://" not in app["chart"]:
+                app["chart"] = _absolute(app["chart"], base)   # a chart directory
             history = app.get("history")
             # A ledger path that is given stays where it was; without one the ledger defaults to
             # beside the rewritten file (a scratch ledger for the simulated fleet).

@@ -1,6 +1,6 @@
 """Decoding the Kubernetes protobuf envelope that kubectl 1.32+ sends as request bodies.
 
-kubectl's generators (`create namespace`, `create deployment`, `create configmap|secret|
+kubectl's generators (and helm's typed deletes: `DeleteOptions`) (`create namespace`, `create deployment`, `create configmap|secret|
 serviceaccount|role|rolebinding|clusterrole|clusterrolebinding`, `auth can-i`, `auth whoami`)
 send typed objects
 as protobuf: the `k8s\\0` magic, the `runtime.Unknown` wrapper (1 typeMeta {1 apiVersion,
@@ -90,12 +90,18 @@ SCHEMA: dict[str, dict[int, Field]] = {
                       4: ("protocol", "str", False), 5: ("hostIP", "str", False)},
     "EnvVar": {1: ("name", "str", False), 2: ("value", "str", False)},
     "ResourceRequirements": {1: ("limits", "mapq", False), 2: ("requests", "mapq", False)},
+    # What client-go's typed Delete sends (helm uninstall purging its release records).
+    "DeleteOptions": {1: ("gracePeriodSeconds", "int", False), 2: ("preconditions", "Preconditions", False),
+                      3: ("orphanDependents", "bool", False), 4: ("propagationPolicy", "str", False),
+                      5: ("dryRun", "str", True)},
+    "Preconditions": {1: ("uid", "str", False), 2: ("resourceVersion", "str", False)},
 }
 # Fields of these messages that a server ignores on create (status, server-set metadata).
 _IGNORED = {"ObjectMeta": {4, 5, 6, 7, 8, 9, 10, 15, 17}}
 # Pointer fields, where an explicit zero or false means something (replicas: 0).
 _POINTERS = {("DeploymentSpec", 1), ("DeploymentSpec", 6), ("DeploymentSpec", 9), ("PodSpec", 4),
-             ("ServiceAccount", 4), ("ConfigMap", 4), ("Secret", 5)}
+             ("ServiceAccount", 4), ("ConfigMap", 4), ("Secret", 5), ("DeleteOptions", 1),
+             ("DeleteOptions", 3)}
 _STATUS_FIELD = 3  # status of Namespace and the reviews: output only
 
 

@@ -1,0 +1,94 @@
+"""Pre-flight checks of an app shipped as a Helm chart.
+
+Registered with `console.preflight` on import; they pass with a note when the app ships
+manifests. The release check "chart" finds the helm binary (its version in the detail;
+a missing one fails with how to get it, so nothing is touched) and runs `helm lint` on a
+chart directory with the fleet's default values and the release's tag. The per-cluster
+render (`helm template`) goes through the same "values" and "capacity" checks as
+manifests (`console.preflight_checks`), and its "dry-run" is `check_helm_dry_run`: the
+rendered kinds are ones the console deploys, then `helm upgrade --install
+--dry-run=server` in the cluster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+from console.errors import UserError
+from console.kube.client import ClusterError
+from console.preflight import CheckResult, ClusterContext, ReleaseCheck, register
+
+
+def check_chart(config: Any, tag: str, plan: Any) -> CheckResult:
+    """helm is there (its version), and `helm lint` passes on a chart directory."""
+    if config.app.chart is None:
+        return CheckResult("chart", True, "the app ships manifests (no chart)")
+    from console.kube.helm import chart_args, set_strings, settings_for
+    from console.kube.helm_cli import HelmRunner, helm_version
+    try:
+        settings = settings_for(config)
+        version = helm_version(settings.binary)
+    except UserError as exc:
+        return CheckResult("chart", False, str(exc))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return CheckResult("chart", False, f"helm does not run: {type(exc).__name__}: {exc}")
+    if settings.chart.startswith("oci://"):
+        return CheckResult("chart", True, f"helm {version}; {settings.chart} "
+                           f"{settings.chart_version} is rendered per cluster (no lint of "
+                           "a remote chart)")
+    runner = HelmRunner(settings.binary, "(release)", "default", {}, settings.storage,
+                        settings.timeout)
+    sets = set_strings(settings, _lint_tag(tag), "lint", config.app.image)
+    args = ["lint", settings.chart, *chart_args(settings, sets)[2:]]
+    try:
+        runner.run(args, values=dict(config.defaults or {}), cluster_access=False)
+    except ClusterError as exc:
+        return CheckResult("chart", False, f"chart {settings.chart}: "
+                           f"{exc.reason.removeprefix('helm lint failed: ')}")
+    return CheckResult("chart", True, f"helm {version}; helm lint passed on {settings.chart}")
+
+
+def _lint_tag(tag: str) -> str:
+    from console.names import validate_tag
+    try:
+        validate_tag(tag)
+    except UserError:
+        return "lint"  # the "tag" check reports a bad tag; lint still looks at the chart
+    return tag
+
+
+def check_helm_dry_run(ctx: ClusterContext, objects: Sequence[dict] | None) -> CheckResult:
+    """The chart's kinds are ones the console deploys, and the API server accepts Helm's
+    upgrade in a server-side dry run (where the namespace exists)."""
+    from console.kube.driver import RESOURCE_PATHS
+    from console.kube.helm import HelmDriver, render_chart
+
+    cid, ns = ctx.cluster.id, ctx.cluster.namespace
+    try:
+        objects = objects if objects is not None else render_chart(ctx.config, ctx.cluster,
+                                                                   ctx.tag)
+    except UserError as exc:
+        return CheckResult("dry-run", False, f"render failed: {exc}", cid)
+    for obj in objects:
+        key = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        if key not in RESOURCE_PATHS:
+            return CheckResult("dry-run", False, f"the chart renders kind {key[1]!r} "
+                               f"({key[0]}), not one the console deploys", cid)
+    driver = ctx.driver
+    if not isinstance(driver, HelmDriver):
+        return CheckResult("dry-run", False, "internal error: no Helm driver", cid)
+    try:
+        if not driver.namespace_exists():
+            return CheckResult("dry-run", True, f"{len(objects)} object(s) rendered; namespace "
+                               f"{ns!r} does not exist yet, so no server-side dry run", cid)
+        driver.dry_run(ctx.tag)
+    except ClusterError as exc:
+        return CheckResult("dry-run", False, f"the API server refused Helm's upgrade: "
+                           f"{exc.reason}", cid)
+    return CheckResult("dry-run", True, f"{len(objects)} object(s) accepted (helm upgrade "
+                       "--dry-run=server)", cid)
+
+
+register(ReleaseCheck("chart", check_chart))

@@ -1,0 +1,155 @@
+"""Fixtures of the Helm tests: the real helm binary, and a simulated fleet whose fleet file
+ships the example chart (deploy/charts/user-service) instead of manifests.
+
+helm is found as the console finds it (`console.binaries`: PATH, the checkout's
+`.cache/bin`, `$RELEASE_CONSOLE_BIN`); when it is missing the tests fail and say how to
+build it - `make test` builds it first.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from console.config import load
+from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
+from console.events import Event
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "charts" / "user-service"
+APP = "user-service"
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary; a missing one fails the test loudly (never a skip)."""
+    from console.binaries import find
+    found = find("helm")
+    if found is None:
+        pytest.fail("helm not found (PATH, .cache/bin, $RELEASE_CONSOLE_BIN): run `make bin`, "
+                    "or `GOBIN=... go install helm.sh/helm/v3/cmd/helm@v3.22.0`", pytrace=False)
+    return found
+
+
+def approve(_request: Any) -> GateAnswer:
+    """An approver that approves every gate."""
+    return GateAnswer(GateDecision.APPROVE, by="test")
+
+
+@dataclass
+class Recorder:
+    """An engine listener that keeps every event."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+
+@dataclass
+class HelmWorld:
+    """A started fleet, its chart fleet file, and readers of what Helm and the clusters hold."""
+
+    fleet: Any
+    config_path: Path
+    config: Any
+    helm: Path
+    recorder: Recorder = field(default_factory=Recorder)
+
+    def engine(self, **kwargs: Any) -> Engine:
+        """An engine on the fleet with a short fail-fast grace, recording events."""
+        kwargs.setdefault("grace", 0.5)
+        return Engine(self.config, [self.recorder], **kwargs)
+
+    def release(self, tag: str, clusters: str = "", strategy: str = "parallel", **kw: Any) -> Any:
+        """One release through the engine; the `ReleaseResult`."""
+        engine = self.engine()
+        try:
+            return engine.run(ReleaseRequest(tag=tag, clusters=clusters, strategy=strategy, **kw),
+                              approve)
+        finally:
+            engine.close()
+
+    def kubeconfig(self, cid: str) -> Path:
+        return self.config_path.parent / f"{cid}.yaml"
+
+    def history(self, cid: str) -> list[dict[str, Any]]:
+        """`helm history -o json` of the release in `cid`, run as an operator would."""
+        storage = self.config.app.chart.storage
+        out = subprocess.run([str(self.helm), "history", self.config.app.chart.release, "-n", cid,
+                              "--kubeconfig", str(self.kubeconfig(cid)), "-o", "json"],
+                             capture_output=True, text=True, timeout=120, check=True,
+                             env={"HELM_DRIVER": storage, "HOME": str(self.config_path.parent),
+                                  "PATH": "/usr/bin:/bin"})
+        return yaml.safe_load(out.stdout)
+
+    def values(self, cid: str, revision: int) -> dict[str, Any]:
+        """`helm get values --revision N -o json` (the user-supplied values of a revision)."""
+        out = subprocess.run([str(self.helm), "get", "values", self.config.app.chart.release,
+                              "--revision", str(revision), "-n", cid, "--kubeconfig",
+                              str(self.kubeconfig(cid)), "-o", "json"],
+                             capture_output=True, text=True, timeout=120, check=True,
+                             env={"HELM_DRIVER": self.config.app.chart.storage,
+                                  "HOME": str(self.config_path.parent), "PATH": "/usr/bin:/bin"})
+        return yaml.safe_load(out.stdout) or {}
+
+    def image(self, cid: str) -> str | None:
+        dep = self.fleet.get(cid, "apps/deployments", cid, APP)
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"] if dep else None
+
+    def version(self, cid: str) -> str | None:
+        image = self.image(cid)
+        return image.rsplit(":", 1)[1] if image else None
+
+
+def chart_fleet_file(directory: Path, ids: Sequence[str], *, storage: str | None = None,
+                     strategies: dict[str, Any] | None = None,
+                     groups: dict[str, list[str]] | None = None,
+                     rollout_timeout: str = "60s") -> Path:
+    """A clusters.yaml shipping the example chart to `ids` (before the sim rewrites it)."""
+    app: dict[str, Any] = {"name": APP, "image": "registry.example.com/apps/user-service",
+                           "chart": str(CHART), "namespace": "{cluster}",
+                           "rollout_timeout": rollout_timeout,
+                           "history": {"path": str(directory / "history")}}
+    if storage:
+        app["helm_storage"] = storage
+    doc: dict[str, Any] = {
+        "app": app,
+        "defaults": {"values": {"replicas": 2, "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"cpu": "200m", "memory": "64Mi"}}}},
+        "clusters": [{"id": cid, "groups": (groups or {}).get(cid, ["fleet"]),
+                      "credentials": {"kubeconfig": f"{cid}.yaml"}} for cid in ids],
+    }
+    if strategies:
+        doc["strategies"] = strategies
+    path = directory / "fleet-in.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def helm_world(sim_fleet: Callable[..., Any], tmp_path: Path,
+               helm: Path) -> Callable[..., HelmWorld]:
+    """Factory: `helm_world(ids, storage=..., strategies=..., **sim_settings)`."""
+
+    def make(ids: Sequence[Any], *, storage: str | None = None,
+             strategies: dict[str, Any] | None = None,
+             groups: dict[str, list[str]] | None = None, rollout_timeout: str = "60s",
+             **sim: Any) -> HelmWorld:
+        sim.setdefault("readiness_delay", 0.2)
+        sim.setdefault("jitter", 0.1)
+        fleet = sim_fleet(ids, **sim)
+        plain = [getattr(i, "id", i) for i in ids]
+        source = chart_fleet_file(tmp_path, plain, storage=storage, strategies=strategies,
+                                  groups=groups, rollout_timeout=rollout_timeout)
+        path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=source)
+        return HelmWorld(fleet, path, load(path), helm)
+
+    return make
