@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from console.engine.api import ClusterResult, ClusterStatus, Outcome, new_release_id
 from console.errors import UserError, ValidationError
