@@ -30,7 +30,7 @@ from console.history.latest import LatestIndex
 from console.history.operator import Operator, author_of, default_operator
 from console.history.reading import find_release_line, record_files
 from console.history.records import (
-    HISTORY_DIR, HUMAN_LOG, OUTCOMES, SCHEMA, ClusterOutcome, HistoryError, MatrixRow,
+    HISTORY_DIR, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
     PushResult, Release, encode, release_from, utc_now, write_line,
 )
 from console.history.repository import Repository, clusters_text, pick_subject, subject
@@ -128,7 +128,7 @@ class Ledger:
         """Write the `release` line and queue its commit."""
         who = operator if isinstance(operator, Operator) else Operator.parse(
             operator or "", self.operator)
-        rec = {"type": "release", "v": SCHEMA, "id": release_id, "app": self.app, "kind": kind,
+        rec = {"type": "release", "id": release_id, "app": self.app, "kind": kind,
                "version": version, "image": image, "strategy": strategy,
                "targets": list(targets), "operator": who.name, "operator_email": who.email,
                "start": utc_now(), "host": socket.gethostname(), "pid": os.getpid()}

@@ -1,6 +1,7 @@
 """Ledger record types, the JSONL line format, and ledger times.
 
-Record lines of `history/<app>.jsonl` (`"type"` first, says which):
+Record lines of `history/<app>.jsonl` (`"type"` first, says which; then `"v"`, the
+schema version of the line):
 
 - `release`: id, app, kind (`release` or a manual action such as `rollback`), version,
   image, strategy, targets, operator, operator_email, start, host and pid (of the
@@ -11,7 +12,15 @@ Record lines of `history/<app>.jsonl` (`"type"` first, says which):
   it (null: unknown or unchanged), good = `version` was seen healthy, duration, error
   (scrubbed of secrets), rolled_back_to, operator, ts, reconciled). A cluster may get
   more than one `cluster` line in a release (failed, then rolled_back): the last wins.
-- `end`: release, outcome (ok|failed|stopped|aborted|interrupted), exit_code, end.
+- `end`: release, outcome (ok|failed|stopped|aborted|interrupted|not_started),
+  exit_code, end. `not_started`: the release's start could not be committed, so it was
+  refused before touching any cluster.
+
+Schema versions: 1 - only `release` lines carried `"v": 1`, other lines none; 2 - every
+line carries `"v"`, and `not_started` ends exist. Readers take a line without `"v"` as
+version 1, and read the fields they know of any version (changes only add fields), so
+ledgers written by older consoles stay readable and an older console can read a newer
+ledger.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from typing import Any
 
 from console.errors import UserError, ValidationError
 
-SCHEMA = 1
+SCHEMA = 2  # of the record lines (see the module docstring)
 HISTORY_DIR = "history"
 HUMAN_LOG = "deployment-history.log"
 OUTCOMES = ("healthy", "failed", "rolled_back", "skipped", "interrupted")
@@ -202,8 +211,10 @@ def with_clusters(release: Release, clusters: tuple[ClusterOutcome, ...]) -> Rel
 # --- the JSONL file --------------------------------------------------------------------
 
 def encode(rec: Mapping[str, Any]) -> str:
-    """One record as its line: compact JSON, `type` first (readers match on the prefix)."""
-    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False) + "\n"
+    """One record as its line: compact JSON, `type` first (readers match on the prefix),
+    then the schema version."""
+    line = {"type": rec["type"], "v": SCHEMA, **rec}
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def write_line(path: Path, line: str) -> None:
