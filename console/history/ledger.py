@@ -99,12 +99,23 @@ class Ledger:
                    **kwargs)
 
     def _recover(self) -> None:
-        """Commit record lines a killed console wrote but did not commit."""
-        with self.repository.locked():
-            paths = self.repository.dirty_paths()
-            if paths:
-                self.repository.commit(["commit records written but not committed (a console "
-                                  "stopped, or is still running)"], self.operator, paths)
+        """Commit record lines a killed console wrote but did not commit.
+
+        Git's own lock files that console left are cleared by `Repository.locked()`.
+        Raises HistoryError (one line) when they cannot be committed.
+        """
+        try:
+            with self.repository.locked():
+                paths = self.repository.dirty_paths()
+                if paths:
+                    self.repository.commit(["commit records written but not committed (a "
+                                            "console stopped, or is still running)"],
+                                           self.operator, paths)
+        except HistoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Git and OS errors: one line, no traceback
+            raise HistoryError(f"history repository {self.path}: cannot commit the records a "
+                               f"stopped console left: {_reason(exc)}") from None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -119,7 +130,17 @@ class Ledger:
         """
         rec = self._begin(release_id, version=version, image=image, strategy=strategy,
                           targets=targets, operator=operator, kind=kind, of_release=of_release)
-        self.flush()
+        try:
+            self.flush()
+        except HistoryError:
+            # The `release` line is on disk (fsynced) but the release is refused: end it
+            # now, so it never reads as a release a stopped console left `interrupted`.
+            # Not committed here (that just failed): the next commit or open takes it.
+            with self._lock:
+                self._open.pop(release_id, None)
+                self._append({"type": "end", "release": release_id, "outcome": "not_started",
+                              "exit_code": 2, "end": utc_now()})
+            raise
         return release_from(rec)
 
     def _begin(self, release_id: str, *, version: str, image: str, strategy: str,
@@ -135,8 +156,8 @@ class Ledger:
         if of_release:
             rec["of_release"] = of_release
         with self._lock:
-            self._open[release_id] = _Open(rec)
             self._append(rec)
+            self._open[release_id] = _Open(rec)
             self._request_commit(f"{kind} {self.app} {version} -> "
                                  f"{clusters_text(targets)} (started)", who)
         return rec
@@ -304,7 +325,7 @@ class Ledger:
         error, self._commit_error = self._commit_error, None
         if error is not None:
             raise HistoryError(f"history repository {self.path}: cannot commit: "
-                               f"{scrub(getattr(error, 'stderr', '') or str(error), 400)}")
+                               f"{_reason(error)}")
 
     def close(self) -> None:
         """Commit what is pending, finish queued pushes, and stop the committer (once)."""
@@ -433,6 +454,12 @@ class Ledger:
         """The last version recorded healthy on `cluster` (for `rollback --to last-good`)."""
         _, good = self.latest.lookup([cluster])[cluster]
         return good["version"] if good else None
+
+
+def _reason(error: BaseException) -> str:
+    """One scrubbed line saying why a Git or OS call failed."""
+    text = str(getattr(error, "stderr", "") or "").strip() or str(error) or type(error).__name__
+    return scrub(" ".join(text.split()), 400)
 
 
 __all__ = ["Ledger"]

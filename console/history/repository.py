@@ -8,12 +8,14 @@ lock file under `.git/`.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,13 @@ BRANCH = "main"
 REMOTE = "origin"
 SUBJECT_CLUSTERS = 6  # clusters named in a commit subject before "+N more"
 REPACK_LOOSE_KIB = 64 * 1024  # loose objects (KiB) past which finishing a release repacks
+# Git's lock files a commit, a ref update or a merge of the ledger may leave when killed.
+GIT_LOCK_FILES = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "MERGE_HEAD.lock",
+                  "config.lock", f"refs/heads/{BRANCH}.lock",
+                  f"refs/remotes/{REMOTE}/{BRANCH}.lock")
+STALE_LOCK_SECONDS = 5.0  # age past which a Git lock file seen under the ledger's lock is gone
+
+log = logging.getLogger(__name__)
 
 
 class Repository:
@@ -172,15 +181,42 @@ class Repository:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Serialise Git work between threads and between processes on this ledger."""
+        """Serialise Git work between threads and between processes on this ledger.
+
+        Inside, Git lock files a killed console left behind are cleared first.
+        """
         with self._thread_lock:
             lock_path = self.path / ".git" / "release-console.lock"
             with open(lock_path, "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 try:
+                    self._clear_stale_git_locks()
                     yield
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _clear_stale_git_locks(self) -> None:
+        """Remove Git lock files (`.git/index.lock` ...) a killed console left behind.
+
+        Called holding the ledger's own lock: every console does its Git work under it,
+        and the kernel drops it when a console dies, so a Git lock file seen here was left
+        by a console that stopped mid-write - or, rarely, belongs to someone running git
+        by hand in the ledger, which is given STALE_LOCK_SECONDS to finish first.
+        """
+        git_dir = self.path / ".git"
+        for name in GIT_LOCK_FILES:
+            lock = git_dir / name
+            while True:
+                try:
+                    age = time.time() - lock.stat().st_mtime
+                except FileNotFoundError:
+                    break
+                if age >= STALE_LOCK_SECONDS:
+                    lock.unlink(missing_ok=True)
+                    log.warning("history repository %s: removed the stale lock %s left by a "
+                                "console that stopped", self.path, lock)
+                    break
+                time.sleep(min(0.2, STALE_LOCK_SECONDS - age))
 
     def maybe_repack(self) -> None:
         """Start a background `git repack` once loose objects pass REPACK_LOOSE_KIB.
@@ -191,11 +227,16 @@ class Repository:
         a big ledger takes many seconds, so - like git's own auto gc - it runs detached
         and the release does not wait; git keeps concurrent commits safe.
         """
+        import git as gitmodule
+
         if self._repack is not None and self._repack.poll() is None:
             return
-        with self.locked():
-            counts = dict(line.split(": ", 1) for line in
-                          self.repo.git.count_objects("-v").splitlines() if ": " in line)
+        try:
+            with self.locked():
+                counts = dict(line.split(": ", 1) for line in
+                              self.repo.git.count_objects("-v").splitlines() if ": " in line)
+        except (gitmodule.GitCommandError, OSError):
+            return  # only an optimisation: the next release tries again
         if int(counts.get("size", "0")) > REPACK_LOOSE_KIB:
             self._repack = subprocess.Popen(
                 ["git", "-C", str(self.path), "repack", "-d", "-q"],

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from console.cli import main
 from tests.faults.conftest import APP, events_of, releases
@@ -149,3 +150,55 @@ def test_two_releases_to_overlapping_clusters_exactly_one_proceeds(world, tmp_pa
     assert "is being released by" in finished["detail"] and winner_id in finished["detail"]
     assert not any(w.version(c) == loser_tag for c in ("a", "b", "c"))
     assert sum(w.version(c) == winner_tag for c in ("a", "b", "c")) == 2
+
+
+def ledger_dir(w) -> Path:
+    """The fleet's ledger repository (created on first use)."""
+    from console.history import Ledger
+    ledger = Ledger.for_config(w.config)
+    ledger.close()
+    return ledger.path
+
+
+def test_a_stale_index_lock_left_by_a_killed_console_does_not_stop_the_next_release(
+        world, tmp_path):
+    w = world(["a", "b"])
+    w.deploy_everywhere("v1")
+    path = ledger_dir(w)
+    # A console killed while Git wrote the index: its lock file stays behind, beside a
+    # record line it wrote but did not commit.
+    lock = path / ".git" / "index.lock"
+    lock.write_bytes(b"DIRC\x00\x00")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    with open(path / "deployment-history.log", "a") as log:
+        log.write("2026-12-01T09:00:00Z - user-service - v0 - a - ok by dave\n")
+    proc = deploy_process(w, tmp_path, "v2", "--strategy", "parallel")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert all(w.version(c) == "v2" for c in ("a", "b"))
+    assert not lock.exists()
+    assert subprocess.run(["git", "-C", str(path), "status", "--porcelain"], capture_output=True,
+                          text=True, timeout=30).stdout == ""
+    assert "by dave" in subprocess.run(["git", "-C", str(path), "show", "HEAD:deployment-history.log"],
+                                       capture_output=True, text=True, timeout=30).stdout
+    assert [r.outcome for r in releases(w.config).values()] == ["ok"]
+
+
+def test_a_ledger_that_cannot_commit_before_the_release_is_one_line_and_exit_2(
+        world, tmp_path):
+    w = world(["a"])
+    w.deploy_everywhere("v1")
+    path = ledger_dir(w)
+    # Lines a stopped console left, and a Git index that cannot be read or written.
+    with open(path / "deployment-history.log", "a") as log:
+        log.write("2026-12-01T09:00:00Z - user-service - v0 - a - ok by dave\n")
+    index = path / ".git" / "index"
+    index.unlink()
+    index.mkdir()
+    proc = deploy_process(w, tmp_path, "v2")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("release-console: error: history "), err
+    assert w.version("a") == "v1"
