@@ -2,60 +2,67 @@
 
 A release takes, on every target cluster, the Lease `release-console-<app>` in the app's
 namespace there (coordination.k8s.io/v1), with the holder identity
-`user@host:pid/release-id`. Taking it uses optimistic concurrency: create it when
-absent, or replace it at the `resourceVersion` read when it is free (no holder) or
-expired (`renewTime + leaseDurationSeconds` has passed); a 409 means another console
-won the race. A held lease refuses the release with `LockHeld` (a `UserError`, exit 2)
-naming the holder and when the lease expires, before anything is touched.
+`user@host:pid/release-id` and, in the annotation `release-console/holder-process`, the
+holder's boot id, pid namespace and process start time (`console.process_id`). Taking it
+uses optimistic concurrency: create it when absent, or replace it at the
+`resourceVersion` read when it is free, surely dead, or expired; a 409 means another
+console won the race. A live holder refuses the release with `LockHeld` (a `UserError`,
+exit 2) naming the holder, before anything is touched.
 
-While the release runs a background thread renews every lease (every third of the
-lease duration); at the end the leases are released (the holder cleared). If the
-console dies, the leases expire after their duration and the next release takes over -
-at once when the holder ran on this host and its process is gone (a console killed
-here: `user@host:pid` names a pid this host no longer runs).
-Expiry compares the holder's `renewTime` with this machine's clock, as `kubectl` users
-read it: clocks out of sync by more than a fraction of the duration (60 s by default)
-make a takeover come early or late.
+Expiry is judged the client-go way, never by comparing the holder's `renewTime` with
+this machine's clock (the holder's clock may be minutes off): a lease is expired when
+its record has not changed for its `leaseDurationSeconds`, as observed on this
+machine's monotonic clock since it was first read. The wall clock is only trusted in
+the safe direction: a `renewTime` that still looks fresh refuses at once (no waiting
+to find out that a live release holds it). A lease that looks stale is watched until
+it changes (its holder is alive: refused) or stays unchanged for its duration (taken
+over). At once, without waiting, only when its holder is surely gone: the same boot and
+pid namespace as this console and a pid that runs no more (a console killed here).
+
+While the release runs, a background thread renews every lease in parallel, one round
+every third of the duration, each round's calls bounded by the round's deadline. A
+renewal that fails (a slow or unreachable cluster, or this console too busy to send it)
+is retried the next round and never by itself counts as a loss: the console's own
+slowness must not fail a healthy rollout. A lease is lost only when another holder is
+seen on it (it took over after the lease went unrenewed for its duration); `on_lost`
+then tells the engine, which interrupts that cluster's rollout.
 
 Using it (the engine, before the first cluster is touched)::
 
-    lock = ReleaseLock.for_clusters({cid: (api_client, namespace), ...}, app, release_id)
+    lock = ReleaseLock.for_clusters({cid: (kube_client, namespace), ...}, app, release_id)
     with lock:                 # acquire() on enter (all or nothing), release() on exit
         ...                    # lock.lost: clusters whose lease was lost (should stay empty)
 
-`api_client` is that cluster's own `kubernetes.client.ApiClient` (for instance
-`console.kube.client.new_api_client(...)`, or `KubeClient.api`); every call carries
-`_request_timeout`, and 429/5xx and refused connections are retried a few times. The
-lease lives in the app namespace, which must exist (the engine's
-`driver.ensure_namespace()` first, on a cluster that never had the app); the
-ServiceAccount needs get, create and update on `leases` (coordination.k8s.io) there.
-A lost lease (`on_lost`) means another console may be releasing: stop the release.
+Every call goes through `console.kube.client.KubeClient.request` (its timeouts, its
+bounded retries of 429/5xx, refused connections and TLS handshakes cut short). The lease
+lives in the app namespace, which must exist; the ServiceAccount needs get, create and
+update on `leases` (coordination.k8s.io) there.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
+import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from console.errors import UserError
+from console.kube.client import ClusterError, KubeClient
+from console.process_id import ProcessId, surely_gone, this_process
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DURATION = 60        # s a lease lives without renewal
 DEFAULT_TIMEOUT = 10.0       # s per API call
-# Tries per call on 429/5xx/refused connections. More than an ordinary read gets: every
-# lease call of a release must get through a flaky API (at 30% errors, 4 tries fail one
-# call in 120; 6 tries one in 1,400), and the waits are capped (3.4 s in all).
-ATTEMPTS = 6
-MAX_BACKOFF = 1.0            # s between tries at most
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RENEWERS = 64                # renewals in flight at once
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+PROCESS_ANNOTATION = "release-console/holder-process"
 
 
 class LockError(UserError):
@@ -75,14 +82,14 @@ class LockHeld(LockError):
         renewed = _clock(holder.renewed) if holder.renewed else "never"
         super().__init__(cluster, f"{holder.app} is being released by {holder.identity} "
                          f"(lease {holder.name} in namespace {holder.namespace}, renewed "
-                         f"{renewed}, expires {expires}); try again after it ends or expires",
-                         409)
+                         f"{renewed}, expires {expires} unless renewed); try again after it "
+                         "ends or expires", 409)
         self.holder = holder
 
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds a lease, as read from the cluster."""
+    """Who holds a lease, as read from the cluster (times by the holder's clock)."""
 
     identity: str
     app: str
@@ -90,6 +97,22 @@ class Holder:
     namespace: str
     renewed: datetime | None
     expires: datetime | None
+
+
+class Clock:
+    """The time a lease is judged by; tests pass one they drive."""
+
+    def monotonic(self) -> float:
+        """Seconds on this machine's monotonic clock."""
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        """The wall clock, for the times written into the lease (and read by people)."""
+        return datetime.now(timezone.utc)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (while watching a stale lease)."""
+        time.sleep(seconds)
 
 
 def lease_name(app: str) -> str:
@@ -104,17 +127,24 @@ def holder_identity(release_id: str, user: str | None = None) -> str:
             user = os.environ.get("USER") or getpass.getuser()
         except (KeyError, OSError):
             user = "unknown"
-    return f"{user}@{socket.gethostname()}:{os.getpid()}/{release_id}"
+    me = this_process()
+    return f"{user}@{me.host}:{me.pid}/{release_id}"
+
+
+def _spec(lease: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (lease or {}).get("spec") or {}
 
 
 class ClusterLease:
     """The release lease of one app on one cluster."""
 
-    def __init__(self, api_client: Any, cluster: str, namespace: str, app: str,
+    def __init__(self, kube: KubeClient | Any, cluster: str, namespace: str, app: str,
                  identity: str, *, duration: int = DEFAULT_DURATION,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
-        """`api_client`: that cluster's `kubernetes.client.ApiClient`."""
-        self.api = api_client
+                 timeout: float = DEFAULT_TIMEOUT, clock: Clock | None = None,
+                 process: ProcessId | None = None) -> None:
+        """`kube`: that cluster's `KubeClient` (a bare `kubernetes.client.ApiClient` is
+        wrapped in one); `process`: the holder process written with the lease."""
+        self.kube = kube if isinstance(kube, KubeClient) else KubeClient(cluster, kube, timeout)
         self.cluster = cluster
         self.namespace = namespace
         self.app = app
@@ -122,133 +152,213 @@ class ClusterLease:
         self.identity = identity
         self.duration = int(duration)
         self.timeout = timeout
+        self.clock = clock or Clock()
+        self.process = process or this_process()
         self._lease: dict[str, Any] | None = None   # the last version we wrote or read
         self.renewed_at = 0.0                        # monotonic time of our last write
+        # The client-go way: the record last seen and when (monotonic) it last changed.
+        self._seen: tuple[Any, ...] | None = None
+        self._seen_at: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
         """(API server, namespace, lease name): the same lease, whoever's client reads it."""
-        host = str(getattr(getattr(self.api, "configuration", None), "host", "") or
-                   self.cluster)
-        return host, self.namespace, self.name
+        return str(self.kube.server or self.cluster), self.namespace, self.name
 
     # -- the protocol -------------------------------------------------------------------
 
-    def acquire(self) -> None:
-        """Take the lease, or raise LockHeld (someone else holds it) / LockError."""
-        current = self.read()
-        if current is None:
-            status, body = self._call("POST", self._collection(), self._body(None))
-            if status == 409:       # created by someone else in between
-                return self._lost_race()
-            self._expect(status, body, "create")
-        else:
-            spec = current.get("spec") or {}
-            holder = spec.get("holderIdentity")
-            if holder and holder != self.identity and not self._expired(spec):
-                raise LockHeld(self.cluster, self._holder(current))
+    def acquire(self, current: dict[str, Any] | None = None, *, read: bool = True) -> None:
+        """Take the lease, or raise LockHeld (a live holder) / LockError.
+
+        A lease that looks stale is watched until it changes (refused) or stays unchanged
+        for its duration (taken over). `current` with `read=False`: the lease as just
+        read (None: absent), to save a read.
+        """
+        if read:
+            current = self.read()
+        while True:
+            if current is None:
+                status, body = self._call("POST", self._collection(), self._body(None))
+                if status == 409:       # created by someone else in between
+                    return self._lost_race()
+                break
+            holder = str(_spec(current).get("holderIdentity") or "")
+            if holder and holder != self.identity and not self._takeable(current):
+                if self._looks_fresh(current):
+                    raise LockHeld(self.cluster, self._holder(current))
+                # Looks stale by its clock: find out by watching it (the holder's clock may
+                # be behind ours; a live holder renews within a third of the duration).
+                self.clock.sleep(self._poll_interval(current))
+                before = self._seen
+                current = self.read()
+                other = str(_spec(current).get("holderIdentity") or "")
+                if self._seen != before and other and other != self.identity:
+                    raise LockHeld(self.cluster, self._holder(current or {}))
+                continue
             status, body = self._call("PUT", self._item(), self._body(current))
             if status == 409:       # changed since we read it: whoever changed it won
                 return self._lost_race()
-            self._expect(status, body, "take over")
-        self._lease = body
-        self.renewed_at = time.monotonic()
+            break
+        self._expect(status, body, "create" if current is None else "take over")
+        self._won(body)
 
-    def renew(self) -> bool:
-        """Extend the lease; False when it is no longer ours (taken over after expiry)."""
+    def renew(self, timeout: float | None = None) -> bool:
+        """Extend the lease; False when another holder took it. Raises LockError when the
+        cluster could not be asked (the lease may well still be ours)."""
         if self._lease is None:
             return False
-        status, body = self._call("PUT", self._item(), self._body(self._lease, renew=True))
+        status, body = self._call("PUT", self._item(), self._body(self._lease, renew=True),
+                                  timeout)
         if status == 409:
-            current = self.read()
-            if current is None or (current.get("spec") or {}).get("holderIdentity") != \
-                    self.identity:
-                self._lease = None
+            current = self.read(timeout)
+            if current is None or _spec(current).get("holderIdentity") != self.identity:
+                self._lease = current
                 return False
-            status, body = self._call("PUT", self._item(), self._body(current, renew=True))
+            status, body = self._call("PUT", self._item(), self._body(current, renew=True),
+                                      timeout)
+            if status == 409:   # changed again between our read and write: look once more
+                current = self.read(timeout)
+                if current is None or _spec(current).get("holderIdentity") != self.identity:
+                    self._lease = current
+                    return False
+                return True     # still ours; the next round renews it
         self._expect(status, body, "renew")
-        self._lease = body
-        self.renewed_at = time.monotonic()
+        self._won(body)
         return True
 
     def release(self) -> None:
         """Give the lease up (clear the holder) if it is still ours; raises LockError."""
-        current = self.read()
-        if current is None or (current.get("spec") or {}).get("holderIdentity") != \
-                self.identity:
-            self._lease = None
-            return
-        body = self._body(current, renew=True)
-        body["spec"].pop("holderIdentity", None)
-        status, answer = self._call("PUT", self._item(), body)
-        if status != 409:   # 409: changed meanwhile (so no longer ours to clear)
-            self._expect(status, answer, "release")
+        for _ in range(3):   # a 409: changed meanwhile (a late renewal of ours?): look again
+            current = self.read()
+            if current is None or _spec(current).get("holderIdentity") != self.identity:
+                break
+            body = self._body(current, renew=True)
+            body["spec"].pop("holderIdentity", None)
+            body["metadata"]["annotations"].pop(PROCESS_ANNOTATION, None)
+            status, answer = self._call("PUT", self._item(), body)
+            if status != 409:
+                self._expect(status, answer, "release")
+                break
         self._lease = None
 
-    def read(self) -> dict[str, Any] | None:
-        """The Lease object, or None when there is none."""
-        status, body = self._call("GET", self._item(), None)
-        if status == 404:
+    def read(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The Lease object, or None when there is none; notes when its record changed."""
+        status, body = self._call("GET", self._item(), None, timeout)
+        if status == 404 and (body.get("details") or {}).get("kind") != "namespaces":
+            self._observe(None)
             return None
         self._expect(status, body, "read")
+        self._observe(body)
         return body
 
     def holder(self) -> Holder | None:
-        """Who holds the lease now (None when free, absent or expired)."""
+        """Who holds the lease now (None when free, absent, surely dead or, by the
+        holder's own renewTime, expired). One read cannot observe expiry, so this is the
+        holder's own word - for display and reconcile, never for a takeover."""
         current = self.read()
         if current is None:
             return None
-        spec = current.get("spec") or {}
-        if not spec.get("holderIdentity") or self._expired(spec):
+        if not _spec(current).get("holderIdentity") or self._surely_dead(current) or \
+                not self._looks_fresh(current):
             return None
         return self._holder(current)
 
+    @property
+    def holder_now(self) -> str:
+        """The holder identity in the last version read or written ("" when free)."""
+        return str(_spec(self._lease).get("holderIdentity") or "")
+
+    # -- judging a holder ---------------------------------------------------------------
+
+    def _observe(self, lease: Mapping[str, Any] | None) -> None:
+        spec = _spec(lease)
+        record = None if lease is None else tuple(
+            spec.get(k) for k in ("holderIdentity", "leaseDurationSeconds", "acquireTime",
+                                  "renewTime", "leaseTransitions"))
+        if record != self._seen or self._seen_at is None:
+            self._seen, self._seen_at = record, self.clock.monotonic()
+
+    def _lease_duration(self, lease: Mapping[str, Any]) -> float:
+        return float(_spec(lease).get("leaseDurationSeconds") or self.duration)
+
+    def _takeable(self, lease: Mapping[str, Any]) -> bool:
+        """Surely dead, or unchanged for its whole duration as observed here."""
+        if self._surely_dead(lease):
+            return True
+        return self._unchanged_for() >= self._lease_duration(lease)
+
+    def _unchanged_for(self) -> float:
+        """Seconds since the record last changed, as observed here."""
+        if self._seen_at is None:
+            return 0.0
+        return self.clock.monotonic() - self._seen_at
+
+    def _surely_dead(self, lease: Mapping[str, Any]) -> bool:
+        annotations = ((lease.get("metadata") or {}).get("annotations") or {})
+        process = ProcessId.from_text(annotations.get(PROCESS_ANNOTATION, ""))
+        return process is not None and surely_gone(process, self.process)
+
+    def _looks_fresh(self, lease: Mapping[str, Any]) -> bool:
+        """Whether the holder's renewTime says it is alive. Trusted only to refuse: a
+        renewTime further ahead than one duration is a clock gone wrong, not a proof."""
+        renewed = _parse_time(_spec(lease).get("renewTime") or _spec(lease).get("acquireTime"))
+        if renewed is None:
+            return False
+        span = timedelta(seconds=self._lease_duration(lease))
+        now = self.clock.now()
+        return now < renewed + span and renewed <= now + span
+
+    def _poll_interval(self, lease: Mapping[str, Any]) -> float:
+        remaining = self._lease_duration(lease) - self._unchanged_for()
+        return max(0.05, min(max(0.2, self._lease_duration(lease) / 6), 5.0, remaining))
+
     # -- helpers ------------------------------------------------------------------------
+
+    def _won(self, body: dict[str, Any]) -> None:
+        self._lease = body
+        self.renewed_at = self.clock.monotonic()
+        self._observe(body)
 
     def _lost_race(self) -> None:
         current = self.read()
-        if current is not None and (current.get("spec") or {}).get("holderIdentity") == \
-                self.identity:
+        if current is not None and _spec(current).get("holderIdentity") == self.identity:
             # Our own earlier attempt went through (a retried call): the lease is ours.
-            self._lease = current
-            self.renewed_at = time.monotonic()
-            return
+            return self._won(current)
         if current is None:
             raise LockError(self.cluster, f"lease {self.name} changed while taking it; "
                             "try again", 409)
         raise LockHeld(self.cluster, self._holder(current))
 
     def _body(self, current: Mapping[str, Any] | None, renew: bool = False) -> dict[str, Any]:
-        now = _micro(datetime.now(timezone.utc))
-        spec = dict((current or {}).get("spec") or {})
+        now = _micro(self.clock.now())
+        spec = dict(_spec(current))
+        old_meta = (current or {}).get("metadata") or {}
+        annotations = dict(old_meta.get("annotations") or {})
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
                                 "labels": {"app.kubernetes.io/managed-by": "release-console",
                                            "app.kubernetes.io/name": self.app}}
         if current is not None:
-            meta["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
+            meta["resourceVersion"] = old_meta.get("resourceVersion")
         if not renew:
             if spec.get("holderIdentity") != self.identity:
                 spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + \
                     (1 if current is not None else 0)
                 spec["acquireTime"] = now
             spec["holderIdentity"] = self.identity
+            annotations[PROCESS_ANNOTATION] = self.process.to_text()
+        meta["annotations"] = annotations
         spec["leaseDurationSeconds"] = self.duration
         spec["renewTime"] = now
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
                 "spec": spec}
 
-    def _expired(self, spec: Mapping[str, Any]) -> bool:
-        # A holder that never wrote a time cannot be shown alive: treat it as expired.
-        expires = _expiry(spec)
-        return expires is None or expires <= datetime.now(timezone.utc) or \
-            _dead_here(str(spec.get("holderIdentity") or ""))
-
     def _holder(self, lease: Mapping[str, Any]) -> Holder:
-        spec = lease.get("spec") or {}
+        spec = _spec(lease)
+        renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+        expires = renewed + timedelta(seconds=self._lease_duration(lease)) if renewed else None
         return Holder(identity=str(spec.get("holderIdentity") or "?"), app=self.app,
-                      name=self.name, namespace=self.namespace,
-                      renewed=_parse_time(spec.get("renewTime") or spec.get("acquireTime")),
-                      expires=_expiry(spec))
+                      name=self.name, namespace=self.namespace, renewed=renewed,
+                      expires=expires)
 
     def _collection(self) -> str:
         return LEASES.format(namespace=self.namespace)
@@ -271,48 +381,22 @@ class ClusterLease:
                         f"(lease {self.name}): API error {status}: {message}".rstrip(": "),
                         status)
 
-    def _call(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
-        """One API call with bounded retries: (HTTP status, decoded body)."""
-        import urllib3
-        from kubernetes.client.rest import ApiException
-
-        from console.kube.client import describe
-
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                _m, url, headers_out, payload, _p = self.api.param_serialize(
-                    method=method, resource_path=path, header_params=dict(headers),
-                    body=body, auth_settings=["BearerToken"])
-                resp = self.api.call_api(method, url, header_params=headers_out, body=payload,
-                                         _request_timeout=(min(5.0, self.timeout),
-                                                           self.timeout))
-                raw = resp.read()
-                status = resp.status
-            except ApiException as exc:
-                if not exc.status and attempt < ATTEMPTS:   # a TLS handshake cut short
-                    time.sleep(min(MAX_BACKOFF, 0.1 * 2 ** attempt))
-                    continue
-                raise LockError(self.cluster, describe(self.cluster, exc).reason,
-                                exc.status) from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                timed_out = isinstance(exc, urllib3.exceptions.TimeoutError)
-                if attempt < ATTEMPTS and not timed_out:
-                    time.sleep(min(MAX_BACKOFF, 0.1 * 2 ** attempt))
-                    continue
-                raise LockError(self.cluster, f"cannot check the release lock: "
-                                f"{describe(self.cluster, exc).reason}") from None
-            if status in RETRY_STATUSES and attempt < ATTEMPTS:
-                time.sleep(min(MAX_BACKOFF, 0.1 * 2 ** attempt))
-                continue
-            try:
-                decoded = json.loads(raw) if raw else {}
-            except ValueError:
-                decoded = {}
-            return status, decoded if isinstance(decoded, dict) else {}
-        raise AssertionError("unreachable")  # the loop always returns or raises
+    def _call(self, method: str, path: str, body: Any,
+              timeout: float | None = None) -> tuple[int, dict[str, Any]]:
+        """One call through the cluster's client: (HTTP status, decoded body). 404 and 409
+        are answers here; every other failure is a LockError."""
+        try:
+            # Every lease call is safe to repeat: a create or replace that went through
+            # before its answer was lost comes back as 409, and `_lost_race` finds it ours.
+            return 200, self.kube.request(method, path, body=body,
+                                          timeout=timeout or self.timeout)
+        except ClusterError as exc:
+            if exc.status in (404, 409):
+                return exc.status, {"message": exc.reason, "details": dict(exc.details)}
+            if exc.status:
+                return exc.status, {"message": exc.reason.split(": ", 1)[-1]}
+            raise LockError(self.cluster, f"cannot check the release lock: {exc.reason}",
+                            exc.status) from None
 
 
 # Leases this process holds: (API server, namespace, lease) -> the thread that took them.
@@ -325,10 +409,12 @@ class ReleaseLock:
 
     def __init__(self, leases: Sequence[ClusterLease], *,
                  on_lost: Callable[[str, str], None] | None = None) -> None:
-        """`on_lost(cluster, reason)` is called (from the renewer) when a lease is lost."""
+        """`on_lost(cluster, reason)` is called (from the renewer) when another holder
+        took a lease."""
         self.leases = sorted(leases, key=lambda lease: lease.cluster)
         self.on_lost = on_lost
         self.lost: dict[str, str] = {}
+        self.failing: dict[str, str] = {}    # cluster -> why its last renewal failed
         self._held: list[ClusterLease] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -338,26 +424,30 @@ class ReleaseLock:
                      *, user: str | None = None, duration: int = DEFAULT_DURATION,
                      timeout: float = DEFAULT_TIMEOUT,
                      on_lost: Callable[[str, str], None] | None = None) -> ReleaseLock:
-        """One lease per cluster: `clients` maps cluster id -> (ApiClient, namespace)."""
+        """One lease per cluster: `clients` maps cluster id -> (KubeClient, namespace)."""
         identity = holder_identity(release_id, user)
-        return cls([ClusterLease(api, cluster, namespace, app, identity, duration=duration,
+        return cls([ClusterLease(kube, cluster, namespace, app, identity, duration=duration,
                                  timeout=timeout)
-                    for cluster, (api, namespace) in clients.items()], on_lost=on_lost)
+                    for cluster, (kube, namespace) in clients.items()], on_lost=on_lost)
 
     def acquire(self, reentrant: bool = False) -> ReleaseLock:
-        """Take every lease (in cluster order) or none: on a refusal, give back and raise.
+        """Take every lease or none: on a refusal, give back and raise.
 
+        Every lease is read at once (so stale ones are all watched over the same
+        duration), then taken one by one in cluster order (two releases racing for the
+        same clusters meet on the first one they share: exactly one goes on).
         `reentrant`: a lease an enclosing `ReleaseLock` of this same thread holds is left
         to it (the engine passes True, so a caller that locked the clusters and then runs
         the engine, which locks them too, is not refused by its own lock).
         """
         me = threading.get_ident()
+        with _HELD_LOCK:
+            todo = [lease for lease in self.leases
+                    if not (reentrant and _HELD.get(lease.key) == me)]
         try:
-            for lease in self.leases:
-                with _HELD_LOCK:
-                    if reentrant and _HELD.get(lease.key) == me:
-                        continue
-                lease.acquire()
+            current = _parallel(todo, lambda lease: lease.read(), "lock-read")
+            for lease in todo:
+                lease.acquire(current[lease.cluster], read=False)
                 self._held.append(lease)
                 with _HELD_LOCK:
                     _HELD[lease.key] = me
@@ -384,36 +474,88 @@ class ReleaseLock:
         self.release()
 
     def _give_back(self) -> list[str]:
-        problems = []
+        held, self._held = self._held, []
         with _HELD_LOCK:
-            for lease in self._held:
+            for lease in held:
                 _HELD.pop(lease.key, None)
-        for lease in self._held:
+
+        def give(lease: ClusterLease) -> str | None:
             try:
                 lease.release()
             except LockError as err:
-                problems.append(str(err))
-        self._held = []
-        return problems
+                return str(err)
+            return None
+
+        answers = _parallel(held, give, "lock-release", errors=False)
+        return [problem for lease in held if (problem := answers.get(lease.cluster))]
 
     def _renew_loop(self) -> None:
+        """Rounds of parallel renewals; a call still running at the next round is left to
+        finish (never two renewals of one lease at once)."""
         interval = max(1.0, min(lease.duration for lease in self._held) / 3)
-        while not self._stop.wait(interval):
-            for lease in list(self._held):
-                if lease.cluster in self.lost:
-                    continue
-                try:
-                    if lease.renew():
-                        continue
-                    reason = "the lease was taken over by another release"
-                except LockError as err:
-                    # Keep trying while the lease is still valid; give up once it ran out.
-                    if time.monotonic() - lease.renewed_at < lease.duration:
-                        continue
-                    reason = f"the lease expired while renewing failed: {err}"
-                self.lost[lease.cluster] = reason
-                if self.on_lost is not None:
-                    self.on_lost(lease.cluster, reason)
+        running: dict[Future[bool], ClusterLease] = {}
+        pool = ThreadPoolExecutor(max_workers=min(RENEWERS, len(self._held)),
+                                  thread_name_prefix="lease-renew")
+        try:
+            next_round = time.monotonic() + interval
+            while not self._stop.wait(max(0.0, next_round - time.monotonic())):
+                deadline = next_round + interval
+                busy = set(running.values())
+                for lease in self._held:
+                    if lease.cluster not in self.lost and lease not in busy:
+                        # Each call is bounded by the round: a slow cluster never holds
+                        # the others' renewals back.
+                        running[pool.submit(lease.renew, min(lease.timeout, interval))] = lease
+                while running and not self._stop.is_set():
+                    done, _ = wait(list(running), timeout=max(0.0, deadline - time.monotonic()),
+                                   return_when=FIRST_COMPLETED)
+                    if not done:
+                        break
+                    for future in done:
+                        self._renewed(running.pop(future), future)
+                next_round = max(next_round + interval, time.monotonic())
+        finally:
+            # Calls in flight end within their timeout; waiting for them keeps a late
+            # renewal from racing the release of the lease.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _renewed(self, lease: ClusterLease, future: Future[bool]) -> None:
+        try:
+            ours = future.result()
+        except LockError as err:
+            # Not a loss: nobody else holds it (that would have been a 409 and a read).
+            # Keep renewing; the engine's rollout on that cluster goes on.
+            if lease.cluster not in self.failing:
+                log.warning("renewing the release lock on %s failed (retrying): %s",
+                            lease.cluster, err)
+            self.failing[lease.cluster] = str(err)
+            return
+        self.failing.pop(lease.cluster, None)
+        if ours:
+            return
+        holder = lease.holder_now
+        reason = "the lease was taken over by another release" + \
+            (f" ({holder})" if holder else "")
+        self.lost[lease.cluster] = reason
+        if self.on_lost is not None:
+            self.on_lost(lease.cluster, reason)
+
+
+def _parallel(leases: Sequence[ClusterLease], fn: Callable[[ClusterLease], Any],
+              name: str, errors: bool = True) -> dict[str, Any]:
+    """cluster -> fn(lease), run at once; the first error (in cluster order) is raised."""
+    if not leases:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(RENEWERS, len(leases)),
+                            thread_name_prefix=name) as pool:
+        futures = {lease.cluster: pool.submit(fn, lease) for lease in leases}
+    out = {}
+    for cluster, future in futures.items():
+        if errors:
+            out[cluster] = future.result()
+        else:
+            out[cluster] = future.result() if future.exception() is None else None
+    return out
 
 
 def _micro(moment: datetime) -> str:
@@ -429,29 +571,6 @@ def _parse_time(text: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _dead_here(identity: str) -> bool:
-    """Whether `identity` (`user@host:pid/release-id`) names a process of this host that
-    is gone - a console killed here, whose lease nobody will renew or release."""
-    who = identity.rsplit("/", 1)[0]
-    host, _, pid_text = who.rpartition("@")[2].rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) <= 0:
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False    # exists, owned by someone else
-    return False
-
-
-def _expiry(spec: Mapping[str, Any]) -> datetime | None:
-    renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
-    if renewed is None:
-        return None
-    return renewed + timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0))
 
 
 def _clock(moment: datetime) -> str:

@@ -31,7 +31,12 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_ATTEMPTS = 4           # one call and up to three retries
+# One call and up to five retries: every call of a release (pre-flight, lease, deploy)
+# must get through a flaky API - at 10% errors four tries fail one call in 10,000, six
+# one in a million; at 30% six tries still fail only one in 1,400. The waits between
+# tries are capped (MAX_BACKOFF), so a dead cluster costs a few seconds, not a storm.
+MAX_ATTEMPTS = 6
+MAX_BACKOFF = 1.0          # s between tries at most (before jitter)
 MAX_RETRY_AFTER = 2.0      # s; a longer Retry-After is shortened (we retry few times)
 CONNECT_TIMEOUT = 5.0      # s
 
@@ -40,21 +45,23 @@ class ClusterError(Exception):
     """A call to one cluster failed; the message is safe to show and to record."""
 
     def __init__(self, cluster: str, message: str, status: int | None = None,
-                 unreachable: bool = False) -> None:
+                 unreachable: bool = False, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(f"{cluster}: {message}")
         self.cluster = cluster
         self.reason = message
         self.status = status
         self.unreachable = unreachable
+        # The server's `Status.details` (kind, name, group of what was missing or refused).
+        self.details: Mapping[str, Any] = details or {}
 
 
-def _status_message(exc: ApiException) -> str:
-    """The server's `Status.message`, when the body is one."""
+def _status(exc: ApiException) -> dict[str, Any]:
+    """The server's `Status` object, when the body is one (else {})."""
     try:
         body = json.loads(exc.body or b"{}")
     except (ValueError, TypeError):
-        return ""
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError:
@@ -72,8 +79,11 @@ def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError
             reason = _tls_reason(str(exc.reason or ""))
             return ClusterError(cluster, f"TLS error talking to {server or 'the API server'}: "
                                 f"{reason}", None, unreachable=True)
-        detail = _status_message(exc) or str(exc.reason or "")
-        return ClusterError(cluster, f"API error {status}: {detail}".rstrip(": "), status)
+        body = _status(exc)
+        detail = str(body.get("message", "")) or str(exc.reason or "")
+        details = body.get("details") if isinstance(body.get("details"), dict) else None
+        return ClusterError(cluster, f"API error {status}: {detail}".rstrip(": "), status,
+                            details=details)
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         where = f" ({server})" if server else ""
         reason = getattr(exc, "reason", None) or exc
@@ -261,4 +271,4 @@ def _backoff(attempt: int, retry_after: str | None) -> float:
             return min(float(retry_after), MAX_RETRY_AFTER)
         except ValueError:
             pass
-    return min(0.2 * 2 ** (attempt - 1), 1.6) * (0.5 + random.random())
+    return min(0.2 * 2 ** (attempt - 1), MAX_BACKOFF) * (0.5 + random.random())
