@@ -23,5 +23,16 @@ def sim_fleet() -> Iterator[Callable[..., SimFleet]]:
         return fleet.start()
 
     yield start
+    unseeded = []
     for fleet in fleets:
-        fleet.stop()
+        try:
+            if not fleet.seeded and fleet.running:
+                random = {cid: n for cid in fleet.ids
+                          if (n := fleet.counters(cid)["random_faults"])}
+                if random:
+                    unseeded.append(f"seed {fleet.seed}: {random}")
+        finally:
+            fleet.stop()
+    # A failure under random faults must replay: such a fleet needs `seed=`.
+    assert not unseeded, ("requests met random faults on a fleet without seed=; pass one "
+                          f"(requests with random faults by cluster: {unseeded})")

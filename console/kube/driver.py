@@ -185,8 +185,10 @@ class ClusterDriver:
                 "metadata": {"name": self.namespace,
                              "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}}}
         try:
+            # Safe to retry: a create that went through before its answer was lost comes
+            # back as 409, which means "exists" here.
             self.client.request("POST", "/api/v1/namespaces", {"fieldManager": FIELD_MANAGER},
-                                body=body, retry=False)
+                                body=body)
         except ClusterError as exc:
             if exc.status != 409:  # someone created it meanwhile: fine
                 raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import secrets
 import uuid
@@ -10,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from console.sim.clock import SimClock
 from console.sim.controller import Controller
 from console.sim.objects import now_iso
 from console.sim.faults import ClusterSettings
@@ -23,14 +25,24 @@ class SimCluster:
     """One cluster; every method but the constructor runs on the fleet's loop thread."""
 
     def __init__(self, cluster_id: str, settings: ClusterSettings, loop: asyncio.AbstractEventLoop,
-                 on_rollout: Callable[[str, str, bool], None], seed: int | None = None) -> None:
+                 on_rollout: Callable[[str, str, bool], None], seed: int | None = None,
+                 clock: SimClock | None = None) -> None:
         self.id = cluster_id
         self.settings = settings
         self.loop = loop
-        self.rng = random.Random(seed)
+        if clock is None:
+            clock = SimClock()
+            clock.bind(loop)
+        self.clock = clock
+        self.seed = seed
+        # The cluster's own randomness (pod start jitter, names, IPs); the injected faults
+        # are decided apart from it (`fault_rng`), so that they replay whatever the timing.
+        self.rng = random.Random(None if seed is None else f"{seed}/{cluster_id}")
+        self._fault_draws: Counter[str] = Counter()
         self.store = Store()
         self.controller = Controller(cluster_id, self.store, settings, loop, self.rng,
-                                     lambda key, active: on_rollout(cluster_id, key, active))
+                                     lambda key, active: on_rollout(cluster_id, key, active),
+                                     clock)
         self.admin_token = "sim-" + secrets.token_urlsafe(24)
         self.tokens: dict[str, Principal] = {
             self.admin_token: principal(f"system:serviceaccount:kube-system:{cluster_id}-admin", None)}
@@ -39,11 +51,22 @@ class SimCluster:
         self.applied: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.port = 0
         self.alive = True
-        self.started_at = loop.time()
-        self._seed()
+        self._create_system_objects()
 
-    def _seed(self) -> None:
-        stamp = now_iso()
+    def fault_rng(self, method: str, path: str) -> random.Random:
+        """The dice for one request's injected latency and error: with a seeded fleet, the
+        n-th `METHOD path` of this cluster always gets the same fate, however the requests
+        to other paths interleave with it (threads, retries, timing)."""
+        if self.seed is None:
+            return self.rng
+        key = f"{method} {path}"
+        self._fault_draws[key] += 1
+        digest = hashlib.blake2b(f"{self.seed}|{self.id}|{key}|{self._fault_draws[key]}"
+                                 .encode(), digest_size=8).digest()
+        return random.Random(int.from_bytes(digest, "big"))
+
+    def _create_system_objects(self) -> None:
+        stamp = now_iso(self.clock.time())
         for ns in SYSTEM_NAMESPACES:
             self.store.put("/namespaces", {
                 "kind": "Namespace", "apiVersion": "v1",
@@ -55,7 +78,7 @@ class SimCluster:
     def sync_nodes(self) -> None:
         """Create or remove nodes to match `settings.nodes` (and their allocatable)."""
         s = self.settings
-        stamp = now_iso()
+        stamp = now_iso(self.clock.time())
         wanted = {f"{self.id}-node-{n}" for n in range(s.nodes)}
         for node in self.store.list("/nodes"):
             if node["metadata"]["name"] not in wanted:
@@ -104,4 +127,5 @@ class SimCluster:
         by_resource = {k[9:]: v for k, v in self.counters.items() if k.startswith("resource:")}
         pairs = {k: v for k, v in self.counters.items() if " " in k}
         return {"total": self.counters["total"], "by_verb": by_verb, "by_resource": by_resource,
-                "by_verb_resource": pairs, "injected_errors": self.counters["injected_errors"]}
+                "by_verb_resource": pairs, "injected_errors": self.counters["injected_errors"],
+                "random_faults": self.counters["random_faults"]}

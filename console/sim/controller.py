@@ -15,12 +15,12 @@ import hashlib
 import json
 import math
 import random
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from console.sim.admission import default_pod_spec
+from console.sim.clock import SimClock
 from console.sim.faults import ClusterSettings
 from console.sim.kubelet import Kubelet
 from console.sim.objects import now_iso, owner, pod_ready
@@ -79,32 +79,37 @@ class Controller:
 
     def __init__(self, cluster_id: str, store: Store, settings: ClusterSettings,
                  loop: asyncio.AbstractEventLoop, rng: random.Random,
-                 on_rollout: Callable[[str, bool], None]) -> None:
+                 on_rollout: Callable[[str, bool], None], clock: SimClock | None = None) -> None:
         self.cluster_id = cluster_id
         self.store = store
         self.settings = settings
         self.loop = loop
         self.rng = rng
+        if clock is None:
+            clock = SimClock()
+            clock.bind(loop)
+        self.clock = clock
         self.on_rollout = on_rollout  # (deployment key, active) -> fleet-wide tracker
         self._pending: dict[tuple[str, str, str], None] = {}
         self._flush_scheduled = False
         self._progress_at: dict[tuple[str, str], float] = {}
         self._observed_at: dict[tuple[str, str, int], float] = {}
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: set[Any] = set()
         self._templates: dict[tuple[str, Any], Any] = {}
         self.paused = False  # a dead cluster's control plane stops too
-        self.kubelet = Kubelet(store, settings, rng, self._later, self.record, lambda: self.paused)
+        self.kubelet = Kubelet(store, settings, rng, self._later, self.record, lambda: self.paused,
+                               clock)
         store.listeners.append(self._on_change)
 
     # --- scheduling ---------------------------------------------------------------------
 
     def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        handle: asyncio.TimerHandle | None = None
+        handle: Any = None
 
         def run() -> None:
             self._timers.discard(handle)  # type: ignore[arg-type]
             fn(*args)
-        handle = self.loop.call_later(max(delay, 0.0), run)
+        handle = self.clock.call_later(delay, run)
         self._timers.add(handle)
 
     def schedule(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
@@ -186,7 +191,7 @@ class Controller:
             return
         digest = hashlib.sha1(f"{meta.get('uid')}/{reason}/{message}".encode()).hexdigest()[:16]
         name = f"{meta['name']}.{digest}"
-        stamp = now_iso()
+        stamp = now_iso(self.clock.time())
         existing = self.store.get(EVENT, ns, name)
         if existing is not None:
             ev = clone(existing)
@@ -236,9 +241,9 @@ class Controller:
         key = (ns, name)
         if status.get("observedGeneration", 0) < generation and self.settings.lag_generation > 0:
             seen = self._observed_at.setdefault((ns, name, generation),
-                                                self.loop.time() + self.settings.lag_generation)
-            if self.loop.time() < seen:
-                self.schedule("deploy", ns, name, seen - self.loop.time() + 0.001)
+                                                self.clock.time() + self.settings.lag_generation)
+            if self.clock.time() < seen:
+                self.schedule("deploy", ns, name, seen - self.clock.time() + 0.001)
                 return
         uid = meta["uid"]
         all_rs = self._owned(RS, ns, uid)
@@ -299,7 +304,7 @@ class Controller:
         available = sum(1 for rs in all_rs for p in pods.get(rs["metadata"]["uid"], ())
                         if self._available(p, min_ready, wake))
         if wake:
-            self.schedule("deploy", ns, name, min(wake) - time.time() + 0.01)
+            self.schedule("deploy", ns, name, min(wake) - self.clock.time() + 0.01)
         spec_total = sum(rs["spec"].get("replicas", 0) for rs in all_rs)
         new_status.update(observedGeneration=generation, replicas=total, updatedReplicas=updated,
                           readyReplicas=ready, availableReplicas=available)
@@ -313,10 +318,10 @@ class Controller:
                 new_status.pop(k)
         if available >= replicas - unavailable:
             _set_condition(conditions, "Available", "True", "MinimumReplicasAvailable",
-                           "Deployment has minimum availability.", time.time())
+                           "Deployment has minimum availability.", self.clock.time())
         else:
             _set_condition(conditions, "Available", "False", "MinimumReplicasUnavailable",
-                           "Deployment does not have minimum availability.", time.time())
+                           "Deployment does not have minimum availability.", self.clock.time())
         rs_name = new_rs["metadata"]["name"] if new_rs else name
         progressing = _find(conditions, "Progressing")
         complete_before = (total == updated and progressing is not None
@@ -328,7 +333,7 @@ class Controller:
             old_total_before = status.get("replicas", 0) - status.get("updatedReplicas", 0)
             if is_complete:
                 _set_condition(conditions, "Progressing", "True", "NewReplicaSetAvailable",
-                               f'ReplicaSet "{rs_name}" has successfully progressed.', time.time())
+                               f'ReplicaSet "{rs_name}" has successfully progressed.', self.clock.time())
             elif (updated > status.get("updatedReplicas", 0) or (total - updated) < old_total_before
                   or ready > status.get("readyReplicas", 0) or available > status.get("availableReplicas", 0)):
                 stamp = self._reset_progress(key)
@@ -342,17 +347,17 @@ class Controller:
                 active = True
             else:
                 c = _find(conditions, "Progressing")
-                since = self._progress_at.get(key, time.time())
+                since = self._progress_at.get(key, self.clock.time())
                 if c is not None and c.get("reason") == "ProgressDeadlineExceeded":
                     pass
-                elif c is not None and time.time() >= since + deadline:
+                elif c is not None and self.clock.time() >= since + deadline:
                     _set_condition(conditions, "Progressing", "False", "ProgressDeadlineExceeded",
-                                   f'ReplicaSet "{rs_name}" has timed out progressing.', time.time())
+                                   f'ReplicaSet "{rs_name}" has timed out progressing.', self.clock.time())
                     self.record(d, "ProgressDeadlineExceeded",
                                 f'ReplicaSet "{rs_name}" has timed out progressing.', "Warning")
                 else:
                     active = True
-                    self.schedule("deploy", ns, name, since + deadline - time.time() + 0.01)
+                    self.schedule("deploy", ns, name, since + deadline - self.clock.time() + 0.01)
         self.on_rollout(f"{ns}/{name}", active)
         new_status["conditions"] = conditions
         annotations = dict(meta.get("annotations") or {})
@@ -390,13 +395,13 @@ class Controller:
         if min_ready <= 0:
             return True
         since = self.kubelet.ready_at.get(pod["metadata"]["uid"], 0.0)
-        if time.time() >= since + min_ready:
+        if self.clock.time() >= since + min_ready:
             return True
         wake.append(since + min_ready)
         return False
 
     def _reset_progress(self, key: tuple[str, str]) -> float:
-        self._progress_at[key] = time.time()
+        self._progress_at[key] = self.clock.time()
         return self._progress_at[key]
 
     def _rs_annotations(self, d: Obj, revision: int, replicas: int, surge: int) -> dict[str, str]:
@@ -437,7 +442,7 @@ class Controller:
             start = 0
         rs = {"kind": "ReplicaSet", "apiVersion": "apps/v1",
               "metadata": {"name": f"{meta['name']}-{h}", "namespace": meta["namespace"],
-                           "uid": str(uuid.uuid4()), "generation": 1, "creationTimestamp": now_iso(),
+                           "uid": str(uuid.uuid4()), "generation": 1, "creationTimestamp": now_iso(self.clock.time()),
                            "labels": dict(template["metadata"]["labels"]),
                            "annotations": self._rs_annotations(d, revision, replicas, surge),
                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
@@ -552,7 +557,7 @@ class Controller:
         wake: list[float] = []
         available = sum(1 for p in pods if self._available(p, rs["spec"].get("minReadySeconds", 0) or 0, wake))
         if wake:
-            self.schedule("rs", ns, name, min(wake) - time.time() + 0.01)
+            self.schedule("rs", ns, name, min(wake) - self.clock.time() + 0.01)
         status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
                   "availableReplicas": available, "observedGeneration": rs["metadata"].get("generation", 1)}
         status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
@@ -568,7 +573,7 @@ class Controller:
         suffix = "".join(self.rng.choice(_ALPHABET) for _ in range(5))
         spec = template.get("spec", {})
         node = self.kubelet.pick_node(spec)
-        stamp = now_iso()
+        stamp = now_iso(self.clock.time())
         containers = spec.get("containers") or []
         status: dict[str, Any] = {"phase": "Pending", "qosClass": "Burstable"}
         if node is None:

@@ -85,6 +85,13 @@ class ClusterSettings:
                 raise ValueError(f"{key}: {value!r} must be between 0 and 1")
             setattr(self, key, converted)
 
+    @property
+    def random_faults(self) -> bool:
+        """Whether requests meet faults decided at random (a seed makes them replay)."""
+        rate = self.error_rate
+        return (0 < rate < 1) or (rate > 0 and len(set(self.error_codes)) > 1) or \
+            self.latency[1] > self.latency[0]
+
     def pick_latency(self, rng: random.Random) -> float:
         """Seconds to delay this request."""
         low, high = self.latency

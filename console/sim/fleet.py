@@ -6,6 +6,12 @@
         fleet.kill("prod"); fleet.revive("prod")
         fleet.write_kubeconfigs(tmp, "clusters.yaml")  # DIR/<id>.yaml + DIR/clusters.yaml
 
+Randomness replays: `SimFleet(..., seed=7)` (or `sim: {seed: 7}` in the fleet file) fixes
+every cluster's pod jitter and names and every injected fault (`error_rate`, latency
+ranges: the n-th `METHOD path` of a cluster always gets the same fate). Without a seed one
+is drawn and kept in `fleet.seed`, so a failure can still be replayed. Time can be driven:
+`SimFleet(..., clock=ManualClock())` and `fleet.advance(seconds)` (see clock.py).
+
 Every public method may be called from any thread; work on the cluster state is done on the
 fleet's loop thread.
 """
@@ -16,11 +22,11 @@ import asyncio
 import base64
 import copy
 import os
+import secrets
 import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +36,7 @@ import yaml
 from aiohttp import web
 
 from console.sim import tls
+from console.sim.clock import ManualClock, SimClock
 from console.sim.cluster import SimCluster
 from console.sim.faults import ClusterSettings
 from console.sim.registry import DemoRegistry
@@ -94,7 +101,8 @@ class SimFleet:
     def __init__(self, clusters: Sequence[str | ClusterSpec], *, readiness_delay: float = 1.0,
                  jitter: float = 1.0, never_pull: Iterable[str] = (), crash: Iterable[str] = (),
                  registry_missing: Iterable[str] = (), lag_generation: float = 0.0,
-                 seed: int | None = None, **fleet_settings: Any) -> None:
+                 seed: int | None = None, clock: SimClock | None = None,
+                 **fleet_settings: Any) -> None:
         specs = [c if isinstance(c, ClusterSpec) else ClusterSpec(str(c)) for c in clusters]
         ids = [s.id for s in specs]
         if len(set(ids)) != len(ids):
@@ -106,7 +114,10 @@ class SimFleet:
         self.registry_missing: tuple[str, ...] = tuple(registry_missing)
         # Built now so that a bad setting fails here, naming the cluster, not in the loop thread.
         self._settings = {spec.id: self._settings_for(spec) for spec in specs}
-        self.seed = seed
+        # Every random choice derives from the seed; one is drawn (and kept) when none is given.
+        self.seeded = seed is not None
+        self.seed = int(seed) if seed is not None else secrets.randbelow(2**31)
+        self.clock = clock or SimClock()
         self.config_path: Path | None = None
         self.clusters: dict[str, SimCluster] = {}
         self._by_port: dict[int, SimCluster] = {}
@@ -116,7 +127,7 @@ class SimFleet:
         self._runner: web.ServerRunner | None = None
         self._registry_runner: web.ServerRunner | None = None
         self._registry: DemoRegistry | None = None
-        self._active: dict[tuple[str, str], float] = {}  # rolling now -> since (monotonic)
+        self._active: dict[tuple[str, str], float] = {}  # rolling now -> since (clock time)
         self._finished: list[tuple[str, str, float]] = []
         self._max_active = 0
         self._tmp: str | None = None
@@ -151,7 +162,13 @@ class SimFleet:
                 specs.append(ClusterSpec(str(entry["id"]), dict(entry.get("sim") or {})))
         # Every fleet-wide key is a default for each cluster (see faults.py); unknown ones are kept
         # aside by ClusterSettings rather than refused.
-        kwargs: dict[str, Any] = {str(k): v for k, v in fleet_sim.items() if k != "seed"}
+        kwargs: dict[str, Any] = {str(k): v for k, v in fleet_sim.items()}
+        if kwargs.get("seed") is not None:
+            try:
+                kwargs["seed"] = int(kwargs["seed"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: sim.seed: {kwargs['seed']!r} is not an integer") \
+                    from None
         for k in ("never_pull", "crash", "registry_missing"):
             if isinstance(kwargs.get(k), str):
                 kwargs[k] = (kwargs[k],)
@@ -177,6 +194,7 @@ class SimFleet:
         self._tmp = tempfile.mkdtemp(prefix="release-console-sim-")
         Path(self._tmp, "ca.crt").write_bytes(self.tls.ca_pem)
         self._loop = asyncio.new_event_loop()
+        self.clock.bind(self._loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="sim-fleet", daemon=True)
         self._thread.start()
         try:
@@ -192,10 +210,10 @@ class SimFleet:
         self._runner = web.ServerRunner(web.Server(Handler(self._by_port)), shutdown_timeout=0.5,
                                         handle_signals=False)
         await self._runner.setup()
-        for n, spec in enumerate(self.specs):
+        for spec in self.specs:
             settings = self._settings[spec.id]
-            seed = None if self.seed is None else self.seed + n
-            cluster = SimCluster(spec.id, settings, self._loop, self._on_rollout, seed)
+            cluster = SimCluster(spec.id, settings, self._loop, self._on_rollout, self.seed,
+                                 self.clock)
             self.clusters[spec.id] = cluster
             if settings.unreachable:
                 cluster.port = _free_port()
@@ -247,6 +265,11 @@ class SimFleet:
             if runner is not None:
                 await runner.cleanup()
 
+    @property
+    def running(self) -> bool:
+        """Whether the fleet serves (between start and stop)."""
+        return self._loop is not None
+
     def _run(self, coro: Any, timeout: float = 30.0) -> Any:
         assert self._loop is not None, "the fleet is not started"
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -267,9 +290,9 @@ class SimFleet:
         async def die_then_revive() -> None:
             await self._kill(cluster)
             if cluster.settings.revive_after is not None:
-                await asyncio.sleep(cluster.settings.revive_after)
+                await self.clock.sleep(cluster.settings.revive_after)
                 await self._revive(cluster)
-        self._loop.call_later(die_at, lambda: asyncio.ensure_future(die_then_revive()))
+        self.clock.call_later(die_at, lambda: asyncio.ensure_future(die_then_revive()))
 
     async def _kill(self, cluster: SimCluster) -> None:
         if not cluster.alive:
@@ -309,6 +332,14 @@ class SimFleet:
         if "unreachable" in settings:
             (self.kill if settings["unreachable"] else self.revive)(cluster_id)
 
+    def advance(self, seconds: float) -> int:
+        """Move a `ManualClock` on by `seconds`: every timer due by then fires, in order
+        (pods get ready, deadlines pass, clusters die and revive); returns how many ran."""
+        if not isinstance(self.clock, ManualClock):
+            raise TypeError("advance() needs a fleet made with clock=ManualClock()")
+        clock = self.clock
+        return self._run(clock.advance(seconds))
+
     def set_registry_missing(self, globs: Iterable[str]) -> None:
         """The tag globs the demo registry reports as missing."""
         self.registry_missing = tuple(globs)
@@ -319,11 +350,11 @@ class SimFleet:
         item = (cluster_id, key)
         if active:
             if item not in self._active:
-                self._active[item] = time.monotonic()
+                self._active[item] = self.clock.time()
                 self._max_active = max(self._max_active, len(self._active))
         elif item in self._active:
             started = self._active.pop(item)
-            self._finished.append((cluster_id, key, time.monotonic() - started))
+            self._finished.append((cluster_id, key, self.clock.time() - started))
 
     def rollout_durations(self) -> list[tuple[str, str, float]]:
         """(cluster, namespace/name, seconds) of every rollout that ended, as the simulator saw it:

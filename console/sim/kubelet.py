@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
 from console.sim import faults
+from console.sim.clock import SimClock
 from console.sim.faults import ClusterSettings
 from console.sim.objects import now_iso, pod_ready
 from console.sim.store import Obj, Store, clone
@@ -39,14 +39,15 @@ class Kubelet:
 
     def __init__(self, store: Store, settings: ClusterSettings, rng: random.Random,
                  later: Callable[..., None], record: Callable[..., None],
-                 is_paused: Callable[[], bool]) -> None:
+                 is_paused: Callable[[], bool], clock: SimClock) -> None:
         self.store = store
         self.settings = settings
         self.rng = rng
         self._later = later  # (delay, fn, *args): a timer the controller cancels on stop
         self.record = record  # Controller.record: Events
         self.is_paused = is_paused
-        # pod uid -> when it became Ready (time.time()), finer than the condition's seconds
+        self.clock = clock
+        # pod uid -> when it became Ready (clock time), finer than the condition's seconds
         self.ready_at: dict[str, float] = {}
 
     def pick_node(self, pod_spec: Obj) -> str | None:
@@ -87,7 +88,7 @@ class Kubelet:
             return
         fresh = clone(pod)
         fresh["spec"]["nodeName"] = node
-        stamp = now_iso()
+        stamp = now_iso(self.clock.time())
         fresh["status"] = {"phase": "Pending", "hostIP": "10.0.0.1", "startTime": stamp, "conditions": [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
             {"type": "Ready", "status": "False", "lastTransitionTime": stamp, "reason": "ContainersNotReady"},
@@ -129,7 +130,7 @@ class Kubelet:
         if pod is None or pod_ready(pod):
             return
         fresh = clone(pod)
-        stamp = now_iso()
+        stamp = now_iso(self.clock.time())
         status = fresh["status"]
         status["phase"] = "Running"
         status.setdefault("podIP", f"10.244.{self.rng.randint(0, 255)}.{self.rng.randint(2, 254)}")
@@ -147,7 +148,7 @@ class Kubelet:
                     c.pop("reason", None)
             if len(self.ready_at) > 10000:
                 self.ready_at.clear()  # a bound on memory; lost entries count as ready long ago
-            self.ready_at[ident[2]] = time.time()
+            self.ready_at[ident[2]] = self.clock.time()
         self.store.put(POD, fresh)
 
     def _pull_failure(self, ident: tuple[str, str, str], attempt: int) -> None:
@@ -182,7 +183,7 @@ class Kubelet:
             self._later(self.settings.readiness_delay, self._running, ident, True)  # fixed
             return
         fresh = clone(pod)
-        stamp = now_iso()
+        stamp = now_iso(self.clock.time())
         fresh["status"]["phase"] = "Running"
         for cs in fresh["status"].get("containerStatuses") or ():
             if faults.matches(cs["image"], self.settings.crash):

@@ -8,9 +8,10 @@ from typing import Any
 Obj = dict[str, Any]
 
 
-def now_iso(at: float | None = None) -> str:
-    """RFC 3339 UTC timestamp, seconds precision, as the API server writes them."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
+def now_iso(at: float) -> str:
+    """RFC 3339 UTC timestamp of `at` (the cluster clock's time), seconds precision, as the
+    API server writes them."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 def owner(obj: Obj) -> dict[str, Any] | None:

@@ -155,7 +155,7 @@ class Resources:
         for key in ("resourceVersion", "deletionTimestamp", "managedFields", "selfLink"):
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_iso()
+        meta["creationTimestamp"] = now_iso(self.cluster.clock.time())
         meta["generation"] = 1
         if rt.kind in ("Deployment", "ReplicaSet", "Pod"):
             obj["status"] = {"phase": "Pending"} if rt.kind == "Pod" else {}
@@ -489,9 +489,9 @@ class Resources:
     def log(self) -> web.Response:
         """pods/log: a few plausible lines."""
         pod = self._get()
-        lines = [f"{now_iso()} starting {c.get('name')} image={c.get('image')}"
+        lines = [f"{now_iso(self.cluster.clock.time())} starting {c.get('name')} image={c.get('image')}"
                  for c in pod["spec"].get("containers") or ()]
         for cs in (pod.get("status") or {}).get("containerStatuses") or ():
             if cs.get("ready"):
-                lines.append(f"{now_iso()} {cs['name']} ready")
+                lines.append(f"{now_iso(self.cluster.clock.time())} {cs['name']} ready")
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

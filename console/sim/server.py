@@ -73,10 +73,13 @@ class Handler:
             return self._non_resource(path)
         verb = verb_of(request.method, target, request.query)
         cluster.count(verb, target.rbac_resource)
-        delay = cluster.settings.pick_latency(cluster.rng)
+        dice = cluster.fault_rng(request.method, path)
+        if cluster.settings.random_faults:
+            cluster.counters["random_faults"] += 1
+        delay = cluster.settings.pick_latency(dice)
         if delay > 0:
-            await asyncio.sleep(delay)
-        code = cluster.settings.pick_error(cluster.rng)
+            await asyncio.sleep(delay)   # the network's time: real even on a ManualClock
+        code = cluster.settings.pick_error(dice)
         if code is not None:
             cluster.counters["injected_errors"] += 1
             if code == 429:

@@ -158,7 +158,7 @@ def test_checks_ride_out_a_flaky_cluster(fleet_world):
     """10% of API calls answer 500 (the demo's prod-ap): bounded retries keep the checks green."""
     from console.preflight_checks import check_access
 
-    fleet, config = fleet_world()
+    fleet, config = fleet_world(seed=1021)
     create_namespace(fleet, "ok", "ok")
     fleet.set_faults("ok", error_rate=0.1, error_codes=[500])
     api = api_for(config, "ok")

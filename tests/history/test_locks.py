@@ -20,7 +20,7 @@ def fleet(sim_fleet):
     """Three simulated clusters, each with the app namespace."""
     from kubernetes import client as k8s
 
-    fleet = sim_fleet(["a", "b", "c"])
+    fleet = sim_fleet(["a", "b", "c"], seed=1105)
     for cluster in ("a", "b", "c"):
         api = new_api_client(cluster, fleet.kubeconfig(cluster))
         k8s.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}},

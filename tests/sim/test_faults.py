@@ -17,7 +17,7 @@ T = 5
 
 
 def test_error_rate_answers_429_with_retry_after_and_500(sim_fleet):
-    fleet = sim_fleet(["a"])
+    fleet = sim_fleet(["a"], seed=19)
     core = client.CoreV1Api(api_client(fleet, "a", retries=False))
     fleet.set_faults("a", error_rate=1.0, error_codes=[429], retry_after=3)
     with pytest.raises(ApiException) as err:
