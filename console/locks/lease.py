@@ -1,66 +1,28 @@
-"""Release locks: one Kubernetes `Lease` per app and cluster, so two consoles never overlap.
+"""One cluster's release lease: take it, renew it, give it back, and judge its holder.
 
-A release takes, on every target cluster, the Lease `release-console-<app>` in the app's
-namespace there (coordination.k8s.io/v1), with the holder identity
-`user@host:pid/release-id` and, in the annotation `release-console/holder-process`, the
-holder's boot id, pid namespace and process start time (`console.process_id`). Taking it
-uses optimistic concurrency: create it when absent, or replace it at the
-`resourceVersion` read when it is free, surely dead, or expired; a 409 means another
-console won the race. A live holder refuses the release with `LockHeld` (a `UserError`,
-exit 2) naming the holder, before anything is touched.
-
-Expiry is judged the client-go way, never by comparing the holder's `renewTime` with
-this machine's clock (the holder's clock may be minutes off): a lease is expired when
-its record has not changed for its `leaseDurationSeconds`, as observed on this
-machine's monotonic clock since it was first read. The wall clock is only trusted in
-the safe direction: a `renewTime` that still looks fresh refuses at once (no waiting
-to find out that a live release holds it). A lease that looks stale is watched until
-it changes (its holder is alive: refused) or stays unchanged for its duration (taken
-over). At once, without waiting, only when its holder is surely gone: the same boot and
-pid namespace as this console and a pid that runs no more (a console killed here).
-
-While the release runs, a background thread renews every lease in parallel, one round
-every third of the duration, each round's calls bounded by the round's deadline. A
-renewal that fails (a slow or unreachable cluster, or this console too busy to send it)
-is retried the next round and never by itself counts as a loss: the console's own
-slowness must not fail a healthy rollout. A lease is lost only when another holder is
-seen on it (it took over after the lease went unrenewed for its duration); `on_lost`
-then tells the engine, which interrupts that cluster's rollout.
-
-Using it (the engine, before the first cluster is touched)::
-
-    lock = ReleaseLock.for_clusters({cid: (kube_client, namespace), ...}, app, release_id)
-    with lock:                 # acquire() on enter (all or nothing), release() on exit
-        ...                    # lock.lost: clusters whose lease was lost (should stay empty)
-
-Every call goes through `console.kube.client.KubeClient.request` (its timeouts, its
-bounded retries of 429/5xx, refused connections and TLS handshakes cut short). The lease
-lives in the app namespace, which must exist; the ServiceAccount needs get, create and
-update on `leases` (coordination.k8s.io) there.
+See the package docstring (`console.locks`) for the protocol; this module holds the
+`Lease` calls (through the cluster's `KubeClient`) and the rules: a fresh-looking
+holder refuses at once, a stale-looking one is watched for its duration on this
+machine's monotonic clock, a surely dead one (same boot and pid namespace, process gone)
+is taken over at once.
 """
 
 from __future__ import annotations
 
 import getpass
-import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from console.errors import UserError
 from console.kube.client import ClusterError, KubeClient
-from console.process_id import ProcessId, surely_gone, this_process
-
-log = logging.getLogger(__name__)
+from console.locks.process import ProcessId, surely_gone, this_process
 
 DEFAULT_DURATION = 60        # s a lease lives without renewal
 DEFAULT_TIMEOUT = 10.0       # s per API call
-RENEWERS = 64                # renewals in flight at once
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 PROCESS_ANNOTATION = "release-console/holder-process"
 
@@ -397,165 +359,6 @@ class ClusterLease:
                 return exc.status, {"message": exc.reason.split(": ", 1)[-1]}
             raise LockError(self.cluster, f"cannot check the release lock: {exc.reason}",
                             exc.status) from None
-
-
-# Leases this process holds: (API server, namespace, lease) -> the thread that took them.
-_HELD: dict[tuple[str, str, str], int] = {}
-_HELD_LOCK = threading.Lock()
-
-
-class ReleaseLock:
-    """The leases of one release on all its clusters, renewed in the background."""
-
-    def __init__(self, leases: Sequence[ClusterLease], *,
-                 on_lost: Callable[[str, str], None] | None = None) -> None:
-        """`on_lost(cluster, reason)` is called (from the renewer) when another holder
-        took a lease."""
-        self.leases = sorted(leases, key=lambda lease: lease.cluster)
-        self.on_lost = on_lost
-        self.lost: dict[str, str] = {}
-        self.failing: dict[str, str] = {}    # cluster -> why its last renewal failed
-        self._held: list[ClusterLease] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @classmethod
-    def for_clusters(cls, clients: Mapping[str, tuple[Any, str]], app: str, release_id: str,
-                     *, user: str | None = None, duration: int = DEFAULT_DURATION,
-                     timeout: float = DEFAULT_TIMEOUT,
-                     on_lost: Callable[[str, str], None] | None = None) -> ReleaseLock:
-        """One lease per cluster: `clients` maps cluster id -> (KubeClient, namespace)."""
-        identity = holder_identity(release_id, user)
-        return cls([ClusterLease(kube, cluster, namespace, app, identity, duration=duration,
-                                 timeout=timeout)
-                    for cluster, (kube, namespace) in clients.items()], on_lost=on_lost)
-
-    def acquire(self, reentrant: bool = False) -> ReleaseLock:
-        """Take every lease or none: on a refusal, give back and raise.
-
-        Every lease is read at once (so stale ones are all watched over the same
-        duration), then taken one by one in cluster order (two releases racing for the
-        same clusters meet on the first one they share: exactly one goes on).
-        `reentrant`: a lease an enclosing `ReleaseLock` of this same thread holds is left
-        to it (the engine passes True, so a caller that locked the clusters and then runs
-        the engine, which locks them too, is not refused by its own lock).
-        """
-        me = threading.get_ident()
-        with _HELD_LOCK:
-            todo = [lease for lease in self.leases
-                    if not (reentrant and _HELD.get(lease.key) == me)]
-        try:
-            current = _parallel(todo, lambda lease: lease.read(), "lock-read")
-            for lease in todo:
-                lease.acquire(current[lease.cluster], read=False)
-                self._held.append(lease)
-                with _HELD_LOCK:
-                    _HELD[lease.key] = me
-        except BaseException:
-            self._give_back()
-            raise
-        if self._held:
-            self._thread = threading.Thread(target=self._renew_loop, daemon=True,
-                                            name="release-lock-renewer")
-            self._thread.start()
-        return self
-
-    def release(self) -> list[str]:
-        """Stop renewing and give every lease back; returns problems (never raises)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=max(lease.timeout for lease in self.leases) * 2 + 1)
-        return self._give_back()
-
-    def __enter__(self) -> ReleaseLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def _give_back(self) -> list[str]:
-        held, self._held = self._held, []
-        with _HELD_LOCK:
-            for lease in held:
-                _HELD.pop(lease.key, None)
-
-        def give(lease: ClusterLease) -> str | None:
-            try:
-                lease.release()
-            except LockError as err:
-                return str(err)
-            return None
-
-        answers = _parallel(held, give, "lock-release", errors=False)
-        return [problem for lease in held if (problem := answers.get(lease.cluster))]
-
-    def _renew_loop(self) -> None:
-        """Rounds of parallel renewals; a call still running at the next round is left to
-        finish (never two renewals of one lease at once)."""
-        interval = max(1.0, min(lease.duration for lease in self._held) / 3)
-        running: dict[Future[bool], ClusterLease] = {}
-        pool = ThreadPoolExecutor(max_workers=min(RENEWERS, len(self._held)),
-                                  thread_name_prefix="lease-renew")
-        try:
-            next_round = time.monotonic() + interval
-            while not self._stop.wait(max(0.0, next_round - time.monotonic())):
-                deadline = next_round + interval
-                busy = set(running.values())
-                for lease in self._held:
-                    if lease.cluster not in self.lost and lease not in busy:
-                        # Each call is bounded by the round: a slow cluster never holds
-                        # the others' renewals back.
-                        running[pool.submit(lease.renew, min(lease.timeout, interval))] = lease
-                while running and not self._stop.is_set():
-                    done, _ = wait(list(running), timeout=max(0.0, deadline - time.monotonic()),
-                                   return_when=FIRST_COMPLETED)
-                    if not done:
-                        break
-                    for future in done:
-                        self._renewed(running.pop(future), future)
-                next_round = max(next_round + interval, time.monotonic())
-        finally:
-            # Calls in flight end within their timeout; waiting for them keeps a late
-            # renewal from racing the release of the lease.
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _renewed(self, lease: ClusterLease, future: Future[bool]) -> None:
-        try:
-            ours = future.result()
-        except LockError as err:
-            # Not a loss: nobody else holds it (that would have been a 409 and a read).
-            # Keep renewing; the engine's rollout on that cluster goes on.
-            if lease.cluster not in self.failing:
-                log.warning("renewing the release lock on %s failed (retrying): %s",
-                            lease.cluster, err)
-            self.failing[lease.cluster] = str(err)
-            return
-        self.failing.pop(lease.cluster, None)
-        if ours:
-            return
-        holder = lease.holder_now
-        reason = "the lease was taken over by another release" + \
-            (f" ({holder})" if holder else "")
-        self.lost[lease.cluster] = reason
-        if self.on_lost is not None:
-            self.on_lost(lease.cluster, reason)
-
-
-def _parallel(leases: Sequence[ClusterLease], fn: Callable[[ClusterLease], Any],
-              name: str, errors: bool = True) -> dict[str, Any]:
-    """cluster -> fn(lease), run at once; the first error (in cluster order) is raised."""
-    if not leases:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(RENEWERS, len(leases)),
-                            thread_name_prefix=name) as pool:
-        futures = {lease.cluster: pool.submit(fn, lease) for lease in leases}
-    out = {}
-    for cluster, future in futures.items():
-        if errors:
-            out[cluster] = future.result()
-        else:
-            out[cluster] = future.result() if future.exception() is None else None
-    return out
 
 
 def _micro(moment: datetime) -> str:
