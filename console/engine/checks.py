@@ -70,7 +70,7 @@ def take_lock(engine: Engine, plan: Plan, release_id: str, operator: str,
     def prepare(cid: str) -> tuple[Any, str]:
         driver = engine.driver(cid)
         driver.ensure_namespace()   # the lease lives in the app namespace
-        return driver.client.api, driver.namespace
+        return driver.client, driver.namespace
 
     clients: dict[str, tuple[Any, str]] = {}
     results: list[CheckResult] = []

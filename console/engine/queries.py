@@ -75,7 +75,7 @@ def lease_holders(engine: Engine, cluster_ids: Sequence[str]) -> dict[str, Holde
     def one(cid: str) -> Holder | None:
         try:
             driver = engine.driver(cid)
-            lease = ClusterLease(driver.client.api, cid, driver.namespace,
+            lease = ClusterLease(driver.client, cid, driver.namespace,
                                  engine.config.app.name, "(reader)",
                                  timeout=engine.status_timeout)
             return lease.holder()

@@ -214,7 +214,7 @@ def test_two_consoles_releasing_to_one_cluster_exactly_one_proceeds(fleet_config
             for cid in ("a", "b"):
                 driver = engine.driver(cid)
                 driver.ensure_namespace()       # the lease lives in the app namespace
-                clients[cid] = (driver.client.api, driver.namespace)
+                clients[cid] = (driver.client, driver.namespace)
             lock = ReleaseLock.for_clusters(clients, APP, f"rel-{tag}", user=user)
             barrier.wait()
             try:

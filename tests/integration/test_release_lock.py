@@ -122,7 +122,7 @@ def test_reconcile_leaves_a_release_whose_lease_a_live_console_holds(world):
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     engine = w.engine()
-    lease = ClusterLease(engine.driver("a").client.api, "a", "a", APP, f"bob@far:7/{rid}")
+    lease = ClusterLease(engine.driver("a").client, "a", "a", APP, f"bob@far:7/{rid}")
     lease.acquire()
     try:
         assert [r.id for r in ledger.unfinished()] == [rid]
