@@ -5,7 +5,10 @@ with a short timeout, so one that does not answer is shown as unreachable and ne
 holds up the others), the version the release ledger (`console.history`) last recorded
 there, the last known-good version, and when and by whom it was recorded. DRIFT marks a
 cluster whose live version differs from the ledger's (someone changed it by hand, e.g.
-`kubectl set image`). Exit 0 when every cluster was read, whatever the versions; exit 4
+`kubectl set image`). For an app shipped as a Helm chart the live column adds Helm's
+revision, chart version and release status (`--json`: `helm_revision`, `chart_version`,
+`helm_status`), and a Helm revision other than the one the ledger recorded is drift too
+(a `helm upgrade` or `helm rollback` made outside the console). Exit 0 when every cluster was read, whatever the versions; exit 4
 when any cluster could not be read (the others are still shown), so a script or CI job
 never takes a partial matrix for the whole truth. A ledger that cannot be opened is a
 warning (the live versions are still shown).
@@ -43,12 +46,13 @@ def matrix_rows(config: Any, statuses: list[Any]) -> tuple[dict[str, Any], str |
     could not be read."""
     from console.history import Ledger
     live = {s.cluster: s.version if s.reachable else None for s in statuses}
+    helm = {s.cluster: s.helm_revision for s in statuses if s.reachable}
     try:
         ledger = Ledger.for_config(config)
     except UserError as exc:
         return {}, f"history unavailable: {exc}"
     try:
-        return {row.cluster: row for row in ledger.matrix(live)}, None
+        return {row.cluster: row for row in ledger.matrix(live, helm)}, None
     finally:
         ledger.close()
 
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 "recorded_release": row.recorded_release if row else None,
                 "last_good": row.last_good if row else None,
                 "last_good_at": row.last_good_at if row else None,
+                "recorded_helm_revision": row.recorded_helm_revision if row else None,
                 "drift": bool(row and row.drift)})
             clusters.append(entry)
         print(json.dumps({"app": config.app.name, "clusters": clusters,
@@ -104,9 +109,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             state = "ok"
         if row and row.drift:
-            state = f"{DRIFT} (ledger says {recorded})" + ("" if state == "ok" else
-                                                          f", {state}")
-        table.append((s.cluster, s.version or "-", recorded, good, when, who, ready, state))
+            said = recorded
+            if row.recorded == s.version and row.recorded_helm_revision is not None:
+                said = f"Helm revision {row.recorded_helm_revision}, live {s.helm_revision}"
+            state = f"{DRIFT} (ledger says {said})" + ("" if state == "ok" else f", {state}")
+        live = s.version or "-"
+        if s.helm_revision is not None:
+            # Apps shipped as a chart: Helm's revision, chart version and release status.
+            live += f" (helm r{s.helm_revision}, chart {s.chart_version}, {s.helm_status})"
+        table.append((s.cluster, live, recorded, good, when, who, ready, state))
     widths = [max(len(r[i]) for r in table) for i in range(7)]
     for r in table:
         print("  ".join([*(c.ljust(w) for c, w in zip(r[:7], widths)), r[7]]).rstrip())

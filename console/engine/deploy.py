@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from console.engine.api import ClusterResult, Outcome
-from console.engine.rollbacks import restore
+from console.engine.rollbacks import helm_data, restore
 from console.errors import UserError
 from console.events import Kind
 from console.kube.client import ClusterError
@@ -71,7 +71,7 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
     duration = time.monotonic() - started
     engine.last_errors.pop(cid, None)
     engine.event(Kind.CLUSTER_HEALTHY, rid, cid, f"healthy at {run.tag} in {duration:.1f}s",
-                 version=run.tag, duration=duration)
+                 version=run.tag, duration=duration, **helm_data(driver))
     return ClusterResult(cid, Outcome.HEALTHY, before.version, run.tag, duration)
 
 

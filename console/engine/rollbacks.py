@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.engine.api import ClusterResult, ClusterStatus, Outcome, new_release_id
 from console.errors import UserError, ValidationError
@@ -23,6 +23,12 @@ from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, LiveDep
 if TYPE_CHECKING:
     from console.engine.core import Engine
     from console.engine.waves import ReleaseRun
+
+
+def helm_data(driver: Any) -> dict[str, int]:
+    """`helm_revision` for an event's data when the driver wrote a Helm revision."""
+    revision = getattr(driver, "last_revision", None)
+    return {} if revision is None else {"helm_revision": revision}
 
 
 def by_suffix(by: str) -> str:
@@ -52,7 +58,7 @@ def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
         return False, error
     engine.event(Kind.CLUSTER_ROLLED_BACK, rid, cid,
                  f"rolled back to {before.version or 'nothing (deployment removed)'}",
-                 version=before.version, ok=True, error=None)
+                 version=before.version, ok=True, error=None, **helm_data(driver))
     return True, None
 
 
@@ -121,7 +127,8 @@ def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
         return ClusterResult(cluster.id, Outcome.FAILED, live.version, version,
                              time.monotonic() - started, error)
     engine.event(Kind.CLUSTER_ROLLED_BACK, release_id, cluster.id,
-                 f"rolled back to {version}", version=version, ok=True, error=None, by=by)
+                 f"rolled back to {version}", version=version, ok=True, error=None, by=by,
+                 **helm_data(driver))
     return ClusterResult(cluster.id, Outcome.ROLLED_BACK, live.version, version,
                          time.monotonic() - started, None, rolled_back_to=version)
 

@@ -178,14 +178,16 @@ class Ledger:
                        version: str | None = None, good: bool | None = None,
                        duration: float | None = None, error: str = "",
                        rolled_back_to: str | None = None, reconciled: bool = False,
-                       commit: bool = True, version_unknown: bool = False) -> ClusterOutcome:
+                       commit: bool = True, version_unknown: bool = False,
+                       helm_revision: int | None = None) -> ClusterOutcome:
         """Append one cluster outcome (fsynced now, committed by the background committer).
 
         `version` is what the cluster runs afterwards; by default to_version when
         healthy or failed, rolled_back_to when rolled back, None (unchanged) when skipped.
         `version_unknown` records None whatever the outcome (a cluster that stopped
         answering mid-rollout and could not be rolled back runs either version).
-        `good` defaults to `outcome == "healthy"`.
+        `good` defaults to `outcome == "healthy"`. `helm_revision` is the Helm release
+        revision the cluster runs afterwards (apps shipped as a chart).
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown cluster outcome {outcome!r}")
@@ -213,6 +215,8 @@ class Ledger:
                    "ts": utc_now()}
             if reconciled:
                 rec["reconciled"] = True
+            if helm_revision is not None:
+                rec["helm_revision"] = int(helm_revision)
             if state is not None:
                 state.outcomes[cluster] = outcome
             self._append(rec)
@@ -262,7 +266,8 @@ class Ledger:
                         duration: float | None = None, of_release: str | None = None,
                         operator: str | Operator | None = None,
                         action_id: str | None = None,
-                        on_pushed: Callable[[PushResult], None] | None = None) -> str:
+                        on_pushed: Callable[[PushResult], None] | None = None,
+                        helm_revision: int | None = None) -> str:
         """Record a manual rollback of one cluster (already done) as an action of its own.
 
         `outcome` is the cluster outcome of the action: `healthy` when the cluster came
@@ -279,7 +284,8 @@ class Ledger:
                         of_release=of_release)
             self.record_cluster(action_id, cluster, outcome, from_version=from_version,
                                 to_version=to_version, duration=duration, error=error,
-                                rolled_back_to=to_version, commit=False)
+                                rolled_back_to=to_version, commit=False,
+                                helm_revision=helm_revision)
             self._end(action_id, "ok" if outcome == "healthy" else "failed",
                       0 if outcome == "healthy" else 1)
         self.push_later(on_pushed)
@@ -428,8 +434,13 @@ class Ledger:
         """
         return reconcile.reconcile_unfinished(self, read_live)
 
-    def matrix(self, live: Mapping[str, str | None]) -> list[MatrixRow]:
+    def matrix(self, live: Mapping[str, str | None],
+               helm: Mapping[str, int | None] | None = None) -> list[MatrixRow]:
         """The version matrix: per cluster in `live` (in its order), live vs. ledger.
+
+        `helm` (apps shipped as a chart): each cluster's live Helm revision; one that
+        differs from the revision the ledger recorded is drift too (a `helm upgrade` or
+        `helm rollback` made outside the console, even to the same version).
 
         Served by `LatestIndex`: the cost follows what was appended since the last
         query, not the size of the ledger.
@@ -438,6 +449,11 @@ class Ledger:
         rows = []
         for cluster, live_version in live.items():
             recorded, good = found.get(cluster, (None, None))
+            recorded_revision = recorded.get("helm_revision") if recorded else None
+            live_revision = (helm or {}).get(cluster)
+            helm_drift = (live_version is not None and live_revision is not None
+                          and recorded_revision is not None
+                          and live_revision != recorded_revision)
             rows.append(MatrixRow(
                 cluster=cluster, live=live_version,
                 recorded=recorded["version"] if recorded else None,
@@ -446,8 +462,9 @@ class Ledger:
                 recorded_release=recorded["release"] if recorded else None,
                 last_good=good["version"] if good else None,
                 last_good_at=good["ts"] if good else None,
-                drift=live_version is not None and
-                live_version != (recorded["version"] if recorded else None)))
+                drift=helm_drift or (live_version is not None and
+                                     live_version != (recorded["version"] if recorded else None)),
+                recorded_helm_revision=recorded_revision))
         return rows
 
     def last_good(self, cluster: str) -> str | None:

@@ -84,7 +84,8 @@ class EventLedger:
         self.ledger.record_cluster(event.release_id, event.cluster,
                                    event.data.get("outcome", "healthy"),
                                    version=event.data.get("version"),
-                                   duration=event.data.get("duration"))
+                                   duration=event.data.get("duration"),
+                                   helm_revision=event.data.get("helm_revision"))
 
     def _on_cluster_failed(self, event: Event) -> None:
         if event.release_id not in self._started or event.cluster is None:
@@ -127,7 +128,8 @@ class EventLedger:
                 event.release_id, event.cluster, "rolled_back" if ok else "failed",
                 from_version=state.get("from_version"), to_version=state.get("to_version"),
                 version=target if ok else None, good=ok, duration=state.get("duration"),
-                error=error, rolled_back_to=target if ok else None, version_unknown=not ok)
+                error=error, rolled_back_to=target if ok else None, version_unknown=not ok,
+                helm_revision=event.data.get("helm_revision") if ok else None)
             return
         # A manual rollback (one cluster, or every cluster of a finished release).
         started = state.get("rollback_start")
@@ -136,7 +138,8 @@ class EventLedger:
             outcome="healthy" if ok else "failed", error=error,
             duration=None if started is None else event.ts - started,
             of_release=event.release_id or None, operator=str(event.data.get("by") or ""),
-            on_pushed=self._pushed)
+            on_pushed=self._pushed,
+            helm_revision=event.data.get("helm_revision") if ok else None)
 
     def _on_release_finished(self, event: Event) -> None:
         if event.release_id not in self._started:

@@ -177,6 +177,7 @@ class MatrixRow:
     last_good: str | None         # the last version recorded healthy there
     last_good_at: str | None
     drift: bool                   # live is known and differs from the ledger
+    recorded_helm_revision: int | None = None  # the Helm revision the ledger recorded there
 
 
 @dataclass(frozen=True)

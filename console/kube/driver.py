@@ -150,6 +150,8 @@ class ClusterDriver:
         """`renderer(tag)` gives the objects a release of `tag` applies (`prepare`)."""
         self.client = client
         self.renderer = renderer
+        # The Helm release revision the last write made (the Helm driver's; None here).
+        self.last_revision: int | None = None
         self.cluster = client.cluster
         self.app = app
         self.namespace = namespace

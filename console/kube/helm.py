@@ -219,6 +219,7 @@ class HelmDriver(ClusterDriver):
 
     def uninstall(self) -> None:
         """`helm uninstall` the release (a first install that failed leaves nothing)."""
+        self.last_revision = None
         try:
             self.helm.run(["uninstall", self.settings.release])
         except ClusterError as exc:
@@ -231,6 +232,8 @@ class HelmDriver(ClusterDriver):
 
     def _annotate(self, annotations: Mapping[str, str]) -> dict[str, Any]:
         """Set the console's annotations on the Deployment Helm wrote; return it."""
+        current = latest(self.history())
+        self.last_revision = current.number if current else None
         body = {"metadata": {"annotations": dict(annotations)}}
         try:
             return self.client.request("PATCH", f"{self._deployments}/{self.app}",
