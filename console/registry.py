@@ -13,15 +13,17 @@ config file (`registry.auth_file`, else `$DOCKER_CONFIG/config.json`, else
 
 TLS: `registry.ca_file` is the CA that verifies the registry; `registry.insecure` skips
 verification and allows plain HTTP after HTTPS fails, as Docker does for an insecure
-registry (and, without a CA file, for a loopback one). Every request has the
-configured timeout. Results and errors never contain a credential.
+registry (and, without a CA file, for a loopback one) - for a loopback registry, or for
+the one host the fleet file names (`insecure: HOST[:PORT]`). Credentials never go over
+plain HTTP to another machine: a Basic challenge over HTTP from a non-loopback host, or
+a token service there, is answered with a refusal, not the password. Every request has
+the configured timeout. Results and errors never contain a credential.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import os
 import re
@@ -32,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from console.config import RegistryConfig
+from console.config import RegistryConfig, image_registry_host, is_loopback_host
 
 # Every manifest type a tag may point at: OCI index and manifest, Docker list and v2.
 MANIFEST_TYPES = (
@@ -69,10 +71,10 @@ class Reference:
     @classmethod
     def parse(cls, image: str) -> Reference:
         """`registry.example.com/apps/web` -> (`registry.example.com`, `apps/web`); Docker Hub rules."""
-        first, sep, rest = image.partition("/")
-        if sep and ("." in first or ":" in first or first == "localhost"):
-            return cls(first, rest)
-        name = image if sep else f"library/{image}"
+        host = image_registry_host(image)
+        if host is not None:
+            return cls(host, image.partition("/")[2])
+        name = image if "/" in image else f"library/{image}"
         return cls(DOCKER_HUB, name)
 
     def display(self, tag: str) -> str:
@@ -101,10 +103,14 @@ def image_exists(image_ref: str, tag: str, settings: RegistryConfig | None = Non
         return ImageCheck(False, str(exc))
     timeout = settings.timeout or DEFAULT_TIMEOUT
     auth = credentials or find_credentials(ref.host, settings)
-    skip_verify = settings.insecure
+    loopback = is_loopback_host(ref.host)
+    skip_verify = settings.insecure and (loopback or ref.host == settings.insecure_host)
+    if settings.insecure and not skip_verify:
+        return ImageCheck(False, f"{shown}: registry.insecure does not apply to {ref.host} "
+                          "(only to a loopback registry or the host it names)")
     # Docker's rule: a loopback registry may answer over plain HTTP or unverified TLS -
     # unless a CA file is configured, which is then used to verify it.
-    plain_ok = skip_verify or _is_loopback(ref.host)
+    plain_ok = skip_verify or loopback
     verify: ssl.SSLContext | bool = False if skip_verify else _verify(settings.ca_file, plain_ok)
     last_error = ""
     for scheme in ("https", "http") if plain_ok else ("https",):
@@ -124,14 +130,10 @@ def _verify(ca_file: Path | None, loopback: bool) -> ssl.SSLContext | bool:
     return not loopback
 
 
-def _is_loopback(host: str) -> bool:
-    hostname = urlsplit(f"//{host}").hostname or ""
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+def _private_channel(url: str) -> bool:
+    """Whether credentials may be sent to `url`: over HTTPS, or to this machine."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or is_loopback_host(parts.netloc)
 
 
 def _transport_problem(exc: httpx.TransportError) -> str:
@@ -152,11 +154,14 @@ def _probe(client: httpx.Client, base: str, ref: Reference, tag: str,
         challenge = parse_challenge(response.headers.get("www-authenticate", ""))
         scheme = challenge.get("scheme", "")
         if scheme == "bearer" and challenge.get("realm"):
-            token, problem = _bearer_token(client, challenge, ref, auth, base)
+            token, problem = _bearer_token(client, challenge, ref, auth)
             if token is None:
                 return ImageCheck(False, f"{shown}: {problem}", status=401)
             response = client.head(url, headers={**headers, "Authorization": f"Bearer {token}"})
         elif scheme == "basic" and auth:
+            if not _private_channel(base):
+                return ImageCheck(False, f"{shown}: not sending credentials over plain HTTP to "
+                                  f"{ref.host} (serve the registry over HTTPS)", status=401)
             response = client.head(url, headers=headers, auth=httpx.BasicAuth(*auth))
     return _verdict(response, shown, auth)
 
@@ -190,20 +195,19 @@ def parse_challenge(header: str) -> dict[str, str]:
 
 
 def _bearer_token(client: httpx.Client, challenge: dict[str, str], ref: Reference,
-                  auth: tuple[str, str] | None, base: str) -> tuple[str | None, str]:
+                  auth: tuple[str, str] | None) -> tuple[str | None, str]:
     """A pull token from the challenge's realm (anonymous when there are no credentials)."""
     realm = challenge["realm"]
     params = {"scope": challenge.get("scope") or f"repository:{ref.name}:pull"}
     if challenge.get("service"):
         params["service"] = challenge["service"]
-    realm_parts, base_parts = urlsplit(realm), urlsplit(base)
-    # Credentials go to the realm only over HTTPS or on the registry's own host: a
-    # challenge must not be able to send them in clear text to another machine.
-    send_auth = auth is not None and (realm_parts.scheme == "https"
-                                      or realm_parts.hostname == base_parts.hostname)
+    realm_parts = urlsplit(realm)
+    # Credentials go to the realm only over HTTPS or to this machine: a challenge must
+    # not be able to send them in clear text to another one.
+    send_auth = auth is not None and _private_channel(realm)
     if auth is not None and not send_auth:
         return None, (f"not sending credentials to the token service {realm_parts.netloc} "
-                      "over plain HTTP on another host")
+                      "over plain HTTP")
     try:
         answer = client.get(realm, params=params,
                             auth=httpx.BasicAuth(*auth) if send_auth and auth else None)

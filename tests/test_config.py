@@ -246,7 +246,16 @@ def test_yaml_anchors_and_merge_keys_work(tmp_path):
     (MINIMAL.replace("  name: web", "  name: web\n  notify: {email: {to: x@y, from: a@b, host: h, port: 70000}}"),
      ":3: app.notify.email.port: expected a whole number 1..65535, got 70000"),
     (MINIMAL.replace("  name: web", "  name: web\n  registry: {insecure: yes please}"),
-     ":3: app.registry.insecure: expected true or false, got 'yes please'"),
+     ":3: app.registry.insecure: 'yes please' is not app.image's registry host "
+     "(registry.example.com)"),
+    (MINIMAL.replace("  name: web", "  name: web\n  registry: {insecure: 5000}"),
+     ":3: app.registry.insecure: expected true, false or the registry host (HOST[:PORT]), "
+     "got 5000"),
+    # insecure: true is for a loopback registry; another host must be named
+    (MINIMAL.replace("  name: web", "  name: web\n  registry: {insecure: true}"),
+     ":3: app.registry.insecure: true applies to a loopback registry only, and app.image's "
+     "registry is registry.example.com: name the host to allow plain HTTP and unverified "
+     "TLS there (insecure: registry.example.com)"),
     (MINIMAL.replace("  name: web", "  name: web\n  registry: {password_env: 'my pass'}"),
      ":3: app.registry.password_env: 'my pass' is not an environment variable name"),
     (MINIMAL.replace("  name: web", "  name: web\n  notify: {slack_webhook: 'ftp://secret-token'}"),
@@ -526,3 +535,22 @@ def test_later_checks_report_in_the_same_format(tmp_path, monkeypatch):
     assert isinstance(error, ConfigError)
     assert str(error) == "clusters.yaml:10: sim.readiness_delay: expected seconds, got 'soon'"
     assert str(config.error("sim.missing", "required")) == "clusters.yaml: sim.missing: required"
+
+
+def test_insecure_registry_named_host_and_credential_opt_ins(tmp_path):
+    """`insecure` names the one non-loopback host it applies to; the per-cluster opt-ins
+    for programs, token fetching and TLS verification off are read as given."""
+    text = MINIMAL.replace("  name: web", "  name: web\n  registry: {insecure: registry.example.com}")
+    text = text.replace("    groups: [prod]", "    groups: [prod]\n    credentials: {kubeconfig: a.yaml, "
+                        "allow_auth_provider: true, allow_insecure_tls: true}")
+    config = load(write(tmp_path, text))
+    assert config.app.registry.insecure is True
+    assert config.app.registry.insecure_host == "registry.example.com"
+    a, b = config.clusters
+    assert a.credentials.allow_auth_provider and a.credentials.allow_insecure_tls
+    assert not (b.credentials.allow_auth_provider or b.credentials.allow_insecure_tls
+                or b.credentials.allow_exec)
+    loopback = MINIMAL.replace("registry.example.com/apps/web", "localhost:5000/apps/web").replace(
+        "  name: web", "  name: web\n  registry: {insecure: true}")
+    registry = load(write(tmp_path, loopback)).app.registry
+    assert registry.insecure is True and registry.insecure_host is None

@@ -161,7 +161,7 @@ def sim_rules(docs: list[dict], namespace: str) -> list[dict]:
 @pytest.mark.kubectl
 def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_path, sim_fleet):
     """An admin's `kubectl apply`; then a token with the rules the server stored passes."""
-    from console.credentials import new_api_client
+    from console.kube.client import new_api_client
     from console.preflight_checks import check_access
 
     config = write_fleet(tmp_path)
@@ -181,7 +181,7 @@ def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_pat
     assert all(stored) and fleet.get("eu", "/namespaces", "", "team-eu")
     token = fleet.add_token("eu", sim_rules(stored, "team-eu"),
                             username="system:serviceaccount:team-eu:release-console")
-    limited = new_api_client(fleet.kubeconfig("eu", token))
+    limited = new_api_client("eu", fleet.kubeconfig("eu", token))
     results = check_access(limited, "team-eu", "eu", rules(config))
     assert [(r.check, r.ok, r.cluster) for r in results] == [("access", True, "eu")]
     assert results[0].detail == "all 15 permissions granted in namespace 'team-eu'"
@@ -191,7 +191,7 @@ def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_pat
 
 
 def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_path, sim_fleet):
-    from console.credentials import new_api_client
+    from console.kube.client import new_api_client
     from console.preflight_checks import check_access
 
     config = write_fleet(tmp_path)
@@ -202,7 +202,7 @@ def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_pat
     deployments["verbs"] = [v for v in deployments["verbs"] if v != "delete"]
     granted = [r for r in granted if r["resources"] != ["nodes"]]
     token = fleet.add_token("eu", granted)
-    results = check_access(new_api_client(fleet.kubeconfig("eu", token)), "team-eu", "eu",
+    results = check_access(new_api_client("eu", fleet.kubeconfig("eu", token)), "team-eu", "eu",
                            rules(config))
     assert [r.ok for r in results] == [False, False]
     assert results[0].detail.startswith(

@@ -4,7 +4,10 @@ Without `--tag`, the default tag (short commit + build number) is used and print
 a missing image with `app.build.command` set is built with `--build`, else suggested.
 
 Runs every pre-flight check (concurrently across clusters) and prints a table of the
-results. Touches nothing. Exit 0 when every check passes, 2 when any fails.
+results, then what the fleet file allowed a cluster's credentials to do beyond token,
+certificate or basic auth over verified TLS (a program run, a token fetched, TLS
+verification off), named per cluster. Touches nothing. Exit 0 when every check passes,
+2 when any fails.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the checks; 0 all passed, 2 some failed."""
+    from console.credentials import allowances_in_use
     from console.engine import Engine
     config = load_config(args)
     tag, defaulted = choose_tag(args, config)
@@ -40,12 +44,17 @@ def run(args: argparse.Namespace) -> int:
         report = engine.preflight(request_from(args, tag))
     finally:
         engine.close()
+    checked = {r.cluster for r in report.results}
+    allowed = {cid: notes for cid, notes in allowances_in_use().items() if cid in checked}
     if args.json:
         print(json.dumps({"ok": report.ok, "results": [
             {"cluster": r.cluster, "check": r.check, "ok": r.ok, "detail": r.detail}
-            for r in report.results]}, indent=2))
+            for r in report.results], "allowed": allowed}, indent=2))
     else:
         print(report.table())
+        for cluster, notes in sorted(allowed.items()):
+            for note in notes:
+                print(f"allowed: cluster {cluster!r}: credentials {note}")
         print("pre-flight passed" if report.ok else
               f"pre-flight failed: {len(report.failures)} check(s) failed")
     return 0 if report.ok else 2

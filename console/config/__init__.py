@@ -17,7 +17,8 @@ Callers import from `console.config`; the names below are its public surface.
 
 from __future__ import annotations
 
-from console.config.checks import (deep_merge, did_you_mean, failure_budget_count, is_glob,
+from console.config.checks import (deep_merge, did_you_mean, failure_budget_count,
+                                   image_registry_host, is_glob, is_loopback_host,
                                    parse_duration, parse_failure_budget, resolve_path)
 from console.config.loader import load
 from console.config.model import (BUILTIN_STRATEGIES, DEFAULT_HISTORY_PATH,
@@ -35,6 +36,7 @@ __all__ = [
     "NOTIFY_EVENTS", "PRODUCTION_GROUPS", "RESERVED_VALUE_NAMES", "REST", "App", "ChartConfig", "Cluster",
     "Credentials", "EmailConfig", "FleetConfig", "HistoryConfig", "NotifyConfig",
     "RegistryConfig", "Strategy", "VaultConfig", "YamlDocument", "deep_merge",
-    "did_you_mean", "failure_budget_count", "is_glob", "load", "parse_duration",
+    "did_you_mean", "failure_budget_count", "image_registry_host", "is_glob",
+    "is_loopback_host", "load", "parse_duration",
     "parse_failure_budget", "parse_yaml", "read_text", "resolve_path",
 ]

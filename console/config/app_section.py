@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 from console.config.chart_section import CHART_KEYS, chart_section
-from console.config.checks import (IMAGE_REPO, Checker, did_you_mean, or_empty,
-                                   resolve_path)
+from console.config.checks import (IMAGE_REPO, Checker, did_you_mean, image_registry_host,
+                                   is_loopback_host, or_empty, resolve_path)
 from console.config.model import (DEFAULT_HISTORY_PATH, DEFAULT_ROLLOUT_TIMEOUT,
                                   NOTIFY_EVENTS, App, EmailConfig, HistoryConfig,
                                   NotifyConfig, RegistryConfig)
@@ -49,7 +49,7 @@ def app_section(ck: Checker, raw: Any) -> App:
     return App(name=name, image=image, manifests=manifests, namespace_rule=rule,
                rollout_timeout=timeout, history=history,
                notify=_notify(ck, raw.get("notify"), (*p, "notify")),
-               registry=_registry(ck, raw.get("registry"), (*p, "registry")),
+               registry=_registry(ck, raw.get("registry"), (*p, "registry"), image),
                build_command=ck.string(braw.get("command"), (*build_p, "command")),
                chart=chart_section(ck, raw, name))
 
@@ -101,12 +101,13 @@ def _notify(ck: Checker, raw: Any, p: Path_) -> NotifyConfig:
                         timeout=ck.duration(raw.get("timeout"), (*p, "timeout"), 10.0))
 
 
-def _registry(ck: Checker, raw: Any, p: Path_) -> RegistryConfig:
+def _registry(ck: Checker, raw: Any, p: Path_, image: str) -> RegistryConfig:
     raw = ck.mapping(or_empty(raw), p, ("ca_file", "insecure", "username_env", "password_env",
                                     "auth_file", "timeout", "vault"))
+    insecure, insecure_host = _insecure(ck, raw.get("insecure"), (*p, "insecure"), image)
     return RegistryConfig(
         ca_file=ck.file_path(raw.get("ca_file"), (*p, "ca_file")),
-        insecure=ck.boolean(raw.get("insecure"), (*p, "insecure"), False),
+        insecure=insecure, insecure_host=insecure_host,
         username_env=ck.env_name(raw.get("username_env"), (*p, "username_env")),
         password_env=ck.env_name(raw.get("password_env"), (*p, "password_env")),
         auth_file=ck.file_path(raw.get("auth_file"), (*p, "auth_file")),
@@ -114,3 +115,26 @@ def _registry(ck: Checker, raw: Any, p: Path_) -> RegistryConfig:
         vault=ck.string(raw.get("vault"), (*p, "vault")))
 
 
+
+
+def _insecure(ck: Checker, value: Any, p: Path_, image: str) -> tuple[bool, str | None]:
+    """`insecure: true` (a loopback registry only) or `insecure: HOST[:PORT]` (that host).
+
+    Plain HTTP and unverified TLS hand the registry credentials to whoever answers: that
+    is fine on this machine, and elsewhere only for a host the fleet file names.
+    """
+    if value is None or value is False:
+        return False, None
+    host = image_registry_host(image)
+    if value is True:
+        if host is None or not is_loopback_host(host):
+            named = host or "Docker Hub"
+            raise ck.fail(p, f"true applies to a loopback registry only, and app.image's "
+                          f"registry is {named}: name the host to allow plain HTTP and "
+                          f"unverified TLS there (insecure: {named})")
+        return True, None
+    text = ck.text(value, p, what="true, false or the registry host (HOST[:PORT])")
+    if text != host:
+        raise ck.fail(p, f"{show(text)} is not app.image's registry host "
+                      f"({host or 'Docker Hub'})")
+    return True, text

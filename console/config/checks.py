@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from console.config.yaml_reader import Path_, YamlDocument, dotted
 from console.errors import ConfigError, ValidationError
@@ -232,3 +234,24 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 def is_glob(entry: str) -> bool:
     """True when a selector term or wave entry is a shell-style pattern."""
     return any(ch in entry for ch in "*?[")
+
+
+def image_registry_host(image: str) -> str | None:
+    """The registry host (with port) of an image repository, None for Docker Hub:
+    `127.0.0.1:5000/web` -> `127.0.0.1:5000`, `apps/web` -> None (Docker's rule: the
+    first part is a host when it has a dot or a port, or is `localhost`)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host[:port]` is this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    hostname = urlsplit(f"//{host}").hostname or ""
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False

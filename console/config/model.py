@@ -67,7 +67,10 @@ class RegistryConfig:
     """How to reach the image registry: TLS trust and where credentials come from."""
 
     ca_file: Path | None = None
+    # Plain HTTP / unverified TLS: for a loopback registry (`insecure: true`), or for the
+    # one host the fleet file names (`insecure: HOST[:PORT]`, kept in `insecure_host`).
     insecure: bool = False
+    insecure_host: str | None = None
     username_env: str | None = None
     password_env: str | None = None
     auth_file: Path | None = None
@@ -130,7 +133,11 @@ class Credentials:
     vault: str | None = None
     server: str | None = None  # pinned API server URL
     ca_sha256: str | None = None  # pinned CA certificate fingerprint, 64 lower-case hex
+    # Opt-ins, each for one cluster: a credential that runs a program or fetches a token
+    # (`exec`, `auth-provider`), and a kubeconfig that turns TLS verification off.
     allow_exec: bool = False
+    allow_auth_provider: bool = False
+    allow_insecure_tls: bool = False
 
 
 @dataclass(frozen=True)

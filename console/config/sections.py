@@ -71,7 +71,8 @@ def check_value_names(ck: Checker, values: dict[str, Any], p: Path_) -> None:
 
 
 _CLUSTER_KEYS = ("id", "groups", "credentials", "namespace", "values", "production", "sim")
-_CRED_KEYS = ("kubeconfig", "context", "env", "vault", "server", "ca_sha256", "allow_exec")
+_CRED_KEYS = ("kubeconfig", "context", "env", "vault", "server", "ca_sha256", "allow_exec",
+              "allow_auth_provider", "allow_insecure_tls")
 
 
 def clusters_section(ck: Checker, raw: Any, app: App, defaults: dict[str, Any],
@@ -151,7 +152,11 @@ def _credentials(ck: Checker, raw: Any, p: Path_, cid: str,
         context=ck.string(raw.get("context"), (*p, "context")),
         env=ck.env_name(raw.get("env"), (*p, "env")),
         vault=vault_path, server=server, ca_sha256=fingerprint,
-        allow_exec=ck.boolean(raw.get("allow_exec"), (*p, "allow_exec"), False))
+        allow_exec=ck.boolean(raw.get("allow_exec"), (*p, "allow_exec"), False),
+        allow_auth_provider=ck.boolean(raw.get("allow_auth_provider"),
+                                       (*p, "allow_auth_provider"), False),
+        allow_insecure_tls=ck.boolean(raw.get("allow_insecure_tls"), (*p, "allow_insecure_tls"),
+                                      False))
 
 
 _STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel")

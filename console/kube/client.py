@@ -30,6 +30,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
+from console.kube.private_files import private_dir
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # One call and up to five retries: every call of a release (pre-flight, lease, deploy)
 # must get through a flaky API - at 10% errors four tries fail one call in 10,000, six
@@ -117,10 +119,9 @@ def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
     """An `ApiClient` for one cluster from its kubeconfig dict, isolated from all others.
 
     The client library needs files for CA, client certificate and key data: they go to
-    0600 files in `console.credentials.private_dir()` (0700, removed at exit), never to
-    the shared temp directory.
+    0600 files in `private_files.private_dir()` (0700, removed at exit, swept by the next
+    console when this one is killed), never to the shared temp directory.
     """
-    from console.credentials import private_dir
     configuration = k8s.Configuration()
     # Retries are ours (bounded, counted, with backoff); urllib3 must not add hidden ones.
     configuration.retries = False

@@ -177,7 +177,8 @@ def test_client_files_land_in_a_private_directory(tmp_path, monkeypatch):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from console.credentials import new_api_client, private_dir
+    from console.kube.client import new_api_client
+    from console.kube.private_files import private_dir
 
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -189,7 +190,7 @@ def test_client_files_land_in_a_private_directory(tmp_path, monkeypatch):
         "client-key-data": base64.b64encode(key_pem).decode()}
     monkeypatch.setenv("KC_C1", yaml.safe_dump(data))
     cluster, fleet = load_one(tmp_path, {"env": "KC_C1"})
-    api = new_api_client(resolve(cluster, fleet))
+    api = new_api_client("c1", resolve(cluster, fleet))
     directory = private_dir()
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     for path in (api.configuration.cert_file, api.configuration.key_file,

@@ -10,7 +10,8 @@ import httpx
 import yaml
 
 from console import config as fleet_config
-from console.credentials import new_api_client, resolve
+from console.credentials import resolve
+from console.kube.client import new_api_client
 from console.preflight_checks import (check_capacity, check_dry_run, check_image, check_render,
                                       check_values)
 from console.sim import ClusterSpec
@@ -69,7 +70,7 @@ def fleet_world(tmp_path, sim_fleet):
 
 
 def api_for(config, cid):
-    return new_api_client(resolve(config.cluster(cid), config))
+    return new_api_client(cid, resolve(config.cluster(cid), config))
 
 
 def create_namespace(fleet, cid, name):

@@ -252,6 +252,36 @@ def test_vault_tls_with_cacert(tmp_path, monkeypatch, tls_bao):
     assert resolve(cluster, fleet)["users"][0]["user"]["token"] == "tls-token"
 
 
+def test_vault_skip_verify_is_refused(tmp_path, monkeypatch, tls_bao):
+    """VAULT_SKIP_VERIFY would turn off TLS verification of Vault from the environment,
+    where nobody reviews it: refused by name, for kubeconfigs and registry credentials."""
+    from console.credentials import read_vault_registry_credentials
+    from console.errors import UserError
+
+    text = yaml.safe_dump(kubeconfig({"c1": ("https://h:6443", ca_pem(), "tls-token")}))
+    kv = tls_bao.client().secrets.kv.v2
+    kv.create_or_update_secret(path="kubeconfigs/c1", mount_point="secret",
+                               secret={"kubeconfig": text})
+    kv.create_or_update_secret(path="registry/web", mount_point="secret",
+                               secret={"username": "u", "password": "registry-pass"})
+    monkeypatch.setenv("VAULT_ADDR", tls_bao.addr)
+    monkeypatch.setenv("VAULT_TOKEN", tls_bao.root_token)
+    for value in ("1", "true", "yes"):
+        monkeypatch.setenv("VAULT_SKIP_VERIFY", value)
+        message = failure(tmp_path, "c1")
+        assert ("cluster 'c1': credentials from vault secret/kubeconfigs/c1: refused: "
+                "VAULT_SKIP_VERIFY is set") in message and "VAULT_CACERT" in message
+        with pytest.raises(UserError, match="registry credentials from vault secret/registry/"
+                                            "web: refused: VAULT_SKIP_VERIFY is set"):
+            read_vault_registry_credentials("secret/registry/web")
+    # Set but false, with the CA given: verified, and read.
+    monkeypatch.setenv("VAULT_SKIP_VERIFY", "false")
+    monkeypatch.setenv("VAULT_CACERT", str(tls_bao.cacert))
+    cluster, fleet = vault_cluster(tmp_path, "c1")
+    assert resolve(cluster, fleet)["users"][0]["user"]["token"] == "tls-token"
+    assert read_vault_registry_credentials("secret/registry/web") == ("u", "registry-pass")
+
+
 def test_no_secret_in_any_error_or_log(tmp_path, monkeypatch, caplog, bao, stored):
     """Every failure path above, once more, with every secret checked against every message."""
     caplog.set_level(logging.DEBUG)
@@ -292,7 +322,7 @@ def test_kubeconfig_from_vault_drives_a_simulated_cluster(tmp_path, monkeypatch,
     """End to end: OpenBao holds the kubeconfig, the pins hold, the cluster answers."""
     from kubernetes import client as k8s
 
-    from console.credentials import new_api_client
+    from console.kube.client import new_api_client
 
     fleet = sim_fleet(["vaulted"])
     bao.client().secrets.kv.v2.create_or_update_secret(
@@ -302,7 +332,7 @@ def test_kubeconfig_from_vault_drives_a_simulated_cluster(tmp_path, monkeypatch,
     monkeypatch.setenv("VAULT_TOKEN", bao.root_token)
     cluster, config = vault_cluster(tmp_path, "vaulted", server=fleet.url("vaulted"),
                                     ca_sha256=fleet.ca_sha256)
-    api = new_api_client(resolve(cluster, config))
+    api = new_api_client("vaulted", resolve(cluster, config))
     assert k8s.VersionApi(api).get_code(_request_timeout=5).git_version
     # A wrong CA pin refuses the same kubeconfig before any request is made.
     cluster, config = vault_cluster(tmp_path, "vaulted", ca_sha256="ab" * 32)

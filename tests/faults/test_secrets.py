@@ -116,7 +116,7 @@ def test_no_secret_in_files_logs_events_or_screens(world, bao, tmp_path, monkeyp
 
     # The in-process console's private dir (0700, removed at exit) holds the CA files
     # the Kubernetes client needs - and no token.
-    from console.credentials import private_dir
+    from console.kube.private_files import private_dir
     private = private_dir()
     assert private.stat().st_mode & 0o077 == 0
     tokens = secrets_of(texts, bao.root_token, certificates=False)

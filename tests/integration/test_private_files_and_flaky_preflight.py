@@ -20,7 +20,7 @@ from tests.engine.conftest import REPO
 
 MAKE_CLIENT = """
 import json, os, sys, tempfile
-from console.credentials import private_dir
+from console.kube.private_files import private_dir
 from console.kube.client import KubeClient, new_api_client
 kubeconfig = json.loads(sys.stdin.read())
 api = new_api_client("a", kubeconfig)

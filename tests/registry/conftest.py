@@ -142,8 +142,10 @@ class Registry:
                 self.process.wait(timeout=10)
 
 
-def start_registry(workdir: Path, auth: dict | None = None) -> Registry:
-    """`docker-registry serve config.yml` on a free port, storage in `workdir`, until it answers."""
+def start_registry(workdir: Path, auth: dict | None = None,
+                   address: str = "127.0.0.1") -> Registry:
+    """`docker-registry serve config.yml` on a free port of `address` (loopback unless
+    told), storage in `workdir`, until it answers."""
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is missing: apt-get install docker-registry")
@@ -153,7 +155,7 @@ def start_registry(workdir: Path, auth: dict | None = None) -> Registry:
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")},
                     "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
+        "http": {"addr": f"{address}:{port}", "secret": secrets.token_hex(16)},
     }
     if auth:
         config["auth"] = auth
@@ -163,7 +165,7 @@ def start_registry(workdir: Path, auth: dict | None = None) -> Registry:
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
                                preexec_fn=die_with_parent)
     log.close()
-    registry = Registry(host=f"127.0.0.1:{port}", process=process)
+    registry = Registry(host=f"{address}:{port}", process=process)
     wait_until_up("docker-registry", process, workdir / "registry.log",
                   lambda: httpx.get(f"{registry.url}/v2/", timeout=1.0).status_code in (200, 401),
                   registry.stop, START_TIMEOUT)
