@@ -1,7 +1,7 @@
 """Running the helm binary for one cluster: private files, a bounded number, a timeout each.
 
 Credentials never go on a command line: the cluster's resolved kubeconfig is written to a
-0600 file in the console's private directory (`console.credentials.private_dir()`, 0700)
+0600 file in the console's private directory (`console.kube.private_files.private_dir()`, 0700)
 for the one helm call that needs it and removed right after, and so is the values file.
 Helm gets a clean environment (no inherited `KUBECONFIG`, `HELM_KUBETOKEN`, ...) with its
 cache/config/data homes in that private directory too, so nothing lands in `~/.cache`
@@ -121,7 +121,7 @@ def clean_error(stderr: str) -> str:
 @contextmanager
 def private_file(prefix: str, text: str) -> Iterator[Path]:
     """A 0600 file with `text` in the private directory, removed on exit."""
-    from console.credentials import private_dir
+    from console.kube.private_files import private_dir
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=".yaml", dir=private_dir())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -137,7 +137,7 @@ def private_file(prefix: str, text: str) -> Iterator[Path]:
 @contextmanager
 def private_home() -> Iterator[Path]:
     """A private, empty HOME for one helm call (its cache, config and data dirs)."""
-    from console.credentials import private_dir
+    from console.kube.private_files import private_dir
     home = Path(tempfile.mkdtemp(prefix="helm-home-", dir=private_dir()))
     try:
         yield home
