@@ -24,7 +24,6 @@ The selection flags and the event printer live here; `plan` and `check` reuse th
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -75,14 +74,9 @@ def request_from(args: argparse.Namespace, tag: str | None = None) -> Any:
 
 
 def operator() -> str:
-    """Who runs the release: CI's build user, else the login name."""
-    for name in ("BUILD_USER_ID", "GITLAB_USER_LOGIN", "GITHUB_ACTOR"):
-        if os.environ.get(name):
-            return os.environ[name]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
+    """Who runs the release (`console.history.operator.current_operator`, as the TUI)."""
+    from console.history.operator import current_operator
+    return current_operator().name
 
 
 def app_repo(config: Any) -> Path:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.history import reading, reconcile
 from console.history.latest import LatestIndex
-from console.history.operator import Operator, author_of, default_operator
+from console.history.operator import Operator, author_of, current_operator
 from console.history.reading import find_release_line, record_files
 from console.history.records import (
     HISTORY_DIR, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
@@ -74,7 +74,7 @@ class Ledger:
         self._push_waiters: list[Callable[[PushResult], None]] = []
         # Git work has its own lock in the repository, so appends never wait on it.
         self.repository = Repository(self.path, app, remote=remote, git_timeout=git_timeout)
-        self.operator = operator or default_operator(self.repository.repo)
+        self.operator = operator or current_operator(repo=self.repository.repo)
         self.file = self.path / HISTORY_DIR / f"{app}.jsonl"
         self.latest = LatestIndex(self.file, self.path / ".git" / "release-console" /
                                   f"{app}.latest.json")

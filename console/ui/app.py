@@ -11,7 +11,6 @@ messages and are answered from a modal screen.
 
 from __future__ import annotations
 
-import getpass
 import os
 import threading
 import time
@@ -28,6 +27,7 @@ from textual.signal import Signal
 
 from console.errors import UserError
 from console.events import Event
+from console.history.operator import current_operator
 from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
 from console.ui.screens.fleet import FleetScreen
 from console.ui.state import ClusterInfo, FleetState
@@ -110,7 +110,7 @@ class ReleaseConsoleApp(App[int]):
         self.state = FleetState(
             (ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters),
             clock=clock)
-        self.operator = operator or os.environ.get("USER") or _user()
+        self.operator = operator or current_operator().name
         self.status_interval = status_interval
         self.bridge = EventBridge(self.post_message)
         self.gates = GateWaiter(self.post_message, self._gate_on_close)
@@ -497,11 +497,4 @@ class ReleaseConsoleApp(App[int]):
         self.shutdown_release()
         if self._engine is not None:
             self._engine.close()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "operator"
 

@@ -13,7 +13,9 @@ from typing import Any
 from console.history import Ledger, Release
 from tests.credentials.conftest import bao, clean_vault_env, throwaway_bao  # noqa: F401 - fixtures
 from tests.engine.conftest import World, approve, fleet_file, world  # noqa: F401 - fixtures
-from tests.history.conftest import bare_remote, git, reject_pushes  # noqa: F401 - fixtures
+from tests.history.conftest import (  # noqa: F401 - fixtures
+    bare_remote, git, no_git_identity, reject_pushes,
+)
 
 APP = "user-service"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")

@@ -159,6 +159,8 @@ def no_git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("USER", "carol")
+    for name in ("BUILD_USER_ID", "GITLAB_USER_LOGIN", "GITHUB_ACTOR"):
+        monkeypatch.delenv(name, raising=False)   # CI's build user would come first
     for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
                  "GIT_COMMITTER_EMAIL"):
         monkeypatch.delenv(name, raising=False)
