@@ -9,7 +9,7 @@ Prints what the console costs while every row of the grid moves at once:
 - time from start to first frame, measured in a fresh interpreter from before its
   first import to the fleet screen's first refresh (goal: under 1 s).
 
-The console runs the engine in a child process of its own (`console/ui/engine_host.py`);
+The console runs the engine in a child process of its own (`console/engine/remote.py`);
 both processes are measured. The simulated fleet runs in another child process, so its
 CPU is not counted as the console's.
 

@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from console.session import operator_name
+
 
 def add_selection_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that say what goes where (shared by deploy, plan and check)."""
@@ -70,13 +72,7 @@ def request_from(args: argparse.Namespace, tag: str | None = None) -> Any:
     return ReleaseRequest(tag=tag if tag is not None else (args.tag or ""),
                           clusters=args.clusters or "", strategy=args.strategy or "serial",
                           order=order, max_parallel=args.max_parallel,
-                          max_failures=args.max_failures, operator=operator())
-
-
-def operator() -> str:
-    """Who runs the release (`console.history.operator.current_operator`, as the TUI)."""
-    from console.history.operator import current_operator
-    return current_operator().name
+                          max_failures=args.max_failures, operator=operator_name())
 
 
 def app_repo(config: Any) -> Path:
@@ -148,41 +144,25 @@ def load_config(args: argparse.Namespace) -> Any:
     return load(config_path(args))
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (any thread)."""
+    print(f"release-console: warning: {message}", file=sys.stderr, flush=True)
+
+
 @contextmanager
-def recorded(config: Any, engine: Any) -> Iterator[None]:
-    """Attach the Git ledger and the notifications to `engine` for one headless command.
+def recorded(config: Any, engine: Any) -> Iterator[Any]:
+    """A `console.session.Session` on `engine` for one headless command, its warnings on
+    stderr: a release that cannot be recorded does not start (the ledger raises
+    `UserError`: exit 2, nothing touched); releases a killed console left open are closed
+    first with what the clusters really run; at the end every record is committed (and
+    pushed) and pending notifications are sent."""
+    from console.session import Session
 
-    A release that cannot be recorded does not start (the ledger raises `UserError`:
-    exit 2, nothing touched). Releases a killed console left open are closed first with
-    what the clusters really run. At the end every record is committed (and pushed) and
-    pending notifications are sent.
-    """
-    from console.history import EventLedger, HistoryError, Ledger
-    from console.notify import Notifier, NotifyListener
-
-    def warn(message: str) -> None:
-        print(f"release-console: warning: {message}", file=sys.stderr, flush=True)
-
-    ledger = Ledger.for_config(config)
-    notifier = NotifyListener(Notifier(config.app.notify, app=config.app.name))
-    try:
-        # The engine skips a release whose lease a live console still holds.
-        for release in engine.reconcile_unfinished(ledger):
+    with Session(config, engine, on_warning=warn) as session:
+        for release in session.reconcile():
             warn(f"release {release.id} was left unfinished by a console that stopped; "
                  "recorded what the clusters really run")
-        engine.listeners.insert(0, EventLedger(ledger, on_warning=warn))
-        engine.add_listener(notifier)
-        yield
-    finally:
-        for delivery in notifier.close(timeout=30):
-            if not delivery.ok:
-                warn(f"notification not delivered: {delivery.detail}")
-        try:
-            ledger.close()
-        except HistoryError as exc:
-            # The release ran: its exit code stands. The records are on disk; the next
-            # start commits them.
-            warn(str(exc))
+        yield session
 
 
 class EventPrinter:
@@ -226,7 +206,7 @@ def headless_approver(yes: bool, stream: TextIO | None = None) -> Any:
 
     def approve(request: Any) -> Any:
         if yes:
-            return GateAnswer(GateDecision.APPROVE, by=f"{operator()} (--yes)")
+            return GateAnswer(GateDecision.APPROVE, by=f"{operator_name()} (--yes)")
         if not sys.stdin.isatty():
             print(f"release-console: the release waits for approval before wave "
                   f"{request.next_wave + 1} ({', '.join(request.next_clusters)}); no terminal "
@@ -240,13 +220,13 @@ def headless_approver(yes: bool, stream: TextIO | None = None) -> Any:
                   end="", file=out, flush=True)
             answer = sys.stdin.readline().strip().lower()
             if answer in ("y", "yes"):
-                return GateAnswer(GateDecision.APPROVE, by=operator())
+                return GateAnswer(GateDecision.APPROVE, by=operator_name())
             if answer in ("n", "no", ""):
-                return GateAnswer(GateDecision.REJECT, by=operator())
+                return GateAnswer(GateDecision.REJECT, by=operator_name())
             if answer in ("a", "abort"):
-                return GateAnswer(GateDecision.ABORT, by=operator())
+                return GateAnswer(GateDecision.ABORT, by=operator_name())
             if answer in ("r", "rollback"):
-                return GateAnswer(GateDecision.ABORT, rollback=True, by=operator())
+                return GateAnswer(GateDecision.ABORT, rollback=True, by=operator_name())
 
     return approve
 
@@ -304,7 +284,7 @@ def run_interruptible(engine: Any, request: Any, approver: Any) -> Any:
             raise KeyboardInterrupt
         print("release-console: aborting - no new cluster starts, running rollouts are "
               "interrupted (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
-        control.abort(rollback=False, by=f"{operator()} (signal)")
+        control.abort(rollback=False, by=f"{operator_name()} (signal)")
 
     worker = threading.Thread(target=work, name="release", daemon=True)
     previous = signal.signal(signal.SIGTERM, abort) \

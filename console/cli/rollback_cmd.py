@@ -14,7 +14,8 @@ import argparse
 import sys
 from typing import Any
 
-from console.cli.deploy_cmd import load_config, operator, recorded
+from console.cli.deploy_cmd import load_config, recorded
+from console.session import operator_name
 from console.errors import ValidationError
 
 LAST_GOOD = "last-good"
@@ -84,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with recorded(config, engine):
             if args.release:
-                results = engine.rollback_release(args.release, by=operator())
+                results = engine.rollback_release(args.release, by=operator_name())
             else:
-                results = [engine.rollback(args.cluster, to, by=operator())]
+                results = [engine.rollback(args.cluster, to, by=operator_name())]
     finally:
         engine.close()
     for r in results:

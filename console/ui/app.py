@@ -1,7 +1,7 @@
 """`ReleaseConsoleApp`: the console's application object.
 
 It owns the view model (`FleetState`), the engine and the bridges between them. The
-engine (with the Git ledger it writes) runs in a child process (`engine_host`), so a
+engine (with the Git ledger it writes) runs in a child process (`console.engine.remote`), so a
 hundred busy rollouts never take the interpreter from the UI; every call to it runs in
 a thread worker. Engine events arrive in batches through `EventBridge` (one message per
 burst), are applied to the view model at once, and reach the screen on a 10 Hz repaint
@@ -27,7 +27,7 @@ from textual.signal import Signal
 
 from console.errors import UserError
 from console.events import Event
-from console.history.operator import current_operator
+from console.session import operator_name
 from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
 from console.ui.screens.fleet import FleetScreen
 from console.ui.state import ClusterInfo, FleetState
@@ -36,7 +36,7 @@ from console.ui.themes import DEFAULT_THEME, load_themes, theme_dirs, variable_d
 if TYPE_CHECKING:
     from console.config import FleetConfig
     from console.engine import ReleaseRequest
-    from console.ui.engine_host import EngineProcess, RemoteControl
+    from console.engine.remote import EngineProcess, RemoteControl
 
 REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
 STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
@@ -110,7 +110,7 @@ class ReleaseConsoleApp(App[int]):
         self.state = FleetState(
             (ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters),
             clock=clock)
-        self.operator = operator or current_operator().name
+        self.operator = operator or operator_name() or "operator"
         self.status_interval = status_interval
         self.bridge = EventBridge(self.post_message)
         self.gates = GateWaiter(self.post_message, self._gate_on_close)
@@ -157,7 +157,7 @@ class ReleaseConsoleApp(App[int]):
     @work(thread=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
         """Start the engine process (it opens the ledger), then read the live versions."""
-        from console.ui.engine_host import EngineProcess
+        from console.engine.remote import EngineProcess
 
         try:
             engine = EngineProcess(self.config.path, on_events=self.bridge.extend,

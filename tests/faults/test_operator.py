@@ -39,7 +39,7 @@ def test_a_newline_in_the_operator_forges_no_history_line(world, monkeypatch, ca
 
 
 def test_the_cli_and_the_tui_name_the_same_operator(world, monkeypatch, no_git_identity):
-    from console.cli.deploy_cmd import operator
+    from console.session import operator_name as operator
     from console.ui.app import ReleaseConsoleApp
     w = world(["a"])
     assert operator() == ReleaseConsoleApp(w.config).operator == "carol"

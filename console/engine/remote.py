@@ -3,8 +3,8 @@
 A release of a hundred clusters at once keeps a hundred engine threads busy in Python
 (watches, JSON, the ledger); in the console's own process they would take the
 interpreter lock from the UI thread, and keys would wait. So the console runs the engine
-(and the ledger it writes) in a child process, `python -m console.ui.engine_host`, and
-talks to it over two pipes with pickled messages:
+(wired by a `console.session.Session`: ledger, notifications) in a child process,
+`python -m console.engine.remote`, and talks to it over two pipes with pickled messages:
 
     parent -> child   ("call", id, method, args, kwargs)   run / status / detail / rollback /
                                                           rollback_release / releases /
@@ -17,8 +17,10 @@ talks to it over two pipes with pickled messages:
                       ("result" | "error", id, value)
                       ("warning", text)
 
-`EngineProcess` offers the `Engine` methods the console uses (blocking, for worker
-threads) plus the ledger reads, and `RemoteControl` mirrors `ReleaseControl`. This module
+`EngineProcess` (the parent's side) offers the `Engine` methods the console uses
+(blocking, for worker threads) plus the ledger reads, and `RemoteControl` mirrors
+`ReleaseControl`; `EngineHost` is the child's side. The child's stderr goes to a log file
+created 0600 with an unpredictable name in the console's private directory. This module
 never imports Textual: the child must stay light.
 """
 
@@ -36,15 +38,24 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from console.engine.api import (ClusterDetail, ClusterResult, ClusterStatus, GateAnswer,
+                                GateDecision, GateRequest, ReleaseControl, ReleaseRequest,
+                                ReleaseResult)
 from console.errors import UserError
 from console.events import Event
 
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+    from console.session import Session
+
 EVENT_BATCH_INTERVAL = 0.05   # s: the child sends events at most this often
 EVENT_BATCH_MAX = 500         # events per message at most
+EVENT_BACKLOG_MAX = 100_000   # events the child holds for a parent that stopped reading
 STOP_TIMEOUT = 10.0           # s the child gets to stop before it is killed
 ENGINE_NICENESS = 5           # the engine process yields the CPU to the console's UI
+LOG_TAIL = 2000               # characters of the child's log quoted when it stops
 
 METHODS = ("run", "status", "detail", "rollback", "rollback_release", "releases", "matrix",
            "reconcile")
@@ -77,11 +88,20 @@ class RemoteControl:
         self._send(("control", self.key, "abort", {"rollback": rollback, "by": by}))
 
 
+def private_log() -> tuple[int, Path]:
+    """A new log file, 0600, with an unpredictable name in the console's private (0700)
+    directory: another user can neither read it nor plant a link where it will be."""
+    from console.credentials import private_dir
+    fd, name = tempfile.mkstemp(prefix="engine-", suffix=".log", dir=private_dir())
+    return fd, Path(name)
+
+
 class EngineProcess:
     """The console's engine, in a child process (see the module docstring)."""
 
     def __init__(self, config_path: str | Path, on_events: Callable[[list[Event]], None],
-                 approver: Callable[[Any], Any], on_warning: Callable[[str], None],
+                 approver: Callable[[GateRequest], GateAnswer],
+                 on_warning: Callable[[str], None],
                  engine_options: Mapping[str, Any] | None = None) -> None:
         """Start the child for the fleet file at `config_path`; `engine_options` are
         keyword arguments for `Engine` (grace, request_timeout, ...)."""
@@ -98,11 +118,10 @@ class EngineProcess:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         # The child's stderr would scribble over the console's screen: it goes to a file.
-        self.log_path = Path(tempfile.gettempdir()) / f"release-console-engine-{os.getpid()}.log"
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd, self.log_path = private_log()
         with os.fdopen(log_fd, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "console.ui.engine_host", str(to_child_r),
+                [sys.executable, "-m", "console.engine.remote", str(to_child_r),
                  str(from_child_w), str(Path(config_path).resolve()),
                  pickle.dumps(dict(engine_options or {})).hex()],
                 pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
@@ -125,7 +144,7 @@ class EngineProcess:
         """Wait until the child has built its engine; raises if it could not."""
         self._ready.result(timeout=timeout)
 
-    def run(self, request: Any, control: RemoteControl) -> Any:
+    def run(self, request: ReleaseRequest, control: RemoteControl) -> ReleaseResult:
         """`Engine.run` with the gate questions going to `approver`."""
         return self._call("run", request, control=control.key)
 
@@ -133,19 +152,20 @@ class EngineProcess:
         """A control for the next `run`."""
         return RemoteControl(self._send, next(self._ids))
 
-    def status(self) -> list[Any]:
+    def status(self) -> list[ClusterStatus]:
         """`Engine.status()`."""
         return self._call("status")
 
-    def detail(self, cluster_id: str) -> Any:
+    def detail(self, cluster_id: str) -> ClusterDetail:
         """`Engine.detail(cluster_id)`."""
         return self._call("detail", cluster_id)
 
-    def rollback(self, cluster_id: str, to_version: str | None = None, *, by: str = "") -> Any:
+    def rollback(self, cluster_id: str, to_version: str | None = None, *,
+                 by: str = "") -> ClusterResult:
         """`Engine.rollback(...)`."""
         return self._call("rollback", cluster_id, to_version, by=by)
 
-    def rollback_release(self, release_id: str, *, by: str = "") -> list[Any]:
+    def rollback_release(self, release_id: str, *, by: str = "") -> list[ClusterResult]:
         """`Engine.rollback_release(...)`."""
         return self._call("rollback_release", release_id, by=by)
 
@@ -232,7 +252,7 @@ class EngineProcess:
                     self._ready.set_result(None)
         except (EOFError, OSError):
             pass
-        error = EngineProcessError(f"the engine process stopped (log: {self.log_path})")
+        error = EngineProcessError(f"the engine process stopped{self._log_tail()}")
         if not self._ready.done():
             self._ready.set_exception(error)
         with self._lock:
@@ -240,7 +260,17 @@ class EngineProcess:
         for future in pending:
             future.set_exception(error)
 
-    def _answer_gate(self, gate_id: int, request: Any) -> None:
+    def _log_tail(self) -> str:
+        """The end of the child's log, scrubbed, for the error that says it stopped (the
+        private directory goes away with the console)."""
+        from console.redact import scrub
+        try:
+            text = self.log_path.read_text(errors="replace")[-LOG_TAIL:].strip()
+        except OSError:
+            return ""
+        return f" (log {self.log_path}: {scrub(text, LOG_TAIL)})" if text else ""
+
+    def _answer_gate(self, gate_id: int, request: GateRequest) -> None:
         answer = self.approver(request)
         try:
             self._send(("answer", gate_id, answer))
@@ -251,133 +281,170 @@ class EngineProcess:
 # -- the child -----------------------------------------------------------------------------
 
 
-def serve(conn_in: Connection, conn_out: Connection, config_path: str,
-          options: Mapping[str, Any]) -> None:
-    """Child main loop: build the engine and the ledger, answer calls until EOF."""
-    from console.config import load
-    from console.engine import Engine, ReleaseControl
-    from console.history import EventLedger, Ledger
+class EngineHost:
+    """The child's side: one engine and its session, answering the console's calls."""
 
-    # The person at the keyboard comes first: the engine's work is waiting on clusters,
-    # and a few milliseconds later matter nothing to a rollout, but they do to a key.
-    os.nice(ENGINE_NICENESS)
-    send_lock = threading.Lock()
+    def __init__(self, conn_in: Connection, conn_out: Connection, config_path: str,
+                 options: Mapping[str, Any]) -> None:
+        self._in = conn_in
+        self._out = conn_out
+        self.config_path = config_path
+        self.options = dict(options)
+        self._send_lock = threading.Lock()
+        # Bounded: a parent that stopped reading must not grow the child without end.
+        self._events: queue.Queue[Event] = queue.Queue(maxsize=EVENT_BACKLOG_MAX)
+        self._stop = threading.Event()
+        self._controls: dict[int, ReleaseControl] = {}
+        self._gates: dict[int, Future] = {}
+        self._gate_ids = itertools.count(1)
+        self._runs: list[threading.Thread] = []
+        self.engine: Engine | None = None
+        self.session: Session | None = None
+        self.ledger_error: str | None = None
 
-    def send(message: tuple) -> None:
-        with send_lock:
-            conn_out.send(message)
+    # -- start and stop -------------------------------------------------------------------
 
-    events: queue.Queue[Event] = queue.Queue()
-    stop = threading.Event()
+    def serve(self) -> None:
+        """Build the engine and its session, answer calls until the console goes away."""
+        from console.config import load
+        from console.engine.core import Engine
+        from console.session import Session
 
-    def flush_events() -> None:
+        # The person at the keyboard comes first: the engine's work is waiting on clusters,
+        # and a few milliseconds later matter nothing to a rollout, but they do to a key.
+        os.nice(ENGINE_NICENESS)
+        config = load(self.config_path)
+        self.engine = Engine(config, listeners=[self._queue_event], **self.options)
+        try:
+            self.session = Session(config, self.engine,
+                                   on_warning=lambda text: self._send(("warning", text)))
+        except UserError as exc:
+            # The fleet can still be watched; the console refuses releases without a ledger.
+            self.ledger_error = str(exc)
+        flusher = threading.Thread(target=self._flush_events, name="events", daemon=True)
+        flusher.start()
+        self._send(("ready", self.ledger_error))
+        try:
+            while True:
+                self._dispatch(self._in.recv())
+        except (EOFError, OSError):
+            pass
+        self._shutdown(flusher)
+
+    def _shutdown(self, flusher: threading.Thread) -> None:
+        """The console went away: stop a running release where it is (no rollback), and
+        answer a pending gate with "stop here" so the release records how it ended."""
+        for control in list(self._controls.values()):
+            control.abort(rollback=False, by="console closed")
+        for future in list(self._gates.values()):
+            if not future.done():
+                future.set_result(GateAnswer(GateDecision.REJECT, by="console closed"))
+        for thread in list(self._runs):
+            thread.join(timeout=STOP_TIMEOUT)
+        if self.session is not None:
+            # Every record committed, then what notifications are pending - within the
+            # time the parent gives the child to stop.
+            self.session.close(timeout=STOP_TIMEOUT / 2)
+        self._stop.set()
+        flusher.join(timeout=STOP_TIMEOUT)
+        if self.engine is not None:
+            self.engine.close()
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _send(self, message: tuple) -> None:
+        with self._send_lock:
+            self._out.send(message)
+
+    def _dispatch(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "call":
+            thread = threading.Thread(target=self._call, args=message[1:], daemon=True,
+                                      name=f"call-{message[2]}")
+            if message[2] == "run":
+                self._runs = [t for t in self._runs if t.is_alive()] + [thread]
+            thread.start()
+        elif kind == "control":
+            # A key pressed before the run call arrived acts on the release once it starts.
+            control = self._controls.setdefault(message[1], ReleaseControl())
+            getattr(control, message[2])(**message[3])
+        elif kind == "answer":
+            self._gates.pop(message[1]).set_result(message[2])
+
+    def _queue_event(self, event: Event) -> None:
+        """The engine listener: queue for the flusher (drops when the parent stalls)."""
+        try:
+            self._events.put_nowait(event)
+        except queue.Full:
+            pass
+
+    def _flush_events(self) -> None:
         # Batches keep the console's wake-ups at 20 a second however fast clusters report.
-        while not stop.is_set() or not events.empty():
+        while not self._stop.is_set() or not self._events.empty():
             try:
-                batch = [events.get(timeout=EVENT_BATCH_INTERVAL)]
+                batch = [self._events.get(timeout=EVENT_BATCH_INTERVAL)]
             except queue.Empty:
                 continue
-            stop.wait(EVENT_BATCH_INTERVAL)
+            self._stop.wait(EVENT_BATCH_INTERVAL)
             while len(batch) < EVENT_BATCH_MAX:
                 try:
-                    batch.append(events.get_nowait())
+                    batch.append(self._events.get_nowait())
                 except queue.Empty:
                     break
-            send(("events", batch))
+            self._send(("events", batch))
 
-    config = load(config_path)
-    ledger = None
-    ledger_error = None
-    try:
-        ledger = Ledger.for_config(config)
-    except UserError as exc:
-        ledger_error = str(exc)
-    listeners: list[Any] = []
-    if ledger is not None:
-        listeners.append(EventLedger(ledger, on_warning=lambda text: send(("warning", text))))
-    listeners.append(events.put)
-    engine = Engine(config, listeners=listeners, **options)
-    flusher = threading.Thread(target=flush_events, name="events", daemon=True)
-    flusher.start()
-    controls: dict[int, ReleaseControl] = {}
-    gates: dict[int, Future] = {}
-    gate_ids = itertools.count(1)
-
-    def approver(request: Any) -> Any:
-        gate_id = next(gate_ids)
+    def _approver(self, request: GateRequest) -> GateAnswer:
+        gate_id = next(self._gate_ids)
         answer: Future = Future()
-        gates[gate_id] = answer
-        send(("gate", gate_id, request))
+        self._gates[gate_id] = answer
+        self._send(("gate", gate_id, request))
         return answer.result()
 
-    def need_ledger() -> Ledger:
-        if ledger is None:
-            raise UserError(f"history unavailable: {ledger_error}")
-        return ledger
+    def _need_session(self) -> Session:
+        if self.session is None:
+            raise UserError(f"history unavailable: {self.ledger_error}")
+        return self.session
 
-    def reconcile() -> list[str]:
-        # The engine leaves alone a release whose lease a live console still holds
-        # (on another machine, say), and reads the live versions of the rest itself.
-        return [release.id for release in engine.reconcile_unfinished(need_ledger())]
+    def _run(self, request: ReleaseRequest, key: int) -> ReleaseResult:
+        assert self.engine is not None
+        control = self._controls.setdefault(key, ReleaseControl())
+        try:
+            return self.engine.run(request, self._approver, control)
+        finally:
+            self._controls.pop(key, None)   # one entry per running release, not one per release ever
 
-    def call(call_id: int, method: str, args: tuple, kwargs: dict) -> None:
+    def _call(self, call_id: int, method: str, args: tuple, kwargs: dict) -> None:
+        engine = self.engine
+        assert engine is not None
         try:
             if method == "run":
-                control = controls.setdefault(kwargs.pop("control"), ReleaseControl())
-                result = engine.run(args[0], approver, control)
+                result: Any = self._run(args[0], kwargs["control"])
             elif method == "releases":
-                result = need_ledger().releases()
+                result = self._need_session().ledger.releases()
             elif method == "matrix":
-                result = need_ledger().matrix(args[0])
+                result = self._need_session().ledger.matrix(args[0])
             elif method == "reconcile":
-                result = reconcile()
+                result = [release.id for release in self._need_session().reconcile()]
             elif method in METHODS:
                 result = getattr(engine, method)(*args, **kwargs)
             else:
                 raise UserError(f"unknown engine call {method!r}")
-            send(("result", call_id, result))
+            self._send(("result", call_id, result))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             try:
                 pickle.loads(pickle.dumps(exc))
             except Exception:  # noqa: BLE001 - an exception that cannot cross the pipe
                 exc = UserError(f"{type(exc).__name__}: {exc}")
-            send(("error", call_id, exc))
+            self._send(("error", call_id, exc))
 
-    send(("ready", ledger_error))
-    try:
-        while True:
-            message = conn_in.recv()
-            kind = message[0]
-            if kind == "call":
-                threading.Thread(target=call, args=message[1:], daemon=True,
-                                 name=f"call-{message[2]}").start()
-            elif kind == "control":
-                control = controls.setdefault(message[1], ReleaseControl())
-                getattr(control, message[2])(**message[3])
-            elif kind == "answer":
-                gates.pop(message[1]).set_result(message[2])
-    except (EOFError, OSError):
-        pass
-    # The console went away: stop a running release where it is (no rollback), and
-    # answer a pending gate with "stop here" so the release records how it ended.
-    from console.engine import GateAnswer, GateDecision
 
-    for control in controls.values():
-        control.abort(rollback=False, by="console closed")
-    for future in list(gates.values()):
-        if not future.done():
-            future.set_result(GateAnswer(GateDecision.REJECT, by="console closed"))
-    for thread in threading.enumerate():
-        if thread.name.startswith("call-run"):
-            thread.join(timeout=STOP_TIMEOUT)
-    stop.set()
-    flusher.join(timeout=STOP_TIMEOUT)
-    engine.close()
-    if ledger is not None:
-        ledger.close()
+def main(argv: list[str]) -> None:
+    """`python -m console.engine.remote READ_FD WRITE_FD FLEET_FILE OPTIONS_HEX`."""
+    read_fd, write_fd, path, encoded = argv[:4]
+    EngineHost(Connection(int(read_fd), writable=False),
+               Connection(int(write_fd), readable=False),
+               path, pickle.loads(bytes.fromhex(encoded))).serve()
 
 
 if __name__ == "__main__":
-    read_fd, write_fd, path, encoded = sys.argv[1:5]
-    serve(Connection(int(read_fd), writable=False), Connection(int(write_fd), readable=False),
-          path, pickle.loads(bytes.fromhex(encoded)))
+    main(sys.argv[1:])
