@@ -1,4 +1,5 @@
-"""The engine stays free of the UI: no module outside `console.ui` may load Textual.
+"""The layers hold: no module outside `console.ui` may load Textual, and the import
+contracts of pyproject.toml (`lint-imports`) are kept.
 
 Each module is imported in a fresh interpreter, so one module's imports cannot hide
 another's. `console.cli.ui_cmd` and `demo_cmd` start the console, so they may import
@@ -7,9 +8,12 @@ it - but only inside their functions, so `release-console deploy` stays light.
 
 from __future__ import annotations
 
+import os
 import pkgutil
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import console
 
@@ -60,3 +64,37 @@ def test_no_headless_module_imports_textual() -> None:
 def test_the_check_can_see_textual() -> None:
     # Guards the check itself: importing the UI package must be detected.
     assert imports_textual(["textual.app"])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lint_imports(*args: str) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` (import-linter, the test extra) on the checkout, with pyproject's
+    contracts unless `args` name another configuration."""
+    program = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    return subprocess.run([program, "--no-cache", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_import_contracts_of_pyproject_hold() -> None:
+    out = lint_imports()
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
+
+
+def test_the_layers_contract_can_fail(tmp_path: Path) -> None:
+    # Guards the contracts themselves: an engine module importing the UI must be caught.
+    # A copy of the package with one upward import, checked with pyproject's contracts.
+    copy = tmp_path / "src"
+    shutil.copytree(ROOT / "console", copy / "console",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "console" / "engine" / "probe.py").write_text("import console.ui.app\n")
+    config = tmp_path / "pyproject.toml"
+    config.write_text((ROOT / "pyproject.toml").read_text())
+    program = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    out = subprocess.run([program, "--no-cache", "--config", str(config)], cwd=copy,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode != 0
+    assert "console.engine.probe -> console.ui.app" in out.stdout
