@@ -91,7 +91,7 @@ class RemoteControl:
 def private_log() -> tuple[int, Path]:
     """A new log file, 0600, with an unpredictable name in the console's private (0700)
     directory: another user can neither read it nor plant a link where it will be."""
-    from console.credentials import private_dir
+    from console.kube.private_files import private_dir
     fd, name = tempfile.mkstemp(prefix="engine-", suffix=".log", dir=private_dir())
     return fd, Path(name)
 

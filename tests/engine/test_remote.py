@@ -6,7 +6,7 @@ import os
 import stat
 import threading
 
-from console.credentials import private_dir
+from console.kube.private_files import private_dir
 from console.engine.remote import EngineProcess
 
 
