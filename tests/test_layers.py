@@ -69,12 +69,18 @@ def test_the_check_can_see_textual() -> None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def lint_imports(*args: str) -> subprocess.CompletedProcess[str]:
-    """`lint-imports` (import-linter, the test extra) on the checkout, with pyproject's
-    contracts unless `args` name another configuration."""
-    program = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
-    return subprocess.run([program, "--no-cache", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+def lint_imports_program() -> str:
+    """The `lint-imports` of this interpreter's environment (import-linter, a test extra)."""
+    program = Path(sys.executable).with_name("lint-imports")
+    found = str(program) if program.is_file() else shutil.which("lint-imports")
+    assert found, "lint-imports not found: install the test extra (pip install -e '.[test]')"
+    return found
+
+
+def lint_imports() -> subprocess.CompletedProcess[str]:
+    """`lint-imports` on the checkout, with pyproject.toml's contracts."""
+    return subprocess.run([lint_imports_program(), "--no-cache"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_the_import_contracts_of_pyproject_hold() -> None:
@@ -92,9 +98,8 @@ def test_the_layers_contract_can_fail(tmp_path: Path) -> None:
     (copy / "console" / "engine" / "probe.py").write_text("import console.ui.app\n")
     config = tmp_path / "pyproject.toml"
     config.write_text((ROOT / "pyproject.toml").read_text())
-    program = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
     env = {**os.environ, "PYTHONPATH": str(copy)}
-    out = subprocess.run([program, "--no-cache", "--config", str(config)], cwd=copy,
+    out = subprocess.run([lint_imports_program(), "--no-cache", "--config", str(config)], cwd=copy,
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode != 0
     assert "console.engine.probe -> console.ui.app" in out.stdout
