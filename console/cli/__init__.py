@@ -67,7 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         func = ui.run
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()   # here, not at exit: a reader gone shows as BrokenPipeError
+        return code
+    except BrokenPipeError:
+        # Printed past `console.cli.output.out`: stdout's reader went away (`| head`).
+        from console.cli.output import reader_gone
+        reader_gone()
+        return 141   # what a shell reports for a program ended by SIGPIPE
     except UserError as exc:
         print(f"release-console: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -34,6 +34,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """List the ledger, or sync it with its remote."""
     from console.cli.deploy_cmd import load_config
+    from console.cli.output import out
     from console.history import Ledger, parse_since
 
     since = parse_since(args.since) if args.since else None
@@ -42,17 +43,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.sync:
             result = ledger.sync()
-            print(result.message)
+            out(result.message)
             return 0 if result.ok else 1
         releases = ledger.history(cluster=args.cluster, app=args.app, since=since)
     finally:
         ledger.close()
     if args.json:
         for release in releases:
-            print(json.dumps(release.to_json(), separators=(",", ":")))
+            if not out(json.dumps(release.to_json(), separators=(",", ":"))):
+                break   # the reader has gone (`| head`)
         return 0
     if not releases:
-        print("no releases recorded" + (" matching the filters" if (
+        out("no releases recorded" + (" matching the filters" if (
             args.cluster or args.app or since) else f" in {ledger.path}"))
         return 0
     rows = [("WHEN", "RELEASE", "VERSION", "BY", "OUTCOME", "CLUSTERS")]
@@ -67,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
                      release.operator or "-", release.outcome or "unfinished", clusters))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        print("  ".join([*(cell.ljust(width) for cell, width in zip(row[:5], widths)),
-                         row[5]]).rstrip())
+        if not out("  ".join([*(cell.ljust(width) for cell, width in zip(row[:5], widths)),
+                              row[5]]).rstrip()):
+            break
     return 0
 
 

@@ -59,6 +59,7 @@ def matrix_rows(config: Any, statuses: list[Any]) -> tuple[dict[str, Any], str |
 
 def run(args: argparse.Namespace) -> int:
     """Print the version matrix; 0, or `UNREADABLE` when a cluster could not be read."""
+    from console.cli.output import out
     from console.engine import Engine
     config = load_config(args)
     engine = Engine(config)
@@ -84,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
                 "recorded_helm_revision": row.recorded_helm_revision if row else None,
                 "drift": bool(row and row.drift)})
             clusters.append(entry)
-        print(json.dumps({"app": config.app.name, "clusters": clusters,
-                          "drift": [c["cluster"] for c in clusters if c["drift"]],
-                          "warning": warning,
-                          "unreachable": [s.cluster for s in statuses if not s.reachable]},
-                         indent=2))
+        out(json.dumps({"app": config.app.name, "clusters": clusters,
+                        "drift": [c["cluster"] for c in clusters if c["drift"]],
+                        "warning": warning,
+                        "unreachable": [s.cluster for s in statuses if not s.reachable]},
+                       indent=2))
         return _exit_code(statuses)
     table = [("CLUSTER", "LIVE", "RECORDED", "LAST-GOOD", "WHEN", "BY", "READY", "STATE")]
     for s in statuses:
@@ -120,11 +121,12 @@ def run(args: argparse.Namespace) -> int:
         table.append((s.cluster, live, recorded, good, when, who, ready, state))
     widths = [max(len(r[i]) for r in table) for i in range(7)]
     for r in table:
-        print("  ".join([*(c.ljust(w) for c, w in zip(r[:7], widths)), r[7]]).rstrip())
+        if not out("  ".join([*(c.ljust(w) for c, w in zip(r[:7], widths)), r[7]]).rstrip()):
+            break   # the reader has gone (`| head`): the exit code still counts
     drifted = [c for c, row in rows.items() if row.drift]
     if drifted:
-        print(f"{DRIFT}: {', '.join(drifted)} run(s) a version the ledger did not record "
-              "(changed outside release-console)")
+        out(f"{DRIFT}: {', '.join(drifted)} run(s) a version the ledger did not record "
+            "(changed outside release-console)")
     unreachable = [s.cluster for s in statuses if not s.reachable]
     if unreachable:
         print(f"release-console: {len(unreachable)} cluster(s) could not be read: "
