@@ -237,9 +237,9 @@ def _helm_notes(config: FleetConfig, namespace: str) -> list[str]:
                 "# WARNING: Helm keeps its release records in Secrets, so these rules let the",
                 f"# console read EVERY Secret in namespace {namespace!r}. For narrower rules set",
                 "# `app.helm_storage: configmap` (records in ConfigMaps, no Secret access)."]
-    return [f"# The app ships as Helm chart {chart.chart} (release {chart.release!r}); Helm",
-            "# keeps its release records in ConfigMaps (app.helm_storage: configmap): no",
-            "# access to Secrets is granted."]
+    return [f"# The app ships as Helm chart {chart.chart} (release {chart.release!r}).",
+            "# Helm keeps its release records in ConfigMaps (app.helm_storage: configmap):",
+            "# no access to Secrets is granted."]
 
 
 def manifests(cluster: Cluster, config: FleetConfig) -> str:
