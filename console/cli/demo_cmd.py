@@ -4,6 +4,10 @@ Starts a `SimFleet` for the clusters of the fleet file (with their `sim:` settin
 writes a kubeconfig per simulated cluster and a rewritten fleet file pointing at them
 into a private temporary directory, runs the console on that, and stops the fleet when
 the console exits. Nothing outside the temporary directory is touched.
+
+`--chart DIR` ships the demo app as a Helm chart instead of its manifests (the fleet
+file's `app.manifests` replaced by `app.chart: DIR`), e.g. the example chart:
+`release-console demo --chart deploy/charts/user-service` (needs helm: `make bin`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,26 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Serve every cluster of the fleet file from the local simulator and "
                     "open the console on it.")
     add_theme_argument(parser)
+    parser.add_argument("--chart", metavar="DIR",
+                        help="ship the app as this Helm chart instead of its manifests "
+                             "(e.g. deploy/charts/user-service; needs helm)")
     parser.set_defaults(func=run)
+
+
+def use_chart(fleet_file: Path, chart: str) -> None:
+    """Rewrite `fleet_file` so the app ships as the chart directory `chart`."""
+    import yaml
+
+    directory = Path(chart).expanduser().resolve()
+    if not (directory / "Chart.yaml").is_file():
+        raise UserError(f"--chart: {chart}: not a chart directory (no Chart.yaml)")
+    doc = yaml.safe_load(fleet_file.read_text(encoding="utf-8")) or {}
+    app = doc.setdefault("app", {})
+    app.pop("manifests", None)
+    app["chart"] = str(directory)
+    fd = os.open(fleet_file, os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(yaml.safe_dump(doc, sort_keys=False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         fleet.start()
         try:
             rewritten = fleet.write_kubeconfigs(Path(tmp), config_path=source)
+            if getattr(args, "chart", None):
+                use_chart(rewritten, args.chart)
             return run_console(load(rewritten), getattr(args, "theme", None))
         finally:
             fleet.stop()
