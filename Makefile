@@ -34,11 +34,12 @@ test: install bin
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q
 
 # Every benchmark prints its own figures (release_fleet.py takes a few minutes).
-bench: $(STAMP)
+bench: $(STAMP) bin
 	$(PY) bench/sim_scale.py
 	$(PY) bench/history_scale.py
 	$(PY) bench/tui_load.py
 	$(PY) bench/release_fleet.py
+	$(PY) bench/release_fleet_helm.py
 
 bin:
 	sh build/bin.sh
