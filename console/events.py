@@ -12,8 +12,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
+
+
+class Outcome(StrEnum):
+    """How a cluster or a release ended; the values are what the ledger, `--json`
+    and JUnit have always written, so `Outcome.HEALTHY == "healthy"`.
+
+    A cluster ends HEALTHY, FAILED, ROLLED_BACK, SKIPPED or INTERRUPTED; a release ends
+    OK, FAILED, STOPPED (rejected at a gate), ABORTED or PREFLIGHT_FAILED.
+    """
+
+    # a cluster
+    HEALTHY = "healthy"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+    # a release (FAILED is shared)
+    OK = "ok"
+    STOPPED = "stopped"
+    ABORTED = "aborted"
+    PREFLIGHT_FAILED = "preflight_failed"
+
+
+# A cluster outcome that counts against the failure budget.
+FAILURE_OUTCOMES = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK})
 
 
 class Kind(str, Enum):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from console.errors import ValidationError
+from console.events import FAILURE_OUTCOMES, Outcome
 
 # Characters XML 1.0 cannot carry (an error text from a server may hold any).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -30,9 +31,9 @@ def _clean(text: str) -> str:
 def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
     """The JUnit document of a `ReleaseResult` as a string."""
     cases = result.clusters
-    failures = sum(c.outcome in ("failed", "rolled_back") for c in cases)
-    errors = sum(c.outcome == "interrupted" for c in cases)
-    skipped = sum(c.outcome == "skipped" for c in cases)
+    failures = sum(c.outcome in FAILURE_OUTCOMES for c in cases)
+    errors = sum(c.outcome == Outcome.INTERRUPTED for c in cases)
+    skipped = sum(c.outcome == Outcome.SKIPPED for c in cases)
     total_time = sum(c.duration for c in cases)
     suites = ET.Element("testsuites", name=f"release-console {app} {version}",
                         tests=str(len(cases)), failures=str(failures), errors=str(errors),
@@ -41,7 +42,7 @@ def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
                           tests=str(len(cases)), failures=str(failures), errors=str(errors),
                           skipped=str(skipped), time=f"{total_time:.3f}")
     props = ET.SubElement(suite, "properties")
-    for name, value in (("release_id", result.release_id), ("outcome", result.outcome),
+    for name, value in (("release_id", result.release_id), ("outcome", str(result.outcome)),
                         ("exit_code", str(result.exit_code)), ("strategy", strategy),
                         ("version", version)):
         ET.SubElement(props, "property", name=name, value=value)
@@ -52,15 +53,15 @@ def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
         text = _clean(f"cluster {c.cluster}: {c.from_version or '-'} -> {c.to_version or '-'}: "
                       f"{c.outcome}" + (f"\n{c.error}" if c.error else "")
                       + (f"\nrolled back to {c.rolled_back_to}" if c.rolled_back_to else ""))
-        if c.outcome == "failed":
+        if c.outcome == Outcome.FAILED:
             ET.SubElement(case, "failure", message=error or "failed", type="failed").text = text
-        elif c.outcome == "rolled_back":
+        elif c.outcome == Outcome.ROLLED_BACK:
             ET.SubElement(case, "failure", message=error or "rolled back",
                           type="rolled_back").text = text
-        elif c.outcome == "interrupted":
+        elif c.outcome == Outcome.INTERRUPTED:
             ET.SubElement(case, "error", message=error or "interrupted",
                           type="interrupted").text = text
-        elif c.outcome == "skipped":
+        elif c.outcome == Outcome.SKIPPED:
             ET.SubElement(case, "skipped", message=error or "not started")
         else:
             ET.SubElement(case, "system-out").text = text

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
-from console.events import Event, Kind
+from console.events import Event, Kind, Outcome
 from console.redact import scrub
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class NotifyListener:
             elif event.kind is Kind.RELEASE_FINISHED:
                 self._releases.pop(event.release_id, None)
                 outcome = str(event.data.get("outcome", "failed"))
-                kind = "success" if outcome == "ok" else "failure"
+                kind = "success" if outcome == Outcome.OK else "failure"
                 if self.notifier.wants(kind):
                     self._submit(self._note(event, state, kind, outcome,
                                             tuple(state["data"].get("targets") or ())))

@@ -306,7 +306,7 @@ def run_interruptible(engine: Any, request: Any, approver: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the release; the exit code is the release's."""
-    from console.engine import Engine
+    from console.engine import Engine, Outcome
     from console.junit import check_writable, write
     from console.names import validate_tag
     # A report that cannot be written is refused before anything starts (exit 2), not
@@ -342,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
             back = f" (rolled back to {c.rolled_back_to})" if c.rolled_back_to else ""
             print(f"  {c.cluster:<20} {c.outcome:<12} {c.from_version or '-'} -> "
                   f"{c.to_version or '-'}  {c.duration:5.1f}s{back}{extra}", flush=True)
-        if result.outcome == "preflight_failed" and result.preflight is not None:
+        if result.outcome is Outcome.PREFLIGHT_FAILED and result.preflight is not None:
             print(result.preflight.table(), file=sys.stderr, flush=True)
         print(f"release {result.release_id}: {result.outcome} (exit {result.exit_code})"
               + (f": {result.message}" if result.message else ""), flush=True)

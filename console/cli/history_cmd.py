@@ -15,6 +15,8 @@ import argparse
 import json
 from typing import Any
 
+from console.events import Outcome
+
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `history`."""
@@ -78,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
 def _cluster_text(outcome: Any) -> str:
     """`prod-eu=healthy`, `prod-us=rolled_back(->1.2)`, `c=failed: error excerpt`."""
     text = f"{outcome.cluster}={outcome.outcome}"
-    if outcome.outcome == "rolled_back" and outcome.rolled_back_to:
+    if outcome.outcome == Outcome.ROLLED_BACK and outcome.rolled_back_to:
         text += f"(->{outcome.rolled_back_to})"
-    elif outcome.outcome == "interrupted" and outcome.version:
+    elif outcome.outcome == Outcome.INTERRUPTED and outcome.version:
         text += f"(runs {outcome.version})"
     return text

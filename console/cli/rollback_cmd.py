@@ -64,7 +64,7 @@ def last_good(config: Any, cluster_id: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Roll back; 0 ok, 1 a rollback failed."""
-    from console.engine import Engine
+    from console.engine import Engine, Outcome
     if bool(args.cluster) == bool(args.release):
         raise ValidationError("rollback: give either a CLUSTER or --release ID")
     if args.release and args.to:
@@ -94,4 +94,4 @@ def run(args: argparse.Namespace) -> int:
         detail = f" - {r.error}" if r.error else ""
         print(f"{r.cluster}: {r.outcome} {r.from_version or '-'} -> "
               f"{r.rolled_back_to or r.to_version or '-'}{detail}")
-    return 0 if all(r.outcome in ("rolled_back", "skipped") for r in results) else 1
+    return 0 if all(r.outcome in (Outcome.ROLLED_BACK, Outcome.SKIPPED) for r in results) else 1

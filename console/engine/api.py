@@ -5,6 +5,9 @@ Requests (`ReleaseRequest`), the gate's question and answer (`GateRequest`,
 `Outcome`), what the read-only queries return (`ClusterStatus`, `ClusterDetail`,
 `PodInfo`, `EventInfo`) and `ReleaseControl` (pause/resume/abort from another thread).
 
+`Outcome` itself lives in `console.events` (the ledger, the notifier and JUnit, which
+sit below the engine, compare with it too) and is re-exported here.
+
 Importing this module loads no `kubernetes` module (and nothing of `console.kube`), so
 the TUI's process - which runs the engine in a child process - can use these types
 without paying for the client.
@@ -17,37 +20,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import TYPE_CHECKING
+
+from console.events import FAILURE_OUTCOMES, Outcome
 
 if TYPE_CHECKING:  # type names only: importing them would load the Kubernetes client
     from console.kube.driver import Revision
     from console.preflight import PreflightReport
-
-
-class Outcome(StrEnum):
-    """How a cluster or a release ended; the values are what the ledger, `--json`
-    and JUnit have always written, so `Outcome.HEALTHY == "healthy"`.
-
-    A cluster ends HEALTHY, FAILED, ROLLED_BACK, SKIPPED or INTERRUPTED; a release ends
-    OK, FAILED, STOPPED (rejected at a gate), ABORTED or PREFLIGHT_FAILED.
-    """
-
-    # a cluster
-    HEALTHY = "healthy"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
-    SKIPPED = "skipped"
-    INTERRUPTED = "interrupted"
-    # a release (FAILED is shared)
-    OK = "ok"
-    STOPPED = "stopped"
-    ABORTED = "aborted"
-    PREFLIGHT_FAILED = "preflight_failed"
-
-
-# A cluster outcome that counts against the failure budget.
-FAILURE_OUTCOMES = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK})
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.signal import Signal
 
 from console.errors import UserError
-from console.events import Event
+from console.events import Event, Outcome
 from console.session import operator_name
 from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
 from console.ui.screens.fleet import FleetScreen
@@ -299,7 +299,7 @@ class ReleaseConsoleApp(App[int]):
         finally:
             self.call_from_thread(self._release_done)
         if result is not None:
-            severity = "information" if result.outcome == "ok" else "warning"
+            severity = "information" if result.outcome is Outcome.OK else "warning"
             self.call_from_thread(self.notify, f"{result.release_id}: {result.outcome}",
                                   title="release finished", severity=severity)
         self._read_status()
@@ -379,7 +379,7 @@ class ReleaseConsoleApp(App[int]):
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
-        ok = result.outcome == "rolled_back"
+        ok = result.outcome is Outcome.ROLLED_BACK
         text = (f"{cluster_id}: rolled back to {result.rolled_back_to or result.to_version}"
                 if ok else f"{cluster_id}: rollback {result.outcome}: {result.error or ''}")
         self.call_from_thread(self.notify, text, severity="information" if ok else "error")
@@ -408,8 +408,8 @@ class ReleaseConsoleApp(App[int]):
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
-        done = sum(r.outcome == "rolled_back" for r in results)
-        bad = [r for r in results if r.outcome == "failed"]
+        done = sum(r.outcome is Outcome.ROLLED_BACK for r in results)
+        bad = [r for r in results if r.outcome is Outcome.FAILED]
         text = f"{release_id}: {done} of {len(results)} clusters rolled back"
         if bad:
             text += "; failed: " + ", ".join(r.cluster for r in bad)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from console.events import Event, Kind
+from console.events import Event, Kind, Outcome
 
 
 class Phase(str, Enum):
@@ -571,7 +571,7 @@ def _release_finished(state: FleetState, ev: Event, _row: ClusterView | None) ->
         # A target the engine never reached (stopped at a gate, aborted) is not left
         # looking as if it were still queued.
         if row is not None and row.phase in (Phase.WAITING, Phase.CHECKING):
-            row.phase = row.resting_phase if release.outcome == "preflight_failed" \
+            row.phase = row.resting_phase if release.outcome == Outcome.PREFLIGHT_FAILED \
                 else Phase.SKIPPED
             if row.phase is Phase.SKIPPED and not row.message:
                 row.message = f"not started ({release.outcome})"

@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from console.events import Outcome
 from console.ui.state import FleetState, Phase, format_duration
 from console.ui.widgets.palette import Palette
 
@@ -50,7 +51,7 @@ class ReleaseHeader(Static):
         parts.append(format_duration(release.elapsed(now)))
         line = Text(" · ".join(parts), style="bold")
         if release.outcome:
-            style = pal.phases[Phase.HEALTHY] if release.outcome == "ok" else pal.bad
+            style = pal.phases[Phase.HEALTHY] if release.outcome == Outcome.OK else pal.bad
             line.append(f"  {release.outcome}", style)
         elif release.gate_waiting:
             line.append("  waiting at a gate", pal.phases[Phase.WAITING])
