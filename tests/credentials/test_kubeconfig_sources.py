@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from console import config as fleet_config
-from console.credentials import CredentialsError, resolve
+from console.credentials import CredentialsError, allowances_in_use, resolve
 from tests.credentials.kubeconfigs import ca_pem, fleet_file, kubeconfig, sha256_of
 
 
@@ -168,6 +168,23 @@ def test_exec_plugin_refused_unless_allowed(tmp_path):
     assert token not in str(err.value)
     cluster, fleet = load_one(tmp_path, {"kubeconfig": str(path), "allow_exec": True})
     assert resolve(cluster, fleet)["users"][0]["user"]["exec"]["command"] == "/usr/local/bin/get-token"
+    # Allowed, and named for `check`.
+    assert allowances_in_use()["c1"] == (
+        "runs the exec credential plugin get-token (allowed by credentials.allow_exec)",)
+
+
+@pytest.mark.parametrize("field", ["client-certificate", "client-key"])
+def test_a_file_and_inline_data_for_the_same_thing_are_refused(tmp_path, field):
+    data = kubeconfig({"a": ("https://h:6443", ca_pem(), "t")}, current="a")
+    data["users"][0]["user"] = {field: str(tmp_path / "x.pem"),
+                                f"{field}-data": base64.b64encode(b"x").decode()}
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cluster, fleet = load_one(tmp_path, {"kubeconfig": str(path)})
+    with pytest.raises(CredentialsError, match=f"cluster 'c1'.*both.yaml: refused: the "
+                                               f"kubeconfig gives both {field} and {field}-data"):
+        resolve(cluster, fleet)
+    assert "c1" not in allowances_in_use()
 
 
 def test_client_files_land_in_a_private_directory(tmp_path, monkeypatch):

@@ -172,6 +172,18 @@ def start_registry(workdir: Path, auth: dict | None = None,
     return registry
 
 
+def registry_fleet(tmp_path: Path, host: str, registry: dict) -> Path:
+    """A one-cluster clusters.yaml whose app image lives on `host`, with `app.registry`."""
+    (tmp_path / "deploy").mkdir(exist_ok=True)
+    (tmp_path / "deploy" / "d.yaml").write_text("kind: Deployment\n")
+    path = tmp_path / "clusters.yaml"
+    path.write_text(json.dumps({
+        "app": {"name": "web", "image": f"{host}/apps/web", "manifests": "deploy",
+                "registry": registry},
+        "clusters": [{"id": "c1", "credentials": {"kubeconfig": "/nonexistent"}}]}))
+    return path
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory) -> Iterator[Registry]:
     """An open registry with `apps/web:1.0` (OCI manifest), `:1.1` (OCI index), `:0.9` (Docker v2)."""

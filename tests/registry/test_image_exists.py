@@ -11,7 +11,7 @@ import httpx
 
 from console import config as fleet_config
 from console.registry import ACCEPT, Reference, image_exists, parse_challenge
-from tests.registry.conftest import OCI_MANIFEST, free_port
+from tests.registry.conftest import OCI_MANIFEST, free_port, registry_fleet
 
 
 def test_oci_manifest_found_with_digest(registry):
@@ -50,7 +50,7 @@ def test_basic_auth_from_env_vars(auth_registry, monkeypatch, tmp_path):
     user, password = auth_registry.auth
     monkeypatch.setenv("REG_USER", user)
     monkeypatch.setenv("REG_PASS", password)
-    fleet = fleet_config.load(_fleet(tmp_path, auth_registry.host, {
+    fleet = fleet_config.load(registry_fleet(tmp_path, auth_registry.host, {
         "username_env": "REG_USER", "password_env": "REG_PASS"}))
     result = image_exists(fleet.app.image, "2.0", fleet.app.registry)
     assert result.ok, result.detail
@@ -70,7 +70,7 @@ def test_basic_auth_from_docker_config(auth_registry, monkeypatch, tmp_path):
     assert result.ok, result.detail
     # The fleet file may name the file instead.
     monkeypatch.delenv("DOCKER_CONFIG")
-    fleet = fleet_config.load(_fleet(tmp_path, auth_registry.host,
+    fleet = fleet_config.load(registry_fleet(tmp_path, auth_registry.host,
                                      {"auth_file": str(docker_dir / "config.json")}))
     assert image_exists(fleet.app.image, "2.0", fleet.app.registry).ok
 
@@ -105,22 +105,11 @@ def test_reference_parsing():
     assert Reference.parse("bitnami/redis") == Reference("registry-1.docker.io", "bitnami/redis")
 
 
-def _fleet(tmp_path, host: str, registry: dict):
-    (tmp_path / "deploy").mkdir(exist_ok=True)
-    (tmp_path / "deploy" / "d.yaml").write_text("kind: Deployment\n")
-    path = tmp_path / "clusters.yaml"
-    path.write_text(json.dumps({
-        "app": {"name": "web", "image": f"{host}/apps/web", "manifests": "deploy",
-                "registry": registry},
-        "clusters": [{"id": "c1", "credentials": {"kubeconfig": "/nonexistent"}}]}))
-    return path
-
-
 def test_bearer_challenge_with_credentials(token_registry, monkeypatch, tmp_path):
     registry, tokens = token_registry
     monkeypatch.setenv("REG_USER", tokens.user)
     monkeypatch.setenv("REG_PASS", tokens.password)
-    fleet = fleet_config.load(_fleet(tmp_path, registry.host, {
+    fleet = fleet_config.load(registry_fleet(tmp_path, registry.host, {
         "username_env": "REG_USER", "password_env": "REG_PASS"}))
     result = image_exists(fleet.app.image, "3.0", fleet.app.registry)
     assert result.ok, result.detail

@@ -5,7 +5,6 @@ on this machine's non-loopback address."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import socket
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 from console import config as fleet_config
 from console.errors import ConfigError
 from console.registry import image_exists
-from tests.registry.conftest import Registry, bcrypt_htpasswd, start_registry
+from tests.registry.conftest import Registry, bcrypt_htpasswd, registry_fleet, start_registry
 
 
 def outbound_address() -> str | None:
@@ -46,33 +45,28 @@ def remote_registry(tmp_path_factory) -> Iterator[Registry]:
     server.stop()
 
 
-def fleet(tmp_path, host: str, registry: dict):
-    (tmp_path / "deploy").mkdir(exist_ok=True)
-    path = tmp_path / "clusters.yaml"
-    path.write_text(json.dumps({
-        "app": {"name": "web", "image": f"{host}/apps/web", "manifests": "deploy",
-                "registry": registry},
-        "clusters": [{"id": "c1", "credentials": {"kubeconfig": "/nonexistent"}}]}))
-    return path
+def credentials_in_env(monkeypatch, registry: Registry) -> dict:
+    """The registry's credentials in REG_USER/REG_PASS; the `app.registry` keys naming them."""
+    user, password = registry.auth
+    monkeypatch.setenv("REG_USER", user)
+    monkeypatch.setenv("REG_PASS", password)
+    return {"username_env": "REG_USER", "password_env": "REG_PASS"}
 
 
 def test_insecure_true_is_for_loopback_registries_only(remote_registry, tmp_path):
     with pytest.raises(ConfigError) as err:
-        fleet_config.load(fleet(tmp_path, remote_registry.host, {"insecure": True}))
+        fleet_config.load(registry_fleet(tmp_path, remote_registry.host, {"insecure": True}))
     assert (f"app.registry.insecure: true applies to a loopback registry only, and "
             f"app.image's registry is {remote_registry.host}: name the host") in str(err.value)
     with pytest.raises(ConfigError, match="is not app.image's registry host"):
-        fleet_config.load(fleet(tmp_path, remote_registry.host, {"insecure": "other:5000"}))
+        fleet_config.load(registry_fleet(tmp_path, remote_registry.host, {"insecure": "other:5000"}))
 
 
 def test_named_host_gets_plain_http_but_never_basic_credentials(remote_registry, tmp_path,
                                                                 monkeypatch):
-    user, password = remote_registry.auth
-    monkeypatch.setenv("REG_USER", user)
-    monkeypatch.setenv("REG_PASS", password)
-    config = fleet_config.load(fleet(tmp_path, remote_registry.host, {
-        "insecure": remote_registry.host, "username_env": "REG_USER",
-        "password_env": "REG_PASS"}))
+    password = remote_registry.auth[1]
+    config = fleet_config.load(registry_fleet(tmp_path, remote_registry.host, {
+        "insecure": remote_registry.host, **credentials_in_env(monkeypatch, remote_registry)}))
     result = image_exists(config.app.image, "2.0", config.app.registry)
     # The registry answered over plain HTTP (named: allowed) with a Basic challenge; the
     # password stays here (with it, the registry would have said 200).
@@ -90,9 +84,6 @@ def test_named_host_gets_plain_http_but_never_basic_credentials(remote_registry,
 
 def test_loopback_registry_still_takes_basic_credentials_over_http(auth_registry, tmp_path,
                                                                    monkeypatch):
-    user, password = auth_registry.auth
-    monkeypatch.setenv("REG_USER", user)
-    monkeypatch.setenv("REG_PASS", password)
-    config = fleet_config.load(fleet(tmp_path, auth_registry.host, {
-        "insecure": True, "username_env": "REG_USER", "password_env": "REG_PASS"}))
+    config = fleet_config.load(registry_fleet(tmp_path, auth_registry.host, {
+        "insecure": True, **credentials_in_env(monkeypatch, auth_registry)}))
     assert image_exists(config.app.image, "2.0", config.app.registry).ok
