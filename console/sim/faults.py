@@ -32,6 +32,11 @@ Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, 
     lag_generation: 2.0       seconds before the controller observes a new generation
     nodes: 3                  number of nodes; node_cpu: "4", node_memory: "16Gi" each
     bookmark_interval: 60     seconds between BOOKMARK events on quiet watches that allow them
+    bad_answer: ["v2"]        image tag globs: a write (POST/PUT/PATCH, not a dry run) whose
+                              stored object runs such a tag is done, but answered 200 with
+                              bad_answer_body
+    bad_answer_body: "<html>" that body (default an HTML page, as a misbehaving proxy sends;
+                              "[]" is JSON of the wrong shape)
 
 Injected errors and latency apply to resource requests (not to /version, discovery or
 OpenAPI, which kubectl caches), so flakiness hits the calls a release makes.
@@ -66,6 +71,8 @@ class ClusterSettings:
     node_cpu: str = "4"
     node_memory: str = "16Gi"
     bookmark_interval: float = 60.0
+    bad_answer: tuple[str, ...] = ()
+    bad_answer_body: str = "<html><body><h1>502 Bad Gateway</h1></body></html>"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def update(self, values: Mapping[str, Any], *, strict: bool = True) -> None:
@@ -113,7 +120,7 @@ def _globs(value: Any) -> tuple[str, ...]:
 
 
 def _convert(key: str, value: Any) -> Any:
-    if key in ("never_pull", "crash"):
+    if key in ("never_pull", "crash", "bad_answer"):
         return _globs(value)
     if key == "error_codes":
         return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
@@ -131,6 +138,17 @@ def _convert(key: str, value: Any) -> Any:
     if key == "unreachable":
         return bool(value)
     return str(value)
+
+
+def runs_matching(obj: Any, globs: Iterable[str]) -> bool:
+    """Whether a pod or pod-template owner (`obj`, a decoded answer) runs an image whose tag
+    matches one of the globs."""
+    if not globs or not isinstance(obj, dict):
+        return False
+    spec = obj.get("spec") or {}
+    pod_spec = (spec.get("template") or {}).get("spec") or spec
+    return any(matches(str(c.get("image", "")), globs)
+               for c in pod_spec.get("containers") or () if isinstance(c, dict))
 
 
 def tag_of(image: str) -> str:

@@ -15,6 +15,7 @@ from aiohttp import web
 from console.sim import discovery, openapi
 from console.sim.api import JSON, ApiError, error_reply, parse_target, reply, verb_of
 from console.sim.cluster import SimCluster
+from console.sim.faults import runs_matching
 from console.sim.rbac import ANONYMOUS, Principal
 from console.sim.resources import Resources
 
@@ -99,7 +100,11 @@ class Handler:
             raise ApiError(403, f'{what} is forbidden: User "{principal.username}" cannot {verb} '
                                 f'resource "{target.rbac_resource}" in API group {group}{scope}',
                            details={"name": target.name, "group": target.rt.group, "kind": target.rt.name})
-        return await Resources(cluster, principal, request, target, verb).serve()
+        answer = await Resources(cluster, principal, request, target, verb).serve()
+        if cluster.settings.bad_answer and request.method in ("POST", "PUT", "PATCH") \
+                and "dryRun" not in request.query:   # a dry run stores nothing
+            return _bad_answer(cluster, answer)
+        return answer
 
     def _non_resource(self, path: str) -> web.Response:
         p = path.rstrip("/")
@@ -141,3 +146,20 @@ class Handler:
         if request.path == "/_sim/counters":
             return reply(cluster.counter_summary())
         raise ApiError(404, "the server could not find the requested resource")
+
+
+def _bad_answer(cluster: SimCluster, answer: web.StreamResponse) -> web.StreamResponse:
+    """The `bad_answer` fault: the write is done, its answer replaced by a 200 whose body
+    is `bad_answer_body` when the stored object runs a matching tag."""
+    body = getattr(answer, "body", None)
+    if not isinstance(body, bytes) or not 200 <= answer.status <= 299:
+        return answer
+    try:
+        stored = json.loads(body)
+    except ValueError:
+        return answer
+    if not runs_matching(stored, cluster.settings.bad_answer):
+        return answer
+    cluster.counters["injected_errors"] += 1
+    return web.Response(status=200, text=cluster.settings.bad_answer_body,
+                        content_type="text/html")
