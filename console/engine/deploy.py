@@ -3,6 +3,7 @@ verify, and on a failure after the apply roll the cluster back to what it ran be
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,16 +14,24 @@ from console.engine.rollbacks import helm_data, restore
 from console.errors import UserError
 from console.events import Kind
 from console.kube.client import ClusterError
-from console.kube.driver import ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, Progress, RolloutInterrupted
+from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, LiveDeployment,
+                                 Progress, RolloutInterrupted)
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
     from console.engine.waves import ReleaseRun
 
+log = logging.getLogger(__name__)
+
 
 def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
                    cancel: threading.Event) -> ClusterResult:
-    """Deploy the release to one cluster; on failure roll it back. Never raises."""
+    """Deploy the release to one cluster; on failure roll it back. Never raises.
+
+    Every failure once the cluster may have been written to - a cluster error, a bad
+    answer, a bug - is told (CLUSTER_FAILED) and rolled back; it counts against the
+    failure budget at once, before the rollback starts.
+    """
     started = time.monotonic()
     rid = run.release_id
     before = run.before.get(cid)
@@ -33,9 +42,19 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
         # rollback target must be what the cluster ran just before we touched it.
         before = driver.live()
         run.before[cid] = before
-        engine.event(Kind.CLUSTER_STARTED, rid, cid,
-                     f"{before.version or 'nothing'} -> {run.tag}",
-                     from_version=before.version, to_version=run.tag, wave=wave)
+        with run.lock:
+            # The last word on starting: a failure counted since the wave runner chose
+            # this cluster (or an abort) keeps it untouched.
+            stop = run.stop_reason()
+            if stop is not None and stop == run.lock_lost():
+                run.skipped_for_lost_lock = True
+            if stop is None:
+                engine.event(Kind.CLUSTER_STARTED, rid, cid,
+                             f"{before.version or 'nothing'} -> {run.tag}",
+                             from_version=before.version, to_version=run.tag, wave=wave)
+        if stop is not None:
+            engine.event(Kind.CLUSTER_SKIPPED, rid, cid, f"skipped: {stop}", reason=stop)
+            return ClusterResult(cid, Outcome.SKIPPED, before.version, run.tag, error=stop)
         driver.ensure_namespace()
         prepared = driver.prepare(run.tag)   # renders; touches nothing
         touched = True
@@ -52,27 +71,42 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
         return ClusterResult(cid, Outcome.INTERRUPTED, before.version if before else None,
                              run.tag, duration, "interrupted: release aborted")
     except (ClusterError, UserError) as exc:
+        unreachable = isinstance(exc, ClusterError) and exc.unreachable
         error = exc.reason if isinstance(exc, ClusterError) else str(exc)
-        duration = time.monotonic() - started
-        engine.last_errors[cid] = error
-        if isinstance(exc, ClusterError) and exc.unreachable:
-            engine.event(Kind.CLUSTER_UNREACHABLE, rid, cid, error, error=error)
-        engine.event(Kind.CLUSTER_FAILED, rid, cid, error, error=error, duration=duration)
-        from_version = before.version if before else None
-        if not touched or before is None:
-            return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration, error)
-        ok, rb_error = restore(engine, rid, cid, before, run.tag, "automatic rollback")
-        duration = time.monotonic() - started
-        if ok:
-            return ClusterResult(cid, Outcome.ROLLED_BACK, from_version, run.tag, duration,
-                                 error, rolled_back_to=before.version)
-        return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration,
-                             f"{error}; rollback failed: {rb_error}")
+        return _failed(engine, run, cid, before, touched, error, started, unreachable)
+    except Exception as exc:  # noqa: BLE001 - a bad answer or a bug: still a failure
+        log.exception("release %s: deploying %s failed unexpectedly", rid, cid)
+        return _failed(engine, run, cid, before, touched,
+                       f"unexpected error: {type(exc).__name__}: {exc}", started, False)
     duration = time.monotonic() - started
     engine.last_errors.pop(cid, None)
     engine.event(Kind.CLUSTER_HEALTHY, rid, cid, f"healthy at {run.tag} in {duration:.1f}s",
                  version=run.tag, duration=duration, **helm_data(driver))
     return ClusterResult(cid, Outcome.HEALTHY, before.version, run.tag, duration)
+
+
+def _failed(engine: Engine, run: ReleaseRun, cid: str, before: LiveDeployment | None,
+            touched: bool, error: str, started: float, unreachable: bool) -> ClusterResult:
+    """Count, tell and - when the cluster may have been written to - roll back one
+    cluster's failure."""
+    rid = run.release_id
+    from_version = before.version if before else None
+    duration = time.monotonic() - started
+    engine.last_errors[cid] = error
+    with run.lock:
+        run.count_failure(cid)
+    if unreachable:
+        engine.event(Kind.CLUSTER_UNREACHABLE, rid, cid, error, error=error)
+    engine.event(Kind.CLUSTER_FAILED, rid, cid, error, error=error, duration=duration)
+    if not touched or before is None:
+        return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration, error)
+    ok, rb_error = restore(engine, rid, cid, before, run.tag, "automatic rollback")
+    duration = time.monotonic() - started
+    if ok:
+        return ClusterResult(cid, Outcome.ROLLED_BACK, from_version, run.tag, duration,
+                             error, rolled_back_to=before.version)
+    return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration,
+                         f"{error}; rollback failed: {rb_error}")
 
 
 def progress_listener(engine: Engine, rid: str, cid: str) -> Callable[[Progress], None]:

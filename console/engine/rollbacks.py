@@ -50,8 +50,10 @@ def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
         if restored is not None:
             driver.follow(restored, engine.rollout_timeout)
             driver.verify(restored)
-    except (ClusterError, UserError, RolloutInterrupted) as exc:
-        error = exc.reason if isinstance(exc, ClusterError) else str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bad answer or a bug fails the rollback, told
+        error = exc.reason if isinstance(exc, ClusterError) else (
+            str(exc) if isinstance(exc, (UserError, RolloutInterrupted))
+            else f"unexpected error: {type(exc).__name__}: {exc}")
         engine.last_errors[cid] = f"rollback failed: {error}"
         engine.event(Kind.CLUSTER_ROLLED_BACK, rid, cid, f"rollback failed: {error}",
                      version=before.version, ok=False, error=error)

@@ -52,7 +52,11 @@ class ReleaseRun:
     control: ReleaseControl
     before: dict[str, LiveDeployment]
     results: dict[str, ClusterResult] = field(default_factory=dict)
-    failures: int = 0
+    # Clusters counted against the failure budget: counted when a cluster fails, before
+    # its rollback starts, so nothing new starts while that rollback runs.
+    failed: set[str] = field(default_factory=set)
+    # Guards `results` and `failed`; a cluster's CLUSTER_STARTED and a failure's count
+    # are both made under it, so no cluster starts after a failure spent the budget.
     lock: threading.Lock = field(default_factory=threading.Lock)
     release_lock: ReleaseLock | None = None
     # Whether some cluster was not started because a lease was lost.
@@ -66,11 +70,31 @@ class ReleaseRun:
         cid = sorted(lost)[0]
         return f"release lock lost on {cid} ({lost[cid]}); no new cluster starts"
 
+    @property
+    def failures(self) -> int:
+        """Clusters that failed so far (their rollbacks may still run)."""
+        return len(self.failed)
+
+    def count_failure(self, cid: str) -> None:
+        """Count `cid` against the failure budget (once; call under `lock`)."""
+        self.failed.add(cid)
+
     def budget_exceeded(self) -> bool:
         """Whether the failures so far end the release."""
         if self.plan.stop_on_first_failure:
             return self.failures > 0
         return self.failures > self.plan.max_failures
+
+    def stop_reason(self) -> str | None:
+        """Why no new cluster may start now (abort, lost lease, spent budget), or None."""
+        if self.control.aborted:
+            return "release aborted"
+        lost = self.lock_lost()
+        if lost:
+            return lost
+        if self.budget_exceeded():
+            return budget_reason(self)
+        return None
 
 
 def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
@@ -165,8 +189,8 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
         for wave in plan.waves:
             # A spent failure budget ends the release before anyone is asked at a gate.
             if run.budget_exceeded():
-                _skip_rest(engine, run, wave.index, _budget_reason(run))
-                return Outcome.FAILED, 1, _budget_reason(run)
+                _skip_rest(engine, run, wave.index, budget_reason(run))
+                return Outcome.FAILED, 1, budget_reason(run)
             if run.lock_lost():
                 return _lock_lost(engine, run, wave.index)
             if wave.gate_before and wave.index > 0:
@@ -195,7 +219,7 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
         return _lock_lost(engine, run, len(plan.waves))
     if run.failures:
         if run.budget_exceeded():
-            return Outcome.FAILED, 1, _budget_reason(run)
+            return Outcome.FAILED, 1, budget_reason(run)
         return Outcome.FAILED, 1, f"{run.failures} cluster(s) failed (within the failure budget)"
     return Outcome.OK, 0, ""
 
@@ -207,10 +231,11 @@ def _lock_lost(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
     return Outcome.ABORTED, 3, reason
 
 
-def _budget_reason(run: ReleaseRun) -> str:
+def budget_reason(run: ReleaseRun) -> str:
+    """Why the failures so far stop the release."""
     if run.plan.stop_on_first_failure:
         return "stopped at the first failure (serial)"
-    return (f"failure budget exceeded: {run.failures} failed, "
+    return (f"failure budget spent: {run.failures} failed, "
             f"{run.plan.max_failures} tolerated")
 
 
@@ -230,7 +255,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
             if pending:
                 run.skipped_for_lost_lock = True
         elif run.budget_exceeded():
-            stop_reason = _budget_reason(run)
+            stop_reason = budget_reason(run)
         if stop_reason:
             while pending:
                 _skip(engine, run, pending.popleft(), stop_reason)
@@ -254,7 +279,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
             with run.lock:
                 run.results[cid] = result
                 if result.outcome in FAILURE_OUTCOMES:
-                    run.failures += 1
+                    run.count_failure(cid)   # a no-op when the worker counted it already
 
 
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:

@@ -223,7 +223,7 @@ class KubeClient:
                         time.sleep(_backoff(attempt, resp.getheader("Retry-After")))
                         continue
                     raise exc
-                return json.loads(data) if data else {}
+                return _decode(self.cluster, resp, data)
             except ApiException as exc:
                 # Status 0 is how the client reports a TLS failure; a handshake cut short
                 # by a busy server is as transient as a refused connection: try again.
@@ -257,6 +257,21 @@ class KubeClient:
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise describe(self.cluster, exc, self.server) from None
         return WatchStream(resp.response)
+
+
+def _decode(cluster: str, resp: Any, data: bytes) -> Any:
+    """The decoded JSON of a 2xx answer. A body that is not JSON (an HTML page from a
+    proxy, say) is a `ClusterError`, not a decoding traceback: the caller treats it as the
+    cluster's failure (the call may still have been done on the server)."""
+    if not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError:
+        kind = (resp.getheader("Content-Type") or "no content type").split(";")[0]
+        raise ClusterError(cluster, f"the API server answered {resp.status} with a body "
+                           f"that is not JSON ({kind}, {len(data)} bytes)",
+                           resp.status) from None
 
 
 def _query_value(value: Any) -> str:

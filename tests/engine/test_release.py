@@ -95,7 +95,7 @@ def test_failure_budget_stops_new_starts(world):
     result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", max_parallel=1,
                                        max_failures="1"), w.approve)
     assert (result.outcome, result.exit_code) == ("failed", 1)
-    assert "failure budget exceeded" in result.message
+    assert "failure budget spent" in result.message
     assert [c.outcome for c in result.clusters] == ["rolled_back", "rolled_back"] + \
         ["skipped"] * 4
     for cid in ids[2:]:
