@@ -4,7 +4,8 @@ One asyncio loop in a background thread serves every cluster of a `SimFleet`, ea
 own loopback port over HTTPS (one CA per fleet) with its own tokens, store, controllers,
 counters and faults, plus a demo OCI registry. Modules:
 
-    fleet.py       SimFleet: start/stop, kubeconfigs and the rewritten clusters.yaml, faults, kill/revive
+    fleet.py       SimFleet: start/stop, kubeconfigs, faults, kill/revive
+    fleetfile.py   DIR/<id>.yaml and the rewritten clusters.yaml (shared with console.lab)
     cluster.py     one cluster's state: store, controller, tokens, counters, nodes
     server.py      the HTTP entry: routing, authentication, RBAC, injected faults, discovery, admin
     resources.py   resource requests: CRUD, patches, server-side apply, lists, watches, reviews

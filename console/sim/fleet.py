@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import os
 import secrets
 import shutil
 import socket
@@ -32,18 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from aiohttp import web
 
 from console.sim import tls
 from console.sim.clock import ManualClock, SimClock
 from console.sim.cluster import SimCluster
 from console.sim.faults import ClusterSettings
+from console.sim.fleetfile import read_yaml as _read_yaml
+from console.sim.fleetfile import write_fleet_files
 from console.sim.registry import DemoRegistry
 from console.sim.server import Handler
 
 T = TypeVar("T")
-_MARK = "# Written by `release-console sim`: a simulated cluster of the local fleet.\n"
 
 
 @dataclass(frozen=True)
@@ -52,24 +51,6 @@ class ClusterSpec:
 
     id: str
     sim: Mapping[str, Any] = field(default_factory=dict)
-
-
-class _KeysAsWritten(yaml.SafeLoader):
-    """YAML loading that keeps mapping keys as written, as console.config does: `on:` (notify)
-    stays the string "on" instead of YAML 1.1's True, so a rewritten fleet file still loads."""
-
-
-def _mapping_as_written(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    return {(k.value if isinstance(k, yaml.ScalarNode) else loader.construct_object(k, deep=True)):
-            loader.construct_object(v, deep=True) for k, v in node.value}
-
-
-_KeysAsWritten.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_as_written)
-
-
-def _read_yaml(path: Path) -> Any:
-    return yaml.load(path.read_text(), Loader=_KeysAsWritten)  # noqa: S506 - a SafeLoader subclass
 
 
 def _listen(port: int = 0) -> socket.socket:
@@ -85,14 +66,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _registry_host(image: str) -> tuple[str, str]:
-    """(registry host or "", repository path) of an image reference without tag."""
-    first, _, rest = image.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first, rest
-    return "", image
 
 
 class SimFleet:
@@ -478,71 +451,9 @@ class SimFleet:
         to the simulator, a `ca_sha256` pin to its CA), `app.image` on the demo registry,
         `app.registry.ca_file` the fleet CA, and relative paths made absolute.
         """
-        out = Path(directory).expanduser().resolve()
-        out.mkdir(parents=True, exist_ok=True)
-        written = {out / "clusters.yaml"}
-        for cid in self.ids:
-            path = out / f"{cid}.yaml"
-            _write_private(path, _MARK + yaml.safe_dump(self.kubeconfig(cid), sort_keys=False))
-            written.add(path)
-        # Stale kubeconfigs of an earlier run would break "no other .yaml file".
-        for stale in out.glob("*.yaml"):
-            if stale not in written and stale.read_text(errors="replace").startswith(_MARK):
-                stale.unlink()
-        ca = out / "ca.crt"
-        ca.write_bytes(self.ca_pem)
-        source = Path(config_path) if config_path else self.config_path
-        fleet = self._rewrite(source, out, ca)
-        target = out / "clusters.yaml"
-        _write_private(target, "# The fleet, rewritten by `release-console sim` to run on the local fleet.\n"
-                       + yaml.safe_dump(fleet, sort_keys=False))
-        return target
+        return write_fleet_files(self, directory, config_path or self.config_path, made_by="sim")
 
-    def _rewrite(self, source: Path | None, out: Path, ca: Path) -> dict[str, Any]:
-        if source is None:
-            raw: dict[str, Any] = {"app": {"name": "user-service", "image": "registry.example.com/apps/user-service"},
-                                   "clusters": [{"id": cid} for cid in self.ids]}
-            base = Path.cwd()
-        else:
-            raw = _read_yaml(source) or {}
-            base = source.resolve().parent
-        app = raw.setdefault("app", {})
-        if isinstance(app, dict):
-            if isinstance(app.get("image"), str):
-                _, repo = _registry_host(app["image"])
-                app["image"] = f"{self.registry_host}/{repo}"
-            registry = app.get("registry") if isinstance(app.get("registry"), dict) else {}
-            registry["ca_file"] = str(ca)
-            app["registry"] = registry
-            if isinstance(app.get("manifests"), str):
-                app["manifests"] = _absolute(app["manifests"], base)
-            if isinstance(app.get("chart"), str) and "://" not in app["chart"]:
-                app["chart"] = _absolute(app["chart"], base)   # a chart directory
-            history = app.get("history")
-            # A ledger path that is given stays where it was; without one the ledger defaults to
-            # beside the rewritten file (a scratch ledger for the simulated fleet).
-            if isinstance(history, dict) and isinstance(history.get("path"), str):
-                history["path"] = _absolute(history["path"], base)
-        for entry in raw.get("clusters") or []:
-            if not isinstance(entry, dict) or entry.get("id") not in self.clusters:
-                continue
-            old = entry.get("credentials") if isinstance(entry.get("credentials"), dict) else {}
-            creds: dict[str, Any] = {"kubeconfig": str(out / f"{entry['id']}.yaml")}
-            if old.get("server"):
-                creds["server"] = self.url(entry["id"])
-            if old.get("ca_sha256"):
-                creds["ca_sha256"] = self.ca_sha256
-            entry["credentials"] = creds
-        return raw
-
-
-def _absolute(value: str, base: Path) -> str:
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
+    def settings_of(self, cluster_id: str) -> ClusterSettings:
+        """A copy of one cluster's settings as read from the fleet file and overrides
+        (before the fleet starts too: `release-console lab` reads `sim:` blocks through it)."""
+        return copy.deepcopy(self._settings[cluster_id])
