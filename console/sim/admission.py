@@ -157,6 +157,13 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None) -> None:
                     elif not c.get("image"):
                         causes.append((f"spec.template.spec.containers[{n}].image",
                                        "FieldValueRequired", "Required value"))
+                    for k, port in enumerate(c.get("ports") or () if isinstance(c, dict) else ()):
+                        # As kube-apiserver's validation (found by the lab's dry-run story).
+                        number = port.get("containerPort") if isinstance(port, dict) else None
+                        if not isinstance(number, int) or not 1 <= number <= 65535:
+                            causes.append((f"spec.template.spec.containers[{n}].ports[{k}].containerPort",
+                                           "FieldValueInvalid", f"Invalid value: {number!r}: must be "
+                                           "between 1 and 65535, inclusive"))
     if rt.kind == "Lease":
         spec = obj.get("spec") or {}
         duration = spec.get("leaseDurationSeconds")
