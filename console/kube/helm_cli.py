@@ -110,11 +110,20 @@ class HelmRunner:
         return HelmResult(stdout, stderr)
 
 
+def _private_path_pattern() -> re.Pattern[str]:
+    """Paths inside any console's private directory (`release-console.<owner>...`)."""
+    from console.kube.private_files import PREFIX
+    return re.compile(r"/\S*" + re.escape(PREFIX) + r"[^/\s]*/[^\s:\"']+")
+
+
+_PRIVATE_PATH = _private_path_pattern()
+
+
 def clean_error(stderr: str) -> str:
     """The useful end of helm's stderr, without the private file paths."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     text = " ".join(lines[-3:]) or "no error output"
-    text = re.sub(r"/\S*release-console-[^/\s]*/\S+", "<private file>", text)
+    text = _PRIVATE_PATH.sub("<private file>", text)
     return text[-MAX_ERROR_CHARS:]
 
 

@@ -1,0 +1,51 @@
+"""Running helm: a hung helm is stopped at `app.helm_timeout` and its cluster fails (the
+others go on), its files are removed, and errors never show the private file paths."""
+
+from __future__ import annotations
+
+import os
+
+from console.kube.helm_cli import clean_error
+from console.kube.private_files import private_dir
+
+
+def test_errors_hide_the_private_file_paths():
+    kubeconfig = private_dir() / "kubeconfig-abc123.yaml"
+    text = (f"Error: UPGRADE FAILED: open {kubeconfig}: permission denied\n"
+            f"Error: failed to parse {private_dir()}/values-x1.yaml: error converting YAML")
+    cleaned = clean_error(text)
+    assert str(private_dir()) not in cleaned and "kubeconfig-abc123" not in cleaned
+    assert cleaned.count("<private file>") == 2 and "permission denied" in cleaned
+
+
+def test_a_helm_call_past_its_timeout_is_stopped_and_fails_only_its_cluster(helm_world):
+    w = helm_world(["h1", "h2"], strategies={"two": {"waves": [["h1"], ["h2"]],
+                                                     "gates": True}})
+    assert w.release("v1").exit_code == 0
+    raw = w.config_path.read_text().replace("app:\n", "app:\n  helm_timeout: 2s\n", 1)
+    w.config_path.write_text(raw)
+    from console.config import load
+    from console.engine import Engine, ReleaseRequest
+
+    from .conftest import approve
+
+    def slow_h2_then_approve(request):
+        # After pre-flight, before h2 starts: every API request of h2 answers 3 s late,
+        # so its helm upgrade cannot finish within 2 s.
+        w.fleet.set_faults("h2", latency=3.0)
+        return approve(request)
+
+    engine = Engine(load(w.config_path), grace=0.5, request_timeout=10, status_timeout=10)
+    before = set(os.listdir(private_dir()))
+    try:
+        result = engine.run(ReleaseRequest(tag="v2", strategy="two"), slow_h2_then_approve)
+    finally:
+        engine.close()
+    by = {r.cluster: r for r in result.clusters}
+    assert by["h1"].outcome == "healthy"
+    assert by["h2"].outcome in ("failed", "rolled_back")
+    assert "helm upgrade did not finish within 2s (stopped)" in by["h2"].error
+    assert w.version("h1") == "v2"
+    # No kubeconfig, values file or helm home is left behind by the stopped helm.
+    assert not {n for n in set(os.listdir(private_dir())) - before
+                if n.startswith(("kubeconfig-", "values-", "helm-home-"))}
