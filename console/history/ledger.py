@@ -61,7 +61,6 @@ class Ledger:
         """
         self.path = Path(path).expanduser().resolve()
         self.app = app
-        self.remote = remote
         self.git_timeout = git_timeout
         self._lock = threading.RLock()      # the record file and in-memory state
         self._open: dict[str, _Open] = {}
@@ -74,6 +73,7 @@ class Ledger:
         self._push_waiters: list[Callable[[PushResult], None]] = []
         # Git work has its own lock in the repository, so appends never wait on it.
         self.repository = Repository(self.path, app, remote=remote, git_timeout=git_timeout)
+        self.remote = self.repository.remote   # without credentials (see remote_auth)
         self.operator = operator or current_operator(repo=self.repository.repo)
         self.file = self.path / HISTORY_DIR / f"{app}.jsonl"
         self.latest = LatestIndex(self.file, self.path / ".git" / "release-console" /

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.history.operator import Operator, default_operator
+from console.history.remote_auth import split_remote
 from console.history.records import HISTORY_DIR, HUMAN_LOG, HistoryError, PushResult
 from console.redact import scrub
 
@@ -54,7 +55,10 @@ class Repository:
         """
         self.path = path
         self.app = app
-        self.remote = remote
+        # The URL as Git sees it (in .git/config and argv): without credentials; those
+        # reach Git through the environment of the Git processes (`git_env`).
+        self.remote, self._auth_env, self.secrets = (
+            split_remote(remote) if remote else (None, {}, ()))
         self.git_timeout = git_timeout
         self._thread_lock = threading.Lock()
         self._repack: subprocess.Popen[bytes] | None = None
@@ -150,8 +154,9 @@ class Repository:
         repo.close()
 
     def git_env(self) -> dict[str, str]:
-        """Environment for Git subprocesses: never prompt, bounded SSH connects."""
-        env = {"GIT_TERMINAL_PROMPT": "0"}
+        """Environment for Git subprocesses: never prompt, bounded SSH connects, and the
+        remote's credentials when its URL came with them."""
+        env = {"GIT_TERMINAL_PROMPT": "0", **self._auth_env}
         if "GIT_SSH_COMMAND" not in os.environ:
             env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o ConnectTimeout=10"
         return env

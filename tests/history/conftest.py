@@ -165,3 +165,114 @@ def no_git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
                  "GIT_COMMITTER_EMAIL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+
+
+# --- a Git remote over HTTP with basic auth --------------------------------------------
+
+@dataclass
+class HttpRemote:
+    """A bare repository served by `git http-backend` behind basic auth on 127.0.0.1.
+
+    `cmdlines` holds, for every request, the command lines of every process running at
+    that moment (read from /proc while the client's Git waits for the answer).
+    """
+
+    bare: Path
+    port: int
+    user: str
+    password: str
+    requests: list[tuple[str, str, int]] = field(default_factory=list)
+    cmdlines: list[list[str]] = field(default_factory=list)
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        """The remote's URL with credentials in it (the form CI hands out)."""
+        return (f"http://{user or self.user}:{password or self.password}@127.0.0.1:"
+                f"{self.port}/{self.bare.name}")
+
+
+def _process_cmdlines() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace"))
+            except OSError:
+                continue   # gone meanwhile
+    return found
+
+
+@pytest.fixture
+def http_remote(bare_remote: Path) -> Iterator[HttpRemote]:
+    """`bare_remote` over HTTP (smart protocol, push allowed) with basic auth."""
+    import base64
+
+    remote = HttpRemote(bare_remote, 0, "ci-bot", "s3cr3t-T0KEN-in-the-url")
+    expected = "Basic " + base64.b64encode(f"{remote.user}:{remote.password}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            remote.cmdlines.append(_process_cmdlines())
+            if self.headers.get("Authorization") != expected:
+                remote.requests.append((self.command, self.path, 401))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="ledger"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = self._body()
+            path, _, query = self.path.partition("?")
+            env = {"PATH": "/usr/bin:/bin", "GIT_PROJECT_ROOT": str(remote.bare.parent),
+                   "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": self.command,
+                   "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_USER": remote.user,
+                   "REMOTE_ADDR": "127.0.0.1",
+                   "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                   "CONTENT_LENGTH": str(len(body))}
+            if self.headers.get("Content-Encoding"):
+                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+            if self.headers.get("Git-Protocol"):
+                env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
+            done = subprocess.run(["git", "http-backend"], input=body, env=env,
+                                  capture_output=True, timeout=60)
+            head, _, payload = done.stdout.partition(b"\r\n\r\n")
+            status, headers = 200, []
+            for line in head.decode().split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.lower() == "status":
+                    status = int(value.split()[0])
+                elif name:
+                    headers.append((name, value.strip()))
+            remote.requests.append((self.command, self.path, status))
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+        do_GET = do_POST = _serve  # noqa: N815 - http.server's naming
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    remote.port = server.server_address[1]
+    git(bare_remote, "config", "http.receivepack", "true")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield remote
+    server.shutdown()
+    server.server_close()
