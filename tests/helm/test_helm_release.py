@@ -103,3 +103,20 @@ def test_a_failed_first_install_is_uninstalled(helm_world):
     # Helm's records are gone with it: the next release is a fresh install.
     assert not [s for s in w.fleet.list("h1", "/secrets", "h1")
                 if s["metadata"]["name"].startswith("sh.helm.release.v1.")]
+
+
+def test_rolling_back_a_whole_release_uses_helm_rollback_on_each_cluster(helm_world):
+    w = helm_world(["h1", "h2"])
+    assert w.release("v1").exit_code == 0
+    second = w.release("v2")
+    assert second.exit_code == 0
+    engine = w.engine()
+    try:
+        results = engine.rollback_release(second.release_id, by="test")
+    finally:
+        engine.close()
+    assert sorted((r.cluster, r.outcome, r.rolled_back_to) for r in results) == [
+        ("h1", "rolled_back", "v1"), ("h2", "rolled_back", "v1")]
+    for cid in ("h1", "h2"):
+        assert w.history(cid)[-1]["description"] == "Rollback to 1"
+        assert w.version(cid) == "v1"
