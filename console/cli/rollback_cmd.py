@@ -1,11 +1,20 @@
 """`release-console rollback`: put one cluster, or every cluster a release reached, back.
 
-    release-console rollback CLUSTER [--to V] [--yes]   # previous revision, or version V
-    release-console rollback CLUSTER --to last-good     # the ledger's last healthy version
+    release-console rollback CLUSTER [--yes]            # the version it ran before (ledger)
+    release-console rollback CLUSTER --to V [--yes]     # version V
+    release-console rollback CLUSTER --to last-good     # the newest other healthy version
+    release-console rollback CLUSTER --undo [--yes]     # kubectl rollout undo's revision
     release-console rollback --release ID [--yes]       # every cluster release ID reached
 
-Asks for confirmation on a terminal unless `--yes`; without a terminal `--yes` is
-required. Every rollback is recorded in the release ledger. Exit 0 when every rollback succeeded, 1 when one failed, 2 for bad input.
+Without `--to`, the target is the version the cluster ran, healthy, before its current
+version arrived, as the release ledger records it - never one that failed or was rolled
+back there (`console.engine.rollback_choice`); with no ledger record for the cluster, or
+when it runs what the ledger did not put there (drift), the command refuses (exit 2) and
+asks for `--to`. The confirmation names both versions; it is asked on a terminal unless
+`--yes`, and without a terminal `--yes` is required. If the cluster runs another version
+by the time the rollback starts, nothing is done (exit 2). Every rollback is recorded in
+the release ledger. Exit 0 when every rollback succeeded, 1 when one failed, 2 for bad
+input or a refusal (nothing touched).
 """
 
 from __future__ import annotations
@@ -18,8 +27,6 @@ from console.cli.deploy_cmd import load_config, recorded
 from console.session import operator_name
 from console.errors import ValidationError
 
-LAST_GOOD = "last-good"
-
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `rollback`."""
@@ -27,9 +34,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                    help="roll back one cluster or a whole release")
     parser.add_argument("cluster", nargs="?", metavar="CLUSTER", help="the cluster to roll back")
     parser.add_argument("--to", metavar="V", help="the version to go to (default: the "
-                                                  "previous revision); `last-good`: the last "
-                                                  "version the release ledger recorded "
-                                                  "healthy on that cluster")
+                                                  "version the cluster ran, healthy, before "
+                                                  "its current one, from the release "
+                                                  "ledger); `last-good`: the newest other "
+                                                  "version the ledger recorded healthy there")
+    parser.add_argument("--undo", action="store_true",
+                        help="go to the previous revision, as `kubectl rollout undo` (which "
+                             "may be a version that failed or was rolled back there)")
     parser.add_argument("--release", metavar="ID", help="roll back every cluster this "
                                                         "release reached")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -46,48 +57,52 @@ def _confirm(question: str, yes: bool) -> None:
         raise ValidationError("not confirmed; nothing done")
 
 
-def last_good(config: Any, cluster_id: str) -> str:
-    """The ledger's last known-good version of the app on `cluster_id`; ValidationError
-    when the ledger has none."""
+def ledger_releases(config: Any, cluster_id: str) -> list[Any]:
+    """The release ledger's releases of `cluster_id`, oldest first (`UserError` when the
+    ledger cannot be opened: nothing is done)."""
     from console.history import Ledger
     ledger = Ledger.for_config(config)
     try:
-        version = ledger.last_good(cluster_id)
+        return ledger.releases(cluster=cluster_id)
     finally:
         ledger.close()
-    if version is None:
-        raise ValidationError(f"--to last-good: no known-good version of {config.app.name} "
-                              f"recorded for cluster {cluster_id!r} in the release ledger "
-                              f"({ledger.path}); name a version with --to V")
-    return version
 
 
 def run(args: argparse.Namespace) -> int:
     """Roll back; 0 ok, 1 a rollback failed."""
     from console.engine import Engine, Outcome
+    from console.engine.rollback_choice import LAST_GOOD, UNDO
     if bool(args.cluster) == bool(args.release):
         raise ValidationError("rollback: give either a CLUSTER or --release ID")
-    if args.release and args.to:
-        raise ValidationError("--to: applies to one cluster, not to --release")
+    if args.release and (args.to or args.undo):
+        raise ValidationError("--to/--undo: apply to one cluster, not to --release")
+    if args.to and args.undo:
+        raise ValidationError("--to and --undo: give one of them")
     config = load_config(args)
-    to = args.to
-    if args.cluster and to == LAST_GOOD:
-        cluster_id = config.cluster(args.cluster).id
-        to = last_good(config, cluster_id)
-        print(f"last-good of {cluster_id} is {to} (from the ledger)", flush=True)
-    if args.release:
-        question = f"roll back every cluster release {args.release} reached"
-    else:
-        question = f"roll back {config.cluster(args.cluster).id} to " \
-                   f"{to or 'its previous revision'}"
-    _confirm(question, args.yes)
     engine = Engine(config)
     try:
+        plan = None
+        if args.release:
+            question = f"roll back every cluster release {args.release} reached"
+        else:
+            cluster_id = config.cluster(args.cluster).id
+            to = UNDO if args.undo else args.to
+            releases = ledger_releases(config, cluster_id) if to in (None, LAST_GOOD) else []
+            plan = engine.plan_rollback(cluster_id, to, releases)
+            question = plan.question()
+        if args.yes:
+            print(question, flush=True)     # what is done, in the job's log
+        _confirm(question, args.yes)
         with recorded(config, engine):
-            if args.release:
+            if plan is None:
                 results = engine.rollback_release(args.release, by=operator_name())
             else:
-                results = [engine.rollback(args.cluster, to, by=operator_name())]
+                # --undo: the engine picks kubectl's revision again (the same, unless the
+                # cluster changed - which `expect_from` refuses).
+                results = [engine.rollback(plan.cluster,
+                                           None if plan.how == UNDO else plan.to_version,
+                                           by=operator_name(),
+                                           expect_from=plan.from_version)]
     finally:
         engine.close()
     for r in results:

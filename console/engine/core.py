@@ -17,9 +17,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from console.engine import checks, queries, rollbacks, waves
+from console.engine import checks, queries, rollback_choice, rollbacks, waves
 from console.engine.api import (Approver, ClusterDetail, ClusterResult, ClusterStatus,
                                 ReleaseControl, ReleaseRequest, ReleaseResult)
+from console.engine.rollback_choice import RollbackPlan
 from console.events import Event, Kind, Listener
 from console.kube.client import KubeClient, new_api_client
 from console.kube.driver import ClusterDriver
@@ -140,14 +141,25 @@ class Engine:
         return waves.run_release(self, request, approver, control or ReleaseControl())
 
     def rollback(self, cluster_id: str, to_version: str | None = None, *,
-                 by: str = "", release_id: str = "") -> ClusterResult:
+                 by: str = "", release_id: str = "",
+                 expect_from: str | None = None) -> ClusterResult:
         """Roll one cluster back: to its previous revision (as `kubectl rollout undo`) or
         to `to_version` (its revision if one exists, else a fresh apply of that tag).
+        Which version a person meant is `plan_rollback`'s; `expect_from` (the version
+        the confirmation named) refuses when the cluster runs another one by now.
 
         Raises `UserError` when there is nothing to roll back to; a cluster failure is a
         `failed` result.
         """
-        return rollbacks.rollback(self, cluster_id, to_version, by=by, release_id=release_id)
+        return rollbacks.rollback(self, cluster_id, to_version, by=by, release_id=release_id,
+                                  expect_from=expect_from)
+
+    def plan_rollback(self, cluster_id: str, to: str | None,
+                      releases: Sequence[Any]) -> RollbackPlan:
+        """Where `rollback CLUSTER [--to to]` would go and why, from the ledger's
+        `releases` of that cluster and its live version; touches nothing (see
+        `console.engine.rollback_choice`). Raises `UserError` when refused."""
+        return rollback_choice.plan_rollback(self, cluster_id, to, releases)
 
     def rollback_release(self, release_id: str, *, by: str = "") -> list[ClusterResult]:
         """Roll back every cluster that `release_id` reached (its annotation says so) to the

@@ -88,7 +88,8 @@ def rollback_reached(engine: Engine, run: ReleaseRun, why: str) -> None:
 
 
 def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
-             by: str = "", release_id: str = "") -> ClusterResult:
+             by: str = "", release_id: str = "",
+             expect_from: str | None = None) -> ClusterResult:
     """Roll one cluster back (see `Engine.rollback`)."""
     cluster = engine.config.cluster(cluster_id)
     if to_version is not None:
@@ -101,6 +102,10 @@ def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
         if not live.exists:
             raise ValidationError(f"cluster {cluster.id!r}: {engine.config.app.name} is not "
                                   f"deployed in namespace {cluster.namespace}")
+        if expect_from is not None and live.version != expect_from:
+            # The operator confirmed "from X": someone changed the cluster meanwhile.
+            raise ValidationError(f"cluster {cluster.id!r} now runs {live.version}, not "
+                                  f"{expect_from} as confirmed; nothing done")
         revisions = driver.revisions(live)
         target = rollback_target(cluster.id, live, revisions, to_version)
     except ClusterError as exc:

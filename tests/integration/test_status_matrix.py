@@ -78,7 +78,7 @@ def test_rollback_to_last_good_uses_the_ledger(world, capsys):
     w.deploy_everywhere("v0")       # unrecorded (the engine alone)
     assert main(["rollback", "a", "--to", "last-good", "--yes", "--config", config]) == 2
     err = capsys.readouterr().err
-    assert "no known-good version of user-service recorded for cluster 'a'" in err
+    assert "no known-good version other than v0 recorded for cluster 'a'" in err
     assert main(["deploy", "--config", config, "--tag", "v1"]) == 0
     w.fleet.set_faults("a", crash=["v2"])
     assert main(["deploy", "--config", config, "--tag", "v2", "--fail-fast-grace", "0.5"]) == 1
@@ -87,5 +87,5 @@ def test_rollback_to_last_good_uses_the_ledger(world, capsys):
     capsys.readouterr()
     assert main(["rollback", "a", "--to", "last-good", "--yes", "--config", config]) == 0
     out = capsys.readouterr().out
-    assert "last-good of a is v1 (from the ledger)" in out
+    assert "roll back a from v3 to v1 (its last good version; recorded by r-" in out
     assert "a: rolled_back v3 -> v1" in out and w.version("a") == "v1"
