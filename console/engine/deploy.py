@@ -47,7 +47,7 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
             # this cluster (or an abort) keeps it untouched.
             stop = run.stop_reason()
             if stop is not None and stop == run.lock_lost():
-                run.skipped_for_lost_lock = True
+                run.stopped_by_lost_lock = True
             if stop is None:
                 engine.event(Kind.CLUSTER_STARTED, rid, cid,
                              f"{before.version or 'nothing'} -> {run.tag}",
@@ -65,11 +65,17 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
         driver.verify(applied)
     except RolloutInterrupted:
         duration = time.monotonic() - started
-        engine.event(Kind.CLUSTER_FAILED, rid, cid, "interrupted: release aborted",
-                     error="interrupted: release aborted", duration=duration,
+        lost = run.lease_lost(cid)
+        if lost:
+            # Another console took the cluster's lease: leave the cluster to it (no rollback).
+            run.stopped_by_lost_lock = True
+            why = f"interrupted: release lock lost on {cid} ({lost})"
+        else:
+            why = "interrupted: release aborted"
+        engine.event(Kind.CLUSTER_FAILED, rid, cid, why, error=why, duration=duration,
                      outcome=Outcome.INTERRUPTED.value)
         return ClusterResult(cid, Outcome.INTERRUPTED, before.version if before else None,
-                             run.tag, duration, "interrupted: release aborted")
+                             run.tag, duration, why)
     except (ClusterError, UserError) as exc:
         unreachable = isinstance(exc, ClusterError) and exc.unreachable
         error = exc.reason if isinstance(exc, ClusterError) else str(exc)
@@ -100,6 +106,9 @@ def _failed(engine: Engine, run: ReleaseRun, cid: str, before: LiveDeployment | 
     engine.event(Kind.CLUSTER_FAILED, rid, cid, error, error=error, duration=duration)
     if not touched or before is None:
         return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration, error)
+    if run.lease_lost(cid):     # the cluster is another console's now: hands off
+        return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration,
+                             f"{error}; not rolled back: the release lock was lost")
     ok, rb_error = restore(engine, rid, cid, before, run.tag, "automatic rollback")
     duration = time.monotonic() - started
     if ok:

@@ -66,8 +66,9 @@ def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
 
 def rollback_reached(engine: Engine, run: ReleaseRun, why: str) -> None:
     """Roll back every cluster this release changed and left running it."""
+    # A cluster whose lease another console took is its now: never touched again.
     reached = [c for c, r in run.results.items()
-               if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED)]
+               if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED) and not run.lease_lost(c)]
     if not reached:
         return
 

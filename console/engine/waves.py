@@ -59,8 +59,30 @@ class ReleaseRun:
     # are both made under it, so no cluster starts after a failure spent the budget.
     lock: threading.Lock = field(default_factory=threading.Lock)
     release_lock: ReleaseLock | None = None
-    # Whether some cluster was not started because a lease was lost.
-    skipped_for_lost_lock: bool = False
+    # Whether some cluster was not started, or stopped mid-rollout, because a lease was lost.
+    stopped_by_lost_lock: bool = False
+    # Per cluster: set when its rollout must stop (the release aborted, or its lease lost).
+    stops: dict[str, threading.Event] = field(default_factory=dict)
+
+    def lease_lost(self, cid: str) -> str | None:
+        """Why this cluster's lease was lost (another holder took it), or None."""
+        return self.release_lock.lost.get(cid) if self.release_lock is not None else None
+
+    def stop_event(self, cid: str) -> threading.Event:
+        """The event that interrupts `cid`'s rollout (set already if it must not run)."""
+        with self.lock:
+            event = self.stops.setdefault(cid, threading.Event())
+        if self.control.aborted or self.lease_lost(cid):
+            event.set()
+        return event
+
+    def interrupt(self, cid: str | None = None) -> None:
+        """Interrupt one cluster's rollout (its lease was lost), or every one (abort)."""
+        with self.lock:
+            events = list(self.stops.values()) if cid is None else \
+                [self.stops.setdefault(cid, threading.Event())]
+        for event in events:
+            event.set()
 
     def lock_lost(self) -> str | None:
         """Why no new cluster may start because a lease was lost (None while all are held)."""
@@ -150,9 +172,20 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
                        f"could not record the release start: {exc}")
     run = ReleaseRun(release_id, request.tag, plan, control, dict(report.live),
                      release_lock=lock)
+    told = lock.on_lost
+
+    def on_lost(cid: str, why: str) -> None:
+        # Another console holds the cluster now: stop our rollout there at once.
+        if told is not None:
+            told(cid, why)
+        run.interrupt(cid)
+
+    lock.on_lost = on_lost
 
     def on_control(what: str, by: str) -> None:
-        if what == "paused":
+        if what == "aborted":
+            run.interrupt()
+        elif what == "paused":
             engine.event(Kind.PAUSED, release_id, None, f"paused{by_suffix(by)}", by=by)
         elif what == "resumed":
             engine.event(Kind.RESUMED, release_id, None, f"resumed{by_suffix(by)}", by=by)
@@ -215,7 +248,7 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                          failed=sum(r.outcome in FAILURE_OUTCOMES for r in wave_results))
             if run.control.aborted:
                 return _aborted(engine, run, wave.index + 1)
-    if run.skipped_for_lost_lock:
+    if run.stopped_by_lost_lock:
         return _lock_lost(engine, run, len(plan.waves))
     if run.failures:
         if run.budget_exceeded():
@@ -253,7 +286,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
         elif lock_lost:
             stop_reason = lock_lost
             if pending:
-                run.skipped_for_lost_lock = True
+                run.stopped_by_lost_lock = True
         elif run.budget_exceeded():
             stop_reason = budget_reason(run)
         if stop_reason:
@@ -262,7 +295,8 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
         elif not run.control.paused:
             while pending and len(running) < run.plan.max_parallel:
                 cid = pending.popleft()
-                running[pool.submit(deploy_cluster, engine, run, cid, wave, cancel)] = cid
+                running[pool.submit(deploy_cluster, engine, run, cid, wave,
+                                    run.stop_event(cid))] = cid
         if not running:
             if pending:  # paused with nothing running: wait for resume or abort
                 cancel.wait(CONTROL_POLL)

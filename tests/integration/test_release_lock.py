@@ -14,6 +14,7 @@ from console.engine import Engine, ReleaseRequest, new_release_id
 from console.events import Kind
 from console.history import Ledger
 from console.locks import ClusterLease, lease_name
+from console.sim import ClusterSpec
 from tests.engine.conftest import APP, REPO
 from tests.integration.conftest import approve, in_thread, wait_for
 
@@ -137,3 +138,41 @@ def test_reconcile_leaves_a_release_whose_lease_a_live_console_holds(world):
     finally:
         engine.close()
         ledger.close()
+
+
+def test_a_lease_taken_mid_rollout_interrupts_that_clusters_rollout(world):
+    # b's pods take a minute to get ready: its rollout is under way when the lease goes.
+    w = world(["a", ClusterSpec("b", {"readiness_delay": 60.0}), "c"], readiness_delay=0.2,
+              rollout_timeout="120s")
+    engine = w.engine(lock_duration=3)       # renewed every second
+    stolen = threading.Event()
+
+    def steal_b(event):
+        # Another console takes b over (as it would after the lease went unrenewed).
+        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster == "b" and \
+                not stolen.is_set():
+            stolen.set()
+            kube = engine.driver("b").client
+            lease = kube.request("GET", LEASE.format(ns="b"))
+            lease["spec"]["holderIdentity"] = "mallory@elsewhere:1/r-other"
+            lease["metadata"].get("annotations", {}).pop("release-console/holder-process", None)
+            kube.request("PUT", LEASE.format(ns="b"), body=lease)
+
+    engine.add_listener(steal_b)
+    try:
+        result = engine.run(ReleaseRequest(tag="v1", strategy="parallel"), approve)
+    finally:
+        engine.close()
+    by_cluster = {c.cluster: c for c in result.clusters}
+    assert stolen.is_set()
+    assert (by_cluster["a"].outcome, by_cluster["c"].outcome) == ("healthy", "healthy")
+    b = by_cluster["b"]
+    assert b.outcome == "interrupted", b
+    assert b.error.startswith("interrupted: release lock lost on b (the lease was taken "
+                              "over by another release (mallory@elsewhere:1/r-other))"), b
+    assert b.duration < 30, b                # stopped, not followed to its end a minute later
+    assert (result.outcome, result.exit_code) == ("aborted", 3), result
+    # Hands off: b is the other console's now - not rolled back, its lease left to it.
+    assert not [e for e in w.recorder.of(Kind.CLUSTER_ROLLING_BACK) if e.cluster == "b"]
+    assert w.fleet.get("b", "coordination.k8s.io/leases", "b", lease_name(APP))["spec"][
+        "holderIdentity"] == "mallory@elsewhere:1/r-other"
