@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 
 from console.errors import UserError
-from console.kube.client import new_api_client
-from console.locks import ClusterLease, LockError, LockHeld, ReleaseLock, holder_identity
+from console.kube.client import KubeClient, new_api_client
+from console.locks import (ClusterLease, Clock, LockError, LockHeld, ProcessId, ReleaseLock,
+                           holder_identity, this_process)
 
 NAMESPACE = "shop"
 
@@ -172,3 +176,177 @@ def test_a_flaky_cluster_still_gives_exactly_one_winner(fleet, client) -> None:
         except LockHeld as err:
             results.append(err.holder.identity)
     assert results == ["won", contenders[0].identity]
+
+
+# --- one call path (issue 10 item 5) -------------------------------------------------------
+
+def test_lease_calls_go_through_the_cluster_client(fleet) -> None:
+    """The engine hands its KubeClient over: the lease shares its timeouts and retries."""
+    fleet.set_faults("a", error_rate=0.3, error_codes=[500, 429], retry_after=0)
+    kube = KubeClient("a", new_api_client("a", fleet.kubeconfig("a")), timeout=5)
+    try:
+        lease = ClusterLease(kube, "a", NAMESPACE, "user-service",
+                             holder_identity("rel-1", "alice"))
+        assert lease.kube is kube
+        before = fleet.counters("a")["injected_errors"]
+        lease.acquire()
+        for _ in range(10):
+            assert lease.renew() is True
+        lease.release()
+        assert lease.read()["spec"].get("holderIdentity") is None
+        assert fleet.counters("a")["injected_errors"] > before   # retried by the client
+    finally:
+        kube.close()
+
+
+# --- who the holder is (issue 11 item 6) ---------------------------------------------------
+
+def _gone_pid() -> int:
+    """The pid of a process that ran here and ended."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, timeout=30, check=True)
+    return int(proc.stdout)
+
+
+def _holder(client, process: ProcessId, release: str = "rel-1", **kwargs) -> ClusterLease:
+    lease = ClusterLease(client("a"), "a", NAMESPACE, "user-service",
+                         f"bob@{process.host}:{process.pid}/{release}", process=process,
+                         **kwargs)
+    lease.acquire()
+    return lease
+
+
+def test_a_same_hostname_holder_in_another_container_is_not_taken_as_dead(client) -> None:
+    me = this_process()
+    # Same hostname (a container's default), a pid that runs nothing *here* - but another
+    # pid namespace: that pid means another process table. Its lease is fresh.
+    other = ProcessId(me.host, _gone_pid(), me.boot_id, "pid:[4026530000]", "4242")
+    first = _holder(client, other)
+    with pytest.raises(LockHeld, match=f"bob@{me.host}:{other.pid}/rel-1"):
+        lease_of(client, "a", "user-service", "rel-2", "alice").acquire()
+    first.release()
+    # Another machine (another boot id), same hostname: not a sure match either.
+    elsewhere = ProcessId(me.host, other.pid, "0c0ffee0-0000-4000-8000-000000000000",
+                          me.pid_ns, "4242")
+    _holder(client, elsewhere, "rel-3")
+    with pytest.raises(LockHeld, match="/rel-3"):
+        lease_of(client, "a", "user-service", "rel-2", "alice").acquire()
+
+
+def test_a_holder_surely_gone_here_is_taken_over_at_once(client) -> None:
+    me = this_process()
+    assert me.boot_id and me.pid_ns and me.start      # Linux: /proc tells
+    # Same boot, same pid namespace, and its pid runs no more: killed here.
+    _holder(client, ProcessId(me.host, _gone_pid(), me.boot_id, me.pid_ns, "4242"))
+    taker = lease_of(client, "a", "user-service", "rel-2", "alice")
+    taker.acquire()
+    assert taker.read()["spec"]["holderIdentity"] == taker.identity
+    # A pid that runs again, as a process started at another time: the holder is gone too.
+    reused = ProcessId(me.host, me.pid, me.boot_id, me.pid_ns, str(int(me.start) + 1))
+    taker.release()
+    _holder(client, reused, "rel-3")
+    lease_of(client, "a", "user-service", "rel-4", "alice").acquire()
+    # The very same process (pid and start time): alive, refused.
+    _holder_alive = lease_of(client, "a", "user-service", "rel-5", "carol")
+    with pytest.raises(LockHeld, match="/rel-4"):
+        _holder_alive.acquire()
+
+
+# --- expiry the client-go way (issue 11 item 7) --------------------------------------------
+
+class SkewedClock(Clock):
+    """A machine whose wall clock is `skew` s off (its monotonic clock is fine)."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(seconds=self.skew)
+
+
+class DrivenClock(Clock):
+    """Monotonic time that moves only when the lease waits (`sleep`), at once."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.slept += seconds
+
+
+FAR = ProcessId("far", 7, "0c0ffee0-0000-4000-8000-000000000000", "pid:[1]", "1")
+
+
+def test_a_live_holder_whose_clock_is_behind_is_never_taken_over(client) -> None:
+    # Its renewTime, read by our clock, is ten minutes old on every renewal.
+    behind = ClusterLease(client("a"), "a", NAMESPACE, "user-service", "bob@far:7/rel-1",
+                          duration=3, clock=SkewedClock(-600), process=FAR)
+    holder = ReleaseLock([behind])
+    holder.acquire()
+    try:
+        contender = lease_of(client, "a", "user-service", "rel-2", "alice")
+        began = time.monotonic()
+        with pytest.raises(LockHeld, match="bob@far:7/rel-1"):
+            contender.acquire()      # watches the lease, sees it renewed
+        assert time.monotonic() - began < 3 + 2
+        assert behind.read()["spec"]["holderIdentity"] == "bob@far:7/rel-1"
+    finally:
+        holder.release()
+    assert holder.lost == {}
+
+
+@pytest.mark.parametrize("skew", [-600.0, 3600.0], ids=["clock-behind", "clock-ahead"])
+def test_a_dead_holder_is_taken_over_after_one_duration_observed_here(client, skew) -> None:
+    ClusterLease(client("a"), "a", NAMESPACE, "user-service", "bob@far:7/rel-1",
+                 duration=30, clock=SkewedClock(skew), process=FAR).acquire()
+    # ...and that console is gone; nobody renews. Whatever its clock said, the lease is
+    # taken once it has not changed for its 30 s as this machine counts them.
+    clock = DrivenClock()
+    taker = ClusterLease(client("a"), "a", NAMESPACE, "user-service",
+                         holder_identity("rel-2", "alice"), clock=clock)
+    taker.acquire()
+    assert 30 <= clock.slept < 30 + 5 + 0.5, clock.slept
+    spec = taker.read()["spec"]
+    assert spec["holderIdentity"] == taker.identity and spec["leaseTransitions"] == 1
+
+
+def test_slow_clusters_cost_neither_their_leases_nor_the_others_renewals(fleet, client) -> None:
+    """Renewals run in parallel, each bounded by its round: a cluster slower than the round
+    delays nobody, and its failing renewals are retried, never counted as a loss."""
+    lost: list = []
+    lock = ReleaseLock.for_clusters({c: (client(c), NAMESPACE) for c in ("a", "b", "c")},
+                                    "user-service", "rel-1", user="alice", duration=3,
+                                    timeout=10, on_lost=lambda *args: lost.append(args))
+    lock.acquire()
+    fleet.set_faults("c", latency=2.5)     # slower than a round (1 s)
+    try:
+        renewed: list[float] = []          # when a's renewTime changed, as we watched it
+        last = None
+        deadline = time.monotonic() + 7
+        while time.monotonic() < deadline:
+            stamp = fleet.get("a", "coordination.k8s.io/leases", NAMESPACE,
+                              "release-console-user-service")["spec"]["renewTime"]
+            if stamp != last:
+                renewed.append(time.monotonic())
+                last = stamp
+            threading.Event().wait(0.05)
+        gaps = [b - a for a, b in zip(renewed, renewed[1:])]
+        # a stays fresh for everyone else: renewed well within its 3 s duration.
+        assert len(gaps) >= 4 and max(gaps) < 2.0, gaps
+        assert "c" in lock.failing and lock.lost == {} and lost == []
+    finally:
+        fleet.set_faults("c", latency=0.0)
+    wait_until(lambda: "c" not in lock.failing, "c's renewals to get through again")
+    assert lock.release() == [] and lock.lost == {}
+
+
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        threading.Event().wait(0.05)
