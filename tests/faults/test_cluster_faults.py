@@ -172,3 +172,26 @@ def test_slow_cluster_does_not_slow_the_others(world):
         assert durations[fast] < 4.0, durations
     record = releases(w.config)[result.release_id]
     assert outcomes(record) == {c: "healthy" for c in ids}
+
+
+def test_pre_flight_survives_ten_percent_api_errors_on_fresh_clusters(world):
+    """Every pre-flight call - reads, access reviews, dry runs, creating the namespace the
+    lease lives in, the lease itself - is retried by the client with bounded backoff.
+    Seed 2105 fails the first namespace create on b and d (once refused outright)."""
+    ids = ["a", "b", "c", "d"]
+    w = world(ids, readiness_delay=0.2, jitter=0.0, error_rate=0.1, error_codes=[500, 429],
+              retry_after=0, seed=2105)
+    seen: dict[str, int] = {}
+
+    def count_preflight_errors(event):
+        if event.kind is Kind.PREFLIGHT_FINISHED:
+            seen["errors"] = sum(w.fleet.counters(c)["injected_errors"] for c in ids)
+
+    with recorded_engine(w, request_timeout=5.0) as engine:
+        engine.add_listener(count_preflight_errors)
+        result = engine.run(ReleaseRequest(tag="v1", strategy="parallel"), w.approve)
+    failures = [(r.cluster, r.check, r.detail) for r in result.preflight.failures]
+    assert failures == [] and (result.outcome, result.exit_code) == ("ok", 0), \
+        (failures, result.message, result.clusters)
+    assert seen["errors"] > 0                    # pre-flight itself met the faults
+    assert all(w.version(c) == "v1" for c in ids)
