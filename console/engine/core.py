@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.engine import checks, queries, rollback_choice, rollbacks, waves
 from console.engine.api import (Approver, ClusterDetail, ClusterResult, ClusterStatus,
@@ -28,6 +28,9 @@ from console.locks import DEFAULT_DURATION as LOCK_DURATION
 from console.locks import Holder
 from console.plan import Plan, build_plan, select
 from console.preflight import PreflightReport
+
+if TYPE_CHECKING:
+    from console.engine.waves import ReleaseRun
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class Engine:
         self.last_errors: dict[str, str] = {}
         self._drivers: dict[str, ClusterDriver] = {}
         self._drivers_lock = threading.Lock()
+        # The releases running in this engine now, by id (manual actions act through them).
+        self._runs: dict[str, ReleaseRun] = {}
 
     # ---------------------------------------------------------------- events
 
@@ -118,6 +123,22 @@ class Engine:
             drivers, self._drivers = list(self._drivers.values()), {}
         for driver in drivers:
             driver.client.close()
+
+    # ---------------------------------------------------------------- running releases
+
+    def register_run(self, run: ReleaseRun, running: bool = True) -> None:
+        """Note a release of this engine that holds its leases now (or no longer)."""
+        with self._drivers_lock:
+            if running:
+                self._runs[run.release_id] = run
+            else:
+                self._runs.pop(run.release_id, None)
+
+    def run_holding(self, cluster_id: str) -> ReleaseRun | None:
+        """The running release of this engine whose lease covers `cluster_id`, if any."""
+        with self._drivers_lock:
+            runs = list(self._runs.values())
+        return next((run for run in runs if run.holds(cluster_id)), None)
 
     # ---------------------------------------------------------------- planning
 

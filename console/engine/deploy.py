@@ -57,6 +57,8 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
             return ClusterResult(cid, Outcome.SKIPPED, before.version, run.tag, error=stop)
         driver.ensure_namespace()
         prepared = driver.prepare(run.tag)   # renders; touches nothing
+        if cancel.is_set():     # aborted, lease lost or taken over since it was started
+            raise RolloutInterrupted(cid)
         touched = True
         applied = driver.install(prepared, {ANN_VERSION: run.tag, ANN_RELEASE: rid,
                                             ANN_PREVIOUS: before.version or ""})
@@ -66,10 +68,13 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
     except RolloutInterrupted:
         duration = time.monotonic() - started
         lost = run.lease_lost(cid)
+        taken_by = run.handed_over.get(cid)
         if lost:
             # Another console took the cluster's lease: leave the cluster to it (no rollback).
             run.stopped_by_lost_lock = True
             why = f"interrupted: release lock lost on {cid} ({lost})"
+        elif taken_by:
+            why = f"interrupted: taken over by {taken_by} during the release (manual rollback)"
         else:
             why = "interrupted: release aborted"
         engine.event(Kind.CLUSTER_FAILED, rid, cid, why, error=why, duration=duration,
@@ -109,6 +114,10 @@ def _failed(engine: Engine, run: ReleaseRun, cid: str, before: LiveDeployment | 
     if run.lease_lost(cid):     # the cluster is another console's now: hands off
         return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration,
                              f"{error}; not rolled back: the release lock was lost")
+    if cid in run.handed_over:  # an operator's rollback runs there now
+        return ClusterResult(cid, Outcome.FAILED, from_version, run.tag, duration,
+                             f"{error}; not rolled back: taken over by "
+                             f"{run.handed_over[cid]} during the release")
     ok, rb_error = restore(engine, rid, cid, before, run.tag, "automatic rollback")
     duration = time.monotonic() - started
     if ok:

@@ -8,15 +8,18 @@ Manual rollbacks emit CLUSTER_ROLLING_BACK / CLUSTER_ROLLED_BACK with `release_i
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from console.engine.action_lease import ActionLease
 from console.engine.api import ClusterResult, ClusterStatus, Outcome, new_release_id
 from console.errors import UserError, ValidationError
 from console.events import Kind
 from console.kube.client import ClusterError
+from console.locks import LockError, LockHeld
 from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, LiveDeployment,
                                  Revision, RolloutInterrupted)
 
@@ -67,8 +70,10 @@ def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
 def rollback_reached(engine: Engine, run: ReleaseRun, why: str) -> None:
     """Roll back every cluster this release changed and left running it."""
     # A cluster whose lease another console took is its now: never touched again.
+    # Nor is one an operator took over mid-release (it was rolled back by hand).
     reached = [c for c, r in run.results.items()
-               if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED) and not run.lease_lost(c)]
+               if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED) and not run.lease_lost(c)
+               and c not in run.handed_over]
     if not reached:
         return
 
@@ -91,11 +96,36 @@ def rollback_reached(engine: Engine, run: ReleaseRun, why: str) -> None:
 def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
              by: str = "", release_id: str = "",
              expect_from: str | None = None) -> ClusterResult:
-    """Roll one cluster back (see `Engine.rollback`)."""
+    """Roll one cluster back (see `Engine.rollback`) holding the app's lease there (or
+    through this engine's release that holds it); `LockHeld` names another holder."""
     cluster = engine.config.cluster(cluster_id)
     if to_version is not None:
         from console.names import validate_tag
         validate_tag(to_version, "--to")
+    action = new_release_id()
+    held = ActionLease(engine, [cluster.id], by, action)
+    try:
+        held.__enter__()
+    except LockHeld:
+        raise                       # another release runs there: refused, naming it
+    except LockError as exc:
+        if exc.status == 404:       # no namespace, so nothing deployed either
+            raise ValidationError(f"cluster {cluster.id!r}: {engine.config.app.name} is "
+                                  f"not deployed in namespace {cluster.namespace}") from None
+        return ClusterResult(cluster.id, Outcome.FAILED, None, to_version, 0.0, str(exc))
+    try:
+        return _rollback_held(engine, cluster.id, to_version, by,
+                              held.release_id(cluster.id, release_id), action, held.lost,
+                              expect_from)
+    finally:
+        held.__exit__()
+
+
+def _rollback_held(engine: Engine, cid: str, to_version: str | None, by: str,
+                   release_id: str, action: str, stop: threading.Event,
+                   expect_from: str | None = None) -> ClusterResult:
+    """The rollback itself, its lease held; `stop` interrupts following it."""
+    cluster = engine.config.cluster(cid)
     started = time.monotonic()
     try:
         driver = engine.driver(cluster.id)
@@ -113,7 +143,6 @@ def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
         return ClusterResult(cluster.id, Outcome.FAILED, None, to_version,
                              time.monotonic() - started, exc.reason)
     version = target.version if isinstance(target, Revision) else target
-    action = new_release_id()
     engine.event(Kind.CLUSTER_ROLLING_BACK, release_id, cluster.id,
                  f"rollback {live.version} -> {version}{by_suffix(by)}",
                  from_version=live.version, to_version=version, by=by)
@@ -124,10 +153,12 @@ def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
             written = driver.undo_to(target, live, annotations)
         else:
             written = driver.install(driver.prepare(target), annotations)
-        driver.follow(written, engine.rollout_timeout)
+        driver.follow(written, engine.rollout_timeout, cancel=stop)
         driver.verify(written)
     except (ClusterError, UserError, RolloutInterrupted) as exc:
         error = exc.reason if isinstance(exc, ClusterError) else str(exc)
+        if isinstance(exc, RolloutInterrupted):
+            error = "interrupted: the release lock was taken by another console"
         engine.last_errors[cluster.id] = f"rollback failed: {error}"
         engine.event(Kind.CLUSTER_ROLLED_BACK, release_id, cluster.id,
                      f"rollback failed: {error}", version=version, ok=False, error=error,
@@ -172,21 +203,28 @@ def rollback_release(engine: Engine, release_id: str, *, by: str = "") -> list[C
                f"{', '.join(s.cluster for s in unreachable)})" if unreachable else ""
         raise ValidationError(f"--release: no cluster runs release {release_id!r}{hint}")
 
+    action = new_release_id()
+
     def one(status_: ClusterStatus) -> ClusterResult:
         if not status_.previous_version:
             return ClusterResult(status_.cluster, Outcome.SKIPPED, status_.version, None,
                                  error=f"release {release_id} was the first version "
                                  "here; nothing to roll back to")
         try:
-            return rollback(engine, status_.cluster, status_.previous_version, by=by,
-                            release_id=release_id)
+            return _rollback_held(engine, status_.cluster, status_.previous_version, by,
+                                  held.release_id(status_.cluster, release_id), action,
+                                  held.lost)
         except UserError as exc:  # one cluster's refusal must not stop the others
             return ClusterResult(status_.cluster, Outcome.FAILED, status_.version,
                                  status_.previous_version, error=str(exc))
 
-    with ThreadPoolExecutor(max_workers=min(32, len(reached)),
-                            thread_name_prefix="rollback-release") as pool:
-        results = list(pool.map(one, reached))
+    # Every lease first, all or nothing: a release running there refuses the whole
+    # rollback (naming its holder) before any cluster is touched.
+    with ActionLease(engine, [s.cluster for s in reached if s.previous_version], by,
+                     action) as held:
+        with ThreadPoolExecutor(max_workers=min(32, len(reached)),
+                                thread_name_prefix="rollback-release") as pool:
+            results = list(pool.map(one, reached))
     # A cluster that did not answer may carry the release too: say so, never skip it silently.
     results += [ClusterResult(s.cluster, Outcome.FAILED, None, None,
                               error=f"could not tell whether release {release_id} reached "

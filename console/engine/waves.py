@@ -63,6 +63,30 @@ class ReleaseRun:
     stopped_by_lost_lock: bool = False
     # Per cluster: set when its rollout must stop (the release aborted, or its lease lost).
     stops: dict[str, threading.Event] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+    # Clusters an operator took over mid-release (a manual rollback), and by whom.
+    handed_over: dict[str, str] = field(default_factory=dict)
+
+    def holds(self, cid: str) -> bool:
+        """Whether this release holds `cid`'s lease now."""
+        lock = self.release_lock
+        return lock is not None and cid in self.plan.order and cid not in lock.lost
+
+    def hand_over(self, cid: str, by: str, timeout: float) -> None:
+        """Give `cid` to a manual action inside this release: interrupt its rollout and
+        wait (up to `timeout` s) until it stopped; it is not started later and no
+        rollback of this release touches it again."""
+        with self.lock:
+            self.handed_over[cid] = by or "an operator"
+            started = cid in self.started
+        self.interrupt(cid)
+        if started:
+            with self.settled:
+                self.settled.wait_for(lambda: cid in self.results, timeout)
+
+    def __post_init__(self) -> None:
+        # Notified (under `lock`) whenever a cluster's result is recorded.
+        self.settled = threading.Condition(self.lock)
 
     def lease_lost(self, cid: str) -> str | None:
         """Why this cluster's lease was lost (another holder took it), or None."""
@@ -181,6 +205,7 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
         run.interrupt(cid)
 
     lock.on_lost = on_lost
+    engine.register_run(run)
 
     def on_control(what: str, by: str) -> None:
         if what == "aborted":
@@ -195,6 +220,7 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
         outcome, code, message = _run_waves(engine, run, approver)
     finally:
         control.unsubscribe(on_control)
+        engine.register_run(run, running=False)
     ordered = tuple(run.results.get(c) or ClusterResult(c, Outcome.SKIPPED, None, request.tag,
                                                         error="not started")
                     for c in plan.order)
@@ -295,6 +321,14 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
         elif not run.control.paused:
             while pending and len(running) < run.plan.max_parallel:
                 cid = pending.popleft()
+                with run.lock:
+                    taken_by = run.handed_over.get(cid)
+                    if taken_by is None:
+                        run.started.add(cid)
+                if taken_by is not None:
+                    _skip(engine, run, cid, f"taken over by {taken_by} during the release "
+                                            "(manual rollback)")
+                    continue
                 running[pool.submit(deploy_cluster, engine, run, cid, wave,
                                     run.stop_event(cid))] = cid
         if not running:
@@ -314,6 +348,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                 run.results[cid] = result
                 if result.outcome in FAILURE_OUTCOMES:
                     run.count_failure(cid)   # a no-op when the worker counted it already
+                run.settled.notify_all()
 
 
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:

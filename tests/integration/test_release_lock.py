@@ -176,3 +176,80 @@ def test_a_lease_taken_mid_rollout_interrupts_that_clusters_rollout(world):
     assert not [e for e in w.recorder.of(Kind.CLUSTER_ROLLING_BACK) if e.cluster == "b"]
     assert w.fleet.get("b", "coordination.k8s.io/leases", "b", lease_name(APP))["spec"][
         "holderIdentity"] == "mallory@elsewhere:1/r-other"
+
+
+def test_a_manual_rollback_during_another_consoles_release_is_refused(world, capsys):
+    """Issue 11 item 5: a rollback takes the release lease too - CLI `rollback CLUSTER`,
+    `--to last-good` and `--release ID` are refused while a release holds the cluster
+    (naming it), instead of being silently undone by that release."""
+    w = world(["a", "b"], readiness_delay=0.2)
+    for tag in ("v1", "v2"):     # recorded in the ledger: last-good knows v1
+        assert main(["deploy", "--config", str(w.config_path), "--tag", tag,
+                     "--strategy", "parallel"]) == 0, capsys.readouterr()
+    v2_release = w.annotations("a")["release-console.io/release-id"]
+    holding, go_on = threading.Event(), threading.Event()
+
+    def hold_after_a(event):
+        if event.kind is Kind.CLUSTER_HEALTHY and event.cluster == "a":
+            holding.set()
+            go_on.wait(60)
+
+    first = Engine(w.config, [hold_after_a], grace=0.5)
+    thread, box = in_thread(lambda: first.run(
+        ReleaseRequest(tag="v3", clusters="a,b", operator="alice"), approve))
+    config = ["--config", str(w.config_path), "--yes"]
+    try:
+        wait_for(holding.is_set, what="the release to hold its leases")
+        for command in (["rollback", "a", "--to", "v1"], ["rollback", "a", "--to", "last-good"],
+                        ["rollback", "--release", v2_release]):
+            code = main(command + config)
+            captured = capsys.readouterr()
+            assert code == 2, (command, captured)
+            assert "is being released by alice@" in captured.err, (command, captured.err)
+        assert w.version("a") == "v3"            # untouched by the refused rollbacks
+    finally:
+        go_on.set()
+        thread.join(120)
+        first.close()
+    assert box["result"].exit_code == 0, box
+    # The release is over and gave its leases back: the rollback goes through now.
+    assert main(["rollback", "a", "--to", "v1"] + config) == 0, capsys.readouterr()
+    assert w.version("a") == "v1"
+
+
+def test_the_rollback_key_inside_the_running_release_acts_through_it(world):
+    """The TUI's rollback while its own release runs: the release hands the cluster over
+    (its rollout there stops, no automatic rollback undoes the operator's) and the
+    rollback runs under the release's lease, recorded with the release's id."""
+    w = world(["a", "b"], readiness_delay=0.2, rollout_timeout="120s")
+    w.deploy_everywhere("v1")
+    w.deploy_everywhere("v2")
+    w.fleet.set_faults("b", readiness_delay=60.0)     # b's v3 rollout will be under way
+    engine = w.engine()
+    rolled: dict = {}
+
+    def operator_rolls_b_back():
+        w.fleet.set_faults("b", readiness_delay=0.2)
+        rolled["result"] = engine.rollback("b", "v1", by="carol")
+
+    def press_the_key(event):
+        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster == "b" and not rolled:
+            rolled["thread"] = threading.Thread(target=operator_rolls_b_back)
+            rolled["thread"].start()
+
+    engine.add_listener(press_the_key)
+    try:
+        result = engine.run(ReleaseRequest(tag="v3", strategy="parallel"), approve)
+        rolled["thread"].join(120)
+    finally:
+        engine.close()
+    assert rolled["result"].outcome == "rolled_back", rolled["result"]
+    by_cluster = {c.cluster: c for c in result.clusters}
+    assert by_cluster["a"].outcome == "healthy"
+    assert by_cluster["b"].outcome == "interrupted"
+    assert "taken over by carol" in by_cluster["b"].error
+    assert (w.version("a"), w.version("b")) == ("v3", "v1")   # not undone by the release
+    b_events = [e for e in w.recorder.events if e.cluster == "b"]
+    rollbacks = [e for e in b_events if e.kind is Kind.CLUSTER_ROLLING_BACK]
+    assert [(e.release_id, e.data.get("by")) for e in rollbacks] == \
+        [(result.release_id, "carol")]            # the operator's, inside the release
