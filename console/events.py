@@ -3,8 +3,9 @@
 Every consumer - the TUI, the headless printer, the history ledger, the notifiers -
 listens to the same `Event` stream. An event is a frozen record: what happened
 (`kind`), to which release and (optionally) cluster, a human message and a small
-JSON-able `data` mapping whose keys are documented per kind below. Secrets never go
-into an event: consumers write them to screens, files and chat.
+JSON-able `data` mapping whose keys are documented per kind below. Secrets and control
+characters never go into an event: `console.redact` scrubs the message and data when
+the event is made, so every consumer gets clean text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
+
+from console.redact import clean, scrub
 
 
 class Outcome(StrEnum):
@@ -76,6 +79,11 @@ class Event:
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        # Here, once, for every consumer: no secret or control character gets further.
+        object.__setattr__(self, "message", scrub(self.message))
+        object.__setattr__(self, "data", clean(self.data))
 
     def to_json(self) -> dict[str, Any]:
         """The event as one JSON object (the `--json` line format, stable API)."""

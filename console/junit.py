@@ -19,6 +19,7 @@ from typing import Any
 
 from console.errors import ValidationError
 from console.events import FAILURE_OUTCOMES, Outcome
+from console.redact import scrub
 
 # Characters XML 1.0 cannot carry (an error text from a server may hold any).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -49,9 +50,10 @@ def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
     for c in cases:
         case = ET.SubElement(suite, "testcase", classname=f"release.{app}", name=c.cluster,
                              time=f"{c.duration:.3f}")
-        error = _clean(c.error) if c.error else None
+        # Made by the engine, not an event: scrubbed here (secrets, control characters).
+        error = scrub(c.error) if c.error else None
         text = _clean(f"cluster {c.cluster}: {c.from_version or '-'} -> {c.to_version or '-'}: "
-                      f"{c.outcome}" + (f"\n{c.error}" if c.error else "")
+                      f"{c.outcome}" + (f"\n{error}" if error else "")
                       + (f"\nrolled back to {c.rolled_back_to}" if c.rolled_back_to else ""))
         if c.outcome == Outcome.FAILED:
             ET.SubElement(case, "failure", message=error or "failed", type="failed").text = text

@@ -210,17 +210,17 @@ class NotifyListener:
             if state is None:
                 return  # not a release this listener saw planned (a manual action)
             if event.kind is Kind.CLUSTER_FAILED and event.cluster:
-                state["failed"][event.cluster] = scrub(
-                    event.data.get("error") or event.message, EXCERPT)
+                state["failed"][event.cluster] = _excerpt(
+                    event.data.get("error") or event.message)
             elif event.kind is Kind.CLUSTER_ROLLED_BACK and event.cluster and \
                     not event.data.get("ok", True):
-                state["failed"][event.cluster] = scrub(
-                    f"rollback failed: {event.data.get('error', '')}", EXCERPT)
+                state["failed"][event.cluster] = _excerpt(
+                    f"rollback failed: {event.data.get('error', '')}")
             elif event.kind is Kind.PREFLIGHT_RESULT and event.cluster and \
                     not event.data.get("ok", True):
-                state["failed"].setdefault(event.cluster, scrub(
+                state["failed"].setdefault(event.cluster, _excerpt(
                     f"{event.data.get('check', 'pre-flight')}: "
-                    f"{event.data.get('detail') or event.message}", EXCERPT))
+                    f"{event.data.get('detail') or event.message}"))
             elif event.kind is Kind.GATE_WAITING and self.notifier.wants("gate"):
                 self._submit(self._note(event, state, "gate", "gate_waiting",
                                         tuple(event.data.get("clusters") or ())))
@@ -272,3 +272,7 @@ class NotifyListener:
         self._sender.shutdown(wait=False, cancel_futures=True)
         return out
 
+
+def _excerpt(text: str) -> str:
+    """At most EXCERPT characters of an event's text (already scrubbed when it was made)."""
+    return text if len(text) <= EXCERPT else text[: EXCERPT - 3] + "..."

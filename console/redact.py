@@ -1,39 +1,93 @@
-"""Secret scrubbing: the one place that masks tokens, passwords and credentials in text.
+"""Redaction: secrets and control characters out of every text the console shows or writes.
 
-Every error text that goes into the ledger, a commit, a notification or a warning
-passes through `scrub`.
+Applied once, where text is made: `console.events.Event` scrubs its message and data
+when it is created, `console.errors.UserError` its message - so the terminal lines, the
+`--json` stream, the TUI, the ledger and the notifications (all fed by events) and every
+one-line error get it without scrubbing again. Text made outside events (Git's and an
+SMTP server's answers, a child's log) is scrubbed where those messages are made.
+
+What goes:
+- secrets: credentials in URLs (`https://user:TOKEN@host` -> `https://***@host`),
+  `Authorization:` values, `Bearer`/`Basic` credentials, `token=`/`password:`-style
+  pairs, PEM blocks, JWTs and long base64 blobs (kubeconfig data), and the known secret
+  values: those registered with `register_secret` (a Vault token, a ledger remote's
+  password) and the values of SECRET_ENV variables;
+- control characters: line breaks and tabs become spaces (a message stays one line, so
+  no one forges a log or terminal line), other C0/C1 characters, DEL and the Unicode
+  bidirectional overrides become visible `\\xNN`/`\\uNNNN` escapes (no ANSI sequence
+  reaches a terminal).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from collections.abc import Mapping
+from typing import Any
 
-ERROR_LIMIT = 2000  # characters of error text kept per record
+ERROR_LIMIT = 2000  # characters of text kept per message or value
+MASK = "***"
+MIN_SECRET = 8     # shorter registered values are not masked (they would mask words)
+# Environment variables whose values are secrets wherever they show up.
+SECRET_ENV = ("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID", "GIT_PASSWORD", "GITHUB_TOKEN",
+              "GITLAB_TOKEN", "CI_JOB_TOKEN", "SLACK_WEBHOOK_URL")
 
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Credentials inside URLs: https://user:token@host -> https://***@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+(:[^/\s@]*)?@"), r"\1***@"),
+    # An HTTP Authorization (or Proxy-Authorization) header's value, whatever its scheme.
+    (re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*)[\"']?"
+                r"(?:[A-Za-z-]+\s+)?[^\s\"',}]+"), r"\1***"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
     (re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)", re.S), "***PEM***"),
     (re.compile(r"(?i)\b([\w.-]*(?:token|password|passwd|secret|client-key-data|"
                 r"client-certificate-data|certificate-authority-data|api[_-]?key)"
-                r"[\"']?\s*[:=]\s*)[\"']?[^\s\"',}]+"), r"\1***"),
+                r"[\"']?\s*[:=]\s*)[\"']?"
+                # A value that looks like a secret, not prose ("token: expected a string"):
+                # with a digit or symbol and 6+ characters, or 16+ characters.
+                r"(?:(?=[^\s\"',}]*[0-9_+/=.-])[^\s\"',}]{6,}|[^\s\"',}]{16,})"), r"\1***"),
     # JWTs (ServiceAccount tokens) and long base64 blobs (kubeconfig data), not hex digests.
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"), "***"),
     (re.compile(r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*[g-zG-Z+/])[A-Za-z0-9+/]{60,}={0,2}"),
      "***"),
 )
+_BREAKS = re.compile(r"[\r\n\t\v\f\u0085\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+_known: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Mask `value` wherever it appears in scrubbed text from now on (this process)."""
+    if value and len(value) >= MIN_SECRET:
+        with _known_lock:
+            _known.add(value)
+
+
+def _known_values() -> list[str]:
+    with _known_lock:
+        values = set(_known)
+    values.update(v for v in (os.environ.get(name) for name in SECRET_ENV)
+                  if v and len(v) >= MIN_SECRET)
+    return sorted(values, key=len, reverse=True)   # a longer secret before its parts
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def scrub(text: str | None, limit: int = ERROR_LIMIT) -> str:
-    """`text` with tokens, passwords, URL credentials, PEM and base64 blobs masked.
-
-    Used on every error text that goes into the ledger, a commit, a notification or a
-    warning; the result is cut to `limit` characters.
-    """
+    """`text` without secrets and control characters, on one line, cut to `limit`."""
     if not text:
         return ""
     out = str(text)
+    for value in _known_values():
+        if value in out:
+            out = out.replace(value, MASK)
+    out = _CONTROL.sub(_escape, _BREAKS.sub(" ", out))
     for pattern, replacement in _SECRET_PATTERNS:
         out = pattern.sub(replacement, out)
     if len(out) > limit:
@@ -41,4 +95,15 @@ def scrub(text: str | None, limit: int = ERROR_LIMIT) -> str:
     return out
 
 
-__all__ = ["ERROR_LIMIT", "scrub"]
+def clean(value: Any, limit: int = ERROR_LIMIT) -> Any:
+    """`value` with every string in it scrubbed (dicts, lists and tuples walked)."""
+    if isinstance(value, str):
+        return scrub(value, limit) if value else value
+    if isinstance(value, Mapping):
+        return {key: clean(item, limit) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(clean(item, limit) for item in value)
+    return value
+
+
+__all__ = ["ERROR_LIMIT", "SECRET_ENV", "clean", "register_secret", "scrub"]

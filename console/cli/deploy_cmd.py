@@ -309,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
     from console.engine import Engine, Outcome
     from console.junit import check_writable, write
     from console.names import validate_tag
+    from console.redact import scrub
     # A report that cannot be written is refused before anything starts (exit 2), not
     # discovered after the release (which would turn its exit code into a traceback).
     if args.junit is not None:
@@ -338,14 +339,15 @@ def run(args: argparse.Namespace) -> int:
                   f"{exc.strerror or exc}", file=sys.stderr, flush=True)
     if not args.json:
         for c in result.clusters:
-            extra = f" - {c.error}" if c.error else ""
+            # The engine's error texts are not events: scrubbed here like the JUnit report.
+            extra = f" - {scrub(c.error)}" if c.error else ""
             back = f" (rolled back to {c.rolled_back_to})" if c.rolled_back_to else ""
             print(f"  {c.cluster:<20} {c.outcome:<12} {c.from_version or '-'} -> "
                   f"{c.to_version or '-'}  {c.duration:5.1f}s{back}{extra}", flush=True)
         if result.outcome is Outcome.PREFLIGHT_FAILED and result.preflight is not None:
             print(result.preflight.table(), file=sys.stderr, flush=True)
         print(f"release {result.release_id}: {result.outcome} (exit {result.exit_code})"
-              + (f": {result.message}" if result.message else ""), flush=True)
+              + (f": {scrub(result.message)}" if result.message else ""), flush=True)
     for error in engine.listener_errors:
         print(f"release-console: warning: {error}", file=sys.stderr)
     return result.exit_code

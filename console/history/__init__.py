@@ -36,8 +36,7 @@ from console.history.records import (
     HISTORY_DIR, HUMAN_LOG, SCHEMA, ClusterOutcome, HistoryError, MatrixRow, PushResult,
     Release, parse_since, utc_now,
 )
-from console.redact import scrub
 
 __all__ = ["HISTORY_DIR", "HUMAN_LOG", "SCHEMA", "ClusterOutcome", "EventLedger",
            "HistoryError", "LatestIndex", "Ledger", "MatrixRow", "Operator", "PushResult",
-           "Release", "default_operator", "parse_since", "scrub", "utc_now"]
+           "Release", "default_operator", "parse_since", "utc_now"]

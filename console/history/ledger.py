@@ -33,8 +33,10 @@ from console.history.records import (
     HISTORY_DIR, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
     PushResult, Release, encode, release_from, utc_now, write_line,
 )
-from console.history.repository import Repository, clusters_text, pick_subject, subject
-from console.redact import scrub
+from console.history.repository import (
+    Repository, clusters_text, error_text, pick_subject, subject,
+)
+from console.redact import ERROR_LIMIT
 
 if TYPE_CHECKING:
     from console.config import FleetConfig
@@ -115,7 +117,7 @@ class Ledger:
             raise
         except Exception as exc:  # noqa: BLE001 - Git and OS errors: one line, no traceback
             raise HistoryError(f"history repository {self.path}: cannot commit the records a "
-                               f"stopped console left: {_reason(exc)}") from None
+                               f"stopped console left: {error_text(exc)}") from None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -210,7 +212,7 @@ class Ledger:
                    "version": version,
                    "good": bool(outcome == "healthy" if good is None else good),
                    "duration": None if duration is None else round(float(duration), 3),
-                   "error": scrub(error), "rolled_back_to": rolled_back_to,
+                   "error": _cut(error), "rolled_back_to": rolled_back_to,
                    "operator": (release or {}).get("operator", self.operator.name),
                    "ts": utc_now()}
             if reconciled:
@@ -331,7 +333,7 @@ class Ledger:
         error, self._commit_error = self._commit_error, None
         if error is not None:
             raise HistoryError(f"history repository {self.path}: cannot commit: "
-                               f"{_reason(error)}")
+                               f"{error_text(error)}")
 
     def close(self) -> None:
         """Commit what is pending, finish queued pushes, and stop the committer (once)."""
@@ -473,10 +475,11 @@ class Ledger:
         return good["version"] if good else None
 
 
-def _reason(error: BaseException) -> str:
-    """One scrubbed line saying why a Git or OS call failed."""
-    text = str(getattr(error, "stderr", "") or "").strip() or str(error) or type(error).__name__
-    return scrub(" ".join(text.split()), 400)
+def _cut(error: str | None) -> str:
+    """An error text as recorded: at most ERROR_LIMIT characters. Errors come from events,
+    which `console.redact` scrubbed when they were made."""
+    text = error or ""
+    return text if len(text) <= ERROR_LIMIT else text[: ERROR_LIMIT - 3] + "..."
 
 
 __all__ = ["Ledger"]

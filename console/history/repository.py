@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from console.history.operator import Operator, default_operator
 from console.history.remote_auth import split_remote
 from console.history.records import HISTORY_DIR, HUMAN_LOG, HistoryError, PushResult
-from console.redact import scrub
+from console.redact import register_secret, scrub
 
 if TYPE_CHECKING:
     import git
@@ -57,8 +57,10 @@ class Repository:
         self.app = app
         # The URL as Git sees it (in .git/config and argv): without credentials; those
         # reach Git through the environment of the Git processes (`git_env`).
-        self.remote, self._auth_env, self.secrets = (
+        self.remote, self._auth_env, secrets_ = (
             split_remote(remote) if remote else (None, {}, ()))
+        for value in secrets_:
+            register_secret(value)   # masked in any text that still shows it
         self.git_timeout = git_timeout
         self._thread_lock = threading.Lock()
         self._repack: subprocess.Popen[bytes] | None = None
@@ -74,7 +76,7 @@ class Repository:
                 repo = self._create_repo()
         except gitmodule.GitCommandError as exc:
             raise HistoryError(f"history repository {self.path}: "
-                               f"{scrub(exc.stderr or str(exc), 400)}") from None
+                               f"{error_text(exc)}") from None
         except gitmodule.InvalidGitRepositoryError:
             raise HistoryError(f"history repository {self.path}: .git is there but is not "
                                "a Git repository") from None
@@ -89,7 +91,7 @@ class Repository:
                     self._point_remote(repo)
                 except gitmodule.GitCommandError as exc:
                     raise HistoryError(f"history repository {self.path}: remote {REMOTE}: "
-                                       f"{scrub(exc.stderr or str(exc), 400)}") from None
+                                       f"{error_text(exc)}") from None
         return repo
 
     def _point_remote(self, repo: git.Repo) -> None:
@@ -350,6 +352,14 @@ def pick_subject(subjects: list[str]) -> str:
     return f"{subjects[0]} (+{len(subjects) - 1} more records)"
 
 
+def error_text(error: BaseException, limit: int = 400) -> str:
+    """Why a Git or OS call failed, as one line of at most `limit` characters (raised in
+    a HistoryError, which scrubs it as every UserError)."""
+    text = str(getattr(error, "stderr", "") or "").strip() or str(error) or type(error).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _push_failure(remote: str, text: str) -> str:
     """A one-line reason from git's output: the remote's own words and the rejection."""
     lines = [line.strip().strip("'").strip() for line in text.splitlines()]
@@ -360,4 +370,5 @@ def _push_failure(remote: str, text: str) -> str:
     return f"push to {scrub(remote, 200)} failed: {scrub(detail, 400)}"
 
 
-__all__ = ["BRANCH", "REMOTE", "Repository", "clusters_text", "pick_subject", "subject"]
+__all__ = ["BRANCH", "REMOTE", "Repository", "clusters_text", "error_text", "pick_subject",
+           "subject"]

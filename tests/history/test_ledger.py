@@ -164,13 +164,19 @@ def test_the_ledger_is_its_own_repository_inside_a_project(tmp_path: Path) -> No
 
 
 def test_secrets_never_reach_the_records_or_commits(make_ledger) -> None:
+    # The ledger is fed by events, which are scrubbed when made (`console.redact`).
+    from console.events import Event, Kind
+    from console.history import EventLedger
     ledger = make_ledger()
+    listener = EventLedger(ledger)
     token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
-    ledger.start_release("r1", version="1.0", targets=("a",))
-    ledger.record_cluster("r1", "a", "failed", error=(
-        f"401 from https://deployer:hunter2@10.0.0.1:6443 with Authorization: Bearer {token};"
-        " token: abcdef123456"))
-    ledger.finish_release("r1", "failed")
+    error = (f"401 from https://deployer:hunter2@10.0.0.1:6443 with Authorization: Bearer "
+             f"{token}; token: abcdef123456")
+    for event in (Event(Kind.RELEASE_PLANNED, "r1", data={"version": "1.0", "targets": ["a"]}),
+                  Event(Kind.RELEASE_STARTED, "r1"),
+                  Event(Kind.CLUSTER_FAILED, "r1", "a", error, {"error": error}),
+                  Event(Kind.RELEASE_FINISHED, "r1", data={"outcome": "failed"})):
+        listener(event)
     everything = git(ledger.path, "log", "-p", "--all")
     for secret in ("hunter2", token, "abcdef123456"):
         assert secret not in everything

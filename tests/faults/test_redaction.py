@@ -1,0 +1,122 @@
+"""One redaction, where text is made: an event (and an error) carrying secrets and
+terminal escapes is scrubbed when it is created, so the terminal lines, the `--json`
+stream, the ledger (records, human log, commits), the notifications and the JUnit report
+never see them - and none of those scrubs again (issue 10.3, 11.19)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+
+from console.cli.deploy_cmd import EventPrinter
+from console.config import NotifyConfig
+from console.engine import ClusterResult, ReleaseResult
+from console.errors import UserError
+from console.events import Event, Kind
+from console.history import EventLedger, Ledger
+from console.junit import to_xml
+from console.notify import Notifier, NotifyListener
+from console.redact import register_secret, scrub
+from tests.history.conftest import ALICE, APP, webhook  # noqa: F401 - fixture
+
+PASSWORD = "pa55-W0rd-in-a-url-4711"
+BEARER = "bearer-t0ken-abcdefghijklmnop"
+KNOWN = "known-vault-t0ken-zyxwvu"          # registered: no pattern would catch it
+FORGED = "2026-12-01T00:00:00Z - user-service - evil - prod - ok by root"
+HOSTILE = (f"fetch https://deploy:{PASSWORD}@git.example.com/x failed; sent "
+           f"Authorization: Bearer {BEARER}; vault said {KNOWN}\x1b[2J\x1b[31m RED\r\n"
+           f"{FORGED}\x07\u202e")
+SECRETS = (PASSWORD, BEARER, KNOWN)
+
+
+def raw_leaks(text: str) -> list[str]:
+    """What of the hostile text got through (secrets, escapes, the forged line)."""
+    found = [f"secret {s[:6]}..." for s in SECRETS if s in text]
+    found += [f"control {c!r}" for c in ("\x1b", "\x07", "\r", "\u202e") if c in text]
+    found += ["forged line" for line in text.splitlines() if line.startswith(FORGED[:20])]
+    return found
+
+
+def events() -> list[Event]:
+    rid = "r-hostile"
+    return [
+        Event(Kind.RELEASE_PLANNED, rid, message=f"release {HOSTILE}", data={
+            "app": APP, "version": "1.0", "image": "reg/app:1.0", "strategy": "serial",
+            "targets": ["a"], "waves": [{"clusters": ["a"], "note": HOSTILE}],
+            "operator": "alice"}),
+        Event(Kind.RELEASE_STARTED, rid, data={"version": "1.0", "targets": ["a"]}),
+        Event(Kind.CLUSTER_STARTED, rid, "a", "nothing -> 1.0",
+              {"from_version": None, "to_version": "1.0", "wave": 0}),
+        Event(Kind.CLUSTER_FAILED, rid, "a", HOSTILE, {"error": HOSTILE, "duration": 1.0}),
+        Event(Kind.CLUSTER_ROLLING_BACK, rid, "a", "rollback",
+              {"from_version": "1.0", "to_version": None}),
+        Event(Kind.CLUSTER_ROLLED_BACK, rid, "a", f"rollback failed: {HOSTILE}",
+              {"version": None, "ok": False, "error": HOSTILE}),
+        Event(Kind.RELEASE_FINISHED, rid, message=f"release failed ({HOSTILE})",
+              data={"outcome": "failed", "exit_code": 1, "summary": {"failed": 1},
+                    "detail": HOSTILE}),
+    ]
+
+
+def test_an_event_is_scrubbed_once_when_made_for_every_output(tmp_path, webhook) -> None:
+    register_secret(KNOWN)
+    terminal, stream = io.StringIO(), io.StringIO()
+    ledger = Ledger(tmp_path / "ledger", APP, operator=ALICE)
+    notify = NotifyListener(Notifier(NotifyConfig(on=("failure",), slack_webhook=webhook.url),
+                                     app=APP))
+    listeners = [EventPrinter(False, terminal), EventPrinter(True, stream),
+                 EventLedger(ledger), notify]
+    made = events()
+    for event in made:
+        for listener in listeners:
+            listener(event)
+    assert [d.ok for d in notify.close(timeout=20)] == [True]
+    ledger.close()
+
+    # Terminal: one line per event printed, nothing raw.
+    assert raw_leaks(terminal.getvalue()) == []
+    assert len(terminal.getvalue().splitlines()) == len(made)
+    # --json: one parseable object per event, nothing raw in any value either.
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == len(made)
+    assert raw_leaks("\n".join(json.dumps(json.loads(line), ensure_ascii=False)
+                               for line in lines)) == []
+    # The ledger: records, the human log, every commit.
+    history = subprocess.run(["git", "-C", str(ledger.path), "log", "-p", "--format=%B"],
+                             capture_output=True, text=True, timeout=30).stdout
+    human = (ledger.path / "deployment-history.log").read_text()
+    assert raw_leaks(ledger.file.read_text() + history + human) == []
+    assert len(human.splitlines()) == 1
+    # The notification.
+    assert webhook.bodies and raw_leaks(json.dumps(webhook.bodies, ensure_ascii=False)) == []
+    # What was masked says so.
+    failed = made[3]
+    assert "https://***@git.example.com" in failed.message
+    assert "Authorization: ***" in failed.message and "\\x1b[2J" in failed.message
+
+
+def test_junit_and_the_summary_get_the_engine_errors_scrubbed(tmp_path) -> None:
+    register_secret(KNOWN)
+    result = ReleaseResult("r-1", "failed", 1, (
+        ClusterResult("a", "failed", "1.0", "1.1", 2.0, HOSTILE),
+        ClusterResult("b", "rolled_back", "1.0", "1.1", 2.0, HOSTILE, rolled_back_to="1.0")))
+    assert raw_leaks(to_xml(result, APP, "1.1")) == []
+
+
+def test_a_user_error_is_scrubbed_when_made() -> None:
+    register_secret(KNOWN)
+    error = UserError(f"clusters.yaml:3: history.remote: cannot reach {HOSTILE}")
+    assert raw_leaks(str(error)) == [] and "\n" not in str(error)
+    assert str(error).startswith("clusters.yaml:3: history.remote: cannot reach fetch https://***@")
+
+
+def test_scrub_keeps_prose_and_masks_secrets() -> None:
+    assert scrub("no Vault token: set $VAULT_TOKEN") == "no Vault token: set $VAULT_TOKEN"
+    assert scrub("credentials.token: expected a string") == \
+        "credentials.token: expected a string"
+    assert scrub("password=hunter2! then") == "password=*** then"
+    assert scrub("Proxy-Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l ok") == \
+        "Proxy-Authorization: *** ok"
+    assert scrub("line one\nline two\ttab") == "line one line two tab"
+    assert scrub("a\x1b[31mb\x00c\u202ed") == "a\\x1b[31mb\\x00c\\u202ed"
