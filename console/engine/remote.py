@@ -7,6 +7,7 @@ interpreter lock from the UI thread, and keys would wait. So the console runs th
 `python -m console.engine.remote`, and talks to it over two pipes with pickled messages:
 
     parent -> child   ("call", id, method, args, kwargs)   run / status / detail / rollback /
+                                                          plan_rollback /
                                                           rollback_release / releases /
                                                           matrix / reconcile
                       ("control", release_key, what, kwargs)   pause / resume / abort
@@ -57,8 +58,8 @@ STOP_TIMEOUT = 10.0           # s the child gets to stop before it is killed
 ENGINE_NICENESS = 5           # the engine process yields the CPU to the console's UI
 LOG_TAIL = 2000               # characters of the child's log quoted when it stops
 
-METHODS = ("run", "status", "detail", "rollback", "rollback_release", "releases", "matrix",
-           "reconcile")
+METHODS = ("run", "status", "detail", "rollback", "plan_rollback", "rollback_release",
+           "releases", "matrix", "reconcile")
 
 
 class EngineProcessError(UserError):
@@ -161,9 +162,14 @@ class EngineProcess:
         return self._call("detail", cluster_id)
 
     def rollback(self, cluster_id: str, to_version: str | None = None, *,
-                 by: str = "") -> ClusterResult:
+                 by: str = "", expect_from: str | None = None) -> ClusterResult:
         """`Engine.rollback(...)`."""
-        return self._call("rollback", cluster_id, to_version, by=by)
+        return self._call("rollback", cluster_id, to_version, by=by, expect_from=expect_from)
+
+    def plan_rollback(self, cluster_id: str, to: str | None = None) -> Any:
+        """`Engine.plan_rollback(...)` with the ledger's releases of that cluster: where
+        `r` would take it, and why (`UserError` when refused)."""
+        return self._call("plan_rollback", cluster_id, to)
 
     def rollback_release(self, release_id: str, *, by: str = "") -> list[ClusterResult]:
         """`Engine.rollback_release(...)`."""
@@ -425,6 +431,9 @@ class EngineHost:
                 result = self._need_session().ledger.matrix(args[0])
             elif method == "reconcile":
                 result = [release.id for release in self._need_session().reconcile()]
+            elif method == "plan_rollback":
+                releases = self._need_session().ledger.releases(cluster=args[0])
+                result = engine.plan_rollback(args[0], args[1], releases)
             elif method in METHODS:
                 result = getattr(engine, method)(*args, **kwargs)
             else:

@@ -342,7 +342,8 @@ class ReleaseConsoleApp(App[int]):
     # -- rollback -----------------------------------------------------------------
 
     def ask_rollback(self, cluster_id: str) -> None:
-        """`r`: confirm, then roll one cluster back to its previous revision."""
+        """`r`: confirm, then roll one cluster back to the version it ran, healthy, before
+        its current one (the ledger's; never one that failed or was rolled back there)."""
         row = self.state.clusters[cluster_id]
         if row.phase.active:
             self.notify(f"{cluster_id} is {row.phase.word}: wait until it settles",
@@ -352,30 +353,31 @@ class ReleaseConsoleApp(App[int]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="rollback-prepare")
     def _prepare_rollback(self, cluster_id: str) -> None:
-        from console.ui.screens.rollback import RollbackScreen, rollback_choice
+        from console.ui.screens.rollback import RollbackChoice, RollbackScreen
 
         try:
-            detail = self.engine().detail(cluster_id)
+            # Refused without a ledger record, on drift, or with nothing healthy before.
+            plan = self.ledger().plan_rollback(cluster_id)
         except UserError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.call_from_thread(self.notify, f"rollback refused: {exc}", severity="warning")
             return
         row = self.state.clusters[cluster_id]
-        choice = rollback_choice(cluster_id, detail, row.live, row.info.production)
-        if choice is None:
-            self.call_from_thread(self.notify, f"{cluster_id}: no earlier revision to roll back to",
-                                  severity="warning")
-            return
+        choice = RollbackChoice(cluster_id, plan.from_version, plan.to_version,
+                                production=row.info.production, why=plan.why)
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._do_rollback(cluster_id, choice.to_version)
+                self._do_rollback(cluster_id, choice.to_version, choice.from_version)
 
         self.call_from_thread(self.push_screen, RollbackScreen(choice), confirmed)
 
     @work(thread=True, exit_on_error=False, group="rollback")
-    def _do_rollback(self, cluster_id: str, to_version: str | None) -> None:
+    def _do_rollback(self, cluster_id: str, to_version: str | None,
+                     from_version: str | None) -> None:
         try:
-            result = self.engine().rollback(cluster_id, to_version, by=self.operator)
+            # `expect_from`: nothing is done if the cluster changed since the confirmation.
+            result = self.engine().rollback(cluster_id, to_version, by=self.operator,
+                                            expect_from=from_version)
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return

@@ -158,6 +158,54 @@ async def test_a_failing_cluster_turns_failed_then_rolled_back(console_fleet) ->
 
 
 @story
+async def test_one_key_rollback_never_goes_forward_to_a_failed_version(console_fleet) -> None:
+    # prod-eu: v1, v2, then v3 failed there and was rolled back to v2 - kubectl's previous
+    # revision is v3. prod-us got v0 past the ledger (the engine alone): no record.
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"], seed=14)
+    seed(config, "v1", "staging,prod-eu")
+    seed(config, "v2", "staging,prod-eu")
+    fleet.set_faults("prod-eu", never_pull=["v3"])
+    ledger = Ledger.for_config(config)
+    try:
+        engine = Engine(config, listeners=[EventLedger(ledger)], grace=0.5)
+        failed = engine.run(ReleaseRequest(tag="v3", clusters="prod-eu", strategy="parallel"),
+                            lambda _gate: GateAnswer(GateDecision.APPROVE))
+        engine.close()
+    finally:
+        ledger.close()
+    assert [c.outcome for c in failed.clusters] == ["rolled_back"]
+    unrecorded = Engine(config)
+    try:
+        unrecorded.run(ReleaseRequest(tag="v0", clusters="prod-us", strategy="parallel"),
+                       lambda _gate: GateAnswer(GateDecision.APPROVE))
+    finally:
+        unrecorded.close()
+    assert live_tag(fleet, "prod-eu") == "v2"
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        assert app.fleet.grid.go_to("prod-eu")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen), what="the confirm")
+        versions = str(app.screen.query_one("#rollback-versions", Static).render())
+        assert versions.split() == ["v2", "→", "v1"]         # before: v2 → v3 (the failed one)
+        why = str(app.screen.query_one("#rollback-why", Static).render())
+        assert "before v2 arrived" in why
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is Phase.ROLLED_BACK,
+                       what="the rollback")
+        assert live_tag(fleet, "prod-eu") == "v1"
+        # No ledger record of what prod-us runs: refused, no dialog, nothing touched.
+        assert app.fleet.grid.go_to("prod-us")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any("rollback refused" in str(n.message) and
+                                          "no record" in str(n.message)
+                                          for n in app._notifications), what="the refusal")
+        assert not isinstance(app.screen, RollbackScreen)
+    assert live_tag(fleet, "prod-us") == "v0"
+
+
+@story
 async def test_one_key_rollback_of_a_healthy_cluster(console_fleet) -> None:
     config, fleet = console_fleet(["staging", "prod-eu"])
     seed(config, "v1")

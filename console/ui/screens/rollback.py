@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,31 +13,16 @@ from textual.widgets import Label, Static
 
 @dataclass(frozen=True)
 class RollbackChoice:
-    """What `r` would do to a cluster: from which version to which."""
+    """What `r` would do to a cluster: from which version to which, and why (the engine's
+    `plan_rollback`, from the ledger)."""
 
     cluster: str
     from_version: str | None
     to_version: str | None
-    from_revision: int | None
-    to_revision: int | None
+    from_revision: int | None = None
+    to_revision: int | None = None
     production: bool = False
-
-
-def rollback_choice(cluster_id: str, detail: Any, live: str | None,
-                    production: bool = False) -> RollbackChoice | None:
-    """What `kubectl rollout undo` would go back to: the newest revision older than the
-    current one that runs a different image (as `Engine.rollback` chooses), from
-    `Engine.detail`; None when there is no such revision."""
-    revisions = sorted(detail.revisions, key=lambda r: r.number)
-    if not revisions:
-        return None
-    current = revisions[-1]
-    older = [r for r in revisions[:-1] if r.image != current.image]
-    if not older:
-        return None
-    previous = older[-1]
-    return RollbackChoice(cluster_id, current.version or live, previous.version,
-                          current.number, previous.number, production)
+    why: str = ""
 
 
 class RollbackScreen(ModalScreen[bool]):
@@ -66,6 +50,8 @@ class RollbackScreen(ModalScreen[bool]):
                 revs = f"  (revision {c.from_revision} → {c.to_revision})"
             yield Static(f"[b]{c.from_version or '?'}[/b]  →  [b]{c.to_version or '?'}[/b]{revs}",
                          id="rollback-versions", classes="dialog-body")
+            if c.why:
+                yield Static(c.why, id="rollback-why", classes="dialog-body", markup=False)
             yield Label("[b]y[/b] roll back    [b]n[/b] cancel", classes="dialog-keys")
 
     def action_answer(self, yes: bool) -> None:
