@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 
 from console.cli import main
 from console.engine import Engine, ReleaseRequest, new_release_id
@@ -253,3 +254,48 @@ def test_the_rollback_key_inside_the_running_release_acts_through_it(world):
     rollbacks = [e for e in b_events if e.kind is Kind.CLUSTER_ROLLING_BACK]
     assert [(e.release_id, e.data.get("by")) for e in rollbacks] == \
         [(result.release_id, "carol")]            # the operator's, inside the release
+
+
+def test_slow_clusters_keep_every_lease_fresh_during_a_release(world):
+    """Issue 11 item 7 with latency faults: two clusters answer every call after 2.5 s
+    (slower than a renewal round) during the release. The other leases stay fresh for any
+    console watching them (renewed well within the 3 s duration), the slow clusters'
+    failing renewals lose nothing, and every cluster ends healthy."""
+    ids = ["a", "b", "slow1", "slow2"]
+    w = world(ids, readiness_delay=0.3, jitter=0.0)
+    w.deploy_everywhere("v1")
+    engine = w.engine(lock_duration=3, request_timeout=10.0)   # rounds of 1 s
+    slowed = threading.Event()
+
+    def slow_down_after_preflight(event):
+        if event.kind is Kind.RELEASE_STARTED:
+            for cid in ("slow1", "slow2"):
+                w.fleet.set_faults(cid, latency=2.5)
+            slowed.set()
+
+    engine.add_listener(slow_down_after_preflight)
+    thread, box = in_thread(lambda: engine.run(
+        ReleaseRequest(tag="v2", strategy="parallel"), approve))
+    renewed: dict[str, list[float]] = {"a": [], "b": []}
+    last: dict[str, str] = {}
+    try:
+        wait_for(slowed.is_set, what="the release to start")
+        while thread.is_alive():
+            for cid in renewed:
+                lease = w.fleet.get(cid, "coordination.k8s.io/leases", cid, lease_name(APP))
+                stamp = (lease or {}).get("spec", {}).get("renewTime")
+                if stamp and stamp != last.get(cid):
+                    renewed[cid].append(time.monotonic())
+                    last[cid] = stamp
+            thread.join(0.05)
+    finally:
+        for cid in ("slow1", "slow2"):
+            w.fleet.set_faults(cid, latency=0.0)
+        thread.join(120)
+        engine.close()
+    result = box["result"]
+    assert (result.outcome, result.exit_code) == ("ok", 0), result
+    assert all(c.outcome == "healthy" for c in result.clusters), result.clusters
+    for cid, times in renewed.items():
+        gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+        assert len(gaps) >= 3 and max(gaps) < 2.0, (cid, gaps)
