@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
             break   # the reader has gone (`| head`): the exit code still counts
     drifted = [c for c, row in rows.items() if row.drift]
     if drifted:
-        out(f"{DRIFT}: {', '.join(drifted)} run(s) a version the ledger did not record "
+        what = "a version" if config.app.chart is None else "a version or Helm revision"
+        out(f"{DRIFT}: {', '.join(drifted)} run(s) {what} the ledger did not record "
             "(changed outside release-console)")
     unreachable = [s.cluster for s in statuses if not s.reachable]
     if unreachable:

@@ -48,6 +48,7 @@ def test_deploy_status_drift_and_rollback_to_version(helm_world, capsys):
     assert "v2 (helm r2, chart 0.1.0, deployed)" in text
     h2 = next(line for line in text.splitlines() if line.startswith("h2"))
     assert "helm r3" in h2 and "DRIFT (ledger says Helm revision 2, live 3)" in h2
+    assert "h2 run(s) a version or Helm revision the ledger did not record" in text
 
     # A rollback to a version goes to the Helm revision that ran it.
     assert main(["rollback", "h1", "--to", "v1", "--config", str(w.config_path),
