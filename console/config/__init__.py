@@ -9,7 +9,7 @@ The full reference of the keys is docs/config.md.
   bombs); `console.render` reads manifest templates with it too.
 - `model` - the frozen dataclasses and the defaults.
 - `checks` - the value checks (`Checker`) and the parsers of durations and budgets.
-- `app_section`, `chart_section`, `sections` - one parser per section of the file.
+- `app_section`, `chart_section`, `freeze_section`, `sections` - one parser per section of the file.
 - `loader` - `load()`, which runs them in order.
 
 Callers import from `console.config`; the names below are its public surface.
@@ -25,6 +25,7 @@ from console.config.model import (BUILTIN_STRATEGIES, DEFAULT_HISTORY_PATH,
                                   DEFAULT_ROLLOUT_TIMEOUT, DEFAULT_VAULT_PATH_PATTERN,
                                   NOTIFY_EVENTS, PRODUCTION_GROUPS, RESERVED_VALUE_NAMES,
                                   REST, App, ChartConfig, Cluster, Credentials, EmailConfig, FleetConfig,
+                                  FreezeWindow,
                                   HistoryConfig, NotifyConfig, RegistryConfig, Strategy,
                                   VaultConfig)
 from console.config.yaml_reader import (MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES,
@@ -34,7 +35,7 @@ __all__ = [
     "BUILTIN_STRATEGIES", "DEFAULT_HISTORY_PATH", "DEFAULT_ROLLOUT_TIMEOUT",
     "DEFAULT_VAULT_PATH_PATTERN", "MAX_ALIASES", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES",
     "NOTIFY_EVENTS", "PRODUCTION_GROUPS", "RESERVED_VALUE_NAMES", "REST", "App", "ChartConfig", "Cluster",
-    "Credentials", "EmailConfig", "FleetConfig", "HistoryConfig", "NotifyConfig",
+    "Credentials", "EmailConfig", "FleetConfig", "FreezeWindow", "HistoryConfig", "NotifyConfig",
     "RegistryConfig", "Strategy", "VaultConfig", "YamlDocument", "deep_merge",
     "did_you_mean", "failure_budget_count", "image_registry_host", "is_glob",
     "is_loopback_host", "load", "parse_duration",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ PRODUCTION_GROUPS = ("prod", "production")
 RESERVED_VALUE_NAMES = ("app", "cluster", "namespace", "image", "tag")
 # Wave entry meaning "every target not placed in an earlier wave".
 REST = "rest"
+# `freeze:` day names, Monday first (`FreezeWindow.days` holds their indexes).
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,36 @@ class VaultConfig:
 
 
 @dataclass(frozen=True)
+class FreezeWindow:
+    """A time when releases to some clusters are refused (`freeze:` in the fleet file).
+
+    Dated: `start`/`end` are aware datetimes. Recurring: it opens on each of `days`
+    (0 = Monday) at `daily_start` local time in `timezone` and closes at `daily_end`, the
+    next day when that is not later (equal: 24 hours). The queries are `console.freeze`.
+    """
+
+    name: str
+    groups: tuple[str, ...]  # empty: the whole fleet
+    reason: str
+    start: datetime | None = None
+    end: datetime | None = None
+    days: tuple[int, ...] = ()
+    daily_start: time | None = None
+    daily_end: time | None = None
+    timezone: str = "UTC"
+    line: int = 0
+
+    @property
+    def recurring(self) -> bool:
+        """Whether the window repeats on weekdays (else it is dated)."""
+        return bool(self.days)
+
+    def covers(self, groups: tuple[str, ...]) -> bool:
+        """Whether a cluster with these groups is in the window's scope."""
+        return not self.groups or any(g in self.groups for g in groups)
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     """A loaded `clusters.yaml`."""
 
@@ -201,6 +234,7 @@ class FleetConfig:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # defaults.values
     source: str = ""  # the file name as given, for messages
     lines: Mapping[str, int] = field(default_factory=dict)  # dotted path -> 1-based line
+    freeze: tuple[FreezeWindow, ...] = ()  # `freeze:` windows, in file order
 
     @property
     def ids(self) -> tuple[str, ...]:
