@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from console.config import NotifyConfig
 
 EXCERPT = 300            # characters of each cluster's error in a notification
-WATCHED = frozenset({Kind.RELEASE_PLANNED, Kind.CLUSTER_FAILED, Kind.CLUSTER_ROLLED_BACK,
+WATCHED = frozenset({Kind.RELEASE_PLANNED, Kind.RELEASE_STARTED, Kind.CLUSTER_FAILED, Kind.CLUSTER_ROLLED_BACK,
                      Kind.PREFLIGHT_RESULT, Kind.GATE_WAITING, Kind.RELEASE_FINISHED})
 
 
@@ -49,7 +49,7 @@ WATCHED = frozenset({Kind.RELEASE_PLANNED, Kind.CLUSTER_FAILED, Kind.CLUSTER_ROL
 class Notification:
     """What to tell people: one release's failure or success, or a gate waiting."""
 
-    event: str                                  # "failure" | "success" | "gate"
+    event: str                                  # "failure" | "success" | "gate" | "freeze_override"
     app: str
     version: str
     release_id: str
@@ -57,10 +57,13 @@ class Notification:
     clusters: tuple[str, ...] = ()              # the targets (for a gate: the next wave)
     failed: tuple[tuple[str, str], ...] = ()    # (cluster, error excerpt)
     operator: str = ""
+    freeze_override: str = ""                   # who let it through open windows, and why
 
     @property
     def title(self) -> str:
         """One line: the subject of the email and the first line of the chat message."""
+        if self.event == "freeze_override":
+            return f"{self.app} {self.version}: released through a freeze window"
         if self.event == "gate":
             return (f"{self.app} {self.version}: approval needed before "
                     f"{', '.join(self.clusters) or 'the next wave'}")
@@ -77,6 +80,8 @@ class Notification:
             lines.append(("next wave: " if self.event == "gate" else "clusters: ")
                          + ", ".join(self.clusters))
         lines += [f"- {cluster}: {error or 'failed'}" for cluster, error in self.failed]
+        if self.freeze_override:
+            lines.append(self.freeze_override)
         return "\n".join(lines)
 
     def payload(self) -> dict[str, Any]:
@@ -85,7 +90,8 @@ class Notification:
                 "version": self.version, "release": self.release_id, "outcome": self.outcome,
                 "operator": self.operator, "clusters": list(self.clusters),
                 "failed_clusters": [cluster for cluster, _ in self.failed],
-                "errors": {cluster: error for cluster, error in self.failed}}
+                "errors": {cluster: error for cluster, error in self.failed},
+                **({"freeze_override": self.freeze_override} if self.freeze_override else {})}
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,11 @@ class Notifier:
         """`settings` is `config.app.notify`; `app` names the application."""
         self.settings = settings
         self.app = app
+
+    def has_channel(self) -> bool:
+        """Whether a webhook or mail is configured."""
+        return bool(self.settings.slack_webhook or self.settings.slack_webhook_env
+                    or self.settings.email)
 
     def wants(self, event: str) -> bool:
         """Whether `event` (failure, success, gate) is in `notify.on` and a channel is set."""
@@ -178,6 +189,13 @@ class Notifier:
         return Delivery("email", True, f"email: sent to {', '.join(email.to)}")
 
 
+def override_line(override: dict[str, Any]) -> str:
+    """`freeze override by NAME: REASON (windows: a, b)` for a message."""
+    names = ", ".join(str(w.get("name")) for w in override.get("windows") or ())
+    return _excerpt(f"freeze override by {override.get('by') or 'unknown'}: "
+                    f"{override.get('reason') or ''} (windows: {names})")
+
+
 class NotifyListener:
     """An engine listener that sends notifications in the background.
 
@@ -209,7 +227,15 @@ class NotifyListener:
             state = self._releases.get(event.release_id)
             if state is None:
                 return  # not a release this listener saw planned (a manual action)
-            if event.kind is Kind.CLUSTER_FAILED and event.cluster:
+            if event.kind is Kind.RELEASE_STARTED:
+                override = event.data.get("freeze_override")
+                if override:
+                    state["freeze_override"] = override_line(override)
+                    # An override is always told (when a channel is set), whatever `on` says.
+                    if self.notifier.has_channel():
+                        self._submit(self._note(event, state, "freeze_override", "started",
+                                                tuple(state["data"].get("targets") or ())))
+            elif event.kind is Kind.CLUSTER_FAILED and event.cluster:
                 state["failed"][event.cluster] = _excerpt(
                     event.data.get("error") or event.message)
             elif event.kind is Kind.CLUSTER_ROLLED_BACK and event.cluster and \
@@ -239,7 +265,8 @@ class NotifyListener:
                             version=str(data.get("version", "?")),
                             release_id=event.release_id, outcome=outcome, clusters=clusters,
                             failed=tuple(state["failed"].items()) if kind != "gate" else (),
-                            operator=str(data.get("operator") or ""))
+                            operator=str(data.get("operator") or ""),
+                            freeze_override=str(state.get("freeze_override") or ""))
 
     def _submit(self, note: Notification) -> None:
         self._futures.append(self._sender.submit(self._deliver, note))

@@ -2,7 +2,7 @@
 
     release-console deploy [--tag T] [--clusters SEL] [--strategy serial|parallel|NAME]
         [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--build] [--json]
-        [--junit FILE] [--config F]
+        [--junit FILE] [--override-freeze --reason TEXT] [--config F]
 
 Without `--tag` the tag is `<short commit>-<build>` (`console.version_tag`): the app
 repository's HEAD (the directory of the fleet file) and `$BUILD_NUMBER`, else the next
@@ -15,8 +15,12 @@ The release is recorded in the Git ledger (`console.history`) and notified
 (or in a CI log); with `--json`, one JSON
 event per line on stdout (the `console.events` vocabulary, a stable API). At a gate,
 `--yes` approves, a terminal asks, anything else stops the release (exit 3).
+A cluster in an open freeze window of the fleet file (`freeze:`) fails pre-flight (exit
+2, naming the window and its clusters) unless `--override-freeze --reason TEXT`; a
+window that opens during the release stops new starts (exit 3).
 Exit codes: 0 all healthy; 1 the release failed (failed clusters rolled back); 2 bad
-input or pre-flight failure, nothing touched; 3 stopped at a gate or aborted.
+input or pre-flight failure, nothing touched; 3 stopped at a gate, by a freeze window
+that opened, or aborted.
 
 The selection flags and the event printer live here; `plan` and `check` reuse them.
 """
@@ -72,7 +76,23 @@ def request_from(args: argparse.Namespace, tag: str | None = None) -> Any:
     return ReleaseRequest(tag=tag if tag is not None else (args.tag or ""),
                           clusters=args.clusters or "", strategy=args.strategy or "serial",
                           order=order, max_parallel=args.max_parallel,
-                          max_failures=args.max_failures, operator=operator_name())
+                          max_failures=args.max_failures, operator=operator_name(),
+                          override_freeze=freeze_override(args))
+
+
+def freeze_override(args: argparse.Namespace) -> str | None:
+    """The reason of `--override-freeze --reason TEXT` (None without the flag); one
+    flag without the other is refused (exit 2)."""
+    from console.errors import ValidationError
+    override, reason = getattr(args, "override_freeze", False), getattr(args, "reason", None)
+    if reason is not None:
+        reason = " ".join(reason.split())[:300]   # one line: it goes into chat and the ledger
+    if override and not reason:
+        raise ValidationError("--override-freeze needs --reason TEXT (why the freeze is "
+                              "overridden; recorded in the ledger and notified)")
+    if reason and not override:
+        raise ValidationError("--reason goes with --override-freeze")
+    return reason if override else None
 
 
 def app_repo(config: Any) -> Path:
@@ -247,6 +267,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--junit", metavar="FILE",
                         help="write a JUnit report (one case per cluster); its directory "
                              "must exist and be writable (checked before the release)")
+    parser.add_argument("--override-freeze", action="store_true",
+                        help="release even into open freeze windows (needs --reason; "
+                             "recorded in the ledger and notified with who gave it)")
+    parser.add_argument("--reason", metavar="TEXT",
+                        help="why the freeze is overridden (with --override-freeze)")
     parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
                         help="seconds a new pod may stay in ErrImagePull/CrashLoopBackOff "
                              "before its cluster fails (default 10)")

@@ -41,6 +41,9 @@ class ReleaseRequest:
     max_parallel: int | None = None
     max_failures: str | None = None
     operator: str = ""
+    # Release into open freeze windows anyway: the reason (`--override-freeze --reason`),
+    # recorded in the ledger and notified with who gave it. None: windows refuse.
+    override_freeze: str | None = None
 
 
 class GateDecision(str, Enum):

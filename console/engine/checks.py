@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from console.engine.api import ReleaseRequest
 from console.errors import UserError
 from console.events import Kind
+from console.freeze import Block, blocking
 from console.kube.client import ClusterError
 from console.locks import LockError, ReleaseLock, lease_name
 from console.plan import Plan
@@ -27,19 +28,65 @@ log = logging.getLogger(__name__)
 
 
 def preflight_checks(engine: Engine, request: ReleaseRequest, release_id: str,
-                     extra: Sequence[str] = ()) -> PreflightReport:
+                     extra: Sequence[str] = (),
+                     blocks: Sequence[Block] | None = None) -> PreflightReport:
     """PREFLIGHT_STARTED (naming the checks and `extra` ones the caller adds), then
-    every check with its PREFLIGHT_RESULT."""
+    every check with its PREFLIGHT_RESULT. With freeze windows in the fleet file, the
+    `freeze` check reads `blocks` (default: the windows open now over the plan)."""
     try:
         plan: Any = engine.plan(request)
         clusters = [engine.config.cluster(c) for c in plan.order]
     except UserError as exc:
         plan, clusters = exc, []
+    freezing = bool(engine.config.freeze)
     engine.event(Kind.PREFLIGHT_STARTED, release_id, None, "pre-flight started",
-                 checks=check_names_in_use() + list(extra))
-    return run_preflight(engine.config, request.tag, plan, clusters, engine.driver,
-                         on_result=lambda result: preflight_result(engine, release_id,
-                                                                   result))
+                 checks=check_names_in_use() + (["freeze"] if freezing else []) + list(extra))
+    report = run_preflight(engine.config, request.tag, plan, clusters, engine.driver,
+                           on_result=lambda result: preflight_result(engine, release_id,
+                                                                     result))
+    if not freezing:
+        return report
+    frozen = freeze_results(blocks if blocks is not None else
+                            blocking(engine.config.freeze, clusters, engine.clock()), request)
+    for result in frozen:
+        preflight_result(engine, release_id, result)
+    release_wide = [r for r in report.results if r.cluster is None]
+    per_cluster = [r for r in report.results if r.cluster is not None]
+    return PreflightReport(tuple(release_wide + frozen + per_cluster), report.live)
+
+
+def freeze_blocks(engine: Engine, plan: Plan) -> list[Block]:
+    """The freeze windows open now over the plan's targets."""
+    if not engine.config.freeze:
+        return []
+    clusters = [engine.config.cluster(c) for c in plan.order]
+    return blocking(engine.config.freeze, clusters, engine.clock())
+
+
+def freeze_results(blocks: Sequence[Block], request: ReleaseRequest) -> list[CheckResult]:
+    """The `freeze` check: each open window over the targets fails the release, unless
+    the request overrides freezes (then it passes, naming who and why)."""
+    if not blocks:
+        return [CheckResult("freeze", True, "no freeze window open")]
+    if request.override_freeze:
+        who = request.operator or "unknown operator"
+        return [CheckResult("freeze", True, f"{b.describe()}; overridden by {who}: "
+                            f"{request.override_freeze}") for b in blocks]
+    return [CheckResult("freeze", False, f"{b.describe()}; release anyway with "
+                        "--override-freeze --reason TEXT (rollbacks are always allowed)")
+            for b in blocks]
+
+
+def freeze_opened(engine: Engine, plan: Plan, done: Any, ignore: Sequence[str]) -> str | None:
+    """Why no new cluster may start because a freeze window opened during the release
+    (one not overridden, covering a target without a result yet), or None."""
+    if not engine.config.freeze:
+        return None
+    remaining = [engine.config.cluster(c) for c in plan.order if c not in done]
+    found = blocking(engine.config.freeze, remaining, engine.clock(), ignore)
+    if not found:
+        return None
+    return f"{found[0].describe()}: it opened during the release; no new cluster starts"
 
 
 def preflight_result(engine: Engine, release_id: str, result: CheckResult) -> None:

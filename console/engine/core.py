@@ -22,6 +22,8 @@ from console.engine.api import (Approver, ClusterDetail, ClusterResult, ClusterS
                                 ReleaseControl, ReleaseRequest, ReleaseResult)
 from console.engine.rollback_choice import RollbackPlan
 from console.events import Event, Kind, Listener
+from console import freeze
+from console.freeze import Clock
 from console.kube.client import KubeClient, new_api_client
 from console.kube.driver import ClusterDriver
 from console.locks import DEFAULT_DURATION as LOCK_DURATION
@@ -48,11 +50,12 @@ class Engine:
                  status_timeout: float = STATUS_TIMEOUT,
                  rollout_timeout: float | None = None,
                  unreachable_grace: float = UNREACHABLE_GRACE,
-                 lock_duration: int = LOCK_DURATION) -> None:
+                 lock_duration: int = LOCK_DURATION, clock: Clock | None = None) -> None:
         """`config` is a loaded `FleetConfig`; `rollout_timeout` overrides the app's;
         `grace` is the fail-fast grace, `unreachable_grace` how long a cluster may stop
         answering during a rollout before it fails; `lock_duration` how long (s) a
-        release's leases outlive a console that stopped renewing them."""
+        release's leases outlive a console that stopped renewing them; `clock` is the
+        aware "now" the fleet file's freeze windows are read against (tests pin it)."""
         self.config = config
         self.listeners: list[Listener] = list(listeners)
         self.grace = grace
@@ -61,6 +64,8 @@ class Engine:
         self.unreachable_grace = unreachable_grace
         self.rollout_timeout = rollout_timeout or config.app.rollout_timeout
         self.lock_duration = lock_duration
+        # Looked up now, not at import: a test pins `console.freeze.utc_now` for the CLI.
+        self.clock: Clock = clock if clock is not None else freeze.utc_now
         self.listener_errors: list[str] = []
         # The last error seen per cluster (a failed rollout or rollback), for `detail`.
         self.last_errors: dict[str, str] = {}

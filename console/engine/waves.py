@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING
 from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, GateAnswer,
                                 GateDecision, GateRequest, Outcome, ReleaseControl,
                                 ReleaseRequest, ReleaseResult, new_release_id)
-from console.engine.checks import preflight_checks, preflight_finished, take_lock
+from console.engine.checks import (freeze_blocks, freeze_opened, preflight_checks,
+                                   preflight_finished, take_lock)
 from console.engine.deploy import deploy_cluster
 from console.engine.rollbacks import by_suffix, rollback_reached
 from console.events import Event, Kind
+from console.freeze import Block
 from console.kube.driver import LiveDeployment
 from console.locks import ReleaseLock
 from console.plan import Plan
@@ -107,6 +109,16 @@ class ReleaseRun:
                 [self.stops.setdefault(cid, threading.Event())]
         for event in events:
             event.set()
+    # Why a freeze window that opened mid-release stops new starts (None: none has);
+    # `freeze_check` looks (set by the runner when the fleet file has windows).
+    freeze_check: Callable[[], str | None] | None = None
+    frozen: str | None = None
+
+    def freeze_reason(self) -> str | None:
+        """Why a freeze window that opened stops new starts, or None; remembered."""
+        if self.frozen is None and self.freeze_check is not None:
+            self.frozen = self.freeze_check()
+        return self.frozen
 
     def lock_lost(self) -> str | None:
         """Why no new cluster may start because a lease was lost (None while all are held)."""
@@ -140,7 +152,7 @@ class ReleaseRun:
             return lost
         if self.budget_exceeded():
             return budget_reason(self)
-        return None
+        return self.freeze_reason()
 
 
 def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
@@ -158,7 +170,8 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
                  strategy=plan.strategy, targets=list(plan.order),
                  waves=plan.to_json()["waves"], operator=request.operator,
                  max_parallel=plan.max_parallel, max_failures=plan.max_failures)
-    report = preflight_checks(engine, request, release_id, extra=("lock",))
+    blocks = freeze_blocks(engine, plan)
+    report = preflight_checks(engine, request, release_id, extra=("lock",), blocks=blocks)
     lock = None
     if report.ok:
         # Taken last, so a release that fails its checks never holds anyone up.
@@ -169,12 +182,13 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
                                       report.live.get(c, LiveDeployment(False)).version,
                                       request.tag, error="pre-flight failed")
                         for c in plan.order)
-        held = [r.detail for r in report.failures if r.check == "lock"]
+        held = [r.detail for r in report.failures if r.check in ("lock", "freeze")]
         return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
                        "; ".join(held) if held else "pre-flight failed; nothing was touched")
     assert lock is not None
     try:
-        return _run_locked(engine, request, approver, control, plan, release_id, report, lock)
+        return _run_locked(engine, request, approver, control, plan, release_id, report, lock,
+                           blocks)
     finally:
         for problem in lock.release():
             log.warning("release %s: %s", release_id, problem)
@@ -182,12 +196,19 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
 
 def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
                 control: ReleaseControl, plan: Plan, release_id: str,
-                report: PreflightReport, lock: ReleaseLock) -> ReleaseResult:
+                report: PreflightReport, lock: ReleaseLock,
+                blocks: Sequence[Block] = ()) -> ReleaseResult:
     """The release once pre-flight passed and every lease is held."""
+    data: dict[str, object] = {"version": request.tag, "targets": list(plan.order)}
+    if blocks and request.override_freeze:
+        # Pre-flight let it through open freeze windows: who, why and which, for the
+        # ledger and the notifier.
+        data["freeze_override"] = {"reason": request.override_freeze,
+                                   "by": request.operator,
+                                   "windows": [b.to_json() for b in blocks]}
     try:
         engine.emit(Event(Kind.RELEASE_STARTED, release_id,
-                          message=f"release {release_id} started",
-                          data={"version": request.tag, "targets": list(plan.order)}),
+                          message=f"release {release_id} started", data=data),
                     strict=True)
     except Exception as exc:  # noqa: BLE001 - e.g. the ledger could not record the start
         results = tuple(ClusterResult(c, Outcome.SKIPPED, None, request.tag,
@@ -206,6 +227,9 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
 
     lock.on_lost = on_lost
     engine.register_run(run)
+    if engine.config.freeze:
+        overridden = [b.occurrence.name for b in blocks] if request.override_freeze else []
+        run.freeze_check = lambda: freeze_opened(engine, plan, run.results, overridden)
 
     def on_control(what: str, by: str) -> None:
         if what == "aborted":
@@ -252,6 +276,8 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                 return Outcome.FAILED, 1, budget_reason(run)
             if run.lock_lost():
                 return _lock_lost(engine, run, wave.index)
+            if run.freeze_reason():
+                return _frozen(engine, run, wave.index)
             if wave.gate_before and wave.index > 0:
                 stop = _gate(engine, run, approver, wave.index, wave.clusters)
                 if stop is not None:
@@ -261,6 +287,8 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                 return _aborted(engine, run, wave.index)
             if run.lock_lost():   # the gate may have waited long
                 return _lock_lost(engine, run, wave.index)
+            if run.freeze_reason():
+                return _frozen(engine, run, wave.index)
             engine.event(Kind.WAVE_STARTED, run.release_id, None,
                          f"wave {wave.index + 1} of {len(plan.waves)}: "
                          f"{', '.join(wave.clusters)}",
@@ -280,7 +308,16 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
         if run.budget_exceeded():
             return Outcome.FAILED, 1, budget_reason(run)
         return Outcome.FAILED, 1, f"{run.failures} cluster(s) failed (within the failure budget)"
+    if run.frozen and any(r.outcome is Outcome.SKIPPED for r in run.results.values()):
+        return _frozen(engine, run, len(plan.waves))
     return Outcome.OK, 0, ""
+
+
+def _frozen(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
+    """A freeze window opened: start nothing more; the release ends stopped (exit 3)."""
+    reason = run.frozen or "a freeze window opened"
+    _skip_rest(engine, run, from_wave, reason)
+    return Outcome.STOPPED, 3, reason
 
 
 def _lock_lost(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
@@ -315,6 +352,8 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                 run.stopped_by_lost_lock = True
         elif run.budget_exceeded():
             stop_reason = budget_reason(run)
+        elif pending and run.freeze_reason():
+            stop_reason = run.frozen
         if stop_reason:
             while pending:
                 _skip(engine, run, pending.popleft(), stop_reason)

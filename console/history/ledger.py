@@ -124,14 +124,19 @@ class Ledger:
     def start_release(self, release_id: str, *, version: str, image: str = "",
                       strategy: str = "", targets: Sequence[str] = (),
                       operator: str | Operator | None = None, kind: str = "release",
-                      of_release: str | None = None) -> Release:
+                      of_release: str | None = None,
+                      freeze_override: Mapping[str, Any] | None = None) -> Release:
         """Record a release as started and commit it (call before touching any cluster).
+
+        `freeze_override` (reason, by, windows): the release was let through open freeze
+        windows; it is kept on the `release` line (`history --json` shows it).
 
         Raises HistoryError when the record cannot be written or committed: a release
         that is not recorded must not start.
         """
         rec = self._begin(release_id, version=version, image=image, strategy=strategy,
-                          targets=targets, operator=operator, kind=kind, of_release=of_release)
+                          targets=targets, operator=operator, kind=kind, of_release=of_release,
+                          freeze_override=freeze_override)
         try:
             self.flush()
         except HistoryError:
@@ -147,7 +152,8 @@ class Ledger:
 
     def _begin(self, release_id: str, *, version: str, image: str, strategy: str,
                targets: Sequence[str], operator: str | Operator | None, kind: str,
-               of_release: str | None) -> dict[str, Any]:
+               of_release: str | None,
+               freeze_override: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Write the `release` line and queue its commit."""
         who = operator if isinstance(operator, Operator) else Operator.parse(
             operator or "", self.operator)
@@ -157,6 +163,11 @@ class Ledger:
                "start": utc_now(), "host": socket.gethostname(), "pid": os.getpid()}
         if of_release:
             rec["of_release"] = of_release
+        if freeze_override:
+            rec["freeze_override"] = {
+                "reason": str(freeze_override.get("reason") or "")[:500],
+                "by": str(freeze_override.get("by") or who.name),
+                "windows": list(freeze_override.get("windows") or ())}
         with self._lock:
             self._append(rec)
             self._open[release_id] = _Open(rec)

@@ -65,7 +65,8 @@ class EventLedger:
                                   image=str(data.get("image", "")),
                                   strategy=str(data.get("strategy", "")),
                                   targets=tuple(data.get("targets") or ()),
-                                  operator=str(data.get("operator") or ""))
+                                  operator=str(data.get("operator") or ""),
+                                  freeze_override=data.get("freeze_override"))
         self._started.add(event.release_id)
 
     def _on_cluster_started(self, event: Event) -> None:

@@ -5,7 +5,8 @@ schema version of the line):
 
 - `release`: id, app, kind (`release` or a manual action such as `rollback`), version,
   image, strategy, targets, operator, operator_email, start, host and pid (of the
-  console, so another console knows whether it still runs), of_release (for actions).
+  console, so another console knows whether it still runs), of_release (for actions),
+  freeze_override (reason, by, windows: released through open freeze windows).
 - `touch`: a cluster is about to be changed (release, cluster, from_version, to_version).
 - `cluster`: one cluster's outcome (release, cluster, outcome healthy|failed|rolled_back|
   skipped|interrupted, from_version, to_version, version = what the cluster runs after
@@ -136,6 +137,8 @@ class Release:
     clusters: tuple[ClusterOutcome, ...] = ()   # the last outcome per cluster
     # Clusters that got a `touch` line (read for `unfinished()` and `reconcile()` only).
     touched: tuple[str, ...] = ()
+    # Released through open freeze windows: {reason, by, windows} (None: no override).
+    freeze_override: Mapping[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -161,7 +164,9 @@ class Release:
                               "version": c.version, "good": c.good, "duration": c.duration,
                               "error": c.error, "rolled_back_to": c.rolled_back_to,
                               "ts": c.ts, "reconciled": c.reconciled}
-                             for c in self.clusters]}
+                             for c in self.clusters],
+                **({"freeze_override": dict(self.freeze_override)}
+                   if self.freeze_override else {})}
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,8 @@ def release_from(rec: Mapping[str, Any], clusters: Iterable[ClusterOutcome] = ()
                    outcome=end.get("outcome") if end else None,
                    exit_code=end.get("exit_code") if end else None,
                    of_release=rec.get("of_release"), clusters=tuple(clusters),
-                   touched=tuple(dict.fromkeys(touched)))
+                   touched=tuple(dict.fromkeys(touched)),
+                   freeze_override=rec.get("freeze_override") or None)
 
 
 def with_clusters(release: Release, clusters: tuple[ClusterOutcome, ...]) -> Release:
