@@ -129,7 +129,7 @@ def test_rollbacks_are_always_allowed_in_a_freeze(world, capsys):
     w.deploy_everywhere("v1")
     w.deploy_everywhere("v2")
     with_windows(w.config_path, [around_now()])
-    assert main(["rollback", "a", "--yes", "--config", str(w.config_path)]) == 0
+    assert main(["rollback", "a", "--to", "v1", "--yes", "--config", str(w.config_path)]) == 0
     assert w.version("a") == "v1"
 
 
