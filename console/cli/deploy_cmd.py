@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from console.cli.output import out
 from console.session import operator_name
 
 
@@ -211,7 +212,8 @@ class EventPrinter:
             line = f"[{elapsed:6.1f}s] {_MARK.get(event.kind.value, ' ')} {who}" \
                    f"{event.message or event.kind.value}"
         with self._lock:
-            print(line, file=self.stream, flush=True)
+            # A reader gone (`deploy --json | head`) ends the output, not the release.
+            out(line, self.stream)
 
 
 _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",
@@ -367,12 +369,12 @@ def run(args: argparse.Namespace) -> int:
             # The engine's error texts are not events: scrubbed here like the JUnit report.
             extra = f" - {scrub(c.error)}" if c.error else ""
             back = f" (rolled back to {c.rolled_back_to})" if c.rolled_back_to else ""
-            print(f"  {c.cluster:<20} {c.outcome:<12} {c.from_version or '-'} -> "
-                  f"{c.to_version or '-'}  {c.duration:5.1f}s{back}{extra}", flush=True)
+            out(f"  {c.cluster:<20} {c.outcome:<12} {c.from_version or '-'} -> "
+                f"{c.to_version or '-'}  {c.duration:5.1f}s{back}{extra}")
         if result.outcome is Outcome.PREFLIGHT_FAILED and result.preflight is not None:
             print(result.preflight.table(), file=sys.stderr, flush=True)
-        print(f"release {result.release_id}: {result.outcome} (exit {result.exit_code})"
-              + (f": {scrub(result.message)}" if result.message else ""), flush=True)
+        out(f"release {result.release_id}: {result.outcome} (exit {result.exit_code})"
+            + (f": {scrub(result.message)}" if result.message else ""))
     for error in engine.listener_errors:
         print(f"release-console: warning: {error}", file=sys.stderr)
     return result.exit_code

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TextIO
 
 _state = {"gone": False}
 
 
-def out(line: str = "") -> bool:
-    """Print `line` to stdout; False (and nothing printed) once the reader has gone."""
-    if _state["gone"]:
+def out(line: str = "", stream: TextIO | None = None) -> bool:
+    """Print `line` to `stream` (default stdout); False (and nothing printed) once the
+    reader has gone."""
+    target = sys.stdout if stream is None else stream
+    if target is sys.stdout and _state["gone"]:
         return False
     try:
-        print(line, flush=True)
+        print(line, file=target, flush=True)
     except BrokenPipeError:
-        reader_gone()
+        if target is sys.stdout:
+            reader_gone()
         return False
     return True
 

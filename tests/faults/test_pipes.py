@@ -63,3 +63,13 @@ def test_status_into_a_closed_pipe_stops_quietly_with_its_exit_code(world):
         os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
     assert done.returncode == 0
+
+
+def test_deploy_json_into_head_keeps_releasing_and_its_exit_code(world):
+    w = world(["a", "b"])
+    out, err, code = run_piped(w, "deploy --tag v1 --strategy parallel --json")
+    assert json.loads(out)["kind"] == "release_planned"
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    # The reader went away after one line; the release did not: both clusters run v1.
+    assert code == 0
+    assert [w.version(c) for c in ("a", "b")] == ["v1", "v1"]
