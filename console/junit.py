@@ -79,7 +79,14 @@ def check_writable(path: str | Path) -> Path:
     parent = target.parent
     if not str(path).strip():
         raise ValidationError("--junit: empty path")
-    if target.is_dir():
+    try:
+        if len(target.name.encode()) > os.pathconf(parent, "PC_NAME_MAX"):
+            raise ValidationError(f"--junit: file name too long ({len(target.name)} "
+                                  "characters)")
+        is_dir = target.is_dir()
+    except OSError:
+        is_dir = False       # the parent is missing or no directory: said below
+    if is_dir:
         raise ValidationError(f"--junit {path}: is a directory; name a file")
     if parent.exists() and not parent.is_dir():
         raise ValidationError(f"--junit {path}: {parent} is not a directory")
