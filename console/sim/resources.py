@@ -82,7 +82,8 @@ class Resources:
 
     def _object_reply(self, obj: Obj, code: int = 200) -> web.Response:
         if tables.wants_table(self.request.headers.get("Accept", "")):
-            return reply(tables.table(self.t.rt, [obj], self.store.rv, self.query.get("includeObject") == "Object"), code)
+            return reply(tables.table(self.t.rt, [obj], self.store.rv, self.query.get("includeObject") == "Object",
+                                     self.cluster.clock.time()), code)
         return reply(obj, code)
 
     def _require_namespace(self) -> None:
@@ -369,7 +370,8 @@ class Resources:
             meta["continue"] = base64.urlsafe_b64encode(dumps({"start": start + limit})).decode()
             meta["remainingItemCount"] = len(items) - start - limit
         if tables.wants_table(self.request.headers.get("Accept", "")):
-            out = tables.table(self.t.rt, page, self.store.rv, self.query.get("includeObject") == "Object")
+            out = tables.table(self.t.rt, page, self.store.rv, self.query.get("includeObject") == "Object",
+                               self.cluster.clock.time())
             out["metadata"].update({k: v for k, v in meta.items() if k != "resourceVersion"})
             return reply(out)
         return reply({"kind": f"{self.t.rt.kind}List", "apiVersion": self.t.rt.api_version,

@@ -10,11 +10,14 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from console.sim.discovery import ResourceType
 
 Obj = dict[str, Any]
+# The cluster clock's time while a table is made (ages count from it, not the machine's).
+_NOW: ContextVar[float | None] = ContextVar("table_now", default=None)
 
 
 def wants_table(accept: str) -> bool:
@@ -23,7 +26,7 @@ def wants_table(accept: str) -> bool:
     return "as=Table" in first
 
 
-def age(stamp: str | None) -> str:
+def age(stamp: str | None, now: float | None = None) -> str:
     """`5s`, `3m`, `2h`, `4d`, as kubectl's HumanDuration (short form)."""
     if not stamp:
         return "<unknown>"
@@ -31,7 +34,9 @@ def age(stamp: str | None) -> str:
         then = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return "<unknown>"
-    secs = max(int(time.time() - then), 0)
+    if now is None:
+        now = _NOW.get()
+    secs = max(int((time.time() if now is None else now) - then), 0)
     if secs < 120:
         return f"{secs}s"
     if secs < 3600 * 2:
@@ -128,8 +133,17 @@ COLUMNS: dict[str, Sequence[Column]] = {
 DEFAULT: Sequence[Column] = (("Name", "string", 0, _name), ("Age", "string", 0, _age))
 
 
-def table(rt: ResourceType, items: Sequence[Obj], rv: int, include_object: bool = False) -> Obj:
-    """A Table of `items`."""
+def table(rt: ResourceType, items: Sequence[Obj], rv: int, include_object: bool = False,
+          now: float | None = None) -> Obj:
+    """A Table of `items` (ages as of `now`, the cluster clock's time)."""
+    token = _NOW.set(now)
+    try:
+        return _table(rt, items, rv, include_object)
+    finally:
+        _NOW.reset(token)
+
+
+def _table(rt: ResourceType, items: Sequence[Obj], rv: int, include_object: bool) -> Obj:
     columns = COLUMNS.get(rt.kind, DEFAULT)
     defs = [{"name": name, "type": ctype, "format": "name" if name == "Name" else "",
              "description": name, "priority": prio} for name, ctype, prio, _ in columns]

@@ -111,12 +111,14 @@ def test_a_held_lease_refuses_the_second_release_naming_the_holder(client) -> No
 
 
 def test_an_expired_lease_is_taken_over(client) -> None:
-    dead = lease_of(client, "a", "user-service", "rel-1", "alice", duration=1)
-    dead.acquire()              # and its console dies: nobody renews
-    fresh = lease_of(client, "a", "user-service", "rel-2", "bob")
+    dead = ClusterLease(client("a"), "a", NAMESPACE, "user-service", "alice@far:7/rel-1",
+                        duration=1, process=FAR)
+    dead.acquire()              # and its console (on another machine) dies: nobody renews
+    clock = DrivenClock()
+    fresh = lease_of(client, "a", "user-service", "rel-2", "bob", clock=clock)
     with pytest.raises(LockHeld):
-        fresh.acquire()
-    time.sleep(1.3)
+        fresh.acquire()         # fresh by its renewTime: refused at once
+    clock.sleep(1.3)            # time passes here (nothing changes on the lease)
     fresh.acquire()
     lease = fresh.read()
     assert lease["spec"]["holderIdentity"] == fresh.identity
@@ -273,6 +275,9 @@ class DrivenClock(Clock):
 
     def monotonic(self) -> float:
         return self.t
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(seconds=self.t - 1000.0)
 
     def sleep(self, seconds: float) -> None:
         self.t += seconds

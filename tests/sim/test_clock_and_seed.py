@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from kubernetes import client
 
 from console.kube.client import ClusterError, KubeClient
@@ -117,3 +119,22 @@ def test_an_unseeded_fleet_draws_a_seed_that_replays_it(sim_fleet):
     replay = sim_fleet(["a"], seed=first.seed, error_rate=0.5, error_codes=[500])
     paths = ["/api/v1/nodes"] * 30
     assert _fates(again, paths) == _fates(replay, paths)
+
+
+def test_kubectl_ages_count_on_the_manual_clock(sim_fleet):
+    fleet = sim_fleet(["a"], clock=ManualClock(START))
+    _create(fleet, deployment())
+    fleet.advance(3 * 3600 + 5)
+    api = api_client(fleet, "a")
+    try:
+        _m, url, headers, _b, _p = api.param_serialize(
+            method="GET", resource_path="/apis/apps/v1/namespaces/shop/deployments",
+            header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+            auth_settings=["BearerToken"])
+        resp = api.call_api("GET", url, header_params=headers, _request_timeout=T)
+        table = json.loads(resp.read())
+    finally:
+        api.close()
+    names = [c["name"] for c in table["columnDefinitions"]]
+    [row] = table["rows"]
+    assert row["cells"][names.index("Age")] == "3h"
