@@ -49,3 +49,54 @@ def test_a_helm_call_past_its_timeout_is_stopped_and_fails_only_its_cluster(helm
     # No kubeconfig, values file or helm home is left behind by the stopped helm.
     assert not {n for n in set(os.listdir(private_dir())) - before
                 if n.startswith(("kubeconfig-", "values-", "helm-home-"))}
+
+
+def test_helm_gets_private_0600_files_and_no_credential_on_its_command_line(helm_world):
+    """Every helm process seen during a release: its kubeconfig and values files are 0600
+    files in the private directory, and the cluster's token is nowhere in its argv."""
+    import threading
+    from pathlib import Path
+
+    w = helm_world(["h1"])
+    token = w.fleet.admin_token("h1")
+    seen: list[tuple[list[str], dict[str, int]]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                args = [a.decode(errors="replace") for a in argv if a]
+                if not args or Path(args[0]).name != "helm":
+                    continue
+                modes = {}
+                for flag in ("--kubeconfig", "-f"):
+                    if flag in args:
+                        try:
+                            modes[args[args.index(flag) + 1]] = os.stat(
+                                args[args.index(flag) + 1]).st_mode & 0o777
+                        except OSError:
+                            pass
+                seen.append((args, modes))
+            done.wait(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert w.release("v1").exit_code == 0
+        assert w.release("v2").exit_code == 0
+    finally:
+        done.set()
+        watcher.join(5)
+    upgrades = [(a, m) for a, m in seen if "upgrade" in a]
+    assert upgrades, "no helm upgrade was seen running"
+    for args, modes in seen:
+        assert token not in " ".join(args)
+        for path, mode in modes.items():
+            assert Path(path).parent == private_dir() and mode == 0o600, (path, oct(mode))
+    assert any(len(m) == 2 for _, m in upgrades)   # both files seen on some upgrade
