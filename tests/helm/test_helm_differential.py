@@ -1,0 +1,205 @@
+"""The Helm driver's done-when stories, written once for the simulator and the lab's real
+Kubernetes (`chart_stage` gets its `lab` case, marked `real`, from the lab's fixture).
+
+- a canary release of the example chart to three clusters ends with one more Helm
+  revision running the new tag on each; a tag that never pulls is undone by `helm
+  rollback` (one more revision, the old tag); `rollback CLUSTER --to VERSION` lands on
+  the revision that ran it; `status` shows chart version and revision per cluster;
+- a chart release and its rollbacks work with only the rights `rbac CLUSTER` prints.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from console.cli import main
+from console.config import load
+from console.engine import Engine, ReleaseRequest
+from console.rbac import manifests
+from console.sim import SimFleet
+
+from .conftest import APP, CHART, approve
+
+IDS = ("c0", "c1", "c2")
+SETTINGS: dict[str, Any] = {"readiness_delay": 0.5, "jitter": 0.3, "never_pull": ("*broken*",)}
+CANARY = {"canary": {"waves": [["c0"], ["c1"], ["c2"]], "gates": True}}
+_namespaces = itertools.count(1)
+
+
+@dataclass
+class ChartStage:
+    """A fleet (sim or lab), a chart fleet file with this story's namespaces, and readers."""
+
+    kind: str
+    fleet: Any
+    directory: Path
+    namespace_template: str
+    helm: Path
+    config_path: Path = field(init=False)
+
+    def write(self, storage: str = "secret", name: str = "fleet") -> Path:
+        doc = {"app": {"name": APP, "image": "registry.example.com/apps/user-service",
+                       "chart": str(CHART), "namespace": self.namespace_template,
+                       "helm_storage": storage, "rollout_timeout": "90s",
+                       "history": {"path": str(self.directory / f"history-{name}")}},
+               "defaults": {"values": {"replicas": 2, "resources": {
+                   "requests": {"cpu": "10m", "memory": "16Mi"},
+                   "limits": {"cpu": "100m", "memory": "64Mi"}}}},
+               "strategies": CANARY,
+               "clusters": [{"id": cid, "groups": ["fleet"],
+                             "credentials": {"kubeconfig": f"{cid}.yaml"}} for cid in IDS]}
+        source = self.directory / f"{name}-in.yaml"
+        source.write_text(yaml.safe_dump(doc, sort_keys=False))
+        self.config_path = self.fleet.write_kubeconfigs(self.directory / name,
+                                                        config_path=source)
+        return self.config_path
+
+    def ns(self, cid: str) -> str:
+        return self.namespace_template.format(cluster=cid)
+
+    def version(self, cid: str) -> str | None:
+        dep = self.fleet.get(cid, "apps/deployments", self.ns(cid), APP)
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1] \
+            if dep else None
+
+    def helm_json(self, cid: str, *args: str) -> Any:
+        """`helm ARGS -o json` on a cluster, as an operator with the admin kubeconfig runs it."""
+        admin = self.directory / f"admin-{cid}.yaml"
+        if not admin.exists():
+            fd = os.open(admin, os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(yaml.safe_dump(self.fleet.kubeconfig(cid)))
+        storage = load(self.config_path).app.chart.storage
+        out = subprocess.run([str(self.helm), *args, "-n", self.ns(cid), "--kubeconfig",
+                              str(admin), "-o", "json"], capture_output=True, text=True,
+                             timeout=120, check=True,
+                             env={"HELM_DRIVER": storage, "HOME": str(self.directory),
+                                  "PATH": os.environ.get("PATH", "")})
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    def revisions(self, cid: str) -> list[tuple[int, str, str]]:
+        """[(revision, status, image.tag)] of the app's Helm release on a cluster."""
+        out = []
+        for entry in self.helm_json(cid, "history", APP):
+            values = self.helm_json(cid, "get", "values", APP, "--revision",
+                                    str(entry["revision"])) or {}
+            out.append((entry["revision"], entry["status"], values["image"]["tag"]))
+        return out
+
+
+@pytest.fixture(params=["sim"])
+def chart_stage(request: pytest.FixtureRequest, tmp_path: Path, helm: Path) -> Iterator[ChartStage]:
+    """The same story's set-up on the simulator and on the lab (c0..c2, own namespaces)."""
+    namespace = f"hd{next(_namespaces)}-{{cluster}}"
+    if request.param == "lab":
+        yield ChartStage("lab", request.getfixturevalue("lab"), tmp_path, namespace, helm)
+        return
+    sim = SimFleet(list(IDS), **SETTINGS).start()
+    try:
+        yield ChartStage("sim", sim, tmp_path, namespace, helm)
+    finally:
+        sim.stop()
+
+
+def test_canary_broken_tag_rollback_to_version_and_status(chart_stage, capsys):
+    s = chart_stage
+    config = s.write()
+    cli = ["--config", str(config)]
+    assert main(["deploy", *cli, "--tag", "v1", "--strategy", "parallel", "--yes"]) == 0
+    assert main(["deploy", *cli, "--tag", "v2", "--strategy", "canary", "--yes"]) == 0
+    for cid in IDS:
+        assert s.revisions(cid) == [(1, "superseded", "v1"), (2, "deployed", "v2")], cid
+
+    # A tag that never pulls: the cluster fails fast and Helm rolls it back.
+    assert main(["deploy", *cli, "--tag", "v3-broken", "--clusters", "c2", "--yes",
+                 "--fail-fast-grace", "1"]) == 1
+    assert s.revisions("c2")[-2:] == [(3, "superseded", "v3-broken"), (4, "deployed", "v2")]
+    assert s.helm_json("c2", "history", APP)[-1]["description"] == "Rollback to 2"
+    assert s.version("c2") == "v2"
+
+    # A manual rollback to a version lands on the revision that ran it.
+    assert main(["rollback", "c0", "--to", "v1", *cli, "--yes"]) == 0
+    assert s.revisions("c0")[-1] == (3, "deployed", "v1")
+    assert s.helm_json("c0", "history", APP)[-1]["description"] == "Rollback to 1"
+
+    capsys.readouterr()
+    assert main(["status", *cli, "--json"]) == 0
+    by = {c["cluster"]: c for c in json.loads(capsys.readouterr().out)["clusters"]}
+    assert [(by[c]["version"], by[c]["helm_revision"], by[c]["chart_version"],
+             by[c]["helm_status"]) for c in IDS] == [
+        ("v1", 3, "0.1.0", "deployed"), ("v2", 2, "0.1.0", "deployed"),
+        ("v2", 4, "0.1.0", "deployed")]
+    assert not any(by[c]["drift"] for c in IDS)
+
+
+def grant_printed_rights(s: ChartStage, cid: str, text: str) -> str:
+    """Give a token exactly the rights `rbac` printed (applied as an admin on the lab)."""
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    ns = s.ns(cid)
+    if s.kind == "sim":
+        rules = []
+        for doc in docs:
+            if doc["kind"] not in ("Role", "ClusterRole"):
+                continue
+            for rule in doc["rules"]:
+                sim_rule = {k: rule[k] for k in ("verbs", "apiGroups", "resources",
+                                                 "resourceNames") if k in rule}
+                if doc["kind"] == "Role" and rule["resources"] != ["namespaces"]:
+                    sim_rule["namespaces"] = [ns]
+                rules.append(sim_rule)
+        create_namespace_in(s.fleet, cid, ns)
+        return s.fleet.add_token(cid, rules)
+    paths = {"Namespace": "/api/v1/namespaces",
+             "ServiceAccount": f"/api/v1/namespaces/{ns}/serviceaccounts",
+             "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+             "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+             "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"}
+    for doc in docs:
+        status, body = s.fleet.request(cid, "POST", paths[doc["kind"]], doc)
+        assert status in (201, 409), (doc["kind"], status, body)
+    return s.fleet.token(cid, ns, "release-console")
+
+
+def create_namespace_in(fleet: SimFleet, cid: str, name: str) -> None:
+    import ssl
+
+    import httpx
+    answer = httpx.post(f"{fleet.url(cid)}/api/v1/namespaces", timeout=10,
+                        json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                        headers={"Authorization": f"Bearer {fleet.admin_token(cid)}"},
+                        verify=ssl.create_default_context(cafile=str(fleet.ca_file)))
+    assert answer.status_code == 201, answer.text
+
+
+@pytest.mark.parametrize("storage", ["secret", "configmap"])
+def test_a_chart_release_with_only_the_rights_rbac_prints(chart_stage, storage):
+    s = chart_stage
+    config_path = s.write(storage=storage, name=f"fleet-{storage}")
+    config = load(config_path)
+    token = grant_printed_rights(s, "c0", manifests(config.cluster("c0"), config))
+    kubeconfig = config_path.parent / "c0.yaml"
+    kubeconfig.write_text(yaml.safe_dump(s.fleet.kubeconfig("c0", token)))
+    engine = Engine(load(config_path), grace=1.0)
+    try:
+        first = engine.run(ReleaseRequest(tag="1.0", clusters="c0"), approve)
+        assert first.outcome == "ok", first.preflight.table() if first.preflight else first
+        assert engine.run(ReleaseRequest(tag="1.1", clusters="c0"), approve).outcome == "ok"
+        broken = engine.run(ReleaseRequest(tag="1.2-broken", clusters="c0"), approve)
+        assert broken.clusters[0].outcome == "rolled_back", broken
+        assert engine.rollback("c0", "1.0", by="test").outcome == "rolled_back"
+    finally:
+        engine.close()
+    assert s.version("c0") == "1.0"
+    assert [h["description"] for h in s.helm_json("c0", "history", APP)][-2:] == [
+        "Rollback to 2", "Rollback to 1"]
