@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
 
-from console.redact import clean, scrub
+from console.redact import clean
 
 
 class Outcome(StrEnum):
@@ -82,8 +82,9 @@ class Event:
 
     def __post_init__(self) -> None:
         # Here, once, for every consumer: no secret or control character gets further.
-        object.__setattr__(self, "message", scrub(self.message))
-        object.__setattr__(self, "data", clean(self.data))
+        message, data = clean((self.message, self.data))
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "data", data)
 
     def to_json(self) -> dict[str, Any]:
         """The event as one JSON object (the `--json` line format, stable API)."""
