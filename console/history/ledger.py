@@ -30,7 +30,7 @@ from console.history.latest import LatestIndex
 from console.history.operator import Operator, author_of, current_operator
 from console.history.reading import find_release_line, record_files
 from console.history.records import (
-    HISTORY_DIR, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
+    DRILL_PREFIX, HISTORY_DIR, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
     PushResult, Release, encode, release_from, utc_now, write_line,
 )
 from console.history.repository import (
@@ -303,6 +303,21 @@ class Ledger:
                       0 if outcome == "healthy" else 1)
         self.push_later(on_pushed)
         return action_id
+
+    def record_drill(self, drill: Mapping[str, Any]) -> PushResult:
+        """Record a rollback drill (`release-console drill`) as one `drill` line, commit and
+        push. Drills are rehearsals on a local fleet: the version matrix, `status`,
+        `last-good` and the release history never read these lines (`drills()` does)."""
+        with self._lock:
+            self._append({"type": "drill", **drill})
+            self._request_commit(f"drill {self.app} {drill.get('tag', '?')}: "
+                                 f"{'passed' if drill.get('ok') else 'failed'}")
+        self.flush()
+        return self.push()
+
+    def drills(self) -> list[dict[str, Any]]:
+        """The recorded rollback drills, oldest first."""
+        return list(reading.records([self.file], prefixes=(DRILL_PREFIX,)))
 
     def _append(self, rec: Mapping[str, Any]) -> None:
         """Append one line durably: one write, then fsync (the file is created if absent)."""

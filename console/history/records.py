@@ -13,6 +13,10 @@ schema version of the line):
   it (null: unknown or unchanged), good = `version` was seen healthy, duration, error
   (scrubbed of secrets), rolled_back_to, operator, ts, reconciled). A cluster may get
   more than one `cluster` line in a release (failed, then rolled_back): the last wins.
+- `drill`: a rollback drill on a local fleet (`release-console drill`): id, app, tag,
+  strategy, fleet (sim|lab), operator, start, end, rollout_timeout, ok, exit_code and
+  clusters (cluster, role, baseline, outcome, detect_s, rollback_s, ok, error). No
+  release, matrix or `status` query reads these lines: a drill never counts as a release.
 - `end`: release, outcome (ok|failed|stopped|aborted|interrupted|not_started),
   exit_code, end. `not_started`: the release's start could not be committed, so it was
   refused before touching any cluster.
@@ -46,6 +50,7 @@ RELEASE_PREFIX = b'{"type":"release"'
 END_PREFIX = b'{"type":"end"'
 TOUCH_PREFIX = b'{"type":"touch"'
 CLUSTER_PREFIX = b'{"type":"cluster"'
+DRILL_PREFIX = b'{"type":"drill"'
 
 
 class HistoryError(UserError):
@@ -279,7 +284,7 @@ def decode(line: bytes) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) else None
 
 
-__all__ = ["CLUSTER_PREFIX", "END_PREFIX", "HISTORY_DIR", "HUMAN_LOG", "OUTCOMES",
+__all__ = ["CLUSTER_PREFIX", "DRILL_PREFIX", "END_PREFIX", "HISTORY_DIR", "HUMAN_LOG", "OUTCOMES",
            "RELEASE_PREFIX", "SCHEMA", "TOUCH_PREFIX", "ClusterOutcome", "HistoryError",
            "MatrixRow", "PushResult", "Release", "decode", "encode", "iso_time",
            "parse_since", "raw_lines", "release_from", "utc_now", "with_clusters",
