@@ -50,6 +50,7 @@ class HelmSettings:
     storage: str = "secret"             # Helm's HELM_DRIVER: secret | configmap
     timeout: float = DEFAULT_TIMEOUT    # s per helm call
     ca_file: Path | None = None         # TLS trust for an oci:// chart registry
+    plain_http: bool = False            # the oci:// registry speaks plain HTTP (insecure)
 
 
 def settings_for(config: FleetConfig) -> HelmSettings:
@@ -62,7 +63,21 @@ def settings_for(config: FleetConfig) -> HelmSettings:
         binary=require("helm"), chart=chart.chart, release=chart.release,
         chart_version=chart.version, tag_key=chart.tag_key, cluster_key=chart.cluster_key,
         repository_key=chart.repository_key, storage=chart.storage, timeout=chart.timeout,
-        ca_file=config.app.registry.ca_file)
+        ca_file=config.app.registry.ca_file, plain_http=_plain_http(config))
+
+
+def _plain_http(config: FleetConfig) -> bool:
+    """Whether `app.registry.insecure` covers the oci:// chart's registry host: `true` for
+    a loopback host, or exactly the host it names."""
+    chart = config.app.chart
+    if chart is None or not chart.is_oci:
+        return False
+    host = chart.chart.removeprefix("oci://").split("/", 1)[0]
+    registry = config.app.registry
+    if registry.insecure_host:
+        return host == registry.insecure_host
+    from console.config.checks import is_loopback_host
+    return registry.insecure and is_loopback_host(host)
 
 
 def set_strings(settings: HelmSettings, tag: str, cluster: str,
@@ -79,8 +94,11 @@ def chart_args(settings: HelmSettings, sets: Sequence[tuple[str, str]]) -> list[
     args = [settings.release, settings.chart]
     if settings.chart_version:
         args += ["--version", settings.chart_version]
-    if settings.ca_file and settings.chart.startswith("oci://"):
-        args += ["--ca-file", str(settings.ca_file)]
+    if settings.chart.startswith("oci://"):
+        if settings.plain_http:
+            args += ["--plain-http"]
+        elif settings.ca_file:
+            args += ["--ca-file", str(settings.ca_file)]
     for key, value in sets:
         # --set-string: a tag such as 1.10 or 20261201 must stay a string.
         args += ["--set-string", f"{key}={value}"]
