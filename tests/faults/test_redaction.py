@@ -96,7 +96,7 @@ def test_an_event_is_scrubbed_once_when_made_for_every_output(tmp_path, webhook)
     assert "Authorization: ***" in failed.message and "\\x1b[2J" in failed.message
 
 
-def test_junit_and_the_summary_get_the_engine_errors_scrubbed(tmp_path) -> None:
+def test_junit_gets_the_engine_errors_scrubbed(tmp_path) -> None:
     register_secret(KNOWN)
     result = ReleaseResult("r-1", "failed", 1, (
         ClusterResult("a", "failed", "1.0", "1.1", 2.0, HOSTILE),
