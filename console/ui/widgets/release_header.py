@@ -1,14 +1,17 @@
-"""The bar above the grid: app and fleet size, the clock, and the release's progress."""
+"""The bar above the grid: app and fleet size, the freeze window open now (or the next
+one), the clock, and the release's progress."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
 from console.events import Outcome
+from console.freeze import headline
 from console.ui.state import FleetState, Phase, format_duration
 from console.ui.widgets.palette import Palette
 
@@ -38,6 +41,10 @@ class ReleaseHeader(Static):
         clock = time.strftime("%H:%M:%S", time.localtime(now))
         title = Text.assemble(("release-console", "bold"), f" · {self.app_name} · "
                               f"{len(state.clusters)} clusters")
+        frozen = self._freeze_text(now)
+        if frozen:
+            title.append(" · ")
+            title.append(frozen, pal.bad if frozen.startswith("FROZEN") else "dim")
         width = max(20, self.size.width or 100)
         title.append(" " * max(1, width - len(title.plain) - len(clock)))
         title.append(clock)
@@ -74,3 +81,10 @@ class ReleaseHeader(Static):
             bar.append(" · " if i else "")
             bar.append(text, style)
         return Group(title, line, bar)
+
+    def _freeze_text(self, now: float) -> str:
+        """The fleet file's freeze window open at `now`, else the next one ('' if none)."""
+        windows = getattr(getattr(self.app, "config", None), "freeze", ())
+        if not windows:
+            return ""
+        return headline(windows, datetime.fromtimestamp(now, timezone.utc))
