@@ -2,11 +2,14 @@
 
     release-console history [--cluster C] [--app A] [--since 7d] [--json]
     release-console history --sync      # push records a failed push left behind
+    release-console history --drills [--json]   # the rollback drills (`drill`)
 
 Reads the Git ledger (`app.history.path`, default `.release-history/` beside the fleet
 file). `--json` prints one release per line (the `Release.to_json()` object). `--sync`
 fetches and merges the remote's records and pushes the local ones: exit 0 when the
-remote has everything (or no remote is set), 1 when the push failed.
+remote has everything (or no remote is set), 1 when the push failed. `--drills` lists
+the rollback drills instead - never mixed with releases (`--json`: the ledger's lines).
+A release let through open freeze windows is marked `[freeze override]`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="WHEN",
                         help="only since WHEN: 30m, 6h, 7d, 2w, 2026-11-01 or an ISO time")
     parser.add_argument("--json", action="store_true", help="one JSON object per release")
+    parser.add_argument("--drills", action="store_true",
+                        help="the rollback drills (release-console drill) instead of releases")
     parser.add_argument("--sync", action="store_true",
                         help="merge the remote's records and push the local ones")
     parser.set_defaults(func=run)
@@ -47,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
             result = ledger.sync()
             out(result.message)
             return 0 if result.ok else 1
+        if args.drills:
+            return _drills(ledger.drills(), args.json)
         releases = ledger.history(cluster=args.cluster, app=args.app, since=since)
     finally:
         ledger.close()
@@ -65,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             f"{release.kind} -> {release.version}"
         if args.app == "*":
             version = f"{release.app} {version}"
+        if release.freeze_override:
+            version += " [freeze override]"
         clusters = " ".join(_cluster_text(c) for c in release.clusters) or \
             ",".join(release.targets)
         rows.append((release.start.replace("T", " ").rstrip("Z"), release.id, version,
@@ -73,6 +82,30 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         if not out("  ".join([*(cell.ljust(width) for cell, width in zip(row[:5], widths)),
                               row[5]]).rstrip()):
+            break
+    return 0
+
+
+def _drills(drills: list[dict[str, Any]], as_json: bool) -> int:
+    """Print the recorded drills: JSON lines, or one line each."""
+    from console.cli.output import out
+    if not drills:
+        out("no drills recorded")
+        return 0
+    for drill in drills:
+        if as_json:
+            line = json.dumps(drill, separators=(",", ":"))
+        else:
+            timed = " ".join(
+                f"{c.get('cluster')}=detect {c.get('detect_s')}s/rollback {c.get('rollback_s')}s"
+                + ("" if c.get("ok") else "(NOT OK)")
+                for c in drill.get("clusters") or () if c.get("detect_s") is not None
+                or not c.get("ok"))
+            line = (f"{str(drill.get('start', '')).replace('T', ' ').rstrip('Z')}  "
+                    f"{drill.get('id')}  {drill.get('tag')}  {drill.get('strategy')}  "
+                    f"{drill.get('operator') or '-'}  "
+                    f"{'passed' if drill.get('ok') else 'FAILED'}  {timed}").rstrip()
+        if not out(line):
             break
     return 0
 

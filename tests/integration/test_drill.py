@@ -70,6 +70,11 @@ def test_a_drill_is_never_a_release_in_the_matrix_status_or_history(world, capsy
     assert main(["history", "--config", str(w.config_path), "--json"]) == 0
     releases = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["version"] for r in releases] == ["v1"]
+    assert main(["history", "--config", str(w.config_path), "--drills", "--json"]) == 0
+    [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert listed["fail"] == ["a"] and listed["clusters"][0]["rollback_s"] > 0
+    assert main(["history", "--config", str(w.config_path), "--drills"]) == 0
+    assert "passed  a=detect " in capsys.readouterr().out
     ledger = Ledger.for_config(load(w.config_path))
     try:
         [drill] = ledger.drills()

@@ -88,6 +88,8 @@ def test_override_goes_through_and_is_in_the_ledger_and_the_notification(
     assert override["reason"] == "hotfix for INC-4711" and override["by"] == "carol"
     [window] = override["windows"]
     assert window["name"] == "change-freeze" and window["clusters"] == ["a", "b"]
+    assert main(["history", "--config", str(w.config_path)]) == 0
+    assert "v2 [freeze override]" in capsys.readouterr().out
     # Told even though `notify.on` has only failures: an override is always told.
     [body] = webhook.bodies
     assert "released through a freeze window" in body["text"]
