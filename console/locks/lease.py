@@ -10,6 +10,7 @@ is taken over at once.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from typing import Any
 from console.errors import UserError
 from console.kube.client import ClusterError, KubeClient
 from console.locks.process import ProcessId, surely_gone, this_process
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DURATION = 60        # s a lease lives without renewal
 DEFAULT_TIMEOUT = 10.0       # s per API call
@@ -138,6 +141,7 @@ class ClusterLease:
         """
         if read:
             current = self.read()
+        watching = False
         while True:
             if current is None:
                 status, body = self._call("POST", self._collection(), self._body(None))
@@ -150,6 +154,12 @@ class ClusterLease:
                     raise LockHeld(self.cluster, self._holder(current))
                 # Looks stale by its clock: find out by watching it (the holder's clock may
                 # be behind ours; a live holder renews within a third of the duration).
+                if not watching:
+                    watching = True
+                    log.warning("cluster %s: lease %s of %s looks stale by its own clock; "
+                                "watching it up to %.0f s before taking it over",
+                                self.cluster, self.name, holder,
+                                self._lease_duration(current) - self._unchanged_for())
                 self.clock.sleep(self._poll_interval(current))
                 before = self._seen
                 current = self.read()
