@@ -68,6 +68,9 @@ def test_a_frozen_group_refuses_the_release_naming_window_and_clusters(world, ca
     assert "--override-freeze" in captured.err   # the pre-flight table says how
     assert [w.version(c) for c in "abc"] == ["v1", "v1", "v1"]    # nothing touched
     assert all(r["version"] != "v2" for r in history_json(w.config_path, capsys))
+    # `check` runs the same pre-flight: the freeze row fails it.
+    assert main(["check", "--config", str(w.config_path), "--tag", "v2"]) == 2
+    assert "freeze window 'change-freeze'" in capsys.readouterr().out
 
 
 def test_override_goes_through_and_is_in_the_ledger_and_the_notification(
