@@ -171,6 +171,9 @@ class ReleaseControl:
         self._abort: bool | None = None   # None: not aborted; else whether to roll back
         self._observers: list[Callable[[str, str], None]] = []
         self.aborted_event = threading.Event()
+        # Set once the engine has held a cluster back because the release is paused:
+        # what a caller (or a test) waits on to know the pause took effect.
+        self.holding = threading.Event()
 
     @property
     def paused(self) -> bool:
@@ -198,6 +201,7 @@ class ReleaseControl:
         """Let new clusters start again."""
         with self._lock:
             changed, self._paused = self._paused, False
+            self.holding.clear()
         if changed:
             self._notify("resumed", by)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from console.engine import checks, queries, rollback_choice, rollbacks, waves
@@ -36,10 +37,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Builds the driver of one cluster from its id (the engine caches what it returns).
+DriverFactory = Callable[[str], ClusterDriver]
+
 STATUS_TIMEOUT = 3.0      # s per cluster for `status()`; an unreachable one never stalls the rest
 REQUEST_TIMEOUT = 10.0    # s for each ordinary API call during a release
 FAIL_FAST_GRACE = 10.0    # s a new pod may sit in ErrImagePull/CrashLoopBackOff before failing
 UNREACHABLE_GRACE = 30.0  # s a cluster may stop answering mid-rollout before it fails
+LISTENER_ERRORS_KEPT = 100
 
 
 class Engine:
@@ -50,12 +55,16 @@ class Engine:
                  status_timeout: float = STATUS_TIMEOUT,
                  rollout_timeout: float | None = None,
                  unreachable_grace: float = UNREACHABLE_GRACE,
-                 lock_duration: int = LOCK_DURATION, clock: Clock | None = None) -> None:
+                 lock_duration: int = LOCK_DURATION, clock: Clock | None = None,
+                 driver_factory: DriverFactory | None = None) -> None:
         """`config` is a loaded `FleetConfig`; `rollout_timeout` overrides the app's;
         `grace` is the fail-fast grace, `unreachable_grace` how long a cluster may stop
         answering during a rollout before it fails; `lock_duration` how long (s) a
         release's leases outlive a console that stopped renewing them; `clock` is the
-        aware "now" the fleet file's freeze windows are read against (tests pin it)."""
+        aware "now" the fleet file's freeze windows are read against (tests pin it);
+        `driver_factory` builds a cluster's driver from its id (default `build_driver`;
+        a test may build the real driver another way, e.g. straight from the
+        simulator's kubeconfig)."""
         self.config = config
         self.listeners: list[Listener] = list(listeners)
         self.grace = grace
@@ -66,13 +75,15 @@ class Engine:
         self.lock_duration = lock_duration
         # Looked up now, not at import: a test pins `console.freeze.utc_now` for the CLI.
         self.clock: Clock = clock if clock is not None else freeze.utc_now
-        self.listener_errors: list[str] = []
+        # The latest listener failures (bounded: an engine lives as long as a TUI session).
+        self.listener_errors: deque[str] = deque(maxlen=LISTENER_ERRORS_KEPT)
         # The last error seen per cluster (a failed rollout or rollback), for `detail`.
         self.last_errors: dict[str, str] = {}
         self._drivers: dict[str, ClusterDriver] = {}
         self._drivers_lock = threading.Lock()
         # The releases running in this engine now, by id (manual actions act through them).
         self._runs: dict[str, ReleaseRun] = {}
+        self._driver_factory: DriverFactory = driver_factory or self.build_driver
 
     # ---------------------------------------------------------------- events
 
@@ -106,21 +117,25 @@ class Engine:
             driver = self._drivers.get(cluster_id)
         if driver is not None:
             return driver
-        from console.credentials import resolve
-        from console.kube.drivers import make_driver
-        cluster = self.config.cluster(cluster_id)
-        kubeconfig = resolve(cluster, self.config)
-        api = new_api_client(cluster_id, kubeconfig, kubeconfig.get("current-context"))
-        # The fleet file picks the driver: manifests, or a Helm chart.
-        driver = make_driver(self.config, cluster,
-                             KubeClient(cluster_id, api, self.request_timeout), kubeconfig,
-                             grace=self.grace, unreachable_grace=self.unreachable_grace)
+        driver = self._driver_factory(cluster_id)
         with self._drivers_lock:
             # Another thread may have built one meanwhile: keep the first.
             existing = self._drivers.setdefault(cluster_id, driver)
         if existing is not driver:
             driver.client.close()
         return existing
+
+    def build_driver(self, cluster_id: str) -> ClusterDriver:
+        """The default driver factory: the cluster's credentials resolved, its own client,
+        and the driver the fleet file picks (manifests, or a Helm chart)."""
+        from console.credentials import resolve
+        from console.kube.drivers import make_driver
+        cluster = self.config.cluster(cluster_id)
+        kubeconfig = resolve(cluster, self.config)
+        api = new_api_client(cluster_id, kubeconfig, kubeconfig.get("current-context"))
+        return make_driver(self.config, cluster,
+                           KubeClient(cluster_id, api, self.request_timeout), kubeconfig,
+                           grace=self.grace, unreachable_grace=self.unreachable_grace)
 
     def close(self) -> None:
         """Release every cluster client."""

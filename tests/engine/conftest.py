@@ -3,7 +3,8 @@ it, and small readers of what the simulated clusters really run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,14 @@ class Recorder:
         return [e for e in self.events if e.kind is kind]
 
 
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
+    """Wait (polling) until `condition()` holds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.02)
+
+
 def approve(_request: Any) -> GateAnswer:
     """An approver that approves every gate."""
     return GateAnswer(GateDecision.APPROVE, by="test")
@@ -73,10 +82,35 @@ class World:
     config: Any
     recorder: Recorder
 
+    engines: list[Engine] = field(default_factory=list)
+
     def engine(self, **kwargs: Any) -> Engine:
-        """An engine on the fleet with a short fail-fast grace, recording events."""
+        """An engine on the fleet with a short fail-fast grace, recording events; the
+        `world` fixture closes it."""
         kwargs.setdefault("grace", 0.5)
-        return Engine(self.config, [self.recorder], **kwargs)
+        engine = Engine(self.config, [self.recorder], **kwargs)
+        self.engines.append(engine)
+        return engine
+
+    def sim_drivers(self, request_timeout: float = 10.0, grace: float = 0.5
+                    ) -> Callable[[str], Any]:
+        """A driver factory that builds each cluster's real driver straight from the
+        simulator's kubeconfig (no credentials file is read)."""
+        from console.kube.client import KubeClient, new_api_client
+        from console.kube.drivers import make_driver
+
+        def build(cid: str) -> Any:
+            kubeconfig = self.fleet.kubeconfig(cid)
+            api = new_api_client(cid, kubeconfig, kubeconfig["current-context"])
+            return make_driver(self.config, self.config.cluster(cid),
+                               KubeClient(cid, api, request_timeout), kubeconfig,
+                               grace=grace, unreachable_grace=30.0)
+        return build
+
+    def close(self) -> None:
+        """Close every engine made by `engine()`."""
+        for engine in self.engines:
+            engine.close()
 
     approve = staticmethod(approve)
 
@@ -126,8 +160,10 @@ class World:
 
 
 @pytest.fixture
-def world(sim_fleet: Callable[..., Any], tmp_path: Path) -> Callable[..., World]:
-    """Factory: `world(ids, **sim_settings, groups=..., strategies=...)` -> a `World`."""
+def world(sim_fleet: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., World]]:
+    """Factory: `world(ids, **sim_settings, groups=..., strategies=...)` -> a `World`;
+    every engine a world made is closed at teardown (before its fleet stops)."""
+    worlds: list[World] = []
 
     def make(ids: Sequence[Any], *, groups: dict[str, list[str]] | None = None,
              strategies: dict[str, Any] | None = None, replicas: int = 2,
@@ -139,8 +175,12 @@ def world(sim_fleet: Callable[..., Any], tmp_path: Path) -> Callable[..., World]
         source = fleet_file(tmp_path, plain, groups=groups, strategies=strategies,
                             replicas=replicas, rollout_timeout=rollout_timeout)
         path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=source)
-        return World(fleet, path, load(path), Recorder())
+        made = World(fleet, path, load(path), Recorder())
+        worlds.append(made)
+        return made
 
-    return make
+    yield make
+    for made in worlds:
+        made.close()
 
 

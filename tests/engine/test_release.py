@@ -10,6 +10,8 @@ from console.engine import (GateAnswer, GateDecision, ReleaseControl, ReleaseReq
 from console.events import Kind
 from console.kube.driver import ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION
 
+from .conftest import wait_until
+
 
 
 def test_serial_over_three_all_healthy_in_order(world):
@@ -323,11 +325,11 @@ def test_pause_resume_and_abort_with_rollback(world):
     runner = threading.Thread(target=lambda: done.setdefault("r", engine.run(
         ReleaseRequest(tag="v2", strategy="parallel", max_parallel=1), w.approve, control)))
     runner.start()
-    time.sleep(1.5)
+    # The engine says when it held a cluster back for the pause; until resumed, none starts.
+    assert control.holding.wait(60), "the paused release never held a cluster back"
     assert Kind.CLUSTER_STARTED not in w.recorder.kinds()
     control.resume(by="frank")
-    while not w.recorder.of(Kind.CLUSTER_HEALTHY):
-        time.sleep(0.05)
+    wait_until(lambda: w.recorder.of(Kind.CLUSTER_HEALTHY), "a healthy cluster")
     control.abort(rollback=True, by="frank")
     runner.join(30)
     result = done["r"]
@@ -415,3 +417,24 @@ def test_canary_failure_in_a_wave_stops_before_the_gate(world):
     assert "CrashLoopBackOff" in result.clusters[0].error
     assert all(w.version(c) == "v1" for c in ("w1", "w2", "w3", "w4"))
     engine.close()
+
+
+def test_the_engine_takes_a_driver_factory(world):
+    # The fleet file's kubeconfig files are gone: only the factory, which builds the
+    # real driver straight from the simulator, can reach the clusters.
+    w = world(["a", "b"])
+    for cid in ("a", "b"):
+        w.config.cluster(cid).credentials.kubeconfig.unlink()
+    assert w.engine().status()[0].reachable is False   # the default factory needs them
+    built: list[str] = []
+    sim_drivers = w.sim_drivers()
+
+    def factory(cid: str):
+        built.append(cid)
+        return sim_drivers(cid)
+
+    engine = w.engine(driver_factory=factory)
+    result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
+    assert (result.outcome, result.exit_code) == ("ok", 0), result.message
+    assert [w.version(c) for c in ("a", "b")] == ["v2", "v2"]
+    assert sorted(built) == ["a", "b"]   # one driver per cluster, cached
