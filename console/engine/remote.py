@@ -297,9 +297,12 @@ class EngineHost:
         self.config_path = config_path
         self.options = dict(options)
         self._send_lock = threading.Lock()
+        # Held while events are sent, so a gate question never overtakes queued events.
+        self._order_lock = threading.Lock()
         # Bounded: a parent that stopped reading must not grow the child without end.
         self._events: queue.Queue[Event] = queue.Queue(maxsize=EVENT_BACKLOG_MAX)
         self._stop = threading.Event()
+        self._queued = threading.Event()   # set when events wait in `_events`
         self._controls: dict[int, ReleaseControl] = {}
         self._gates: dict[int, Future] = {}
         self._gate_ids = itertools.count(1)
@@ -382,28 +385,43 @@ class EngineHost:
         try:
             self._events.put_nowait(event)
         except queue.Full:
-            pass
+            return
+        self._queued.set()
 
     def _flush_events(self) -> None:
         # Batches keep the console's wake-ups at 20 a second however fast clusters report.
         while not self._stop.is_set() or not self._events.empty():
-            try:
-                batch = [self._events.get(timeout=EVENT_BATCH_INTERVAL)]
-            except queue.Empty:
+            if not self._queued.wait(timeout=EVENT_BATCH_INTERVAL):
                 continue
             self._stop.wait(EVENT_BATCH_INTERVAL)
+            with self._order_lock:
+                self._queued.clear()   # before draining: a later event sets it again
+                self._send_queued([])
+
+    def _send_queued(self, batch: list[Event]) -> None:
+        """Send `batch` and every queued event, in batches (caller holds `_order_lock`)."""
+        while True:
             while len(batch) < EVENT_BATCH_MAX:
                 try:
                     batch.append(self._events.get_nowait())
                 except queue.Empty:
                     break
-            self._send(("events", batch))
+            if batch:
+                self._send(("events", batch))
+            if len(batch) < EVENT_BATCH_MAX:
+                return
+            batch = []
 
     def _approver(self, request: GateRequest) -> GateAnswer:
         gate_id = next(self._gate_ids)
         answer: Future = Future()
         self._gates[gate_id] = answer
-        self._send(("gate", gate_id, request))
+        # Every event before the gate reaches the console before the question does: the
+        # gate's ready counts are read from the state those events build (they showed 0/2
+        # for a healthy cluster when the question overtook the last batch).
+        with self._order_lock:
+            self._send_queued([])
+            self._send(("gate", gate_id, request))
         return answer.result()
 
     def _need_session(self) -> Session:

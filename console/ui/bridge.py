@@ -64,6 +64,12 @@ class EventBridge:
             self._posted = True
         self._post(EventsReady())
 
+    @property
+    def pending(self) -> bool:
+        """Whether events wait for the app to drain them."""
+        with self._lock:
+            return bool(self._queue)
+
     def drain(self) -> list[Event]:
         """Every queued event, oldest first (UI thread)."""
         with self._lock:

@@ -253,6 +253,11 @@ class FleetState:
         """Every event seen for one cluster this session, oldest first."""
         return list(self.timelines.get(cluster_id, ()))
 
+    @property
+    def pending_repaint(self) -> bool:
+        """Whether changes wait for the next repaint (`take_dirty`)."""
+        return bool(self._dirty or self._release_dirty or self._new_log)
+
     def take_dirty(self) -> tuple[set[str], bool, list[LogLine]]:
         """Rows changed, whether the release header changed, and new log lines, since
         the last call (then forgotten)."""

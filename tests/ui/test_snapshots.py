@@ -20,9 +20,12 @@ from console.engine import Engine, GateRequest, ClusterResult, ReleaseRequest, G
 from console.events import Event, Kind
 from console.history import Ledger
 from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.detail import DetailScreen
 from console.ui.screens.gate import GateScreen
+from console.ui.screens.history import HistoryScreen
+from console.ui.screens.release_form import ReleaseFormScreen
 
-from .ui_helpers import wait_for
+from .ui_helpers import repainted, wait_for
 
 SIZE = (120, 36)
 # A busy test machine must not turn a slow answer into an "unreachable" row.
@@ -114,7 +117,7 @@ async def settle(pilot, events: list[Event] = ()) -> None:
     await app.workers.wait_for_complete()
     for event in events:
         app.bridge(event)
-    await pilot.pause(0.3)
+    await repainted(pilot)
 
 
 def no_blink(app) -> None:
@@ -129,7 +132,7 @@ def test_fleet_grid_during_a_canary_release(snap_compare, console_fleet, fixed_c
         await settle(pilot, canary_until_wave_3())
         app.fleet.grid.go_to("prod-eu")
         app.fleet.grid.action_toggle_mark()
-        await pilot.pause(0.2)
+        await repainted(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -140,14 +143,16 @@ def test_release_form_with_plan(snap_compare, console_fleet, fixed_clock) -> Non
     async def run_before(pilot) -> None:
         await settle(pilot)
         await pilot.press("n")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
         no_blink(app)
         await pilot.click("#strategy-canary")
         await pilot.click("#tag")
         await pilot.press(*"v1.4.2")
         await pilot.click("#targets")
         await pilot.press(*"!prod-us")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.screen.query_one("#plan").row_count == 3,
+                       what="the plan without prod-us")
+        await repainted(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -163,7 +168,8 @@ def test_gate_modal_between_waves(snap_compare, console_fleet, fixed_clock) -> N
     async def run_before(pilot) -> None:
         await settle(pilot, events)
         app.push_screen(GateScreen(request, app.state, "alice"))
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="the gate")
+        await repainted(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -176,9 +182,9 @@ def test_cluster_detail_after_a_failed_rollout(snap_compare, console_fleet, fixe
     async def run_before(pilot) -> None:
         await settle(pilot, canary_until_wave_3())
         app.open_detail("prod-us")
-        await pilot.pause(0.3)
-        await app.workers.wait_for_complete()
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen)
+                       and app.screen.detail is not None, what="the detail")
+        await repainted(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -244,10 +250,11 @@ def test_history_ledger_and_version_matrix(snap_compare, console_fleet, fixed_cl
     async def run_before(pilot) -> None:
         await settle(pilot)
         await pilot.press("h")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                       and bool(app.screen.releases), what="the ledger")
         await app.workers.wait_for_complete()
         no_blink(app)
-        await pilot.pause(0.3)
+        await repainted(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -266,9 +273,12 @@ def test_history_version_matrix_tab(snap_compare, console_fleet, fixed_clock) ->
     async def run_before(pilot) -> None:
         await settle(pilot)
         await pilot.press("h")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                       and bool(app.screen.releases), what="the ledger")
         await app.workers.wait_for_complete()
         await pilot.press("v")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.screen.query_one("#history-tabs").active
+                       == "tab-matrix", what="the matrix tab")
+        await repainted(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -22,7 +22,7 @@ from console.ui.screens.release_form import ReleaseFormScreen
 from console.ui.screens.rollback import RollbackScreen
 from console.ui.state import Phase
 
-from .ui_helpers import story, wait_for
+from .ui_helpers import repainted, story, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,7 +68,7 @@ async def started(pilot, app: ReleaseConsoleApp) -> None:
     """Wait for the engine and the first reading of every cluster."""
     await wait_for(pilot, app._engine_ready.is_set, what="the engine")
     await app.workers.wait_for_complete()
-    await pilot.pause(0.2)
+    await repainted(pilot)
 
 
 async def open_form_and_start(pilot, app, strategy: str, tag: str, targets: str = "") -> None:
@@ -112,9 +112,14 @@ async def test_canary_release_from_the_form_through_two_gates(console_fleet) -> 
             results = app.screen.query_one("#gate-results", DataTable)
             assert results.get_row_at(results.row_count - 1)[0].startswith(finished)
             assert "✔ healthy" in str(results.get_row_at(results.row_count - 1)[1])
+            # Every event before the gate arrived before the question: the finished
+            # clusters' replicas read 2/2 here as in the grid (they read 0/2 when the
+            # question overtook the engine's last batch of events).
+            assert [results.get_row_at(i)[3] for i in range(results.row_count)] == \
+                ["2/2"] * results.row_count
             await pilot.press("a")
         await wait_for(pilot, lambda: app.state.release.outcome is not None, what="the end")
-        await pilot.pause(0.3)
+        await repainted(pilot)
 
         assert app.state.release.outcome == "ok"
         for cid in config.ids:
@@ -144,7 +149,7 @@ async def test_a_failing_cluster_turns_failed_then_rolled_back(console_fleet) ->
         await open_form_and_start(pilot, app, "parallel", "v2")
         await wait_for(pilot, lambda: app.state.release is not None
                        and app.state.release.outcome is not None, what="the end", timeout=60)
-        await pilot.pause(0.3)
+        await repainted(pilot)
 
         kinds = [line.kind.value for line in app.state.timeline("prod-us")]
         assert kinds.index("cluster_failed") < kinds.index("cluster_rolled_back")
@@ -223,7 +228,7 @@ async def test_one_key_rollback_of_a_healthy_cluster(console_fleet) -> None:
         await pilot.press("y")
         await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is Phase.ROLLED_BACK,
                        what="the rollback")
-        await pilot.pause(0.3)
+        await repainted(pilot)
         assert grid_cell(app, "prod-eu", "phase") == "↩ rolled back"
         assert grid_cell(app, "prod-eu", "live").startswith("v1")
         assert grid_cell(app, "staging", "live").startswith("v2")
@@ -244,8 +249,10 @@ async def test_an_unreachable_cluster_shows_unreachable_while_the_others_work(co
         # Releasing to every cluster stops at pre-flight, which names the dead one.
         await open_form_and_start(pilot, app, "parallel", "v2")
         form = app.screen
-        await wait_for(pilot, lambda: not form.started, what="pre-flight to fail")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.state.release is not None
+                       and app.state.release.outcome is not None, what="pre-flight to fail")
+        await wait_for(pilot, lambda: not form.started, what="the form to reopen")
+        await repainted(pilot)
         lines = [str(line.text) for line in form.query_one("#preflight").lines]
         assert any("prod-us" in line and "✘" in line for line in lines), lines
         assert fleet.get("staging", "apps/deployments", "staging", "user-service") is None
@@ -261,7 +268,7 @@ async def test_an_unreachable_cluster_shows_unreachable_while_the_others_work(co
         assert grid.cursor_cluster == "prod-eu"
         assert grid_cell(app, "prod-us", "phase") == "✖ unreachable"
         await wait_for(pilot, lambda: app.state.release.outcome is not None, what="the end")
-        await pilot.pause(0.3)
+        await repainted(pilot)
         assert grid_cell(app, "staging", "phase") == "✔ healthy"
         assert grid_cell(app, "prod-eu", "phase") == "✔ healthy"
         assert grid_cell(app, "prod-us", "phase") == "✖ unreachable"
@@ -280,7 +287,8 @@ async def test_help_lists_every_key_in_words(console_fleet) -> None:
                            ("/", "filter"), ("space", "mark"), ("enter", "details"),
                            ("h", "history"), (":", "jump"), ("?", "help"),
                            ("ctrl+p", "command palette"), ("q", "quit"),
-                           ("a", "approve"), ("x", "abort + roll back")):
+                           ("a", "approve"), ("s", "stop here"), ("x", "abort + roll back"),
+                           ("j", "down"), ("k", "up"), ("g", "first"), ("G", "last")):
             assert any(line.strip().startswith(key) and words in line
                        for line in text.splitlines()), f"{key} {words!r} not in help"
         await pilot.press("escape")
@@ -296,8 +304,8 @@ async def test_marks_filter_and_jump(console_fleet) -> None:
         grid = app.fleet.grid
         # `/` filters by glob, group or id; `esc` clears.
         await pilot.press("slash", *"prod-eu*")
-        await pilot.pause(0.1)
-        assert grid.shown == ["prod-eu-10pct", "prod-eu"]
+        await wait_for(pilot, lambda: grid.shown == ["prod-eu-10pct", "prod-eu"],
+                       what="the filter")
         await pilot.press("enter", "space")  # back to the grid; mark the first shown
         await pilot.press("escape")
         assert grid.shown == list(config.ids)
@@ -396,9 +404,17 @@ async def test_abort_at_the_gate_rolls_back_what_the_release_reached(console_fle
         await started(pilot, app)
         await open_form_and_start(pilot, app, "canary", "v2")
         await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="the gate")
+        # Aborting rolls back: the console asks first, and `n` keeps the gate open.
         await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="the gate again")
+        assert app.state.release.outcome is None and app.state.release.gate_waiting
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
         await wait_for(pilot, lambda: app.state.release.outcome is not None, what="the end")
-        await pilot.pause(0.3)
+        await repainted(pilot)
         assert app.state.release.outcome == "aborted"
         assert grid_cell(app, "staging", "phase") == "↩ rolled back"
         assert grid_cell(app, "prod-eu", "phase") == "» skipped"
@@ -422,6 +438,8 @@ async def test_drift_is_marked_and_the_palette_finds_screens(console_fleet) -> N
         assert grid_cell(app, "staging", "live") == "v1"
         await pilot.press("ctrl+p")
         await pilot.press(*"History")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.screen.query("CommandList")
+                       and app.screen.query_one("CommandList").option_count > 0,
+                       what="the palette's matches")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")

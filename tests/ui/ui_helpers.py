@@ -27,3 +27,13 @@ async def wait_for(pilot: Any, predicate: Callable[[], bool], timeout: float = 3
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def repainted(pilot: Any, timeout: float = 30.0) -> None:
+    """Let the console draw what it knows: no engine events waiting in the bridge, no
+    change in the state the 10 Hz repaint has not taken, the (throttled) release header
+    drawn, then one more message cycle."""
+    app = pilot.app
+    await wait_for(pilot, lambda: not app.bridge.pending and not app.state.pending_repaint
+                   and not app.fleet.header_stale, timeout, what="the repaint")
+    await pilot.pause()

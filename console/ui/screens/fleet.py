@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,22 +9,18 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label
 
+from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
+                                  NewReleaseRequested, PauseToggled, StatusRefreshRequested)
 from console.ui.state import FleetState
 from console.ui.widgets.event_log import EventLog
 from console.ui.widgets.fleet_grid import FleetGrid
 from console.ui.widgets.release_header import ReleaseHeader
-
-if TYPE_CHECKING:
-    from console.ui.app import ReleaseConsoleApp
-
 
 HEADER_EVERY = 4  # repaints (of 10 a second) per header repaint at most
 
 
 class FleetScreen(Screen):
     """Every cluster at a glance; the place every action starts from."""
-
-    app: ReleaseConsoleApp
 
     BINDINGS = [
         Binding("n", "new_release", "new release"),
@@ -81,6 +75,11 @@ class FleetScreen(Screen):
         if lines:
             self.log_view.add(lines)
 
+    @property
+    def header_stale(self) -> bool:
+        """Whether the release header waits for its next (throttled) repaint."""
+        return self._header_stale
+
     def tick(self) -> None:
         """Once a second: running clocks."""
         self.grid.tick()
@@ -121,22 +120,22 @@ class FleetScreen(Screen):
 
     def action_new_release(self) -> None:
         """Open the release form (targets: the marked clusters)."""
-        self.app.open_release_form()
+        self.post_message(NewReleaseRequested())
 
     def action_rollback(self) -> None:
         """Roll back the cluster under the cursor (after a confirmation)."""
         cid = self.grid.cursor_cluster
         if cid is not None:
-            self.app.ask_rollback(cid)
+            self.post_message(ClusterRollbackRequested(cid))
 
     def action_pause(self) -> None:
         """Pause or resume the running release."""
-        self.app.toggle_pause()
+        self.post_message(PauseToggled())
 
     def action_refresh(self) -> None:
         """Read every cluster's live version again."""
-        self.app.load_status()
+        self.post_message(StatusRefreshRequested())
 
     @on(FleetGrid.Selected)
     def _open_detail(self, event: FleetGrid.Selected) -> None:
-        self.app.open_detail(event.cluster)
+        self.post_message(DetailRequested(event.cluster))
