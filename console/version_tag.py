@@ -60,6 +60,32 @@ def next_build_number(history_tags: Iterable[str]) -> int:
     return max(numbers, default=0) + 1
 
 
+def app_repository(config: Any) -> Path:
+    """The application's Git repository, whose commit names the default tag: the
+    directory of the fleet file (the original layout keeps clusters.yaml in the app
+    repository) when it is in one; else the directory of `app.manifests` (or of a local
+    chart) when that is - the demo and `sim` rewrite the fleet file into a temporary
+    directory, while the manifests stay in the checkout it came from."""
+    fleet_dir = Path(config.path).parent
+    chart = config.app.chart
+    sources = [Path(chart.chart)] if chart is not None and not chart.is_oci \
+        else [Path(config.app.manifests)]
+    for candidate in (fleet_dir, *sources):
+        if _in_git_repository(candidate):
+            return candidate
+    return fleet_dir
+
+
+def _in_git_repository(directory: Path) -> bool:
+    try:
+        out = subprocess.run(["git", "-C", str(directory), "rev-parse", "--verify", "-q",
+                              "HEAD"], capture_output=True, text=True, timeout=GIT_TIMEOUT,
+                             stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
 def default_tag(app_repo: Path, history_tags: Iterable[str] = (),
                 env: Mapping[str, str] | None = None) -> str:
     """`<short commit>-<build>`: `$BUILD_NUMBER` when it is a number, else the next from history."""

@@ -35,7 +35,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TextIO
 
 from console.cli.output import out
@@ -96,13 +95,6 @@ def freeze_override(args: argparse.Namespace) -> str | None:
     return reason if override else None
 
 
-def app_repo(config: Any) -> Path:
-    """The application's Git repository: `app.repo` when the schema has it, else the
-    directory of the fleet file (the original layout keeps clusters.yaml in the app repo)."""
-    repo = getattr(config.app, "repo", None)
-    return Path(repo) if repo else Path(config.path).parent
-
-
 def choose_tag(args: argparse.Namespace, config: Any) -> tuple[str, bool]:
     """(tag, defaulted): `--tag`, else the default tag, printed to stderr with its origin.
 
@@ -111,8 +103,8 @@ def choose_tag(args: argparse.Namespace, config: Any) -> tuple[str, bool]:
     if args.tag:
         return args.tag, False
     from console.history import Ledger
-    from console.version_tag import default_tag, short_commit
-    repo = app_repo(config)
+    from console.version_tag import app_repository, default_tag, short_commit
+    repo = app_repository(config)
     short_commit(repo)   # outside a Git repository: say so before opening the ledger
     build = os.environ.get("BUILD_NUMBER", "").strip()
     tags: list[str] = []

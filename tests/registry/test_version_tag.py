@@ -117,3 +117,26 @@ def test_failing_and_hanging_builds(tmp_path, registry):
                        timeout=0.5)
     assert not result.ok and "longer than 0.5 s" in result.detail
     assert time.monotonic() - started < 5
+
+
+def test_the_app_repository_of_a_rewritten_fleet_file_is_the_checkout(app_repo, tmp_path):
+    # The demo rewrites the fleet file into a temporary directory (no Git there); the
+    # manifests stay in the checkout, whose commit names the default tag.
+    from console.version_tag import app_repository
+    manifests = app_repo / "deploy"
+    manifests.mkdir()
+    (manifests / "deployment.yaml").write_text("kind: Deployment\n")
+    fleet = ("app: {{name: web, image: registry.example.com/web, manifests: {m}}}\n"
+             "clusters: [{{id: a, credentials: {{kubeconfig: a.yaml}}}}]\n")
+    elsewhere = tmp_path / "demo-tmp"
+    elsewhere.mkdir()
+    (elsewhere / "a.yaml").write_text("{}\n")
+    (elsewhere / "clusters.yaml").write_text(fleet.format(m=manifests))
+    config = fleet_config.load(elsewhere / "clusters.yaml")
+    assert app_repository(config) == manifests
+    commit = git(app_repo, "rev-parse", "--short", "HEAD")
+    assert default_tag(app_repository(config), env={"BUILD_NUMBER": "7"}) == f"{commit}-7"
+    # A fleet file in the app repository is the repository, as before.
+    (app_repo / "a.yaml").write_text("{}\n")
+    (app_repo / "clusters.yaml").write_text(fleet.format(m=manifests))
+    assert app_repository(fleet_config.load(app_repo / "clusters.yaml")) == app_repo

@@ -8,7 +8,6 @@ pre-flight passes, and stays (fields editable again) when it fails.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -24,19 +23,20 @@ from console.errors import UserError
 from console.events import Event, Kind
 from console.names import validate_tag
 from console.plan import Plan, build_plan, select
-from console.version_tag import default_tag
+from console.version_tag import app_repository, default_tag
+from console.ui.messages import StartReleaseRequested
 from console.ui.state import PRODUCTION_GLYPH, FleetState, Phase
 from console.ui.widgets.palette import Palette
 
 if TYPE_CHECKING:
     from console.config import FleetConfig
-    from console.ui.app import ReleaseConsoleApp
+    from console.ui.messages import ConsoleServices
 
 
 class ReleaseFormScreen(Screen):
     """Choose what to release where, see the plan, start it."""
 
-    app: ReleaseConsoleApp
+    app: ConsoleServices  # type: ignore[assignment] - what screens may read
 
     BINDINGS = [
         Binding("ctrl+s", "start", "start the release"),
@@ -116,7 +116,7 @@ class ReleaseFormScreen(Screen):
         except UserError:
             tags = []   # no ledger yet: the first build number
         try:
-            tag: str | None = default_tag(Path(self.config.path).parent, tags)
+            tag: str | None = default_tag(app_repository(self.config), tags)
         except UserError:
             tag = None  # not a Git repository: the tag must be typed
         self.app.call_from_thread(self._set_default_tag, tag)
@@ -255,9 +255,11 @@ class ReleaseFormScreen(Screen):
             max_parallel=int(max_parallel) if max_parallel and strategy != "serial" else None,
             max_failures=(self._value("max-failures") or None) if strategy != "serial" else None,
             operator=self.app.operator)
-        if not self.app.start_release(request):
-            self.notify("a release is running already", severity="warning")
-            return
+        # The app starts it (or says why not) and then calls `release_started`.
+        self.post_message(StartReleaseRequested(request))
+
+    def release_started(self) -> None:
+        """The app started the release: show pre-flight as it runs, lock the form."""
         self.started = True
         self.release_id = None
         self.query_one("#preflight", RichLog).clear()
