@@ -29,6 +29,9 @@ from console.errors import UserError
 from console.events import Event, Outcome
 from console.session import operator_name
 from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
+from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
+                                 NewReleaseRequested, PauseToggled, ReleaseRollbackRequested,
+                                 StartReleaseRequested, StatusRefreshRequested)
 from console.ui.screens.fleet import FleetScreen
 from console.ui.state import ClusterInfo, FleetState
 from console.ui.themes import DEFAULT_THEME, load_themes, theme_dirs, variable_defaults
@@ -271,9 +274,48 @@ class ReleaseConsoleApp(App[int]):
             return
         self.push_screen(ReleaseFormScreen(self.config, self.state, self.state.marked()))
 
+    # -- what screens ask for (messages; see console.ui.messages) ------------------
+
+    @on(NewReleaseRequested)
+    def _new_release_requested(self) -> None:
+        self.open_release_form()
+
+    @on(StartReleaseRequested)
+    def _start_release_requested(self, message: StartReleaseRequested) -> None:
+        from console.ui.screens.release_form import ReleaseFormScreen
+
+        if not self.start_release(message.request):
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, ReleaseFormScreen):
+                screen.release_started()
+
+    @on(PauseToggled)
+    def _pause_toggled(self) -> None:
+        self.toggle_pause()
+
+    @on(StatusRefreshRequested)
+    def _status_refresh_requested(self) -> None:
+        self.load_status()
+
+    @on(DetailRequested)
+    def _detail_requested(self, message: DetailRequested) -> None:
+        self.open_detail(message.cluster_id)
+
+    @on(ClusterRollbackRequested)
+    def _cluster_rollback_requested(self, message: ClusterRollbackRequested) -> None:
+        self.ask_rollback(message.cluster_id)
+
+    @on(ReleaseRollbackRequested)
+    def _release_rollback_requested(self, message: ReleaseRollbackRequested) -> None:
+        self.ask_rollback_release(message.release_id, message.version, message.targets)
+
+    # -- releases (continued) -------------------------------------------------------
+
     def start_release(self, request: ReleaseRequest) -> bool:
-        """Run a release in a worker; False if one is running already."""
+        """Run a release in a worker; False (and say why) when it cannot start now."""
         if self.release_running:
+            self.notify("a release is running already", severity="warning")
             return False
         if self._ledger_error is not None:
             self.notify(f"releases are disabled: history unavailable: {self._ledger_error}",

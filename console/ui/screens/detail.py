@@ -23,10 +23,12 @@ from console.errors import UserError
 from console.events import Event
 from console.ui.state import DRIFT_GLYPH, PRODUCTION_GLYPH, FleetState, Phase, format_duration
 from console.ui.widgets.event_log import format_line
+from console.ui.widgets.lists import ListTable
 from console.ui.widgets.palette import Palette
+from console.ui.messages import ClusterRollbackRequested
 
 if TYPE_CHECKING:
-    from console.ui.app import ReleaseConsoleApp
+    from console.ui.messages import ConsoleServices
 
 BUSY_REFRESH = 2.0
 IDLE_REFRESH = 10.0
@@ -35,7 +37,7 @@ IDLE_REFRESH = 10.0
 class DetailScreen(Screen):
     """Pods, timeline, revisions and the last error of one cluster."""
 
-    app: ReleaseConsoleApp
+    app: ConsoleServices  # type: ignore[assignment] - what screens may read
 
     BINDINGS = [
         Binding("escape", "back", "back"),
@@ -56,7 +58,7 @@ class DetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-title")
         yield Label("Pods", classes="section-title")
-        yield DataTable(id="pods", cursor_type="row")
+        yield ListTable(id="pods", cursor_type="row")
         with Horizontal(id="detail-lower"):
             with Vertical(id="detail-left"):
                 yield Label("Revisions", classes="section-title")
@@ -119,7 +121,7 @@ class DetailScreen(Screen):
 
     def action_rollback(self) -> None:
         """Roll this cluster back (after a confirmation)."""
-        self.app.ask_rollback(self.cluster_id)
+        self.post_message(ClusterRollbackRequested(self.cluster_id))
 
     def _on_events(self, events: list[Event]) -> None:
         mine = [e for e in events if e.cluster == self.cluster_id]
@@ -189,6 +191,7 @@ class DetailScreen(Screen):
         for rev in sorted(detail.revisions, key=lambda r: r.number, reverse=True):
             revisions.add_row(str(rev.number), rev.version or "-", rev.image or "-")
         log = self.query_one("#timeline", RichLog)
+        keys = {(ev.time, ev.object, ev.reason, ev.message) for ev in detail.events}
         for ev in detail.events:
             key = (ev.time, ev.object, ev.reason, ev.message)
             if key in self._seen_events:
@@ -197,6 +200,9 @@ class DetailScreen(Screen):
             style = pal.bad if ev.type == "Warning" else ""
             log.write(Text.assemble((f"{_local_time(ev.time)} ", "dim"), (ev.object, "bold"),
                                     " ", (f"{ev.reason}: ", style), ev.message))
+        # Remember only what the cluster still lists: a screen left open for days must
+        # not keep every event it ever showed (the cluster expires old ones itself).
+        self._seen_events &= keys
 
 
 def _local_time(iso: str) -> str:

@@ -16,12 +16,12 @@ from console.ui.widgets.palette import Palette
 
 
 class GateScreen(ModalScreen[Any]):
-    """Approve the next wave, reject (stop here), or abort and roll back."""
+    """Approve the next wave, stop here (reject), or abort and roll back (confirmed)."""
 
     BINDINGS = [
         Binding("a", "decide('approve')", "approve"),
-        Binding("r", "decide('reject')", "reject (stop here)"),
-        Binding("x", "decide('abort')", "abort + roll back"),
+        Binding("s", "decide('reject')", "stop here (reject)"),
+        Binding("x", "abort", "abort + roll back"),
     ]
 
     def __init__(self, request: Any, state: FleetState, operator: str) -> None:
@@ -43,7 +43,7 @@ class GateScreen(ModalScreen[Any]):
             nxt = ", ".join(self._with_marker(c) for c in req.next_clusters) or "-"
             yield Static(f"Next: wave {req.next_wave + 1} → {nxt}", id="gate-next",
                          classes="dialog-body")
-            yield Label("[b]a[/b] approve    [b]r[/b] reject (stop here)    "
+            yield Label("[b]a[/b] approve    [b]s[/b] stop here (reject)    "
                         "[b]x[/b] abort + roll back", classes="dialog-keys")
 
     def _with_marker(self, cluster_id: str) -> str:
@@ -69,6 +69,18 @@ class GateScreen(ModalScreen[Any]):
                           Text(f"{phase.glyph} {phase.word}", pal.phases[phase]),
                           format_duration(result.duration), ready,
                           Text(" ".join((result.error or "").split()), pal.bad))
+
+    def action_abort(self) -> None:
+        """Abort rolls back every cluster the release reached: ask first."""
+        from console.ui.screens.confirm import ConfirmScreen
+
+        reached = ", ".join(r.cluster for r in self.request.results) or "no cluster"
+        self.app.push_screen(ConfirmScreen(
+            "Abort the release and roll back?",
+            f"Every cluster this release reached goes back to the version it ran before "
+            f"({reached}); no later wave starts.",
+            yes="abort and roll back", no="keep deciding"),
+            lambda yes: self.action_decide("abort") if yes else None)
 
     def action_decide(self, decision: str) -> None:
         """Answer the engine."""

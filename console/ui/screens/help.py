@@ -18,6 +18,10 @@ KEY_NAMES = {"question_mark": "?", "colon": ":", "slash": "/", "space": "space",
              "escape": "esc", "enter": "enter", "ctrl+p": "ctrl+p", "ctrl+r": "ctrl+r"}
 
 
+# The k9s keys every list has (console.ui.widgets.lists).
+LIST_MOVES = ("j k g G", "down, up, first, last row")
+
+
 def key_label(binding: Binding) -> str:
     """How a key is written for people (`?`, `/`, `space`, `ctrl+p`)."""
     if binding.key_display:
@@ -25,9 +29,9 @@ def key_label(binding: Binding) -> str:
     return ", ".join(KEY_NAMES.get(k.strip(), k.strip()) for k in binding.key.split(","))
 
 
-def sections() -> list[tuple[str, list[tuple[str, str]]]]:
-    """(title, [(key, action in words)]) for every screen, home first."""
-    from console.ui.app import ReleaseConsoleApp
+def sections(app_bindings: Iterable[BindingType]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(title, [(key, action in words)]) for every screen, home first; `app_bindings`
+    are the keys that work everywhere (the app's)."""
     from console.ui.screens.confirm import ConfirmScreen
     from console.ui.screens.detail import DetailScreen
     from console.ui.screens.fleet import FleetScreen
@@ -40,7 +44,7 @@ def sections() -> list[tuple[str, list[tuple[str, str]]]]:
     def keys(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
         return [(key_label(b), b.description) for b in bindings if isinstance(b, Binding)]
 
-    everywhere = keys(ReleaseConsoleApp.BINDINGS) + [("ctrl+p", "command palette")]
+    everywhere = keys(app_bindings) + [("ctrl+p", "command palette")]
     fleet = keys(FleetScreen.BINDINGS) + keys(FleetGrid.BINDINGS) + [
         ("↑ ↓ pgup pgdn", "move the cursor")]
     return [
@@ -50,8 +54,8 @@ def sections() -> list[tuple[str, list[tuple[str, str]]]]:
         ("Gate between waves", keys(GateScreen.BINDINGS)),
         ("Rollback confirmation", keys(RollbackScreen.BINDINGS)),
         ("Questions", keys(ConfirmScreen.BINDINGS)),
-        ("Cluster detail", keys(DetailScreen.BINDINGS)),
-        ("History", keys(HistoryScreen.BINDINGS)),
+        ("Cluster detail", keys(DetailScreen.BINDINGS) + [LIST_MOVES]),
+        ("History", keys(HistoryScreen.BINDINGS) + [LIST_MOVES]),
     ]
 
 
@@ -65,7 +69,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         text = Text()
-        for title, entries in sections():
+        for title, entries in sections(self.app.BINDINGS):
             text.append(f"{title}\n", "bold underline")
             for key, words in entries:
                 text.append(f"  {key:<14}", "bold")

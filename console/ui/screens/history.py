@@ -18,12 +18,14 @@ from textual.screen import Screen
 from textual.widgets import (DataTable, Footer, Input, Static, TabbedContent, TabPane)
 
 from console.errors import UserError
+from console.ui.messages import ReleaseRollbackRequested
 from console.ui.state import DRIFT_GLYPH, PRODUCTION_GLYPH, FleetState, Phase
+from console.ui.widgets.lists import ListTable
 from console.ui.widgets.palette import Palette
 
 if TYPE_CHECKING:
     from console.config import FleetConfig
-    from console.ui.app import ReleaseConsoleApp
+    from console.ui.messages import ConsoleServices
 
 OUTCOME_PHASE = {"ok": Phase.HEALTHY, "healthy": Phase.HEALTHY, "failed": Phase.FAILED,
                  "rolled_back": Phase.ROLLED_BACK, "skipped": Phase.SKIPPED,
@@ -41,7 +43,7 @@ def _short_time(iso: str | None) -> str:
 class HistoryScreen(Screen):
     """Releases, newest first, and the version matrix with drift."""
 
-    app: ReleaseConsoleApp
+    app: ConsoleServices  # type: ignore[assignment] - what screens may read
 
     AUTO_FOCUS = "#ledger"  # keys act on the ledger; `/` goes to the filter
 
@@ -67,10 +69,10 @@ class HistoryScreen(Screen):
             with TabPane("Ledger", id="tab-ledger"):
                 yield Input(placeholder="filter: release, version, cluster, operator, outcome",
                             id="history-filter")
-                yield DataTable(id="ledger", cursor_type="row")
+                yield ListTable(id="ledger", cursor_type="row")
                 yield Static("", id="release-detail")
             with TabPane("Versions", id="tab-matrix"):
-                yield DataTable(id="matrix", cursor_type="row")
+                yield ListTable(id="matrix", cursor_type="row")
                 yield Static(f"{DRIFT_GLYPH} live differs from the ledger (changed outside "
                              "the console)", id="matrix-legend")
         yield Footer(compact=True)
@@ -211,4 +213,4 @@ class HistoryScreen(Screen):
         rel = self._selected()
         if rel is None:
             return
-        self.app.ask_rollback_release(rel.id, rel.version, list(rel.targets))
+        self.post_message(ReleaseRollbackRequested(rel.id, rel.version, rel.targets))

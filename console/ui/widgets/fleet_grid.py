@@ -67,6 +67,10 @@ class FleetGrid(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "page down", show=False),
         Binding("home", "first", "first cluster", show=False),
         Binding("end", "last", "last cluster", show=False),
+        Binding("j", "cursor_down", "down", show=False),
+        Binding("k", "cursor_up", "up", show=False),
+        Binding("g", "first", "first cluster", show=False),
+        Binding("G", "last", "last cluster", show=False),
     ]
 
     COMPONENT_CLASSES = {"fleet-grid--header", "fleet-grid--cursor"}

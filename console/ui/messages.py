@@ -1,0 +1,81 @@
+"""What a screen asks of the console, as Textual messages (the frogmouth way).
+
+Screens and widgets never call `ReleaseConsoleApp` methods to act: they post one of
+these, it bubbles up to the app, and the app - which owns the engine process, the
+running release and the screen stack - acts. So no screen imports the app, and the app
+is the one place that decides what an action does (e.g. refusing a rollback while a
+release runs). Reads a screen needs (the ledger, a cluster's detail) go through
+`ConsoleServices`, the few app attributes screens may use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from textual.signal import Signal
+
+    from console.engine.api import ReleaseRequest
+    from console.events import Event
+
+
+class ConsoleServices(Protocol):
+    """What screens may read from the app (worker threads for the blocking calls)."""
+
+    operator: str
+    events_signal: Signal[list[Event]]
+
+    def engine(self) -> Any:
+        """The engine process (blocking until it has started)."""
+
+    def ledger(self) -> Any:
+        """The ledger's reads, served by the engine process."""
+
+
+class NewReleaseRequested(Message):
+    """Open the release form (targets: the marked clusters)."""
+
+
+class StartReleaseRequested(Message):
+    """Start this release (the form asks; the app answers with `release_started`)."""
+
+    def __init__(self, request: ReleaseRequest) -> None:
+        super().__init__()
+        self.request = request
+
+
+class PauseToggled(Message):
+    """Pause the running release, or resume it."""
+
+
+class StatusRefreshRequested(Message):
+    """Read every cluster's live version again."""
+
+
+class DetailRequested(Message):
+    """Open one cluster's detail screen."""
+
+    def __init__(self, cluster_id: str) -> None:
+        super().__init__()
+        self.cluster_id = cluster_id
+
+
+class ClusterRollbackRequested(Message):
+    """Roll one cluster back (the app confirms first)."""
+
+    def __init__(self, cluster_id: str) -> None:
+        super().__init__()
+        self.cluster_id = cluster_id
+
+
+class ReleaseRollbackRequested(Message):
+    """Roll back every cluster a release reached (the app confirms first)."""
+
+    def __init__(self, release_id: str, version: str, targets: Sequence[str]) -> None:
+        super().__init__()
+        self.release_id = release_id
+        self.version = version
+        self.targets = list(targets)
