@@ -27,6 +27,7 @@ import os
 import smtplib
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from console.config import NotifyConfig
 
 EXCERPT = 300            # characters of each cluster's error in a notification
+DELIVERIES_KEPT = 200    # the latest deliveries a listener remembers
 WATCHED = frozenset({Kind.RELEASE_PLANNED, Kind.RELEASE_STARTED, Kind.CLUSTER_FAILED, Kind.CLUSTER_ROLLED_BACK,
                      Kind.PREFLIGHT_RESULT, Kind.GATE_WAITING, Kind.RELEASE_FINISHED})
 
@@ -210,7 +212,8 @@ class NotifyListener:
         """Wrap `notifier`; `on_result` receives every batch of deliveries."""
         self.notifier = notifier
         self.on_result = on_result
-        self.deliveries: list[Delivery] = []
+        # The latest deliveries; a TUI session's listener lives for many releases.
+        self.deliveries: deque[Delivery] = deque(maxlen=DELIVERIES_KEPT)
         self._lock = threading.Lock()
         self._releases: dict[str, dict[str, Any]] = {}
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")
@@ -269,6 +272,8 @@ class NotifyListener:
                             freeze_override=str(state.get("freeze_override") or ""))
 
     def _submit(self, note: Notification) -> None:
+        # Forget sends that finished: only pending ones are waited for.
+        self._futures = [f for f in self._futures if not f.done()]
         self._futures.append(self._sender.submit(self._deliver, note))
 
     def _deliver(self, note: Notification) -> None:

@@ -143,6 +143,9 @@ class EventLedger:
             helm_revision=event.data.get("helm_revision") if ok else None)
 
     def _on_release_finished(self, event: Event) -> None:
+        # A release that failed pre-flight was planned but never started: forget it too,
+        # or a long console session keeps every such plan.
+        self._planned.pop(event.release_id, None)
         if event.release_id not in self._started:
             return  # pre-flight failed: nothing was touched, nothing to record
         self._started.discard(event.release_id)

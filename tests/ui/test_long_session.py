@@ -1,0 +1,66 @@
+"""A console left open for days: what its engine process keeps per release stays bounded
+(issue 11 item 20). Each part is fed many releases' events, as a long session would."""
+
+from __future__ import annotations
+
+from console.config import NotifyConfig
+from console.engine import Engine
+from console.events import Event, Kind
+from console.history import EventLedger
+from console.notify import DELIVERIES_KEPT, Notifier, NotifyListener
+from tests.history.conftest import make_ledger, webhook  # noqa: F401 - pytest fixtures
+
+RELEASES = 250
+
+
+def release(rid: str, outcome: str) -> list[Event]:
+    """A release's first and last events (what every release has)."""
+    return [Event(Kind.RELEASE_PLANNED, rid, data={
+                "app": "user-service", "version": "v2", "targets": ["a"], "operator": "ann"}),
+            Event(Kind.RELEASE_FINISHED, rid, data={"outcome": outcome, "exit_code": 2})]
+
+
+def test_the_notifier_forgets_finished_sends(webhook) -> None:  # noqa: F811 - fixture
+    listener = NotifyListener(Notifier(NotifyConfig(on=("failure",), slack_webhook=webhook.url,
+                                                    timeout=10.0), app="user-service"))
+    try:
+        for i in range(RELEASES):
+            for event in release(f"r-{i}", "failed"):
+                listener(event)
+        deliveries = listener.wait(timeout=60)
+        assert len(webhook.bodies) == RELEASES   # every release was notified ...
+        assert len(deliveries) == DELIVERIES_KEPT   # ... the listener keeps the latest
+        listener(release("r-last", "failed")[0])
+        listener(release("r-last", "failed")[1])
+        assert len(listener._futures) <= 2   # finished sends are forgotten
+    finally:
+        listener.close(timeout=30)
+
+
+def test_the_ledger_listener_forgets_releases_that_failed_preflight(make_ledger) -> None:  # noqa: F811
+    listener = EventLedger(make_ledger())
+    for i in range(RELEASES):
+        for event in release(f"r-{i}", "preflight_failed"):
+            listener(event)
+    assert listener._planned == {}
+
+
+def test_the_engine_keeps_only_the_latest_listener_errors(tmp_path) -> None:
+    from console.config import load
+    fleet = tmp_path / "clusters.yaml"
+    (tmp_path / "a.yaml").write_text("{}\n")
+    (tmp_path / "deploy").mkdir()
+    fleet.write_text("app: {name: web, image: registry.example.com/web, manifests: deploy}\n"
+                     "clusters: [{id: a, credentials: {kubeconfig: a.yaml}}]\n")
+
+    def broken(_event: Event) -> None:
+        raise RuntimeError("listener bug")
+
+    engine = Engine(load(fleet), [broken])
+    try:
+        for i in range(1000):
+            engine.event(Kind.CLUSTER_PROGRESS, f"r-{i}", "a", "progress")
+        assert 0 < len(engine.listener_errors) <= 100
+        assert "listener bug" in engine.listener_errors[-1]
+    finally:
+        engine.close()
