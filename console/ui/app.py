@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
-from textual.message import Message
 from textual.signal import Signal
 
 from console.errors import UserError
 from console.events import Event, Outcome
 from console.session import operator_name
+from console.ui.commands import ConsoleCommands
 from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
 from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
-                                 NewReleaseRequested, PauseToggled, ReleaseRollbackRequested,
+                                 NewReleaseRequested, Notice, PauseToggled,
+                                 ReleaseRollbackRequested,
                                  StartReleaseRequested, StatusRefreshRequested)
 from console.ui.screens.fleet import FleetScreen
 from console.ui.state import ClusterInfo, FleetState
@@ -43,44 +43,6 @@ if TYPE_CHECKING:
 
 REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
 STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
-
-
-class Notice(Message):
-    """A warning from a worker or engine thread, shown as a notification."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-
-class ConsoleCommands(Provider):
-    """Command palette entries: the console's actions and every cluster."""
-
-    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
-        app = self.app
-        assert isinstance(app, ReleaseConsoleApp)
-        commands = [
-            ("New release", app.open_release_form, "targets, strategy, tag, plan"),
-            ("History", app.action_history, "the ledger and the version matrix"),
-            ("Help", app.action_help, "every key and what it does"),
-            ("Pause or resume the release", app.toggle_pause, "no new cluster starts while paused"),
-            ("Refresh live versions", app.load_status, "read every cluster again"),
-        ]
-        for cid in app.state.ids:
-            commands.append((f"Cluster {cid}", lambda c=cid: app.open_detail(c),
-                             "pods, events, revisions, last error"))
-        return commands
-
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
-            yield Hit(1.0, name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
 class ReleaseConsoleApp(App[int]):

@@ -35,6 +35,14 @@ class ConsoleServices(Protocol):
         """The ledger's reads, served by the engine process."""
 
 
+class Notice(Message):
+    """A warning from a worker or engine thread, shown as a notification."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class NewReleaseRequested(Message):
     """Open the release form (targets: the marked clusters)."""
 

@@ -1,0 +1,198 @@
+"""The console's view-model types: a cluster's phase and row, log lines, the release
+being followed, and the pure helpers they need (durations, the filter query).
+
+Plain Python, no Textual: `console.ui.state.FleetState` holds these and changes them from
+engine events; widgets read them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from enum import Enum
+
+from console.events import Kind
+
+class Phase(str, Enum):
+    """Where one cluster stands; every phase has a glyph and a word (monochrome-safe)."""
+
+    IDLE = "idle"
+    CHECKING = "checking"
+    WAITING = "waiting"
+    ROLLING = "rolling"
+    HEALTHY = "healthy"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def glyph(self) -> str:
+        """One character that tells the phase apart without colour."""
+        return _GLYPHS[self]
+
+    @property
+    def word(self) -> str:
+        """The phase in words, as the grid prints it."""
+        return self.value.replace("_", " ")
+
+    @property
+    def active(self) -> bool:
+        """True while the engine is working on the cluster."""
+        return self in (Phase.CHECKING, Phase.ROLLING, Phase.ROLLING_BACK)
+
+
+_GLYPHS = {
+    Phase.IDLE: "·",
+    Phase.CHECKING: "…",
+    Phase.WAITING: "◷",
+    Phase.ROLLING: "⟳",
+    Phase.HEALTHY: "✔",
+    Phase.FAILED: "✘",
+    Phase.ROLLING_BACK: "↺",
+    Phase.ROLLED_BACK: "↩",
+    Phase.SKIPPED: "»",
+    Phase.UNREACHABLE: "✖",
+}
+
+PRODUCTION_GLYPH = "●"
+DRIFT_GLYPH = "≠"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """The static facts about a cluster the grid needs (from `clusters.yaml`)."""
+
+    id: str
+    groups: tuple[str, ...] = ()
+    production: bool = False
+
+
+@dataclass
+class ClusterView:
+    """One row of the fleet grid. Mutable: events update it in place."""
+
+    info: ClusterInfo
+    phase: Phase = Phase.IDLE
+    live: str | None = None
+    target: str | None = None
+    recorded: str | None = None
+    desired: int = 0
+    updated: int = 0
+    ready: int = 0
+    available: int = 0
+    started: float | None = None
+    finished: float | None = None
+    message: str = ""
+    error: str = ""
+    wave: int | None = None
+    marked: bool = False
+    reachable: bool = True  # as last seen (status reading or engine event)
+
+    @property
+    def id(self) -> str:
+        """The cluster id."""
+        return self.info.id
+
+    @property
+    def drift(self) -> bool:
+        """True when the live version differs from what the ledger recorded."""
+        return bool(self.recorded and self.live and self.live != self.recorded)
+
+    @property
+    def resting_phase(self) -> Phase:
+        """The phase of a cluster no release is working on: idle, or unreachable."""
+        return Phase.IDLE if self.reachable else Phase.UNREACHABLE
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds since the cluster started its rollout (frozen once it finished)."""
+        if self.started is None:
+            return None
+        return max(0.0, (self.finished if self.finished is not None else now) - self.started)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of the event log."""
+
+    ts: float
+    cluster: str
+    text: str
+    kind: Kind | None = None
+    bad: bool = False
+
+
+@dataclass(frozen=True)
+class PreflightLine:
+    """One pre-flight check result, as it arrived."""
+
+    cluster: str
+    check: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class ReleaseView:
+    """The release the console is following (the last one started)."""
+
+    release_id: str
+    version: str = ""
+    strategy: str = ""
+    targets: tuple[str, ...] = ()
+    waves: tuple[tuple[str, ...], ...] = ()
+    operator: str = ""
+    wave: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    outcome: str | None = None
+    paused: bool = False
+    gate_waiting: bool = False
+    preflight: list[PreflightLine] = field(default_factory=list)
+    preflight_ok: bool | None = None
+
+    def elapsed(self, now: float) -> float:
+        """Seconds since the release was planned (frozen once it finished)."""
+        if self.started is None:
+            return 0.0
+        return max(0.0, (self.finished if self.finished is not None else now) - self.started)
+
+
+def format_duration(seconds: float | None) -> str:
+    """`m:ss` (or `h:mm:ss`), `-` when unknown."""
+    if seconds is None:
+        return "-"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+def matches(info: ClusterInfo, query: str) -> bool:
+    """Does a filter query select this cluster?
+
+    Terms are separated by commas or spaces; a cluster matches when any term does, and
+    no `!term` does. A term matches the id (substring), a group (exactly), or either as
+    a glob when it holds `*`, `?` or `[`; an exclusion names an id exactly (as in
+    `console.plan` selectors), a group, or a glob.
+    """
+    terms = [t for t in query.replace(",", " ").split() if t]
+    if not terms:
+        return True
+    include = [t for t in terms if not t.startswith("!")]
+    exclude = [t[1:] for t in terms if t.startswith("!") and len(t) > 1]
+    if any(_term_matches(info, t, exact=True) for t in exclude):
+        return False
+    return not include or any(_term_matches(info, t) for t in include)
+
+
+def _term_matches(info: ClusterInfo, term: str, exact: bool = False) -> bool:
+    term = term.lower()
+    if any(c in term for c in "*?["):
+        return fnmatch.fnmatchcase(info.id.lower(), term) or any(
+            fnmatch.fnmatchcase(g.lower(), term) for g in info.groups)
+    in_id = term == info.id.lower() if exact else term in info.id.lower()
+    return in_id or term in (g.lower() for g in info.groups)
