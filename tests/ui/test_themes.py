@@ -80,6 +80,6 @@ async def test_the_console_uses_the_chosen_theme_and_reports_bad_files(
         # Production is marked by a glyph, not only by a colour.
         assert PRODUCTION_GLYPH in app.fleet.grid.cell_text("prod-eu", "cluster")
         app.theme = "release-light"
-        await pilot.pause(0.1)
-        assert app.get_css_variables()["production"] == "#bf3989"
+        await wait_for(pilot, lambda: app.get_css_variables()["production"] == "#bf3989",
+                       what="the light theme's colours")
 
