@@ -17,7 +17,9 @@ from typing import Any
 
 from textual.message import Message
 
-from console.events import Event
+from console.events import Event, Kind
+
+BACKLOG = 20_000   # events waiting for the UI thread before progress is thinned out
 
 
 class EventsReady(Message):
@@ -38,18 +40,40 @@ class GateQuestion(Message):
 
 
 class EventBridge:
-    """The engine listener: queue events, wake the app once per burst."""
+    """The engine listener: queue events, wake the app once per burst.
 
-    def __init__(self, post: Callable[[Message], bool]):
+    Bounded: when more than `backlog` events wait (a UI thread that could not keep up),
+    the progress events that a later one of the same cluster supersedes are dropped -
+    every other event is kept, in order.
+    """
+
+    def __init__(self, post: Callable[[Message], bool], backlog: int = BACKLOG):
         self._post = post
         self._queue: deque[Event] = deque()
         self._lock = threading.Lock()
         self._posted = False
+        self.backlog = backlog
+        self._compact_at = backlog   # grows when what is left is all worth keeping
+
+    def _compact(self) -> None:
+        """Keep every event but superseded progress (caller holds the lock)."""
+        if len(self._queue) <= self._compact_at:
+            return
+        latest: dict[str | None, int] = {}
+        for i, event in enumerate(self._queue):
+            if event.kind is Kind.CLUSTER_PROGRESS:
+                latest[event.cluster] = i
+        keep = set(latest.values())
+        self._queue = deque(e for i, e in enumerate(self._queue)
+                            if e.kind is not Kind.CLUSTER_PROGRESS or i in keep)
+        # Scan again only once as much again has arrived (no scan per event).
+        self._compact_at = max(self.backlog, 2 * len(self._queue))
 
     def __call__(self, event: Event) -> None:
         """One event (an engine `Listener`; any thread)."""
         with self._lock:
             self._queue.append(event)
+            self._compact()
             if self._posted:
                 return
             self._posted = True
@@ -59,6 +83,7 @@ class EventBridge:
         """Called with a batch of events (any thread)."""
         with self._lock:
             self._queue.extend(events)
+            self._compact()
             if self._posted or not events:
                 return
             self._posted = True
@@ -76,6 +101,7 @@ class EventBridge:
             self._posted = False
             events = list(self._queue)
             self._queue.clear()
+            self._compact_at = self.backlog
         return events
 
 

@@ -64,3 +64,22 @@ def test_the_engine_keeps_only_the_latest_listener_errors(tmp_path) -> None:
         assert "listener bug" in engine.listener_errors[-1]
     finally:
         engine.close()
+
+
+def test_the_bridge_thins_out_progress_when_the_ui_falls_behind() -> None:
+    from console.ui.bridge import EventBridge
+    posted: list[object] = []
+    bridge = EventBridge(posted.append, backlog=100)
+    events = [Event(Kind.CLUSTER_STARTED, "r", c) for c in ("a", "b")]
+    for i in range(1000):
+        events.append(Event(Kind.CLUSTER_PROGRESS, "r", "ab"[i % 2], data={"ready": i}))
+    events += [Event(Kind.CLUSTER_HEALTHY, "r", c) for c in ("a", "b")]
+    for event in events:
+        bridge(event)
+    drained = bridge.drain()
+    assert len(drained) <= 100 and len(posted) == 1
+    # Every event but superseded progress, in order; each cluster's latest progress stays.
+    assert [e for e in drained if e.kind is not Kind.CLUSTER_PROGRESS] == \
+        [e for e in events if e.kind is not Kind.CLUSTER_PROGRESS]
+    last = {e.cluster: e.data["ready"] for e in drained if e.kind is Kind.CLUSTER_PROGRESS}
+    assert last == {"a": 998, "b": 999}
