@@ -46,9 +46,12 @@ are built from their Go modules; install Go 1.26 or newer (and reach the Go modu
         pkgs=""; for np in "$@"; do pkgs="$pkgs ${np#*=}"; done
         echo "make bin: building$pkgs (build/go/$dir)" >&2
         start=$(date +%s)
-        mkdir -p "$tmp/$dir"
+        # Build in a copy of the module: a checkout that changes meanwhile (git rebase)
+        # does not pull the directory from under a build that takes many minutes.
+        mkdir -p "$tmp/$dir" "$tmp/mod/$dir"
+        cp "$here/go/$dir/go.mod" "$here/go/$dir/go.sum" "$tmp/mod/$dir/"
         # shellcheck disable=SC2086
-        (cd "$here/go/$dir" && go build -mod=readonly -trimpath -ldflags "-s -w $ld" -o "$tmp/$dir/" $pkgs) \
+        (cd "$tmp/mod/$dir" && go build -mod=readonly -trimpath -ldflags "-s -w $ld" -o "$tmp/$dir/" $pkgs) \
             || fail "go build of$pkgs failed (see the errors above)"
         for np in "$@"; do
             name=${np%%=*}; pkg=${np#*=}; built=$(basename "$pkg")
