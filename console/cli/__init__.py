@@ -21,7 +21,7 @@ from console.errors import UserError
 
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS = ("ui", "deploy", "plan", "check", "status", "rollback", "history", "rbac",
-            "drill", "sim", "demo")
+            "drill", "sim", "lab", "demo")
 
 DEFAULT_CONFIG = "clusters.yaml"
 

@@ -1,0 +1,139 @@
+"""`release-console lab up`: real Kubernetes control planes on loopback, in the foreground.
+
+    release-console lab up 3 --kubeconfig-dir /tmp/lab            # clusters c0, c1, c2
+    release-console lab up --config clusters.yaml --kubeconfig-dir /tmp/lab
+
+One kube-apiserver, kube-controller-manager, kube-scheduler and KWOK per cluster over one
+shared etcd (see console/lab/fleet.py), built by `make bin`. Writes DIR/<id>.yaml admin
+kubeconfigs and DIR/clusters.yaml (the fleet rewritten as `release-console sim` does),
+component logs in DIR/logs/, prints one line containing `ready` once every cluster answers
+and has Ready nodes, and stops every process it started on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from console.errors import UserError
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `lab` sub-command (`lab up`)."""
+    parser = subparsers.add_parser(
+        "lab", parents=[common], help="serve real Kubernetes control planes on this machine",
+        description="Real control planes (etcd, kube-apiserver, kube-controller-manager, "
+                    "kube-scheduler, KWOK) built by `make bin`.")
+    actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", parents=[common], help="start a lab and serve it until Ctrl-C",
+                            description="Start N clusters (or one per clusters[] entry of --config) "
+                                        "and serve them until SIGINT/SIGTERM.")
+    up.add_argument("count", nargs="?", type=int, metavar="N",
+                    help="clusters c0..cN-1 (default: one per cluster of the fleet file)")
+    up.add_argument("--kubeconfig-dir", required=True, metavar="DIR",
+                    help="where to write <cluster>.yaml kubeconfigs, clusters.yaml and logs/")
+    up.add_argument("--readiness-delay", type=float, metavar="S",
+                    help="seconds from pod creation to Ready (overrides the fleet file)")
+    up.add_argument("--jitter", type=float, metavar="S",
+                    help="random extra readiness delay per pod, up to S seconds")
+    up.add_argument("--etcd-per-cluster", action="store_true",
+                    help="one etcd per cluster instead of one shared etcd (for comparison)")
+    up.add_argument("--timeout", type=float, default=240.0, metavar="S",
+                    help="give up when the lab is not ready after S seconds (default 240)")
+    up.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the lab, write the files, print `ready`, wait for a signal, stop everything."""
+    import yaml
+
+    from console.cli import config_path
+    from console.lab import LabError, LabFleet
+
+    overrides = {k: v for k, v in (("readiness_delay", args.readiness_delay),
+                                   ("jitter", args.jitter)) if v is not None}
+    directory = Path(args.kubeconfig_dir).expanduser()
+    path = Path(config_path(args))
+    if args.count is not None:
+        if args.count < 1:
+            raise UserError("lab: N must be at least 1")
+        if not path.is_file() and getattr(args, "config", None):
+            raise UserError(f"lab: fleet file {path} not found")
+        path = count_source(path if path.is_file() else None, args.count, directory)
+    elif not path.is_file():
+        raise UserError(f"lab: fleet file {path} not found (use --config FILE or N)")
+    try:
+        lab = LabFleet.from_config(path, directory, **overrides)
+    except (ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: {exc}") from None
+    lab.etcd_per_cluster = args.etcd_per_cluster
+    if not lab.ids:
+        raise UserError(f"{path}: clusters: no cluster to start")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"lab: starting {len(lab.ids)} cluster(s); logs in {directory.resolve() / 'logs'}",
+          flush=True)
+    try:
+        lab.start(timeout=args.timeout, progress=lambda line: print(line, flush=True))
+    except LabError as exc:
+        print(f"release-console: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        written = lab.write_kubeconfigs(directory)
+        for cid in lab.ids:
+            print(f"  {cid:<24} {lab.url(cid)}")
+        print(f"  {'registry':<24} https://{lab.registry_host}")
+        mem = lab.memory_bytes() / 2**20
+        print(f"ready: {len(lab.ids)} real clusters in {lab.started_in:.1f} s, "
+              f"{mem:.0f} MiB resident; fleet file {written}", flush=True)
+        while not stop.wait(0.5):
+            dead = [c for c in lab.children if not c.alive()]
+            if dead:
+                print(f"lab: {dead[0].name} exited (code {dead[0].popen.returncode}); "
+                      f"log {dead[0].log}:\n{dead[0].tail()}", file=sys.stderr, flush=True)
+                return 1
+    finally:
+        began = time.monotonic()
+        lab.stop()
+        print(f"lab: stopped in {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
+    return 0
+
+
+def count_source(source: Path | None, count: int, directory: Path) -> Path:
+    """The fleet file for `lab up N`: clusters c0..cN-1 with the app, defaults and `sim:`
+    settings of `source` (the fleet file, when there is one), written to DIR/lab-source.yaml.
+
+    Its strategies name clusters that are not there, so they are left out, and so is the
+    ledger path: releases to a scratch lab go to a ledger beside the rewritten file.
+    """
+    import yaml
+
+    from console.sim.fleetfile import read_yaml, write_private
+
+    raw = (read_yaml(source) or {}) if source is not None else {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: not a mapping")
+    app = raw.get("app") if isinstance(raw.get("app"), dict) else {
+        "name": "user-service", "image": "registry.example.com/apps/user-service"}
+    base = source.resolve().parent if source is not None else Path.cwd()
+    for key in ("manifests", "chart"):
+        value = app.get(key)
+        if isinstance(value, str) and "://" not in value and not Path(value).expanduser().is_absolute():
+            app[key] = str((base / value).resolve())
+    if isinstance(app.get("history"), dict):
+        app["history"].pop("path", None)
+    doc = {"app": app, "clusters": [{"id": f"c{n}", "groups": ["lab"]} for n in range(count)]}
+    for key in ("defaults", "sim"):
+        if key in raw:
+            doc[key] = raw[key]
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory.resolve() / "lab-source.yaml"
+    write_private(target, "# `release-console lab up N`: the fleet file's app on clusters c0..cN-1.\n"
+                  + yaml.safe_dump(doc, sort_keys=False))
+    return target
