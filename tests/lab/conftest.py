@@ -1,0 +1,169 @@
+"""The lab and the differential fixture: the same release story on console/sim and on real
+Kubernetes (console/lab).
+
+`lab` starts one lab per test session (three clusters c0..c2, the first test that needs it
+pays ~30-60 s) and shares it; every story gets namespaces of its own there ("t<N>-<id>"),
+so stories do not see each other's Deployments. `stage` is parametrized over "sim" and
+"lab": a story written once runs on both, and where the simulator answers differently from
+the real kube-apiserver and controllers the "lab" case shows it. Tests that need the lab
+are marked `real`; a machine without the built components fails them with the reason
+(`make bin`), it never skips them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from console.config import load
+from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
+from console.sim import SimFleet
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "user-service"
+IDS = ("c0", "c1", "c2")
+# The settings both fleets run with (the lab's KWOK stages are written from them).
+SETTINGS: dict[str, Any] = {"readiness_delay": 0.5, "jitter": 0.3, "never_pull": ("*broken*",),
+                            "crash": ("*crash*",), "registry_missing": ("*missing*",)}
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One started LabFleet over c0..c2 for the whole session."""
+    from console.lab import LabError, LabFleet
+    from console.lab.fleet import find_programs
+
+    try:
+        find_programs()
+    except LabError as exc:
+        pytest.fail(f"the real tests need the lab's components: {exc}", pytrace=False)
+    directory = tmp_path_factory.mktemp("lab")
+    fleet = LabFleet(list(IDS), directory, **SETTINGS)
+    fleet.start(timeout=300)
+    yield fleet
+    fleet.stop()
+
+
+def approve(_request: Any) -> GateAnswer:
+    """An approver that approves every gate."""
+    return GateAnswer(GateDecision.APPROVE, by="test")
+
+
+def fleet_file(directory: Path, ids: Sequence[str], namespace: str, *,
+               strategies: dict[str, Any] | None = None, replicas: int = 2,
+               manifests: Path | None = None) -> Path:
+    """A clusters.yaml for `ids` (the demo app), before the fleet rewrites it."""
+    doc: dict[str, Any] = {
+        "app": {"name": APP, "image": "registry.example.com/apps/user-service",
+                "manifests": str(manifests or REPO / "deploy" / "user-service"),
+                "namespace": namespace, "rollout_timeout": "90s",
+                "history": {"path": str(directory / "history")}},
+        "defaults": {"values": {"replicas": replicas,
+                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}},
+        "clusters": [{"id": cid, "groups": ["fleet"], "credentials": {"kubeconfig": f"{cid}.yaml"}}
+                     for cid in ids],
+    }
+    if strategies:
+        doc["strategies"] = strategies
+    path = directory / "fleet-in.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@dataclass
+class Stage:
+    """A fleet (sim or lab), a fleet file on it with this story's namespaces, and readers."""
+
+    kind: str
+    fleet: Any
+    directory: Path
+    namespace_template: str
+    config_path: Path = field(init=False)
+
+    def write(self, **kwargs: Any) -> Path:
+        """(Re)write the fleet file with `fleet_file` options; returns the rewritten path."""
+        source = fleet_file(self.directory, IDS, self.namespace_template, **kwargs)
+        self.config_path = self.fleet.write_kubeconfigs(self.directory / "fleet", config_path=source)
+        return self.config_path
+
+    @property
+    def config(self) -> Any:
+        """The loaded fleet config."""
+        return load(self.config_path)
+
+    def ns(self, cid: str) -> str:
+        """The app's namespace on a cluster."""
+        return self.namespace_template.format(cluster=cid)
+
+    def engine(self, **kwargs: Any) -> Engine:
+        """An engine on this fleet file (short fail-fast grace)."""
+        kwargs.setdefault("grace", 0.5)
+        return Engine(self.config, **kwargs)
+
+    def release(self, tag: str, clusters: str = "", strategy: str = "parallel",
+                approver: Callable[[Any], GateAnswer] = approve, **kw: Any) -> Any:
+        """One release through the engine; returns its result."""
+        engine = self.engine()
+        try:
+            return engine.run(ReleaseRequest(tag=tag, clusters=clusters, strategy=strategy, **kw),
+                              approver)
+        finally:
+            engine.close()
+
+    def deployment(self, cid: str) -> dict[str, Any] | None:
+        """The app's Deployment on a cluster, or None."""
+        return self.fleet.get(cid, "apps/deployments", self.ns(cid), APP)
+
+    def version(self, cid: str) -> str | None:
+        """The tag the Deployment's template runs."""
+        dep = self.deployment(cid)
+        if dep is None:
+            return None
+        return str(dep["spec"]["template"]["spec"]["containers"][0]["image"]).rsplit(":", 1)[1]
+
+    def pods(self, cid: str) -> list[dict[str, Any]]:
+        """The app's pods on a cluster (not terminating)."""
+        return [p for p in self.fleet.list(cid, "/pods", self.ns(cid))
+                if not p["metadata"].get("deletionTimestamp")]
+
+    def ready_pods(self, cid: str, tag: str) -> int:
+        """Pods of `tag` that are Ready."""
+        return sum(1 for p in self.pods(cid)
+                   if p["spec"]["containers"][0]["image"].endswith(f":{tag}")
+                   and any(c.get("type") == "Ready" and c.get("status") == "True"
+                           for c in (p.get("status") or {}).get("conditions") or ()))
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Poll `check` until it returns something true (a condition, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(params=["sim", pytest.param("lab", marks=pytest.mark.real)])
+def stage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stage]:
+    """The same story's set-up on the simulator and on the lab (c0..c2, own namespaces)."""
+    namespace = f"t{next(_namespaces)}-{{cluster}}"
+    if request.param == "lab":
+        fleet = request.getfixturevalue("lab")
+        yield Stage("lab", fleet, tmp_path, namespace)
+        return
+    sim = SimFleet(list(IDS), **SETTINGS).start()
+    try:
+        yield Stage("sim", sim, tmp_path, namespace)
+    finally:
+        sim.stop()

@@ -1,0 +1,142 @@
+"""`release-console lab up` as a user runs it (issue 12's done-when), in a subprocess:
+`ready` only once every cluster answers, a v1.37 server for kubectl, the fleet file
+rewritten as `sim` does with per-cluster `sim:` settings honoured, a release that reaches
+every cluster, a never-pulling tag that fails and is rolled back, and every process gone
+after SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from console.cli import main
+from console.lab.stages import glob_regex
+from console.sim.faults import matches
+from tests.lab.conftest import REPO
+
+FLEET = {
+    "app": {"name": "user-service", "image": "registry.example.com/apps/user-service",
+            "manifests": str(REPO / "deploy" / "user-service"), "namespace": "{cluster}",
+            "rollout_timeout": "90s"},
+    "defaults": {"values": {"replicas": 2, "resources": {"requests": {"cpu": "10m"}}}},
+    "clusters": [{"id": "eu", "credentials": {"kubeconfig": "eu.yaml"}},
+                 # Per cluster: this one also never pulls "*-slow" tags.
+                 {"id": "us", "credentials": {"kubeconfig": "us.yaml"},
+                  "sim": {"never_pull": ["*broken*", "*-slow"]}}],
+    "sim": {"readiness_delay": 0.5, "jitter": 0.2, "never_pull": ["*broken*"]},
+}
+
+
+def test_glob_regexes_match_what_the_simulator_matches():
+    images = ["r.example/apps/a:v1-broken", "r.example/apps/a:v1", "127.0.0.1:5000/a:x.y",
+              "a:1.2-slow", "a@sha256:00", "r/broken:v1", "a:v1+meta", "a:v1(x)"]
+    for glob in ("*broken*", "*-slow", "v?", "x.y", "*+meta", "*(x)"):
+        for image in images:
+            tag = image.split("@")[0].rsplit("/", 1)[-1].partition(":")[2]
+            ours = bool(re.match(glob_regex(glob), tag) or re.match(glob_regex(glob), image))
+            assert ours == matches(image, [glob]), (glob, image)
+
+
+def read_until_ready(proc: subprocess.Popen[str], lines: list[str], timeout: float) -> str:
+    found: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "ready" in line:
+                found.append(line)
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert found, f"no ready line in {timeout} s: {''.join(lines)}"
+    return found[0]
+
+
+def descendants(pid: int) -> set[int]:
+    """Processes whose parent chain leads to `pid`."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.real
+def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
+    source = tmp_path / "clusters.yaml"
+    source.write_text(yaml.safe_dump(FLEET, sort_keys=False))
+    out_dir = tmp_path / "lab"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "release-console"), "lab", "up", "--config",
+         str(source), "--kubeconfig-dir", str(out_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    try:
+        ready = read_until_ready(proc, lines, 300)
+        assert ready.startswith("ready: 2 real clusters"), lines
+        assert not any("ready" in line for line in lines[:-1])
+        children = descendants(proc.pid)
+        assert len(children) >= 9           # etcd + 4 per cluster
+        version = subprocess.run(
+            [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(out_dir / "eu.yaml"),
+             "--cache-dir", str(tmp_path / "kc"), "version", "-o", "json"],
+            capture_output=True, text=True, timeout=60)
+        assert version.returncode == 0, version.stderr
+        server = json.loads(version.stdout)["serverVersion"]
+        assert (server["major"], server["minor"]) == ("1", "37"), server
+        assert server["gitVersion"].startswith("v1.37.")
+        fleet = yaml.safe_load((out_dir / "clusters.yaml").read_text())
+        assert fleet["clusters"][0]["credentials"] == {"kubeconfig": str(out_dir / "eu.yaml")}
+        assert fleet["app"]["image"].startswith("127.0.0.1:")
+        assert Path(fleet["app"]["registry"]["ca_file"]).read_bytes().startswith(b"-----BEGIN")
+        assert (out_dir / "logs" / "eu" / "kube-apiserver.log").stat().st_size > 0
+        config = str(out_dir / "clusters.yaml")
+        assert main(["--config", config, "deploy", "--tag", "v1", "--strategy", "parallel",
+                     "--yes", "--fail-fast-grace", "0.5"]) == 0, capsys.readouterr()
+        capsys.readouterr()
+        # Only `us` never pulls "-slow" tags: eu succeeds, us fails and is rolled back.
+        assert main(["--config", config, "deploy", "--tag", "v2-slow", "--strategy", "parallel",
+                     "--yes", "--fail-fast-grace", "0.5"]) == 1
+        out = capsys.readouterr().out
+        assert "rolled back to v1" in out and ("ErrImagePull" in out or "ImagePullBackOff" in out)
+        assert main(["--config", config, "deploy", "--tag", "v3-broken", "--strategy",
+                     "parallel", "--yes", "--fail-fast-grace", "0.5"]) == 1
+        capsys.readouterr()
+        assert main(["--config", config, "status", "--json"]) in (0, 1)
+        rows = {c["cluster"]: c["version"] for c in json.loads(capsys.readouterr().out)["clusters"]}
+        assert rows == {"eu": "v2-slow", "us": "v1"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert not left, f"processes left after SIGTERM: {left}"

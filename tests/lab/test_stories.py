@@ -1,0 +1,170 @@
+"""The release stories on the simulator and on real Kubernetes (issue 12 items 3 and 5).
+
+Each story runs twice through the `stage` fixture: on console/sim and on the lab (real
+kube-apiserver, controller-manager, scheduler and KWOK; those cases are marked `real`).
+A story that passes on the lab and fails on the simulator is a simulator divergence.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from console.cli import main
+from console.engine import GateAnswer, GateDecision, ReleaseRequest
+from console.locks import ClusterLease
+from tests.lab.conftest import APP, IDS, REPO, wait_for
+
+CANARY = {"canary": {"waves": [["c0"], ["c1", "c2"]], "gates": True, "max_failures": 0}}
+
+
+def deploy(stage, tag, *extra):
+    return main(["deploy", "--config", str(stage.config_path), "--tag", tag,
+                 "--fail-fast-grace", "0.5", *extra])
+
+
+def test_first_release_creates_the_namespace_and_applies_the_deployment(stage):
+    stage.write()
+    result = stage.release("v1")
+    assert result.exit_code == 0, (result.outcome, result.message, result.preflight.table())
+    for cid in IDS:
+        assert stage.fleet.get(cid, "/namespaces", "", stage.ns(cid)) is not None
+        assert stage.version(cid) == "v1"
+        assert stage.ready_pods(cid, "v1") == 2
+        assert stage.deployment(cid)["metadata"]["annotations"]  # the console's release marks
+
+
+def test_upgrade_through_the_cli(stage, capsys):
+    stage.write()
+    assert deploy(stage, "v1", "--strategy", "parallel", "--yes") == 0
+    assert deploy(stage, "v2", "--strategy", "serial", "--yes") == 0, capsys.readouterr().out
+    for cid in IDS:
+        assert stage.version(cid) == "v2"
+        assert stage.ready_pods(cid, "v2") == 2
+        assert stage.deployment(cid)["status"].get("updatedReplicas") == 2
+
+
+def test_a_never_pulling_image_fails_fast_and_is_rolled_back(stage, capsys):
+    stage.write()
+    assert deploy(stage, "v1", "--strategy", "parallel", "--yes") == 0
+    capsys.readouterr()
+    code = deploy(stage, "v2-broken", "--strategy", "parallel", "--yes")
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "rolled back to v1" in out
+    assert "ErrImagePull" in out or "ImagePullBackOff" in out
+    assert [stage.version(cid) for cid in IDS] == ["v1"] * 3
+    for cid in IDS:
+        wait_for(lambda c=cid: stage.ready_pods(c, "v1") == 2, f"v1 ready again on {cid}")
+
+
+def test_manual_rollback_of_one_cluster_to_a_named_version(stage, capsys):
+    stage.write()
+    assert stage.release("v1").exit_code == 0
+    assert stage.release("v2").exit_code == 0
+    code = main(["rollback", "c1", "--to", "v1", "--yes", "--config", str(stage.config_path)])
+    assert code == 0, capsys.readouterr()
+    assert [stage.version(cid) for cid in IDS] == ["v2", "v1", "v2"]
+    # And back to the previous revision (as `kubectl rollout undo`): v2 again.
+    assert main(["rollback", "c1", "--yes", "--config", str(stage.config_path)]) == 0
+    assert stage.version("c1") == "v2"
+
+
+def test_rollback_of_a_whole_release(stage, capsys):
+    stage.write()
+    assert stage.release("v1").exit_code == 0
+    second = stage.release("v2", clusters="c0,c1")
+    assert second.exit_code == 0
+    code = main(["rollback", "--release", second.release_id, "--yes",
+                 "--config", str(stage.config_path)])
+    assert code == 0, capsys.readouterr()
+    assert [stage.version(cid) for cid in IDS] == ["v1"] * 3
+
+
+def test_a_canary_stopped_at_its_gate_leaves_the_later_waves_alone(stage):
+    stage.write(strategies=CANARY)
+    assert stage.release("v1").exit_code == 0
+    reject = lambda _gate: GateAnswer(GateDecision.REJECT, by="test")  # noqa: E731
+    result = stage.release("v2", strategy="canary", approver=reject)
+    assert result.exit_code == 3, (result.outcome, result.message)
+    assert [stage.version(cid) for cid in IDS] == ["v2", "v1", "v1"]
+
+
+def test_the_lease_lock_refuses_a_second_release(stage, capsys):
+    stage.write()
+    assert stage.release("v1").exit_code == 0
+    engine = stage.engine()
+    try:
+        lease = ClusterLease(engine.driver("c1").client.api, "c1", stage.ns("c1"), APP,
+                             "bob@far:7/r-elsewhere")
+        lease.acquire()
+        code = deploy(stage, "v2", "--strategy", "parallel", "--yes", "--json")
+        out = capsys.readouterr().out
+        assert code == 2, out
+        assert "is being released by bob@far" in out and '"lock"' in out
+        assert [stage.version(cid) for cid in IDS] == ["v1"] * 3    # nothing touched
+        lease.release()
+    finally:
+        engine.close()
+
+
+def test_drift_after_kubectl_set_image_shows_in_status(stage, capsys, tmp_path):
+    stage.write()
+    assert deploy(stage, "v1", "--strategy", "parallel", "--yes") == 0   # recorded in the ledger
+    kubeconfig = stage.config_path.parent / "c2.yaml"
+    image = f"{stage.fleet.registry_host}/apps/user-service:hotfix"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(kubeconfig),
+         "--cache-dir", str(tmp_path / "kubectl-cache"), "-n", stage.ns("c2"),
+         "set", "image", f"deployment/{APP}", f"{APP}={image}"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: stage.ready_pods("c2", "hotfix") == 2, "the hotfix to roll out")
+    capsys.readouterr()
+    main(["status", "--json", "--config", str(stage.config_path)])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["drift"] == ["c2"], doc
+    versions = {c["cluster"]: c["version"] for c in doc["clusters"]}
+    assert versions == {"c0": "v1", "c1": "v1", "c2": "hotfix"}
+
+
+def test_server_dry_run_rejects_an_invalid_manifest_before_anything_changes(stage, tmp_path):
+    manifests = tmp_path / "manifests"
+    shutil.copytree(REPO / "deploy" / "user-service", manifests)
+    deployment = manifests / "deployment.yaml"
+    # Valid YAML and a known field, but no container port can be 70000: only the API
+    # server's validation knows.
+    text = deployment.read_text()
+    assert "- containerPort: 8080" in text
+    deployment.write_text(text.replace("- containerPort: 8080", "- containerPort: 70000"))
+    stage.write()
+    assert stage.release("v1").exit_code == 0      # the namespaces exist: dry runs can run
+    stage.write(manifests=manifests)
+    engine = stage.engine()
+    try:
+        report = engine.preflight(ReleaseRequest(tag="v2"))
+    finally:
+        engine.close()
+    dry = [r for r in report.results if r.check == "dry-run"]
+    assert dry and not any(r.ok for r in dry), report.table()
+    assert all("containerPort" in r.detail for r in dry), [r.detail for r in dry]
+    assert [stage.version(cid) for cid in IDS] == ["v1"] * 3
+
+
+def test_status_and_history_tell_what_runs_where(stage, capsys):
+    stage.write()
+    assert deploy(stage, "v1", "--strategy", "parallel", "--yes") == 0
+    assert deploy(stage, "v2", "--clusters", "c0", "--yes") == 0
+    capsys.readouterr()
+    assert main(["status", "--json", "--config", str(stage.config_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {c["cluster"]: c for c in doc["clusters"]}
+    assert {cid: rows[cid]["version"] for cid in IDS} == {"c0": "v2", "c1": "v1", "c2": "v1"}
+    assert {cid: rows[cid]["ready"] for cid in IDS} == {"c0": 2, "c1": 2, "c2": 2}
+    assert doc["drift"] == []
+    assert main(["history", "--json", "--config", str(stage.config_path)]) == 0
+    releases = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert sorted(r["version"] for r in releases) == ["v1", "v2"], releases
