@@ -69,7 +69,7 @@ def test_manual_rollback_of_one_cluster_to_a_named_version(stage, capsys):
     assert code == 0, capsys.readouterr()
     assert [stage.version(cid) for cid in IDS] == ["v2", "v1", "v2"]
     # And back to the previous revision (as `kubectl rollout undo`): v2 again.
-    assert main(["rollback", "c1", "--yes", "--config", str(stage.config_path)]) == 0
+    assert main(["rollback", "c1", "--undo", "--yes", "--config", str(stage.config_path)]) == 0
     assert stage.version("c1") == "v2"
 
 
