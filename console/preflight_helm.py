@@ -27,9 +27,10 @@ def check_chart(config: Any, tag: str, plan: Any) -> CheckResult:
         return CheckResult("chart", True, "the app ships manifests (no chart)")
     from console.kube.helm import chart_args, set_strings, settings_for
     from console.kube.helm_cli import HelmRunner, helm_version
+    from console.binaries import require
     try:
         settings = settings_for(config)
-        version = helm_version(settings.binary)
+        version = helm_version(require("helm"))
     except UserError as exc:
         return CheckResult("chart", False, str(exc))
     except (OSError, subprocess.SubprocessError) as exc:

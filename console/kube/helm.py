@@ -40,7 +40,7 @@ _NOT_TARGETS = ("failed", "pending-install", "pending-upgrade", "pending-rollbac
 class HelmSettings:
     """How the fleet file ships the app with Helm (the same for every cluster)."""
 
-    binary: Path
+    binary: Path | None                 # None: not found (reads work; a helm call says so)
     chart: str                          # an absolute chart directory or an oci:// reference
     release: str
     chart_version: str | None = None    # for oci:// charts
@@ -54,13 +54,14 @@ class HelmSettings:
 
 
 def settings_for(config: FleetConfig) -> HelmSettings:
-    """The fleet file's chart settings, with the helm binary found (`UserError` if missing)."""
-    from console.binaries import require
+    """The fleet file's chart settings, with the helm binary if there is one (reading
+    Helm's history needs none: `status` works without helm)."""
+    from console.binaries import find
     chart = config.app.chart
     if chart is None:
         raise ConfigError(f"{config.source or config.path}: app.chart: not set")
     return HelmSettings(
-        binary=require("helm"), chart=chart.chart, release=chart.release,
+        binary=find("helm"), chart=chart.chart, release=chart.release,
         chart_version=chart.version, tag_key=chart.tag_key, cluster_key=chart.cluster_key,
         repository_key=chart.repository_key, storage=chart.storage, timeout=chart.timeout,
         ca_file=config.app.registry.ca_file, plain_http=_plain_http(config))

@@ -59,7 +59,7 @@ def helm_version(binary: Path, timeout: float = 10.0) -> str:
 class HelmRunner:
     """Runs helm for one cluster and namespace with its private kubeconfig."""
 
-    def __init__(self, binary: Path, cluster: str, namespace: str,
+    def __init__(self, binary: Path | None, cluster: str, namespace: str,
                  kubeconfig: Mapping[str, Any], storage: str = "secret",
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.binary = binary
@@ -77,7 +77,11 @@ class HelmRunner:
 
         Raises `ClusterError` naming the cluster on a non-zero exit or a timeout; the
         message carries the end of helm's stderr with the private file paths removed.
+        A missing helm is a `UserError` saying how to get it.
         """
+        if self.binary is None:
+            from console.binaries import require
+            self.binary = require("helm")
         limit = timeout or self.timeout
         with self._lock, _slots, ExitStack() as files:
             argv = [str(self.binary), *args]

@@ -90,3 +90,17 @@ def test_missing_helm_is_exit_2_and_nothing_is_touched(helm_world, capsys, monke
     assert "make bin" in captured.out + captured.err
     assert w.fleet.get("h1", "/namespaces", "", "h1") is None
     assert w.fleet.get("h1", "apps/deployments", "h1", "user-service") is None
+
+
+def test_status_reads_helm_history_without_the_helm_binary(helm_world, capsys, monkeypatch,
+                                                           tmp_path):
+    w = helm_world(["h1"])
+    assert w.release("v1").exit_code == 0
+    path = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d and not os.path.exists(os.path.join(d, "helm"))]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    monkeypatch.setenv("RELEASE_CONSOLE_BIN", str(tmp_path / "empty"))
+    monkeypatch.setattr("console.binaries.CHECKOUT_BIN", tmp_path / "empty")
+    assert main(["status", "--config", str(w.config_path), "--json"]) == 0
+    h1 = json.loads(capsys.readouterr().out)["clusters"][0]
+    assert (h1["version"], h1["helm_revision"], h1["chart_version"]) == ("v1", 1, "0.1.0")
