@@ -52,7 +52,7 @@ def test_a_helm_call_past_its_timeout_is_stopped_and_fails_only_its_cluster(helm
 
 
 def test_helm_gets_private_0600_files_and_no_credential_on_its_command_line(helm_world):
-    """Every helm process seen during a release: its kubeconfig and values files are 0600
+    """Every helm process this console starts during a release: its kubeconfig and values files are 0600
     files in the private directory, and the cluster's token is nowhere in its argv."""
     import threading
     from pathlib import Path
@@ -73,6 +73,12 @@ def test_helm_gets_private_0600_files_and_no_credential_on_its_command_line(helm
                     continue
                 args = [a.decode(errors="replace") for a in argv if a]
                 if not args or Path(args[0]).name != "helm":
+                    continue
+                try:   # only this console's helm (other tests on the machine run helm too)
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) != os.getpid():
                     continue
                 modes = {}
                 for flag in ("--kubeconfig", "-f"):
