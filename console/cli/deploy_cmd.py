@@ -35,10 +35,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from console.cli.output import out
 from console.session import operator_name
+
+if TYPE_CHECKING:
+    from console.engine import Engine
+    from console.engine.api import Approver, GateRequest, ReleaseRequest, ReleaseResult
 
 
 def add_selection_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +73,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def request_from(args: argparse.Namespace, tag: str | None = None) -> Any:
+def request_from(args: argparse.Namespace, tag: str | None = None) -> ReleaseRequest:
     """A `ReleaseRequest` from parsed selection flags."""
     from console.engine import ReleaseRequest
     order = tuple(o.strip() for o in (args.order or "").split(",") if o.strip())
@@ -213,12 +217,12 @@ _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "
          "release_finished": "=", "preflight_finished": "*"}
 
 
-def headless_approver(yes: bool, stream: TextIO | None = None) -> Any:
+def headless_approver(yes: bool, stream: TextIO | None = None) -> Approver:
     """The `Approver` of a headless run: `--yes` approves; a terminal asks; else stop."""
     from console.engine import GateAnswer, GateDecision
     out = stream or sys.stderr
 
-    def approve(request: Any) -> Any:
+    def approve(request: GateRequest) -> GateAnswer:
         if yes:
             return GateAnswer(GateDecision.APPROVE, by=f"{operator_name()} (--yes)")
         if not sys.stdin.isatty():
@@ -282,7 +286,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def run_interruptible(engine: Any, request: Any, approver: Any) -> Any:
+def run_interruptible(engine: Engine, request: ReleaseRequest, approver: Approver
+                      ) -> ReleaseResult:
     """Run the release in a worker thread; Ctrl-C or SIGTERM (a cancelled CI job) aborts it
     cleanly - no new cluster starts, running rollouts are interrupted and recorded - and a
     second Ctrl-C quits at once."""

@@ -38,7 +38,7 @@ from console.ui.themes import DEFAULT_THEME, load_themes, theme_dirs, variable_d
 
 if TYPE_CHECKING:
     from console.config import FleetConfig
-    from console.engine import ReleaseRequest
+    from console.engine import GateAnswer, GateRequest, ReleaseRequest
     from console.engine.remote import EngineProcess, RemoteControl
 
 REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
@@ -337,7 +337,7 @@ class ReleaseConsoleApp(App[int]):
         self.push_screen(GateScreen(message.request, self.state, self.operator),
                          callback=message.answer)
 
-    def _gate_on_close(self, request: Any) -> Any:
+    def _gate_on_close(self, request: GateRequest) -> GateAnswer:
         """The console is closing at a gate: stop there, touch nothing more."""
         from console.engine import GateAnswer, GateDecision
 

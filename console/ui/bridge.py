@@ -13,10 +13,10 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from textual.message import Message
 
+from console.engine.api import GateAnswer, GateRequest
 from console.events import Event, Kind
 
 BACKLOG = 20_000   # events waiting for the UI thread before progress is thinned out
@@ -33,7 +33,8 @@ class EventsReady(Message):
 class GateQuestion(Message):
     """The engine waits at a gate; `answer` must be called exactly once."""
 
-    def __init__(self, request: Any, answer: Callable[[Any], None]) -> None:
+    def __init__(self, request: GateRequest, answer: Callable[[GateAnswer | None], None]
+                 ) -> None:
         super().__init__()
         self.request = request
         self.answer = answer
@@ -108,7 +109,8 @@ class EventBridge:
 class GateWaiter:
     """An `Approver` for the engine: asks the UI, blocks until answered or closed."""
 
-    def __init__(self, post: Callable[[Message], bool], on_close: Callable[[Any], Any]):
+    def __init__(self, post: Callable[[Message], bool],
+                 on_close: Callable[[GateRequest], GateAnswer]):
         self._post = post
         self._on_close = on_close
         self._closed = threading.Event()
@@ -117,9 +119,9 @@ class GateWaiter:
         """The app is going away: pending and future gates get `on_close(request)`."""
         self._closed.set()
 
-    def __call__(self, request: Any) -> Any:
+    def __call__(self, request: GateRequest) -> GateAnswer:
         """Called by the engine at a gate (its thread); returns the person's answer."""
-        answers: queue.Queue[Any] = queue.Queue(maxsize=1)
+        answers: queue.Queue[GateAnswer] = queue.Queue(maxsize=1)
         if self._closed.is_set():
             return self._on_close(request)
         self._post(GateQuestion(request, answers.put))

@@ -95,6 +95,10 @@ async def test_canary_release_from_the_form_through_two_gates(console_fleet) -> 
         await started(pilot, app)
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        # The fleet file was rewritten into a temporary directory (as the demo does): the
+        # default tag still comes from the checkout its manifests live in.
+        await wait_for(pilot, lambda: str(app.screen.query_one("#tag").placeholder)
+                       .startswith("default: "), what="the default tag")
         await pilot.click("#strategy-canary")
         await pilot.click("#tag")
         await pilot.press(*"v2")

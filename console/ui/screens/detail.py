@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -25,6 +25,7 @@ from console.ui.state import DRIFT_GLYPH, PRODUCTION_GLYPH, FleetState, Phase, f
 from console.ui.widgets.event_log import format_line
 from console.ui.widgets.lists import ListTable
 from console.ui.widgets.palette import Palette
+from console.engine.api import ClusterDetail
 from console.ui.messages import ClusterRollbackRequested
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class DetailScreen(Screen):
         super().__init__(id="detail")
         self.cluster_id = cluster_id
         self.state = state
-        self.detail: Any = None
+        self.detail: ClusterDetail | None = None
         self.read_error: str | None = None
         self._since_refresh = 0.0
         self._last_line: object = None
@@ -103,7 +104,7 @@ class DetailScreen(Screen):
             detail, error = None, str(exc)
         self.app.call_from_thread(self._loaded, detail, error)
 
-    def _loaded(self, detail: Any, error: str | None) -> None:
+    def _loaded(self, detail: ClusterDetail | None, error: str | None) -> None:
         self._since_refresh = 0.0
         self.read_error = error
         if detail is not None:

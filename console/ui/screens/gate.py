@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,11 +10,12 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
+from console.engine.api import GateAnswer, GateRequest
 from console.ui.state import PRODUCTION_GLYPH, FleetState, Phase, format_duration
 from console.ui.widgets.palette import Palette
 
 
-class GateScreen(ModalScreen[Any]):
+class GateScreen(ModalScreen[GateAnswer]):
     """Approve the next wave, stop here (reject), or abort and roll back (confirmed)."""
 
     BINDINGS = [
@@ -24,7 +24,7 @@ class GateScreen(ModalScreen[Any]):
         Binding("x", "abort", "abort + roll back"),
     ]
 
-    def __init__(self, request: Any, state: FleetState, operator: str) -> None:
+    def __init__(self, request: GateRequest, state: FleetState, operator: str) -> None:
         super().__init__(classes="dialog-screen")
         self.request = request
         self.state = state
