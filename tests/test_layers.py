@@ -103,3 +103,20 @@ def test_the_layers_contract_can_fail(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode != 0
     assert "console.engine.probe -> console.ui.app" in out.stdout
+
+
+def test_the_console_process_loads_no_kubernetes_client() -> None:
+    # The engine (and the client) run in the engine process; the console's own process
+    # - the UI thread - imports only the engine's API types.
+    ui = [name for name in (info.name for info in pkgutil.walk_packages(
+        console.__path__, prefix="console.")) if name.startswith(UI_PACKAGE)]
+    ui.append("console.engine.remote")   # the console's side of the engine process
+    code = ("import importlib, sys\n"
+            "for name in sys.argv[1:]:\n"
+            "    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'"
+            " or m.startswith('console.kube')))\n")
+    out = subprocess.run([sys.executable, "-c", code, *ui], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
