@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import (DataTable, Footer, Input, Static, TabbedContent, TabPane)
 
 from console.errors import UserError
+from console.events import Outcome
 from console.ui.messages import ReleaseRollbackRequested
 from console.ui.state import DRIFT_GLYPH, PRODUCTION_GLYPH, FleetState, Phase
 from console.ui.widgets.lists import ListTable
@@ -27,10 +28,12 @@ if TYPE_CHECKING:
     from console.config import FleetConfig
     from console.ui.messages import ConsoleServices
 
-OUTCOME_PHASE = {"ok": Phase.HEALTHY, "healthy": Phase.HEALTHY, "failed": Phase.FAILED,
-                 "rolled_back": Phase.ROLLED_BACK, "skipped": Phase.SKIPPED,
-                 "stopped": Phase.SKIPPED, "aborted": Phase.FAILED,
-                 "interrupted": Phase.FAILED, "preflight_failed": Phase.SKIPPED}
+# How a recorded outcome (a string in the ledger, equal to its `Outcome`) is shown.
+OUTCOME_PHASE = {Outcome.OK: Phase.HEALTHY, Outcome.HEALTHY: Phase.HEALTHY,
+                 Outcome.FAILED: Phase.FAILED, Outcome.ROLLED_BACK: Phase.ROLLED_BACK,
+                 Outcome.SKIPPED: Phase.SKIPPED, Outcome.STOPPED: Phase.SKIPPED,
+                 Outcome.ABORTED: Phase.FAILED, Outcome.INTERRUPTED: Phase.FAILED,
+                 Outcome.PREFLIGHT_FAILED: Phase.SKIPPED}
 
 
 def _short_time(iso: str | None) -> str:
