@@ -97,8 +97,8 @@ def _drills(drills: list[dict[str, Any]], as_json: bool) -> int:
             line = json.dumps(drill, separators=(",", ":"))
         else:
             timed = " ".join(
-                f"{c.get('cluster')}=detect {c.get('detect_s')}s/rollback {c.get('rollback_s')}s"
-                + ("" if c.get("ok") else "(NOT OK)")
+                f"{c.get('cluster')}=detect {_secs(c.get('detect_s'))}/rollback "
+                f"{_secs(c.get('rollback_s'))}" + ("" if c.get("ok") else "(NOT OK)")
                 for c in drill.get("clusters") or () if c.get("detect_s") is not None
                 or not c.get("ok"))
             line = (f"{str(drill.get('start', '')).replace('T', ' ').rstrip('Z')}  "
@@ -108,6 +108,10 @@ def _drills(drills: list[dict[str, Any]], as_json: bool) -> int:
         if not out(line):
             break
     return 0
+
+
+def _secs(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}s"
 
 
 def _cluster_text(outcome: Any) -> str:
