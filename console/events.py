@@ -58,6 +58,7 @@ class Kind(str, Enum):
     GATE_DECIDED = "gate_decided"            # decision (approve|reject|abort), by, rollback
     PAUSED = "paused"                        # by
     RESUMED = "resumed"                      # by
+    STEERED = "steered"                      # action, by, (cluster), detail: a control action taken
     CLUSTER_STARTED = "cluster_started"      # from_version, to_version, wave
     CLUSTER_PROGRESS = "cluster_progress"    # desired, updated, ready, available, phase
     CLUSTER_HEALTHY = "cluster_healthy"      # version, duration

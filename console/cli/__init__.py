@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from console.errors import UserError
 
 # Sub-command modules, in the order `--help` lists them.
-COMMANDS = ("ui", "deploy", "plan", "check", "status", "rollback", "history", "rbac",
-            "drill", "sim", "lab", "demo")
+COMMANDS = ("ui", "deploy", "control", "follow", "plan", "check", "status", "rollback",
+            "history", "rbac", "drill", "sim", "lab", "demo")
 
 DEFAULT_CONFIG = "clusters.yaml"
 

@@ -2,7 +2,8 @@
 
     release-console deploy [--tag T] [--clusters SEL] [--strategy serial|parallel|NAME]
         [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--build] [--json]
-        [--junit FILE] [--override-freeze --reason TEXT] [--config F]
+        [--junit FILE] [--override-freeze --reason TEXT]
+        [--wait-for-approval [--gate-timeout 1h]] [--config F]
 
 Without `--tag` the tag is `<short commit>-<build>` (`console.version_tag`): the app
 repository's HEAD (the directory of the fleet file) and `$BUILD_NUMBER`, else the next
@@ -14,7 +15,11 @@ The release is recorded in the Git ledger (`console.history`) and notified
 (`console.notify`) as the fleet file says. Progress: one line per step on a terminal
 (or in a CI log); with `--json`, one JSON
 event per line on stdout (the `console.events` vocabulary, a stable API). At a gate,
-`--yes` approves, a terminal asks, anything else stops the release (exit 3).
+`--yes` approves, a terminal asks, `--wait-for-approval` waits for `release-console
+control RELEASE_ID approve` (up to `--gate-timeout`, then stops: exit 3), anything else
+stops the release (exit 3). While it runs the release listens on the control channel
+(`console.engine.steering`): pause, resume, abort, skip and retry from anywhere that
+has the app's rights on its clusters.
 A cluster in an open freeze window of the fleet file (`freeze:`) fails pre-flight (exit
 2, naming the window and its clusters) unless `--override-freeze --reason TEXT`; a
 window that opens during the release stops new starts (exit 3).
@@ -42,7 +47,8 @@ from console.session import operator_name
 
 if TYPE_CHECKING:
     from console.engine import Engine
-    from console.engine.api import Approver, GateRequest, ReleaseRequest, ReleaseResult
+    from console.engine.api import (Approver, GateRequest, ReleaseControl, ReleaseRequest,
+                                    ReleaseResult)
 
 
 def add_selection_flags(parser: argparse.ArgumentParser) -> None:
@@ -273,7 +279,28 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
                         help="seconds a new pod may stay in ErrImagePull/CrashLoopBackOff "
                              "before its cluster fails (default 10)")
+    parser.add_argument("--wait-for-approval", action="store_true",
+                        help="at each gate wait for `release-console control RELEASE_ID "
+                             "approve` (from any machine with the app's rights) instead "
+                             "of asking the terminal")
+    parser.add_argument("--gate-timeout", type=_duration, default=None, metavar="D",
+                        help="with --wait-for-approval: stop the release (exit 3) when a "
+                             "gate has no decision within D (e.g. 90s, 30m, 1h; default: "
+                             "wait as long as it takes)")
     parser.set_defaults(func=run)
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 30m or 1h, "
+                                         f"got {text!r}") from None
+    if not 0 < value <= 7 * 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 7 days, got {text}")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -286,15 +313,15 @@ def _seconds(text: str) -> float:
     return value
 
 
-def run_interruptible(engine: Engine, request: ReleaseRequest, approver: Approver
-                      ) -> ReleaseResult:
+def run_interruptible(engine: Engine, request: ReleaseRequest, approver: Approver,
+                      control: ReleaseControl | None = None) -> ReleaseResult:
     """Run the release in a worker thread; Ctrl-C or SIGTERM (a cancelled CI job) aborts it
     cleanly - no new cluster starts, running rollouts are interrupted and recorded - and a
     second Ctrl-C quits at once."""
     import signal
 
     from console.engine import ReleaseControl
-    control = ReleaseControl()
+    control = control if control is not None else ReleaseControl()
     box: dict[str, Any] = {}
 
     def work() -> None:
@@ -330,7 +357,9 @@ def run_interruptible(engine: Engine, request: ReleaseRequest, approver: Approve
 
 def run(args: argparse.Namespace) -> int:
     """Run the release; the exit code is the release's."""
-    from console.engine import Engine, Outcome
+    from console.engine import Engine, Outcome, ReleaseControl
+    from console.engine.api import wait_for_approval
+    from console.errors import ValidationError
     from console.junit import check_writable, write
     from console.names import validate_tag
     from console.redact import scrub
@@ -338,6 +367,11 @@ def run(args: argparse.Namespace) -> int:
     # discovered after the release (which would turn its exit code into a traceback).
     if args.junit is not None:
         check_writable(args.junit)
+    if args.gate_timeout is not None and not args.wait_for_approval:
+        raise ValidationError("--gate-timeout goes with --wait-for-approval")
+    if args.wait_for_approval and args.yes:
+        raise ValidationError("--wait-for-approval and --yes contradict each other: --yes "
+                              "approves every gate at once")
     config = load_config(args)
     tag, defaulted = choose_tag(args, config)
     if defaulted or args.build:
@@ -352,7 +386,11 @@ def run(args: argparse.Namespace) -> int:
     engine.plan(request)
     try:
         with recorded(config, engine):
-            result = run_interruptible(engine, request, headless_approver(args.yes))
+            # Every headless release listens on the control channel while it runs.
+            control = ReleaseControl(steerable=True)
+            approver = wait_for_approval(control, args.gate_timeout) \
+                if args.wait_for_approval else headless_approver(args.yes)
+            result = run_interruptible(engine, request, approver, control)
     finally:
         engine.close()
     if args.junit is not None:

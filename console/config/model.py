@@ -167,6 +167,9 @@ class Strategy:
     max_failures: str | None = None  # "3" or "10%"
     max_parallel: int | None = None
     line: int = 0
+    # Distinct approvers a gate needs (`approvals: 2`: four eyes), each through the
+    # control channel or the terminal.
+    approvals: int = 1
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def _credentials(ck: Checker, raw: Any, p: Path_, cid: str,
                                       False))
 
 
-_STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel")
+_STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel", "approvals")
 
 def strategies_section(ck: Checker, raw: Any,
                        clusters: tuple[Cluster, ...]) -> dict[str, Strategy]:
@@ -202,7 +202,8 @@ def strategies_section(ck: Checker, raw: Any,
             gates=ck.boolean(sraw.get("gates"), (*sp, "gates"), False),
             max_failures=budget,
             max_parallel=ck.integer(sraw.get("max_parallel"), (*sp, "max_parallel"), None, 1),
-            line=ck.conv.key_lines.get(sp, 0))
+            line=ck.conv.key_lines.get(sp, 0),
+            approvals=ck.integer(sraw.get("approvals"), (*sp, "approvals"), 1, 1) or 1)
     return out
 
 

@@ -79,6 +79,8 @@ class GateRequest:
     next_wave: int
     results: tuple[ClusterResult, ...]
     next_clusters: tuple[str, ...]
+    # Distinct approvers needed (the strategy's `approvals`, default 1).
+    approvals: int = 1
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,18 @@ class ClusterDetail:
 
 
 class ReleaseControl:
-    """Pause, resume or abort a running release from another thread (the TUI, a signal)."""
+    """Steer a running release from another thread (the TUI, a signal, the control channel).
 
-    def __init__(self) -> None:
+    Pause, resume and abort act at once; `skip` and `retry` are asked for one cluster
+    and taken by the wave runner (a skip before the cluster starts, a retry once the
+    rest of its wave ended); gate answers given here are waited for by `gate_answer`
+    (`deploy --wait-for-approval`). `check(action, cluster)` says why an action has
+    nothing to act on (None: it has) - the runner installs the judge (`judge`).
+    """
+
+    def __init__(self, steerable: bool = False) -> None:
+        """`steerable`: the release listens on the control channel (`console.engine.
+        steering`) while it runs."""
         self._lock = threading.Lock()
         self._paused = False
         self._abort: bool | None = None   # None: not aborted; else whether to roll back
@@ -174,6 +185,12 @@ class ReleaseControl:
         # Set once the engine has held a cluster back because the release is paused:
         # what a caller (or a test) waits on to know the pause took effect.
         self.holding = threading.Event()
+        self.steerable = steerable
+        self._skips: dict[str, str] = {}      # cluster -> who asked
+        self._retries: dict[str, str] = {}    # cluster -> who asked
+        self._answers: list[GateAnswer] = []  # gate answers not yet taken
+        self._answered = threading.Condition(self._lock)
+        self.judge: Callable[[str, str | None], str | None] | None = None
 
     @property
     def paused(self) -> bool:
@@ -189,6 +206,17 @@ class ReleaseControl:
     def rollback_on_abort(self) -> bool:
         """Whether the abort asked to roll back what the release reached."""
         return bool(self._abort)
+
+    def check(self, action: str, cluster: str | None = None) -> str | None:
+        """Why `action` (on `cluster`) has nothing to act on now; None when it has."""
+        if self.aborted:
+            return "the release is aborting"
+        if action == "pause" and self._paused:
+            return "the release is paused already"
+        if action == "resume" and not self._paused:
+            return "the release is not paused"
+        judge = self.judge
+        return judge(action, cluster) if judge is not None else None
 
     def pause(self, by: str = "") -> None:
         """Start no new cluster until `resume` (running ones finish)."""
@@ -210,8 +238,49 @@ class ReleaseControl:
         with self._lock:
             if self._abort is None:
                 self._abort = rollback
+            self._answered.notify_all()
         self.aborted_event.set()
         self._notify("aborted", by)
+
+    def skip(self, cluster: str, by: str = "") -> None:
+        """Never start `cluster` in this release (recorded `skipped_by_operator`)."""
+        with self._lock:
+            self._skips.setdefault(cluster, by)
+
+    def retry(self, cluster: str, by: str = "") -> None:
+        """Deploy the failed `cluster` again once the rest of its wave ended."""
+        with self._lock:
+            self._retries.setdefault(cluster, by)
+
+    def answer_gate(self, answer: GateAnswer) -> None:
+        """Give an answer to the gate the release waits at (or will wait at next)."""
+        with self._lock:
+            self._answers.append(answer)
+            self._answered.notify_all()
+
+    def take_skip(self, cluster: str) -> str | None:
+        """Who asked to skip `cluster` (the request is taken), or None."""
+        with self._lock:
+            return self._skips.pop(cluster, None)
+
+    def skip_asked(self, cluster: str) -> bool:
+        """Whether a skip of `cluster` waits to be taken."""
+        with self._lock:
+            return cluster in self._skips
+
+    def take_retries(self) -> dict[str, str]:
+        """Every retry asked so far (cluster -> who), taken."""
+        with self._lock:
+            taken, self._retries = self._retries, {}
+        return taken
+
+    def gate_answer(self, timeout: float | None) -> GateAnswer | None:
+        """The next gate answer, waiting up to `timeout` s (None: no answer in time, or
+        the release was aborted meanwhile)."""
+        with self._lock:
+            self._answered.wait_for(lambda: self._answers or self._abort is not None,
+                                    timeout)
+            return self._answers.pop(0) if self._answers else None
 
     def subscribe(self, observer: Callable[[str, str], None]) -> None:
         """Call `observer(what, by)` on pause/resume/abort (the engine emits events)."""
@@ -229,6 +298,35 @@ class ReleaseControl:
             observers = list(self._observers)
         for observer in observers:
             observer(what, by)
+
+
+def wait_for_approval(control: ReleaseControl, gate_timeout: float | None) -> Approver:
+    """The `Approver` of `deploy --wait-for-approval`: wait for answers given through
+    `control` (the control channel) until the gate has its `approvals` distinct
+    approvers; any reject or abort decides at once; no decision within `gate_timeout`
+    s (None: forever) rejects (the release stops, exit 3)."""
+    import time
+
+    def approve(request: GateRequest) -> GateAnswer:
+        deadline = None if gate_timeout is None else time.monotonic() + gate_timeout
+        approvers: list[str] = []
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            answer = control.gate_answer(left)
+            if answer is None:
+                if control.aborted:
+                    return GateAnswer(GateDecision.ABORT, control.rollback_on_abort,
+                                      by="aborted while waiting")
+                return GateAnswer(GateDecision.REJECT,
+                                  by=f"gate timeout ({gate_timeout:g}s without approval)")
+            if GateDecision(answer.decision) is not GateDecision.APPROVE:
+                return answer
+            if answer.by not in approvers:
+                approvers.append(answer.by)
+            if len(approvers) >= max(1, request.approvals):
+                return GateAnswer(GateDecision.APPROVE, by=", ".join(approvers))
+
+    return approve
 
 
 def new_release_id(now: datetime | None = None) -> str:

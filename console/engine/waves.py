@@ -24,6 +24,7 @@ from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, GateA
                                 ReleaseRequest, ReleaseResult, new_release_id)
 from console.engine.checks import (freeze_blocks, freeze_opened, preflight_checks,
                                    preflight_finished, take_lock)
+from console.engine import steering
 from console.engine.deploy import deploy_cluster
 from console.engine.rollbacks import by_suffix, rollback_reached
 from console.events import Event, Kind
@@ -68,6 +69,8 @@ class ReleaseRun:
     started: set[str] = field(default_factory=set)
     # Clusters an operator took over mid-release (a manual rollback), and by whom.
     handed_over: dict[str, str] = field(default_factory=dict)
+    # The next wave's index while the release waits at its gate (None: no gate waits).
+    gate_waiting: int | None = None
 
     def holds(self, cid: str) -> bool:
         """Whether this release holds `cid`'s lease now."""
@@ -240,9 +243,14 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
             engine.event(Kind.RESUMED, release_id, None, f"resumed{by_suffix(by)}", by=by)
 
     control.subscribe(on_control)
+    control.judge = lambda action, cid: steering.judge(run, action, cid)
+    channel = steering.open_channel(engine, run) if control.steerable else None
     try:
         outcome, code, message = _run_waves(engine, run, approver)
     finally:
+        if channel is not None:
+            channel.close()
+        control.judge = None
         control.unsubscribe(on_control)
         engine.register_run(run, running=False)
     ordered = tuple(run.results.get(c) or ClusterResult(c, Outcome.SKIPPED, None, request.tag,
@@ -294,6 +302,7 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                          f"{', '.join(wave.clusters)}",
                          wave=wave.index, clusters=list(wave.clusters))
             _run_wave(engine, run, pool, wave.index, wave.clusters)
+            _retry_failed(engine, run, pool, wave.index)
             wave_results = [run.results[c] for c in wave.clusters if c in run.results]
             engine.event(Kind.WAVE_FINISHED, run.release_id, None,
                          f"wave {wave.index + 1} finished",
@@ -360,6 +369,8 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
         elif not run.control.paused:
             while pending and len(running) < run.plan.max_parallel:
                 cid = pending.popleft()
+                if steering.left_out(engine, run, cid):
+                    continue
                 with run.lock:
                     taken_by = run.handed_over.get(cid)
                     if taken_by is None:
@@ -392,6 +403,28 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                 run.settled.notify_all()
 
 
+def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
+                  wave: int) -> None:
+    """Deploy again the failed clusters an operator asked to retry, once the rest of
+    the wave ended; their failures no longer count against the budget."""
+    while not run.control.aborted and not run.lock_lost():
+        asked = run.control.take_retries()
+        again = [cid for cid in run.plan.order if cid in asked
+                 and cid in run.results and run.results[cid].outcome in FAILURE_OUTCOMES]
+        if not again:
+            return
+        with run.lock:
+            for cid in again:
+                run.failed.discard(cid)
+                del run.results[cid]
+                run.started.discard(cid)
+        for cid in again:
+            engine.event(Kind.STEERED, run.release_id, cid,
+                         f"retrying {cid}{by_suffix(asked[cid])}", action="retry",
+                         by=asked[cid])
+        _run_wave(engine, run, pool, wave, again)
+
+
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:
     before = run.before.get(cid)
     run.results[cid] = ClusterResult(cid, Outcome.SKIPPED, before.version if before else None,
@@ -412,15 +445,19 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
     """Ask the approver; None to go on, else how the release ends."""
     finished = [run.results[c] for w in run.plan.waves[:next_wave] for c in w.clusters
                 if c in run.results]
+    strategy = engine.config.strategies.get(run.plan.strategy)
     request = GateRequest(run.release_id, next_wave - 1, next_wave, tuple(finished),
-                          next_clusters)
+                          next_clusters, approvals=strategy.approvals if strategy else 1)
     engine.event(Kind.GATE_WAITING, run.release_id, None,
                  f"waiting for approval to start wave {next_wave + 1}: "
                  f"{', '.join(next_clusters)}", wave=next_wave, clusters=list(next_clusters))
+    run.gate_waiting = next_wave
     try:
         answer = approver(request)
     except Exception as exc:  # noqa: BLE001 - an approver that fails stops, it never approves
         answer = GateAnswer(GateDecision.REJECT, by=f"approver error: {exc}")
+    finally:
+        run.gate_waiting = None
     decision = GateDecision(answer.decision)
     engine.event(Kind.GATE_DECIDED, run.release_id, None,
                  f"gate {decision.value}{by_suffix(answer.by)}", decision=decision.value,

@@ -30,7 +30,7 @@ from console.history.latest import LatestIndex
 from console.history.operator import Operator, author_of, current_operator
 from console.history.reading import find_release_line, record_files
 from console.history.records import (
-    DRILL_PREFIX, HISTORY_DIR, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
+    DRILL_PREFIX, HISTORY_DIR, STEER_PREFIX, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
     PushResult, Release, encode, release_from, utc_now, write_line,
 )
 from console.history.repository import (
@@ -314,6 +314,22 @@ class Ledger:
                                  f"{'passed' if drill.get('ok') else 'failed'}")
         self.flush()
         return self.push()
+
+    def record_steer(self, release_id: str, action: str, by: str, *,
+                     cluster: str | None = None, detail: str = "") -> None:
+        """Record who steered a running release (an action through the control channel,
+        a gate decision, a pause): one `steer` line, committed with the next batch."""
+        rec = {"type": "steer", "release": release_id, "action": action, "by": by,
+               "cluster": cluster, "detail": _cut(detail), "ts": utc_now()}
+        with self._lock:
+            self._append(rec)
+            self._request_commit(f"steer {self.app} {release_id}: {action}"
+                                 f"{' ' + cluster if cluster else ''} by {by or '?'}")
+
+    def steering(self, release_id: str | None = None) -> list[dict[str, Any]]:
+        """The recorded steering actions (of one release), oldest first."""
+        return [rec for rec in reading.records([self.file], prefixes=(STEER_PREFIX,))
+                if release_id is None or rec.get("release") == release_id]
 
     def drills(self) -> list[dict[str, Any]]:
         """The recorded rollback drills, oldest first."""

@@ -47,6 +47,10 @@ class EventLedger:
             Kind.CLUSTER_ROLLING_BACK: self._on_cluster_rolling_back,
             Kind.CLUSTER_ROLLED_BACK: self._on_cluster_rolled_back,
             Kind.RELEASE_FINISHED: self._on_release_finished,
+            Kind.GATE_DECIDED: self._on_steered,
+            Kind.PAUSED: self._on_steered,
+            Kind.RESUMED: self._on_steered,
+            Kind.STEERED: self._on_steered,
         }.get(event.kind)
         if handler is not None:
             with self._lock:
@@ -141,6 +145,16 @@ class EventLedger:
             of_release=event.release_id or None, operator=str(event.data.get("by") or ""),
             on_pushed=self._pushed,
             helm_revision=event.data.get("helm_revision") if ok else None)
+
+    def _on_steered(self, event: Event) -> None:
+        if event.release_id not in self._started:
+            return
+        action = str(event.data.get("action") or event.data.get("decision")
+                     or event.kind.value)
+        if event.kind is Kind.GATE_DECIDED:
+            action = f"gate_{action}"
+        self.ledger.record_steer(event.release_id, action, str(event.data.get("by") or ""),
+                                 cluster=event.cluster, detail=event.message)
 
     def _on_release_finished(self, event: Event) -> None:
         # A release that failed pre-flight was planned but never started: forget it too,

@@ -45,12 +45,15 @@ from console.errors import UserError, ValidationError
 SCHEMA = 2  # of the record lines (see the module docstring)
 HISTORY_DIR = "history"
 HUMAN_LOG = "deployment-history.log"
-OUTCOMES = ("healthy", "failed", "rolled_back", "skipped", "interrupted")
+# skipped_by_operator: an operator skipped the cluster through the control channel.
+OUTCOMES = ("healthy", "failed", "rolled_back", "skipped", "interrupted", "skipped_by_operator")
 RELEASE_PREFIX = b'{"type":"release"'
 END_PREFIX = b'{"type":"end"'
 TOUCH_PREFIX = b'{"type":"touch"'
 CLUSTER_PREFIX = b'{"type":"cluster"'
 DRILL_PREFIX = b'{"type":"drill"'
+# Who steered a running release (pause, approve, skip...): never read by the matrix.
+STEER_PREFIX = b'{"type":"steer"'
 
 
 class HistoryError(UserError):
@@ -284,7 +287,7 @@ def decode(line: bytes) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) else None
 
 
-__all__ = ["CLUSTER_PREFIX", "DRILL_PREFIX", "END_PREFIX", "HISTORY_DIR", "HUMAN_LOG", "OUTCOMES",
+__all__ = ["CLUSTER_PREFIX", "DRILL_PREFIX", "STEER_PREFIX", "END_PREFIX", "HISTORY_DIR", "HUMAN_LOG", "OUTCOMES",
            "RELEASE_PREFIX", "SCHEMA", "TOUCH_PREFIX", "ClusterOutcome", "HistoryError",
            "MatrixRow", "PushResult", "Release", "decode", "encode", "iso_time",
            "parse_since", "raw_lines", "release_from", "utc_now", "with_clusters",

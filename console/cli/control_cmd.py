@@ -1,0 +1,73 @@
+"""`release-console control RELEASE_ID ACTION [CLUSTER]`: steer a running release.
+
+    release-console control RELEASE_ID pause|resume|abort|approve|reject [--rollback]
+    release-console control RELEASE_ID skip|retry CLUSTER
+
+The request goes through the release's control lease on its clusters (see
+`console.engine.steering`), so it works from any machine whose credentials (the
+fleet file's) have the app's rights there. Exit codes: 0 the release acknowledged the
+action; 2 no such running release, nothing to act on (the message says why: no gate
+waiting, the cluster started already, ...), or bad input; 1 the release did not
+answer within `--timeout`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from console.cli.deploy_cmd import load_config
+
+ACTIONS = ("pause", "resume", "abort", "approve", "reject", "skip", "retry")
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add `control`."""
+    parser = subparsers.add_parser(
+        "control", parents=[common], help="steer a running release (pause, approve, skip...)",
+        description="Ask a running release (a headless deploy, here or in CI) to pause, "
+                    "resume, abort, approve or reject its gate, skip a cluster not yet "
+                    "started or retry a failed one. Exit codes: 0 acknowledged, 2 no such "
+                    "running release or nothing to act on, 1 no answer in time.")
+    parser.add_argument("release_id", metavar="RELEASE_ID")
+    parser.add_argument("action", choices=ACTIONS, metavar="ACTION",
+                        help=", ".join(ACTIONS))
+    parser.add_argument("cluster", nargs="?", default=None, metavar="CLUSTER",
+                        help="the cluster (skip, retry)")
+    parser.add_argument("--rollback", action="store_true",
+                        help="abort: also roll back every cluster the release reached")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                        help="seconds to wait for the release's answer (default 30)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send the request; the exit code says how the release answered."""
+    from console.cli.output import out
+    from console.engine import Engine
+    from console.engine.steering_client import NothingToSteer, send
+    from console.errors import UserError
+    if args.rollback and args.action != "abort":
+        raise UserError("--rollback goes with abort")
+    config = load_config(args)
+    engine = Engine(config)
+    try:
+        try:
+            ack = send(engine, args.release_id, args.action, args.cluster,
+                       rollback=args.rollback, timeout=args.timeout)
+        except NothingToSteer:
+            raise
+        except UserError as exc:
+            if "did not acknowledge" in str(exc):
+                print(f"release-console: error: {exc}", file=sys.stderr)
+                return 1
+            raise
+    finally:
+        engine.close()
+    who = ack.by if ack.confirmed else f"{ack.by} (not confirmed by the cluster)"
+    if not ack.ok:
+        print(f"release-console: nothing to act on: {ack.detail}", file=sys.stderr)
+        return 2
+    out(f"release {args.release_id}: {ack.detail} (as {who})")
+    return 0

@@ -1,0 +1,273 @@
+"""Steering a running release from outside: the listening end of the control channel,
+and what the wave runner asks before starting a cluster.
+
+Why the Lease and not a Unix socket: a release is often run by CI on another machine
+(a Jenkins agent, a Kubernetes Job); the one place both that job and an operator's
+terminal reach is the cluster, and the release already holds a Lease there
+(`console.locks`). The wire is `console.locks.control` (annotations of the control
+lease). Using the cluster also answers who may steer and who did: the API server lets
+only credentials with update rights on that Lease in the app's namespace - the same
+rights a release of that app needs - write a request (a 403 otherwise), and
+`release-console control` names the person by the identity the cluster confirms
+(SelfSubjectReview). A Unix socket in the private directory would reach only the same
+machine and user, and could only name a local login.
+
+`open_channel(engine, run)` starts a thread that polls the control lease (every
+`POLL` s, one GET), hands each new request to the release's `ReleaseControl` - or
+refuses it with the reason there is nothing to act on - writes the acknowledgement,
+and keeps the live state (paused, gate waiting, approvals) in the `steering`
+annotation for `release-console follow`. Every action taken is a `STEERED` event, so
+the ledger records who did what.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from console.engine.api import FAILURE_OUTCOMES, GateAnswer, GateDecision, Outcome
+from console.events import Kind
+from console.locks import control as wire
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+    from console.engine.waves import ReleaseRun
+
+log = logging.getLogger(__name__)
+
+POLL = 0.5                 # s between looks at the control lease
+FLEET_FILE_RECHECK = 2.0   # s between re-reads of the fleet file (clusters removed from it)
+SKIPPED_BY_OPERATOR = "skipped_by_operator"
+
+
+def judge(run: ReleaseRun, action: str, cid: str | None) -> str | None:
+    """Why `action` on `cid` has nothing to act on in `run` now (None: it has)."""
+    if action in wire.NEEDS_CLUSTER:
+        if not cid:
+            return f"{action} needs a CLUSTER"
+        if cid not in run.plan.order:
+            return f"{cid} is not a target of release {run.release_id}"
+    if action in ("approve", "reject") and run.gate_waiting is None:
+        return "no gate is waiting for approval"
+    if action == "skip":
+        with run.lock:
+            if cid in run.results:
+                return f"{cid} has ended already ({run.results[cid].outcome})"
+            if cid in run.started:
+                return f"{cid} has started already"
+        if run.control.skip_asked(cid or ""):
+            return f"{cid} is to be skipped already"
+    if action == "retry":
+        with run.lock:
+            result = run.results.get(cid or "")
+        if result is None or result.outcome not in FAILURE_OUTCOMES:
+            state = result.outcome if result else "not ended"
+            return f"{cid} has not failed ({state})"
+    return None
+
+
+def left_out(engine: Engine, run: ReleaseRun, cid: str) -> bool:
+    """Whether `cid`, about to start, is left out - skipped by an operator, or removed
+    from the fleet file since the release began - recorded as such; the wave goes on."""
+    by = run.control.take_skip(cid)
+    if by is not None:
+        reason = f"{SKIPPED_BY_OPERATOR}{_by(by)}"
+        _left_out(engine, run, cid, reason, SKIPPED_BY_OPERATOR)
+        return True
+    if cid not in _fleet_ids(engine):
+        _left_out(engine, run, cid, "removed from the fleet file during the release",
+                  Outcome.SKIPPED.value)
+        return True
+    return False
+
+
+def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str, outcome: str) -> None:
+    from console.engine.api import ClusterResult
+    before = run.before.get(cid)
+    with run.lock:
+        run.results[cid] = ClusterResult(cid, Outcome.SKIPPED,
+                                         before.version if before else None, run.tag,
+                                         error=reason)
+        run.settled.notify_all()
+    engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
+                 reason=reason, outcome=outcome)
+
+
+_fleet_cache: dict[str, tuple[float, frozenset[str]]] = {}
+_fleet_lock = threading.Lock()
+
+
+def _fleet_ids(engine: Engine) -> frozenset[str]:
+    """The cluster ids the fleet file names now (re-read at most every few seconds; a
+    file that does not load - mid-edit - keeps the ids the release started with)."""
+    path = str(getattr(engine.config, "path", "") or "")
+    known = frozenset(engine.config.ids)
+    if not path:
+        return known
+    with _fleet_lock:
+        at, ids = _fleet_cache.get(path, (0.0, known))
+        if time.monotonic() - at < FLEET_FILE_RECHECK:
+            return ids
+        from console.config import load
+        from console.errors import UserError
+        try:
+            ids = frozenset(load(path).ids)
+        except (UserError, OSError):
+            ids = known
+        _fleet_cache[path] = (time.monotonic(), ids)
+        return ids
+
+
+class Channel:
+    """The listening end for one release (see the module docstring)."""
+
+    def __init__(self, engine: Engine, run: ReleaseRun, lease: Any) -> None:
+        self.engine = engine
+        self.run = run
+        self.kube = lease.kube
+        self.namespace = lease.namespace
+        self.name = lease.name
+        self.cluster = lease.cluster
+        self.handled: set[str] = set()
+        self.approvers: dict[int, list[str]] = {}   # gate (next wave) -> who approved
+        self._state: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name=f"steering-{run.release_id}")
+
+    def open(self) -> Channel:
+        """Announce the channel (old requests on the lease are someone else's) and listen."""
+        def announce(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
+            notes.pop(wire.CONTROL, None)
+            notes.pop(wire.ACK, None)
+            notes[wire.STEERING] = wire.dump(self.state())
+            return True
+        try:
+            wire.change(self.kube, self.namespace, self.name, announce,
+                        self.engine.request_timeout)
+        except wire.ChannelError as exc:
+            log.warning("release %s: control channel not opened on %s: %s",
+                        self.run.release_id, self.cluster, exc)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop listening and take the announcement off the lease."""
+        self._stop.set()
+        self._thread.join(timeout=self.engine.request_timeout * 2 + 1)
+
+        def withdraw(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
+            return notes.pop(wire.STEERING, None) is not None
+        try:
+            wire.change(self.kube, self.namespace, self.name, withdraw,
+                        self.engine.request_timeout)
+        except wire.ChannelError as exc:
+            log.warning("release %s: control channel not closed cleanly: %s",
+                        self.run.release_id, exc)
+
+    def state(self) -> dict[str, Any]:
+        """The live state written for followers."""
+        gate = self.run.gate_waiting
+        state: dict[str, Any] = {"release": self.run.release_id,
+                                 "paused": self.run.control.paused}
+        if gate is not None:
+            strategy = self.engine.config.strategies.get(self.run.plan.strategy)
+            state["gate"] = {"wave": gate, "clusters": list(self.run.plan.waves[gate].clusters),
+                             "approvals": strategy.approvals if strategy else 1,
+                             "approved_by": list(self.approvers.get(gate, ()))}
+        return state
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL):
+            try:
+                self._round()
+            except wire.ChannelError as exc:   # the next round tries again
+                log.warning("release %s: control channel: %s", self.run.release_id, exc)
+
+    def _round(self) -> None:
+        lease = wire.read(self.kube, self.namespace, self.name, self.engine.request_timeout)
+        requests = wire.decoded(lease, wire.CONTROL, [])
+        answers: dict[str, dict[str, Any]] = {}
+        for request in requests:
+            rid = str(request.get("id") if isinstance(request, dict) else "")
+            if not rid or rid in self.handled:
+                continue
+            self.handled.add(rid)
+            ok, detail = self._take(request)
+            answers[rid] = {"ok": ok, "detail": detail}
+        state = self.state()
+        if not answers and state == self._state:
+            return
+
+        def write(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
+            acks = {**wire.decoded(_lease, wire.ACK, {}), **answers}
+            notes[wire.ACK] = wire.dump(dict(list(acks.items())[-wire.KEEP:]))
+            notes[wire.STEERING] = wire.dump(state)
+            return True
+        wire.change(self.kube, self.namespace, self.name, write, self.engine.request_timeout)
+        self._state = state
+
+    def _take(self, request: dict[str, Any]) -> tuple[bool, str]:
+        """Hand one request to the release: (taken, what happened or why not)."""
+        control = self.run.control
+        action = str(request.get("action") or "")
+        cid = str(request.get("cluster") or "") or None
+        by = str(request.get("by") or "someone")
+        if action not in wire.ACTIONS:
+            return False, f"unknown action {action!r}"
+        why_not = control.check(action, cid)
+        gate = self.run.gate_waiting
+        if why_not is None and action == "approve" and gate is not None and \
+                by in self.approvers.get(gate, ()):
+            why_not = f"{by} approved this gate already; it needs distinct approvers"
+        if why_not is not None:
+            return False, why_not
+        rollback = bool(request.get("rollback"))
+        detail = f"{action}{' ' + cid if cid else ''}{_by(by)}"
+        if action in ("pause", "resume", "abort", "skip", "approve", "reject"):
+            # Recorded before it acts: the ledger has who asked before what it caused.
+            self.engine.event(Kind.STEERED, self.run.release_id, cid, detail, action=action,
+                              by=by, rollback=rollback, request=request.get("id"))
+        if action == "pause":
+            control.pause(by)
+        elif action == "resume":
+            control.resume(by)
+        elif action == "abort":
+            control.abort(rollback=rollback, by=by)
+        elif action == "skip":
+            control.skip(cid or "", by)
+        elif action == "retry":
+            control.retry(cid or "", by)
+            detail += " (once the rest of its wave ended)"
+        elif action == "approve":
+            assert gate is not None
+            self.approvers.setdefault(gate, []).append(by)
+            control.answer_gate(GateAnswer(GateDecision.APPROVE, by=by))
+            strategy = self.engine.config.strategies.get(self.run.plan.strategy)
+            need = strategy.approvals if strategy else 1
+            have = len(self.approvers[gate])
+            if have < need:
+                detail += f" ({have} of {need} approvals)"
+        elif action == "reject":
+            control.answer_gate(GateAnswer(GateDecision.REJECT, by=by))
+        return True, detail
+
+
+def open_channel(engine: Engine, run: ReleaseRun) -> Channel | None:
+    """Listen for control requests on the release's control lease (None: no lease)."""
+    lock = run.release_lock
+    if lock is None or not lock.leases:
+        return None
+    return Channel(engine, run, lock.leases[0]).open()
+
+
+def _by(who: str) -> str:
+    return f" by {who}" if who else ""
+
+
+def utc_stamp() -> str:
+    """Now, ISO 8601 UTC to the second (request times)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,166 @@
+"""The asking end of the control channel (`release-console control`, `follow`).
+
+Finds a running release on the fleet's Leases (`console.locks.control` for the wire),
+names the person by the identity the cluster confirms (SelfSubjectReview), appends a
+request to the release's control lease and waits for the release's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from console.errors import UserError
+from console.kube.client import ClusterError
+from console.locks import control as wire
+from console.locks import lease_name
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+
+REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+
+
+class NothingToSteer(UserError):
+    """No such running release, or nothing to act on (exit 2)."""
+
+
+@dataclass
+class LeaseView:
+    """The app's release Lease on one cluster, as read now."""
+
+    cluster: str
+    namespace: str
+    holder: str = ""                     # holderIdentity ("" when free or absent)
+    steering: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None             # why it could not be read
+
+    @property
+    def release(self) -> str:
+        """The release id of the holder (`user@host:pid/release-id`), "" when free."""
+        return self.holder.rsplit("/", 1)[-1] if "/" in self.holder else ""
+
+
+def read_leases(engine: Engine, clusters: Sequence[str] | None = None) -> list[LeaseView]:
+    """The app's Lease on every cluster (or `clusters`), read at once with the status
+    timeout; an unreadable one carries its error."""
+    ids = list(clusters if clusters is not None else engine.config.ids)
+    name = lease_name(engine.config.app.name)
+
+    def one(cid: str) -> LeaseView:
+        try:
+            driver = engine.driver(cid)
+            view = LeaseView(cid, driver.namespace)
+            lease = wire.read(driver.client, driver.namespace, name, engine.status_timeout)
+        except (wire.ChannelError, ClusterError, UserError) as exc:
+            return LeaseView(cid, "", error=str(exc))
+        spec = (lease or {}).get("spec") or {}
+        view.holder = str(spec.get("holderIdentity") or "")
+        view.steering = wire.decoded(lease, wire.STEERING, {})
+        return view
+
+    if not ids:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(ids)), thread_name_prefix="lease") as pool:
+        return list(pool.map(one, ids))
+
+
+def whoami(engine: Engine, cluster: str) -> tuple[str, bool]:
+    """(who, confirmed): the user the cluster says these credentials are
+    (SelfSubjectReview); the local operator name, unconfirmed, when it cannot say."""
+    from console.session import operator_name
+    try:
+        answer = engine.driver(cluster).client.request(
+            "POST", REVIEWS, body={"apiVersion": "authentication.k8s.io/v1",
+                                   "kind": "SelfSubjectReview"},
+            timeout=engine.status_timeout, retry=False)
+        user = ((answer.get("status") or {}).get("userInfo") or {}).get("username")
+        if user:
+            return str(user), True
+    except ClusterError:
+        pass
+    return operator_name(), False
+
+
+def control_lease(engine: Engine, release_id: str) -> LeaseView:
+    """The lease the running `release_id` listens on; raises `NothingToSteer`."""
+    views = read_leases(engine)
+    listening = sorted((v for v in views if v.steering.get("release") == release_id),
+                       key=lambda v: v.cluster)
+    if listening:
+        return listening[0]
+    held = [v.cluster for v in views if v.release == release_id]
+    if held:
+        raise NothingToSteer(f"release {release_id} holds {', '.join(held)} but does not "
+                             "listen for control (started without the control channel)")
+    unread = [v for v in views if v.error]
+    extra = (f"; {len(unread)} cluster(s) could not be read: {unread[0].error}"
+             if unread else "")
+    raise NothingToSteer(f"no running release {release_id} on this fleet's clusters{extra}")
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The release's answer to one request."""
+
+    ok: bool
+    detail: str
+    by: str
+    confirmed: bool
+
+
+def send(engine: Engine, release_id: str, action: str, cluster: str | None = None, *,
+         rollback: bool = False, timeout: float = 30.0) -> Ack:
+    """Ask the running `release_id` to do `action` and wait for its answer (up to
+    `timeout` s). Raises `NothingToSteer` (no such release), `UserError` (the cluster
+    refused the write, or no answer in time)."""
+    if action not in wire.ACTIONS:
+        raise UserError(f"unknown action {action!r}; one of {', '.join(wire.ACTIONS)}")
+    if action in wire.NEEDS_CLUSTER and not cluster:
+        raise UserError(f"{action} needs a CLUSTER")
+    if cluster and cluster not in engine.config.ids:
+        raise UserError(f"unknown cluster {cluster!r} in {engine.config.path}")
+    view = control_lease(engine, release_id)
+    by, confirmed = whoami(engine, view.cluster)
+    from console.session import operator_name
+    request = {"id": secrets.token_hex(6), "action": action, "cluster": cluster or "",
+               "by": by, "operator": operator_name(), "confirmed": confirmed,
+               "rollback": rollback,
+               "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    driver = engine.driver(view.cluster)
+    name = lease_name(engine.config.app.name)
+
+    def append(lease: dict[str, Any], notes: dict[str, str]) -> bool:
+        if wire.decoded(lease, wire.STEERING, {}).get("release") != release_id:
+            raise NothingToSteer(f"release {release_id} ended meanwhile")
+        requests = [r for r in wire.decoded(lease, wire.CONTROL, [])
+                    if isinstance(r, dict)]
+        notes[wire.CONTROL] = wire.dump([*requests, request][-wire.KEEP:])
+        return True
+
+    try:
+        if wire.change(driver.client, driver.namespace, name, append,
+                       engine.request_timeout) is None:
+            raise NothingToSteer(f"release {release_id} ended meanwhile")
+    except wire.ChannelError as exc:
+        raise UserError(f"cluster {view.cluster!r}: {exc}") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            lease = wire.read(driver.client, driver.namespace, name, engine.request_timeout)
+        except wire.ChannelError:
+            continue
+        answer = wire.decoded(lease, wire.ACK, {}).get(request["id"])
+        if isinstance(answer, dict):
+            return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by, confirmed)
+        if wire.decoded(lease, wire.STEERING, {}).get("release") != release_id:
+            raise NothingToSteer(f"release {release_id} ended before taking the request")
+    raise UserError(f"release {release_id} did not acknowledge {action} within "
+                    f"{timeout:g}s (request {request['id']} stays on lease {name} of "
+                    f"{view.cluster})")

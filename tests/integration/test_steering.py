@@ -1,0 +1,195 @@
+"""Steering a running headless release from outside, through the CLI as real processes on
+the simulator: `control <id> pause` holds new starts of a parallel release and `resume`
+continues it; a canary started with `--wait-for-approval` waits at its gate until
+`control <id> approve` (the ledger records who, as the cluster names them), a gate that
+needs two approvers takes two distinct people, a gate timeout stops the release (exit 3),
+and `control` exits 2 when there is no such release or nothing to act on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import yaml
+
+from console.config import load
+from console.history import Ledger
+from tests.integration.conftest import wait_for
+
+CANARY = {"canary": {"waves": [["a"], ["b", "c"]], "gates": True}}
+
+
+class Deploy:
+    """`release-console deploy --json ...` as a process; its events collected by a thread."""
+
+    def __init__(self, config: Path, cwd: Path, *args: str) -> None:
+        env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--json",
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, stdin=subprocess.DEVNULL, cwd=cwd)
+        self.events: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.events.append(json.loads(line))
+
+    def kinds(self, kind: str) -> list[dict]:
+        return [e for e in list(self.events) if e["kind"] == kind]
+
+    @property
+    def release_id(self) -> str:
+        return wait_for(lambda: self.events and self.events[0]["release"], what="the release id")
+
+    def finish(self, timeout: float = 120.0) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        return self.proc.returncode
+
+    def stderr(self) -> str:
+        return self.proc.stderr.read() if self.proc.poll() is not None else ""
+
+
+def control(config: Path, *args: str) -> subprocess.CompletedProcess:
+    """`release-console control ...` as a process."""
+    return subprocess.run([sys.executable, "-m", "console", "control", "--config",
+                           str(config), *args], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_pause_holds_new_starts_of_a_parallel_release_and_resume_continues(world, tmp_path):
+    ids = ["a", "b", "c", "d"]
+    w = world(ids, readiness_delay=1.0, jitter=0.0)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                    "--max-parallel", "1")
+    try:
+        wait_for(lambda: deploy.kinds("cluster_started"), what="the first cluster start")
+        paused = control(w.config_path, deploy.release_id, "pause")
+        assert paused.returncode == 0, paused.stderr
+        assert "pause" in paused.stdout
+        assert "system:serviceaccount:kube-system:" in paused.stdout   # the cluster's word
+        wait_for(lambda: deploy.kinds("paused"), what="the paused event")
+        started = len(deploy.kinds("cluster_started"))
+        # The clusters running when it paused finish; nothing new starts.
+        wait_for(lambda: len(deploy.kinds("cluster_healthy")) == started, timeout=90,
+                 what="the running cluster to finish")
+        # A second request is a full round trip through the release (several of its
+        # scheduling rounds): paused already, nothing to act on.
+        again = control(w.config_path, deploy.release_id, "pause")
+        assert again.returncode == 2 and "paused already" in again.stderr
+        no_gate = control(w.config_path, deploy.release_id, "approve")
+        assert no_gate.returncode == 2 and "no gate is waiting" in no_gate.stderr
+        assert len(deploy.kinds("cluster_started")) == started < len(ids)
+        assert sum(w.version(c) == "v2" for c in ids) == started
+        resumed = control(w.config_path, deploy.release_id, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+        code = deploy.finish()
+    finally:
+        deploy.finish(timeout=5) if deploy.proc.poll() is None else None
+    assert code == 0, deploy.stderr()
+    assert [w.version(c) for c in ids] == ["v2"] * 4
+    ledger = Ledger.for_config(load(w.config_path))
+    try:
+        actions = [(s["action"], s["by"]) for s in ledger.steering(deploy.release_id)]
+    finally:
+        ledger.close()
+    assert ("pause", "system:serviceaccount:kube-system:a-admin") in actions
+    assert ("resume", "system:serviceaccount:kube-system:a-admin") in actions
+
+
+def test_headless_canary_waits_at_its_gate_until_approved_through_the_channel(world, tmp_path):
+    w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
+                    "--wait-for-approval", "--gate-timeout", "10m")
+    try:
+        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
+        rid = deploy.release_id
+        assert w.version("b") is None and deploy.proc.poll() is None   # it waits
+        early = control(w.config_path, rid, "skip", "a")
+        assert early.returncode == 2 and "ended already" in early.stderr
+        approved = control(w.config_path, rid, "approve")
+        assert approved.returncode == 0, approved.stderr
+        code = deploy.finish()
+    finally:
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 0, deploy.stderr()
+    assert [w.version(c) for c in "abc"] == ["v2"] * 3
+    decided = deploy.kinds("gate_decided")
+    assert decided[0]["decision"] == "approve"
+    assert decided[0]["by"] == "system:serviceaccount:kube-system:a-admin"
+    ledger = Ledger.for_config(load(w.config_path))
+    try:
+        steer = ledger.steering(rid)
+    finally:
+        ledger.close()
+    assert ("gate_approve", "system:serviceaccount:kube-system:a-admin") in \
+        [(s["action"], s["by"]) for s in steer]
+    # Nothing runs any more: nothing to steer.
+    gone = control(w.config_path, rid, "pause")
+    assert gone.returncode == 2 and f"no running release {rid}" in gone.stderr
+
+
+def as_other_person(w, tmp_path: Path, username: str) -> Path:
+    """A copy of the world's fleet file whose credentials are `username`'s (full rights)."""
+    home = tmp_path / username
+    home.mkdir()
+    text = w.config_path.read_text()
+    for cid in w.config.ids:
+        token = w.fleet.add_token(cid, None, username)
+        (home / f"{cid}.yaml").write_text(yaml.safe_dump(w.fleet.kubeconfig(cid, token)))
+        text = text.replace(str(w.config_path.parent / f"{cid}.yaml"), str(home / f"{cid}.yaml"))
+    path = home / "clusters.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_two_approvals_need_two_distinct_people(world, tmp_path):
+    strategies = {"canary": {**CANARY["canary"], "approvals": 2}}
+    w = world(["a", "b", "c"], strategies=strategies, readiness_delay=0.3, jitter=0.0)
+    bob = as_other_person(w, tmp_path, "bob")
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
+                    "--wait-for-approval")
+    try:
+        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
+        rid = deploy.release_id
+        first = control(w.config_path, rid, "approve")
+        assert first.returncode == 0 and "1 of 2 approvals" in first.stdout, first.stderr
+        twice = control(w.config_path, rid, "approve")
+        assert twice.returncode == 2 and "distinct approvers" in twice.stderr
+        assert not deploy.kinds("gate_decided") and w.version("b") is None
+        second = control(bob, rid, "approve")
+        assert second.returncode == 0, second.stderr
+        code = deploy.finish()
+    finally:
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 0, deploy.stderr()
+    assert deploy.kinds("gate_decided")[0]["by"] == \
+        "system:serviceaccount:kube-system:a-admin, bob"
+
+
+def test_a_gate_timeout_stops_the_release(world, tmp_path):
+    w = world(["a", "b"], strategies={"canary": {"waves": [["a"], ["b"]], "gates": True}},
+              readiness_delay=1.0, jitter=0.0)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
+                    "--wait-for-approval", "--gate-timeout", "3s")
+    try:
+        code = deploy.finish()
+    finally:
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 3
+    assert "gate timeout" in deploy.kinds("release_finished")[0]["detail"]
+    assert w.version("b") is None
+    assert control(w.config_path, "r-20990101-0000-ffff", "pause").returncode == 2
