@@ -19,6 +19,74 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+class Undecodable(Exception):
+    """A field of the wrong JSON type: the API server cannot decode the object at all.
+
+    A JSON create or update is a 400 ("cannot be handled as a Deployment: json: cannot
+    unmarshal string into Go struct field ..."); a server-side apply fails earlier, when
+    the patch is typed ("failed to create typed patch object ...: .spec.replicas: expected
+    numeric (int or float), got string"), which the API server answers with a 500.
+    """
+
+    def __init__(self, json_message: str, apply_message: str) -> None:
+        super().__init__(json_message)
+        self.json_message = json_message
+        self.apply_message = apply_message
+
+
+# The integer fields of the kinds a release applies: (path, Go struct that holds the field).
+_INT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Deployment": (("spec.replicas", "DeploymentSpec"),
+                   ("spec.minReadySeconds", "DeploymentSpec"),
+                   ("spec.revisionHistoryLimit", "DeploymentSpec"),
+                   ("spec.progressDeadlineSeconds", "DeploymentSpec")),
+    "ReplicaSet": (("spec.replicas", "ReplicaSetSpec"), ("spec.minReadySeconds", "ReplicaSetSpec")),
+}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "array" if isinstance(value, list) else "object"
+
+
+def check_types(rt: ResourceType, obj: Obj) -> None:
+    """Raise Undecodable when an integer field of `obj` holds another JSON type."""
+    found: list[tuple[str, str, str, Any]] = []   # (json path, apply path, struct, value)
+    for path, struct in _INT_FIELDS.get(rt.kind, ()):
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            found.append((path, "." + path, struct, value))
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") \
+        if isinstance(obj.get("spec"), dict) and isinstance(obj["spec"].get("template"), dict) else None
+    for container in (pod.get("containers") if isinstance(pod, dict) else None) or []:
+        for port in (container.get("ports") if isinstance(container, dict) else None) or []:
+            value = port.get("containerPort") if isinstance(port, dict) else None
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                found.append(("spec.template.spec.containers.ports.containerPort",
+                              f'.spec.template.spec.containers[name="{container.get("name")}"]'
+                              ".ports[0].containerPort", "ContainerPort", value))
+    if not found:
+        return
+    path, apply_path, struct, value = found[0]
+    got = _json_type(value)
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    who = f'{meta.get("namespace", "")}/{meta.get("name", "")}; {rt.api_version}, Kind={rt.kind}'
+    problems = [f"{p}: expected numeric (int or float), got {_json_type(v)}"
+                for _, p, _, v in found]
+    apply_text = problems[0] if len(problems) == 1 else "errors:\n  " + "\n  ".join(problems)
+    raise Undecodable(
+        f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: json: cannot '
+        f"unmarshal {got} into Go struct field {struct}.{path} of type int32",
+        f"failed to create typed patch object ({who}): {apply_text}")
+
+
 class Invalid(Exception):
     """A 422: `causes` are (field, reason, message) triples."""
 

@@ -27,7 +27,7 @@ class ApiError(Exception):
                  details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-        self.reason = reason or _REASONS.get(code, "Unknown")
+        self.reason = reason if reason is not None else _REASONS.get(code, "Unknown")
         self.details = details
         self.headers = headers or {}
 
@@ -35,6 +35,8 @@ class ApiError(Exception):
         """The Status object."""
         out: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": self.message, "reason": self.reason, "code": self.code}
+        if not self.reason:   # omitempty: a plain error inside a handler has no reason
+            del out["reason"]
         if self.details:
             out["details"] = self.details
         return out

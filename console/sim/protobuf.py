@@ -64,6 +64,9 @@ SCHEMA: dict[str, dict[int, Field]] = {
                            6: ("subresource", "str", False), 7: ("name", "str", False)},
     "NonResourceAttributes": {1: ("path", "str", False), 2: ("verb", "str", False)},
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False),
+                               2: ("spec", "SelfSubjectRulesReviewSpec", False)},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "str", False)},
     # What `kubectl create deployment NAME --image=I [--replicas=N] [--port=P]` sends.
     "Deployment": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "DeploymentSpec", False)},
     "DeploymentSpec": {1: ("replicas", "int", False), 2: ("selector", "LabelSelector", False),
@@ -168,7 +171,8 @@ def message(name: str, buf: bytes) -> dict[str, Any]:
         if spec is None:
             empty = value in (b"", 0)
             if number in _IGNORED.get(name, ()) or empty or (number == _STATUS_FIELD and name in (
-                    "Namespace", "Deployment", "SelfSubjectAccessReview", "SelfSubjectReview")):
+                    "Namespace", "Deployment", "SelfSubjectAccessReview", "SelfSubjectReview",
+                    "SelfSubjectRulesReview")):
                 continue
             raise ProtobufError(f"{name} field {number} is not understood by the simulator")
         key, kind, repeated = spec

@@ -4,6 +4,10 @@ A rule is a mapping like a Kubernetes PolicyRule plus an optional namespace list
 `{"verbs": ["get", "patch"], "apiGroups": ["apps"], "resources": ["deployments"],
 "namespaces": ["shop"], "resourceNames": [...]}`. Missing `apiGroups`, `resources` or
 `namespaces` mean all; "*" is a wildcard everywhere. A principal without rules has every right.
+
+`rules_review` answers a SelfSubjectRulesReview (`kubectl auth can-i --list`) from the same
+rules: those that apply in the namespace asked about, as RBAC lists a Role's and the
+ClusterRoles' rules, plus what every authenticated user may do (system:basic-user).
 """
 
 from __future__ import annotations
@@ -11,6 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+# system:basic-user and system:discovery, which RBAC lists for every authenticated user.
+_BASIC_RESOURCE_RULES = ({"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+                          "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+                         {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
+                          "resources": ["selfsubjectreviews"]})
+_BASIC_NON_RESOURCE_RULES = ({"verbs": ["get"], "nonResourceURLs": [
+    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*",
+    "/readyz", "/version", "/version/"]},)
 
 
 @dataclass(frozen=True)
@@ -69,3 +82,22 @@ def principal(username: str, rules: Sequence[Mapping[str, Any]] | None) -> Princ
 
 
 ANONYMOUS = Principal("system:anonymous", ("system:unauthenticated",), ())
+
+
+def rules_review(who: Principal, namespace: str) -> dict[str, Any]:
+    """The `status` of a SelfSubjectRulesReview of `who` in `namespace`."""
+    if who.rules is None:   # system:masters: cluster-admin's wildcard rules
+        resource = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
+        non_resource = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+    else:
+        resource = [dict(r) for r in _BASIC_RESOURCE_RULES]
+        for rule in who.rules:
+            if "*" not in rule.namespaces and namespace not in rule.namespaces:
+                continue
+            entry: dict[str, Any] = {"verbs": list(rule.verbs), "apiGroups": list(rule.api_groups),
+                                     "resources": list(rule.resources)}
+            if rule.resource_names:
+                entry["resourceNames"] = list(rule.resource_names)
+            resource.append(entry)
+        non_resource = [dict(r) for r in _BASIC_NON_RESOURCE_RULES]
+    return {"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": False}

@@ -17,7 +17,7 @@ from console.sim.api import JSON, ApiError, Target, dumps, not_found, read_body,
 from console.sim.cluster import SimCluster
 from console.sim.objects import now_iso
 from console.sim.discovery import ResourceType
-from console.sim.rbac import Principal
+from console.sim.rbac import Principal, rules_review
 from console.sim.store import Gone, Obj, SelectorError, clone, field_matcher, label_matcher
 
 
@@ -134,9 +134,17 @@ class Resources:
 
     # --- create -------------------------------------------------------------------------
 
+    def _decodable(self, obj: Obj) -> Obj:
+        """`obj` if its fields have the types the API server decodes, else the 400."""
+        try:
+            admission.check_types(self.t.rt, obj)
+        except admission.Undecodable as exc:
+            raise ApiError(400, exc.json_message) from None
+        return obj
+
     def create(self, body: Any, *, code: int = 201) -> web.Response:
         """POST: admit and store a new object."""
-        obj = self._prepare_new(self._check_object(body))
+        obj = self._prepare_new(self._decodable(self._check_object(body)))
         return self._object_reply(self._store(obj), code)
 
     def _prepare_new(self, obj: Obj) -> Obj:
@@ -172,7 +180,7 @@ class Resources:
     def update(self, body: Any) -> web.Response:
         """PUT: replace the object (or its status or scale)."""
         current = self._get()
-        obj = self._check_object(body)
+        obj = self._decodable(self._check_object(body))
         if self.t.sub == "scale":
             return self._update_scale(current, obj)
         return self._object_reply(self._store(self._merge_update(current, obj)))
@@ -265,6 +273,12 @@ class Resources:
             raise ApiError(400, "PATCH requests with apply content type must specify a fieldManager")
         if not applied["metadata"].get("name"):
             applied["metadata"]["name"] = self.t.name
+        try:
+            admission.check_types(self.t.rt, {**applied, "metadata": {
+                **applied["metadata"], "namespace": self.t.namespace or ""}})
+        except admission.Undecodable as exc:
+            # A plain error inside the apply handler: the API server answers 500, no reason.
+            raise ApiError(500, exc.apply_message, "") from None
         key = (self.t.rt.key, self.t.namespace or "", self.t.name, manager)
         current = self.store.get(self.t.rt.key, self.t.namespace or "", self.t.name)
         pristine = clone(applied)
@@ -461,7 +475,7 @@ class Resources:
     # --- reviews and logs ---------------------------------------------------------------
 
     async def review(self) -> web.Response:
-        """selfsubjectaccessreviews and selfsubjectreviews."""
+        """selfsubjectaccessreviews, selfsubjectrulesreviews and selfsubjectreviews."""
         body, _ = await read_body(self.request)
         body = body if isinstance(body, dict) else {}
         rt = self.t.rt
@@ -472,6 +486,13 @@ class Resources:
                                           "groups": list(self.principal.groups)}}
             return reply(out, 201)
         spec = body.get("spec") or {}
+        if rt.kind == "SelfSubjectRulesReview":
+            namespace = spec.get("namespace") if isinstance(spec, dict) else None
+            if not namespace:
+                raise ApiError(400, "no namespace on request")
+            out["spec"] = {"namespace": namespace}
+            out["status"] = rules_review(self.principal, str(namespace))
+            return reply(out, 201)
         attrs = spec.get("resourceAttributes")
         if attrs:
             resource = attrs.get("resource", "")

@@ -95,6 +95,22 @@ def test_auth_can_i_with_a_limited_token(binary, sim_fleet, make_kubectl):
     assert forbidden.returncode == 1 and "forbidden" in forbidden.stderr
 
 
+def test_auth_can_i_list_reads_the_tokens_rules(binary, sim_fleet, make_kubectl):
+    """`kubectl auth can-i --list` sends a SelfSubjectRulesReview: the rules of the namespace."""
+    fleet = sim_fleet(["a"])
+    token = fleet.add_token("a", [
+        {"verbs": ["get", "patch"], "apiGroups": ["apps"], "resources": ["deployments"],
+         "namespaces": ["shop"]},
+        {"verbs": ["list"], "apiGroups": [""], "resources": ["nodes"]}])
+    k = make_kubectl(binary, fleet, "a", token)
+    shop = k("auth", "can-i", "--list", "-n", "shop").stdout
+    assert re.search(r"^deployments\.apps\s+\[\]\s+\[\]\s+\[get patch\]$", shop, re.M), shop
+    assert re.search(r"^nodes\s+\[\]\s+\[\]\s+\[list\]$", shop, re.M), shop
+    assert "selfsubjectrulesreviews.authorization.k8s.io" in shop
+    elsewhere = k("auth", "can-i", "--list", "-n", "other").stdout
+    assert "deployments.apps" not in elsewhere and "nodes" in elsewhere
+
+
 def test_another_clusters_token_is_unauthorized(binary, sim_fleet, make_kubectl):
     fleet = sim_fleet(["a", "b"])
     k = make_kubectl(binary, fleet, "a", fleet.admin_token("b"))
