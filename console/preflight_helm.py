@@ -1,13 +1,14 @@
 """Pre-flight checks of an app shipped as a Helm chart.
 
-Registered with `console.preflight` on import; they pass with a note when the app ships
+Listed in `console.preflight`'s checks; they pass with a note when the app ships
 manifests. The release check "chart" finds the helm binary (its version in the detail;
 a missing one fails with how to get it, so nothing is touched) and runs `helm lint` on a
 chart directory with the fleet's default values and the release's tag. The per-cluster
 render (`helm template`) goes through the same "values" and "capacity" checks as
-manifests (`console.preflight_checks`), and its "dry-run" is `check_helm_dry_run`: the
+manifests (`console.preflight`), and its "dry-run" is `check_helm_dry_run`: the
 rendered kinds are ones the console deploys, then `helm upgrade --install
---dry-run=server` in the cluster.
+--dry-run=server` in the cluster (on a first release, where the namespace does not exist
+yet, the render is dry-run like manifests: `console.preflight.manifests`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from console.errors import UserError
 from console.kube.client import ClusterError
-from console.preflight import CheckResult, ClusterContext, ReleaseCheck, register
+from console.preflight.model import CheckResult, ClusterContext
 
 
 def check_chart(config: Any, tag: str, plan: Any) -> CheckResult:
@@ -91,5 +92,3 @@ def check_helm_dry_run(ctx: ClusterContext, objects: Sequence[dict] | None) -> C
     return CheckResult("dry-run", True, f"{len(objects)} object(s) accepted (helm upgrade "
                        "--dry-run=server)", cid)
 
-
-register(ReleaseCheck("chart", check_chart))

@@ -3,7 +3,7 @@
 `rules(config)` is the single source of truth: the rules printed by `release-console rbac
 CLUSTER` (Namespace, ServiceAccount, Role, RoleBinding, and a read-only ClusterRole for
 nodes) and the permissions pre-flight asks each cluster about with
-SelfSubjectAccessReview (`permissions(rules)`). Each rule carries the reason it exists,
+one SelfSubjectRulesReview (`permissions(rules)`). Each rule carries the reason it exists,
 printed as a comment above it.
 
 What a release does, and so what it needs (see `console/kube/driver.py`):
@@ -41,7 +41,8 @@ class Rule:
 
     `scope` is "namespace" (a Role rule in the app's namespace), "own-namespace" (the
     namespace object itself: a Role may grant access to its own namespace by name) or
-    "cluster" (a ClusterRole rule, for cluster-scoped resources).
+    "cluster" (a ClusterRole rule, for cluster-scoped resources). A `required` False rule
+    is printed but not demanded by pre-flight: without it a check is less exact, not wrong.
     """
 
     group: str
@@ -49,6 +50,7 @@ class Rule:
     verbs: tuple[str, ...]
     why: str
     scope: str = "namespace"
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,12 @@ BASE_RULES: tuple[Rule, ...] = (
          "consoles never release to the cluster at once - get to see who holds it, create "
          "it on the first release, update to take, renew and give it back (never deleted)"),
     Rule("", "nodes", ("list",),
-         "read-only, cluster-wide because nodes are: pre-flight compares each pod's "
-         "resource requests with the largest node's allocatable", scope="cluster"),
+         "read-only, cluster-wide because nodes are: pre-flight compares the release's pods' "
+         "resource requests with the nodes' allocatable", scope="cluster"),
+    Rule("", "pods", ("list",),
+         "read-only, cluster-wide: pre-flight subtracts what the pods already placed on the "
+         "nodes request, as the scheduler does (without it, only this namespace's pods count)",
+         scope="cluster", required=False),
 )
 
 
@@ -203,7 +209,7 @@ def permissions(rule_list: Iterable[Rule] = BASE_RULES) -> tuple[Permission, ...
     return tuple(Permission(verb, rule.group, rule.resource,
                             cluster_wide=rule.scope == "cluster",
                             own_namespace=rule.scope == "own-namespace")
-                 for rule in rule_list for verb in rule.verbs)
+                 for rule in rule_list if rule.required for verb in rule.verbs)
 
 
 def _flow(values: Sequence[str]) -> str:
@@ -258,7 +264,7 @@ def manifests(cluster: Cluster, config: FleetConfig) -> str:
         f"#   kubectl create token {SERVICE_ACCOUNT} -n {ns} --duration=8760h",
         "# (or a long-lived token Secret of type kubernetes.io/service-account-token),",
         "# and point this cluster's credentials in clusters.yaml at a kubeconfig using it.",
-        "# SelfSubjectAccessReview needs no rule: every authenticated user may ask it.",
+        "# SelfSubjectRulesReview needs no rule: every authenticated user may ask it.",
         *_helm_notes(config, ns),
     ])
     docs = [

@@ -78,7 +78,8 @@ def test_manifests_parse_with_exact_kinds_and_verbs(tmp_path):
     assert {(r["apiGroups"][0], r["resources"][0]): r["verbs"] for r in role["rules"]} == EXPECTED_ROLE
     ns_rule = next(r for r in role["rules"] if r["resources"] == ["namespaces"])
     assert ns_rule["resourceNames"] == ["team-eu"]   # its own namespace, nothing else
-    assert crole["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]
+    assert crole["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
+                              {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
     for bind, ref in ((binding, role), (cbinding, crole)):
         assert bind["roleRef"]["name"] == ref["metadata"]["name"]
         assert bind["subjects"] == [{"kind": "ServiceAccount", "name": "release-console",
@@ -162,7 +163,7 @@ def sim_rules(docs: list[dict], namespace: str) -> list[dict]:
 def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_path, sim_fleet):
     """An admin's `kubectl apply`; then a token with the rules the server stored passes."""
     from console.kube.client import new_api_client
-    from console.preflight_checks import check_access
+    from console.preflight.access import check_access
 
     config = write_fleet(tmp_path)
     fleet = sim_fleet(["eu"])
@@ -187,12 +188,13 @@ def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_pat
     assert results[0].detail == "all 15 permissions granted in namespace 'team-eu'"
     # The same token is refused in another namespace: the Role is not cluster-wide.
     elsewhere = check_access(limited, "other", "eu", rules(config))
-    assert not any(r.ok for r in elsewhere) and len(elsewhere) == 14   # all but `list nodes`
+    # All but `list nodes` and `list pods`, which the ClusterRole grants in every namespace.
+    assert not any(r.ok for r in elsewhere) and len(elsewhere) == 13
 
 
 def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_path, sim_fleet):
     from console.kube.client import new_api_client
-    from console.preflight_checks import check_access
+    from console.preflight.access import check_access
 
     config = write_fleet(tmp_path)
     docs = docs_of(manifests(config.cluster("eu"), config))

@@ -1,4 +1,5 @@
-"""The pre-flight checks of `console.preflight_checks` against simulated clusters and registry."""
+"""The pre-flight checks of `console.preflight` one by one, against simulated clusters and
+registry."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import yaml
 from console import config as fleet_config
 from console.credentials import resolve
 from console.kube.client import new_api_client
-from console.preflight_checks import (check_capacity, check_dry_run, check_image, check_render,
-                                      check_values)
+from console.preflight.access import check_access
+from console.preflight.capacity import check_capacity
+from console.preflight.manifests import check_dry_run, check_values
+from console.preflight.release import check_image
 from console.sim import ClusterSpec
 
 DEPLOYMENT = """\
@@ -93,15 +96,23 @@ def test_image_check_on_the_simulated_registry(fleet_world):
     assert not bad_tag.ok and "not a valid image tag" in bad_tag.detail
 
 
-def test_dry_run_where_the_namespace_exists(fleet_world):
+def test_dry_run_also_on_a_first_release(fleet_world):
     fleet, config = fleet_world()
-    absent = check_dry_run(api_for(config, "ok"), config, config.cluster("ok"), "1.0")
-    assert absent.ok and "namespace 'ok' does not exist yet" in absent.detail
+    first = check_dry_run(api_for(config, "ok"), config, config.cluster("ok"), "1.0")
+    assert first.ok and first.detail == ("1 object(s) accepted (first release: created as a dry "
+                                         "run in namespace 'default')")
+    assert fleet.get("ok", "/namespaces", "", "ok") is None      # nothing was created
     create_namespace(fleet, "ok", "ok")
     accepted = check_dry_run(api_for(config, "ok"), config, config.cluster("ok"), "1.0")
-    assert accepted.ok and accepted.detail == "1 object(s) accepted (dryRun=All)"
+    assert accepted.ok and accepted.detail == ("1 object(s) accepted (server-side apply, "
+                                               "dryRun=All)")
     # Dry run: nothing was stored.
     assert fleet.get("ok", "apps/deployments", "ok", "shop") is None
+    # `bad`'s selector does not match its labels: refused with or without its namespace.
+    refused_first = check_dry_run(api_for(config, "bad"), config, config.cluster("bad"), "1.0")
+    assert not refused_first.ok and "first release: dry-run in namespace 'default'" in \
+        refused_first.detail and "selector` does not match template `labels`" in \
+        refused_first.detail
     create_namespace(fleet, "bad", "bad")
     refused = check_dry_run(api_for(config, "bad"), config, config.cluster("bad"), "1.0")
     assert not refused.ok and refused.cluster == "bad"
@@ -109,20 +120,32 @@ def test_dry_run_where_the_namespace_exists(fleet_world):
     assert "selector" in refused.detail
 
 
-def test_capacity_against_the_largest_node(fleet_world):
+def test_capacity_counts_replicas_surge_and_init_containers(fleet_world):
     fleet, config = fleet_world()
+    # A pod requests its 1500m init container (more than its 500m app container); 2
+    # replicas, plus one surge pod when the app already runs.
     fits = check_capacity(api_for(config, "ok"), config, config.cluster("ok"), "1.0")
-    assert fits.ok and fits.detail == "pods fit the largest of 3 node(s) (4 CPU, 16Gi)"
+    assert fits.ok and fits.detail == ("3 pod(s) fit: cpu 4.5 of 12 free, memory 768Mi of 48Gi "
+                                       "free on 3 node(s)")
+    first = check_capacity(api_for(config, "ok"), config, config.cluster("ok"), "1.0",
+                           running=False)
+    assert first.ok and first.detail.startswith("2 pod(s) fit: cpu 3 of 12 free")
     too_big = check_capacity(api_for(config, "big"), config, config.cluster("big"), "1.0")
-    assert not too_big.ok
-    assert too_big.detail == ("Deployment shop: a pod requests 6 CPU and 1Gi, but the largest "
-                              "node has 4 CPU and 16Gi")
+    assert not too_big.ok and too_big.detail == (
+        "cluster 'big': the release's pods do not fit: cpu: needs 18 (3 x 6) but 12 is free of "
+        "12 allocatable on 3 node(s)")
+    # Enough in total, but no node holds a 6-CPU pod.
+    per_node = check_capacity(api_for(config, "big"), config, config.cluster("big"), "1.0",
+                              running=False)
+    assert not per_node.ok and per_node.detail == (
+        "cluster 'big': the release's pods do not fit: per node: Deployment shop's pod 1 of 2 "
+        "fits on no node (cpu: needs 6 on one node, the most free on one node is 4)")
     fleet.set_faults("big", node_cpu="8")
     assert check_capacity(api_for(config, "big"), config, config.cluster("big"), "1.0").ok
-    # The init container (1500m) counts when it is larger than the app containers (500m).
-    fleet.set_faults("ok", node_cpu="1")
-    assert "a pod requests 1.5 CPU and 256Mi" in check_capacity(api_for(config, "ok"), config,
-                                                  config.cluster("ok"), "1.0").detail
+    # Fewer nodes, less room: the count follows the cluster.
+    fleet.set_faults("ok", nodes=1, node_cpu="4")
+    assert "on 1 node(s)" in check_capacity(api_for(config, "ok"), config,
+                                            config.cluster("ok"), "1.0").detail
 
 
 def test_values_conflicts_per_cluster(fleet_world):
@@ -139,13 +162,6 @@ def test_values_conflicts_per_cluster(fleet_world):
     assert "values.resources is a str here but a dict in defaults.values" in shape.detail
 
 
-def test_check_render_runs_all_three(fleet_world):
-    fleet, config = fleet_world()
-    results = check_render(api_for(config, "big"), config, config.cluster("big"), "1.0")
-    assert [(r.check, r.ok) for r in results] == [("values", True), ("dry-run", True),
-                                                  ("capacity", False)]
-
-
 def test_the_rewritten_kubeconfig_still_honours_the_server_pin(fleet_world):
     """`ok` pins its server: the simulator rewrote the pin to itself, and resolve accepts it."""
     fleet, config = fleet_world()
@@ -157,13 +173,14 @@ def test_the_rewritten_kubeconfig_still_honours_the_server_pin(fleet_world):
 
 def test_checks_ride_out_a_flaky_cluster(fleet_world):
     """10% of API calls answer 500 (the demo's prod-ap): bounded retries keep the checks green."""
-    from console.preflight_checks import check_access
-
     fleet, config = fleet_world(seed=1021)
     create_namespace(fleet, "ok", "ok")
     fleet.set_faults("ok", error_rate=0.1, error_codes=[500])
     api = api_for(config, "ok")
     for _ in range(5):
         assert [r.ok for r in check_access(api, "ok", "ok")] == [True]
-        assert all(r.ok for r in check_render(api, config, config.cluster("ok"), "1.0"))
+        cluster = config.cluster("ok")
+        assert check_values(config, cluster, "1.0").ok
+        assert check_dry_run(api, config, cluster, "1.0").ok
+        assert check_capacity(api, config, cluster, "1.0").ok
     assert fleet.counters("ok")["injected_errors"] > 0

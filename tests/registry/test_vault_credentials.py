@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from console import config as fleet_config
-from console.preflight_checks import check_image
+from console.preflight.release import check_image
 from tests.credentials.conftest import bao, clean_vault_env  # noqa: F401 - fixtures
 
 
