@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """List the ledger, or sync it with its remote."""
     from console.cli.deploy_cmd import load_config
     from console.cli.output import out
+    from console.errors import UserError
     from console.history import Ledger, parse_since
 
     since = parse_since(args.since) if args.since else None
@@ -57,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
         releases = ledger.history(cluster=args.cluster, app=args.app, since=since)
     finally:
         ledger.close()
+    known = [c.id for c in config.clusters]
+    if args.cluster and args.cluster not in known and not releases:
+        # Not in the fleet file and never recorded: a typo, not an empty history.
+        raise UserError(f"{config.source or config.path}: unknown cluster {args.cluster!r} "
+                        f"(clusters: {', '.join(known)})")
     if args.json:
         for release in releases:
             if not out(json.dumps(release.to_json(), separators=(",", ":"))):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import textwrap
 from typing import Any
 
 from console.cli.deploy_cmd import add_selection_flags, choose_tag, load_config, request_from
@@ -46,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
         statuses = {s.cluster: s for s in engine.status(plan.targets)}
     finally:
         engine.close()
-    live = {cid: (s.version if s.reachable else f"? ({s.error})") for cid, s in statuses.items()}
+    # An unreachable cluster's error is long: the table shows a numbered mark and the
+    # whole error follows the table, wrapped, never cut.
+    errors = [(cid, s.error or "unreachable") for cid, s in statuses.items() if not s.reachable]
+    marks = {cid: f"? [{n}]" for n, (cid, _) in enumerate(errors, 1)}
+    live = {cid: (s.version if s.reachable else marks[cid]) for cid, s in statuses.items()}
     if args.json:
         data = plan.to_json()
         data["clusters"] = [{"cluster": row.cluster, "wave": row.wave, "position": row.position,
@@ -56,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
                              "new_version": tag} for row in plan.rows()]
         print(json.dumps(data, indent=2))
         return 0
-    print(plan.describe(live={c: (v if v is None or len(v) < 40 else v[:37] + "...")
-                              for c, v in live.items()},
-                        new=tag or "(no --tag)"))
+    print(plan.describe(live=live, new=tag or "(no --tag)"))
+    width = max(40, shutil.get_terminal_size((100, 24)).columns)
+    for n, (cid, error) in enumerate(errors, 1):
+        print(textwrap.fill(f"[{n}] {cid}: {error}", width=width, subsequent_indent="    ",
+                            break_long_words=False, break_on_hyphens=False))
     return 0

@@ -162,9 +162,11 @@ def _absolute_paths(entry: dict, fields: tuple[str, ...], base_dir: Path) -> Non
 
 
 def enforce(cid: str, source: str, kubeconfig: Mapping[str, Any],
-            creds: Credentials) -> tuple[dict, tuple[str, ...]]:
+            creds: Credentials, fleet_file: str = "the fleet file"
+            ) -> tuple[dict, tuple[str, ...]]:
     """The kubeconfig the client gets, and what it was allowed to do beyond the plain
-    rules (sentences naming the opt-in); `CredentialsError` when it breaks a rule."""
+    rules (sentences naming the opt-in); `CredentialsError` when it breaks a rule.
+    `fleet_file` is the fleet file in use, named where a pin of it refuses."""
     cluster = dict(kubeconfig["clusters"][0]["cluster"])
     user = dict(kubeconfig["users"][0]["user"])
     for entry, field in ((cluster, "certificate-authority"), (user, "client-certificate"),
@@ -175,7 +177,7 @@ def enforce(cid: str, source: str, kubeconfig: Mapping[str, Any],
     actual = str(cluster.get("server", ""))
     if creds.server and _normal_url(actual) != _normal_url(creds.server):
         raise CredentialsError(cid, source,
-                               f"refused: the kubeconfig points at {actual}, but clusters.yaml "
+                               f"refused: the kubeconfig points at {actual}, but {fleet_file} "
                                f"pins the API server {creds.server}")
     allowed: list[str] = []
     skip = cluster.get("insecure-skip-tls-verify", False)
@@ -193,7 +195,7 @@ def enforce(cid: str, source: str, kubeconfig: Mapping[str, Any],
         allowed.append("TLS verification of the API server is off (insecure-skip-tls-verify, "
                        "allowed by credentials.allow_insecure_tls)")
     if creds.ca_sha256:
-        pem = _verified_ca(cid, source, cluster, creds.ca_sha256)
+        pem = _verified_ca(cid, source, cluster, creds.ca_sha256, fleet_file)
         # The client gets the bytes that were verified, not the file read again later.
         cluster.pop("certificate-authority", None)
         cluster["certificate-authority-data"] = base64.b64encode(pem).decode()
@@ -277,7 +279,8 @@ def fingerprint(pin: str) -> str:
     return "".join(ch for ch in text if ch not in ": ")
 
 
-def _verified_ca(cid: str, source: str, cluster: Mapping[str, Any], pin: str) -> bytes:
+def _verified_ca(cid: str, source: str, cluster: Mapping[str, Any], pin: str,
+                 fleet_file: str) -> bytes:
     """The CA certificate(s) the kubeconfig names, each checked against the pin."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
@@ -310,5 +313,5 @@ def _verified_ca(cid: str, source: str, cluster: Mapping[str, Any], pin: str) ->
             # another server pass TLS verification.
             raise CredentialsError(cid, source,
                                    f"refused: the kubeconfig's CA has SHA-256 {got}, but "
-                                   f"clusters.yaml pins {wanted}")
+                                   f"{fleet_file} pins {wanted}")
     return pem

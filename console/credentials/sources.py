@@ -38,6 +38,7 @@ def resolve(cluster: Cluster, config: FleetConfig) -> dict:
     """
     creds = cluster.credentials
     cid = cluster.id
+    fleet = str(getattr(config, "source", "") or getattr(config, "path", "") or "the fleet file")
     with _allowances_lock:
         _allowances.pop(cid, None)
     if creds.vault:
@@ -63,12 +64,12 @@ def resolve(cluster: Cluster, config: FleetConfig) -> dict:
         text = _read_file(cid, source, path)
         base_dir = path.parent
     else:
-        raise CredentialsError(cid, "clusters.yaml", "no kubeconfig, env or vault source is set")
+        raise CredentialsError(cid, fleet, "no kubeconfig, env or vault source is set")
     kubeconfig = parse_kubeconfig(cid, source, text)
     selected = select_context(cid, source, kubeconfig, creds.context, base_dir)
     kubeconfig = parse_kubeconfig(cid, source, text)
     selected = select_context(cid, source, kubeconfig, creds.context, base_dir)
-    checked, allowed = enforce(cid, source, selected, creds)
+    checked, allowed = enforce(cid, source, selected, creds, fleet)
     with _allowances_lock:
         _allowances[cid] = allowed
     return checked
