@@ -114,18 +114,22 @@ class SimCluster:
         self.tokens[token] = principal(name, rules)
         return token
 
-    def count(self, verb: str, resource: str) -> None:
-        """Count one request."""
+    def count(self, verb: str, resource: str, dry_run: bool = False) -> None:
+        """Count one request (a `dryRun=All` one also under `dry_run`: it stores nothing)."""
         self.counters["total"] += 1
         self.counters[f"verb:{verb}"] += 1
         self.counters[f"resource:{resource}"] += 1
         self.counters[f"{verb} {resource}"] += 1
+        if dry_run:
+            self.counters[f"dry-run:{verb} {resource}"] += 1
 
     def counter_summary(self) -> dict[str, Any]:
         """Requests in total, by verb, by resource and by `verb resource`."""
         by_verb = {k[5:]: v for k, v in self.counters.items() if k.startswith("verb:")}
         by_resource = {k[9:]: v for k, v in self.counters.items() if k.startswith("resource:")}
-        pairs = {k: v for k, v in self.counters.items() if " " in k}
+        pairs = {k: v for k, v in self.counters.items() if " " in k and ":" not in k}
+        dry = {k[8:]: v for k, v in self.counters.items() if k.startswith("dry-run:")}
         return {"total": self.counters["total"], "by_verb": by_verb, "by_resource": by_resource,
-                "by_verb_resource": pairs, "injected_errors": self.counters["injected_errors"],
+                "by_verb_resource": pairs, "dry_run": dry,
+                "injected_errors": self.counters["injected_errors"],
                 "random_faults": self.counters["random_faults"]}

@@ -73,7 +73,7 @@ class Handler:
             cluster.count("get", "discovery")
             return self._non_resource(path)
         verb = verb_of(request.method, target, request.query)
-        cluster.count(verb, target.rbac_resource)
+        cluster.count(verb, target.rbac_resource, "All" in request.query.getall("dryRun", []))
         dice = cluster.fault_rng(request.method, path)
         if cluster.settings.random_faults:
             cluster.counters["random_faults"] += 1

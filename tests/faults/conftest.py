@@ -42,9 +42,10 @@ def outcomes(release: Release) -> dict[str, str]:
 
 def writes(fleet: Any, cid: str) -> int:
     """Write requests (create/update/patch/delete) a simulated cluster has served; access
-    reviews are POSTs that change nothing, so they do not count."""
-    pairs = fleet.counters(cid)["by_verb_resource"]
-    return sum(n for key, n in pairs.items()
+    reviews and pre-flight's dry runs are requests that change nothing, so they do not count."""
+    counters = fleet.counters(cid)
+    pairs = counters["by_verb_resource"]
+    return sum(n - counters["dry_run"].get(key, 0) for key, n in pairs.items()
                if key.split(" ", 1)[0] in WRITE_VERBS and not key.endswith("reviews"))
 
 
