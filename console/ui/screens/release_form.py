@@ -4,6 +4,12 @@ The plan is rebuilt on every keystroke with the pure `console.plan` functions (n
 so what the table shows is exactly what `enter` starts. Once started, the form stays
 open through pre-flight, listing each check as its result arrives; it closes when
 pre-flight passes, and stays (fields editable again) when it fails.
+
+When the app has a build command (`app.build.command`), `enter` first asks the registry
+(in a worker) whether the tag's image exists; a missing one is offered to be built, as
+`deploy --build` does. The build runs in a worker, its output streams into the build
+pane with the elapsed time, and the image is checked again before the release starts; a
+failed build shows its last lines and starts nothing.
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ from console.plan import Plan, build_plan, select
 from console.version_tag import app_repository, default_tag
 from console.ui.messages import StartReleaseRequested
 from console.ui.state import PRODUCTION_GLYPH, FleetState, Phase
+from console.ui.widgets.build_pane import BuildPane
 from console.ui.widgets.palette import Palette
 
 if TYPE_CHECKING:
     from console.config import FleetConfig
+    from console.engine import ReleaseRequest
     from console.ui.messages import ConsoleServices
+    from console.version_tag import BuildOffer
 
 
 class ReleaseFormScreen(Screen):
@@ -53,6 +62,8 @@ class ReleaseFormScreen(Screen):
         self.default: str | None = None
         self.started = False
         self.release_id: str | None = None
+        self.build_offer: tuple[ReleaseRequest, BuildOffer] | None = None
+        self.busy = False   # an image check or a build is running in a worker
 
     # -- layout -------------------------------------------------------------------
 
@@ -86,6 +97,7 @@ class ReleaseFormScreen(Screen):
             yield Static("", id="form-problem", classes="field-help")
             yield Label("Plan", classes="section-title")
             yield DataTable(id="plan", cursor_type="none")
+            yield BuildPane()
             with Vertical(id="preflight-box"):
                 yield Label("Pre-flight", classes="section-title")
                 yield RichLog(id="preflight", markup=False, wrap=True, max_lines=400)
@@ -255,7 +267,82 @@ class ReleaseFormScreen(Screen):
             max_parallel=int(max_parallel) if max_parallel and strategy != "serial" else None,
             max_failures=(self._value("max-failures") or None) if strategy != "serial" else None,
             operator=self.app.operator)
-        # The app starts it (or says why not) and then calls `release_started`.
+        if self.busy:
+            return
+        self.query_one(BuildPane).hide()
+        self.build_offer = None
+        if self.config.app.build_command:
+            self.busy = True
+            self._set_editable(False)
+            self._check_image(request)   # the registry is I/O: a worker
+            return
+        self._launch(request)
+
+    # -- the build offer ----------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="build")
+    def _check_image(self, request: ReleaseRequest) -> None:
+        from console.registry import image_exists
+        from console.version_tag import build_offer
+
+        app = self.config.app
+        try:
+            offer = build_offer(self.config, request.tag,
+                                image_exists(app.image, request.tag, app.registry))
+        except Exception:  # noqa: BLE001 - no offer then; pre-flight's image check decides
+            offer = None
+        self.app.call_from_thread(self._image_checked, request, offer)
+
+    def _image_checked(self, request: ReleaseRequest, offer: BuildOffer | None) -> None:
+        self.busy = False
+        if offer is None:
+            self._launch(request)
+            return
+        self._set_editable(True)   # the tag may be changed instead of building
+        self.build_offer = (request, offer)
+        self.query_one(BuildPane).offer(offer.reason, offer.command)
+
+    @on(Button.Pressed, "#build-run")
+    def _build_pressed(self) -> None:
+        if self.build_offer is None or self.busy:
+            return
+        request, offer = self.build_offer
+        self.build_offer, self.busy = None, True
+        self._set_editable(False)
+        self.query_one(BuildPane).started(offer.command)
+        self._build(request, offer)
+
+    @work(thread=True, exit_on_error=False, group="build")
+    def _build(self, request: ReleaseRequest, offer: BuildOffer) -> None:
+        from console.registry import image_exists
+        from console.version_tag import run_build
+
+        pane = self.query_one(BuildPane)
+        result = run_build(offer, on_line=lambda line: self.app.call_from_thread(pane.line,
+                                                                                 line))
+        ok, detail = result.ok, result.detail
+        if ok:
+            # The release starts only once the registry really has the image.
+            app = self.config.app
+            check = image_exists(app.image, request.tag, app.registry)
+            ok = check.ok
+            detail = f"{offer.image} is in the registry" if ok else \
+                f"the build ended, but {check.detail}"
+        self.app.call_from_thread(self._built, request, ok, detail, result.output_tail)
+
+    def _built(self, request: ReleaseRequest, ok: bool, detail: str, tail: str) -> None:
+        self.busy = False
+        self.query_one(BuildPane).finished(ok, detail, "" if ok else tail)
+        if ok:
+            self._launch(request)
+        else:
+            self._set_editable(True)
+
+    # -- the release --------------------------------------------------------------------
+
+    def _launch(self, request: ReleaseRequest) -> None:
+        """Ask the app to start the release; it calls `release_started` (or says why not)."""
+        self._set_editable(True)   # locked again by `release_started`
         self.post_message(StartReleaseRequested(request))
 
     def release_started(self) -> None:
@@ -306,5 +393,10 @@ class ReleaseFormScreen(Screen):
             self._set_editable(True)
 
     def action_back(self) -> None:
-        """Back to the fleet (while pre-flight runs, the release keeps going)."""
+        """Back to the fleet (while pre-flight runs, the release keeps going; a build
+        running keeps the form open: its outcome decides whether anything starts)."""
+        if self.query_one(BuildPane).running:
+            self.notify("the build is running: its result decides the release",
+                        severity="warning")
+            return
         self.dismiss()

@@ -1,0 +1,114 @@
+"""The build from the console: the release form offers `app.build.command` for a tag whose
+image is missing (a real docker-registry), streams the build's output, checks the image
+again and then releases; a failed build shows its last lines and starts nothing."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import yaml
+from textual.widgets import RichLog, Static
+
+from console.config import load
+from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.release_form import ReleaseFormScreen
+from console.ui.widgets.build_pane import BuildPane
+from tests.engine.conftest import REPO
+from tests.ui.ui_helpers import story, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+PUSH = textwrap.dedent("""\
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    from tests.registry.conftest import Registry
+    print("step 1/2: building", os.environ["RELEASE_IMAGE"], flush=True)
+    Registry(host={host!r}, process=None).push_image("apps/user-service",
+                                                     os.environ["RELEASE_TAG"])
+    print("step 2/2: pushed", flush=True)
+    """)
+FAIL = textwrap.dedent("""\
+    import sys
+    for n in range(1, 31):
+        print(f"compiling module {{n}}", flush=True)
+    print("error: the compiler gave up", flush=True)
+    sys.exit(3)
+    """)
+
+
+def fleet_with_build(w, registry, tmp_path, script: str):
+    """The world's fleet file with the image on the real registry and a build command."""
+    doc = yaml.safe_load(w.config_path.read_text())
+    doc["app"]["image"] = f"{registry.host}/apps/user-service"
+    doc["app"]["registry"] = {}
+    (tmp_path / "build.py").write_text(script.format(repo=str(REPO), host=registry.host))
+    doc["app"]["build"] = {"command": f"{sys.executable} {tmp_path / 'build.py'}"}
+    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return load(w.config_path)
+
+
+async def start_tag(pilot, app, tag: str) -> ReleaseFormScreen:
+    await wait_for(pilot, app._engine_ready.is_set, what="the engine")
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+    await pilot.click("#tag")
+    await pilot.press(*tag)
+    form = app.screen
+    assert form.problem is None, form.problem
+    await pilot.press("enter")
+    return form
+
+
+def log_text(form: ReleaseFormScreen) -> str:
+    return "\n".join(line.text for line in form.query_one("#build-log", RichLog).lines)
+
+
+def status_text(form: ReleaseFormScreen) -> str:
+    return str(form.query_one("#build-status", Static).content)
+
+
+@story
+async def test_a_missing_image_is_built_from_the_form_then_released(world, registry,
+                                                                     tmp_path) -> None:
+    w = world(["a"])
+    config = fleet_with_build(w, registry, tmp_path, PUSH)
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options={"grace": 1.0})
+    async with app.run_test(size=(120, 48)) as pilot:
+        form = await start_tag(pilot, app, "v7")
+        # The registry says the image is missing: the build is offered, nothing started.
+        await wait_for(pilot, lambda: form.build_offer is not None, what="the build offer")
+        assert "is not in the registry" in status_text(form)
+        assert not form.started and not app.release_running
+        await pilot.click("#build-run")
+        await wait_for(pilot, lambda: "step 2/2: pushed" in log_text(form), what="the output")
+        assert f"step 1/2: building {registry.host}/apps/user-service:v7" in log_text(form)
+        await wait_for(pilot, lambda: app.state.release is not None
+                       and app.state.release.outcome is not None, timeout=90,
+                       what="the release's end")
+        assert app.state.release.outcome == "ok"
+    assert w.version("a") == "v7"
+
+
+@story
+async def test_a_failed_build_shows_its_last_lines_and_starts_nothing(world, registry,
+                                                                      tmp_path) -> None:
+    w = world(["a"])
+    config = fleet_with_build(w, registry, tmp_path, FAIL)
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options={"grace": 1.0})
+    async with app.run_test(size=(120, 48)) as pilot:
+        form = await start_tag(pilot, app, "v8")
+        await wait_for(pilot, lambda: form.build_offer is not None, what="the build offer")
+        await pilot.click("#build-run")
+        await wait_for(pilot, lambda: "build failed" in status_text(form), what="the failure")
+        status = status_text(form)
+        assert "exit" in status and "nothing was released" in status, status
+        text = log_text(form)
+        assert "── last lines ──" in text
+        assert text.rstrip().endswith("error: the compiler gave up")
+        assert not form.started and not app.release_running
+        assert isinstance(app.screen, ReleaseFormScreen)
+        assert not form.query_one("#tag").disabled      # editable again
+        assert form.query_one(BuildPane).has_class("shown")
+    assert w.fleet.get("a", "/namespaces", "", "a") is None   # nothing touched
