@@ -3,7 +3,7 @@
 The checks, in the order they run (an explicit list: `RELEASE_CHECKS`, `CLUSTER_CHECKS`):
 
 - release-wide (`release.py`): `tag`, `plan`, `image` (the tag exists in the registry);
-  `chart` (helm runs, `helm lint` passes; `console/preflight_helm.py`);
+  `chart` (helm runs, `helm lint` passes; `helm.py`);
 - per cluster, every cluster at once, each in its own thread: `credentials`, `names`,
   `cluster` (it answers; the namespace read) - `cluster.py`; `access` (one
   SelfSubjectRulesReview against `console.rbac`) - `access.py`; `namespace`, `live` -
@@ -33,7 +33,7 @@ from console.preflight.manifests import dry_run_check, values_check
 from console.preflight.model import (CheckResult, ClusterCheck, ClusterContext,
                                      PreflightReport, ReleaseCheck, reason)
 from console.preflight.release import check_plan, check_tag, image_check
-from console.preflight_helm import check_chart
+from console.preflight.helm import check_chart
 
 MAX_WORKERS = 64     # clusters checked at once
 
