@@ -62,8 +62,14 @@ def check(path: Path, capsys) -> tuple[int, str]:
 
 
 def cluster_line(out: str, cid: str) -> str:
-    """The `cluster` check's row of one cluster."""
-    return next(line for line in out.splitlines() if line.split()[:2] == [cid, "cluster"])
+    """The row that says whether a cluster can be talked to: its failed `credentials` check
+    (then the cluster's only row: one cause, one line), else its `cluster` check."""
+    rows = [line for line in out.splitlines() if line.split()[:1] == [cid]]
+    refused = [line for line in rows if line.split()[1:3] == ["credentials", "FAIL"]]
+    if refused:
+        assert rows == refused, rows
+        return refused[0]
+    return next(line for line in rows if line.split()[1] == "cluster")
 
 
 # --------------------------------------------------------------------------- programs
