@@ -359,8 +359,11 @@ class ReleaseFormScreen(Screen):
             widget.disabled = not editable
 
     def _on_events(self, events: list[Event]) -> None:
-        """Pre-flight results as they arrive; close when it passes."""
-        if not self.started:
+        """Pre-flight results as they arrive; close when it passes.
+
+        The release's run call can end (`release_ended`) before its last event batch gets
+        here: events of the release this form started are shown even then."""
+        if not self.started and self.release_id is None:
             return
         log = self.query_one("#preflight", RichLog)
         pal = Palette.of(self.app)
