@@ -213,6 +213,16 @@ _NODE_STATUS = """
 """
 
 
+# The kubelet's events for these states (KWOK's event messages are fixed strings: they
+# cannot name the image as the kubelet's do).
+_NOT_FOUND = "rpc error: code = NotFound desc = failed to pull and unpack image %q: not found"
+_PULL_FAILED = {"type": "Warning", "reason": "Failed",
+                "message": "Failed to pull image: rpc error: code = NotFound desc = not found"}
+_PULL_BACKOFF = {"type": "Normal", "reason": "BackOff", "message": "Back-off pulling image"}
+_CRASH_BACKOFF = {"type": "Warning", "reason": "BackOff",
+                  "message": "Back-off restarting failed container"}
+
+
 def config(readiness_delay: float, jitter: float, never_pull: Iterable[str],
            crash: Iterable[str]) -> list[dict[str, object]]:
     """The KWOK configuration documents (Stages) for one cluster's settings."""
@@ -240,20 +250,19 @@ def config(readiness_delay: float, jitter: float, never_pull: Iterable[str],
         docs += [
             _stage("pod-err-image-pull", "Pod",
                    [LIVE, _is(pulls, "yes"), _not(WAITING, "ErrImagePull", "ImagePullBackOff")],
-                   {"statusTemplate": _pull("ErrImagePull", "rpc error: code = NotFound desc = "
-                                            "failed to pull and unpack image %q: not found")},
+                   {"statusTemplate": _pull("ErrImagePull", _NOT_FOUND), "event": _PULL_FAILED},
                    fail_fast),
             _stage("pod-image-pull-backoff", "Pod",
                    [LIVE, _is(pulls, "yes"), _is(WAITING, "ErrImagePull")],
-                   {"statusTemplate": _pull("ImagePullBackOff", "Back-off pulling image %q")}, 1000),
+                   {"statusTemplate": _pull("ImagePullBackOff", "Back-off pulling image %q"),
+                    "event": _PULL_BACKOFF}, 1000),
             _stage("pod-image-pull-retry", "Pod",
                    [LIVE, _is(pulls, "yes"), _is(WAITING, "ImagePullBackOff")],
-                   {"statusTemplate": _pull("ErrImagePull", "rpc error: code = NotFound desc = "
-                                            "failed to pull and unpack image %q: not found")},
+                   {"statusTemplate": _pull("ErrImagePull", _NOT_FOUND), "event": _PULL_FAILED},
                    5000),
         ]
     if crash:
         docs.append(_stage("pod-crash-loop", "Pod", [LIVE, _is(pulls, "no"), _is(crashes, "yes")],
-                           {"statusTemplate": _CRASH}, max(fail_fast, 200),
+                           {"statusTemplate": _CRASH, "event": _CRASH_BACKOFF}, max(fail_fast, 200),
                            max(fail_fast, 200) + 2000))
     return docs

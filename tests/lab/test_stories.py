@@ -111,17 +111,21 @@ def test_the_lease_lock_refuses_a_second_release(stage, capsys):
         engine.close()
 
 
+def set_image(stage, cid, tag, cache):
+    """`kubectl set image` on one cluster with its kubeconfig, as an operator would."""
+    image = f"{stage.fleet.registry_host}/apps/user-service:{tag}"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig",
+         str(stage.config_path.parent / f"{cid}.yaml"), "--cache-dir", str(cache),
+         "-n", stage.ns(cid), "set", "image", f"deployment/{APP}", f"{APP}={image}"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 def test_drift_after_kubectl_set_image_shows_in_status(stage, capsys, tmp_path):
     stage.write()
     assert deploy(stage, "v1", "--strategy", "parallel", "--yes") == 0   # recorded in the ledger
-    kubeconfig = stage.config_path.parent / "c2.yaml"
-    image = f"{stage.fleet.registry_host}/apps/user-service:hotfix"
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(kubeconfig),
-         "--cache-dir", str(tmp_path / "kubectl-cache"), "-n", stage.ns("c2"),
-         "set", "image", f"deployment/{APP}", f"{APP}={image}"],
-        capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    set_image(stage, "c2", "hotfix", tmp_path / "kubectl-cache")
     wait_for(lambda: stage.ready_pods("c2", "hotfix") == 2, "the hotfix to roll out")
     capsys.readouterr()
     main(["status", "--json", "--config", str(stage.config_path)])
@@ -168,3 +172,44 @@ def test_status_and_history_tell_what_runs_where(stage, capsys):
     assert main(["history", "--json", "--config", str(stage.config_path)]) == 0
     releases = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert sorted(r["version"] for r in releases) == ["v1", "v2"], releases
+
+
+def test_a_crash_looping_image_fails_and_is_rolled_back(stage):
+    stage.write()
+    assert stage.release("v1").exit_code == 0
+    result = stage.release("v2-crash", clusters="c0")
+    assert result.exit_code == 1, (result.outcome, result.message)
+    failed = result.clusters[0]
+    assert failed.outcome == "rolled_back" and "CrashLoopBackOff" in (failed.error or ""), failed
+    assert stage.version("c0") == "v1"
+
+
+def test_a_serial_release_stops_at_the_first_failure(stage):
+    stage.write()
+    assert stage.release("v1").exit_code == 0
+    result = stage.release("v2-broken", strategy="serial")
+    assert result.exit_code == 1
+    outcomes = {r.cluster: r.outcome for r in result.clusters}
+    assert outcomes["c0"] == "rolled_back", outcomes
+    assert all(outcomes.get(cid) in (None, "skipped") for cid in ("c1", "c2")), outcomes
+    assert [stage.version(cid) for cid in IDS] == ["v1"] * 3
+
+
+def test_the_detail_view_shows_pods_revisions_and_the_pull_failure(stage, tmp_path):
+    stage.write()
+    assert stage.release("v1").exit_code == 0
+    engine = stage.engine()
+    try:
+        # An image that never pulls, set outside a release: the detail names the reason.
+        set_image(stage, "c1", "v9-broken", tmp_path / "kubectl-cache")
+        wait_for(lambda: any(p.reason in ("ErrImagePull", "ImagePullBackOff")
+                             for p in engine.detail("c1").pods), "the pull failure in the detail")
+        detail = engine.detail("c1")
+    finally:
+        engine.close()
+    assert {p.image.rsplit(":", 1)[1] for p in detail.pods} >= {"v1", "v9-broken"}
+    assert [r.version for r in detail.revisions][-2:] == ["v1", "v9-broken"], detail.revisions
+    broken = {p.name for p in detail.pods if p.image.endswith(":v9-broken")}
+    # The kubelet's (KWOK's) events about the failing pull, on the failing pods.
+    assert any(e.reason in ("Failed", "BackOff") and e.object.rsplit("/", 1)[-1] in broken
+               for e in detail.events), detail.events
