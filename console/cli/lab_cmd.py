@@ -80,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"lab: starting {len(lab.ids)} cluster(s); logs in {directory.resolve() / 'logs'}",
           flush=True)
     try:
-        lab.start(timeout=args.timeout, progress=lambda line: print(line, flush=True))
+        lab.start(timeout=args.timeout, progress=lambda line: print(line, flush=True), cancel=stop)
     except LabError as exc:
         print(f"release-console: error: {exc}", file=sys.stderr)
-        return 1
+        return 130 if stop.is_set() else 1
     try:
         written = lab.write_kubeconfigs(directory)
         for cid in lab.ids:

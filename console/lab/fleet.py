@@ -100,6 +100,8 @@ class LabFleet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self.registry_port = 0
+        self._cancel = threading.Event()
+        self.kube_version = ""
 
     @classmethod
     def from_config(cls, path: str | Path, directory: str | Path, **overrides: Any) -> LabFleet:
@@ -118,9 +120,15 @@ class LabFleet:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 240.0, progress: Callable[[str], None] | None = None) -> LabFleet:
-        """Start every component and wait until each cluster answers and has Ready nodes."""
+    def start(self, timeout: float = 240.0, progress: Callable[[str], None] | None = None,
+              cancel: threading.Event | None = None) -> LabFleet:
+        """Start every component and wait until each cluster answers and has Ready nodes.
+
+        Setting `cancel` (a signal handler does) stops the start: every process started so
+        far is stopped and LabError("interrupted") raised.
+        """
         say = progress or (lambda _: None)
+        self._cancel = cancel or threading.Event()
         began = time.monotonic()
         deadline = began + timeout
         programs = find_programs()
@@ -146,6 +154,8 @@ class LabFleet:
             for spec in self.specs:
                 self._wait(spec.id, "kube-apiserver", deadline,
                            lambda cid=spec.id: self._status(cid, "GET", "/readyz") == 200)
+            status, version = self.request(self.specs[0].id, "GET", "/version")
+            self.kube_version = str(version.get("gitVersion", "")) if status == 200 else ""
             for n, spec in enumerate(self.specs):
                 self._start_cluster_components(n, spec.id, programs, logs)
             for spec in self.specs:
@@ -209,7 +219,13 @@ class LabFleet:
                              "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                                         "kubernetes.io/arch": "amd64", "type": "kwok",
                                         "node-role.kubernetes.io/worker": ""}},
-                "status": {"capacity": resources, "allocatable": resources}}
+                "status": {"capacity": resources, "allocatable": resources,
+                           "nodeInfo": {"kubeletVersion": f"{self.kube_version}-kwok",
+                                        "kubeProxyVersion": f"{self.kube_version}-kwok",
+                                        "containerRuntimeVersion": "kwok", "operatingSystem": "linux",
+                                        "architecture": "amd64", "kernelVersion": "kwok",
+                                        "osImage": "kwok", "machineID": "", "systemUUID": "",
+                                        "bootID": ""}}}
         status, body = self.request(cid, "POST", "/api/v1/nodes", node)
         if status not in (201, 409):
             raise LabError(f"lab: {cid}: creating node {name} answered {status}: {body!r:.300}")
@@ -229,6 +245,8 @@ class LabFleet:
 
     def _wait(self, cid: str, what: str, deadline: float, ready: Callable[[], bool]) -> None:
         while True:
+            if self._cancel.is_set():
+                raise LabError("lab: interrupted while starting")
             dead = [c for c in self.children if not c.alive()]
             if dead:
                 raise LabError(f"lab: {dead[0].name} exited with code {dead[0].popen.returncode} "

@@ -140,3 +140,31 @@ def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
         time.sleep(0.1)
     left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not left, f"processes left after SIGTERM: {left}"
+
+
+@pytest.mark.real
+def test_sigterm_while_starting_stops_what_was_started(tmp_path):
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "release-console"), "lab", "up", "1",
+         "--kubeconfig-dir", str(tmp_path / "lab")], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("lab: starting 1 cluster")
+        started = proc.stdout.readline()          # the kube-apiservers are on their way
+        assert "kube-apiserver" in started, started
+        children = descendants(proc.pid)
+        assert children, "no component was started"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rest = proc.stdout.read() if proc.stdout else ""
+    assert code == 130, (rest, proc.stderr.read() if proc.stderr else "")
+    assert "ready" not in rest
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
