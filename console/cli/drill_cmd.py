@@ -136,7 +136,7 @@ def lab(source: Path, tmp: Path, tag: str, fail: Sequence[str]) -> Iterator[Path
         settings = fleet.settings[cid]
         settings.update({"never_pull": (*settings.never_pull, tag)})
     try:
-        fleet.start(progress=lambda line: print(f"lab: {line}", file=sys.stderr, flush=True))
+        fleet.start(progress=lambda line: print(line, file=sys.stderr, flush=True))
     except LabError as exc:
         fleet.stop()
         raise UserError(f"--lab: {exc}") from None
