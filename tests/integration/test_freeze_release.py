@@ -79,7 +79,7 @@ def test_override_goes_through_and_is_in_the_ledger_and_the_notification(
     w = world(["a", "b"], groups={"a": ["staging"], "b": ["prod"]})
     w.deploy_everywhere("v1")
     with_windows(w.config_path, [around_now()],
-                 notify={"on": ["failure"], "slack_webhook": webhook.url})
+                 notify={"on": ["success"], "slack_webhook": webhook.url})
 
     code = main(["deploy", "--config", str(w.config_path), "--tag", "v2", "--strategy",
                  "parallel", "--override-freeze", "--reason", "hotfix for\nINC-4711"])
@@ -93,11 +93,14 @@ def test_override_goes_through_and_is_in_the_ledger_and_the_notification(
     assert window["name"] == "change-freeze" and window["clusters"] == ["a", "b"]
     assert main(["history", "--config", str(w.config_path)]) == 0
     assert "v2 [freeze override]" in capsys.readouterr().out
-    # Told even though `notify.on` has only failures: an override is always told.
-    [body] = webhook.bodies
-    assert "released through a freeze window" in body["text"]
-    assert body["freeze_override"] == "freeze override by carol: hotfix for INC-4711 " \
-                                      "(windows: change-freeze)"
+    # The override is told at the start although `notify.on` has no such event, and the
+    # success note carries it too.
+    told, success = webhook.bodies
+    line = "freeze override by carol: hotfix for INC-4711 (windows: change-freeze)"
+    assert "released through a freeze window" in told["text"] and told["event"] == \
+        "freeze_override"
+    assert told["freeze_override"] == line
+    assert success["event"] == "success" and line in success["text"]
 
 
 def test_override_needs_a_reason_and_a_reason_needs_the_override(world, capsys):
