@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from console.engine.api import FAILURE_OUTCOMES, GateAnswer, GateDecision, Outcome
+from console.engine.api import (FAILURE_OUTCOMES, ClusterResult, GateAnswer, GateDecision,
+                                Outcome)
 from console.events import Kind
 from console.locks import control as wire
 
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL = 0.5                 # s between looks at the control lease
-FLEET_FILE_RECHECK = 2.0   # s between re-reads of the fleet file (clusters removed from it)
 SKIPPED_BY_OPERATOR = "skipped_by_operator"
 
 
@@ -85,7 +83,6 @@ def left_out(engine: Engine, run: ReleaseRun, cid: str) -> bool:
 
 
 def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str, outcome: str) -> None:
-    from console.engine.api import ClusterResult
     before = run.before.get(cid)
     with run.lock:
         run.results[cid] = ClusterResult(cid, Outcome.SKIPPED,
@@ -96,28 +93,35 @@ def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str, outcome: s
                  reason=reason, outcome=outcome)
 
 
-_fleet_cache: dict[str, tuple[float, frozenset[str]]] = {}
+_fleet_cache: dict[str, tuple[tuple[int, int], frozenset[str]]] = {}
 _fleet_lock = threading.Lock()
 
 
 def _fleet_ids(engine: Engine) -> frozenset[str]:
-    """The cluster ids the fleet file names now (re-read at most every few seconds; a
-    file that does not load - mid-edit - keeps the ids the release started with)."""
+    """The cluster ids the fleet file names now: re-read when the file changed (its
+    mtime and size; a stat per start); a file that does not load - mid-edit - or is gone
+    keeps the ids the release started with."""
+    import os
     path = str(getattr(engine.config, "path", "") or "")
     known = frozenset(engine.config.ids)
     if not path:
         return known
+    try:
+        info = os.stat(path)
+    except OSError:
+        return known
+    stamp = (info.st_mtime_ns, info.st_size)
     with _fleet_lock:
-        at, ids = _fleet_cache.get(path, (0.0, known))
-        if time.monotonic() - at < FLEET_FILE_RECHECK:
-            return ids
+        seen = _fleet_cache.get(path)
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
         from console.config import load
         from console.errors import UserError
         try:
             ids = frozenset(load(path).ids)
         except (UserError, OSError):
             ids = known
-        _fleet_cache[path] = (time.monotonic(), ids)
+        _fleet_cache[path] = (stamp, ids)
         return ids
 
 
@@ -267,7 +271,3 @@ def open_channel(engine: Engine, run: ReleaseRun) -> Channel | None:
 def _by(who: str) -> str:
     return f" by {who}" if who else ""
 
-
-def utc_stamp() -> str:
-    """Now, ISO 8601 UTC to the second (request times)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
