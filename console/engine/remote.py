@@ -88,6 +88,14 @@ class RemoteControl:
         """Stop starting clusters; optionally roll back what the release reached."""
         self._send(("control", self.key, "abort", {"rollback": rollback, "by": by}))
 
+    def skip(self, cluster: str, by: str = "") -> None:
+        """Never start `cluster` in this release (recorded `skipped_by_operator`)."""
+        self._send(("control", self.key, "skip", {"cluster": cluster, "by": by}))
+
+    def retry(self, cluster: str, by: str = "") -> None:
+        """Deploy the failed `cluster` again once the rest of its wave ended."""
+        self._send(("control", self.key, "retry", {"cluster": cluster, "by": by}))
+
 
 def private_log() -> tuple[int, Path]:
     """A new log file, 0600, with an unpredictable name in the console's private (0700)

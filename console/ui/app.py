@@ -30,6 +30,7 @@ from console.ui.commands import ConsoleCommands
 from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
 from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
                                  NewReleaseRequested, Notice, PauseToggled,
+                                 ClusterSteerRequested,
                                  ReleaseRollbackRequested,
                                  StartReleaseRequested, StatusRefreshRequested)
 from console.ui.screens.fleet import FleetScreen
@@ -255,6 +256,30 @@ class ReleaseConsoleApp(App[int]):
     @on(PauseToggled)
     def _pause_toggled(self) -> None:
         self.toggle_pause()
+
+    @on(ClusterSteerRequested)
+    def _steer_requested(self, message: ClusterSteerRequested) -> None:
+        self.steer_cluster(message.action, message.cluster_id)
+
+    def steer_cluster(self, action: str, cid: str) -> None:
+        """`o`: skip a cluster of the running release that has not started (recorded
+        `skipped_by_operator`); `t`: retry a failed one once the rest of its wave ended."""
+        from console.ui.model import Phase
+        control = self.control
+        row = self.state.clusters.get(cid)
+        if control is None or not self.release_running or row is None:
+            self.notify("no release is running", severity="warning")
+            return
+        if action == "skip" and row.phase is not Phase.WAITING:
+            self.notify(f"{cid} is {row.phase.value}: only a cluster waiting to start can "
+                        "be skipped", severity="warning")
+            return
+        if action == "retry" and row.phase not in (Phase.FAILED, Phase.ROLLED_BACK):
+            self.notify(f"{cid} has not failed ({row.phase.value})", severity="warning")
+            return
+        getattr(control, action)(cid, by=self.operator)
+        self.notify(f"{cid} will be skipped" if action == "skip" else
+                    f"{cid} will be deployed again once the rest of its wave ended")
 
     @on(StatusRefreshRequested)
     def _status_refresh_requested(self) -> None:

@@ -59,6 +59,15 @@ class PauseToggled(Message):
     """Pause the running release, or resume it."""
 
 
+class ClusterSteerRequested(Message):
+    """Skip (`o`) the selected cluster before it starts, or retry (`t`) it after it failed."""
+
+    def __init__(self, action: str, cluster_id: str) -> None:
+        super().__init__()
+        self.action = action
+        self.cluster_id = cluster_id
+
+
 class StatusRefreshRequested(Message):
     """Read every cluster's live version again."""
 

@@ -9,7 +9,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label
 
-from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
+from console.ui.messages import (ClusterRollbackRequested, ClusterSteerRequested,
+                                 DetailRequested,
                                   NewReleaseRequested, PauseToggled, StatusRefreshRequested)
 from console.ui.state import FleetState
 from console.ui.widgets.event_log import EventLog
@@ -26,6 +27,10 @@ class FleetScreen(Screen):
         Binding("n", "new_release", "new release"),
         Binding("r", "rollback", "rollback"),
         Binding("p", "pause", "pause/resume"),
+        Binding("o", "steer('skip')", "skip the cluster (not started yet) in the running release",
+                show=False),
+        Binding("t", "steer('retry')", "retry the failed cluster once its wave ended",
+                show=False),
         Binding("slash", "filter", "filter", key_display="/"),
         Binding("escape", "clear", "clear filter/marks", show=False),
         Binding("ctrl+r", "refresh", "refresh live versions", show=False),
@@ -131,6 +136,12 @@ class FleetScreen(Screen):
     def action_pause(self) -> None:
         """Pause or resume the running release."""
         self.post_message(PauseToggled())
+
+    def action_steer(self, action: str) -> None:
+        """Skip the cluster under the cursor (not started yet) or retry it (failed)."""
+        cid = self.grid.cursor_cluster
+        if cid is not None:
+            self.post_message(ClusterSteerRequested(action, cid))
 
     def action_refresh(self) -> None:
         """Read every cluster's live version again."""
