@@ -193,3 +193,60 @@ def test_a_gate_timeout_stops_the_release(world, tmp_path):
     assert "gate timeout" in deploy.kinds("release_finished")[0]["detail"]
     assert w.version("b") is None
     assert control(w.config_path, "r-20990101-0000-ffff", "pause").returncode == 2
+
+
+class Follow:
+    """`release-console follow ...` as a process; its lines collected by a thread."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "console", "follow", "--config",
+                                      str(config), "--interval", "0.3", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, stdin=subprocess.DEVNULL)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def finish(self, timeout: float = 120.0) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        return self.proc.returncode
+
+
+def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_path):
+    w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.5, jitter=0.0)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
+                    "--wait-for-approval")
+    follow = None
+    try:
+        wait_for(lambda: deploy.kinds("release_started"), timeout=90, what="the start")
+        rid = deploy.release_id
+        follow = Follow(w.config_path)          # no id: the release running now
+        wait_for(lambda: follow.saw("waits for approval"), timeout=90, what="the gate line")
+        assert follow.saw(f"release {rid}: v2 (canary)")
+        assert follow.saw("a                    healthy")
+        assert follow.saw(f"release-console control {rid} approve")
+        assert not follow.saw("b                    healthy")
+        assert control(w.config_path, rid, "approve").returncode == 0
+        assert follow.finish() == 0, follow.proc.stderr.read()
+        assert deploy.finish() == 0
+    finally:
+        for proc in (deploy, follow):
+            if proc is not None and proc.proc.poll() is None:
+                proc.finish(timeout=5)
+    assert follow.saw("b                    healthy") and follow.saw("c                    healthy")
+    assert follow.lines[-1] == f"release {rid}: ok"
+    gone = Follow(w.config_path, "r-20990101-0000-ffff")
+    assert gone.finish() == 2

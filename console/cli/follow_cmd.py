@@ -1,0 +1,116 @@
+"""`release-console follow [RELEASE_ID]`: print a release another process runs, live.
+
+    release-console follow [RELEASE_ID] [--interval S] [--once] [--json]
+
+Without RELEASE_ID, the release running on the fleet now. Reads the ledger (pulled from
+`history.remote` each round when one is set), the release Leases and the clusters
+(`console.engine.follow`) - never the process that runs it - and prints a line per
+cluster whose phase or progress changed, the gate when one waits (with the `control`
+command that approves it), and the end. Exit codes: 0 followed to its end (or printed
+once with `--once`); 1 its console stopped without recording the end; 2 no such
+release (or none running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from console.cli.deploy_cmd import load_config
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add `follow`."""
+    parser = subparsers.add_parser(
+        "follow", parents=[common], help="watch a release another process runs (CI, "
+                                         "another console)",
+        description="Print the per-cluster phase and progress of a running release, its "
+                    "gates and its end, read from the ledger, the Leases and the clusters. "
+                    "Exit codes: 0 followed to the end, 1 its console stopped without "
+                    "recording an end, 2 no such release.")
+    parser.add_argument("release_id", nargs="?", default=None, metavar="RELEASE_ID",
+                        help="default: the release running on the fleet now")
+    parser.add_argument("--interval", type=float, default=2.0, metavar="S",
+                        help="seconds between readings (default 2)")
+    parser.add_argument("--once", action="store_true",
+                        help="print the state once and exit")
+    parser.add_argument("--json", action="store_true", help="one JSON object per change")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Follow until the release ends."""
+    from console.cli.output import out
+    from console.engine import Engine
+    from console.engine.follow import running_release, snapshot
+    from console.errors import UserError
+    from console.history import HistoryError, Ledger
+    config = load_config(args)
+    engine = Engine(config)
+    ledger = Ledger.for_config(config)
+    warned = False
+
+    def emit(record: dict[str, Any], line: str) -> None:
+        out(json.dumps(record) if args.json else line)
+
+    try:
+        rid = args.release_id or running_release(engine)
+        if rid is None:
+            raise UserError("no release is running on this fleet's clusters")
+        shown: dict[str, str] = {}
+        head_shown = gate_shown = paused_shown = None
+        while True:
+            if ledger.remote:
+                try:
+                    ledger.sync()
+                except HistoryError as exc:
+                    if not warned:
+                        print(f"release-console: warning: history remote: {exc}",
+                              file=sys.stderr)
+                        warned = True
+            view = snapshot(engine, rid, ledger)
+            if view.recorded and not view.running and view.outcome is None:
+                # Its end may have been written between our ledger and lease reads.
+                view = snapshot(engine, rid, ledger)
+            if not view.recorded and not view.running:
+                raise UserError(f"no release {rid} in the ledger or on the clusters")
+            head = (f"release {rid}: {view.version or '?'} ({view.strategy or '?'}) by "
+                    f"{view.operator or '?'}")
+            if head != head_shown:
+                emit({"release": rid, "version": view.version, "strategy": view.strategy,
+                      "operator": view.operator}, head)
+                head_shown = head
+            for line in view.clusters:
+                if shown.get(line.cluster) != line.text():
+                    shown[line.cluster] = line.text()
+                    emit({"release": rid, "cluster": line.cluster, "phase": line.phase,
+                          "ready": line.ready, "desired": line.desired,
+                          "version": line.version}, f"  {line.text()}")
+            paused = bool(view.steering.get("paused"))
+            if paused != bool(paused_shown):
+                emit({"release": rid, "paused": paused},
+                     "  paused: no new cluster starts" if paused else "  resumed")
+                paused_shown = paused
+            gate = view.gate_text()
+            if gate != gate_shown:
+                if gate:
+                    emit({"release": rid, "gate": view.steering.get("gate")}, f"  {gate}")
+                gate_shown = gate
+            if view.outcome is not None:
+                emit({"release": rid, "outcome": view.outcome},
+                     f"release {rid}: {view.outcome}")
+                return 0
+            if not view.running and view.recorded:
+                emit({"release": rid, "outcome": None},
+                     f"release {rid}: its console stopped without recording an end "
+                     "(the next start reconciles it)")
+                return 1
+            if args.once:
+                return 0
+            time.sleep(max(0.2, args.interval))
+    finally:
+        ledger.close()
+        engine.close()

@@ -1,0 +1,125 @@
+"""Following a release another process runs: what it is doing now, read from outside.
+
+A release run by a headless `deploy` (in CI, on another machine) or by another console
+is seen through three sources, none of them that process:
+
+- the clusters: the app's Deployment annotations (`release-console/release-id`, the
+  version) and its replica counts say where the release has reached and how far each
+  rollout is;
+- the release Leases: who holds each cluster, and on the control lease the live state
+  the release publishes (`console.locks.control`: paused, the gate waiting and who
+  approved it so far);
+- the ledger (pulled with `history.remote` when one is set): the release's version,
+  strategy, targets and operator, each cluster's recorded outcome and the end.
+
+`snapshot()` reads them once into a `FollowView`; `release-console follow` prints the
+changes between snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from console.engine.steering_client import read_leases
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+
+
+@dataclass(frozen=True)
+class ClusterLine:
+    """One cluster of the followed release, now."""
+
+    cluster: str
+    phase: str          # waiting, rolling, ready, unreachable, or the ledger's outcome
+    version: str | None
+    ready: int
+    desired: int
+
+    def text(self) -> str:
+        """`prod-eu  rolling 1/3  v2`."""
+        counts = f" {self.ready}/{self.desired}" if self.phase in ("rolling", "ready") else ""
+        return f"{self.cluster:<20} {self.phase}{counts}  {self.version or '-'}"
+
+
+@dataclass
+class FollowView:
+    """The followed release as read now."""
+
+    release_id: str
+    version: str | None = None
+    strategy: str = ""
+    operator: str = ""
+    holders: list[str] = field(default_factory=list)   # clusters whose lease it holds
+    steering: dict[str, Any] = field(default_factory=dict)
+    clusters: list[ClusterLine] = field(default_factory=list)
+    recorded: bool = False          # the ledger has the release
+    outcome: str | None = None      # the ledger's end (None while it runs)
+
+    @property
+    def running(self) -> bool:
+        """Whether some cluster's lease is still held by the release."""
+        return bool(self.holders)
+
+    def gate_text(self) -> str | None:
+        """`gate before wave 2 (b, c) waits for approval (0 of 1) ...`, or None."""
+        gate = self.steering.get("gate")
+        if not isinstance(gate, dict):
+            return None
+        by = gate.get("approved_by") or []
+        return (f"gate before wave {int(gate.get('wave', 0)) + 1} "
+                f"({', '.join(gate.get('clusters') or [])}) waits for approval "
+                f"({len(by)} of {gate.get('approvals', 1)}"
+                f"{': ' + ', '.join(by) if by else ''}): "
+                f"release-console control {self.release_id} approve")
+
+
+def running_release(engine: Engine) -> str | None:
+    """The release that listens for control on this fleet now, else one holding a
+    lease (None: no release runs)."""
+    views = read_leases(engine)
+    listening = sorted(v.steering.get("release") for v in views if v.steering.get("release"))
+    if listening:
+        return str(listening[0])
+    holding = sorted(v.release for v in views if v.release)
+    return holding[0] if holding else None
+
+
+def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
+    """Read the release's state from the ledger (`console.history.Ledger`, None: none),
+    its leases and its clusters."""
+    view = FollowView(release_id)
+    record = None
+    if ledger is not None:
+        found = ledger.releases(ids={release_id})
+        record = found[0] if found else None
+    leases = read_leases(engine)
+    view.holders = [v.cluster for v in leases if v.release == release_id]
+    for lease in leases:
+        if lease.steering.get("release") == release_id:
+            view.steering = lease.steering
+    targets: list[str] = list(view.holders)
+    if record is not None:
+        view.recorded = True
+        view.version, view.strategy, view.operator = (record.version, record.strategy,
+                                                      record.operator)
+        view.outcome = record.outcome
+        targets = list(record.targets) or targets
+    statuses = {s.cluster: s for s in engine.status(targets)} if targets else {}
+    for cid in targets:
+        outcome = record.outcome_of(cid) if record is not None else None
+        status = statuses.get(cid)
+        version = status.version if status else None
+        ready, desired = (status.ready, status.desired) if status else (0, 0)
+        if outcome is not None:
+            phase = outcome.outcome
+        elif status is not None and not status.reachable:
+            phase = "unreachable"
+        elif status is not None and status.release_id == release_id:
+            phase = "ready" if desired and ready >= desired else "rolling"
+            view.version = view.version or version
+        else:
+            phase = "waiting"
+        view.clusters.append(ClusterLine(cid, phase, version, ready, desired))
+    return view
