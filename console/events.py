@@ -3,7 +3,8 @@
 Every consumer - the TUI, the headless printer, the history ledger, the notifiers -
 listens to the same `Event` stream. An event is a frozen record: what happened
 (`kind`), to which release and (optionally) cluster, a human message and a small
-JSON-able `data` mapping whose keys are documented per kind below. Secrets and control
+JSON-able `data` mapping whose keys are documented per kind below. `digest` is the
+`sha256:...` the release pinned its tag to (None: `--no-pin`, or not known). Secrets and control
 characters never go into an event: `console.redact` scrubs the message and data when
 the event is made, so every consumer gets clean text.
 """
@@ -47,24 +48,26 @@ FAILURE_OUTCOMES = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK})
 class Kind(str, Enum):
     """What happened. The `data` keys each kind carries are listed beside it."""
 
-    RELEASE_PLANNED = "release_planned"      # app, version, image, strategy, targets, waves, operator
+    RELEASE_PLANNED = "release_planned"      # app, version, image, digest, strategy, targets, waves, operator
     PREFLIGHT_STARTED = "preflight_started"  # checks
     PREFLIGHT_RESULT = "preflight_result"    # check, ok, detail (one per cluster and check)
     PREFLIGHT_FINISHED = "preflight_finished"  # ok, failures
-    RELEASE_STARTED = "release_started"      # (recorded before any cluster is touched)
+    RELEASE_STARTED = "release_started"      # version, targets, digest (recorded before any cluster is touched)
     WAVE_STARTED = "wave_started"            # wave, clusters
+    WAVE_BAKING = "wave_baking"              # wave, seconds, until (epoch s), clusters
+    WAVE_BAKED = "wave_baked"                # wave, ok, failed (clusters), seconds, completed
     WAVE_FINISHED = "wave_finished"          # wave, healthy, failed
     GATE_WAITING = "gate_waiting"            # wave (the next one), clusters
     GATE_DECIDED = "gate_decided"            # decision (approve|reject|abort), by, rollback
     PAUSED = "paused"                        # by
     RESUMED = "resumed"                      # by
     STEERED = "steered"                      # action, by, (cluster), detail: a control action taken
-    CLUSTER_STARTED = "cluster_started"      # from_version, to_version, wave
+    CLUSTER_STARTED = "cluster_started"      # from_version, to_version, wave, digest
     CLUSTER_PROGRESS = "cluster_progress"    # desired, updated, ready, available, phase
-    CLUSTER_HEALTHY = "cluster_healthy"      # version, duration
+    CLUSTER_HEALTHY = "cluster_healthy"      # version, duration, digest
     CLUSTER_FAILED = "cluster_failed"        # error, duration
     CLUSTER_ROLLING_BACK = "cluster_rolling_back"  # from_version, to_version
-    CLUSTER_ROLLED_BACK = "cluster_rolled_back"    # version, ok, error
+    CLUSTER_ROLLED_BACK = "cluster_rolled_back"    # version, ok, error, digest
     CLUSTER_SKIPPED = "cluster_skipped"      # reason
     CLUSTER_UNREACHABLE = "cluster_unreachable"  # error
     RELEASE_FINISHED = "release_finished"    # outcome (ok|failed|stopped|aborted), exit_code, summary

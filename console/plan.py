@@ -33,6 +33,9 @@ class Wave:
     index: int  # 0-based
     clusters: tuple[str, ...]
     gate_before: bool  # an approval is needed before this wave starts
+    # Seconds the wave is watched once healthy before the next wave (or its gate, or
+    # the end of the release) - a cluster that degrades meanwhile fails. 0: no bake.
+    bake: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class Plan:
         return {
             "strategy": self.strategy, "targets": list(self.targets),
             "waves": [{"index": w.index, "clusters": list(w.clusters),
-                       "gate_before": w.gate_before} for w in self.waves],
+                       "gate_before": w.gate_before, "bake": w.bake} for w in self.waves],
             "max_parallel": self.max_parallel, "max_failures": self.max_failures,
             "failure_budget": self.failure_budget,
             "stop_on_first_failure": self.stop_on_first_failure,
@@ -123,8 +126,10 @@ class Plan:
             header.append("NEW")
         table = [header]
         for row in self.rows():
+            bake = self.waves[row.wave].bake
             line = [str(row.position), row.cluster,
-                    f"{row.wave + 1}{' (gate)' if row.gate_before else ''}"]
+                    f"{row.wave + 1}{' (gate)' if row.gate_before else ''}"
+                    f"{f' (bake {bake:g}s)' if bake and row.cluster == self.waves[row.wave].clusters[-1] else ''}"]
             if live is not None:
                 line.append(live.get(row.cluster) or "-")
             if new is not None:
@@ -223,7 +228,7 @@ def _budget(value: str | int | None, default: str | None) -> str | None:
 
 def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: str = "serial",
                order: Sequence[str] | str = (), max_parallel: int | None = None,
-               max_failures: str | int | None = None) -> Plan:
+               max_failures: str | int | None = None, bake: float | None = None) -> Plan:
     """The plan for releasing to `targets` with `strategy`; `ValidationError` if unsound.
 
     serial: one cluster at a time in `order` (every cluster of it must be a target;
@@ -233,7 +238,11 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
     `max_failures` (a number or a %, default 0).
     A named strategy: its waves resolved against the targets (see `resolve_waves`),
     gates between waves when it says `gates: true`.
+    `bake` (seconds, `deploy --bake`) overrides every wave's bake time; else a wave
+    bakes as its strategy says (per wave, else `bake:`), the built-ins not at all.
     """
+    if bake is not None and not 0 <= bake <= 24 * 3600:
+        raise ValidationError(f"--bake: a bake time is 0 to 24h, got {bake:g}s")
     ids = _target_ids(config, targets)
     order_ids = _parse_order(order)
     if strategy == "serial":
@@ -244,14 +253,15 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
             raise ValidationError("--max-failures: the serial strategy stops at the first "
                                   "failure; use --strategy parallel or a named strategy")
         sequence = _serial_order(config, ids, order_ids)
-        return Plan(strategy="serial", waves=(Wave(0, sequence, False),), max_parallel=1,
+        return Plan(strategy="serial", waves=(Wave(0, sequence, False, bake or 0.0),),
+                    max_parallel=1,
                     max_failures=0, stop_on_first_failure=True, targets=ids)
     if order_ids:
         raise ValidationError(f"--order: applies to the serial strategy only, not "
                               f"{show(strategy)}")
     if strategy == "parallel":
         budget = _budget(max_failures, None)
-        return Plan(strategy="parallel", waves=(Wave(0, ids, False),),
+        return Plan(strategy="parallel", waves=(Wave(0, ids, False, bake or 0.0),),
                     max_parallel=_max_parallel(max_parallel, None),
                     max_failures=failure_budget_count(budget, len(ids)),
                     stop_on_first_failure=False, targets=ids, failure_budget=budget)
@@ -262,9 +272,18 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
                               + did_you_mean(strategy, choices)
                               + f"; one of {', '.join(choices)}")
     budget = _budget(max_failures, named.max_failures)
-    waves = resolve_waves(config, named.waves, ids)
+    placed = _resolve(config, named.waves, ids)
+
+    def bake_of(source: int | None) -> float:
+        if bake is not None:
+            return bake
+        own = named.wave_bakes[source] if source is not None and \
+            source < len(named.wave_bakes) else None
+        return named.bake if own is None else own
+
     return Plan(strategy=named.name,
-                waves=tuple(Wave(i, w, named.gates and i > 0) for i, w in enumerate(waves)),
+                waves=tuple(Wave(i, w, named.gates and i > 0, bake_of(source))
+                            for i, (source, w) in enumerate(placed)),
                 max_parallel=_max_parallel(max_parallel, named.max_parallel),
                 max_failures=failure_budget_count(budget, len(ids)),
                 stop_on_first_failure=False, targets=ids, failure_budget=budget)
@@ -301,9 +320,16 @@ def resolve_waves(config: FleetConfig, waves: Sequence[Sequence[str]],
     rounded up), `rest` (all remaining). Non-targets are dropped, empty waves dropped,
     and targets no wave names form one last wave.
     """
+    return tuple(w for _, w in _resolve(config, waves, ids))
+
+
+def _resolve(config: FleetConfig, waves: Sequence[Sequence[str]],
+             ids: tuple[str, ...]) -> list[tuple[int | None, tuple[str, ...]]]:
+    """`resolve_waves`, each wave with the index of the strategy wave it came from (None:
+    the last wave of targets no wave names)."""
     remaining = list(ids)
-    out: list[tuple[str, ...]] = []
-    for wave in waves:
+    out: list[tuple[int | None, tuple[str, ...]]] = []
+    for index, wave in enumerate(waves):
         taken: list[str] = []
         for entry in wave:
             if entry == REST:
@@ -318,7 +344,7 @@ def resolve_waves(config: FleetConfig, waves: Sequence[Sequence[str]],
             placed = set(picked)
             remaining = [cid for cid in remaining if cid not in placed]
         if taken:
-            out.append(tuple(taken))
+            out.append((index, tuple(taken)))
     if remaining:
-        out.append(tuple(remaining))
-    return tuple(out)
+        out.append((None, tuple(remaining)))
+    return out

@@ -10,7 +10,8 @@ env var value must be).
 `$${x}` is a literal `${x}` (for shell snippets). Namespaced objects get the cluster's
 namespace.
 
-Names: `app`, `cluster`, `namespace`, `image` (repository:tag), `tag`, and every key
+Names: `app`, `cluster`, `namespace`, `image` (repository:tag, or
+repository:tag@sha256:... when the release pinned the tag's digest), `tag`, and every key
 of the cluster's merged `values`.
 """
 
@@ -45,11 +46,13 @@ CLUSTER_SCOPED_KINDS = frozenset({
 })
 
 
-def placeholders(config: FleetConfig, cluster: Cluster, tag: str) -> dict[str, Any]:
-    """The names a template may use for `cluster` and `tag`, with their values."""
+def placeholders(config: FleetConfig, cluster: Cluster, tag: str,
+                 digest: str | None = None) -> dict[str, Any]:
+    """The names a template may use for `cluster` and `tag` (pinned to `digest` when
+    given), with their values."""
     names: dict[str, Any] = dict(cluster.values)
     names.update(app=config.app.name, cluster=cluster.id, namespace=cluster.namespace,
-                 image=config.app.image_ref(tag), tag=tag)
+                 image=config.app.image_ref(tag, digest), tag=tag)
     return names
 
 
@@ -66,8 +69,10 @@ def manifest_files(config: FleetConfig) -> list[Path]:
     return files
 
 
-def render(config: FleetConfig, cluster: Cluster | str, tag: str) -> list[dict[str, Any]]:
-    """The app's Kubernetes objects for one cluster and tag, ready to apply.
+def render(config: FleetConfig, cluster: Cluster | str, tag: str,
+           digest: str | None = None) -> list[dict[str, Any]]:
+    """The app's Kubernetes objects for one cluster and tag, ready to apply; `digest`
+    pins `${image}` to `repository:tag@digest`.
 
     Raises ConfigError naming the file, line, field and placeholder for an unknown
     placeholder, a document that is not an object, or a namespace conflict, and
@@ -76,7 +81,7 @@ def render(config: FleetConfig, cluster: Cluster | str, tag: str) -> list[dict[s
     validate_tag(tag)
     if isinstance(cluster, str):
         cluster = config.cluster(cluster)
-    names = placeholders(config, cluster, tag)
+    names = placeholders(config, cluster, tag, digest)
     objects: list[dict[str, Any]] = []
     seen: dict[tuple[str, str, str], str] = {}
     for path in manifest_files(config):

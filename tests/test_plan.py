@@ -380,3 +380,30 @@ def test_select_properties(case, terms):
             select(config, selector)
         return
     assert ids(select(config, selector)) == tuple(c for c in config.ids if c in expected)
+
+
+# --------------------------------------------------------------------------- bake
+
+
+def test_bake_per_strategy_per_wave_and_the_flag(tmp_path):
+    path = tmp_path / "clusters.yaml"
+    path.write_text(
+        "app: {name: web, image: r.example.com/web}\n"
+        "clusters:\n  - {id: s1, groups: [staging]}\n  - {id: p1, groups: [prod]}\n"
+        "  - {id: p2, groups: [prod]}\n"
+        "strategies:\n  soak:\n    bake: 2m\n    gates: true\n"
+        "    waves:\n      - {clusters: [staging], bake: 30s}\n      - [p1]\n")
+    config = load(path)
+    plan = build_plan(config, config.ids, "soak")
+    # Its own 30s; the strategy's 2m; and the leftover wave takes the strategy's too.
+    assert [(w.clusters, w.bake) for w in plan.waves] == \
+        [(("s1",), 30.0), (("p1",), 120.0), (("p2",), 120.0)]
+    assert [w["bake"] for w in plan.to_json()["waves"]] == [30.0, 120.0, 120.0]
+    assert [w.bake for w in build_plan(config, config.ids, "soak", bake=5).waves] == [5, 5, 5]
+    assert build_plan(config, config.ids, "parallel", bake=7).waves[0].bake == 7
+    assert build_plan(config, config.ids, "serial").waves[0].bake == 0
+    with pytest.raises(ValidationError, match="--bake"):
+        build_plan(config, config.ids, "parallel", bake=-1)
+    path.write_text(path.read_text().replace("bake: 30s", "bake: soon"))
+    with pytest.raises(Exception, match=r"clusters.yaml:\d+: strategies.soak.waves\[0\].bake"):
+        load(path)

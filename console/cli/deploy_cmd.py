@@ -87,7 +87,9 @@ def request_from(args: argparse.Namespace, tag: str | None = None) -> ReleaseReq
                           clusters=args.clusters or "", strategy=args.strategy or "serial",
                           order=order, max_parallel=args.max_parallel,
                           max_failures=args.max_failures, operator=operator_name(),
-                          override_freeze=freeze_override(args))
+                          override_freeze=freeze_override(args),
+                          pin=not getattr(args, "no_pin", False),
+                          bake=getattr(args, "bake", None))
 
 
 def freeze_override(args: argparse.Namespace) -> str | None:
@@ -276,6 +278,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                              "recorded in the ledger and notified with who gave it)")
     parser.add_argument("--reason", metavar="TEXT",
                         help="why the freeze is overridden (with --override-freeze)")
+    parser.add_argument("--bake", type=_bake_duration, default=None, metavar="DURATION",
+                        help="watch every wave this long once healthy (e.g. 10m) before "
+                             "the next wave, its gate or the end; overrides the strategy's "
+                             "bake")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="release the plain tag: do not resolve it to its digest at plan "
+                             "time (for registries that cannot answer a manifest HEAD; a "
+                             "tag re-pushed mid-release then reaches later waves)")
     parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
                         help="seconds a new pod may stay in ErrImagePull/CrashLoopBackOff "
                              "before its cluster fails (default 10)")
@@ -300,6 +310,18 @@ def _duration(text: str) -> float:
                                          f"got {text!r}") from None
     if not 0 < value <= 7 * 86400:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most 7 days, got {text}")
+    return value
+
+
+def _bake_duration(text: str) -> float:
+    from console.config import parse_duration
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s or 10m, got "
+                                         f"{text!r}") from None
+    if not 0 <= value <= 24 * 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 24h, got {text!r}")
     return value
 
 

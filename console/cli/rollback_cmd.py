@@ -25,7 +25,7 @@ from typing import Any
 
 from console.cli.deploy_cmd import load_config, recorded
 from console.session import operator_name
-from console.errors import ValidationError
+from console.errors import UserError, ValidationError
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -87,7 +87,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             cluster_id = config.cluster(args.cluster).id
             to = UNDO if args.undo else args.to
-            releases = ledger_releases(config, cluster_id) if to in (None, LAST_GOOD) else []
+            if to in (None, LAST_GOOD):
+                releases = ledger_releases(config, cluster_id)
+            elif to == UNDO:
+                releases = []
+            else:
+                # Only for the digest the ledger recorded for that version: without a
+                # ledger the named version is still rolled back to (by its tag).
+                try:
+                    releases = ledger_releases(config, cluster_id)
+                except UserError as exc:
+                    print(f"release-console: warning: {exc}; --to {to} is not pinned to "
+                          "a recorded digest", file=sys.stderr, flush=True)
+                    releases = []
             plan = engine.plan_rollback(cluster_id, to, releases)
             question = plan.question()
         if args.yes:
@@ -102,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                 results = [engine.rollback(plan.cluster,
                                            None if plan.how == UNDO else plan.to_version,
                                            by=operator_name(),
-                                           expect_from=plan.from_version)]
+                                           expect_from=plan.from_version,
+                                           digest=plan.digest)]
     finally:
         engine.close()
     for r in results:

@@ -8,7 +8,10 @@ cluster whose live version differs from the ledger's (someone changed it by hand
 `kubectl set image`). For an app shipped as a Helm chart the live column adds Helm's
 revision, chart version and release status (`--json`: `helm_revision`, `chart_version`,
 `helm_status`), and a Helm revision other than the one the ledger recorded is drift too
-(a `helm upgrade` or `helm rollback` made outside the console). Exit 0 when every cluster was read, whatever the versions; exit 4
+(a `helm upgrade` or `helm rollback` made outside the console). A pinned release
+records the digest its tag was resolved to: the DIGEST column shows the running one
+(short; `-` for a plain tag), and the same version on other bits than the ledger's digest is digest drift
+(`--json`: `digest`, `recorded_digest`, `digest_drift`). Exit 0 when every cluster was read, whatever the versions; exit 4
 when any cluster could not be read (the others are still shown), so a script or CI job
 never takes a partial matrix for the whole truth. A ledger that cannot be opened is a
 warning (the live versions are still shown).
@@ -47,12 +50,13 @@ def matrix_rows(config: Any, statuses: list[Any]) -> tuple[dict[str, Any], str |
     from console.history import Ledger
     live = {s.cluster: s.version if s.reachable else None for s in statuses}
     helm = {s.cluster: s.helm_revision for s in statuses if s.reachable}
+    digests = {s.cluster: s.digest for s in statuses if s.reachable}
     try:
         ledger = Ledger.for_config(config)
     except UserError as exc:
         return {}, f"history unavailable: {exc}"
     try:
-        return {row.cluster: row for row in ledger.matrix(live, helm)}, None
+        return {row.cluster: row for row in ledger.matrix(live, helm, digests)}, None
     finally:
         ledger.close()
 
@@ -83,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
                 "last_good": row.last_good if row else None,
                 "last_good_at": row.last_good_at if row else None,
                 "recorded_helm_revision": row.recorded_helm_revision if row else None,
+                "recorded_digest": row.recorded_digest if row else None,
+                "digest_drift": bool(row and row.digest_drift),
                 "drift": bool(row and row.drift)})
             clusters.append(entry)
         out(json.dumps({"app": config.app.name, "clusters": clusters,
@@ -91,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                         "unreachable": [s.cluster for s in statuses if not s.reachable]},
                        indent=2))
         return _exit_code(statuses)
-    table = [("CLUSTER", "LIVE", "RECORDED", "LAST-GOOD", "WHEN", "BY", "READY", "STATE")]
+    table = [("CLUSTER", "LIVE", "RECORDED", "LAST-GOOD", "WHEN", "BY", "READY", "DIGEST",
+              "STATE")]
     for s in statuses:
         row = rows.get(s.cluster)
         recorded = (row.recorded if row else None) or "-"
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         when = _short_time(row.recorded_at) if row and row.recorded_at else "-"
         who = (row.recorded_by if row else None) or "-"
         if not s.reachable:
-            table.append((s.cluster, "?", recorded, good, when, who, "-",
+            table.append((s.cluster, "?", recorded, good, when, who, "-", "-",
                           f"unreachable: {s.error}"))
             continue
         ready = f"{s.ready}/{s.desired}" if s.version else "-"
@@ -111,17 +118,21 @@ def run(args: argparse.Namespace) -> int:
             state = "ok"
         if row and row.drift:
             said = recorded
-            if row.recorded == s.version and row.recorded_helm_revision is not None:
+            if row.digest_drift:
+                said = (f"{recorded}@{_short_digest(row.recorded_digest)}, live runs "
+                        f"{_short_digest(s.digest) if s.digest else 'the unpinned tag'}")
+            elif row.recorded == s.version and row.recorded_helm_revision is not None:
                 said = f"Helm revision {row.recorded_helm_revision}, live {s.helm_revision}"
             state = f"{DRIFT} (ledger says {said})" + ("" if state == "ok" else f", {state}")
         live = s.version or "-"
         if s.helm_revision is not None:
             # Apps shipped as a chart: Helm's revision, chart version and release status.
             live += f" (helm r{s.helm_revision}, chart {s.chart_version}, {s.helm_status})"
-        table.append((s.cluster, live, recorded, good, when, who, ready, state))
-    widths = [max(len(r[i]) for r in table) for i in range(7)]
+        digest = _short_digest(s.digest) if s.digest else "-"
+        table.append((s.cluster, live, recorded, good, when, who, ready, digest, state))
+    widths = [max(len(r[i]) for r in table) for i in range(8)]
     for r in table:
-        if not out("  ".join([*(c.ljust(w) for c, w in zip(r[:7], widths)), r[7]]).rstrip()):
+        if not out("  ".join([*(c.ljust(w) for c, w in zip(r[:8], widths)), r[8]]).rstrip()):
             break   # the reader has gone (`| head`): the exit code still counts
     drifted = [c for c, row in rows.items() if row.drift]
     if drifted:
@@ -137,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _exit_code(statuses: list[Any]) -> int:
     return UNREADABLE if any(not s.reachable for s in statuses) else 0
+
+
+def _short_digest(digest: str | None) -> str:
+    """`sha256:3f2a...` -> `sha256:3f2a9c1d4e5f` (enough to tell images apart; --json has
+    it all)."""
+    return (digest or "?")[:19]
 
 
 def _short_time(iso: str) -> str:

@@ -61,12 +61,14 @@ def chart_section(ck: Checker, raw: dict[str, Any], app_name: str) -> ChartConfi
         raise ck.fail((*p, "release"), f"{show(release)} is not a Helm release name "
                       f"(lower-case letters, digits, '-' and '.', at most {MAX_RELEASE_NAME})")
     kp: Path_ = (*p, "chart_keys")
-    keys = ck.mapping(or_empty(raw.get("chart_keys")), kp, ("tag", "cluster", "repository"))
+    keys = ck.mapping(or_empty(raw.get("chart_keys")), kp, ("tag", "cluster", "repository",
+                                                          "digest"))
     tag_key = _set_key(ck, keys.get("tag"), (*kp, "tag"), "image.tag")
     cluster_key = _set_key(ck, keys.get("cluster"), (*kp, "cluster"), "cluster")
     repository_key = (None if "repository" in keys and keys["repository"] is None else
                       _set_key(ck, keys.get("repository"), (*kp, "repository"),
                                "image.repository"))
+    digest_key = _set_key(ck, keys.get("digest"), (*kp, "digest"), "image.digest")
     storage = ck.string(raw.get("helm_storage"), (*p, "helm_storage"), "secret") or "secret"
     if storage not in HELM_STORAGES:
         raise ck.fail((*p, "helm_storage"), f"unknown storage {show(storage)}"
@@ -74,7 +76,7 @@ def chart_section(ck: Checker, raw: dict[str, Any], app_name: str) -> ChartConfi
                       + f"; one of {', '.join(HELM_STORAGES)}")
     timeout = ck.duration(raw.get("helm_timeout"), (*p, "helm_timeout"), 120.0)
     return ChartConfig(chart=chart, release=release, version=version, tag_key=tag_key,
-                       cluster_key=cluster_key, repository_key=repository_key,
+                       cluster_key=cluster_key, repository_key=repository_key, digest_key=digest_key,
                        storage=storage, timeout=timeout)
 
 

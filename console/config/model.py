@@ -91,6 +91,7 @@ class ChartConfig:
     tag_key: str = "image.tag"  # app.chart_keys: where --set-string puts the tag ...
     cluster_key: str = "cluster"  # ... the cluster id ...
     repository_key: str | None = "image.repository"  # ... and app.image (None: not set)
+    digest_key: str = "image.digest"  # ... and the pinned digest (when a release pins one)
     storage: str = "secret"  # app.helm_storage: Helm's release storage, secret | configmap
     timeout: float = 120.0  # app.helm_timeout: seconds one helm call may take
 
@@ -115,9 +116,10 @@ class App:
     build_command: str | None = None
     chart: ChartConfig | None = None  # set: shipped with Helm, `manifests` unused
 
-    def image_ref(self, tag: str) -> str:
-        """`repository:tag`, the image a release of `tag` runs."""
-        return f"{self.image}:{tag}"
+    def image_ref(self, tag: str, digest: str | None = None) -> str:
+        """`repository:tag`, the image a release of `tag` runs; pinned to `digest`
+        (`repository:tag@sha256:...`) when the release resolved one."""
+        return f"{self.image}:{tag}@{digest}" if digest else f"{self.image}:{tag}"
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,10 @@ class Strategy:
     # Distinct approvers a gate needs (`approvals: 2`: four eyes), each through the
     # control channel or the terminal.
     approvals: int = 1
+    # Seconds each wave is watched after it is healthy (`bake`), and per wave
+    # (`{clusters: [...], bake: 5m}`; None: the strategy's).
+    bake: float = 0.0
+    wave_bakes: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)

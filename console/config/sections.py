@@ -159,7 +159,8 @@ def _credentials(ck: Checker, raw: Any, p: Path_, cid: str,
                                       False))
 
 
-_STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel", "approvals")
+_STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel", "approvals", "bake")
+_WAVE_KEYS = ("clusters", "bake")
 
 def strategies_section(ck: Checker, raw: Any,
                        clusters: tuple[Cluster, ...]) -> dict[str, Strategy]:
@@ -180,16 +181,25 @@ def strategies_section(ck: Checker, raw: Any,
         if not isinstance(waves_raw, list) or not waves_raw:
             raise ck.fail(wp, f"expected a list of waves, got {kind_of(waves_raw)}")
         waves: list[tuple[str, ...]] = []
+        bakes: list[float | None] = []
         for w, wave in enumerate(waves_raw):
+            wpath: Path_ = (*wp, w)
+            bake: float | None = None
+            if isinstance(wave, dict):
+                # `{clusters: [...], bake: 5m}`: a wave with its own bake time.
+                wave = ck.mapping(wave, wpath, _WAVE_KEYS, required=("clusters",))
+                bake = _bake(ck, wave.get("bake"), (*wpath, "bake"))
+                wave, wpath = wave["clusters"], (*wpath, "clusters")
             # A wave is a list of entries; a single entry may stand alone (`- rest`).
             entries = (wave,) if isinstance(wave, str) else ck.names(
-                wave, (*wp, w), what="a list of cluster ids, groups, globs, N% or rest")
+                wave, wpath, what="a list of cluster ids, groups, globs, N% or rest")
             if not entries:
-                raise ck.fail((*wp, w), "empty wave")
+                raise ck.fail(wpath, "empty wave")
             for e, entry in enumerate(entries):
-                ep = (*wp, w) if isinstance(wave, str) else (*wp, w, e)
+                ep = wpath if isinstance(wave, str) else (*wpath, e)
                 _check_wave_entry(ck, entry, ep, ids, groups)
             waves.append(entries)
+            bakes.append(bake)
         budget = sraw.get("max_failures")
         if budget is not None:
             try:
@@ -203,8 +213,23 @@ def strategies_section(ck: Checker, raw: Any,
             max_failures=budget,
             max_parallel=ck.integer(sraw.get("max_parallel"), (*sp, "max_parallel"), None, 1),
             line=ck.conv.key_lines.get(sp, 0),
-            approvals=ck.integer(sraw.get("approvals"), (*sp, "approvals"), 1, 1) or 1)
+            approvals=ck.integer(sraw.get("approvals"), (*sp, "approvals"), 1, 1) or 1,
+            bake=_bake(ck, sraw.get("bake"), (*sp, "bake")) or 0.0,
+            wave_bakes=tuple(bakes))
     return out
+
+
+MAX_BAKE = 24 * 3600.0
+
+
+def _bake(ck: Checker, value: Any, path: Path_) -> float | None:
+    """A bake time: a duration from 0 to 24h (None when not given)."""
+    if value is None:
+        return None
+    seconds = ck.duration(value, path, 0.0)
+    if not 0 <= seconds <= MAX_BAKE:
+        raise ck.fail(path, f"a bake time is 0 to 24h, got {show(value)}")
+    return seconds
 
 
 def _check_wave_entry(ck: Checker, entry: str, p: Path_, ids: list[str],

@@ -44,6 +44,12 @@ class ReleaseRequest:
     # Release into open freeze windows anyway: the reason (`--override-freeze --reason`),
     # recorded in the ledger and notified with who gave it. None: windows refuse.
     override_freeze: str | None = None
+    # Resolve the tag to its digest at plan time and run `repo:tag@digest` everywhere
+    # (`console.engine.pinning`); False (`--no-pin`): the plain tag, for registries
+    # that cannot answer a manifest HEAD.
+    pin: bool = True
+    # Seconds every wave is watched once healthy (`deploy --bake`); None: the strategy's.
+    bake: float | None = None
 
 
 class GateDecision(str, Enum):
@@ -65,6 +71,7 @@ class ClusterResult:
     duration: float = 0.0
     error: str | None = None
     rolled_back_to: str | None = None
+    digest: str | None = None   # the digest the release pinned `to_version` to
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Outcome(self.outcome))
@@ -128,6 +135,7 @@ class ClusterStatus:
     helm_revision: int | None = None
     chart_version: str | None = None
     helm_status: str | None = None
+    digest: str | None = None   # the digest the app's image is pinned to (None: a tag only)
 
 
 @dataclass(frozen=True)

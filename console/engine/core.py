@@ -166,7 +166,7 @@ class Engine:
         """The plan for `request`; raises `UserError` (bad selector, order, strategy)."""
         targets = select(self.config, request.clusters)
         return build_plan(self.config, targets, request.strategy, request.order,
-                          request.max_parallel, request.max_failures)
+                          request.max_parallel, request.max_failures, request.bake)
 
     def preflight(self, request: ReleaseRequest, release_id: str = "") -> PreflightReport:
         """Run every pre-flight check for `request` (touches nothing); emits PREFLIGHT_*."""
@@ -183,9 +183,10 @@ class Engine:
 
     def rollback(self, cluster_id: str, to_version: str | None = None, *,
                  by: str = "", release_id: str = "",
-                 expect_from: str | None = None) -> ClusterResult:
+                 expect_from: str | None = None, digest: str | None = None) -> ClusterResult:
         """Roll one cluster back: to its previous revision (as `kubectl rollout undo`) or
-        to `to_version` (its revision if one exists, else a fresh apply of that tag).
+        to `to_version` (its revision if one exists, else a fresh apply of that tag,
+        pinned to `digest` - the one the ledger recorded for it - when given).
         Which version a person meant is `plan_rollback`'s; `expect_from` (the version
         the confirmation named) refuses when the cluster runs another one by now.
 
@@ -193,7 +194,7 @@ class Engine:
         `failed` result.
         """
         return rollbacks.rollback(self, cluster_id, to_version, by=by, release_id=release_id,
-                                  expect_from=expect_from)
+                                  expect_from=expect_from, digest=digest)
 
     def plan_rollback(self, cluster_id: str, to: str | None,
                       releases: Sequence[Any]) -> RollbackPlan:

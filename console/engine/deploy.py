@@ -51,12 +51,14 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
             if stop is None:
                 engine.event(Kind.CLUSTER_STARTED, rid, cid,
                              f"{before.version or 'nothing'} -> {run.tag}",
-                             from_version=before.version, to_version=run.tag, wave=wave)
+                             from_version=before.version, to_version=run.tag, wave=wave,
+                             digest=run.digest)
         if stop is not None:
             engine.event(Kind.CLUSTER_SKIPPED, rid, cid, f"skipped: {stop}", reason=stop)
             return ClusterResult(cid, Outcome.SKIPPED, before.version, run.tag, error=stop)
         driver.ensure_namespace()
-        prepared = driver.prepare(run.tag)   # renders; touches nothing
+        # Renders (touches nothing); pinned: the digest resolved when the release was planned.
+        prepared = driver.prepare(run.tag, run.digest)
         if cancel.is_set():     # aborted, lease lost or taken over since it was started
             raise RolloutInterrupted(cid)
         touched = True
@@ -92,8 +94,9 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
     duration = time.monotonic() - started
     engine.last_errors.pop(cid, None)
     engine.event(Kind.CLUSTER_HEALTHY, rid, cid, f"healthy at {run.tag} in {duration:.1f}s",
-                 version=run.tag, duration=duration, **helm_data(driver))
-    return ClusterResult(cid, Outcome.HEALTHY, before.version, run.tag, duration)
+                 version=run.tag, duration=duration, digest=run.digest, **helm_data(driver))
+    return ClusterResult(cid, Outcome.HEALTHY, before.version, run.tag, duration,
+                         digest=run.digest)
 
 
 def _failed(engine: Engine, run: ReleaseRun, cid: str, before: LiveDeployment | None,

@@ -46,6 +46,9 @@ class RollbackPlan:
     to_version: str | None
     how: str          # "ledger" | LAST_GOOD | UNDO | "named"
     why: str
+    # The digest the ledger recorded for `to_version` there (a pinned release): the
+    # rollback goes back to those bits, never to whatever the tag names now.
+    digest: str | None = None
 
     def question(self) -> str:
         """`roll back prod-eu from v1.6 to v1.5 (why)` - both versions named."""
@@ -130,6 +133,22 @@ def last_good_target(cluster: str, live: str | None, releases: Sequence[Any],
                           "name a version with --to V")
 
 
+def recorded_digest(cluster: str, version: str | None, releases: Sequence[Any]) -> str | None:
+    """The digest the ledger last recorded for `version` on `cluster` (else the digest of
+    the newest release of that version), or None when no pinned release recorded it."""
+    if version is None:
+        return None
+    for release in reversed(releases):
+        for outcome in release.clusters:
+            if outcome.cluster == cluster and outcome.version == version and \
+                    getattr(outcome, "digest", None):
+                return outcome.digest
+    for release in reversed(releases):
+        if release.version == version and getattr(release, "digest", None):
+            return release.digest
+    return None
+
+
 def plan_rollback(engine: Engine, cluster_id: str, to: str | None,
                   releases: Sequence[Any], where: str = "the release ledger") -> RollbackPlan:
     """What `rollback cluster_id [--to to]` would do, read live; touches nothing.
@@ -160,10 +179,13 @@ def plan_rollback(engine: Engine, cluster_id: str, to: str | None,
                         "nothing done") from None
     if to is None:
         version, why = default_target(cluster.id, live.version, releases, where)
-        return RollbackPlan(cluster.id, live.version, version, "ledger", why)
+        return RollbackPlan(cluster.id, live.version, version, "ledger", why,
+                            recorded_digest(cluster.id, version, releases))
     if to == LAST_GOOD:
         version, why = last_good_target(cluster.id, live.version, releases, where)
-        return RollbackPlan(cluster.id, live.version, version, LAST_GOOD, why)
+        return RollbackPlan(cluster.id, live.version, version, LAST_GOOD, why,
+                            recorded_digest(cluster.id, version, releases))
     if to == live.version:
         raise ValidationError(f"cluster {cluster.id!r}: already runs {to}")
-    return RollbackPlan(cluster.id, live.version, to, "named", "named with --to")
+    return RollbackPlan(cluster.id, live.version, to, "named", "named with --to",
+                        recorded_digest(cluster.id, to, releases))

@@ -21,7 +21,7 @@ from console.events import Kind
 from console.kube.client import ClusterError
 from console.locks import LockError, LockHeld
 from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, LiveDeployment,
-                                 Revision, RolloutInterrupted)
+                                 Revision, RolloutInterrupted, image_digest)
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
@@ -63,7 +63,8 @@ def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
         return False, error
     engine.event(Kind.CLUSTER_ROLLED_BACK, rid, cid,
                  f"rolled back to {before.version or 'nothing (deployment removed)'}",
-                 version=before.version, ok=True, error=None, **helm_data(driver))
+                 version=before.version, ok=True, error=None, digest=before.digest,
+                 **helm_data(driver))
     return True, None
 
 
@@ -95,9 +96,11 @@ def rollback_reached(engine: Engine, run: ReleaseRun, why: str) -> None:
 
 def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
              by: str = "", release_id: str = "",
-             expect_from: str | None = None) -> ClusterResult:
+             expect_from: str | None = None, digest: str | None = None) -> ClusterResult:
     """Roll one cluster back (see `Engine.rollback`) holding the app's lease there (or
-    through this engine's release that holds it); `LockHeld` names another holder."""
+    through this engine's release that holds it); `LockHeld` names another holder.
+    `digest`: the one the ledger recorded for `to_version` - the revision running it is
+    preferred, and a fresh apply runs `repo:to_version@digest`, never a new tag lookup."""
     cluster = engine.config.cluster(cluster_id)
     if to_version is not None:
         from console.names import validate_tag
@@ -116,14 +119,14 @@ def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
     try:
         return _rollback_held(engine, cluster.id, to_version, by,
                               held.release_id(cluster.id, release_id), action, held.lost,
-                              expect_from)
+                              expect_from, digest)
     finally:
         held.__exit__()
 
 
 def _rollback_held(engine: Engine, cid: str, to_version: str | None, by: str,
                    release_id: str, action: str, stop: threading.Event,
-                   expect_from: str | None = None) -> ClusterResult:
+                   expect_from: str | None = None, digest: str | None = None) -> ClusterResult:
     """The rollback itself, its lease held; `stop` interrupts following it."""
     cluster = engine.config.cluster(cid)
     started = time.monotonic()
@@ -138,11 +141,13 @@ def _rollback_held(engine: Engine, cid: str, to_version: str | None, by: str,
             raise ValidationError(f"cluster {cluster.id!r} now runs {live.version}, not "
                                   f"{expect_from} as confirmed; nothing done")
         revisions = driver.revisions(live)
-        target = rollback_target(cluster.id, live, revisions, to_version)
+        target = rollback_target(cluster.id, live, revisions, to_version, digest)
     except ClusterError as exc:
         return ClusterResult(cluster.id, Outcome.FAILED, None, to_version,
                              time.monotonic() - started, exc.reason)
     version = target.version if isinstance(target, Revision) else target
+    # What the cluster will run: the revision's own pinned image, else the recorded digest.
+    pinned = image_digest(target.image) if isinstance(target, Revision) else digest
     engine.event(Kind.CLUSTER_ROLLING_BACK, release_id, cluster.id,
                  f"rollback {live.version} -> {version}{by_suffix(by)}",
                  from_version=live.version, to_version=version, by=by)
@@ -152,7 +157,7 @@ def _rollback_held(engine: Engine, cid: str, to_version: str | None, by: str,
         if isinstance(target, Revision):
             written = driver.undo_to(target, live, annotations)
         else:
-            written = driver.install(driver.prepare(target), annotations)
+            written = driver.install(driver.prepare(target, digest), annotations)
         driver.follow(written, engine.rollout_timeout, cancel=stop)
         driver.verify(written)
     except (ClusterError, UserError, RolloutInterrupted) as exc:
@@ -167,14 +172,17 @@ def _rollback_held(engine: Engine, cid: str, to_version: str | None, by: str,
                              time.monotonic() - started, error)
     engine.event(Kind.CLUSTER_ROLLED_BACK, release_id, cluster.id,
                  f"rolled back to {version}", version=version, ok=True, error=None, by=by,
-                 **helm_data(driver))
+                 digest=pinned, **helm_data(driver))
     return ClusterResult(cluster.id, Outcome.ROLLED_BACK, live.version, version,
-                         time.monotonic() - started, None, rolled_back_to=version)
+                         time.monotonic() - started, None, rolled_back_to=version,
+                         digest=pinned)
 
 
 def rollback_target(cid: str, live: LiveDeployment, revisions: list[Revision],
-                    to_version: str | None) -> Revision | str:
-    """The revision (or, when none runs it, the tag) a manual rollback goes to."""
+                    to_version: str | None, digest: str | None = None) -> Revision | str:
+    """The revision (or, when none runs it, the tag) a manual rollback goes to; with
+    `digest` (the ledger's for `to_version`) only a revision running that digest - or
+    the plain tag, from before pinning - is taken: a re-pushed tag is never a target."""
     if to_version is None:
         current = live.history_revision   # Helm's revision with the Helm driver
         older = [r for r in revisions if current is None or r.number < current]
@@ -186,7 +194,10 @@ def rollback_target(cid: str, live: LiveDeployment, revisions: list[Revision],
         return older[-1]
     if to_version == live.version:
         raise ValidationError(f"cluster {cid!r}: already runs {to_version}")
-    matching = [r for r in revisions if r.version == to_version]
+    matching = [r for r in revisions if r.version == to_version
+                and (digest is None or image_digest(r.image) in (digest, None))]
+    pinned = [r for r in matching if digest is not None and image_digest(r.image) == digest]
+    matching = pinned or matching
     return matching[-1] if matching else to_version
 
 

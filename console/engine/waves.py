@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING
 from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, GateAnswer,
                                 GateDecision, GateRequest, Outcome, ReleaseControl,
                                 ReleaseRequest, ReleaseResult, new_release_id)
+from console.engine import pinning
 from console.engine.checks import (freeze_blocks, freeze_opened, preflight_checks,
-                                   preflight_finished, take_lock)
+                                   preflight_finished, preflight_result, take_lock)
 from console.engine import steering
+from console.engine.bake import bake_wave
 from console.engine.deploy import deploy_cluster
 from console.engine.rollbacks import by_suffix, rollback_reached
 from console.events import Event, Kind
@@ -71,6 +73,8 @@ class ReleaseRun:
     handed_over: dict[str, str] = field(default_factory=dict)
     # The next wave's index while the release waits at its gate (None: no gate waits).
     gate_waiting: int | None = None
+    # The digest the tag was resolved to at plan time: every wave runs it (None: --no-pin).
+    digest: str | None = None
 
     def holds(self, cid: str) -> bool:
         """Whether this release holds `cid`'s lease now."""
@@ -166,15 +170,23 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
     plan = engine.plan(request)
     release_id = new_release_id()
     app = engine.config.app
+    # Once, now: every wave runs these bits, whatever happens to the tag meanwhile.
+    pin = pinning.resolve(engine.config, request.tag, request.pin)
     engine.event(Kind.RELEASE_PLANNED, release_id, None,
                  f"release {app.name} {request.tag} to {len(plan.targets)} cluster(s), "
-                 f"{plan.strategy}",
-                 app=app.name, version=request.tag, image=app.image_ref(request.tag),
+                 f"{plan.strategy}" + (f", pinned to {pin.digest}" if pin.digest else ""),
+                 app=app.name, version=request.tag,
+                 image=app.image_ref(request.tag, pin.digest), digest=pin.digest,
                  strategy=plan.strategy, targets=list(plan.order),
                  waves=plan.to_json()["waves"], operator=request.operator,
                  max_parallel=plan.max_parallel, max_failures=plan.max_failures)
     blocks = freeze_blocks(engine, plan)
-    report = preflight_checks(engine, request, release_id, extra=("lock",), blocks=blocks)
+    extra = ("pin", "lock") if pin.check is not None else ("lock",)
+    report = preflight_checks(engine, request, release_id, extra=extra, blocks=blocks)
+    pinned = pinning.with_pin(report, pin)
+    if pinned is not report and pin.check is not None:
+        preflight_result(engine, release_id, pin.check)
+        report = pinned
     lock = None
     if report.ok:
         # Taken last, so a release that fails its checks never holds anyone up.
@@ -185,13 +197,13 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
                                       report.live.get(c, LiveDeployment(False)).version,
                                       request.tag, error="pre-flight failed")
                         for c in plan.order)
-        held = [r.detail for r in report.failures if r.check in ("lock", "freeze")]
+        held = [r.detail for r in report.failures if r.check in ("lock", "freeze", "pin")]
         return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
                        "; ".join(held) if held else "pre-flight failed; nothing was touched")
     assert lock is not None
     try:
         return _run_locked(engine, request, approver, control, plan, release_id, report, lock,
-                           blocks)
+                           blocks, pin.digest)
     finally:
         for problem in lock.release():
             log.warning("release %s: %s", release_id, problem)
@@ -200,9 +212,10 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
 def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
                 control: ReleaseControl, plan: Plan, release_id: str,
                 report: PreflightReport, lock: ReleaseLock,
-                blocks: Sequence[Block] = ()) -> ReleaseResult:
+                blocks: Sequence[Block] = (), digest: str | None = None) -> ReleaseResult:
     """The release once pre-flight passed and every lease is held."""
-    data: dict[str, object] = {"version": request.tag, "targets": list(plan.order)}
+    data: dict[str, object] = {"version": request.tag, "targets": list(plan.order),
+                               "digest": digest}
     if blocks and request.override_freeze:
         # Pre-flight let it through open freeze windows: who, why and which, for the
         # ledger and the notifier.
@@ -219,7 +232,7 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
         return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
                        f"could not record the release start: {exc}")
     run = ReleaseRun(release_id, request.tag, plan, control, dict(report.live),
-                     release_lock=lock)
+                     release_lock=lock, digest=digest)
     told = lock.on_lost
 
     def on_lost(cid: str, why: str) -> None:
@@ -303,6 +316,8 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                          wave=wave.index, clusters=list(wave.clusters))
             _run_wave(engine, run, pool, wave.index, wave.clusters)
             _retry_failed(engine, run, pool, wave.index)
+            # Healthy is not yet good: watch the wave for its bake time first.
+            bake_wave(engine, run, wave.index, wave.clusters, wave.bake)
             wave_results = [run.results[c] for c in wave.clusters if c in run.results]
             engine.event(Kind.WAVE_FINISHED, run.release_id, None,
                          f"wave {wave.index + 1} finished",

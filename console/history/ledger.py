@@ -30,7 +30,8 @@ from console.history.latest import LatestIndex
 from console.history.operator import Operator, author_of, current_operator
 from console.history.reading import find_release_line, record_files
 from console.history.records import (
-    DRILL_PREFIX, HISTORY_DIR, STEER_PREFIX, HUMAN_LOG, OUTCOMES, ClusterOutcome, HistoryError, MatrixRow,
+    BAKE_PREFIX, DRILL_PREFIX, HISTORY_DIR, STEER_PREFIX, HUMAN_LOG, OUTCOMES,
+    ClusterOutcome, HistoryError, MatrixRow,
     PushResult, Release, encode, release_from, utc_now, write_line,
 )
 from console.history.repository import (
@@ -125,7 +126,8 @@ class Ledger:
                       strategy: str = "", targets: Sequence[str] = (),
                       operator: str | Operator | None = None, kind: str = "release",
                       of_release: str | None = None,
-                      freeze_override: Mapping[str, Any] | None = None) -> Release:
+                      freeze_override: Mapping[str, Any] | None = None,
+                      digest: str | None = None) -> Release:
         """Record a release as started and commit it (call before touching any cluster).
 
         `freeze_override` (reason, by, windows): the release was let through open freeze
@@ -136,7 +138,7 @@ class Ledger:
         """
         rec = self._begin(release_id, version=version, image=image, strategy=strategy,
                           targets=targets, operator=operator, kind=kind, of_release=of_release,
-                          freeze_override=freeze_override)
+                          freeze_override=freeze_override, digest=digest)
         try:
             self.flush()
         except HistoryError:
@@ -153,7 +155,8 @@ class Ledger:
     def _begin(self, release_id: str, *, version: str, image: str, strategy: str,
                targets: Sequence[str], operator: str | Operator | None, kind: str,
                of_release: str | None,
-               freeze_override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               freeze_override: Mapping[str, Any] | None = None,
+               digest: str | None = None) -> dict[str, Any]:
         """Write the `release` line and queue its commit."""
         who = operator if isinstance(operator, Operator) else Operator.parse(
             operator or "", self.operator)
@@ -163,6 +166,8 @@ class Ledger:
                "start": utc_now(), "host": socket.gethostname(), "pid": os.getpid()}
         if of_release:
             rec["of_release"] = of_release
+        if digest:
+            rec["digest"] = digest
         if freeze_override:
             rec["freeze_override"] = {
                 "reason": str(freeze_override.get("reason") or "")[:500],
@@ -192,7 +197,8 @@ class Ledger:
                        duration: float | None = None, error: str = "",
                        rolled_back_to: str | None = None, reconciled: bool = False,
                        commit: bool = True, version_unknown: bool = False,
-                       helm_revision: int | None = None) -> ClusterOutcome:
+                       helm_revision: int | None = None,
+                       digest: str | None = None) -> ClusterOutcome:
         """Append one cluster outcome (fsynced now, committed by the background committer).
 
         `version` is what the cluster runs afterwards; by default to_version when
@@ -230,6 +236,8 @@ class Ledger:
                 rec["reconciled"] = True
             if helm_revision is not None:
                 rec["helm_revision"] = int(helm_revision)
+            if digest and version is not None:
+                rec["digest"] = digest   # what `version` is pinned to there
             if state is not None:
                 state.outcomes[cluster] = outcome
             self._append(rec)
@@ -280,7 +288,8 @@ class Ledger:
                         operator: str | Operator | None = None,
                         action_id: str | None = None,
                         on_pushed: Callable[[PushResult], None] | None = None,
-                        helm_revision: int | None = None) -> str:
+                        helm_revision: int | None = None,
+                        digest: str | None = None) -> str:
         """Record a manual rollback of one cluster (already done) as an action of its own.
 
         `outcome` is the cluster outcome of the action: `healthy` when the cluster came
@@ -294,11 +303,11 @@ class Ledger:
         with self._lock:
             self._begin(action_id, version=to_version or "?", image="", strategy="manual",
                         targets=(cluster,), operator=operator, kind="rollback",
-                        of_release=of_release)
+                        of_release=of_release, digest=digest)
             self.record_cluster(action_id, cluster, outcome, from_version=from_version,
                                 to_version=to_version, duration=duration, error=error,
                                 rolled_back_to=to_version, commit=False,
-                                helm_revision=helm_revision)
+                                helm_revision=helm_revision, digest=digest)
             self._end(action_id, "ok" if outcome == "healthy" else "failed",
                       0 if outcome == "healthy" else 1)
         self.push_later(on_pushed)
@@ -329,6 +338,21 @@ class Ledger:
     def steering(self, release_id: str | None = None) -> list[dict[str, Any]]:
         """The recorded steering actions (of one release), oldest first."""
         return [rec for rec in reading.records([self.file], prefixes=(STEER_PREFIX,))
+                if release_id is None or rec.get("release") == release_id]
+
+    def record_bake(self, release_id: str, *, wave: int, seconds: float, ok: bool,
+                    failed: Sequence[str] = (), completed: bool = True,
+                    start: str | None = None) -> None:
+        """Record how one wave's bake went (a `bake` line; committed with the release)."""
+        with self._lock:
+            self._append({"type": "bake", "release": release_id, "wave": int(wave),
+                          "seconds": round(float(seconds), 3), "ok": bool(ok),
+                          "failed": list(failed), "completed": bool(completed),
+                          "start": start or utc_now(), "end": utc_now()})
+
+    def bakes(self, release_id: str | None = None) -> list[dict[str, Any]]:
+        """The recorded bakes (of one release), oldest first."""
+        return [rec for rec in reading.records([self.file], prefixes=(BAKE_PREFIX,))
                 if release_id is None or rec.get("release") == release_id]
 
     def drills(self) -> list[dict[str, Any]]:
@@ -479,12 +503,16 @@ class Ledger:
         return reconcile.reconcile_unfinished(self, read_live)
 
     def matrix(self, live: Mapping[str, str | None],
-               helm: Mapping[str, int | None] | None = None) -> list[MatrixRow]:
+               helm: Mapping[str, int | None] | None = None,
+               digests: Mapping[str, str | None] | None = None) -> list[MatrixRow]:
         """The version matrix: per cluster in `live` (in its order), live vs. ledger.
 
         `helm` (apps shipped as a chart): each cluster's live Helm revision; one that
         differs from the revision the ledger recorded is drift too (a `helm upgrade` or
         `helm rollback` made outside the console, even to the same version).
+        `digests`: each cluster's live image digest; one other than the digest the
+        ledger recorded there is digest drift (the same tag, other bits: a re-pushed tag
+        pulled by a restart or an edit outside the console).
 
         Served by `LatestIndex`: the cost follows what was appended since the last
         query, not the size of the ledger.
@@ -498,6 +526,13 @@ class Ledger:
             helm_drift = (live_version is not None and live_revision is not None
                           and recorded_revision is not None
                           and live_revision != recorded_revision)
+            recorded_digest = recorded.get("digest") if recorded else None
+            live_digest = (digests or {}).get(cluster)
+            digest_drift = (digests is not None and cluster in digests
+                            and live_version is not None and recorded is not None
+                            and live_version == recorded.get("version")
+                            and recorded_digest is not None
+                            and live_digest != recorded_digest)
             rows.append(MatrixRow(
                 cluster=cluster, live=live_version,
                 recorded=recorded["version"] if recorded else None,
@@ -506,9 +541,11 @@ class Ledger:
                 recorded_release=recorded["release"] if recorded else None,
                 last_good=good["version"] if good else None,
                 last_good_at=good["ts"] if good else None,
-                drift=helm_drift or (live_version is not None and
-                                     live_version != (recorded["version"] if recorded else None)),
-                recorded_helm_revision=recorded_revision))
+                drift=helm_drift or digest_drift or (
+                    live_version is not None and
+                    live_version != (recorded["version"] if recorded else None)),
+                recorded_helm_revision=recorded_revision, recorded_digest=recorded_digest,
+                live_digest=live_digest, digest_drift=digest_drift))
         return rows
 
     def last_good(self, cluster: str) -> str | None:

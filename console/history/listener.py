@@ -34,6 +34,7 @@ class EventLedger:
         self._planned: dict[str, dict[str, Any]] = {}
         self._started: set[str] = set()
         self._clusters: dict[tuple[str, str], dict[str, Any]] = {}
+        self._bakes: dict[tuple[str, Any], float] = {}   # (release, wave) -> baking since
 
     def __call__(self, event: Event) -> None:
         """Record `event` (thread-safe)."""
@@ -51,6 +52,8 @@ class EventLedger:
             Kind.PAUSED: self._on_steered,
             Kind.RESUMED: self._on_steered,
             Kind.STEERED: self._on_steered,
+            Kind.WAVE_BAKING: self._on_wave_baking,
+            Kind.WAVE_BAKED: self._on_wave_baked,
         }.get(event.kind)
         if handler is not None:
             with self._lock:
@@ -70,7 +73,8 @@ class EventLedger:
                                   strategy=str(data.get("strategy", "")),
                                   targets=tuple(data.get("targets") or ()),
                                   operator=str(data.get("operator") or ""),
-                                  freeze_override=data.get("freeze_override"))
+                                  freeze_override=data.get("freeze_override"),
+                                  digest=data.get("digest"))
         self._started.add(event.release_id)
 
     def _on_cluster_started(self, event: Event) -> None:
@@ -90,7 +94,8 @@ class EventLedger:
                                    event.data.get("outcome", "healthy"),
                                    version=event.data.get("version"),
                                    duration=event.data.get("duration"),
-                                   helm_revision=event.data.get("helm_revision"))
+                                   helm_revision=event.data.get("helm_revision"),
+                                   digest=event.data.get("digest"))
 
     def _on_cluster_failed(self, event: Event) -> None:
         if event.release_id not in self._started or event.cluster is None:
@@ -134,7 +139,8 @@ class EventLedger:
                 from_version=state.get("from_version"), to_version=state.get("to_version"),
                 version=target if ok else None, good=ok, duration=state.get("duration"),
                 error=error, rolled_back_to=target if ok else None, version_unknown=not ok,
-                helm_revision=event.data.get("helm_revision") if ok else None)
+                helm_revision=event.data.get("helm_revision") if ok else None,
+                digest=event.data.get("digest") if ok else None)
             return
         # A manual rollback (one cluster, or every cluster of a finished release).
         started = state.get("rollback_start")
@@ -144,7 +150,23 @@ class EventLedger:
             duration=None if started is None else event.ts - started,
             of_release=event.release_id or None, operator=str(event.data.get("by") or ""),
             on_pushed=self._pushed,
-            helm_revision=event.data.get("helm_revision") if ok else None)
+            helm_revision=event.data.get("helm_revision") if ok else None,
+            digest=event.data.get("digest") if ok else None)
+
+    def _on_wave_baking(self, event: Event) -> None:
+        self._bakes[(event.release_id, event.data.get("wave"))] = event.ts
+
+    def _on_wave_baked(self, event: Event) -> None:
+        started = self._bakes.pop((event.release_id, event.data.get("wave")), None)
+        if event.release_id not in self._started:
+            return
+        from console.history.records import iso_time
+        self.ledger.record_bake(event.release_id, wave=int(event.data.get("wave") or 0),
+                                seconds=float(event.data.get("seconds") or 0),
+                                ok=bool(event.data.get("ok")),
+                                failed=list(event.data.get("failed") or ()),
+                                completed=bool(event.data.get("completed", True)),
+                                start=None if started is None else iso_time(started))
 
     def _on_steered(self, event: Event) -> None:
         if event.release_id not in self._started:

@@ -6,17 +6,22 @@ schema version of the line):
 - `release`: id, app, kind (`release` or a manual action such as `rollback`), version,
   image, strategy, targets, operator, operator_email, start, host and pid (of the
   console, so another console knows whether it still runs), of_release (for actions),
-  freeze_override (reason, by, windows: released through open freeze windows).
+  digest (the `sha256:...` the tag was resolved to at plan time: every cluster ran it;
+  absent for `--no-pin`), freeze_override (reason, by, windows: released through open freeze windows).
 - `touch`: a cluster is about to be changed (release, cluster, from_version, to_version).
 - `cluster`: one cluster's outcome (release, cluster, outcome healthy|failed|rolled_back|
   skipped|interrupted, from_version, to_version, version = what the cluster runs after
   it (null: unknown or unchanged), good = `version` was seen healthy, duration, error
-  (scrubbed of secrets), rolled_back_to, operator, ts, reconciled). A cluster may get
+  (scrubbed of secrets), rolled_back_to, operator, ts, reconciled, digest = the
+  `sha256:...` that `version` is pinned to there, when known). A cluster may get
   more than one `cluster` line in a release (failed, then rolled_back): the last wins.
 - `drill`: a rollback drill on a local fleet (`release-console drill`): id, app, tag,
   strategy, fleet (sim|lab), operator, start, end, rollout_timeout, ok, exit_code and
   clusters (cluster, role, baseline, outcome, detect_s, rollback_s, ok, error). No
   release, matrix or `status` query reads these lines: a drill never counts as a release.
+- `bake`: one wave's bake time (issue 14): release, wave (0-based), seconds, ok,
+  failed (clusters that degraded during it and were failed), completed (the whole time
+  was watched; false when an abort or a spent failure budget ended it), start, end.
 - `end`: release, outcome (ok|failed|stopped|aborted|interrupted|not_started),
   exit_code, end. `not_started`: the release's start could not be committed, so it was
   refused before touching any cluster.
@@ -54,6 +59,7 @@ CLUSTER_PREFIX = b'{"type":"cluster"'
 DRILL_PREFIX = b'{"type":"drill"'
 # Who steered a running release (pause, approve, skip...): never read by the matrix.
 STEER_PREFIX = b'{"type":"steer"'
+BAKE_PREFIX = b'{"type":"bake"'
 
 
 class HistoryError(UserError):
@@ -113,6 +119,7 @@ class ClusterOutcome:
     operator: str
     ts: str
     reconciled: bool = False
+    digest: str | None = None    # the digest `version` is pinned to there, when known
 
     @classmethod
     def from_line(cls, rec: Mapping[str, Any]) -> ClusterOutcome:
@@ -122,7 +129,8 @@ class ClusterOutcome:
                    version=rec.get("version"), good=bool(rec.get("good")),
                    duration=rec.get("duration"), error=rec.get("error") or "",
                    rolled_back_to=rec.get("rolled_back_to"), operator=rec.get("operator", ""),
-                   ts=rec.get("ts", ""), reconciled=bool(rec.get("reconciled")))
+                   ts=rec.get("ts", ""), reconciled=bool(rec.get("reconciled")),
+                   digest=rec.get("digest"))
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ class Release:
     touched: tuple[str, ...] = ()
     # Released through open freeze windows: {reason, by, windows} (None: no override).
     freeze_override: Mapping[str, Any] | None = None
+    digest: str | None = None      # the digest the tag was pinned to (None: unpinned)
 
     @property
     def finished(self) -> bool:
@@ -191,6 +200,9 @@ class MatrixRow:
     last_good_at: str | None
     drift: bool                   # live is known and differs from the ledger
     recorded_helm_revision: int | None = None  # the Helm revision the ledger recorded there
+    recorded_digest: str | None = None  # the digest the ledger recorded there
+    live_digest: str | None = None      # the digest the cluster runs (None: a tag only)
+    digest_drift: bool = False          # both known and different (a re-pushed tag pulled)
 
 
 @dataclass(frozen=True)
@@ -215,7 +227,8 @@ def release_from(rec: Mapping[str, Any], clusters: Iterable[ClusterOutcome] = ()
                    exit_code=end.get("exit_code") if end else None,
                    of_release=rec.get("of_release"), clusters=tuple(clusters),
                    touched=tuple(dict.fromkeys(touched)),
-                   freeze_override=rec.get("freeze_override") or None)
+                   freeze_override=rec.get("freeze_override") or None,
+                   digest=rec.get("digest"))
 
 
 def with_clusters(release: Release, clusters: tuple[ClusterOutcome, ...]) -> Release:

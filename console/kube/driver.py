@@ -66,6 +66,14 @@ def image_tag(image: str | None) -> str | None:
     return tag
 
 
+def image_digest(image: str | None) -> str | None:
+    """The pinned digest of an image reference (`reg/app:v1@sha256:..` -> `sha256:..`),
+    or None when it names a tag only."""
+    if not image or "@" not in image:
+        return None
+    return image.rsplit("@", 1)[1] or None
+
+
 @dataclass(frozen=True)
 class LiveDeployment:
     """What one cluster runs now (`exists` False when the Deployment is absent)."""
@@ -90,6 +98,11 @@ class LiveDeployment:
     chart_version: str | None = None
     app_version: str | None = None
     helm_status: str | None = None
+
+    @property
+    def digest(self) -> str | None:
+        """The digest the app's image is pinned to (None: a tag only, or absent)."""
+        return image_digest(self.image)
 
     @property
     def history_revision(self) -> int | None:
@@ -146,8 +159,9 @@ class ClusterDriver:
 
     def __init__(self, client: KubeClient, app: str, namespace: str, *,
                  grace: float = 10.0, unreachable_grace: float = 30.0,
-                 renderer: Callable[[str], Sequence[Mapping[str, Any]]] | None = None) -> None:
-        """`renderer(tag)` gives the objects a release of `tag` applies (`prepare`)."""
+                 renderer: Callable[..., Sequence[Mapping[str, Any]]] | None = None) -> None:
+        """`renderer(tag, digest)` gives the objects a release of `tag` (pinned to
+        `digest` when not None) applies (`prepare`)."""
         self.client = client
         self.renderer = renderer
         # The Helm release revision the last write made (the Helm driver's; None here).
@@ -282,11 +296,12 @@ class ClusterDriver:
     # The engine speaks to every driver through prepare/install/undo_to/roll_back_to;
     # the Helm driver (console.kube.helm) answers the same calls with helm.
 
-    def prepare(self, tag: str) -> Sequence[Mapping[str, Any]]:
-        """The objects a release of `tag` applies (rendered; touches nothing)."""
+    def prepare(self, tag: str, digest: str | None = None) -> Sequence[Mapping[str, Any]]:
+        """The objects a release of `tag` applies, its image pinned to `digest` when
+        given (rendered; touches nothing)."""
         if self.renderer is None:
             raise ClusterError(self.cluster, "no manifests renderer for this driver")
-        return self.renderer(tag)
+        return self.renderer(tag, digest) if digest else self.renderer(tag)
 
     def install(self, prepared: Any, annotations: Mapping[str, str]) -> dict[str, Any]:
         """Apply what `prepare` gave; the Deployment as stored (its generation pins the rollout)."""

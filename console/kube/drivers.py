@@ -20,9 +20,9 @@ def make_driver(config: FleetConfig, cluster: Cluster, client: KubeClient,
     """The driver of `cluster` for the fleet's app; `UserError` when helm is missing."""
     chart = config.app.chart
     if chart is None:
-        def render(tag: str) -> list[dict[str, Any]]:
+        def render(tag: str, digest: str | None = None) -> list[dict[str, Any]]:
             from console.render import render as render_manifests
-            return list(render_manifests(config, cluster, tag))
+            return list(render_manifests(config, cluster, tag, digest))
 
         return ClusterDriver(client, config.app.name, cluster.namespace, grace=grace,
                              unreachable_grace=unreachable_grace, renderer=render)

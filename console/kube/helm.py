@@ -47,6 +47,7 @@ class HelmSettings:
     tag_key: str = "image.tag"
     cluster_key: str = "cluster"
     repository_key: str | None = "image.repository"
+    digest_key: str = "image.digest"
     storage: str = "secret"             # Helm's HELM_DRIVER: secret | configmap
     timeout: float = DEFAULT_TIMEOUT    # s per helm call
     ca_file: Path | None = None         # TLS trust for an oci:// chart registry
@@ -63,7 +64,7 @@ def settings_for(config: FleetConfig) -> HelmSettings:
     return HelmSettings(
         binary=find("helm"), chart=chart.chart, release=chart.release,
         chart_version=chart.version, tag_key=chart.tag_key, cluster_key=chart.cluster_key,
-        repository_key=chart.repository_key, storage=chart.storage, timeout=chart.timeout,
+        repository_key=chart.repository_key, digest_key=chart.digest_key, storage=chart.storage, timeout=chart.timeout,
         ca_file=config.app.registry.ca_file, plain_http=_plain_http(config))
 
 
@@ -81,12 +82,15 @@ def _plain_http(config: FleetConfig) -> bool:
     return registry.insecure and is_loopback_host(host)
 
 
-def set_strings(settings: HelmSettings, tag: str, cluster: str,
-                repository: str) -> tuple[tuple[str, str], ...]:
-    """The `--set-string` pairs of a release: the tag, the cluster id, the repository."""
+def set_strings(settings: HelmSettings, tag: str, cluster: str, repository: str,
+                digest: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The `--set-string` pairs of a release: the tag, the cluster id, the repository and,
+    for a pinned release, the digest (`image.tag` stays the tag: it names the version)."""
     sets = [(settings.tag_key, tag), (settings.cluster_key, cluster)]
     if settings.repository_key:
         sets.append((settings.repository_key, repository))
+    if digest:
+        sets.append((settings.digest_key, digest))
     return tuple(sets)
 
 
@@ -196,10 +200,12 @@ class HelmDriver(ClusterDriver):
 
     # ------------------------------------------------------------------ writes
 
-    def prepare(self, tag: str) -> HelmInstall:
-        """The values and `--set-string`s of a release of `tag` (touches nothing)."""
+    def prepare(self, tag: str, digest: str | None = None) -> HelmInstall:
+        """The values and `--set-string`s of a release of `tag`, pinned to `digest` when
+        given (touches nothing)."""
         return HelmInstall(tag, self.values,
-                           set_strings(self.settings, tag, self.cluster, self.repository))
+                           set_strings(self.settings, tag, self.cluster, self.repository,
+                                       digest))
 
     def install(self, prepared: Any, annotations: Mapping[str, str]) -> dict[str, Any]:
         """`helm upgrade --install` the prepared release; the Deployment as annotated."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.errors import UserError
 from console.preflight.model import CheckResult
+
+if TYPE_CHECKING:
+    from console.registry import ImageCheck
 
 
 def check_tag(config: Any, tag: str, plan: Any) -> CheckResult:
@@ -28,10 +31,11 @@ def check_plan(config: Any, tag: str, plan: Any) -> CheckResult:
                        f"{len(plan.waves)} wave(s)")
 
 
-def check_image(config: Any, tag: str) -> CheckResult:
-    """The release's image (`app.image:tag`) exists in its registry."""
+def lookup_image(config: Any, tag: str) -> ImageCheck:
+    """One `HEAD` for `app.image:tag` in its registry, with the fleet file's credentials
+    (its digest, when the tag exists: what a pinned release runs)."""
     from console.credentials import read_vault_registry_credentials
-    from console.registry import image_exists
+    from console.registry import ImageCheck, image_exists
 
     credentials = None
     if config.app.registry.vault:
@@ -39,8 +43,13 @@ def check_image(config: Any, tag: str) -> CheckResult:
             credentials = read_vault_registry_credentials(config.app.registry.vault,
                                                           config.vault)
         except UserError as exc:
-            return CheckResult("image", False, str(exc))
-    result = image_exists(config.app.image, tag, config.app.registry, credentials=credentials)
+            return ImageCheck(False, str(exc))
+    return image_exists(config.app.image, tag, config.app.registry, credentials=credentials)
+
+
+def check_image(config: Any, tag: str) -> CheckResult:
+    """The release's image (`app.image:tag`) exists in its registry."""
+    result = lookup_image(config, tag)
     return CheckResult("image", result.ok, result.detail)
 
 

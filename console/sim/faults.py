@@ -16,7 +16,9 @@ also the default for each cluster):
     readiness_delay: 1.0      seconds from pod creation to Ready
     jitter: 1.0               plus a random 0..jitter seconds per pod
     never_pull: ["*broken*"]  image tag globs that never pull (ErrImagePull/ImagePullBackOff)
-    crash: ["*crash*"]        image tag globs whose containers crash (CrashLoopBackOff)
+    crash: ["*crash*"]        image tag globs whose containers crash (CrashLoopBackOff);
+                              set later with set_faults, pods already running such an
+                              image start crashing too (a crash after Ready)
     registry_missing: [...]   tag globs the demo registry reports as missing (fleet only)
 
 Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, plus:

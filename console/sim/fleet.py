@@ -299,6 +299,9 @@ class SimFleet:
         def apply() -> None:
             cluster.settings.update(settings)
             cluster.sync_nodes()
+            if "crash" in settings:
+                # A crash fault set later hits pods already running (crash after Ready).
+                cluster.controller.kubelet.crash_running()
             if "die_at" in settings:
                 self._schedule_death(cluster)
         self.call(apply)

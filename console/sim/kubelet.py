@@ -117,6 +117,25 @@ class Kubelet:
             self._later(delay * 0.3, self._running, ident, False)
             self._later(delay, self._running, ident, True)
 
+    def crash_running(self) -> int:
+        """Running pods whose image the crash fault matches now start crashing, as a
+        container that exits after it was Ready does (CrashLoopBackOff, restarts
+        rising, not Ready); returns how many. Called when the fault changes."""
+        count = 0
+        for pod in list(self.store.iter(POD)):
+            meta = pod["metadata"]
+            if meta.get("deletionTimestamp") or not pod["spec"].get("nodeName"):
+                continue
+            images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
+            if any(faults.matches(i, self.settings.crash) for i in images):
+                restarts = max((int(cs.get("restartCount") or 0) for cs in
+                                (pod.get("status") or {}).get("containerStatuses") or ()),
+                               default=0)
+                self._later(0.0, self._crash, (meta["namespace"], meta["name"], meta["uid"]),
+                            restarts + 1)
+                count += 1
+        return count
+
     def _live(self, ident: tuple[str, str, str]) -> Obj | None:
         if self.is_paused():
             return None
@@ -197,6 +216,10 @@ class Kubelet:
                                                       f"in pod {ident[1]}"}}
                 self.record(fresh, "BackOff", "Back-off restarting failed container", "Warning",
                             component="kubelet")
+        for c in fresh["status"].get("conditions") or ():
+            if c["type"] in ("Ready", "ContainersReady") and c.get("status") == "True":
+                # A pod that was Ready stops being Ready when its container exits.
+                c.update(status="False", lastTransitionTime=stamp, reason="ContainersNotReady")
         self.store.put(POD, fresh)
         period = max(self.settings.readiness_delay, 0.2) * 2 ** min(restarts, 3)
         self._later(min(period, 10.0), self._crash, ident, restarts + 1)

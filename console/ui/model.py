@@ -149,6 +149,9 @@ class ReleaseView:
     outcome: str | None = None
     paused: bool = False
     gate_waiting: bool = False
+    # A wave baking (watched once healthy): its index and when the bake ends (epoch s).
+    bake_wave: int | None = None
+    bake_until: float | None = None
     preflight: list[PreflightLine] = field(default_factory=list)
     preflight_ok: bool | None = None
 

@@ -257,6 +257,19 @@ def _wave_started(state: FleetState, ev: Event, _row: ClusterView | None) -> Non
         state._touch_release()
 
 
+def _wave_baking(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    if state.release is not None:
+        state.release.bake_wave = int(ev.data.get("wave", 0))
+        state.release.bake_until = float(ev.data.get("until") or 0.0) or None
+        state._touch_release()
+
+
+def _wave_baked(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+    if state.release is not None:
+        state.release.bake_wave = state.release.bake_until = None
+        state._touch_release()
+
+
 def _gate_waiting(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
     if state.release is not None:
         state.release.gate_waiting = True
@@ -407,6 +420,8 @@ _HANDLERS: dict[Kind, Handler] = {
     Kind.PREFLIGHT_RESULT: _preflight_result,
     Kind.PREFLIGHT_FINISHED: _preflight_finished,
     Kind.WAVE_STARTED: _wave_started,
+    Kind.WAVE_BAKING: _wave_baking,
+    Kind.WAVE_BAKED: _wave_baked,
     Kind.GATE_WAITING: _gate_waiting,
     Kind.GATE_DECIDED: _gate_decided,
     Kind.PAUSED: _paused,

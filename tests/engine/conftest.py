@@ -136,9 +136,9 @@ class World:
         return dep["spec"]["template"]["spec"]["containers"][0]["image"]
 
     def version(self, cid: str) -> str | None:
-        """The tag of that image."""
-        image = self.image(cid)
-        return image.rsplit(":", 1)[1] if image else None
+        """The tag of that image (a release pins it: `repo:tag@sha256:...`)."""
+        from console.kube.driver import image_tag
+        return image_tag(self.image(cid))
 
     def annotations(self, cid: str) -> dict[str, str]:
         """The Deployment's annotations."""
@@ -151,7 +151,7 @@ class World:
         for pod in self.fleet.list(cid, "/pods", cid):
             if pod["metadata"].get("deletionTimestamp"):
                 continue
-            if not pod["spec"]["containers"][0]["image"].endswith(f":{tag}"):
+            if not pod["spec"]["containers"][0]["image"].split("@")[0].endswith(f":{tag}"):
                 continue
             if any(c.get("type") == "Ready" and c.get("status") == "True"
                    for c in pod.get("status", {}).get("conditions") or ()):

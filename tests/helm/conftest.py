@@ -104,8 +104,8 @@ class HelmWorld:
         return dep["spec"]["template"]["spec"]["containers"][0]["image"] if dep else None
 
     def version(self, cid: str) -> str | None:
-        image = self.image(cid)
-        return image.rsplit(":", 1)[1] if image else None
+        from console.kube.driver import image_tag
+        return image_tag(self.image(cid))
 
 
 def chart_fleet_file(directory: Path, ids: Sequence[str], *, storage: str | None = None,

@@ -69,7 +69,8 @@ class ChartStage:
 
     def version(self, cid: str) -> str | None:
         dep = self.fleet.get(cid, "apps/deployments", self.ns(cid), APP)
-        return dep["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1] \
+        from console.kube.driver import image_tag
+        return image_tag(dep["spec"]["template"]["spec"]["containers"][0]["image"]) \
             if dep else None
 
     def helm_json(self, cid: str, *args: str) -> Any:

@@ -48,7 +48,7 @@ def test_status_shows_drift_after_kubectl_set_image(world, capsys, tmp_path):
     assert main(["status", "--config", config]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["CLUSTER", "LIVE", "RECORDED", "LAST-GOOD", "WHEN", "BY",
-                                "READY", "STATE"]
+                                "READY", "DIGEST", "STATE"]
     by_cluster = {line.split()[0]: line for line in lines[1:4]}
     assert "DRIFT (ledger says v1)" in by_cluster["b"]
     assert "DRIFT" not in by_cluster["a"] and by_cluster["a"].split()[1:4] == ["v1", "v1", "v1"]

@@ -184,3 +184,14 @@ def test_a_cluster_lost_mid_rollout_stays_unreachable() -> None:
     state.apply(ev(Kind.CLUSTER_ROLLED_BACK, "prod-us", ok=False, error="connection refused"))
     assert row.phase is Phase.UNREACHABLE
     assert row.message == "rollback failed: connection refused"
+
+
+def test_a_baking_wave_has_a_countdown_until_it_baked() -> None:
+    state = FleetState(FLEET, clock=lambda: 200.0)
+    planned(state, ["staging", "prod-eu"], [["staging"], ["prod-eu"]])
+    state.apply(ev(Kind.WAVE_BAKING, wave=0, seconds=20.0, until=215.0, clusters=["staging"]))
+    assert state.release is not None
+    assert (state.release.bake_wave, state.release.bake_until) == (0, 215.0)
+    assert format_duration(state.release.bake_until - state.now()) == format_duration(15.0)
+    state.apply(ev(Kind.WAVE_BAKED, wave=0, ok=True, failed=[], seconds=20.0, completed=True))
+    assert (state.release.bake_wave, state.release.bake_until) == (None, None)

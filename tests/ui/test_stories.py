@@ -50,7 +50,7 @@ def live_tag(fleet, cluster: str) -> str:
     """The image tag the simulated cluster's Deployment runs."""
     deployment = fleet.get(cluster, "apps/deployments", cluster, "user-service")
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-    return image.rpartition(":")[2]
+    return image.split("@")[0].rpartition(":")[2]
 
 
 def header_text(app: ReleaseConsoleApp) -> str:

@@ -60,6 +60,11 @@ class ReleaseHeader(Static):
         if release.outcome:
             style = pal.phases[Phase.HEALTHY] if release.outcome == Outcome.OK else pal.bad
             line.append(f"  {release.outcome}", style)
+        elif release.bake_until is not None:
+            # The bake countdown: the next wave (or its gate) waits for it.
+            left = max(0.0, release.bake_until - now)
+            line.append(f"  baking wave {(release.bake_wave or 0) + 1}: "
+                        f"{format_duration(left)} left", pal.phases[Phase.WAITING])
         elif release.gate_waiting:
             line.append("  waiting at a gate", pal.phases[Phase.WAITING])
         elif release.paused:

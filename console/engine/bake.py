@@ -1,0 +1,159 @@
+"""Bake time: a healthy wave is watched a while before the release goes on.
+
+After a wave's clusters are healthy, `bake_wave` keeps reading them for the wave's bake
+time (`bake:` of the strategy or the wave, `deploy --bake`). A cluster degrades when its
+pods are not Ready, their restarts rise, its Deployment is unavailable, or its image is
+replaced (by hand, or by another tool) - it then fails: counted against the failure
+budget and rolled back to what it ran before the release, as a failure during the
+rollout is. The next wave, its gate, or the end of the release waits until the bake is
+over; an abort ends it at once. WAVE_BAKING (wave, seconds, until, clusters) and
+WAVE_BAKED (wave, ok, failed, seconds) tell the listeners.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from console.engine.api import ClusterResult, Outcome
+from console.engine.rollbacks import restore
+from console.events import Kind
+from console.kube.client import ClusterError
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+    from console.engine.waves import ReleaseRun
+    from console.kube.driver import ClusterDriver
+
+BAKE_POLL = 1.0     # s between looks at a baking wave
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a healthy cluster looked like when its bake began."""
+
+    image: str | None
+    restarts: int
+
+
+def _pods_state(driver: ClusterDriver) -> tuple[int, list[str]]:
+    """(restarts of the app's pods, names of running pods that are not Ready)."""
+    restarts, unready = 0, []
+    for pod in driver.pods():
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        restarts += sum(int(cs.get("restartCount") or 0)
+                        for cs in status.get("containerStatuses") or ())
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in status.get("conditions") or ())
+        if not ready:
+            unready.append(str(meta.get("name", "?")))
+    return restarts, unready
+
+
+def baseline(driver: ClusterDriver, timeout: float) -> Baseline:
+    """The image and restart count a bake compares against."""
+    live = driver.live(timeout=timeout)
+    restarts, _ = _pods_state(driver)
+    return Baseline(live.image, restarts)
+
+
+def problem(driver: ClusterDriver, base: Baseline, timeout: float) -> str | None:
+    """Why the cluster is degraded now (None: it is not)."""
+    live = driver.live(timeout=timeout)
+    if not live.exists:
+        return "the Deployment is gone"
+    if live.image != base.image:
+        return f"image replaced: {base.image} -> {live.image}"
+    if live.available < live.desired:
+        return f"Deployment unavailable: {live.available}/{live.desired} available"
+    restarts, unready = _pods_state(driver)
+    if restarts > base.restarts:
+        return f"restarts rose from {base.restarts} to {restarts}"
+    if unready:
+        return f"pod {unready[0]} not Ready" + \
+            (f" (and {len(unready) - 1} more)" if len(unready) > 1 else "")
+    return None
+
+
+def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, ...],
+              seconds: float) -> None:
+    """Watch the wave's healthy clusters for `seconds`; fail and roll back the ones that
+    degrade. Returns early on an abort, or when the failure budget is spent."""
+    rid = run.release_id
+    healthy = [c for c in clusters
+               if c in run.results and run.results[c].outcome is Outcome.HEALTHY]
+    if seconds <= 0 or not healthy:
+        return
+    started = time.time()
+    until = started + seconds
+    engine.event(Kind.WAVE_BAKING, rid, None,
+                 f"wave {wave + 1} baking for {seconds:g}s: {', '.join(healthy)}",
+                 wave=wave, seconds=seconds, until=round(until, 3), clusters=healthy)
+    timeout = engine.status_timeout
+    # None until the cluster's baseline could be read.
+    watching: dict[str, Baseline | None] = dict.fromkeys(healthy)
+    errors_since: dict[str, float] = {}
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=min(16, len(healthy)),
+                            thread_name_prefix=f"bake-{rid}") as pool:
+        def look(cid: str) -> tuple[str, str | None]:
+            try:
+                driver = engine.driver(cid)
+                base = watching[cid]
+                if base is None:
+                    watching[cid] = baseline(driver, timeout)
+                    found = None
+                else:
+                    found = problem(driver, base, timeout)
+            except ClusterError as exc:
+                # A cluster that stops answering fails only past the unreachable grace.
+                since = errors_since.setdefault(cid, time.monotonic())
+                if time.monotonic() - since > engine.unreachable_grace:
+                    return cid, f"unreachable during the bake: {exc.reason}"
+                return cid, None
+            errors_since.pop(cid, None)
+            return cid, found
+
+        while True:
+            for cid, why in pool.map(look, list(watching)):
+                if why is not None:
+                    watching.pop(cid)
+                    failed.append(cid)
+                    _fail(engine, run, cid, why)
+            left = until - time.time()
+            if left <= 0 or not watching or run.control.aborted or run.budget_exceeded():
+                break
+            run.control.aborted_event.wait(min(BAKE_POLL, left))
+    ok = not failed
+    engine.event(Kind.WAVE_BAKED, rid, None,
+                 f"wave {wave + 1} baked {time.time() - started:.0f}s"
+                 + ("" if ok else f"; failed during the bake: {', '.join(failed)}"),
+                 wave=wave, ok=ok, failed=failed, seconds=seconds,
+                 completed=time.time() >= until)
+
+
+def _fail(engine: Engine, run: ReleaseRun, cid: str, why: str) -> None:
+    """A cluster that degraded during the bake: counted, told and rolled back."""
+    rid = run.release_id
+    error = f"failed during the bake: {why}"
+    result = run.results[cid]
+    engine.last_errors[cid] = error
+    with run.lock:
+        run.count_failure(cid)
+    engine.event(Kind.CLUSTER_FAILED, rid, cid, error, error=error, duration=result.duration)
+    before = run.before.get(cid)
+    if before is None:
+        outcome: ClusterResult = replace(result, outcome=Outcome.FAILED, error=error)
+    else:
+        ok, rb_error = restore(engine, rid, cid, before, run.tag, "automatic rollback")
+        outcome = replace(result, outcome=Outcome.ROLLED_BACK if ok else Outcome.FAILED,
+                          error=error if ok else f"{error}; rollback failed: {rb_error}",
+                          rolled_back_to=before.version if ok else None)
+    with run.lock:
+        run.results[cid] = outcome
+        run.settled.notify_all()
