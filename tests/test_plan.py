@@ -247,7 +247,7 @@ def test_describe_and_json(demo):
     assert lines[2].split() == ["1", "staging", "1", "1.0", "1.1"]
     assert lines[3].split() == ["2", "prod-eu-10pct", "2", "(gate)", "-", "1.1"]
     assert plan.to_json()["waves"][1] == {"index": 1, "clusters": ["prod-eu-10pct"],
-                                          "gate_before": True}
+                                          "gate_before": True, "bake": 0.0}
     serial = build_plan(demo, ["staging"], "serial")
     assert "stops at the first failure" in serial.describe()
     assert "clusters not started are skipped" in serial.policy()
