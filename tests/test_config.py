@@ -554,3 +554,15 @@ def test_insecure_registry_named_host_and_credential_opt_ins(tmp_path):
         "  name: web", "  name: web\n  registry: {insecure: true}")
     registry = load(write(tmp_path, loopback)).app.registry
     assert registry.insecure is True and registry.insecure_host is None
+
+
+def test_strategy_approvals_is_read_and_checked(tmp_path):
+    base = ("app: {name: a, image: r.example.com/a, manifests: m, namespace: a}\n"
+            "clusters:\n  - {id: c1, credentials: {kubeconfig: k.yaml}}\n"
+            "strategies:\n  two:\n    waves: [[c1]]\n    gates: true\n")
+    path = tmp_path / "clusters.yaml"
+    path.write_text(base + "    approvals: 2\n")
+    assert load(path).strategies["two"].approvals == 2
+    path.write_text(base + "    approvals: 0\n")
+    with pytest.raises(ConfigError, match=r"clusters\.yaml:\d+: strategies\.two\.approvals"):
+        load(path)

@@ -140,13 +140,14 @@ def test_headless_canary_waits_at_its_gate_until_approved_through_the_channel(wo
     assert gone.returncode == 2 and f"no running release {rid}" in gone.stderr
 
 
-def as_other_person(w, tmp_path: Path, username: str) -> Path:
-    """A copy of the world's fleet file whose credentials are `username`'s (full rights)."""
+def as_other_person(w, tmp_path: Path, username: str, rules: list | None = None) -> Path:
+    """A copy of the world's fleet file whose credentials are `username`'s (`rules`,
+    None: full rights)."""
     home = tmp_path / username
     home.mkdir()
     text = w.config_path.read_text()
     for cid in w.config.ids:
-        token = w.fleet.add_token(cid, None, username)
+        token = w.fleet.add_token(cid, rules, username)
         (home / f"{cid}.yaml").write_text(yaml.safe_dump(w.fleet.kubeconfig(cid, token)))
         text = text.replace(str(w.config_path.parent / f"{cid}.yaml"), str(home / f"{cid}.yaml"))
     path = home / "clusters.yaml"
@@ -168,6 +169,14 @@ def test_two_approvals_need_two_distinct_people(world, tmp_path):
         twice = control(w.config_path, rid, "approve")
         assert twice.returncode == 2 and "distinct approvers" in twice.stderr
         assert not deploy.kinds("gate_decided") and w.version("b") is None
+        # Someone who may read the app's objects but not update its Lease cannot steer.
+        reader = as_other_person(w, tmp_path, "reader", [
+            {"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]},
+            {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
+             "resources": ["selfsubjectreviews"]}])
+        refused = control(reader, rid, "approve")
+        assert refused.returncode == 2 and "not allowed to update lease" in refused.stderr
+        assert not deploy.kinds("gate_decided")
         second = control(bob, rid, "approve")
         assert second.returncode == 0, second.stderr
         code = deploy.finish()
