@@ -83,9 +83,10 @@ def run_preflight(config: Any, tag: str, plan: Any, clusters: Sequence[Any],
         report(check.run(config, tag, plan))
     cluster_checks = list(checks) if checks is not None else list(CLUSTER_CHECKS)
     live: dict[str, LiveDeployment] = {}
+    shared: dict[str, Any] = {}
 
     def one(cluster: Any) -> None:
-        ctx = ClusterContext(cluster, config, tag, driver_for)
+        ctx = ClusterContext(cluster, config, tag, driver_for, shared=shared)
         for check in cluster_checks:
             if ctx.stopped:
                 break      # no credentials: that one line says it all

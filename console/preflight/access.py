@@ -97,8 +97,8 @@ def check_access(client: Any, namespace: str, cluster: str | None = None,
 def access_check(ctx: ClusterContext) -> CheckResult:
     """`check_access` as one row: every denial listed, and what to do about them."""
     cid = ctx.cluster.id
-    results = check_access(ctx.driver.client, ctx.cluster.namespace, cid, rules(ctx.config),
-                           ctx.notes)
+    results = check_access(ctx.driver.client, ctx.cluster.namespace, cid,
+                           ctx.once("rbac-rules", lambda: rules(ctx.config)), ctx.notes)
     if results[0].ok or results[0].detail.startswith("cannot ask"):
         return results[0]
     denials = ", ".join(r.detail.split(": denied: ", 1)[-1] for r in results)

@@ -63,7 +63,8 @@ def quantity(value: Any) -> float | None:
 
 
 def check_values(config: Any, cluster: Any, tag: str = "preflight",
-                 objects: Sequence[dict] | None = None) -> CheckResult:
+                 objects: Sequence[dict] | None = None,
+                 used_names: set[str] | None = None) -> CheckResult:
     """The cluster's values hold together once rendered.
 
     Fails when a cluster value replaces a default of another shape (a mapping by a
@@ -93,7 +94,9 @@ def check_values(config: Any, cluster: Any, tag: str = "preflight",
     if problems:
         return CheckResult("values", False, f"cluster {cid!r}: " + "; ".join(problems), cid)
     # A chart's templates read values by paths a scan cannot follow: no note for charts.
-    unused = [] if config.app.chart else sorted(set(cluster.values or {}) - _used_names(config))
+    unused = [] if config.app.chart else sorted(
+        set(cluster.values or {}) - (used_names if used_names is not None
+                                     else _used_names(config)))
     note = f"; not used by any template: {', '.join(unused)}" if unused else ""
     return CheckResult("values", True, f"{len(cluster.values or {})} value(s) consistent{note}",
                        cid)
@@ -207,7 +210,9 @@ def _namespace_exists(kube: Any, namespace: str) -> bool:
 
 def values_check(ctx: ClusterContext) -> CheckResult:
     """`check_values` on the manifests rendered once for this cluster."""
-    return check_values(ctx.config, ctx.cluster, ctx.tag, rendered(ctx))
+    used = None if ctx.config.app.chart else ctx.once("used-names",
+                                                      lambda: _used_names(ctx.config))
+    return check_values(ctx.config, ctx.cluster, ctx.tag, rendered(ctx), used)
 
 
 def dry_run_check(ctx: ClusterContext) -> CheckResult:

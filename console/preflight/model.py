@@ -47,6 +47,15 @@ class ClusterContext:
     namespace_exists: bool | None = None   # None: not known (e.g. reading it was denied)
     live: LiveDeployment | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    # What is the same for every cluster of one pre-flight (the RBAC rules, the names the
+    # templates use): worked out once, not per cluster. Two threads may both work it out.
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        """`shared[key]`, made on first use."""
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
 
     @property
     def driver(self) -> ClusterDriver:
