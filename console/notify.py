@@ -208,12 +208,14 @@ class NotifyListener:
     """
 
     def __init__(self, notifier: Notifier,
-                 on_result: Callable[[list[Delivery]], None] | None = None) -> None:
-        """Wrap `notifier`; `on_result` receives every batch of deliveries."""
+                 on_result: Callable[[list[Delivery]], None] | None = None,
+                 keep: int = DELIVERIES_KEPT) -> None:
+        """Wrap `notifier`; `on_result` receives every batch of deliveries; the latest
+        `keep` deliveries are remembered (a TUI session's listener lives for many
+        releases)."""
         self.notifier = notifier
         self.on_result = on_result
-        # The latest deliveries; a TUI session's listener lives for many releases.
-        self.deliveries: deque[Delivery] = deque(maxlen=DELIVERIES_KEPT)
+        self.deliveries: deque[Delivery] = deque(maxlen=keep)
         self._lock = threading.Lock()
         self._releases: dict[str, dict[str, Any]] = {}
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify")

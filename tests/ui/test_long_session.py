@@ -7,7 +7,7 @@ from console.config import NotifyConfig
 from console.engine import Engine
 from console.events import Event, Kind
 from console.history import EventLedger
-from console.notify import DELIVERIES_KEPT, Notifier, NotifyListener
+from console.notify import Notifier, NotifyListener
 from tests.history.conftest import make_ledger, webhook  # noqa: F401 - pytest fixtures
 
 RELEASES = 250
@@ -22,14 +22,15 @@ def release(rid: str, outcome: str) -> list[Event]:
 
 def test_the_notifier_forgets_finished_sends(webhook) -> None:  # noqa: F811 - fixture
     listener = NotifyListener(Notifier(NotifyConfig(on=("failure",), slack_webhook=webhook.url,
-                                                    timeout=10.0), app="user-service"))
+                                                    timeout=10.0), app="user-service"), keep=10)
     try:
-        for i in range(RELEASES):
+        for i in range(30):
             for event in release(f"r-{i}", "failed"):
                 listener(event)
         deliveries = listener.wait(timeout=60)
-        assert len(webhook.bodies) == RELEASES   # every release was notified ...
-        assert len(deliveries) == DELIVERIES_KEPT   # ... the listener keeps the latest
+        assert len(webhook.bodies) == 30   # every release was notified ...
+        assert len(deliveries) == 10   # ... the listener keeps the latest
+        assert deliveries[-1].ok
         listener(release("r-last", "failed")[0])
         listener(release("r-last", "failed")[1])
         assert len(listener._futures) <= 2   # finished sends are forgotten
