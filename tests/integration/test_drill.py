@@ -113,3 +113,17 @@ def test_lab_without_its_components_is_a_clear_error(world, capsys, monkeypatch,
     assert main(["drill", "--config", str(w.config_path), "--lab"]) == 2
     err = capsys.readouterr().err
     assert "--lab: lab: etcd, kube-apiserver" in err and "make bin" in err
+
+
+def test_a_drill_runs_inside_a_freeze_window(world, capsys):
+    """Nothing real is released: the fleet file's freeze windows do not apply to a drill."""
+    w = world(["a"])
+    quick_local_fleet(w.config_path)
+    doc = yaml.safe_load(w.config_path.read_text())
+    doc["freeze"] = [{"name": "always", "from": "2000-01-01T00:00:00Z",
+                      "to": "2100-01-01T00:00:00Z", "reason": "frozen"}]
+    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert main(["deploy", "--config", str(w.config_path), "--tag", "v1"]) == 2
+    capsys.readouterr()
+    assert main(["drill", "--config", str(w.config_path), "--fail", "a", "--json", *FAST]) == 0
+    assert output_json(capsys)["clusters"][0]["outcome"] == "rolled_back"
