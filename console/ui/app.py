@@ -217,11 +217,13 @@ class ReleaseConsoleApp(App[int]):
                 for release_id in engine.reconcile():
                     self.post_message(Notice(f"{release_id} was left unfinished by a console "
                                              "that stopped; recorded what really happened"))
-            recorded = {row.cluster: row.recorded for row in engine.matrix(live)}
+            rows = engine.matrix(live)
         except UserError as exc:
             self.post_message(Notice(str(exc)))
             return
-        self.call_from_thread(self.state.apply_recorded, recorded)
+        self.call_from_thread(self.state.apply_recorded,
+                              {row.cluster: row.recorded for row in rows},
+                              {row.cluster: row.recorded_helm_revision for row in rows})
 
     # -- releases -----------------------------------------------------------------
 

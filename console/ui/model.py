@@ -89,6 +89,8 @@ class ClusterView:
     wave: int | None = None
     marked: bool = False
     reachable: bool = True  # as last seen (status reading or engine event)
+    helm_revision: int | None = None           # a chart app: Helm's live revision
+    recorded_helm_revision: int | None = None  # ... and the one the ledger recorded
 
     @property
     def id(self) -> str:
@@ -97,8 +99,13 @@ class ClusterView:
 
     @property
     def drift(self) -> bool:
-        """True when the live version differs from what the ledger recorded."""
-        return bool(self.recorded and self.live and self.live != self.recorded)
+        """True when the live version differs from what the ledger recorded, or (a chart
+        app) Helm's live revision does: a `helm upgrade`/`rollback` outside the console."""
+        if self.recorded and self.live and self.live != self.recorded:
+            return True
+        return bool(self.live and self.helm_revision is not None
+                    and self.recorded_helm_revision is not None
+                    and self.helm_revision != self.recorded_helm_revision)
 
     @property
     def resting_phase(self) -> Phase:

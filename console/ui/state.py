@@ -112,6 +112,7 @@ class FleetState:
             row.reachable = bool(st.reachable)
             if st.reachable:
                 row.live = st.version
+                row.helm_revision = getattr(st, "helm_revision", None)
                 if not row.phase.active:
                     row.desired, row.ready = st.desired or 0, st.ready or 0
                     row.available = row.updated = row.ready
@@ -122,12 +123,16 @@ class FleetState:
                 row.message = _one_line(st.error or "unreachable")
             self._dirty.add(row.id)
 
-    def apply_recorded(self, recorded: Mapping[str, str | None]) -> None:
-        """Fold in the ledger's last recorded version per cluster (drift = live differs)."""
+    def apply_recorded(self, recorded: Mapping[str, str | None],
+                       helm: Mapping[str, int | None] | None = None) -> None:
+        """Fold in the ledger's last recorded version per cluster (drift = live differs),
+        and for a chart app the Helm revision it recorded (`helm`)."""
         for cid, version in recorded.items():
             row = self.clusters.get(cid)
-            if row is not None and row.recorded != version:
-                row.recorded = version
+            revision = (helm or {}).get(cid)
+            if row is not None and (row.recorded, row.recorded_helm_revision) != (version,
+                                                                                  revision):
+                row.recorded, row.recorded_helm_revision = version, revision
                 self._dirty.add(cid)
 
     def apply(self, event: Event) -> None:

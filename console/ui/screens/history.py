@@ -102,7 +102,8 @@ class HistoryScreen(Screen):
         try:
             ledger = self.app.ledger()
             releases = list(reversed(ledger.releases()))
-            matrix = ledger.matrix(live)
+            helm = {cid: row.helm_revision for cid, row in self.state.clusters.items()}
+            matrix = ledger.matrix(live, helm)
             error = None
         except UserError as exc:
             releases, matrix, error = [], [], str(exc)
