@@ -187,9 +187,11 @@ class EngineProcess:
         """The ledger's releases, oldest first."""
         return self._call("releases")
 
-    def matrix(self, live: Mapping[str, str | None]) -> list[Any]:
-        """The ledger's version matrix for these live versions."""
-        return self._call("matrix", dict(live))
+    def matrix(self, live: Mapping[str, str | None],
+               helm: Mapping[str, int | None] | None = None) -> list[Any]:
+        """The ledger's version matrix for these live versions (and, for a chart app, live
+        Helm revisions)."""
+        return self._call("matrix", dict(live), dict(helm or {}))
 
     def reconcile(self) -> list[str]:
         """Close releases a killed console left unfinished (never one whose lease a live
@@ -454,7 +456,7 @@ class EngineHost:
             elif method == "releases":
                 result = self._need_session().ledger.releases()
             elif method == "matrix":
-                result = self._need_session().ledger.matrix(args[0])
+                result = self._need_session().ledger.matrix(args[0], args[1])
             elif method == "reconcile":
                 result = [release.id for release in self._need_session().reconcile()]
             elif method == "plan_rollback":
