@@ -183,7 +183,8 @@ def kubectl_way(fleet: TimedFleet, kubeconfigs: Path, tag: str, kubectl: str,
         base = [kubectl, f"--kubeconfig={kubeconfigs / f'{cid}.yaml'}", f"--cache-dir={cache}",
                 "-n", cid]
         dep = fleet.get(cid, "apps/deployments", cid, APP)
-        repo = dep["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[0]
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        repo = image.split("@")[0].rsplit(":", 1)[0]   # a pinned image ends in @sha256:...
         for argv in (base + ["set", "image", f"deployment/{APP}", f"{APP}={repo}:{tag}"],
                      base + ["rollout", "status", f"deployment/{APP}", "--timeout=10m"]):
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

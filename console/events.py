@@ -63,6 +63,7 @@ class Kind(str, Enum):
     RESUMED = "resumed"                      # by
     STEERED = "steered"                      # action, by, (cluster), detail: a control action taken
     CLUSTER_STARTED = "cluster_started"      # from_version, to_version, wave, digest
+    CLUSTER_PACED = "cluster_paced"          # wave, until (epoch s: a start slot frees), max_starts, window
     CLUSTER_PROGRESS = "cluster_progress"    # desired, updated, ready, available, phase
     CLUSTER_HEALTHY = "cluster_healthy"      # version, duration, digest
     CLUSTER_FAILED = "cluster_failed"        # error, duration

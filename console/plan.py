@@ -19,7 +19,8 @@ from fractions import Fraction
 from typing import Any
 
 from console.config import (BUILTIN_STRATEGIES, REST, Cluster, FleetConfig,
-                            did_you_mean, failure_budget_count, is_glob, parse_failure_budget)
+                            did_you_mean, failure_budget_count, is_glob, parse_failure_budget,
+                            parse_pace)
 from console.errors import ValidationError
 from console.names import show
 
@@ -65,6 +66,8 @@ class Plan:
     stop_on_first_failure: bool
     targets: tuple[str, ...]  # cluster ids, config order
     failure_budget: str | None = None  # as given ("2", "10%"); max_failures is its count
+    # Pacing (`max_starts`, `--pace`): at most N clusters start in any window of S seconds.
+    max_starts: tuple[int, float] | None = None
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -114,6 +117,7 @@ class Plan:
             "max_parallel": self.max_parallel, "max_failures": self.max_failures,
             "failure_budget": self.failure_budget,
             "stop_on_first_failure": self.stop_on_first_failure,
+            "max_starts": list(self.max_starts) if self.max_starts else None,
         }
 
     def describe(self, live: Mapping[str, str | None] | None = None,
@@ -141,7 +145,9 @@ class Plan:
         summary = (f"strategy {self.strategy}: {len(self.targets)} cluster"
                    f"{'s' if len(self.targets) != 1 else ''} in {len(self.waves)} wave"
                    f"{'s' if len(self.waves) != 1 else ''}, at most {self.max_parallel} "
-                   f"at once; {self.policy()}")
+                   f"at once" + (f", at most {self.max_starts[0]} start(s) in any "
+                                 f"{self.max_starts[1]:g}s" if self.max_starts else "")
+                   + f"; {self.policy()}")
         return "\n".join([summary, *lines])
 
 
@@ -228,7 +234,8 @@ def _budget(value: str | int | None, default: str | None) -> str | None:
 
 def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: str = "serial",
                order: Sequence[str] | str = (), max_parallel: int | None = None,
-               max_failures: str | int | None = None, bake: float | None = None) -> Plan:
+               max_failures: str | int | None = None, bake: float | None = None,
+               pace: str | None = None) -> Plan:
     """The plan for releasing to `targets` with `strategy`; `ValidationError` if unsound.
 
     serial: one cluster at a time in `order` (every cluster of it must be a target;
@@ -240,9 +247,17 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
     gates between waves when it says `gates: true`.
     `bake` (seconds, `deploy --bake`) overrides every wave's bake time; else a wave
     bakes as its strategy says (per wave, else `bake:`), the built-ins not at all.
+    `pace` (`N/DURATION`, `deploy --pace`) overrides the strategy's `max_starts`.
     """
     if bake is not None and not 0 <= bake <= 24 * 3600:
         raise ValidationError(f"--bake: a bake time is 0 to 24h, got {bake:g}s")
+    max_starts = None
+    if pace is not None:
+        try:
+            max_starts = parse_pace(pace)
+        except ValueError:
+            raise ValidationError(f"--pace: expected N/DURATION such as 10/30s (at most N "
+                                  f"clusters start in any DURATION), got {show(pace)}") from None
     ids = _target_ids(config, targets)
     order_ids = _parse_order(order)
     if strategy == "serial":
@@ -255,7 +270,8 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
         sequence = _serial_order(config, ids, order_ids)
         return Plan(strategy="serial", waves=(Wave(0, sequence, False, bake or 0.0),),
                     max_parallel=1,
-                    max_failures=0, stop_on_first_failure=True, targets=ids)
+                    max_failures=0, stop_on_first_failure=True, targets=ids,
+                    max_starts=max_starts)
     if order_ids:
         raise ValidationError(f"--order: applies to the serial strategy only, not "
                               f"{show(strategy)}")
@@ -264,7 +280,8 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
         return Plan(strategy="parallel", waves=(Wave(0, ids, False, bake or 0.0),),
                     max_parallel=_max_parallel(max_parallel, None),
                     max_failures=failure_budget_count(budget, len(ids)),
-                    stop_on_first_failure=False, targets=ids, failure_budget=budget)
+                    stop_on_first_failure=False, targets=ids, failure_budget=budget,
+                    max_starts=max_starts)
     named = config.strategies.get(strategy)
     if named is None:
         choices = [*BUILTIN_STRATEGIES, *config.strategies]
@@ -286,7 +303,8 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
                             for i, (source, w) in enumerate(placed)),
                 max_parallel=_max_parallel(max_parallel, named.max_parallel),
                 max_failures=failure_budget_count(budget, len(ids)),
-                stop_on_first_failure=False, targets=ids, failure_budget=budget)
+                stop_on_first_failure=False, targets=ids, failure_budget=budget,
+                max_starts=max_starts or named.max_starts)
 
 
 def _serial_order(config: FleetConfig, ids: tuple[str, ...],

@@ -89,7 +89,8 @@ def request_from(args: argparse.Namespace, tag: str | None = None) -> ReleaseReq
                           max_failures=args.max_failures, operator=operator_name(),
                           override_freeze=freeze_override(args),
                           pin=not getattr(args, "no_pin", False),
-                          bake=getattr(args, "bake", None))
+                          bake=getattr(args, "bake", None),
+                          pace=getattr(args, "pace", None))
 
 
 def freeze_override(args: argparse.Namespace) -> str | None:
@@ -282,6 +283,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         help="watch every wave this long once healthy (e.g. 10m) before "
                              "the next wave, its gate or the end; overrides the strategy's "
                              "bake")
+    parser.add_argument("--pace", metavar="N/DURATION",
+                        help="at most N clusters start in any DURATION (a sliding window), "
+                             "e.g. 20/10s; overrides the strategy's max_starts")
     parser.add_argument("--no-pin", action="store_true",
                         help="release the plain tag: do not resolve it to its digest at plan "
                              "time (for registries that cannot answer a manifest HEAD; a "
@@ -314,7 +318,9 @@ def _duration(text: str) -> float:
 
 
 def _bake_duration(text: str) -> float:
-    from console.config import parse_duration
+    from console.config import is_zero_duration, parse_duration
+    if is_zero_duration(text):
+        return 0.0
     try:
         value = parse_duration(text)
     except ValueError:

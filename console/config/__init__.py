@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from console.config.checks import (deep_merge, did_you_mean, failure_budget_count,
                                    image_registry_host, is_glob, is_loopback_host,
-                                   parse_duration, parse_failure_budget, resolve_path)
+                                   parse_duration, parse_failure_budget, parse_pace,
+                                   resolve_path, is_zero_duration)
 from console.config.loader import load
 from console.config.model import (BUILTIN_STRATEGIES, DEFAULT_HISTORY_PATH,
                                   DEFAULT_ROLLOUT_TIMEOUT, DEFAULT_VAULT_PATH_PATTERN,
@@ -39,5 +40,5 @@ __all__ = [
     "RegistryConfig", "Strategy", "VaultConfig", "YamlDocument", "deep_merge",
     "did_you_mean", "failure_budget_count", "image_registry_host", "is_glob",
     "is_loopback_host", "load", "parse_duration",
-    "parse_failure_budget", "parse_yaml", "read_text", "resolve_path",
+    "parse_failure_budget", "parse_pace", "is_zero_duration", "parse_yaml", "read_text", "resolve_path",
 ]

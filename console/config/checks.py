@@ -50,6 +50,26 @@ IMAGE_REPO = re.compile(
     r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)")
 
 
+def parse_pace(value: Any) -> tuple[int, float]:
+    """`10/30s` -> (10, 30.0): at most N cluster starts in any DURATION-long window
+    (`max_starts`, `deploy --pace`); ValueError if not one."""
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise ValueError("a pace")
+    count, _, window = value.partition("/")
+    if not count.strip().isdigit() or int(count) < 1:
+        raise ValueError("a pace")
+    return int(count), parse_duration(window)
+
+
+def is_zero_duration(value: Any) -> bool:
+    """`0`, `0s`, `0m`: no time at all (a bake that is turned off)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return value == 0
+    return isinstance(value, str) and bool(re.fullmatch(r"\s*0+(?:\.0*)?\s*[smh]?\s*", value))
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from `90`, `90s`, `10m`, `1h`, `1h30m`, `500ms`; ValueError if not one."""
     if isinstance(value, bool):

@@ -176,6 +176,8 @@ class Strategy:
     # (`{clusters: [...], bake: 5m}`; None: the strategy's).
     bake: float = 0.0
     wave_bakes: tuple[float | None, ...] = ()
+    # `max_starts: N/DURATION`: at most N clusters start in any DURATION-long window.
+    max_starts: tuple[int, float] | None = None
 
 
 @dataclass(frozen=True)

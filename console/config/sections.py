@@ -10,7 +10,7 @@ from typing import Any
 from console.config.app_section import check_namespace_rule
 from console.config.checks import (PERCENT, PLACEHOLDER_NAME, Checker, deep_merge,
                                    did_you_mean, is_glob, kind_of, or_empty,
-                                   parse_failure_budget)
+                                   is_zero_duration, parse_failure_budget, parse_pace)
 from console.config.model import (BUILTIN_STRATEGIES, DEFAULT_VAULT_PATH_PATTERN,
                                   PRODUCTION_GROUPS, REST, RESERVED_VALUE_NAMES, App,
                                   Cluster, Credentials, Strategy, VaultConfig)
@@ -159,7 +159,8 @@ def _credentials(ck: Checker, raw: Any, p: Path_, cid: str,
                                       False))
 
 
-_STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel", "approvals", "bake")
+_STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel", "approvals", "bake",
+                  "max_starts")
 _WAVE_KEYS = ("clusters", "bake")
 
 def strategies_section(ck: Checker, raw: Any,
@@ -215,17 +216,31 @@ def strategies_section(ck: Checker, raw: Any,
             line=ck.conv.key_lines.get(sp, 0),
             approvals=ck.integer(sraw.get("approvals"), (*sp, "approvals"), 1, 1) or 1,
             bake=_bake(ck, sraw.get("bake"), (*sp, "bake")) or 0.0,
-            wave_bakes=tuple(bakes))
+            wave_bakes=tuple(bakes),
+            max_starts=_pace(ck, sraw.get("max_starts"), (*sp, "max_starts")))
     return out
 
 
 MAX_BAKE = 24 * 3600.0
 
 
+def _pace(ck: Checker, value: Any, path: Path_) -> tuple[int, float] | None:
+    """`max_starts: N/DURATION` (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return parse_pace(value)
+    except ValueError:
+        raise ck.fail(path, "expected N/DURATION such as 10/30s (at most N clusters start "
+                      f"in any DURATION), got {show(value)}") from None
+
+
 def _bake(ck: Checker, value: Any, path: Path_) -> float | None:
     """A bake time: a duration from 0 to 24h (None when not given)."""
     if value is None:
         return None
+    if is_zero_duration(value):
+        return 0.0
     seconds = ck.duration(value, path, 0.0)
     if not 0 <= seconds <= MAX_BAKE:
         raise ck.fail(path, f"a bake time is 0 to 24h, got {show(value)}")

@@ -50,6 +50,9 @@ class ReleaseRequest:
     pin: bool = True
     # Seconds every wave is watched once healthy (`deploy --bake`); None: the strategy's.
     bake: float | None = None
+    # `N/DURATION` (`deploy --pace`): at most N clusters start in any DURATION; None:
+    # the strategy's `max_starts`.
+    pace: str | None = None
 
 
 class GateDecision(str, Enum):

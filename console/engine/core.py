@@ -166,7 +166,8 @@ class Engine:
         """The plan for `request`; raises `UserError` (bad selector, order, strategy)."""
         targets = select(self.config, request.clusters)
         return build_plan(self.config, targets, request.strategy, request.order,
-                          request.max_parallel, request.max_failures, request.bake)
+                          request.max_parallel, request.max_failures, request.bake,
+                          request.pace)
 
     def preflight(self, request: ReleaseRequest, release_id: str = "") -> PreflightReport:
         """Run every pre-flight check for `request` (touches nothing); emits PREFLIGHT_*."""

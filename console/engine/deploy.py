@@ -49,6 +49,7 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
             if stop is not None and stop == run.lock_lost():
                 run.stopped_by_lost_lock = True
             if stop is None:
+                run.pacer.began(cid)    # pacing counts the real start
                 engine.event(Kind.CLUSTER_STARTED, rid, cid,
                              f"{before.version or 'nothing'} -> {run.tag}",
                              from_version=before.version, to_version=run.tag, wave=wave,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,6 +28,7 @@ from console.engine.checks import (freeze_blocks, freeze_opened, preflight_check
                                    preflight_finished, preflight_result, take_lock)
 from console.engine import steering
 from console.engine.bake import bake_wave
+from console.engine.pacing import Pacer
 from console.engine.deploy import deploy_cluster
 from console.engine.rollbacks import by_suffix, rollback_reached
 from console.events import Event, Kind
@@ -96,6 +98,9 @@ class ReleaseRun:
     def __post_init__(self) -> None:
         # Notified (under `lock`) whenever a cluster's result is recorded.
         self.settled = threading.Condition(self.lock)
+        # At most N starts in any window (the plan's max_starts); who was told it waits.
+        self.pacer = Pacer(self.plan.max_starts)
+        self.paced: set[str] = set()
 
     def lease_lost(self, cid: str) -> str | None:
         """Why this cluster's lease was lost (another holder took it), or None."""
@@ -383,6 +388,12 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                 _skip(engine, run, pending.popleft(), stop_reason)
         elif not run.control.paused:
             while pending and len(running) < run.plan.max_parallel:
+                delay = run.pacer.delay()
+                if delay > 0:
+                    # Pacing: the next clusters wait for a start slot (told once each).
+                    _paced(engine, run, wave,
+                           list(pending)[:run.plan.max_parallel - len(running)], delay)
+                    break
                 cid = pending.popleft()
                 if steering.left_out(engine, run, cid):
                     continue
@@ -394,6 +405,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                     _skip(engine, run, cid, f"taken over by {taken_by} during the release "
                                             "(manual rollback)")
                     continue
+                run.pacer.reserve(cid)
                 running[pool.submit(deploy_cluster, engine, run, cid, wave,
                                     run.stop_event(cid))] = cid
         elif pending:
@@ -438,6 +450,22 @@ def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
                          f"retrying {cid}{by_suffix(asked[cid])}", action="retry",
                          by=asked[cid])
         _run_wave(engine, run, pool, wave, again)
+
+
+def _paced(engine: Engine, run: ReleaseRun, wave: int, held: Sequence[str],
+           delay: float) -> None:
+    """Tell CLUSTER_PACED for the clusters pacing holds now (once per cluster)."""
+    limit = run.plan.max_starts
+    assert limit is not None
+    until = time.time() + delay
+    for cid in held:
+        if cid in run.paced:
+            continue
+        run.paced.add(cid)
+        engine.event(Kind.CLUSTER_PACED, run.release_id, cid,
+                     f"held by pacing: at most {limit[0]} start(s) in any {limit[1]:g}s; "
+                     f"a slot frees in {delay:.1f}s", wave=wave, until=round(until, 3),
+                     max_starts=limit[0], window=limit[1])
 
 
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:

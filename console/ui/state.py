@@ -309,6 +309,15 @@ def _cluster_started(state: FleetState, ev: Event, row: ClusterView | None) -> N
     row.reachable = True
 
 
+def _cluster_paced(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    if row is None:
+        return
+    # Held by pacing: still waiting, and the grid says why.
+    row.phase = Phase.WAITING
+    row.message = (f"paced: at most {ev.data.get('max_starts', '?')} starts per "
+                   f"{format_duration(float(ev.data.get('window') or 0))}")
+
+
 def _cluster_progress(state: FleetState, ev: Event, row: ClusterView | None) -> None:
     if row is None:
         return
@@ -425,6 +434,7 @@ _HANDLERS: dict[Kind, Handler] = {
     Kind.PREFLIGHT_RESULT: _preflight_result,
     Kind.PREFLIGHT_FINISHED: _preflight_finished,
     Kind.WAVE_STARTED: _wave_started,
+    Kind.CLUSTER_PACED: _cluster_paced,
     Kind.WAVE_BAKING: _wave_baking,
     Kind.WAVE_BAKED: _wave_baked,
     Kind.GATE_WAITING: _gate_waiting,

@@ -195,3 +195,14 @@ def test_a_baking_wave_has_a_countdown_until_it_baked() -> None:
     assert format_duration(state.release.bake_until - state.now()) == format_duration(15.0)
     state.apply(ev(Kind.WAVE_BAKED, wave=0, ok=True, failed=[], seconds=20.0, completed=True))
     assert (state.release.bake_wave, state.release.bake_until) == (None, None)
+
+
+def test_a_cluster_held_by_pacing_says_so_until_it_starts() -> None:
+    state = FleetState(FLEET, clock=lambda: 200.0)
+    planned(state, ["staging", "prod-eu"])
+    state.apply(ev(Kind.CLUSTER_PACED, "prod-eu", wave=0, until=210.0, max_starts=1,
+                   window=10.0))
+    row = state.clusters["prod-eu"]
+    assert row.phase is Phase.WAITING and row.message.startswith("paced: at most 1 starts")
+    state.apply(ev(Kind.CLUSTER_STARTED, "prod-eu", from_version="v1", to_version="v2", wave=0))
+    assert row.phase is Phase.ROLLING and row.message == ""

@@ -1,0 +1,55 @@
+"""Pacing: at most N cluster starts in any sliding window of W seconds.
+
+`max_starts: 10/30s` on a strategy, or `deploy --pace 10/30s`, so a parallel wave of 200
+clusters does not pull 200 images from the registry at once (rancher/fleet#2891). The
+wave runner asks `Pacer.delay()` before each start and counts the start when it hands
+the cluster to a worker (`reserve`); the worker moves that count to the moment its
+rollout really begins, CLUSTER_STARTED (`began`), so the window is measured on real
+starts. A cluster that must wait is told once as CLUSTER_PACED (with when a start slot
+frees). The window slides: a start at t counts until t + W.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class Pacer:
+    """The start times inside the window; thread-safe. `limit` None: no pacing."""
+
+    def __init__(self, limit: tuple[int, float] | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        self._starts: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def delay(self) -> float:
+        """Seconds until another cluster may start (0: now)."""
+        if self.limit is None:
+            return 0.0
+        count, window = self.limit
+        now = self.clock()
+        with self._lock:
+            for cid in [c for c, t in self._starts.items() if t <= now - window]:
+                del self._starts[cid]
+            times = sorted(self._starts.values())
+        if len(times) < count:
+            return 0.0
+        # The count-th newest start leaves the window first to make room.
+        return max(0.0, times[-count] + window - now)
+
+    def reserve(self, cid: str) -> None:
+        """Count `cid`'s start now (it is handed to a worker)."""
+        if self.limit is not None:
+            with self._lock:
+                self._starts[cid] = self.clock()
+
+    def began(self, cid: str) -> None:
+        """`cid`'s rollout really begins now: its start counts from here."""
+        if self.limit is not None:
+            with self._lock:
+                if cid in self._starts:
+                    self._starts[cid] = max(self._starts[cid], self.clock())
