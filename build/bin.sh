@@ -5,8 +5,8 @@
 #                                   kube-controller-manager kube-scheduler kwok helm)
 #
 # Needs only `go` (and a POSIX shell).  Binaries are cached machine-wide under
-# ~/.cache/release-console/bin-<hash>/, keyed by the hash of build/versions.env and this
-# script, so a second clone copies them instead of building (a cold build of
+# ~/.cache/release-console/bin-<hash>/, keyed by the hash of build/versions.env and the
+# build modules (build/go/*/go.mod, go.sum), so a second clone copies them instead of building (a cold build of
 # kube-apiserver takes many minutes on two cores).  Each program is cached as soon as it
 # is built, so a program that is needed early (helm) is available before the rest.
 set -eu
@@ -19,7 +19,9 @@ want=${*:-$all}
 
 fail() { echo "make bin: FAILED: $*" >&2; exit 1; }
 
-key=$(cat "$here/versions.env" "$here/bin.sh" | cksum | cut -d' ' -f1)
+# The key: the pins and the build modules they generate (not this script, so that a fix
+# here does not cost every machine a 15-minute rebuild of identical binaries).
+key=$(cat "$here/versions.env" "$here"/go/*/go.mod "$here"/go/*/go.sum | cksum | cut -d' ' -f1)
 cache=${RELEASE_CONSOLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/release-console}/bin-$key
 out=$root/.cache/bin
 mkdir -p "$cache" "$out" || fail "cannot create $cache or $out"
@@ -29,6 +31,8 @@ for p in $want; do
     [ -x "$cache/$p" ] || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
+    # Go's own installer puts it in /usr/local/go/bin, which a bare environment may lack.
+    command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
     command -v go >/dev/null 2>&1 || fail "no 'go' on PATH: the lab's components ($missing ) \
 are built from their Go modules; install Go 1.26 or newer (and reach the Go module proxy)"
     staging_version=$(echo "$KUBERNETES_VERSION" | sed 's/^v1\./v0./')

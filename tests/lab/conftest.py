@@ -59,15 +59,16 @@ def approve(_request: Any) -> GateAnswer:
 
 def fleet_file(directory: Path, ids: Sequence[str], namespace: str, *,
                strategies: dict[str, Any] | None = None, replicas: int = 2,
-               manifests: Path | None = None) -> Path:
+               manifests: Path | None = None, rollout_timeout: str = "90s",
+               cpu: str = "10m") -> Path:
     """A clusters.yaml for `ids` (the demo app), before the fleet rewrites it."""
     doc: dict[str, Any] = {
         "app": {"name": APP, "image": "registry.example.com/apps/user-service",
                 "manifests": str(manifests or REPO / "deploy" / "user-service"),
-                "namespace": namespace, "rollout_timeout": "90s",
+                "namespace": namespace, "rollout_timeout": rollout_timeout,
                 "history": {"path": str(directory / "history")}},
         "defaults": {"values": {"replicas": replicas,
-                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}},
+                                "resources": {"requests": {"cpu": cpu, "memory": "16Mi"}}}},
         "clusters": [{"id": cid, "groups": ["fleet"], "credentials": {"kubeconfig": f"{cid}.yaml"}}
                      for cid in ids],
     }

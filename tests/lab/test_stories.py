@@ -213,3 +213,22 @@ def test_the_detail_view_shows_pods_revisions_and_the_pull_failure(stage, tmp_pa
     # The kubelet's (KWOK's) events about the failing pull, on the failing pods.
     assert any(e.reason in ("Failed", "BackOff") and e.object.rsplit("/", 1)[-1] in broken
                for e in detail.events), detail.events
+
+
+def test_pre_flight_reads_the_same_on_both(stage):
+    stage.write()
+    assert stage.release("v1").exit_code == 0
+    engine = stage.engine()
+    try:
+        report = engine.preflight(ReleaseRequest(tag="v2"))
+    finally:
+        engine.close()
+    rows = {(r.cluster, r.check): (r.ok, r.detail) for r in report.results}
+    ns = stage.ns("c0")
+    assert rows[("c0", "namespace")] == (True, f"{ns} exists")
+    assert rows[("c0", "live")] == (True, "runs v1")
+    assert rows[("c0", "access")] == (True, f"all 15 permissions granted in namespace '{ns}'")
+    assert rows[("c0", "dry-run")] == (True, "1 object(s) accepted (server-side apply, dryRun=All)")
+    assert rows[("c0", "capacity")] == (
+        True, "3 pod(s) fit: cpu 30m of 12 free, memory 48Mi of 48Gi free on 3 node(s)")
+    assert rows[("c0", "cluster")] == (True, f"answers ({stage.fleet.url('c0')})")
