@@ -87,14 +87,24 @@ def whoami(engine: Engine, cluster: str) -> tuple[str, bool]:
     return operator_name(), False
 
 
+ANNOUNCE_WAIT = 10.0   # s a release holding its leases gets to announce its channel
+
+
 def control_lease(engine: Engine, release_id: str) -> LeaseView:
     """The lease the running `release_id` listens on; raises `NothingToSteer`."""
-    views = read_leases(engine)
-    listening = sorted((v for v in views if v.steering.get("release") == release_id),
-                       key=lambda v: v.cluster)
-    if listening:
-        return listening[0]
-    held = [v.cluster for v in views if v.release == release_id]
+    deadline = time.monotonic() + ANNOUNCE_WAIT
+    while True:
+        views = read_leases(engine)
+        listening = sorted((v for v in views if v.steering.get("release") == release_id),
+                           key=lambda v: v.cluster)
+        if listening:
+            return listening[0]
+        held = [v.cluster for v in views if v.release == release_id]
+        # Between taking its leases and opening the channel a release does not listen
+        # yet: give it a moment before saying it never will.
+        if not held or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if held:
         raise NothingToSteer(f"release {release_id} holds {', '.join(held)} but does not "
                              "listen for control (started without the control channel)")

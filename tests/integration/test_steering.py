@@ -75,7 +75,10 @@ def test_pause_holds_new_starts_of_a_parallel_release_and_resume_continues(world
     try:
         wait_for(lambda: deploy.kinds("cluster_started"), what="the first cluster start")
         paused = control(w.config_path, deploy.release_id, "pause")
-        assert paused.returncode == 0, paused.stderr
+        if paused.returncode != 0:
+            deploy.proc.kill()
+            deploy.finish(timeout=30)
+        assert paused.returncode == 0, (paused.stderr, deploy.stderr())
         assert "pause" in paused.stdout
         assert "system:serviceaccount:kube-system:" in paused.stdout   # the cluster's word
         wait_for(lambda: deploy.kinds("paused"), what="the paused event")
