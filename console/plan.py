@@ -25,6 +25,7 @@ from console.errors import ValidationError
 from console.names import show
 
 DEFAULT_MAX_PARALLEL = 10
+ROLLBACK_SCOPES = ("cluster", "wave", "release")   # `on_failure`
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Plan:
     failure_budget: str | None = None  # as given ("2", "10%"); max_failures is its count
     # Pacing (`max_starts`, `--pace`): at most N clusters start in any window of S seconds.
     max_starts: tuple[int, float] | None = None
+    # What a failure rolls back: the failed cluster (default), every cluster of its
+    # wave, or every cluster the release reached (and then the release ends).
+    on_failure: str = "cluster"
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -106,7 +110,11 @@ class Plan:
             text = (f"tolerates {self.max_failures} failure"
                     f"{'s' if self.max_failures != 1 else ''}{budget}; "
                     "no new cluster starts after that")
-        return f"{text}; failed clusters are rolled back; clusters not started are skipped"
+        undo = {"cluster": "failed clusters are rolled back",
+                "wave": "a failure rolls back its whole wave",
+                "release": "a failure rolls back every cluster the release reached and "
+                           "ends it"}[self.on_failure]
+        return f"{text}; {undo}; clusters not started are skipped"
 
     def to_json(self) -> dict[str, Any]:
         """The plan as JSON-able data (the `waves` of a RELEASE_PLANNED event)."""
@@ -118,6 +126,7 @@ class Plan:
             "failure_budget": self.failure_budget,
             "stop_on_first_failure": self.stop_on_first_failure,
             "max_starts": list(self.max_starts) if self.max_starts else None,
+            "on_failure": self.on_failure,
         }
 
     def describe(self, live: Mapping[str, str | None] | None = None,
@@ -235,7 +244,7 @@ def _budget(value: str | int | None, default: str | None) -> str | None:
 def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: str = "serial",
                order: Sequence[str] | str = (), max_parallel: int | None = None,
                max_failures: str | int | None = None, bake: float | None = None,
-               pace: str | None = None) -> Plan:
+               pace: str | None = None, on_failure: str | None = None) -> Plan:
     """The plan for releasing to `targets` with `strategy`; `ValidationError` if unsound.
 
     serial: one cluster at a time in `order` (every cluster of it must be a target;
@@ -247,8 +256,12 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
     gates between waves when it says `gates: true`.
     `bake` (seconds, `deploy --bake`) overrides every wave's bake time; else a wave
     bakes as its strategy says (per wave, else `bake:`), the built-ins not at all.
-    `pace` (`N/DURATION`, `deploy --pace`) overrides the strategy's `max_starts`.
+    `pace` (`N/DURATION`, `deploy --pace`) overrides the strategy's `max_starts`;
+    `on_failure` (cluster | wave | release, `deploy --on-failure`) its rollback scope.
     """
+    if on_failure is not None and on_failure not in ROLLBACK_SCOPES:
+        raise ValidationError(f"--on-failure: one of {', '.join(ROLLBACK_SCOPES)}, got "
+                              f"{show(on_failure)}")
     if bake is not None and not 0 <= bake <= 24 * 3600:
         raise ValidationError(f"--bake: a bake time is 0 to 24h, got {bake:g}s")
     max_starts = None
@@ -271,7 +284,7 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
         return Plan(strategy="serial", waves=(Wave(0, sequence, False, bake or 0.0),),
                     max_parallel=1,
                     max_failures=0, stop_on_first_failure=True, targets=ids,
-                    max_starts=max_starts)
+                    max_starts=max_starts, on_failure=on_failure or "cluster")
     if order_ids:
         raise ValidationError(f"--order: applies to the serial strategy only, not "
                               f"{show(strategy)}")
@@ -281,7 +294,7 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
                     max_parallel=_max_parallel(max_parallel, None),
                     max_failures=failure_budget_count(budget, len(ids)),
                     stop_on_first_failure=False, targets=ids, failure_budget=budget,
-                    max_starts=max_starts)
+                    max_starts=max_starts, on_failure=on_failure or "cluster")
     named = config.strategies.get(strategy)
     if named is None:
         choices = [*BUILTIN_STRATEGIES, *config.strategies]
@@ -304,7 +317,8 @@ def build_plan(config: FleetConfig, targets: Sequence[Cluster | str], strategy: 
                 max_parallel=_max_parallel(max_parallel, named.max_parallel),
                 max_failures=failure_budget_count(budget, len(ids)),
                 stop_on_first_failure=False, targets=ids, failure_budget=budget,
-                max_starts=max_starts or named.max_starts)
+                max_starts=max_starts or named.max_starts,
+                on_failure=on_failure or named.on_failure)
 
 
 def _serial_order(config: FleetConfig, ids: tuple[str, ...],

@@ -90,7 +90,8 @@ def request_from(args: argparse.Namespace, tag: str | None = None) -> ReleaseReq
                           override_freeze=freeze_override(args),
                           pin=not getattr(args, "no_pin", False),
                           bake=getattr(args, "bake", None),
-                          pace=getattr(args, "pace", None))
+                          pace=getattr(args, "pace", None),
+                          on_failure=getattr(args, "on_failure", None))
 
 
 def freeze_override(args: argparse.Namespace) -> str | None:
@@ -286,6 +287,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--pace", metavar="N/DURATION",
                         help="at most N clusters start in any DURATION (a sliding window), "
                              "e.g. 20/10s; overrides the strategy's max_starts")
+    parser.add_argument("--on-failure", choices=("cluster", "wave", "release"), default=None,
+                        help="what a failure rolls back: the failed cluster (default), its "
+                             "whole wave, or every cluster the release reached (the "
+                             "release then ends); overrides the strategy's on_failure")
     parser.add_argument("--no-pin", action="store_true",
                         help="release the plain tag: do not resolve it to its digest at plan "
                              "time (for registries that cannot answer a manifest HEAD; a "

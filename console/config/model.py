@@ -178,6 +178,9 @@ class Strategy:
     wave_bakes: tuple[float | None, ...] = ()
     # `max_starts: N/DURATION`: at most N clusters start in any DURATION-long window.
     max_starts: tuple[int, float] | None = None
+    # What a failure rolls back: the failed cluster, its whole wave, or every cluster
+    # the release reached (`on_failure: cluster | wave | release`).
+    on_failure: str = "cluster"
 
 
 @dataclass(frozen=True)

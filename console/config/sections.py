@@ -160,7 +160,8 @@ def _credentials(ck: Checker, raw: Any, p: Path_, cid: str,
 
 
 _STRATEGY_KEYS = ("waves", "gates", "max_failures", "max_parallel", "approvals", "bake",
-                  "max_starts")
+                  "max_starts", "on_failure")
+ROLLBACK_SCOPES = ("cluster", "wave", "release")
 _WAVE_KEYS = ("clusters", "bake")
 
 def strategies_section(ck: Checker, raw: Any,
@@ -217,11 +218,22 @@ def strategies_section(ck: Checker, raw: Any,
             approvals=ck.integer(sraw.get("approvals"), (*sp, "approvals"), 1, 1) or 1,
             bake=_bake(ck, sraw.get("bake"), (*sp, "bake")) or 0.0,
             wave_bakes=tuple(bakes),
-            max_starts=_pace(ck, sraw.get("max_starts"), (*sp, "max_starts")))
+            max_starts=_pace(ck, sraw.get("max_starts"), (*sp, "max_starts")),
+            on_failure=_scope(ck, sraw.get("on_failure"), (*sp, "on_failure")))
     return out
 
 
 MAX_BAKE = 24 * 3600.0
+
+
+def _scope(ck: Checker, value: Any, path: Path_) -> str:
+    """`on_failure: cluster | wave | release` (default cluster)."""
+    scope = ck.string(value, path, "cluster") or "cluster"
+    if scope not in ROLLBACK_SCOPES:
+        raise ck.fail(path, f"unknown rollback scope {show(scope)}"
+                      + did_you_mean(scope, ROLLBACK_SCOPES)
+                      + f"; one of {', '.join(ROLLBACK_SCOPES)}")
+    return scope
 
 
 def _pace(ck: Checker, value: Any, path: Path_) -> tuple[int, float] | None:

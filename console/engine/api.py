@@ -53,6 +53,9 @@ class ReleaseRequest:
     # `N/DURATION` (`deploy --pace`): at most N clusters start in any DURATION; None:
     # the strategy's `max_starts`.
     pace: str | None = None
+    # What a failure rolls back (`deploy --on-failure`): cluster | wave | release; None:
+    # the strategy's `on_failure` (default cluster).
+    on_failure: str | None = None
 
 
 class GateDecision(str, Enum):

@@ -167,7 +167,7 @@ class Engine:
         targets = select(self.config, request.clusters)
         return build_plan(self.config, targets, request.strategy, request.order,
                           request.max_parallel, request.max_failures, request.bake,
-                          request.pace)
+                          request.pace, request.on_failure)
 
     def preflight(self, request: ReleaseRequest, release_id: str = "") -> PreflightReport:
         """Run every pre-flight check for `request` (touches nothing); emits PREFLIGHT_*."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -68,13 +69,15 @@ def restore(engine: Engine, rid: str, cid: str, before: LiveDeployment,
     return True, None
 
 
-def rollback_reached(engine: Engine, run: ReleaseRun, why: str) -> None:
-    """Roll back every cluster this release changed and left running it."""
+def rollback_reached(engine: Engine, run: ReleaseRun, why: str,
+                     among: Collection[str] | None = None) -> None:
+    """Roll back every cluster this release changed and left running it (only those
+    `among` when given: one wave's, for `on_failure: wave`)."""
     # A cluster whose lease another console took is its now: never touched again.
     # Nor is one an operator took over mid-release (it was rolled back by hand).
     reached = [c for c, r in run.results.items()
                if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED) and not run.lease_lost(c)
-               and c not in run.handed_over]
+               and c not in run.handed_over and (among is None or c in among)]
     if not reached:
         return
 

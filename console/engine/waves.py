@@ -323,6 +323,9 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
             _retry_failed(engine, run, pool, wave.index)
             # Healthy is not yet good: watch the wave for its bake time first.
             bake_wave(engine, run, wave.index, wave.clusters, wave.bake)
+            scoped = _rollback_scope(engine, run, wave.index, wave.clusters)
+            if scoped is not None:
+                return scoped
             wave_results = [run.results[c] for c in wave.clusters if c in run.results]
             engine.event(Kind.WAVE_FINISHED, run.release_id, None,
                          f"wave {wave.index + 1} finished",
@@ -450,6 +453,28 @@ def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
                          f"retrying {cid}{by_suffix(asked[cid])}", action="retry",
                          by=asked[cid])
         _run_wave(engine, run, pool, wave, again)
+
+
+def _rollback_scope(engine: Engine, run: ReleaseRun, wave: int,
+                    clusters: Sequence[str]) -> Ending | None:
+    """`on_failure: wave | release`: a failure in this wave (its rollout or its bake)
+    rolls back the wave's healthy clusters too, or every cluster the release reached -
+    which ends the release. None: go on (the failure budget still decides)."""
+    scope = run.plan.on_failure
+    failed = [c for c in clusters if c in run.results and c in run.failed]
+    if scope == "cluster" or not failed:
+        return None
+    shown = ", ".join(failed)
+    if scope == "wave":
+        rollback_reached(engine, run, f"wave {wave + 1} rolled back: {shown} failed "
+                                      "(on_failure: wave)", among=set(clusters))
+        return None
+    reason = f"{shown} failed in wave {wave + 1}; every cluster the release reached was " \
+             "rolled back (on_failure: release)"
+    rollback_reached(engine, run, f"release rolled back: {shown} failed "
+                                  "(on_failure: release)")
+    _skip_rest(engine, run, wave + 1, reason)
+    return Outcome.FAILED, 1, reason
 
 
 def _paced(engine: Engine, run: ReleaseRun, wave: int, held: Sequence[str],
