@@ -9,7 +9,8 @@ interpreter lock from the UI thread, and keys would wait. So the console runs th
     parent -> child   ("call", id, method, args, kwargs)   run / status / detail / rollback /
                                                           plan_rollback /
                                                           rollback_release / releases /
-                                                          matrix / reconcile
+                                                          matrix / reconcile /
+                                                          follow / steer
                       ("control", release_key, what, kwargs)   pause / resume / abort
                       ("answer", gate_id, GateAnswer)
     child -> parent   ("ready", ledger_error | None)
@@ -59,7 +60,7 @@ ENGINE_NICENESS = 5           # the engine process yields the CPU to the console
 LOG_TAIL = 2000               # characters of the child's log quoted when it stops
 
 METHODS = ("run", "status", "detail", "rollback", "plan_rollback", "rollback_release",
-           "releases", "matrix", "reconcile")
+           "releases", "matrix", "reconcile", "follow", "steer")
 
 
 class EngineProcessError(UserError):
@@ -192,6 +193,16 @@ class EngineProcess:
         """The ledger's version matrix for these live versions (and, for a chart app, live
         Helm revisions)."""
         return self._call("matrix", dict(live), dict(helm or {}))
+
+    def follow(self, release_id: str | None = None) -> Any:
+        """A `console.engine.follow.FollowView` of `release_id` (None: the release running
+        on the fleet now); `UserError` when none runs."""
+        return self._call("follow", release_id)
+
+    def steer(self, release_id: str, action: str, cluster: str | None = None) -> Any:
+        """Ask another process's release through its control channel
+        (`console.engine.steering_client.send`); its `Ack`."""
+        return self._call("steer", release_id, action, cluster)
 
     def reconcile(self) -> list[str]:
         """Close releases a killed console left unfinished (never one whose lease a live
@@ -447,6 +458,22 @@ class EngineHost:
         finally:
             self._controls.pop(key, None)   # one entry per running release, not one per release ever
 
+    def _follow(self, release_id: str | None) -> Any:
+        """The followed release now (ledger synced from its remote first, when set)."""
+        from console.engine.follow import running_release, snapshot
+        from console.history import HistoryError
+        assert self.engine is not None
+        rid = release_id or running_release(self.engine)
+        if rid is None:
+            raise UserError("no release is running on this fleet's clusters")
+        ledger = self.session.ledger if self.session is not None else None
+        if ledger is not None and ledger.remote:
+            try:
+                ledger.sync()
+            except HistoryError as exc:
+                self._send(("warning", f"history remote: {exc}"))
+        return snapshot(self.engine, rid, ledger)
+
     def _call(self, call_id: int, method: str, args: tuple, kwargs: dict) -> None:
         engine = self.engine
         assert engine is not None
@@ -459,6 +486,11 @@ class EngineHost:
                 result = self._need_session().ledger.matrix(args[0], args[1])
             elif method == "reconcile":
                 result = [release.id for release in self._need_session().reconcile()]
+            elif method == "follow":
+                result = self._follow(args[0])
+            elif method == "steer":
+                from console.engine.steering_client import send
+                result = send(engine, args[0], args[1], args[2])
             elif method == "plan_rollback":
                 releases = self._need_session().ledger.releases(cluster=args[0])
                 result = engine.plan_rollback(args[0], args[1], releases)

@@ -31,6 +31,7 @@ class FleetScreen(Screen):
                 show=False),
         Binding("t", "steer('retry')", "retry the failed cluster once its wave ended",
                 show=False),
+        Binding("f", "follow", "follow a release another process runs", show=False),
         Binding("slash", "filter", "filter", key_display="/"),
         Binding("escape", "clear", "clear filter/marks", show=False),
         Binding("ctrl+r", "refresh", "refresh live versions", show=False),
@@ -136,6 +137,11 @@ class FleetScreen(Screen):
     def action_pause(self) -> None:
         """Pause or resume the running release."""
         self.post_message(PauseToggled())
+
+    def action_follow(self) -> None:
+        """Follow the release another process runs (read-only but for its channel)."""
+        from console.ui.screens.follow import FollowScreen
+        self.app.push_screen(FollowScreen())
 
     def action_steer(self, action: str) -> None:
         """Skip the cluster under the cursor (not started yet) or retry it (failed)."""

@@ -35,6 +35,7 @@ def sections(app_bindings: Iterable[BindingType]) -> list[tuple[str, list[tuple[
     from console.ui.screens.confirm import ConfirmScreen
     from console.ui.screens.detail import DetailScreen
     from console.ui.screens.fleet import FleetScreen
+    from console.ui.screens.follow import FollowScreen
     from console.ui.screens.gate import GateScreen
     from console.ui.screens.history import HistoryScreen
     from console.ui.screens.release_form import ReleaseFormScreen
@@ -56,6 +57,7 @@ def sections(app_bindings: Iterable[BindingType]) -> list[tuple[str, list[tuple[
         ("Questions", keys(ConfirmScreen.BINDINGS)),
         ("Cluster detail", keys(DetailScreen.BINDINGS) + [LIST_MOVES]),
         ("History", keys(HistoryScreen.BINDINGS) + [LIST_MOVES]),
+        ("Following another process's release", keys(FollowScreen.BINDINGS) + [LIST_MOVES]),
     ]
 
 

@@ -1,0 +1,136 @@
+"""`f` - follow a release another process runs (a headless `deploy` in CI, another
+console): its clusters' phase and progress, pause, the gate waiting and who approved so
+far, refreshed every `REFRESH` s from the engine process (`console.engine.follow`:
+ledger, Leases, clusters). Read-only, except through the release's control channel:
+`a` approves its gate, `p` pauses or resumes it - as the identity the cluster confirms.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from console.errors import UserError
+from console.ui.state import Phase
+from console.ui.widgets.lists import ListTable
+from console.ui.widgets.palette import Palette
+
+if TYPE_CHECKING:
+    from console.ui.messages import ConsoleServices
+
+REFRESH = 2.0   # s between readings of the followed release
+
+# How a followed cluster's phase (the ledger's outcome, or what the cluster shows) is drawn.
+PHASES = {"waiting": Phase.WAITING, "rolling": Phase.ROLLING, "ready": Phase.ROLLING,
+          "healthy": Phase.HEALTHY, "failed": Phase.FAILED, "rolled_back": Phase.ROLLED_BACK,
+          "skipped": Phase.SKIPPED, "skipped_by_operator": Phase.SKIPPED,
+          "interrupted": Phase.FAILED, "unreachable": Phase.UNREACHABLE}
+
+
+class FollowScreen(Screen):
+    """Another process's release, live; steer it only through its control channel."""
+
+    app: ConsoleServices  # type: ignore[assignment] - what screens may read
+
+    AUTO_FOCUS = "#follow-clusters"
+
+    BINDINGS = [
+        Binding("escape", "back", "back"),
+        Binding("a", "steer('approve')", "approve its gate (control channel)"),
+        Binding("p", "pause", "pause/resume it (control channel)"),
+        Binding("ctrl+r", "refresh", "refresh", show=False),
+    ]
+
+    def __init__(self, release_id: str | None = None) -> None:
+        super().__init__(id="follow")
+        self.release_id = release_id
+        self.view: Any = None
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("following: looking for a running release...", id="follow-header")
+        yield ListTable(id="follow-clusters", cursor_type="row")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#follow-clusters", DataTable)
+        for key, label, width in (("cluster", "CLUSTER", 22), ("phase", "PHASE", 22),
+                                  ("progress", "READY", 8), ("version", "VERSION", 30)):
+            table.add_column(label, key=key, width=width)
+        self.load()
+        self.set_interval(REFRESH, self.load)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="follow")
+    def load(self) -> None:
+        """Read the followed release (ledger, Leases, clusters: off the UI thread)."""
+        try:
+            view, error = self.app.engine().follow(self.release_id), None
+        except UserError as exc:
+            view, error = None, str(exc)
+        self.app.call_from_thread(self._loaded, view, error)
+
+    def _loaded(self, view: Any, error: str | None) -> None:
+        self.error = error
+        if view is not None:
+            self.view = view
+            self.release_id = view.release_id
+        header = self.query_one("#follow-header", Static)
+        if view is None:
+            header.update(Text(f"following: {error}", Palette.of(self.app).bad))
+            return
+        lines = [f"following {view.release_id}: {view.version or '?'} "
+                 f"({view.strategy or '?'}) by {view.operator or '?'} - "
+                 + (f"ended {view.outcome}" if view.outcome else
+                    "paused" if view.steering.get("paused") else "running")]
+        gate = view.gate_text()
+        if gate and not view.outcome:
+            lines.append(gate.split(": release-console")[0] + " - `a` approves")
+        header.update("\n".join(lines))
+        pal = Palette.of(self.app)
+        table = self.query_one("#follow-clusters", DataTable)
+        table.clear()
+        for line in view.clusters:
+            phase = PHASES.get(line.phase, Phase.IDLE)
+            table.add_row(line.cluster,
+                          Text(f"{phase.glyph} {line.phase.replace('_', ' ')}",
+                               pal.phases[phase]),
+                          f"{line.ready}/{line.desired}" if line.desired else "-",
+                          line.version or "-", key=line.cluster)
+
+    def action_back(self) -> None:
+        """Back to the fleet."""
+        self.app.pop_screen()
+
+    def action_refresh(self) -> None:
+        """Read the release again now."""
+        self.load()
+
+    def action_pause(self) -> None:
+        """Pause the followed release, or resume it when paused."""
+        paused = bool(self.view is not None and self.view.steering.get("paused"))
+        self.action_steer("resume" if paused else "pause")
+
+    def action_steer(self, action: str) -> None:
+        """Ask the followed release through its control channel."""
+        if self.view is None or self.view.outcome:
+            self.notify("no running release is followed", severity="warning")
+            return
+        self._steer(self.view.release_id, action)
+
+    @work(thread=True, exit_on_error=False, group="follow-steer")
+    def _steer(self, release_id: str, action: str) -> None:
+        try:
+            ack = self.app.engine().steer(release_id, action)
+        except UserError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="warning")
+            return
+        text = ack.detail if ack.ok else f"nothing to act on: {ack.detail}"
+        self.app.call_from_thread(self.notify, text,
+                                  severity="information" if ack.ok else "warning")
+        self.load()

@@ -1,0 +1,71 @@
+"""The done-when story of following (issue 15 items 1 and 2): a headless canary release
+started as its own process stops at its gate; the console, in another process, shows it
+live (`f`), approves the gate through the control channel (`a`), the release finishes,
+and the ledger records who approved - the identity the cluster confirmed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from console.history import Ledger
+from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.follow import FollowScreen
+
+from .test_stories import QUICK_ENGINE, SIZE, live_tag, started
+from .ui_helpers import story, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def header(app: ReleaseConsoleApp) -> str:
+    return str(app.screen.query_one("#follow-header", Static).content)
+
+
+@story
+async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
+        console_fleet, tmp_path) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
+    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
+                               "--strategy", "canary", "--wait-for-approval", "--json"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot, app)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
+                           and "waits for approval" in header(app), timeout=120,
+                           what="the followed release at its gate")
+            screen = app.screen
+            release_id = screen.view.release_id
+            table = screen.query_one("#follow-clusters", DataTable)
+            assert "healthy" in str(table.get_row("staging")[1])
+            assert "waiting" in str(table.get_row("prod-eu")[1])
+            assert deploy.poll() is None
+            await pilot.press("a")
+            await wait_for(pilot, lambda: deploy.poll() is not None, timeout=120,
+                           what="the headless release to finish")
+            await wait_for(pilot, lambda: "ended ok" in header(app), timeout=60,
+                           what="the console to show the end")
+            await pilot.press("escape")
+            await pilot.press("q")
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        deploy.wait(timeout=30)
+    assert deploy.returncode == 0, deploy.stderr.read()
+    assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
+    ledger = Ledger.for_config(config)
+    try:
+        approvals = [s for s in ledger.steering(release_id) if s["action"] == "gate_approve"]
+    finally:
+        ledger.close()
+    # The channel lives on the first cluster in sorted order; its admin token approved.
+    assert [s["by"] for s in approvals] == ["system:serviceaccount:kube-system:prod-eu-admin"]
