@@ -40,6 +40,7 @@ bench: $(STAMP) bin
 	$(PY) bench/tui_load.py
 	$(PY) bench/release_fleet.py
 	$(PY) bench/release_fleet_helm.py
+	$(PY) bench/pacing.py
 	$(PY) bench/lab_start.py --demo
 
 bin:
