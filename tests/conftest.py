@@ -1,4 +1,5 @@
-"""Shared fixtures: `sim_fleet` starts simulated clusters (console.sim) and stops them at teardown."""
+"""Shared fixtures: `sim_fleet` starts simulated clusters (console.sim) and stops them at
+teardown; `lab` is the session's one real lab (console/lab; tests/lab and tests/helm use it)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,22 @@ def sim_fleet() -> Iterator[Callable[..., SimFleet]]:
     # A failure under random faults must replay: such a fleet needs `seed=`.
     assert not unseeded, ("requests met random faults on a fleet without seed=; pass one "
                           f"(requests with random faults by cluster: {unseeded})")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One started LabFleet over c0..c2 for the whole session (tests/lab/conftest.py's
+    `IDS` and `SETTINGS`); a machine without the lab's programs fails, never skips."""
+    from console.lab import LabError, LabFleet
+    from console.lab.fleet import find_programs
+    from tests.lab.conftest import IDS, SETTINGS
+
+    try:
+        find_programs()
+    except LabError as exc:
+        pytest.fail(f"the real tests need the lab's components: {exc}", pytrace=False)
+    directory = tmp_path_factory.mktemp("lab")
+    fleet = LabFleet(list(IDS), directory, **SETTINGS)
+    fleet.start(timeout=300)
+    yield fleet
+    fleet.stop()

@@ -1,5 +1,6 @@
-"""The Helm driver's done-when stories, written once for the simulator and the lab's real
-Kubernetes (`chart_stage` gets its `lab` case, marked `real`, from the lab's fixture).
+"""The Helm driver's done-when stories, written once and run on the simulator and on the
+lab's real Kubernetes (the `lab` case is marked `real`; the shared `lab` fixture fails it,
+never skips it, when the lab's programs are not built).
 
 - a canary release of the example chart to three clusters ends with one more Helm
   revision running the new tag on each; a tag that never pulls is undone by `helm
@@ -98,7 +99,7 @@ class ChartStage:
         return out
 
 
-@pytest.fixture(params=["sim"])
+@pytest.fixture(params=["sim", pytest.param("lab", marks=pytest.mark.real)])
 def chart_stage(request: pytest.FixtureRequest, tmp_path: Path, helm: Path) -> Iterator[ChartStage]:
     """The same story's set-up on the simulator and on the lab (c0..c2, own namespaces)."""
     namespace = f"hd{next(_namespaces)}-{{cluster}}"

@@ -1,8 +1,9 @@
 """The lab and the differential fixture: the same release story on console/sim and on real
 Kubernetes (console/lab).
 
-`lab` starts one lab per test session (three clusters c0..c2, the first test that needs it
-pays ~30-60 s) and shares it; every story gets namespaces of its own there ("t<N>-<id>"),
+`lab` (in tests/conftest.py, shared with tests/helm) starts one lab per test session
+(three clusters c0..c2 with `IDS` and `SETTINGS` below; the first test that needs it pays
+~30-60 s) and shares it; every story gets namespaces of its own there ("t<N>-<id>"),
 so stories do not see each other's Deployments. `stage` is parametrized over "sim" and
 "lab": a story written once runs on both, and where the simulator answers differently from
 the real kube-apiserver and controllers the "lab" case shows it. Tests that need the lab
@@ -33,23 +34,6 @@ IDS = ("c0", "c1", "c2")
 SETTINGS: dict[str, Any] = {"readiness_delay": 0.5, "jitter": 0.3, "never_pull": ("*broken*",),
                             "crash": ("*crash*",), "registry_missing": ("*missing*",)}
 _namespaces = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One started LabFleet over c0..c2 for the whole session."""
-    from console.lab import LabError, LabFleet
-    from console.lab.fleet import find_programs
-
-    try:
-        find_programs()
-    except LabError as exc:
-        pytest.fail(f"the real tests need the lab's components: {exc}", pytrace=False)
-    directory = tmp_path_factory.mktemp("lab")
-    fleet = LabFleet(list(IDS), directory, **SETTINGS)
-    fleet.start(timeout=300)
-    yield fleet
-    fleet.stop()
 
 
 def approve(_request: Any) -> GateAnswer:
