@@ -81,8 +81,6 @@ class LabFleet:
         specs = [c if isinstance(c, ClusterSpec) else ClusterSpec(str(c)) for c in clusters]
         if settings is None:
             # The simulator's defaults and parser, so both fleets read settings alike.
-            fleet_settings.setdefault("never_pull", ("*broken*",))
-            fleet_settings.setdefault("crash", ("*crash*",))
             parsed = SimFleet(specs, **fleet_settings)
             settings = {s.id: parsed.settings_of(s.id) for s in specs}
         self.specs = specs

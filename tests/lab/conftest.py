@@ -112,7 +112,7 @@ class Stage:
         dep = self.deployment(cid)
         if dep is None:
             return None
-        return str(dep["spec"]["template"]["spec"]["containers"][0]["image"]).rsplit(":", 1)[1]
+        return tag_of(str(dep["spec"]["template"]["spec"]["containers"][0]["image"]))
 
     def pods(self, cid: str) -> list[dict[str, Any]]:
         """The app's pods on a cluster (not terminating)."""
@@ -122,9 +122,14 @@ class Stage:
     def ready_pods(self, cid: str, tag: str) -> int:
         """Pods of `tag` that are Ready."""
         return sum(1 for p in self.pods(cid)
-                   if p["spec"]["containers"][0]["image"].endswith(f":{tag}")
+                   if tag_of(p["spec"]["containers"][0]["image"]) == tag
                    and any(c.get("type") == "Ready" and c.get("status") == "True"
                            for c in (p.get("status") or {}).get("conditions") or ()))
+
+
+def tag_of(image: str) -> str:
+    """The tag of `repo:tag` or `repo:tag@sha256:...` (releases pin the digest)."""
+    return image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from console.cli import main
 from console.engine import GateAnswer, GateDecision, ReleaseRequest
 from console.locks import ClusterLease
-from tests.lab.conftest import APP, IDS, REPO, wait_for
+from tests.lab.conftest import APP, IDS, REPO, tag_of, wait_for
 
 CANARY = {"canary": {"waves": [["c0"], ["c1", "c2"]], "gates": True, "max_failures": 0}}
 
@@ -207,9 +207,9 @@ def test_the_detail_view_shows_pods_revisions_and_the_pull_failure(stage, tmp_pa
         detail = engine.detail("c1")
     finally:
         engine.close()
-    assert {p.image.rsplit(":", 1)[1] for p in detail.pods} >= {"v1", "v9-broken"}
+    assert {tag_of(p.image) for p in detail.pods} >= {"v1", "v9-broken"}
     assert [r.version for r in detail.revisions][-2:] == ["v1", "v9-broken"], detail.revisions
-    broken = {p.name for p in detail.pods if p.image.endswith(":v9-broken")}
+    broken = {p.name for p in detail.pods if tag_of(p.image) == "v9-broken"}
     # The kubelet's (KWOK's) events about the failing pull, on the failing pods.
     assert any(e.reason in ("Failed", "BackOff") and e.object.rsplit("/", 1)[-1] in broken
                for e in detail.events), detail.events
