@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -92,9 +93,16 @@ def test_plan_check_and_deploy_without_tag(app_world, capsys, monkeypatch):
     assert "no --tag given" not in capsys.readouterr().err
 
 
-def test_outside_a_git_repository_deploy_asks_for_a_tag(world, capsys):
+def test_outside_a_git_repository_deploy_asks_for_a_tag(world, capsys, tmp_path):
     w = world(["a"])
-    # tmp_path is no Git repository (pytest's tmp dirs live outside any).
+    # Neither the fleet file nor the manifests are in a Git repository (pytest's tmp dirs
+    # live outside any): the manifests are copied out of the checkout, which would
+    # otherwise give its commit (the fallback the demo's rewritten fleet file relies on).
+    manifests = tmp_path / "manifests"
+    shutil.copytree(REPO / "deploy" / "user-service", manifests)
+    doc = yaml.safe_load(w.config_path.read_text())
+    doc["app"]["manifests"] = str(manifests)
+    w.config_path.write_text(yaml.safe_dump(doc))
     assert main(["deploy", "--config", str(w.config_path)]) == 2
     assert "not in a Git repository with a commit" in capsys.readouterr().err
     assert w.version("a") is None
