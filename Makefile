@@ -21,11 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps
 
-# The OCI registry tests use Debian's docker-registry; screenshots use rsvg-convert.
+# The OCI registry tests use Debian's docker-registry; screenshots use rsvg-convert; the
+# metric gate tests Debian's prometheus.
 .PHONY: system-deps
 system-deps:
-	@command -v docker-registry >/dev/null 2>&1 && command -v rsvg-convert >/dev/null 2>&1 || \
-	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry librsvg2-bin; }
+	@command -v docker-registry >/dev/null 2>&1 && command -v rsvg-convert >/dev/null 2>&1 && \
+	  command -v prometheus >/dev/null 2>&1 || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends docker-registry librsvg2-bin prometheus; }
 
 demo: $(STAMP)
 	$(VENV)/bin/release-console demo

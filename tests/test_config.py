@@ -566,3 +566,21 @@ def test_strategy_approvals_is_read_and_checked(tmp_path):
     path.write_text(base + "    approvals: 0\n")
     with pytest.raises(ConfigError, match=r"clusters\.yaml:\d+: strategies\.two\.approvals"):
         load(path)
+
+
+def test_health_checks_are_checked_naming_the_field(tmp_path):
+    ok = MINIMAL + textwrap.dedent("""\
+        health:
+          prometheus: {url: "http://127.0.0.1:9090/"}
+          checks:
+            - {name: errors, query: 'sum(x{cluster="${cluster}"})', max: 0.01}
+        """)
+    health = load(write(tmp_path, ok)).health
+    assert health is not None and (health.url, health.timeout, health.interval) == \
+        ("http://127.0.0.1:9090", 5.0, 5.0)
+    assert [(c.name, c.max, c.min) for c in health.checks] == [("errors", 0.01, None)]
+    assert "health.checks[0]: a check needs max, min or both" in error_of(
+        tmp_path, ok.replace(", max: 0.01", ""))
+    assert "health.checks[0].query: unknown placeholder ${app}" in error_of(
+        tmp_path, ok.replace("${cluster}", "${app}"))
+    assert "health.prometheus.url" in error_of(tmp_path, ok.replace("http://", "ftp://"))

@@ -26,13 +26,14 @@ from console.config.model import (BUILTIN_STRATEGIES, DEFAULT_HISTORY_PATH,
                                   DEFAULT_ROLLOUT_TIMEOUT, DEFAULT_VAULT_PATH_PATTERN,
                                   NOTIFY_EVENTS, PRODUCTION_GROUPS, RESERVED_VALUE_NAMES,
                                   REST, App, ChartConfig, Cluster, Credentials, EmailConfig, FleetConfig,
-                                  FreezeWindow,
+                                  FreezeWindow, HealthCheck, HealthConfig,
                                   HistoryConfig, NotifyConfig, RegistryConfig, Strategy,
                                   VaultConfig)
 from console.config.yaml_reader import (MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES,
                                         YamlDocument, parse_yaml, read_text)
 
 __all__ = [
+    "HealthCheck", "HealthConfig",
     "BUILTIN_STRATEGIES", "DEFAULT_HISTORY_PATH", "DEFAULT_ROLLOUT_TIMEOUT",
     "DEFAULT_VAULT_PATH_PATTERN", "MAX_ALIASES", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES",
     "NOTIFY_EVENTS", "PRODUCTION_GROUPS", "RESERVED_VALUE_NAMES", "REST", "App", "ChartConfig", "Cluster",

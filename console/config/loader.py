@@ -7,13 +7,15 @@ from pathlib import Path
 from console.config.app_section import app_section
 from console.config.checks import Checker, kind_of
 from console.config.freeze_section import freeze_section
+from console.config.health_section import health_section
 from console.config.model import FleetConfig
 from console.config.sections import (clusters_section, defaults_section, order_section,
                                      strategies_section, vault_section)
 from console.config.yaml_reader import YamlDocument, dotted, parse_yaml, read_text
 from console.errors import ConfigError
 
-_TOP_KEYS = ("app", "defaults", "vault", "clusters", "strategies", "order", "freeze", "sim")
+_TOP_KEYS = ("app", "defaults", "vault", "clusters", "strategies", "order", "freeze", "sim",
+             "health")
 
 
 def _flat_lines(conv: YamlDocument) -> dict[str, int]:
@@ -55,4 +57,5 @@ def load(path: str | Path) -> FleetConfig:
         path=abs_path, app=app, clusters=clusters, strategies=strategies, vault=vault,
         sim=ck.free_mapping(data.get("sim"), ("sim",)), raw=data,
         order=order_section(ck, data.get("order"), ids), defaults=defaults, source=source,
-        lines=_flat_lines(conv), freeze=freeze_section(ck, data.get("freeze"), clusters))
+        lines=_flat_lines(conv), freeze=freeze_section(ck, data.get("freeze"), clusters),
+        health=health_section(ck, data.get("health")))

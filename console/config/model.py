@@ -234,6 +234,27 @@ class FreezeWindow:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """One metric gate: a PromQL query (`${cluster}` filled) whose value must stay within
+    `max`/`min` during a bake."""
+
+    name: str
+    query: str
+    max: float | None = None
+    min: float | None = None
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """`health:` - the Prometheus the checks ask, and the checks."""
+
+    url: str            # the Prometheus base URL, no trailing slash
+    timeout: float      # s per query
+    interval: float     # s between evaluations of a cluster's checks during a bake
+    checks: tuple[HealthCheck, ...]
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     """A loaded `clusters.yaml`."""
 
@@ -249,6 +270,7 @@ class FleetConfig:
     source: str = ""  # the file name as given, for messages
     lines: Mapping[str, int] = field(default_factory=dict)  # dotted path -> 1-based line
     freeze: tuple[FreezeWindow, ...] = ()  # `freeze:` windows, in file order
+    health: HealthConfig | None = None  # `health:` metric gates of every bake
 
     @property
     def ids(self) -> tuple[str, ...]:

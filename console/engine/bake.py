@@ -6,7 +6,9 @@ pods are not Ready, their restarts rise, its Deployment is unavailable, or its i
 replaced (by hand, or by another tool) - it then fails: counted against the failure
 budget and rolled back to what it ran before the release, as a failure during the
 rollout is. The next wave, its gate, or the end of the release waits until the bake is
-over; an abort ends it at once. WAVE_BAKING (wave, seconds, until, clusters) and
+over; an abort ends it at once. With a `health:` section the fleet file's metric checks
+are asked too (`console.health`, every `interval` per cluster): a breach, or a check
+that cannot be evaluated, fails the cluster the same way. WAVE_BAKING (wave, seconds, until, clusters) and
 WAVE_BAKED (wave, ok, failed, seconds) tell the listeners.
 """
 
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from console.engine.api import ClusterResult, Outcome
 from console.engine.rollbacks import restore
 from console.events import Kind
+from console.health import evaluate
 from console.kube.client import ClusterError
 
 if TYPE_CHECKING:
@@ -101,6 +104,9 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=min(16, len(healthy)),
                             thread_name_prefix=f"bake-{rid}") as pool:
+        health = engine.config.health
+        asked: dict[str, float] = {}    # when each cluster's metric checks last ran
+
         def look(cid: str) -> tuple[str, str | None]:
             try:
                 driver = engine.driver(cid)
@@ -110,6 +116,10 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
                     found = None
                 else:
                     found = problem(driver, base, timeout)
+                if found is None and health is not None and \
+                        time.monotonic() - asked.get(cid, -health.interval) >= health.interval:
+                    asked[cid] = time.monotonic()
+                    found = evaluate(health, cid)   # healthy by Kubernetes: by metrics too?
             except ClusterError as exc:
                 # A cluster that stops answering fails only past the unreachable grace.
                 since = errors_since.setdefault(cid, time.monotonic())

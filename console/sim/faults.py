@@ -37,6 +37,10 @@ Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, 
     bad_answer: ["v2"]        image tag globs: a write (POST/PUT/PATCH, not a dry run) whose
                               stored object runs such a tag is done, but answered 200 with
                               bad_answer_body
+    bad_metrics: ["*slow*"]   image tag globs whose pods answer half their (simulated)
+                              requests with 500: healthy to Kubernetes, bad by metrics
+                              (GET /_sim/app-metrics, no token: http_requests_total per
+                              cluster and code, 10 requests/s per Ready pod)
     bad_answer_body: "<html>" that body (default an HTML page, as a misbehaving proxy sends;
                               "[]" is JSON of the wrong shape)
 
@@ -74,6 +78,7 @@ class ClusterSettings:
     node_memory: str = "16Gi"
     bookmark_interval: float = 60.0
     bad_answer: tuple[str, ...] = ()
+    bad_metrics: tuple[str, ...] = ()
     bad_answer_body: str = "<html><body><h1>502 Bad Gateway</h1></body></html>"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -122,7 +127,7 @@ def _globs(value: Any) -> tuple[str, ...]:
 
 
 def _convert(key: str, value: Any) -> Any:
-    if key in ("never_pull", "crash", "bad_answer"):
+    if key in ("never_pull", "crash", "bad_answer", "bad_metrics"):
         return _globs(value)
     if key == "error_codes":
         return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))

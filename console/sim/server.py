@@ -13,6 +13,7 @@ import json
 from aiohttp import web
 
 from console.sim import discovery, openapi
+from console.sim.metrics import APP_METRICS, app_metrics
 from console.sim.api import JSON, ApiError, error_reply, parse_target, reply, verb_of
 from console.sim.cluster import SimCluster
 from console.sim.faults import runs_matching
@@ -59,6 +60,9 @@ class Handler:
     async def _handle(self, cluster: SimCluster, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         principal = self._principal(cluster, request)
+        if path == APP_METRICS:
+            # The app's own metrics, as a Prometheus would scrape them (no token).
+            return web.Response(text=app_metrics(cluster), content_type="text/plain")
         if path in _PUBLIC:
             cluster.count("get", path.strip("/"))
             if path.startswith("/version"):

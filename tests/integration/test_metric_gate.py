@@ -1,0 +1,129 @@
+"""Metric health gates (issue 14, item 2): during a bake the fleet file's `health:` checks
+are asked of a real Prometheus (Debian's `prometheus`) that scrapes the simulator's
+per-cluster app metrics. A tag whose pods answer 5xx (`bad_metrics`) is healthy to
+Kubernetes and fails on its error rate: exit 1, the cluster rolled back, the message
+naming the query and the value. An unreachable Prometheus is a failed check."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from console.cli import main
+from console.config import load
+from console.engine import ReleaseRequest
+from console.events import Kind
+from tests.engine.conftest import World
+from tests.servers import die_with_parent, free_port, wait_until_up
+
+ERROR_RATE = ('sum(rate(http_requests_total{cluster="${cluster}",code=~"5.."}[10s])) / '
+              'sum(rate(http_requests_total{cluster="${cluster}"}[10s]))')
+CANARY = {"canary": {"waves": [["c1"], ["c2"]], "gates": True, "bake": "40s"}}
+
+
+def with_health(w: World, url: str, interval: str = "1s") -> World:
+    """The world with a `health:` section asking `url`."""
+    doc = yaml.safe_load(w.config_path.read_text())
+    doc["health"] = {"prometheus": {"url": url, "timeout": "2s"}, "interval": interval,
+                     "checks": [{"name": "error-rate", "query": ERROR_RATE, "max": 0.01}]}
+    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return World(w.fleet, w.config_path, load(w.config_path), w.recorder)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[callable]:
+    """Factory: a real Prometheus on 127.0.0.1 scraping the given sim fleet every second."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is missing: make system-deps (apt-get install prometheus)")
+    started: list[subprocess.Popen] = []
+
+    def start(fleet) -> str:
+        work = tmp_path / "prometheus"
+        work.mkdir()
+        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                             "evaluation_interval": "1s"},
+                  "scrape_configs": [{
+                      "job_name": "fleet", "scheme": "https",
+                      "metrics_path": "/_sim/app-metrics",
+                      "tls_config": {"ca_file": str(fleet.ca_file)},
+                      "static_configs": [{"targets": [f"127.0.0.1:{fleet.port(c)}"
+                                                      for c in fleet.ids]}]}]}
+        (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        log = (work / "prometheus.log").open("wb")
+        process = subprocess.Popen(
+            [binary, f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work,
+            preexec_fn=die_with_parent)
+        log.close()
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def stop() -> None:
+            process.terminate()
+            process.wait(timeout=20)
+        wait_until_up("prometheus", process, work / "prometheus.log",
+                      lambda: httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200,
+                      stop, 30.0)
+        return url
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def test_a_tag_bad_by_metrics_fails_the_wave_on_its_error_rate(world, prometheus, capsys):
+    w = world(["c1", "c2"], strategies=CANARY, seed=61, bad_metrics=["*slow*"])
+    w.deploy_everywhere("v1")
+    w = with_health(w, prometheus(w.fleet))
+    capsys.readouterr()
+    code = main(["deploy", "--config", str(w.config_path), "--tag", "v2-slow",
+                 "--strategy", "canary", "--yes", "--json"])
+    events = [yaml.safe_load(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    healthy = [e for e in events if e["kind"] == "cluster_healthy"]
+    failed = [e for e in events if e["kind"] == "cluster_failed"]
+    # Kubernetes said healthy; the error rate said no - naming the query and the value.
+    assert [e["cluster"] for e in healthy] == ["c1"] and [e["cluster"] for e in failed] == ["c1"]
+    error = failed[0]["error"]
+    assert "metric check error-rate" in error and 'cluster="c1"' in error
+    assert "above max 0.01" in error
+    value = float(error.split(" = ")[1].split(",")[0])
+    assert value > 0.01
+    outcome = {e["cluster"]: e.get("outcome") for e in events if e["kind"] in
+               ("cluster_rolled_back", "cluster_skipped")}
+    assert set(outcome) == {"c1", "c2"}
+    assert not [e for e in events if e["kind"] == "gate_waiting"]
+    assert (w.version("c1"), w.version("c2")) == ("v1", "v1")
+
+
+def test_an_unreachable_prometheus_is_a_failed_check_never_a_pass(world):
+    w = world(["c1"], seed=62)
+    w.deploy_everywhere("v1")
+    w = with_health(w, f"http://127.0.0.1:{free_port()}")
+    engine = w.engine()
+    try:
+        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", bake=5.0),
+                            w.approve)
+    finally:
+        engine.close()
+    assert result.exit_code == 1, result
+    assert (result.clusters[0].outcome.value, result.clusters[0].rolled_back_to) == \
+        ("rolled_back", "v1")
+    failed = next(e for e in w.recorder.of(Kind.CLUSTER_FAILED) if e.cluster == "c1")
+    assert "could not be evaluated" in failed.data["error"] and \
+        "unreachable" in failed.data["error"]
