@@ -86,11 +86,14 @@ ANONYMOUS = Principal("system:anonymous", ("system:unauthenticated",), ())
 
 def rules_review(who: Principal, namespace: str) -> dict[str, Any]:
     """The `status` of a SelfSubjectRulesReview of `who` in `namespace`."""
-    if who.rules is None:   # system:masters: cluster-admin's wildcard rules
-        resource = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
-        non_resource = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
-    else:
-        resource = [dict(r) for r in _BASIC_RESOURCE_RULES]
+    resource: list[dict[str, Any]] = []
+    non_resource: list[dict[str, Any]] = []
+    if who.rules is None:   # system:masters: cluster-admin's wildcard rules come first
+        resource.append({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})
+        non_resource.append({"verbs": ["*"], "nonResourceURLs": ["*"]})
+    resource += [dict(r) for r in _BASIC_RESOURCE_RULES]
+    non_resource += [dict(r) for r in _BASIC_NON_RESOURCE_RULES]
+    if who.rules is not None:
         for rule in who.rules:
             if "*" not in rule.namespaces and namespace not in rule.namespaces:
                 continue
@@ -99,5 +102,4 @@ def rules_review(who: Principal, namespace: str) -> dict[str, Any]:
             if rule.resource_names:
                 entry["resourceNames"] = list(rule.resource_names)
             resource.append(entry)
-        non_resource = [dict(r) for r in _BASIC_NON_RESOURCE_RULES]
     return {"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": False}

@@ -490,7 +490,7 @@ class Resources:
             namespace = spec.get("namespace") if isinstance(spec, dict) else None
             if not namespace:
                 raise ApiError(400, "no namespace on request")
-            out["spec"] = {"namespace": namespace}
+            out["spec"] = {}   # as kube-apiserver answers: the namespace is not echoed
             out["status"] = rules_review(self.principal, str(namespace))
             return reply(out, 201)
         attrs = spec.get("resourceAttributes")
