@@ -48,6 +48,8 @@ def judge(run: ReleaseRun, action: str, cid: str | None) -> str | None:
             return f"{action} needs a CLUSTER"
         if cid not in run.plan.order:
             return f"{cid} is not a target of release {run.release_id}"
+    if action in wire.NEEDS_CLUSTER and run.closing:
+        return "the release's last wave has ended; it is finishing"
     if action in ("approve", "reject") and run.gate_waiting is None:
         return "no gate is waiting for approval"
     if action == "skip":
@@ -70,16 +72,22 @@ def judge(run: ReleaseRun, action: str, cid: str | None) -> str | None:
 def left_out(engine: Engine, run: ReleaseRun, cid: str) -> bool:
     """Whether `cid`, about to start, is left out - skipped by an operator, or removed
     from the fleet file since the release began - recorded as such; the wave goes on."""
-    by = run.control.take_skip(cid)
-    if by is not None:
-        reason = f"{SKIPPED_BY_OPERATOR}{_by(by)}"
-        _left_out(engine, run, cid, reason, SKIPPED_BY_OPERATOR)
+    if skipped_by_operator(engine, run, cid):
         return True
     if cid not in _fleet_ids(engine):
         _left_out(engine, run, cid, "removed from the fleet file during the release",
                   Outcome.SKIPPED.value)
         return True
     return False
+
+
+def skipped_by_operator(engine: Engine, run: ReleaseRun, cid: str) -> bool:
+    """Record `cid` `skipped_by_operator` if an operator asked so (True), else False."""
+    by = run.control.take_skip(cid)
+    if by is None:
+        return False
+    _left_out(engine, run, cid, f"{SKIPPED_BY_OPERATOR}{_by(by)}", SKIPPED_BY_OPERATOR)
+    return True
 
 
 def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str, outcome: str) -> None:

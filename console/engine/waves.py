@@ -75,6 +75,9 @@ class ReleaseRun:
     handed_over: dict[str, str] = field(default_factory=dict)
     # The next wave's index while the release waits at its gate (None: no gate waits).
     gate_waiting: int | None = None
+    # Set once the last wave's clusters all ended: a retry or skip asked now would never
+    # run, so the control channel refuses them.
+    closing: bool = False
     # The digest the tag was resolved to at plan time: every wave runs it (None: --no-pin).
     digest: str | None = None
 
@@ -320,6 +323,8 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                          f"{', '.join(wave.clusters)}",
                          wave=wave.index, clusters=list(wave.clusters))
             _run_wave(engine, run, pool, wave.index, wave.clusters)
+            if wave.index == len(plan.waves) - 1:
+                run.closing = True
             _retry_failed(engine, run, pool, wave.index)
             # Healthy is not yet good: watch the wave for its bake time first.
             bake_wave(engine, run, wave.index, wave.clusters, wave.bake)
@@ -494,6 +499,8 @@ def _paced(engine: Engine, run: ReleaseRun, wave: int, held: Sequence[str],
 
 
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:
+    if steering.skipped_by_operator(engine, run, cid):
+        return   # the operator's skip came first: recorded as theirs
     before = run.before.get(cid)
     run.results[cid] = ClusterResult(cid, Outcome.SKIPPED, before.version if before else None,
                                      run.tag, error=reason)

@@ -262,3 +262,32 @@ def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_p
     assert follow.lines[-1] == f"release {rid}: ok"
     gone = Follow(w.config_path, "r-20990101-0000-ffff")
     assert gone.finish() == 2
+
+
+def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
+    ids = ["a", "b", "c", "d", "e", "f"]
+    w = world(ids, readiness_delay=2.0, jitter=0.0)
+    w.deploy_everywhere("v1")
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                    "--max-parallel", "1")
+    try:
+        wait_for(lambda: deploy.kinds("cluster_started"), timeout=90, what="a start")
+        rid = deploy.release_id
+        skipped = control(w.config_path, rid, "skip", "f")
+        assert skipped.returncode == 0, skipped.stderr
+        assert control(w.config_path, rid, "skip", "zz").returncode == 2   # not in the fleet
+        wait_for(lambda: deploy.kinds("cluster_healthy"), timeout=90, what="a cluster healthy")
+        # Several clusters of 2 s each are still to come: the release is running.
+        aborted = control(w.config_path, rid, "abort", "--rollback")
+        assert aborted.returncode == 0, aborted.stderr
+        code = deploy.finish()
+    finally:
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 3, deploy.stderr()
+    skips = {e["cluster"]: e for e in deploy.kinds("cluster_skipped")}
+    assert skips["f"]["outcome"] == "skipped_by_operator"
+    assert "system:serviceaccount:kube-system:a-admin" in skips["f"]["reason"]
+    # Every cluster the release reached is back on v1; f was never touched.
+    assert [w.version(c) for c in ids] == ["v1"] * len(ids)
+    assert deploy.kinds("release_finished")[0]["outcome"] == "aborted"
