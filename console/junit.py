@@ -19,7 +19,6 @@ from typing import Any
 
 from console.errors import ValidationError
 from console.events import FAILURE_OUTCOMES, Outcome
-from console.redact import scrub
 
 # Characters XML 1.0 cannot carry (an error text from a server may hold any).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -50,8 +49,7 @@ def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
     for c in cases:
         case = ET.SubElement(suite, "testcase", classname=f"release.{app}", name=c.cluster,
                              time=f"{c.duration:.3f}")
-        # Made by the engine, not an event: scrubbed here (secrets, control characters).
-        error = scrub(c.error) if c.error else None
+        error = c.error   # scrubbed where the engine made it (ClusterResult)
         text = _clean(f"cluster {c.cluster}: {c.from_version or '-'} -> {c.to_version or '-'}: "
                       f"{c.outcome}" + (f"\n{error}" if error else "")
                       + (f"\nrolled back to {c.rolled_back_to}" if c.rolled_back_to else ""))

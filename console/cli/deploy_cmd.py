@@ -395,7 +395,6 @@ def run(args: argparse.Namespace) -> int:
     from console.errors import ValidationError
     from console.junit import check_writable, write
     from console.names import validate_tag
-    from console.redact import scrub
     # A report that cannot be written is refused before anything starts (exit 2), not
     # discovered after the release (which would turn its exit code into a traceback).
     if args.junit is not None:
@@ -434,15 +433,14 @@ def run(args: argparse.Namespace) -> int:
                   f"{exc.strerror or exc}", file=sys.stderr, flush=True)
     if not args.json:
         for c in result.clusters:
-            # The engine's error texts are not events: scrubbed here like the JUnit report.
-            extra = f" - {scrub(c.error)}" if c.error else ""
+            extra = f" - {c.error}" if c.error else ""
             back = f" (rolled back to {c.rolled_back_to})" if c.rolled_back_to else ""
             out(f"  {c.cluster:<20} {c.outcome:<12} {c.from_version or '-'} -> "
                 f"{c.to_version or '-'}  {c.duration:5.1f}s{back}{extra}")
         if result.outcome is Outcome.PREFLIGHT_FAILED and result.preflight is not None:
             print(result.preflight.table(), file=sys.stderr, flush=True)
         out(f"release {result.release_id}: {result.outcome} (exit {result.exit_code})"
-            + (f": {scrub(result.message)}" if result.message else ""))
+            + (f": {result.message}" if result.message else ""))
     for error in engine.listener_errors:
         print(f"release-console: warning: {error}", file=sys.stderr)
     return result.exit_code

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from console.events import FAILURE_OUTCOMES, Outcome
+from console.redact import scrub
 
 if TYPE_CHECKING:  # type names only: importing them would load the Kubernetes client
     from console.kube.driver import Revision
@@ -81,6 +82,9 @@ class ClusterResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Outcome(self.outcome))
+        # Scrubbed once where it is made (like events), so every printer gets it.
+        if self.error:
+            object.__setattr__(self, "error", scrub(self.error))
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ class ReleaseResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Outcome(self.outcome))
+        if self.message:
+            object.__setattr__(self, "message", scrub(self.message))
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,16 @@ def test_junit_gets_the_engine_errors_scrubbed(tmp_path) -> None:
     assert raw_leaks(to_xml(result, APP, "1.1")) == []
 
 
+def test_engine_results_are_scrubbed_when_made() -> None:
+    """ClusterResult errors and ReleaseResult messages are not events: they are scrubbed
+    where the engine makes them, so deploy's summary, JUnit and the TUI all get it once."""
+    register_secret(KNOWN)
+    cluster = ClusterResult("a", "failed", "1.0", "1.1", 2.0, HOSTILE)
+    release = ReleaseResult("r-1", "failed", 1, (cluster,), message=HOSTILE)
+    for text in (cluster.error, release.message):
+        assert raw_leaks(text) == [] and "\n" not in text
+
+
 def test_a_user_error_is_scrubbed_when_made() -> None:
     register_secret(KNOWN)
     error = UserError(f"clusters.yaml:3: history.remote: cannot reach {HOSTILE}")
