@@ -234,3 +234,15 @@ def test_pre_flight_reads_the_same_on_both(stage):
     assert ok and capacity.startswith("3 pod(s) fit: cpu 30m of ") and \
         capacity.endswith(" free on 3 node(s)"), capacity
     assert rows[("c0", "cluster")] == (True, f"answers ({stage.fleet.url('c0')})")
+
+
+def test_a_failed_first_release_leaves_nothing_behind(stage):
+    stage.write()
+    result = stage.release("v1-broken", clusters="c0")
+    assert result.exit_code == 1
+    assert result.clusters[0].outcome == "rolled_back", result.clusters
+    assert stage.deployment("c0") is None            # the first release's rollback deletes it
+    # Its ReplicaSets and pods go too (the garbage collector, in the background on the lab).
+    wait_for(lambda: not stage.fleet.list("c0", "apps/replicasets", stage.ns("c0")),
+             "the ReplicaSets to be collected")
+    wait_for(lambda: not stage.pods("c0"), "the pods to be collected")
