@@ -57,7 +57,10 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
         if stop is not None:
             engine.event(Kind.CLUSTER_SKIPPED, rid, cid, f"skipped: {stop}", reason=stop)
             return ClusterResult(cid, Outcome.SKIPPED, before.version, run.tag, error=stop)
-        driver.ensure_namespace()
+        if not before.exists:
+            # A Deployment just read lives in its namespace: only a first install may
+            # need it made (take_lock ensured it, but the gate may have waited long).
+            driver.ensure_namespace()
         # Renders (touches nothing); pinned: the digest resolved when the release was planned.
         prepared = driver.prepare(run.tag, run.digest)
         if cancel.is_set():     # aborted, lease lost or taken over since it was started

@@ -399,13 +399,20 @@ class ClusterDriver:
         # The server ends each watch after this long (the reader then resumes it): bounded so
         # a connection that dies silently is noticed by the read timeout within minutes.
         server_timeout = max(1, min(int(timeout) + 1, 120))
+        # Only pods of the new template can fail the rollout. When our write changed the
+        # spec (a generation the controller has not seen yet), every such pod is made after
+        # it: the pods are watched from the write's resourceVersion, no list needed (a
+        # version the server no longer keeps is answered 410 and the reader lists). Else
+        # (nothing changed, or already seen) the pods may exist already: list them first.
+        observed = int((deployment.get("status") or {}).get("observedGeneration") or 0)
+        pods_from = meta.get("resourceVersion") if generation > observed else None
         readers = [
             _WatchReader(self.client, self._deployments,
                          {"fieldSelector": f"metadata.name={self.app}"}, "deployment",
                          events, meta.get("resourceVersion"), server_timeout),
             _WatchReader(self.client, f"/api/v1/namespaces/{self.namespace}/pods",
-                         {"labelSelector": selector_string(labels)}, "pod", events, None,
-                         server_timeout),
+                         {"labelSelector": selector_string(labels)}, "pod", events,
+                         pods_from, server_timeout),
         ]
         for reader in readers:
             reader.start()

@@ -200,17 +200,22 @@ class ClusterLease:
 
     def release(self) -> None:
         """Give the lease up (clear the holder) if it is still ours; raises LockError."""
-        for _ in range(3):   # a 409: changed meanwhile (a late renewal of ours?): look again
-            current = self.read()
+        # Written over the version we last wrote (no read first): a 409 means it changed
+        # meanwhile (taken over, or a late renewal of ours): read it and look again.
+        current = self._lease
+        for _ in range(3):
             if current is None or _spec(current).get("holderIdentity") != self.identity:
                 break
             body = self._body(current, renew=True)
             body["spec"].pop("holderIdentity", None)
             body["metadata"]["annotations"].pop(PROCESS_ANNOTATION, None)
             status, answer = self._call("PUT", self._item(), body)
+            if status == 404 and (answer.get("details") or {}).get("kind") != "namespaces":
+                break       # gone already: nothing to give back
             if status != 409:
                 self._expect(status, answer, "release")
                 break
+            current = self.read()
         self._lease = None
 
     def read(self, timeout: float | None = None) -> dict[str, Any] | None:

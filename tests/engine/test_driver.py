@@ -94,6 +94,53 @@ def test_flaky_cluster_still_releases_with_bounded_retries(world):
     assert result.exit_code == 0, result.clusters
     assert w.version("a") == "v2"
     sent = marks["after"]["total"] - marks["before"]["total"]
-    # 7 requests when nothing fails; each is tried at most MAX_ATTEMPTS times: no storm.
-    assert sent <= 7 * MAX_ATTEMPTS
+    # 5 requests when nothing fails; each is tried at most MAX_ATTEMPTS times: no storm.
+    assert sent <= 5 * MAX_ATTEMPTS
+    engine.close()
+
+
+def test_rollout_reads_the_pods_once_for_its_verification(world):
+    """A write that changes the template: its pods are watched from the write's
+    resourceVersion (all of them are made after it), so the one pods list is the check
+    at the end; a write that changes nothing lists them first (they may exist already)."""
+    w = world(["a"])
+    w.deploy_everywhere("v1")
+    driver = driver_for(w.fleet, "a")
+    from console.render import render
+
+    def pod_lists() -> int:
+        return w.fleet.counters("a")["by_verb_resource"].get("list pods", 0)
+
+    for tag, lists in (("v2", 1), ("v2", 2)):
+        before = pod_lists()
+        applied = driver.apply(render(w.config, "a", tag), {})
+        assert driver.follow(applied, timeout=30).phase is Phase.COMPLETE
+        driver.verify(applied)
+        assert pod_lists() - before == lists, tag
+    assert w.ready_pods("a", "v2") == 2
+    driver.client.close()
+
+
+def test_a_cluster_release_sends_five_requests(world):
+    """Between RELEASE_STARTED and RELEASE_FINISHED, an upgrade costs one read of the
+    Deployment (the rollback target), one apply, two watches and one pods list (the
+    check at the end): no namespace read (the Deployment lives in it), no pods list
+    before the watch."""
+    w = world(["a"])
+    w.deploy_everywhere("v1")
+    engine = w.engine()
+    marks = {}
+
+    def mark(event):
+        if event.kind in (Kind.RELEASE_STARTED, Kind.RELEASE_FINISHED):
+            marks[event.kind] = dict(w.fleet.counters("a")["by_verb_resource"])
+
+    engine.add_listener(mark)
+    result = engine.run(ReleaseRequest(tag="v2"), w.approve)
+    assert result.exit_code == 0, result.clusters
+    before, after = marks[Kind.RELEASE_STARTED], marks[Kind.RELEASE_FINISHED]
+    sent = {k: after[k] - before.get(k, 0) for k in after
+            if after[k] != before.get(k, 0) and not k.endswith(" leases")}
+    assert sent == {"get deployments": 1, "patch deployments": 1, "watch deployments": 1,
+                    "watch pods": 1, "list pods": 1}
     engine.close()

@@ -355,3 +355,21 @@ def wait_until(condition, what: str, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         threading.Event().wait(0.05)
+
+
+def test_a_lease_is_given_back_without_reading_it_first(fleet, client) -> None:
+    """Read and take it; give it back over the version last written, without a read
+    (a release to a fleet pays these per cluster)."""
+    def calls() -> dict[str, int]:
+        by = fleet.counters("b")["by_verb_resource"]
+        return {k: v for k, v in by.items() if k.endswith(" leases")}
+
+    before = calls()
+    lease = lease_of(client, "b", "cheap", "rel-1", "alice")
+    lease.acquire()
+    assert lease.renew()
+    lease.release()
+    after = calls()
+    spent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert spent == {"get leases": 1, "create leases": 1, "update leases": 2}
+    assert lease_of(client, "b", "cheap", "x", "y").holder() is None
