@@ -126,12 +126,42 @@ def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
     # Retries are ours (bounded, counted, with backoff); urllib3 must not add hidden ones.
     configuration.retries = False
     try:
-        return k8s_config.new_client_from_config_dict(dict(kubeconfig), context=context,
-                                                      persist_config=False,
-                                                      client_configuration=configuration,
-                                                      temp_file_path=str(private_dir()))
+        api = k8s_config.new_client_from_config_dict(dict(kubeconfig), context=context,
+                                                     persist_config=False,
+                                                     client_configuration=configuration,
+                                                     temp_file_path=str(private_dir()))
     except Exception as exc:  # noqa: BLE001 - the loader raises many types; none may leak content
         raise ClusterError(cluster, f"unusable kubeconfig ({type(exc).__name__})") from None
+    hook = api.configuration.refresh_api_key_hook
+    if hook is not None:
+        api.configuration.refresh_api_key_hook = _Throttled(hook)
+    return api
+
+
+class _Throttled:
+    """Calls the loader's token refresh hook at most once per `interval` s.
+
+    The client calls it before every request; it re-copies the whole configuration
+    (reading every proxy variable of the environment) each time: ~40 us, a sixth of a
+    request's CPU. Expiring tokens are refreshed 5 minutes before their expiry, so
+    looking once a second changes nothing.
+    """
+
+    def __init__(self, hook: Any, interval: float = 1.0) -> None:
+        self.hook = hook
+        self.interval = interval
+        self.next = 0.0
+
+    def __call__(self, configuration: Any) -> None:
+        now = time.monotonic()
+        if now >= self.next:
+            self.next = now + self.interval
+            self.hook(configuration)
+            # The loader's hook installs a fresh copy of itself each time: keep ours.
+            fresh = configuration.refresh_api_key_hook
+            if fresh is not self:
+                self.hook = fresh
+                configuration.refresh_api_key_hook = self
 
 
 @dataclass

@@ -144,3 +144,24 @@ def test_a_cluster_release_sends_five_requests(world):
     assert sent == {"get deployments": 1, "patch deployments": 1, "watch deployments": 1,
                     "watch pods": 1, "list pods": 1}
     engine.close()
+
+
+def test_the_kubeconfig_token_hook_runs_once_a_second_not_per_request(world):
+    """The loader's refresh hook re-copies the whole configuration (every proxy variable
+    of the environment) before each request; the client runs it at most once a second -
+    and still runs it (an expiring token is refreshed)."""
+    w = world(["a"])
+    client = KubeClient("a", new_api_client("a", w.fleet.kubeconfig("a")))
+    client.request("GET", "/version")
+    configuration = client.api.configuration
+    loaded = configuration.api_key["BearerToken"]
+    # An equal token that is another object: whether the hook ran shows in its identity.
+    copy = loaded[:1] + loaded[1:]
+    configuration.api_key["BearerToken"] = copy
+    for _ in range(5):
+        client.request("GET", "/version")
+    assert configuration.api_key["BearerToken"] is copy      # within the second: not run
+    configuration.refresh_api_key_hook.next = 0.0            # as if the second had passed
+    client.request("GET", "/version")
+    assert configuration.api_key["BearerToken"] is not copy  # run again
+    client.close()
