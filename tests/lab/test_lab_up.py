@@ -168,3 +168,19 @@ def test_sigterm_while_starting_stops_what_was_started(tmp_path):
     while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def test_lab_up_n_takes_the_fleet_file_s_app_and_sim_settings(tmp_path):
+    from console.cli.lab_cmd import count_source
+
+    demo = yaml.safe_load((REPO / "clusters.yaml").read_text())
+    source = count_source(REPO / "clusters.yaml", 3, tmp_path / "lab")
+    doc = yaml.safe_load(source.read_text())
+    assert [c["id"] for c in doc["clusters"]] == ["c0", "c1", "c2"]
+    assert doc["app"]["manifests"] == str(REPO / "deploy" / "user-service")
+    assert "path" not in (doc["app"].get("history") or {})      # a scratch ledger
+    assert doc["sim"] == demo["sim"] and doc["defaults"] == demo["defaults"]
+    assert "strategies" not in doc                               # they name other clusters
+    # Without a fleet file: the default app, no settings.
+    bare = yaml.safe_load(count_source(None, 1, tmp_path / "bare").read_text())
+    assert [c["id"] for c in bare["clusters"]] == ["c0"] and "sim" not in bare
