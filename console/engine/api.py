@@ -98,6 +98,8 @@ class GateRequest:
     next_clusters: tuple[str, ...]
     # Distinct approvers needed (the strategy's `approvals`, default 1).
     approvals: int = 1
+    # Seconds the finished wave was watched once healthy (its bake); the gate opens after.
+    baked: float = 0.0
 
 
 @dataclass(frozen=True)

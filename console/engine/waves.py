@@ -522,7 +522,8 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
                 if c in run.results]
     strategy = engine.config.strategies.get(run.plan.strategy)
     request = GateRequest(run.release_id, next_wave - 1, next_wave, tuple(finished),
-                          next_clusters, approvals=strategy.approvals if strategy else 1)
+                          next_clusters, approvals=strategy.approvals if strategy else 1,
+                          baked=run.plan.waves[next_wave - 1].bake)
     engine.event(Kind.GATE_WAITING, run.release_id, None,
                  f"waiting for approval to start wave {next_wave + 1}: "
                  f"{', '.join(next_clusters)}", wave=next_wave, clusters=list(next_clusters))

@@ -18,8 +18,8 @@ def test_the_gate_opens_only_after_the_bake_and_the_last_wave_bakes_too(world):
     w.deploy_everywhere("v1")
     asked: list[float] = []
 
-    def approver(_request: object) -> GateAnswer:
-        asked.append(1.0)
+    def approver(request) -> GateAnswer:
+        asked.append(request.baked)     # the gate modal shows it: "baked 3s"
         return GateAnswer(GateDecision.APPROVE, by="test")
 
     engine = w.engine()
@@ -46,7 +46,7 @@ def test_the_gate_opens_only_after_the_bake_and_the_last_wave_bakes_too(world):
     assert all(e.data["ok"] and e.data["completed"] for e in baked)
     gate = w.recorder.of(Kind.GATE_WAITING)[0]
     assert gate.ts >= baking[0].data["until"] and baked[0].ts - baking[0].ts >= 3.0
-    assert asked == [1.0] and (w.version("s1"), w.version("p1")) == ("v2", "v2")
+    assert asked == [3.0] and (w.version("s1"), w.version("p1")) == ("v2", "v2")
 
 
 def test_a_cluster_crash_looping_during_the_bake_fails_and_is_rolled_back(world):

@@ -40,6 +40,12 @@ def test_canary_release_adds_one_helm_revision_with_the_new_tag(helm_world, stor
         # Values: the fleet file's merged values, the set-strings, no credentials.
         values = w.values(cid, 2)
         assert values["cluster"] == cid and values["replicas"] == 2
+        # Pinned: image.tag stays the tag, the digest the release resolved is image.digest,
+        # and the chart makes the image repository:tag@digest (issue 14 item 3).
+        digest = result.clusters[0].digest
+        assert digest and digest.startswith("sha256:")
+        assert (values["image"]["tag"], values["image"]["digest"]) == ("v2", digest)
+        assert w.image(cid).endswith(f":v2@{digest}")
         assert values["resources"]["limits"] == {"cpu": "200m", "memory": "64Mi"}
     # Helm stored its records the way the fleet file said.
     kind = "/secrets" if storage == "secret" else "/configmaps"

@@ -38,7 +38,9 @@ class GateScreen(ModalScreen[GateAnswer]):
         with Vertical(classes="dialog", id="gate") as box:
             total = f" of {waves}" if waves else ""
             box.border_title = (f"Wave {req.finished_wave + 1}{total} finished · "
-                                f"{format_duration(max(durations) if durations else None)}")
+                                f"{format_duration(max(durations) if durations else None)}"
+                                + (f" · baked {format_duration(req.baked)}" if req.baked
+                                   else ""))
             yield DataTable(id="gate-results", cursor_type="none", show_header=True)
             nxt = ", ".join(self._with_marker(c) for c in req.next_clusters) or "-"
             yield Static(f"Next: wave {req.next_wave + 1} → {nxt}", id="gate-next",
