@@ -83,6 +83,7 @@ def descendants(pid: int) -> set[int]:
 
 
 @pytest.mark.real
+@pytest.mark.timeout(420)   # a lab of its own, on a machine that may be busy
 def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
     source = tmp_path / "clusters.yaml"
     source.write_text(yaml.safe_dump(FLEET, sort_keys=False))
