@@ -76,8 +76,8 @@ def chart_section(ck: Checker, raw: dict[str, Any], app_name: str) -> ChartConfi
                       + f"; one of {', '.join(HELM_STORAGES)}")
     timeout = ck.duration(raw.get("helm_timeout"), (*p, "helm_timeout"), 120.0)
     return ChartConfig(chart=chart, release=release, version=version, tag_key=tag_key,
-                       cluster_key=cluster_key, repository_key=repository_key, digest_key=digest_key,
-                       storage=storage, timeout=timeout)
+                       cluster_key=cluster_key, repository_key=repository_key,
+                       digest_key=digest_key, storage=storage, timeout=timeout)
 
 
 def _set_key(ck: Checker, value: Any, path: Path_, default: str) -> str:

@@ -64,8 +64,9 @@ def settings_for(config: FleetConfig) -> HelmSettings:
     return HelmSettings(
         binary=find("helm"), chart=chart.chart, release=chart.release,
         chart_version=chart.version, tag_key=chart.tag_key, cluster_key=chart.cluster_key,
-        repository_key=chart.repository_key, digest_key=chart.digest_key, storage=chart.storage, timeout=chart.timeout,
-        ca_file=config.app.registry.ca_file, plain_http=_plain_http(config))
+        repository_key=chart.repository_key, digest_key=chart.digest_key,
+        storage=chart.storage, timeout=chart.timeout, ca_file=config.app.registry.ca_file,
+        plain_http=_plain_http(config))
 
 
 def _plain_http(config: FleetConfig) -> bool:
