@@ -171,9 +171,11 @@ class EngineProcess:
         return self._call("detail", cluster_id)
 
     def rollback(self, cluster_id: str, to_version: str | None = None, *,
-                 by: str = "", expect_from: str | None = None) -> ClusterResult:
+                 by: str = "", expect_from: str | None = None,
+                 digest: str | None = None) -> ClusterResult:
         """`Engine.rollback(...)`."""
-        return self._call("rollback", cluster_id, to_version, by=by, expect_from=expect_from)
+        return self._call("rollback", cluster_id, to_version, by=by, expect_from=expect_from,
+                          digest=digest)
 
     def plan_rollback(self, cluster_id: str, to: str | None = None) -> Any:
         """`Engine.plan_rollback(...)` with the ledger's releases of that cluster: where

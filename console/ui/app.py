@@ -398,17 +398,19 @@ class ReleaseConsoleApp(App[int]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._do_rollback(cluster_id, choice.to_version, choice.from_version)
+                self._do_rollback(cluster_id, choice.to_version, choice.from_version,
+                                  getattr(plan, "digest", None))
 
         self.call_from_thread(self.push_screen, RollbackScreen(choice), confirmed)
 
     @work(thread=True, exit_on_error=False, group="rollback")
     def _do_rollback(self, cluster_id: str, to_version: str | None,
-                     from_version: str | None) -> None:
+                     from_version: str | None, digest: str | None = None) -> None:
         try:
-            # `expect_from`: nothing is done if the cluster changed since the confirmation.
+            # `expect_from`: nothing is done if the cluster changed since the confirmation;
+            # `digest`: the one the ledger recorded for that version (a pinned release).
             result = self.engine().rollback(cluster_id, to_version, by=self.operator,
-                                            expect_from=from_version)
+                                            expect_from=from_version, digest=digest)
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
