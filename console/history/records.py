@@ -175,12 +175,12 @@ class Release:
                 "image": self.image, "strategy": self.strategy, "targets": list(self.targets),
                 "operator": self.operator, "start": self.start, "end": self.end,
                 "outcome": self.outcome, "exit_code": self.exit_code,
-                "of_release": self.of_release,
+                "of_release": self.of_release, "digest": self.digest,
                 "clusters": [{"cluster": c.cluster, "outcome": c.outcome,
                               "from_version": c.from_version, "to_version": c.to_version,
                               "version": c.version, "good": c.good, "duration": c.duration,
                               "error": c.error, "rolled_back_to": c.rolled_back_to,
-                              "ts": c.ts, "reconciled": c.reconciled}
+                              "ts": c.ts, "reconciled": c.reconciled, "digest": c.digest}
                              for c in self.clusters],
                 **({"freeze_override": dict(self.freeze_override)}
                    if self.freeze_override else {})}

@@ -79,8 +79,14 @@ def test_a_tag_re_pushed_between_waves_changes_nothing(world, registry, capsys, 
     assert release.digest == first
     assert {c.cluster: c.digest for c in release.clusters} == {"c1": first, "c2": first}
 
-    # status: the running digest, and no drift while the cluster runs what was recorded.
+    # history --json has it too.
     capsys.readouterr()
+    assert main(["history", "--config", config, "--json"]) == 0
+    line = next(json.loads(l) for l in capsys.readouterr().out.splitlines()
+                if json.loads(l)["id"] == result.release_id)
+    assert line["digest"] == first and {c["digest"] for c in line["clusters"]} == {first}
+
+    # status: the running digest, and no drift while the cluster runs what was recorded.
     assert main(["status", "--config", config, "--json"]) == 0
     rows = {c["cluster"]: c for c in json.loads(capsys.readouterr().out)["clusters"]}
     assert [(rows[c]["digest"], rows[c]["recorded_digest"], rows[c]["digest_drift"])
