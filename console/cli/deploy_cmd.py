@@ -67,6 +67,17 @@ def add_selection_flags(parser: argparse.ArgumentParser) -> None:
                         help="clusters rolling out at once (parallel and named strategies)")
     parser.add_argument("--max-failures", default=None, metavar="N|P%",
                         help="failure budget: past it no new cluster starts")
+    parser.add_argument("--bake", type=_bake_duration, default=None, metavar="DURATION",
+                        help="watch every wave this long once healthy (e.g. 10m) before "
+                             "the next wave, its gate or the end; overrides the strategy's "
+                             "bake")
+    parser.add_argument("--pace", metavar="N/DURATION",
+                        help="at most N clusters start in any DURATION (a sliding window), "
+                             "e.g. 20/10s; overrides the strategy's max_starts")
+    parser.add_argument("--on-failure", choices=("cluster", "wave", "release"), default=None,
+                        help="what a failure rolls back: the failed cluster (default), its "
+                             "whole wave, or every cluster the release reached (the "
+                             "release then ends); overrides the strategy's on_failure")
 
 
 def _positive_int(text: str) -> int:
@@ -280,17 +291,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                              "recorded in the ledger and notified with who gave it)")
     parser.add_argument("--reason", metavar="TEXT",
                         help="why the freeze is overridden (with --override-freeze)")
-    parser.add_argument("--bake", type=_bake_duration, default=None, metavar="DURATION",
-                        help="watch every wave this long once healthy (e.g. 10m) before "
-                             "the next wave, its gate or the end; overrides the strategy's "
-                             "bake")
-    parser.add_argument("--pace", metavar="N/DURATION",
-                        help="at most N clusters start in any DURATION (a sliding window), "
-                             "e.g. 20/10s; overrides the strategy's max_starts")
-    parser.add_argument("--on-failure", choices=("cluster", "wave", "release"), default=None,
-                        help="what a failure rolls back: the failed cluster (default), its "
-                             "whole wave, or every cluster the release reached (the "
-                             "release then ends); overrides the strategy's on_failure")
     parser.add_argument("--no-pin", action="store_true",
                         help="release the plain tag: do not resolve it to its digest at plan "
                              "time (for registries that cannot answer a manifest HEAD; a "

@@ -25,6 +25,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                    help="print what a release would do (nothing touched)")
     add_selection_flags(parser)
     parser.add_argument("--json", action="store_true", help="the plan as JSON")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not look up the digest the tag would be pinned to")
     parser.set_defaults(func=run)
 
 
@@ -44,10 +46,16 @@ def run(args: argparse.Namespace) -> int:
             tag = None
     engine = Engine(config)
     try:
-        plan = engine.plan(request_from(args, tag or ""))
+        request = request_from(args, tag or "")
+        plan = engine.plan(request)
         statuses = {s.cluster: s for s in engine.status(plan.targets)}
     finally:
         engine.close()
+    # The digest a release of the tag would pin every cluster to (one registry HEAD).
+    from console.engine.pinning import resolve
+    pin = resolve(config, tag, request.pin) if tag else None
+    if pin is not None and pin.check is not None and not pin.check.ok:
+        print(f"release-console: warning: {pin.check.detail}", file=sys.stderr)
     # An unreachable cluster's error is long: the table shows a numbered mark and the
     # whole error follows the table, wrapped, never cut.
     errors = [(cid, s.error or "unreachable") for cid, s in statuses.items() if not s.reachable]
@@ -60,9 +68,12 @@ def run(args: argparse.Namespace) -> int:
                              "live_version": statuses[row.cluster].version,
                              "reachable": statuses[row.cluster].reachable,
                              "new_version": tag} for row in plan.rows()]
+        data["digest"] = pin.digest if pin is not None else None
         print(json.dumps(data, indent=2))
         return 0
     print(plan.describe(live=live, new=tag or "(no --tag)"))
+    if pin is not None and pin.digest:
+        print(f"{tag} is pinned to {pin.digest}: every wave runs these bits")
     width = max(40, shutil.get_terminal_size((100, 24)).columns)
     for n, (cid, error) in enumerate(errors, 1):
         print(textwrap.fill(f"[{n}] {cid}: {error}", width=width, subsequent_indent="    ",

@@ -138,3 +138,18 @@ def test_no_pin_releases_the_plain_tag(
     failed = [e for e in events if e["kind"] == "preflight_result" and not e["ok"]]
     assert [e["check"] for e in failed] == ["image"]
     assert w.image("c1") == f"{registry.host}/{REPO_NAME}:plain"
+
+
+def test_plan_names_the_digest_and_takes_bake_pace_and_scope(world, registry, capsys):
+    w = on_registry(world(["c1", "c2"], strategies=CANARY, seed=5), registry.host)
+    digest = registry.push_image(REPO_NAME, "p1")
+    capsys.readouterr()
+    assert main(["plan", "--config", str(w.config_path), "--tag", "p1", "--strategy",
+                 "canary", "--bake", "30s", "--pace", "1/10s", "--on-failure", "wave",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["digest"] == digest
+    assert [wave["bake"] for wave in data["waves"]] == [30.0, 30.0]
+    assert (data["max_starts"], data["on_failure"]) == ([1, 10.0], "wave")
+    assert main(["plan", "--config", str(w.config_path), "--tag", "p1"]) == 0
+    assert f"p1 is pinned to {digest}" in capsys.readouterr().out
