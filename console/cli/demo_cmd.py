@@ -39,10 +39,12 @@ def use_chart(fleet_file: Path, chart: str) -> None:
     """Rewrite `fleet_file` so the app ships as the chart directory `chart`."""
     import yaml
 
+    from console.sim.fleetfile import read_yaml
+
     directory = Path(chart).expanduser().resolve()
     if not (directory / "Chart.yaml").is_file():
         raise UserError(f"--chart: {chart}: not a chart directory (no Chart.yaml)")
-    doc = yaml.safe_load(fleet_file.read_text(encoding="utf-8")) or {}
+    doc = read_yaml(fleet_file) or {}   # keys as written: `notify: on:` stays "on"
     app = doc.setdefault("app", {})
     app.pop("manifests", None)
     app["chart"] = str(directory)

@@ -41,3 +41,12 @@ def test_a_directory_without_chart_yaml_is_refused(tmp_path):
     target.write_text("app: {name: web}\n")
     with pytest.raises(UserError, match="not a chart directory"):
         use_chart(target, str(tmp_path))
+
+
+def test_the_chart_switch_keeps_keys_as_written(tmp_path):
+    """YAML 1.1 reads an unquoted `on:` (notify) as True; the switch must not turn the
+    demo's `notify: on: [failure]` into a key the loader refuses."""
+    target = tmp_path / "clusters.yaml"
+    target.write_text((REPO / "clusters.yaml").read_text())
+    use_chart(target, str(CHART))
+    assert load(target).app.notify.on == ("failure",)
