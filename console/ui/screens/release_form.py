@@ -62,6 +62,10 @@ class ReleaseFormScreen(Screen):
         self.default: str | None = None
         self.started = False
         self.release_id: str | None = None
+        # Showing the events of the release started here: from `release_started` until
+        # that release's RELEASE_FINISHED arrives, even after its run call ended (its
+        # events can come later than the app's `release_ended`).
+        self.following = False
         self.build_offer: tuple[ReleaseRequest, BuildOffer] | None = None
         self.busy = False   # an image check or a build is running in a worker
 
@@ -348,6 +352,7 @@ class ReleaseFormScreen(Screen):
     def release_started(self) -> None:
         """The app started the release: show pre-flight as it runs, lock the form."""
         self.started = True
+        self.following = True
         self.release_id = None
         self.query_one("#preflight", RichLog).clear()
         self.query_one("#preflight-box").add_class("shown")
@@ -359,11 +364,8 @@ class ReleaseFormScreen(Screen):
             widget.disabled = not editable
 
     def _on_events(self, events: list[Event]) -> None:
-        """Pre-flight results as they arrive; close when it passes.
-
-        The release's run call can end (`release_ended`) before its last event batch gets
-        here: events of the release this form started are shown even then."""
-        if not self.started and self.release_id is None:
+        """Pre-flight results as they arrive; close when it passes."""
+        if not self.following:
             return
         log = self.query_one("#preflight", RichLog)
         pal = Palette.of(self.app)
@@ -387,6 +389,7 @@ class ReleaseFormScreen(Screen):
                                "problems): nothing was touched. Fix and start again.",
                                pal.bad))
             elif event.kind is Kind.RELEASE_FINISHED:
+                self.following = False
                 self.release_ended()
 
     def release_ended(self) -> None:
