@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from console.events import Kind
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+    from console.engine.waves import ReleaseRun
 
 
 class Pacer:
@@ -53,3 +60,19 @@ class Pacer:
             with self._lock:
                 if cid in self._starts:
                     self._starts[cid] = max(self._starts[cid], self.clock())
+
+
+def tell_paced(engine: Engine, run: ReleaseRun, wave: int, held: Sequence[str],
+               delay: float) -> None:
+    """Tell CLUSTER_PACED for the clusters pacing holds now (once per cluster)."""
+    limit = run.plan.max_starts
+    assert limit is not None
+    until = time.time() + delay
+    for cid in held:
+        if cid in run.paced:
+            continue
+        run.paced.add(cid)
+        engine.event(Kind.CLUSTER_PACED, run.release_id, cid,
+                     f"held by pacing: at most {limit[0]} start(s) in any {limit[1]:g}s; "
+                     f"a slot frees in {delay:.1f}s", wave=wave, until=round(until, 3),
+                     max_starts=limit[0], window=limit[1])

@@ -1,5 +1,6 @@
 """Rollbacks: the automatic one of a failed cluster, the one of every cluster a release
-reached (abort), and the manual ones - one cluster (`rollback`) or every cluster a past
+reached (abort, or a failure with `on_failure: wave | release` - `rollback_scope`), and
+the manual ones - one cluster (`rollback`) or every cluster a past
 release reached (`rollback_release`, found by the release-id annotation).
 
 Manual rollbacks emit CLUSTER_ROLLING_BACK / CLUSTER_ROLLED_BACK with `release_id` ""
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,30 @@ def rollback_reached(engine: Engine, run: ReleaseRun, why: str,
                             thread_name_prefix="rollback") as pool:
         for result in pool.map(one, reached):
             run.results[result.cluster] = result
+
+
+def rollback_scope(engine: Engine, run: ReleaseRun, wave: int, clusters: Sequence[str],
+                   skip_rest: Callable[[Engine, ReleaseRun, int, str], None]
+                   ) -> tuple[Outcome, int, str] | None:
+    """`on_failure: wave | release`: a failure in this wave (its rollout or its bake)
+    rolls back the wave's healthy clusters too, or every cluster the release reached -
+    which ends the release (`skip_rest` skips the clusters not started). None: go on
+    (the failure budget still decides); else how the release ends."""
+    scope = run.plan.on_failure
+    failed = [c for c in clusters if c in run.results and c in run.failed]
+    if scope == "cluster" or not failed:
+        return None
+    shown = ", ".join(failed)
+    if scope == "wave":
+        rollback_reached(engine, run, f"wave {wave + 1} rolled back: {shown} failed "
+                                      "(on_failure: wave)", among=set(clusters))
+        return None
+    reason = f"{shown} failed in wave {wave + 1}; every cluster the release reached was " \
+             "rolled back (on_failure: release)"
+    rollback_reached(engine, run, f"release rolled back: {shown} failed "
+                                  "(on_failure: release)")
+    skip_rest(engine, run, wave + 1, reason)
+    return Outcome.FAILED, 1, reason
 
 
 def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -28,9 +27,9 @@ from console.engine.checks import (freeze_blocks, freeze_opened, preflight_check
                                    preflight_finished, preflight_result, take_lock)
 from console.engine import steering
 from console.engine.bake import bake_wave
-from console.engine.pacing import Pacer
+from console.engine.pacing import Pacer, tell_paced
 from console.engine.deploy import deploy_cluster
-from console.engine.rollbacks import by_suffix, rollback_reached
+from console.engine.rollbacks import by_suffix, rollback_reached, rollback_scope
 from console.events import Event, Kind
 from console.freeze import Block
 from console.kube.driver import LiveDeployment
@@ -328,7 +327,7 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
             _retry_failed(engine, run, pool, wave.index)
             # Healthy is not yet good: watch the wave for its bake time first.
             bake_wave(engine, run, wave.index, wave.clusters, wave.bake)
-            scoped = _rollback_scope(engine, run, wave.index, wave.clusters)
+            scoped = rollback_scope(engine, run, wave.index, wave.clusters, _skip_rest)
             if scoped is not None:
                 return scoped
             wave_results = [run.results[c] for c in wave.clusters if c in run.results]
@@ -399,8 +398,8 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                 delay = run.pacer.delay()
                 if delay > 0:
                     # Pacing: the next clusters wait for a start slot (told once each).
-                    _paced(engine, run, wave,
-                           list(pending)[:run.plan.max_parallel - len(running)], delay)
+                    tell_paced(engine, run, wave,
+                               list(pending)[:run.plan.max_parallel - len(running)], delay)
                     break
                 cid = pending.popleft()
                 if steering.left_out(engine, run, cid):
@@ -458,44 +457,6 @@ def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
                          f"retrying {cid}{by_suffix(asked[cid])}", action="retry",
                          by=asked[cid])
         _run_wave(engine, run, pool, wave, again)
-
-
-def _rollback_scope(engine: Engine, run: ReleaseRun, wave: int,
-                    clusters: Sequence[str]) -> Ending | None:
-    """`on_failure: wave | release`: a failure in this wave (its rollout or its bake)
-    rolls back the wave's healthy clusters too, or every cluster the release reached -
-    which ends the release. None: go on (the failure budget still decides)."""
-    scope = run.plan.on_failure
-    failed = [c for c in clusters if c in run.results and c in run.failed]
-    if scope == "cluster" or not failed:
-        return None
-    shown = ", ".join(failed)
-    if scope == "wave":
-        rollback_reached(engine, run, f"wave {wave + 1} rolled back: {shown} failed "
-                                      "(on_failure: wave)", among=set(clusters))
-        return None
-    reason = f"{shown} failed in wave {wave + 1}; every cluster the release reached was " \
-             "rolled back (on_failure: release)"
-    rollback_reached(engine, run, f"release rolled back: {shown} failed "
-                                  "(on_failure: release)")
-    _skip_rest(engine, run, wave + 1, reason)
-    return Outcome.FAILED, 1, reason
-
-
-def _paced(engine: Engine, run: ReleaseRun, wave: int, held: Sequence[str],
-           delay: float) -> None:
-    """Tell CLUSTER_PACED for the clusters pacing holds now (once per cluster)."""
-    limit = run.plan.max_starts
-    assert limit is not None
-    until = time.time() + delay
-    for cid in held:
-        if cid in run.paced:
-            continue
-        run.paced.add(cid)
-        engine.event(Kind.CLUSTER_PACED, run.release_id, cid,
-                     f"held by pacing: at most {limit[0]} start(s) in any {limit[1]:g}s; "
-                     f"a slot frees in {delay:.1f}s", wave=wave, until=round(until, 3),
-                     max_starts=limit[0], window=limit[1])
 
 
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:
