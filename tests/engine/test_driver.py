@@ -165,3 +165,25 @@ def test_the_kubeconfig_token_hook_runs_once_a_second_not_per_request(world):
     client.request("GET", "/version")
     assert configuration.api_key["BearerToken"] is not copy  # run again
     client.close()
+
+
+def test_watches_ended_early_leave_the_kept_alive_connection_to_requests(world):
+    """A watch we end cannot give its connection back; it gets one of its own, so the
+    requests after a rollout reuse their kept-alive connection (no new TLS handshake)."""
+    w = world(["a"])
+    client = KubeClient("a", new_api_client("a", w.fleet.kubeconfig("a")))
+    pool = client.api.rest_client.pool_manager.connection_from_url(client.server)
+
+    def idle_sockets() -> set:
+        return {conn.sock.getsockname() for conn in list(pool.pool.queue)
+                if conn is not None and conn.sock is not None}
+
+    client.request("GET", "/version")
+    kept = idle_sockets()
+    assert len(kept) == 1
+    for _ in range(2):
+        stream = client.watch("/api/v1/namespaces/default/pods", {}, 30)
+        stream.close()
+    client.request("GET", "/version")
+    assert idle_sockets() == kept
+    client.close()
