@@ -3,6 +3,8 @@ resume after 410, error mapping without secrets, bounded retries on a flaky clus
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from console.engine import ReleaseRequest
@@ -186,4 +188,22 @@ def test_watches_ended_early_leave_the_kept_alive_connection_to_requests(world):
         stream.close()
     client.request("GET", "/version")
     assert idle_sockets() == kept
+    client.close()
+
+
+def test_every_connection_to_a_cluster_shares_one_tls_context(world):
+    """The CA is loaded once per cluster, not again for each new connection (urllib3's
+    default): requests and watches of one client share one context, which verifies."""
+    w = world(["a"])
+    client = KubeClient("a", new_api_client("a", w.fleet.kubeconfig("a")))
+    pool = client.api.rest_client.pool_manager.connection_from_url(client.server)
+    client.request("GET", "/version")
+    [conn] = [c for c in list(pool.pool.queue) if c is not None and c.sock is not None]
+    stream = client.watch("/api/v1/namespaces/default/pods", {}, 30)
+    try:
+        watched = stream.response.connection.sock
+        assert watched.context is conn.sock.context
+        assert conn.sock.context.verify_mode == ssl.CERT_REQUIRED
+    finally:
+        stream.close()
     client.close()
