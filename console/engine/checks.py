@@ -116,7 +116,12 @@ def take_lock(engine: Engine, plan: Plan, release_id: str, operator: str,
     """
     def prepare(cid: str) -> tuple[Any, str]:
         driver = engine.driver(cid)
-        driver.ensure_namespace()   # the lease lives in the app namespace
+        # The lease lives in the app namespace. Pre-flight just read the Deployment there:
+        # when it exists, so does its namespace (one read less per cluster; a namespace
+        # deleted since makes the lease's read fail the `lock` check, naming it).
+        live = report.live.get(cid)
+        if live is None or not live.exists:
+            driver.ensure_namespace()
         return driver.client, driver.namespace
 
     clients: dict[str, tuple[Any, str]] = {}

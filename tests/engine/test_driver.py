@@ -207,3 +207,31 @@ def test_every_connection_to_a_cluster_shares_one_tls_context(world):
     finally:
         stream.close()
     client.close()
+
+
+def test_taking_the_lock_reads_no_namespace_pre_flight_saw_the_deployment_in(world):
+    """The lease lives in the app namespace; where pre-flight just read the Deployment,
+    the namespace exists: taking the lock reads only the lease (and writes it)."""
+    from console.engine.checks import preflight_checks, take_lock
+
+    w = world(["a", "b"])
+    w.deploy_everywhere("v1", ["a"])
+    engine = w.engine()
+    request = ReleaseRequest(tag="v2")
+    report = preflight_checks(engine, request, "r-test")
+    assert report.live["a"].exists and not report.live["b"].exists
+    before = {c: dict(w.fleet.counters(c)["by_verb_resource"]) for c in ("a", "b")}
+    lock, report = take_lock(engine, engine.plan(request), "r-test", "tester", report)
+    assert lock is not None
+    try:
+        spent = {}
+        for c in ("a", "b"):
+            after = w.fleet.counters(c)["by_verb_resource"]
+            spent[c] = {k: after[k] - before[c].get(k, 0) for k in after
+                        if after[k] != before[c].get(k, 0)}
+        assert spent["a"] == {"get leases": 1, "update leases": 1} or \
+            spent["a"] == {"get leases": 1, "create leases": 1}
+        assert spent["b"].get("get namespaces") == 1     # no Deployment yet: ensured
+    finally:
+        lock.release()
+        engine.close()
