@@ -291,3 +291,31 @@ def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
     # Every cluster the release reached is back on v1; f was never touched.
     assert [w.version(c) for c in ids] == ["v1"] * len(ids)
     assert deploy.kinds("release_finished")[0]["outcome"] == "aborted"
+
+
+def test_retry_a_failed_cluster_through_the_channel(world, tmp_path):
+    ids = ["a", "b", "c", "d"]
+    w = world(ids, readiness_delay=2.0, jitter=0.0)
+    w.deploy_everywhere("v1")
+    w.fleet.set_faults("a", never_pull=["v2"])
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                    "--max-parallel", "1", "--max-failures", "1", "--fail-fast-grace", "0.3")
+    try:
+        wait_for(lambda: any(e.get("cluster") == "a" for e in deploy.kinds("cluster_rolled_back")),
+                 timeout=90, what="a failed and rolled back")
+        rid = deploy.release_id
+        assert control(w.config_path, rid, "retry", "b").returncode == 2   # b has not failed
+        w.fleet.set_faults("a", never_pull=[])        # the operator fixed what broke
+        retried = control(w.config_path, rid, "retry", "a")
+        assert retried.returncode == 0, retried.stderr
+        assert "once the rest of its wave ended" in retried.stdout
+        code = deploy.finish()
+    finally:
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 0, deploy.stderr()
+    assert [w.version(c) for c in ids] == ["v2"] * 4
+    kinds = [(e["kind"], e.get("cluster")) for e in deploy.events]
+    again = kinds.index(("steered", "a"))
+    assert all(kinds.index(("cluster_healthy", c)) < again for c in "bcd")
+    assert ("cluster_healthy", "a") in kinds[again:]
