@@ -20,6 +20,7 @@ cluster shares one TLS context (the CA loaded once).
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import re
@@ -98,8 +99,12 @@ def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError
         reason = getattr(exc, "reason", None) or exc
         # NewConnectionError subclasses ConnectTimeoutError: test it first.
         if isinstance(reason, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
-            text = "connection refused" if "refused" in str(reason).lower() else \
-                "cannot connect to the API server"
+            # urllib3 raises NewConnectionError `from` the socket's OSError: its errno
+            # says whether the port refused, not the message text.
+            cause = reason if isinstance(reason, ConnectionRefusedError) else reason.__cause__
+            refused = isinstance(cause, ConnectionRefusedError) or \
+                getattr(cause, "errno", None) == errno.ECONNREFUSED
+            text = "connection refused" if refused else "cannot connect to the API server"
         elif isinstance(reason, urllib3.exceptions.ReadTimeoutError):
             text = "timed out waiting for the API server"
         elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
