@@ -63,6 +63,28 @@ def review_access(kube: KubeClient, perm: Permission, namespace: str) -> bool:
     return bool((answer.get("status") or {}).get("allowed"))
 
 
+def find_denials(kube: KubeClient, namespace: str, wanted: Sequence[Permission],
+                 notes: dict[str, Any] | None = None) -> list[Permission]:
+    """The permissions of `wanted` these credentials lack (see the module doc).
+
+    `notes`, when given, receives the rules read (key "rules"), for the namespace check.
+    Raises ClusterError when the cluster cannot be asked.
+    """
+    found, incomplete = read_rules(kube, namespace)
+    if notes is not None and not incomplete:
+        notes["rules"] = found
+    missing = [p for p in wanted if not allowed_by_rules(p, found, namespace)]
+    if missing and incomplete:
+        missing = [p for p in missing if not review_access(kube, p, namespace)]
+    return missing
+
+
+def describe_denial(perm: Permission, namespace: str) -> str:
+    """`patch deployments.apps in namespace 'y'` (or `... cluster-wide`)."""
+    return f"{perm.describe()} " + ("cluster-wide" if perm.cluster_wide
+                                    else f"in namespace {namespace!r}")
+
+
 def check_access(client: Any, namespace: str, cluster: str | None = None,
                  rule_list: Sequence[Rule] | None = None,
                  notes: dict[str, Any] | None = None) -> list[CheckResult]:
@@ -76,18 +98,13 @@ def check_access(client: Any, namespace: str, cluster: str | None = None,
     kube = as_kube(client, cluster)
     wanted = permissions(rule_list if rule_list is not None else BASE_RULES)
     try:
-        found, incomplete = read_rules(kube, namespace)
-        if notes is not None and not incomplete:
-            notes["rules"] = found
-        missing = [p for p in wanted if not allowed_by_rules(p, found, namespace)]
-        if missing and incomplete:
-            missing = [p for p in missing if not review_access(kube, p, namespace)]
+        missing = find_denials(kube, namespace, wanted, notes)
     except ClusterError as exc:
         return [CheckResult("access", False, f"cannot ask the cluster: {exc.reason}", cluster)]
     if missing:
-        return [CheckResult("access", False, f"cluster {cluster!r}: denied: {perm.describe()} "
-                            + ("cluster-wide" if perm.cluster_wide
-                               else f"in namespace {namespace!r}"), cluster)
+        return [CheckResult("access", False,
+                            f"cluster {cluster!r}: denied: {describe_denial(perm, namespace)}",
+                            cluster)
                 for perm in missing]
     return [CheckResult("access", True,
                         f"all {len(wanted)} permissions granted in namespace {namespace!r}",
@@ -95,12 +112,18 @@ def check_access(client: Any, namespace: str, cluster: str | None = None,
 
 
 def access_check(ctx: ClusterContext) -> CheckResult:
-    """`check_access` as one row: every denial listed, and what to do about them."""
+    """Every permission as one row: every denial listed, and what to do about them."""
     cid = ctx.cluster.id
-    results = check_access(ctx.driver.client, ctx.cluster.namespace, cid,
-                           ctx.once("rbac-rules", lambda: rules(ctx.config)), ctx.notes)
-    if results[0].ok or results[0].detail.startswith("cannot ask"):
-        return results[0]
-    denials = ", ".join(r.detail.split(": denied: ", 1)[-1] for r in results)
+    namespace = ctx.cluster.namespace
+    wanted = permissions(ctx.once("rbac-rules", lambda: rules(ctx.config)))
+    try:
+        missing = find_denials(as_kube(ctx.driver.client, cid), namespace, wanted, ctx.notes)
+    except ClusterError as exc:
+        return CheckResult("access", False, f"cannot ask the cluster: {exc.reason}", cid)
+    if not missing:
+        return CheckResult("access", True,
+                           f"all {len(wanted)} permissions granted in namespace {namespace!r}",
+                           cid)
+    denials = ", ".join(describe_denial(perm, namespace) for perm in missing)
     return CheckResult("access", False, f"cluster {cid!r}: denied: {denials}; ask an admin to "
                        f"apply `release-console rbac {cid}`", cid)
