@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from console.sim.tls import make_ca
+
 PEM = serialization.Encoding.PEM
 
 # Client identities: (file stem, common name, organisation). system:masters is the admin
@@ -69,20 +71,9 @@ def generate(directory: Path) -> LabPKI:
     os.chmod(directory, 0o700)
     now = dt.datetime.now(dt.timezone.utc)
     start, end = now - dt.timedelta(hours=1), now + dt.timedelta(days=30)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "release-console lab"),
                          x509.NameAttribute(NameOID.COMMON_NAME, "release-console lab CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(start).not_valid_after(end)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(ca_ski, critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca_key, ca, ca_ski = make_ca(ca_name, start, end)
     _write(directory / "ca.crt", ca.public_bytes(PEM), private=False)
     aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
 

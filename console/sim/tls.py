@@ -59,23 +59,32 @@ def _name(common_name: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def generate(hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> FleetTLS:
-    """A fresh CA and a serving certificate for `hosts` (IP addresses or DNS names)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("release-console sim CA")
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
+def make_ca(name: x509.Name, start: dt.datetime, end: dt.datetime
+            ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, x509.SubjectKeyIdentifier]:
+    """(key, certificate, subject key id) of a new self-signed P-256 CA that signs
+    certificates only (path length 0); the lab's PKI makes its CA here too."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                      content_commitment=False, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False,
                                      encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256()))
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256()))
+    return key, cert, ski
+
+
+def generate(hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> FleetTLS:
+    """A fresh CA and a serving certificate for `hosts` (IP addresses or DNS names)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_name = _name("release-console sim CA")
+    ca_key, ca_cert, ca_ski = make_ca(ca_name, now - dt.timedelta(hours=1),
+                                      now + dt.timedelta(days=365))
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for host in hosts:
