@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Send the request; the exit code says how the release answered."""
     from console.cli.output import out
     from console.engine import Engine
-    from console.engine.steering_client import NothingToSteer, send
+    from console.engine.steering_client import NoAnswer, send
     from console.errors import UserError
     if args.rollback and args.action != "abort":
         raise UserError("--rollback goes with abort")
@@ -56,13 +56,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             ack = send(engine, args.release_id, args.action, args.cluster,
                        rollback=args.rollback, timeout=args.timeout)
-        except NothingToSteer:
-            raise
-        except UserError as exc:
-            if "did not acknowledge" in str(exc):
-                print(f"release-console: error: {exc}", file=sys.stderr)
-                return 1
-            raise
+        except NoAnswer as exc:
+            print(f"release-console: error: {exc}", file=sys.stderr)
+            return 1
     finally:
         engine.close()
     who = ack.by if ack.confirmed else f"{ack.by} (not confirmed by the cluster)"

@@ -30,6 +30,10 @@ class NothingToSteer(UserError):
     """No such running release, or nothing to act on (exit 2)."""
 
 
+class NoAnswer(UserError):
+    """The release took no notice of the request within the timeout (exit 1)."""
+
+
 @dataclass
 class LeaseView:
     """The app's release Lease on one cluster, as read now."""
@@ -128,7 +132,7 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
          rollback: bool = False, timeout: float = 30.0) -> Ack:
     """Ask the running `release_id` to do `action` and wait for its answer (up to
     `timeout` s). Raises `NothingToSteer` (no such release), `UserError` (the cluster
-    refused the write, or no answer in time)."""
+    refused the write), `NoAnswer` (no answer in time)."""
     if action not in wire.ACTIONS:
         raise UserError(f"unknown action {action!r}; one of {', '.join(wire.ACTIONS)}")
     if action in wire.NEEDS_CLUSTER and not cluster:
@@ -171,6 +175,6 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
             return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by, confirmed)
         if wire.decoded(lease, wire.STEERING, {}).get("release") != release_id:
             raise NothingToSteer(f"release {release_id} ended before taking the request")
-    raise UserError(f"release {release_id} did not acknowledge {action} within "
+    raise NoAnswer(f"release {release_id} did not acknowledge {action} within "
                     f"{timeout:g}s (request {request['id']} stays on lease {name} of "
                     f"{view.cluster})")

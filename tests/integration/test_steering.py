@@ -319,3 +319,30 @@ def test_retry_a_failed_cluster_through_the_channel(world, tmp_path):
     again = kinds.index(("steered", "a"))
     assert all(kinds.index(("cluster_healthy", c)) < again for c in "bcd")
     assert ("cluster_healthy", "a") in kinds[again:]
+
+
+def test_control_exits_1_when_the_release_listens_but_never_answers(world, tmp_path):
+    """A lease that names a listening release nobody serves: no acknowledgement in time is
+    exit 1 (not 2, not a crash), and the request is said to stay on the lease."""
+    from console.engine import Engine
+    from console.locks import control as wire
+    from console.locks import lease_name
+    from console.locks.lease import LEASES
+
+    w = world(["a"])
+    engine = Engine(w.config)
+    try:
+        driver = engine.driver("a")
+        driver.client.request("POST", "/api/v1/namespaces", body={
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": driver.namespace}}, timeout=10)
+        driver.client.request("POST", LEASES.format(namespace=driver.namespace), body={
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": lease_name(w.config.app.name), "annotations": {
+                wire.STEERING: wire.dump({"release": "r-silent"})}},
+            "spec": {"holderIdentity": "r-silent"}}, timeout=10)
+    finally:
+        engine.close()
+    done = control(w.config_path, "r-silent", "pause", "--timeout", "1")
+    assert done.returncode == 1, done.stderr
+    assert "did not acknowledge pause within 1s" in done.stderr
