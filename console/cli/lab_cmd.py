@@ -13,13 +13,12 @@ and has Ready nodes, and stops every process it started on SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from console.cli.serving import add_serving_arguments, readiness_overrides, stop_on_signals
 from console.errors import UserError
 
 
@@ -35,12 +34,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                         "and serve them until SIGINT/SIGTERM.")
     up.add_argument("count", nargs="?", type=int, metavar="N",
                     help="clusters c0..cN-1 (default: one per cluster of the fleet file)")
-    up.add_argument("--kubeconfig-dir", required=True, metavar="DIR",
-                    help="where to write <cluster>.yaml kubeconfigs, clusters.yaml and logs/")
-    up.add_argument("--readiness-delay", type=float, metavar="S",
-                    help="seconds from pod creation to Ready (overrides the fleet file)")
-    up.add_argument("--jitter", type=float, metavar="S",
-                    help="random extra readiness delay per pod, up to S seconds")
+    add_serving_arguments(up, "<cluster>.yaml kubeconfigs, clusters.yaml and logs/")
     up.add_argument("--etcd-per-cluster", action="store_true",
                     help="one etcd per cluster instead of one shared etcd (for comparison)")
     up.add_argument("--timeout", type=float, default=240.0, metavar="S",
@@ -55,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from console.cli import config_path
     from console.lab import LabError, LabFleet
 
-    overrides = {k: v for k, v in (("readiness_delay", args.readiness_delay),
-                                   ("jitter", args.jitter)) if v is not None}
+    overrides = readiness_overrides(args)
     directory = Path(args.kubeconfig_dir).expanduser()
     path = Path(config_path(args))
     if args.count is not None:
@@ -74,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
     lab.etcd_per_cluster = args.etcd_per_cluster
     if not lab.ids:
         raise UserError(f"{path}: clusters: no cluster to start")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     print(f"lab: starting {len(lab.ids)} cluster(s); logs in {directory.resolve() / 'logs'}",
           flush=True)
     try:

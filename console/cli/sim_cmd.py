@@ -11,12 +11,11 @@ SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from console.cli.serving import add_serving_arguments, readiness_overrides, stop_on_signals
 from console.errors import UserError
 
 
@@ -27,12 +26,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description="Serve simulated Kubernetes clusters (one HTTPS port each) and a demo registry.")
     parser.add_argument("--count", type=int, metavar="N",
                         help="serve N clusters c0..cN-1 instead of the fleet file's clusters")
-    parser.add_argument("--kubeconfig-dir", required=True, metavar="DIR",
-                        help="where to write <cluster>.yaml kubeconfigs and clusters.yaml")
-    parser.add_argument("--readiness-delay", type=float, metavar="S",
-                        help="seconds from pod creation to Ready (overrides the fleet file)")
-    parser.add_argument("--jitter", type=float, metavar="S",
-                        help="random extra readiness delay per pod, up to S seconds")
+    add_serving_arguments(parser, "<cluster>.yaml kubeconfigs and clusters.yaml")
     parser.set_defaults(func=run)
 
 
@@ -43,12 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from console.cli import config_path
     from console.sim import SimFleet
 
-    overrides = {"readiness_delay": args.readiness_delay, "jitter": args.jitter}
+    overrides = readiness_overrides(args)
     if args.count is not None:
         if args.count < 1:
             raise UserError("sim: --count must be at least 1")
-        fleet = SimFleet([f"c{n}" for n in range(args.count)],
-                         **{k: v for k, v in overrides.items() if v is not None})
+        fleet = SimFleet([f"c{n}" for n in range(args.count)], **overrides)
     else:
         path = Path(config_path(args))
         if not path.is_file():
@@ -59,9 +52,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{path}: {exc}") from None
         if not fleet.ids:
             raise UserError(f"{path}: clusters: no cluster to simulate")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     with fleet:
         written = fleet.write_kubeconfigs(args.kubeconfig_dir)
         for cid in fleet.ids:
