@@ -2,8 +2,10 @@
 
 `make bin` builds pinned etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 KWOK and helm from their Go modules into `.cache/bin/` of a checkout (and keeps a copy
-machine-wide under `~/.cache/release-console/`). A plain `pip install .` has no checkout,
-so `PATH` is looked at first, then the checkout's folder, then `$RELEASE_CONSOLE_BIN`.
+machine-wide under `~/.cache/release-console/`). `$RELEASE_CONSOLE_BIN` (folders, an
+explicit choice) is looked at first, then the checkout's pinned builds, and `PATH` last: a
+different helm or etcd that happens to be on PATH must not silently replace the pinned
+one. A plain `pip install .` has no checkout, so there PATH is what counts.
 """
 
 from __future__ import annotations
@@ -17,23 +19,19 @@ CHECKOUT_BIN = Path(__file__).resolve().parent.parent / ".cache" / "bin"
 
 
 def search_path() -> list[Path]:
-    """The folders looked at after PATH, in order."""
-    folders = [CHECKOUT_BIN]
+    """The folders looked at before PATH, in order."""
     extra = os.environ.get("RELEASE_CONSOLE_BIN", "")
-    folders += [Path(p) for p in extra.split(os.pathsep) if p]
-    return folders
+    return [Path(p) for p in extra.split(os.pathsep) if p] + [CHECKOUT_BIN]
 
 
 def find(name: str) -> Path | None:
-    """The executable `name` from PATH or the built-binaries folders, or None."""
-    on_path = shutil.which(name)
-    if on_path:
-        return Path(on_path)
+    """The executable `name` from the built-binaries folders or PATH, or None."""
     for folder in search_path():
         candidate = folder / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    return None
+    on_path = shutil.which(name)
+    return Path(on_path) if on_path else None
 
 
 def require(name: str) -> Path:

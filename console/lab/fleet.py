@@ -61,7 +61,7 @@ def _free_port() -> int:
 
 
 def find_programs() -> dict[str, Path]:
-    """The lab's programs (console.binaries: PATH, then .cache/bin, then $RELEASE_CONSOLE_BIN)."""
+    """The lab's programs (console.binaries: $RELEASE_CONSOLE_BIN, .cache/bin, then PATH)."""
     found = {name: binaries.find(name) for name in PROGRAMS}
     missing = [name for name, path in found.items() if path is None]
     if missing:

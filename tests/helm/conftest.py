@@ -1,8 +1,8 @@
 """Fixtures of the Helm tests: the real helm binary, and a simulated fleet whose fleet file
 ships the example chart (deploy/charts/user-service) instead of manifests.
 
-helm is found as the console finds it (`console.binaries`: PATH, the checkout's
-`.cache/bin`, `$RELEASE_CONSOLE_BIN`); when it is missing the tests fail and say how to
+helm is found as the console finds it (`console.binaries`: `$RELEASE_CONSOLE_BIN`, the
+checkout's `.cache/bin`, then PATH); when it is missing the tests fail and say how to
 build it - `make test` builds it first.
 """
 
