@@ -6,9 +6,11 @@ a missing one fails with how to get it, so nothing is touched) and runs `helm li
 chart directory with the fleet's default values and the release's tag. The per-cluster
 render (`helm template`) goes through the same "values" and "capacity" checks as
 manifests (`console.preflight`), and its "dry-run" is `check_helm_dry_run`: the
-rendered kinds are ones the console deploys, then `helm upgrade --install
---dry-run=server` in the cluster (on a first release, where the namespace does not exist
-yet, the render is dry-run like manifests: `console.preflight.manifests`).
+rendered kinds are ones the console deploys, the API server accepts the rendered objects
+exactly as for manifests (`console.preflight.manifests.check_dry_run`, also on a first
+release), then, where the namespace exists, `helm upgrade --install --dry-run=server`
+(which never sends the objects to the API server, but refuses e.g. a release that
+another helm operation left pending).
 """
 
 from __future__ import annotations
@@ -62,12 +64,19 @@ def _lint_tag(tag: str) -> str:
 
 
 def check_helm_dry_run(ctx: ClusterContext, objects: Sequence[dict] | None) -> CheckResult:
-    """The chart's kinds are ones the console deploys, and the API server accepts Helm's
-    upgrade in a server-side dry run (where the namespace exists)."""
+    """The chart's kinds are ones the console deploys, the API server accepts the rendered
+    objects (the manifests' server-side dry run, also on a first release), and where the
+    namespace exists Helm accepts the upgrade (`helm upgrade --dry-run=server`).
+
+    Helm's server dry run never sends the rendered objects to the API server (templates
+    may only look things up), so on its own it passes a Deployment the server refuses;
+    it is kept for what only Helm knows - e.g. a release left pending by a killed helm.
+    """
     from console.kube.driver import RESOURCE_PATHS
     from console.kube.helm import HelmDriver, render_chart
+    from console.preflight.manifests import check_dry_run
 
-    cid, ns = ctx.cluster.id, ctx.cluster.namespace
+    cid = ctx.cluster.id
     try:
         objects = objects if objects is not None else render_chart(ctx.config, ctx.cluster,
                                                                    ctx.tag)
@@ -81,14 +90,16 @@ def check_helm_dry_run(ctx: ClusterContext, objects: Sequence[dict] | None) -> C
     driver = ctx.driver
     if not isinstance(driver, HelmDriver):
         return CheckResult("dry-run", False, "internal error: no Helm driver", cid)
+    server = check_dry_run(driver.client, ctx.config, ctx.cluster, ctx.tag, objects,
+                           ctx.namespace_exists)
+    if not server.ok or ctx.namespace_exists is False:
+        return server
     try:
         if not driver.namespace_exists():
-            return CheckResult("dry-run", True, f"{len(objects)} object(s) rendered; namespace "
-                               f"{ns!r} does not exist yet, so no server-side dry run", cid)
+            return server
         driver.dry_run(ctx.tag)
     except ClusterError as exc:
-        return CheckResult("dry-run", False, f"the API server refused Helm's upgrade: "
-                           f"{exc.reason}", cid)
-    return CheckResult("dry-run", True, f"{len(objects)} object(s) accepted (helm upgrade "
-                       "--dry-run=server)", cid)
-
+        return CheckResult("dry-run", False, f"the API server accepted the rendered chart, "
+                           f"but Helm refused the upgrade: {exc.reason}", cid)
+    return CheckResult("dry-run", True, f"{server.detail}; helm upgrade --dry-run=server "
+                       "passed", cid)

@@ -218,10 +218,10 @@ def values_check(ctx: ClusterContext) -> CheckResult:
 def dry_run_check(ctx: ClusterContext) -> CheckResult:
     """`check_dry_run`, knowing from the `cluster` check whether the namespace exists.
 
-    A chart where the namespace exists gets Helm's own server-side dry run
-    (`console.preflight.helm`); on a first release its render is dry-run like manifests.
+    A chart's render is dry-run the same way, plus Helm's own server-side dry run where
+    the namespace exists (`console.preflight.helm`).
     """
-    if ctx.config.app.chart is not None and ctx.namespace_exists is not False:
+    if ctx.config.app.chart is not None:
         from console.preflight.helm import check_helm_dry_run
         return check_helm_dry_run(ctx, rendered(ctx))
     return check_dry_run(ctx.driver.client, ctx.config, ctx.cluster, ctx.tag, rendered(ctx),
