@@ -21,7 +21,8 @@ Using it (the engine attaches `EventLedger(ledger)` as an event listener)::
 
 The package: `records` (record types, the JSONL line format, times), `reading`
 (queries over the record files), `repository` (Git: open, commit, push, merge),
-`latest` (the latest-version index), `ledger` (the `Ledger`), `reconcile` (closing
+`latest` (the latest-version index), `ledger` (the `Ledger`), `queries` (its reading
+side: history, unfinished releases, the version matrix), `reconcile` (closing
 what a stopped console left open), `listener` (the engine listener), `operator` (who
 acts).
 """
