@@ -9,6 +9,7 @@ counters and faults, plus a demo OCI registry. Modules:
     cluster.py     one cluster's state: store, controller, tokens, counters, nodes
     server.py      the HTTP entry: routing, authentication, RBAC, injected faults, discovery, admin
     resources.py   resource requests: CRUD, patches, server-side apply, lists, watches, reviews
+    watch.py       watch streams: initial events, 410 Gone, bookmarks, changes
     api.py         Status errors, replies, request bodies, what a URL addresses
     store.py       objects, resourceVersions, the event backlog, watchers, selectors
     controller.py  the Deployment and ReplicaSet controllers (rollouts, revisions, conditions)
@@ -22,7 +23,7 @@ counters and faults, plus a demo OCI registry. Modules:
     rbac.py        token rules
     registry.py    the demo OCI registry
     faults.py      the settings (and their documentation), per cluster
-    tls.py         the fleet CA and serving certificate
+    tls.py         the fleet CA and serving certificate (the lab makes its CA here too)
     objects.py     small helpers over stored objects
 """
 

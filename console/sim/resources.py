@@ -1,9 +1,8 @@
-"""Requests on resources: CRUD, the patch kinds, server-side apply, lists, watches and
-streaming lists, self reviews and pod logs - answered as the API server does."""
+"""Requests on resources: CRUD, the patch kinds, server-side apply, lists, watches (served
+by `console.sim.watch`), self reviews and pod logs - answered as the API server does."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
@@ -12,13 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from console.sim import admission, discovery, patch, tables
-from console.sim.api import JSON, ApiError, Target, dumps, not_found, read_body, reply
+from console.sim import admission, discovery, patch, tables, watch
+from console.sim.api import ApiError, Target, dumps, not_found, read_body, reply
 from console.sim.cluster import SimCluster
 from console.sim.objects import now_iso
 from console.sim.discovery import ResourceType
 from console.sim.rbac import Principal, rules_review
-from console.sim.store import Gone, Obj, SelectorError, clone, field_matcher, label_matcher
+from console.sim.store import Obj, SelectorError, clone, field_matcher, label_matcher
 
 
 class Resources:
@@ -392,85 +391,13 @@ class Resources:
                       "metadata": meta, "items": page})
 
     async def watch(self) -> web.StreamResponse:
-        """A watch stream: chunked JSON lines, flushed per event."""
+        """A watch stream: chunked JSON lines, flushed per event (see `console.sim.watch`)."""
         labels, fields = self._matchers()
 
         def match(obj: Obj) -> bool:
             return labels(obj["metadata"].get("labels") or {}) and fields(obj)
-        key, ns = self.t.rt.key, self.t.namespace
-        rv_param = self.query.get("resourceVersion") or ""
-        initial_events = self.query.get("sendInitialEvents") == "true"
-        bookmarks = self.query.get("allowWatchBookmarks") == "true"
-        try:
-            timeout = float(self.query.get("timeoutSeconds") or 1800)
-        except ValueError:
-            raise ApiError(400, "timeoutSeconds must be a number") from None
-        watcher = self.store.watch(key, ns, match)
-        try:
-            return await self._stream(watcher, match, rv_param, initial_events, bookmarks, timeout)
-        except ConnectionResetError:  # the client went away
-            return web.Response(status=499)
-        finally:
-            self.store.unwatch(watcher)
-
-    async def _stream(self, watcher: Any, match: Any, rv_param: str, initial_events: bool,
-                      bookmarks: bool, timeout: float) -> web.StreamResponse:
-        key, ns = self.t.rt.key, self.t.namespace
-        first: list[tuple[str, Obj]] = []
-        gone = ""
-        if initial_events or rv_param in ("", "0"):
-            first = [("ADDED", o) for o in self.store.list(key, ns) if match(o)]
-        else:
-            try:
-                since = self.store.since(key, int(rv_param))
-            except ValueError:
-                raise ApiError(400, f"invalid resource version {rv_param!r}") from None
-            except Gone as exc:
-                gone = str(exc)
-                since = []
-            first = [(e, o) for e, o in since
-                     if (ns is None or o["metadata"].get("namespace") == ns) and match(o)]
-        resp = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
-        resp.enable_chunked_encoding()
-        await resp.prepare(self.request)
-        if gone:
-            err = ApiError(410, gone, "Expired")
-            await resp.write(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
-            return resp
-        for etype, obj in first:
-            await resp.write(dumps({"type": etype, "object": obj}) + b"\n")
-        if initial_events and bookmarks:
-            mark = {"kind": self.t.rt.kind, "apiVersion": self.t.rt.api_version,
-                    "metadata": {"resourceVersion": str(self.store.rv),
-                                 "annotations": {"k8s.io/initial-events-end": "true"}}}
-            await resp.write(dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        interval = self.cluster.settings.bookmark_interval
-        next_bookmark = loop.time() + interval
-        while True:
-            now = loop.time()
-            if now >= deadline:
-                break
-            if bookmarks and now >= next_bookmark:
-                # as the API server does about once a minute: the client's resourceVersion stays
-                # fresh, so a re-watch does not run into 410 Gone
-                mark = {"kind": self.t.rt.kind, "apiVersion": self.t.rt.api_version,
-                        "metadata": {"resourceVersion": str(self.store.rv)}}
-                await resp.write(dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
-                next_bookmark = now + interval
-            wait = min(deadline, next_bookmark if bookmarks else deadline) - now
-            try:
-                item = await asyncio.wait_for(watcher.queue.get(), wait)
-            except asyncio.TimeoutError:
-                continue
-            if item is None:  # the cluster died: drop the connection
-                if self.request.transport is not None:
-                    self.request.transport.abort()
-                return resp
-            await resp.write(dumps({"type": item[0], "object": item[1]}) + b"\n")
-        await resp.write_eof()
-        return resp
+        return await watch.serve(self.request, self.store, self.t.rt, self.t.namespace,
+                                 self.query, match, self.cluster.settings.bookmark_interval)
 
     # --- reviews and logs ---------------------------------------------------------------
 
