@@ -109,6 +109,9 @@ class GateAnswer:
     decision: GateDecision
     rollback: bool = False
     by: str = ""
+    # The gate (the index of the wave it lets start) the answer was given for; an answer
+    # through the control channel is bound to it, so it never decides a later gate.
+    gate: int | None = None
 
 
 Approver = Callable[[GateRequest], GateAnswer]
@@ -296,13 +299,24 @@ class ReleaseControl:
             taken, self._retries = self._retries, {}
         return taken
 
-    def gate_answer(self, timeout: float | None) -> GateAnswer | None:
+    def gate_answer(self, timeout: float | None, gate: int | None = None) -> GateAnswer | None:
         """The next gate answer, waiting up to `timeout` s (None: no answer in time, or
-        the release was aborted meanwhile)."""
+        the release was aborted meanwhile). With `gate`, answers bound to another gate
+        are stale and dropped."""
+        def fresh() -> bool:
+            if gate is not None:
+                self._answers = [a for a in self._answers if a.gate in (None, gate)]
+            return bool(self._answers) or self._abort is not None
         with self._lock:
-            self._answered.wait_for(lambda: self._answers or self._abort is not None,
-                                    timeout)
+            self._answered.wait_for(fresh, timeout)
             return self._answers.pop(0) if self._answers else None
+
+    def close_gate(self, gate: int) -> None:
+        """Drop every answer still queued for `gate` (or for no particular gate): the gate
+        is decided, and an approval given for it must never carry over to the next one."""
+        with self._lock:
+            self._answers = [a for a in self._answers
+                             if a.gate is not None and a.gate != gate]
 
     def subscribe(self, observer: Callable[[str, str], None]) -> None:
         """Call `observer(what, by)` on pause/resume/abort (the engine emits events)."""
@@ -334,7 +348,7 @@ def wait_for_approval(control: ReleaseControl, gate_timeout: float | None) -> Ap
         approvers: list[str] = []
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            answer = control.gate_answer(left)
+            answer = control.gate_answer(left, request.next_wave)
             if answer is None:
                 if control.aborted:
                     return GateAnswer(GateDecision.ABORT, control.rollback_on_abort,

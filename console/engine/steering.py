@@ -232,9 +232,20 @@ class Channel:
             return False, f"unknown action {action!r}"
         why_not = control.check(action, cid)
         gate = self.run.gate_waiting
-        if why_not is None and action == "approve" and gate is not None and \
-                by in self.approvers.get(gate, ()):
-            why_not = f"{by} approved this gate already; it needs distinct approvers"
+        asked_gate = request.get("gate")
+        if why_not is None and action in ("approve", "reject") and \
+                asked_gate is not None and asked_gate != gate:
+            # Bound to the gate the requester saw: an answer for a gate that closed
+            # meanwhile must not decide the next one.
+            why_not = (f"the answer was for the gate before wave {_wave(asked_gate)}; "
+                       + (f"the release now waits before wave {_wave(gate)}"
+                          if gate is not None else "that gate is decided"))
+        if why_not is None and action == "approve" and gate is not None:
+            strategy = self.engine.config.strategies.get(self.run.plan.strategy)
+            if by in self.approvers.get(gate, ()):
+                why_not = f"{by} approved this gate already; it needs distinct approvers"
+            elif len(self.approvers.get(gate, ())) >= (strategy.approvals if strategy else 1):
+                why_not = "this gate has its approvals already"
         if why_not is not None:
             return False, why_not
         rollback = bool(request.get("rollback"))
@@ -257,14 +268,14 @@ class Channel:
         elif action == "approve":
             assert gate is not None
             self.approvers.setdefault(gate, []).append(by)
-            control.answer_gate(GateAnswer(GateDecision.APPROVE, by=by))
+            control.answer_gate(GateAnswer(GateDecision.APPROVE, by=by, gate=gate))
             strategy = self.engine.config.strategies.get(self.run.plan.strategy)
             need = strategy.approvals if strategy else 1
             have = len(self.approvers[gate])
             if have < need:
                 detail += f" ({have} of {need} approvals)"
         elif action == "reject":
-            control.answer_gate(GateAnswer(GateDecision.REJECT, by=by))
+            control.answer_gate(GateAnswer(GateDecision.REJECT, by=by, gate=gate))
         return True, detail
 
 
@@ -274,6 +285,14 @@ def open_channel(engine: Engine, run: ReleaseRun) -> Channel | None:
     if lock is None or not lock.leases:
         return None
     return Channel(engine, run, lock.leases[0]).open()
+
+
+def _wave(gate: Any) -> str:
+    """The 1-based number of the wave a gate (0-based index of the wave it lets start) opens."""
+    try:
+        return str(int(gate) + 1)
+    except (TypeError, ValueError):
+        return repr(gate)
 
 
 def _by(who: str) -> str:

@@ -145,6 +145,9 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
     request = {"id": secrets.token_hex(6), "action": action, "cluster": cluster or "",
                "by": by, "operator": operator_name(), "confirmed": confirmed,
                "rollback": rollback,
+               # An answer is bound to the gate it was given for (the wave it lets start).
+               "gate": (view.steering.get("gate") or {}).get("wave")
+               if action in ("approve", "reject") else None,
                "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     driver = engine.driver(view.cluster)
     name = lease_name(engine.config.app.name)

@@ -495,6 +495,9 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
         answer = GateAnswer(GateDecision.REJECT, by=f"approver error: {exc}")
     finally:
         run.gate_waiting = None
+        # Answers given for this gate and not taken (a second approval in the same poll
+        # round) are stale now: they must not pass the next gate.
+        run.control.close_gate(next_wave)
     decision = GateDecision(answer.decision)
     engine.event(Kind.GATE_DECIDED, run.release_id, None,
                  f"gate {decision.value}{by_suffix(answer.by)}", decision=decision.value,

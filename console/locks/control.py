@@ -9,7 +9,7 @@ sorted order - and keeps three annotations there:
   release listens, and its live state for followers (`gate`: the wave waiting for
   approval, its clusters, the approvals it needs and who gave them);
 - `release-console/control`: JSON list of requests `{"id", "action", "cluster", "by",
-  "operator", "rollback", "at"}` appended by `release-console control` (the newest
+  "operator", "confirmed", "rollback", "gate", "at"}` appended by `release-console control` (the newest
   `KEEP` are kept);
 - `release-console/control-ack`: JSON object request id -> `{"ok", "detail"}`, written
   by the release when it took (or refused) a request.

@@ -346,3 +346,49 @@ def test_control_exits_1_when_the_release_listens_but_never_answers(world, tmp_p
     done = control(w.config_path, "r-silent", "pause", "--timeout", "1")
     assert done.returncode == 1, done.stderr
     assert "did not acknowledge pause within 1s" in done.stderr
+
+
+def test_an_approval_is_bound_to_its_gate_and_never_passes_the_next_one(world, tmp_path):
+    # Two approvals landing in one poll round (one Lease write) for a gate that needs
+    # one: the second must not stay queued and pass the next gate that nobody approved.
+    from console.engine import Engine
+    from console.locks import control as wire, lease_name
+    strategies = {"canary": {"waves": [["a"], ["b"], ["c"]], "gates": True}}
+    w = world(["a", "b", "c"], strategies=strategies, readiness_delay=0.3, jitter=0.0)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
+                    "--wait-for-approval", "--gate-timeout", "90s")
+    engine = Engine(w.config)
+    try:
+        drv = engine.driver("a")
+        name = lease_name(w.config.app.name)
+
+        def lease() -> dict:
+            return wire.read(drv.client, drv.namespace, name)
+        gate = wait_for(lambda: wire.decoded(lease(), wire.STEERING, {}).get("gate"),
+                        timeout=90, what="the first gate published")
+
+        def two(current, notes):
+            reqs = wire.decoded(current, wire.CONTROL, [])
+            reqs += [{"id": "x1", "action": "approve", "by": "alice", "confirmed": True,
+                      "gate": gate["wave"]},
+                     {"id": "x2", "action": "approve", "by": "bob", "confirmed": True,
+                      "gate": gate["wave"]}]
+            notes[wire.CONTROL] = wire.dump(reqs)
+            return True
+        wire.change(drv.client, drv.namespace, name, two)
+        wait_for(lambda: [e for e in deploy.kinds("gate_waiting") if e["wave"] == 2],
+                 timeout=90, what="the second gate")
+        assert w.version("c") is None
+        acks = wire.decoded(lease(), wire.ACK, {})
+        assert acks["x1"]["ok"] and not acks["x2"]["ok"], acks
+        last = control(w.config_path, deploy.release_id, "approve")
+        assert last.returncode == 0, last.stderr
+        code = deploy.finish()
+    finally:
+        engine.close()
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 0, deploy.stderr()
+    decided = [(e["wave"], e["by"]) for e in deploy.kinds("gate_decided")]
+    assert decided == [(1, "alice"), (2, "system:serviceaccount:kube-system:a-admin")]
+    assert w.version("c") == "v2"
