@@ -124,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
             elif row.recorded == s.version and row.recorded_helm_revision is not None:
                 said = f"Helm revision {row.recorded_helm_revision}, live {s.helm_revision}"
             state = f"{DRIFT} (ledger says {said})" + ("" if state == "ok" else f", {state}")
+        if (s.helm_status or "").startswith("pending-"):
+            # A helm killed mid-operation: Helm refuses the next release until recovered.
+            state = (f"NEEDS ATTENTION: helm release {s.helm_status} (a helm operation did "
+                     f"not finish; `release-console check` says how to recover), {state}")
         live = s.version or "-"
         if s.helm_revision is not None:
             # Apps shipped as a chart: Helm's revision, chart version and release status.

@@ -185,7 +185,7 @@ def plan_rollback(engine: Engine, cluster_id: str, to: str | None,
         version, why = last_good_target(cluster.id, live.version, releases, where)
         return RollbackPlan(cluster.id, live.version, version, LAST_GOOD, why,
                             recorded_digest(cluster.id, version, releases))
-    if to == live.version:
+    if to == live.version and not live.helm_pending:
         raise ValidationError(f"cluster {cluster.id!r}: already runs {to}")
     return RollbackPlan(cluster.id, live.version, to, "named", "named with --to",
                         recorded_digest(cluster.id, to, releases))

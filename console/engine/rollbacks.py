@@ -220,7 +220,8 @@ def rollback_target(cid: str, live: LiveDeployment, revisions: list[Revision],
             raise ValidationError(f"cluster {cid!r}: no previous revision to roll back to "
                                   f"(it runs {live.version})")
         return older[-1]
-    if to_version == live.version:
+    if to_version == live.version and not live.helm_pending:
+        # (a Helm release left pending runs the old version yet needs its helm rollback)
         raise ValidationError(f"cluster {cid!r}: already runs {to_version}")
     matching = [r for r in revisions if r.version == to_version
                 and (digest is None or image_digest(r.image) in (digest, None))]

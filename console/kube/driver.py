@@ -105,6 +105,12 @@ class LiveDeployment:
         return image_digest(self.image)
 
     @property
+    def helm_pending(self) -> bool:
+        """Helm left the release pending (a helm killed mid-operation): it refuses every
+        other operation but a rollback, even to the version that runs."""
+        return (self.helm_status or "").startswith("pending-")
+
+    @property
     def history_revision(self) -> int | None:
         """The revision `revisions()` numbers are compared with: Helm's, else the Deployment's."""
         return self.helm_revision if self.helm_revision is not None else self.revision

@@ -28,7 +28,7 @@ from console.kube.client import ClusterError, KubeClient
 from console.kube.driver import (FIELD_MANAGER, ClusterDriver, LiveDeployment, Revision,
                                  _container_image, image_tag)
 from console.kube.helm_cli import DEFAULT_TIMEOUT, HelmRunner
-from console.kube.helm_storage import HelmRevision, latest, read_history
+from console.kube.helm_storage import HelmRevision, latest, pending, read_history
 
 MERGE_PATCH = "application/merge-patch+json"
 # Revisions Helm never finished writing, or that failed: never a rollback target.
@@ -179,13 +179,37 @@ class HelmDriver(ClusterDriver):
                             self.settings.release, self.app, timeout)
 
     def live(self, timeout: float | None = None) -> LiveDeployment:
-        """The live Deployment plus the Helm release's current revision."""
+        """The live Deployment plus the Helm release's current revision; its status is the
+        pending one when a helm operation did not finish (the revision stays the last
+        deployed, which is what runs)."""
         base = super().live(timeout)
-        current = latest(self.history(timeout))
+        history = self.history(timeout)
+        current, stuck = latest(history), pending(history)
         if current is None:
             return base
         return replace(base, helm_revision=current.number, chart_version=current.chart_version,
-                       app_version=current.app_version, helm_status=current.status)
+                       app_version=current.app_version,
+                       helm_status=(stuck or current).status)
+
+    def pending_problem(self) -> str | None:
+        """What is wrong when Helm left the release pending, and how to recover; None when
+        it is not pending."""
+        history = self.history()
+        stuck = pending(history)
+        if stuck is None:
+            return None
+        release, ns = self.settings.release, self.namespace
+        what = (f"Helm release {release!r} in namespace {ns!r} is {stuck.status} (revision "
+                f"{stuck.number}): a helm operation did not finish (killed or timed out), "
+                "and Helm refuses every other until it is resolved")
+        good = [r for r in history if r.number < stuck.number and r.status in
+                ("deployed", "superseded") and r.template]
+        if good:
+            version = image_tag(_container_image(good[-1].template, self.app))
+            return (f"{what}; recover with `release-console rollback {self.cluster} --to "
+                    f"{version}` (helm rollback to revision {good[-1].number})")
+        return (f"{what}; nothing was ever deployed: recover with `helm uninstall {release} "
+                f"-n {ns}`")
 
     def revisions(self, live: LiveDeployment | None = None) -> list[Revision]:
         """Helm's revisions that ran a Deployment of the app (numbers are Helm's)."""

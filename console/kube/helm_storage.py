@@ -128,3 +128,12 @@ def latest(history: list[HelmRevision]) -> HelmRevision | None:
             return revision
     return history[-1] if history else None
 
+
+
+def pending(history: list[HelmRevision]) -> HelmRevision | None:
+    """The newest revision when Helm left it pending (`pending-install`, `-upgrade`,
+    `-rollback`): a helm killed mid-operation leaves it so, and Helm then refuses every
+    other operation on the release ("another operation is in progress")."""
+    if history and history[-1].status.startswith("pending-"):
+        return history[-1]
+    return None

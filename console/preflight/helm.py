@@ -97,6 +97,9 @@ def check_helm_dry_run(ctx: ClusterContext, objects: Sequence[dict] | None) -> C
     try:
         if not driver.namespace_exists():
             return server
+        stuck = driver.pending_problem()
+        if stuck is not None:
+            return CheckResult("dry-run", False, stuck, cid)
         driver.dry_run(ctx.tag)
     except ClusterError as exc:
         return CheckResult("dry-run", False, f"the API server accepted the rendered chart, "
