@@ -20,8 +20,10 @@ What goes:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -119,3 +121,47 @@ def clean(value: Any, limit: int = ERROR_LIMIT, known: list[str] | None = None) 
 
 
 __all__ = ["ERROR_LIMIT", "SECRET_ENV", "clean", "register_secret", "scrub"]
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """Log records as one scrubbed line: `release-console: warning: MESSAGE`.
+
+    Python's fallback handler would print `log.exception`'s traceback raw (secrets, many
+    lines) to stderr; with this formatter an exception adds only its type and message, and
+    a traceback (`traceback=True`, for the private engine log) is kept, scrubbed, on the
+    same line."""
+
+    def __init__(self, traceback: bool = False) -> None:
+        super().__init__()
+        self.traceback = traceback
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            message += (" | " + self.formatException(record.exc_info) if self.traceback
+                        else f": {type(exc).__name__}: {exc}")
+        return f"release-console: {record.levelname.lower()}: {scrub(message)}"
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to the `sys.stderr` of the moment (a StreamHandler keeps the one it was made
+    with, which tests and redirections replace)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never break the console
+            self.handleError(record)
+
+
+def log_to_stderr(traceback: bool = False) -> None:
+    """The console's warnings go to stderr through `ScrubbingFormatter` (once per process)."""
+    logger = logging.getLogger("console")
+    if any(isinstance(h.formatter, ScrubbingFormatter) for h in logger.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(ScrubbingFormatter(traceback))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from console.errors import UserError
+from console.redact import scrub
 
 GIT_TIMEOUT = 10.0            # s for `git rev-parse`
 BUILD_TIMEOUT = 3600.0        # s a build may run before it is stopped
@@ -155,10 +156,13 @@ def run_build(offer: BuildOffer, timeout: float = BUILD_TIMEOUT,
     stdout = process.stdout
 
     def read() -> None:
-        for line in stdout:
-            tail.append(line.rstrip("\n"))
+        for raw in stdout:
+            # A build prints what it likes (tokens, colour codes): scrubbed where it is
+            # read, so the terminal, the TUI's pane and the failure's tail all get it.
+            line = scrub(raw.rstrip("\n"))
+            tail.append(line)
             if on_line is not None:
-                on_line(line.rstrip("\n"))
+                on_line(line)
 
     # A reader thread, so a build that hangs without printing still meets the timeout.
     reader = threading.Thread(target=read, name="build-output", daemon=True)

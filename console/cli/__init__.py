@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments, run the command, map errors to exit codes."""
+    from console.redact import log_to_stderr
+    log_to_stderr()   # warnings as one scrubbed line, never a raw traceback
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

@@ -512,6 +512,8 @@ class EngineHost:
 def main(argv: list[str]) -> None:
     """`python -m console.engine.remote READ_FD WRITE_FD FLEET_FILE OPTIONS_HEX`."""
     read_fd, write_fd, path, encoded = argv[:4]
+    from console.redact import log_to_stderr
+    log_to_stderr(traceback=True)   # stderr is the private engine log: keep the trace
     EngineHost(Connection(int(read_fd), writable=False),
                Connection(int(write_fd), readable=False),
                path, pickle.loads(bytes.fromhex(encoded))).serve()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
+import sys
 
 from console.cli.deploy_cmd import EventPrinter
 from console.config import NotifyConfig
@@ -130,3 +132,40 @@ def test_scrub_keeps_prose_and_masks_secrets() -> None:
         "Proxy-Authorization: *** ok"
     assert scrub("line one\nline two\ttab") == "line one line two tab"
     assert scrub("a\x1b[31mb\x00c\u202ed") == "a\\x1b[31mb\\x00c\\u202ed"
+
+
+def test_a_build_commands_output_is_scrubbed_where_it_is_read(tmp_path) -> None:
+    """`deploy --build` prints the build's lines and the TUI's pane shows them: both get
+    them from run_build, scrubbed (a build may echo tokens or colour codes)."""
+    from console.version_tag import BuildOffer, run_build
+
+    register_secret(KNOWN)
+    script = tmp_path / "hostile.txt"
+    script.write_text(HOSTILE)
+    offer = BuildOffer(f"cat {script}; echo; exit 3", "1.0", "reg/app:1.0", tmp_path, "")
+    lines: list[str] = []
+    result = run_build(offer, timeout=30, on_line=lines.append)
+    assert not result.ok and len(lines) == 2
+    # Output lines stay lines (each printed behind "  build: "), so the forged text is a
+    # line of its own here; no secret and no control character gets through.
+    for text in (*lines, result.output_tail):
+        assert [leak for leak in raw_leaks(text) if leak != "forged line"] == []
+
+
+def test_an_unexpected_exceptions_log_line_is_one_scrubbed_line(tmp_path) -> None:
+    """`log.exception` in the engine (an unexpected error in one cluster's deploy) reaches
+    stderr as one scrubbed line through the CLI's handler, never as a raw traceback."""
+    code = (
+        "import logging, sys\n"
+        "from console.redact import log_to_stderr\n"
+        "log_to_stderr()\n"
+        "try:\n"
+        "    raise RuntimeError(sys.argv[1])\n"
+        "except RuntimeError:\n"
+        "    logging.getLogger('console.engine.deploy').exception('deploying a failed')\n")
+    out = subprocess.run([sys.executable, "-c", code, HOSTILE], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "VAULT_TOKEN": KNOWN})
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("release-console: error: deploying a failed: RuntimeError")
+    assert raw_leaks(out.stderr) == []
