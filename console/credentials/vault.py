@@ -54,7 +54,7 @@ def skip_verify_problem() -> str | None:
         return None
     return ("refused: VAULT_SKIP_VERIFY is set, and the console does not turn off TLS "
             "verification of Vault; unset it and give Vault's CA with VAULT_CACERT or "
-            "vault.cacert in clusters.yaml")
+            "the fleet file's vault.cacert")
 
 
 def vault_client(vault: VaultConfig) -> Any:
