@@ -2,5 +2,6 @@
 
 Everything here drives `console.engine` from worker threads and learns what happens from
 its events; nothing here talks to Kubernetes. `state` is the view model (no Textual),
-`app` the application, `screens/` and `widgets/` its parts, `themes` the theme loader.
+`app` the application (`rollbacks` its rollback actions), `screens/` and `widgets/` its
+parts, `themes` the theme loader.
 """
