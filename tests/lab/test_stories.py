@@ -246,3 +246,26 @@ def test_a_failed_first_release_leaves_nothing_behind(stage):
     wait_for(lambda: not stage.fleet.list("c0", "apps/replicasets", stage.ns("c0")),
              "the ReplicaSets to be collected")
     wait_for(lambda: not stage.pods("c0"), "the pods to be collected")
+
+
+def test_a_first_release_of_an_invalid_manifest_fails_with_the_servers_words(stage, capsys):
+    """Issue 17: the namespace does not exist yet, and the server still validates."""
+    stage.write(replicas="two")    # a string where the API server wants an int32
+    code = deploy(stage, "v1", "--clusters", "c0", "--yes")
+    out = capsys.readouterr()
+    assert code == 2, out
+    assert ("cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of "
+            "type int32") in out.err + out.out
+    assert stage.fleet.get("c0", "/namespaces", "", stage.ns("c0")) is None   # nothing made
+    assert stage.deployment("c0") is None
+
+
+def test_a_release_that_cannot_fit_fails_pre_flight_with_the_numbers(stage, capsys):
+    """Issue 17: capacity as the scheduler sees it - no node has 500 cores for a pod."""
+    stage.write(cpu="500")
+    code = deploy(stage, "v1", "--clusters", "c0", "--yes")
+    out = capsys.readouterr()
+    text = out.err + out.out
+    assert code == 2, text
+    assert "the release's pods do not fit: cpu: needs 1000 (2 x 500)" in text, text
+    assert stage.fleet.get("c0", "/namespaces", "", stage.ns("c0")) is None
