@@ -72,9 +72,8 @@ def check_helm_dry_run(ctx: ClusterContext, objects: Sequence[dict] | None) -> C
     may only look things up), so on its own it passes a Deployment the server refuses;
     it is kept for what only Helm knows - e.g. a release left pending by a killed helm.
     """
-    from console.kube.driver import RESOURCE_PATHS
     from console.kube.helm import HelmDriver, render_chart
-    from console.preflight.manifests import check_dry_run
+    from console.preflight.manifests import check_dry_run, undeployable_kind
 
     cid = ctx.cluster.id
     try:
@@ -82,11 +81,10 @@ def check_helm_dry_run(ctx: ClusterContext, objects: Sequence[dict] | None) -> C
                                                                    ctx.tag)
     except UserError as exc:
         return CheckResult("dry-run", False, f"render failed: {exc}", cid)
-    for obj in objects:
-        key = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-        if key not in RESOURCE_PATHS:
-            return CheckResult("dry-run", False, f"the chart renders kind {key[1]!r} "
-                               f"({key[0]}), not one the console deploys", cid)
+    strange = undeployable_kind(objects)
+    if strange:
+        return CheckResult("dry-run", False, f"the chart renders kind {strange[1]!r} "
+                           f"({strange[0]}), not one the console deploys", cid)
     driver = ctx.driver
     if not isinstance(driver, HelmDriver):
         return CheckResult("dry-run", False, "internal error: no Helm driver", cid)

@@ -147,6 +147,17 @@ def _request_limit_conflicts(resources: Mapping[str, Any], where: str) -> list[s
     return out
 
 
+def undeployable_kind(objects: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(apiVersion, kind) of the first object of a kind the console does not deploy."""
+    from console.kube.driver import RESOURCE_PATHS
+
+    for obj in objects:
+        key = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        if key not in RESOURCE_PATHS:
+            return key
+    return None
+
+
 def check_dry_run(client: Any, config: Any, cluster: Any, tag: str,
                   objects: Sequence[dict] | None = None,
                   namespace_exists: bool | None = None) -> CheckResult:
@@ -162,11 +173,10 @@ def check_dry_run(client: Any, config: Any, cluster: Any, tag: str,
         objects = render_for(config, cluster, tag, objects)
     except UserError as exc:
         return CheckResult("dry-run", False, f"render failed: {exc}", cid)
-    for obj in objects:
-        key = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-        if key not in RESOURCE_PATHS:
-            return CheckResult("dry-run", False, f"kind {key[1]!r} ({key[0]}) is not one the "
-                               "console deploys", cid)
+    strange = undeployable_kind(objects)
+    if strange:
+        return CheckResult("dry-run", False, f"kind {strange[1]!r} ({strange[0]}) is not one "
+                           "the console deploys", cid)
     try:
         if namespace_exists is None:
             namespace_exists = _namespace_exists(kube, ns)

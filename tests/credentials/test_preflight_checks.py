@@ -120,6 +120,15 @@ def test_dry_run_also_on_a_first_release(fleet_world):
     assert "selector" in refused.detail
 
 
+def test_dry_run_refuses_a_kind_the_console_does_not_deploy_before_asking(fleet_world):
+    _, config = fleet_world()
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"}}
+    refused = check_dry_run(api_for(config, "ok"), config, config.cluster("ok"), "1.0",
+                            [job], namespace_exists=True)
+    assert not refused.ok and refused.cluster == "ok"
+    assert refused.detail == "kind 'Job' (batch/v1) is not one the console deploys"
+
+
 def test_capacity_counts_replicas_surge_and_init_containers(fleet_world):
     fleet, config = fleet_world()
     # A pod requests its 1500m init container (more than its 500m app container); 2
