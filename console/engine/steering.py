@@ -228,9 +228,20 @@ class Channel:
         action = str(request.get("action") or "")
         cid = str(request.get("cluster") or "") or None
         by = str(request.get("by") or "someone")
+        # `confirmed`: the requester's cluster named `by` (SelfSubjectReview). Anything
+        # else - a local login the client fell back to, an old client, a hand-written
+        # request - is recorded as unconfirmed and never counts as an approval.
+        confirmed = request.get("confirmed") is True
         if action not in wire.ACTIONS:
             return False, f"unknown action {action!r}"
         why_not = control.check(action, cid)
+        if why_not is None and action == "approve" and not confirmed:
+            detail = f"approve{_by(by)} (unconfirmed)"
+            self.engine.event(Kind.STEERED, self.run.release_id, cid,
+                              f"{detail}: not counted", action=action, by=by,
+                              confirmed=False, request=request.get("id"))
+            return False, (f"{by} is not confirmed by the cluster (SelfSubjectReview); "
+                           "only a confirmed identity counts as an approval")
         gate = self.run.gate_waiting
         asked_gate = request.get("gate")
         if why_not is None and action in ("approve", "reject") and \
@@ -249,11 +260,13 @@ class Channel:
         if why_not is not None:
             return False, why_not
         rollback = bool(request.get("rollback"))
-        detail = f"{action}{' ' + cid if cid else ''}{_by(by)}"
+        detail = f"{action}{' ' + cid if cid else ''}{_by(by)}" \
+            + ("" if confirmed else " (unconfirmed)")
         if action in ("pause", "resume", "abort", "skip", "approve", "reject"):
             # Recorded before it acts: the ledger has who asked before what it caused.
             self.engine.event(Kind.STEERED, self.run.release_id, cid, detail, action=action,
-                              by=by, rollback=rollback, request=request.get("id"))
+                              by=by, confirmed=confirmed, rollback=rollback,
+                              request=request.get("id"))
         if action == "pause":
             control.pause(by)
         elif action == "resume":

@@ -330,11 +330,16 @@ class Ledger(LedgerReading):
         return self.push()
 
     def record_steer(self, release_id: str, action: str, by: str, *,
-                     cluster: str | None = None, detail: str = "") -> None:
+                     cluster: str | None = None, detail: str = "",
+                     confirmed: bool | None = None) -> None:
         """Record who steered a running release (an action through the control channel,
-        a gate decision, a pause): one `steer` line, committed with the next batch."""
+        a gate decision, a pause): one `steer` line, committed with the next batch.
+        `confirmed`: whether the requester's cluster confirmed `by` (None: not asked -
+        a decision taken in the console itself)."""
         rec = {"type": "steer", "release": release_id, "action": action, "by": by,
                "cluster": cluster, "detail": _cut(detail), "ts": utc_now()}
+        if confirmed is not None:
+            rec["confirmed"] = confirmed
         with self._lock:
             self._append(rec)
             self._request_commit(f"steer {self.app} {release_id}: {action}"

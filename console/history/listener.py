@@ -176,7 +176,8 @@ class EventLedger:
         if event.kind is Kind.GATE_DECIDED:
             action = f"gate_{action}"
         self.ledger.record_steer(event.release_id, action, str(event.data.get("by") or ""),
-                                 cluster=event.cluster, detail=event.message)
+                                 cluster=event.cluster, detail=event.message,
+                                 confirmed=event.data.get("confirmed"))
 
     def _on_release_finished(self, event: Event) -> None:
         # A release that failed pre-flight was planned but never started: forget it too,

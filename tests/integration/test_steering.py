@@ -392,3 +392,53 @@ def test_an_approval_is_bound_to_its_gate_and_never_passes_the_next_one(world, t
     decided = [(e["wave"], e["by"]) for e in deploy.kinds("gate_decided")]
     assert decided == [(1, "alice"), (2, "system:serviceaccount:kube-system:a-admin")]
     assert w.version("c") == "v2"
+
+
+def test_an_approval_the_cluster_does_not_confirm_is_recorded_unconfirmed_and_not_counted(
+        world, tmp_path):
+    # A request whose name the requester's cluster did not confirm (the client fell back
+    # to the local login, or the request was written by hand): it must not open a gate,
+    # and the ledger records the name as unconfirmed.
+    from console.engine import Engine
+    from console.locks import control as wire, lease_name
+    w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
+                    "--wait-for-approval", "--gate-timeout", "10m")
+    engine = Engine(w.config)
+    try:
+        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
+        rid = deploy.release_id
+        drv = engine.driver("a")
+        name = lease_name(w.config.app.name)
+
+        def ask(current, notes):
+            reqs = wire.decoded(current, wire.CONTROL, [])
+            reqs += [{"id": "u1", "action": "approve", "by": "mallory", "confirmed": False,
+                      "gate": 1},
+                     {"id": "u2", "action": "approve", "by": "eve", "gate": 1}]
+            notes[wire.CONTROL] = wire.dump(reqs)
+            return True
+        wire.change(drv.client, drv.namespace, name, ask)
+        acks = wait_for(lambda: (lambda a: a if {"u1", "u2"} <= set(a) else None)(
+            wire.decoded(wire.read(drv.client, drv.namespace, name), wire.ACK, {})),
+            timeout=60, what="the acknowledgements")
+        assert not acks["u1"]["ok"] and not acks["u2"]["ok"], acks
+        assert "not confirmed by the cluster" in acks["u1"]["detail"]
+        assert not deploy.kinds("gate_decided") and w.version("b") is None
+        approved = control(w.config_path, rid, "approve")
+        assert approved.returncode == 0, approved.stderr
+        code = deploy.finish()
+    finally:
+        engine.close()
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 0, deploy.stderr()
+    assert deploy.kinds("gate_decided")[0]["by"] == "system:serviceaccount:kube-system:a-admin"
+    ledger = Ledger.for_config(load(w.config_path))
+    try:
+        steer = ledger.steering(rid)
+    finally:
+        ledger.close()
+    approvals = [(s["by"], s.get("confirmed")) for s in steer if s["action"] == "approve"]
+    assert approvals == [("mallory", False), ("eve", False),
+                         ("system:serviceaccount:kube-system:a-admin", True)], approvals
