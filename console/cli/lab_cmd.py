@@ -68,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if not lab.ids:
         raise UserError(f"{path}: clusters: no cluster to start")
     stop = stop_on_signals()
-    print(f"lab: starting {len(lab.ids)} cluster(s); logs in {directory.resolve() / 'logs'}",
-          flush=True)
+    print(f"lab: starting {len(lab.ids)} cluster(s)", flush=True)
+    # On stderr: a directory named e.g. "ready-lab" must not put "ready" on stdout before
+    # the `ready:` line (the contract scripts wait on).
+    print(f"lab: logs in {directory.resolve() / 'logs'}", file=sys.stderr, flush=True)
     try:
         lab.start(timeout=args.timeout, progress=lambda line: print(line, flush=True), cancel=stop)
     except LabError as exc:
@@ -92,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         began = time.monotonic()
         lab.stop()
-        print(f"lab: stopped in {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
+        killed = f" (SIGKILLed after the grace: {', '.join(lab.killed)})" if lab.killed else ""
+        print(f"lab: stopped in {time.monotonic() - began:.1f} s{killed}", file=sys.stderr,
+              flush=True)
     return 0
 
 

@@ -91,6 +91,7 @@ class LabFleet:
         self.config_path: Path | None = None
         self.ports: dict[str, int] = {}
         self.children: list[processes.Child] = []
+        self.killed: list[str] = []   # what the last stop() had to SIGKILL
         self.started_in = 0.0
         self._tmp: Path | None = None
         self._pki: pki.LabPKI | None = None
@@ -230,7 +231,12 @@ class LabFleet:
 
     def stop(self) -> None:
         """Stop every process the lab started, the registry, and remove its private files."""
-        processes.stop_all(list(reversed(self.children)))
+        # KWOK, controllers and schedulers first, then the kube-apiservers, then etcd.
+        def tier(child: processes.Child) -> int:
+            kind = child.name.rsplit("/", 1)[-1]
+            return {"kube-apiserver": 1, "etcd": 2}.get(kind, 0)
+        self.killed = processes.stop_all(
+            [[c for c in self.children if tier(c) == n] for n in range(3)])
         self.children = []
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -68,15 +68,24 @@ def start(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
     return Child(name, popen, log)
 
 
-def stop_all(children: Sequence[Child], grace: float = 10.0) -> None:
-    """SIGTERM every child, wait up to `grace` seconds in all, then SIGKILL the rest."""
-    for child in children:
-        if child.alive():
-            child.popen.send_signal(signal.SIGTERM)
+def stop_all(waves: Sequence[Sequence[Child]], grace: float = 10.0) -> list[str]:
+    """Stop the children wave after wave: SIGTERM a wave, wait for it, then the next, up
+    to `grace` seconds in all; SIGKILL what is left then. The names of the SIGKILLed.
+
+    Waves let what depends on a server end before it (kube-apiservers before the etcd
+    they keep retrying, which otherwise holds them until the grace runs out).
+    """
     deadline = time.monotonic() + grace
-    for child in children:
-        try:
-            child.popen.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.popen.kill()
-            child.popen.wait(5)
+    killed: list[str] = []
+    for wave in waves:
+        for child in wave:
+            if child.alive():
+                child.popen.send_signal(signal.SIGTERM)
+        for child in wave:
+            try:
+                child.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                killed.append(child.name)
+                child.popen.kill()
+                child.popen.wait(5)
+    return killed

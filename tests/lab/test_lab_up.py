@@ -185,3 +185,32 @@ def test_lab_up_n_takes_the_fleet_file_s_app_and_sim_settings(tmp_path):
     # Without a fleet file: the default app, no settings.
     bare = yaml.safe_load(count_source(None, 1, tmp_path / "bare").read_text())
     assert [c["id"] for c in bare["clusters"]] == ["c0"] and "sim" not in bare
+
+
+@pytest.mark.real
+@pytest.mark.timeout(420)
+def test_lab_up_in_a_dir_named_ready_stops_cleanly(tmp_path):
+    """Nothing before the `ready:` line says "ready" even when the directory does, and a
+    SIGTERM stops the lab in order (KWOK and controllers, kube-apiservers, etcd) with no
+    SIGKILL, well under the 10 s grace."""
+    out_dir = tmp_path / "ready-lab"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "release-console"), "lab", "up", "1",
+         "--kubeconfig-dir", str(out_dir)], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    try:
+        ready = read_until_ready(proc, lines, 300)
+        assert ready.startswith("ready: 1 real clusters"), lines
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, err
+    stopped = re.search(r"lab: stopped in ([0-9.]+) s(.*)", err)
+    assert stopped, err
+    assert "SIGKILL" not in stopped.group(2), err
+    assert float(stopped.group(1)) < 5.0, err
