@@ -6,7 +6,10 @@ a value above `max` or below `min` (the message names the check, the query, the 
 and the threshold), or a check that could not be evaluated - Prometheus unreachable, an
 error answer, a result that is not one number. An unreachable Prometheus is a failed
 check, never a pass. A query that has no data yet (an empty vector, NaN: too few
-samples) is not a breach; it is asked again at the next interval.
+samples) is not a breach by itself; it is asked again at the next interval - but every
+check must give one real value during the bake (`evaluate` adds the checks that did to
+`seen`, and `no_data` names the first that never did): a check with no data at the end
+of the bake fails the cluster, so a misspelt metric never passes a gate.
 """
 
 from __future__ import annotations
@@ -77,15 +80,28 @@ def fill(query: str, cluster: str) -> str:
     return query.replace("${cluster}", cluster)
 
 
-def evaluate(health: HealthConfig, cluster: str) -> str | None:
-    """The first check `cluster` breaks, or cannot be evaluated for, now (None: all hold)."""
+def evaluate(health: HealthConfig, cluster: str, seen: set[str] | None = None) -> str | None:
+    """The first check `cluster` breaks, or cannot be evaluated for, now (None: all hold
+    or have no data yet). The names of the checks that gave a value are added to `seen`."""
     for check in health.checks:
         query = fill(check.query, cluster)
         try:
             value = query_value(health, query)
         except ValueError as exc:
             return f"metric check {check.name} could not be evaluated ({query}): {exc}"
+        if value is not None and seen is not None:
+            seen.add(check.name)
         found = breach(check, cluster, value)
         if found is not None:
             return found
+    return None
+
+
+def no_data(health: HealthConfig, cluster: str, seen: set[str]) -> str | None:
+    """Why the bake of `cluster` cannot pass: the first check that gave no value at all
+    (None: every check gave one)."""
+    for check in health.checks:
+        if check.name not in seen:
+            return (f"metric check {check.name}: no data during the bake "
+                    f"({fill(check.query, cluster)} gave no value)")
     return None

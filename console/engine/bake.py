@@ -7,8 +7,11 @@ replaced (by hand, or by another tool) - it then fails: counted against the fail
 budget and rolled back to what it ran before the release, as a failure during the
 rollout is. The next wave, its gate, or the end of the release waits until the bake is
 over; an abort ends it at once. With a `health:` section the fleet file's metric checks
-are asked too (`console.health`, every `interval` per cluster): a breach, or a check
-that cannot be evaluated, fails the cluster the same way. WAVE_BAKING (wave, seconds, until, clusters) and
+are asked too (`console.health`, every `interval` per cluster): a breach, a check
+that cannot be evaluated, or a check that gave no value at all by the end of the bake
+fails the cluster the same way. With `health:` checks every wave is baked at least one
+`interval` (the minimum evaluation window), so a strategy without `bake:` still has its
+waves judged by the checks instead of skipping them. WAVE_BAKING (wave, seconds, until, clusters) and
 WAVE_BAKED (wave, ok, failed, seconds) tell the listeners.
 """
 
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING
 from console.engine.api import ClusterResult, Outcome
 from console.engine.rollbacks import restore
 from console.events import Kind
-from console.health import evaluate
+from console.health import evaluate, no_data
 from console.kube.client import ClusterError
 
 if TYPE_CHECKING:
@@ -90,6 +93,10 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
     rid = run.release_id
     healthy = [c for c in clusters
                if c in run.results and run.results[c].outcome is Outcome.HEALTHY]
+    health = engine.config.health
+    if health is not None and health.checks:
+        # The minimum evaluation window: metric checks are never skipped for lack of a bake.
+        seconds = max(seconds, health.interval)
     if seconds <= 0 or not healthy:
         return
     started = time.time()
@@ -104,8 +111,8 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=min(16, len(healthy)),
                             thread_name_prefix=f"bake-{rid}") as pool:
-        health = engine.config.health
         asked: dict[str, float] = {}    # when each cluster's metric checks last ran
+        seen: dict[str, set[str]] = {cid: set() for cid in healthy}  # checks with a value
 
         def look(cid: str) -> tuple[str, str | None]:
             try:
@@ -119,7 +126,7 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
                 if found is None and health is not None and \
                         time.monotonic() - asked.get(cid, -health.interval) >= health.interval:
                     asked[cid] = time.monotonic()
-                    found = evaluate(health, cid)   # healthy by Kubernetes: by metrics too?
+                    found = evaluate(health, cid, seen[cid])   # healthy by Kubernetes: by metrics too?
             except ClusterError as exc:
                 # A cluster that stops answering fails only past the unreachable grace.
                 since = errors_since.setdefault(cid, time.monotonic())
@@ -139,6 +146,21 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
             if left <= 0 or not watching or run.control.aborted or run.budget_exceeded():
                 break
             run.control.aborted_event.wait(min(BAKE_POLL, left))
+
+        def last_ask(cid: str) -> tuple[str, str | None]:
+            """A check still without a value gets one more ask; none then fails it."""
+            assert health is not None
+            found = evaluate(health, cid, seen[cid])
+            return cid, found if found is not None else no_data(health, cid, seen[cid])
+
+        if health is not None and time.time() >= until and not run.control.aborted \
+                and not run.budget_exceeded():
+            lacking = [c for c in watching if no_data(health, c, seen[c]) is not None]
+            for cid, why in pool.map(last_ask, lacking):
+                if why is not None:
+                    watching.pop(cid)
+                    failed.append(cid)
+                    _fail(engine, run, cid, why)
     ok = not failed
     engine.event(Kind.WAVE_BAKED, rid, None,
                  f"wave {wave + 1} baked {time.time() - started:.0f}s"

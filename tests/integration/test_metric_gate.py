@@ -127,3 +127,50 @@ def test_an_unreachable_prometheus_is_a_failed_check_never_a_pass(world):
     failed = next(e for e in w.recorder.of(Kind.CLUSTER_FAILED) if e.cluster == "c1")
     assert "could not be evaluated" in failed.data["error"] and \
         "unreachable" in failed.data["error"]
+
+
+NO_SERIES = 'sum(rate(http_requests_totl{cluster="${cluster}"}[10s]))'   # misspelt metric
+
+
+def no_data_health(w: World, url: str) -> World:
+    """The world with one check whose query never has data (a misspelt metric)."""
+    doc = yaml.safe_load(w.config_path.read_text())
+    doc["health"] = {"prometheus": {"url": url, "timeout": "2s"}, "interval": "1s",
+                     "checks": [{"name": "typo-rate", "query": NO_SERIES, "max": 0.01}]}
+    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return World(w.fleet, w.config_path, load(w.config_path), w.recorder)
+
+
+def test_a_check_without_any_data_during_the_bake_fails_it_naming_the_query(world, prometheus):
+    w = world(["c1"], seed=63)
+    w.deploy_everywhere("v1")
+    w = no_data_health(w, prometheus(w.fleet))
+    engine = w.engine()
+    try:
+        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", bake=3.0),
+                            w.approve)
+    finally:
+        engine.close()
+    assert result.exit_code == 1, result
+    assert (result.clusters[0].outcome.value, result.clusters[0].rolled_back_to) == \
+        ("rolled_back", "v1")
+    failed = next(e for e in w.recorder.of(Kind.CLUSTER_FAILED) if e.cluster == "c1")
+    assert "metric check typo-rate: no data during the bake" in failed.data["error"]
+    assert 'http_requests_totl{cluster="c1"}' in failed.data["error"]
+
+
+def test_health_checks_are_not_skipped_when_the_strategy_has_no_bake(world, prometheus):
+    # No `bake:` anywhere: the checks still get their minimum evaluation window (one
+    # interval), and a check without data fails the wave instead of passing silently.
+    w = world(["c1"], seed=64)
+    w.deploy_everywhere("v1")
+    w = no_data_health(w, prometheus(w.fleet))
+    engine = w.engine()
+    try:
+        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
+    finally:
+        engine.close()
+    assert result.exit_code == 1, result
+    assert result.clusters[0].outcome.value == "rolled_back"
+    baking = w.recorder.of(Kind.WAVE_BAKING)
+    assert baking and baking[0].data["seconds"] == 1.0
