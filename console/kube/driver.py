@@ -10,9 +10,10 @@ pod template the cluster ran before, to a ReplicaSet revision, or by deleting a
 Deployment the release created.
 
 Following a rollout opens two watches (the Deployment by name, its pods by selector),
-each read by a small thread that only forwards events to a queue; the calling thread
-alone decides. Watches resume from the last resourceVersion and re-list after 410
-Gone; a cluster that stops answering for longer than `unreachable_grace` fails.
+each read by a small thread (`console.kube.watch_reader`) that only forwards events to a
+queue; the calling thread alone decides. Watches resume from the last resourceVersion
+and re-list after 410 Gone; a cluster that stops answering for longer than
+`unreachable_grace` fails.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.kube.client import ClusterError, KubeClient, describe
+from console.kube.client import ClusterError, KubeClient
 from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutStatus,
                                   pod_problems, rollout_status, verify_pods)
+from console.kube.watch_reader import WatchReader
 
 FIELD_MANAGER = "release-console"
 ANNOTATION_PREFIX = "release-console.io/"
@@ -413,10 +415,10 @@ class ClusterDriver:
         observed = int((deployment.get("status") or {}).get("observedGeneration") or 0)
         pods_from = meta.get("resourceVersion") if generation > observed else None
         readers = [
-            _WatchReader(self.client, self._deployments,
+            WatchReader(self.client, self._deployments,
                          {"fieldSelector": f"metadata.name={self.app}"}, "deployment",
                          events, meta.get("resourceVersion"), server_timeout),
-            _WatchReader(self.client, f"/api/v1/namespaces/{self.namespace}/pods",
+            WatchReader(self.client, f"/api/v1/namespaces/{self.namespace}/pods",
                          {"labelSelector": selector_string(labels)}, "pod", events,
                          pods_from, server_timeout),
         ]
@@ -496,91 +498,3 @@ class ClusterDriver:
             problems = [p.describe() for pod in pods for p in pod_problems(pod)]
             extra = f" ({problems[0]})" if problems else ""
             raise ClusterError(self.cluster, f"rollout complete but {reason}{extra}")
-
-
-class _WatchReader(threading.Thread):
-    """Forwards one watch's events to a queue: (source, type, object), ("error", source,
-    exc) when the stream fails, and ("recovered", source, None) once it works again.
-
-    Starts from `resource_version` (or lists first when None), resumes from the last
-    version seen (bookmarks included) when the server ends the stream, re-lists on 410,
-    and backs off on errors until stopped.
-    """
-
-    def __init__(self, client: KubeClient, path: str, query: Mapping[str, str], source: str,
-                 out: queue.Queue, resource_version: str | None, server_timeout: int) -> None:
-        super().__init__(name=f"watch-{client.cluster}-{source}", daemon=True)
-        self.client = client
-        self.path = path
-        self.query = dict(query)
-        self.source = source
-        self.out = out
-        self.resource_version = resource_version
-        self.server_timeout = server_timeout
-        self._stopped = threading.Event()
-        self._stream: Any = None
-        self._lock = threading.Lock()
-        self._failing = False   # the last attempt failed; tell the decider when one works
-
-    def stop(self) -> None:
-        """End the watch now (from the deciding thread)."""
-        self._stopped.set()
-        with self._lock:
-            if self._stream is not None:
-                self._stream.close()
-
-    def run(self) -> None:  # noqa: D102 - Thread API
-        backoff = 0.5
-        while not self._stopped.is_set():
-            try:
-                if self.resource_version is None:
-                    listing = self.client.request("GET", self.path, self.query)
-                    self._recovered()
-                    self.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
-                    for obj in listing.get("items") or []:
-                        self.out.put((self.source, "ADDED", obj))
-                self._watch_once()
-                backoff = 0.5
-            except Exception as exc:  # noqa: BLE001 - any failure of the stream is reported
-                if self._stopped.is_set():
-                    return
-                self._failing = True
-                self.out.put(("error", self.source, describe(self.client.cluster, exc,
-                                                             self.client.server)))
-                self._stopped.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    def _recovered(self) -> None:
-        """Tell the deciding thread the cluster answers again (a quiet watch sends nothing)."""
-        if self._failing:
-            self._failing = False
-            self.out.put(("recovered", self.source, None))
-
-    def _watch_once(self) -> None:
-        stream = self.client.watch(self.path, dict(self.query, resourceVersion=self.resource_version,
-                                                   allowWatchBookmarks=True),
-                                   self.server_timeout)
-        self._recovered()
-        with self._lock:
-            self._stream = stream
-            if self._stopped.is_set():
-                stream.close()
-                return
-        try:
-            for kind, obj in stream.events():
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        self.resource_version = None  # expired: list again
-                        return
-                    raise ClusterError(self.client.cluster,
-                                       f"watch error {obj.get('code')}: {obj.get('message', '')}",
-                                       obj.get("code"))
-                version = (obj.get("metadata") or {}).get("resourceVersion")
-                if version:
-                    self.resource_version = version
-                if kind != "BOOKMARK":
-                    self.out.put((self.source, kind, obj))
-        finally:
-            with self._lock:
-                self._stream = None
-            stream.close()
