@@ -6,7 +6,9 @@ never skips it, when the lab's programs are not built).
   revision running the new tag on each; a tag that never pulls is undone by `helm
   rollback` (one more revision, the old tag); `rollback CLUSTER --to VERSION` lands on
   the revision that ran it; `status` shows chart version and revision per cluster;
-- a chart release and its rollbacks work with only the rights `rbac CLUSTER` prints.
+- a chart release and its rollbacks work with only the rights `rbac CLUSTER` prints;
+- pre-flight sends the rendered chart to the API server: a containerPort the server
+  refuses fails `dry-run` after a good v1 (Helm's own --dry-run=server passes it).
 """
 
 from __future__ import annotations
@@ -205,3 +207,22 @@ def test_a_chart_release_with_only_the_rights_rbac_prints(chart_stage, storage):
     assert s.version("c0") == "1.0"
     assert [h["description"] for h in s.helm_json("c0", "history", APP)][-2:] == [
         "Rollback to 2", "Rollback to 1"]
+
+
+def test_preflight_sends_the_rendered_chart_to_the_api_server(chart_stage, capsys):
+    """After a good v1, a chart whose Deployment the API server refuses (containerPort
+    70000) fails pre-flight's dry-run - Helm's own --dry-run=server would pass it."""
+    s = chart_stage
+    config = s.write()
+    cli = ["--config", str(config)]
+    assert main(["deploy", *cli, "--tag", "v1", "--clusters", "c0", "--yes"]) == 0
+    doc = yaml.safe_load(config.read_text())
+    doc["defaults"]["values"]["containerPort"] = 70000
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    capsys.readouterr()
+    assert main(["check", *cli, "--tag", "v2", "--clusters", "c0", "--json"]) != 0
+    out = json.loads(capsys.readouterr().out)
+    rows = out["results"] if isinstance(out, dict) else out
+    dry = next(r for r in rows if r["check"] == "dry-run" and r["cluster"] == "c0")
+    assert not dry["ok"] and "containerPort" in dry["detail"], dry
+    assert [r[0] for r in s.revisions("c0")] == [1]
