@@ -68,6 +68,17 @@ def ledger_releases(config: Any, cluster_id: str) -> list[Any]:
         ledger.close()
 
 
+def all_releases(config: Any) -> list[Any]:
+    """Every release of the app in the ledger, oldest first (`UserError` when the ledger
+    cannot be opened)."""
+    from console.history import Ledger
+    ledger = Ledger.for_config(config)
+    try:
+        return ledger.releases()
+    finally:
+        ledger.close()
+
+
 def run(args: argparse.Namespace) -> int:
     """Roll back; 0 ok, 1 a rollback failed."""
     from console.engine import Engine, Outcome
@@ -82,8 +93,16 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(config)
     try:
         plan = None
+        releases: list[Any] = []
         if args.release:
             question = f"roll back every cluster release {args.release} reached"
+            # For the digest the ledger recorded per cluster: without a ledger each
+            # cluster still goes back to its previous version (by its tag).
+            try:
+                releases = all_releases(config)
+            except UserError as exc:
+                print(f"release-console: warning: {exc}; the rollback is not pinned to "
+                      "recorded digests", file=sys.stderr, flush=True)
         else:
             cluster_id = config.cluster(args.cluster).id
             to = UNDO if args.undo else args.to
@@ -107,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         _confirm(question, args.yes)
         with recorded(config, engine):
             if plan is None:
-                results = engine.rollback_release(args.release, by=operator_name())
+                results = engine.rollback_release(args.release, by=operator_name(),
+                                                  releases=releases)
             else:
                 # --undo: the engine picks kubectl's revision again (the same, unless the
                 # cluster changed - which `expect_from` refuses).

@@ -204,10 +204,12 @@ class Engine:
         `console.engine.rollback_choice`). Raises `UserError` when refused."""
         return rollback_choice.plan_rollback(self, cluster_id, to, releases)
 
-    def rollback_release(self, release_id: str, *, by: str = "") -> list[ClusterResult]:
+    def rollback_release(self, release_id: str, *, by: str = "",
+                         releases: Sequence[Any] = ()) -> list[ClusterResult]:
         """Roll back every cluster that `release_id` reached (its annotation says so) to the
-        version each ran before. Raises `UserError` when no cluster carries that release."""
-        return rollbacks.rollback_release(self, release_id, by=by)
+        version each ran before - pinned to the digest the ledger's `releases` recorded
+        for it there. Raises `UserError` when no cluster carries that release."""
+        return rollbacks.rollback_release(self, release_id, by=by, releases=releases)
 
     # ---------------------------------------------------------------- reading
 

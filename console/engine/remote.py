@@ -493,6 +493,11 @@ class EngineHost:
             elif method == "steer":
                 from console.engine.steering_client import send
                 result = send(engine, args[0], args[1], args[2])
+            elif method == "rollback_release":
+                # The ledger's releases: each cluster back to the digest recorded there.
+                result = engine.rollback_release(
+                    args[0], by=kwargs.get("by", ""),
+                    releases=self._need_session().ledger.releases())
             elif method == "plan_rollback":
                 releases = self._need_session().ledger.releases(cluster=args[0])
                 result = engine.plan_rollback(args[0], args[1], releases)

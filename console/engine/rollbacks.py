@@ -230,8 +230,12 @@ def rollback_target(cid: str, live: LiveDeployment, revisions: list[Revision],
     return matching[-1] if matching else to_version
 
 
-def rollback_release(engine: Engine, release_id: str, *, by: str = "") -> list[ClusterResult]:
-    """Roll back every cluster that `release_id` reached (see `Engine.rollback_release`)."""
+def rollback_release(engine: Engine, release_id: str, *, by: str = "",
+                     releases: Sequence[Any] = ()) -> list[ClusterResult]:
+    """Roll back every cluster that `release_id` reached (see `Engine.rollback_release`).
+    `releases`: the ledger's; each cluster goes back to the digest the ledger recorded
+    for its previous version there (as `rollback CLUSTER` does), never a fresh tag lookup."""
+    from console.engine.rollback_choice import recorded_digest
     from console.engine.queries import status
     from console.names import validate_release_id
     validate_release_id(release_id, "--release")
@@ -253,7 +257,8 @@ def rollback_release(engine: Engine, release_id: str, *, by: str = "") -> list[C
         try:
             return _rollback_held(engine, status_.cluster, status_.previous_version, by,
                                   held.release_id(status_.cluster, release_id), action,
-                                  held.lost)
+                                  held.lost, digest=recorded_digest(
+                                      status_.cluster, status_.previous_version, releases))
         except UserError as exc:  # one cluster's refusal must not stop the others
             return ClusterResult(status_.cluster, Outcome.FAILED, status_.version,
                                  status_.previous_version, error=str(exc))

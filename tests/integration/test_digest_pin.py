@@ -153,3 +153,32 @@ def test_plan_names_the_digest_and_takes_bake_pace_and_scope(world, registry, ca
     assert (data["max_starts"], data["on_failure"]) == ([1, 10.0], "wave")
     assert main(["plan", "--config", str(w.config_path), "--tag", "p1"]) == 0
     assert f"p1 is pinned to {digest}" in capsys.readouterr().out
+
+
+def test_rollback_release_goes_back_to_the_recorded_digest(world, registry, capsys, tmp_path):
+    # `rollback --release R` must take each cluster back to the digest the ledger
+    # recorded for its previous version, as `rollback CLUSTER` does - not to the newest
+    # revision of that tag, which runs re-pushed bits.
+    w = on_registry(world(["c1"], seed=5), registry.host)
+    config = str(w.config_path)
+    image = f"{registry.host}/{REPO_NAME}"
+    first = registry.push_image(REPO_NAME, "v1")
+    registry.push_image(REPO_NAME, "v2")
+    assert main(["deploy", "--config", config, "--tag", "v1", "--yes"]) == 0
+    assert w.image("c1") == f"{image}:v1@{first}"
+    moved = registry.push_image(REPO_NAME, "v1")
+    assert moved != first
+    # Someone runs the re-pushed v1 by hand: the newest v1 revision has other bits.
+    done = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(w.config_path.parent / "c1.yaml"), "--cache-dir",
+         str(tmp_path / "kubectl-cache"), "--request-timeout", "30s", "-n", "c1", "set",
+         "image", "deployment/user-service", f"user-service={image}:v1@{moved}"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    capsys.readouterr()
+    assert main(["deploy", "--config", config, "--tag", "v2", "--yes", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rid = events[0]["release"]
+    assert main(["rollback", "--release", rid, "--yes", "--config", config]) == 0
+    assert "c1: rolled_back v2 -> v1" in capsys.readouterr().out
+    assert w.image("c1") == f"{image}:v1@{first}"
