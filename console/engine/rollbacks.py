@@ -76,14 +76,19 @@ def rollback_reached(engine: Engine, run: ReleaseRun, why: str,
     `among` when given: one wave's, for `on_failure: wave`)."""
     # A cluster whose lease another console took is its now: never touched again.
     # Nor is one an operator took over mid-release (it was rolled back by hand).
-    reached = [c for c, r in run.results.items()
-               if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED) and not run.lease_lost(c)
-               and c not in run.handed_over and (among is None or c in among)]
+    # `results` is read and written under the run's lock: the control channel's listener
+    # reads it from its own thread.
+    with run.lock:
+        reached = [c for c, r in run.results.items()
+                   if r.outcome in (Outcome.HEALTHY, Outcome.INTERRUPTED)
+                   and not run.lease_lost(c) and c not in run.handed_over
+                   and (among is None or c in among)]
+        results = {c: run.results[c] for c in reached}
     if not reached:
         return
 
     def one(cid: str) -> ClusterResult:
-        result = run.results[cid]
+        result = results[cid]
         before = run.before.get(cid, LiveDeployment(False))
         started = time.monotonic()
         ok, error = restore(engine, run.release_id, cid, before, result.to_version, why)
@@ -95,7 +100,9 @@ def rollback_reached(engine: Engine, run: ReleaseRun, why: str,
     with ThreadPoolExecutor(max_workers=max(1, min(len(reached), run.plan.max_parallel)),
                             thread_name_prefix="rollback") as pool:
         for result in pool.map(one, reached):
-            run.results[result.cluster] = result
+            with run.lock:
+                run.results[result.cluster] = result
+                run.settled.notify_all()
 
 
 def rollback_scope(engine: Engine, run: ReleaseRun, wave: int, clusters: Sequence[str],
