@@ -5,10 +5,10 @@
 Textual; the TUI runs it in a child process (`console.engine.remote`).
 
 Modules: `api` (requests, answers, results, `Outcome`, `ReleaseControl`; loads no
-Kubernetes client), `core` (`Engine`), `waves` (the wave runner), `deploy` (one cluster's
-rollout), `rollbacks`, `rollback_choice` (where a manual rollback goes, from the
-ledger), `checks` (pre-flight and the release lock), `queries` (status,
-detail, lease holders, reconcile).
+Kubernetes client), `core` (`Engine`), `waves` (the wave runner), `run_state` (the
+state of a running release), `deploy` (one cluster's rollout), `rollbacks`,
+`rollback_choice` (where a manual rollback goes, from the ledger), `checks` (pre-flight
+and the release lock), `queries` (status, detail, lease holders, reconcile).
 
 The API types are imported here eagerly; `Engine` and the timeouts only when first asked
 for, so `import console.engine.api` never loads the Kubernetes client.
