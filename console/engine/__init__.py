@@ -2,7 +2,8 @@
 
 `Engine.run(request, approver, control)` is one release; `rollback`, `rollback_release`,
 `status` and `detail` are the manual actions and queries. The engine never imports
-Textual; the TUI runs it in a child process (`console.engine.remote`).
+Textual; the TUI runs it in a child process (`console.engine.remote`, its
+child side `console.engine.host`).
 
 Modules: `api` (requests, answers, results, `Outcome`, `ReleaseControl`; loads no
 Kubernetes client), `core` (`Engine`), `waves` (the wave runner), `run_state` (the

@@ -4,7 +4,7 @@ A release of a hundred clusters at once keeps a hundred engine threads busy in P
 (watches, JSON, the ledger); in the console's own process they would take the
 interpreter lock from the UI thread, and keys would wait. So the console runs the engine
 (wired by a `console.session.Session`: ledger, notifications) in a child process,
-`python -m console.engine.remote`, and talks to it over two pipes with pickled messages:
+`python -m console.engine.host`, and talks to it over two pipes with pickled messages:
 
     parent -> child   ("call", id, method, args, kwargs)   run / status / detail / rollback /
                                                           plan_rollback /
@@ -21,7 +21,7 @@ interpreter lock from the UI thread, and keys would wait. So the console runs th
 
 `EngineProcess` (the parent's side) offers the `Engine` methods the console uses
 (blocking, for worker threads) plus the ledger reads, and `RemoteControl` mirrors
-`ReleaseControl`; `EngineHost` is the child's side. The child's stderr goes to a log file
+`ReleaseControl`; `console.engine.host.EngineHost` is the child's side. The child's stderr goes to a log file
 created 0600 with an unpredictable name in the console's private directory. This module
 never imports Textual: the child must stay light.
 """
@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
-import queue
 import subprocess
 import sys
 import tempfile
@@ -40,17 +39,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from console.engine.api import (ClusterDetail, ClusterResult, ClusterStatus, GateAnswer,
-                                GateDecision, GateRequest, ReleaseControl, ReleaseRequest,
+                                GateRequest, ReleaseControl, ReleaseRequest,
                                 ReleaseResult)
 from console.errors import UserError
 from console.events import Event
 
-if TYPE_CHECKING:
-    from console.engine.core import Engine
-    from console.session import Session
 
 EVENT_BATCH_INTERVAL = 0.05   # s: the child sends events at most this often
 EVENT_BATCH_MAX = 500         # events per message at most
@@ -131,7 +127,7 @@ class EngineProcess:
         log_fd, self.log_path = private_log()
         with os.fdopen(log_fd, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "console.engine.remote", str(to_child_r),
+                [sys.executable, "-m", "console.engine.host", str(to_child_r),
                  str(from_child_w), str(Path(config_path).resolve()),
                  pickle.dumps(dict(engine_options or {})).hex()],
                 pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
@@ -305,224 +301,3 @@ class EngineProcess:
             self._send(("answer", gate_id, answer))
         except (OSError, EngineProcessError):
             pass  # the child is gone; its release went with it
-
-
-# -- the child -----------------------------------------------------------------------------
-
-
-class EngineHost:
-    """The child's side: one engine and its session, answering the console's calls."""
-
-    def __init__(self, conn_in: Connection, conn_out: Connection, config_path: str,
-                 options: Mapping[str, Any]) -> None:
-        self._in = conn_in
-        self._out = conn_out
-        self.config_path = config_path
-        self.options = dict(options)
-        self._send_lock = threading.Lock()
-        # Held while events are sent, so a gate question never overtakes queued events.
-        self._order_lock = threading.Lock()
-        # Bounded: a parent that stopped reading must not grow the child without end.
-        self._events: queue.Queue[Event] = queue.Queue(maxsize=EVENT_BACKLOG_MAX)
-        self._stop = threading.Event()
-        self._queued = threading.Event()   # set when events wait in `_events`
-        self._controls: dict[int, ReleaseControl] = {}
-        self._gates: dict[int, Future] = {}
-        self._gate_ids = itertools.count(1)
-        self._runs: list[threading.Thread] = []
-        self.engine: Engine | None = None
-        self.session: Session | None = None
-        self.ledger_error: str | None = None
-
-    # -- start and stop -------------------------------------------------------------------
-
-    def serve(self) -> None:
-        """Build the engine and its session, answer calls until the console goes away."""
-        from console.config import load
-        from console.engine.core import Engine
-        from console.session import Session
-
-        # The person at the keyboard comes first: the engine's work is waiting on clusters,
-        # and a few milliseconds later matter nothing to a rollout, but they do to a key.
-        os.nice(ENGINE_NICENESS)
-        config = load(self.config_path)
-        self.engine = Engine(config, listeners=[self._queue_event], **self.options)
-        try:
-            self.session = Session(config, self.engine,
-                                   on_warning=lambda text: self._send(("warning", text)))
-        except UserError as exc:
-            # The fleet can still be watched; the console refuses releases without a ledger.
-            self.ledger_error = str(exc)
-        flusher = threading.Thread(target=self._flush_events, name="events", daemon=True)
-        flusher.start()
-        self._send(("ready", self.ledger_error))
-        try:
-            while True:
-                self._dispatch(self._in.recv())
-        except (EOFError, OSError):
-            pass
-        self._shutdown(flusher)
-
-    def _shutdown(self, flusher: threading.Thread) -> None:
-        """The console went away: stop a running release where it is (no rollback), and
-        answer a pending gate with "stop here" so the release records how it ended."""
-        for control in list(self._controls.values()):
-            control.abort(rollback=False, by="console closed")
-        for future in list(self._gates.values()):
-            if not future.done():
-                future.set_result(GateAnswer(GateDecision.REJECT, by="console closed"))
-        for thread in list(self._runs):
-            thread.join(timeout=STOP_TIMEOUT)
-        if self.session is not None:
-            # Every record committed, then what notifications are pending - within the
-            # time the parent gives the child to stop.
-            self.session.close(timeout=STOP_TIMEOUT / 2)
-        self._stop.set()
-        flusher.join(timeout=STOP_TIMEOUT)
-        if self.engine is not None:
-            self.engine.close()
-
-    # -- messages ---------------------------------------------------------------------------
-
-    def _send(self, message: tuple) -> None:
-        with self._send_lock:
-            self._out.send(message)
-
-    def _dispatch(self, message: tuple) -> None:
-        kind = message[0]
-        if kind == "call":
-            thread = threading.Thread(target=self._call, args=message[1:], daemon=True,
-                                      name=f"call-{message[2]}")
-            if message[2] == "run":
-                self._runs = [t for t in self._runs if t.is_alive()] + [thread]
-            thread.start()
-        elif kind == "control":
-            # A key pressed before the run call arrived acts on the release once it starts.
-            control = self._controls.setdefault(message[1], ReleaseControl())
-            getattr(control, message[2])(**message[3])
-        elif kind == "answer":
-            self._gates.pop(message[1]).set_result(message[2])
-
-    def _queue_event(self, event: Event) -> None:
-        """The engine listener: queue for the flusher (drops when the parent stalls)."""
-        try:
-            self._events.put_nowait(event)
-        except queue.Full:
-            return
-        self._queued.set()
-
-    def _flush_events(self) -> None:
-        # Batches keep the console's wake-ups at 20 a second however fast clusters report.
-        while not self._stop.is_set() or not self._events.empty():
-            if not self._queued.wait(timeout=EVENT_BATCH_INTERVAL):
-                continue
-            self._stop.wait(EVENT_BATCH_INTERVAL)
-            with self._order_lock:
-                self._queued.clear()   # before draining: a later event sets it again
-                self._send_queued([])
-
-    def _send_queued(self, batch: list[Event]) -> None:
-        """Send `batch` and every queued event, in batches (caller holds `_order_lock`)."""
-        while True:
-            while len(batch) < EVENT_BATCH_MAX:
-                try:
-                    batch.append(self._events.get_nowait())
-                except queue.Empty:
-                    break
-            if batch:
-                self._send(("events", batch))
-            if len(batch) < EVENT_BATCH_MAX:
-                return
-            batch = []
-
-    def _approver(self, request: GateRequest) -> GateAnswer:
-        gate_id = next(self._gate_ids)
-        answer: Future = Future()
-        self._gates[gate_id] = answer
-        # Every event before the gate reaches the console before the question does: the
-        # gate's ready counts are read from the state those events build (they showed 0/2
-        # for a healthy cluster when the question overtook the last batch).
-        with self._order_lock:
-            self._send_queued([])
-            self._send(("gate", gate_id, request))
-        return answer.result()
-
-    def _need_session(self) -> Session:
-        if self.session is None:
-            raise UserError(f"history unavailable: {self.ledger_error}")
-        return self.session
-
-    def _run(self, request: ReleaseRequest, key: int) -> ReleaseResult:
-        assert self.engine is not None
-        control = self._controls.setdefault(key, ReleaseControl())
-        try:
-            return self.engine.run(request, self._approver, control)
-        finally:
-            self._controls.pop(key, None)   # one entry per running release, not one per release ever
-
-    def _follow(self, release_id: str | None) -> Any:
-        """The followed release now (ledger synced from its remote first, when set)."""
-        from console.engine.follow import running_release, snapshot
-        from console.history import HistoryError
-        assert self.engine is not None
-        rid = release_id or running_release(self.engine)
-        if rid is None:
-            raise UserError("no release is running on this fleet's clusters")
-        ledger = self.session.ledger if self.session is not None else None
-        if ledger is not None and ledger.remote:
-            try:
-                ledger.sync()
-            except HistoryError as exc:
-                self._send(("warning", f"history remote: {exc}"))
-        return snapshot(self.engine, rid, ledger)
-
-    def _call(self, call_id: int, method: str, args: tuple, kwargs: dict) -> None:
-        engine = self.engine
-        assert engine is not None
-        try:
-            if method == "run":
-                result: Any = self._run(args[0], kwargs["control"])
-            elif method == "releases":
-                result = self._need_session().ledger.releases()
-            elif method == "matrix":
-                result = self._need_session().ledger.matrix(args[0], args[1])
-            elif method == "reconcile":
-                result = [release.id for release in self._need_session().reconcile()]
-            elif method == "follow":
-                result = self._follow(args[0])
-            elif method == "steer":
-                from console.engine.steering_client import send
-                result = send(engine, args[0], args[1], args[2])
-            elif method == "rollback_release":
-                # The ledger's releases: each cluster back to the digest recorded there.
-                result = engine.rollback_release(
-                    args[0], by=kwargs.get("by", ""),
-                    releases=self._need_session().ledger.releases())
-            elif method == "plan_rollback":
-                releases = self._need_session().ledger.releases(cluster=args[0])
-                result = engine.plan_rollback(args[0], args[1], releases)
-            elif method in METHODS:
-                result = getattr(engine, method)(*args, **kwargs)
-            else:
-                raise UserError(f"unknown engine call {method!r}")
-            self._send(("result", call_id, result))
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
-            try:
-                pickle.loads(pickle.dumps(exc))
-            except Exception:  # noqa: BLE001 - an exception that cannot cross the pipe
-                exc = UserError(f"{type(exc).__name__}: {exc}")
-            self._send(("error", call_id, exc))
-
-
-def main(argv: list[str]) -> None:
-    """`python -m console.engine.remote READ_FD WRITE_FD FLEET_FILE OPTIONS_HEX`."""
-    read_fd, write_fd, path, encoded = argv[:4]
-    from console.redact import log_to_stderr
-    log_to_stderr(traceback=True)   # stderr is the private engine log: keep the trace
-    EngineHost(Connection(int(read_fd), writable=False),
-               Connection(int(write_fd), readable=False),
-               path, pickle.loads(bytes.fromhex(encoded))).serve()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
