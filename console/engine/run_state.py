@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from console.engine.api import ClusterResult, ReleaseControl
+from console.engine.api import ClusterResult, Outcome, ReleaseControl
 from console.engine.pacing import Pacer
 from console.kube.driver import LiveDeployment
 from console.locks import ReleaseLock
@@ -71,6 +71,16 @@ class ReleaseRun:
         # At most N starts in any window (the plan's max_starts); who was told it waits.
         self.pacer = Pacer(self.plan.max_starts)
         self.paced: set[str] = set()
+
+    def record_skip(self, cid: str, reason: str) -> None:
+        """Record `cid` skipped for `reason` (its result under `lock`: the control
+        channel's listener reads `results` under it; waiters on `settled` are woken)."""
+        before = self.before.get(cid)
+        with self.lock:
+            self.results[cid] = ClusterResult(cid, Outcome.SKIPPED,
+                                              before.version if before else None, self.tag,
+                                              error=reason)
+            self.settled.notify_all()
 
     def lease_lost(self, cid: str) -> str | None:
         """Why this cluster's lease was lost (another holder took it), or None."""

@@ -26,7 +26,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from console.engine.api import (FAILURE_OUTCOMES, ClusterResult, GateAnswer, GateDecision,
+from console.engine.api import (FAILURE_OUTCOMES, GateAnswer, GateDecision,
                                 Outcome)
 from console.events import Kind
 from console.locks import control as wire
@@ -91,12 +91,7 @@ def skipped_by_operator(engine: Engine, run: ReleaseRun, cid: str) -> bool:
 
 
 def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str, outcome: str) -> None:
-    before = run.before.get(cid)
-    with run.lock:
-        run.results[cid] = ClusterResult(cid, Outcome.SKIPPED,
-                                         before.version if before else None, run.tag,
-                                         error=reason)
-        run.settled.notify_all()
+    run.record_skip(cid, reason)
     engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
                  reason=reason, outcome=outcome)
 

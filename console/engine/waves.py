@@ -333,13 +333,7 @@ def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:
     if steering.skipped_by_operator(engine, run, cid):
         return   # the operator's skip came first: recorded as theirs
-    before = run.before.get(cid)
-    # Under the lock: the control channel's listener reads `results` under it.
-    with run.lock:
-        run.results[cid] = ClusterResult(cid, Outcome.SKIPPED,
-                                         before.version if before else None, run.tag,
-                                         error=reason)
-        run.settled.notify_all()
+    run.record_skip(cid, reason)
     engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
                  reason=reason)
 
