@@ -400,8 +400,9 @@ class Ledger(LedgerReading):
         if not pending:
             return
         subjects = [subject for subject, _ in pending]
-        # The author of the most telling subject (a release's start or end) signs.
-        author = dict(pending)[pick_subject(subjects)] if len(pending) > 1 else pending[0][1]
+        # The author of the most telling subject (a release's start or end) signs; a
+        # count of records ("... (+N more records)") is signed by its first record's.
+        author = dict(pending).get(pick_subject(subjects), pending[0][1])
         try:
             with self.repository.locked():
                 self.repository.commit(subjects, author, self._paths())
