@@ -23,7 +23,31 @@ from tests.integration.conftest import wait_for
 CANARY = {"canary": {"waves": [["a"], ["b", "c"]], "gates": True}}
 
 
-class Deploy:
+class Child:
+    """A console command as a process whose stdout a thread reads (`_read`)."""
+
+    proc: subprocess.Popen
+    _reader: threading.Thread
+
+    def _start_reader(self) -> None:
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        raise NotImplementedError
+
+    def finish(self, timeout: float = 120.0) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        return self.proc.returncode
+
+
+class Deploy(Child):
     """`release-console deploy --json ...` as a process; its events collected by a thread."""
 
     def __init__(self, config: Path, cwd: Path, *args: str) -> None:
@@ -32,8 +56,7 @@ class Deploy:
                                       *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env, stdin=subprocess.DEVNULL, cwd=cwd)
         self.events: list[dict] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._start_reader()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -45,16 +68,6 @@ class Deploy:
     @property
     def release_id(self) -> str:
         return wait_for(lambda: self.events and self.events[0]["release"], what="the release id")
-
-    def finish(self, timeout: float = 120.0) -> int:
-        try:
-            self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self._reader.join(timeout=30)
-        return self.proc.returncode
 
     def stderr(self) -> str:
         return self.proc.stderr.read() if self.proc.poll() is not None else ""
@@ -207,7 +220,7 @@ def test_a_gate_timeout_stops_the_release(world, tmp_path):
     assert control(w.config_path, "r-20990101-0000-ffff", "pause").returncode == 2
 
 
-class Follow:
+class Follow(Child):
     """`release-console follow ...` as a process; its lines collected by a thread."""
 
     def __init__(self, config: Path, *args: str) -> None:
@@ -216,8 +229,7 @@ class Follow:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, stdin=subprocess.DEVNULL)
         self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._start_reader()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -225,16 +237,6 @@ class Follow:
 
     def saw(self, text: str) -> bool:
         return any(text in line for line in list(self.lines))
-
-    def finish(self, timeout: float = 120.0) -> int:
-        try:
-            self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self._reader.join(timeout=30)
-        return self.proc.returncode
 
 
 def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_path):
