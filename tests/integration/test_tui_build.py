@@ -81,9 +81,13 @@ async def test_a_missing_image_is_built_from_the_form_then_released(world, regis
         await wait_for(pilot, lambda: form.build_offer is not None, what="the build offer")
         assert "is not in the registry" in status_text(form)
         assert not form.started and not app.release_running
+        # Held before the click: once the image is there the release starts and the form
+        # may close before a look at the pane, taking `#build-log` out of the DOM.
+        pane = form.query_one("#build-log", RichLog)
         await pilot.click("#build-run")
-        await wait_for(pilot, lambda: "step 2/2: pushed" in log_text(form), what="the output")
-        assert f"step 1/2: building {registry.host}/apps/user-service:v7" in log_text(form)
+        shown = lambda: "\n".join(line.text for line in pane.lines)  # noqa: E731
+        await wait_for(pilot, lambda: "step 2/2: pushed" in shown(), what="the output")
+        assert f"step 1/2: building {registry.host}/apps/user-service:v7" in shown()
         await wait_for(pilot, lambda: app.state.release is not None
                        and app.state.release.outcome is not None, timeout=90,
                        what="the release's end")
