@@ -1,11 +1,15 @@
 """Bake time: a healthy wave is watched a while before the release goes on.
 
 After a wave's clusters are healthy, `bake_wave` keeps reading them for the wave's bake
-time (`bake:` of the strategy or the wave, `deploy --bake`). A cluster degrades when its
-pods are not Ready, their restarts rise, its Deployment is unavailable, or its image is
-replaced (by hand, or by another tool) - it then fails: counted against the failure
-budget and rolled back to what it ran before the release, as a failure during the
-rollout is. The next wave, its gate, or the end of the release waits until the bake is
+time (`bake:` of the strategy or the wave, `deploy --bake`). It compares with what the
+console applied, not with what the cluster shows when the bake begins: the image (with
+its digest) and the Deployment generation of the apply, and the pods' restarts when the
+rollout became healthy (`applied`, taken by the rollout itself) - so a change made
+between healthy and the start of the bake is caught too. A cluster degrades when its
+pods are not Ready, their restarts rise, its Deployment is unavailable, or its image or
+spec is replaced (by hand, or by another tool) - it then fails: counted against the
+failure budget and rolled back to what it ran before the release, as a failure during
+the rollout is. The next wave, its gate, or the end of the release waits until the bake is
 over; an abort ends it at once. With a `health:` section the fleet file's metric checks
 are asked too (`console.health`, every `interval` per cluster): a breach, a check
 that cannot be evaluated, or a check that gave no value at all by the end of the bake
@@ -18,9 +22,10 @@ WAVE_BAKED (wave, ok, failed, seconds) tell the listeners.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.engine.api import ClusterResult, Outcome
 from console.engine.rollbacks import restore
@@ -38,10 +43,12 @@ BAKE_POLL = 1.0     # s between looks at a baking wave
 
 @dataclass(frozen=True)
 class Baseline:
-    """What a healthy cluster looked like when its bake began."""
+    """What the console applied to a cluster, and its pods' restarts once healthy."""
 
     image: str | None
-    restarts: int
+    generation: int
+    # None: not read when the rollout became healthy; the bake's first look reads it.
+    restarts: int | None
 
 
 def _pods_state(driver: ClusterDriver) -> tuple[int, list[str]]:
@@ -61,11 +68,27 @@ def _pods_state(driver: ClusterDriver) -> tuple[int, list[str]]:
     return restarts, unready
 
 
-def baseline(driver: ClusterDriver, timeout: float) -> Baseline:
-    """The image and restart count a bake compares against."""
-    live = driver.live(timeout=timeout)
-    restarts, _ = _pods_state(driver)
-    return Baseline(live.image, restarts)
+def seconds_of(engine: Engine, bake: float) -> float:
+    """How long a wave with `bake` seconds is watched: with `health:` checks at least one
+    `interval` (the minimum evaluation window), so the checks are never skipped."""
+    health = engine.config.health
+    if health is not None and health.checks:
+        return max(bake, health.interval)
+    return bake
+
+
+def applied(driver: ClusterDriver, deployment: Mapping[str, Any], bakes: bool) -> Baseline:
+    """The baseline of a cluster whose rollout just became healthy: the image and
+    generation of the Deployment as the apply stored it, and - when its wave `bakes` -
+    the pods' restarts now (a failed read leaves them to the bake's first look)."""
+    stored = driver.describe(deployment)
+    restarts: int | None = None
+    if bakes:
+        try:
+            restarts, _ = _pods_state(driver)
+        except ClusterError:
+            pass    # healthy all the same; the bake reads them when it begins
+    return Baseline(stored.image, stored.generation, restarts)
 
 
 def problem(driver: ClusterDriver, base: Baseline, timeout: float) -> str | None:
@@ -75,10 +98,13 @@ def problem(driver: ClusterDriver, base: Baseline, timeout: float) -> str | None
         return "the Deployment is gone"
     if live.image != base.image:
         return f"image replaced: {base.image} -> {live.image}"
+    if base.generation and live.generation != base.generation:
+        return (f"the Deployment was changed since the console applied it: generation "
+                f"{base.generation} -> {live.generation}")
     if live.available < live.desired:
         return f"Deployment unavailable: {live.available}/{live.desired} available"
     restarts, unready = _pods_state(driver)
-    if restarts > base.restarts:
+    if base.restarts is not None and restarts > base.restarts:
         return f"restarts rose from {base.restarts} to {restarts}"
     if unready:
         return f"pod {unready[0]} not Ready" + \
@@ -92,11 +118,10 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
     degrade. Returns early on an abort, or when the failure budget is spent."""
     rid = run.release_id
     healthy = [c for c in clusters
-               if c in run.results and run.results[c].outcome is Outcome.HEALTHY]
+               if c in run.results and run.results[c].outcome is Outcome.HEALTHY
+               and c in run.baselines]
     health = engine.config.health
-    if health is not None and health.checks:
-        # The minimum evaluation window: metric checks are never skipped for lack of a bake.
-        seconds = max(seconds, health.interval)
+    seconds = seconds_of(engine, seconds)
     if seconds <= 0 or not healthy:
         return
     started = time.time()
@@ -105,8 +130,8 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
                  f"wave {wave + 1} baking for {seconds:g}s: {', '.join(healthy)}",
                  wave=wave, seconds=seconds, until=round(until, 3), clusters=healthy)
     timeout = engine.status_timeout
-    # None until the cluster's baseline could be read.
-    watching: dict[str, Baseline | None] = dict.fromkeys(healthy)
+    # What each cluster's rollout applied (deploy_cluster keeps it with its result).
+    watching: dict[str, Baseline] = {cid: run.baselines[cid] for cid in healthy}
     errors_since: dict[str, float] = {}
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=min(16, len(healthy)),
@@ -118,11 +143,9 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
             try:
                 driver = engine.driver(cid)
                 base = watching[cid]
-                if base is None:
-                    watching[cid] = baseline(driver, timeout)
-                    found = None
-                else:
-                    found = problem(driver, base, timeout)
+                if base.restarts is None:   # not read when it became healthy: now
+                    base = watching[cid] = replace(base, restarts=_pods_state(driver)[0])
+                found = problem(driver, base, timeout)
                 if found is None and health is not None and \
                         time.monotonic() - asked.get(cid, -health.interval) >= health.interval:
                     asked[cid] = time.monotonic()

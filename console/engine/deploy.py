@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from console.engine import bake
 from console.engine.api import ClusterResult, Outcome
 from console.engine.rollbacks import helm_data, restore
 from console.errors import UserError
@@ -71,6 +72,9 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
         driver.follow(applied, engine.rollout_timeout,
                       on_progress=progress_listener(engine, rid, cid), cancel=cancel)
         driver.verify(applied)
+        # What the bake holds the cluster to: what was applied, restarts as healthy now.
+        run.baselines[cid] = bake.applied(
+            driver, applied, bakes=bake.seconds_of(engine, run.plan.waves[wave].bake) > 0)
     except RolloutInterrupted:
         duration = time.monotonic() - started
         lost = run.lease_lost(cid)

@@ -6,7 +6,9 @@ wave runner asks `Pacer.delay()` before each start and counts the start when it 
 the cluster to a worker (`reserve`); the worker moves that count to the moment its
 rollout really begins, CLUSTER_STARTED (`began`), so the window is measured on real
 starts. A cluster that must wait is told once as CLUSTER_PACED (with when a start slot
-frees). The window slides: a start at t counts until t + W.
+frees). The window slides: a start at t counts until t + W. A cluster started again - an
+operator's retry - is a start like any other: it waits for a slot, is told CLUSTER_PACED
+again, and its first start still counts until it leaves the window.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class Pacer:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.clock = clock
-        self._starts: dict[str, float] = {}
+        # (cluster, when) of every start in the window: a retried cluster has two.
+        self._starts: list[tuple[str, float]] = []
         self._lock = threading.Lock()
 
     def delay(self) -> float:
@@ -40,9 +43,8 @@ class Pacer:
         count, window = self.limit
         now = self.clock()
         with self._lock:
-            for cid in [c for c, t in self._starts.items() if t <= now - window]:
-                del self._starts[cid]
-            times = sorted(self._starts.values())
+            self._starts = [(c, t) for c, t in self._starts if t > now - window]
+            times = sorted(t for _c, t in self._starts)
         if len(times) < count:
             return 0.0
         # The count-th newest start leaves the window first to make room.
@@ -52,19 +54,22 @@ class Pacer:
         """Count `cid`'s start now (it is handed to a worker)."""
         if self.limit is not None:
             with self._lock:
-                self._starts[cid] = self.clock()
+                self._starts.append((cid, self.clock()))
 
     def began(self, cid: str) -> None:
         """`cid`'s rollout really begins now: its start counts from here."""
         if self.limit is not None:
             with self._lock:
-                if cid in self._starts:
-                    self._starts[cid] = max(self._starts[cid], self.clock())
+                for i in range(len(self._starts) - 1, -1, -1):   # its latest start
+                    if self._starts[i][0] == cid:
+                        self._starts[i] = (cid, max(self._starts[i][1], self.clock()))
+                        break
 
 
 def tell_paced(engine: Engine, run: ReleaseRun, wave: int, held: Sequence[str],
                delay: float) -> None:
-    """Tell CLUSTER_PACED for the clusters pacing holds now (once per cluster)."""
+    """Tell CLUSTER_PACED for the clusters pacing holds now (once per start of a cluster:
+    a retry forgets that its first start was told, `run.paced.discard`)."""
     limit = run.plan.max_starts
     assert limit is not None
     until = time.time() + delay

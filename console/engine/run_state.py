@@ -8,12 +8,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from console.engine.api import ClusterResult, Outcome, ReleaseControl
 from console.engine.pacing import Pacer
 from console.kube.driver import LiveDeployment
 from console.locks import ReleaseLock
 from console.plan import Plan
+
+if TYPE_CHECKING:
+    from console.engine.bake import Baseline
 
 
 @dataclass
@@ -47,6 +51,8 @@ class ReleaseRun:
     closing: bool = False
     # The digest the tag was resolved to at plan time: every wave runs it (None: --no-pin).
     digest: str | None = None
+    # Per healthy cluster: what its rollout applied, the baseline its wave's bake holds it to.
+    baselines: dict[str, Baseline] = field(default_factory=dict)
 
     def holds(self, cid: str) -> bool:
         """Whether this release holds `cid`'s lease now."""

@@ -323,6 +323,8 @@ def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
                 run.failed.discard(cid)
                 del run.results[cid]
                 run.started.discard(cid)
+                # A new start: paced like any other, and told again when held.
+                run.paced.discard(cid)
         for cid in again:
             engine.event(Kind.STEERED, run.release_id, cid,
                          f"retrying {cid}{by_suffix(asked[cid])}", action="retry",

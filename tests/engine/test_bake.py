@@ -78,3 +78,58 @@ def test_a_cluster_crash_looping_during_the_bake_fails_and_is_rolled_back(world)
     assert (baked.data["ok"], baked.data["failed"]) == (False, ["s1"])
     assert asked == [] and not w.recorder.of(Kind.GATE_WAITING)   # never asked
     assert (w.version("s1"), w.version("p1")) == ("v1", "v1")
+
+
+def set_image_by_hand(fleet, cid: str, image: str) -> None:
+    """`kubectl set image` from another terminal: a strategic merge patch of the app's
+    container, through the simulated cluster's API."""
+    import ssl
+
+    import httpx
+    answer = httpx.patch(
+        f"{fleet.url(cid)}/apis/apps/v1/namespaces/{cid}/deployments/user-service",
+        headers={"Authorization": f"Bearer {fleet.admin_token(cid)}",
+                 "Content-Type": "application/strategic-merge-patch+json"},
+        json={"spec": {"template": {"spec": {"containers": [
+            {"name": "user-service", "image": image}]}}}},
+        verify=ssl.create_default_context(cafile=str(fleet.ca_file)), timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_change_made_between_healthy_and_the_bake_start_is_caught(world):
+    # The baseline is what the console applied, not what the cluster shows when the bake
+    # begins: an image swapped by hand right after healthy - and fully rolled out, Ready,
+    # before the bake's first look - still fails the bake (it passed when the baseline
+    # was read from the live cluster at bake start).
+    from tests.engine.conftest import wait_until
+    w = world(["s1", "p1"], strategies=CANARY, seed=23)
+    w.deploy_everywhere("v1")
+    swapped: list[str] = []
+
+    def swap_when_healthy(event) -> None:
+        if event.kind is Kind.CLUSTER_HEALTHY and event.cluster == "s1" and not swapped:
+            swapped.append(w.image("s1"))
+            set_image_by_hand(w.fleet, "s1", w.image("s1").split(":")[0] + ":v3")
+            # The engine's worker waits here: the bake cannot begin before the swap is
+            # complete (every pod v3 and Ready, none of v2 left).
+            wait_until(lambda: w.ready_pods("s1", "v3") == 2 and all(
+                p["spec"]["containers"][0]["image"].endswith(":v3")
+                for p in w.fleet.list("s1", "/pods", "s1")
+                if not p["metadata"].get("deletionTimestamp")), "the hand-made v3 rollout")
+
+    w.recorder.events.clear()
+    engine = w.engine()
+    engine.add_listener(swap_when_healthy)
+    try:
+        result = engine.run(ReleaseRequest(tag="v2", strategy="canary"),
+                            lambda _req: GateAnswer(GateDecision.APPROVE, by="test"))
+    finally:
+        engine.close()
+    assert swapped and "@sha256:" in swapped[0]       # the console applied a pinned v2
+    assert result.exit_code == 1, result
+    failed = next(e for e in w.recorder.of(Kind.CLUSTER_FAILED) if e.cluster == "s1")
+    assert failed.data["error"] == (f"failed during the bake: image replaced: {swapped[0]} "
+                                    f"-> {swapped[0].split(':')[0]}:v3"), failed.data
+    outcomes = {c.cluster: (c.outcome.value, c.rolled_back_to) for c in result.clusters}
+    assert outcomes == {"s1": ("rolled_back", "v1"), "p1": ("skipped", None)}
+    assert (w.version("s1"), w.version("p1")) == ("v1", "v1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.engine import ReleaseRequest
+from console.engine import ReleaseControl, ReleaseRequest
 from console.engine.pacing import Pacer
 from console.errors import ValidationError
 from console.events import Kind
@@ -71,3 +71,51 @@ def test_max_starts_in_the_fleet_file_and_the_flag(tmp_path) -> None:
     path.write_text(path.read_text().replace("10/30s", "ten"))
     with pytest.raises(Exception, match=r"clusters.yaml:\d+: strategies.wide.max_starts"):
         load(path)
+
+
+def test_a_retried_start_counts_besides_the_first_one() -> None:
+    now = [0.0]
+    pacer = Pacer((2, 10.0), clock=lambda: now[0])
+    pacer.reserve("a")
+    now[0] = 1.0
+    assert pacer.delay() == 0
+    pacer.reserve("a")                   # a failed and is retried: a second start
+    assert pacer.delay() == 9.0          # two starts in the window (0 and 1)
+    now[0] = 3.0
+    pacer.began("a")                     # the retry's rollout began at 3; the first stays 0
+    now[0] = 5.0
+    assert pacer.delay() == 5.0          # the first start (0) leaves the window at 10
+    now[0] = 10.0
+    assert pacer.delay() == 0
+    pacer.reserve("b")
+    assert pacer.delay() == 3.0          # a's retry (3) leaves at 13, b (10) at 20
+
+
+def test_a_retried_cluster_is_paced_like_any_other_start(world) -> None:
+    # One start per 3 s: a starts at once, b is held; b fails (never pulls), the operator
+    # retries it, and the retry waits for a slot too - told cluster_paced again.
+    w = world(["a", "b"], seed=32, readiness_delay=0.1, jitter=0.0)
+    w.deploy_everywhere("v1")
+    w.fleet.set_faults("b", never_pull=["v2"])
+    control = ReleaseControl()
+
+    def steer(event) -> None:
+        if event.kind is Kind.CLUSTER_FAILED and event.cluster == "b":
+            w.fleet.set_faults("b", never_pull=[])
+            control.retry("b", by="alice")
+
+    w.recorder.events.clear()
+    engine = w.engine()
+    engine.add_listener(steer)
+    result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", max_parallel=2,
+                                       max_failures="1", pace="1/3s"), w.approve, control)
+    assert result.exit_code == 0, result
+    assert (w.version("a"), w.version("b")) == ("v2", "v2")
+    starts = [e for e in w.recorder.of(Kind.CLUSTER_STARTED)]
+    assert [e.cluster for e in starts] == ["a", "b", "b"]
+    # At most one start in any 3 s: the retry too.
+    assert all(later.ts - earlier.ts >= 3.0 - 0.05 for earlier, later in zip(starts, starts[1:]))
+    paced = [e for e in w.recorder.of(Kind.CLUSTER_PACED) if e.cluster == "b"]
+    assert len(paced) == 2, [e.message for e in paced]   # the first start, and the retry
+    retried = next(e for e in w.recorder.of(Kind.STEERED) if e.data.get("action") == "retry")
+    assert retried.ts <= paced[1].ts <= starts[2].ts
