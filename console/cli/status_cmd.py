@@ -6,8 +6,8 @@ holds up the others), the version the release ledger (`console.history`) last re
 there, the last known-good version, and when and by whom it was recorded. DRIFT marks a
 cluster whose live version differs from the ledger's (someone changed it by hand, e.g.
 `kubectl set image`). For an app shipped as a Helm chart the live column adds Helm's
-revision, chart version and release status (`--json`: `helm_revision`, `chart_version`,
-`helm_status`), and a Helm revision other than the one the ledger recorded is drift too
+revision, chart version, the chart's app version and release status (`--json`:
+`helm_revision`, `chart_version`, `app_version`, `helm_status`), and a Helm revision other than the one the ledger recorded is drift too
 (a `helm upgrade` or `helm rollback` made outside the console). A pinned release
 records the digest its tag was resolved to: the DIGEST column shows the running one
 (short; `-` for a plain tag), and the same version on other bits than the ledger's digest is digest drift
@@ -130,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
                      f"not finish; `release-console check` says how to recover), {state}")
         live = s.version or "-"
         if s.helm_revision is not None:
-            # Apps shipped as a chart: Helm's revision, chart version and release status.
-            live += f" (helm r{s.helm_revision}, chart {s.chart_version}, {s.helm_status})"
+            # Apps shipped as a chart: Helm's revision, chart and app version, release status.
+            app = f", app {s.app_version}" if s.app_version else ""
+            live += (f" (helm r{s.helm_revision}, chart {s.chart_version}{app}, "
+                     f"{s.helm_status})")
         digest = _short_digest(s.digest) if s.digest else "-"
         table.append((s.cluster, live, recorded, good, when, who, ready, digest, state))
     widths = [max(len(r[i]) for r in table) for i in range(8)]

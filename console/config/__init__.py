@@ -25,7 +25,7 @@ from console.config.loader import load
 from console.config.model import (BUILTIN_STRATEGIES, DEFAULT_HISTORY_PATH,
                                   DEFAULT_ROLLOUT_TIMEOUT, DEFAULT_VAULT_PATH_PATTERN,
                                   NOTIFY_EVENTS, PRODUCTION_GROUPS, RESERVED_VALUE_NAMES,
-                                  REST, App, ChartConfig, Cluster, Credentials, EmailConfig, FleetConfig,
+                                  REST, App, ChartConfig, ChartRegistryConfig, Cluster, Credentials, EmailConfig, FleetConfig,
                                   FreezeWindow, HealthCheck, HealthConfig,
                                   HistoryConfig, NotifyConfig, RegistryConfig, Strategy,
                                   VaultConfig)
@@ -36,7 +36,7 @@ __all__ = [
     "HealthCheck", "HealthConfig",
     "BUILTIN_STRATEGIES", "DEFAULT_HISTORY_PATH", "DEFAULT_ROLLOUT_TIMEOUT",
     "DEFAULT_VAULT_PATH_PATTERN", "MAX_ALIASES", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES",
-    "NOTIFY_EVENTS", "PRODUCTION_GROUPS", "RESERVED_VALUE_NAMES", "REST", "App", "ChartConfig", "Cluster",
+    "NOTIFY_EVENTS", "PRODUCTION_GROUPS", "RESERVED_VALUE_NAMES", "REST", "App", "ChartConfig", "ChartRegistryConfig", "Cluster",
     "Credentials", "EmailConfig", "FleetConfig", "FreezeWindow", "HistoryConfig", "NotifyConfig",
     "RegistryConfig", "Strategy", "VaultConfig", "YamlDocument", "deep_merge",
     "did_you_mean", "failure_budget_count", "image_registry_host", "is_glob",

@@ -1,9 +1,11 @@
 """The Helm keys of the `app` section: `chart` (the alternative to `manifests`),
-`chart_version`, `release`, `chart_keys`, `helm_storage` and `helm_timeout`.
+`chart_version`, `chart_registry`, `release`, `chart_keys`, `helm_storage` and
+`helm_timeout`.
 
 A chart is a directory (relative to the fleet file) or an `oci://` reference, which then
-needs a pinned `chart_version`. The other keys only make sense with a chart; given
-without one they are an error rather than silently ignored.
+needs a pinned `chart_version` and may name its registry's login and TLS in
+`chart_registry`. The other keys only make sense with a chart; given without one they
+are an error rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from console.config.checks import Checker, did_you_mean, or_empty, resolve_path
-from console.config.model import ChartConfig
+from console.config.checks import (Checker, did_you_mean, is_loopback_host, or_empty,
+                                   resolve_path)
+from console.config.model import ChartConfig, ChartRegistryConfig
 from console.config.yaml_reader import Path_
 from console.names import show
 
-CHART_KEYS = ("chart", "chart_version", "release", "chart_keys", "helm_storage",
-              "helm_timeout")
+CHART_KEYS = ("chart", "chart_version", "chart_registry", "release", "chart_keys",
+              "helm_storage", "helm_timeout")
+_REGISTRY_KEYS = ("username_env", "password_env", "vault", "ca_file", "plain_http")
 HELM_STORAGES = ("secret", "configmap")
 # Helm's own rule for release names: a DNS subdomain of at most 53 characters.
 _RELEASE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -55,6 +59,9 @@ def chart_section(ck: Checker, raw: dict[str, Any], app_name: str) -> ChartConfi
         if version is not None:
             raise ck.fail((*p, "chart_version"), "only for an oci:// chart (a chart "
                           "directory has its version in Chart.yaml)", at_key=True)
+        if raw.get("chart_registry") is not None:
+            raise ck.fail((*p, "chart_registry"), "only for an oci:// chart (a chart "
+                          "directory is read from disk)", at_key=True)
         chart = str(resolve_path(text, ck.base))
     release = ck.string(raw.get("release"), (*p, "release")) or app_name
     if len(release) > MAX_RELEASE_NAME or not _RELEASE.fullmatch(release):
@@ -75,9 +82,64 @@ def chart_section(ck: Checker, raw: dict[str, Any], app_name: str) -> ChartConfi
                       + did_you_mean(storage, HELM_STORAGES)
                       + f"; one of {', '.join(HELM_STORAGES)}")
     timeout = ck.duration(raw.get("helm_timeout"), (*p, "helm_timeout"), 120.0)
+    registry = (_chart_registry(ck, raw["chart_registry"], chart)
+                if raw.get("chart_registry") is not None else None)
     return ChartConfig(chart=chart, release=release, version=version, tag_key=tag_key,
                        cluster_key=cluster_key, repository_key=repository_key,
-                       digest_key=digest_key, storage=storage, timeout=timeout)
+                       digest_key=digest_key, storage=storage, timeout=timeout,
+                       registry=registry)
+
+
+def chart_host(chart: str) -> str:
+    """The registry host (with port) of an `oci://` chart reference."""
+    return chart.removeprefix("oci://").split("/", 1)[0]
+
+
+def _chart_registry(ck: Checker, value: Any, chart: str) -> ChartRegistryConfig:
+    """`app.chart_registry`: the login (env variables or Vault, never the password itself)
+    and TLS of an oci:// chart's registry.
+
+    Plain HTTP is only what the file says (`plain_http: true` for a loopback registry, or
+    the registry's HOST[:PORT] for another), and a login never goes over plain HTTP to
+    another machine: the password would cross the network in clear.
+    """
+    p: Path_ = ("app", "chart_registry")
+    raw = ck.mapping(value, p, _REGISTRY_KEYS)
+    user_env = ck.env_name(raw.get("username_env"), (*p, "username_env"))
+    pass_env = ck.env_name(raw.get("password_env"), (*p, "password_env"))
+    vault = ck.string(raw.get("vault"), (*p, "vault"), what="a Vault KV v2 path")
+    if (user_env is None) != (pass_env is None):
+        missing = "password_env" if pass_env is None else "username_env"
+        raise ck.fail(p, f"give username_env and password_env together ({missing} is "
+                      "missing)")
+    if vault is not None and user_env is not None:
+        raise ck.fail(p, "give username_env/password_env or vault, not both")
+    host = chart_host(chart)
+    plain = raw.get("plain_http")
+    plain_http = False
+    if plain is True:
+        if not is_loopback_host(host):
+            raise ck.fail((*p, "plain_http"), f"true applies to a loopback registry only, "
+                          f"and the chart's registry is {host}: name the host to allow "
+                          f"plain HTTP there (plain_http: {host})")
+        plain_http = True
+    elif plain not in (None, False):
+        text = ck.text(plain, (*p, "plain_http"), what="true, false or the chart's "
+                       "registry host (HOST[:PORT])")
+        if text != host:
+            raise ck.fail((*p, "plain_http"), f"{show(text)} is not the chart's registry "
+                          f"host ({host})")
+        if user_env or vault:
+            raise ck.fail((*p, "plain_http"), f"a login to {host} over plain HTTP would "
+                          "send the password in clear: use TLS (ca_file) for a registry "
+                          "that needs a login")
+        plain_http = True
+    ca_file = ck.file_path(raw.get("ca_file"), (*p, "ca_file"))
+    if ca_file is not None and plain_http:
+        raise ck.fail((*p, "ca_file"), "plain_http has no TLS to verify: give one of "
+                      "ca_file and plain_http")
+    return ChartRegistryConfig(username_env=user_env, password_env=pass_env, vault=vault,
+                               ca_file=ca_file, plain_http=plain_http)
 
 
 def _set_key(ck: Checker, value: Any, path: Path_, default: str) -> str:

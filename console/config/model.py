@@ -82,6 +82,23 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class ChartRegistryConfig:
+    """How helm reaches the registry of an `oci://` chart (`app.chart_registry`): its login
+    and TLS. The password is never held here, only where it comes from."""
+
+    username_env: str | None = None  # environment variables holding the login ...
+    password_env: str | None = None
+    vault: str | None = None  # ... or a KV v2 path with `username` and `password` fields
+    ca_file: Path | None = None  # the CA that verifies the registry (helm --ca-file)
+    plain_http: bool = False  # helm --plain-http: a loopback host, or the one host named
+
+    @property
+    def login(self) -> bool:
+        """Whether helm logs in to the registry."""
+        return bool(self.vault or self.password_env)
+
+
+@dataclass(frozen=True)
 class ChartConfig:
     """The app shipped as a Helm chart (`app.chart`) instead of manifest templates."""
 
@@ -94,6 +111,7 @@ class ChartConfig:
     digest_key: str = "image.digest"  # ... and the pinned digest (when a release pins one)
     storage: str = "secret"  # app.helm_storage: Helm's release storage, secret | configmap
     timeout: float = 120.0  # app.helm_timeout: seconds one helm call may take
+    registry: ChartRegistryConfig | None = None  # app.chart_registry (oci:// charts)
 
     @property
     def is_oci(self) -> bool:

@@ -153,6 +153,7 @@ class ClusterStatus:
     chart_version: str | None = None
     helm_status: str | None = None
     digest: str | None = None   # the digest the app's image is pinned to (None: a tag only)
+    app_version: str | None = None  # the Helm driver's: the chart's appVersion (Chart.yaml)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ def status(engine: Engine, cluster_ids: Sequence[str] | None = None) -> list[Clu
         return ClusterStatus(cluster.id, live.version, live.image, live.revision,
                              live.ready, live.desired, True, None, live.release_id,
                              live.previous_version or None, live.helm_revision,
-                             live.chart_version, live.helm_status, live.digest)
+                             live.chart_version, live.helm_status, live.digest,
+                             live.app_version)
 
     pool = ThreadPoolExecutor(max_workers=min(32, len(clusters)), thread_name_prefix="status")
     futures = [pool.submit(one, c) for c in clusters]

@@ -23,11 +23,13 @@ from typing import Any
 import yaml
 
 from console.config import Cluster, FleetConfig
+from console.config.chart_section import chart_host
 from console.errors import ConfigError
 from console.kube.client import ClusterError, KubeClient
 from console.kube.driver import (FIELD_MANAGER, ClusterDriver, LiveDeployment, Revision,
                                  _container_image, image_tag)
 from console.kube.helm_cli import DEFAULT_TIMEOUT, HelmRunner
+from console.kube.helm_login import ChartLogin
 from console.kube.helm_storage import HelmRevision, latest, pending, read_history
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -52,6 +54,7 @@ class HelmSettings:
     timeout: float = DEFAULT_TIMEOUT    # s per helm call
     ca_file: Path | None = None         # TLS trust for an oci:// chart registry
     plain_http: bool = False            # the oci:// registry speaks plain HTTP (insecure)
+    login: ChartLogin | None = None     # the oci:// registry's login (app.chart_registry)
 
 
 def settings_for(config: FleetConfig) -> HelmSettings:
@@ -61,21 +64,27 @@ def settings_for(config: FleetConfig) -> HelmSettings:
     chart = config.app.chart
     if chart is None:
         raise ConfigError(f"{config.source or config.path}: app.chart: not set")
+    reg = chart.registry
+    login = None
+    if reg is not None and reg.login:
+        login = ChartLogin(chart_host(chart.chart), reg, config.vault,
+                           str(config.source or config.path))
     return HelmSettings(
         binary=find("helm"), chart=chart.chart, release=chart.release,
         chart_version=chart.version, tag_key=chart.tag_key, cluster_key=chart.cluster_key,
         repository_key=chart.repository_key, digest_key=chart.digest_key,
-        storage=chart.storage, timeout=chart.timeout, ca_file=config.app.registry.ca_file,
-        plain_http=_plain_http(config))
+        storage=chart.storage, timeout=chart.timeout,
+        ca_file=(reg.ca_file if reg and reg.ca_file else config.app.registry.ca_file),
+        plain_http=reg.plain_http if reg is not None else _plain_http(config), login=login)
 
 
 def _plain_http(config: FleetConfig) -> bool:
-    """Whether `app.registry.insecure` covers the oci:// chart's registry host: `true` for
-    a loopback host, or exactly the host it names."""
+    """Without `app.chart_registry`: whether `app.registry.insecure` covers the oci://
+    chart's registry host (`true` for a loopback host, or exactly the host it names)."""
     chart = config.app.chart
     if chart is None or not chart.is_oci:
         return False
-    host = chart.chart.removeprefix("oci://").split("/", 1)[0]
+    host = chart_host(chart.chart)
     registry = config.app.registry
     if registry.insecure_host:
         return host == registry.insecure_host
@@ -125,7 +134,8 @@ def render_chart(config: FleetConfig, cluster: Cluster, tag: str) -> list[dict[s
     sets = set_strings(settings, tag, cluster.id, config.app.image)
     try:
         out = runner.run(["template", *chart_args(settings, sets), "--namespace",
-                          cluster.namespace], values=cluster.values, cluster_access=False)
+                          cluster.namespace], values=cluster.values, cluster_access=False,
+                         login=settings.login)
     except ClusterError as exc:
         raise ConfigError(f"chart {settings.chart}: cluster {cluster.id!r}: "
                           f"{exc.reason}") from None
@@ -239,14 +249,15 @@ class HelmDriver(ClusterDriver):
         args = ["upgrade", "--install", *chart_args(self.settings, prepared.sets)]
         release_id = annotations.get("release-console.io/release-id", "")
         args += ["--description", f"release-console {release_id}: {prepared.tag}".strip()]
-        self.helm.run(args, values=prepared.values)
+        self.helm.run(args, values=prepared.values, login=self.settings.login)
         return self._annotate(annotations)
 
     def dry_run(self, tag: str) -> str:
         """`helm upgrade --install --dry-run=server` of `tag`; helm's last line of output."""
         prepared = self.prepare(tag)
         out = self.helm.run(["upgrade", "--install", *chart_args(self.settings, prepared.sets),
-                             "--dry-run=server"], values=prepared.values)
+                             "--dry-run=server"], values=prepared.values,
+                            login=self.settings.login)
         return out.stdout
 
     def undo_to(self, revision: Revision, live: LiveDeployment,

@@ -5,7 +5,8 @@ Credentials never go on a command line: the cluster's resolved kubeconfig is wri
 for the one helm call that needs it and removed right after, and so is the values file.
 Helm gets a clean environment (no inherited `KUBECONFIG`, `HELM_KUBETOKEN`, ...) with its
 cache/config/data homes in that private directory too, so nothing lands in `~/.cache`
-or `~/.config` and no stray repository configuration is read.
+or `~/.config` and no stray repository configuration is read. An `oci://` chart's
+registry login (`console.kube.helm_login`) is a 0600 registry config file in that HOME.
 
 Helm processes cost tens of MiB each: `MAX_PROCESSES` (a process-wide semaphore) bounds
 how many run at once, on top of the engine's per-strategy parallelism.
@@ -28,6 +29,7 @@ from typing import Any, Iterator
 import yaml
 
 from console.kube.client import ClusterError
+from console.kube.helm_login import ChartLogin
 
 # Seconds one helm call may take (it does not wait for the rollout: the console does).
 DEFAULT_TIMEOUT = 120.0
@@ -72,12 +74,15 @@ class HelmRunner:
         self._lock = threading.Lock()
 
     def run(self, args: Sequence[str], *, values: Mapping[str, Any] | None = None,
-            cluster_access: bool = True, timeout: float | None = None) -> HelmResult:
-        """`helm ARGS` (+ `-f <values file>` when `values`, + `--kubeconfig`, `-n`).
+            cluster_access: bool = True, timeout: float | None = None,
+            login: ChartLogin | None = None) -> HelmResult:
+        """`helm ARGS` (+ `-f <values file>` when `values`, + `--kubeconfig`, `-n`, +
+        `--registry-config <private file>` when a chart registry `login` is given).
 
         Raises `ClusterError` naming the cluster on a non-zero exit or a timeout; the
-        message carries the end of helm's stderr with the private file paths removed.
-        A missing helm is a `UserError` saying how to get it.
+        message carries the end of helm's stderr with the private file paths removed (a
+        refused login names the fleet file field it came from). A missing helm, or a
+        login that cannot be read, is a `UserError`.
         """
         if self.binary is None:
             from console.binaries import require
@@ -93,6 +98,8 @@ class HelmRunner:
                     "kubeconfig-", yaml.safe_dump(self._kubeconfig)))
                 argv += ["--kubeconfig", str(kubeconfig), "-n", self.namespace]
             home = files.enter_context(private_home())
+            if login is not None:
+                argv += ["--registry-config", str(login.write_config(home))]
             try:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True,
@@ -110,6 +117,9 @@ class HelmRunner:
                 _kill(proc)
                 raise
         if proc.returncode != 0:
+            refused = login.refused(stderr) if login is not None else None
+            if refused:
+                raise ClusterError(self.cluster, refused)
             raise ClusterError(self.cluster, f"helm {args[0]} failed: {clean_error(stderr)}")
         return HelmResult(stdout, stderr)
 

@@ -25,11 +25,13 @@ from console.preflight.model import CheckResult, ClusterContext
 
 
 def check_chart(config: Any, tag: str, plan: Any) -> CheckResult:
-    """helm is there (its version), and `helm lint` passes on a chart directory."""
+    """helm is there (its version), and `helm lint` passes on a chart directory, or an
+    oci:// chart is pulled (`helm show chart`, with the registry login if any)."""
     if config.app.chart is None:
         return CheckResult("chart", True, "the app ships manifests (no chart)")
     from console.kube.helm import chart_args, set_strings, settings_for
     from console.kube.helm_cli import HelmRunner, helm_version
+    from console.kube.helm_login import wants_login
     from console.binaries import require
     try:
         settings = settings_for(config)
@@ -38,12 +40,25 @@ def check_chart(config: Any, tag: str, plan: Any) -> CheckResult:
         return CheckResult("chart", False, str(exc))
     except (OSError, subprocess.SubprocessError) as exc:
         return CheckResult("chart", False, f"helm does not run: {type(exc).__name__}: {exc}")
-    if settings.chart.startswith("oci://"):
-        return CheckResult("chart", True, f"helm {version}; {settings.chart} "
-                           f"{settings.chart_version} is rendered per cluster (no lint of "
-                           "a remote chart)")
     runner = HelmRunner(settings.binary, "(release)", "default", {}, settings.storage,
                         settings.timeout)
+    if settings.chart.startswith("oci://"):
+        # Pulled once here (with the registry login, if any): a chart or a login the
+        # registry refuses stops the release before any cluster is touched.
+        try:
+            runner.run(["show", "chart", settings.chart, *chart_args(settings, ())[2:]],
+                       cluster_access=False, login=settings.login)
+        except (ClusterError, UserError) as exc:
+            reason = exc.reason if isinstance(exc, ClusterError) else str(exc)
+            if settings.login is None and wants_login(reason):
+                reason += (" - the registry wants a login: name it in app.chart_registry "
+                           "(username_env and password_env, or vault)")
+            return CheckResult("chart", False, f"chart {settings.chart} "
+                               f"{settings.chart_version}: "
+                               f"{reason.removeprefix('helm show failed: ')}")
+        return CheckResult("chart", True, f"helm {version}; {settings.chart} "
+                           f"{settings.chart_version} is pulled and rendered per cluster "
+                           "(no lint of a remote chart)")
     sets = set_strings(settings, _lint_tag(tag), "lint", config.app.image)
     args = ["lint", settings.chart, *chart_args(settings, sets)[2:]]
     try:

@@ -81,3 +81,48 @@ def test_manifests_apps_have_no_chart(tmp_path):
 ])
 def test_chart_mistakes_name_line_and_field(tmp_path, extra, expected):
     assert error_of(tmp_path, extra).startswith(expected)
+
+
+def test_an_oci_chart_registry_login_and_tls(tmp_path):
+    chart = load_with(tmp_path, """\
+        chart: oci://127.0.0.1:5000/charts/web
+        chart_version: 1.4.2
+        chart_registry: {username_env: CHART_USER, password_env: CHART_PASSWORD,
+                         plain_http: true}
+        """).app.chart
+    reg = chart.registry
+    assert (reg.username_env, reg.password_env, reg.vault) == ("CHART_USER", "CHART_PASSWORD",
+                                                               None)
+    assert reg.login and reg.plain_http and reg.ca_file is None
+    vault = load_with(tmp_path, """\
+        chart: oci://charts.example.com/web
+        chart_version: 1.4.2
+        chart_registry: {vault: secret/charts/registry, ca_file: certs/ca.pem}
+        """).app.chart.registry
+    assert vault.vault == "secret/charts/registry" and not vault.plain_http
+    assert vault.ca_file == tmp_path / "certs" / "ca.pem"
+
+
+OCI = "chart: oci://charts.example.com/web\nchart_version: 1.0.0\n"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("chart: charts/web\nchart_registry: {vault: secret/x}",
+     ":5: app.chart_registry: only for an oci:// chart"),
+    (OCI + "chart_registry: {username_env: U}",
+     ":6: app.chart_registry: give username_env and password_env together (password_env"),
+    (OCI + "chart_registry: {username_env: U, password_env: P, vault: secret/x}",
+     ":6: app.chart_registry: give username_env/password_env or vault, not both"),
+    (OCI + "chart_registry: {password: hunter2}", ":6: app.chart_registry.password: unknown key"),
+    (OCI + "chart_registry: {plain_http: true}",
+     ":6: app.chart_registry.plain_http: true applies to a loopback registry only"),
+    (OCI + "chart_registry: {plain_http: other.example.com}",
+     ":6: app.chart_registry.plain_http: 'other.example.com' is not the chart's registry host"),
+    (OCI + "chart_registry: {plain_http: charts.example.com, vault: secret/x}",
+     ":6: app.chart_registry.plain_http: a login to charts.example.com over plain HTTP would "
+     "send the password in clear"),
+    (OCI + "chart_registry: {password_env: 'A B', username_env: U}",
+     ":6: app.chart_registry.password_env: 'A B' is not an environment variable name"),
+])
+def test_chart_registry_mistakes_name_line_and_field(tmp_path, extra, expected):
+    assert error_of(tmp_path, extra).startswith(expected)

@@ -1,5 +1,5 @@
 """The headless commands with a chart: `deploy` records Helm revisions in the ledger,
-`status` shows chart version and revision (and `--json` its fields), a `helm upgrade`
+`status` shows chart version, app version and revision (and `--json` its fields), a `helm upgrade`
 made outside the console is drift, `rollback CLUSTER --to VERSION` lands on the right
 revision, `check` reports the helm version, and a missing helm stops a release before
 anything is touched (exit 2, saying how to get it)."""
@@ -34,6 +34,7 @@ def test_deploy_status_drift_and_rollback_to_version(helm_world, capsys):
     by = {c["cluster"]: c for c in doc["clusters"]}
     assert by["h1"]["helm_revision"] == 2 and by["h1"]["chart_version"] == "0.1.0"
     assert by["h1"]["helm_status"] == "deployed" and by["h1"]["version"] == "v2"
+    assert by["h1"]["app_version"] == "1.0.0"   # Chart.yaml's appVersion
     assert doc["drift"] == []
 
     # Someone runs helm by hand on h2: same tag, other values - a new revision.
@@ -45,7 +46,7 @@ def test_deploy_status_drift_and_rollback_to_version(helm_world, capsys):
                    timeout=120)
     assert main(["status", "--config", str(w.config_path)]) == 0
     text = capsys.readouterr().out
-    assert "v2 (helm r2, chart 0.1.0, deployed)" in text
+    assert "v2 (helm r2, chart 0.1.0, app 1.0.0, deployed)" in text
     h2 = next(line for line in text.splitlines() if line.startswith("h2"))
     assert "helm r3" in h2 and "DRIFT (ledger says Helm revision 2, live 3)" in h2
     assert "h2 run(s) a version or Helm revision the ledger did not record" in text

@@ -5,7 +5,8 @@ never skips it, when the lab's programs are not built).
 - a canary release of the example chart to three clusters ends with one more Helm
   revision running the new tag on each; a tag that never pulls is undone by `helm
   rollback` (one more revision, the old tag); `rollback CLUSTER --to VERSION` lands on
-  the revision that ran it; `status` shows chart version and revision per cluster;
+  the revision that ran it; `status` shows chart version, app version and revision per
+  cluster;
 - a chart release and its rollbacks work with only the rights `rbac CLUSTER` prints;
 - pre-flight sends the rendered chart to the API server: a containerPort the server
   refuses fails `dry-run` after a good v1 (Helm's own --dry-run=server passes it).
@@ -140,9 +141,12 @@ def test_canary_broken_tag_rollback_to_version_and_status(chart_stage, capsys):
     assert main(["status", *cli, "--json"]) == 0
     by = {c["cluster"]: c for c in json.loads(capsys.readouterr().out)["clusters"]}
     assert [(by[c]["version"], by[c]["helm_revision"], by[c]["chart_version"],
-             by[c]["helm_status"]) for c in IDS] == [
-        ("v1", 3, "0.1.0", "deployed"), ("v2", 2, "0.1.0", "deployed"),
-        ("v2", 4, "0.1.0", "deployed")]
+             by[c]["app_version"], by[c]["helm_status"]) for c in IDS] == [
+        ("v1", 3, "0.1.0", "1.0.0", "deployed"), ("v2", 2, "0.1.0", "1.0.0", "deployed"),
+        ("v2", 4, "0.1.0", "1.0.0", "deployed")]
+    assert main(["status", *cli]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "v1 (helm r3, chart 0.1.0, app 1.0.0, deployed)" in rows["c0"], rows
     assert not any(by[c]["drift"] for c in IDS)
 
 

@@ -48,7 +48,7 @@ def test_an_oci_chart_is_released_and_rolled_back(sim_fleet, tmp_path, helm, cha
     first = w.release("v1")
     assert first.exit_code == 0, first.preflight.table() if first.preflight else first
     chart_row = next(r for r in first.preflight.results if r.check == "chart")
-    assert "0.1.0 is rendered per cluster" in chart_row.detail
+    assert "0.1.0 is pulled and rendered per cluster" in chart_row.detail
     assert w.release("v2-broken").clusters[0].outcome == "rolled_back"
     history = w.history("h1")
     assert [h["chart"] for h in history] == ["user-service-0.1.0"] * 3
