@@ -155,7 +155,18 @@ _READY = """
 # KWOK's node stages (kustomize/stage/node/fast/node-initialize.yaml and
 # heartbeat-with-lease/node-heartbeat-with-lease.yaml of sigs.k8s.io/kwok v0.8), verbatim
 # in substance: nodes get their Ready condition, addresses and capacity once.
-_NODE_STATUS = """
+
+# The node's allocatable and capacity: what it reports, else a node too large to fill.
+_RESOURCES = """
+      %(field)s:
+      {{ with .status.%(field)s }}
+      {{ YAML . 1 }}
+      {{ else }}
+        cpu: 1k
+        memory: 1Ti
+        pods: 1M
+      {{ end }}"""
+_NODE_CONDITIONS = """
       {{ $now := Now }}
       {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
       conditions:
@@ -179,23 +190,8 @@ _NODE_STATUS = """
       - address: {{ . | Quote }}
         type: Hostname
       {{ end }}
-      {{ end }}
-      allocatable:
-      {{ with .status.allocatable }}
-      {{ YAML . 1 }}
-      {{ else }}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{ end }}
-      capacity:
-      {{ with .status.capacity }}
-      {{ YAML . 1 }}
-      {{ else }}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{ end }}
+      {{ end }}"""
+_NODE_INFO = """
       {{ $nodeInfo := .status.nodeInfo }}
       {{ $kwokVersion := printf "kwok-%s" Version }}
       nodeInfo:
@@ -211,6 +207,8 @@ _NODE_STATUS = """
         systemUUID: ""
       phase: Running
 """
+_NODE_STATUS = (_NODE_CONDITIONS + _RESOURCES % {"field": "allocatable"}
+                + _RESOURCES % {"field": "capacity"} + _NODE_INFO)
 
 
 # The kubelet's events for these states (KWOK's event messages are fixed strings: they
