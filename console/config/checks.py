@@ -13,14 +13,16 @@ import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from console.config.yaml_reader import Path_, YamlDocument, dotted
 from console.errors import ConfigError, ValidationError
 from console.names import show, validate_dns_label
+
+T = TypeVar("T")
 
 
 def did_you_mean(word: str, choices: Any) -> str:
@@ -190,14 +192,18 @@ class Checker:
             raise self.fail(path, f"expected a whole number {bound}, got {kind_of(value)}")
         return value
 
+    def parsed(self, value: Any, path: Path_, parse: Callable[[Any], T], expected: str) -> T:
+        """`parse(value)`, or a failure naming what was `expected` when it cannot."""
+        try:
+            return parse(value)
+        except ValueError:
+            raise self.fail(path, f"expected {expected}, got {kind_of(value)}") from None
+
     def duration(self, value: Any, path: Path_, default: float) -> float:
         if value is None:
             return default
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise self.fail(path, "expected a duration such as 90s, 10m, 1h or plain "
-                            f"seconds, got {kind_of(value)}") from None
+        return self.parsed(value, path, parse_duration,
+                           "a duration such as 90s, 10m, 1h or plain seconds")
 
     def names(self, value: Any, path: Path_, what: str = "a list of names") -> tuple[str, ...]:
         if value is None:

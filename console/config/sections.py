@@ -240,11 +240,8 @@ def _pace(ck: Checker, value: Any, path: Path_) -> tuple[int, float] | None:
     """`max_starts: N/DURATION` (None when not given)."""
     if value is None:
         return None
-    try:
-        return parse_pace(value)
-    except ValueError:
-        raise ck.fail(path, "expected N/DURATION such as 10/30s (at most N clusters start "
-                      f"in any DURATION), got {show(value)}") from None
+    return ck.parsed(value, path, parse_pace, "N/DURATION such as 10/30s (at most N "
+                     "clusters start in any DURATION)")
 
 
 def _bake(ck: Checker, value: Any, path: Path_) -> float | None:
