@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.events import FAILURE_OUTCOMES, Outcome
 from console.redact import scrub
@@ -67,6 +67,14 @@ class GateDecision(str, Enum):
     ABORT = "abort"
 
 
+def _settle(result: Any, text_field: str) -> None:
+    """A result's outcome as its `Outcome` (a string is accepted), and its message text
+    scrubbed once where it is made (like events), so every printer gets it."""
+    object.__setattr__(result, "outcome", Outcome(result.outcome))
+    if getattr(result, text_field):
+        object.__setattr__(result, text_field, scrub(getattr(result, text_field)))
+
+
 @dataclass(frozen=True)
 class ClusterResult:
     """How one cluster ended (a string outcome is turned into its `Outcome`)."""
@@ -81,10 +89,7 @@ class ClusterResult:
     digest: str | None = None   # the digest the release pinned `to_version` to
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "outcome", Outcome(self.outcome))
-        # Scrubbed once where it is made (like events), so every printer gets it.
-        if self.error:
-            object.__setattr__(self, "error", scrub(self.error))
+        _settle(self, "error")
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,7 @@ class ReleaseResult:
     message: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "outcome", Outcome(self.outcome))
-        if self.message:
-            object.__setattr__(self, "message", scrub(self.message))
+        _settle(self, "message")
 
 
 @dataclass(frozen=True)
