@@ -34,6 +34,14 @@ class SimClock:
         """Use `loop` for timers (the fleet does this when it starts)."""
         self.loop = loop
 
+    @classmethod
+    def given(cls, clock: SimClock | None, loop: asyncio.AbstractEventLoop) -> SimClock:
+        """`clock`, or (a part made on its own, outside a fleet) real time on `loop`."""
+        if clock is None:
+            clock = cls()
+            clock.bind(loop)
+        return clock
+
     def time(self) -> float:
         """Seconds since the epoch, as the cluster's objects record it."""
         return time.time()

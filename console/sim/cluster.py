@@ -30,10 +30,7 @@ class SimCluster:
         self.id = cluster_id
         self.settings = settings
         self.loop = loop
-        if clock is None:
-            clock = SimClock()
-            clock.bind(loop)
-        self.clock = clock
+        self.clock = SimClock.given(clock, loop)
         self.seed = seed
         # The cluster's own randomness (pod start jitter, names, IPs); the injected faults
         # are decided apart from it (`fault_rng`), so that they replay whatever the timing.

@@ -85,10 +85,7 @@ class Controller:
         self.settings = settings
         self.loop = loop
         self.rng = rng
-        if clock is None:
-            clock = SimClock()
-            clock.bind(loop)
-        self.clock = clock
+        self.clock = SimClock.given(clock, loop)
         self.on_rollout = on_rollout  # (deployment key, active) -> fleet-wide tracker
         self._pending: dict[tuple[str, str, str], None] = {}
         self._flush_scheduled = False

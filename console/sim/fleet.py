@@ -376,10 +376,14 @@ class SimFleet:
         return self._cluster(cluster_id).port
 
     @property
+    def _started_tls(self) -> tls.FleetTLS:
+        assert self.tls is not None, "the fleet is not started"
+        return self.tls
+
+    @property
     def ca_pem(self) -> bytes:
         """The fleet CA certificate (PEM)."""
-        assert self.tls is not None, "the fleet is not started"
-        return self.tls.ca_pem
+        return self._started_tls.ca_pem
 
     @property
     def ca_file(self) -> Path:
@@ -390,8 +394,7 @@ class SimFleet:
     @property
     def ca_sha256(self) -> str:
         """SHA-256 (hex) of the CA certificate's DER form, as `ca_sha256` pins spell it."""
-        assert self.tls is not None, "the fleet is not started"
-        return self.tls.ca_der_sha256
+        return self._started_tls.ca_der_sha256
 
     @property
     def registry_url(self) -> str:

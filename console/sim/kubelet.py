@@ -170,14 +170,23 @@ class Kubelet:
             self.ready_at[ident[2]] = self.clock.time()
         self.store.put(POD, fresh)
 
-    def _pull_failure(self, ident: tuple[str, str, str], attempt: int) -> None:
+    def _still_faulty(self, ident: tuple[str, str, str], patterns: tuple[str, ...]
+                      ) -> dict[str, Any] | None:
+        """The live pod while one of its images still matches the fault's `patterns`; once
+        the fault is lifted (the image "appeared", the crash was fixed) the pod is set to
+        run instead, and None."""
         pod = self._live(ident)
         if pod is None:
-            return
+            return None
         images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
-        if not any(faults.matches(i, self.settings.never_pull) for i in images):
-            # the fault was lifted (the image "appeared"): the next pull succeeds
+        if not any(faults.matches(i, patterns) for i in images):
             self._later(self.settings.readiness_delay, self._running, ident, True)
+            return None
+        return pod
+
+    def _pull_failure(self, ident: tuple[str, str, str], attempt: int) -> None:
+        pod = self._still_faulty(ident, self.settings.never_pull)
+        if pod is None:
             return
         fresh = clone(pod)
         reason = "ErrImagePull" if attempt % 2 == 0 else "ImagePullBackOff"
@@ -194,12 +203,8 @@ class Kubelet:
         self._later(min(1.0 * 2 ** min(attempt, 4), 10.0), self._pull_failure, ident, attempt + 1)
 
     def _crash(self, ident: tuple[str, str, str], restarts: int) -> None:
-        pod = self._live(ident)
+        pod = self._still_faulty(ident, self.settings.crash)
         if pod is None:
-            return
-        images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
-        if not any(faults.matches(i, self.settings.crash) for i in images):
-            self._later(self.settings.readiness_delay, self._running, ident, True)  # fixed
             return
         fresh = clone(pod)
         stamp = now_iso(self.clock.time())
