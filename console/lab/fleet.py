@@ -383,16 +383,19 @@ class LabFleet:
         return f"https://127.0.0.1:{self.ports[cluster_id]}"
 
     @property
+    def _started_pki(self) -> pki.LabPKI:
+        assert self._pki is not None, "the lab is not started"
+        return self._pki
+
+    @property
     def ca_pem(self) -> bytes:
         """The lab CA certificate (PEM)."""
-        assert self._pki is not None, "the lab is not started"
-        return self._pki.ca_pem
+        return self._started_pki.ca_pem
 
     @property
     def ca_sha256(self) -> str:
         """SHA-256 (hex) of the CA certificate's DER form."""
-        assert self._pki is not None, "the lab is not started"
-        return self._pki.ca_der_sha256
+        return self._started_pki.ca_der_sha256
 
     @property
     def registry_host(self) -> str:
