@@ -37,22 +37,18 @@ USER_THEMES = Path("~/.config/release-console/themes")
 TEXTUAL_COLOURS = ("primary", "secondary", "accent", "warning", "error", "success",
                    "foreground", "background", "surface", "panel", "boost")
 
-# The console's own colours: theme key -> CSS variable, with the default used when a
-# theme leaves it out (readable on dark and light backgrounds alike).
-STATUS_VARIABLES: dict[str, tuple[str, str]] = {
-    "idle": ("status-idle", "#8a8a8a"),
-    "checking": ("status-checking", "#5fafd7"),
-    "waiting": ("status-waiting", "#af87d7"),
-    "rolling": ("status-rolling", "#2a9df4"),
-    "healthy": ("status-healthy", "#3fb950"),
-    "failed": ("status-failed", "#f85149"),
-    "rolling_back": ("status-rolling-back", "#d29922"),
-    "rolled_back": ("status-rolled-back", "#e3b341"),
-    "skipped": ("status-skipped", "#8a8a8a"),
-    "unreachable": ("status-unreachable", "#ff7b72"),
-    "production": ("production", "#ff5f87"),
-    "drift": ("drift", "#ffaf00"),
+# The console's own colours, with the default used when a theme leaves one out (readable
+# on dark and light backgrounds alike).
+_DEFAULT_COLOURS = {
+    "idle": "#8a8a8a", "checking": "#5fafd7", "waiting": "#af87d7", "rolling": "#2a9df4",
+    "healthy": "#3fb950", "failed": "#f85149", "rolling_back": "#d29922",
+    "rolled_back": "#e3b341", "skipped": "#8a8a8a", "unreachable": "#ff7b72",
+    "production": "#ff5f87", "drift": "#ffaf00",
 }
+# Theme key -> (CSS variable, default): a phase's variable is `status-` and its name.
+STATUS_VARIABLES: dict[str, tuple[str, str]] = {
+    key: (key if key in ("production", "drift") else "status-" + key.replace("_", "-"), colour)
+    for key, colour in _DEFAULT_COLOURS.items()}
 
 _TOP_KEYS = {"name", "dark", "colors", "status", "description"}
 

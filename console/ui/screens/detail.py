@@ -19,7 +19,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
-from console.errors import UserError
 from console.events import Event
 from console.ui.state import DRIFT_GLYPH, PRODUCTION_GLYPH, FleetState, Phase, format_duration
 from console.ui.widgets.event_log import format_line
@@ -27,6 +26,7 @@ from console.ui.widgets.lists import ListTable
 from console.ui.widgets.palette import Palette
 from console.engine.api import ClusterDetail
 from console.ui.messages import ClusterRollbackRequested
+from console.ui.screens.reading import read_or_error
 
 if TYPE_CHECKING:
     from console.ui.messages import ConsoleServices
@@ -98,10 +98,7 @@ class DetailScreen(Screen):
     @work(thread=True, exit_on_error=False, exclusive=True, group="detail")
     def load(self) -> None:
         """Read pods, revisions and events from the cluster (through the engine)."""
-        try:
-            detail, error = self.app.engine().detail(self.cluster_id), None
-        except UserError as exc:
-            detail, error = None, str(exc)
+        detail, error = read_or_error(lambda: self.app.engine().detail(self.cluster_id))
         self.app.call_from_thread(self._loaded, detail, error)
 
     def _loaded(self, detail: ClusterDetail | None, error: str | None) -> None:

@@ -20,6 +20,7 @@ from console.errors import UserError
 from console.ui.state import Phase
 from console.ui.widgets.lists import ListTable
 from console.ui.widgets.palette import Palette
+from console.ui.screens.reading import read_or_error
 
 if TYPE_CHECKING:
     from console.ui.messages import ConsoleServices
@@ -69,10 +70,7 @@ class FollowScreen(Screen):
     @work(thread=True, exit_on_error=False, exclusive=True, group="follow")
     def load(self) -> None:
         """Read the followed release (ledger, Leases, clusters: off the UI thread)."""
-        try:
-            view, error = self.app.engine().follow(self.release_id), None
-        except UserError as exc:
-            view, error = None, str(exc)
+        view, error = read_or_error(lambda: self.app.engine().follow(self.release_id))
         self.app.call_from_thread(self._loaded, view, error)
 
     def _loaded(self, view: Any, error: str | None) -> None:

@@ -241,11 +241,8 @@ class ReleaseFormScreen(Screen):
     # -- starting ---------------------------------------------------------------------
 
     @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.action_start()
-
     @on(Button.Pressed, "#start")
-    def _start_pressed(self) -> None:
+    def _start_asked(self) -> None:
         self.action_start()
 
     @on(Button.Pressed, "#back")
