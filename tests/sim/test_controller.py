@@ -3,10 +3,9 @@ observedGeneration, the progress deadline counted from the last progress."""
 
 from __future__ import annotations
 
-import time
-
 from kubernetes import client, watch
 
+from console.sim.clock import ManualClock
 from tests.sim.conftest import api_client, deployment
 
 T = 10
@@ -97,51 +96,66 @@ def test_metadata_changes_do_not_bump_generation_and_scaling_does(sim_fleet):
     assert len(apps.list_namespaced_replica_set("shop", _request_timeout=T).items) == 1  # no new template
 
 
-def test_progress_deadline_counts_from_the_last_progress(sim_fleet):
-    # slow pods (1.5 s each) under a 2 s deadline: every pod that becomes ready is progress,
-    # so a 3-step rollout taking ~4.5 s must still succeed
-    fleet = sim_fleet(["a"], readiness_delay=1.5, jitter=0)
-    core, apps = _setup(fleet, 3, progressDeadlineSeconds=2)
-    _watch_until_done(apps)
-    since = _rv(apps)
-    started = time.monotonic()
+def _status(fleet) -> dict:
+    """shop/web's status as the cluster holds it now (read on the loop, no request)."""
+    return fleet.get("a", "apps/deployments", "shop", "web").get("status") or {}
+
+
+def _progressing(fleet) -> tuple[str, str]:
+    c = next(c for c in _status(fleet)["conditions"] if c["type"] == "Progressing")
+    return c["status"], c["reason"]
+
+
+def _new_image(apps, tag: str = "v2") -> None:
     apps.patch_namespaced_deployment("web", "shop", {"spec": {"template": {"spec": {"containers": [
-        {"name": "web", "image": "img:v2"}]}}}}, _request_timeout=T)
-    seen = _watch_until_done(apps, since)
-    assert time.monotonic() - started > 4
-    reasons = {c.reason for s in seen for c in (s.conditions or ()) if c.type == "Progressing"}
+        {"name": "web", "image": f"img:{tag}"}]}}}}, _request_timeout=T)
+
+
+def test_progress_deadline_counts_from_the_last_progress(sim_fleet):
+    # slow pods (1.5 s each) under a 2 s deadline, one at a time (3 replicas at 25%: surge
+    # 1, unavailable 0): every pod that becomes ready is progress, so a rollout taking
+    # 4.5 s of the simulator's time must still succeed
+    fleet = sim_fleet(["a"], readiness_delay=1.5, jitter=0, clock=ManualClock())
+    core, apps = _setup(fleet, 3, progressDeadlineSeconds=2)
+    fleet.advance(10)
+    assert _status(fleet).get("availableReplicas") == 3
+    _new_image(apps)
+    reasons, done_at = set(), None
+    for step in range(1, 21):              # 10 s in half seconds
+        fleet.advance(0.5)
+        reasons.add(_progressing(fleet)[1])
+        if done_at is None and _progressing(fleet)[1] == "NewReplicaSetAvailable":
+            done_at = step * 0.5
+    assert done_at is not None and done_at >= 4.5     # over twice the deadline
     assert "ProgressDeadlineExceeded" not in reasons and "ReplicaSetUpdated" in reasons
+    assert _progressing(fleet) == ("True", "NewReplicaSetAvailable")
+    assert _status(fleet)["updatedReplicas"] == 3 == _status(fleet)["availableReplicas"]
 
 
 def test_min_ready_seconds_delays_availability(sim_fleet):
-    fleet = sim_fleet(["a"], readiness_delay=0.1, jitter=0)
-    core, apps = _setup(fleet, 2, minReadySeconds=1)
-    time.sleep(0.5)
-    d = apps.read_namespaced_deployment("web", "shop", _request_timeout=T)
-    assert d.status.ready_replicas == 2 and not d.status.available_replicas
-    started = time.monotonic()
-    _watch_until_done(apps)
-    assert time.monotonic() - started > 0.3
+    fleet = sim_fleet(["a"], readiness_delay=1, jitter=0, clock=ManualClock())
+    core, apps = _setup(fleet, 2, minReadySeconds=10)
+    fleet.advance(2)
+    assert _status(fleet).get("readyReplicas") == 2 and not _status(fleet).get("availableReplicas")
+    fleet.advance(8.5)                     # ready at 1 s, 10 s later is 11 s: not yet
+    assert not _status(fleet).get("availableReplicas")
+    fleet.advance(1)
+    assert _status(fleet).get("availableReplicas") == 2
     rs = apps.list_namespaced_replica_set("shop", _request_timeout=T).items[0]
     assert rs.status.available_replicas == 2
 
 
 def test_pause_and_resume_conditions(sim_fleet):
-    fleet = sim_fleet(["a"], readiness_delay=0.1, jitter=0)
+    fleet = sim_fleet(["a"], readiness_delay=1, jitter=0, clock=ManualClock())
     core, apps = _setup(fleet, 2)
-    _watch_until_done(apps)
-
-    def progressing() -> tuple[str, str]:
-        d = apps.read_namespaced_deployment("web", "shop", _request_timeout=T)
-        c = next(c for c in d.status.conditions if c.type == "Progressing")
-        return c.status, c.reason
+    fleet.advance(5)
+    assert _progressing(fleet) == ("True", "NewReplicaSetAvailable")
     apps.patch_namespaced_deployment("web", "shop", {"spec": {"paused": True}}, _request_timeout=T)
-    apps.patch_namespaced_deployment("web", "shop", {"spec": {"template": {"spec": {"containers": [
-        {"name": "web", "image": "img:v2"}]}}}}, _request_timeout=T)
-    time.sleep(0.4)
-    assert progressing() == ("Unknown", "DeploymentPaused")
+    _new_image(apps)
+    fleet.advance(5)
+    assert _progressing(fleet) == ("Unknown", "DeploymentPaused")
     assert len(apps.list_namespaced_replica_set("shop", _request_timeout=T).items) == 1  # nothing rolled
     apps.patch_namespaced_deployment("web", "shop", {"spec": {"paused": False}}, _request_timeout=T)
-    _watch_until_done(apps)
-    assert progressing() == ("True", "NewReplicaSetAvailable")
+    fleet.advance(10)
+    assert _progressing(fleet) == ("True", "NewReplicaSetAvailable")
     assert len(apps.list_namespaced_replica_set("shop", _request_timeout=T).items) == 2

@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from console.sim import ClusterSpec
+from console.sim.clock import ManualClock
 from tests.sim.conftest import api_client, deployment
 
 T = 5
@@ -82,13 +83,17 @@ def test_kill_and_revive_keep_the_state(sim_fleet):
 
 
 def test_die_at_and_revive_after_from_the_sim_block(sim_fleet):
-    fleet = sim_fleet([ClusterSpec("a", {"die_at": 0.3, "revive_after": 0.6})])
+    fleet = sim_fleet([ClusterSpec("a", {"die_at": 30, "revive_after": 60})],
+                      clock=ManualClock())
     api = client.CoreV1Api(api_client(fleet, "a"))
     api.create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
-    time.sleep(0.5)
+    fleet.advance(31)
     with pytest.raises(urllib3.exceptions.MaxRetryError):
         client.CoreV1Api(api_client(fleet, "a")).list_namespace(_request_timeout=T)
-    time.sleep(0.8)
+    fleet.advance(58)
+    with pytest.raises(urllib3.exceptions.MaxRetryError):   # not yet: 60 s down at 90
+        client.CoreV1Api(api_client(fleet, "a")).list_namespace(_request_timeout=T)
+    fleet.advance(1)
     names = [n.metadata.name for n in client.CoreV1Api(api_client(fleet, "a")).list_namespace(_request_timeout=T).items]
     assert "shop" in names
 
@@ -102,27 +107,27 @@ def test_unreachable_cluster_refuses_connections(sim_fleet):
 
 
 def test_lagging_observed_generation(sim_fleet):
-    fleet = sim_fleet([ClusterSpec("a", {"lag_generation": 0.5})])
+    fleet = sim_fleet([ClusterSpec("a", {"lag_generation": 5})], clock=ManualClock())
     api = api_client(fleet, "a")
     client.CoreV1Api(api).create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
     apps = client.AppsV1Api(api)
     apps.create_namespaced_deployment("shop", deployment(), _request_timeout=T)
-    time.sleep(0.2)
+    fleet.advance(4.9)
     d = apps.read_namespaced_deployment("web", "shop", _request_timeout=T)
     assert d.metadata.generation == 1 and (d.status.observed_generation or 0) == 0
-    time.sleep(0.5)
+    fleet.advance(0.2)
     d = apps.read_namespaced_deployment("web", "shop", _request_timeout=T)
     assert d.status.observed_generation == 1
 
 
 def test_slow_pods_follow_the_per_cluster_readiness_delay(sim_fleet):
-    fleet = sim_fleet([ClusterSpec("slow", {"readiness_delay": 1.0, "jitter": 0}), "fast"],
-                      readiness_delay=0.1, jitter=0)
+    fleet = sim_fleet([ClusterSpec("slow", {"readiness_delay": 60, "jitter": 0}), "fast"],
+                      readiness_delay=1, jitter=0, clock=ManualClock())
     for cid in ("slow", "fast"):
         api = api_client(fleet, cid)
         client.CoreV1Api(api).create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
         client.AppsV1Api(api).create_namespaced_deployment("shop", deployment(), _request_timeout=T)
-    time.sleep(0.5)
+    fleet.advance(30)
     ready = {cid: client.AppsV1Api(api_client(fleet, cid)).read_namespaced_deployment(
         "web", "shop", _request_timeout=T).status.ready_replicas for cid in ("slow", "fast")}
     assert ready == {"slow": None, "fast": 3}
@@ -178,7 +183,10 @@ def test_kill_drops_open_watches(sim_fleet):
             outcome.append(type(exc).__name__)
     t = threading.Thread(target=watch_namespaces)
     t.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30    # until the watch has reached the cluster
+    while "watch namespaces" not in fleet.counters("a")["by_verb_resource"]:
+        assert time.monotonic() < deadline, "the watch never reached the cluster"
+        time.sleep(0.02)
     started = time.monotonic()
     fleet.kill("a")
     t.join(10)
@@ -207,20 +215,17 @@ def test_admin_endpoint_changes_faults(sim_fleet):
 
 
 def test_lifting_never_pull_lets_stuck_pods_start(sim_fleet):
-    fleet = sim_fleet(["a"], never_pull=["*v1*"], readiness_delay=0.1, jitter=0)
+    fleet = sim_fleet(["a"], never_pull=["*v1*"], readiness_delay=1, jitter=0,
+                      clock=ManualClock())
     api = api_client(fleet, "a")
     client.CoreV1Api(api).create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
     apps = client.AppsV1Api(api)
     apps.create_namespaced_deployment("shop", deployment("reg.example/web:v1"), _request_timeout=T)
-    time.sleep(0.6)
+    fleet.advance(6)
     pods = client.CoreV1Api(api).list_namespaced_pod("shop", _request_timeout=T).items
     assert {p.status.container_statuses[0].state.waiting.reason for p in pods} <= {"ErrImagePull",
                                                                                   "ImagePullBackOff"}
+    assert not apps.read_namespaced_deployment("web", "shop", _request_timeout=T).status.ready_replicas
     fleet.set_faults("a", never_pull=[])
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline:
-        if apps.read_namespaced_deployment("web", "shop", _request_timeout=T).status.available_replicas == 3:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("the pods never became ready")
+    fleet.advance(20)       # the next pull (back-off at most 10 s) succeeds, then Ready
+    assert apps.read_namespaced_deployment("web", "shop", _request_timeout=T).status.available_replicas == 3
