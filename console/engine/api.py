@@ -262,6 +262,15 @@ class ReleaseControl:
         if changed:
             self._notify("resumed", by)
 
+    def hold(self) -> None:
+        """The engine holds a cluster back because the release is paused (observers are
+        told once a pause, as `holding`)."""
+        with self._lock:
+            first = not self.holding.is_set()
+            self.holding.set()
+        if first:
+            self._notify("holding", "")
+
     def abort(self, rollback: bool = False, by: str = "") -> None:
         """Stop starting clusters, interrupt running rollouts; optionally roll back all reached."""
         with self._lock:
@@ -323,7 +332,8 @@ class ReleaseControl:
                              if a.gate is not None and a.gate != gate]
 
     def subscribe(self, observer: Callable[[str, str], None]) -> None:
-        """Call `observer(what, by)` on pause/resume/abort (the engine emits events)."""
+        """Call `observer(what, by)` on pause/resume/abort (the engine emits events) and
+        when the engine first holds a cluster back in a pause (`holding`)."""
         with self._lock:
             self._observers.append(observer)
 

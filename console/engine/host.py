@@ -46,6 +46,7 @@ class EngineHost:
         self._stop = threading.Event()
         self._queued = threading.Event()   # set when events wait in `_events`
         self._controls: dict[int, ReleaseControl] = {}
+        self._controls_lock = threading.Lock()
         self._gates: dict[int, Future] = {}
         self._gate_ids = itertools.count(1)
         self._runs: list[threading.Thread] = []
@@ -117,8 +118,7 @@ class EngineHost:
             thread.start()
         elif kind == "control":
             # A key pressed before the run call arrived acts on the release once it starts.
-            control = self._controls.setdefault(message[1], ReleaseControl())
-            getattr(control, message[2])(**message[3])
+            getattr(self._control(message[1]), message[2])(**message[3])
         elif kind == "answer":
             self._gates.pop(message[1]).set_result(message[2])
 
@@ -171,9 +171,20 @@ class EngineHost:
             raise UserError(f"history unavailable: {self.ledger_error}")
         return self.session
 
+    def _control(self, key: int) -> ReleaseControl:
+        """The release's control, made by its run call or a key pressed before it; the
+        console hears when the engine holds a cluster back in a pause."""
+        with self._controls_lock:
+            control = self._controls.get(key)
+            if control is None:
+                control = self._controls[key] = ReleaseControl()
+                control.subscribe(lambda what, _by: what == "holding"
+                                  and self._send(("holding", key)))
+        return control
+
     def _run(self, request: ReleaseRequest, key: int) -> ReleaseResult:
         assert self.engine is not None
-        control = self._controls.setdefault(key, ReleaseControl())
+        control = self._control(key)
         try:
             return self.engine.run(request, self._approver, control)
         finally:

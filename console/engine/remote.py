@@ -18,6 +18,7 @@ interpreter lock from the UI thread, and keys would wait. So the console runs th
                       ("gate", gate_id, GateRequest)
                       ("result" | "error", id, value)
                       ("warning", text)
+                      ("holding", release_key)   the paused release held a cluster back
 
 `EngineProcess` (the parent's side) offers the `Engine` methods the console uses
 (blocking, for worker threads) plus the ledger reads, and `RemoteControl` mirrors
@@ -70,6 +71,8 @@ class RemoteControl:
         self._send = send
         self.key = key
         self.paused = False
+        # Set once the engine has held a cluster back in this pause (as ReleaseControl's).
+        self.holding = threading.Event()
 
     def pause(self, by: str = "") -> None:
         """No new cluster starts until `resume`."""
@@ -79,6 +82,7 @@ class RemoteControl:
     def resume(self, by: str = "") -> None:
         """New clusters may start again."""
         self.paused = False
+        self.holding.clear()
         self._send(("control", self.key, "resume", {"by": by}))
 
     def abort(self, rollback: bool = False, by: str = "") -> None:
@@ -117,6 +121,7 @@ class EngineProcess:
         self.ledger_error: str | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
+        self._controls: dict[int, RemoteControl] = {}   # of the releases running
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._ready: Future = Future()
@@ -152,7 +157,11 @@ class EngineProcess:
 
     def run(self, request: ReleaseRequest, control: RemoteControl) -> ReleaseResult:
         """`Engine.run` with the gate questions going to `approver`."""
-        return self._call("run", request, control=control.key)
+        self._controls[control.key] = control
+        try:
+            return self._call("run", request, control=control.key)
+        finally:
+            self._controls.pop(control.key, None)
 
     def new_control(self) -> RemoteControl:
         """A control for the next `run`."""
@@ -272,6 +281,10 @@ class EngineProcess:
                                      name="engine-gate", daemon=True).start()
                 elif kind == "warning":
                     self.on_warning(message[1])
+                elif kind == "holding":
+                    control = self._controls.get(message[1])
+                    if control is not None:
+                        control.holding.set()
                 elif kind == "ready":
                     self.ledger_error = message[1]
                     self._ready.set_result(None)

@@ -287,7 +287,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                 running[pool.submit(deploy_cluster, engine, run, cid, wave,
                                     run.stop_event(cid))] = cid
         elif pending:
-            run.control.holding.set()
+            run.control.hold()
         if not running:
             if pending:  # paused with nothing running: wait for resume or abort
                 cancel.wait(CONTROL_POLL)

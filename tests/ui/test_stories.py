@@ -352,9 +352,10 @@ async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None
         await wait_for(pilot, lambda: app.state.release.paused, what="the paused event")
         await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.HEALTHY,
                        what="the running cluster to finish")
-        # The one fixed wait left here: "nothing starts" has no event to wait on in the
-        # console (the engine's ReleaseControl.holding covers it in tests/engine).
-        await pilot.pause(1.0)
+        # The engine process says when it holds the next cluster back: from then on
+        # nothing may start until the resume.
+        await wait_for(pilot, lambda: app.control.holding.is_set(),
+                       what="the engine holding the next cluster back")
         assert app.state.clusters["prod-eu"].phase is Phase.WAITING  # nothing new started
         await wait_for(pilot, lambda: "paused" in header_text(app), what="the header")
         await pilot.press("p")
