@@ -18,17 +18,16 @@ from typing import Any
 
 from console.cli.deploy_cmd import (add_selection_flags, choose_tag, load_config, offer_build,
                                     request_from)
+from console.cli.flags import add_build, add_json, command
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `check`."""
-    parser = subparsers.add_parser("check", parents=[common],
-                                   help="run the pre-flight checks of a release")
+    parser = command(subparsers, common, "check", run,
+                     help="run the pre-flight checks of a release")
     add_selection_flags(parser)
-    parser.add_argument("--build", action="store_true",
-                        help="if the image is missing, run app.build.command first")
-    parser.add_argument("--json", action="store_true", help="results as JSON")
-    parser.set_defaults(func=run)
+    add_build(parser)
+    add_json(parser, "results as JSON")
 
 
 def run(args: argparse.Namespace) -> int:

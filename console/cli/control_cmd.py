@@ -18,18 +18,20 @@ import sys
 from typing import Any
 
 from console.cli.deploy_cmd import load_config
+from console.cli.flags import add_timeout, command
 
 ACTIONS = ("pause", "resume", "abort", "approve", "reject", "skip", "retry")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `control`."""
-    parser = subparsers.add_parser(
-        "control", parents=[common], help="steer a running release (pause, approve, skip...)",
-        description="Ask a running release (a headless deploy, here or in CI) to pause, "
-                    "resume, abort, approve or reject its gate, skip a cluster not yet "
-                    "started or retry a failed one. Exit codes: 0 acknowledged, 2 no such "
-                    "running release or nothing to act on, 1 no answer in time.")
+    parser = command(subparsers, common, "control", run,
+                     help="steer a running release (pause, approve, skip...)",
+                     description="Ask a running release (a headless deploy, here or in CI) to "
+                                 "pause, resume, abort, approve or reject its gate, skip a "
+                                 "cluster not yet started or retry a failed one. Exit codes: 0 "
+                                 "acknowledged, 2 no such running release or nothing to act on, 1 "
+                                 "no answer in time.")
     parser.add_argument("release_id", metavar="RELEASE_ID")
     parser.add_argument("action", choices=ACTIONS, metavar="ACTION",
                         help=", ".join(ACTIONS))
@@ -37,9 +39,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         help="the cluster (skip, retry)")
     parser.add_argument("--rollback", action="store_true",
                         help="abort: also roll back every cluster the release reached")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                        help="seconds to wait for the release's answer (default 30)")
-    parser.set_defaults(func=run)
+    add_timeout(parser, 30.0, "seconds to wait for the release's answer")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
+from console.cli.flags import add_build, add_json, command
 from console.cli.output import out
 from console.session import operator_name
 
@@ -272,17 +273,17 @@ def headless_approver(yes: bool, stream: TextIO | None = None) -> Approver:
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `deploy`."""
-    parser = subparsers.add_parser(
-        "deploy", parents=[common], help="release a version to the fleet (headless)",
-        description="Release one image tag to the selected clusters. Exit codes: 0 all "
-                    "healthy, 1 failed (failed clusters rolled back), 2 bad input or "
-                    "pre-flight failure (nothing touched), 3 stopped at a gate.")
+    parser = command(subparsers, common, "deploy", run,
+                     help="release a version to the fleet (headless)",
+                     description="Release one image tag to the selected clusters. Exit codes: 0 "
+                                 "all healthy, 1 failed (failed clusters rolled back), 2 bad "
+                                 "input or pre-flight failure (nothing touched), 3 stopped at a "
+                                 "gate.")
     add_selection_flags(parser)
     parser.add_argument("--yes", action="store_true",
                         help="approve every gate (and run a needed build, as --build)")
-    parser.add_argument("--build", action="store_true",
-                        help="if the image is missing, run app.build.command first")
-    parser.add_argument("--json", action="store_true", help="one JSON event per line")
+    add_build(parser)
+    add_json(parser, "one JSON event per line")
     parser.add_argument("--junit", metavar="FILE",
                         help="write a JUnit report (one case per cluster); its directory "
                              "must exist and be writable (checked before the release)")
@@ -306,7 +307,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         help="with --wait-for-approval: stop the release (exit 3) when a "
                              "gate has no decision within D (e.g. 90s, 30m, 1h; default: "
                              "wait as long as it takes)")
-    parser.set_defaults(func=run)
 
 
 def _duration(text: str) -> float:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from console.cli import config_path
+from console.cli.flags import add_json, command
 from console.errors import UserError, ValidationError
 
 
@@ -45,22 +46,22 @@ class BaselineError(UserError):
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `drill`."""
-    parser = subparsers.add_parser(
-        "drill", parents=[common], help="rehearse a release and its rollback on a local fleet",
-        description="Rehearse a release and its rollback on a local fleet built from the "
-                    "fleet file; report detection and rollback times per cluster. Exit "
-                    "codes: 0 every rollback within app.rollout_timeout, 1 not, 2 bad input.")
+    parser = command(subparsers, common, "drill", run,
+                     help="rehearse a release and its rollback on a local fleet",
+                     description="Rehearse a release and its rollback on a local fleet built from "
+                                 "the fleet file; report detection and rollback times per "
+                                 "cluster. Exit codes: 0 every rollback within "
+                                 "app.rollout_timeout, 1 not, 2 bad input.")
     parser.add_argument("--strategy", default="parallel", metavar="NAME",
                         help="parallel (default), serial, or a strategy of clusters.yaml")
     parser.add_argument("--fail", action="append", default=[], metavar="CLUSTER",
                         help="a cluster where the drill tag fails (repeat, or a,b)")
-    parser.add_argument("--json", action="store_true", help="the result as one JSON object")
+    add_json(parser, "the result as one JSON object")
     parser.add_argument("--lab", action="store_true",
                         help="drill on the real local lab (console/lab) instead of the simulator")
     parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
                         help="seconds a new pod may stay in ErrImagePull before its cluster "
                              "fails (default: as deploy, 10)")
-    parser.set_defaults(func=run)
 
 
 def _seconds(text: str) -> float:

@@ -20,25 +20,24 @@ import time
 from typing import Any
 
 from console.cli.deploy_cmd import load_config
+from console.cli.flags import add_json, command
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `follow`."""
-    parser = subparsers.add_parser(
-        "follow", parents=[common], help="watch a release another process runs (CI, "
-                                         "another console)",
-        description="Print the per-cluster phase and progress of a running release, its "
-                    "gates and its end, read from the ledger, the Leases and the clusters. "
-                    "Exit codes: 0 followed to the end, 1 its console stopped without "
-                    "recording an end, 2 no such release.")
+    parser = command(subparsers, common, "follow", run,
+                     help="watch a release another process runs (CI, another console)",
+                     description="Print the per-cluster phase and progress of a running release, "
+                                 "its gates and its end, read from the ledger, the Leases and the "
+                                 "clusters. Exit codes: 0 followed to the end, 1 its console "
+                                 "stopped without recording an end, 2 no such release.")
     parser.add_argument("release_id", nargs="?", default=None, metavar="RELEASE_ID",
                         help="default: the release running on the fleet now")
     parser.add_argument("--interval", type=float, default=2.0, metavar="S",
                         help="seconds between readings (default 2)")
     parser.add_argument("--once", action="store_true",
                         help="print the state once and exit")
-    parser.add_argument("--json", action="store_true", help="one JSON object per change")
-    parser.set_defaults(func=run)
+    add_json(parser, "one JSON object per change")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,24 +18,24 @@ import argparse
 import json
 from typing import Any
 
+from console.cli.flags import add_json, command
 from console.events import Outcome
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `history`."""
-    parser = subparsers.add_parser("history", parents=[common],
-                                   help="the release ledger: who released what, where, when")
+    parser = command(subparsers, common, "history", run,
+                     help="the release ledger: who released what, where, when")
     parser.add_argument("--cluster", metavar="C", help="only releases that targeted C")
     parser.add_argument("--app", metavar="A",
                         help="another app recorded in the same ledger ('*' for all)")
     parser.add_argument("--since", metavar="WHEN",
                         help="only since WHEN: 30m, 6h, 7d, 2w, 2026-11-01 or an ISO time")
-    parser.add_argument("--json", action="store_true", help="one JSON object per release")
+    add_json(parser, "one JSON object per release")
     parser.add_argument("--drills", action="store_true",
                         help="the rollback drills (release-console drill) instead of releases")
     parser.add_argument("--sync", action="store_true",
                         help="merge the remote's records and push the local ones")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

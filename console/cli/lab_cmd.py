@@ -18,16 +18,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from console.cli.flags import add_timeout, command
 from console.cli.serving import add_serving_arguments, readiness_overrides, stop_on_signals
 from console.errors import UserError
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the `lab` sub-command (`lab up`)."""
-    parser = subparsers.add_parser(
-        "lab", parents=[common], help="serve real Kubernetes control planes on this machine",
-        description="Real control planes (etcd, kube-apiserver, kube-controller-manager, "
-                    "kube-scheduler, KWOK) built by `make bin`.")
+    parser = command(subparsers, common, "lab", run,
+                     help="serve real Kubernetes control planes on this machine",
+                     description="Real control planes (etcd, kube-apiserver, "
+                                 "kube-controller-manager, kube-scheduler, KWOK) built by `make "
+                                 "bin`.")
     actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", required=True)
     up = actions.add_parser("up", parents=[common], help="start a lab and serve it until Ctrl-C",
                             description="Start N clusters (or one per clusters[] entry of --config) "
@@ -37,8 +39,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     add_serving_arguments(up, "<cluster>.yaml kubeconfigs, clusters.yaml and logs/")
     up.add_argument("--etcd-per-cluster", action="store_true",
                     help="one etcd per cluster instead of one shared etcd (for comparison)")
-    up.add_argument("--timeout", type=float, default=240.0, metavar="S",
-                    help="give up when the lab is not ready after S seconds (default 240)")
+    add_timeout(up, 240.0, "give up when the lab is not ready after S seconds")
     up.set_defaults(func=run)
 
 

@@ -16,18 +16,18 @@ import textwrap
 from typing import Any
 
 from console.cli.deploy_cmd import add_selection_flags, choose_tag, load_config, request_from
+from console.cli.flags import add_json, command
 from console.errors import UserError
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `plan`."""
-    parser = subparsers.add_parser("plan", parents=[common],
-                                   help="print what a release would do (nothing touched)")
+    parser = command(subparsers, common, "plan", run,
+                     help="print what a release would do (nothing touched)")
     add_selection_flags(parser)
-    parser.add_argument("--json", action="store_true", help="the plan as JSON")
+    add_json(parser, "the plan as JSON")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not look up the digest the tag would be pinned to")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from console.cli.flags import command
+
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `rbac`."""
-    parser = subparsers.add_parser(
-        "rbac", parents=[common],
-        help="print the least-privilege RBAC manifests for one cluster")
+    parser = command(subparsers, common, "rbac", run,
+                     help="print the least-privilege RBAC manifests for one cluster")
     parser.add_argument("cluster", metavar="CLUSTER", help="cluster id from the fleet file")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,14 +24,15 @@ import sys
 from typing import Any
 
 from console.cli.deploy_cmd import load_config, recorded
+from console.cli.flags import command
 from console.session import operator_name
 from console.errors import UserError, ValidationError
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `rollback`."""
-    parser = subparsers.add_parser("rollback", parents=[common],
-                                   help="roll back one cluster or a whole release")
+    parser = command(subparsers, common, "rollback", run,
+                     help="roll back one cluster or a whole release")
     parser.add_argument("cluster", nargs="?", metavar="CLUSTER", help="the cluster to roll back")
     parser.add_argument("--to", metavar="V", help="the version to go to (default: the "
                                                   "version the cluster ran, healthy, before "
@@ -44,7 +45,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--release", metavar="ID", help="roll back every cluster this "
                                                         "release reached")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.set_defaults(func=run)
 
 
 def _confirm(question: str, yes: bool) -> None:

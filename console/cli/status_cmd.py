@@ -26,6 +26,7 @@ from dataclasses import asdict
 from typing import Any
 
 from console.cli.deploy_cmd import load_config
+from console.cli.flags import add_json, command
 from console.errors import UserError
 
 DRIFT = "DRIFT"
@@ -35,13 +36,12 @@ UNREADABLE = 4
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add `status`."""
-    parser = subparsers.add_parser(
-        "status", parents=[common], help="version matrix: live vs. recorded per cluster",
-        description="The app's version on every cluster, live and as the ledger recorded "
-                    "it. Exit codes: 0 every cluster read, 4 some cluster could not be "
-                    "read (the others are still shown), 2 bad input.")
-    parser.add_argument("--json", action="store_true", help="one JSON document")
-    parser.set_defaults(func=run)
+    parser = command(subparsers, common, "status", run,
+                     help="version matrix: live vs. recorded per cluster",
+                     description="The app's version on every cluster, live and as the ledger "
+                                 "recorded it. Exit codes: 0 every cluster read, 4 some cluster "
+                                 "could not be read (the others are still shown), 2 bad input.")
+    add_json(parser, "one JSON document")
 
 
 def matrix_rows(config: Any, statuses: list[Any]) -> tuple[dict[str, Any], str | None]:

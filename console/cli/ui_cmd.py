@@ -10,6 +10,7 @@ import os
 import sys
 
 from console.cli import config_path
+from console.cli.flags import command
 from console.errors import UserError
 
 THEME_ENV = "RELEASE_CONSOLE_THEME"
@@ -24,11 +25,11 @@ def add_theme_argument(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add `ui`: the console for the fleet file (also what no command at all runs)."""
-    parser = subparsers.add_parser(
-        "ui", parents=[common], help="the release console (default without a command)",
-        description="The terminal console: live fleet grid, releases, gates, rollback.")
+    parser = command(subparsers, common, "ui", run,
+                     help="the release console (default without a command)",
+                     description="The terminal console: live fleet grid, releases, gates, "
+                                 "rollback.")
     add_theme_argument(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
