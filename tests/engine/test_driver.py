@@ -6,10 +6,12 @@ from __future__ import annotations
 import ssl
 
 import pytest
+from kubernetes import config as k8s_config
 
 from console.engine import ReleaseRequest
 from console.events import Kind
-from console.kube.client import MAX_ATTEMPTS, ClusterError, KubeClient, new_api_client
+from console.kube.client import (MAX_ATTEMPTS, ClusterError, KubeClient, _expiring_credentials,
+                                 _Throttled, new_api_client)
 from console.kube.driver import ClusterDriver, image_tag
 from console.kube.rollout import Phase
 
@@ -148,14 +150,46 @@ def test_a_cluster_release_sends_five_requests(world):
     engine.close()
 
 
-def test_the_kubeconfig_token_hook_runs_once_a_second_not_per_request(world):
+def test_a_static_token_needs_no_refresh_hook_and_still_authenticates(world):
     """The loader's refresh hook re-copies the whole configuration (every proxy variable
-    of the environment) before each request; the client runs it at most once a second -
-    and still runs it (an expiring token is refreshed)."""
+    of the environment) before each request, and only ever changes something for
+    credentials that expire: a kubeconfig with a plain token gets none, and its requests
+    still carry the token (without it the simulator sees an anonymous user)."""
+    w = world(["a"])
+    kubeconfig = w.fleet.kubeconfig("a")
+    assert not _expiring_credentials(kubeconfig, None)
+    client = KubeClient("a", new_api_client("a", kubeconfig))
+    assert client.api.configuration.refresh_api_key_hook is None
+    assert client.request("GET", "/api/v1/namespaces/default/pods")["items"] == []
+    client.api.configuration.api_key.pop("BearerToken")
+    with pytest.raises(ClusterError) as err:     # the same call without the token
+        client.request("GET", "/api/v1/namespaces/default/pods", retry=False)
+    assert err.value.status == 403 and "system:anonymous" in err.value.reason
+    client.close()
+
+
+def test_expiring_credentials_are_those_of_an_exec_plugin_or_auth_provider():
+    def config(user: dict) -> dict:
+        return {"current-context": "x", "contexts": [{"name": "x", "context": {"user": "u"}}],
+                "users": [{"name": "u", "user": user}]}
+    assert _expiring_credentials(config({"exec": {"command": "get-token"}}), None)
+    assert _expiring_credentials(config({"auth-provider": {"name": "oidc"}}), "x")
+    assert not _expiring_credentials(config({"token": "t"}), None)
+    assert not _expiring_credentials(config({"client-certificate-data": "..."}), None)
+
+
+def test_the_kubeconfig_token_hook_runs_once_a_second_not_per_request(world):
+    """Where a hook is needed (expiring credentials) it runs at most once a second - and
+    still runs (an expiring token is refreshed)."""
     w = world(["a"])
     client = KubeClient("a", new_api_client("a", w.fleet.kubeconfig("a")))
-    client.request("GET", "/version")
     configuration = client.api.configuration
+    # The loader's own hook, as it installs it for every token, throttled as for an
+    # exec plugin's.
+    loader = k8s_config.kube_config.KubeConfigLoader(dict(w.fleet.kubeconfig("a")))
+    loader.load_and_set(configuration)
+    configuration.refresh_api_key_hook = _Throttled(configuration.refresh_api_key_hook)
+    client.request("GET", "/version")
     loaded = configuration.api_key["BearerToken"]
     # An equal token that is another object: whether the hook ran shows in its identity.
     copy = loaded[:1] + loaded[1:]
