@@ -218,8 +218,12 @@ class HelmDriver(ClusterDriver):
             version = image_tag(_container_image(good[-1].template, self.app))
             return (f"{what}; recover with `release-console rollback {self.cluster} --to "
                     f"{version}` (helm rollback to revision {good[-1].number})")
-        return (f"{what}; nothing was ever deployed: recover with `helm uninstall {release} "
-                f"-n {ns}`")
+        # Helm stores releases where HELM_DRIVER says: the operator's helm must look there.
+        driver = "" if self.settings.storage == "secret" else \
+            f"HELM_DRIVER={self.settings.storage} "
+        return (f"{what}; nothing was ever deployed: recover with `{driver}helm uninstall "
+                f"{release} -n {ns}` (with cluster {self.cluster}'s kubeconfig), then release "
+                "again")
 
     def revisions(self, live: LiveDeployment | None = None) -> list[Revision]:
         """Helm's revisions that ran a Deployment of the app (numbers are Helm's)."""

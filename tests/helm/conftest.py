@@ -9,7 +9,7 @@ build it - `make test` builds it first.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,3 +153,21 @@ def helm_world(sim_fleet: Callable[..., Any], tmp_path: Path,
         return HelmWorld(fleet, path, load(path), helm)
 
     return make
+
+
+@pytest.fixture(params=["sim", pytest.param("lab", marks=pytest.mark.real)])
+def chart_stage(request: pytest.FixtureRequest, tmp_path: Path, helm: Path) -> Iterator[Any]:
+    """The same story's set-up on the simulator and on the lab (c0..c2, own namespaces);
+    a `tests.helm.stage.ChartStage`."""
+    from console.sim import SimFleet
+
+    from .stage import IDS, SETTINGS, ChartStage, next_namespace
+    namespace = next_namespace()
+    if request.param == "lab":
+        yield ChartStage("lab", request.getfixturevalue("lab"), tmp_path, namespace, helm)
+        return
+    sim = SimFleet(list(IDS), **SETTINGS).start()
+    try:
+        yield ChartStage("sim", sim, tmp_path, namespace, helm)
+    finally:
+        sim.stop()

@@ -14,14 +14,7 @@ never skips it, when the lab's programs are not built).
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -32,89 +25,8 @@ from console.engine import Engine, ReleaseRequest
 from console.rbac import manifests
 from console.sim import SimFleet
 
-from .conftest import APP, CHART, approve
-
-IDS = ("c0", "c1", "c2")
-SETTINGS: dict[str, Any] = {"readiness_delay": 0.5, "jitter": 0.3, "never_pull": ("*broken*",)}
-CANARY = {"canary": {"waves": [["c0"], ["c1"], ["c2"]], "gates": True}}
-_namespaces = itertools.count(1)
-
-
-@dataclass
-class ChartStage:
-    """A fleet (sim or lab), a chart fleet file with this story's namespaces, and readers."""
-
-    kind: str
-    fleet: Any
-    directory: Path
-    namespace_template: str
-    helm: Path
-    config_path: Path = field(init=False)
-
-    def write(self, storage: str = "secret", name: str = "fleet") -> Path:
-        doc = {"app": {"name": APP, "image": "registry.example.com/apps/user-service",
-                       "chart": str(CHART), "namespace": self.namespace_template,
-                       "helm_storage": storage, "rollout_timeout": "90s",
-                       "history": {"path": str(self.directory / f"history-{name}")}},
-               "defaults": {"values": {"replicas": 2, "resources": {
-                   "requests": {"cpu": "10m", "memory": "16Mi"},
-                   "limits": {"cpu": "100m", "memory": "64Mi"}}}},
-               "strategies": CANARY,
-               "clusters": [{"id": cid, "groups": ["fleet"],
-                             "credentials": {"kubeconfig": f"{cid}.yaml"}} for cid in IDS]}
-        source = self.directory / f"{name}-in.yaml"
-        source.write_text(yaml.safe_dump(doc, sort_keys=False))
-        self.config_path = self.fleet.write_kubeconfigs(self.directory / name,
-                                                        config_path=source)
-        return self.config_path
-
-    def ns(self, cid: str) -> str:
-        return self.namespace_template.format(cluster=cid)
-
-    def version(self, cid: str) -> str | None:
-        dep = self.fleet.get(cid, "apps/deployments", self.ns(cid), APP)
-        from console.kube.driver import image_tag
-        return image_tag(dep["spec"]["template"]["spec"]["containers"][0]["image"]) \
-            if dep else None
-
-    def helm_json(self, cid: str, *args: str) -> Any:
-        """`helm ARGS -o json` on a cluster, as an operator with the admin kubeconfig runs it."""
-        admin = self.directory / f"admin-{cid}.yaml"
-        if not admin.exists():
-            fd = os.open(admin, os.O_WRONLY | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(yaml.safe_dump(self.fleet.kubeconfig(cid)))
-        storage = load(self.config_path).app.chart.storage
-        out = subprocess.run([str(self.helm), *args, "-n", self.ns(cid), "--kubeconfig",
-                              str(admin), "-o", "json"], capture_output=True, text=True,
-                             timeout=120, check=True,
-                             env={"HELM_DRIVER": storage, "HOME": str(self.directory),
-                                  "PATH": os.environ.get("PATH", "")})
-        return json.loads(out.stdout) if out.stdout.strip() else None
-
-    def revisions(self, cid: str) -> list[tuple[int, str, str]]:
-        """[(revision, status, image.tag)] of the app's Helm release on a cluster."""
-        out = []
-        for entry in self.helm_json(cid, "history", APP):
-            values = self.helm_json(cid, "get", "values", APP, "--revision",
-                                    str(entry["revision"])) or {}
-            out.append((entry["revision"], entry["status"], values["image"]["tag"]))
-        return out
-
-
-@pytest.fixture(params=["sim", pytest.param("lab", marks=pytest.mark.real)])
-def chart_stage(request: pytest.FixtureRequest, tmp_path: Path, helm: Path) -> Iterator[ChartStage]:
-    """The same story's set-up on the simulator and on the lab (c0..c2, own namespaces)."""
-    namespace = f"hd{next(_namespaces)}-{{cluster}}"
-    if request.param == "lab":
-        yield ChartStage("lab", request.getfixturevalue("lab"), tmp_path, namespace, helm)
-        return
-    sim = SimFleet(list(IDS), **SETTINGS).start()
-    try:
-        yield ChartStage("sim", sim, tmp_path, namespace, helm)
-    finally:
-        sim.stop()
-
+from .conftest import APP, approve
+from .stage import IDS, ChartStage
 
 def test_canary_broken_tag_rollback_to_version_and_status(chart_stage, capsys):
     s = chart_stage

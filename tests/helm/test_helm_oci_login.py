@@ -3,7 +3,7 @@ htpasswd/bcrypt auth on 127.0.0.1, plain HTTP as `app.chart_registry.plain_http:
 says): the login comes from the environment variables or the Vault/OpenBao secret the
 fleet file names, reaches helm only as a private registry config file, and a login the
 registry refuses stops the release in pre-flight (exit 2) naming the fleet file field,
-before any cluster is touched."""
+before any cluster is touched. The release story runs on the simulator and on the lab."""
 
 from __future__ import annotations
 
@@ -158,3 +158,29 @@ def test_a_login_from_vault(sim_fleet, tmp_path, helm, login_registry, bao, monk
     assert "refused the login from app.chart_registry.vault (secret/charts/registry)" in \
         chart.detail, chart.detail
     assert w.version("h1") == "v1" and len(w.history("h1")) == 1
+
+
+def test_a_chart_behind_a_login_on_sim_and_lab(chart_stage, login_registry, monkeypatch,
+                                               capsys):
+    s = chart_stage
+    user, password = login_registry.auth
+    monkeypatch.setenv("CHART_USER", user)
+    monkeypatch.setenv("CHART_PASSWORD", password + "-stale")
+    cli = ["--config", str(s.write(app={
+        "chart": f"oci://{login_registry.host}/charts/user-service", "chart_version": "0.1.0",
+        "chart_registry": ENV_LOGIN}))]
+    assert main(["deploy", *cli, "--tag", "v1", "--clusters", "c0", "--yes"]) == 2
+    out = capsys.readouterr().out
+    assert "refused the login from app.chart_registry.username_env/password_env" in out
+    assert s.fleet.get("c0", "/namespaces", "", s.ns("c0")) is None
+
+    monkeypatch.setenv("CHART_PASSWORD", password)
+    assert main(["deploy", *cli, "--tag", "v1", "--clusters", "c0", "--yes"]) == 0
+    assert main(["deploy", *cli, "--tag", "v2-broken", "--clusters", "c0", "--yes",
+                 "--fail-fast-grace", "1"]) == 1
+    assert s.revisions("c0") == [(1, "superseded", "v1"), (2, "superseded", "v2-broken"),
+                                 (3, "deployed", "v1")]
+    assert [h["chart"] for h in s.helm_json("c0", "history", APP)] == \
+        ["user-service-0.1.0"] * 3
+    out = capsys.readouterr()
+    assert password not in out.out + out.err
