@@ -380,3 +380,39 @@ def _resolve(config: FleetConfig, waves: Sequence[Sequence[str]],
     if remaining:
         out.append((None, tuple(remaining)))
     return out
+
+
+# --------------------------------------------------------------------------- shards
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (`deploy --shard 2/3`) as (K, N), 1 <= K <= N; raises ValidationError."""
+    parts = str(text).strip().split("/")
+    try:
+        k, n = (int(p) for p in parts)
+    except ValueError:
+        raise ValidationError(f"--shard: expected K/N such as 2/3, got {text!r}") from None
+    if not 1 <= k <= n or n > 1000:
+        raise ValidationError(f"--shard {text}: K must be between 1 and N, N at most 1000")
+    return k, n
+
+
+def shard_of(cluster_id: str, shards: int) -> int:
+    """The 1-based shard that releases `cluster_id` when a release runs as `shards`
+    shards: sha256 of the id modulo N. Stable: the same cluster always lands in the same
+    shard for the same N, whatever the fleet file's order or the other clusters (not
+    Python's `hash`, which changes per process)."""
+    import hashlib
+    digest = hashlib.sha256(cluster_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards + 1
+
+
+def shard_plan(plan: Plan, shard: int, shards: int) -> Plan:
+    """The K-th of N slices of `plan`: every wave keeps its index, gate and bake (a wave
+    may be empty in a slice, and still counts: shards meet at every wave), the failure
+    budget stays the whole release's (`max_failures` is counted over all shards)."""
+    from dataclasses import replace
+    waves = tuple(replace(w, clusters=tuple(c for c in w.clusters
+                                            if shard_of(c, shards) == shard))
+                  for w in plan.waves)
+    return replace(plan, waves=waves,
+                   targets=tuple(c for c in plan.targets if shard_of(c, shards) == shard))

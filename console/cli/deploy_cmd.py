@@ -307,6 +307,18 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         help="with --wait-for-approval: stop the release (exit 3) when a "
                              "gate has no decision within D (e.g. 90s, 30m, 1h; default: "
                              "wait as long as it takes)")
+    parser.add_argument("--shard", metavar="K/N", default=None,
+                        help="release only the K-th of N stable slices of the plan's "
+                             "clusters (sha256 of the cluster id mod N); waves, gates and the "
+                             "failure budget stay global across the N processes "
+                             "(docs/scale.md). Needs --release-id, the same in every shard")
+    parser.add_argument("--release-id", metavar="ID", default=None,
+                        help="the release id (default: a new one); with --shard every "
+                             "shard passes the same, e.g. r-$BUILD_NUMBER")
+    parser.add_argument("--shard-timeout", type=_seconds, default=120.0, metavar="S",
+                        help="with --shard: seconds without a heartbeat from another shard "
+                             "before this one takes it as gone and fails the gate (exit 3; "
+                             "default 120)")
 
 
 def _duration(text: str) -> float:
@@ -409,6 +421,27 @@ def run(args: argparse.Namespace) -> int:
     if defaulted or args.build:
         offer_build(config, tag, args.build or args.yes)
     request = request_from(args, tag)
+    shard = None
+    if args.shard is not None:
+        from dataclasses import replace
+
+        from console.names import validate_release_id
+        from console.plan import parse_shard
+        shard = parse_shard(args.shard)
+        if not args.release_id:
+            raise ValidationError("--shard needs --release-id ID: every shard of the "
+                                  "release passes the same one")
+        if args.shard_timeout <= 0:
+            raise ValidationError("--shard-timeout must be more than 0")
+        request = replace(request, shard=shard, release_id=args.release_id,
+                          shard_timeout=args.shard_timeout)
+        validate_release_id(args.release_id, "--release-id")
+    elif args.release_id:
+        from dataclasses import replace
+
+        from console.names import validate_release_id
+        request = replace(request, release_id=validate_release_id(args.release_id,
+                                                                  "--release-id"))
     printer = EventPrinter(args.json)
     options = {} if args.fail_fast_grace is None else {"grace": args.fail_fast_grace}
     engine = Engine(config, listeners=[printer], **options)
@@ -419,7 +452,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with recorded(config, engine):
             # Every headless release listens on the control channel while it runs.
-            control = ReleaseControl(steerable=True)
+            # Of a sharded release only shard 1 listens: it answers the gates for all.
+            control = ReleaseControl(steerable=shard is None or shard[0] == 1)
             approver = wait_for_approval(control, args.gate_timeout) \
                 if args.wait_for_approval else headless_approver(args.yes)
             result = run_interruptible(engine, request, approver, control)

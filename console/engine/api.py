@@ -57,6 +57,16 @@ class ReleaseRequest:
     # What a failure rolls back (`deploy --on-failure`): cluster | wave | release; None:
     # the strategy's `on_failure` (default cluster).
     on_failure: str | None = None
+    # `deploy --shard K/N`: this process releases the K-th of N stable slices of the
+    # plan's clusters (`console.plan.shard_of`); waves, gates and the failure budget stay
+    # the whole release's (`console.engine.shards`). None: the whole plan.
+    shard: tuple[int, int] | None = None
+    # The release id (`deploy --release-id`): every shard of one release passes the same
+    # one. None: a new one (`new_release_id`).
+    release_id: str | None = None
+    # Seconds a shard waits for another shard that stopped reporting (its heartbeat on
+    # the shard board unchanged) before it fails the gate (`deploy --shard-timeout`).
+    shard_timeout: float = 120.0
 
 
 class GateDecision(str, Enum):

@@ -29,7 +29,7 @@ from console.kube.client import KubeClient, new_api_client
 from console.kube.driver import ClusterDriver
 from console.locks import DEFAULT_DURATION as LOCK_DURATION
 from console.locks import Holder
-from console.plan import Plan, build_plan, select
+from console.plan import Plan, build_plan, select, shard_plan
 from console.preflight import PreflightReport
 
 if TYPE_CHECKING:
@@ -165,9 +165,11 @@ class Engine:
     def plan(self, request: ReleaseRequest) -> Plan:
         """The plan for `request`; raises `UserError` (bad selector, order, strategy)."""
         targets = select(self.config, request.clusters)
-        return build_plan(self.config, targets, request.strategy, request.order,
+        plan = build_plan(self.config, targets, request.strategy, request.order,
                           request.max_parallel, request.max_failures, request.bake,
                           request.pace, request.on_failure)
+        # A shard plans the whole release and keeps its slice (waves and budget global).
+        return shard_plan(plan, *request.shard) if request.shard else plan
 
     def preflight(self, request: ReleaseRequest, release_id: str = "") -> PreflightReport:
         """Run every pre-flight check for `request` (touches nothing); emits PREFLIGHT_*."""

@@ -18,6 +18,7 @@ from console.plan import Plan
 
 if TYPE_CHECKING:
     from console.engine.bake import Baseline
+    from console.engine.shards import ShardBoard
 
 
 @dataclass
@@ -53,6 +54,10 @@ class ReleaseRun:
     digest: str | None = None
     # Per healthy cluster: what its rollout applied, the baseline its wave's bake holds it to.
     baselines: dict[str, Baseline] = field(default_factory=dict)
+    # A sharded release (`console.engine.shards.ShardBoard`; None: not sharded), and the
+    # failures the other shards published (counted against the shared budget).
+    shards: ShardBoard | None = None
+    shared_failures: int = 0
 
     def holds(self, cid: str) -> bool:
         """Whether this release holds `cid`'s lease now."""
@@ -128,8 +133,8 @@ class ReleaseRun:
 
     @property
     def failures(self) -> int:
-        """Clusters that failed so far (their rollbacks may still run)."""
-        return len(self.failed)
+        """Clusters that failed so far (their rollbacks may still run), in every shard."""
+        return len(self.failed) + self.shared_failures
 
     def count_failure(self, cid: str) -> None:
         """Count `cid` against the failure budget (once; call under `lock`)."""

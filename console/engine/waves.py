@@ -25,6 +25,7 @@ from console.engine import pinning
 from console.engine.checks import (freeze_blocks, freeze_opened, preflight_checks,
                                    preflight_finished, preflight_result, take_lock)
 from console.engine import steering
+from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop, coordinator
 from console.engine.bake import bake_wave
 from console.engine.pacing import tell_paced
 from console.engine.run_state import ReleaseRun, budget_reason
@@ -54,8 +55,9 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
     from console.names import validate_tag
     validate_tag(request.tag)
     plan = engine.plan(request)
-    release_id = new_release_id()
+    release_id = request.release_id or new_release_id()
     app = engine.config.app
+    board = _open_board(engine, request, release_id)
     # Once, now: every wave runs these bits, whatever happens to the tag meanwhile.
     pin = pinning.resolve(engine.config, request.tag, request.pin)
     engine.event(Kind.RELEASE_PLANNED, release_id, None,
@@ -65,7 +67,8 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
                  image=app.image_ref(request.tag, pin.digest), digest=pin.digest,
                  strategy=plan.strategy, targets=list(plan.order),
                  waves=plan.to_json()["waves"], operator=request.operator,
-                 max_parallel=plan.max_parallel, max_failures=plan.max_failures)
+                 max_parallel=plan.max_parallel, max_failures=plan.max_failures,
+                 **({"shard": board.label} if board else {}))
     blocks = freeze_blocks(engine, plan)
     extra = ("pin", "lock") if pin.check is not None else ("lock",)
     report = preflight_checks(engine, request, release_id, extra=extra, blocks=blocks)
@@ -78,27 +81,42 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
         # Taken last, so a release that fails its checks never holds anyone up.
         lock, report = take_lock(engine, plan, release_id, request.operator, report)
     preflight_finished(engine, release_id, report)
-    if not report.ok:
+    shard_stop = None
+    if board is not None and report.ok:
+        # Nothing is touched anywhere until every shard's pre-flight passed.
+        board.try_publish(wave=PREFLIGHT)
+        try:
+            board.wait_for(PREFLIGHT, "pre-flight", control.aborted_event)
+        except ShardStop as exc:
+            shard_stop = str(exc)
+    if not report.ok or shard_stop:
+        if lock is not None:
+            for problem in lock.release():
+                log.warning("release %s: %s", release_id, problem)
         results = tuple(ClusterResult(c, Outcome.SKIPPED,
                                       report.live.get(c, LiveDeployment(False)).version,
                                       request.tag, error="pre-flight failed")
                         for c in plan.order)
         held = [r.detail for r in report.failures if r.check in ("lock", "freeze", "pin")]
+        why = (f"{shard_stop}; nothing was touched" if shard_stop else
+               "; ".join(held) if held else "pre-flight failed; nothing was touched")
         return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
-                       "; ".join(held) if held else "pre-flight failed; nothing was touched")
+                       why, board)
     assert lock is not None
     try:
-        return _run_locked(engine, request, approver, control, plan, release_id, report, lock,
-                           blocks, pin.digest)
+        result = _run_locked(engine, request, approver, control, plan, release_id, report,
+                             lock, blocks, pin.digest, board)
     finally:
         for problem in lock.release():
             log.warning("release %s: %s", release_id, problem)
+    return result
 
 
 def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
                 control: ReleaseControl, plan: Plan, release_id: str,
                 report: PreflightReport, lock: ReleaseLock,
-                blocks: Sequence[Block] = (), digest: str | None = None) -> ReleaseResult:
+                blocks: Sequence[Block] = (), digest: str | None = None,
+                board: ShardBoard | None = None) -> ReleaseResult:
     """The release once pre-flight passed and every lease is held."""
     data: dict[str, object] = {"version": request.tag, "targets": list(plan.order),
                                "digest": digest}
@@ -108,6 +126,8 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
         data["freeze_override"] = {"reason": request.override_freeze,
                                    "by": request.operator,
                                    "windows": [b.to_json() for b in blocks]}
+    if board is not None:
+        data["shard"] = board.label
     try:
         engine.emit(Event(Kind.RELEASE_STARTED, release_id,
                           message=f"release {release_id} started", data=data),
@@ -116,9 +136,12 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
         results = tuple(ClusterResult(c, Outcome.SKIPPED, None, request.tag,
                                       error="release not started") for c in plan.order)
         return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
-                       f"could not record the release start: {exc}")
+                       f"could not record the release start: {exc}", board)
     run = ReleaseRun(release_id, request.tag, plan, control, dict(report.live),
-                     release_lock=lock, digest=digest)
+                     release_lock=lock, digest=digest, shards=board)
+    if board is not None:
+        board.run = run
+        approver = board.approver(approver)
     told = lock.on_lost
 
     def on_lost(cid: str, why: str) -> None:
@@ -155,12 +178,15 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
     ordered = tuple(run.results.get(c) or ClusterResult(c, Outcome.SKIPPED, None, request.tag,
                                                         error="not started")
                     for c in plan.order)
-    return _finish(engine, release_id, outcome, code, ordered, report, message)
+    return _finish(engine, release_id, outcome, code, ordered, report, message, board)
 
 
 def _finish(engine: Engine, release_id: str, outcome: Outcome, code: int,
             results: tuple[ClusterResult, ...], report: PreflightReport | None,
-            message: str) -> ReleaseResult:
+            message: str, board: ShardBoard | None = None) -> ReleaseResult:
+    if board is not None:
+        # Before the event: a shard waiting on this one learns it ended at once.
+        board.close(outcome, message)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
@@ -177,6 +203,11 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
     with ThreadPoolExecutor(max_workers=max(1, plan.max_parallel),
                             thread_name_prefix=f"release-{run.release_id}") as pool:
         for wave in plan.waves:
+            if run.shards is not None and wave.index > 0:
+                # The next wave starts nowhere before every shard finished this one.
+                stop = _meet(engine, run, wave.index)
+                if stop is not None:
+                    return stop
             # A spent failure budget ends the release before anyone is asked at a gate.
             if run.budget_exceeded():
                 _skip_rest(engine, run, wave.index, budget_reason(run))
@@ -215,6 +246,8 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                          wave=wave.index,
                          healthy=sum(r.outcome is Outcome.HEALTHY for r in wave_results),
                          failed=sum(r.outcome in FAILURE_OUTCOMES for r in wave_results))
+            if run.shards is not None:
+                run.shards.try_publish(wave=wave.index)
             if run.control.aborted:
                 return _aborted(engine, run, wave.index + 1)
     if run.stopped_by_lost_lock:
@@ -226,6 +259,35 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
     if run.frozen and any(r.outcome is Outcome.SKIPPED for r in run.results.values()):
         return _frozen(engine, run, len(plan.waves))
     return Outcome.OK, 0, ""
+
+
+def _open_board(engine: Engine, request: ReleaseRequest,
+                release_id: str) -> ShardBoard | None:
+    """This shard's end of the shard board, beating already (None: not sharded)."""
+    if request.shard is None:
+        return None
+    from dataclasses import replace
+    whole = engine.plan(replace(request, shard=None))
+    board = ShardBoard(engine, release_id, request.shard[0], request.shard[1],
+                       coordinator(whole.targets), request.shard_timeout)
+    board.try_publish()
+    board.start_beating()
+    return board
+
+
+def _meet(engine: Engine, run: ReleaseRun, wave: int) -> Ending | None:
+    """Wait at the shard barrier before `wave`; how the release ends when it fails."""
+    assert run.shards is not None
+    try:
+        run.shards.wait_for(wave - 1, f"the gate before wave {wave + 1}",
+                            run.control.aborted_event)
+    except ShardStop as exc:
+        if run.control.aborted:
+            return _aborted(engine, run, wave)
+        reason = str(exc)
+        _skip_rest(engine, run, wave, reason)
+        return Outcome.STOPPED, 3, reason
+    return None
 
 
 def _frozen(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
