@@ -132,8 +132,12 @@ class Ledger(LedgerReading):
                       operator: str | Operator | None = None, kind: str = "release",
                       of_release: str | None = None,
                       freeze_override: Mapping[str, Any] | None = None,
-                      digest: str | None = None) -> Release:
+                      digest: str | None = None, shard: str | None = None) -> Release:
         """Record a release as started and commit it (call before touching any cluster).
+
+        `shard` (`K/N`): this process runs one shard of the release; every shard writes
+        its own `release` line (its own targets) and `end` line under the one release
+        id, and the readers put them together (`console.history.reading`).
 
         `freeze_override` (reason, by, windows): the release was let through open freeze
         windows; it is kept on the `release` line (`history --json` shows it).
@@ -143,7 +147,7 @@ class Ledger(LedgerReading):
         """
         rec = self._begin(release_id, version=version, image=image, strategy=strategy,
                           targets=targets, operator=operator, kind=kind, of_release=of_release,
-                          freeze_override=freeze_override, digest=digest)
+                          freeze_override=freeze_override, digest=digest, shard=shard)
         try:
             self.flush()
         except HistoryError:
@@ -153,7 +157,8 @@ class Ledger(LedgerReading):
             with self._lock:
                 self._open.pop(release_id, None)
                 self._append({"type": "end", "release": release_id, "outcome": "not_started",
-                              "exit_code": 2, "end": utc_now()})
+                              "exit_code": 2, "end": utc_now(),
+                              **({"shard": shard} if shard else {})})
             raise
         return release_from(rec)
 
@@ -161,7 +166,7 @@ class Ledger(LedgerReading):
                targets: Sequence[str], operator: str | Operator | None, kind: str,
                of_release: str | None,
                freeze_override: Mapping[str, Any] | None = None,
-               digest: str | None = None) -> dict[str, Any]:
+               digest: str | None = None, shard: str | None = None) -> dict[str, Any]:
         """Write the `release` line and queue its commit."""
         who = operator if isinstance(operator, Operator) else Operator.parse(
             operator or "", self.operator)
@@ -173,6 +178,8 @@ class Ledger(LedgerReading):
             rec["of_release"] = of_release
         if digest:
             rec["digest"] = digest
+        if shard:
+            rec["shard"] = shard
         if freeze_override:
             rec["freeze_override"] = {
                 "reason": str(freeze_override.get("reason") or "")[:500],
@@ -281,8 +288,11 @@ class Ledger(LedgerReading):
                                             to_version=touch.get("to_version"),
                                             error="no outcome before the release ended",
                                             commit=False)
-            self._append({"type": "end", "release": release_id, "outcome": outcome,
-                          "exit_code": exit_code, "end": utc_now()})
+            end = {"type": "end", "release": release_id, "outcome": outcome,
+                   "exit_code": exit_code, "end": utc_now()}
+            if state is not None and state.release.get("shard"):
+                end["shard"] = state.release["shard"]   # this shard's end, not the release's
+            self._append(end)
             self._append_human(release, outcome)
             self._request_commit(subject(release, outcome), author_of(release, self.operator))
             self._open.pop(release_id, None)
@@ -441,7 +451,7 @@ class Ledger(LedgerReading):
         """Push the ledger branch when a remote is set; never raises, never loses commits.
 
         A push refused as non-fast-forward (another console pushed first) is fetched,
-        merged (union merge of the record files) and pushed again once.
+        merged (union merge of the record files) and pushed again (a few times, see `Repository.push`).
         """
         return self.repository.push(self.operator)
 

@@ -74,7 +74,8 @@ class EventLedger:
                                   targets=tuple(data.get("targets") or ()),
                                   operator=str(data.get("operator") or ""),
                                   freeze_override=data.get("freeze_override"),
-                                  digest=data.get("digest"))
+                                  digest=data.get("digest"),
+                                  shard=data.get("shard") or None)
         self._started.add(event.release_id)
 
     def _on_cluster_started(self, event: Event) -> None:

@@ -47,14 +47,53 @@ def find_release_line(files: Iterable[Path], release_id: str) -> dict[str, Any] 
 
 
 def open_release_lines(files: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """The `release` lines without an `end` line, by id (parses only those two types)."""
-    started: dict[str, dict[str, Any]] = {}
+    """The `release` lines without an `end` line, by id (parses only those two types).
+
+    A sharded release (`deploy --shard K/N`) has a `release` and an `end` line per
+    shard: it is open while one shard's is; an `end` without a shard (reconcile's)
+    closes every shard."""
+    started: dict[tuple[str, str], dict[str, Any]] = {}
     for rec in records(files, prefixes=(RELEASE_PREFIX, END_PREFIX)):
         if rec.get("type") == "release":
-            started[str(rec.get("id"))] = rec
+            started[(str(rec.get("id")), str(rec.get("shard") or ""))] = rec
+        elif rec.get("shard"):
+            started.pop((str(rec.get("release")), str(rec["shard"])), None)
         else:
-            started.pop(str(rec.get("release")), None)
-    return started
+            rid = str(rec.get("release"))
+            for key in [k for k in started if k[0] == rid]:
+                del started[key]
+    return {rid: rec for (rid, _), rec in started.items()}
+
+
+# How bad an ending is, to end a sharded release as its worst shard did.
+_SEVERITY = {"ok": 0, "stopped": 1, "preflight_failed": 2, "aborted": 3, "interrupted": 4,
+             "failed": 5}
+
+
+def _merge_shard(entry: dict[str, Any], rec: dict[str, Any]) -> None:
+    """Another shard's `release` line of the same release: one release of all targets."""
+    first = entry["rec"]
+    entry["rec"] = {**first,
+                    "targets": list(dict.fromkeys([*(first.get("targets") or ()),
+                                                   *(rec.get("targets") or ())])),
+                    "start": min(str(first.get("start") or ""), str(rec.get("start") or ""))
+                    or first.get("start")}
+
+
+def _shards_end(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The end of a sharded release: once every shard ended, the worst of their ends."""
+    ends = entry["ends"]
+    label = str(entry["rec"].get("shard") or "")
+    try:
+        total = int(label.split("/")[1])
+    except (IndexError, ValueError):
+        return None
+    if len(ends) < total:
+        return None
+    worst = max(ends.values(), key=lambda e: _SEVERITY.get(str(e.get("outcome")), 4))
+    codes = [e.get("exit_code") for e in ends.values() if e.get("exit_code") is not None]
+    return {**worst, "end": max(str(e.get("end") or "") for e in ends.values()),
+            "exit_code": max(codes) if codes else None}
 
 
 def releases(files: Iterable[Path], *, cluster: str | None = None, since: str | None = None,
@@ -86,7 +125,12 @@ def releases(files: Iterable[Path], *, cluster: str | None = None, since: str | 
         if kind == "release":
             if ids is not None and rec.get("id") not in ids:
                 continue
-            builders[rec["id"]] = {"rec": rec, "clusters": {}, "touched": [], "end": None}
+            known = builders.get(rec["id"])
+            if known is not None and rec.get("shard") and known["rec"].get("shard"):
+                _merge_shard(known, rec)
+                continue
+            builders[rec["id"]] = {"rec": rec, "clusters": {}, "touched": [], "end": None,
+                                   "ends": {}}
             continue
         entry = builders.get(rec.get("release", ""))
         if entry is None:
@@ -95,13 +139,16 @@ def releases(files: Iterable[Path], *, cluster: str | None = None, since: str | 
             entry["clusters"][rec["cluster"]] = rec
         elif kind == "touch":
             entry["touched"].append(rec["cluster"])
+        elif kind == "end" and rec.get("shard"):
+            entry["ends"][str(rec["shard"])] = rec
         elif kind == "end":
             entry["end"] = rec
     out = []
     for entry in builders.values():
         release = release_from(entry["rec"], map(ClusterOutcome.from_line,
                                                  entry["clusters"].values()),
-                               entry["end"], entry["touched"])
+                               entry["end"] or (_shards_end(entry) if entry["ends"] else None),
+                               entry["touched"])
         if since and (release.end or release.start) < since:
             continue
         if cluster is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import random
 import re
 import secrets
 import shutil
@@ -38,7 +39,13 @@ REPACK_LOOSE_KIB = 64 * 1024  # loose objects (KiB) past which finishing a relea
 GIT_LOCK_FILES = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "MERGE_HEAD.lock",
                   "config.lock", f"refs/heads/{BRANCH}.lock",
                   f"refs/remotes/{REMOTE}/{BRANCH}.lock")
-STALE_LOCK_SECONDS = 5.0  # age past which a Git lock file seen under the ledger's lock is gone
+STALE_LOCK_SECONDS = 5.0
+# A push refused because another console's push got there first: behind (it merges and
+# pushes again), or - two pushes meeting on the remote's ref at once, as the first
+# pushes to an empty remote do - the remote could not lock its branch.
+BEHIND = re.compile(r"non-fast-forward|fetch first|\[rejected\]|cannot lock ref|"
+                    r"failed to update ref")
+PUSH_ATTEMPTS = 8  # pushes of one round refused as behind (each then merges) before giving up  # age past which a Git lock file seen under the ledger's lock is gone
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +261,10 @@ class Repository:
         """Push the ledger branch when a remote is set; never raises, never loses commits.
 
         A push refused as non-fast-forward (another console pushed first) is fetched,
-        merged (union merge of the record files) and pushed again once.
+        merged (union merge of the record files) and pushed again - up to PUSH_ATTEMPTS
+        times, after a short random pause that grows each time: the shards of one release
+        (`deploy --shard`) end close together and push to one remote at once, and each
+        round lets one more of them through.
         """
         import git as gitmodule
 
@@ -263,21 +273,22 @@ class Repository:
         with self.locked():
             if not self.repo.head.is_valid():
                 return PushResult(True, False, "nothing to push yet")
-            try:
-                self._git_push()
-                return PushResult(True, True, f"pushed to {scrub(self.remote, 200)}")
-            except gitmodule.GitCommandError as exc:
-                text = str(exc.stderr or exc)
-                if not re.search(r"non-fast-forward|fetch first|\[rejected\]", text) or \
-                        "hook declined" in text:
-                    return PushResult(False, False, _push_failure(self.remote, text))
-            try:
-                self.merge_remote(operator)
-                self._git_push()
-                return PushResult(True, True,
-                                  f"merged and pushed to {scrub(self.remote, 200)}")
-            except gitmodule.GitCommandError as exc:
-                return PushResult(False, False, _push_failure(self.remote, str(exc.stderr or exc)))
+            for attempt in range(PUSH_ATTEMPTS):
+                try:
+                    if attempt:
+                        self.merge_remote(operator)
+                    self._git_push()
+                    return PushResult(True, True, ("merged and pushed to " if attempt else
+                                                   "pushed to ") + scrub(self.remote, 200))
+                except gitmodule.GitCommandError as exc:
+                    text = str(exc.stderr or exc)
+                    if not BEHIND.search(text) or "hook declined" in text:
+                        return PushResult(False, False, _push_failure(self.remote, text))
+                # Another console pushed in between: let it finish, then merge its records.
+                time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+            return PushResult(False, False, _push_failure(
+                self.remote, f"[rejected] still behind after {PUSH_ATTEMPTS} merges: other "
+                             "consoles kept pushing"))
 
     def sync(self, operator: Operator) -> PushResult:
         """Fetch and merge the remote's records, then push the local ones."""
