@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.signal import Signal
 
 from console.errors import UserError
-from console.events import Event, Outcome
+from console.events import Event, Kind, Outcome
 from console.session import operator_name
 from console.ui.commands import ConsoleCommands
 from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
@@ -175,8 +175,21 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         events = self.bridge.drain()
         for event in events:
             self.state.apply(event)
+            if event.kind is Kind.WAVE_BAKING:
+                self._gate_ahead(int(event.data.get("wave", 0)))
         if events:
             self.events_signal.publish(events)
+
+    def _gate_ahead(self, wave: int) -> None:
+        """A wave with a gate after it bakes: show that gate now, counting the bake down
+        (its keys wait for the engine's question, which comes once the bake is over)."""
+        from console.ui.screens.gate import GateScreen
+
+        release = self.state.release
+        if release is None or not release.gate_after(wave) or \
+                any(isinstance(s, GateScreen) for s in self.screen_stack):
+            return
+        self.push_screen(GateScreen.ahead(wave, self.state, self.operator))
 
     def _repaint(self) -> None:
         """10 Hz: redraw what changed; once a second also the running clocks."""
@@ -362,6 +375,12 @@ class ReleaseConsoleApp(App[int], RollbackActions):
     def _gate_question(self, message: GateQuestion) -> None:
         from console.ui.screens.gate import GateScreen
 
+        for screen in self.screen_stack:
+            # The gate shown while its wave baked takes the question.
+            if isinstance(screen, GateScreen) and screen.request is None:
+                if screen.finished_wave == message.request.finished_wave:
+                    screen.open(message.request, message.answer)
+                    return
         self.push_screen(GateScreen(message.request, self.state, self.operator),
                          callback=message.answer)
 

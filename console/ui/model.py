@@ -91,6 +91,7 @@ class ClusterView:
     reachable: bool = True  # as last seen (status reading or engine event)
     helm_revision: int | None = None           # a chart app: Helm's live revision
     recorded_helm_revision: int | None = None  # ... and the one the ledger recorded
+    bake_until: float | None = None            # healthy, its wave baking until (epoch s)
 
     @property
     def id(self) -> str:
@@ -111,6 +112,12 @@ class ClusterView:
     def resting_phase(self) -> Phase:
         """The phase of a cluster no release is working on: idle, or unreachable."""
         return Phase.IDLE if self.reachable else Phase.UNREACHABLE
+
+    def note(self, now: float) -> str:
+        """The grid's NOTE: the bake's countdown while its wave bakes, else the message."""
+        if self.bake_until is not None and self.phase is Phase.HEALTHY:
+            return f"baking · {format_duration(max(0.0, self.bake_until - now))} left"
+        return self.message
 
     def elapsed(self, now: float) -> float | None:
         """Seconds since the cluster started its rollout (frozen once it finished)."""
@@ -149,6 +156,7 @@ class ReleaseView:
     strategy: str = ""
     targets: tuple[str, ...] = ()
     waves: tuple[tuple[str, ...], ...] = ()
+    gates: tuple[bool, ...] = ()    # per wave: whether a gate opens before it
     operator: str = ""
     wave: int | None = None
     started: float | None = None
@@ -161,6 +169,14 @@ class ReleaseView:
     bake_until: float | None = None
     preflight: list[PreflightLine] = field(default_factory=list)
     preflight_ok: bool | None = None
+
+    def bake_left(self, now: float) -> float | None:
+        """Seconds left of the bake running now (None: no wave bakes)."""
+        return None if self.bake_until is None else max(0.0, self.bake_until - now)
+
+    def gate_after(self, wave: int) -> bool:
+        """Whether a gate opens once `wave` (and its bake) is over."""
+        return wave + 1 < len(self.gates) and self.gates[wave + 1]
 
     def elapsed(self, now: float) -> float:
         """Seconds since the release was planned (frozen once it finished)."""

@@ -198,16 +198,18 @@ def _release_planned(state: FleetState, ev: Event, _row: ClusterView | None) -> 
     targets = tuple(d.get("targets") or ())
     waves = tuple(tuple(w.get("clusters", ()) if isinstance(w, Mapping) else w)
                   for w in d.get("waves") or ())
+    gates = tuple(bool(w.get("gate_before")) if isinstance(w, Mapping) else False
+                  for w in d.get("waves") or ())
     state.release = ReleaseView(release_id=ev.release_id, version=str(d.get("version", "")),
                                 strategy=str(d.get("strategy", "")), targets=targets,
-                                waves=waves, operator=str(d.get("operator", "")),
+                                waves=waves, gates=gates, operator=str(d.get("operator", "")),
                                 started=ev.ts)
     wave_of = {cid: i for i, wave in enumerate(waves) for cid in wave}
     for row in state.clusters.values():
         if row.id in targets:
             row.phase, row.target = Phase.WAITING, state.release.version
             row.wave = wave_of.get(row.id)
-            row.started = row.finished = None
+            row.started = row.finished = row.bake_until = None
             row.message = row.error = ""
         elif not row.phase.active:
             row.target, row.wave = None, None
@@ -267,12 +269,24 @@ def _wave_baking(state: FleetState, ev: Event, _row: ClusterView | None) -> None
         state.release.bake_wave = int(ev.data.get("wave", 0))
         state.release.bake_until = float(ev.data.get("until") or 0.0) or None
         state._touch_release()
+    # Each watched cluster's row counts down too (the grid's NOTE).
+    _set_baking(state, ev.data.get("clusters") or (), float(ev.data.get("until") or 0.0) or None)
 
 
 def _wave_baked(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
     if state.release is not None:
         state.release.bake_wave = state.release.bake_until = None
         state._touch_release()
+    _set_baking(state, [c for c, row in state.clusters.items() if row.bake_until is not None],
+                None)
+
+
+def _set_baking(state: FleetState, ids: Iterable[str], until: float | None) -> None:
+    for cid in ids:
+        row = state.clusters.get(str(cid))
+        if row is not None:
+            row.bake_until = until
+            state._dirty.add(row.id)
 
 
 def _gate_waiting(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
@@ -349,7 +363,7 @@ def _cluster_failed(state: FleetState, ev: Event, row: ClusterView | None) -> No
     # saying why (unreachable), which is what the operator must act on.
     if row.phase is not Phase.UNREACHABLE:
         row.phase = Phase.FAILED
-    row.finished = ev.ts
+    row.finished, row.bake_until = ev.ts, None
     row.error = str(ev.data.get("error") or ev.message or "failed")
     row.message = _one_line(row.error)
     state._touch_release()

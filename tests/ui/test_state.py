@@ -193,8 +193,13 @@ def test_a_baking_wave_has_a_countdown_until_it_baked() -> None:
     assert state.release is not None
     assert (state.release.bake_wave, state.release.bake_until) == (0, 215.0)
     assert format_duration(state.release.bake_until - state.now()) == format_duration(15.0)
+    row = state.clusters["staging"]
+    row.phase = Phase.HEALTHY       # the grid's NOTE counts down for each baking cluster
+    assert row.note(state.now()) == "baking · 0:15 left"
+    assert state.release.gate_after(0) is False   # no gates in this plan
     state.apply(ev(Kind.WAVE_BAKED, wave=0, ok=True, failed=[], seconds=20.0, completed=True))
     assert (state.release.bake_wave, state.release.bake_until) == (None, None)
+    assert row.bake_until is None and row.note(state.now()) == row.message
 
 
 def test_a_cluster_held_by_pacing_says_so_until_it_starts() -> None:

@@ -193,10 +193,11 @@ class FleetGrid(ScrollView, can_focus=True):
                 self.refresh(Region(0, index - top + 1, width, 1))
 
     def tick(self) -> None:
-        """Advance the TIME column of rows whose clock runs."""
+        """Advance the TIME column of rows whose clock runs, and the NOTE of baking rows."""
+        rows = self.state.clusters
         self.repaint(cid for cid in self._shown
-                     if self.state.clusters[cid].started is not None
-                     and self.state.clusters[cid].finished is None)
+                     if (rows[cid].started is not None and rows[cid].finished is None)
+                     or rows[cid].bake_until is not None)
 
     def watch_cursor_row(self, old: int, new: int) -> None:
         if self._shown and not 0 <= new < len(self._shown):
@@ -335,6 +336,6 @@ class FleetGrid(ScrollView, can_focus=True):
             Text(f"{row.phase.glyph} {row.phase.word}", phase_style),
             progress_bar(row, phase_style),
             Text(format_duration(elapsed).rjust(self._widths[6] if self._widths else 6)),
-            Text(row.message, note_style),
+            Text(row.note(self.state.now()), note_style),
         )
 
