@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
     who = ack.by if ack.confirmed else f"{ack.by} (not confirmed by the cluster)"
     if not ack.ok:
-        print(f"release-console: nothing to act on: {ack.detail}", file=sys.stderr)
+        print(f"release-console: {'refused' if ack.refused else 'nothing to act on'}: "
+              f"{ack.detail}", file=sys.stderr)
         return 2
     out(f"release {args.release_id}: {ack.detail} (as {who})")
     return 0

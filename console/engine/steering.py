@@ -203,8 +203,11 @@ class Channel:
             if not rid or rid in self.handled:
                 continue
             self.handled.add(rid)
-            ok, detail = self._take(request)
-            answers[rid] = {"ok": ok, "detail": detail}
+            try:
+                ok, detail = self._take(request)
+                answers[rid] = {"ok": ok, "detail": detail}
+            except Refused as refusal:
+                answers[rid] = {"ok": False, "refused": True, "detail": str(refusal)}
         state = self.state()
         if not answers and state == self._state:
             return
@@ -225,18 +228,18 @@ class Channel:
         by = str(request.get("by") or "someone")
         # `confirmed`: the requester's cluster named `by` (SelfSubjectReview). Anything
         # else - a local login the client fell back to, an old client, a hand-written
-        # request - is recorded as unconfirmed and never counts as an approval.
+        # request - is refused and recorded as an unconfirmed attempt.
         confirmed = request.get("confirmed") is True
         if action not in wire.ACTIONS:
             return False, f"unknown action {action!r}"
+        if not confirmed:
+            # Whoever acts on a release must be someone the cluster names: an
+            # unconfirmed name could be anyone's, so the request is refused, whatever it
+            # asks - and the refusal is recorded, so the ledger shows the attempt.
+            self._refuse(request, action, cid, by, False,
+                         f"{by} is not confirmed by the cluster (SelfSubjectReview); only "
+                         "a confirmed identity may steer a release")
         why_not = control.check(action, cid)
-        if why_not is None and action == "approve" and not confirmed:
-            detail = f"approve{_by(by)} (unconfirmed)"
-            self.engine.event(Kind.STEERED, self.run.release_id, cid,
-                              f"{detail}: not counted", action=action, by=by,
-                              confirmed=False, request=request.get("id"))
-            return False, (f"{by} is not confirmed by the cluster (SelfSubjectReview); "
-                           "only a confirmed identity counts as an approval")
         gate = self.run.gate_waiting
         asked_gate = request.get("gate")
         if why_not is None and action in ("approve", "reject") and \
@@ -255,8 +258,7 @@ class Channel:
         if why_not is not None:
             return False, why_not
         rollback = bool(request.get("rollback"))
-        detail = f"{action}{' ' + cid if cid else ''}{_by(by)}" \
-            + ("" if confirmed else " (unconfirmed)")
+        detail = f"{action}{' ' + cid if cid else ''}{_by(by)}"
         if action in ("pause", "resume", "abort", "skip", "approve", "reject"):
             # Recorded before it acts: the ledger has who asked before what it caused.
             self.engine.event(Kind.STEERED, self.run.release_id, cid, detail, action=action,
@@ -285,6 +287,20 @@ class Channel:
         elif action == "reject":
             control.answer_gate(GateAnswer(GateDecision.REJECT, by=by, gate=gate))
         return True, detail
+
+    def _refuse(self, request: dict[str, Any], action: str, cid: str | None, by: str,
+                confirmed: bool, why: str) -> None:
+        """Record a refused request (a `steered` event with `refused`) and raise `Refused`."""
+        self.engine.event(Kind.STEERED, self.run.release_id, cid,
+                          f"{action}{' ' + cid if cid else ''}{_by(by)}"
+                          f"{'' if confirmed else ' (unconfirmed)'}: refused: {why}",
+                          action=action, by=by, confirmed=confirmed, refused=why,
+                          request=request.get("id"))
+        raise Refused(why)
+
+
+class Refused(Exception):
+    """A request refused for who sent it (its message says why; recorded, answered)."""
 
 
 def open_channel(engine: Engine, run: ReleaseRun) -> Channel | None:

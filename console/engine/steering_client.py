@@ -126,6 +126,7 @@ class Ack:
     detail: str
     by: str
     confirmed: bool
+    refused: bool = False     # refused for who asked (unconfirmed, no rights), not for what
 
 
 def send(engine: Engine, release_id: str, action: str, cluster: str | None = None, *,
@@ -175,7 +176,8 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
             continue
         answer = wire.decoded(lease, wire.ACK, {}).get(request["id"])
         if isinstance(answer, dict):
-            return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by, confirmed)
+            return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by, confirmed,
+                       bool(answer.get("refused")))
         if wire.decoded(lease, wire.STEERING, {}).get("release") != release_id:
             raise NothingToSteer(f"release {release_id} ended before taking the request")
     raise NoAnswer(f"release {release_id} did not acknowledge {action} within "

@@ -341,18 +341,22 @@ class Ledger(LedgerReading):
 
     def record_steer(self, release_id: str, action: str, by: str, *,
                      cluster: str | None = None, detail: str = "",
-                     confirmed: bool | None = None) -> None:
+                     confirmed: bool | None = None, refused: str | None = None) -> None:
         """Record who steered a running release (an action through the control channel,
         a gate decision, a pause): one `steer` line, committed with the next batch.
         `confirmed`: whether the requester's cluster confirmed `by` (None: not asked -
-        a decision taken in the console itself)."""
+        a decision taken in the console itself); `refused`: why the release refused the
+        request (None: it was taken)."""
         rec = {"type": "steer", "release": release_id, "action": action, "by": by,
                "cluster": cluster, "detail": _cut(detail), "ts": utc_now()}
         if confirmed is not None:
             rec["confirmed"] = confirmed
+        if refused is not None:
+            rec["refused"] = _cut(refused)
         with self._lock:
             self._append(rec)
-            self._request_commit(f"steer {self.app} {release_id}: {action}"
+            self._request_commit(f"steer {self.app} {release_id}: "
+                                 f"{'refused ' if refused is not None else ''}{action}"
                                  f"{' ' + cluster if cluster else ''} by {by or '?'}")
 
     def steering(self, release_id: str | None = None) -> list[dict[str, Any]]:

@@ -178,7 +178,8 @@ class EventLedger:
             action = f"gate_{action}"
         self.ledger.record_steer(event.release_id, action, str(event.data.get("by") or ""),
                                  cluster=event.cluster, detail=event.message,
-                                 confirmed=event.data.get("confirmed"))
+                                 confirmed=event.data.get("confirmed"),
+                                 refused=event.data.get("refused"))
 
     def _on_release_finished(self, event: Event) -> None:
         # A release that failed pre-flight was planned but never started: forget it too,

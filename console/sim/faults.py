@@ -34,6 +34,8 @@ Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, 
     lag_generation: 2.0       seconds before the controller observes a new generation
     nodes: 3                  number of nodes; node_cpu: "4", node_memory: "16Gi" each
     bookmark_interval: 60     seconds between BOOKMARK events on quiet watches that allow them
+    self_review: false        no SelfSubjectReview API (404), as an API server before
+                              Kubernetes 1.28: the cluster cannot say who a token is
     bad_answer: ["v2"]        image tag globs: a write (POST/PUT/PATCH, not a dry run) whose
                               stored object runs such a tag is done, but answered 200 with
                               bad_answer_body
@@ -78,6 +80,7 @@ class ClusterSettings:
     node_memory: str = "16Gi"
     bookmark_interval: float = 60.0
     bad_answer: tuple[str, ...] = ()
+    self_review: bool = True
     bad_metrics: tuple[str, ...] = ()
     bad_answer_body: str = "<html><body><h1>502 Bad Gateway</h1></body></html>"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -142,7 +145,7 @@ def _convert(key: str, value: Any) -> Any:
         return float(value)
     if key in ("retry_after", "nodes"):
         return int(value)
-    if key == "unreachable":
+    if key in ("unreachable", "self_review"):
         return bool(value)
     return str(value)
 

@@ -94,6 +94,8 @@ class Handler:
                                headers={"Retry-After": after})
             raise ApiError(code, "Internal error occurred: injected fault (release-console sim)")
         ns = target.namespace or ""
+        if target.rt.name == "selfsubjectreviews" and not cluster.settings.self_review:
+            raise ApiError(404, "the server could not find the requested resource")
         # Every authenticated user may ask what it may do (system:basic-user in a real cluster).
         self_review = target.rt.group in ("authorization.k8s.io", "authentication.k8s.io")
         if not self_review and not principal.allowed(verb, target.rt.group, target.rbac_resource, ns,

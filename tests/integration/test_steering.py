@@ -441,6 +441,45 @@ def test_an_approval_the_cluster_does_not_confirm_is_recorded_unconfirmed_and_no
         steer = ledger.steering(rid)
     finally:
         ledger.close()
-    approvals = [(s["by"], s.get("confirmed")) for s in steer if s["action"] == "approve"]
-    assert approvals == [("mallory", False), ("eve", False),
-                         ("system:serviceaccount:kube-system:a-admin", True)], approvals
+    approvals = [(s["by"], s.get("confirmed"), "refused" in s)
+                 for s in steer if s["action"] == "approve"]
+    assert approvals == [("mallory", False, True), ("eve", False, True),
+                         ("system:serviceaccount:kube-system:a-admin", True, False)], approvals
+
+
+def test_control_from_an_identity_the_cluster_cannot_confirm_is_refused_and_recorded(
+        world, tmp_path):
+    # The control lease's cluster has no SelfSubjectReview (an API server before 1.28):
+    # `control` can only offer the local login. A pause from that name must not hold the
+    # release (it did: only approvals were refused), `control` says it was refused (exit
+    # 2), and the ledger records the attempt.
+    ids = ["a", "b", "c", "d"]
+    w = world(ids, readiness_delay=1.0, jitter=0.0)
+    w.fleet.set_faults("a", self_review=False)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                    "--max-parallel", "1")
+    try:
+        wait_for(lambda: deploy.kinds("cluster_started"), timeout=90, what="a start")
+        rid = deploy.release_id
+        paused = control(w.config_path, rid, "pause")
+        assert paused.returncode == 2, (paused.stdout, paused.stderr)
+        assert "refused" in paused.stderr and "not confirmed by the cluster" in paused.stderr
+        aborted = control(w.config_path, rid, "abort")
+        assert aborted.returncode == 2 and "refused" in aborted.stderr
+        code = deploy.finish()
+    finally:
+        if deploy.proc.poll() is None:
+            deploy.finish(timeout=5)
+    assert code == 0, deploy.stderr()
+    assert not deploy.kinds("paused")
+    assert [w.version(c) for c in ids] == ["v2"] * 4
+    refused = [e for e in deploy.kinds("steered") if e.get("refused")]
+    assert [e["action"] for e in refused] == ["pause", "abort"]
+    assert all(e["confirmed"] is False for e in refused)
+    ledger = Ledger.for_config(load(w.config_path))
+    try:
+        steer = ledger.steering(rid)
+    finally:
+        ledger.close()
+    assert [(s["action"], s["confirmed"], "SelfSubjectReview" in s["refused"])
+            for s in steer] == [("pause", False, True), ("abort", False, True)], steer
