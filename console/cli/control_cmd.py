@@ -5,7 +5,10 @@
 
 The request goes through the release's control lease on its clusters (see
 `console.engine.steering`), so it works from any machine whose credentials (the
-fleet file's) have the app's rights there. Exit codes: 0 the release acknowledged the
+fleet file's) have the app's rights on every cluster of the release: the request is
+written onto the release's Lease on each of its clusters, and the release refuses one
+that is missing anywhere (rights on one cluster never steer a release across others),
+as it refuses one whose sender the cluster does not confirm (SelfSubjectReview). Exit codes: 0 the release acknowledged the
 action; 2 no such running release, nothing to act on (the message says why: no gate
 waiting, the cluster started already, ...), or bad input; 1 the release did not
 answer within `--timeout`.
@@ -29,9 +32,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                      help="steer a running release (pause, approve, skip...)",
                      description="Ask a running release (a headless deploy, here or in CI) to "
                                  "pause, resume, abort, approve or reject its gate, skip a "
-                                 "cluster not yet started or retry a failed one. Exit codes: 0 "
-                                 "acknowledged, 2 no such running release or nothing to act on, 1 "
-                                 "no answer in time.")
+                                 "cluster not yet started or retry a failed one. Only someone "
+                                 "the cluster confirms (SelfSubjectReview) with the app's "
+                                 "rights (update on its Lease) on every cluster the release "
+                                 "targets may steer it: each action decides for all its "
+                                 "clusters still to come, so rights on one cluster never "
+                                 "steer the others. Exit codes: 0 acknowledged, 2 no such "
+                                 "running release, nothing to act on or refused, 1 no answer "
+                                 "in time.")
     parser.add_argument("release_id", metavar="RELEASE_ID")
     parser.add_argument("action", choices=ACTIONS, metavar="ACTION",
                         help=", ".join(ACTIONS))

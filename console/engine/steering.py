@@ -6,10 +6,14 @@ Why the Lease and not a Unix socket: a release is often run by CI on another mac
 terminal reach is the cluster, and the release already holds a Lease there
 (`console.locks`). The wire is `console.locks.control` (annotations of the control
 lease). Using the cluster also answers who may steer and who did: the API server lets
-only credentials with update rights on that Lease in the app's namespace - the same
-rights a release of that app needs - write a request (a 403 otherwise), and
-`release-console control` names the person by the identity the cluster confirms
-(SelfSubjectReview). A Unix socket in the private directory would reach only the same
+only credentials with update rights on the app's Lease - the same rights a release of
+that app needs - write a request (a 403 otherwise). A release spans clusters, so rights
+on one must not steer it across the others: `release-console control` writes the
+request onto the release's Lease on *every* target cluster (the control lease last),
+and the release takes it only once it finds it on all of them - every action, since
+pause, abort and a gate decide for every cluster still to come, and skip and retry
+change what the release delivers. `control` names the person by the identity the
+cluster confirms (SelfSubjectReview); a request without a confirmed identity is refused. A Unix socket in the private directory would reach only the same
 machine and user, and could only name a local login.
 
 `open_channel(engine, run)` starts a thread that polls the control lease (every
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from console.engine.api import (FAILURE_OUTCOMES, GateAnswer, GateDecision,
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL = 0.5                 # s between looks at the control lease
+RIGHTS_READERS = 32        # target leases read at once to check a request's rights
 SKIPPED_BY_OPERATOR = "skipped_by_operator"
 
 
@@ -239,6 +245,7 @@ class Channel:
             self._refuse(request, action, cid, by, False,
                          f"{by} is not confirmed by the cluster (SelfSubjectReview); only "
                          "a confirmed identity may steer a release")
+        self._check_rights(request, action, cid, by)
         why_not = control.check(action, cid)
         gate = self.run.gate_waiting
         asked_gate = request.get("gate")
@@ -287,6 +294,41 @@ class Channel:
         elif action == "reject":
             control.answer_gate(GateAnswer(GateDecision.REJECT, by=by, gate=gate))
         return True, detail
+
+    def _check_rights(self, request: dict[str, Any], action: str, cid: str | None,
+                      by: str) -> None:
+        """Refuse (`Refused`) unless the request is also on the release's Lease of every
+        other target cluster: only someone the API server let update the app's Lease on
+        each of them could have put it there, so rights on one cluster never steer a
+        release across others (`release-console control` writes it to all of them
+        before the control lease)."""
+        others = [lease for lease in self.run.release_lock.leases
+                  if lease.cluster != self.cluster] if self.run.release_lock else []
+        if not others:
+            return
+        rid = request.get("id")
+
+        def on_lease(lease: Any) -> str | None:
+            """None when the request is on `lease`, else why not."""
+            try:
+                found = wire.read(lease.kube, lease.namespace, lease.name,
+                                  self.engine.request_timeout)
+            except wire.ChannelError as exc:
+                return f"{lease.cluster} (unreadable: {exc})"
+            ids = {r.get("id") for r in wire.decoded(found, wire.CONTROL, [])
+                   if isinstance(r, dict)}
+            return None if rid in ids else lease.cluster
+
+        with ThreadPoolExecutor(max_workers=min(RIGHTS_READERS, len(others)),
+                                thread_name_prefix="steer-rights") as pool:
+            missing = [why for why in pool.map(on_lease, others) if why is not None]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
+                                              if len(missing) > 5 else "")
+            self._refuse(request, action, cid, by, True,
+                         f"the request is not on the release's Lease of {shown}: steering "
+                         "a release needs update rights on the app's Lease on every "
+                         "cluster it targets")
 
     def _refuse(self, request: dict[str, Any], action: str, cid: str | None, by: str,
                 confirmed: bool, why: str) -> None:

@@ -96,13 +96,20 @@ ANNOUNCE_WAIT = 10.0   # s a release holding its leases gets to announce its cha
 
 def control_lease(engine: Engine, release_id: str) -> LeaseView:
     """The lease the running `release_id` listens on; raises `NothingToSteer`."""
+    return release_leases(engine, release_id)[0]
+
+
+def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[LeaseView]]:
+    """The lease the running `release_id` listens on, and every other lease it holds;
+    raises `NothingToSteer`."""
     deadline = time.monotonic() + ANNOUNCE_WAIT
     while True:
         views = read_leases(engine)
         listening = sorted((v for v in views if v.steering.get("release") == release_id),
                            key=lambda v: v.cluster)
         if listening:
-            return listening[0]
+            return listening[0], [v for v in views if v.release == release_id
+                                  and v.cluster != listening[0].cluster]
         held = [v.cluster for v in views if v.release == release_id]
         # Between taking its leases and opening the channel a release does not listen
         # yet: give it a moment before saying it never will.
@@ -140,7 +147,7 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
         raise UserError(f"{action} needs a CLUSTER")
     if cluster and cluster not in engine.config.ids:
         raise UserError(f"unknown cluster {cluster!r} in {engine.config.path}")
-    view = control_lease(engine, release_id)
+    view, others = release_leases(engine, release_id)
     by, confirmed = whoami(engine, view.cluster)
     from console.session import operator_name
     request = {"id": secrets.token_hex(6), "action": action, "cluster": cluster or "",
@@ -161,6 +168,10 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
         notes[wire.CONTROL] = wire.dump([*requests, request][-wire.KEEP:])
         return True
 
+    # First on every other lease the release holds - the proof, checked by the release,
+    # that the API server let us update the app's Lease on each of its clusters - then
+    # on the control lease, where the release takes it.
+    _vouch(engine, release_id, others, request, name)
     try:
         if wire.change(driver.client, driver.namespace, name, append,
                        engine.request_timeout) is None:
@@ -183,3 +194,32 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
     raise NoAnswer(f"release {release_id} did not acknowledge {action} within "
                     f"{timeout:g}s (request {request['id']} stays on lease {name} of "
                     f"{view.cluster})")
+
+
+def _vouch(engine: Engine, release_id: str, leases: Sequence[LeaseView],
+           request: dict[str, Any], name: str) -> None:
+    """Append `request` to each of `leases` (the release's other leases), at once;
+    raises `UserError` naming every cluster that refused the write (403: no rights)."""
+    def one(view: LeaseView) -> str | None:
+        def append(lease: dict[str, Any], notes: dict[str, str]) -> bool:
+            holder = str(((lease.get("spec") or {}).get("holderIdentity")) or "")
+            if not holder.endswith(f"/{release_id}"):
+                return False    # given back meanwhile: the release no longer looks there
+            requests = [r for r in wire.decoded(lease, wire.CONTROL, []) if isinstance(r, dict)]
+            notes[wire.CONTROL] = wire.dump([*requests, request][-wire.KEEP:])
+            return True
+        try:
+            driver = engine.driver(view.cluster)
+            wire.change(driver.client, driver.namespace, name, append, engine.request_timeout)
+        except (wire.ChannelError, ClusterError, UserError) as exc:
+            return f"cluster {view.cluster!r}: {exc}"
+        return None
+
+    if not leases:
+        return
+    with ThreadPoolExecutor(max_workers=min(32, len(leases)), thread_name_prefix="vouch") as pool:
+        failed = [why for why in pool.map(one, leases) if why is not None]
+    if failed:
+        more = f" (and {len(failed) - 3} more clusters)" if len(failed) > 3 else ""
+        raise UserError("; ".join(failed[:3]) + more + " - steering a release needs the "
+                        "app's rights on every cluster it targets")

@@ -11,8 +11,12 @@ sorted order - and keeps three annotations there:
 - `release-console/control`: JSON list of requests `{"id", "action", "cluster", "by",
   "operator", "confirmed", "rollback", "gate", "at"}` appended by `release-console control` (the newest
   `KEEP` are kept);
-- `release-console/control-ack`: JSON object request id -> `{"ok", "detail"}`, written
-  by the release when it took (or refused) a request.
+- `release-console/control-ack`: JSON object request id -> `{"ok", "detail", "refused"}`,
+  written by the release when it took (or refused) a request.
+
+The other Leases the release holds carry `release-console/control` too: the asking
+console appends each request there first, as the proof the release checks that the
+requester may update the app's Lease on every cluster of the release.
 
 Every change is a read and a replace at the read `resourceVersion` (a 409 reads again),
 so writers never lose each other's requests, and the lease's renewals (which replace

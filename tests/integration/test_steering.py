@@ -377,6 +377,10 @@ def test_an_approval_is_bound_to_its_gate_and_never_passes_the_next_one(world, t
                       "gate": gate["wave"]}]
             notes[wire.CONTROL] = wire.dump(reqs)
             return True
+        # On every Lease of the release (the rights on each cluster), the control lease last.
+        for cid in ("b", "c"):
+            other = engine.driver(cid)
+            wire.change(other.client, other.namespace, name, two)
         wire.change(drv.client, drv.namespace, name, two)
         wait_for(lambda: [e for e in deploy.kinds("gate_waiting") if e["wave"] == 2],
                  timeout=90, what="the second gate")
