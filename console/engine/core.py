@@ -70,6 +70,7 @@ class Engine:
         self.grace = grace
         self.request_timeout = request_timeout
         self.status_timeout = status_timeout
+        self.status_readers = queries.STATUS_READERS  # clusters `status()` reads at once
         self.unreachable_grace = unreachable_grace
         self.rollout_timeout = rollout_timeout or config.app.rollout_timeout
         self.lock_duration = lock_duration

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from console.engine.core import Engine
 
 
+STATUS_READERS = 32   # clusters read at once by `status()`
+
+
 def status(engine: Engine, cluster_ids: Sequence[str] | None = None) -> list[ClusterStatus]:
     """Every cluster's (or `cluster_ids`') live version, read concurrently with short
     timeouts, in config order."""
@@ -37,18 +40,24 @@ def status(engine: Engine, cluster_ids: Sequence[str] | None = None) -> list[Clu
                              live.chart_version, live.helm_status, live.digest,
                              live.app_version)
 
-    pool = ThreadPoolExecutor(max_workers=min(32, len(clusters)), thread_name_prefix="status")
+    readers = max(1, min(engine.status_readers, len(clusters)))
+    pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="status")
     futures = [pool.submit(one, c) for c in clusters]
-    # Retries of a refused connection add a little to the per-call timeout.
-    done, _ = wait(futures, timeout=engine.status_timeout * 2 + 2)
+    # One read takes at most its timeout (retries of a refused connection add a little);
+    # a reader reads its share of the fleet one cluster after the other, so the whole
+    # wait is that bound times the rounds - with a thousand clusters and 32 readers, one
+    # round's bound would give up on most of a healthy fleet.
+    bound = engine.status_timeout * 2 + 2
+    done, _ = wait(futures, timeout=bound * -(-len(clusters) // readers))
     pool.shutdown(wait=False)
     out: list[ClusterStatus] = []
     for cluster, future in zip(clusters, futures):
         if future in done:
             out.append(future.result())
         else:
+            future.cancel()
             out.append(ClusterStatus(cluster.id, None, None, None, 0, 0, False,
-                                     f"no answer within {engine.status_timeout * 2 + 2:g}s"))
+                                     f"no answer within {bound:g}s"))
     return out
 
 
