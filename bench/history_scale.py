@@ -29,14 +29,16 @@ from console.history.records import iso_time as _iso
 APP = "user-service"
 
 
-def build(path: Path, releases: int, clusters: int, per_release: int, seed: int = 7) -> int:
-    """Write a ledger of `releases` releases at `path` and commit it; return its line count."""
-    ledger = Ledger(path, APP)
+def ledger_lines(releases: int, fleet: list[str], per_release: int,
+                 seed: int = 7) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The records of `releases` releases over `fleet` (each release reaching
+    `per_release` clusters, about 5% of results rolled back), and what each cluster runs
+    after the last one."""
     rng = random.Random(seed)
-    fleet = [f"c{n:03d}" for n in range(clusters)]
+    clusters = len(fleet)
     current = {name: "0.0.0" for name in fleet}
     start = time.time() - releases * 3600
-    lines = []
+    lines: list[dict[str, Any]] = []
     for n in range(releases):
         version, release_id = f"1.{n // 100}.{n % 100}", f"r{n:05d}"
         ts = _iso(start + n * 3600)
@@ -68,13 +70,26 @@ def build(path: Path, releases: int, clusters: int, per_release: int, seed: int 
         lines.append({"type": "end", "release": release_id,
                       "outcome": "failed" if failed else "ok", "exit_code": 1 if failed else 0,
                       "end": ts})
+    return lines, current
+
+
+def write_ledger(path: Path, lines: list[dict[str, Any]], subject: str) -> None:
+    """Write `lines` as the app's record file of a Git ledger at `path`, one commit."""
+    ledger = Ledger(path, APP)
     target = path / HISTORY_DIR / f"{APP}.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "w", encoding="utf-8") as handle:
         for rec in lines:
             handle.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    ledger._request_commit(f"bench: {releases} releases")
+    ledger._request_commit(subject)
     ledger.close()
+
+
+def build(path: Path, releases: int, clusters: int, per_release: int, seed: int = 7) -> int:
+    """Write a ledger of `releases` releases at `path` and commit it; return its line count."""
+    fleet = [f"c{n:03d}" for n in range(clusters)]
+    lines, _current = ledger_lines(releases, fleet, per_release, seed)
+    write_ledger(path, lines, f"bench: {releases} releases")
     return len(lines)
 
 
