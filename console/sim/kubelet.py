@@ -18,7 +18,7 @@ from console.sim import faults
 from console.sim.clock import SimClock
 from console.sim.faults import ClusterSettings
 from console.sim.objects import now_iso, pod_ready
-from console.sim.store import Obj, Store, clone
+from console.sim.store import Obj, Store, clone, restatus
 
 POD, NODE = "/pods", "/nodes"
 
@@ -148,7 +148,7 @@ class Kubelet:
         pod = self._live(ident)
         if pod is None or pod_ready(pod):
             return
-        fresh = clone(pod)
+        fresh = restatus(pod)
         stamp = now_iso(self.clock.time())
         status = fresh["status"]
         status["phase"] = "Running"
@@ -188,7 +188,7 @@ class Kubelet:
         pod = self._still_faulty(ident, self.settings.never_pull)
         if pod is None:
             return
-        fresh = clone(pod)
+        fresh = restatus(pod)
         reason = "ErrImagePull" if attempt % 2 == 0 else "ImagePullBackOff"
         for cs in fresh["status"].get("containerStatuses") or ():
             if faults.matches(cs["image"], self.settings.never_pull):
@@ -206,7 +206,7 @@ class Kubelet:
         pod = self._still_faulty(ident, self.settings.crash)
         if pod is None:
             return
-        fresh = clone(pod)
+        fresh = restatus(pod)
         stamp = now_iso(self.clock.time())
         fresh["status"]["phase"] = "Running"
         for cs in fresh["status"].get("containerStatuses") or ():

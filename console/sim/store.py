@@ -246,3 +246,19 @@ class Store:
 def clone(obj: Obj) -> Obj:
     """A deep copy to change and `put` back."""
     return _clone(obj)
+
+
+def restatus(obj: Obj) -> Obj:
+    """A copy to change the status of and `put` back: the status deep, the metadata one
+    level deep (`put` writes its resourceVersion), the rest shared with `obj`.
+
+    Stored objects are never changed in place (every writer changes a copy), so the
+    versions of an object may share what did not change: a pod's spec is most of its
+    bytes, and the kubelet writes each pod's status several times (deep copies of pods
+    were 6% of the simulator's CPU in a 1,000-cluster release).
+    """
+    fresh = dict(obj)
+    fresh["metadata"] = dict(obj["metadata"])
+    fresh["status"] = _clone(obj.get("status") or {})
+    return fresh
+

@@ -62,13 +62,15 @@ async def _stream(request: web.BaseRequest, store: Store, rt: ResourceType, ns: 
         err = ApiError(410, gone, "Expired")
         await resp.write(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
         return resp
-    for etype, obj in first:
-        await resp.write(dumps({"type": etype, "object": obj}) + b"\n")
+    # Every write is a TLS record and a send(2): what is ready goes in one.
+    lines = [dumps({"type": etype, "object": obj}) + b"\n" for etype, obj in first]
     if initial_events and bookmarks:
         mark = {"kind": rt.kind, "apiVersion": rt.api_version,
                 "metadata": {"resourceVersion": str(store.rv),
                              "annotations": {"k8s.io/initial-events-end": "true"}}}
-        await resp.write(dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
+        lines.append(dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
+    if lines:
+        await resp.write(b"".join(lines))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     next_bookmark = loop.time() + interval
@@ -84,14 +86,27 @@ async def _stream(request: web.BaseRequest, store: Store, rt: ResourceType, ns: 
             await resp.write(dumps({"type": "BOOKMARK", "object": mark}) + b"\n")
             next_bookmark = now + interval
         wait = min(deadline, next_bookmark if bookmarks else deadline) - now
-        try:
-            item = await asyncio.wait_for(watcher.queue.get(), wait)
-        except asyncio.TimeoutError:
-            continue
+        queue = watcher.queue
+        if queue.empty():
+            try:
+                item = await asyncio.wait_for(queue.get(), wait)
+            except asyncio.TimeoutError:
+                continue
+        else:
+            item = queue.get_nowait()
+        # The changes of one controller pass arrive together: one write for all that
+        # wait (a change is still sent as soon as it is made).
+        lines = []
+        while item is not None:
+            lines.append(dumps({"type": item[0], "object": item[1]}) + b"\n")
+            if queue.empty():
+                break
+            item = queue.get_nowait()
+        if lines:
+            await resp.write(b"".join(lines))
         if item is None:  # the cluster died: drop the connection
             if request.transport is not None:
                 request.transport.abort()
             return resp
-        await resp.write(dumps({"type": item[0], "object": item[1]}) + b"\n")
     await resp.write_eof()
     return resp
