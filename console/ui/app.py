@@ -77,7 +77,9 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         self.state = FleetState(
             (ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters),
             clock=clock)
-        self.operator = operator or operator_name() or "operator"
+        # Asked for when first needed (the engine's start-up worker asks at once): finding
+        # it imports GitPython and reads git's config, ~0.1 s before the first frame.
+        self._operator = operator
         self.status_interval = status_interval
         self.bridge = EventBridge(self.post_message)
         self.gates = GateWaiter(self.post_message, self._gate_on_close)
@@ -92,6 +94,13 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         self._ticks = 0
 
     # -- start --------------------------------------------------------------------
+
+    @property
+    def operator(self) -> str:
+        """Who acts from this console (the ledger's and the gates' name for them)."""
+        if self._operator is None:
+            self._operator = operator_name() or "operator"
+        return self._operator
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """The console's status colours, for themes that leave them out."""
@@ -126,6 +135,7 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         """Start the engine process (it opens the ledger), then read the live versions."""
         from console.engine.remote import EngineProcess
 
+        self.operator  # noqa: B018 - found here, in a worker, not on the UI thread later
         try:
             engine = EngineProcess(self.config.path, on_events=self.bridge.extend,
                                    approver=self.gates, on_warning=self._ledger_warning,
