@@ -40,6 +40,7 @@ test: install bin
 bench: $(STAMP) bin
 	$(PY) bench/sim_scale.py
 	$(PY) bench/history_scale.py
+	$(PY) bench/status_scale.py
 	$(PY) bench/tui_load.py
 	$(PY) bench/release_fleet.py
 	$(PY) bench/release_fleet_helm.py

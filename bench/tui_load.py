@@ -64,13 +64,13 @@ def fleet_file(n: int, history: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def serve_fleet(directory: str, readiness: float, jitter: float) -> None:
+def serve_fleet(directory: str, readiness: float, jitter: float, nice: int = 15) -> None:
     """Child process: serve the fleet file's clusters until stdin closes."""
     from console.sim import SimFleet
 
     # The simulator stands in for remote clusters, which would not share the console's
-    # CPU: it gets what the console leaves.
-    os.nice(15)
+    # CPU: it gets what the console leaves (`nice`).
+    os.nice(nice)
     source = Path(directory) / "fleet.yaml"
     fleet = SimFleet.from_config(source, readiness_delay=readiness, jitter=jitter)
     fleet.start(timeout=120)
@@ -194,9 +194,10 @@ def main() -> int:
                         help="clusters rolling at once (default: all, as release_fleet.py)")
     parser.add_argument("--serve-fleet", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--first-frame", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--sim-nice", type=int, default=15, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fleet:
-        serve_fleet(args.serve_fleet, args.readiness, args.jitter)
+        serve_fleet(args.serve_fleet, args.readiness, args.jitter, args.sim_nice)
         return 0
     if args.first_frame:
         first_frame_child(args.first_frame)
