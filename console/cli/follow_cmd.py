@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if rid is None:
             raise UserError("no release is running on this fleet's clusters")
         shown: dict[str, str] = {}
-        head_shown = gate_shown = paused_shown = None
+        head_shown = gate_shown = paused_shown = bake_shown = None
         while True:
             if ledger.remote:
                 try:
@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
                 emit({"release": rid, "paused": paused},
                      "  paused: no new cluster starts" if paused else "  resumed")
                 paused_shown = paused
+            bake = view.steering.get("bake")
+            if bake != bake_shown:
+                if bake:   # once per bake: a line a second would drown the rest
+                    emit({"release": rid, "bake": bake}, f"  {view.bake_text(time.time())}")
+                bake_shown = bake
             gate = view.gate_text()
             if gate != gate_shown:
                 if gate:

@@ -120,7 +120,6 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
     healthy = [c for c in clusters
                if c in run.results and run.results[c].outcome is Outcome.HEALTHY
                and c in run.baselines]
-    health = engine.config.health
     seconds = seconds_of(engine, seconds)
     if seconds <= 0 or not healthy:
         return
@@ -129,6 +128,24 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
     engine.event(Kind.WAVE_BAKING, rid, None,
                  f"wave {wave + 1} baking for {seconds:g}s: {', '.join(healthy)}",
                  wave=wave, seconds=seconds, until=round(until, 3), clusters=healthy)
+    run.baking = (wave, until)
+    try:
+        failed = _watch(engine, run, healthy, until)
+    finally:
+        run.baking = None
+    ok = not failed
+    engine.event(Kind.WAVE_BAKED, rid, None,
+                 f"wave {wave + 1} baked {time.time() - started:.0f}s"
+                 + ("" if ok else f"; failed during the bake: {', '.join(failed)}"),
+                 wave=wave, ok=ok, failed=failed, seconds=seconds,
+                 completed=time.time() >= until)
+
+
+def _watch(engine: Engine, run: ReleaseRun, healthy: list[str], until: float) -> list[str]:
+    """Look at the baking clusters until `until` (or an abort, or a spent budget); fail
+    the ones that degrade. Returns those."""
+    rid = run.release_id
+    health = engine.config.health
     timeout = engine.status_timeout
     # What each cluster's rollout applied (deploy_cluster keeps it with its result).
     watching: dict[str, Baseline] = {cid: run.baselines[cid] for cid in healthy}
@@ -184,12 +201,7 @@ def bake_wave(engine: Engine, run: ReleaseRun, wave: int, clusters: tuple[str, .
                     watching.pop(cid)
                     failed.append(cid)
                     _fail(engine, run, cid, why)
-    ok = not failed
-    engine.event(Kind.WAVE_BAKED, rid, None,
-                 f"wave {wave + 1} baked {time.time() - started:.0f}s"
-                 + ("" if ok else f"; failed during the bake: {', '.join(failed)}"),
-                 wave=wave, ok=ok, failed=failed, seconds=seconds,
-                 completed=time.time() >= until)
+    return failed
 
 
 def _fail(engine: Engine, run: ReleaseRun, cid: str, why: str) -> None:

@@ -7,8 +7,8 @@ is seen through three sources, none of them that process:
   version) and its replica counts say where the release has reached and how far each
   rollout is;
 - the release Leases: who holds each cluster, and on the control lease the live state
-  the release publishes (`console.locks.control`: paused, the gate waiting and who
-  approved it so far);
+  the release publishes (`console.locks.control`: paused, the wave baking and until
+  when, the gate waiting and who approved it so far);
 - the ledger (pulled with `history.remote` when one is set): the release's version,
   strategy, targets and operator, each cluster's recorded outcome and the end.
 
@@ -61,6 +61,17 @@ class FollowView:
     def running(self) -> bool:
         """Whether some cluster's lease is still held by the release."""
         return bool(self.holders)
+
+    def bake_text(self, now: float) -> str | None:
+        """`wave 1 baking: 0:14 left; the gate before wave 2 opens after it`, or None."""
+        bake = self.steering.get("bake")
+        if not isinstance(bake, dict):
+            return None
+        wave = int(bake.get("wave", 0))
+        left = max(0, int(float(bake.get("until") or 0) - now))
+        return (f"wave {wave + 1} baking: {left // 60}:{left % 60:02d} left"
+                + (f"; the gate before wave {wave + 2} opens after it" if bake.get("gate")
+                   else ""))
 
     def gate_text(self) -> str | None:
         """`gate before wave 2 (b, c) waits for approval (0 of 1) ...`, or None."""

@@ -47,6 +47,8 @@ class ReleaseRun:
     handed_over: dict[str, str] = field(default_factory=dict)
     # The next wave's index while the release waits at its gate (None: no gate waits).
     gate_waiting: int | None = None
+    # The wave baking now and when its bake ends (epoch s), for followers (None: none).
+    baking: tuple[int, float] | None = None
     # Set once the last wave's clusters all ended: a retry or skip asked now would never
     # run, so the control channel refuses them.
     closing: bool = False

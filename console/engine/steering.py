@@ -186,6 +186,13 @@ class Channel:
         gate = self.run.gate_waiting
         state: dict[str, Any] = {"release": self.run.release_id,
                                  "paused": self.run.control.paused}
+        baking = self.run.baking
+        if baking is not None:
+            # Followers count it down; the gate after the wave waits for it.
+            wave, until = baking
+            waves = self.run.plan.waves
+            state["bake"] = {"wave": wave, "until": round(until, 3),
+                             "gate": wave + 1 < len(waves) and waves[wave + 1].gate_before}
         if gate is not None:
             strategy = self.engine.config.strategies.get(self.run.plan.strategy)
             state["gate"] = {"wave": gate, "clusters": list(self.run.plan.waves[gate].clusters),

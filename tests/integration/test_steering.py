@@ -242,13 +242,17 @@ class Follow(Child):
 def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_path):
     w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.5, jitter=0.0)
     deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval")
+                    "--wait-for-approval", "--bake", "8s")
     follow = None
     try:
         wait_for(lambda: deploy.kinds("release_started"), timeout=90, what="the start")
         rid = deploy.release_id
         follow = Follow(w.config_path)          # no id: the release running now
+        # The first wave bakes before its gate: said once, with the time left.
+        wait_for(lambda: follow.saw("wave 1 baking: "), timeout=90, what="the bake line")
+        assert follow.saw("left; the gate before wave 2 opens after it")
         wait_for(lambda: follow.saw("waits for approval"), timeout=90, what="the gate line")
+        assert sum("baking" in line for line in follow.lines) == 1
         assert follow.saw(f"release {rid}: v2 (canary)")
         assert follow.saw("a                    healthy")
         assert follow.saw(f"release-console control {rid} approve")

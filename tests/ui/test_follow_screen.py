@@ -1,11 +1,13 @@
 """The done-when story of following (issue 15 items 1 and 2): a headless canary release
-started as its own process stops at its gate; the console, in another process, shows it
+started as its own process bakes its first wave (the countdown shown live, issue 14) and
+stops at its gate; the console, in another process, shows it
 live (`f`), approves the gate through the control channel (`a`), the release finishes,
 and the ledger records who approved - the identity the cluster confirmed."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -26,13 +28,21 @@ def header(app: ReleaseConsoleApp) -> str:
     return str(app.screen.query_one("#follow-header", Static).content)
 
 
+def bake_left(text: str) -> int:
+    """The seconds left a `wave N baking: m:ss left` line says."""
+    found = re.search(r"baking: (\d+):(\d\d) left", text)
+    assert found, text
+    return int(found[1]) * 60 + int(found[2])
+
+
 @story
 async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
         console_fleet, tmp_path) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
     deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
-                               "--strategy", "canary", "--wait-for-approval", "--json"],
+                               "--strategy", "canary", "--wait-for-approval", "--json",
+                               "--bake", "10s"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
     try:
@@ -40,9 +50,18 @@ async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
         async with app.run_test(size=SIZE) as pilot:
             await started(pilot, app)
             await pilot.press("f")
+            # Staging bakes first: the followed release's countdown ticks, its gate waits.
+            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
+                           and "wave 1 baking" in header(app), timeout=120,
+                           what="the followed release's bake")
+            assert "the gate before wave 2 opens after it" in header(app)
+            first = bake_left(header(app))
+            await wait_for(pilot, lambda: bake_left(header(app)) < first,
+                           what="the countdown to tick")
             await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
                            and "waits for approval" in header(app), timeout=120,
                            what="the followed release at its gate")
+            assert "baking" not in header(app)
             screen = app.screen
             release_id = screen.view.release_id
             table = screen.query_one("#follow-clusters", DataTable)

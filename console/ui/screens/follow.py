@@ -7,6 +7,7 @@ ledger, Leases, clusters). Read-only, except through the release's control chann
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -66,6 +67,7 @@ class FollowScreen(Screen):
             table.add_column(label, key=key, width=width)
         self.load()
         self.set_interval(REFRESH, self.load)
+        self.set_interval(1.0, self._show_header)   # a bake's countdown ticks between reads
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="follow")
     def load(self) -> None:
@@ -82,14 +84,7 @@ class FollowScreen(Screen):
         if view is None:
             header.update(Text(f"following: {error}", Palette.of(self.app).bad))
             return
-        lines = [f"following {view.release_id}: {view.version or '?'} "
-                 f"({view.strategy or '?'}) by {view.operator or '?'} - "
-                 + (f"ended {view.outcome}" if view.outcome else
-                    "paused" if view.steering.get("paused") else "running")]
-        gate = view.gate_text()
-        if gate and not view.outcome:
-            lines.append(gate.split(": release-console")[0] + " - `a` approves")
-        header.update("\n".join(lines))
+        self._show_header()
         pal = Palette.of(self.app)
         table = self.query_one("#follow-clusters", DataTable)
         table.clear()
@@ -100,6 +95,23 @@ class FollowScreen(Screen):
                                pal.phases[phase]),
                           f"{line.ready}/{line.desired}" if line.desired else "-",
                           line.version or "-", key=line.cluster)
+
+    def _show_header(self) -> None:
+        """The followed release, its bake's countdown and its gate (last read)."""
+        view = self.view
+        if view is None or self.error is not None:
+            return
+        lines = [f"following {view.release_id}: {view.version or '?'} "
+                 f"({view.strategy or '?'}) by {view.operator or '?'} - "
+                 + (f"ended {view.outcome}" if view.outcome else
+                    "paused" if view.steering.get("paused") else "running")]
+        bake = view.bake_text(time.time())
+        if bake and not view.outcome:
+            lines.append(bake)
+        gate = view.gate_text()
+        if gate and not view.outcome:
+            lines.append(gate.split(": release-console")[0] + " - `a` approves")
+        self.query_one("#follow-header", Static).update("\n".join(lines))
 
     def action_back(self) -> None:
         """Back to the fleet."""
