@@ -3,7 +3,9 @@ htpasswd/bcrypt auth on 127.0.0.1, plain HTTP as `app.chart_registry.plain_http:
 says): the login comes from the environment variables or the Vault/OpenBao secret the
 fleet file names, reaches helm only as a private registry config file, and a login the
 registry refuses stops the release in pre-flight (exit 2) naming the fleet file field,
-before any cluster is touched. The release story runs on the simulator and on the lab."""
+before any cluster is touched. Over TLS (the registry serving a certificate of a test CA)
+helm trusts `chart_registry.ca_file`, and without it refuses the registry in pre-flight.
+The release story runs on the simulator and on the lab."""
 
 from __future__ import annotations
 
@@ -26,14 +28,20 @@ from tests.registry.conftest import Registry, bcrypt_htpasswd, start_registry
 from .conftest import APP, CHART, HelmWorld, chart_fleet_file
 
 
-@pytest.fixture(scope="module")
-def login_registry(tmp_path_factory: pytest.TempPathFactory, helm: Path) -> Iterator[Registry]:
-    """A registry with htpasswd auth holding oci://HOST/charts/user-service:0.1.0."""
-    workdir = tmp_path_factory.mktemp("chart-registry")
+def start_chart_registry(workdir: Path, helm: Path, tls: bool = False) -> Registry:
+    """A registry with htpasswd auth (TLS from a fresh CA when `tls`) holding
+    oci://HOST/charts/user-service:0.1.0."""
+    workdir.mkdir(parents=True, exist_ok=True)
     user, password = "charts", secrets.token_urlsafe(16)
     (workdir / "htpasswd").write_text(bcrypt_htpasswd(user, password) + "\n")
+    certs = None
+    if tls:
+        from console.lab.pki import generate
+        pki = generate(workdir / "pki")    # a server certificate for 127.0.0.1
+        certs = (pki.path("server.crt"), pki.path("server.key"), pki.path("ca.crt"))
     server = start_registry(workdir, {"htpasswd": {"realm": "charts",
-                                                   "path": str(workdir / "htpasswd")}})
+                                                   "path": str(workdir / "htpasswd")}},
+                            tls=certs)
     server.auth = (user, password)
     # The push logs in as the console does: a registry config file, no password on argv.
     config = workdir / "push-auth.json"
@@ -43,16 +51,27 @@ def login_registry(tmp_path_factory: pytest.TempPathFactory, helm: Path) -> Iter
     try:
         subprocess.run([str(helm), "package", str(CHART), "-d", str(workdir)], check=True,
                        capture_output=True, timeout=120, env=env)
+        transport = ["--ca-file", str(server.ca_file)] if tls else ["--plain-http"]
         subprocess.run([str(helm), "push", str(workdir / "user-service-0.1.0.tgz"),
-                        f"oci://{server.host}/charts", "--plain-http", "--registry-config",
+                        f"oci://{server.host}/charts", *transport, "--registry-config",
                         str(config)], check=True, capture_output=True, timeout=120, env=env)
-        yield server
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def login_registry(tmp_path_factory: pytest.TempPathFactory, helm: Path) -> Iterator[Registry]:
+    """A plain-HTTP registry with htpasswd auth holding the example chart."""
+    server = start_chart_registry(tmp_path_factory.mktemp("chart-registry"), helm)
+    yield server
+    server.stop()
 
 
 def login_world(sim_fleet, tmp_path: Path, helm: Path, registry: Registry,
                 chart_registry: dict | None, **fleet_doc) -> HelmWorld:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     fleet = sim_fleet(["h1"], never_pull=["*broken*"])
     source = chart_fleet_file(tmp_path, ["h1"])
     doc = yaml.safe_load(source.read_text())
@@ -184,3 +203,27 @@ def test_a_chart_behind_a_login_on_sim_and_lab(chart_stage, login_registry, monk
         ["user-service-0.1.0"] * 3
     out = capsys.readouterr()
     assert password not in out.out + out.err
+
+
+def test_a_login_over_tls_trusts_the_ca_file(sim_fleet, tmp_path, helm, monkeypatch):
+    server = start_chart_registry(tmp_path / "tls-registry", helm, tls=True)
+    try:
+        user, password = server.auth
+        monkeypatch.setenv("CHART_USER", user)
+        monkeypatch.setenv("CHART_PASSWORD", password)
+        login = {"username_env": "CHART_USER", "password_env": "CHART_PASSWORD"}
+        untrusted = login_world(sim_fleet, tmp_path / "untrusted", helm, server, login)
+        refused = untrusted.release("v1")
+        assert refused.exit_code == 2 and refused.outcome == "preflight_failed"
+        chart = next(r for r in refused.preflight.results if r.check == "chart")
+        assert "certificate" in chart.detail, chart.detail
+        assert untrusted.fleet.get("h1", "/namespaces", "", "h1") is None
+
+        w = login_world(sim_fleet, tmp_path / "trusted", helm, server,
+                        {**login, "ca_file": str(server.ca_file)})
+        assert w.config.app.chart.registry.ca_file == server.ca_file
+        result = w.release("v1")
+        assert result.exit_code == 0, result.preflight.table() if result.preflight else result
+        assert w.history("h1")[-1]["chart"] == "user-service-0.1.0" and w.version("h1") == "v1"
+    finally:
+        server.stop()

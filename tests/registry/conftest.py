@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -65,14 +66,16 @@ class Registry:
     auth: tuple[str, str] | None = None
     token: str | None = None  # a bearer token for pushes (token-auth registries)
     pushed: dict[str, str] = field(default_factory=dict)  # "name:tag" -> manifest digest
+    ca_file: Path | None = None  # set when it serves TLS: the CA that verifies it
 
     @property
     def url(self) -> str:
         """The registry's base URL."""
-        return f"http://{self.host}"
+        return f"{'https' if self.ca_file else 'http'}://{self.host}"
 
     def _client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10,
+                            verify=_trust(self.ca_file),
                             auth=httpx.BasicAuth(*self.auth) if self.auth else None,
                             headers={"Authorization": f"Bearer {self.token}"} if self.token else None)
 
@@ -142,10 +145,17 @@ class Registry:
                 self.process.wait(timeout=10)
 
 
+def _trust(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """httpx's `verify` for a registry: its CA when it serves TLS from a test CA."""
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+
+
 def start_registry(workdir: Path, auth: dict | None = None,
-                   address: str = "127.0.0.1") -> Registry:
+                   address: str = "127.0.0.1",
+                   tls: tuple[Path, Path, Path] | None = None) -> Registry:
     """`docker-registry serve config.yml` on a free port of `address` (loopback unless
-    told), storage in `workdir`, until it answers."""
+    told), storage in `workdir`, until it answers; over TLS with `tls` = (certificate,
+    key, CA file)."""
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is missing: apt-get install docker-registry")
@@ -159,15 +169,20 @@ def start_registry(workdir: Path, auth: dict | None = None,
     }
     if auth:
         config["auth"] = auth
+    if tls:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     (workdir / "config.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(workdir / "config.yml")], stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
                                preexec_fn=die_with_parent)
     log.close()
-    registry = Registry(host=f"{address}:{port}", process=process)
+    registry = Registry(host=f"{address}:{port}", process=process,
+                        ca_file=tls[2] if tls else None)
+    verify = _trust(tls[2] if tls else None)
     wait_until_up("docker-registry", process, workdir / "registry.log",
-                  lambda: httpx.get(f"{registry.url}/v2/", timeout=1.0).status_code in (200, 401),
+                  lambda: httpx.get(f"{registry.url}/v2/", timeout=1.0,
+                                    verify=verify).status_code in (200, 401),
                   registry.stop, START_TIMEOUT)
     return registry
 
