@@ -5,8 +5,9 @@ A steerable release (`deploy`, see `console.engine.steering`) listens on one of 
 Leases it holds - its *control lease*, the lease on the first of its clusters in
 sorted order - and keeps three annotations there:
 
-- `release-console/steering`: JSON `{"release", "paused", "gate", "since"}` - that the
-  release listens, and its live state for followers (`gate`: the wave waiting for
+- `release-console/steering`: JSON `{"release", "paused", "bake", "gate", "since"}` -
+  that the release listens, and its live state for followers (`bake`: the wave baking,
+  when its bake ends and whether a gate follows it; `gate`: the wave waiting for
   approval, its clusters, the approvals it needs and who gave them);
 - `release-console/control`: JSON list of requests `{"id", "action", "cluster", "by",
   "operator", "confirmed", "rollback", "gate", "at"}` appended by `release-console control` (the newest
