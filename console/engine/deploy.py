@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.engine import bake
 from console.engine.api import ClusterResult, Outcome
@@ -39,10 +39,16 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
     touched = False
     try:
         driver = engine.driver(cid)
-        # Read again now: a gate may have waited long since pre-flight, and the
-        # rollback target must be what the cluster ran just before we touched it.
-        before = driver.live()
-        run.before[cid] = before
+        # The rollback target must be what the cluster ran just before we touched it,
+        # and a gate may have waited long since pre-flight read it. With the manifests
+        # driver pre-flight's read stands: the apply carries its resourceVersion as a
+        # precondition (a Deployment changed since is a 409, then read again). Else, or
+        # for a first install, read it now.
+        precondition = before.resource_version if before is not None and before.exists \
+            and getattr(driver, "installs_on_version", False) else ""
+        if not precondition:
+            before = driver.live()
+            run.before[cid] = before
         with run.lock:
             # The last word on starting: a failure counted since the wave runner chose
             # this cluster (or an abort) keeps it untouched.
@@ -67,8 +73,10 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
         if cancel.is_set():     # aborted, lease lost or taken over since it was started
             raise RolloutInterrupted(cid)
         touched = True
-        applied = driver.install(prepared, {ANN_VERSION: run.tag, ANN_RELEASE: rid,
-                                            ANN_PREVIOUS: before.version or ""})
+        try:
+            applied = _install(driver, run, cid, prepared, before, precondition)
+        finally:
+            before = run.before.get(cid, before)   # read again after a 409
         driver.follow(applied, engine.rollout_timeout,
                       on_progress=progress_listener(engine, rid, cid), cancel=cancel)
         driver.verify(applied)
@@ -105,6 +113,28 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
                  version=run.tag, duration=duration, digest=run.digest, **helm_data(driver))
     return ClusterResult(cid, Outcome.HEALTHY, before.version, run.tag, duration,
                          digest=run.digest)
+
+
+def _install(driver: Any, run: ReleaseRun, cid: str, prepared: Any, before: LiveDeployment,
+             precondition: str) -> dict[str, Any]:
+    """Install the release over `before`; when `precondition` (its resourceVersion) no
+    longer holds, read what runs now and install over that (`run.before` follows)."""
+    def annotations(live: LiveDeployment) -> dict[str, str]:
+        return {ANN_VERSION: run.tag, ANN_RELEASE: run.release_id,
+                ANN_PREVIOUS: live.version or ""}
+
+    if not precondition:
+        return driver.install(prepared, annotations(before))
+    try:
+        return driver.install(prepared, annotations(before), precondition=precondition)
+    except ClusterError as exc:
+        if exc.status != 409:
+            raise
+    # Changed since pre-flight read it (nothing was written): what runs now is the
+    # rollback target.
+    before = driver.live()
+    run.before[cid] = before
+    return driver.install(prepared, annotations(before))
 
 
 def _failed(engine: Engine, run: ReleaseRun, cid: str, before: LiveDeployment | None,

@@ -28,7 +28,7 @@ from typing import Any
 from console.kube.client import ClusterError, KubeClient
 from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutStatus,
                                   pod_problems, rollout_status, verify_pods)
-from console.kube.watch_reader import WatchReader
+from console.kube.watch_reader import RELISTED, WatchReader
 
 FIELD_MANAGER = "release-console"
 ANNOTATION_PREFIX = "release-console.io/"
@@ -38,6 +38,10 @@ ANN_PREVIOUS = ANNOTATION_PREFIX + "previous-version"
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
+
+# s the pod watch may lag the Deployment's at a rollout's completion before verify()
+# lists the pods instead.
+POD_SETTLE = 2.0
 
 # Where each kind a manifest directory may hold lives in the API (namespaced kinds).
 RESOURCE_PATHS: Mapping[tuple[str, str], str] = {
@@ -95,6 +99,7 @@ class LiveDeployment:
     template: Mapping[str, Any] | None = None   # the pod template (for rollback)
     selector: Mapping[str, str] = field(default_factory=dict)
     uid: str = ""
+    resource_version: str = ""           # of the Deployment as read (an apply's precondition)
     # Set by the Helm driver: the release's current revision and its chart.
     helm_revision: int | None = None
     chart_version: str | None = None
@@ -165,6 +170,10 @@ def selector_string(match_labels: Mapping[str, str]) -> str:
 class ClusterDriver:
     """One app in one namespace of one cluster."""
 
+    # `install` takes `precondition`: the Deployment's resourceVersion the release read
+    # (the Helm driver's helm upgrade cannot carry one).
+    installs_on_version = True
+
     def __init__(self, client: KubeClient, app: str, namespace: str, *,
                  grace: float = 10.0, unreachable_grace: float = 30.0,
                  renderer: Callable[..., Sequence[Mapping[str, Any]]] | None = None) -> None:
@@ -179,6 +188,9 @@ class ClusterDriver:
         self.namespace = namespace
         self.grace = grace
         self.unreachable_grace = unreachable_grace
+        # Deployments (by id) whose follow() saw, through its pod watch, every pod of the
+        # new template Running and Ready: verify() of that same dict needs no pod list.
+        self._verified: set[int] = set()
 
     # ------------------------------------------------------------------ reads
 
@@ -256,7 +268,8 @@ class ClusterDriver:
             previous_version=annotations.get(ANN_PREVIOUS),
             annotations=annotations, template=template,
             selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
-            uid=str(meta.get("uid", "")))
+            uid=str(meta.get("uid", "")),
+            resource_version=str(meta.get("resourceVersion") or ""))
 
     def _selector(self, live: LiveDeployment | None = None) -> str:
         labels = live.selector if live and live.selector else {"app": self.app}
@@ -311,9 +324,13 @@ class ClusterDriver:
             raise ClusterError(self.cluster, "no manifests renderer for this driver")
         return self.renderer(tag, digest) if digest else self.renderer(tag)
 
-    def install(self, prepared: Any, annotations: Mapping[str, str]) -> dict[str, Any]:
-        """Apply what `prepare` gave; the Deployment as stored (its generation pins the rollout)."""
-        return self.apply(prepared, annotations)
+    def install(self, prepared: Any, annotations: Mapping[str, str],
+                precondition: str | None = None) -> dict[str, Any]:
+        """Apply what `prepare` gave; the Deployment as stored (its generation pins the rollout).
+
+        `precondition`: the resourceVersion the Deployment must still have (else a
+        `ClusterError` with status 409 and nothing written)."""
+        return self.apply(prepared, annotations, precondition)
 
     def undo_to(self, revision: Revision, live: LiveDeployment,
                 annotations: Mapping[str, str]) -> dict[str, Any]:
@@ -329,11 +346,14 @@ class ClusterDriver:
             return None
         return self.restore(before.template, self.live(), annotations)
 
-    def apply(self, objects: Sequence[Mapping[str, Any]],
-              annotations: Mapping[str, str]) -> dict[str, Any]:
+    def apply(self, objects: Sequence[Mapping[str, Any]], annotations: Mapping[str, str],
+              precondition: str | None = None) -> dict[str, Any]:
         """Server-side apply `objects` (the Deployment last, carrying `annotations`).
 
         Returns the Deployment as the server stored it (its generation pins the rollout).
+        `precondition`: the Deployment's resourceVersion as the caller read it; a
+        resourceVersion in an apply is a precondition on the server (409 Conflict when
+        the object changed since), so the caller's read stands for "just before".
         """
         deployment: dict[str, Any] | None = None
         ordered = sorted(objects, key=lambda o: o.get("kind") == "Deployment")
@@ -344,6 +364,8 @@ class ClusterDriver:
             is_app = body.get("kind") == "Deployment" and meta.get("name") == self.app
             if is_app:
                 meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+                if precondition:
+                    meta["resourceVersion"] = precondition
             body["metadata"] = meta
             key = (str(body.get("apiVersion", "")), str(body.get("kind", "")))
             base = RESOURCE_PATHS.get(key)
@@ -425,6 +447,12 @@ class ClusterDriver:
         for reader in readers:
             reader.start()
         fail_fast = FailFast(images, self.grace)
+        # The pods as the watch tells them (a re-list starts over): at completion they
+        # usually verify the rollout without listing the pods again.
+        pods: dict[str, Mapping[str, Any]] = {}
+        replicas = spec.get("replicas")
+        wanted = replicas if isinstance(replicas, int) else 1
+        settle_until: float | None = None
         status = rollout_status(deployment, generation)
         start = time.monotonic()
         deadline = start + timeout
@@ -442,7 +470,16 @@ class ClusterDriver:
                     reported = progress
                     on_progress(progress)
                 if status.phase is Phase.COMPLETE:
-                    return status
+                    # The pod watch is another connection and may lag the Deployment's:
+                    # give it a moment to show the pods ready, else verify() lists them.
+                    settle_until = settle_until or now + POD_SETTLE
+                    if verify_pods(pods.values(), images, wanted) is None:
+                        self._verified.add(id(deployment))
+                        return status
+                    if now >= settle_until:
+                        return status
+                else:
+                    settle_until = None
                 if status.phase is Phase.FAILED:
                     raise ClusterError(self.cluster, status.message)
                 problem = fail_fast.verdict(now)
@@ -459,8 +496,11 @@ class ClusterDriver:
                 if now >= deadline:
                     raise ClusterError(self.cluster, f"rollout not complete after "
                                        f"{timeout:g}s: {status.message}")
+                wait = min(0.5, deadline - now)
+                if settle_until is not None:
+                    wait = min(wait, max(0.0, settle_until - now))
                 try:
-                    source, kind, obj = events.get(timeout=min(0.5, deadline - now))
+                    source, kind, obj = events.get(timeout=wait)
                 except queue.Empty:
                     continue
                 if source == "error":
@@ -470,6 +510,10 @@ class ClusterDriver:
                 if source == "recovered":
                     failing_since.pop(kind, None)
                     continue
+                if kind == RELISTED:
+                    if source == "pod":
+                        pods.clear()
+                    continue
                 if source == "deployment" and kind != "DELETED":
                     status = rollout_status(obj, generation)
                 elif source == "deployment":
@@ -477,6 +521,11 @@ class ClusterDriver:
                                        "during the rollout")
                 elif source == "pod":
                     fail_fast.observe(obj, now, deleted=kind == "DELETED")
+                    name = (obj.get("metadata") or {}).get("name", "")
+                    if kind == "DELETED":
+                        pods.pop(name, None)
+                    else:
+                        pods[name] = obj
         finally:
             for reader in readers:
                 reader.stop()
@@ -484,7 +533,13 @@ class ClusterDriver:
                 reader.join(timeout=2.0)
 
     def verify(self, deployment: Mapping[str, Any]) -> None:
-        """After completion: every pod of the new template Running and Ready, enough of them."""
+        """After completion: every pod of the new template Running and Ready, enough of them.
+
+        Already so when `follow` of this same Deployment saw it through its pod watch;
+        else (or to tell what is wrong) the pods are listed."""
+        if id(deployment) in self._verified:
+            self._verified.discard(id(deployment))
+            return
         spec = deployment.get("spec") or {}
         images = _template_images(spec.get("template") or {})
         replicas = spec.get("replicas")

@@ -171,6 +171,8 @@ class HelmInstall:
 class HelmDriver(ClusterDriver):
     """One app, shipped as a Helm release, in one namespace of one cluster."""
 
+    installs_on_version = False     # helm upgrade takes no resourceVersion precondition
+
     def __init__(self, client: KubeClient, app: str, namespace: str, settings: HelmSettings,
                  kubeconfig: Mapping[str, Any], *, values: Mapping[str, Any],
                  repository: str, grace: float = 10.0, unreachable_grace: float = 30.0) -> None:

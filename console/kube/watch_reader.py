@@ -16,9 +16,14 @@ from typing import Any
 from console.kube.client import ClusterError, KubeClient, describe
 
 
+# The event type put before a re-list's objects: whoever keeps the objects starts over.
+RELISTED = "RELISTED"
+
+
 class WatchReader(threading.Thread):
     """Forwards one watch's events to a queue: (source, type, object), ("error", source,
-    exc) when the stream fails, and ("recovered", source, None) once it works again.
+    exc) when the stream fails, and ("recovered", source, None) once it works again; a
+    list is preceded by (source, RELISTED, None).
 
     Starts from `resource_version` (or lists first when None), resumes from the last
     version seen (bookmarks included) when the server ends the stream, re-lists on 410,
@@ -55,6 +60,7 @@ class WatchReader(threading.Thread):
                     listing = self.client.request("GET", self.path, self.query)
                     self._recovered()
                     self.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
+                    self.out.put((self.source, RELISTED, None))
                     for obj in listing.get("items") or []:
                         self.out.put((self.source, "ADDED", obj))
                 self._watch_once()
