@@ -1,4 +1,4 @@
-"""A slow cluster (2 s per request) during a release from the console: the other clusters
+"""A slow cluster (3 s per request) during a release from the console: the other clusters
 turn healthy on screen while it is still rolling out, and the console keeps answering keys."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ async def drive(w) -> dict:
         await pilot.press("enter")
         await until(lambda: any(line.kind is Kind.CLUSTER_STARTED
                                 for line in app.state.timeline("slow")), "the slow one's start")
-        w.fleet.set_faults("slow", latency=2.0)
+        w.fleet.set_faults("slow", latency=3.0)
         # While the slow cluster rolls out: the fast ones finish, keys are answered.
         await until(lambda: all(app.fleet.grid.cell_text(c, "phase") == "✔ healthy"
                                 for c in ("a", "b")), "a and b healthy", timeout=30)
