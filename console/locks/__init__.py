@@ -19,10 +19,10 @@ it changes (its holder is alive: refused) or stays unchanged for its duration (t
 over). At once, without waiting, only when its holder is surely gone: the same boot and
 pid namespace as this console and a pid that runs no more (a console killed here).
 
-While the release runs, a background thread renews every lease in parallel, one round
-every third of the duration, each round's calls bounded by the round's deadline. A
-renewal that fails (a slow or unreachable cluster, or this console too busy to send it)
-is retried the next round and never by itself counts as a loss: the console's own
+While the release runs, a background thread renews every lease in parallel, each one
+every half of the duration, each call bounded by that interval. A renewal that fails (a
+slow or unreachable cluster, or this console too busy to send it) is retried after a
+tenth of the duration and never by itself counts as a loss: the console's own
 slowness must not fail a healthy rollout. A lease is lost only when another holder is
 seen on it (it took over after the lease went unrenewed for its duration); `on_lost`
 then tells the engine, which interrupts that cluster's rollout.

@@ -153,7 +153,7 @@ class ClusterLease:
                 if self._looks_fresh(current):
                     raise LockHeld(self.cluster, self._holder(current))
                 # Looks stale by its clock: find out by watching it (the holder's clock may
-                # be behind ours; a live holder renews within a third of the duration).
+                # be behind ours; a live holder renews within half of the duration).
                 if not watching:
                     watching = True
                     log.warning("cluster %s: lease %s of %s looks stale by its own clock; "

@@ -1,9 +1,10 @@
 """`ReleaseLock`: the leases of one release on all its clusters, renewed in the background.
 
 Taking them: every lease read at once (stale ones are watched over the same duration),
-then taken one by one in cluster order, all or nothing. Renewing them: rounds every
-third of the shortest duration, the calls of a round in parallel and bounded by the
-round; a failed renewal is retried, only another holder seen on a lease is a loss.
+then taken one by one in cluster order, all or nothing. Renewing them: each lease every
+half of the shortest duration (one that failed is tried again after a tenth of it), the
+calls in parallel and each bounded by the interval; only another holder seen on a lease
+is a loss.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from console.locks.lease import (DEFAULT_DURATION, DEFAULT_TIMEOUT, ClusterLease
 log = logging.getLogger(__name__)
 
 RENEWERS = 64                # renewals in flight at once
+STOP_POLL = 0.25             # s between looks at the stop flag while renewals run
 
 
 # Leases this process holds: (API server, namespace, lease) -> the thread that took them.
@@ -114,36 +116,44 @@ class ReleaseLock:
         return [problem for lease in held if (problem := answers.get(lease.cluster))]
 
     def _renew_loop(self) -> None:
-        """Rounds of parallel renewals; a call still running at the next round is left to
-        finish (never two renewals of one lease at once)."""
-        interval = max(1.0, min(lease.duration for lease in self._held) / 3)
+        """Each lease renewed every half of the shortest duration; one whose renewal
+        failed is tried again after a tenth of it, until it gets through (never two
+        renewals of one lease at once). Each call is bounded by the interval, so a slow
+        cluster never holds the others' renewals back."""
+        interval = max(1.0, min(lease.duration for lease in self._held) / 2)
+        retry = max(0.5, interval / 5)
         running: dict[Future[bool], ClusterLease] = {}
         pool = ThreadPoolExecutor(max_workers=min(RENEWERS, len(self._held)),
                                   thread_name_prefix="lease-renew")
+        due = {lease.cluster: time.monotonic() + interval for lease in self._held}
         try:
-            next_round = time.monotonic() + interval
-            while not self._stop.wait(max(0.0, next_round - time.monotonic())):
-                deadline = next_round + interval
+            while not self._stop.is_set():
+                now = time.monotonic()
                 busy = set(running.values())
-                for lease in self._held:
-                    if lease.cluster not in self.lost and lease not in busy:
-                        # Each call is bounded by the round: a slow cluster never holds
-                        # the others' renewals back.
+                idle = [lease for lease in self._held
+                        if lease.cluster not in self.lost and lease not in busy]
+                for lease in idle:
+                    if due[lease.cluster] <= now:
                         running[pool.submit(lease.renew, min(lease.timeout, interval))] = lease
-                while running and not self._stop.is_set():
-                    done, _ = wait(list(running), timeout=max(0.0, deadline - time.monotonic()),
-                                   return_when=FIRST_COMPLETED)
-                    if not done:
-                        break
-                    for future in done:
-                        self._renewed(running.pop(future), future)
-                next_round = max(next_round + interval, time.monotonic())
+                waiting = [due[lease.cluster] for lease in idle if due[lease.cluster] > now]
+                pause = max(0.0, min(waiting, default=now + interval) - now)
+                if not running:
+                    self._stop.wait(pause)
+                    continue
+                # Looked at often enough to end soon after release() asks.
+                done, _ = wait(list(running), timeout=min(pause, STOP_POLL),
+                               return_when=FIRST_COMPLETED)
+                for future in done:
+                    lease = running.pop(future)
+                    ok = self._renewed(lease, future)
+                    due[lease.cluster] = time.monotonic() + (interval if ok else retry)
         finally:
             # Calls in flight end within their timeout; waiting for them keeps a late
             # renewal from racing the release of the lease.
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _renewed(self, lease: ClusterLease, future: Future[bool]) -> None:
+    def _renewed(self, lease: ClusterLease, future: Future[bool]) -> bool:
+        """Note how a renewal ended; False when it failed (to be tried again soon)."""
         try:
             ours = future.result()
         except LockError as err:
@@ -153,16 +163,17 @@ class ReleaseLock:
                 log.warning("renewing the release lock on %s failed (retrying): %s",
                             lease.cluster, err)
             self.failing[lease.cluster] = str(err)
-            return
+            return False
         self.failing.pop(lease.cluster, None)
         if ours:
-            return
+            return True
         holder = lease.holder_now
         reason = "the lease was taken over by another release" + \
             (f" ({holder})" if holder else "")
         self.lost[lease.cluster] = reason
         if self.on_lost is not None:
             self.on_lost(lease.cluster, reason)
+        return True
 
 
 def _parallel(leases: Sequence[ClusterLease], fn: Callable[[ClusterLease], Any],

@@ -328,7 +328,7 @@ def test_slow_clusters_cost_neither_their_leases_nor_the_others_renewals(fleet, 
                                     "user-service", "rel-1", user="alice", duration=3,
                                     timeout=10, on_lost=lambda *args: lost.append(args))
     lock.acquire()
-    fleet.set_faults("c", latency=2.5)     # slower than a round (1 s)
+    fleet.set_faults("c", latency=2.5)     # slower than a renewal may take (1.5 s)
     try:
         renewed: list[float] = []          # when a's renewTime changed, as we watched it
         last = None
@@ -342,7 +342,7 @@ def test_slow_clusters_cost_neither_their_leases_nor_the_others_renewals(fleet, 
             threading.Event().wait(0.05)
         gaps = [b - a for a, b in zip(renewed, renewed[1:])]
         # a stays fresh for everyone else: renewed well within its 3 s duration.
-        assert len(gaps) >= 4 and max(gaps) < 2.0, gaps
+        assert len(gaps) >= 3 and max(gaps) < 2.0, gaps
         assert "c" in lock.failing and lock.lost == {} and lost == []
     finally:
         fleet.set_faults("c", latency=0.0)

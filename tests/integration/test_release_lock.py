@@ -74,7 +74,7 @@ def test_a_lost_lease_starts_no_new_cluster(world):
             if "lock lost on c" in record.getMessage():
                 lost.set()
 
-    engine = w.engine(lock_duration=3)    # renewed every second
+    engine = w.engine(lock_duration=3)    # renewed every 1.5 s
 
     def steal_c(event):
         # While a is done and b not started, another console takes c's lease over
@@ -145,7 +145,7 @@ def test_a_lease_taken_mid_rollout_interrupts_that_clusters_rollout(world):
     # b's pods take a minute to get ready: its rollout is under way when the lease goes.
     w = world(["a", ClusterSpec("b", {"readiness_delay": 60.0}), "c"], readiness_delay=0.2,
               rollout_timeout="120s")
-    engine = w.engine(lock_duration=3)       # renewed every second
+    engine = w.engine(lock_duration=3)       # renewed every 1.5 s
     stolen = threading.Event()
 
     def steal_b(event):
@@ -264,7 +264,7 @@ def test_slow_clusters_keep_every_lease_fresh_during_a_release(world):
     ids = ["a", "b", "slow1", "slow2"]
     w = world(ids, readiness_delay=0.3, jitter=0.0)
     w.deploy_everywhere("v1")
-    engine = w.engine(lock_duration=3, request_timeout=10.0)   # rounds of 1 s
+    engine = w.engine(lock_duration=3, request_timeout=10.0)   # renewed every 1.5 s
     slowed = threading.Event()
 
     def slow_down_after_preflight(event):
