@@ -72,6 +72,9 @@ class Plan:
     # What a failure rolls back: the failed cluster (default), every cluster of its
     # wave, or every cluster the release reached (and then the release ends).
     on_failure: str = "cluster"
+    # (K, N) when this is the K-th of N slices of a release (`shard_plan`); its waves
+    # may be empty, even all of them.
+    shard: tuple[int, int] | None = None
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -414,5 +417,5 @@ def shard_plan(plan: Plan, shard: int, shards: int) -> Plan:
     waves = tuple(replace(w, clusters=tuple(c for c in w.clusters
                                             if shard_of(c, shards) == shard))
                   for w in plan.waves)
-    return replace(plan, waves=waves,
+    return replace(plan, waves=waves, shard=(shard, shards),
                    targets=tuple(c for c in plan.targets if shard_of(c, shards) == shard))

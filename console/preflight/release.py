@@ -25,6 +25,10 @@ def check_plan(config: Any, tag: str, plan: Any) -> CheckResult:
     """The plan was built (selection, order and strategy are sound) and has targets."""
     if isinstance(plan, Exception):
         return CheckResult("plan", False, str(plan))
+    if not plan.targets and plan.shard:
+        # A slice with no cluster still meets the other shards at every wave.
+        return CheckResult("plan", True, f"shard {plan.shard[0]}/{plan.shard[1]}: no "
+                           f"cluster of the release hashes to it")
     if not plan.targets:
         return CheckResult("plan", False, "no target clusters")
     return CheckResult("plan", True, f"{plan.strategy}: {len(plan.targets)} cluster(s) in "

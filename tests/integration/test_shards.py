@@ -120,8 +120,25 @@ def test_three_shards_release_every_cluster_once_with_global_waves(world, tmp_pa
     configs = shard_configs(w.config_path, remote, tmp_path)
     rid = "r-shards-ok"
     shards = run_shards(configs, tmp_path, rid)
+    # `follow` from a fourth place (its own ledger clone of the remote) sees one release.
+    doc = yaml.safe_load(configs[0].read_text())
+    doc["app"]["history"]["path"] = str(tmp_path / "ledger-follow")
+    follow_config = configs[0].parent / "clusters-follow.yaml"
+    follow_config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    wait_for(lambda: any(s.kinds("cluster_started") for s in shards), timeout=120,
+             what="a first cluster start")
+    follow = subprocess.Popen([sys.executable, "-m", "console", "follow", rid, "--json",
+                               "--interval", "0.5", "--config", str(follow_config)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL, cwd=tmp_path)
     codes = [s.finish() for s in shards]
     assert codes == [0, 0, 0], [(s.k, s.err[-2000:]) for s in shards]
+    followed, follow_err = follow.communicate(timeout=120)
+    assert follow.returncode == 0, follow_err
+    lines = [json.loads(line) for line in followed.splitlines() if line]
+    phases = {line["cluster"]: line["phase"] for line in lines if "cluster" in line}
+    assert phases == {c: "healthy" for c in IDS}, lines
+    assert lines[-1] == {"release": rid, "outcome": "ok"}
 
     assert [w.version(c) for c in IDS] == ["v2"] * 9
     # Each cluster started exactly once, by the shard its hash names.

@@ -2,7 +2,8 @@
 started as its own process bakes its first wave (the countdown shown live, issue 14) and
 stops at its gate; the console, in another process, shows it
 live (`f`), approves the gate through the control channel (`a`), the release finishes,
-and the ledger records who approved - the identity the cluster confirmed."""
+and the ledger records who approved - the identity the cluster confirmed. The same for a
+release run as three shards (issue 16): one release in the console, approved once."""
 
 from __future__ import annotations
 
@@ -88,3 +89,52 @@ async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
         ledger.close()
     # The channel lives on the first cluster in sorted order; its admin token approved.
     assert [s["by"] for s in approvals] == ["system:serviceaccount:kube-system:prod-eu-admin"]
+
+
+@story
+async def test_the_console_follows_a_sharded_release_as_one_and_approves_it_once(
+        console_fleet, tmp_path) -> None:
+    # `deploy --shard K/3` as three processes: prod-eu is shard 1's, staging and prod-us
+    # shard 2's, shard 3 has none (sha256 of the ids). Shard 1 waits for approval through
+    # its control channel; the others take its answer from the shard board.
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
+    rid = "r-tui-shards"
+    shards = [subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
+                                "--strategy", "canary", "--json", "--shard", f"{k}/3",
+                                "--release-id", rid,
+                                *(["--wait-for-approval"] if k == 1 else [])],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+              for k in (1, 2, 3)]
+    try:
+        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot, app)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
+                           and "waits for approval" in header(app), timeout=120,
+                           what="the sharded release at its gate")
+            screen = app.screen
+            assert screen.view.release_id == rid
+            table = screen.query_one("#follow-clusters", DataTable)
+            # One release: every shard's clusters in one table.
+            assert "healthy" in str(table.get_row("staging")[1])
+            assert "waiting" in str(table.get_row("prod-eu")[1])
+            assert "waiting" in str(table.get_row("prod-us")[1])
+            await pilot.press("a")
+            await wait_for(pilot, lambda: all(s.poll() is not None for s in shards),
+                           timeout=120, what="every shard to finish")
+            # Ended once the last shard ended.
+            await wait_for(pilot, lambda: "ended ok" in header(app), timeout=60,
+                           what="the console to show the end")
+            assert "healthy" in str(table.get_row("prod-us")[1])
+            await pilot.press("escape")
+            await pilot.press("q")
+    finally:
+        for shard in shards:
+            if shard.poll() is None:
+                shard.kill()
+            shard.wait(timeout=30)
+    assert [s.returncode for s in shards] == [0, 0, 0], [s.stderr.read() for s in shards]
+    assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
