@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from console.engine.remote import (ENGINE_NICENESS, EVENT_BACKLOG_MAX, EVENT_BAT
                                    EVENT_BATCH_MAX, METHODS, STOP_TIMEOUT)
 from console.errors import UserError
 from console.events import Event
+
+GATE_LOOK = 0.25   # s between looks for a gate answer given through the control channel
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
@@ -120,7 +123,10 @@ class EngineHost:
             # A key pressed before the run call arrived acts on the release once it starts.
             getattr(self._control(message[1]), message[2])(**message[3])
         elif kind == "answer":
-            self._gates.pop(message[1]).set_result(message[2])
+            # A gate decided through the control channel meanwhile is gone already.
+            future = self._gates.pop(message[1], None)
+            if future is not None and not future.done():
+                future.set_result(message[2])
 
     def _queue_event(self, event: Event) -> None:
         """The engine listener: queue for the flusher (drops when the parent stalls)."""
@@ -154,7 +160,10 @@ class EngineHost:
                 return
             batch = []
 
-    def _approver(self, request: GateRequest) -> GateAnswer:
+    def _approver(self, request: GateRequest, control: ReleaseControl) -> GateAnswer:
+        """Ask the console's person, and take answers through the control channel too
+        (`release-console control ID approve`, another console following): whichever
+        decides first; the person's screen closes once the gate is decided elsewhere."""
         gate_id = next(self._gate_ids)
         answer: Future = Future()
         self._gates[gate_id] = answer
@@ -164,7 +173,26 @@ class EngineHost:
         with self._order_lock:
             self._send_queued([])
             self._send(("gate", gate_id, request))
-        return answer.result()
+        approvers: list[str] = []
+        while True:
+            try:
+                return answer.result(timeout=GATE_LOOK)
+            except FutureTimeout:
+                pass
+            remote = control.gate_answer(0, request.next_wave) if not control.aborted \
+                else GateAnswer(GateDecision.ABORT, control.rollback_on_abort,
+                                by="aborted while waiting")
+            if remote is None:
+                continue
+            if GateDecision(remote.decision) is GateDecision.APPROVE:
+                if remote.by not in approvers:
+                    approvers.append(remote.by)
+                if len(approvers) < max(1, request.approvals):
+                    continue
+                remote = GateAnswer(GateDecision.APPROVE, by=", ".join(approvers))
+            if self._gates.pop(gate_id, None) is not None:
+                return remote
+            return answer.result()    # the person answered in the same instant
 
     def _need_session(self) -> Session:
         if self.session is None:
@@ -177,7 +205,9 @@ class EngineHost:
         with self._controls_lock:
             control = self._controls.get(key)
             if control is None:
-                control = self._controls[key] = ReleaseControl()
+                # Every release started in the console listens on the control channel
+                # too, as a headless deploy does: `control ID pause`, another console.
+                control = self._controls[key] = ReleaseControl(steerable=True)
                 control.subscribe(lambda what, _by: what == "holding"
                                   and self._send(("holding", key)))
         return control
@@ -186,7 +216,8 @@ class EngineHost:
         assert self.engine is not None
         control = self._control(key)
         try:
-            return self.engine.run(request, self._approver, control)
+            return self.engine.run(request, lambda gate: self._approver(gate, control),
+                                   control)
         finally:
             self._controls.pop(key, None)   # one entry per running release, not one per release ever
 

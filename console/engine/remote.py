@@ -267,6 +267,7 @@ class EngineProcess:
                 message = self._in.recv()
                 kind = message[0]
                 if kind == "events":
+                    self._note_pauses(message[1])
                     self.on_events(message[1])
                 elif kind in ("result", "error"):
                     with self._lock:
@@ -297,6 +298,15 @@ class EngineProcess:
             pending, self._pending = list(self._pending.values()), {}
         for future in pending:
             future.set_exception(error)
+
+    def _note_pauses(self, events: list[Event]) -> None:
+        """A pause or resume through the control channel (`control ID pause`) is the
+        release's state too: the console's `p` then resumes what someone else paused."""
+        from console.events import Kind
+        for event in events:
+            if event.kind in (Kind.PAUSED, Kind.RESUMED):
+                for control in list(self._controls.values()):
+                    control.paused = event.kind is Kind.PAUSED
 
     def _log_tail(self) -> str:
         """The end of the child's log, scrubbed, for the error that says it stopped (the

@@ -1,7 +1,8 @@
 """The control channel's wire: requests, acknowledgements and live state as annotations
 of the release Lease.
 
-A steerable release (`deploy`, see `console.engine.steering`) listens on one of the
+A steerable release (`deploy`, or one started in the console; see
+`console.engine.steering`) listens on one of the
 Leases it holds - its *control lease*, the lease on the first of its clusters in
 sorted order - and keeps three annotations there:
 

@@ -54,3 +54,57 @@ async def test_o_skips_a_waiting_cluster_and_the_ledger_says_skipped_by_operator
     finally:
         ledger.close()
     assert {c.cluster: c.outcome for c in last.clusters}["prod-eu"] == "skipped_by_operator"
+
+
+async def control(config, *args: str) -> tuple[int, str, str]:
+    """`release-console control ...` as a real process (awaited: the UI keeps running)."""
+    import asyncio
+    import sys
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console", "control", "--config", str(config.path), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    return proc.returncode, out.decode(), err.decode()
+
+
+@story
+async def test_a_release_started_in_the_console_is_paused_and_resumed_by_control(
+        console_fleet) -> None:
+    # The console's own release listens on the control channel like a headless deploy:
+    # `release-console control ID pause` from another terminal holds its new starts.
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    seed(config, "v1")
+    fleet.set_faults("staging", readiness_delay=3.0)   # time to pause while it rolls
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await release(pilot, app, "v2")
+        await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
+                       what="the first cluster rolling")
+        rid = app.state.release.release_id
+        code, out, err = await control(config, rid, "pause")
+        assert code == 0, err
+        assert "system:serviceaccount:kube-system:" in out      # the cluster's word
+        await wait_for(pilot, lambda: app.state.release.paused, what="the console shows paused")
+        await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.HEALTHY,
+                       timeout=60, what="the running cluster to finish")
+        # A full round trip through the release later, nothing new has started.
+        code, _out, err = await control(config, rid, "pause")
+        assert code == 2 and "paused already" in err
+        assert app.state.clusters["prod-eu"].phase is Phase.WAITING
+        assert live_tag(fleet, "prod-eu") == "v1"
+        code, _out, err = await control(config, rid, "resume")
+        assert code == 0, err
+        await wait_for(pilot, lambda: not app.release_running
+                       and app.state.release.outcome is not None, timeout=60, what="the end")
+        assert app.state.release.outcome == "ok"
+        await pilot.press("q")
+    assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
+    ledger = Ledger.for_config(config)
+    try:
+        actions = [(s["action"], s["by"]) for s in ledger.steering(rid)]
+    finally:
+        ledger.close()
+    admin = "system:serviceaccount:kube-system:prod-eu-admin"   # the control lease's cluster
+    assert ("pause", admin) in actions and ("resume", admin) in actions, actions
