@@ -1,6 +1,7 @@
 """The console's own release, steered per cluster (issue 15 item 3): `o` skips the
 selected cluster before it starts (recorded `skipped_by_operator`), `t` asks for a
-failed cluster to be deployed again once the rest of its wave ended."""
+failed cluster to be deployed again once the rest of its wave ended; and steered from
+outside (item 2): `release-console control ID pause` as a real process holds it."""
 
 from __future__ import annotations
 
@@ -108,3 +109,52 @@ async def test_a_release_started_in_the_console_is_paused_and_resumed_by_control
         ledger.close()
     admin = "system:serviceaccount:kube-system:prod-eu-admin"   # the control lease's cluster
     assert ("pause", admin) in actions and ("resume", admin) in actions, actions
+
+
+@story
+async def test_t_retries_a_failed_cluster_once_the_rest_of_its_wave_ended(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    seed(config, "v1")
+    fleet.set_faults("prod-eu", never_pull=["v2"])
+    fleet.set_faults("prod-us", readiness_delay=3.0)   # the wave still runs after `t`
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#strategy-parallel")
+        await pilot.click("#max-parallel")
+        await pilot.press("1")
+        await pilot.click("#max-failures")
+        await pilot.press("1")
+        await pilot.click("#tag")
+        await pilot.press("v", "2", "enter")
+        eu = app.state.clusters["prod-eu"]
+        await wait_for(pilot, lambda: eu.phase in (Phase.FAILED, Phase.ROLLED_BACK),
+                       timeout=60, what="prod-eu failed")
+        fleet.set_faults("prod-eu", never_pull=[])      # the operator fixed what broke
+        app.fleet.grid.go_to("staging")
+        await pilot.press("t")                           # healthy: nothing to retry
+        app.fleet.grid.go_to("prod-eu")
+        await pilot.press("t")
+        assert app.state.clusters["prod-us"].phase is not Phase.HEALTHY   # its wave runs on
+        await wait_for(pilot, lambda: eu.phase in (Phase.ROLLING, Phase.HEALTHY), timeout=60,
+                       what="prod-eu deployed again")
+        # Events arrive in order: prod-us ended before prod-eu started again.
+        assert app.state.clusters["prod-us"].phase is Phase.HEALTHY
+        await wait_for(pilot, lambda: not app.release_running
+                       and app.state.release.outcome is not None, timeout=60, what="the end")
+        assert eu.phase is Phase.HEALTHY
+        assert app.state.release.outcome == "ok"
+        rid = app.state.release.release_id
+        await pilot.press("q")
+    assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
+    ledger = Ledger.for_config(config)
+    try:
+        last = ledger.releases()[-1]
+        retries = [s for s in ledger.steering(rid) if s["action"] == "retry"]
+    finally:
+        ledger.close()
+    assert last.id == rid and last.outcome == "ok"
+    assert {c.cluster: c.outcome for c in last.clusters}["prod-eu"] == "healthy"
+    assert [s["cluster"] for s in retries] == ["prod-eu"]
