@@ -26,19 +26,26 @@ def test_a_helm_call_past_its_timeout_is_stopped_and_fails_only_its_cluster(helm
     w.config_path.write_text(raw)
     from console.config import load
     from console.engine import Engine, ReleaseRequest
+    from console.events import Kind
 
     from .conftest import approve
 
-    def slow_h2_then_approve(request):
-        # After pre-flight, before h2 starts: every API request of h2 answers 6 s late,
-        # so its helm upgrade cannot finish within 4 s (h1's, unslowed, can on a busy machine).
-        w.fleet.set_faults("h2", latency=6.0)
-        return approve(request)
+    def slow_h2_while_it_upgrades(event):
+        # From h2's start (listeners run in the engine's thread, before its helm upgrade
+        # runs) every API request of h2 answers 6 s late, so the upgrade cannot finish
+        # within 4 s (h1's, unslowed, can on a busy machine). The stopped upgrade is what is
+        # under test: once h2 has failed it answers at once again, so its rollback and the
+        # closing reads do not each wait 6 s an answer.
+        if event.cluster == "h2" and event.kind is Kind.CLUSTER_STARTED:
+            w.fleet.set_faults("h2", latency=6.0)
+        elif event.cluster == "h2" and event.kind is Kind.CLUSTER_FAILED:
+            w.fleet.set_faults("h2", latency=0.0)
 
-    engine = Engine(load(w.config_path), grace=0.5, request_timeout=20, status_timeout=20)
+    engine = Engine(load(w.config_path), [slow_h2_while_it_upgrades], grace=0.5,
+                    request_timeout=20, status_timeout=20)
     before = set(os.listdir(private_dir()))
     try:
-        result = engine.run(ReleaseRequest(tag="v2", strategy="two"), slow_h2_then_approve)
+        result = engine.run(ReleaseRequest(tag="v2", strategy="two"), approve)
     finally:
         engine.close()
     by = {r.cluster: r for r in result.clusters}
