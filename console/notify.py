@@ -192,9 +192,13 @@ class Notifier:
 
 
 def override_line(override: dict[str, Any]) -> str:
-    """`freeze override by NAME: REASON (windows: a, b)` for a message."""
+    """`freeze override by NAME (operator OP): REASON (windows: a, b)` for a message -
+    NAME as the cluster confirmed it, OP the operator when another name."""
     names = ", ".join(str(w.get("name")) for w in override.get("windows") or ())
-    return _excerpt(f"freeze override by {override.get('by') or 'unknown'}: "
+    by = override.get("by") or "unknown"
+    operator = override.get("operator")
+    also = f" (operator {operator})" if operator and operator != by else ""
+    return _excerpt(f"freeze override by {by}{also}: "
                     f"{override.get('reason') or ''} (windows: {names})")
 
 

@@ -139,7 +139,7 @@ class Ledger(LedgerReading):
         its own `release` line (its own targets) and `end` line under the one release
         id, and the readers put them together (`console.history.reading`).
 
-        `freeze_override` (reason, by, windows): the release was let through open freeze
+        `freeze_override` (reason, by, confirmed, operator, windows): the release was let through open freeze
         windows; it is kept on the `release` line (`history --json` shows it).
 
         Raises HistoryError when the record cannot be written or committed: a release
@@ -185,6 +185,10 @@ class Ledger(LedgerReading):
                 "reason": str(freeze_override.get("reason") or "")[:500],
                 "by": str(freeze_override.get("by") or who.name),
                 "windows": list(freeze_override.get("windows") or ())}
+            if "confirmed" in freeze_override:   # whether the cluster confirmed `by`
+                rec["freeze_override"]["confirmed"] = bool(freeze_override["confirmed"])
+            if freeze_override.get("operator"):  # the operator, when `by` is the cluster's
+                rec["freeze_override"]["operator"] = str(freeze_override["operator"])
         with self._lock:
             self._append(rec)
             self._open[release_id] = _Open(rec)

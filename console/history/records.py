@@ -7,7 +7,7 @@ schema version of the line):
   image, strategy, targets, operator, operator_email, start, host and pid (of the
   console, so another console knows whether it still runs), of_release (for actions),
   digest (the `sha256:...` the tag was resolved to at plan time: every cluster ran it;
-  absent for `--no-pin`), freeze_override (reason, by, windows: released through open freeze windows).
+  absent for `--no-pin`), freeze_override (reason, by - the name the cluster confirmed -, confirmed, windows: released through open freeze windows).
 - `touch`: a cluster is about to be changed (release, cluster, from_version, to_version).
 - `cluster`: one cluster's outcome (release, cluster, outcome healthy|failed|rolled_back|
   skipped|interrupted, from_version, to_version, version = what the cluster runs after

@@ -88,7 +88,10 @@ def test_override_goes_through_and_is_in_the_ledger_and_the_notification(
     assert [w.version(c) for c in "ab"] == ["v2", "v2"]
     [release] = [r for r in history_json(w.config_path, capsys) if r["version"] == "v2"]
     override = release["freeze_override"]
-    assert override["reason"] == "hotfix for INC-4711" and override["by"] == "carol"
+    assert override["reason"] == "hotfix for INC-4711"
+    # Who gave it: the name the cluster confirms for the credentials, and CI's user.
+    assert override["by"] == "system:serviceaccount:kube-system:a-admin"
+    assert override["confirmed"] is True and override["operator"] == "carol"
     [window] = override["windows"]
     assert window["name"] == "change-freeze" and window["clusters"] == ["a", "b"]
     assert main(["history", "--config", str(w.config_path)]) == 0
@@ -96,7 +99,8 @@ def test_override_goes_through_and_is_in_the_ledger_and_the_notification(
     # The override is told at the start although `notify.on` has no such event, and the
     # success note carries it too.
     told, success = webhook.bodies
-    line = "freeze override by carol: hotfix for INC-4711 (windows: change-freeze)"
+    line = ("freeze override by system:serviceaccount:kube-system:a-admin (operator carol): "
+            "hotfix for INC-4711 (windows: change-freeze)")
     assert "released through a freeze window" in told["text"] and told["event"] == \
         "freeze_override"
     assert told["freeze_override"] == line

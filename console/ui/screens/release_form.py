@@ -22,8 +22,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (Button, DataTable, Footer, Input, Label, RadioButton, RadioSet,
-                             RichLog, Static)
+from textual.widgets import (Button, Checkbox, DataTable, Footer, Input, Label, RadioButton,
+                             RadioSet, RichLog, Static)
 
 from console.errors import UserError
 from console.events import Event, Kind
@@ -98,6 +98,15 @@ class ReleaseFormScreen(Screen):
             with Horizontal(classes="field"):
                 yield Label("Tag", classes="field-label")
                 yield Input(id="tag", placeholder="reading the Git commit…", compact=True)
+            if self.config.freeze:
+                # As `deploy --override-freeze --reason`: let the release through open
+                # freeze windows, with a reason (the ledger and the notification keep it,
+                # and who gave it as the cluster names them).
+                with Horizontal(classes="field", id="override-field"):
+                    yield Label("Freeze", classes="field-label")
+                    yield Checkbox("override", id="override-freeze", compact=True)
+                    yield Input(id="override-reason", compact=True,
+                                placeholder="reason (required to override a freeze window)")
             yield Static("", id="form-problem", classes="field-help")
             yield Label("Plan", classes="section-title")
             yield DataTable(id="plan", cursor_type="none")
@@ -259,6 +268,9 @@ class ReleaseFormScreen(Screen):
         if self.plan is None or self.problem:
             self.notify(self.problem or "nothing to release", severity="error")
             return
+        override = self._override_reason()
+        if override is False:
+            return
         strategy = self.plan.strategy
         max_parallel = self._value("max-parallel")
         request = ReleaseRequest(
@@ -267,7 +279,7 @@ class ReleaseFormScreen(Screen):
             if strategy == "serial" else (),
             max_parallel=int(max_parallel) if max_parallel and strategy != "serial" else None,
             max_failures=(self._value("max-failures") or None) if strategy != "serial" else None,
-            operator=self.app.operator)
+            operator=self.app.operator, override_freeze=override or None)
         if self.busy:
             return
         self.query_one(BuildPane).hide()
@@ -278,6 +290,18 @@ class ReleaseFormScreen(Screen):
             self._check_image(request)   # the registry is I/O: a worker
             return
         self._launch(request)
+
+    def _override_reason(self) -> str | bool | None:
+        """The freeze override's reason (None: no override asked); False when the
+        override is asked without a reason (refused, told)."""
+        if not self.config.freeze or not self.query_one("#override-freeze", Checkbox).value:
+            return None
+        reason = self._value("override-reason")
+        if not reason:
+            self.notify("overriding a freeze window needs a reason", severity="error")
+            self.query_one("#override-reason", Input).focus()
+            return False
+        return reason
 
     # -- the build offer ----------------------------------------------------------------
 
