@@ -193,6 +193,24 @@ def _describe(event: Event) -> str:
 Handler = Callable[[FleetState, Event, "ClusterView | None"], None]
 
 
+def _for_release(change: Callable[[ReleaseView, Event], None]) -> Handler:
+    """The handler of a release-wide event: `change` the release shown (if any)."""
+    def handle(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
+        if state.release is not None:
+            change(state.release, ev)
+            state._touch_release()
+    return handle
+
+
+def _for_row(change: Callable[[FleetState, Event, ClusterView], None]) -> Handler:
+    """The handler of one cluster's event: `change` its row (none for a cluster the
+    console does not show)."""
+    def handle(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+        if row is not None:
+            change(state, ev, row)
+    return handle
+
+
 def _release_planned(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
     d = ev.data
     targets = tuple(d.get("targets") or ())
@@ -257,11 +275,10 @@ def _preflight_finished(state: FleetState, ev: Event, _row: ClusterView | None) 
     state._touch_release()
 
 
-def _wave_started(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
-    if state.release is not None:
-        state.release.wave = int(ev.data.get("wave", 0))
-        state.release.gate_waiting = False
-        state._touch_release()
+@_for_release
+def _wave_started(release: ReleaseView, ev: Event) -> None:
+    release.wave = int(ev.data.get("wave", 0))
+    release.gate_waiting = False
 
 
 def _wave_baking(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
@@ -289,27 +306,23 @@ def _set_baking(state: FleetState, ids: Iterable[str], until: float | None) -> N
             state._dirty.add(row.id)
 
 
-def _gate_waiting(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
-    if state.release is not None:
-        state.release.gate_waiting = True
-        state._touch_release()
+@_for_release
+def _gate_waiting(release: ReleaseView, ev: Event) -> None:
+    release.gate_waiting = True
 
 
-def _gate_decided(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
-    if state.release is not None:
-        state.release.gate_waiting = False
-        state._touch_release()
+@_for_release
+def _gate_decided(release: ReleaseView, ev: Event) -> None:
+    release.gate_waiting = False
 
 
-def _paused(state: FleetState, ev: Event, _row: ClusterView | None) -> None:
-    if state.release is not None:
-        state.release.paused = ev.kind is Kind.PAUSED
-        state._touch_release()
+@_for_release
+def _paused(release: ReleaseView, ev: Event) -> None:
+    release.paused = ev.kind is Kind.PAUSED
 
 
-def _cluster_started(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_started(state: FleetState, ev: Event, row: ClusterView) -> None:
     d = ev.data
     row.phase = Phase.ROLLING
     row.started, row.finished = ev.ts, None
@@ -323,18 +336,16 @@ def _cluster_started(state: FleetState, ev: Event, row: ClusterView | None) -> N
     row.reachable = True
 
 
-def _cluster_paced(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_paced(state: FleetState, ev: Event, row: ClusterView) -> None:
     # Held by pacing: still waiting, and the grid says why.
     row.phase = Phase.WAITING
     row.message = (f"paced: at most {ev.data.get('max_starts', '?')} starts per "
                    f"{format_duration(float(ev.data.get('window') or 0))}")
 
 
-def _cluster_progress(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_progress(state: FleetState, ev: Event, row: ClusterView) -> None:
     d = ev.data
     for key in ("desired", "updated", "ready", "available"):
         if d.get(key) is not None:
@@ -343,9 +354,8 @@ def _cluster_progress(state: FleetState, ev: Event, row: ClusterView | None) -> 
         row.message = _one_line(ev.message)
 
 
-def _cluster_healthy(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_healthy(state: FleetState, ev: Event, row: ClusterView) -> None:
     row.phase = Phase.HEALTHY
     row.live = str(ev.data.get("version") or row.target or row.live or "") or None
     row.finished = ev.ts
@@ -356,9 +366,8 @@ def _cluster_healthy(state: FleetState, ev: Event, row: ClusterView | None) -> N
     state._touch_release()
 
 
-def _cluster_failed(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_failed(state: FleetState, ev: Event, row: ClusterView) -> None:
     # The engine follows `cluster_unreachable` with `cluster_failed`: the row keeps
     # saying why (unreachable), which is what the operator must act on.
     if row.phase is not Phase.UNREACHABLE:
@@ -369,9 +378,8 @@ def _cluster_failed(state: FleetState, ev: Event, row: ClusterView | None) -> No
     state._touch_release()
 
 
-def _cluster_rolling_back(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_rolling_back(state: FleetState, ev: Event, row: ClusterView) -> None:
     # After a failure the clock keeps running; a manual rollback starts its own.
     if row.phase is not Phase.FAILED or row.started is None:
         row.started = ev.ts
@@ -382,9 +390,8 @@ def _cluster_rolling_back(state: FleetState, ev: Event, row: ClusterView | None)
     state._touch_release()
 
 
-def _cluster_rolled_back(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_rolled_back(state: FleetState, ev: Event, row: ClusterView) -> None:
     d = ev.data
     row.finished = ev.ts
     if d.get("ok", True):
@@ -402,17 +409,15 @@ def _cluster_rolled_back(state: FleetState, ev: Event, row: ClusterView | None) 
     state._touch_release()
 
 
-def _cluster_skipped(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_skipped(state: FleetState, ev: Event, row: ClusterView) -> None:
     row.phase = Phase.SKIPPED
     row.message = _one_line(str(ev.data.get("reason") or ev.message or "skipped"))
     state._touch_release()
 
 
-def _cluster_unreachable(state: FleetState, ev: Event, row: ClusterView | None) -> None:
-    if row is None:
-        return
+@_for_row
+def _cluster_unreachable(state: FleetState, ev: Event, row: ClusterView) -> None:
     row.phase = Phase.UNREACHABLE
     row.reachable = False
     row.error = str(ev.data.get("error") or ev.message or "unreachable")
