@@ -336,6 +336,29 @@ async def test_marks_filter_and_jump(console_fleet) -> None:
 
 
 @story
+async def test_the_forms_back_and_start_buttons(console_fleet) -> None:
+    config, fleet = console_fleet(["staging"])
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#back")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ReleaseFormScreen),
+                       what="the form to close")
+        assert app.state.release is None
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#tag")
+        await pilot.press(*"v2")
+        await pilot.click("#start")
+        await wait_for(pilot, lambda: app.state.release is not None
+                       and app.state.release.outcome is not None, what="the release to end")
+        assert app.state.release.outcome == "ok"
+    assert live_tag(fleet, "staging") == "v2"
+
+
+@story
 async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     fleet.set_faults("staging", readiness_delay=2.0)  # time to press `p` while it rolls

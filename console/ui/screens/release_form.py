@@ -115,8 +115,9 @@ class ReleaseFormScreen(Screen):
                 yield Label("Pre-flight", classes="section-title")
                 yield RichLog(id="preflight", markup=False, wrap=True, max_lines=400)
             with Horizontal(id="form-buttons"):
-                yield Button("Start release", id="start", variant="primary")
-                yield Button("Back", id="back")
+                yield Button("Start release", id="start", variant="primary",
+                             action="screen.start")
+                yield Button("Back", id="back", action="screen.back")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -250,13 +251,8 @@ class ReleaseFormScreen(Screen):
     # -- starting ---------------------------------------------------------------------
 
     @on(Input.Submitted)
-    @on(Button.Pressed, "#start")
-    def _start_asked(self) -> None:
+    def _submitted(self) -> None:
         self.action_start()
-
-    @on(Button.Pressed, "#back")
-    def _back_pressed(self) -> None:
-        self.action_back()
 
     def action_start(self) -> None:
         """Start the release the plan shows (refused while the form has a problem)."""
