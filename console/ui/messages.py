@@ -5,12 +5,14 @@ these, it bubbles up to the app, and the app - which owns the engine process, th
 running release and the screen stack - acts. So no screen imports the app, and the app
 is the one place that decides what an action does (e.g. refusing a rollback while a
 release runs). Reads a screen needs (the ledger, a cluster's detail) go through
-`ConsoleServices`, the few app attributes screens may use.
+`ConsoleServices`, the few app attributes screens may use. A message that carries values is a dataclass
+(Textual's `Message` is made for that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
@@ -35,64 +37,58 @@ class ConsoleServices(Protocol):
         """The ledger's reads, served by the engine process."""
 
 
+@dataclass
 class Notice(Message):
     """A warning from a worker or engine thread, shown as a notification."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    text: str
 
 
 class NewReleaseRequested(Message):
     """Open the release form (targets: the marked clusters)."""
 
 
+@dataclass
 class StartReleaseRequested(Message):
     """Start this release (the form asks; the app answers with `release_started`)."""
 
-    def __init__(self, request: ReleaseRequest) -> None:
-        super().__init__()
-        self.request = request
+    request: ReleaseRequest
 
 
 class PauseToggled(Message):
     """Pause the running release, or resume it."""
 
 
+@dataclass
 class ClusterSteerRequested(Message):
     """Skip (`o`) the selected cluster before it starts, or retry (`t`) it after it failed."""
 
-    def __init__(self, action: str, cluster_id: str) -> None:
-        super().__init__()
-        self.action = action
-        self.cluster_id = cluster_id
+    action: str
+    cluster_id: str
 
 
 class StatusRefreshRequested(Message):
     """Read every cluster's live version again."""
 
 
+@dataclass
 class DetailRequested(Message):
     """Open one cluster's detail screen."""
 
-    def __init__(self, cluster_id: str) -> None:
-        super().__init__()
-        self.cluster_id = cluster_id
+    cluster_id: str
 
 
+@dataclass
 class ClusterRollbackRequested(Message):
     """Roll one cluster back (the app confirms first)."""
 
-    def __init__(self, cluster_id: str) -> None:
-        super().__init__()
-        self.cluster_id = cluster_id
+    cluster_id: str
 
 
+@dataclass
 class ReleaseRollbackRequested(Message):
     """Roll back every cluster a release reached (the app confirms first)."""
 
-    def __init__(self, release_id: str, version: str, targets: Sequence[str]) -> None:
-        super().__init__()
-        self.release_id = release_id
-        self.version = version
-        self.targets = list(targets)
+    release_id: str
+    version: str
+    targets: Sequence[str]
