@@ -13,51 +13,19 @@ import pytest
 import yaml
 
 from console.config import load
-from console.engine import Engine, GateAnswer, GateDecision
-from console.events import Event, Kind
-
-REPO = Path(__file__).resolve().parents[2]
-APP = "user-service"
+from console.engine import Engine, GateAnswer
+from tests.fleets import APP, REPO, Recorder, approve, write_fleet_file  # noqa: F401 - shared
 
 
 def fleet_file(directory: Path, ids: Sequence[str], *, groups: dict[str, list[str]] | None = None,
                strategies: dict[str, Any] | None = None, replicas: int = 2,
                rollout_timeout: str = "60s") -> Path:
     """A clusters.yaml for `ids` (the demo app's manifests), before the sim rewrites it."""
-    groups = groups or {}
-    doc: dict[str, Any] = {
-        "app": {"name": APP, "image": "registry.example.com/apps/user-service",
-                "manifests": str(REPO / "deploy" / "user-service"), "namespace": "{cluster}",
-                "rollout_timeout": rollout_timeout,
-                "history": {"path": str(directory / "history")}},
-        "defaults": {"values": {"replicas": replicas,
-                                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}},
-        "clusters": [{"id": cid, "groups": groups.get(cid, ["fleet"]),
-                      "credentials": {"kubeconfig": f"{cid}.yaml"}} for cid in ids],
-    }
-    if strategies:
-        doc["strategies"] = strategies
-    path = directory / "fleet-in.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-@dataclass
-class Recorder:
-    """An engine listener that keeps every event."""
-
-    events: list[Event] = field(default_factory=list)
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def kinds(self, cluster: str | None = None) -> list[Kind]:
-        """Event kinds in order (of one cluster, if given)."""
-        return [e.kind for e in self.events if cluster is None or e.cluster == cluster]
-
-    def of(self, kind: Kind) -> list[Event]:
-        """Every event of one kind."""
-        return [e for e in self.events if e.kind is kind]
+    return write_fleet_file(
+        directory, ids, {"manifests": str(REPO / "deploy" / "user-service"),
+                         "namespace": "{cluster}", "rollout_timeout": rollout_timeout},
+        {"replicas": replicas, "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
+        groups=groups, strategies=strategies)
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
@@ -66,11 +34,6 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
         time.sleep(0.02)
-
-
-def approve(_request: Any) -> GateAnswer:
-    """An approver that approves every gate."""
-    return GateAnswer(GateDecision.APPROVE, by="test")
 
 
 @dataclass
@@ -106,6 +69,26 @@ class World:
                                KubeClient(cid, api, request_timeout), kubeconfig,
                                grace=grace, unreachable_grace=30.0)
         return build
+
+    def release(self, request: Any, approver: Callable[[Any], GateAnswer] = approve,
+                session: bool = False) -> Any:
+        """Run `request` on a new `engine()`; `session`: with the ledger and notifications
+        attached (`console.session`), as `deploy` and the console run it."""
+        engine = self.engine()
+        if not session:
+            return engine.run(request, approver)
+        from console.session import Session
+        with Session(self.config, engine):
+            return engine.run(request, approver)
+
+    def edited(self, change: Callable[[dict[str, Any]], None]) -> World:
+        """This world with its fleet file rewritten by `change(doc)` (the same fleet,
+        recorder and engines: the fixture still closes them)."""
+        doc = yaml.safe_load(self.config_path.read_text())
+        change(doc)
+        self.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return World(self.fleet, self.config_path, load(self.config_path), self.recorder,
+                     self.engines)
 
     def close(self) -> None:
         """Close every engine made by `engine()`."""

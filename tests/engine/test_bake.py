@@ -8,7 +8,6 @@ from __future__ import annotations
 from console.engine import GateAnswer, GateDecision, ReleaseRequest
 from console.events import Kind
 from console.history import Ledger
-from console.session import Session
 
 CANARY = {"canary": {"waves": [["s1"], ["p1"]], "gates": True, "bake": "3s"}}
 
@@ -22,12 +21,7 @@ def test_the_gate_opens_only_after_the_bake_and_the_last_wave_bakes_too(world):
         asked.append(request.baked)     # the gate modal shows it: "baked 3s"
         return GateAnswer(GateDecision.APPROVE, by="test")
 
-    engine = w.engine()
-    try:
-        with Session(w.config, engine):
-            result = engine.run(ReleaseRequest(tag="v2", strategy="canary"), approver)
-    finally:
-        engine.close()
+    result = w.release(ReleaseRequest(tag="v2", strategy="canary"), approver, session=True)
     assert result.exit_code == 0, result
     ledger = Ledger.for_config(w.config)   # the ledger records each wave's bake
     try:

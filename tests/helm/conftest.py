@@ -18,12 +18,10 @@ import pytest
 import yaml
 
 from console.config import load
-from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
-from console.events import Event
+from console.engine import Engine, ReleaseRequest
+from tests.fleets import APP, REPO, Recorder, approve, write_fleet_file  # noqa: F401 - shared
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "charts" / "user-service"
-APP = "user-service"
 
 
 @pytest.fixture(scope="session")
@@ -35,21 +33,6 @@ def helm() -> Path:
         pytest.fail("helm not found (PATH, .cache/bin, $RELEASE_CONSOLE_BIN): run `make bin`, "
                     "or `GOBIN=... go install helm.sh/helm/v3/cmd/helm@v3.22.0`", pytrace=False)
     return found
-
-
-def approve(_request: Any) -> GateAnswer:
-    """An approver that approves every gate."""
-    return GateAnswer(GateDecision.APPROVE, by="test")
-
-
-@dataclass
-class Recorder:
-    """An engine listener that keeps every event."""
-
-    events: list[Event] = field(default_factory=list)
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
 
 
 @dataclass
@@ -113,25 +96,13 @@ def chart_fleet_file(directory: Path, ids: Sequence[str], *, storage: str | None
                      groups: dict[str, list[str]] | None = None,
                      rollout_timeout: str = "60s") -> Path:
     """A clusters.yaml shipping the example chart to `ids` (before the sim rewrites it)."""
-    app: dict[str, Any] = {"name": APP, "image": "registry.example.com/apps/user-service",
-                           "chart": str(CHART), "namespace": "{cluster}",
-                           "rollout_timeout": rollout_timeout,
-                           "history": {"path": str(directory / "history")}}
+    app: dict[str, Any] = {"chart": str(CHART), "namespace": "{cluster}",
+                           "rollout_timeout": rollout_timeout}
     if storage:
         app["helm_storage"] = storage
-    doc: dict[str, Any] = {
-        "app": app,
-        "defaults": {"values": {"replicas": 2, "resources": {
-            "requests": {"cpu": "10m", "memory": "16Mi"},
-            "limits": {"cpu": "200m", "memory": "64Mi"}}}},
-        "clusters": [{"id": cid, "groups": (groups or {}).get(cid, ["fleet"]),
-                      "credentials": {"kubeconfig": f"{cid}.yaml"}} for cid in ids],
-    }
-    if strategies:
-        doc["strategies"] = strategies
-    path = directory / "fleet-in.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_fleet_file(directory, ids, app, {"replicas": 2, "resources": {
+        "requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}},
+        groups=groups, strategies=strategies)
 
 
 @pytest.fixture

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
-import yaml
 
 from console.cli import main
-from console.config import load
-from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
+from console.engine import GateAnswer, GateDecision, ReleaseRequest
 from console.events import Kind
 from console.history import Ledger
-from console.session import Session
 from tests.engine.conftest import World
 from tests.integration.test_status_matrix import KUBECTL
 
@@ -28,11 +26,17 @@ REPO_NAME = "apps/pinned"
 
 def on_registry(w: World, host: str) -> World:
     """The world with its app image on the real registry."""
-    doc = yaml.safe_load(w.config_path.read_text())
-    doc["app"]["image"] = f"{host}/{REPO_NAME}"
-    doc["app"]["registry"] = {}
-    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return World(w.fleet, w.config_path, load(w.config_path), w.recorder)
+    return w.edited(lambda doc: doc["app"].update(image=f"{host}/{REPO_NAME}", registry={}))
+
+
+def set_image_by_hand(w: World, tmp_path: Path, image: str) -> None:
+    """`kubectl set image` of the app on c1, as someone outside the console would."""
+    done = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(w.config_path.parent / "c1.yaml"), "--cache-dir",
+         str(tmp_path / "kubectl-cache"), "--request-timeout", "30s", "-n", "c1", "set",
+         "image", "deployment/user-service", f"user-service={image}"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_tag_re_pushed_between_waves_changes_nothing(world, registry, capsys, tmp_path):
@@ -51,12 +55,7 @@ def test_a_tag_re_pushed_between_waves_changes_nothing(world, registry, capsys, 
         moved["digest"] = registry.push_image(REPO_NAME, "v1")
         return GateAnswer(GateDecision.APPROVE, by="test")
 
-    engine = w.engine()
-    try:
-        with Session(w.config, engine):
-            result = engine.run(ReleaseRequest(tag="v1", strategy="canary"), approver)
-    finally:
-        engine.close()
+    result = w.release(ReleaseRequest(tag="v1", strategy="canary"), approver, session=True)
     assert result.exit_code == 0, (result.message, result.clusters)
     assert moved["digest"] != first
     # Both waves run the bits the first one was judged on.
@@ -93,12 +92,7 @@ def test_a_tag_re_pushed_between_waves_changes_nothing(world, registry, capsys, 
             for c in ("c1", "c2")] == [(first, first, False), (first, first, False)]
 
     # Someone runs the re-pushed v1 on c1 by hand: the same version, other bits - drift.
-    done = subprocess.run(
-        [str(KUBECTL), "--kubeconfig", str(w.config_path.parent / "c1.yaml"), "--cache-dir",
-         str(tmp_path / "kubectl-cache"), "--request-timeout", "30s", "-n", "c1", "set",
-         "image", "deployment/user-service", f"user-service={image}:v1@{moved['digest']}"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr
+    set_image_by_hand(w, tmp_path, f"{image}:v1@{moved['digest']}")
     assert main(["status", "--config", config]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert f" {moved['digest'][:19]} " in lines["c1"] and "DRIFT" in lines["c1"]
@@ -129,9 +123,7 @@ def test_no_pin_releases_the_plain_tag(
 
     # A registry that does not answer: the image check says so once (the pin lookup is
     # the same HEAD), and nothing is touched (exit 2).
-    doc = yaml.safe_load(w.config_path.read_text())
-    doc["app"]["image"] = f"127.0.0.1:1/{REPO_NAME}"
-    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    w.edited(lambda doc: doc["app"].update(image=f"127.0.0.1:1/{REPO_NAME}"))
     capsys.readouterr()
     assert main(["deploy", "--config", config, "--tag", "plain", "--json"]) == 2
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -169,12 +161,7 @@ def test_rollback_release_goes_back_to_the_recorded_digest(world, registry, caps
     moved = registry.push_image(REPO_NAME, "v1")
     assert moved != first
     # Someone runs the re-pushed v1 by hand: the newest v1 revision has other bits.
-    done = subprocess.run(
-        [str(KUBECTL), "--kubeconfig", str(w.config_path.parent / "c1.yaml"), "--cache-dir",
-         str(tmp_path / "kubectl-cache"), "--request-timeout", "30s", "-n", "c1", "set",
-         "image", "deployment/user-service", f"user-service={image}:v1@{moved}"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr
+    set_image_by_hand(w, tmp_path, f"{image}:v1@{moved}")
     capsys.readouterr()
     assert main(["deploy", "--config", config, "--tag", "v2", "--yes", "--json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from console.cli import main
-from console.config import load
 from console.engine import ReleaseRequest
 from console.events import Kind
 from tests.engine.conftest import World
@@ -27,13 +26,21 @@ ERROR_RATE = ('sum(rate(http_requests_total{cluster="${cluster}",code=~"5.."}[10
 CANARY = {"canary": {"waves": [["c1"], ["c2"]], "gates": True, "bake": "40s"}}
 
 
-def with_health(w: World, url: str, interval: str = "1s") -> World:
-    """The world with a `health:` section asking `url`."""
-    doc = yaml.safe_load(w.config_path.read_text())
-    doc["health"] = {"prometheus": {"url": url, "timeout": "2s"}, "interval": interval,
-                     "checks": [{"name": "error-rate", "query": ERROR_RATE, "max": 0.01}]}
-    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return World(w.fleet, w.config_path, load(w.config_path), w.recorder)
+def with_health(w: World, url: str, name: str = "error-rate", query: str = ERROR_RATE) -> World:
+    """The world with a `health:` section asking `url` one check, `name`: `query` <= 0.01."""
+    return w.edited(lambda doc: doc.update(health={
+        "prometheus": {"url": url, "timeout": "2s"}, "interval": "1s",
+        "checks": [{"name": name, "query": query, "max": 0.01}]}))
+
+
+def released_and_rolled_back(w: World, **request: object) -> str:
+    """Release v2 to c1 (running v1): it must fail and be rolled back to v1; the error of
+    its `cluster_failed` event."""
+    result = w.release(ReleaseRequest(tag="v2", strategy="parallel", **request))
+    assert result.exit_code == 1, result
+    assert (result.clusters[0].outcome.value, result.clusters[0].rolled_back_to) == \
+        ("rolled_back", "v1")
+    return next(e for e in w.recorder.of(Kind.CLUSTER_FAILED) if e.cluster == "c1").data["error"]
 
 
 @pytest.fixture
@@ -118,48 +125,20 @@ def test_an_unreachable_prometheus_is_a_failed_check_never_a_pass(world):
     w = world(["c1"], seed=62)
     w.deploy_everywhere("v1")
     w = with_health(w, f"http://127.0.0.1:{free_port()}")
-    engine = w.engine()
-    try:
-        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", bake=5.0),
-                            w.approve)
-    finally:
-        engine.close()
-    assert result.exit_code == 1, result
-    assert (result.clusters[0].outcome.value, result.clusters[0].rolled_back_to) == \
-        ("rolled_back", "v1")
-    failed = next(e for e in w.recorder.of(Kind.CLUSTER_FAILED) if e.cluster == "c1")
-    assert "could not be evaluated" in failed.data["error"] and \
-        "unreachable" in failed.data["error"]
+    error = released_and_rolled_back(w, bake=5.0)
+    assert "could not be evaluated" in error and "unreachable" in error
 
 
 NO_SERIES = 'sum(rate(http_requests_totl{cluster="${cluster}"}[10s]))'   # misspelt metric
 
 
-def no_data_health(w: World, url: str) -> World:
-    """The world with one check whose query never has data (a misspelt metric)."""
-    doc = yaml.safe_load(w.config_path.read_text())
-    doc["health"] = {"prometheus": {"url": url, "timeout": "2s"}, "interval": "1s",
-                     "checks": [{"name": "typo-rate", "query": NO_SERIES, "max": 0.01}]}
-    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return World(w.fleet, w.config_path, load(w.config_path), w.recorder)
-
-
 def test_a_check_without_any_data_during_the_bake_fails_it_naming_the_query(world, prometheus):
     w = world(["c1"], seed=63)
     w.deploy_everywhere("v1")
-    w = no_data_health(w, prometheus(w.fleet))
-    engine = w.engine()
-    try:
-        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", bake=3.0),
-                            w.approve)
-    finally:
-        engine.close()
-    assert result.exit_code == 1, result
-    assert (result.clusters[0].outcome.value, result.clusters[0].rolled_back_to) == \
-        ("rolled_back", "v1")
-    failed = next(e for e in w.recorder.of(Kind.CLUSTER_FAILED) if e.cluster == "c1")
-    assert "metric check typo-rate: no data during the bake" in failed.data["error"]
-    assert 'http_requests_totl{cluster="c1"}' in failed.data["error"]
+    w = with_health(w, prometheus(w.fleet), "typo-rate", NO_SERIES)
+    error = released_and_rolled_back(w, bake=3.0)
+    assert "metric check typo-rate: no data during the bake" in error
+    assert 'http_requests_totl{cluster="c1"}' in error
 
 
 def test_health_checks_are_not_skipped_when_the_strategy_has_no_bake(world, prometheus):
@@ -167,13 +146,7 @@ def test_health_checks_are_not_skipped_when_the_strategy_has_no_bake(world, prom
     # interval), and a check without data fails the wave instead of passing silently.
     w = world(["c1"], seed=64)
     w.deploy_everywhere("v1")
-    w = no_data_health(w, prometheus(w.fleet))
-    engine = w.engine()
-    try:
-        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
-    finally:
-        engine.close()
-    assert result.exit_code == 1, result
-    assert result.clusters[0].outcome.value == "rolled_back"
+    w = with_health(w, prometheus(w.fleet), "typo-rate", NO_SERIES)
+    released_and_rolled_back(w)
     baking = w.recorder.of(Kind.WAVE_BAKING)
     assert baking and baking[0].data["seconds"] == 1.0

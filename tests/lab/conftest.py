@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from console.config import load
-from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
+from console.engine import Engine, GateAnswer, ReleaseRequest
 from console.sim import SimFleet
+from tests.fleets import APP, REPO, approve, write_fleet_file  # noqa: F401 - shared
 
-REPO = Path(__file__).resolve().parents[2]
-APP = "user-service"
 IDS = ("c0", "c1", "c2")
 # The settings both fleets run with (the lab's KWOK stages are written from them).
 SETTINGS: dict[str, Any] = {"readiness_delay": 0.5, "jitter": 0.3, "never_pull": ("*broken*",),
@@ -36,31 +34,16 @@ SETTINGS: dict[str, Any] = {"readiness_delay": 0.5, "jitter": 0.3, "never_pull":
 _namespaces = itertools.count(1)
 
 
-def approve(_request: Any) -> GateAnswer:
-    """An approver that approves every gate."""
-    return GateAnswer(GateDecision.APPROVE, by="test")
-
-
 def fleet_file(directory: Path, ids: Sequence[str], namespace: str, *,
                strategies: dict[str, Any] | None = None, replicas: int = 2,
                manifests: Path | None = None, rollout_timeout: str = "90s",
                cpu: str = "10m") -> Path:
     """A clusters.yaml for `ids` (the demo app), before the fleet rewrites it."""
-    doc: dict[str, Any] = {
-        "app": {"name": APP, "image": "registry.example.com/apps/user-service",
-                "manifests": str(manifests or REPO / "deploy" / "user-service"),
-                "namespace": namespace, "rollout_timeout": rollout_timeout,
-                "history": {"path": str(directory / "history")}},
-        "defaults": {"values": {"replicas": replicas,
-                                "resources": {"requests": {"cpu": cpu, "memory": "16Mi"}}}},
-        "clusters": [{"id": cid, "groups": ["fleet"], "credentials": {"kubeconfig": f"{cid}.yaml"}}
-                     for cid in ids],
-    }
-    if strategies:
-        doc["strategies"] = strategies
-    path = directory / "fleet-in.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_fleet_file(
+        directory, ids, {"manifests": str(manifests or REPO / "deploy" / "user-service"),
+                         "namespace": namespace, "rollout_timeout": rollout_timeout},
+        {"replicas": replicas, "resources": {"requests": {"cpu": cpu, "memory": "16Mi"}}},
+        strategies=strategies)
 
 
 @dataclass
