@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from console.cli import main
 from console.engine import Engine, ReleaseRequest, new_release_id
@@ -22,9 +24,11 @@ from tests.integration.conftest import approve, in_thread, wait_for
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{{ns}}/leases/{lease_name(APP)}"
 
 
-def test_a_second_console_is_refused_naming_the_holder_and_touches_nothing(world, capsys):
-    w = world(["a", "b", "c"], readiness_delay=0.3)
-    w.deploy_everywhere("v1")
+@contextmanager
+def release_holding_its_leases(w, tag: str) -> Iterator[dict]:
+    """Alice's release of `tag` to a and b, on an engine of its own, stopped once `a` is
+    healthy (its leases held) for the block; then it finishes. Yields the box that gets
+    its "result" (or "error") once it ended."""
     holding, go_on = threading.Event(), threading.Event()
 
     def hold_after_a(event):
@@ -34,9 +38,20 @@ def test_a_second_console_is_refused_naming_the_holder_and_touches_nothing(world
 
     first = Engine(w.config, [hold_after_a], grace=0.5)
     thread, box = in_thread(lambda: first.run(
-        ReleaseRequest(tag="v2", clusters="a,b", operator="alice"), approve))
+        ReleaseRequest(tag=tag, clusters="a,b", operator="alice"), approve))
     try:
         wait_for(holding.is_set, what="the first release to hold its leases")
+        yield box
+    finally:
+        go_on.set()
+        thread.join(120)
+        first.close()
+
+
+def test_a_second_console_is_refused_naming_the_holder_and_touches_nothing(world, capsys):
+    w = world(["a", "b", "c"], readiness_delay=0.3)
+    w.deploy_everywhere("v1")
+    with release_holding_its_leases(w, "v2") as box:
         code = main(["deploy", "--config", str(w.config_path), "--tag", "v3",
                      "--clusters", "b,c", "--json"])
         out = capsys.readouterr().out
@@ -46,10 +61,6 @@ def test_a_second_console_is_refused_naming_the_holder_and_touches_nothing(world
         assert len(finished) == 1 and '"preflight_failed"' in finished[0]
         assert '"lock"' in out     # reported as the lock pre-flight check
         assert (w.version("b"), w.version("c")) == ("v1", "v1")   # nothing touched
-    finally:
-        go_on.set()
-        thread.join(120)
-        first.close()
     assert box["result"].exit_code == 0, box
     # The first release gave its leases back: the same command now goes through.
     code = main(["deploy", "--config", str(w.config_path), "--tag", "v3", "--clusters", "b,c"])
@@ -188,19 +199,8 @@ def test_a_manual_rollback_during_another_consoles_release_is_refused(world, cap
         assert main(["deploy", "--config", str(w.config_path), "--tag", tag,
                      "--strategy", "parallel"]) == 0, capsys.readouterr()
     v2_release = w.annotations("a")["release-console.io/release-id"]
-    holding, go_on = threading.Event(), threading.Event()
-
-    def hold_after_a(event):
-        if event.kind is Kind.CLUSTER_HEALTHY and event.cluster == "a":
-            holding.set()
-            go_on.wait(60)
-
-    first = Engine(w.config, [hold_after_a], grace=0.5)
-    thread, box = in_thread(lambda: first.run(
-        ReleaseRequest(tag="v3", clusters="a,b", operator="alice"), approve))
     config = ["--config", str(w.config_path), "--yes"]
-    try:
-        wait_for(holding.is_set, what="the release to hold its leases")
+    with release_holding_its_leases(w, "v3") as box:
         for command in (["rollback", "a", "--to", "v1"], ["rollback", "a", "--to", "last-good"],
                         ["rollback", "--release", v2_release]):
             code = main(command + config)
@@ -208,10 +208,6 @@ def test_a_manual_rollback_during_another_consoles_release_is_refused(world, cap
             assert code == 2, (command, captured)
             assert "is being released by alice@" in captured.err, (command, captured.err)
         assert w.version("a") == "v3"            # untouched by the refused rollbacks
-    finally:
-        go_on.set()
-        thread.join(120)
-        first.close()
     assert box["result"].exit_code == 0, box
     # The release is over and gave its leases back: the rollback goes through now.
     assert main(["rollback", "a", "--to", "v1"] + config) == 0, capsys.readouterr()

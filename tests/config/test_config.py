@@ -17,7 +17,7 @@ from console.config import (FleetConfig, deep_merge, failure_budget_count, load,
                             parse_duration, parse_failure_budget)
 from console.errors import ConfigError, ValidationError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 MINIMAL = """\
 app:

@@ -1,0 +1,1 @@
+"""Tests of console.config: the fleet file's reader, model and checks."""
