@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,17 @@ def totals(fleet: SimFleet) -> dict[str, int]:
     return {cid: int(fleet.counters(cid)["total"]) for cid in fleet.ids}
 
 
+def proc_memory(pid: int) -> tuple[str, int, int] | None:
+    """(name, VmRSS, VmHWM in kB) of a process, from /proc; None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return (fields.get("Name", "").strip(), int(fields.get("VmRSS", "0 kB").split()[0]),
+            int(fields.get("VmHWM", "0 kB").split()[0]))
+
+
 class RssSampler(threading.Thread):
     """Samples the resident memory of live child processes from /proc.
 
@@ -126,27 +138,25 @@ class RssSampler(threading.Thread):
                 pids = list(self.pids)
             total = 0
             for pid in pids:
-                try:
-                    text = Path(f"/proc/{pid}/status").read_text()
-                except OSError:
+                memory = proc_memory(pid)
+                if memory is None:
                     continue
-                fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-                rss = int(fields.get("VmRSS", "0 kB").split()[0])
-                hwm = int(fields.get("VmHWM", "0 kB").split()[0])
+                _name, rss, hwm = memory
                 total += rss
                 self.hwm_kb[pid] = max(self.hwm_kb.get(pid, 0), hwm)
             self.peak_sum_kb = max(self.peak_sum_kb, total)
 
 
-def run_measured(argv: list[str], stdout: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run a child to its end; wall, CPU (user+sys, from its rusage) and peak RSS (/proc)."""
-    sampler = RssSampler()
-    sampler.start()
+def run_to_end(argv: list[str], stdout: Path, env: dict[str, str],
+               watch: Callable[[int], Callable[[], None]]) -> dict[str, Any]:
+    """Run a child (stdout to the file `stdout`, in its directory) to its end; `watch(pid)`
+    starts a sampler once it runs and returns how to stop it. Wall time, CPU (user+sys,
+    with the children it waited for, from its rusage), exit code and stderr."""
     with stdout.open("w") as out:
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 env=env, cwd=stdout.parent)
-        sampler.add(proc.pid)
+        stop = watch(proc.pid)
         # stderr is small (warnings); read it while waiting so the child never blocks on it.
         err_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))
@@ -154,11 +164,22 @@ def run_measured(argv: list[str], stdout: Path, env: dict[str, str]) -> dict[str
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - start
         reader.join()
-    sampler.stop()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    stop()
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_mb": max(sampler.hwm_kb.values(), default=0) / 1024, "code": proc.returncode,
+            "code": os.waitstatus_to_exitcode(status),
             "stderr": b"".join(err_chunks).decode(errors="replace")}
+
+
+def run_measured(argv: list[str], stdout: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run a child to its end; wall, CPU and peak RSS (/proc)."""
+    sampler = RssSampler()
+    sampler.start()
+
+    def watch(pid: int) -> Callable[[], None]:
+        sampler.add(pid)
+        return sampler.stop
+    measured = run_to_end(argv, stdout, env, watch)
+    return {**measured, "rss_mb": max(sampler.hwm_kb.values(), default=0) / 1024}
 
 
 def console(argv: list[str], config: Path, out: Path) -> dict[str, Any]:
@@ -224,12 +245,20 @@ def describe(counts: list[int]) -> str:
     return f"{statistics.mean(counts):.1f} (min {min(counts)}, max {max(counts)})"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clusters", type=int, default=200)
-    parser.add_argument("--readiness", type=float, default=20.0)
-    parser.add_argument("--jitter", type=float, default=2.0)
+def fleet_parser(description: str, clusters: int, readiness: float,
+                 jitter: float) -> argparse.ArgumentParser:
+    """The options of a released fleet's size and pace (the defaults given), and --replicas."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--clusters", type=int, default=clusters)
+    parser.add_argument("--readiness", type=float, default=readiness,
+                        help="seconds until a pod is Ready")
+    parser.add_argument("--jitter", type=float, default=jitter)
     parser.add_argument("--replicas", type=int, default=3)
+    return parser
+
+
+def main() -> int:
+    parser = fleet_parser(__doc__.splitlines()[0], clusters=200, readiness=20.0, jitter=2.0)
     parser.add_argument("--no-kubectl", action="store_true", help="skip the original way")
     args = parser.parse_args()
     ids = [f"c{i}" for i in range(args.clusters)]

@@ -23,14 +23,12 @@ processes alive at once.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from console.binaries import find  # noqa: E402
 from console.sim import SimFleet  # noqa: E402
+from release_fleet import fleet_parser, proc_memory, run_to_end  # noqa: E402 - bench/, the script's own folder
 
 APP = "user-service"
 
@@ -105,18 +104,15 @@ class TreeSampler(threading.Thread):
         while not self._halt.wait(self.interval):
             total, helm_alive = 0, 0
             for pid in self._tree():
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text()
-                except OSError:
+                memory = proc_memory(pid)
+                if memory is None:
                     continue
-                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-                rss = int(fields.get("VmRSS", "0 kB").split()[0])
+                name, rss, hwm = memory
                 total += rss
-                if fields.get("Name", "").strip() == "helm":
+                if name == "helm":
                     helm_alive += 1
                     self.helm_pids.add(pid)
-                    self.peak_helm_kb = max(self.peak_helm_kb,
-                                            int(fields.get("VmHWM", "0 kB").split()[0]))
+                    self.peak_helm_kb = max(self.peak_helm_kb, hwm)
             self.peak_sum_kb = max(self.peak_sum_kb, total)
             self.peak_helm_alive = max(self.peak_helm_alive, helm_alive)
 
@@ -125,24 +121,17 @@ def console(argv: list[str], config: Path, out: Path, env_extra: dict[str, str])
     """Run `release-console ARGV` to its end; wall, CPU (with waited-for children), memory."""
     env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config), "PYTHONUNBUFFERED": "1",
            **env_extra}
-    with out.open("w") as handle:
-        start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "console", *argv], stdout=handle,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-        sampler = TreeSampler(proc.pid)
-        sampler.start()
-        err: list[bytes] = []
-        reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))
-        reader.start()
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - start
-        reader.join()
-        sampler.stop()
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_mb": sampler.peak_sum_kb / 1024, "helm_mb": sampler.peak_helm_kb / 1024,
-            "helm_seen": len(sampler.helm_pids), "helm_alive": sampler.peak_helm_alive,
-            "code": os.waitstatus_to_exitcode(status),
-            "stderr": b"".join(err).decode(errors="replace")}
+    samplers: list[TreeSampler] = []
+
+    def watch(pid: int) -> Callable[[], None]:
+        samplers.append(TreeSampler(pid))
+        samplers[0].start()
+        return samplers[0].stop
+    measured = run_to_end([sys.executable, "-m", "console", *argv], out, env, watch)
+    sampler = samplers[0]
+    return {**measured, "peak_mb": sampler.peak_sum_kb / 1024,
+            "helm_mb": sampler.peak_helm_kb / 1024, "helm_seen": len(sampler.helm_pids),
+            "helm_alive": sampler.peak_helm_alive}
 
 
 def deploy_phase(events_file: Path) -> tuple[float, str]:
@@ -153,11 +142,7 @@ def deploy_phase(events_file: Path) -> tuple[float, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clusters", type=int, default=50)
-    parser.add_argument("--readiness", type=float, default=5.0)
-    parser.add_argument("--jitter", type=float, default=1.0)
-    parser.add_argument("--replicas", type=int, default=3)
+    parser = fleet_parser(__doc__.splitlines()[0], clusters=50, readiness=5.0, jitter=1.0)
     parser.add_argument("--helm-processes", type=int, default=16)
     args = parser.parse_args()
     helm = find("helm")
