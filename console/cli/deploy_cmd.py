@@ -4,6 +4,7 @@
         [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--build] [--json]
         [--junit FILE] [--override-freeze --reason TEXT]
         [--wait-for-approval [--gate-timeout 1h]] [--config F]
+        [--release-id ID] [--shard K/N --release-id ID [--shard-timeout S]]
 
 Without `--tag` the tag is `<short commit>-<build>` (`console.version_tag`): the app
 repository's HEAD (the directory of the fleet file) and `$BUILD_NUMBER`, else the next
@@ -23,6 +24,9 @@ has the app's rights on its clusters.
 A cluster in an open freeze window of the fleet file (`freeze:`) fails pre-flight (exit
 2, naming the window and its clusters) unless `--override-freeze --reason TEXT`; a
 window that opens during the release stops new starts (exit 3).
+With `--shard K/N` this process releases the K-th of N stable slices of the clusters;
+the N processes (same flags and `--release-id`) keep pre-flight, waves, gates (shard 1
+answers them) and the failure budget global (`console.engine.shards`, `docs/scale.md`).
 Exit codes: 0 all healthy; 1 the release failed (failed clusters rolled back); 2 bad
 input or pre-flight failure, nothing touched; 3 stopped at a gate, by a freeze window
 that opened, or aborted.

@@ -216,3 +216,17 @@ def test_a_shard_that_dies_fails_the_gate_of_the_others(world, tmp_path):
         assert "the gate before wave 2 fails" in end["detail"], (s.k, end)
     started = sorted(e["cluster"] for s in shards for e in s.kinds("cluster_started"))
     assert started == ["c0", "c1", "c2"]
+
+
+def test_bad_shard_flags_are_refused_before_anything_starts(world, tmp_path, capsys):
+    from console.cli import main
+    w = world(["a", "b"])
+    base = ["deploy", "--config", str(w.config_path), "--tag", "v2"]
+    for args, said in ((["--shard", "4/3", "--release-id", "r-1"], "--shard 4/3"),
+                       (["--shard", "two", "--release-id", "r-1"], "expected K/N"),
+                       (["--shard", "1/3"], "--shard needs --release-id"),
+                       (["--shard", "1/3", "--release-id", "r 1"], "not a valid release id")):
+        assert main(base + args) == 2, args
+        assert said in capsys.readouterr().err, args
+    assert w.version("a") is None and w.version("b") is None
+    assert not (tmp_path / "history").exists()     # refused before the ledger opened
