@@ -269,3 +269,32 @@ def test_a_release_that_cannot_fit_fails_pre_flight_with_the_numbers(stage, caps
     assert code == 2, text
     assert "the release's pods do not fit: cpu: needs 1000 (2 x 500)" in text, text
     assert stage.fleet.get("c0", "/namespaces", "", stage.ns("c0")) is None
+
+
+def test_an_apply_on_a_stale_resource_version_changes_nothing(stage):
+    """The deploy's rollback target is pre-flight's reading of the Deployment, its
+    resourceVersion the apply's precondition: a server-side apply naming a version the
+    Deployment no longer has is refused (409) and writes nothing, on both."""
+    from console.kube.client import ClusterError
+    stage.write()
+    assert stage.release("v1", clusters="c0").exit_code == 0
+    engine = stage.engine()
+    try:
+        driver = engine.driver("c0")
+        read = driver.live()
+        # Someone changes it after that reading (an annotation: a new resourceVersion).
+        driver.client.request("PATCH", f"/apis/apps/v1/namespaces/{stage.ns('c0')}/deployments/"
+                              f"{APP}", body={"metadata": {"annotations": {"touched": "yes"}}},
+                              content_type="application/merge-patch+json")
+        try:
+            driver.install(driver.prepare("v2"), {}, precondition=read.resource_version)
+        except ClusterError as exc:
+            assert exc.status == 409, exc
+        else:
+            raise AssertionError("the stale apply was accepted")
+        assert stage.version("c0") == "v1"
+        fresh = driver.live()
+        applied = driver.install(driver.prepare("v2"), {}, precondition=fresh.resource_version)
+        assert applied["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
+    finally:
+        engine.close()
