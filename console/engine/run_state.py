@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from console.engine.api import ClusterResult, Outcome, ReleaseControl
 from console.engine.pacing import Pacer
-from console.kube.driver import LiveDeployment
+from console.kube.driver import LiveDeployment, WakingEvent
 from console.locks import ReleaseLock
 from console.plan import Plan
 
@@ -102,7 +102,7 @@ class ReleaseRun:
     def stop_event(self, cid: str) -> threading.Event:
         """The event that interrupts `cid`'s rollout (set already if it must not run)."""
         with self.lock:
-            event = self.stops.setdefault(cid, threading.Event())
+            event = self.stops.setdefault(cid, WakingEvent())
         if self.control.aborted or self.lease_lost(cid):
             event.set()
         return event
@@ -111,7 +111,7 @@ class ReleaseRun:
         """Interrupt one cluster's rollout (its lease was lost), or every one (abort)."""
         with self.lock:
             events = list(self.stops.values()) if cid is None else \
-                [self.stops.setdefault(cid, threading.Event())]
+                [self.stops.setdefault(cid, WakingEvent())]
         for event in events:
             event.set()
     # Why a freeze window that opened mid-release stops new starts (None: none has);

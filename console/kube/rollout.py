@@ -241,6 +241,12 @@ class FailFast:
                 return problem
         return None
 
+    def due(self) -> float | None:
+        """When the oldest problem seen outlives the grace (None: no problem)."""
+        if not self._since:
+            return None
+        return min(since for since, _problem in self._since.values()) + self.grace
+
     def pending(self) -> PodProblem | None:
         """A fatal problem seen but still within its grace (for progress messages)."""
         for _since, problem in self._since.values():

@@ -269,3 +269,41 @@ def test_taking_the_lock_reads_no_namespace_pre_flight_saw_the_deployment_in(wor
     finally:
         lock.release()
         engine.close()
+
+
+def test_a_waking_cancel_ends_a_quiet_rollout_at_once(world):
+    """A rollout following a `WakingEvent` does not look at it twice a second (a thousand
+    rollouts looking cost seconds of CPU): setting it wakes the rollout, which stops well
+    before its next look (WOKEN_POLL)."""
+    import threading
+    import time
+
+    from console.kube.driver import WOKEN_POLL, RolloutInterrupted, WakingEvent
+    from console.render import render
+    w = world(["a"])
+    w.deploy_everywhere("v1")
+    w.fleet.set_faults("a", readiness_delay=60.0)      # nothing happens for a minute
+    driver = driver_for(w.fleet, "a")
+    cancel = WakingEvent()
+    applied = driver.apply(render(w.config, "a", "v2"), {})
+    progress = threading.Event()
+    timer = threading.Timer(1.0, cancel.set)
+    started = time.monotonic()
+    with pytest.raises(RolloutInterrupted):
+        timer.start()
+        driver.follow(applied, timeout=120, on_progress=lambda p: progress.set(),
+                      cancel=cancel)
+    assert progress.is_set()
+    # Set after 1 s; unwoken, the rollout would next look at it after WOKEN_POLL s.
+    assert time.monotonic() - started < WOKEN_POLL
+    driver.client.close()
+
+
+def test_a_waking_event_calls_its_wakers_when_set_and_when_added_after():
+    from console.kube.driver import WakingEvent
+    calls: list[str] = []
+    event = WakingEvent()
+    event.add_waker(lambda: calls.append("first"))
+    event.set()
+    event.add_waker(lambda: calls.append("late"))
+    assert calls == ["first", "late"] and event.is_set()
