@@ -4,7 +4,9 @@
 
 Without RELEASE_ID, the release running on the fleet now. Reads the ledger (pulled from
 `history.remote` each round when one is set), the release Leases and the clusters
-(`console.engine.follow`) - never the process that runs it - and prints a line per
+(`console.engine.follow`) - never the process that runs it - again as soon as a watch
+sees its Lease, the app's Deployment or the ledger file change (`ChangeWatch`; at the
+latest every `--interval` s), and prints a line per
 cluster whose phase or progress changed, the gate when one waits (with the `control`
 command that approves it), and the end. Exit codes: 0 followed to its end (or printed
 once with `--once`); 1 its console stopped without recording the end; 2 no such
@@ -33,8 +35,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                  "stopped without recording an end, 2 no such release.")
     parser.add_argument("release_id", nargs="?", default=None, metavar="RELEASE_ID",
                         help="default: the release running on the fleet now")
-    parser.add_argument("--interval", type=float, default=2.0, metavar="S",
-                        help="seconds between readings (default 2)")
+    parser.add_argument("--interval", type=float, default=10.0, metavar="S",
+                        help="seconds between readings when nothing changes (default 10; "
+                             "a change on the clusters or in the ledger is read at once)")
     parser.add_argument("--once", action="store_true",
                         help="print the state once and exit")
     add_json(parser, "one JSON object per change")
@@ -44,13 +47,14 @@ def run(args: argparse.Namespace) -> int:
     """Follow until the release ends."""
     from console.cli.output import out
     from console.engine import Engine
-    from console.engine.follow import running_release, snapshot
+    from console.engine.follow import ChangeWatch, running_release, snapshot
     from console.errors import UserError
     from console.history import HistoryError, Ledger
     config = load_config(args)
     engine = Engine(config)
     ledger = Ledger.for_config(config)
     warned = False
+    watch: ChangeWatch | None = None
 
     def emit(record: dict[str, Any], line: str) -> None:
         out(json.dumps(record) if args.json else line)
@@ -114,7 +118,14 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             if args.once:
                 return 0
-            time.sleep(max(0.2, args.interval))
+            targets = tuple(line.cluster for line in view.clusters) or tuple(view.holders)
+            if watch is None or watch.clusters != targets:
+                if watch is not None:
+                    watch.close()
+                watch = ChangeWatch(engine, targets, str(ledger.file))
+            watch.wait(max(0.2, args.interval))
     finally:
+        if watch is not None:
+            watch.close()
         ledger.close()
         engine.close()

@@ -12,16 +12,29 @@ is seen through three sources, none of them that process:
 - the ledger (pulled with `history.remote` when one is set): the release's version,
   strategy, targets and operator, each cluster's recorded outcome and the end.
 
-`snapshot()` reads them once into a `FollowView`; `release-console follow` prints the
-changes between snapshots.
+`snapshot()` reads them once into a `FollowView`; `release-console follow` and the
+console's `f` screen read one again whenever `ChangeWatch` sees something change: a watch
+(the Kubernetes watch API, `console.kube.watch_reader`) on the release's Lease - the lock
+and the control channel's live state - and on the app's Deployment of each target
+cluster, and the ledger file (a `stat` every `LEDGER_LOOK` s). A change is shown within a
+fraction of a second of happening; without one, a reading every `--interval` s still
+pulls a remote ledger.
 """
 
 from __future__ import annotations
 
+import os
+import queue
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from console.engine.steering_client import read_leases
+from console.errors import UserError
+from console.kube.client import ClusterError
+from console.kube.watch_reader import WatchReader
+from console.locks import lease_name
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
@@ -134,3 +147,74 @@ def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
             phase = "waiting"
         view.clusters.append(ClusterLine(cid, phase, version, ready, desired))
     return view
+
+
+LEDGER_LOOK = 0.1      # s between looks at the ledger file's size and mtime
+WATCH_TIMEOUT = 300    # s the API server keeps one watch stream open (it resumes after)
+
+
+class ChangeWatch:
+    """Watches on the followed release's Lease and the app's Deployment on each of
+    `clusters`, and on the ledger file: `wait(timeout)` returns True as soon as one of
+    them changed, False when `timeout` s passed without a change."""
+
+    def __init__(self, engine: Engine, clusters: Sequence[str], ledger_file: str | None) -> None:
+        self.clusters = tuple(clusters)
+        self.ledger_file = ledger_file
+        self._events: queue.Queue = queue.Queue()
+        self._readers: list[WatchReader] = []
+        self._ledger_seen = self._ledger_stamp()
+        name = lease_name(engine.config.app.name)
+        for cid in self.clusters:
+            try:
+                driver = engine.driver(cid)
+            except (UserError, ClusterError):
+                continue     # its credentials do not load: the readings say so
+            ns = driver.namespace
+            for path, selector, source in (
+                    (f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", name, "lease"),
+                    (f"/apis/apps/v1/namespaces/{ns}/deployments", engine.config.app.name,
+                     "deployment")):
+                self._readers.append(WatchReader(
+                    driver.client, path, {"fieldSelector": f"metadata.name={selector}"},
+                    f"{cid}/{source}", self._events, None, WATCH_TIMEOUT))
+        for reader in self._readers:
+            reader.start()
+
+    def _ledger_stamp(self) -> tuple[int, int] | None:
+        if not self.ledger_file:
+            return None
+        try:
+            info = os.stat(self.ledger_file)
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size)
+
+    def wait(self, timeout: float) -> bool:
+        """Until something changed (True, every change so far taken) or `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self._events.get(timeout=min(LEDGER_LOOK, left))
+            except queue.Empty:
+                stamp = self._ledger_stamp()
+                if stamp != self._ledger_seen:
+                    self._ledger_seen = stamp
+                    return True
+                continue
+            while True:                 # a burst is one change: read once
+                try:
+                    self._events.get_nowait()
+                except queue.Empty:
+                    self._ledger_seen = self._ledger_stamp()   # the reading sees it too
+                    return True
+
+    def close(self) -> None:
+        """Stop every watch."""
+        for reader in self._readers:
+            reader.stop()
+        for reader in self._readers:
+            reader.join(timeout=5)

@@ -53,6 +53,8 @@ class EngineHost:
         self._gates: dict[int, Future] = {}
         self._gate_ids = itertools.count(1)
         self._runs: list[threading.Thread] = []
+        self._follow_watch: Any = None       # the follow screen's ChangeWatch
+        self._follow_lock = threading.Lock()
         self.engine: Engine | None = None
         self.session: Session | None = None
         self.ledger_error: str | None = None
@@ -100,6 +102,7 @@ class EngineHost:
             # Every record committed, then what notifications are pending - within the
             # time the parent gives the child to stop.
             self.session.close(timeout=STOP_TIMEOUT / 2)
+        self._follow_done()
         self._stop.set()
         flusher.join(timeout=STOP_TIMEOUT)
         if self.engine is not None:
@@ -237,6 +240,27 @@ class EngineHost:
                 self._send(("warning", f"history remote: {exc}"))
         return snapshot(self.engine, rid, ledger)
 
+    def _follow_wait(self, clusters: list[str], timeout: float) -> bool:
+        """Wait for a change of the followed release (`ChangeWatch` on `clusters`, made
+        again when they differ) or `timeout` s."""
+        from console.engine.follow import ChangeWatch
+        assert self.engine is not None
+        with self._follow_lock:
+            watch = self._follow_watch
+            if watch is None or watch.clusters != tuple(clusters):
+                if watch is not None:
+                    watch.close()
+                ledger = self.session.ledger if self.session is not None else None
+                watch = self._follow_watch = ChangeWatch(
+                    self.engine, clusters, str(ledger.file) if ledger is not None else None)
+        return watch.wait(timeout)
+
+    def _follow_done(self) -> None:
+        with self._follow_lock:
+            watch, self._follow_watch = self._follow_watch, None
+        if watch is not None:
+            watch.close()
+
     def _call(self, call_id: int, method: str, args: tuple, kwargs: dict) -> None:
         engine = self.engine
         assert engine is not None
@@ -251,6 +275,10 @@ class EngineHost:
                 result = [release.id for release in self._need_session().reconcile()]
             elif method == "follow":
                 result = self._follow(args[0])
+            elif method == "follow_wait":
+                result = self._follow_wait(list(args[0]), float(args[1]))
+            elif method == "follow_done":
+                result = self._follow_done()
             elif method == "steer":
                 from console.engine.steering_client import send
                 result = send(engine, args[0], args[1], args[2])

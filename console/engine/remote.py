@@ -57,7 +57,7 @@ ENGINE_NICENESS = 5           # the engine process yields the CPU to the console
 LOG_TAIL = 2000               # characters of the child's log quoted when it stops
 
 METHODS = ("run", "status", "detail", "rollback", "plan_rollback", "rollback_release",
-           "releases", "matrix", "reconcile", "follow", "steer")
+           "releases", "matrix", "reconcile", "follow", "follow_wait", "steer")
 
 
 class EngineProcessError(UserError):
@@ -205,6 +205,16 @@ class EngineProcess:
         """A `console.engine.follow.FollowView` of `release_id` (None: the release running
         on the fleet now); `UserError` when none runs."""
         return self._call("follow", release_id)
+
+    def follow_wait(self, clusters: list[str], timeout: float) -> bool:
+        """Block until the followed release's Leases, Deployments on `clusters` or the
+        ledger change (True) or `timeout` s pass (False): `console.engine.follow.
+        ChangeWatch`, kept in the engine process while the follow screen is open."""
+        return bool(self._call("follow_wait", clusters, timeout))
+
+    def follow_done(self) -> None:
+        """The follow screen closed: stop its watches."""
+        self._call("follow_done")
 
     def steer(self, release_id: str, action: str, cluster: str | None = None) -> Any:
         """Ask another process's release through its control channel

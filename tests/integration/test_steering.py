@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -223,17 +224,22 @@ def test_a_gate_timeout_stops_the_release(world, tmp_path):
 class Follow(Child):
     """`release-console follow ...` as a process; its lines collected by a thread."""
 
-    def __init__(self, config: Path, *args: str) -> None:
+    def __init__(self, config: Path, *args: str, interval: str = "0.3") -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "console", "follow", "--config",
-                                      str(config), "--interval", "0.3", *args],
+                                      str(config), "--interval", interval, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, stdin=subprocess.DEVNULL)
         self.lines: list[str] = []
+        self.seen_at: list[float] = []     # time.time() when each line arrived
         self._start_reader()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
+            self.seen_at.append(time.time())
             self.lines.append(line.rstrip("\n"))
+
+    def when(self, text: str) -> float:
+        return next(t for t, line in zip(list(self.seen_at), list(self.lines)) if text in line)
 
     def saw(self, text: str) -> bool:
         return any(text in line for line in list(self.lines))
@@ -491,3 +497,41 @@ def test_control_from_an_identity_the_cluster_cannot_confirm_is_refused_and_reco
         ledger.close()
     assert [(s["action"], s["confirmed"], "SelfSubjectReview" in s["refused"])
             for s in steer] == [("pause", False, True), ("abort", False, True)], steer
+
+
+def test_follow_watches_and_shows_a_change_well_under_a_second_after_it_happens(
+        world, tmp_path):
+    # --interval 60: nothing is read on a timer during the test, so each line comes from
+    # the watches (the Leases, the Deployments, the ledger file). The latency is from the
+    # release's own event (its `ts`) to the follow line arriving here.
+    ids = ["a", "b", "c", "d"]
+    w = world(ids, readiness_delay=3.0, jitter=0.0)
+    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                    "--max-parallel", "1")
+    follow = None
+    try:
+        wait_for(lambda: deploy.kinds("release_started"), timeout=90, what="the start")
+        rid = deploy.release_id
+        follow = Follow(w.config_path, rid, interval="60")
+        wait_for(lambda: follow.saw(f"release {rid}: v2"), timeout=60, what="the follow head")
+        assert control(w.config_path, rid, "pause").returncode == 0
+        wait_for(lambda: follow.saw("paused: no new cluster starts"), timeout=30,
+                 what="the paused line")
+        paused = deploy.kinds("paused")[0]["ts"]
+        pause_latency = follow.when("paused: no new cluster starts") - paused
+        assert control(w.config_path, rid, "resume").returncode == 0
+        wait_for(lambda: follow.saw("resumed"), timeout=30, what="the resumed line")
+        resume_latency = follow.when("resumed") - deploy.kinds("resumed")[0]["ts"]
+        assert follow.finish(timeout=120) == 0, follow.proc.stderr.read()
+        assert deploy.finish() == 0
+    finally:
+        for proc in (deploy, follow):
+            if proc is not None and proc.proc.poll() is None:
+                proc.finish(timeout=5)
+    healthy = {e["cluster"]: e["ts"] for e in deploy.kinds("cluster_healthy")}
+    cluster_latency = [follow.when(f"{c:<20} healthy") - healthy[c] for c in ids[1:]]
+    print(f"follow latency: pause {pause_latency:.3f}s resume {resume_latency:.3f}s "
+          f"healthy {', '.join(f'{x:.3f}' for x in cluster_latency)}s")
+    assert follow.lines[-1] == f"release {rid}: ok"
+    # Well under a second (the machine is shared: the bound leaves room for load).
+    assert max(pause_latency, resume_latency, *cluster_latency) < 1.0

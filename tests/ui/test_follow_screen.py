@@ -138,3 +138,51 @@ async def test_the_console_follows_a_sharded_release_as_one_and_approves_it_once
             shard.wait(timeout=30)
     assert [s.returncode for s in shards] == [0, 0, 0], [s.stderr.read() for s in shards]
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
+
+
+@story
+async def test_the_follow_screen_shows_a_pause_from_outside_well_under_a_second_later(
+        console_fleet, tmp_path) -> None:
+    # The screen reads again when its watches see a change, not on a timer (REFRESH is
+    # 10 s): the latency is from the release's own `paused` event (its `ts`) to the
+    # header saying paused.
+    import json
+    import time
+
+    from tests.ui.test_steer_keys import control
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    fleet.set_faults("staging", readiness_delay=4.0)
+    fleet.set_faults("prod-eu", readiness_delay=4.0)
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
+    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
+                               "--strategy", "parallel", "--max-parallel", "1", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot, app)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
+                           and "running" in header(app), timeout=120,
+                           what="the followed release")
+            rid = app.screen.view.release_id
+            code, _out, err = await control(config, rid, "pause")
+            assert code == 0, err
+            await wait_for(pilot, lambda: "paused" in header(app), timeout=30,
+                           what="the header to say paused")
+            shown = time.time()
+            code, _out, err = await control(config, rid, "resume")
+            assert code == 0, err
+            await pilot.press("escape")
+            await pilot.press("q")
+        out, _err = deploy.communicate(timeout=120)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        deploy.wait(timeout=30)
+    assert deploy.returncode == 0
+    paused = next(e for e in map(json.loads, out.splitlines()) if e["kind"] == "paused")
+    latency = shown - paused["ts"]
+    print(f"follow screen latency: pause {latency:.3f}s")
+    assert latency < 1.0

@@ -1,8 +1,9 @@
 """`f` - follow a release another process runs (a headless `deploy` in CI, another
 console): its clusters' phase and progress, pause, the gate waiting and who approved so
-far, refreshed every `REFRESH` s from the engine process (`console.engine.follow`:
-ledger, Leases, clusters). Read-only, except through the release's control channel:
-`a` approves its gate, `p` pauses or resumes it - as the identity the cluster confirms.
+far, read again from the engine process (`console.engine.follow`: ledger, Leases,
+clusters) as soon as its watches see a change (`ChangeWatch`: the release's Leases, the
+app's Deployments, the ledger file), at the latest every `REFRESH` s. Read-only, except
+through the release's control channel: `a` approves its gate, `p` pauses or resumes it - as the identity the cluster confirms.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -26,7 +28,8 @@ from console.ui.screens.reading import read_or_error
 if TYPE_CHECKING:
     from console.ui.messages import ConsoleServices
 
-REFRESH = 2.0   # s between readings of the followed release
+REFRESH = 10.0  # s between readings of the followed release when nothing changed
+LOOKING = 2.0   # s between looks for a running release while none is found
 
 # How a followed cluster's phase (the ledger's outcome, or what the cluster shows) is drawn.
 PHASES = {"waiting": Phase.WAITING, "rolling": Phase.ROLLING, "ready": Phase.ROLLING,
@@ -66,7 +69,30 @@ class FollowScreen(Screen):
                                   ("progress", "READY", 8), ("version", "VERSION", 30)):
             table.add_column(label, key=key, width=width)
         self.load()
-        self.set_interval(REFRESH, self.load)
+        self.watch_changes()
+
+    def on_unmount(self) -> None:
+        engine = self.app.engine()
+        # The engine process stops the watches; a remote call is I/O: off the UI thread.
+        self.app.run_worker(engine.follow_done, thread=True, exit_on_error=False,
+                            group="follow-done")
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="follow-watch")
+    def watch_changes(self) -> None:
+        """Wait in the engine process for a change of the followed release, then read it."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            view = self.view
+            clusters = [line.cluster for line in view.clusters] if view is not None else []
+            try:
+                self.app.engine().follow_wait(clusters, REFRESH if clusters else LOOKING)
+            except UserError:
+                if worker.is_cancelled:
+                    return
+                time.sleep(LOOKING)   # the engine process is going away or restarting
+            if worker.is_cancelled:
+                return
+            self.app.call_from_thread(self.load)
         self.set_interval(1.0, self._show_header)   # a bake's countdown ticks between reads
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="follow")
