@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from console.cli import main
+from tests.engine.conftest import wait_until
 from tests.faults.conftest import APP, events_of, releases
 
 LEASE = f"release-console-{APP}"
@@ -26,14 +27,16 @@ def deploy_process(w, tmp_path, tag: str, *args: str) -> subprocess.Popen:
                             env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
 
 
-def kill_when_all_started(proc: subprocess.Popen, count: int) -> list[dict]:
-    """Read events until `count` clusters started, then SIGKILL the process."""
+def kill_when_all_started(proc: subprocess.Popen, w, ids: list[str], tag: str) -> list[dict]:
+    """Read events until every cluster of `ids` started and its Deployment carries `tag`
+    (the new version reached it), then SIGKILL the process."""
     seen: list[dict] = []
     deadline = time.monotonic() + 60
     for line in proc.stdout:
         seen.append(json.loads(line))
-        if sum(e["kind"] == "cluster_started" for e in seen) == count:
-            time.sleep(0.3)   # let the new version reach the clusters
+        if sum(e["kind"] == "cluster_started" for e in seen) == len(ids):
+            wait_until(lambda: all(w.version(c) == tag for c in ids),
+                       f"{tag} applied on {', '.join(ids)}")
             proc.send_signal(signal.SIGKILL)
             break
         assert time.monotonic() < deadline
@@ -59,7 +62,7 @@ def test_sigkill_leaves_leases_that_expire_within_their_duration(world, tmp_path
     w = world(ids, readiness_delay=1.5, jitter=0.0)
     w.deploy_everywhere("v1")
     proc = deploy_process(w, tmp_path, "v2", "--strategy", "parallel")
-    seen = kill_when_all_started(proc, len(ids))
+    seen = kill_when_all_started(proc, w, ids, "v2")
     killed_at = datetime.now(timezone.utc)
     assert proc.returncode == -signal.SIGKILL
     release_id = seen[0]["release"]
@@ -105,7 +108,7 @@ def test_sigkill_mid_parallel_release_next_start_reconciles(world, tmp_path, cap
     w = world(ids, readiness_delay=1.5, jitter=0.0)
     w.deploy_everywhere("v1")
     proc = deploy_process(w, tmp_path, "v2", "--strategy", "parallel")
-    seen = kill_when_all_started(proc, len(ids))
+    seen = kill_when_all_started(proc, w, ids, "v2")
     assert proc.returncode == -signal.SIGKILL
     release_id = seen[0]["release"]
     left = releases(w.config)[release_id]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from console.cli import main
 from tests.faults.conftest import events_of, releases, secrets_of, vault_fleet
+from tests.ui.ui_helpers import repainted
 
 
 def hits(haystack: str, needles: list[str]) -> list[str]:
@@ -36,6 +37,8 @@ def files_text(*roots: Path) -> dict[str, str]:
 async def screens_of_a_release(config) -> list[str]:
     """Run a release from the console and capture its screens (grid, detail, history)."""
     from console.ui.app import ReleaseConsoleApp
+    from console.ui.screens.detail import DetailScreen
+    from console.ui.screens.history import HistoryScreen
     from console.ui.screens.release_form import ReleaseFormScreen
     app = ReleaseConsoleApp(config, status_interval=0, operator="alice",
                             engine_options={"grace": 1.0, "status_timeout": 10.0})
@@ -49,7 +52,7 @@ async def screens_of_a_release(config) -> list[str]:
 
         await until(app._engine_ready.is_set, "the engine")
         await app.workers.wait_for_complete()
-        await pilot.pause(0.3)
+        await repainted(pilot)
         shots.append(app.export_screenshot())
         await pilot.press("n")
         await until(lambda: isinstance(app.screen, ReleaseFormScreen), "the form")
@@ -60,15 +63,20 @@ async def screens_of_a_release(config) -> list[str]:
         await pilot.press("enter")
         await until(lambda: app.state.release is not None and
                     app.state.release.outcome is not None, "the end of the release")
-        await pilot.pause(0.3)
+        await repainted(pilot)
         shots.append(app.export_screenshot())
         await pilot.press("enter")          # the cursor's cluster: pods, events, errors
-        await pilot.pause(0.5)
+        await until(lambda: isinstance(app.screen, DetailScreen) and (
+            app.screen.detail is not None or app.screen.read_error), "the cluster's detail")
+        await pilot.pause()                 # drawn
         shots.append(app.export_screenshot())
         await pilot.press("escape")
         await pilot.press("h")              # the history ledger
-        await pilot.pause(0.5)
+        await until(lambda: isinstance(app.screen, HistoryScreen) and (
+            app.screen.releases or app.screen.error), "the ledger's releases")
+        await pilot.pause()                 # drawn
         shots.append(app.export_screenshot())
+        assert "v3" in shots[-1]            # the screen searched is the filled ledger
     assert app.state.release.outcome == "ok"
     return shots
 
