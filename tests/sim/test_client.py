@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from console.sim.clock import ManualClock
 from tests.sim.conftest import api_client, deployment
 
 T = 10  # _request_timeout for every call
@@ -109,21 +110,21 @@ def test_never_pull_hits_the_progress_deadline(sim_fleet):
 
 
 def test_crash_tags_crash_loop_with_rising_restarts(sim_fleet):
-    fleet = sim_fleet(["a"], crash=["*crash*"], readiness_delay=0.1, jitter=0)
+    fleet = sim_fleet(["a"], crash=["*crash*"], readiness_delay=1, jitter=0,
+                      clock=ManualClock())
     api = api_client(fleet, "a")
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespace({"metadata": {"name": "shop"}}, _request_timeout=T)
     apply(apps, deployment("reg.example/web:v1-crash"))
     seen: list[int] = []
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (len(seen) < 2 or seen[-1] < 2):
+    for _ in range(8):                  # 40 s of the simulator's time, read every 5 s
+        fleet.advance(5)
         pod = core.list_namespaced_pod("shop", _request_timeout=T).items[0]
         cs = pod.status.container_statuses[0]
-        if cs.state.waiting and cs.state.waiting.reason == "CrashLoopBackOff":
-            seen.append(cs.restart_count)
-            assert not cs.ready and cs.last_state.terminated.exit_code == 1
-        time.sleep(0.1)
-    assert seen and seen[-1] >= 2 and seen == sorted(seen)
+        assert cs.state.waiting and cs.state.waiting.reason == "CrashLoopBackOff", cs
+        assert not cs.ready and cs.last_state.terminated.exit_code == 1
+        seen.append(cs.restart_count)
+    assert seen == sorted(seen) and seen[0] < seen[-1] and seen[-1] >= 4, seen
 
 
 def test_errors_are_status_objects(sim_fleet):
