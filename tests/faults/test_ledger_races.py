@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 from console.history import Ledger
 from tests.faults.conftest import APP
 from tests.history.conftest import git
 
-# Each process sleeps until the same wall-clock moment, then opens (creates) the ledger.
+# Each process says it is ready (its imports done), waits for the word, then opens
+# (creates) the ledger: all of them at once, however slowly they started.
 OPEN = """
-import sys, time
+import sys
 from console.history import Ledger
-time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+print("ready", flush=True)
+sys.stdin.readline()
 remote = sys.argv[3] or None
 Ledger(sys.argv[2], {app!r}, remote=remote, git_timeout=20).close()
 """.format(app=APP)
@@ -22,11 +23,15 @@ Ledger(sys.argv[2], {app!r}, remote=remote, git_timeout=20).close()
 
 def test_consoles_creating_a_new_ledger_at_once_all_open_it(tmp_path, bare_remote):
     path = tmp_path / "history"
-    at = time.time() + 1.5
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN, str(at), str(path),
-                               str(bare_remote) if i % 2 == 0 else ""],
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN, "-", str(path),
+                               str(bare_remote) if i % 2 == 0 else ""], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(8)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.close()
     results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
     for proc in procs:
         proc.stdout.close()

@@ -309,14 +309,14 @@ RUNNING_CONSOLE = textwrap.dedent("""
     ledger = Ledger(sys.argv[1], "user-service", operator=Operator("alice", "a@x"))
     ledger.start_release("r7", version="3.0", targets=["a"])
     print("started", flush=True)
-    time.sleep(120)
+    sys.stdin.read()            # alive until the test ends it
 """)
 
 
 def test_a_release_another_live_console_runs_is_not_unfinished(tmp_path: Path) -> None:
     path = tmp_path / "work"
     proc = subprocess.Popen([sys.executable, "-c", RUNNING_CONSOLE, str(path)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "started"
         ledger = Ledger(path, APP)

@@ -126,13 +126,24 @@ def test_an_expired_lease_is_taken_over(client) -> None:
     assert dead.renew() is False   # the old holder notices it lost the lease
 
 
-def test_renewal_keeps_the_lease_alive_past_its_duration(client) -> None:
+def test_renewal_keeps_the_lease_alive_past_its_duration(fleet, client) -> None:
     lost: list = []
     lock = ReleaseLock.for_clusters({"a": (client("a"), NAMESPACE)}, "user-service", "rel-1",
                                     user="alice", duration=2,
                                     on_lost=lambda *args: lost.append(args))
+
+    def renewed_at() -> datetime:
+        spec = fleet.get("a", "coordination.k8s.io/leases", NAMESPACE,
+                         "release-console-user-service")["spec"]
+        return datetime.fromisoformat(spec["renewTime"].replace("Z", "+00:00"))
+
     with lock:
-        time.sleep(3.2)         # longer than the duration: only renewals keep it
+        # Until the lease was renewed past the time it would have expired without.
+        expiry = renewed_at() + timedelta(seconds=2)
+        deadline = time.monotonic() + 30
+        while renewed_at() <= expiry:
+            assert time.monotonic() < deadline, "the lease was never renewed past its duration"
+            time.sleep(0.05)
         with pytest.raises(LockHeld):
             lease_of(client, "a", "user-service", "rel-2", "bob").acquire()
     assert lost == [] and lock.lost == {}
