@@ -127,3 +127,34 @@ def test_a_drill_runs_inside_a_freeze_window(world, capsys):
     capsys.readouterr()
     assert main(["drill", "--config", str(w.config_path), "--fail", "a", "--json", *FAST]) == 0
     assert output_json(capsys)["clusters"][0]["outcome"] == "rolled_back"
+
+
+def test_drill_fail_prod_us_on_the_demo_fleet_file_prints_times_and_exits_0(tmp_path, capsys):
+    """Issue 15's done-when line: `drill --fail prod-us` on the demo fleet (the repository's
+    clusters.yaml, as `release-console demo` serves it) prints detection and rollback
+    times and exits 0 when every rollback worked within the limits. A copy with its ledger
+    in the test's directory; the clusters' kubeconfigs need not exist - a drill never
+    touches the fleet."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "clusters.yaml").read_text()   # as text: YAML 1.1 reads `on:` as true
+    assert "manifests: deploy/user-service" in text and "path: .release-history" in text
+    text = text.replace("manifests: deploy/user-service",
+                        f"manifests: {repo / 'deploy' / 'user-service'}")
+    text = text.replace("path: .release-history", f"path: {tmp_path / 'history'}")
+    path = tmp_path / "clusters.yaml"
+    path.write_text(text)
+
+    code = main(["drill", "--config", str(path), "--fail", "prod-us", *FAST])
+
+    out, err = capsys.readouterr()
+    assert code == 0, (out, err)
+    line = next(line for line in out.splitlines() if line.lstrip().startswith("prod-us"))
+    assert "DETECT" in out and "ROLLBACK" in out, out
+    assert "rolled_back" in line or "rolled back" in line, line
+    ledger = Ledger.for_config(load(path))
+    try:
+        [drill] = ledger.drills()
+    finally:
+        ledger.close()
+    [us] = [c for c in drill["clusters"] if c["cluster"] == "prod-us"]
+    assert us["ok"] and 0 < us["detect_s"] and 0 < us["rollback_s"] < drill["rollout_timeout"]
