@@ -235,24 +235,35 @@ def ledger_lines() -> list[dict]:
     return lines
 
 
-def test_history_ledger_and_version_matrix(snap_compare, console_fleet, fixed_clock) -> None:
-    config, fleet = console_fleet()
+def history_app(console_fleet, fixed_clock) -> ReleaseConsoleApp:
+    """The console on a fleet with the recorded ledger above, v1.4.2 everywhere and prod-eu
+    changed by hand to a hotfix (the matrix must mark the drift)."""
+    config, _fleet = console_fleet()
     write_ledger(config, ledger_lines())
-    # prod-eu was changed by hand to a hotfix: the matrix must mark the drift.
     seed(config, "v1.4.2")
     engine = Engine(config)
     engine.run(ReleaseRequest(tag="v1.4.2-hotfix", clusters="prod-eu", strategy="serial"),
                lambda _gate: GateAnswer(GateDecision.APPROVE))
     engine.close()
-    app = ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice",
-                            engine_options=PATIENT)
+    return ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice",
+                             engine_options=PATIENT)
+
+
+async def open_history(pilot) -> None:
+    """`h`, and wait until the ledger is read."""
+    app = pilot.app
+    await settle(pilot)
+    await pilot.press("h")
+    await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                   and bool(app.screen.releases), what="the ledger")
+    await app.workers.wait_for_complete()
+
+
+def test_history_ledger_and_version_matrix(snap_compare, console_fleet, fixed_clock) -> None:
+    app = history_app(console_fleet, fixed_clock)
 
     async def run_before(pilot) -> None:
-        await settle(pilot)
-        await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
-                       and bool(app.screen.releases), what="the ledger")
-        await app.workers.wait_for_complete()
+        await open_history(pilot)
         no_blink(app)
         await repainted(pilot)
 
@@ -260,22 +271,10 @@ def test_history_ledger_and_version_matrix(snap_compare, console_fleet, fixed_cl
 
 
 def test_history_version_matrix_tab(snap_compare, console_fleet, fixed_clock) -> None:
-    config, fleet = console_fleet()
-    write_ledger(config, ledger_lines())
-    seed(config, "v1.4.2")
-    engine = Engine(config)
-    engine.run(ReleaseRequest(tag="v1.4.2-hotfix", clusters="prod-eu", strategy="serial"),
-               lambda _gate: GateAnswer(GateDecision.APPROVE))
-    engine.close()
-    app = ReleaseConsoleApp(config, clock=fixed_clock, status_interval=0, operator="alice",
-                            engine_options=PATIENT)
+    app = history_app(console_fleet, fixed_clock)
 
     async def run_before(pilot) -> None:
-        await settle(pilot)
-        await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
-                       and bool(app.screen.releases), what="the ledger")
-        await app.workers.wait_for_complete()
+        await open_history(pilot)
         await pilot.press("v")
         await wait_for(pilot, lambda: app.screen.query_one("#history-tabs").active
                        == "tab-matrix", what="the matrix tab")

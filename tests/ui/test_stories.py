@@ -46,6 +46,14 @@ def seed(config, tag: str, clusters: str = "") -> None:
                                     result.preflight.failures)
 
 
+def released(console_fleet, ids: list[str], *tags: str):
+    """`console_fleet(ids)` where each of `tags` was released (and recorded) in turn."""
+    config, fleet = console_fleet(ids)
+    for tag in tags:
+        seed(config, tag)
+    return config, fleet
+
+
 def live_tag(fleet, cluster: str) -> str:
     """The image tag the simulated cluster's Deployment runs."""
     deployment = fleet.get(cluster, "apps/deployments", cluster, "user-service")
@@ -216,9 +224,7 @@ async def test_one_key_rollback_never_goes_forward_to_a_failed_version(console_f
 
 @story
 async def test_one_key_rollback_of_a_healthy_cluster(console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu"])
-    seed(config, "v1")
-    seed(config, "v2")
+    config, fleet = released(console_fleet, ["staging", "prod-eu"], "v1", "v2")
     app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
@@ -400,9 +406,7 @@ async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None
 
 @story
 async def test_detail_and_rollback_of_a_whole_release_from_history(console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu"])
-    seed(config, "v1")
-    seed(config, "v2")
+    config, fleet = released(console_fleet, ["staging", "prod-eu"], "v1", "v2")
     app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
