@@ -28,6 +28,18 @@ def die_with_parent() -> None:
         pass
 
 
+def stop_server(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM a server still running and wait for it; SIGKILL it after `grace` s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def wait_until_up(name: str, process: subprocess.Popen, log: Path,
                   probe: Callable[[], bool], stop: Callable[[], None],
                   timeout: float = 20.0) -> None:

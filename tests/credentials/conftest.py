@@ -16,7 +16,7 @@ import httpx
 import hvac
 import pytest
 
-from tests.servers import die_with_parent, free_port, wait_until_up
+from tests.servers import die_with_parent, free_port, stop_server, wait_until_up
 
 BAO = Path(sys.executable).parent / "bao"
 START_TIMEOUT = 20.0
@@ -46,13 +46,7 @@ class Bao:
 
     def stop(self) -> None:
         """Stop the server and wait for it to exit."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_server(self.process)
 
 
 def start_bao(workdir: Path, tls: bool = False) -> Bao:

@@ -19,7 +19,7 @@ from console.cli import main
 from console.engine import ReleaseRequest
 from console.events import Kind
 from tests.engine.conftest import World
-from tests.servers import die_with_parent, free_port, wait_until_up
+from tests.servers import die_with_parent, free_port, stop_server, wait_until_up
 
 ERROR_RATE = ('sum(rate(http_requests_total{cluster="${cluster}",code=~"5.."}[10s])) / '
               'sum(rate(http_requests_total{cluster="${cluster}"}[10s]))')
@@ -74,23 +74,14 @@ def prometheus(tmp_path: Path) -> Iterator[callable]:
         started.append(process)
         url = f"http://127.0.0.1:{port}"
 
-        def stop() -> None:
-            process.terminate()
-            process.wait(timeout=20)
         wait_until_up("prometheus", process, work / "prometheus.log",
                       lambda: httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200,
-                      stop, 30.0)
+                      lambda: stop_server(process, 20.0), 30.0)
         return url
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_server(process, 20.0)
 
 
 def test_a_tag_bad_by_metrics_fails_the_wave_on_its_error_rate(world, prometheus, capsys):

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.servers import die_with_parent, free_port, wait_until_up
+from tests.servers import die_with_parent, free_port, stop_server, wait_until_up
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -136,13 +136,7 @@ class Registry:
 
     def stop(self) -> None:
         """Stop the registry and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_server(self.process)
 
 
 def _trust(ca_file: Path | None) -> ssl.SSLContext | bool:
