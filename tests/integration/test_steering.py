@@ -466,9 +466,10 @@ def test_control_from_an_identity_the_cluster_cannot_confirm_is_refused_and_reco
     # The control lease's cluster has no SelfSubjectReview (an API server before 1.28):
     # `control` can only offer the local login. A pause from that name must not hold the
     # release (it did: only approvals were refused), `control` says it was refused (exit
-    # 2), and the ledger records the attempt.
+    # 2), and the ledger records the attempt. Pods get ready after 4 s: the release (one
+    # cluster at a time) must outlast two `control` processes under load.
     ids = ["a", "b", "c", "d"]
-    w = world(ids, readiness_delay=1.0, jitter=0.0)
+    w = world(ids, readiness_delay=4.0, jitter=0.0)
     w.fleet.set_faults("a", self_review=False)
     deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                     "--max-parallel", "1")
