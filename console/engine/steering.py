@@ -16,8 +16,9 @@ change what the release delivers. `control` names the person by the identity the
 cluster confirms (SelfSubjectReview); a request without a confirmed identity is refused. A Unix socket in the private directory would reach only the same
 machine and user, and could only name a local login.
 
-`open_channel(engine, run)` starts a thread that polls the control lease (every
-`POLL` s, one GET), hands each new request to the release's `ReleaseControl` - or
+`open_channel(engine, run)` starts a thread that watches the control lease (one watch
+request every `WATCH_TIMEOUT` s; while the watch fails, one GET every `POLL` s), hands
+each new request to the release's `ReleaseControl` - or
 refuses it with the reason there is nothing to act on - writes the acknowledgement,
 and keeps the live state (paused, gate waiting, approvals) in the `steering`
 annotation for `release-console follow`. Every action taken is a `STEERED` event, so
@@ -27,6 +28,7 @@ the ledger records who did what.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from console.engine.api import (FAILURE_OUTCOMES, GateAnswer, GateDecision,
                                 Outcome)
 from console.events import Kind
+from console.kube.watch_reader import WatchReader
 from console.locks import control as wire
 
 if TYPE_CHECKING:
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLL = 0.5                 # s between looks at the control lease
+POLL = 0.5                 # s between looks at the live state (and, unwatched, the lease)
+WATCH_TIMEOUT = 120        # s the server keeps one watch of the control lease open
 RIGHTS_READERS = 32        # target leases read at once to check a request's rights
 SKIPPED_BY_OPERATOR = "skipped_by_operator"
 
@@ -201,15 +205,45 @@ class Channel:
         return state
 
     def _loop(self) -> None:
-        while not self._stop.wait(POLL):
-            try:
-                self._round()
-            except wire.ChannelError as exc:   # the next round tries again
-                log.warning("release %s: control channel: %s", self.run.release_id, exc)
+        """Requests arrive through a watch of the control lease (one request per watch
+        of a few minutes, not a read twice a second: issue 16); the live state is
+        compared every POLL s and written when it changed. While the watch fails, every
+        round reads the lease as before."""
+        events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        collection = wire.lease_path(self.namespace, self.name).rsplit("/", 1)[0]
+        reader = WatchReader(self.kube, collection, {"fieldSelector": f"metadata.name={self.name}"},
+                             "lease", events, None, WATCH_TIMEOUT)
+        reader.start()
+        watching = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    source, kind, obj = events.get(timeout=POLL)
+                except queue.Empty:
+                    source, kind, obj = "", "", None
+                if self._stop.is_set():
+                    return
+                try:
+                    if source == "lease" and kind in ("ADDED", "MODIFIED"):
+                        watching = True
+                        self._round(obj)
+                    elif source == "error" or (source == "lease" and kind == "DELETED"):
+                        watching = False
+                        self._round()
+                    else:
+                        self._round(read=not watching)
+                except wire.ChannelError as exc:   # the next round tries again
+                    log.warning("release %s: control channel: %s", self.run.release_id, exc)
+        finally:
+            reader.stop()
+            reader.join(timeout=2.0)
 
-    def _round(self) -> None:
-        lease = wire.read(self.kube, self.namespace, self.name, self.engine.request_timeout)
-        requests = wire.decoded(lease, wire.CONTROL, [])
+    def _round(self, lease: dict[str, Any] | None = None, read: bool = True) -> None:
+        """Take the new requests on `lease` (read now when None and `read`; none when
+        not), answer them and write the live state when it changed."""
+        if lease is None and read:
+            lease = wire.read(self.kube, self.namespace, self.name, self.engine.request_timeout)
+        requests = wire.decoded(lease, wire.CONTROL, []) if lease is not None else []
         answers: dict[str, dict[str, Any]] = {}
         for request in requests:
             rid = str(request.get("id") if isinstance(request, dict) else "")
