@@ -4,12 +4,24 @@ the registry tests' `registry` (a real docker-registry on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.engine.conftest import World, approve, world  # noqa: F401 - fixtures re-exported
+from tests.engine.conftest import REPO, World, approve, world  # noqa: F401 - fixtures re-exported
 from tests.registry.conftest import registry  # noqa: F401 - the real docker-registry
+
+
+def built_by(w: World, registry, directory: Path, script: str) -> World:
+    """The world with its app image on the real registry and a build command running the
+    Python `script` (formatted with `repo`, the checkout, and `host`, the registry's)."""
+    build = directory / "build.py"
+    build.write_text(script.format(repo=str(REPO), host=registry.host))
+    return w.edited(lambda doc: doc["app"].update(
+        image=f"{registry.host}/apps/user-service", registry={},
+        build={"command": f"{sys.executable} {build}"}))
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 60.0,

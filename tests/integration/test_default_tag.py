@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from console.cli import main
 from tests.engine.conftest import REPO
+from tests.integration.conftest import built_by
 
 BUILD = textwrap.dedent("""\
     import os, sys
@@ -41,13 +40,7 @@ def app_world(world, registry, tmp_path, monkeypatch):
     (tmp_path / "README").write_text("the app\n")
     git(tmp_path, "add", "README")
     git(tmp_path, "commit", "-q", "-m", "first")
-    w = world(["a", "b"])
-    doc = yaml.safe_load(w.config_path.read_text())
-    doc["app"]["image"] = f"{registry.host}/apps/user-service"
-    doc["app"]["registry"] = {}
-    (tmp_path / "build.py").write_text(BUILD.format(repo=str(REPO), host=registry.host))
-    doc["app"]["build"] = {"command": f"{sys.executable} {tmp_path / 'build.py'}"}
-    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    w = built_by(world(["a", "b"]), registry, tmp_path, BUILD)
     monkeypatch.delenv("BUILD_NUMBER", raising=False)
     return w, git(tmp_path, "rev-parse", "--short", "HEAD"), registry.host
 
@@ -100,9 +93,7 @@ def test_outside_a_git_repository_deploy_asks_for_a_tag(world, capsys, tmp_path)
     # otherwise give its commit (the fallback the demo's rewritten fleet file relies on).
     manifests = tmp_path / "manifests"
     shutil.copytree(REPO / "deploy" / "user-service", manifests)
-    doc = yaml.safe_load(w.config_path.read_text())
-    doc["app"]["manifests"] = str(manifests)
-    w.config_path.write_text(yaml.safe_dump(doc))
+    w = w.edited(lambda doc: doc["app"].update(manifests=str(manifests)))
     assert main(["deploy", "--config", str(w.config_path)]) == 2
     assert "not in a Git repository with a commit" in capsys.readouterr().err
     assert w.version("a") is None

@@ -4,18 +4,15 @@ again and then releases; a failed build shows its last lines and starts nothing.
 
 from __future__ import annotations
 
-import sys
 import textwrap
 
 import pytest
-import yaml
 from textual.widgets import RichLog, Static
 
-from console.config import load
 from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.release_form import ReleaseFormScreen
 from console.ui.widgets.build_pane import BuildPane
-from tests.engine.conftest import REPO
+from tests.integration.conftest import built_by
 from tests.ui.ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -36,17 +33,6 @@ FAIL = textwrap.dedent("""\
     print("error: the compiler gave up", flush=True)
     sys.exit(3)
     """)
-
-
-def fleet_with_build(w, registry, tmp_path, script: str):
-    """The world's fleet file with the image on the real registry and a build command."""
-    doc = yaml.safe_load(w.config_path.read_text())
-    doc["app"]["image"] = f"{registry.host}/apps/user-service"
-    doc["app"]["registry"] = {}
-    (tmp_path / "build.py").write_text(script.format(repo=str(REPO), host=registry.host))
-    doc["app"]["build"] = {"command": f"{sys.executable} {tmp_path / 'build.py'}"}
-    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return load(w.config_path)
 
 
 async def start_tag(pilot, app, tag: str) -> ReleaseFormScreen:
@@ -73,7 +59,7 @@ def status_text(form: ReleaseFormScreen) -> str:
 async def test_a_missing_image_is_built_from_the_form_then_released(world, registry,
                                                                      tmp_path) -> None:
     w = world(["a"])
-    config = fleet_with_build(w, registry, tmp_path, PUSH)
+    config = built_by(w, registry, tmp_path, PUSH).config
     app = ReleaseConsoleApp(config, status_interval=0, engine_options={"grace": 1.0})
     async with app.run_test(size=(120, 48)) as pilot:
         form = await start_tag(pilot, app, "v7")
@@ -99,7 +85,7 @@ async def test_a_missing_image_is_built_from_the_form_then_released(world, regis
 async def test_a_failed_build_shows_its_last_lines_and_starts_nothing(world, registry,
                                                                       tmp_path) -> None:
     w = world(["a"])
-    config = fleet_with_build(w, registry, tmp_path, FAIL)
+    config = built_by(w, registry, tmp_path, FAIL).config
     app = ReleaseConsoleApp(config, status_interval=0, engine_options={"grace": 1.0})
     async with app.run_test(size=(120, 48)) as pilot:
         form = await start_tag(pilot, app, "v8")
