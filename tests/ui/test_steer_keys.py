@@ -158,3 +158,39 @@ async def test_t_retries_a_failed_cluster_once_the_rest_of_its_wave_ended(consol
     assert last.id == rid and last.outcome == "ok"
     assert {c.cluster: c.outcome for c in last.clusters}["prod-eu"] == "healthy"
     assert [s["cluster"] for s in retries] == ["prod-eu"]
+
+
+@story
+async def test_the_consoles_own_gate_is_approved_by_control_from_outside(console_fleet) -> None:
+    # A canary started in the console waits at its gate with the question on screen;
+    # `control ID approve` from another terminal decides it (the release goes on, the
+    # question closes), and the ledger names the cluster-confirmed approver.
+    from console.ui.screens.gate import GateScreen
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    seed(config, "v1")
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#strategy-canary")
+        await pilot.click("#tag")
+        await pilot.press("v", "2", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
+                       and app.screen.request is not None, timeout=90, what="the gate question")
+        rid = app.state.release.release_id
+        code, out, err = await control(config, rid, "approve")
+        assert code == 0, err
+        await wait_for(pilot, lambda: not any(isinstance(s, GateScreen) for s in app.screen_stack),
+                       timeout=30, what="the question to close")
+        await wait_for(pilot, lambda: not app.release_running
+                       and app.state.release.outcome is not None, timeout=90, what="the end")
+        assert app.state.release.outcome == "ok"
+        await pilot.press("q")
+    assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
+    ledger = Ledger.for_config(config)
+    try:
+        approvals = [s["by"] for s in ledger.steering(rid) if s["action"] == "gate_approve"]
+    finally:
+        ledger.close()
+    assert approvals == ["system:serviceaccount:kube-system:prod-eu-admin"]

@@ -112,8 +112,8 @@ class GateScreen(ModalScreen[GateAnswer]):
         table.add_column("READY", width=7)
         table.add_column("NOTE", width=24)
         self._fill()
-        if self.request is None:
-            self.set_interval(0.5, self._tick)
+        self._waiting_seen = False
+        self.set_interval(0.5, self._tick)
 
     def open(self, request: GateRequest, answer: Callable[[GateAnswer], None]) -> None:
         """The engine asks now (the bake is over): the decision keys work from here."""
@@ -127,6 +127,7 @@ class GateScreen(ModalScreen[GateAnswer]):
         """Twice a second while the gate waits for the bake: the countdown; gone when
         the release ended without asking (a failure during the bake ended it)."""
         if self.request is not None:
+            self._decided_elsewhere()
             return
         release = self.state.release
         if release is None or release.outcome is not None:
@@ -136,6 +137,18 @@ class GateScreen(ModalScreen[GateAnswer]):
         self.query_one("#gate", Vertical).border_title = self._title()
         self.query_one("#gate-bake", Static).update(self._bake_text())
         self._fill()
+
+    def _decided_elsewhere(self) -> None:
+        """The gate was decided through the control channel (`control ID approve`,
+        another console): close the question - the engine took that answer."""
+        release = self.state.release
+        if release is None:
+            return
+        if release.gate_waiting:
+            self._waiting_seen = True
+        elif (self._waiting_seen or release.outcome is not None) and self.app.screen is self:
+            self.notify("the gate was decided through the control channel")
+            self.dismiss(None)
 
     def _fill(self) -> None:
         """The finished wave's results (the engine's; while baking, the grid's rows)."""
