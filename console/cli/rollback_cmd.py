@@ -14,7 +14,7 @@ asks for `--to`. The confirmation names both versions; it is asked on a terminal
 `--yes`, and without a terminal `--yes` is required. If the cluster runs another version
 by the time the rollback starts, nothing is done (exit 2). Every rollback is recorded in
 the release ledger. Exit 0 when every rollback succeeded, 1 when one failed, 2 for bad
-input or a refusal (nothing touched).
+input, a refusal, or (for a chart) a missing helm binary - nothing touched.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     """Roll back; 0 ok, 1 a rollback failed."""
     from console.engine import Engine, Outcome
     from console.engine.rollback_choice import LAST_GOOD, UNDO
+    from console.kube.helm import require_helm
     if bool(args.cluster) == bool(args.release):
         raise ValidationError("rollback: give either a CLUSTER or --release ID")
     if args.release and (args.to or args.undo):
@@ -90,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if args.to and args.undo:
         raise ValidationError("--to and --undo: give one of them")
     config = load_config(args)
+    # A chart's rollback runs helm: a missing one is exit 2 before anything is asked,
+    # locked or recorded (the engine refuses too, for the TUI's rollback key).
+    require_helm(config)
     engine = Engine(config)
     try:
         plan = None

@@ -21,6 +21,7 @@ from console.engine.api import ClusterResult, ClusterStatus, Outcome, new_releas
 from console.errors import UserError, ValidationError
 from console.events import Kind
 from console.kube.client import ClusterError
+from console.kube.helm import require_helm
 from console.locks import LockError, LockHeld
 from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, LiveDeployment,
                                  Revision, RolloutInterrupted, image_digest)
@@ -140,6 +141,7 @@ def rollback(engine: Engine, cluster_id: str, to_version: str | None = None, *,
     if to_version is not None:
         from console.names import validate_tag
         validate_tag(to_version, "--to")
+    require_helm(engine.config)     # before the lease and any event: nothing touched
     action = new_release_id()
     held = ActionLease(engine, [cluster.id], by, action)
     try:
@@ -246,6 +248,7 @@ def rollback_release(engine: Engine, release_id: str, *, by: str = "",
     from console.engine.queries import status
     from console.names import validate_release_id
     validate_release_id(release_id, "--release")
+    require_helm(engine.config)     # before the leases and any event: nothing touched
     statuses = status(engine)
     reached = [s for s in statuses if s.release_id == release_id]
     unreachable = [s for s in statuses if not s.reachable]

@@ -78,6 +78,19 @@ def settings_for(config: FleetConfig) -> HelmSettings:
         plain_http=reg.plain_http if reg is not None else _plain_http(config), login=login)
 
 
+def require_helm(config: FleetConfig) -> Path | None:
+    """The helm binary when the app ships a chart (None when it ships manifests).
+
+    A missing helm is a `UserError` (exit 2) that says how to get it. Every action that
+    will run helm asks this first - before it takes a release lock or starts a ledger
+    record - so a missing helm leaves the clusters and the ledger untouched.
+    """
+    if config.app.chart is None:
+        return None
+    from console.binaries import require
+    return require("helm")
+
+
 def _plain_http(config: FleetConfig) -> bool:
     """Without `app.chart_registry`: whether `app.registry.insecure` covers the oci://
     chart's registry host (`true` for a loopback host, or exactly the host it names)."""

@@ -1,8 +1,8 @@
 """The headless commands with a chart: `deploy` records Helm revisions in the ledger,
 `status` shows chart version, app version and revision (and `--json` its fields), a `helm upgrade`
 made outside the console is drift, `rollback CLUSTER --to VERSION` lands on the right
-revision, `check` reports the helm version, and a missing helm stops a release before
-anything is touched (exit 2, saying how to get it)."""
+revision, `check` reports the helm version, and a missing helm stops a release or a
+rollback before anything is touched (exit 2, saying how to get it)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,23 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from console.cli import main
 
 
 def ledger_lines(world) -> list[dict]:
     path = world.config.app.history.path / "history" / "user-service.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def hide_helm(monkeypatch, tmp_path) -> None:
+    """No helm anywhere the console looks: PATH without it, and no built binaries."""
+    path = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d and not os.path.exists(os.path.join(d, "helm"))]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    monkeypatch.setenv("RELEASE_CONSOLE_BIN", str(tmp_path / "empty"))
+    monkeypatch.setattr("console.binaries.CHECKOUT_BIN", tmp_path / "empty")
 
 
 def test_deploy_status_drift_and_rollback_to_version(helm_world, capsys):
@@ -78,12 +89,7 @@ def test_check_reports_the_helm_version(helm_world, capsys):
 def test_missing_helm_is_exit_2_and_nothing_is_touched(helm_world, capsys, monkeypatch,
                                                         tmp_path):
     w = helm_world(["h1"])
-    # No helm anywhere the console looks: PATH without it, and no built binaries.
-    path = [d for d in os.environ.get("PATH", "").split(os.pathsep)
-            if d and not os.path.exists(os.path.join(d, "helm"))]
-    monkeypatch.setenv("PATH", os.pathsep.join(path))
-    monkeypatch.setenv("RELEASE_CONSOLE_BIN", str(tmp_path / "empty"))
-    monkeypatch.setattr("console.binaries.CHECKOUT_BIN", tmp_path / "empty")
+    hide_helm(monkeypatch, tmp_path)
     code = main(["deploy", "--config", str(w.config_path), "--tag", "v1", "--yes"])
     captured = capsys.readouterr()
     assert code == 2
@@ -97,11 +103,48 @@ def test_status_reads_helm_history_without_the_helm_binary(helm_world, capsys, m
                                                            tmp_path):
     w = helm_world(["h1"])
     assert w.release("v1").exit_code == 0
-    path = [d for d in os.environ.get("PATH", "").split(os.pathsep)
-            if d and not os.path.exists(os.path.join(d, "helm"))]
-    monkeypatch.setenv("PATH", os.pathsep.join(path))
-    monkeypatch.setenv("RELEASE_CONSOLE_BIN", str(tmp_path / "empty"))
-    monkeypatch.setattr("console.binaries.CHECKOUT_BIN", tmp_path / "empty")
+    hide_helm(monkeypatch, tmp_path)
     assert main(["status", "--config", str(w.config_path), "--json"]) == 0
     h1 = json.loads(capsys.readouterr().out)["clusters"][0]
     assert (h1["version"], h1["helm_revision"], h1["chart_version"]) == ("v1", 1, "0.1.0")
+
+
+def test_a_rollback_with_helm_missing_is_exit_2_and_touches_nothing(helm_world, capsys,
+                                                                     monkeypatch, tmp_path):
+    """`rollback CLUSTER --to V`, `rollback --release ID` and the engine call the TUI's
+    rollback key makes: helm is looked for before the release lock or the ledger."""
+    from console.engine import Engine
+    from console.errors import UserError
+
+    w = helm_world(["h1"])
+    for tag in ("v1", "v2"):
+        assert main(["deploy", "--config", str(w.config_path), "--tag", tag,
+                     "--strategy", "parallel", "--yes"]) == 0
+    second = [r for r in ledger_lines(w) if r.get("type") == "cluster"][-1]["release"]
+    ledger = w.config.app.history.path / "history" / "user-service.jsonl"
+    before_ledger = ledger.read_text()
+    lease = w.fleet.get("h1", "coordination.k8s.io/leases", "h1",
+                         "release-console-user-service")
+    assert lease is not None      # the releases took and gave it back
+    hide_helm(monkeypatch, tmp_path)
+    capsys.readouterr()
+
+    for argv in (["rollback", "h1", "--to", "v1"], ["rollback", "--release", second]):
+        code = main([*argv, "--config", str(w.config_path), "--yes"])
+        captured = capsys.readouterr()
+        assert code == 2, (argv, captured)
+        assert "helm not found" in captured.err and "make bin" in captured.err, captured
+    engine = Engine(w.config)
+    try:
+        with pytest.raises(UserError, match="helm not found"):
+            engine.rollback("h1", "v1", by="test")      # what the TUI's key calls
+        with pytest.raises(UserError, match="helm not found"):
+            engine.rollback_release(second, by="test")
+    finally:
+        engine.close()
+
+    assert ledger.read_text() == before_ledger          # no record started, none ended
+    assert w.fleet.get("h1", "coordination.k8s.io/leases", "h1",
+                         "release-console-user-service") == lease
+    assert w.version("h1") == "v2"
+    assert [h["revision"] for h in w.history("h1")] == [1, 2]
