@@ -1,0 +1,1 @@
+"""Tests of console.engine: releases, gates, pre-flight, rollbacks, the engine process."""

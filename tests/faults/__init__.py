@@ -1,0 +1,1 @@
+"""Fault stories across packages: killed consoles, broken services, secrets, abuse, races."""

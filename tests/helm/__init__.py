@@ -1,0 +1,1 @@
+"""Tests of the Helm driver (console.kube.helm*) with the real helm binary."""

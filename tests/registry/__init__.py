@@ -1,0 +1,1 @@
+"""Tests of console.registry and version tags against a real docker-registry."""
