@@ -33,8 +33,10 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/release-console demo
 
+# Two workers: the suite mostly waits on servers and processes (load ~1 on one worker);
+# the `real` tests form one xdist group, so only one worker starts the lab.
 test: install bin
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -n 2 --dist loadgroup
 
 # Every benchmark prints its own figures (release_fleet.py takes a few minutes).
 bench: $(STAMP) bin

@@ -1,5 +1,9 @@
 """Shared fixtures: `sim_fleet` starts simulated clusters (console.sim) and stops them at
-teardown; `lab` is the session's one real lab (console/lab; tests/lab and tests/helm use it)."""
+teardown; `lab` is the session's one real lab (console/lab; tests/lab and tests/helm use it).
+
+`make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`): every
+test marked `real` joins the xdist group "lab", so one worker runs them all and only that
+worker starts the session's lab (each worker would otherwise start its own)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,15 @@ from typing import Any
 import pytest
 
 from console.sim import ClusterSpec, SimFleet
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every `real` test in the xdist group "lab" (one worker, one lab); without
+    xdist the mark does nothing."""
+    for item in items:
+        if item.get_closest_marker("real"):
+            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 @pytest.fixture
