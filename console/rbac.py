@@ -1,9 +1,10 @@
 """Least privilege: the one list of what the console may do in a cluster, and its manifests.
 
-`rules(config)` is the single source of truth: the rules printed by `release-console rbac
-CLUSTER` (Namespace, ServiceAccount, Role, RoleBinding, and a read-only ClusterRole for
-nodes) and the permissions pre-flight asks each cluster about with
-one SelfSubjectRulesReview (`permissions(rules)`). Each rule carries the reason it exists,
+`rules(config, cluster)` is the single source of truth: the rules printed by
+`release-console rbac CLUSTER` (Namespace, ServiceAccount, Role, RoleBinding, and a
+read-only ClusterRole for nodes) and the permissions pre-flight asks each cluster about
+with one SelfSubjectRulesReview (`permissions(rules)`). A chart is rendered per cluster,
+with that cluster's values: what one cluster renders another may not. Each rule carries the reason it exists,
 printed as a comment above it.
 
 What a release does, and so what it needs (see `console/kube/driver.py`):
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,36 +116,40 @@ def helm_storage_rule(storage: str) -> Rule:
                 "uninstall; no access to Secrets")
 
 
-def chart_kinds(config: FleetConfig) -> list[tuple[str, str, str]]:
-    """(apiVersion, kind, chart) of every object the chart renders (for the first cluster)."""
+def chart_kinds(config: FleetConfig, clusters: Sequence[Cluster] | None = None,
+                objects: Sequence[dict[str, Any]] | None = None) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, chart) of every object the chart renders for `clusters` (each
+    with its own values: a kind behind `{{ if .Values.x }}` may render for some clusters
+    only; default every cluster of the fleet), or of `objects` when they are rendered
+    already (pre-flight renders each cluster once for the release's tag)."""
     from console.kube.helm import render_chart
 
     chart = config.app.chart
     assert chart is not None
-    key = (chart.chart, chart.version, id(config))
-    with _kinds_lock:
-        if key not in _chart_kinds:
-            objects = render_chart(config, config.clusters[0], "rbac") if config.clusters else []
-            _chart_kinds[key] = [(str(o.get("apiVersion", "")), str(o["kind"]), chart.chart)
-                                 for o in objects]
-        return list(_chart_kinds[key])
+    if objects is None:
+        objects = [o for cluster in (config.clusters if clusters is None else clusters)
+                   for o in render_chart(config, cluster, "rbac")]
+    found: dict[tuple[str, str], None] = {}
+    for o in objects:
+        if isinstance(o, dict) and o.get("kind"):
+            found.setdefault((str(o.get("apiVersion", "")), str(o["kind"])))
+    return [(api_version, kind, chart.chart) for api_version, kind in found]
 
 
-_chart_kinds: dict[tuple[Any, ...], list[tuple[str, str, str]]] = {}
-_kinds_lock = threading.Lock()
-
-
-def manifest_kinds(config: FleetConfig) -> list[tuple[str, str, str]]:
+def manifest_kinds(config: FleetConfig, cluster: Cluster | None = None,
+                   objects: Sequence[dict[str, Any]] | None = None
+                   ) -> list[tuple[str, str, str]]:
     """(apiVersion, kind, file) of every document in the app's manifest templates (or of
-    what its chart renders).
+    what its chart renders for `cluster` - every cluster when None - or of `objects`, the
+    chart's render already made).
 
     The templates are read unrendered: kinds are literal, and placeholders sit in string
-    values, so each template parses as YAML as it is.
+    values, so each template parses as YAML as it is (the same for every cluster).
     """
     from console.render import manifest_files
 
     if config.app.chart is not None:
-        return chart_kinds(config)
+        return chart_kinds(config, None if cluster is None else [cluster], objects)
 
     found: list[tuple[str, str, str]] = []
     for path in manifest_files(config):
@@ -173,15 +177,19 @@ def applied_resource(api_version: str, kind: str) -> tuple[str, str] | None:
     return group, resource
 
 
-def rules(config: FleetConfig | None = None) -> tuple[Rule, ...]:
+def rules(config: FleetConfig | None = None, cluster: Cluster | None = None,
+          objects: Sequence[dict[str, Any]] | None = None) -> tuple[Rule, ...]:
     """Every rule the console needs; with a fleet config, also apply rights for its other kinds.
 
-    Raises `ConfigError` naming the file when a template holds a kind the console cannot apply.
+    For a chart the kinds are those it renders for `cluster` with that cluster's values
+    (`objects`: that render, when made already); without `cluster`, what any cluster's
+    render holds. Raises `ConfigError` naming the file when a template holds a kind the
+    console cannot apply.
     """
     extra: dict[tuple[str, str], Rule] = {}
     chart = config.app.chart if config is not None else None
     if config is not None:
-        for api_version, kind, path in manifest_kinds(config):
+        for api_version, kind, path in manifest_kinds(config, cluster, objects):
             target = applied_resource(api_version, kind)
             if target is None:
                 raise ConfigError(f"{path}: kind {kind!r} ({api_version}) is not one the "
@@ -251,7 +259,7 @@ def _helm_notes(config: FleetConfig, namespace: str) -> list[str]:
 def manifests(cluster: Cluster, config: FleetConfig) -> str:
     """The YAML documents (separated by `---`) an admin applies once for `cluster`."""
     ns = cluster.namespace
-    all_rules = rules(config)
+    all_rules = rules(config, cluster)   # a chart rendered with this cluster's values
     role_rules = [r for r in all_rules if r.scope != "cluster"]
     cluster_rules = [r for r in all_rules if r.scope == "cluster"]
     binding_name = f"release-console-{ns}"

@@ -111,11 +111,23 @@ def check_access(client: Any, namespace: str, cluster: str | None = None,
                         cluster)]
 
 
+def rules_for(ctx: ClusterContext) -> tuple[Rule, ...]:
+    """The rules this cluster's release needs: a chart's from its own render (its values
+    may add kinds other clusters do not render; the render is the one the `values` and
+    `dry-run` checks use), manifests' the same for every cluster (worked out once)."""
+    if ctx.config.app.chart is None:
+        return ctx.once("rbac-rules", lambda: rules(ctx.config))
+    from console.preflight.manifests import rendered
+    # A failed render: the storage and Deployment rights still count, and the
+    # `dry-run` row names the render error.
+    return rules(ctx.config, ctx.cluster, rendered(ctx) or ())
+
+
 def access_check(ctx: ClusterContext) -> CheckResult:
     """Every permission as one row: every denial listed, and what to do about them."""
     cid = ctx.cluster.id
     namespace = ctx.cluster.namespace
-    wanted = permissions(ctx.once("rbac-rules", lambda: rules(ctx.config)))
+    wanted = permissions(rules_for(ctx))
     try:
         missing = find_denials(as_kube(ctx.driver.client, cid), namespace, wanted, ctx.notes)
     except ClusterError as exc:

@@ -87,3 +87,84 @@ def test_a_chart_release_and_its_rollbacks_run_with_only_the_printed_rights(helm
     assert w.version("h1") == "1.0"
     assert [h["description"] for h in w.history("h1")][-2:] == ["Rollback to 2",
                                                                 "Rollback to 1"]
+
+
+SERVICE = """{{- if .Values.service }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Chart.Name }}
+  namespace: {{ .Release.Namespace }}
+spec:
+  selector:
+    app: {{ .Chart.Name }}
+  ports:
+    - port: 80
+      targetPort: {{ .Values.containerPort }}
+{{- end }}
+"""
+
+
+@pytest.fixture
+def service_on_b(sim_fleet, tmp_path, helm):
+    """Clusters a and b; the chart renders a Service only where `values.service` is true:
+    on b (its own `values`), not on a. Returns (fleet, fleet file path)."""
+    import shutil
+
+    from .conftest import CHART, chart_fleet_file
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "service.yaml").write_text(SERVICE)
+    fleet = sim_fleet(["a", "b"], readiness_delay=0.2, jitter=0.1)
+    source = chart_fleet_file(tmp_path, ["a", "b"])
+    doc = yaml.safe_load(source.read_text())
+    doc["app"]["chart"] = str(chart)
+    doc["clusters"][1]["values"] = {"service": True}
+    source.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return fleet, fleet.write_kubeconfigs(tmp_path / "fleet", config_path=source)
+
+
+def test_rbac_renders_the_chart_with_the_clusters_own_values(service_on_b, capsys):
+    from console.cli import main
+    _, path = service_on_b
+    printed = {}
+    for cid in ("a", "b"):
+        assert main(["rbac", cid, "--config", str(path)]) == 0
+        printed[cid] = {res for r in role_rules(capsys.readouterr().out)
+                        for res in r["resources"]}
+    assert "services" in printed["b"] and "services" not in printed["a"]
+
+
+def test_a_kind_only_one_cluster_renders_gets_its_rights_there_and_preflight_asks(
+        service_on_b):
+    fleet, path = service_on_b
+    config = load(path)
+    for cid in ("a", "b"):
+        create_namespace(fleet, cid)
+    # b's admin applied `rbac b` as it printed before it rendered b's own values (no
+    # Service rights): pre-flight must refuse b, naming the missing Service rights.
+    short = fleet.add_token("b", [r for r in sim_rules(manifests(config.cluster("b"), config),
+                                                       "b") if r["resources"] != ["services"]])
+    (path.parent / "b.yaml").write_text(yaml.safe_dump(fleet.kubeconfig("b", short)))
+    engine = Engine(load(path), grace=0.5)
+    try:
+        refused = engine.run(ReleaseRequest(tag="1.0", strategy="parallel"), approve)
+    finally:
+        engine.close()
+    access = {r.cluster: r for r in refused.preflight.results if r.check == "access"}
+    assert access["a"].ok and not access["b"].ok, refused.preflight.table()
+    assert "create services in namespace 'b'" in access["b"].detail
+    assert fleet.get("b", "/services", "b", "user-service") is None
+
+    # With what `rbac b` prints, the release creates b's Service (and a has none).
+    for cid in ("a", "b"):
+        token = fleet.add_token(cid, sim_rules(manifests(config.cluster(cid), config), cid))
+        (path.parent / f"{cid}.yaml").write_text(yaml.safe_dump(fleet.kubeconfig(cid, token)))
+    engine = Engine(load(path), grace=0.5)
+    try:
+        result = engine.run(ReleaseRequest(tag="1.0", strategy="parallel"), approve)
+    finally:
+        engine.close()
+    assert result.outcome == "ok", result.preflight.table() if result.preflight else result
+    assert fleet.get("b", "/services", "b", "user-service") is not None
+    assert fleet.get("a", "/services", "a", "user-service") is None
