@@ -113,7 +113,7 @@ def helm_storage_rule(storage: str) -> Rule:
     return Rule("", "configmaps", HELM_STORAGE_VERBS,
                 "Helm's release records (app.helm_storage: configmap): list the history, "
                 "create a record per revision, update their status, delete old ones and on "
-                "uninstall; no access to Secrets")
+                "uninstall (these records need no rights on Secrets)")
 
 
 def chart_kinds(config: FleetConfig, clusters: Sequence[Cluster] | None = None,
@@ -197,10 +197,13 @@ def rules(config: FleetConfig | None = None, cluster: Cluster | None = None,
             if target == ("apps", "deployments") or target in extra:
                 continue
             if chart is not None:
-                extra[target] = Rule(target[0], target[1], HELM_VERBS,
-                                     f"the chart renders a {kind}: Helm reads it, creates "
-                                     "it, patches it (three-way merge) and deletes it when "
-                                     "the chart drops it or on uninstall")
+                why = (f"the chart renders a {kind}: Helm reads it, creates it, patches it "
+                       "(three-way merge) and deletes it when the chart drops it or on "
+                       "uninstall")
+                if target == ("", "secrets"):
+                    why += (". A Role cannot narrow these to the chart's Secrets: get lets "
+                            "the console read EVERY Secret in this namespace")
+                extra[target] = Rule(target[0], target[1], HELM_VERBS, why)
                 continue
             extra[target] = Rule(target[0], target[1], ("create", "patch"),
                                  f"the app's manifests hold a {kind}: server-side apply "
@@ -241,19 +244,28 @@ def _doc(obj: dict, rule_list: Sequence[Rule] = (), namespace: str = "") -> str:
     return text
 
 
-def _helm_notes(config: FleetConfig, namespace: str) -> list[str]:
-    """The header lines that say what Helm's storage costs in rights."""
+def _helm_notes(config: FleetConfig, namespace: str, rule_list: Sequence[Rule]) -> list[str]:
+    """The header lines that say what Helm costs in rights: its storage, and the Secrets
+    the chart renders (`rule_list`: the rules printed for this cluster)."""
     chart = config.app.chart
     if chart is None:
         return []
+    lines = [f"# The app ships as Helm chart {chart.chart} (release {chart.release!r})."]
     if chart.storage == "secret":
-        return [f"# The app ships as Helm chart {chart.chart} (release {chart.release!r}).",
-                "# WARNING: Helm keeps its release records in Secrets, so these rules let the",
-                f"# console read EVERY Secret in namespace {namespace!r}. For narrower rules set",
-                "# `app.helm_storage: configmap` (records in ConfigMaps, no Secret access)."]
-    return [f"# The app ships as Helm chart {chart.chart} (release {chart.release!r}).",
-            "# Helm keeps its release records in ConfigMaps (app.helm_storage: configmap):",
-            "# no access to Secrets is granted."]
+        return lines + [
+            "# WARNING: Helm keeps its release records in Secrets, so these rules let the",
+            f"# console read EVERY Secret in namespace {namespace!r}. For narrower rules set",
+            "# `app.helm_storage: configmap` (records in ConfigMaps, no Secret access for",
+            "# them)."]
+    lines.append("# Helm keeps its release records in ConfigMaps (app.helm_storage: configmap),")
+    if any(r.resource == "secrets" and r.group == "" for r in rule_list):
+        # The chart's own Secrets still need rights, and `get` cannot be limited to them.
+        return lines + [
+            "# which need no Secret access. But the chart renders a Secret for this cluster,",
+            "# so get, create, patch and delete on Secrets are granted (Helm manages the",
+            "# chart's Secrets, and a Role cannot narrow that to them): these rules let the",
+            f"# console read EVERY Secret in namespace {namespace!r}."]
+    return lines + ["# and the chart renders no Secret: no access to Secrets is granted."]
 
 
 def manifests(cluster: Cluster, config: FleetConfig) -> str:
@@ -273,7 +285,7 @@ def manifests(cluster: Cluster, config: FleetConfig) -> str:
         "# (or a long-lived token Secret of type kubernetes.io/service-account-token),",
         "# and point this cluster's credentials in clusters.yaml at a kubeconfig using it.",
         "# SelfSubjectRulesReview needs no rule: every authenticated user may ask it.",
-        *_helm_notes(config, ns),
+        *_helm_notes(config, ns, all_rules),
     ])
     docs = [
         header + "\n" + _doc({"apiVersion": "v1", "kind": "Namespace",

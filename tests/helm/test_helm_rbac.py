@@ -105,23 +105,34 @@ spec:
 """
 
 
-@pytest.fixture
-def service_on_b(sim_fleet, tmp_path, helm):
-    """Clusters a and b; the chart renders a Service only where `values.service` is true:
-    on b (its own `values`), not on a. Returns (fleet, fleet file path)."""
+def custom_chart(sim_fleet, tmp_path, templates: dict[str, str],
+                 values: dict[str, dict] | None = None, storage: str | None = None):
+    """Clusters a and b shipping a copy of the example chart with more `templates`, each
+    cluster with its own `values`; (fleet, fleet file path)."""
     import shutil
 
     from .conftest import CHART, chart_fleet_file
     chart = tmp_path / "chart"
     shutil.copytree(CHART, chart)
-    (chart / "templates" / "service.yaml").write_text(SERVICE)
+    for name, text in templates.items():
+        (chart / "templates" / name).write_text(text)
     fleet = sim_fleet(["a", "b"], readiness_delay=0.2, jitter=0.1)
-    source = chart_fleet_file(tmp_path, ["a", "b"])
+    source = chart_fleet_file(tmp_path, ["a", "b"], storage=storage)
     doc = yaml.safe_load(source.read_text())
     doc["app"]["chart"] = str(chart)
-    doc["clusters"][1]["values"] = {"service": True}
+    for cluster in doc["clusters"]:
+        if (values or {}).get(cluster["id"]):
+            cluster["values"] = values[cluster["id"]]
     source.write_text(yaml.safe_dump(doc, sort_keys=False))
     return fleet, fleet.write_kubeconfigs(tmp_path / "fleet", config_path=source)
+
+
+@pytest.fixture
+def service_on_b(sim_fleet, tmp_path, helm):
+    """The chart renders a Service only where `values.service` is true: on b (its own
+    `values`), not on a."""
+    return custom_chart(sim_fleet, tmp_path, {"service.yaml": SERVICE},
+                        {"b": {"service": True}})
 
 
 def test_rbac_renders_the_chart_with_the_clusters_own_values(service_on_b, capsys):
@@ -168,3 +179,40 @@ def test_a_kind_only_one_cluster_renders_gets_its_rights_there_and_preflight_ask
     assert result.outcome == "ok", result.preflight.table() if result.preflight else result
     assert fleet.get("b", "/services", "b", "user-service") is not None
     assert fleet.get("a", "/services", "a", "user-service") is None
+
+
+SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Chart.Name }}-settings
+  namespace: {{ .Release.Namespace }}
+stringData:
+  level: info
+"""
+
+
+def test_configmap_storage_with_a_chart_secret_says_which_secret_rights_and_why(
+        sim_fleet, tmp_path, helm):
+    fleet, path = custom_chart(sim_fleet, tmp_path, {"secret.yaml": SECRET},
+                               storage="configmap")
+    config = load(path)
+    text = manifests(config.cluster("a"), config)
+    secrets = [r for r in role_rules(text) if r["resources"] == ["secrets"]]
+    assert [set(r["verbs"]) for r in secrets] == [{"get", "create", "patch", "delete"}]
+    # Neither the header nor the ConfigMap rule's comment may say no Secret access.
+    assert "no access to Secrets" not in text
+    header = text.split("\n---\n")[0]
+    assert "the chart renders a Secret" in header
+    assert "get, create, patch and delete on Secrets" in header
+    assert "read EVERY Secret in namespace 'a'" in header
+    # And those rights are enough: a release to a with only the printed rules.
+    create_namespace(fleet, "a")
+    token = fleet.add_token("a", sim_rules(text, "a"))
+    (path.parent / "a.yaml").write_text(yaml.safe_dump(fleet.kubeconfig("a", token)))
+    engine = Engine(load(path), grace=0.5)
+    try:
+        result = engine.run(ReleaseRequest(tag="1.0", clusters="a"), approve)
+    finally:
+        engine.close()
+    assert result.outcome == "ok", result.preflight.table() if result.preflight else result
+    assert fleet.get("a", "/secrets", "a", "user-service-settings") is not None
