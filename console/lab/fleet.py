@@ -44,6 +44,7 @@ from console import binaries
 from console.lab import components, pki, processes, stages
 from console.sim import ClusterSpec, SimFleet
 from console.sim.faults import ClusterSettings
+from console.sim.tls import ServesCA
 from console.sim.fleetfile import write_fleet_files
 
 PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -71,7 +72,7 @@ def find_programs() -> dict[str, Path]:
     return {name: path for name, path in found.items() if path is not None}
 
 
-class LabFleet:
+class LabFleet(ServesCA):
     """Real control planes for `clusters`, with logs under `directory`/logs."""
 
     def __init__(self, clusters: Sequence[str | ClusterSpec], directory: str | Path, *,
@@ -382,20 +383,9 @@ class LabFleet:
         """https://127.0.0.1:PORT of a cluster's kube-apiserver."""
         return f"https://127.0.0.1:{self.ports[cluster_id]}"
 
-    @property
-    def _started_pki(self) -> pki.LabPKI:
+    def _started_ca(self) -> pki.LabPKI:  # type: ignore[override] - the same two fields
         assert self._pki is not None, "the lab is not started"
         return self._pki
-
-    @property
-    def ca_pem(self) -> bytes:
-        """The lab CA certificate (PEM)."""
-        return self._started_pki.ca_pem
-
-    @property
-    def ca_sha256(self) -> str:
-        """SHA-256 (hex) of the CA certificate's DER form."""
-        return self._started_pki.ca_der_sha256
 
     @property
     def registry_host(self) -> str:

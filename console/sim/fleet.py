@@ -68,7 +68,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class SimFleet:
+class SimFleet(tls.ServesCA):
     """N simulated clusters on loopback HTTPS ports, plus a demo OCI registry."""
 
     def __init__(self, clusters: Sequence[str | ClusterSpec], *, readiness_delay: float = 1.0,
@@ -375,26 +375,15 @@ class SimFleet:
         """The cluster's port."""
         return self._cluster(cluster_id).port
 
-    @property
-    def _started_tls(self) -> tls.FleetTLS:
+    def _started_ca(self) -> tls.FleetTLS:
         assert self.tls is not None, "the fleet is not started"
         return self.tls
-
-    @property
-    def ca_pem(self) -> bytes:
-        """The fleet CA certificate (PEM)."""
-        return self._started_tls.ca_pem
 
     @property
     def ca_file(self) -> Path:
         """A file holding the fleet CA (valid while the fleet runs)."""
         assert self._tmp is not None, "the fleet is not started"
         return Path(self._tmp, "ca.crt")
-
-    @property
-    def ca_sha256(self) -> str:
-        """SHA-256 (hex) of the CA certificate's DER form, as `ca_sha256` pins spell it."""
-        return self._started_tls.ca_der_sha256
 
     @property
     def registry_url(self) -> str:

@@ -19,6 +19,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
+class ServesCA:
+    """The CA of a local fleet, as clients pin it: for a fleet (the simulator's, the lab's)
+    whose `_started_ca()` is its TLS material once started (`ca_pem`, `ca_der_sha256`)."""
+
+    def _started_ca(self) -> FleetTLS:
+        raise NotImplementedError
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The fleet CA certificate (PEM)."""
+        return self._started_ca().ca_pem
+
+    @property
+    def ca_sha256(self) -> str:
+        """SHA-256 (hex) of the CA certificate's DER form, as `ca_sha256` pins spell it."""
+        return self._started_ca().ca_der_sha256
+
+
 @dataclass(frozen=True)
 class FleetTLS:
     """PEM material of one fleet: the CA certificate and the server's certificate and key."""
