@@ -278,7 +278,10 @@ def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_p
 
 def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
     ids = ["a", "b", "c", "d", "e", "f"]
-    w = world(ids, readiness_delay=2.0, jitter=0.0)
+    # Pods get ready after 4 s: after the first healthy cluster the release must outlast
+    # a `control` process under load (it writes each request on every cluster's Lease);
+    # at 2 s it once ended first and the abort found no running release.
+    w = world(ids, readiness_delay=4.0, jitter=0.0)
     w.deploy_everywhere("v1")
     deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                     "--max-parallel", "1")
@@ -289,7 +292,7 @@ def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
         assert skipped.returncode == 0, skipped.stderr
         assert control(w.config_path, rid, "skip", "zz").returncode == 2   # not in the fleet
         wait_for(lambda: deploy.kinds("cluster_healthy"), timeout=90, what="a cluster healthy")
-        # Several clusters of 2 s each are still to come: the release is running.
+        # Several clusters of 4 s each are still to come: the release is running.
         aborted = control(w.config_path, rid, "abort", "--rollback")
         assert aborted.returncode == 0, aborted.stderr
         code = deploy.finish()
