@@ -110,18 +110,23 @@ def rollback_scope(engine: Engine, run: ReleaseRun, wave: int, clusters: Sequenc
                    skip_rest: Callable[[Engine, ReleaseRun, int, str], None]
                    ) -> tuple[Outcome, int, str] | None:
     """`on_failure: wave | release`: a failure in this wave (its rollout or its bake)
-    rolls back the wave's healthy clusters too, or every cluster the release reached -
-    which ends the release (`skip_rest` skips the clusters not started). None: go on
-    (the failure budget still decides); else how the release ends."""
+    rolls back the wave's healthy clusters too, or every cluster the release reached;
+    either ends the release (`skip_rest` skips the clusters not started: the version was
+    judged bad). None: go on (the failure budget still decides); else how the release
+    ends."""
     scope = run.plan.on_failure
     failed = [c for c in clusters if c in run.results and c in run.failed]
     if scope == "cluster" or not failed:
         return None
     shown = ", ".join(failed)
     if scope == "wave":
+        # Rolling the wave back judged the version bad: no later wave deploys it.
+        reason = f"{shown} failed in wave {wave + 1}; the wave was rolled back and the " \
+                 "release stopped (on_failure: wave)"
         rollback_reached(engine, run, f"wave {wave + 1} rolled back: {shown} failed "
                                       "(on_failure: wave)", among=set(clusters))
-        return None
+        skip_rest(engine, run, wave + 1, reason)
+        return Outcome.FAILED, 1, reason
     reason = f"{shown} failed in wave {wave + 1}; every cluster the release reached was " \
              "rolled back (on_failure: release)"
     rollback_reached(engine, run, f"release rolled back: {shown} failed "

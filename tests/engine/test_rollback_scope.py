@@ -68,3 +68,20 @@ def test_the_same_failure_with_the_default_scope_goes_on_within_its_budget(world
     result = release(w, None)
     assert result.exit_code == 1 and "within the failure budget" in result.message
     assert [w.version(c) for c in ("s1", "s2", "p1", "p2")] == ["v2", "v2", "v1", "v2"]
+
+
+def test_wave_scope_with_budget_left_stops_the_release_after_rolling_the_wave_back(world):
+    # A tolerated failure (max_failures 1) still rolls its wave back; that judged the
+    # version bad, so no later wave deploys it (it did: p1, p2 went to v2).
+    w = world(["s1", "s2", "p1", "p2"], seed=54,
+              strategies={"staged": {"waves": WAVES, "max_failures": 1,
+                                     "on_failure": "wave"}})
+    w.deploy_everywhere("v1")
+    w.fleet.set_faults("s2", never_pull=["v2"])
+    result = release(w, None)
+    assert result.exit_code == 1, result
+    assert {c.cluster: c.outcome.value for c in result.clusters} == {
+        "s1": "rolled_back", "s2": "rolled_back", "p1": "skipped", "p2": "skipped"}
+    assert "on_failure: wave" in result.message, result.message
+    assert [w.version(c) for c in ("s1", "s2", "p1", "p2")] == ["v1"] * 4
+    assert not [e for e in w.recorder.of(Kind.CLUSTER_STARTED) if e.cluster in ("p1", "p2")]
