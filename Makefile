@@ -47,6 +47,7 @@ bench: $(STAMP) bin
 	$(PY) bench/release_fleet.py
 	$(PY) bench/release_fleet_helm.py
 	$(PY) bench/pacing.py
+	$(PY) bench/shards.py
 	$(PY) bench/lab_start.py --demo
 
 bin:
