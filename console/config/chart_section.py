@@ -11,6 +11,7 @@ are an error rather than silently ignored.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from console.config.checks import (Checker, did_you_mean, is_loopback_host, or_empty,
@@ -84,10 +85,23 @@ def chart_section(ck: Checker, raw: dict[str, Any], app_name: str) -> ChartConfi
     timeout = ck.duration(raw.get("helm_timeout"), (*p, "helm_timeout"), 120.0)
     registry = (_chart_registry(ck, raw["chart_registry"], chart)
                 if raw.get("chart_registry") is not None else None)
+    if not text.startswith("oci://"):
+        _check_chart_path(ck, Path(chart))
     return ChartConfig(chart=chart, release=release, version=version, tag_key=tag_key,
                        cluster_key=cluster_key, repository_key=repository_key,
                        digest_key=digest_key, storage=storage, timeout=timeout,
                        registry=registry)
+
+
+def _check_chart_path(ck: Checker, chart: Path) -> None:
+    """A local chart is there when the fleet file is loaded: a directory with a
+    Chart.yaml (or a packaged chart file, which helm reads as it is)."""
+    if not chart.exists():
+        raise ck.fail(("app", "chart"), f"chart directory {chart} does not exist (a path "
+                      "relative to the fleet file, or an oci:// reference)")
+    if chart.is_dir() and not (chart / "Chart.yaml").is_file():
+        raise ck.fail(("app", "chart"), f"{chart} has no Chart.yaml: not a Helm chart "
+                      "directory")
 
 
 def chart_host(chart: str) -> str:

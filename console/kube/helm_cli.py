@@ -41,6 +41,8 @@ _KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR",
              "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
 # At most this much of helm's stderr goes into an error message.
 MAX_ERROR_CHARS = 600
+# At most this much of `helm lint`'s findings (the first ones: they name what is wrong).
+MAX_LINT_CHARS = 1500
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,9 @@ class HelmRunner:
             refused = login.refused(stderr) if login is not None else None
             if refused:
                 raise ClusterError(self.cluster, refused)
-            raise ClusterError(self.cluster, f"helm {args[0]} failed: {clean_error(stderr)}")
+            # `helm lint` prints its findings on stdout; stderr only counts failed charts.
+            detail = (lint_findings(stdout) if args[0] == "lint" else "") or clean_error(stderr)
+            raise ClusterError(self.cluster, f"helm {args[0]} failed: {detail}")
         return HelmResult(stdout, stderr)
 
 
@@ -139,6 +143,25 @@ def clean_error(stderr: str) -> str:
     text = " ".join(lines[-3:]) or "no error output"
     text = _PRIVATE_PATH.sub("<private file>", text)
     return text[-MAX_ERROR_CHARS:]
+
+
+def lint_findings(stdout: str) -> str:
+    """The `[ERROR]` findings `helm lint` printed (what makes it fail, with template and
+    line), without private file paths, joined by "; "; "" when there are none."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    found: list[str] = []
+    in_error = False
+    for line in lines:
+        if line.startswith(("[", "==>")):
+            in_error = line.startswith("[ERROR]")
+            if in_error:
+                found.append(line)
+        elif in_error:
+            found[-1] += " " + line           # an error finding's continuation line
+    text = _PRIVATE_PATH.sub("<private file>", "; ".join(found))
+    if len(text) > MAX_LINT_CHARS:
+        text = text[:MAX_LINT_CHARS].rstrip() + " ... (more: run helm lint on the chart)"
+    return text
 
 
 @contextmanager

@@ -22,6 +22,9 @@ clusters:
 
 
 def load_with(tmp_path: Path, extra: str):
+    # The chart directory the examples name (a local chart must exist when loaded).
+    (tmp_path / "charts" / "web").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "charts" / "web" / "Chart.yaml").write_text("name: web\nversion: 0.1.0\n")
     path = tmp_path / "clusters.yaml"
     path.write_text(BASE.format(extra=textwrap.indent(textwrap.dedent(extra), "  ")))
     return load(path)
@@ -126,3 +129,12 @@ OCI = "chart: oci://charts.example.com/web\nchart_version: 1.0.0\n"
 ])
 def test_chart_registry_mistakes_name_line_and_field(tmp_path, extra, expected):
     assert error_of(tmp_path, extra).startswith(expected)
+
+
+def test_a_local_chart_must_exist_when_the_fleet_file_is_loaded(tmp_path):
+    message = error_of(tmp_path, "chart: charts/nowhere")
+    assert message.startswith(":4: app.chart: chart directory ")
+    assert f"{tmp_path / 'charts' / 'nowhere'} does not exist" in message
+    (tmp_path / "charts" / "empty").mkdir(parents=True)
+    assert error_of(tmp_path, "chart: charts/empty").startswith(
+        f":4: app.chart: {tmp_path / 'charts' / 'empty'} has no Chart.yaml")

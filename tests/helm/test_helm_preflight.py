@@ -51,3 +51,43 @@ def test_a_first_release_the_server_refuses_fails_preflight(helm_world, capsys):
     code, row = dry_run_row(capsys, w, "v1")
     assert code != 0 and not row["ok"], row
     assert "containerPort" in row["detail"] and "first release" in row["detail"]
+
+
+def test_a_lint_failure_shows_lints_findings(helm_world, capsys, tmp_path):
+    """helm lint prints its findings on stdout and only a count on stderr: the `chart`
+    row carries the [ERROR] findings (which template, which line, what)."""
+    import shutil
+
+    from .conftest import CHART
+    w = helm_world(["h1"])
+    chart = tmp_path / "broken-chart"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "settings.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.nope.deeper }}\n")
+    doc = yaml.safe_load(w.config_path.read_text())
+    doc["app"]["chart"] = str(chart)
+    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code = main(["check", "--config", str(w.config_path), "--tag", "v1", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    rows = doc["results"] if isinstance(doc, dict) else doc
+    row = next(r for r in rows if r["check"] == "chart")
+    assert code != 0 and not row["ok"], row
+    assert "[ERROR]" in row["detail"], row
+    assert "settings.yaml:4" in row["detail"] and "nil pointer" in row["detail"], row
+    assert "[INFO]" not in row["detail"]           # the findings that fail it, only
+
+
+def test_a_chart_directory_that_does_not_exist_is_exit_2_naming_the_field(helm_world,
+                                                                            capsys):
+    w = helm_world(["h1"])
+    text = w.config_path.read_text()
+    doc = yaml.safe_load(text)
+    missing = str(w.config_path.parent / "charts" / "nowhere")
+    doc["app"]["chart"] = missing
+    w.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    line = next(i for i, t in enumerate(w.config_path.read_text().splitlines(), 1)
+                if t.strip().startswith("chart:"))
+    assert main(["check", "--config", str(w.config_path), "--tag", "v1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{w.config_path}:{line}: app.chart: " in err, err
+    assert f"{missing} does not exist" in err
