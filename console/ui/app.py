@@ -92,6 +92,12 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         self.control: RemoteControl | None = None
         self.release_running = False
         self._ticks = 0
+        # A baking wave whose gate waits to be shown until the operator is back on the
+        # fleet screen (they were in the detail view when the bake began).
+        self._gate_deferred: int | None = None
+        # Gates stopped (`s`) while their wave baked: finished wave -> the answer given
+        # the moment the engine asks (once the bake is over).
+        self._stopped_ahead: dict[int, GateAnswer] = {}
 
     # -- start --------------------------------------------------------------------
 
@@ -192,14 +198,47 @@ class ReleaseConsoleApp(App[int], RollbackActions):
 
     def _gate_ahead(self, wave: int) -> None:
         """A wave with a gate after it bakes: show that gate now, counting the bake down
-        (its keys wait for the engine's question, which comes once the bake is over)."""
+        (approve waits for the engine's question, which comes once the bake is over;
+        stop and abort act at once). Over another screen (the detail view) it waits
+        until the operator is back on the fleet screen: nothing to decide yet is no
+        reason to pull them out."""
         from console.ui.screens.gate import GateScreen
 
         release = self.state.release
         if release is None or not release.gate_after(wave) or \
                 any(isinstance(s, GateScreen) for s in self.screen_stack):
             return
-        self.push_screen(GateScreen.ahead(wave, self.state, self.operator))
+        if len(self.screen_stack) > 1:
+            self._gate_deferred = wave
+            return
+        screen = GateScreen.ahead(wave, self.state, self.operator)
+        self.push_screen(screen, callback=lambda answer: self._decided_ahead(screen, answer))
+
+    def _show_deferred_gate(self) -> None:
+        """Back on the fleet screen while the wave still bakes: its gate now."""
+        wave, self._gate_deferred = self._gate_deferred, None
+        release = self.state.release
+        if wave is not None and release is not None and release.outcome is None \
+                and release.bake_wave == wave:
+            self._gate_ahead(wave)
+
+    def _decided_ahead(self, screen: Any, answer: GateAnswer | None) -> None:
+        """The gate shown during the bake closed: hidden (None), decided after the engine
+        asked (it took the answer already), or stopped / aborted while baking."""
+        from console.engine import GateDecision
+
+        if answer is None or screen.request is not None:
+            return
+        decision = GateDecision(answer.decision)
+        if decision is GateDecision.ABORT:
+            # The engine ends the bake on an abort and rolls back what was reached.
+            if self.control is not None:
+                self.control.abort(rollback=answer.rollback, by=self.operator)
+            self.notify("release aborted: rolling back what it reached")
+        elif decision is GateDecision.REJECT:
+            self._stopped_ahead[screen.finished_wave] = answer
+            self.notify(f"stopped: no wave starts after wave {screen.finished_wave + 1} "
+                        "(its bake goes on; a cluster that degrades is still rolled back)")
 
     def _repaint(self) -> None:
         """10 Hz: redraw what changed; once a second also the running clocks."""
@@ -208,6 +247,8 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         dirty, release_dirty, lines = self.state.take_dirty()
         fleet = self.fleet
         fleet.flush(dirty, release_dirty, lines)
+        if self._gate_deferred is not None and len(self.screen_stack) == 1:
+            self._show_deferred_gate()
         self._ticks += 1
         if self._ticks % 10 == 0:
             fleet.tick()
@@ -385,6 +426,11 @@ class ReleaseConsoleApp(App[int], RollbackActions):
     def _gate_question(self, message: GateQuestion) -> None:
         from console.ui.screens.gate import GateScreen
 
+        self._gate_deferred = None
+        stopped = self._stopped_ahead.pop(message.request.finished_wave, None)
+        if stopped is not None:     # stopped while the wave baked: that is the answer
+            message.answer(stopped)
+            return
         for screen in self.screen_stack:
             # The gate shown while its wave baked takes the question.
             if isinstance(screen, GateScreen) and screen.request is None:

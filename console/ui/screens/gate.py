@@ -1,9 +1,12 @@
 """The gate between canary waves: the finished wave's results and the decision.
 
 When the wave before a gate bakes, the console shows its gate at once, counting the bake
-down live (`GateScreen.ahead`): the operator sees what is coming and when, but cannot
-decide yet - the engine asks only once the bake is over (`open`), and a decision key
-pressed before that is refused with the time left. `esc` hides the gate until then.
+down live (`GateScreen.ahead`): the operator sees what is coming and when. Approve waits
+for the bake - the engine asks only once it is over (`open`), and `a` pressed before
+that is refused with the time left. Stop (`s`) and abort (`x`, confirmed) act at once:
+the gate closes with that answer and the app acts on it (an abort ends the bake and
+rolls back; a stop answers the engine's question the moment it comes). `esc` hides the
+gate until the bake is over.
 """
 
 from __future__ import annotations
@@ -84,9 +87,9 @@ class GateScreen(ModalScreen[GateAnswer]):
         left = release.bake_left(self.state.now()) if release else None
         if left is None:
             return "The bake is over: the gate opens in a moment."
-        return (f"Baking wave {self.finished_wave + 1}: {format_duration(left)} left. The "
-                "gate opens when the bake is over; a cluster that degrades meanwhile "
-                "fails and is rolled back. (esc hides this until then)")
+        return (f"Baking wave {self.finished_wave + 1}: {format_duration(left)} left. "
+                "Approve waits for the bake; stop and abort act now. A cluster that "
+                "degrades meanwhile fails and is rolled back. (esc hides this until then)")
 
     def _next_text(self) -> str:
         if self.request is not None:
@@ -176,7 +179,8 @@ class GateScreen(ModalScreen[GateAnswer]):
                                "" if phase is Phase.HEALTHY else pal.bad))
 
     def _refused(self) -> bool:
-        """Whether the engine has not asked yet (the bake runs): say so, decide nothing."""
+        """Whether approving must wait (the bake runs, the engine has not asked yet):
+        say so, decide nothing."""
         if self.request is not None:
             return False
         release = self.state.release
@@ -194,10 +198,12 @@ class GateScreen(ModalScreen[GateAnswer]):
         """Abort rolls back every cluster the release reached: ask first."""
         from console.ui.screens.confirm import ConfirmScreen
 
-        if self._refused():
-            return
-
-        reached = ", ".join(r.cluster for r in self.request.results) or "no cluster"
+        if self.request is not None:
+            reached = ", ".join(r.cluster for r in self.request.results) or "no cluster"
+        else:   # while baking: the release reached every wave up to this one
+            release = self.state.release
+            waves = release.waves[:self.finished_wave + 1] if release else ()
+            reached = ", ".join(c for wave in waves for c in wave) or "no cluster"
         self.app.push_screen(ConfirmScreen(
             "Abort the release and roll back?",
             f"Every cluster this release reached goes back to the version it ran before "
@@ -206,10 +212,11 @@ class GateScreen(ModalScreen[GateAnswer]):
             lambda yes: self.action_decide("abort") if yes else None)
 
     def action_decide(self, decision: str) -> None:
-        """Answer the engine."""
+        """Answer the engine; while the wave bakes only approve waits for it (stop and
+        abort close the gate with their answer, which the app acts on at once)."""
         from console.engine import GateAnswer, GateDecision
 
-        if self._refused():
+        if decision == "approve" and self._refused():
             return
         answer = GateAnswer(GateDecision(decision), rollback=decision == "abort",
                             by=self.operator)
