@@ -241,7 +241,7 @@ def _pace(ck: Checker, value: Any, path: Path_) -> tuple[int, float] | None:
     if value is None:
         return None
     return ck.parsed(value, path, parse_pace, "N/DURATION such as 10/30s (at most N "
-                     "clusters start in any DURATION)")
+                     "clusters start in any DURATION; N and DURATION above 0)")
 
 
 def _bake(ck: Checker, value: Any, path: Path_) -> float | None:

@@ -5,7 +5,9 @@ clusters does not pull 200 images from the registry at once (rancher/fleet#2891)
 wave runner asks `Pacer.delay()` before each start and counts the start when it hands
 the cluster to a worker (`reserve`); the worker moves that count to the moment its
 rollout really begins, CLUSTER_STARTED (`began`), so the window is measured on real
-starts. A cluster that must wait is told once as CLUSTER_PACED (with when a start slot
+starts. A reserved start counts as starting now until it begins or is released (the
+worker ended without starting: `release`) - however long the hand-off takes, it never
+leaves the window before it began. A cluster that must wait is told once as CLUSTER_PACED (with when a start slot
 frees). The window slides: a start at t counts until t + W. A cluster started again - an
 operator's retry - is a start like any other: it waits for a slot, is told CLUSTER_PACED
 again, and its first start still counts until it leaves the window.
@@ -32,8 +34,9 @@ class Pacer:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.clock = clock
-        # (cluster, when) of every start in the window: a retried cluster has two.
-        self._starts: list[tuple[str, float]] = []
+        # (cluster, when, begun) of every start in the window: a retried cluster has
+        # two. A start not begun yet (reserved) counts as "now" until it begins.
+        self._starts: list[tuple[str, float, bool]] = []
         self._lock = threading.Lock()
 
     def delay(self) -> float:
@@ -43,8 +46,9 @@ class Pacer:
         count, window = self.limit
         now = self.clock()
         with self._lock:
-            self._starts = [(c, t) for c, t in self._starts if t > now - window]
-            times = sorted(t for _c, t in self._starts)
+            self._starts = [(c, t, b) for c, t, b in self._starts
+                            if not b or t > now - window]
+            times = sorted(t if b else now for _c, t, b in self._starts)
         if len(times) < count:
             return 0.0
         # The count-th newest start leaves the window first to make room.
@@ -54,7 +58,7 @@ class Pacer:
         """Count `cid`'s start now (it is handed to a worker)."""
         if self.limit is not None:
             with self._lock:
-                self._starts.append((cid, self.clock()))
+                self._starts.append((cid, self.clock(), False))
 
     def began(self, cid: str) -> None:
         """`cid`'s rollout really begins now: its start counts from here."""
@@ -62,7 +66,18 @@ class Pacer:
             with self._lock:
                 for i in range(len(self._starts) - 1, -1, -1):   # its latest start
                     if self._starts[i][0] == cid:
-                        self._starts[i] = (cid, max(self._starts[i][1], self.clock()))
+                        self._starts[i] = (cid, max(self._starts[i][1], self.clock()), True)
+                        break
+
+    def release(self, cid: str) -> None:
+        """`cid`'s worker ended without its rollout beginning (skipped, or failed before
+        the start): its reserved start no longer counts."""
+        if self.limit is not None:
+            with self._lock:
+                for i in range(len(self._starts) - 1, -1, -1):
+                    c, _t, begun = self._starts[i]
+                    if c == cid and not begun:
+                        del self._starts[i]
                         break
 
 

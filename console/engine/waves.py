@@ -27,6 +27,7 @@ from console.engine.checks import (freeze_blocks, freeze_opened, preflight_check
 from console.engine import steering
 from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop, coordinator
 from console.engine.bake import bake_wave
+from console.engine.bake import seconds_of as bake_seconds
 from console.engine.pacing import tell_paced
 from console.engine.run_state import ReleaseRun, budget_reason
 from console.engine.deploy import deploy_cluster
@@ -363,6 +364,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
         done, _ = wait(list(running), timeout=CONTROL_POLL, return_when=FIRST_COMPLETED)
         for future in done:
             cid = running.pop(future)
+            run.pacer.release(cid)      # a start reserved but never begun counts no more
             try:
                 result = future.result()
             except Exception as exc:  # noqa: BLE001 - a bug in one cluster's worker
@@ -423,7 +425,7 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
     strategy = engine.config.strategies.get(run.plan.strategy)
     request = GateRequest(run.release_id, next_wave - 1, next_wave, tuple(finished),
                           next_clusters, approvals=strategy.approvals if strategy else 1,
-                          baked=run.plan.waves[next_wave - 1].bake)
+                          baked=bake_seconds(engine, run.plan.waves[next_wave - 1].bake))
     engine.event(Kind.GATE_WAITING, run.release_id, None,
                  f"waiting for approval to start wave {next_wave + 1}: "
                  f"{', '.join(next_clusters)}", wave=next_wave, clusters=list(next_clusters))

@@ -204,6 +204,10 @@ def test_yaml_anchors_and_merge_keys_work(tmp_path):
     (MINIMAL.replace("groups: [staging]", "grups: [staging]"),
      ":8: clusters[1].grups: unknown key (did you mean 'groups'?)"),
     (MINIMAL + "stratgies: {}\n", ":9: stratgies: unknown key (did you mean 'strategies'?)"),
+    # a pacing window of no time would pace nothing (it was accepted silently)
+    (MINIMAL + "strategies:\n  fast: {waves: [a], max_starts: 10/0s}\n",
+     ":10: strategies.fast.max_starts: expected N/DURATION such as 10/30s (at most N "
+     "clusters start in any DURATION; N and DURATION above 0), got '10/0s'"),
     (MINIMAL.replace("  name: web", "  name: web\n  imagee: x"),
      ":3: app.imagee: unknown key (did you mean 'image'?)"),
     # duplicate ids name both lines

@@ -16,8 +16,10 @@ def test_the_window_slides() -> None:
     pacer = Pacer((2, 10.0), clock=lambda: now[0])
     assert pacer.delay() == 0
     pacer.reserve("a")
+    pacer.began("a")                     # handed over and begun at once
     now[0] = 4.0
     pacer.reserve("b")
+    pacer.began("b")
     assert pacer.delay() == 6.0          # a leaves the window at 10
     now[0] = 10.0
     assert pacer.delay() == 0
@@ -77,6 +79,7 @@ def test_a_retried_start_counts_besides_the_first_one() -> None:
     now = [0.0]
     pacer = Pacer((2, 10.0), clock=lambda: now[0])
     pacer.reserve("a")
+    pacer.began("a")
     now[0] = 1.0
     assert pacer.delay() == 0
     pacer.reserve("a")                   # a failed and is retried: a second start
@@ -119,3 +122,21 @@ def test_a_retried_cluster_is_paced_like_any_other_start(world) -> None:
     assert len(paced) == 2, [e.message for e in paced]   # the first start, and the retry
     retried = next(e for e in w.recorder.of(Kind.STEERED) if e.data.get("action") == "retry")
     assert retried.ts <= paced[1].ts <= starts[2].ts
+
+
+def test_a_reserved_start_counts_until_it_begins_or_is_released() -> None:
+    # A hand-off to the real start slower than the window: the reserved start must not
+    # leave the window before it began (it did: pruned by its reservation time).
+    now = [0.0]
+    pacer = Pacer((2, 10.0), clock=lambda: now[0])
+    pacer.reserve("a")
+    pacer.reserve("b")
+    now[0] = 25.0               # neither began yet, 2.5 windows later
+    assert pacer.delay() > 0
+    pacer.began("a")            # a counts from its real start: until 35
+    pacer.release("b")          # b's worker ended without starting: its slot frees
+    assert pacer.delay() == 0
+    pacer.reserve("c")
+    now[0] = 30.0
+    pacer.began("c")
+    assert pacer.delay() == 5.0     # a leaves the window at 35

@@ -141,3 +141,22 @@ def test_health_checks_are_not_skipped_when_the_strategy_has_no_bake(world, prom
     released_and_rolled_back(w)
     baking = w.recorder.of(Kind.WAVE_BAKING)
     assert baking and baking[0].data["seconds"] == 1.0
+
+
+def test_the_gate_tells_the_bake_a_wave_really_had_without_a_bake_setting(world, prometheus):
+    # No `bake:`: with checks every wave bakes one `interval` (1 s) - the gate's "baked"
+    # said 0 (the plan's bake) for it.
+    from console.engine import GateAnswer, GateDecision
+    w = world(["c1", "c2"], seed=65,
+              strategies={"canary": {"waves": [["c1"], ["c2"]], "gates": True}})
+    w.deploy_everywhere("v1")
+    w = with_health(w, prometheus(w.fleet), "always-fine", "vector(0)")
+    asked: list[float] = []
+
+    def approver(request) -> GateAnswer:
+        asked.append(request.baked)
+        return GateAnswer(GateDecision.APPROVE, by="test")
+
+    result = w.release(ReleaseRequest(tag="v2", strategy="canary"), approver)
+    assert result.exit_code == 0, result
+    assert asked == [1.0]
