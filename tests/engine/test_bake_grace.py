@@ -138,3 +138,50 @@ def test_an_hpa_scaling_during_the_bake_is_no_failure(world):
     assert [e.data["error"] for e in w.recorder.of(Kind.CLUSTER_FAILED)] == []
     assert result.exit_code == 0, result
     wait_until(lambda: w.ready_pods("s1", "v2") == 3, "the third v2 pod on s1")
+
+
+def test_a_cluster_whose_lease_another_console_took_during_the_bake_is_left_to_it(world):
+    # Another console takes s1's lease during the bake and changes the image: s1 is its
+    # now - the bake neither fails it nor rolls it back (it did: "image replaced", then
+    # an automatic rollback on a cluster this release no longer held).
+    import logging
+
+    from console.locks import lease_name
+    from tests.engine.conftest import APP
+    from tests.engine.test_bake import set_image_by_hand
+    w = world(["s1", "p1"], strategies={
+        "canary": {"waves": [["s1"], ["p1"]], "bake": "4s"}}, seed=45)
+    w.deploy_everywhere("v1")
+    w.recorder.events.clear()
+    engine = w.engine(lock_duration=3)      # renewed every 1.5 s
+    lost = threading.Event()
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "lock lost on s1" in record.getMessage():
+                lost.set()
+
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/s1/leases/{lease_name(APP)}"
+
+    def take_s1(event) -> None:
+        if event.kind is Kind.WAVE_BAKING and event.data["wave"] == 0:
+            kube = engine.driver("s1").client
+            lease = kube.request("GET", lease_path)
+            lease["spec"]["holderIdentity"] = "mallory@elsewhere:1/r-other"
+            kube.request("PUT", lease_path, body=lease)
+            wait_until(lost.is_set, "the renewer to notice the lost lease", timeout=30)
+            set_image_by_hand(w.fleet, "s1",
+                              w.image("s1").split("@")[0].rsplit(":", 1)[0] + ":v3")
+
+    engine.add_listener(take_s1)
+    handler = Catch()
+    logging.getLogger("console").addHandler(handler)
+    try:
+        result = engine.run(ReleaseRequest(tag="v2", strategy="canary"), _approve)
+    finally:
+        logging.getLogger("console").removeHandler(handler)
+    assert lost.is_set()
+    assert [e.data["error"] for e in w.recorder.of(Kind.CLUSTER_FAILED)] == []
+    assert not w.recorder.of(Kind.CLUSTER_ROLLING_BACK)
+    assert w.version("s1") == "v3" and w.version("p1") == "v1"
+    assert result.exit_code != 0, result       # a lost lease starts no new cluster
