@@ -28,6 +28,10 @@ async def drive(w) -> dict:
 
         await until(app._engine_ready.is_set, "the engine")
         await app.workers.wait_for_complete()
+        # Its pods take 8 s to be ready, so it is still rolling out when the latency comes:
+        # with few round trips per rollout, a 0.5 s rollout could end before the UI has
+        # shown its start (it failed that way on a quiet machine).
+        w.fleet.set_faults("slow", readiness_delay=8.0)
         await pilot.press("n")
         await until(lambda: isinstance(app.screen, ReleaseFormScreen), "the form")
         await pilot.click("#strategy-parallel")
@@ -60,5 +64,7 @@ def test_slow_cluster_neither_slows_the_others_nor_freezes_the_console(world):
         w.fleet.set_faults("slow", latency=0.0)
     assert seen["outcome"] == "ok"
     assert seen["slow_phase_when_others_done"] != "✔ healthy"
-    assert max(seen["key_answers"]) < 1.0, seen["key_answers"]
+    # Below the slow cluster's 3 s per request: a console waiting on it would miss this
+    # bound; the margin is for a loaded CI machine, not for the console.
+    assert max(seen["key_answers"]) < 2.5, seen["key_answers"]
     assert w.version("slow") == "v2"
