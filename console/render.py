@@ -18,6 +18,7 @@ of the cluster's merged `values`.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -86,7 +87,7 @@ def render(config: FleetConfig, cluster: Cluster | str, tag: str,
     seen: dict[tuple[str, str, str], str] = {}
     for path in manifest_files(config):
         source = _display(path, config.path.parent)
-        for doc in parse_yaml(read_text(path, source, what="manifest"), source):
+        for doc in _parsed(read_text(path, source, what="manifest"), source):
             obj = _Filler(doc, source, names).fill(doc.data, ())
             _check_object(obj, doc, source, cluster)
             key = (obj["apiVersion"].split("/")[0], obj["kind"], obj["metadata"]["name"])
@@ -97,6 +98,15 @@ def render(config: FleetConfig, cluster: Cluster | str, tag: str,
             seen[key] = where
             objects.append(obj)
     return objects
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str, source: str) -> tuple[YamlDocument, ...]:
+    """The documents of one manifest file, parsed once per text: a release renders every
+    cluster twice (pre-flight's dry run, the apply) from the same few files - a thousand
+    clusters parsed them 2,000 times, 13% of the deploy's CPU. Never changed: `_Filler`
+    builds new objects."""
+    return tuple(parse_yaml(text, source))
 
 
 class _Filler:

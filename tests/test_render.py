@@ -80,6 +80,32 @@ def test_rendered_objects_are_independent_of_the_config():
     assert again["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "500m"
 
 
+def test_a_manifest_is_parsed_once_and_its_renderings_share_nothing(tmp_path):
+    """A release renders every cluster twice from the same files: they are parsed once
+    per text, and what one rendering's caller changes never reaches another rendering;
+    a changed file is parsed again."""
+    from console.render import _parsed
+    config = fleet(tmp_path, ("app.yaml", """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: settings}
+        data: {motd: "${motd}", fixed: "same", nested: {list: [1, 2]}}
+        """))
+    parsed = _parsed.cache_info().misses
+    [eu] = render(config, "eu", "1.0")
+    eu["data"]["nested"]["list"].append(3)
+    eu["data"]["fixed"] = "changed"
+    [us] = render(config, "us", "1.0")
+    [eu_again] = render(config, "eu", "1.0")
+    assert _parsed.cache_info().misses == parsed + 1
+    assert us["data"]["nested"] == {"list": [1, 2]} and us["data"]["fixed"] == "same"
+    assert eu_again["data"]["nested"] == {"list": [1, 2]}
+    assert us["data"]["motd"] == "${app}" and eu_again["data"]["motd"].startswith("line one")
+    (tmp_path / "k8s" / "app.yaml").write_text((tmp_path / "k8s" / "app.yaml").read_text()
+                                               .replace("same", "new"))
+    assert render(config, "us", "1.0")[0]["data"]["fixed"] == "new"
+
+
 def test_multi_document_files_in_path_order_and_yml(tmp_path):
     config = fleet(tmp_path,
                    ("b.yml", """\
