@@ -64,7 +64,7 @@ def test_slow_cluster_neither_slows_the_others_nor_freezes_the_console(world):
         w.fleet.set_faults("slow", latency=0.0)
     assert seen["outcome"] == "ok"
     assert seen["slow_phase_when_others_done"] != "✔ healthy"
-    # Below the slow cluster's 2 s per request: a console waiting on it would miss this
+    # Below the slow cluster's 3 s per request: a console waiting on it would miss this
     # bound; the margin over the usual ~0.1 s is for a loaded CI machine.
-    assert max(seen["key_answers"]) < 1.5, seen["key_answers"]
+    assert max(seen["key_answers"]) < 2.5, seen["key_answers"]
     assert w.version("slow") == "v2"
