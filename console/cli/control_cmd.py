@@ -8,7 +8,10 @@ The request goes through the release's control lease on its clusters (see
 fleet file's) have the app's rights on every cluster of the release: the request is
 written onto the release's Lease on each of its clusters, and the release refuses one
 that is missing anywhere (rights on one cluster never steer a release across others),
-as it refuses one whose sender the cluster does not confirm (SelfSubjectReview). Exit codes: 0 the release acknowledged the
+as it refuses one whose sender the cluster does not confirm (SelfSubjectReview). A
+target that cannot be read (unreachable) refuses approve, skip, retry and resume;
+pause, abort and reject only reduce what the release does and are taken on the
+reachable targets, naming the unreachable ones. Exit codes: 0 the release acknowledged the
 action; 2 no such running release, nothing to act on (the message says why: no gate
 waiting, the cluster started already, ...), or bad input; 1 the release did not
 answer within `--timeout`.
@@ -37,7 +40,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                  "rights (update on its Lease) on every cluster the release "
                                  "targets may steer it: each action decides for all its "
                                  "clusters still to come, so rights on one cluster never "
-                                 "steer the others. Exit codes: 0 acknowledged, 2 no such "
+                                 "steer the others. With a target unreachable, pause, "
+                                 "abort and reject (they only reduce what the release "
+                                 "does) are taken on the reachable ones; approve, skip, "
+                                 "retry and resume are refused. Exit codes: 0 acknowledged, 2 no such "
                                  "running release, nothing to act on or refused, 1 no answer "
                                  "in time.")
     parser.add_argument("release_id", metavar="RELEASE_ID")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 POLL = 0.5                 # s between looks at the live state (and, unwatched, the lease)
 WATCH_TIMEOUT = 120        # s the server keeps one watch of the control lease open
 RIGHTS_READERS = 32        # target leases read at once to check a request's rights
+FAILOVER = 2               # failed rounds in a row before the channel moves to the next lease
+WITHDRAW_EVERY = 10.0      # s between tries to take an old announcement off a lease
+# Actions that only reduce what the release does: taken with the request shown on
+# every target that can be read (see the module docstring).
+REDUCING = ("pause", "abort", "reject")
 SKIPPED_BY_OPERATOR = "skipped_by_operator"
 
 
@@ -141,55 +147,111 @@ def _fleet_ids(engine: Engine) -> frozenset[str]:
 class Channel:
     """The listening end for one release (see the module docstring)."""
 
-    def __init__(self, engine: Engine, run: ReleaseRun, lease: Any) -> None:
+    def __init__(self, engine: Engine, run: ReleaseRun, leases: list[Any]) -> None:
         self.engine = engine
         self.run = run
-        self.kube = lease.kube
-        self.namespace = lease.namespace
-        self.name = lease.name
-        self.cluster = lease.cluster
+        self.leases = list(leases)          # the control lease first, then its stand-ins
+        self.at = -1
+        self.moves = 0                      # failovers so far: the newest announcement wins
+        self.announced: set[int] = set()    # leases whose announcement is to be taken off
         self.handled: set[str] = set()
         self.approvers: dict[int, list[str]] = {}   # gate (next wave) -> who approved
         self._state: dict[str, Any] | None = None
         self._stop = threading.Event()
+        self._withdrawn_at = 0.0
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"steering-{run.release_id}")
+        self._use(0)
+
+    def _use(self, index: int) -> None:
+        """Listen on the release's lease number `index` from now on."""
+        lease = self.leases[index]
+        self.at = index
+        self.kube = lease.kube
+        self.namespace = lease.namespace
+        self.name = lease.name
+        self.cluster = lease.cluster
 
     def open(self) -> Channel:
         """Announce the channel (old requests on the lease are someone else's) and listen."""
-        def announce(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
-            notes.pop(wire.CONTROL, None)
-            notes.pop(wire.ACK, None)
-            notes[wire.STEERING] = wire.dump(self.state())
-            return True
         try:
-            wire.change(self.kube, self.namespace, self.name, announce,
-                        self.engine.request_timeout)
+            self._announce(fresh=True)
         except wire.ChannelError as exc:
             log.warning("release %s: control channel not opened on %s: %s",
                         self.run.release_id, self.cluster, exc)
         self._thread.start()
         return self
 
+    def _announce(self, fresh: bool) -> None:
+        """Write the live state on the current lease: the release listens there. `fresh`
+        (the release begins): requests and answers left there are someone else's. On a
+        failover they stay: requests already written there are this release's."""
+        def announce(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
+            if fresh:
+                notes.pop(wire.CONTROL, None)
+                notes.pop(wire.ACK, None)
+            notes[wire.STEERING] = wire.dump(self.state())
+            return True
+        self.announced.add(self.at)
+        wire.change(self.kube, self.namespace, self.name, announce,
+                    self.engine.request_timeout)
+
     def close(self) -> None:
-        """Stop listening and take the announcement off the lease."""
+        """Stop listening and take the announcement off the lease(s)."""
         self._stop.set()
         self._thread.join(timeout=self.engine.request_timeout * 2 + 1)
+        for index in sorted(self.announced, key=lambda i: i != self.at):
+            try:
+                self._withdraw(index)
+            except wire.ChannelError as exc:
+                log.warning("release %s: control channel not closed cleanly on %s: %s",
+                            self.run.release_id, self.leases[index].cluster, exc)
 
+    def _withdraw(self, index: int) -> None:
+        """Take the announcement off lease number `index` (raises `ChannelError`)."""
         def withdraw(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
             return notes.pop(wire.STEERING, None) is not None
-        try:
-            wire.change(self.kube, self.namespace, self.name, withdraw,
-                        self.engine.request_timeout)
-        except wire.ChannelError as exc:
-            log.warning("release %s: control channel not closed cleanly: %s",
-                        self.run.release_id, exc)
+        lease = self.leases[index]
+        wire.change(lease.kube, lease.namespace, lease.name, withdraw,
+                    self.engine.request_timeout)
+        self.announced.discard(index)
+
+    def _fail_over(self) -> None:
+        """The current lease failed FAILOVER rounds in a row: listen on the next one the
+        release holds (back to the first after the last)."""
+        if len(self.leases) < 2:
+            return
+        old = self.cluster
+        self._use((self.at + 1) % len(self.leases))
+        self.moves += 1
+        log.warning("release %s: control lease on %s unreachable; listening on %s",
+                    self.run.release_id, old, self.cluster)
+        self._state = None
+        self._announce(fresh=False)
+
+    def _withdraw_old(self) -> None:
+        """Take old announcements off leases the channel left (throttled: a cluster still
+        down would cost a timeout each round)."""
+        old = self.announced - {self.at}
+        now = time.monotonic()
+        if not old or now - self._withdrawn_at < WITHDRAW_EVERY:
+            return
+        self._withdrawn_at = now
+        for index in sorted(old):
+            try:
+                self._withdraw(index)
+            except wire.ChannelError:
+                pass   # still down: the next try
 
     def state(self) -> dict[str, Any]:
         """The live state written for followers."""
         gate = self.run.gate_waiting
         state: dict[str, Any] = {"release": self.run.release_id,
                                  "paused": self.run.control.paused}
+        if self.moves:
+            # An announcement left on a lease whose cluster was down is older: the
+            # asking end takes the highest.
+            state["moves"] = self.moves
         baking = self.run.baking
         if baking is not None:
             # Followers count it down; the gate after the wave waits for it.
@@ -208,35 +270,52 @@ class Channel:
         """Requests arrive through a watch of the control lease (one request per watch
         of a few minutes, not a read twice a second: issue 16); the live state is
         compared every POLL s and written when it changed. While the watch fails, every
-        round reads the lease as before."""
-        events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-        collection = wire.lease_path(self.namespace, self.name).rsplit("/", 1)[0]
-        reader = WatchReader(self.kube, collection, {"fieldSelector": f"metadata.name={self.name}"},
-                             "lease", events, None, WATCH_TIMEOUT)
-        reader.start()
-        watching = False
-        try:
-            while not self._stop.is_set():
-                try:
-                    source, kind, obj = events.get(timeout=POLL)
-                except queue.Empty:
-                    source, kind, obj = "", "", None
-                if self._stop.is_set():
-                    return
-                try:
-                    if source == "lease" and kind in ("ADDED", "MODIFIED"):
-                        watching = True
-                        self._round(obj)
-                    elif source == "error" or (source == "lease" and kind == "DELETED"):
+        round reads the lease as before; FAILOVER failed rounds in a row move the channel
+        to the next lease."""
+        failures = 0
+        while not self._stop.is_set():
+            index = self.at
+            events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+            collection = wire.lease_path(self.namespace, self.name).rsplit("/", 1)[0]
+            reader = WatchReader(self.kube, collection,
+                                 {"fieldSelector": f"metadata.name={self.name}"},
+                                 "lease", events, None, WATCH_TIMEOUT)
+            reader.start()
+            watching = False
+            try:
+                while not self._stop.is_set() and self.at == index:
+                    try:
+                        source, kind, obj = events.get(timeout=POLL)
+                    except queue.Empty:
+                        source, kind, obj = "", "", None
+                    if self._stop.is_set():
+                        return
+                    try:
+                        if source == "lease" and kind in ("ADDED", "MODIFIED"):
+                            watching = True
+                            self._round(obj)
+                        elif source == "error" or (source == "lease" and kind == "DELETED"):
+                            watching = False
+                            self._round()
+                        else:
+                            self._round(read=not watching)
+                        failures = 0
+                        self._withdraw_old()
+                    except wire.ChannelError as exc:   # the next round tries again
+                        failures += 1
                         watching = False
-                        self._round()
-                    else:
-                        self._round(read=not watching)
-                except wire.ChannelError as exc:   # the next round tries again
-                    log.warning("release %s: control channel: %s", self.run.release_id, exc)
-        finally:
-            reader.stop()
-            reader.join(timeout=2.0)
+                        log.warning("release %s: control channel: %s",
+                                    self.run.release_id, exc)
+                        if failures >= FAILOVER and exc.status not in (403, 409):
+                            failures = 0
+                            try:
+                                self._fail_over()
+                            except wire.ChannelError as again:
+                                log.warning("release %s: control channel: %s",
+                                            self.run.release_id, again)
+            finally:
+                reader.stop()
+                reader.join(timeout=2.0)
 
     def _round(self, lease: dict[str, Any] | None = None, read: bool = True) -> None:
         """Take the new requests on `lease` (read now when None and `read`; none when
@@ -250,6 +329,8 @@ class Channel:
             if not rid or rid in self.handled:
                 continue
             self.handled.add(rid)
+            if request.get("release") not in (None, "", self.run.release_id):
+                continue   # left on this (stand-in) lease for an earlier release
             try:
                 ok, detail = self._take(request)
                 answers[rid] = {"ok": ok, "detail": detail}
@@ -286,7 +367,7 @@ class Channel:
             self._refuse(request, action, cid, by, False,
                          f"{by} is not confirmed by the cluster (SelfSubjectReview); only "
                          "a confirmed identity may steer a release")
-        self._check_rights(request, action, cid, by)
+        unreachable = self._check_rights(request, action, cid, by)
         why_not = control.check(action, cid)
         gate = self.run.gate_waiting
         asked_gate = request.get("gate")
@@ -307,11 +388,14 @@ class Channel:
             return False, why_not
         rollback = bool(request.get("rollback"))
         detail = f"{action}{' ' + cid if cid else ''}{_by(by)}"
+        if unreachable:
+            detail += (f" (not shown on {', '.join(unreachable)}: unreachable; "
+                       f"{action} only reduces what the release does)")
         if action in ("pause", "resume", "abort", "skip", "approve", "reject"):
             # Recorded before it acts: the ledger has who asked before what it caused.
             self.engine.event(Kind.STEERED, self.run.release_id, cid, detail, action=action,
                               by=by, confirmed=confirmed, rollback=rollback,
-                              request=request.get("id"))
+                              request=request.get("id"), unreachable=unreachable)
         if action == "pause":
             control.pause(by)
         elif action == "resume":
@@ -337,39 +421,50 @@ class Channel:
         return True, detail
 
     def _check_rights(self, request: dict[str, Any], action: str, cid: str | None,
-                      by: str) -> None:
+                      by: str) -> list[str]:
         """Refuse (`Refused`) unless the request is also on the release's Lease of every
         other target cluster: only someone the API server let update the app's Lease on
         each of them could have put it there, so rights on one cluster never steer a
         release across others (`release-console control` writes it to all of them
-        before the control lease)."""
+        before the control lease). A Lease that cannot be read (its cluster unreachable)
+        refuses approve, skip, retry and resume; for the REDUCING actions it is left out
+        of the proof. Returns the clusters left out so."""
         others = [lease for lease in self.run.release_lock.leases
                   if lease.cluster != self.cluster] if self.run.release_lock else []
         if not others:
-            return
+            return []
         rid = request.get("id")
 
-        def on_lease(lease: Any) -> str | None:
-            """None when the request is on `lease`, else why not."""
+        def on_lease(lease: Any) -> tuple[str, str] | None:
+            """None when the request is on `lease`, else ("missing"|"unreachable", why)."""
             try:
                 found = wire.read(lease.kube, lease.namespace, lease.name,
                                   self.engine.request_timeout)
             except wire.ChannelError as exc:
-                return f"{lease.cluster} (unreadable: {exc})"
+                if exc.status == 403:
+                    return "missing", f"{lease.cluster} (the release may not read it: {exc})"
+                return "unreachable", f"{lease.cluster} ({exc})"
             ids = {r.get("id") for r in wire.decoded(found, wire.CONTROL, [])
                    if isinstance(r, dict)}
-            return None if rid in ids else lease.cluster
+            return None if rid in ids else ("missing", lease.cluster)
 
         with ThreadPoolExecutor(max_workers=min(RIGHTS_READERS, len(others)),
                                 thread_name_prefix="steer-rights") as pool:
-            missing = [why for why in pool.map(on_lease, others) if why is not None]
+            found = [why for why in pool.map(on_lease, others) if why is not None]
+        missing = [why for kind, why in found if kind == "missing"]
+        unreachable = [why for kind, why in found if kind == "unreachable"]
         if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
-                                              if len(missing) > 5 else "")
             self._refuse(request, action, cid, by, True,
-                         f"the request is not on the release's Lease of {shown}: steering "
-                         "a release needs update rights on the app's Lease on every "
-                         "cluster it targets")
+                         f"the request is not on the release's Lease of {_few(missing)}: "
+                         "steering a release needs update rights on the app's Lease on "
+                         "every cluster it targets")
+        if unreachable and action not in REDUCING:
+            self._refuse(request, action, cid, by, True,
+                         f"{_few(unreachable)} unreachable: {action} needs the request "
+                         "shown on every cluster the release targets (pause, abort and "
+                         "reject are taken on the reachable ones); try again once it "
+                         "answers")
+        return [why.split(" ", 1)[0] for why in unreachable]
 
     def _refuse(self, request: dict[str, Any], action: str, cid: str | None, by: str,
                 confirmed: bool, why: str) -> None:
@@ -391,7 +486,12 @@ def open_channel(engine: Engine, run: ReleaseRun) -> Channel | None:
     lock = run.release_lock
     if lock is None or not lock.leases:
         return None
-    return Channel(engine, run, lock.leases[0]).open()
+    return Channel(engine, run, list(lock.leases)).open()
+
+
+def _few(names: list[str]) -> str:
+    """The first five of `names`, and how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _wave(gate: Any) -> str:

@@ -92,6 +92,10 @@ def whoami(engine: Engine, cluster: str) -> tuple[str, bool]:
 
 
 ANNOUNCE_WAIT = 10.0   # s a release holding its leases gets to announce its channel
+FAILOVER_WAIT = 30.0   # s, with a cluster unreachable, for the release to move its channel
+# Actions that only reduce what the release does: taken with the request shown on the
+# reachable targets only (`console.engine.steering.REDUCING`).
+REDUCING = ("pause", "abort", "reject")
 
 
 def control_lease(engine: Engine, release_id: str) -> LeaseView:
@@ -100,29 +104,53 @@ def control_lease(engine: Engine, release_id: str) -> LeaseView:
 
 
 def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[LeaseView]]:
-    """The lease the running `release_id` listens on, and every other lease it holds;
-    raises `NothingToSteer`."""
-    deadline = time.monotonic() + ANNOUNCE_WAIT
+    """The lease the running `release_id` listens on, and every other lease it holds
+    that could be read; raises `NothingToSteer`. A release whose control lease cannot
+    be read moves its channel to another of its leases (`console.engine.steering`):
+    while it has not yet, this waits up to FAILOVER_WAIT s for it."""
+    start = time.monotonic()
     while True:
         views = read_leases(engine)
-        listening = sorted((v for v in views if v.steering.get("release") == release_id),
-                           key=lambda v: v.cluster)
+        held = [v for v in views if v.release == release_id]
+        # An announcement is the release's only while it holds that lease; one it left
+        # behind on a lease whose cluster was down is not where it listens.
+        listening = sorted((v for v in held if v.steering.get("release") == release_id),
+                           key=lambda v: (-_moves(v), v.cluster))
         if listening:
-            return listening[0], [v for v in views if v.release == release_id
-                                  and v.cluster != listening[0].cluster]
-        held = [v.cluster for v in views if v.release == release_id]
+            return listening[0], [v for v in held if v.cluster != listening[0].cluster]
+        unread = [v for v in views if v.error]
         # Between taking its leases and opening the channel a release does not listen
-        # yet: give it a moment before saying it never will.
-        if not held or time.monotonic() > deadline:
+        # yet, and one whose control lease is unreachable moves to another: give it a
+        # moment before saying it never will.
+        wait = FAILOVER_WAIT if unread else ANNOUNCE_WAIT
+        if not held or time.monotonic() - start > wait:
             break
         time.sleep(0.5)
+    if held and unread:
+        raise NothingToSteer(
+            f"release {release_id} holds {', '.join(v.cluster for v in held)}, but the "
+            f"lease it listens on is not among them: {_unreachable(unread)} unreachable "
+            f"(it did not move its channel within {wait:g}s; try again)")
     if held:
-        raise NothingToSteer(f"release {release_id} holds {', '.join(held)} but does not "
-                             "listen for control (started without the control channel)")
-    unread = [v for v in views if v.error]
-    extra = (f"; {len(unread)} cluster(s) could not be read: {unread[0].error}"
-             if unread else "")
+        raise NothingToSteer(f"release {release_id} holds {', '.join(v.cluster for v in held)} "
+                             "but does not listen for control (started without the control "
+                             "channel)")
+    extra = f"; {_unreachable(unread)} unreachable" if unread else ""
     raise NothingToSteer(f"no running release {release_id} on this fleet's clusters{extra}")
+
+
+def _moves(view: LeaseView) -> int:
+    """How often the release had moved its channel when it announced it on `view`."""
+    moves = view.steering.get("moves", 0)
+    return moves if isinstance(moves, int) else 0
+
+
+def _unreachable(views: Sequence[LeaseView]) -> str:
+    """`a (why)`, `a, b and 3 more`: the clusters whose lease could not be read."""
+    if len(views) == 1:
+        return f"{views[0].cluster} ({views[0].error})"
+    names = [v.cluster for v in views]
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 @dataclass(frozen=True)
@@ -150,7 +178,8 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
     view, others = release_leases(engine, release_id)
     by, confirmed = whoami(engine, view.cluster)
     from console.session import operator_name
-    request = {"id": secrets.token_hex(6), "action": action, "cluster": cluster or "",
+    request = {"id": secrets.token_hex(6), "release": release_id,
+               "action": action, "cluster": cluster or "",
                "by": by, "operator": operator_name(), "confirmed": confirmed,
                "rollback": rollback,
                # An answer is bound to the gate it was given for (the wave it lets start).
@@ -171,25 +200,35 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
     # First on every other lease the release holds - the proof, checked by the release,
     # that the API server let us update the app's Lease on each of its clusters - then
     # on the control lease, where the release takes it.
-    _vouch(engine, release_id, others, request, name)
+    _vouch(engine, release_id, others, request, name, tolerate_down=action in REDUCING)
     try:
         if wire.change(driver.client, driver.namespace, name, append,
                        engine.request_timeout) is None:
             raise NothingToSteer(f"release {release_id} ended meanwhile")
     except wire.ChannelError as exc:
         raise UserError(f"cluster {view.cluster!r}: {exc}") from None
+    # The answer comes on the lease the release listens on: the control lease, or -
+    # when its cluster goes down meanwhile - the one the release moved its channel to.
+    watched = [view] + [v for v in others if v.steering.get("release") == release_id]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        try:
-            lease = wire.read(driver.client, driver.namespace, name, engine.request_timeout)
-        except wire.ChannelError:
-            continue
-        answer = wire.decoded(lease, wire.ACK, {}).get(request["id"])
-        if isinstance(answer, dict):
-            return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by, confirmed,
-                       bool(answer.get("refused")))
-        if wire.decoded(lease, wire.STEERING, {}).get("release") != release_id:
+        listening = failed = False
+        for where in list(watched):
+            try:
+                place = engine.driver(where.cluster)
+                lease = wire.read(place.client, place.namespace, name, engine.request_timeout)
+            except (wire.ChannelError, ClusterError, UserError):
+                failed = True
+                continue
+            answer = wire.decoded(lease, wire.ACK, {}).get(request["id"])
+            if isinstance(answer, dict):
+                return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by,
+                           confirmed, bool(answer.get("refused")))
+            listening |= wire.decoded(lease, wire.STEERING, {}).get("release") == release_id
+        if failed and len(watched) < 1 + len(others):
+            watched += [v for v in others if v not in watched]
+        elif not listening and not failed:
             raise NothingToSteer(f"release {release_id} ended before taking the request")
     raise NoAnswer(f"release {release_id} did not acknowledge {action} within "
                     f"{timeout:g}s (request {request['id']} stays on lease {name} of "
@@ -197,9 +236,11 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
 
 
 def _vouch(engine: Engine, release_id: str, leases: Sequence[LeaseView],
-           request: dict[str, Any], name: str) -> None:
+           request: dict[str, Any], name: str, tolerate_down: bool = False) -> None:
     """Append `request` to each of `leases` (the release's other leases), at once;
-    raises `UserError` naming every cluster that refused the write (403: no rights)."""
+    raises `UserError` naming every cluster that refused the write (403: no rights) or,
+    unless `tolerate_down` (an action that only reduces what the release does), could
+    not be reached."""
     def one(view: LeaseView) -> str | None:
         def append(lease: dict[str, Any], notes: dict[str, str]) -> bool:
             holder = str(((lease.get("spec") or {}).get("holderIdentity")) or "")
@@ -211,7 +252,11 @@ def _vouch(engine: Engine, release_id: str, leases: Sequence[LeaseView],
         try:
             driver = engine.driver(view.cluster)
             wire.change(driver.client, driver.namespace, name, append, engine.request_timeout)
-        except (wire.ChannelError, ClusterError, UserError) as exc:
+        except wire.ChannelError as exc:
+            if tolerate_down and exc.status != 403:
+                return None   # the release leaves it out of the proof as unreachable
+            return f"cluster {view.cluster!r}: {exc}"
+        except (ClusterError, UserError) as exc:
             return f"cluster {view.cluster!r}: {exc}"
         return None
 
@@ -222,4 +267,5 @@ def _vouch(engine: Engine, release_id: str, leases: Sequence[LeaseView],
     if failed:
         more = f" (and {len(failed) - 3} more clusters)" if len(failed) > 3 else ""
         raise UserError("; ".join(failed[:3]) + more + " - steering a release needs the "
-                        "app's rights on every cluster it targets")
+                        "app's rights on every cluster it targets (and, but for pause, "
+                        "abort and reject, every one of them reachable)")

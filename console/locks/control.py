@@ -4,13 +4,16 @@ of the release Lease.
 A steerable release (`deploy`, or one started in the console; see
 `console.engine.steering`) listens on one of the
 Leases it holds - its *control lease*, the lease on the first of its clusters in
-sorted order - and keeps three annotations there:
+sorted order, or the next one when that cluster stops answering - and keeps three
+annotations there:
 
-- `release-console/steering`: JSON `{"release", "paused", "bake", "gate", "since"}` -
+- `release-console/steering`: JSON `{"release", "paused", "bake", "gate", "moves"}` -
   that the release listens, and its live state for followers (`bake`: the wave baking,
   when its bake ends and whether a gate follows it; `gate`: the wave waiting for
-  approval, its clusters, the approvals it needs and who gave them);
-- `release-console/control`: JSON list of requests `{"id", "action", "cluster", "by",
+  approval, its clusters, the approvals it needs and who gave them; `moves`: how often
+  the channel moved to another lease - an announcement left on a lease whose cluster
+  was down has fewer, and the asking end takes the highest);
+- `release-console/control`: JSON list of requests `{"id", "release", "action", "cluster", "by",
   "operator", "confirmed", "rollback", "gate", "at"}` appended by `release-console control` (the newest
   `KEEP` are kept);
 - `release-console/control-ack`: JSON object request id -> `{"ok", "detail", "refused"}`,

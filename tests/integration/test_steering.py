@@ -355,7 +355,7 @@ def test_control_exits_1_when_the_release_listens_but_never_answers(world, tmp_p
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": lease_name(w.config.app.name), "annotations": {
                 wire.STEERING: wire.dump({"release": "r-silent"})}},
-            "spec": {"holderIdentity": "r-silent"}}, timeout=10)
+            "spec": {"holderIdentity": "ci@host:1/r-silent"}}, timeout=10)
     finally:
         engine.close()
     done = control(w.config_path, "r-silent", "pause", "--timeout", "1")
