@@ -42,7 +42,9 @@ class Occurrence:
         return self.window.name
 
     def describe(self) -> str:
-        """`'weekend' (2026-12-05 17:00Z - 2026-12-07 07:00Z: no weekend releases)`."""
+        """`'nights' (2026-12-04 17:00Z - 2026-12-05 07:00Z: no releases overnight)` - a
+        recurring window's occurrence lasts at most 24 hours (Friday 18:00 to Saturday
+        08:00, Europe/Berlin, here)."""
         return f"{self.window.name!r} ({_short(self.start)} - {_short(self.end)}: " \
                f"{self.window.reason})"
 

@@ -241,3 +241,28 @@ def test_naive_now_is_refused(tmp_path):
     config = fleet(tmp_path)
     with pytest.raises(ValueError):
         freeze.active(config.freeze, datetime(2026, 12, 1) + timedelta(hours=1))
+
+
+def _documented_windows(tmp_path):
+    """The `freeze:` example of docs/config.md, loaded as a fleet file's."""
+    text = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    block = next(b.split("```", 1)[0] for b in text.split("```yaml\n")
+                 if b.startswith("freeze:"))
+    path = tmp_path / "clusters.yaml"
+    path.write_text(FLEET + block)
+    return load(path)
+
+
+def test_the_documented_weekend_example_freezes_weekend_daytime_too(tmp_path):
+    config = _documented_windows(tmp_path)
+    eu = config.cluster("eu")
+    # Saturday 2026-12-05 and Sunday 12:00 Berlin (11:00Z): "no weekend releases" holds.
+    for noon in ("2026-12-05T11:00:00+00:00", "2026-12-06T11:00:00+00:00"):
+        assert "weekend" in [o.name for o in freeze.covering(config.freeze, eu, utc(noon))]
+    # Friday 18:00 to Monday 08:00 local is frozen throughout; Monday 08:00 is open.
+    start, end = utc("2026-12-04T17:00:00+00:00"), utc("2026-12-07T07:00:00+00:00")
+    moment = start
+    while moment < end:
+        assert freeze.covering(config.freeze, eu, moment), moment
+        moment += timedelta(minutes=30)
+    assert not freeze.covering(config.freeze, eu, end)
