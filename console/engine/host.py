@@ -58,6 +58,10 @@ class EngineHost:
         self.engine: Engine | None = None
         self.session: Session | None = None
         self.ledger_error: str | None = None
+        # Who the console's person is as the cluster confirms it (SelfSubjectReview on
+        # the fleet's first cluster), asked once in the background at start; until it
+        # answers (or when it cannot say) actions keep the local name alone.
+        self._who: tuple[str, bool] | None = None
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -80,6 +84,7 @@ class EngineHost:
             self.ledger_error = str(exc)
         flusher = threading.Thread(target=self._flush_events, name="events", daemon=True)
         flusher.start()
+        threading.Thread(target=self._ask_who, name="whoami", daemon=True).start()
         self._send(("ready", self.ledger_error))
         try:
             while True:
@@ -124,12 +129,43 @@ class EngineHost:
             thread.start()
         elif kind == "control":
             # A key pressed before the run call arrived acts on the release once it starts.
-            getattr(self._control(message[1]), message[2])(**message[3])
+            kwargs = dict(message[3])
+            if "by" in kwargs:
+                kwargs["by"] = self.confirmed(kwargs["by"])
+            getattr(self._control(message[1]), message[2])(**kwargs)
         elif kind == "answer":
             # A gate decided through the control channel meanwhile is gone already.
-            future = self._gates.pop(message[1], None)
+            future = self._gates.get(message[1])
             if future is not None and not future.done():
-                future.set_result(message[2])
+                answer = message[2]
+                future.set_result(GateAnswer(answer.decision, answer.rollback,
+                                             self.confirmed(answer.by), answer.gate))
+
+    def _ask_who(self) -> None:
+        """Ask the cluster who the fleet file's credentials are (see `_who`)."""
+        from console.engine.steering_client import whoami
+        assert self.engine is not None
+        ids = list(self.engine.config.ids)
+        if ids:
+            self._who = whoami(self.engine, ids[0])
+
+    def confirmed(self, local: str) -> str:
+        """`local` (the console's operator name) as the cluster confirms it:
+        `system:...:admin (alice)`; `local` alone while the cluster has not said."""
+        who = self._who
+        if who is None or not who[1] or not local or who[0] == local:
+            return local
+        if local.startswith(who[0]):
+            return local
+        return f"{who[0]} ({local})"
+
+    def _identity(self, by: str) -> str:
+        """The identity an answer `by` counts as among distinct approvers: the
+        cluster-confirmed name when `by` carries it (`confirmed`), else `by`."""
+        who = self._who
+        if who is not None and who[1] and by.startswith(f"{who[0]} ("):
+            return who[0]
+        return by
 
     def _queue_event(self, event: Event) -> None:
         """The engine listener: queue for the flusher (drops when the parent stalls)."""
@@ -176,12 +212,27 @@ class EngineHost:
         with self._order_lock:
             self._send_queued([])
             self._send(("gate", gate_id, request))
-        approvers: list[str] = []
+        approvers: list[str] = []       # distinct identities that approved
+        labels: list[str] = []          # how each is recorded
+        need = max(1, request.approvals)
         while True:
             try:
-                return answer.result(timeout=GATE_LOOK)
+                mine = answer.result(timeout=GATE_LOOK)
             except FutureTimeout:
-                pass
+                mine = None
+            if mine is not None:
+                if GateDecision(mine.decision) is not GateDecision.APPROVE or need <= 1:
+                    self._gates.pop(gate_id, None)
+                    return mine
+                # `approvals: N`: the person's yes is one of them (once); the others
+                # come through the control channel.
+                self._gates.pop(gate_id, None)
+                answer = Future()
+                if self._identity(mine.by) not in approvers:
+                    approvers.append(self._identity(mine.by))
+                    labels.append(mine.by)
+                if len(approvers) >= need:
+                    return GateAnswer(GateDecision.APPROVE, by=", ".join(labels))
             remote = control.gate_answer(0, request.next_wave) if not control.aborted \
                 else GateAnswer(GateDecision.ABORT, control.rollback_on_abort,
                                 by="aborted while waiting")
@@ -190,10 +241,11 @@ class EngineHost:
             if GateDecision(remote.decision) is GateDecision.APPROVE:
                 if remote.by not in approvers:
                     approvers.append(remote.by)
-                if len(approvers) < max(1, request.approvals):
+                    labels.append(remote.by)
+                if len(approvers) < need:
                     continue
-                remote = GateAnswer(GateDecision.APPROVE, by=", ".join(approvers))
-            if self._gates.pop(gate_id, None) is not None:
+                remote = GateAnswer(GateDecision.APPROVE, by=", ".join(labels))
+            if self._gates.pop(gate_id, None) is not None or approvers:
                 return remote
             return answer.result()    # the person answered in the same instant
 
@@ -281,11 +333,12 @@ class EngineHost:
                 result = self._follow_done()
             elif method == "steer":
                 from console.engine.steering_client import send
-                result = send(engine, args[0], args[1], args[2])
+                result = send(engine, args[0], args[1], args[2],
+                              rollback=bool(kwargs.get("rollback")))
             elif method == "rollback_release":
                 # The ledger's releases: each cluster back to the digest recorded there.
                 result = engine.rollback_release(
-                    args[0], by=kwargs.get("by", ""),
+                    args[0], by=self.confirmed(kwargs.get("by", "")),
                     releases=self._need_session().ledger.releases())
             elif method == "plan_rollback":
                 releases = self._need_session().ledger.releases(cluster=args[0])

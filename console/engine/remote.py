@@ -216,10 +216,11 @@ class EngineProcess:
         """The follow screen closed: stop its watches."""
         self._call("follow_done")
 
-    def steer(self, release_id: str, action: str, cluster: str | None = None) -> Any:
+    def steer(self, release_id: str, action: str, cluster: str | None = None,
+              rollback: bool = False) -> Any:
         """Ask another process's release through its control channel
         (`console.engine.steering_client.send`); its `Ack`."""
-        return self._call("steer", release_id, action, cluster)
+        return self._call("steer", release_id, action, cluster, rollback=rollback)
 
     def reconcile(self) -> list[str]:
         """Close releases a killed console left unfinished (never one whose lease a live

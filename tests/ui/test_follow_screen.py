@@ -17,9 +17,10 @@ from textual.widgets import DataTable, Static
 
 from console.history import Ledger
 from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.confirm import ConfirmScreen
 from console.ui.screens.follow import FollowScreen
 
-from .test_stories import QUICK_ENGINE, SIZE, live_tag, started
+from .test_stories import QUICK_ENGINE, SIZE, live_tag, seed, started
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -70,6 +71,9 @@ async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
             assert "waiting" in str(table.get_row("prod-eu")[1])
             assert deploy.poll() is None
             await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
+                           what="approve to ask first")
+            await pilot.press("y")
             await wait_for(pilot, lambda: deploy.poll() is not None, timeout=120,
                            what="the headless release to finish")
             await wait_for(pilot, lambda: "ended ok" in header(app), timeout=60,
@@ -123,6 +127,9 @@ async def test_the_console_follows_a_sharded_release_as_one_and_approves_it_once
             assert "waiting" in str(table.get_row("prod-eu")[1])
             assert "waiting" in str(table.get_row("prod-us")[1])
             await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
+                           what="approve to ask first")
+            await pilot.press("y")
             await wait_for(pilot, lambda: all(s.poll() is not None for s in shards),
                            timeout=120, what="every shard to finish")
             # Ended once the last shard ended.
@@ -192,3 +199,62 @@ async def test_the_follow_screen_shows_a_pause_from_outside_well_under_a_second_
     # proves the watch, not the (here 600 s) timer, brought it - a bound near the figure
     # fails on a loaded CI machine, not on a defect.
     assert latency < 10.0
+
+
+@story
+async def test_the_follow_screen_skips_a_cluster_and_aborts_with_rollback(
+        console_fleet, tmp_path) -> None:
+    # Steering from the follow screen beyond approve and pause: `o` skips the selected
+    # cluster, `a` asks before approving (declined here), `x` asks, then aborts the
+    # release and rolls back what it reached - each through the control channel.
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    seed(config, "v1")
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
+    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
+                               "--strategy", "canary", "--wait-for-approval", "--json"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot, app)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
+                           and "waits for approval" in header(app), timeout=120,
+                           what="the followed release at its gate")
+            screen = app.screen
+            release_id = screen.view.release_id
+            table = screen.query_one("#follow-clusters", DataTable)
+            table.move_cursor(row=table.get_row_index("prod-us"))
+            await pilot.press("o")
+            await wait_for(pilot, lambda: any("skip prod-us" in str(n.message)
+                                              for n in app._notifications),
+                           timeout=60, what="the skip acknowledged")
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
+                           what="approve to ask first")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: app.screen is screen, what="back, not approved")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
+                           what="abort to ask first")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: deploy.poll() is not None, timeout=120,
+                           what="the headless release to end")
+            await pilot.press("escape")
+            await pilot.press("q")
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        deploy.wait(timeout=30)
+    assert deploy.returncode == 3, deploy.stderr.read()
+    # Staging was reached and is back on v1; prod-eu and prod-us never moved.
+    assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v1"] * 3
+    ledger = Ledger.for_config(config)
+    try:
+        steer = ledger.steering(release_id)
+    finally:
+        ledger.close()
+    done = [(s["action"], s.get("cluster")) for s in steer if not s.get("refused")]
+    assert ("skip", "prod-us") in done and ("abort", None) in done, done
+    assert not any(a in ("gate_approve", "approve") for a, _ in done), done

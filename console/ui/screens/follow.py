@@ -3,7 +3,10 @@ console): its clusters' phase and progress, pause, the gate waiting and who appr
 far, read again from the engine process (`console.engine.follow`: ledger, Leases,
 clusters) as soon as its watches see a change (`ChangeWatch`: the release's Leases, the
 app's Deployments, the ledger file), at the latest every `REFRESH` s. Read-only, except
-through the release's control channel: `a` approves its gate, `p` pauses or resumes it - as the identity the cluster confirms.
+through the release's control channel, as the identity the cluster confirms: `a`
+approves its gate and `x` aborts it and rolls back what it reached (each confirmed
+first), `s` rejects the gate (the release stops there), `p` pauses or resumes it, `o`
+skips the selected cluster (not started yet) and `t` retries it (failed).
 """
 
 from __future__ import annotations
@@ -47,8 +50,12 @@ class FollowScreen(Screen):
 
     BINDINGS = [
         Binding("escape", "back", "back"),
-        Binding("a", "steer('approve')", "approve its gate (control channel)"),
+        Binding("a", "approve", "approve its gate (control channel)"),
+        Binding("s", "steer('reject')", "reject its gate: stop there"),
+        Binding("x", "abort", "abort it and roll back"),
         Binding("p", "pause", "pause/resume it (control channel)"),
+        Binding("o", "steer_cluster('skip')", "skip the selected cluster (not started)"),
+        Binding("t", "steer_cluster('retry')", "retry the selected cluster (failed)"),
         Binding("ctrl+r", "refresh", "refresh", show=False),
     ]
 
@@ -152,17 +159,61 @@ class FollowScreen(Screen):
         paused = bool(self.view is not None and self.view.steering.get("paused"))
         self.action_steer("resume" if paused else "pause")
 
+    def action_approve(self) -> None:
+        """Approve the followed release's gate, once confirmed (as a rollback is)."""
+        if not self._following():
+            return
+        from console.ui.screens.confirm import ConfirmScreen
+        gate = self.view.gate_text() or "no gate is waiting now"
+        self.app.push_screen(ConfirmScreen(
+            f"Approve the gate of {self.view.release_id}?",
+            f"{gate.split(': release-console')[0]}. The next wave starts on its clusters.",
+            yes="approve", no="cancel"),
+            lambda yes: self._steer(self.view.release_id, "approve") if yes else None)
+
+    def action_abort(self) -> None:
+        """Abort the followed release and roll back what it reached, once confirmed."""
+        if not self._following():
+            return
+        from console.ui.screens.confirm import ConfirmScreen
+        release_id = self.view.release_id
+        reached = ", ".join(line.cluster for line in self.view.clusters
+                            if line.phase not in ("waiting", "skipped",
+                                                  "skipped_by_operator")) or "no cluster"
+        self.app.push_screen(ConfirmScreen(
+            f"Abort {release_id} and roll back?",
+            f"No further cluster starts; every cluster it reached goes back to the version "
+            f"it ran before ({reached}).", yes="abort and roll back", no="keep it running"),
+            lambda yes: self._steer(release_id, "abort", None, True) if yes else None)
+
+    def action_steer_cluster(self, action: str) -> None:
+        """Skip (not started) or retry (failed) the selected cluster."""
+        if not self._following():
+            return
+        table = self.query_one("#follow-clusters", DataTable)
+        if table.row_count == 0:
+            self.notify("no cluster selected", severity="warning")
+            return
+        row = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        self._steer(self.view.release_id, action, str(row.value))
+
     def action_steer(self, action: str) -> None:
         """Ask the followed release through its control channel."""
+        if self._following():
+            self._steer(self.view.release_id, action)
+
+    def _following(self) -> bool:
+        """Whether a running release is followed (else say so)."""
         if self.view is None or self.view.outcome:
             self.notify("no running release is followed", severity="warning")
-            return
-        self._steer(self.view.release_id, action)
+            return False
+        return True
 
     @work(thread=True, exit_on_error=False, group="follow-steer")
-    def _steer(self, release_id: str, action: str) -> None:
+    def _steer(self, release_id: str, action: str, cluster: str | None = None,
+               rollback: bool = False) -> None:
         try:
-            ack = self.app.engine().steer(release_id, action)
+            ack = self.app.engine().steer(release_id, action, cluster, rollback)
         except UserError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="warning")
             return

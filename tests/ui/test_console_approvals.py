@@ -1,0 +1,100 @@
+"""The console's own gate with `approvals: 2` (issue 15): the person's `a` counts as one
+approval, recorded under the identity the cluster confirms (SelfSubjectReview) with the
+local name beside it, and the release waits for a second, distinct approver through the
+control channel (`release-console control ID approve` as a real process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from console.config import load
+from console.history import Ledger
+from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.gate import GateScreen
+from console.ui.screens.release_form import ReleaseFormScreen
+
+from .test_steer_keys import control
+from .test_stories import QUICK_ENGINE, SIZE, live_tag, seed, started
+from .ui_helpers import story, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@story
+async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    text = config.path.read_text()
+    assert "    gates: true\n" in text
+    config.path.write_text(text.replace("    gates: true\n", "    gates: true\n    approvals: 2\n"))
+    config = load(config.path)
+    seed(config, "v1")
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#strategy-canary")
+        await pilot.click("#tag")
+        await pilot.press("v", "2", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
+                       and app.screen.request is not None, timeout=90, what="the gate question")
+        rid = app.state.release.release_id
+        await pilot.press("a")
+        await wait_for(pilot, lambda: not isinstance(app.screen, GateScreen), what="a taken")
+        # One approval of two: a full round trip through the release shows the gate
+        # still waiting (approving it again from the console's identity would not count).
+        code, out, err = await control(config, rid, "approve")
+        assert code == 0, err
+        await wait_for(pilot, lambda: not app.release_running
+                       and app.state.release.outcome is not None, timeout=90, what="the end")
+        assert app.state.release.outcome == "ok"
+        await pilot.press("q")
+    assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
+    ledger = Ledger.for_config(config)
+    try:
+        steer = ledger.steering(rid)
+    finally:
+        ledger.close()
+    decided = [s["by"] for s in steer if s["action"] == "gate_approve"]
+    assert len(decided) == 1
+    # Both: the console's person as the cluster names them (local name beside it), and
+    # the control channel's approver.
+    people = decided[0].split(", ")
+    assert len(people) == 2, decided
+    assert people[0].startswith("system:serviceaccount:kube-system:") and "(" in people[0]
+    assert people[1].startswith("system:serviceaccount:kube-system:")
+
+
+@story
+async def test_the_consoles_own_pause_records_the_identity_the_cluster_confirms(
+        console_fleet) -> None:
+    from console.ui.state import Phase
+
+    from .test_steer_keys import release
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    seed(config, "v1")
+    fleet.set_faults("staging", readiness_delay=2.0)   # time to pause while it rolls
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await release(pilot, app, "v2")
+        await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
+                       what="the first cluster rolling")
+        rid = app.state.release.release_id
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.state.release.paused, what="paused")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: not app.release_running
+                       and app.state.release.outcome is not None, timeout=60, what="the end")
+        await pilot.press("q")
+    ledger = Ledger.for_config(config)
+    try:
+        steer = ledger.steering(rid)
+        by = {s["action"]: s["by"] for s in steer}
+    finally:
+        ledger.close()
+    # The cluster's name for the fleet file's credentials, the local name beside it.
+    assert "paused" in by, steer
+    assert by["paused"].startswith("system:serviceaccount:kube-system:") and \
+        by["paused"].endswith(f"({app.operator})"), by
+    assert by["resumed"] == by["paused"]
