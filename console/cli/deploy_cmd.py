@@ -305,6 +305,8 @@ def headless_approver(yes: bool, stream: TextIO | None = None, *, engine: Engine
         need = max(1, request.approvals)
         approvers = [who] if who else []
         labels = [by] if who else []
+        if control is not None and who:
+            control.note_approval(request.next_wave, who)
         if control is None:
             return GateAnswer(GateDecision.REJECT, by=f"{by}: {need} approvals needed and no "
                               "control channel to give the others")

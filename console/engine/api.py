@@ -228,6 +228,9 @@ class ReleaseControl:
         self._skips: dict[str, str] = {}      # cluster -> who asked
         self._retries: dict[str, str] = {}    # cluster -> who asked
         self._answers: list[GateAnswer] = []  # gate answers not yet taken
+        # Approvals given where the release runs (its terminal, the console's `a`), by
+        # gate: the control channel counts them among a gate's distinct approvers.
+        self._local_approvals: dict[int, list[str]] = {}
         self._answered = threading.Condition(self._lock)
         self.judge: Callable[[str, str | None], str | None] | None = None
 
@@ -340,6 +343,17 @@ class ReleaseControl:
         with self._lock:
             self._answers = [a for a in self._answers
                              if a.gate is not None and a.gate != gate]
+
+    def note_approval(self, gate: int, by: str) -> None:
+        """Record that `by` (an identity the cluster confirms) approved `gate` where the
+        release runs; the control channel shows it and refuses `by` a second time."""
+        with self._lock:
+            self._local_approvals.setdefault(gate, []).append(by)
+
+    def local_approvals(self, gate: int) -> list[str]:
+        """Who approved `gate` where the release runs (`note_approval`)."""
+        with self._lock:
+            return list(self._local_approvals.get(gate, ()))
 
     def subscribe(self, observer: Callable[[str, str], None]) -> None:
         """Call `observer(what, by)` on pause/resume/abort (the engine emits events) and

@@ -231,6 +231,8 @@ class EngineHost:
                 if self._identity(mine.by) not in approvers:
                     approvers.append(self._identity(mine.by))
                     labels.append(mine.by)
+                    if self._identity(mine.by) != mine.by:   # confirmed by the cluster
+                        control.note_approval(request.next_wave, self._identity(mine.by))
                 if len(approvers) >= need:
                     return GateAnswer(GateDecision.APPROVE, by=", ".join(labels))
             remote = control.gate_answer(0, request.next_wave) if not control.aborted \

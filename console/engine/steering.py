@@ -263,7 +263,7 @@ class Channel:
             strategy = self.engine.config.strategies.get(self.run.plan.strategy)
             state["gate"] = {"wave": gate, "clusters": list(self.run.plan.waves[gate].clusters),
                              "approvals": strategy.approvals if strategy else 1,
-                             "approved_by": list(self.approvers.get(gate, ()))}
+                             "approved_by": self._approved(gate)}
         return state
 
     def _loop(self) -> None:
@@ -380,9 +380,9 @@ class Channel:
                           if gate is not None else "that gate is decided"))
         if why_not is None and action == "approve" and gate is not None:
             strategy = self.engine.config.strategies.get(self.run.plan.strategy)
-            if by in self.approvers.get(gate, ()):
+            if by in self._approved(gate):
                 why_not = f"{by} approved this gate already; it needs distinct approvers"
-            elif len(self.approvers.get(gate, ())) >= (strategy.approvals if strategy else 1):
+            elif len(self._approved(gate)) >= (strategy.approvals if strategy else 1):
                 why_not = "this gate has its approvals already"
         if why_not is not None:
             return False, why_not
@@ -413,12 +413,17 @@ class Channel:
             control.answer_gate(GateAnswer(GateDecision.APPROVE, by=by, gate=gate))
             strategy = self.engine.config.strategies.get(self.run.plan.strategy)
             need = strategy.approvals if strategy else 1
-            have = len(self.approvers[gate])
+            have = len(self._approved(gate))
             if have < need:
                 detail += f" ({have} of {need} approvals)"
         elif action == "reject":
             control.answer_gate(GateAnswer(GateDecision.REJECT, by=by, gate=gate))
         return True, detail
+
+    def _approved(self, gate: int) -> list[str]:
+        """Who approved `gate`: where the release runs (its terminal, the console), then
+        through this channel."""
+        return self.run.control.local_approvals(gate) + list(self.approvers.get(gate, ()))
 
     def _check_rights(self, request: dict[str, Any], action: str, cid: str | None,
                       by: str) -> list[str]:

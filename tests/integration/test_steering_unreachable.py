@@ -56,6 +56,9 @@ def test_abort_is_taken_with_a_target_unreachable_approve_is_not(world, tmp_path
     actions = [(s["action"], s["by"]) for s in records if not s.get("refused")]
     assert ("pause", ADMIN) in actions and ("abort", ADMIN) in actions
     assert not any(a in ("approve", "skip") for a, _ in actions)
+    # The ledger records which cluster could not be shown the request.
+    abort = next(s for s in records if s["action"] == "abort")
+    assert "not shown on d: unreachable" in abort["detail"], abort
     refused = [s for s in records if s.get("refused")]
     assert {s["action"] for s in refused} == {"approve", "skip"}
     assert all("unreachable" in s["refused"] for s in refused)
