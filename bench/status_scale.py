@@ -121,6 +121,9 @@ def main() -> int:
     parser.add_argument("--releases", type=int, default=10_000)
     parser.add_argument("--per-release", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="after the figures, print the fleet file's path and keep the "
+                             "fleet serving until stdin closes (to profile `status`)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="status-scale-") as tmp_name:
         tmp = Path(tmp_name)
@@ -187,6 +190,9 @@ def main() -> int:
                     raise RuntimeError(f"{unreachable} clusters unreachable: "
                                        f"{doc['clusters'][0]}")
                 figures[f"{label}, wall s"] = (wall, 3)
+            if args.keep_serving:
+                print(f"serving: {config} (close stdin to stop)", flush=True)
+                sys.stdin.read()
         finally:
             sim.stdin.close()
             sim.wait(timeout=120)

@@ -67,8 +67,6 @@ def resolve(cluster: Cluster, config: FleetConfig) -> dict:
         raise CredentialsError(cid, fleet, "no kubeconfig, env or vault source is set")
     kubeconfig = parse_kubeconfig(cid, source, text)
     selected = select_context(cid, source, kubeconfig, creds.context, base_dir)
-    kubeconfig = parse_kubeconfig(cid, source, text)
-    selected = select_context(cid, source, kubeconfig, creds.context, base_dir)
     checked, allowed = enforce(cid, source, selected, creds, fleet)
     with _allowances_lock:
         _allowances[cid] = allowed

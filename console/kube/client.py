@@ -180,14 +180,7 @@ def _share_tls_context(pool_manager: Any, context: ssl.SSLContext | None = None)
     kw = pool_manager.connection_pool_kw
     if context is None:
         try:
-            context = create_urllib3_context(cert_reqs=resolve_cert_reqs(kw.get("cert_reqs")))
-            if kw.get("ca_certs") or kw.get("ca_cert_data"):
-                context.load_verify_locations(cafile=kw.get("ca_certs"),
-                                              cadata=kw.get("ca_cert_data"))
-            else:
-                context.load_default_certs()
-            if kw.get("cert_file"):
-                context.load_cert_chain(kw["cert_file"], kw.get("key_file"))
+            context = _tls_context(kw)
         except (ssl.SSLError, OSError, ValueError):
             # A CA or key pair that does not load: left to urllib3, whose connection
             # fails with the TLS error the caller reports (as it always did).
@@ -195,6 +188,48 @@ def _share_tls_context(pool_manager: Any, context: ssl.SSLContext | None = None)
     kw["ssl_context"] = context
     for key in ("ca_certs", "ca_cert_data", "cert_file", "key_file"):
         kw.pop(key, None)
+
+
+# (verify mode, CA, client certificate and key bytes, hostname rules) -> a TLS context.
+# Clusters behind one CA (and without client certificates, or with the same one) share a context:
+# building one and loading its CA cost more CPU than a `status` read's whole GET. The key
+# holds the bytes, not the file names (the client writes each cluster's CA to a file of
+# its own), so two clusters share a context only when they would verify and present
+# exactly the same; hostname checks stay per connection (urllib3 does them).
+_tls_contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
+_tls_contexts_lock = threading.Lock()
+
+
+def _read_bytes(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _tls_context(kw: Mapping[str, Any]) -> ssl.SSLContext:
+    """The (shared) TLS context for a pool's CA, client certificate and verify mode."""
+    cert_reqs = resolve_cert_reqs(kw.get("cert_reqs"))
+    ca_data = kw.get("ca_cert_data")
+    # urllib3 turns a context's own hostname check off for a pool with `assert_hostname`
+    # or `assert_fingerprint` (and checks itself): only pools alike in those share one.
+    key = (cert_reqs, _read_bytes(kw.get("ca_certs")), ca_data,
+           _read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file")),
+           repr(kw.get("assert_hostname")), repr(kw.get("assert_fingerprint")))
+    with _tls_contexts_lock:
+        found = _tls_contexts.get(key)
+    if found is not None:
+        return found
+    context = create_urllib3_context(cert_reqs=cert_reqs)
+    if kw.get("ca_certs") or ca_data:
+        context.load_verify_locations(cafile=kw.get("ca_certs"), cadata=ca_data)
+    else:
+        context.load_default_certs()
+    if kw.get("cert_file"):
+        context.load_cert_chain(kw["cert_file"], kw.get("key_file"))
+    with _tls_contexts_lock:
+        # Another thread may have built the same one meanwhile: keep the first.
+        return _tls_contexts.setdefault(key, context)
 
 
 class _Throttled:
