@@ -191,11 +191,14 @@ def _share_tls_context(pool_manager: Any, context: ssl.SSLContext | None = None)
 
 
 # (verify mode, CA, client certificate and key bytes, hostname rules) -> a TLS context.
-# Clusters behind one CA (and without client certificates, or with the same one) share a context:
-# building one and loading its CA cost more CPU than a `status` read's whole GET. The key
-# holds the bytes, not the file names (the client writes each cluster's CA to a file of
-# its own), so two clusters share a context only when they would verify and present
-# exactly the same; hostname checks stay per connection (urllib3 does them).
+# Clusters behind one CA (and without client certificates, or with the same one) share a
+# context: building one and loading its CA cost more CPU than a `status` read's whole
+# GET. The key holds the bytes, not the file names (the client writes each cluster's CA
+# to a file of its own), and the context is made from exactly those bytes (the CA) or
+# only kept when the files still hold them after loading (the client certificate), so
+# two clusters share a context only when they verify and present exactly the same. A
+# file read while the client is still writing it (its temp files are named before they
+# are written) gives no certificate: that pool is left to urllib3, as before.
 _tls_contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
 _tls_contexts_lock = threading.Lock()
 
@@ -210,23 +213,31 @@ def _read_bytes(path: str | None) -> bytes | None:
 def _tls_context(kw: Mapping[str, Any]) -> ssl.SSLContext:
     """The (shared) TLS context for a pool's CA, client certificate and verify mode."""
     cert_reqs = resolve_cert_reqs(kw.get("cert_reqs"))
+    ca_file = _read_bytes(kw.get("ca_certs"))
     ca_data = kw.get("ca_cert_data")
+    cert, key_bytes = _read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file"))
     # urllib3 turns a context's own hostname check off for a pool with `assert_hostname`
     # or `assert_fingerprint` (and checks itself): only pools alike in those share one.
-    key = (cert_reqs, _read_bytes(kw.get("ca_certs")), ca_data,
-           _read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file")),
+    key = (cert_reqs, ca_file, ca_data, cert, key_bytes,
            repr(kw.get("assert_hostname")), repr(kw.get("assert_fingerprint")))
     with _tls_contexts_lock:
         found = _tls_contexts.get(key)
     if found is not None:
         return found
     context = create_urllib3_context(cert_reqs=cert_reqs)
-    if kw.get("ca_certs") or ca_data:
-        context.load_verify_locations(cafile=kw.get("ca_certs"), cadata=ca_data)
+    if ca_file is not None or ca_data:
+        if ca_file is not None:
+            # A CA file is PEM text (what `cafile=` reads); loaded from the bytes read.
+            context.load_verify_locations(cadata=ca_file.decode("ascii"))
+        if ca_data:
+            context.load_verify_locations(cadata=ca_data)
     else:
         context.load_default_certs()
     if kw.get("cert_file"):
         context.load_cert_chain(kw["cert_file"], kw.get("key_file"))
+        if (_read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file"))) != \
+                (cert, key_bytes):
+            raise ValueError("the client certificate changed while it was loaded")
     with _tls_contexts_lock:
         # Another thread may have built the same one meanwhile: keep the first.
         return _tls_contexts.setdefault(key, context)
