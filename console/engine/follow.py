@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from console.engine.steering_client import read_leases
+from console.engine.steering_client import moves_of, read_leases
 from console.errors import UserError
 from console.kube.client import ClusterError
 from console.kube.watch_reader import WatchReader
@@ -120,9 +120,12 @@ def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
         record = found[0] if found else None
     leases = read_leases(engine)
     view.holders = [v.cluster for v in leases if v.release == release_id]
-    for lease in leases:
-        if lease.steering.get("release") == release_id:
-            view.steering = lease.steering
+    # The live state is on the lease the release listens on now: after its channel moved
+    # (its control lease's cluster was down) an older announcement may be left on the
+    # first one - the one with the most moves is the live one.
+    announced = [lease for lease in leases if lease.steering.get("release") == release_id]
+    if announced:
+        view.steering = max(announced, key=moves_of).steering
     targets: list[str] = list(view.holders)
     if record is not None:
         view.recorded = True

@@ -115,7 +115,7 @@ def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[Lea
         # An announcement is the release's only while it holds that lease; one it left
         # behind on a lease whose cluster was down is not where it listens.
         listening = sorted((v for v in held if v.steering.get("release") == release_id),
-                           key=lambda v: (-_moves(v), v.cluster))
+                           key=lambda v: (-moves_of(v), v.cluster))
         if listening:
             return listening[0], [v for v in held if v.cluster != listening[0].cluster]
         unread = [v for v in views if v.error]
@@ -139,7 +139,7 @@ def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[Lea
     raise NothingToSteer(f"no running release {release_id} on this fleet's clusters{extra}")
 
 
-def _moves(view: LeaseView) -> int:
+def moves_of(view: LeaseView) -> int:
     """How often the release had moved its channel when it announced it on `view`."""
     moves = view.steering.get("moves", 0)
     return moves if isinstance(moves, int) else 0

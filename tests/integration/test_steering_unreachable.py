@@ -94,3 +94,35 @@ def test_the_channel_moves_when_the_control_lease_cluster_is_unreachable(world, 
     assert w.version("b") is None
     actions = [s["action"] for s in steered(w, rid)]
     assert {"pause", "resume", "abort"} <= set(actions)
+
+
+def test_follow_shows_the_state_from_the_lease_the_channel_moved_to(world):
+    """Leases as a release leaves them after its channel moved from a to b while a was
+    down: a still carries the older announcement. `follow` and `control` take b's."""
+    from console.engine import Engine
+    from console.engine.follow import snapshot
+    from console.engine.steering_client import release_leases
+    from console.locks import control as wire
+    from console.locks import lease_name
+    from console.locks.lease import LEASES
+
+    w = world(["a", "b"])
+    engine = Engine(w.config)
+    try:
+        for cid, state in (("a", {"release": "r-moved", "paused": True, "moves": 1}),
+                           ("b", {"release": "r-moved", "paused": False})):
+            driver = engine.driver(cid)
+            driver.client.request("POST", "/api/v1/namespaces", body={
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": driver.namespace}}, timeout=10)
+            driver.client.request("POST", LEASES.format(namespace=driver.namespace), body={
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": lease_name(w.config.app.name),
+                             "annotations": {wire.STEERING: wire.dump(state)}},
+                "spec": {"holderIdentity": "ci@host:1/r-moved"}}, timeout=10)
+        # Here a holds the newer announcement (moves 1), b the older one.
+        assert snapshot(engine, "r-moved", None).steering["paused"] is True
+        listening, others = release_leases(engine, "r-moved")
+        assert listening.cluster == "a" and [v.cluster for v in others] == ["b"]
+    finally:
+        engine.close()
