@@ -229,7 +229,8 @@ async def test_the_follow_screen_skips_a_cluster_and_aborts_with_rollback(
             await pilot.press("o")
             await wait_for(pilot, lambda: any("skip prod-us" in str(n.message)
                                               for n in app._notifications),
-                           timeout=60, what="the skip acknowledged")
+                           timeout=60, what=lambda: "the skip acknowledged (notices: "
+                           f"{[str(n.message) for n in app._notifications]})")
             await pilot.press("a")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
                            what="approve to ask first")

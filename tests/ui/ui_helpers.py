@@ -20,12 +20,14 @@ def story(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]
 
 
 async def wait_for(pilot: Any, predicate: Callable[[], bool], timeout: float = 30.0,
-                   what: str = "condition") -> None:
-    """Let the app run until `predicate()` holds; fail naming `what` after `timeout` s."""
+                   what: str | Callable[[], str] = "condition") -> None:
+    """Let the app run until `predicate()` holds; fail naming `what` (or what it returns,
+    read at the failure) after `timeout` s."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {said}")
         await pilot.pause(0.05)
 
 
