@@ -1,9 +1,9 @@
 """The `release-console` command line: one sub-command per module in this package.
 
-Each sub-command module exposes `register(subparsers, common)`, which adds its parser
-(with `parents=[common]` so `--config` works before or after the command name) and sets
-`func` to a callable taking the parsed arguments and returning the exit code. Modules
-import heavy libraries inside their functions, so `--help` stays fast.
+`console.cli.commands` lists the sub-commands with their help texts; each module adds its
+own arguments (`add_arguments`) to a parser made with `parents=[common]` (so `--config`
+works before or after the command name), and its `run(args)` returns the exit code.
+Modules import heavy libraries inside their functions, so `--help` stays fast.
 
 Exit codes are an API: 0 ok, 1 the release failed, 2 bad input or pre-flight failure
 (nothing touched), 3 stopped at a gate, 4 `status` could not read every cluster.
@@ -17,11 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from console.cli.commands import COMMANDS
 from console.errors import UserError
-
-# Sub-command modules, in the order `--help` lists them.
-COMMANDS = ("ui", "deploy", "control", "follow", "plan", "check", "status", "rollback",
-            "history", "rbac", "drill", "sim", "lab", "demo")
 
 DEFAULT_CONFIG = "clusters.yaml"
 
@@ -43,14 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ship one application version to a fleet of Kubernetes clusters.")
     parser.add_argument("--theme", default=None, help="colour theme for the console")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for spec in COMMANDS:
         try:
-            module = importlib.import_module(f"console.cli.{name}_cmd")
+            module = importlib.import_module(f"console.cli.{spec.name}_cmd")
         except ModuleNotFoundError as exc:
-            if exc.name != f"console.cli.{name}_cmd":
+            if exc.name != f"console.cli.{spec.name}_cmd":
                 raise
             continue  # not written yet
-        module.register(sub, common)
+        command = sub.add_parser(spec.name, parents=[common], help=spec.help,
+                                 description=spec.description)
+        command.set_defaults(func=module.run)
+        module.add_arguments(command, common)
     return parser
 
 

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from console.cli.deploy_cmd import (add_selection_flags, choose_tag, load_config, offer_build,
                                     request_from)
-from console.cli.flags import add_build, add_json, command
+from console.cli.flags import add_build, add_json
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `check`."""
-    parser = command(subparsers, common, "check", run,
-                     help="run the pre-flight checks of a release")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`check`'s own arguments (its help texts are in `console.cli.commands`)."""
     add_selection_flags(parser)
     add_build(parser)
     add_json(parser, "results as JSON")

@@ -21,31 +21,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from console.cli.deploy_cmd import load_config
-from console.cli.flags import add_timeout, command
+from console.cli.flags import add_timeout
 
 ACTIONS = ("pause", "resume", "abort", "approve", "reject", "skip", "retry")
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `control`."""
-    parser = command(subparsers, common, "control", run,
-                     help="steer a running release (pause, approve, skip...)",
-                     description="Ask a running release (a headless deploy, here or in CI) to "
-                                 "pause, resume, abort, approve or reject its gate, skip a "
-                                 "cluster not yet started or retry a failed one. Only someone "
-                                 "the cluster confirms (SelfSubjectReview) with the app's "
-                                 "rights (update on its Lease) on every cluster the release "
-                                 "targets may steer it: each action decides for all its "
-                                 "clusters still to come, so rights on one cluster never "
-                                 "steer the others. With a target unreachable, pause, "
-                                 "abort and reject (they only reduce what the release "
-                                 "does) are taken on the reachable ones; approve, skip, "
-                                 "retry and resume are refused. Exit codes: 0 acknowledged, 2 no such "
-                                 "running release, nothing to act on or refused, 1 no answer "
-                                 "in time.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`control`'s own arguments (its help texts are in `console.cli.commands`)."""
     parser.add_argument("release_id", metavar="RELEASE_ID")
     parser.add_argument("action", choices=ACTIONS, metavar="ACTION",
                         help=", ".join(ACTIONS))

@@ -18,17 +18,12 @@ import tempfile
 from pathlib import Path
 
 from console.cli import config_path
-from console.cli.flags import command
 from console.cli.ui_cmd import add_theme_argument, run_console
 from console.errors import UserError
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `demo`."""
-    parser = command(subparsers, common, "demo", run,
-                     help="the console on the embedded local fleet simulator",
-                     description="Serve every cluster of the fleet file from the local simulator "
-                                 "and open the console on it.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`demo`'s own arguments (its help texts are in `console.cli.commands`)."""
     add_theme_argument(parser)
     parser.add_argument("--chart", metavar="DIR",
                         help="ship the app as this Helm chart instead of its manifests "

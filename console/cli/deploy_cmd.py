@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from console.cli.flags import add_build, add_json, command
+from console.cli.flags import add_build, add_fail_fast_grace, add_json, seconds
 from console.cli.output import out
 from console.session import operator_name
 
@@ -243,14 +243,8 @@ _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "
          "release_finished": "=", "preflight_finished": "*"}
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `deploy`."""
-    parser = command(subparsers, common, "deploy", run,
-                     help="release a version to the fleet (headless)",
-                     description="Release one image tag to the selected clusters. Exit codes: 0 "
-                                 "all healthy, 1 failed (failed clusters rolled back), 2 bad "
-                                 "input or pre-flight failure (nothing touched), 3 stopped at a "
-                                 "gate.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`deploy`'s own arguments (its help texts are in `console.cli.commands`)."""
     add_selection_flags(parser)
     parser.add_argument("--yes", action="store_true",
                         help="approve every gate (and run a needed build, as --build)")
@@ -268,9 +262,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         help="release the plain tag: do not resolve it to its digest at plan "
                              "time (for registries that cannot answer a manifest HEAD; a "
                              "tag re-pushed mid-release then reaches later waves)")
-    parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
-                        help="seconds a new pod may stay in ErrImagePull/CrashLoopBackOff "
-                             "before its cluster fails (default 10)")
+    add_fail_fast_grace(parser, "ErrImagePull/CrashLoopBackOff", "default 10")
     parser.add_argument("--wait-for-approval", action="store_true",
                         help="at each gate wait for `release-console control RELEASE_ID "
                              "approve` (from any machine with the app's rights) instead "
@@ -287,7 +279,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--release-id", metavar="ID", default=None,
                         help="the release id (default: a new one); with --shard every "
                              "shard passes the same, e.g. r-$BUILD_NUMBER")
-    parser.add_argument("--shard-timeout", type=_seconds, default=120.0, metavar="S",
+    parser.add_argument("--shard-timeout", type=seconds, default=120.0, metavar="S",
                         help="with --shard: seconds without a heartbeat from another shard "
                              "before this one takes it as gone and fails the gate (exit 3; "
                              "default 120)")
@@ -317,16 +309,6 @@ def _bake_duration(text: str) -> float:
                                          f"{text!r}") from None
     if not 0 <= value <= 24 * 3600:
         raise argparse.ArgumentTypeError(f"must be between 0 and 24h, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3600, got {value:g}")
     return value
 
 

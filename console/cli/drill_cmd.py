@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from console.cli import config_path
-from console.cli.flags import add_json, command
+from console.cli.flags import add_fail_fast_grace, add_json
 from console.errors import UserError, ValidationError
 
 
@@ -44,14 +44,8 @@ class BaselineError(UserError):
     exit_code = 1
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `drill`."""
-    parser = command(subparsers, common, "drill", run,
-                     help="rehearse a release and its rollback on a local fleet",
-                     description="Rehearse a release and its rollback on a local fleet built from "
-                                 "the fleet file; report detection and rollback times per "
-                                 "cluster. Exit codes: 0 every rollback within "
-                                 "app.rollout_timeout, 1 not, 2 bad input.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`drill`'s own arguments (its help texts are in `console.cli.commands`)."""
     parser.add_argument("--strategy", default="parallel", metavar="NAME",
                         help="parallel (default), serial, or a strategy of clusters.yaml")
     parser.add_argument("--fail", action="append", default=[], metavar="CLUSTER",
@@ -59,14 +53,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     add_json(parser, "the result as one JSON object")
     parser.add_argument("--lab", action="store_true",
                         help="drill on the real local lab (console/lab) instead of the simulator")
-    parser.add_argument("--fail-fast-grace", type=_seconds, default=None, metavar="S",
-                        help="seconds a new pod may stay in ErrImagePull before its cluster "
-                             "fails (default: as deploy, 10)")
-
-
-def _seconds(text: str) -> float:
-    from console.cli.deploy_cmd import _seconds as seconds
-    return seconds(text)
+    add_fail_fast_grace(parser, "ErrImagePull", "default: as deploy, 10")
 
 
 def failing(config: Any, given: Sequence[str]) -> tuple[str, ...]:

@@ -1,24 +1,11 @@
-"""Sub-command parsers and the flags several commands share, written once.
-
-`command` adds a sub-command that takes the common flags (`--config` before or after the
-command name) and runs `run(args)`; `add_json`, `add_build` and `add_timeout` are the
-flags that mean the same wherever they appear.
+"""The flags several sub-commands share, written once: `add_json`, `add_build`,
+`add_timeout` and `add_fail_fast_grace` mean the same wherever they appear; `seconds` reads
+a flag given in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
-
-
-def command(subparsers: Any, common: argparse.ArgumentParser, name: str,
-            run: Callable[[argparse.Namespace], int], help: str,
-            description: str | None = None) -> argparse.ArgumentParser:
-    """Add sub-command `name` (with the `common` flags) that runs `run(args)`."""
-    parser = subparsers.add_parser(name, parents=[common], help=help, description=description)
-    parser.set_defaults(func=run)
-    return parser
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
@@ -36,3 +23,22 @@ def add_timeout(parser: argparse.ArgumentParser, default: float, what: str) -> N
     """`--timeout S`: how long to wait for `what`."""
     parser.add_argument("--timeout", type=float, default=default, metavar="S",
                         help=f"{what} (default {default:g})")
+
+
+def add_fail_fast_grace(parser: argparse.ArgumentParser, states: str, default: str) -> None:
+    """`--fail-fast-grace S`: how long a new pod may stay in the waiting `states`
+    (`default` says what applies without the flag)."""
+    parser.add_argument("--fail-fast-grace", type=seconds, default=None, metavar="S",
+                        help=f"seconds a new pod may stay in {states} before its cluster "
+                             f"fails ({default})")
+
+
+def seconds(text: str) -> float:
+    """A number of seconds from 0 to 3600 (`argparse` type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600, got {value:g}")
+    return value

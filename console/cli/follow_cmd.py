@@ -22,17 +22,11 @@ import time
 from typing import Any
 
 from console.cli.deploy_cmd import load_config
-from console.cli.flags import add_json, command
+from console.cli.flags import add_json
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `follow`."""
-    parser = command(subparsers, common, "follow", run,
-                     help="watch a release another process runs (CI, another console)",
-                     description="Print the per-cluster phase and progress of a running release, "
-                                 "its gates and its end, read from the ledger, the Leases and the "
-                                 "clusters. Exit codes: 0 followed to the end, 1 its console "
-                                 "stopped without recording an end, 2 no such release.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`follow`'s own arguments (its help texts are in `console.cli.commands`)."""
     parser.add_argument("release_id", nargs="?", default=None, metavar="RELEASE_ID",
                         help="default: the release running on the fleet now")
     parser.add_argument("--interval", type=float, default=10.0, metavar="S",

@@ -18,14 +18,12 @@ import argparse
 import json
 from typing import Any
 
-from console.cli.flags import add_json, command
+from console.cli.flags import add_json
 from console.events import Outcome
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `history`."""
-    parser = command(subparsers, common, "history", run,
-                     help="the release ledger: who released what, where, when")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`history`'s own arguments (its help texts are in `console.cli.commands`)."""
     parser.add_argument("--cluster", metavar="C", help="only releases that targeted C")
     parser.add_argument("--app", metavar="A",
                         help="another app recorded in the same ledger ('*' for all)")

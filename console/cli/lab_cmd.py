@@ -16,20 +16,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from console.cli.flags import add_timeout, command
+from console.cli.flags import add_timeout
 from console.cli.serving import add_serving_arguments, readiness_overrides, stop_on_signals
 from console.errors import UserError
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add the `lab` sub-command (`lab up`)."""
-    parser = command(subparsers, common, "lab", run,
-                     help="serve real Kubernetes control planes on this machine",
-                     description="Real control planes (etcd, kube-apiserver, "
-                                 "kube-controller-manager, kube-scheduler, KWOK) built by `make "
-                                 "bin`.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`lab`'s own arguments (its help texts are in `console.cli.commands`)."""
     actions = parser.add_subparsers(dest="lab_action", metavar="ACTION", required=True)
     up = actions.add_parser("up", parents=[common], help="start a lab and serve it until Ctrl-C",
                             description="Start N clusters (or one per clusters[] entry of --config) "

@@ -13,17 +13,14 @@ import json
 import shutil
 import sys
 import textwrap
-from typing import Any
 
 from console.cli.deploy_cmd import add_selection_flags, choose_tag, load_config, request_from
-from console.cli.flags import add_json, command
+from console.cli.flags import add_json
 from console.errors import UserError
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `plan`."""
-    parser = command(subparsers, common, "plan", run,
-                     help="print what a release would do (nothing touched)")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`plan`'s own arguments (its help texts are in `console.cli.commands`)."""
     add_selection_flags(parser)
     add_json(parser, "the plan as JSON")
     parser.add_argument("--no-pin", action="store_true",

@@ -8,15 +8,11 @@ binding for nodes, each rule with a comment saying why. Pipe it to `kubectl appl
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from console.cli.flags import command
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `rbac`."""
-    parser = command(subparsers, common, "rbac", run,
-                     help="print the least-privilege RBAC manifests for one cluster")
+
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`rbac`'s own arguments (its help texts are in `console.cli.commands`)."""
     parser.add_argument("cluster", metavar="CLUSTER", help="cluster id from the fleet file")
 
 

@@ -24,15 +24,12 @@ import sys
 from typing import Any
 
 from console.cli.deploy_cmd import load_config, recorded
-from console.cli.flags import command
 from console.session import operator_name
 from console.errors import UserError, ValidationError
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `rollback`."""
-    parser = command(subparsers, common, "rollback", run,
-                     help="roll back one cluster or a whole release")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`rollback`'s own arguments (its help texts are in `console.cli.commands`)."""
     parser.add_argument("cluster", nargs="?", metavar="CLUSTER", help="the cluster to roll back")
     parser.add_argument("--to", metavar="V", help="the version to go to (default: the "
                                                   "version the cluster ran, healthy, before "

@@ -13,19 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from console.cli.flags import command
 from console.cli.serving import add_serving_arguments, readiness_overrides, stop_on_signals
 from console.errors import UserError
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add the `sim` sub-command."""
-    parser = command(subparsers, common, "sim", run,
-                     help="serve the local fleet of simulated clusters",
-                     description="Serve simulated Kubernetes clusters (one HTTPS port each) and a "
-                                 "demo registry.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`sim`'s own arguments (its help texts are in `console.cli.commands`)."""
     parser.add_argument("--count", type=int, metavar="N",
                         help="serve N clusters c0..cN-1 instead of the fleet file's clusters")
     add_serving_arguments(parser, "<cluster>.yaml kubeconfigs and clusters.yaml")

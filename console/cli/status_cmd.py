@@ -26,7 +26,7 @@ from dataclasses import asdict
 from typing import Any
 
 from console.cli.deploy_cmd import load_config
-from console.cli.flags import add_json, command
+from console.cli.flags import add_json
 from console.errors import UserError
 
 DRIFT = "DRIFT"
@@ -34,13 +34,8 @@ DRIFT = "DRIFT"
 UNREADABLE = 4
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add `status`."""
-    parser = command(subparsers, common, "status", run,
-                     help="version matrix: live vs. recorded per cluster",
-                     description="The app's version on every cluster, live and as the ledger "
-                                 "recorded it. Exit codes: 0 every cluster read, 4 some cluster "
-                                 "could not be read (the others are still shown), 2 bad input.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`status`'s own arguments (its help texts are in `console.cli.commands`)."""
     add_json(parser, "one JSON document")
 
 

@@ -10,7 +10,6 @@ import os
 import sys
 
 from console.cli import config_path
-from console.cli.flags import command
 from console.errors import UserError
 
 THEME_ENV = "RELEASE_CONSOLE_THEME"
@@ -23,12 +22,8 @@ def add_theme_argument(parser: argparse.ArgumentParser) -> None:
                              "themes/*.yaml and ~/.config/release-console/themes)")
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `ui`: the console for the fleet file (also what no command at all runs)."""
-    parser = command(subparsers, common, "ui", run,
-                     help="the release console (default without a command)",
-                     description="The terminal console: live fleet grid, releases, gates, "
-                                 "rollback.")
+def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`ui`'s own arguments (its help texts are in `console.cli.commands`)."""
     add_theme_argument(parser)
 
 
