@@ -53,7 +53,7 @@ class DrillResult:
 
     tag: str
     strategy: str
-    rollout_timeout: float
+    rollout_timeout: float   # s: what every detection and rollback is held to
     clusters: tuple[ClusterDrill, ...]
     release_outcome: str
     message: str = ""

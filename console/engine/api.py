@@ -108,13 +108,17 @@ class GateRequest:
 
     release_id: str
     finished_wave: int
-    next_wave: int
     results: tuple[ClusterResult, ...]
     next_clusters: tuple[str, ...]
     # Distinct approvers needed (the strategy's `approvals`, default 1).
     approvals: int = 1
     # Seconds the finished wave was watched once healthy (its bake); the gate opens after.
     baked: float = 0.0
+
+    @property
+    def next_wave(self) -> int:
+        """The index of the wave the gate lets start (the one after the finished wave)."""
+        return self.finished_wave + 1
 
 
 @dataclass(frozen=True)

@@ -423,7 +423,7 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
     finished = [run.results[c] for w in run.plan.waves[:next_wave] for c in w.clusters
                 if c in run.results]
     strategy = engine.config.strategies.get(run.plan.strategy)
-    request = GateRequest(run.release_id, next_wave - 1, next_wave, tuple(finished),
+    request = GateRequest(run.release_id, next_wave - 1, tuple(finished),
                           next_clusters, approvals=strategy.approvals if strategy else 1,
                           baked=bake_seconds(engine, run.plan.waves[next_wave - 1].bake))
     engine.event(Kind.GATE_WAITING, run.release_id, None,

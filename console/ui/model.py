@@ -8,7 +8,7 @@ engine events; widgets read them.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from console.events import Kind
@@ -75,9 +75,9 @@ class ClusterView:
 
     info: ClusterInfo
     phase: Phase = Phase.IDLE
-    live: str | None = None
-    target: str | None = None
-    recorded: str | None = None
+    live: str | None = None       # the version the cluster runs, as last seen
+    target: str | None = None     # the version the release working on it brings
+    recorded: str | None = None   # the version the ledger recorded there last
     desired: int = 0
     updated: int = 0
     ready: int = 0
@@ -137,16 +137,6 @@ class LogLine:
     bad: bool = False
 
 
-@dataclass(frozen=True)
-class PreflightLine:
-    """One pre-flight check result, as it arrived."""
-
-    cluster: str
-    check: str
-    ok: bool
-    detail: str
-
-
 @dataclass
 class ReleaseView:
     """The release the console is following (the last one started)."""
@@ -167,7 +157,6 @@ class ReleaseView:
     # A wave baking (watched once healthy): its index and when the bake ends (epoch s).
     bake_wave: int | None = None
     bake_until: float | None = None
-    preflight: list[PreflightLine] = field(default_factory=list)
     preflight_ok: bool | None = None
 
     def bake_left(self, now: float) -> float | None:

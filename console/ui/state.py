@@ -15,10 +15,10 @@ from typing import Any
 
 from console.events import Event, Kind, Outcome
 from console.ui.model import (DRIFT_GLYPH, PRODUCTION_GLYPH, ClusterInfo, ClusterView, LogLine,
-                              Phase, PreflightLine, ReleaseView, format_duration, matches)
+                              Phase, ReleaseView, format_duration, matches)
 
 __all__ = ["DRIFT_GLYPH", "PRODUCTION_GLYPH", "ClusterInfo", "ClusterView", "FleetState",
-           "LogLine", "Phase", "PreflightLine", "ReleaseView", "format_duration", "matches"]
+           "LogLine", "Phase", "ReleaseView", "format_duration", "matches"]
 
 
 class FleetState:
@@ -249,15 +249,12 @@ def _preflight_started(state: FleetState, ev: Event, _row: ClusterView | None) -
     state._touch_release()
 
 
-def _preflight_result(state: FleetState, ev: Event, row: ClusterView | None) -> None:
+def _preflight_result(_state: FleetState, ev: Event, row: ClusterView | None) -> None:
+    # A failed check is the cluster's NOTE until something newer replaces it.
     d = ev.data
-    line = PreflightLine(ev.cluster or "", str(d.get("check", "")), bool(d.get("ok", False)),
-                         _one_line(str(d.get("detail", "") or ev.message)))
-    if state.release is not None:
-        state.release.preflight.append(line)
-        state._touch_release()
-    if row is not None and not line.ok:
-        row.message = f"pre-flight {line.check}: {line.detail}".strip()
+    if row is not None and not d.get("ok", False):
+        detail = _one_line(str(d.get("detail", "") or ev.message))
+        row.message = f"pre-flight {d.get('check', '')}: {detail}".strip()
 
 
 def _preflight_finished(state: FleetState, ev: Event, _row: ClusterView | None) -> None:

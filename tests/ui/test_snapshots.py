@@ -160,7 +160,7 @@ def test_release_form_with_plan(snap_compare, console_fleet, fixed_clock) -> Non
 def test_gate_modal_between_waves(snap_compare, console_fleet, fixed_clock) -> None:
     app, _config, _fleet = make_app(console_fleet, fixed_clock)
     events = canary_until_wave_3()[:13]  # up to the second gate
-    request = GateRequest(RID, finished_wave=1, next_wave=2, results=(
+    request = GateRequest(RID, finished_wave=1, results=(
         ClusterResult("staging", "healthy", "v1.4.1", "v1.4.2", 41.0),
         ClusterResult("prod-eu-10pct", "healthy", "v1.4.1", "v1.4.2", 52.0)),
         next_clusters=("prod-eu", "prod-us"))
