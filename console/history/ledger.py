@@ -399,7 +399,6 @@ class Ledger(LedgerReading):
             line = line.replace(" - ", f" - {release['kind']} ", 1)
         write_line(self.path / HUMAN_LOG, line)
 
-
     def _request_commit(self, subject: str, author: Operator | None = None) -> None:
         """Queue a commit; the committer folds everything queued so far into one."""
         with self._lock:
@@ -414,16 +413,19 @@ class Ledger(LedgerReading):
         if wait > 0:
             time.sleep(wait)
         with self._lock:
-            pending, self._pending = self._pending, []
-        if not pending:
-            return
-        subjects = [subject for subject, _ in pending]
-        # The author of the most telling subject (a release's start or end) signs; a
-        # count of records ("... (+N more records)") is signed by its first record's.
-        author = dict(pending).get(pick_subject(subjects), pending[0][1])
+            if not self._pending:
+                return
         try:
             with self.repository.locked():
-                self.repository.commit(subjects, author, self._paths())
+                # Subjects and files are taken under the appends' lock (which never waits
+                # for Git's): no line is committed under the subjects of the lines before it.
+                with self._lock:
+                    pending, self._pending = self._pending, []
+                    self.repository.stage(self._paths())
+                subjects = [subject for subject, _ in pending]
+                # The most telling subject's author signs (a count: the first record's).
+                author = dict(pending).get(pick_subject(subjects), pending[0][1])
+                self.repository.commit(subjects, author)
         except BaseException as exc:  # kept and re-raised by flush()
             self._commit_error = exc
         self._last_commit = time.monotonic()

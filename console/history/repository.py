@@ -176,15 +176,22 @@ class Repository:
                                    HUMAN_LOG, ".gitattributes")
         return [line[3:].strip('"') for line in out.splitlines() if line.strip()]
 
-    def commit(self, subjects: list[str], author: Operator, paths: Sequence[str]) -> None:
-        """One commit of `paths` (relative to the repository), authored by `author`.
+    def stage(self, paths: Sequence[str]) -> None:
+        """Stage `paths` (relative to the repository) as they are now; the caller holds
+        `locked()`."""
+        self.repo.index.add(list(paths))
+
+    def commit(self, subjects: list[str], author: Operator,
+               paths: Sequence[str] = ()) -> None:
+        """One commit of what is staged plus `paths`, authored by `author`.
 
         The caller holds `locked()`; nothing is committed when the files are unchanged.
         """
         import git as gitmodule
 
+        if paths:
+            self.stage(paths)
         index = self.repo.index
-        index.add(list(paths))
         if self.repo.head.is_valid() and index.write_tree() == self.repo.head.commit.tree:
             return  # nothing new (the lines were in an earlier commit)
         subject = pick_subject(subjects)

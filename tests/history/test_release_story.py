@@ -89,14 +89,15 @@ def test_releases_rollbacks_and_drift_in_the_ledger(fleet_config, bare_remote: P
             "rolled_back", "v1", "v2", "v1", "v1")
         assert "ErrImagePull" in b.error or "ImagePullBackOff" in b.error
         assert new.outcome_of("c").outcome == "skipped"
-        # Committed with the operator as author: the end line is in HEAD's tree, by bob.
-        # (Which commit carries it is not asserted: the committer can take the end line
-        # into the commit of the cluster line before it - a known subject race.)
+        # Committed with the operator as author, under the end's own subject (the last
+        # record with one; tests/history/test_commit_subjects.py drives the ordering that
+        # once folded it into the commit of the cluster line before it), and pushed.
         head = git(ledger.path, "show", "HEAD:history/user-service.jsonl")
         assert any(json.loads(line).get("type") == "end"
                    and json.loads(line).get("release") == second.release_id
                    for line in head.splitlines()), head[-400:]
-        assert git(ledger.path, "log", "-1", "--format=%an").strip() == "bob"
+        assert git(ledger.path, "log", "-1", "--format=%an|%s").strip() == \
+            "bob|release user-service v2 -> a,b,c (failed)"
         assert [r["outcome"] for r in remote_records(bare_remote) if r["type"] == "end"] == [
             "ok", "failed"]
         assert warnings == []
