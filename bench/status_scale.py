@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from history_scale import APP, ledger_lines, timed, write_ledger  # noqa: E402
-from tui_load import fleet_file  # noqa: E402
+from tui_load import bytecode_env, fleet_file  # noqa: E402
 
 from console.history import Ledger  # noqa: E402
 
@@ -88,12 +88,12 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_status(config: Path) -> tuple[float, float, dict[str, Any]]:
+def run_status(config: Path, env: dict[str, str]) -> tuple[float, float, dict[str, Any]]:
     """`release-console status --json` in a fresh process: wall s, CPU s, its document."""
     began = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "console", "status", "--json",
                              "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=ROOT)
+                            stderr=subprocess.PIPE, cwd=ROOT, env=env)
     out, err = proc.communicate(timeout=600)
     wall = time.perf_counter() - began
     if proc.returncode not in (0, 4):
@@ -121,6 +121,9 @@ def main() -> int:
     parser.add_argument("--releases", type=int, default=10_000)
     parser.add_argument("--per-release", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="run `status` without the console's bytecode compiled "
+                             "beforehand (each run compiles what it imports)")
     parser.add_argument("--keep-serving", action="store_true",
                         help="after the figures, print the fleet file's path and keep the "
                              "fleet serving until stdin closes (to profile `status`)")
@@ -179,9 +182,13 @@ def main() -> int:
             seed(config.parent, image, shown)
             print(f"fleet: {args.clusters} simulated clusters in one process, Deployments "
                   f"created in {time.perf_counter() - began:.1f} s")
+            env = bytecode_env(tmp / "pycache", compiled=not args.no_bytecode)
+            print("  (bytecode " + ("compiled beforehand, as `pip install .` does)"
+                                    if not args.no_bytecode else
+                                    "compiled by each run: --no-bytecode)"))
             _child_cpu_since()
             for label in ("status, first run (builds the index)", "status, second run"):
-                wall, cpu, doc = run_status(config)
+                wall, cpu, doc = run_status(config, env)
                 unreachable = len(doc["unreachable"])
                 print(f"  {label:<40} {wall:6.2f} s wall (load {load()}), {cpu:5.2f} s CPU; "
                       f"{len(doc['clusters'])} clusters, {len(doc['drift'])} drifted, "

@@ -64,6 +64,21 @@ def fleet_file(n: int, history: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bytecode_env(directory: Path, compiled: bool = True) -> dict[str, str]:
+    """The environment a console child runs in. `compiled`: with the console's bytecode
+    compiled beforehand into `directory`, as `pip install .` compiles it at install time
+    - a source checkout run with PYTHONDONTWRITEBYTECODE=1 (as on the shared machine)
+    compiles every module it imports again at each start, which is not what a user's
+    console pays. Without `compiled`, the environment as it is."""
+    env = dict(os.environ)
+    if compiled:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(directory)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "console")],
+                       env=env, check=True, cwd=ROOT)
+    return env
+
+
 def serve_fleet(directory: str, readiness: float, jitter: float, nice: int = 15) -> None:
     """Child process: serve the fleet file's clusters until stdin closes."""
     from console.sim import SimFleet
@@ -100,14 +115,15 @@ def first_frame_child(config_path: str) -> None:
     app.run(headless=True, size=(160, 50), auto_pilot=first_frame)
 
 
-def measure_first_frame(config_path: Path, runs: int = 3) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds from launching a fresh interpreter to the fleet screen's first
-    frame, per run."""
+def measure_first_frame(config_path: Path, env: dict[str, str], runs: int = 3
+                        ) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds from launching a fresh interpreter (in `env`) to the fleet
+    screen's first frame, per run."""
     out = []
     for _ in range(runs):
         started = time.time()
         proc = subprocess.run([sys.executable, __file__, "--first-frame", str(config_path)],
-                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+                              capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if not lines:
             raise RuntimeError(f"the first-frame run printed nothing (exit {proc.returncode}):"
@@ -192,6 +208,9 @@ def main() -> int:
     parser.add_argument("--jitter", type=float, default=2.0)
     parser.add_argument("--max-parallel", type=int, default=None,
                         help="clusters rolling at once (default: all, as release_fleet.py)")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="time the first frame without the console's bytecode compiled "
+                             "beforehand (each start compiles what it imports)")
     parser.add_argument("--serve-fleet", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--first-frame", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--sim-nice", type=int, default=15, help=argparse.SUPPRESS)
@@ -212,7 +231,8 @@ def main() -> int:
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             config_path = Path(sim.stdout.readline().strip())
-            frames = measure_first_frame(config_path)
+            env = bytecode_env(Path(tmp) / "pycache", compiled=not args.no_bytecode)
+            frames = measure_first_frame(config_path, env)
             result = asyncio.run(drive(config_path, max_parallel))
             load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         finally:
@@ -240,6 +260,9 @@ def main() -> int:
           f"{' '.join(f'{f:.2f}' for f, _c in frames)} s wall; CPU "
           f"{' '.join(f'{c:.2f}' for _f, c in frames)} s)   goal < 1 s: "
           f"{'met' if first < 1 else 'MISSED'}")
+    print("  (first frame " + ("with the console's bytecode compiled beforehand, as `pip "
+                               "install .` does)" if not args.no_bytecode else
+                               "compiling the console at each start: --no-bytecode)"))
     print(f"  (not in the goals) engine process {result['engine']:.2f} s CPU, simulator "
           f"{sim_cpu.ru_utime + sim_cpu.ru_stime:.2f} s CPU (its own process; includes "
           "the first-frame runs)")

@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import fields
 from typing import Any
 
 from console.cli.deploy_cmd import load_config
@@ -39,21 +40,49 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
     add_json(parser, "one JSON document")
 
 
-def matrix_rows(config: Any, statuses: list[Any]) -> tuple[dict[str, Any], str | None]:
+def matrix_rows(statuses: list[Any], ledger: Future[Any]) -> tuple[dict[str, Any], str | None]:
     """The ledger's matrix rows by cluster for `statuses`, and a warning when the ledger
-    could not be read."""
-    from console.history import Ledger
+    could not be read. `ledger`: the ledger `open_ledger` opens."""
     live = {s.cluster: s.version if s.reachable else None for s in statuses}
     helm = {s.cluster: s.helm_revision for s in statuses if s.reachable}
     digests = {s.cluster: s.digest for s in statuses if s.reachable}
     try:
-        ledger = Ledger.for_config(config)
+        opened = ledger.result()
     except UserError as exc:
         return {}, f"history unavailable: {exc}"
     try:
-        return {row.cluster: row for row in ledger.matrix(live, helm, digests)}, None
+        return {row.cluster: row for row in opened.matrix(live, helm, digests)}, None
     finally:
+        opened.close()
+
+
+def open_ledger(config: Any) -> Future[Any]:
+    """The app's ledger, being opened in a thread of its own while the clusters are read
+    (disk and Git work that need not wait for the network)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-ledger")
+    try:
+        return pool.submit(_opened_ledger, config)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _close_opened(ledger: Future[Any]) -> None:
+    """Close the ledger once opened (nothing read it: the clusters' reading failed)."""
+    if ledger.exception() is None:
+        ledger.result().close()
+
+
+def _opened_ledger(config: Any) -> Any:
+    """The ledger, its latest-version index brought up to date (built on a first run,
+    read from disk later): the matrix with the live versions then only looks up."""
+    from console.history import Ledger
+    ledger = Ledger.for_config(config)
+    try:
+        ledger.matrix({c.id: None for c in config.clusters})
+    except BaseException:
         ledger.close()
+        raise
+    return ledger
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,18 +90,22 @@ def run(args: argparse.Namespace) -> int:
     from console.cli.output import out
     from console.engine import Engine
     config = load_config(args)
+    ledger = open_ledger(config)
     engine = Engine(config)
     try:
-        statuses = engine.status()
+        statuses = engine.status(keep_connections=False)
+    except BaseException:
+        ledger.add_done_callback(_close_opened)
+        raise
     finally:
         engine.close()
-    rows, warning = matrix_rows(config, statuses)
+    rows, warning = matrix_rows(statuses, ledger)
     if warning:
         print(f"release-console: warning: {warning}", file=sys.stderr, flush=True)
     if args.json:
         clusters = []
         for s in statuses:
-            entry = asdict(s)
+            entry = {f.name: getattr(s, f.name) for f in fields(s)}  # flat: no asdict
             row = rows.get(s.cluster)
             entry.update({
                 "recorded": row.recorded if row else None,

@@ -216,10 +216,12 @@ class Engine:
 
     # ---------------------------------------------------------------- reading
 
-    def status(self, cluster_ids: Sequence[str] | None = None) -> list[ClusterStatus]:
+    def status(self, cluster_ids: Sequence[str] | None = None, *,
+               keep_connections: bool = True) -> list[ClusterStatus]:
         """Every cluster's (or `cluster_ids`') live version, read concurrently with short
-        timeouts, in config order."""
-        return queries.status(self, cluster_ids)
+        timeouts, in config order (`keep_connections=False`: a one-shot reading that
+        closes each cluster's connection once read - see `queries.status`)."""
+        return queries.status(self, cluster_ids, keep_connections=keep_connections)
 
     def detail(self, cluster_id: str) -> ClusterDetail:
         """Pods, rollout history, recent events and the last error of one cluster."""

@@ -454,3 +454,25 @@ def test_status_of_a_fleet_larger_than_one_round_of_readers_reads_every_cluster(
     statuses = engine.status()
     assert [(s.cluster, s.reachable, s.version) for s in statuses] == \
         [(cid, True, "v1") for cid in ids], [s.error for s in statuses if not s.reachable]
+
+
+def test_a_one_shot_status_closes_each_connection_once_read_and_the_engine_reads_again(world):
+    """`release-console status` exits after one reading: its readers close each cluster's
+    connection as soon as it is read (`keep_connections=False`), rather than the engine
+    closing a thousand of them one after the other at the end; an engine that reads
+    again opens new ones. The default keeps them (the TUI reads every 30 s)."""
+    ids = ["a", "b", "c"]
+    w = world(ids)
+    w.deploy_everywhere("v1")
+    engine = w.engine()
+
+    def open_pools() -> dict[str, int]:
+        return {cid: len(engine.driver(cid).client.api.rest_client.pool_manager.pools)
+                for cid in ids}
+
+    assert [(s.cluster, s.version) for s in engine.status(keep_connections=False)] == \
+        [(cid, "v1") for cid in ids]
+    assert open_pools() == {"a": 0, "b": 0, "c": 0}
+    assert [(s.cluster, s.version) for s in engine.status()] == [(cid, "v1") for cid in ids]
+    assert open_pools() == {"a": 1, "b": 1, "c": 1}
+    engine.close()
