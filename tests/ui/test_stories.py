@@ -74,7 +74,9 @@ def grid_cell(app: ReleaseConsoleApp, cluster: str, column: str) -> str:
 
 async def started(pilot, app: ReleaseConsoleApp) -> None:
     """Wait for the engine and the first reading of every cluster."""
-    await wait_for(pilot, app._engine_ready.is_set, what="the engine")
+    # As long as the console itself waits for it (`EngineProcess.wait_ready`, 120 s): a
+    # loaded machine starts the engine process (niced) slowly.
+    await wait_for(pilot, app._engine_ready.is_set, timeout=120, what="the engine")
     await app.workers.wait_for_complete()
     await repainted(pilot)
 

@@ -21,6 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
+from textual.widgets.data_table import RowDoesNotExist
 
 from console.errors import UserError
 from console.ui.state import Phase
@@ -120,6 +121,10 @@ class FollowScreen(Screen):
         self._show_header()
         pal = Palette.of(self.app)
         table = self.query_one("#follow-clusters", DataTable)
+        # Every reading redraws the rows, and clearing puts the cursor on the first: the
+        # operator's selection would jump between choosing a cluster and pressing `o`
+        # (a skip of the wrong cluster; the flaky skip story). Keep it on its cluster.
+        selected = self.selected()
         table.clear()
         for line in view.clusters:
             phase = PHASES.get(line.phase, Phase.IDLE)
@@ -128,6 +133,18 @@ class FollowScreen(Screen):
                                pal.phases[phase]),
                           f"{line.ready}/{line.desired}" if line.desired else "-",
                           line.version or "-", key=line.cluster)
+        if selected is not None:
+            try:
+                table.move_cursor(row=table.get_row_index(selected), animate=False)
+            except RowDoesNotExist:
+                pass    # its cluster left the release's view: the first row then
+
+    def selected(self) -> str | None:
+        """The cluster of the row under the cursor (None: no rows)."""
+        table = self.query_one("#follow-clusters", DataTable)
+        if table.row_count == 0:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def _show_header(self) -> None:
         """The followed release, its bake's countdown and its gate (last read)."""
@@ -190,12 +207,11 @@ class FollowScreen(Screen):
         """Skip (not started) or retry (failed) the selected cluster."""
         if not self._following():
             return
-        table = self.query_one("#follow-clusters", DataTable)
-        if table.row_count == 0:
+        cluster = self.selected()
+        if cluster is None:
             self.notify("no cluster selected", severity="warning")
             return
-        row = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        self._steer(self.view.release_id, action, str(row.value))
+        self._steer(self.view.release_id, action, cluster)
 
     def action_steer(self, action: str) -> None:
         """Ask the followed release through its control channel."""
