@@ -6,7 +6,7 @@ hundred busy rollouts never take the interpreter from the UI; every call to it r
 a thread worker. Engine events arrive in batches through `EventBridge` (one message per
 burst), are applied to the view model at once, and reach the screen on a 10 Hz repaint
 timer that redraws only the rows that changed. Gate questions arrive as `GateQuestion`
-messages and are answered from a modal screen.
+messages and are answered from a modal screen (`console.ui.gates`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from console.errors import UserError
 from console.events import Event, Kind, Outcome
 from console.session import operator_name
 from console.ui.commands import ConsoleCommands
-from console.ui.bridge import EventBridge, EventsReady, GateQuestion, GateWaiter
+from console.ui.bridge import EventBridge, EventsReady, GateWaiter
+from console.ui.gates import GateActions
 from console.ui.rollbacks import RollbackActions
 from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
                                  NewReleaseRequested, Notice, PauseToggled,
@@ -40,14 +41,14 @@ from console.ui.themes import DEFAULT_THEME, load_themes, theme_dirs, variable_d
 
 if TYPE_CHECKING:
     from console.config import FleetConfig
-    from console.engine import GateAnswer, GateRequest, ReleaseRequest
+    from console.engine import GateAnswer, ReleaseRequest
     from console.engine.remote import EngineProcess, RemoteControl
 
 REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
 STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
 
 
-class ReleaseConsoleApp(App[int], RollbackActions):
+class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
     """The release console for one fleet file."""
 
     CSS_PATH = "app.tcss"
@@ -92,11 +93,7 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         self.control: RemoteControl | None = None
         self.release_running = False
         self._ticks = 0
-        # A baking wave whose gate waits to be shown until the operator is back on the
-        # fleet screen (they were in the detail view when the bake began).
-        self._gate_deferred: int | None = None
-        # Gates stopped (`s`) while their wave baked: finished wave -> the answer given
-        # the moment the engine asks (once the bake is over).
+        self._gate_deferred: int | None = None            # see console.ui.gates
         self._stopped_ahead: dict[int, GateAnswer] = {}
 
     # -- start --------------------------------------------------------------------
@@ -195,50 +192,6 @@ class ReleaseConsoleApp(App[int], RollbackActions):
                 self._gate_ahead(int(event.data.get("wave", 0)))
         if events:
             self.events_signal.publish(events)
-
-    def _gate_ahead(self, wave: int) -> None:
-        """A wave with a gate after it bakes: show that gate now, counting the bake down
-        (approve waits for the engine's question, which comes once the bake is over;
-        stop and abort act at once). Over another screen (the detail view) it waits
-        until the operator is back on the fleet screen: nothing to decide yet is no
-        reason to pull them out."""
-        from console.ui.screens.gate import GateScreen
-
-        release = self.state.release
-        if release is None or not release.gate_after(wave) or \
-                any(isinstance(s, GateScreen) for s in self.screen_stack):
-            return
-        if len(self.screen_stack) > 1:
-            self._gate_deferred = wave
-            return
-        screen = GateScreen.ahead(wave, self.state, self.operator)
-        self.push_screen(screen, callback=lambda answer: self._decided_ahead(screen, answer))
-
-    def _show_deferred_gate(self) -> None:
-        """Back on the fleet screen while the wave still bakes: its gate now."""
-        wave, self._gate_deferred = self._gate_deferred, None
-        release = self.state.release
-        if wave is not None and release is not None and release.outcome is None \
-                and release.bake_wave == wave:
-            self._gate_ahead(wave)
-
-    def _decided_ahead(self, screen: Any, answer: GateAnswer | None) -> None:
-        """The gate shown during the bake closed: hidden (None), decided after the engine
-        asked (it took the answer already), or stopped / aborted while baking."""
-        from console.engine import GateDecision
-
-        if answer is None or screen.request is not None:
-            return
-        decision = GateDecision(answer.decision)
-        if decision is GateDecision.ABORT:
-            # The engine ends the bake on an abort and rolls back what was reached.
-            if self.control is not None:
-                self.control.abort(rollback=answer.rollback, by=self.operator)
-            self.notify("release aborted: rolling back what it reached")
-        elif decision is GateDecision.REJECT:
-            self._stopped_ahead[screen.finished_wave] = answer
-            self.notify(f"stopped: no wave starts after wave {screen.finished_wave + 1} "
-                        "(its bake goes on; a cluster that degrades is still rolled back)")
 
     def _repaint(self) -> None:
         """10 Hz: redraw what changed; once a second also the running clocks."""
@@ -421,30 +374,6 @@ class ReleaseConsoleApp(App[int], RollbackActions):
         else:
             control.pause(by=self.operator)
             self.notify("release paused: clusters rolling now finish, no new one starts")
-
-    @on(GateQuestion)
-    def _gate_question(self, message: GateQuestion) -> None:
-        from console.ui.screens.gate import GateScreen
-
-        self._gate_deferred = None
-        stopped = self._stopped_ahead.pop(message.request.finished_wave, None)
-        if stopped is not None:     # stopped while the wave baked: that is the answer
-            message.answer(stopped)
-            return
-        for screen in self.screen_stack:
-            # The gate shown while its wave baked takes the question.
-            if isinstance(screen, GateScreen) and screen.request is None:
-                if screen.finished_wave == message.request.finished_wave:
-                    screen.open(message.request, message.answer)
-                    return
-        self.push_screen(GateScreen(message.request, self.state, self.operator),
-                         callback=message.answer)
-
-    def _gate_on_close(self, request: GateRequest) -> GateAnswer:
-        """The console is closing at a gate: stop there, touch nothing more."""
-        from console.engine import GateAnswer, GateDecision
-
-        return GateAnswer(GateDecision.REJECT, rollback=False, by=self.operator)
 
     # -- navigation ---------------------------------------------------------------
 
