@@ -1,5 +1,4 @@
-"""Steering a running release from outside: the listening end of the control channel,
-and what the wave runner asks before starting a cluster.
+"""Steering a running release from outside: the listening end of the control channel.
 
 Why the Lease and not a Unix socket: a release is often run by CI on another machine
 (a Jenkins agent, a Kubernetes Job); the one place both that job and an operator's
@@ -22,7 +21,8 @@ each new request to the release's `ReleaseControl` - or
 refuses it with the reason there is nothing to act on - writes the acknowledgement,
 and keeps the live state (paused, gate waiting, approvals) in the `steering`
 annotation for `release-console follow`. Every action taken is a `STEERED` event, so
-the ledger records who did what.
+the ledger records who did what. What an action may act on and what the wave runner
+asks before a start are `console.engine.steering_rules`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from console.engine.api import (FAILURE_OUTCOMES, GateAnswer, GateDecision,
-                                Outcome)
+from console.engine.api import GateAnswer, GateDecision
 from console.events import Kind
 from console.kube.watch_reader import WatchReader
 from console.locks import control as wire
@@ -54,94 +53,6 @@ WITHDRAW_EVERY = 10.0      # s between tries to take an old announcement off a l
 # Actions that only reduce what the release does: taken with the request shown on
 # every target that can be read (see the module docstring).
 REDUCING = ("pause", "abort", "reject")
-SKIPPED_BY_OPERATOR = "skipped_by_operator"
-
-
-def judge(run: ReleaseRun, action: str, cid: str | None) -> str | None:
-    """Why `action` on `cid` has nothing to act on in `run` now (None: it has)."""
-    if action in wire.NEEDS_CLUSTER:
-        if not cid:
-            return f"{action} needs a CLUSTER"
-        if cid not in run.plan.order:
-            return f"{cid} is not a target of release {run.release_id}"
-    if action in wire.NEEDS_CLUSTER and run.closing:
-        return "the release's last wave has ended; it is finishing"
-    if action in ("approve", "reject") and run.gate_waiting is None:
-        return "no gate is waiting for approval"
-    if action == "skip":
-        with run.lock:
-            if cid in run.results:
-                return f"{cid} has ended already ({run.results[cid].outcome})"
-            if cid in run.started:
-                return f"{cid} has started already"
-        if run.control.skip_asked(cid or ""):
-            return f"{cid} is to be skipped already"
-    if action == "retry":
-        with run.lock:
-            result = run.results.get(cid or "")
-        if result is None or result.outcome not in FAILURE_OUTCOMES:
-            state = result.outcome if result else "not ended"
-            return f"{cid} has not failed ({state})"
-    return None
-
-
-def left_out(engine: Engine, run: ReleaseRun, cid: str) -> bool:
-    """Whether `cid`, about to start, is left out - skipped by an operator, or removed
-    from the fleet file since the release began - recorded as such; the wave goes on."""
-    if skipped_by_operator(engine, run, cid):
-        return True
-    if cid not in _fleet_ids(engine):
-        _left_out(engine, run, cid, "removed from the fleet file during the release",
-                  Outcome.SKIPPED.value)
-        return True
-    return False
-
-
-def skipped_by_operator(engine: Engine, run: ReleaseRun, cid: str) -> bool:
-    """Record `cid` `skipped_by_operator` if an operator asked so (True), else False."""
-    by = run.control.take_skip(cid)
-    if by is None:
-        return False
-    _left_out(engine, run, cid, f"{SKIPPED_BY_OPERATOR}{_by(by)}", SKIPPED_BY_OPERATOR)
-    return True
-
-
-def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str, outcome: str) -> None:
-    run.record_skip(cid, reason)
-    engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
-                 reason=reason, outcome=outcome)
-
-
-_fleet_cache: dict[str, tuple[tuple[int, int], frozenset[str]]] = {}
-_fleet_lock = threading.Lock()
-
-
-def _fleet_ids(engine: Engine) -> frozenset[str]:
-    """The cluster ids the fleet file names now: re-read when the file changed (its
-    mtime and size; a stat per start); a file that does not load - mid-edit - or is gone
-    keeps the ids the release started with."""
-    import os
-    path = str(getattr(engine.config, "path", "") or "")
-    known = frozenset(engine.config.ids)
-    if not path:
-        return known
-    try:
-        info = os.stat(path)
-    except OSError:
-        return known
-    stamp = (info.st_mtime_ns, info.st_size)
-    with _fleet_lock:
-        seen = _fleet_cache.get(path)
-        if seen is not None and seen[0] == stamp:
-            return seen[1]
-        from console.config import load
-        from console.errors import UserError
-        try:
-            ids = frozenset(load(path).ids)
-        except (UserError, OSError):
-            ids = known
-        _fleet_cache[path] = (stamp, ids)
-        return ids
 
 
 class Channel:

@@ -24,7 +24,7 @@ from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, GateA
 from console.engine import pinning
 from console.engine.checks import (freeze_blocks, freeze_opened, preflight_checks,
                                    preflight_finished, preflight_result, take_lock)
-from console.engine import steering
+from console.engine import steering, steering_rules
 from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop, coordinator
 from console.engine.bake import bake_wave
 from console.engine.bake import seconds_of as bake_seconds
@@ -172,7 +172,7 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
             engine.event(Kind.RESUMED, release_id, None, f"resumed{by_suffix(by)}", by=by)
 
     control.subscribe(on_control)
-    control.judge = lambda action, cid: steering.judge(run, action, cid)
+    control.judge = lambda action, cid: steering_rules.judge(run, action, cid)
     channel = steering.open_channel(engine, run) if control.steerable else None
     try:
         outcome, code, message = _run_waves(engine, run, approver)
@@ -342,7 +342,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                                list(pending)[:run.plan.max_parallel - len(running)], delay)
                     break
                 cid = pending.popleft()
-                if steering.left_out(engine, run, cid):
+                if steering_rules.left_out(engine, run, cid):
                     continue
                 with run.lock:
                     taken_by = run.handed_over.get(cid)
@@ -403,7 +403,7 @@ def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
 
 
 def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:
-    if steering.skipped_by_operator(engine, run, cid):
+    if steering_rules.skipped_by_operator(engine, run, cid):
         return   # the operator's skip came first: recorded as theirs
     run.record_skip(cid, reason)
     engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
