@@ -228,13 +228,16 @@ class EngineHost:
                 # come through the control channel.
                 self._gates.pop(gate_id, None)
                 answer = Future()
-                if self._identity(mine.by) not in approvers:
+                counted = self._identity(mine.by) not in approvers
+                if counted:
                     approvers.append(self._identity(mine.by))
                     labels.append(mine.by)
                     if self._identity(mine.by) != mine.by:   # confirmed by the cluster
                         control.note_approval(request.next_wave, self._identity(mine.by))
                 if len(approvers) >= need:
                     return GateAnswer(GateDecision.APPROVE, by=", ".join(labels))
+                self._tell_approvals(request, approvers, need,
+                                     None if counted else self._identity(mine.by))
             remote = control.gate_answer(0, request.next_wave) if not control.aborted \
                 else GateAnswer(GateDecision.ABORT, control.rollback_on_abort,
                                 by="aborted while waiting")
@@ -245,11 +248,26 @@ class EngineHost:
                     approvers.append(remote.by)
                     labels.append(remote.by)
                 if len(approvers) < need:
+                    self._tell_approvals(request, approvers, need)
                     continue
                 remote = GateAnswer(GateDecision.APPROVE, by=", ".join(labels))
             if self._gates.pop(gate_id, None) is not None or approvers:
                 return remote
             return answer.result()    # the person answered in the same instant
+
+    def _tell_approvals(self, request: GateRequest, approvers: list[str], need: int,
+                        again: str | None = None) -> None:
+        """Tell the console's person how far a gate that needs `need` distinct approvers
+        is (`again`: who approved a second time, not counted): their `a` closed the
+        question, but the gate still waits."""
+        wave = request.next_wave + 1
+        text = (f"{again} approved the gate before wave {wave} already; it needs distinct "
+                "approvers. " if again else "")
+        text += (f"Gate before wave {wave}: {len(approvers)} of {need} approvals "
+                 f"({', '.join(approvers)}); it waits for {need - len(approvers)} more "
+                 f"through the control channel: release-console control "
+                 f"{request.release_id} approve")
+        self._send(("notice", text))
 
     def _need_session(self) -> Session:
         if self.session is None:

@@ -18,6 +18,8 @@ interpreter lock from the UI thread, and keys would wait. So the console runs th
                       ("gate", gate_id, GateRequest)
                       ("result" | "error", id, value)
                       ("warning", text)
+                      ("notice", text)           news for the person, not a problem
+                                                 (a gate's "1 of 2 approvals")
                       ("holding", release_key)   the paused release held a cluster back
 
 `EngineProcess` (the parent's side) offers the `Engine` methods the console uses
@@ -112,12 +114,14 @@ class EngineProcess:
     def __init__(self, config_path: str | Path, on_events: Callable[[list[Event]], None],
                  approver: Callable[[GateRequest], GateAnswer],
                  on_warning: Callable[[str], None],
-                 engine_options: Mapping[str, Any] | None = None) -> None:
+                 engine_options: Mapping[str, Any] | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         """Start the child for the fleet file at `config_path`; `engine_options` are
         keyword arguments for `Engine` (grace, request_timeout, ...)."""
         self.on_events = on_events
         self.approver = approver
         self.on_warning = on_warning
+        self.on_notice = on_notice or on_warning
         self.ledger_error: str | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
@@ -293,6 +297,8 @@ class EngineProcess:
                                      name="engine-gate", daemon=True).start()
                 elif kind == "warning":
                     self.on_warning(message[1])
+                elif kind == "notice":
+                    self.on_notice(message[1])
                 elif kind == "holding":
                     control = self._controls.get(message[1])
                     if control is not None:

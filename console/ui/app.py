@@ -142,7 +142,9 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
         try:
             engine = EngineProcess(self.config.path, on_events=self.bridge.extend,
                                    approver=self.gates, on_warning=self._ledger_warning,
-                                   engine_options=self.engine_options)
+                                   engine_options=self.engine_options,
+                                   on_notice=lambda text: self.post_message(
+                                       Notice(text, severity="information")))
             self._engine = engine
             engine.wait_ready()
         except Exception as exc:  # shown to the person; every later call reports it too
@@ -179,7 +181,7 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
 
     @on(Notice)
     def _notice(self, message: Notice) -> None:
-        self.notify(message.text, severity="warning", timeout=10)
+        self.notify(message.text, severity=message.severity, timeout=10)
 
     # -- engine events --------------------------------------------------------------
 

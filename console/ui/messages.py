@@ -39,9 +39,11 @@ class ConsoleServices(Protocol):
 
 @dataclass
 class Notice(Message):
-    """A warning from a worker or engine thread, shown as a notification."""
+    """A warning (or, `severity="information"`, news) from a worker or engine thread,
+    shown as a notification."""
 
     text: str
+    severity: str = "warning"
 
 
 class NewReleaseRequested(Message):

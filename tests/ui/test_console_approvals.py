@@ -41,6 +41,11 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
         rid = app.state.release.release_id
         await pilot.press("a")
         await wait_for(pilot, lambda: not isinstance(app.screen, GateScreen), what="a taken")
+        # The question closed, but the gate still waits: the console says how far it is.
+        await wait_for(pilot, lambda: any(
+            "1 of 2 approvals" in str(n.message) and f"control {rid} approve" in str(n.message)
+            for n in app._notifications), what=lambda: "the '1 of 2' notice (notices: "
+            f"{[str(n.message) for n in app._notifications]})")
         # One approval of two: a full round trip through the release shows the gate
         # still waiting (approving it again from the console's identity would not count).
         code, out, err = await control(config, rid, "approve")

@@ -269,3 +269,55 @@ async def test_the_follow_screen_skips_a_cluster_and_aborts_with_rollback(
     done = [(s["action"], s.get("cluster")) for s in steer if not s.get("refused")]
     assert ("skip", "prod-us") in done and ("abort", None) in done, done
     assert not any(a in ("gate_approve", "approve") for a, _ in done), done
+
+
+@story
+async def test_the_follow_screens_a_on_a_gate_of_two_approvals_says_one_of_two(
+        console_fleet, tmp_path) -> None:
+    # `approvals: 2`: the follow screen's `a` is acknowledged as one approval of two, the
+    # notice and the header say so, and the gate stays shut; `s` then stops the release.
+    from console.config import load
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    config.path.write_text(config.path.read_text().replace(
+        "    gates: true\n", "    gates: true\n    approvals: 2\n"))
+    config = load(config.path)
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
+    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
+                               "--strategy", "canary", "--wait-for-approval", "--json"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot, app)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
+                           and "waits for approval (0 of 2)" in header(app), timeout=120,
+                           what="the followed release at its gate of two approvals")
+            screen = app.screen
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
+                           what="approve to ask first")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: any("1 of 2 approvals" in str(n.message)
+                                              for n in app._notifications),
+                           timeout=60, what=lambda: "the '1 of 2' notice (notices: "
+                           f"{[str(n.message) for n in app._notifications]})")
+            await wait_for(pilot, lambda: "waits for approval (1 of 2: system:" in header(app),
+                           timeout=30, what="the header to count one approval")
+            assert deploy.poll() is None   # the gate stays shut
+            await pilot.press("s")
+            await wait_for(pilot, lambda: deploy.poll() is not None, timeout=120,
+                           what="the release to stop at its gate")
+            assert app.screen is screen
+            await pilot.press("escape")
+            await pilot.press("q")
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        deploy.wait(timeout=30)
+    assert deploy.returncode == 3, deploy.stderr.read()
+    assert live_tag(fleet, "staging") == "v2"
+    # The second wave never started: nothing was deployed there.
+    assert [fleet.get(c, "apps/deployments", c, "user-service")
+            for c in ("prod-eu", "prod-us")] == [None, None]
