@@ -13,9 +13,10 @@ running release is `console.engine.run_state.ReleaseRun`.
 from __future__ import annotations
 
 import logging
+import queue
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, GateAnswer,
@@ -313,9 +314,15 @@ def _lock_lost(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
 
 def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: int,
               clusters: Sequence[str]) -> None:
-    """Start the wave's clusters as slots free up; stop starting on budget, pause, abort."""
+    """Start the wave's clusters as slots free up; stop starting on budget, pause, abort.
+
+    Finished rollouts come back through a queue their futures put themselves on: waiting
+    on a thousand futures at once (`concurrent.futures.wait`) installs and removes a
+    waiter on each of them every poll, which cost more CPU than the rollouts' decisions.
+    """
     pending = deque(clusters)
     running: dict[Future, str] = {}
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
     cancel = run.control.aborted_event
     while pending or running:
         stop_reason = None
@@ -353,15 +360,24 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                                             "(manual rollback)")
                     continue
                 run.pacer.reserve(cid)
-                running[pool.submit(deploy_cluster, engine, run, cid, wave,
-                                    run.stop_event(cid))] = cid
+                future = pool.submit(deploy_cluster, engine, run, cid, wave, run.stop_event(cid))
+                running[future] = cid
+                future.add_done_callback(finished.put)
         elif pending:
             run.control.hold()
         if not running:
             if pending:  # paused with nothing running: wait for resume or abort
                 cancel.wait(CONTROL_POLL)
             continue
-        done, _ = wait(list(running), timeout=CONTROL_POLL, return_when=FIRST_COMPLETED)
+        try:
+            done = [finished.get(timeout=CONTROL_POLL)]
+        except queue.Empty:
+            continue
+        while True:
+            try:
+                done.append(finished.get_nowait())
+            except queue.Empty:
+                break
         for future in done:
             cid = running.pop(future)
             run.pacer.release(cid)      # a start reserved but never begun counts no more
