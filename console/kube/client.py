@@ -24,6 +24,7 @@ import errno
 import json
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -285,6 +286,23 @@ class WatchStream:
             item = json.loads(line)
             yield item.get("type", ""), item.get("object") or {}
 
+    def detach(self) -> tuple[socket.socket, bytes, bool]:
+        """Take the stream's socket to read it without blocking (`console.kube.watch_hub`):
+        (the socket, now non-blocking; the body bytes already read with the headers;
+        whether the body is chunked). `close()` still closes the connection."""
+        sock = self.response.connection.sock
+        http_response = self.response._fp     # http.client's, past the headers
+        reader = http_response.fp
+        sock.settimeout(0)
+        try:
+            # The headers were read through a buffer that may hold the first events;
+            # peek() returns what it holds (with a non-blocking socket it never waits).
+            buffered = reader.peek()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            buffered = b""
+        buffered = reader.read(len(buffered)) if buffered else b""
+        return sock, buffered, bool(http_response.chunked)
+
     def close(self) -> None:
         """Stop the stream (safe to call twice, from another thread)."""
         if not self._closed:
@@ -412,16 +430,19 @@ class KubeClient:
                 raise describe(self.cluster, exc, self.server) from None
         raise AssertionError("unreachable")  # the loop always returns or raises
 
-    def watch(self, path: str, query: Mapping[str, Any], server_timeout: int) -> WatchStream:
+    def watch(self, path: str, query: Mapping[str, Any], server_timeout: int,
+              read_timeout: float | None = None) -> WatchStream:
         """Open a watch on a list `path` (`watch=true` added); raises `ClusterError`.
 
         The server ends the stream after `server_timeout` s; the read timeout is a little
-        longer, so a cluster that dies silently is noticed.
+        longer (unless `read_timeout` is given: a stream read without blocking needs
+        one only for the headers), so a cluster that dies silently is noticed.
         """
         params = dict(query, watch="true", timeoutSeconds=server_timeout)
+        read = server_timeout + 5.0 if read_timeout is None else read_timeout
         try:
             resp = self._send("GET", path, params, None, None,
-                              (CONNECT_TIMEOUT, server_timeout + 5.0), self._watch_client())
+                              (min(CONNECT_TIMEOUT, read), read), self._watch_client())
             if not 200 <= resp.status <= 299:
                 resp.read()
                 raise ApiException(http_resp=resp)

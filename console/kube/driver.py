@@ -9,11 +9,11 @@ that cannot pull or keep crashing, verifies the pods at the end, and rolls back 
 pod template the cluster ran before, to a ReplicaSet revision, or by deleting a
 Deployment the release created.
 
-Following a rollout opens two watches (the Deployment by name, its pods by selector),
-each read by a small thread (`console.kube.watch_reader`) that only forwards events to a
-queue; the calling thread alone decides. Watches resume from the last resourceVersion
-and re-list after 410 Gone; a cluster that stops answering for longer than
-`unreachable_grace` fails.
+Following a rollout opens two watches (the Deployment by name, its pods by selector);
+the calling thread opens them and alone decides, while one thread for the whole process
+(`console.kube.watch_hub`) reads every open stream and forwards the events to the
+rollout's queue. Watches resume from the last resourceVersion and re-list after 410
+Gone; a cluster that stops answering for longer than `unreachable_grace` fails.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from console.kube.deployment import (LiveDeployment, Progress, Revision,  # noqa
                                      image_tag, selector_string)
 from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutStatus,
                                   pod_problems, rollout_status, verify_pods)
-from console.kube.watch_reader import RELISTED, WatchReader
+from console.kube.watch_hub import HubWatch
+from console.kube.watch_reader import RELISTED
 
 FIELD_MANAGER = "release-console"
 ANNOTATION_PREFIX = "release-console.io/"
@@ -367,16 +368,14 @@ class ClusterDriver:
         # (nothing changed, or already seen) the pods may exist already: list them first.
         observed = int((deployment.get("status") or {}).get("observedGeneration") or 0)
         pods_from = meta.get("resourceVersion") if generation > observed else None
-        readers = [
-            WatchReader(self.client, self._deployments,
-                         {"fieldSelector": f"metadata.name={self.app}"}, "deployment",
-                         events, meta.get("resourceVersion"), server_timeout),
-            WatchReader(self.client, f"/api/v1/namespaces/{self.namespace}/pods",
-                         {"labelSelector": selector_string(labels)}, "pod", events,
-                         pods_from, server_timeout),
+        watches = [
+            HubWatch(self.client, self._deployments,
+                     {"fieldSelector": f"metadata.name={self.app}"}, "deployment",
+                     events, meta.get("resourceVersion"), server_timeout),
+            HubWatch(self.client, f"/api/v1/namespaces/{self.namespace}/pods",
+                     {"labelSelector": selector_string(labels)}, "pod", events,
+                     pods_from, server_timeout),
         ]
-        for reader in readers:
-            reader.start()
 
         def wake() -> None:
             events.put(("cancel", "", None))
@@ -400,6 +399,12 @@ class ClusterDriver:
         reported: Progress | None = None
         try:
             while True:
+                for watch in watches:
+                    # (Re)opened here, on this thread: a list or a connect that blocks
+                    # holds up this cluster only; the hub reads the streams.
+                    opens_at = watch.due
+                    if opens_at is not None and opens_at <= time.monotonic():
+                        watch.open()
                 now = time.monotonic()
                 pending = fail_fast.pending()
                 progress = Progress(status.phase.value, status.message, status.desired,
@@ -444,12 +449,13 @@ class ClusterDriver:
                     due.append(verdict_at)
                 if failing_since:
                     due.append(min(failing_since.values()) + self.unreachable_grace)
+                due.extend(at for watch in watches if (at := watch.due) is not None)
                 wait = max(0.0, min(due) - now)
                 try:
                     source, kind, obj = events.get(timeout=wait)
                 except queue.Empty:
                     continue
-                if source == "cancel":
+                if source in ("cancel", "ended"):
                     continue
                 if source == "error":
                     last_error = obj
@@ -477,10 +483,8 @@ class ClusterDriver:
         finally:
             if add_waker is not None:
                 cancel.remove_waker(wake)   # type: ignore[union-attr]
-            for reader in readers:
-                reader.stop()
-            for reader in readers:
-                reader.join(timeout=2.0)
+            for watch in watches:
+                watch.stop()
 
     def verify(self, deployment: Mapping[str, Any]) -> None:
         """After completion: every pod of the new template Running and Ready, enough of them.

@@ -45,6 +45,29 @@ def test_follow_relists_after_410_gone(world):
     driver.client.close()
 
 
+def test_following_a_rollout_starts_no_thread_per_watch(world):
+    """The rollout's two watches are read by the process's one watch hub: following it
+    adds no thread of its own (a thousand rollouts were three thousand threads)."""
+    import threading
+
+    w = world(["a"], readiness_delay=0.5, jitter=0.0)
+    w.deploy_everywhere("v1")
+    driver = driver_for(w.fleet, "a")
+    from console.render import render
+    applied = driver.apply(render(w.config, "a", "v2"), {})
+    threads: list[set[str]] = []
+
+    def on_progress(progress):
+        threads.append({t.name for t in threading.enumerate()})
+
+    status = driver.follow(applied, timeout=30, on_progress=on_progress)
+    assert status.phase is Phase.COMPLETE and len(threads) >= 2
+    names = set().union(*threads)
+    assert not [n for n in names if n.startswith("watch-a-")], names
+    assert "watch-hub" in names
+    driver.client.close()
+
+
 def test_wrong_token_is_a_clear_401_without_the_token(world):
     w = world(["a", "b"])
     foreign = w.fleet.admin_token("b")
