@@ -25,7 +25,8 @@ CANARY = {"canary": {"waves": [["a"], ["b", "c"]], "gates": True}}
 
 
 class Child:
-    """A console command as a process whose stdout a thread reads (`_read`)."""
+    """A console command as a process whose stdout a thread reads (`_read`); as a
+    context manager, stopped at the end of the block if it still runs."""
 
     proc: subprocess.Popen
     _reader: threading.Thread
@@ -46,6 +47,14 @@ class Child:
                 self.proc.wait(timeout=30)
         self._reader.join(timeout=30)
         return self.proc.returncode
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # A test that failed before its process ended stops it (5 s, then kills it).
+        if self.proc.poll() is None:
+            self.finish(timeout=5)
 
 
 class Deploy(Child):
@@ -73,6 +82,44 @@ class Deploy(Child):
     def stderr(self) -> str:
         return self.proc.stderr.read() if self.proc.poll() is not None else ""
 
+    @classmethod
+    def gated_canary(cls, config: Path, cwd: Path, gate_timeout: str = "10m") -> Deploy:
+        """v2 with the canary strategy, each gate waiting for `control ... approve`."""
+        return cls(config, cwd, "--tag", "v2", "--strategy", "canary", "--wait-for-approval",
+                   "--gate-timeout", gate_timeout)
+
+    def at_gate(self) -> str:
+        """Wait until the release waits at its first gate; its release id."""
+        wait_for(lambda: self.kinds("gate_waiting"), timeout=90, what="the gate")
+        return self.release_id
+
+
+def steered(w, rid: str) -> list[dict]:
+    """The ledger's steering records of release `rid`."""
+    ledger = Ledger.for_config(load(w.config_path))
+    try:
+        return ledger.steering(rid)
+    finally:
+        ledger.close()
+
+
+def plant_lease(engine, cid: str, announcement: dict) -> None:
+    """On cluster `cid`, the app's namespace and its release Lease as a release that
+    announces `announcement` (the steering annotation) leaves it - no process behind it."""
+    from console.locks import control as wire
+    from console.locks import lease_name
+    from console.locks.lease import LEASES
+
+    driver = engine.driver(cid)
+    driver.client.request("POST", "/api/v1/namespaces", body={
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": driver.namespace}}, timeout=10)
+    driver.client.request("POST", LEASES.format(namespace=driver.namespace), body={
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": lease_name(engine.config.app.name),
+                     "annotations": {wire.STEERING: wire.dump(announcement)}},
+        "spec": {"holderIdentity": f"ci@host:1/{announcement['release']}"}}, timeout=10)
+
 
 def control(config: Path, *args: str) -> subprocess.CompletedProcess:
     """`release-console control ...` as a process."""
@@ -84,9 +131,8 @@ def control(config: Path, *args: str) -> subprocess.CompletedProcess:
 def test_pause_holds_new_starts_of_a_parallel_release_and_resume_continues(world, tmp_path):
     ids = ["a", "b", "c", "d"]
     w = world(ids, readiness_delay=1.0, jitter=0.0)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
-                    "--max-parallel", "1")
-    try:
+    with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                "--max-parallel", "1") as deploy:
         wait_for(lambda: deploy.kinds("cluster_started"), what="the first cluster start")
         paused = control(w.config_path, deploy.release_id, "pause")
         if paused.returncode != 0:
@@ -111,45 +157,29 @@ def test_pause_holds_new_starts_of_a_parallel_release_and_resume_continues(world
         resumed = control(w.config_path, deploy.release_id, "resume")
         assert resumed.returncode == 0, resumed.stderr
         code = deploy.finish()
-    finally:
-        deploy.finish(timeout=5) if deploy.proc.poll() is None else None
     assert code == 0, deploy.stderr()
     assert [w.version(c) for c in ids] == ["v2"] * 4
-    ledger = Ledger.for_config(load(w.config_path))
-    try:
-        actions = [(s["action"], s["by"]) for s in ledger.steering(deploy.release_id)]
-    finally:
-        ledger.close()
+    actions = [(s["action"], s["by"]) for s in steered(w, deploy.release_id)]
     assert ("pause", "system:serviceaccount:kube-system:a-admin") in actions
     assert ("resume", "system:serviceaccount:kube-system:a-admin") in actions
 
 
 def test_headless_canary_waits_at_its_gate_until_approved_through_the_channel(world, tmp_path):
     w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval", "--gate-timeout", "10m")
-    try:
-        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
-        rid = deploy.release_id
+    with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
+        rid = deploy.at_gate()
         assert w.version("b") is None and deploy.proc.poll() is None   # it waits
         early = control(w.config_path, rid, "skip", "a")
         assert early.returncode == 2 and "ended already" in early.stderr
         approved = control(w.config_path, rid, "approve")
         assert approved.returncode == 0, approved.stderr
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 0, deploy.stderr()
     assert [w.version(c) for c in "abc"] == ["v2"] * 3
     decided = deploy.kinds("gate_decided")
     assert decided[0]["decision"] == "approve"
     assert decided[0]["by"] == "system:serviceaccount:kube-system:a-admin"
-    ledger = Ledger.for_config(load(w.config_path))
-    try:
-        steer = ledger.steering(rid)
-    finally:
-        ledger.close()
+    steer = steered(w, rid)
     assert ("gate_approve", "system:serviceaccount:kube-system:a-admin") in \
         [(s["action"], s["by"]) for s in steer]
     # Nothing runs any more: nothing to steer.
@@ -176,11 +206,9 @@ def test_two_approvals_need_two_distinct_people(world, tmp_path):
     strategies = {"canary": {**CANARY["canary"], "approvals": 2}}
     w = world(["a", "b", "c"], strategies=strategies, readiness_delay=0.3, jitter=0.0)
     bob = as_other_person(w, tmp_path, "bob")
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval")
-    try:
-        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
-        rid = deploy.release_id
+    with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
+                "--wait-for-approval") as deploy:
+        rid = deploy.at_gate()
         first = control(w.config_path, rid, "approve")
         assert first.returncode == 0 and "1 of 2 approvals" in first.stdout, first.stderr
         twice = control(w.config_path, rid, "approve")
@@ -197,9 +225,6 @@ def test_two_approvals_need_two_distinct_people(world, tmp_path):
         second = control(bob, rid, "approve")
         assert second.returncode == 0, second.stderr
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 0, deploy.stderr()
     assert deploy.kinds("gate_decided")[0]["by"] == \
         "system:serviceaccount:kube-system:a-admin, bob"
@@ -208,13 +233,8 @@ def test_two_approvals_need_two_distinct_people(world, tmp_path):
 def test_a_gate_timeout_stops_the_release(world, tmp_path):
     w = world(["a", "b"], strategies={"canary": {"waves": [["a"], ["b"]], "gates": True}},
               readiness_delay=1.0, jitter=0.0)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval", "--gate-timeout", "3s")
-    try:
+    with Deploy.gated_canary(w.config_path, tmp_path, gate_timeout="3s") as deploy:
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 3
     assert "gate timeout" in deploy.kinds("release_finished")[0]["detail"]
     assert w.version("b") is None
@@ -283,9 +303,8 @@ def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
     # at 2 s it once ended first and the abort found no running release.
     w = world(ids, readiness_delay=4.0, jitter=0.0)
     w.deploy_everywhere("v1")
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
-                    "--max-parallel", "1")
-    try:
+    with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                "--max-parallel", "1") as deploy:
         wait_for(lambda: deploy.kinds("cluster_started"), timeout=90, what="a start")
         rid = deploy.release_id
         skipped = control(w.config_path, rid, "skip", "f")
@@ -296,9 +315,6 @@ def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
         aborted = control(w.config_path, rid, "abort", "--rollback")
         assert aborted.returncode == 0, aborted.stderr
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 3, deploy.stderr()
     skips = {e["cluster"]: e for e in deploy.kinds("cluster_skipped")}
     assert skips["f"]["outcome"] == "skipped_by_operator"
@@ -313,9 +329,9 @@ def test_retry_a_failed_cluster_through_the_channel(world, tmp_path):
     w = world(ids, readiness_delay=2.0, jitter=0.0)
     w.deploy_everywhere("v1")
     w.fleet.set_faults("a", never_pull=["v2"])
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
-                    "--max-parallel", "1", "--max-failures", "1", "--fail-fast-grace", "0.3")
-    try:
+    with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                "--max-parallel", "1", "--max-failures", "1",
+                "--fail-fast-grace", "0.3") as deploy:
         wait_for(lambda: any(e.get("cluster") == "a" for e in deploy.kinds("cluster_rolled_back")),
                  timeout=90, what="a failed and rolled back")
         rid = deploy.release_id
@@ -325,9 +341,6 @@ def test_retry_a_failed_cluster_through_the_channel(world, tmp_path):
         assert retried.returncode == 0, retried.stderr
         assert "once the rest of its wave ended" in retried.stdout
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 0, deploy.stderr()
     assert [w.version(c) for c in ids] == ["v2"] * 4
     kinds = [(e["kind"], e.get("cluster")) for e in deploy.events]
@@ -340,22 +353,11 @@ def test_control_exits_1_when_the_release_listens_but_never_answers(world, tmp_p
     """A lease that names a listening release nobody serves: no acknowledgement in time is
     exit 1 (not 2, not a crash), and the request is said to stay on the lease."""
     from console.engine import Engine
-    from console.locks import control as wire
-    from console.locks import lease_name
-    from console.locks.lease import LEASES
 
     w = world(["a"])
     engine = Engine(w.config)
     try:
-        driver = engine.driver("a")
-        driver.client.request("POST", "/api/v1/namespaces", body={
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": driver.namespace}}, timeout=10)
-        driver.client.request("POST", LEASES.format(namespace=driver.namespace), body={
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": lease_name(w.config.app.name), "annotations": {
-                wire.STEERING: wire.dump({"release": "r-silent"})}},
-            "spec": {"holderIdentity": "ci@host:1/r-silent"}}, timeout=10)
+        plant_lease(engine, "a", {"release": "r-silent"})
     finally:
         engine.close()
     done = control(w.config_path, "r-silent", "pause", "--timeout", "1")
@@ -370,43 +372,41 @@ def test_an_approval_is_bound_to_its_gate_and_never_passes_the_next_one(world, t
     from console.locks import control as wire, lease_name
     strategies = {"canary": {"waves": [["a"], ["b"], ["c"]], "gates": True}}
     w = world(["a", "b", "c"], strategies=strategies, readiness_delay=0.3, jitter=0.0)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval", "--gate-timeout", "90s")
-    engine = Engine(w.config)
-    try:
-        drv = engine.driver("a")
-        name = lease_name(w.config.app.name)
+    with Deploy.gated_canary(w.config_path, tmp_path, gate_timeout="90s") as deploy:
+        engine = Engine(w.config)
+        try:
+            drv = engine.driver("a")
+            name = lease_name(w.config.app.name)
 
-        def lease() -> dict:
-            return wire.read(drv.client, drv.namespace, name)
-        gate = wait_for(lambda: wire.decoded(lease(), wire.STEERING, {}).get("gate"),
-                        timeout=90, what="the first gate published")
+            def lease() -> dict:
+                return wire.read(drv.client, drv.namespace, name)
+            gate = wait_for(lambda: wire.decoded(lease(), wire.STEERING, {}).get("gate"),
+                            timeout=90, what="the first gate published")
 
-        def two(current, notes):
-            reqs = wire.decoded(current, wire.CONTROL, [])
-            reqs += [{"id": "x1", "action": "approve", "by": "alice", "confirmed": True,
-                      "gate": gate["wave"]},
-                     {"id": "x2", "action": "approve", "by": "bob", "confirmed": True,
-                      "gate": gate["wave"]}]
-            notes[wire.CONTROL] = wire.dump(reqs)
-            return True
-        # On every Lease of the release (the rights on each cluster), the control lease last.
-        for cid in ("b", "c"):
-            other = engine.driver(cid)
-            wire.change(other.client, other.namespace, name, two)
-        wire.change(drv.client, drv.namespace, name, two)
-        wait_for(lambda: [e for e in deploy.kinds("gate_waiting") if e["wave"] == 2],
-                 timeout=90, what="the second gate")
-        assert w.version("c") is None
-        acks = wire.decoded(lease(), wire.ACK, {})
-        assert acks["x1"]["ok"] and not acks["x2"]["ok"], acks
-        last = control(w.config_path, deploy.release_id, "approve")
-        assert last.returncode == 0, last.stderr
-        code = deploy.finish()
-    finally:
-        engine.close()
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
+            def two(current, notes):
+                reqs = wire.decoded(current, wire.CONTROL, [])
+                reqs += [{"id": "x1", "action": "approve", "by": "alice", "confirmed": True,
+                          "gate": gate["wave"]},
+                         {"id": "x2", "action": "approve", "by": "bob", "confirmed": True,
+                          "gate": gate["wave"]}]
+                notes[wire.CONTROL] = wire.dump(reqs)
+                return True
+            # On every Lease of the release (the rights on each cluster), the control
+            # lease last.
+            for cid in ("b", "c"):
+                other = engine.driver(cid)
+                wire.change(other.client, other.namespace, name, two)
+            wire.change(drv.client, drv.namespace, name, two)
+            wait_for(lambda: [e for e in deploy.kinds("gate_waiting") if e["wave"] == 2],
+                     timeout=90, what="the second gate")
+            assert w.version("c") is None
+            acks = wire.decoded(lease(), wire.ACK, {})
+            assert acks["x1"]["ok"] and not acks["x2"]["ok"], acks
+            last = control(w.config_path, deploy.release_id, "approve")
+            assert last.returncode == 0, last.stderr
+            code = deploy.finish()
+        finally:
+            engine.close()
     assert code == 0, deploy.stderr()
     decided = [(e["wave"], e["by"]) for e in deploy.kinds("gate_decided")]
     assert decided == [(1, "alice"), (2, "system:serviceaccount:kube-system:a-admin")]
@@ -421,43 +421,35 @@ def test_an_approval_the_cluster_does_not_confirm_is_recorded_unconfirmed_and_no
     from console.engine import Engine
     from console.locks import control as wire, lease_name
     w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval", "--gate-timeout", "10m")
-    engine = Engine(w.config)
-    try:
-        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
-        rid = deploy.release_id
-        drv = engine.driver("a")
-        name = lease_name(w.config.app.name)
+    with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
+        engine = Engine(w.config)
+        try:
+            rid = deploy.at_gate()
+            drv = engine.driver("a")
+            name = lease_name(w.config.app.name)
 
-        def ask(current, notes):
-            reqs = wire.decoded(current, wire.CONTROL, [])
-            reqs += [{"id": "u1", "action": "approve", "by": "mallory", "confirmed": False,
-                      "gate": 1},
-                     {"id": "u2", "action": "approve", "by": "eve", "gate": 1}]
-            notes[wire.CONTROL] = wire.dump(reqs)
-            return True
-        wire.change(drv.client, drv.namespace, name, ask)
-        acks = wait_for(lambda: (lambda a: a if {"u1", "u2"} <= set(a) else None)(
-            wire.decoded(wire.read(drv.client, drv.namespace, name), wire.ACK, {})),
-            timeout=60, what="the acknowledgements")
-        assert not acks["u1"]["ok"] and not acks["u2"]["ok"], acks
-        assert "not confirmed by the cluster" in acks["u1"]["detail"]
-        assert not deploy.kinds("gate_decided") and w.version("b") is None
-        approved = control(w.config_path, rid, "approve")
-        assert approved.returncode == 0, approved.stderr
-        code = deploy.finish()
-    finally:
-        engine.close()
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
+            def ask(current, notes):
+                reqs = wire.decoded(current, wire.CONTROL, [])
+                reqs += [{"id": "u1", "action": "approve", "by": "mallory", "confirmed": False,
+                          "gate": 1},
+                         {"id": "u2", "action": "approve", "by": "eve", "gate": 1}]
+                notes[wire.CONTROL] = wire.dump(reqs)
+                return True
+            wire.change(drv.client, drv.namespace, name, ask)
+            acks = wait_for(lambda: (lambda a: a if {"u1", "u2"} <= set(a) else None)(
+                wire.decoded(wire.read(drv.client, drv.namespace, name), wire.ACK, {})),
+                timeout=60, what="the acknowledgements")
+            assert not acks["u1"]["ok"] and not acks["u2"]["ok"], acks
+            assert "not confirmed by the cluster" in acks["u1"]["detail"]
+            assert not deploy.kinds("gate_decided") and w.version("b") is None
+            approved = control(w.config_path, rid, "approve")
+            assert approved.returncode == 0, approved.stderr
+            code = deploy.finish()
+        finally:
+            engine.close()
     assert code == 0, deploy.stderr()
     assert deploy.kinds("gate_decided")[0]["by"] == "system:serviceaccount:kube-system:a-admin"
-    ledger = Ledger.for_config(load(w.config_path))
-    try:
-        steer = ledger.steering(rid)
-    finally:
-        ledger.close()
+    steer = steered(w, rid)
     approvals = [(s["by"], s.get("confirmed"), "refused" in s)
                  for s in steer if s["action"] == "approve"]
     assert approvals == [("mallory", False, True), ("eve", False, True),
@@ -474,9 +466,8 @@ def test_control_from_an_identity_the_cluster_cannot_confirm_is_refused_and_reco
     ids = ["a", "b", "c", "d"]
     w = world(ids, readiness_delay=4.0, jitter=0.0)
     w.fleet.set_faults("a", self_review=False)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
-                    "--max-parallel", "1")
-    try:
+    with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
+                "--max-parallel", "1") as deploy:
         wait_for(lambda: deploy.kinds("cluster_started"), timeout=90, what="a start")
         rid = deploy.release_id
         paused = control(w.config_path, rid, "pause")
@@ -485,20 +476,13 @@ def test_control_from_an_identity_the_cluster_cannot_confirm_is_refused_and_reco
         aborted = control(w.config_path, rid, "abort")
         assert aborted.returncode == 2 and "refused" in aborted.stderr
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 0, deploy.stderr()
     assert not deploy.kinds("paused")
     assert [w.version(c) for c in ids] == ["v2"] * 4
     refused = [e for e in deploy.kinds("steered") if e.get("refused")]
     assert [e["action"] for e in refused] == ["pause", "abort"]
     assert all(e["confirmed"] is False for e in refused)
-    ledger = Ledger.for_config(load(w.config_path))
-    try:
-        steer = ledger.steering(rid)
-    finally:
-        ledger.close()
+    steer = steered(w, rid)
     assert [(s["action"], s["confirmed"], "SelfSubjectReview" in s["refused"])
             for s in steer] == [("pause", False, True), ("abort", False, True)], steer
 

@@ -7,30 +7,16 @@ cluster down the release moves its channel to another lease it holds."""
 
 from __future__ import annotations
 
-from console.config import load
-from console.history import Ledger
-from tests.integration.conftest import wait_for
-from tests.integration.test_steering import Deploy, control
+from tests.integration.test_steering import Deploy, control, plant_lease, steered
 
 CANARY = {"canary": {"waves": [["a"], ["b", "c", "d"]], "gates": True}}
 ADMIN = "system:serviceaccount:kube-system:a-admin"
 
 
-def steered(w, rid: str) -> list[dict]:
-    ledger = Ledger.for_config(load(w.config_path))
-    try:
-        return ledger.steering(rid)
-    finally:
-        ledger.close()
-
-
 def test_abort_is_taken_with_a_target_unreachable_approve_is_not(world, tmp_path):
     w = world(["a", "b", "c", "d"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval", "--gate-timeout", "10m")
-    try:
-        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
-        rid = deploy.release_id
+    with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
+        rid = deploy.at_gate()
         w.fleet.set_faults("d", unreachable=True)
         approve = control(w.config_path, rid, "approve")
         assert approve.returncode == 2, approve.stderr
@@ -46,9 +32,6 @@ def test_abort_is_taken_with_a_target_unreachable_approve_is_not(world, tmp_path
         assert abort.returncode == 0, abort.stderr
         assert "not shown on d: unreachable" in abort.stdout
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 3, deploy.stderr()
     assert deploy.kinds("release_finished")[0]["outcome"] == "aborted"
     assert [w.version(c) for c in "bcd"] == [None] * 3
@@ -66,11 +49,8 @@ def test_abort_is_taken_with_a_target_unreachable_approve_is_not(world, tmp_path
 
 def test_the_channel_moves_when_the_control_lease_cluster_is_unreachable(world, tmp_path):
     w = world(["a", "b", "c", "d"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
-    deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
-                    "--wait-for-approval", "--gate-timeout", "10m")
-    try:
-        wait_for(lambda: deploy.kinds("gate_waiting"), timeout=90, what="the gate")
-        rid = deploy.release_id
+    with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
+        rid = deploy.at_gate()
         w.fleet.set_faults("a", unreachable=True)     # a holds the control lease
         pause = control(w.config_path, rid, "pause")
         assert pause.returncode == 0, pause.stderr
@@ -86,9 +66,6 @@ def test_the_channel_moves_when_the_control_lease_cluster_is_unreachable(world, 
         abort = control(w.config_path, rid, "abort", "--rollback")
         assert abort.returncode == 0, abort.stderr
         code = deploy.finish()
-    finally:
-        if deploy.proc.poll() is None:
-            deploy.finish(timeout=5)
     assert code == 3, deploy.stderr()
     assert deploy.kinds("release_finished")[0]["outcome"] == "aborted"
     assert w.version("b") is None
@@ -102,24 +79,12 @@ def test_follow_shows_the_state_from_the_lease_the_channel_moved_to(world):
     from console.engine import Engine
     from console.engine.follow import snapshot
     from console.engine.steering_client import release_leases
-    from console.locks import control as wire
-    from console.locks import lease_name
-    from console.locks.lease import LEASES
 
     w = world(["a", "b"])
     engine = Engine(w.config)
     try:
-        for cid, state in (("a", {"release": "r-moved", "paused": True, "moves": 1}),
-                           ("b", {"release": "r-moved", "paused": False})):
-            driver = engine.driver(cid)
-            driver.client.request("POST", "/api/v1/namespaces", body={
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": driver.namespace}}, timeout=10)
-            driver.client.request("POST", LEASES.format(namespace=driver.namespace), body={
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": lease_name(w.config.app.name),
-                             "annotations": {wire.STEERING: wire.dump(state)}},
-                "spec": {"holderIdentity": "ci@host:1/r-moved"}}, timeout=10)
+        plant_lease(engine, "a", {"release": "r-moved", "paused": True, "moves": 1})
+        plant_lease(engine, "b", {"release": "r-moved", "paused": False})
         # Here a holds the newer announcement (moves 1), b the older one.
         assert snapshot(engine, "r-moved", None).steering["paused"] is True
         listening, others = release_leases(engine, "r-moved")
