@@ -27,13 +27,15 @@ clusters:
     groups: [prod, us]
 """
 
-WINDOWS = """\
-freeze:
+YEAR_END = """\
   - name: year-end
     groups: [prod]
     from: 2026-12-20T00:00:00Z
     to: "2027-01-04T08:00:00+01:00"
     reason: year-end change freeze
+"""
+# The example fleet file's weekend window (also the console header's test).
+WEEKEND = """\
   - name: weekend
     days: [sat, sun]
     start: "18:00"
@@ -41,6 +43,7 @@ freeze:
     timezone: Europe/Berlin
     reason: no weekend releases
 """
+WINDOWS = "freeze:\n" + YEAR_END + WEEKEND
 
 
 def fleet(tmp_path: Path, extra: str = WINDOWS):
@@ -155,10 +158,7 @@ def test_recurring_window_crosses_midnight(tmp_path):
 
 
 def test_recurring_window_follows_daylight_saving(tmp_path):
-    config = fleet(tmp_path, WINDOWS.split("  - name: weekend")[0].replace(
-        "freeze:\n", "freeze:\n  - name: weekend\n    days: [sat, sun]\n"
-        "    start: \"18:00\"\n    end: \"08:00\"\n    timezone: Europe/Berlin\n"
-        "    reason: no weekend releases\n"))
+    config = fleet(tmp_path, "freeze:\n" + WEEKEND + YEAR_END)
     weekend = [w for w in config.freeze if w.name == "weekend"]
     # Summer (CEST, UTC+2): Saturday 2026-07-04 18:00 local is 16:00Z.
     assert freeze.active(weekend, utc("2026-07-04T16:00:00+00:00"))

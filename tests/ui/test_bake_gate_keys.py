@@ -9,16 +9,14 @@ import time
 
 import pytest
 
-from console.config import load
 from console.events import Kind
-from console.sim import SimFleet
 from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.confirm import ConfirmScreen
 from console.ui.screens.detail import DetailScreen
 from console.ui.screens.gate import GateScreen
 
-from .test_bake_story import demo_fleet_file, logged
-from .test_stories import QUICK_ENGINE, SIZE, live_tag, open_form_and_start, seed, started
+from .test_bake_story import demo_console, logged
+from .test_stories import SIZE, live_tag, open_form_and_start, started
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,13 +45,7 @@ async def _baking_gate(pilot, app: ReleaseConsoleApp, fleet) -> float:
 @story
 async def test_stop_during_the_bake_acts_at_once_and_the_gate_waits_out_the_detail_view(
         tmp_path) -> None:
-    source = demo_fleet_file(tmp_path)
-    fleet = SimFleet.from_config(source).start()
-    try:
-        config = load(fleet.write_kubeconfigs(tmp_path / "kube", config_path=source))
-        seed(config, "v1", clusters="staging,prod-eu-10pct")
-        app = ReleaseConsoleApp(config, status_interval=0, operator="alice",
-                                engine_options=QUICK_ENGINE)
+    with demo_console(tmp_path) as (fleet, app):
         async with app.run_test(size=SIZE) as pilot:
             await started(pilot, app)
             until = await _baking_gate(pilot, app, fleet)
@@ -71,19 +63,11 @@ async def test_stop_during_the_bake_acts_at_once_and_the_gate_waits_out_the_deta
             decided = [line for line in app.state.log if line.kind is Kind.GATE_DECIDED]
             assert len(decided) == 1 and "reject" in decided[0].text.lower(), decided
         assert (live_tag(fleet, "staging"), live_tag(fleet, "prod-eu-10pct")) == ("v2", "v1")
-    finally:
-        fleet.stop()
 
 
 @story
 async def test_abort_during_the_bake_acts_at_once_and_rolls_back(tmp_path) -> None:
-    source = demo_fleet_file(tmp_path)
-    fleet = SimFleet.from_config(source).start()
-    try:
-        config = load(fleet.write_kubeconfigs(tmp_path / "kube", config_path=source))
-        seed(config, "v1", clusters="staging,prod-eu-10pct")
-        app = ReleaseConsoleApp(config, status_interval=0, operator="alice",
-                                engine_options=QUICK_ENGINE)
+    with demo_console(tmp_path) as (fleet, app):
         async with app.run_test(size=SIZE) as pilot:
             await started(pilot, app)
             until = await _baking_gate(pilot, app, fleet)
@@ -97,5 +81,3 @@ async def test_abort_during_the_bake_acts_at_once_and_rolls_back(tmp_path) -> No
             assert app.state.release.outcome == "aborted"
             assert not logged(app, Kind.GATE_WAITING)
         assert (live_tag(fleet, "staging"), live_tag(fleet, "prod-eu-10pct")) == ("v1", "v1")
-    finally:
-        fleet.stop()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,22 @@ def demo_fleet_file(directory: Path) -> Path:
     return path
 
 
+@contextmanager
+def demo_console(directory: Path) -> Iterator[tuple[SimFleet, ReleaseConsoleApp]]:
+    """The demo fleet of `demo_fleet_file(directory)` served, staging and prod-eu-10pct
+    at v1, and a console (alice, quick engine) on it, not started yet; the fleet stops
+    after."""
+    source = demo_fleet_file(directory)
+    fleet = SimFleet.from_config(source).start()
+    try:
+        config = load(fleet.write_kubeconfigs(directory / "kube", config_path=source))
+        seed(config, "v1", clusters="staging,prod-eu-10pct")
+        yield fleet, ReleaseConsoleApp(config, status_interval=0, operator="alice",
+                                       engine_options=QUICK_ENGINE)
+    finally:
+        fleet.stop()
+
+
 def seconds_left(text: str) -> int:
     """The countdown a text shows (`0:17 left` -> 17)."""
     found = LEFT.search(text)
@@ -77,14 +95,8 @@ def logged(app: ReleaseConsoleApp, kind: Kind) -> list[float]:
 @story
 async def test_the_demo_canary_counts_its_20s_bake_down_and_a_crash_loop_during_it_is_rolled_back(
         tmp_path) -> None:
-    source = demo_fleet_file(tmp_path)
-    fleet = SimFleet.from_config(source).start()
-    try:
-        config = load(fleet.write_kubeconfigs(tmp_path / "kube", config_path=source))
-        assert config.strategies["canary"].bake == BAKE
-        seed(config, "v1", clusters="staging,prod-eu-10pct")
-        app = ReleaseConsoleApp(config, status_interval=0, operator="alice",
-                                engine_options=QUICK_ENGINE)
+    with demo_console(tmp_path) as (fleet, app):
+        assert app.config.strategies["canary"].bake == BAKE
         async with app.run_test(size=SIZE) as pilot:
             await started(pilot, app)
             await open_form_and_start(pilot, app, "canary", "v2")
@@ -149,5 +161,3 @@ async def test_the_demo_canary_counts_its_20s_bake_down_and_a_crash_loop_during_
             assert len(logged(app, Kind.GATE_WAITING)) == 1
         assert (live_tag(fleet, "staging"), live_tag(fleet, "prod-eu-10pct")) == ("v2", "v1")
         assert fleet.get("prod-eu", "apps/deployments", "prod-eu", "user-service") is None
-    finally:
-        fleet.stop()

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 import pytest
 
 from console.config import load
-from console.ui.app import ReleaseConsoleApp
+from tests.test_freeze import WEEKEND
 
-from .test_stories import QUICK_ENGINE, SIZE, header_text
+from .test_stories import SIZE, header_text, quick_console
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -22,13 +22,7 @@ freeze:
     from: 2026-11-25T12:00:00Z
     to: 2026-11-25T16:00:00Z
     reason: database migration
-  - name: weekend
-    days: [sat, sun]
-    start: "18:00"
-    end: "08:00"
-    timezone: Europe/Berlin
-    reason: no weekend releases
-"""
+""" + WEEKEND
 
 WEDNESDAY = datetime(2026, 11, 25, 14, 2, 11, tzinfo=timezone.utc).timestamp()
 TUESDAY = WEDNESDAY - 86400
@@ -40,11 +34,15 @@ def with_windows(config):
     return load(path)
 
 
+def console_at(console_fleet, now: float):
+    """The console on staging and prod-eu with `WINDOWS`, its clock stopped at `now`."""
+    config, _fleet = console_fleet(["staging", "prod-eu"])
+    return quick_console(with_windows(config), clock=lambda: now)
+
+
 @story
 async def test_header_shows_the_open_window(console_fleet) -> None:
-    config, _fleet = console_fleet(["staging", "prod-eu"])
-    app = ReleaseConsoleApp(with_windows(config), clock=lambda: WEDNESDAY,
-                            status_interval=0, engine_options=QUICK_ENGINE)
+    app = console_at(console_fleet, WEDNESDAY)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "FROZEN" in header_text(app), what="freeze header")
         assert "FROZEN: deploy-stop until 2026-11-25 16:00Z (prod)" in header_text(app)
@@ -52,9 +50,7 @@ async def test_header_shows_the_open_window(console_fleet) -> None:
 
 @story
 async def test_header_shows_the_next_window(console_fleet) -> None:
-    config, _fleet = console_fleet(["staging", "prod-eu"])
-    app = ReleaseConsoleApp(with_windows(config), clock=lambda: TUESDAY,
-                            status_interval=0, engine_options=QUICK_ENGINE)
+    app = console_at(console_fleet, TUESDAY)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "next freeze" in header_text(app), what="freeze header")
         assert "next freeze: deploy-stop 2026-11-25 12:00Z - 2026-11-25 16:00Z (prod)" \

@@ -13,10 +13,9 @@ from textual.widgets import Input
 
 from console.config import load
 from console.history import Ledger
-from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.release_form import ReleaseFormScreen
 
-from .test_stories import QUICK_ENGINE, SIZE, live_tag, seed, started
+from .test_stories import console, live_tag, released
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -38,13 +37,10 @@ def with_window_now(config):
 
 @story
 async def test_the_form_overrides_a_freeze_window_with_a_reason(console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    seed(config, "v1")
+    config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
     config = with_window_now(config)
     ids = ("staging", "prod-eu", "prod-us")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
         form = app.screen

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 
 from console.config import load
-from console.ui.app import ReleaseConsoleApp
 from tests.history.conftest import smtp_server, webhook  # noqa: F401 - pytest fixtures
 
 from .conftest import fleet_yaml
-from .test_stories import QUICK_ENGINE, SIZE, open_form_and_start, started
+from .test_stories import console, open_form_and_start
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,10 +33,7 @@ async def test_a_release_from_the_console_sends_the_webhook_and_the_mail(
     config = load(fleet.write_kubeconfigs(tmp_path / "kube", config_path=source))
     assert config.app.notify.slack_webhook == webhook.url
 
-    app = ReleaseConsoleApp(config, status_interval=0, operator="alice",
-                            engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config, operator="alice") as (app, pilot):
         await open_form_and_start(pilot, app, "parallel", "v2")
         await wait_for(pilot, lambda: app.state.release is not None
                        and app.state.release.outcome is not None, what="the end", timeout=60)

@@ -7,10 +7,9 @@ import pytest
 
 from console.engine import Engine
 from console.locks import ReleaseLock
-from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.rollback import RollbackScreen
 
-from .test_stories import QUICK_ENGINE, SIZE, live_tag, seed, started
+from .test_stories import console, live_tag, released
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -19,9 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 @story
 async def test_the_rollback_key_is_refused_while_another_release_holds_the_cluster(
         console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu"])
-    seed(config, "v1")
-    seed(config, "v2")
+    config, fleet = released(console_fleet, ["staging", "prod-eu"], "v1", "v2")
     # Another console's release holds prod-eu (its lease, renewed in the background).
     other = Engine(config)
     driver = other.driver("prod-eu")
@@ -29,9 +26,7 @@ async def test_the_rollback_key_is_refused_while_another_release_holds_the_clust
                                     config.app.name, "r-20261201-1200-beef", user="mallory")
     held.acquire()
     try:
-        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot, app)
+        async with console(config) as (app, pilot):
             assert app.fleet.grid.go_to("prod-eu")
             await pilot.press("r")
             await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen),

@@ -7,6 +7,10 @@ what the clusters run.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import pytest
 from textual.widgets import DataTable, Static
 
@@ -30,6 +34,12 @@ SIZE = (120, 36)
 # The real engine, with a short fail-fast grace (a never-pulling image fails in ~1 s); a
 # refused connection fails at once anyway, and a busy test machine gets time to answer.
 QUICK_ENGINE = {"grace": 1.0, "status_timeout": 10.0}
+
+
+def quick_console(config, **options: Any) -> ReleaseConsoleApp:
+    """The console as the stories run it: no periodic status reading, the quick engine;
+    `options` as `ReleaseConsoleApp` takes them (e.g. `operator`)."""
+    return ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE, **options)
 
 
 def seed(config, tag: str, clusters: str = "") -> None:
@@ -81,6 +91,16 @@ async def started(pilot, app: ReleaseConsoleApp) -> None:
     await repainted(pilot)
 
 
+@asynccontextmanager
+async def console(config, **options: Any) -> AsyncIterator[tuple[ReleaseConsoleApp, Any]]:
+    """`quick_console(config, **options)` run headless at the stories' size, from its
+    first status reading on; (app, pilot)."""
+    app = quick_console(config, **options)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        yield app, pilot
+
+
 async def open_form_and_start(pilot, app, strategy: str, tag: str, targets: str = "") -> None:
     """`n`, choose the strategy, type targets and tag, `enter`."""
     await pilot.press("n")
@@ -99,10 +119,7 @@ async def open_form_and_start(pilot, app, strategy: str, tag: str, targets: str 
 @story
 async def test_canary_release_from_the_form_through_two_gates(console_fleet) -> None:
     config, fleet = console_fleet()
-    app = ReleaseConsoleApp(config, status_interval=0, operator="alice",
-                            engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config, operator="alice") as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
         # The fleet file was rewritten into a temporary directory (as the demo does): the
@@ -153,12 +170,9 @@ async def test_canary_release_from_the_form_through_two_gates(console_fleet) -> 
 
 @story
 async def test_a_failing_cluster_turns_failed_then_rolled_back(console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    seed(config, "v1")
+    config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
     fleet.set_faults("prod-us", never_pull=["v2"])
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         assert grid_cell(app, "prod-us", "live").startswith("v1")
         await open_form_and_start(pilot, app, "parallel", "v2")
         await wait_for(pilot, lambda: app.state.release is not None
@@ -200,9 +214,7 @@ async def test_one_key_rollback_never_goes_forward_to_a_failed_version(console_f
     finally:
         unrecorded.close()
     assert live_tag(fleet, "prod-eu") == "v2"
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         assert app.fleet.grid.go_to("prod-eu")
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen), what="the confirm")
@@ -227,9 +239,7 @@ async def test_one_key_rollback_never_goes_forward_to_a_failed_version(console_f
 @story
 async def test_one_key_rollback_of_a_healthy_cluster(console_fleet) -> None:
     config, fleet = released(console_fleet, ["staging", "prod-eu"], "v1", "v2")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         assert app.fleet.grid.go_to("prod-eu")
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen), what="the confirm")
@@ -252,9 +262,7 @@ async def test_one_key_rollback_of_a_healthy_cluster(console_fleet) -> None:
 async def test_an_unreachable_cluster_shows_unreachable_while_the_others_work(console_fleet) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     fleet.kill("prod-us")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         assert grid_cell(app, "prod-us", "phase") == "✖ unreachable"
         assert "connection refused" in grid_cell(app, "prod-us", "note")
 
@@ -295,7 +303,7 @@ async def test_an_unreachable_cluster_shows_unreachable_while_the_others_work(co
 @story
 async def test_help_lists_every_key_in_words(console_fleet) -> None:
     config, _fleet = console_fleet(["staging"])
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    app = quick_console(config)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
@@ -315,9 +323,7 @@ async def test_help_lists_every_key_in_words(console_fleet) -> None:
 @story
 async def test_marks_filter_and_jump(console_fleet) -> None:
     config, _fleet = console_fleet()
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         grid = app.fleet.grid
         # `/` filters by glob, group or id; `esc` clears.
         await pilot.press("slash", *"prod-eu*")
@@ -346,9 +352,7 @@ async def test_marks_filter_and_jump(console_fleet) -> None:
 @story
 async def test_the_forms_back_and_start_buttons(console_fleet) -> None:
     config, fleet = console_fleet(["staging"])
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
         await pilot.click("#back")
@@ -370,9 +374,7 @@ async def test_the_forms_back_and_start_buttons(console_fleet) -> None:
 async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     fleet.set_faults("staging", readiness_delay=2.0)  # time to press `p` while it rolls
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
         await pilot.click("#tag")
@@ -409,9 +411,7 @@ async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None
 @story
 async def test_detail_and_rollback_of_a_whole_release_from_history(console_fleet) -> None:
     config, fleet = released(console_fleet, ["staging", "prod-eu"], "v1", "v2")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         # Cluster detail: pods and revisions read from the cluster.
         app.fleet.grid.go_to("staging")
         await pilot.press("enter")
@@ -438,11 +438,8 @@ async def test_detail_and_rollback_of_a_whole_release_from_history(console_fleet
 
 @story
 async def test_abort_at_the_gate_rolls_back_what_the_release_reached(console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu"])
-    seed(config, "v1")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    config, fleet = released(console_fleet, ["staging", "prod-eu"], "v1")
+    async with console(config) as (app, pilot):
         await open_form_and_start(pilot, app, "canary", "v2")
         await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="the gate")
         # Aborting rolls back: the console asks first, and `n` keeps the gate open.
@@ -465,16 +462,13 @@ async def test_abort_at_the_gate_rolls_back_what_the_release_reached(console_fle
 
 @story
 async def test_drift_is_marked_and_the_palette_finds_screens(console_fleet) -> None:
-    config, _fleet = console_fleet(["staging", "prod-eu"])
-    seed(config, "v1")
+    config, _fleet = released(console_fleet, ["staging", "prod-eu"], "v1")
     # Someone changes prod-eu outside the console (no ledger record).
     engine = Engine(config)
     engine.run(ReleaseRequest(tag="v1-hotfix", clusters="prod-eu"),
                lambda _gate: GateAnswer(GateDecision.APPROVE))
     engine.close()
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         assert grid_cell(app, "prod-eu", "live") == "v1-hotfix ≠"
         assert grid_cell(app, "staging", "live") == "v1"
         await pilot.press("ctrl+p")
