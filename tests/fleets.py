@@ -1,9 +1,11 @@
 """What the release tests share: the fleet file they write for the demo app, an approver
-that approves every gate, and a listener that keeps every engine event."""
+that approves every gate, a listener that keeps every engine event, and an app repository
+in Git (for default tags)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,3 +61,33 @@ class Recorder:
     def of(self, kind: Kind) -> list[Event]:
         """Every event of one kind."""
         return [e for e in self.events if e.kind is kind]
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in `cwd`; its stdout, stripped (a non-zero exit fails the test)."""
+    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
+                          check=True, timeout=30, stdin=subprocess.DEVNULL).stdout.strip()
+
+
+def one_commit_repository(repo: Path) -> str:
+    """`repo` made an app's Git repository with one commit (a README); its short commit
+    id."""
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "dev@example.com")
+    git(repo, "config", "user.name", "Dev")
+    (repo / "README").write_text("the app\n")
+    git(repo, "add", "README")
+    git(repo, "commit", "-q", "-m", "first")
+    return git(repo, "rev-parse", "--short", "HEAD")
+
+
+def on_sim(sim_fleet: Callable[..., Any], ids: Sequence[Any], directory: Path,
+           source_for: Callable[[list[str]], Path], **sim: Any) -> tuple[Any, Path]:
+    """`ids` (names or `ClusterSpec`s) started on the simulator - pods ready after 0.2 s
+    with 0.1 s jitter unless `sim` says otherwise - and the fleet file
+    `source_for(cluster ids)` rewritten onto it; (fleet, rewritten fleet file)."""
+    sim.setdefault("readiness_delay", 0.2)
+    sim.setdefault("jitter", 0.1)
+    fleet = sim_fleet(ids, **sim)
+    source = source_for([getattr(i, "id", i) for i in ids])
+    return fleet, fleet.write_kubeconfigs(directory / "fleet", config_path=source)

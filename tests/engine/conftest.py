@@ -3,6 +3,7 @@ it, and small readers of what the simulated clusters really run."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ import pytest
 import yaml
 
 from console.config import load
-from console.engine import Engine, GateAnswer
-from tests.fleets import APP, REPO, Recorder, approve, write_fleet_file  # noqa: F401 - shared
+from console.engine import Engine, GateAnswer, ReleaseControl
+from console.events import Event, Kind
+from tests.fleets import (APP, REPO, Recorder, approve, on_sim,  # noqa: F401 - shared
+                          write_fleet_file)
 
 
 def fleet_file(directory: Path, ids: Sequence[str], *, groups: dict[str, list[str]] | None = None,
@@ -80,6 +83,39 @@ class World:
         from console.session import Session
         with Session(self.config, engine):
             return engine.run(request, approver)
+
+    def fixed_and_retried(self, cluster: str, kind: Kind, by: str
+                          ) -> tuple[Engine, ReleaseControl]:
+        """`cluster` never pulls v2 until the operator (`by`) fixes it: when it reports
+        `kind`, its fault goes and they ask the returned control to retry it. The engine
+        to run the release on (the recorder cleared first)."""
+        self.fleet.set_faults(cluster, never_pull=["v2"])
+        control = ReleaseControl()
+
+        def listener(event: Event) -> None:
+            if event.kind is kind and event.cluster == cluster:
+                self.fleet.set_faults(cluster, never_pull=[])
+                control.retry(cluster, by=by)
+        self.recorder.events.clear()
+        engine = self.engine()
+        engine.add_listener(listener)
+        return engine, control
+
+    def kill_while_rolling(self, engine: Engine, cluster: str,
+                           revive_after: float | None = None) -> threading.Event:
+        """Kill `cluster`'s API server the first time its rollout on `engine` reports
+        progress (and revive it `revive_after` s later); the event is set once killed."""
+        killed = threading.Event()
+
+        def listener(event: Event) -> None:
+            if event.kind is Kind.CLUSTER_PROGRESS and event.cluster == cluster \
+                    and not killed.is_set():
+                killed.set()
+                self.fleet.kill(cluster)
+                if revive_after is not None:
+                    threading.Timer(revive_after, self.fleet.revive, args=(cluster,)).start()
+        engine.add_listener(listener)
+        return killed
 
     def edited(self, change: Callable[[dict[str, Any]], None]) -> World:
         """This world with its fleet file rewritten by `change(doc)` (the same fleet,
@@ -151,13 +187,9 @@ def world(sim_fleet: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..
     def make(ids: Sequence[Any], *, groups: dict[str, list[str]] | None = None,
              strategies: dict[str, Any] | None = None, replicas: int = 2,
              rollout_timeout: str = "60s", **sim: Any) -> World:
-        sim.setdefault("readiness_delay", 0.2)
-        sim.setdefault("jitter", 0.1)
-        fleet = sim_fleet(ids, **sim)
-        plain = [getattr(i, "id", i) for i in ids]
-        source = fleet_file(tmp_path, plain, groups=groups, strategies=strategies,
-                            replicas=replicas, rollout_timeout=rollout_timeout)
-        path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=source)
+        fleet, path = on_sim(sim_fleet, ids, tmp_path, lambda plain: fleet_file(
+            tmp_path, plain, groups=groups, strategies=strategies, replicas=replicas,
+            rollout_timeout=rollout_timeout), **sim)
         made = World(fleet, path, load(path), Recorder())
         worlds.append(made)
         return made

@@ -30,12 +30,21 @@ def _approve(_request: Any) -> GateAnswer:
     return GateAnswer(GateDecision.APPROVE, by="test")
 
 
-def test_a_manual_rollback_during_the_bake_is_the_operators_not_a_bake_failure(world):
-    w = world(["s1", "p1"], strategies={
-        "canary": {"waves": [["s1"], ["p1"]], "gates": True, "bake": "6s"}}, seed=41)
+def _canary_at_v1(world, bake: str, seed: int, gates: bool = False,
+                  **engine_options: Any) -> tuple[Any, Any]:
+    """s1 then p1, a canary whose first wave bakes `bake` (then a gate, with `gates`),
+    both at v1 and the recorder cleared; (world, engine with `engine_options`)."""
+    canary: dict[str, Any] = {"waves": [["s1"], ["p1"]], "bake": bake}
+    if gates:
+        canary["gates"] = True
+    w = world(["s1", "p1"], strategies={"canary": canary}, seed=seed)
     w.deploy_everywhere("v1")
     w.recorder.events.clear()
-    engine = w.engine()
+    return w, w.engine(**engine_options)
+
+
+def test_a_manual_rollback_during_the_bake_is_the_operators_not_a_bake_failure(world):
+    w, engine = _canary_at_v1(world, "6s", 41, gates=True)
     manual: list[Any] = []
 
     def carol_rolls_back(event) -> None:
@@ -60,11 +69,7 @@ def test_a_manual_rollback_during_the_bake_is_the_operators_not_a_bake_failure(w
 
 
 def test_a_pod_evicted_during_the_bake_is_replaced_within_the_grace(world):
-    w = world(["s1", "p1"], strategies={
-        "canary": {"waves": [["s1"], ["p1"]], "bake": "4s"}}, seed=42)
-    w.deploy_everywhere("v1")
-    w.recorder.events.clear()
-    engine = w.engine(grace=10.0)
+    w, engine = _canary_at_v1(world, "4s", 42, grace=10.0)
     evicted: list[str] = []
 
     def evict(event) -> None:
@@ -92,11 +97,7 @@ def _evict_one(fleet: Any, cid: str) -> str:
 def test_a_degradation_that_outlives_the_grace_fails_the_bake(world):
     # A pod is evicted during the bake and its replacement never gets Ready: the
     # Deployment stays unavailable past the grace - a failure, told as lasting.
-    w = world(["s1", "p1"], strategies={
-        "canary": {"waves": [["s1"], ["p1"]], "bake": "3s"}}, seed=43)
-    w.deploy_everywhere("v1")
-    w.recorder.events.clear()
-    engine = w.engine(grace=1.0)
+    w, engine = _canary_at_v1(world, "3s", 43, grace=1.0)
 
     def evict_for_good(event) -> None:
         if event.kind is Kind.WAVE_BAKING and event.data["wave"] == 0:
@@ -116,11 +117,7 @@ def test_a_degradation_that_outlives_the_grace_fails_the_bake(world):
 
 
 def test_an_hpa_scaling_during_the_bake_is_no_failure(world):
-    w = world(["s1", "p1"], strategies={
-        "canary": {"waves": [["s1"], ["p1"]], "bake": "4s"}}, seed=44)
-    w.deploy_everywhere("v1")
-    w.recorder.events.clear()
-    engine = w.engine(grace=10.0)
+    w, engine = _canary_at_v1(world, "4s", 44, grace=10.0)
     scaled: list[int] = []
 
     def hpa(event) -> None:
@@ -149,11 +146,7 @@ def test_a_cluster_whose_lease_another_console_took_during_the_bake_is_left_to_i
     from console.locks import lease_name
     from tests.engine.conftest import APP
     from tests.engine.test_bake import set_image_by_hand
-    w = world(["s1", "p1"], strategies={
-        "canary": {"waves": [["s1"], ["p1"]], "bake": "4s"}}, seed=45)
-    w.deploy_everywhere("v1")
-    w.recorder.events.clear()
-    engine = w.engine(lock_duration=3)      # renewed every 1.5 s
+    w, engine = _canary_at_v1(world, "4s", 45, lock_duration=3)      # renewed every 1.5 s
     lost = threading.Event()
 
     class Catch(logging.Handler):

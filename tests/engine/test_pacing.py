@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.engine import ReleaseControl, ReleaseRequest
+from console.engine import ReleaseRequest
 from console.engine.pacing import Pacer
 from console.errors import ValidationError
 from console.events import Kind
@@ -99,17 +99,7 @@ def test_a_retried_cluster_is_paced_like_any_other_start(world) -> None:
     # retries it, and the retry waits for a slot too - told cluster_paced again.
     w = world(["a", "b"], seed=32, readiness_delay=0.1, jitter=0.0)
     w.deploy_everywhere("v1")
-    w.fleet.set_faults("b", never_pull=["v2"])
-    control = ReleaseControl()
-
-    def steer(event) -> None:
-        if event.kind is Kind.CLUSTER_FAILED and event.cluster == "b":
-            w.fleet.set_faults("b", never_pull=[])
-            control.retry("b", by="alice")
-
-    w.recorder.events.clear()
-    engine = w.engine()
-    engine.add_listener(steer)
+    engine, control = w.fixed_and_retried("b", Kind.CLUSTER_FAILED, by="alice")
     result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", max_parallel=2,
                                        max_failures="1", pace="1/3s"), w.approve, control)
     assert result.exit_code == 0, result

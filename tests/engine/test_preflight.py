@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from typing import Any
 
 import httpx
 import yaml
@@ -29,6 +30,16 @@ def with_values(w, **values):
 def check_json(w, capsys, tag="v1"):
     code = main(["check", "--config", str(w.config_path), "--tag", tag, "--json"])
     return code, json.loads(capsys.readouterr().out)
+
+
+def dry_run(w, tag: str) -> tuple[Any, Any]:
+    """Pre-flight of `tag` on `w` (an engine closed after); (report, its dry-run result)."""
+    engine = Engine(w.config)
+    try:
+        report = engine.preflight(ReleaseRequest(tag=tag))
+    finally:
+        engine.close()
+    return report, next(r for r in report.results if r.check == "dry-run")
 
 
 def place_pod(fleet, cid, namespace, name, cpu):
@@ -112,12 +123,7 @@ def test_a_first_release_of_an_invalid_manifest_fails_with_the_servers_message(w
 
 def test_a_first_release_is_validated_by_the_server_and_creates_nothing(world):
     w = world(["a"])
-    engine = Engine(w.config)
-    try:
-        report = engine.preflight(ReleaseRequest(tag="v1"))
-    finally:
-        engine.close()
-    dry = next(r for r in report.results if r.check == "dry-run")
+    report, dry = dry_run(w, "v1")
     assert report.ok and dry.detail == ("1 object(s) accepted (first release: created as a dry "
                                         "run in namespace 'default')")
     assert w.fleet.counters("a")["by_verb_resource"].get("create deployments") == 1
@@ -129,12 +135,7 @@ def test_an_invalid_manifest_where_the_namespace_exists_fails_with_the_servers_m
     w = world(["a"])
     w.deploy_everywhere("v1")
     with_values(w, replicas="two")
-    engine = Engine(w.config)
-    try:
-        report = engine.preflight(ReleaseRequest(tag="v2"))
-    finally:
-        engine.close()
-    dry = next(r for r in report.results if r.check == "dry-run")
+    _report, dry = dry_run(w, "v2")
     assert not dry.ok and dry.detail == (
         "the API server refused the manifests: API error 500: failed to create typed patch "
         "object (a/user-service; apps/v1, Kind=Deployment): .spec.replicas: expected numeric "

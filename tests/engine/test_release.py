@@ -64,12 +64,18 @@ def test_serial_second_never_pulls_fails_fast_rolls_back_third_untouched(world):
     engine.close()
 
 
-def test_parallel_ten_with_two_failing(world):
-    ids = [f"c{i}" for i in range(10)]
+def _at_v1_where_v2_fails(world, count: int, failing: tuple[str, ...]):
+    """Clusters c0..c<count-1> at v1, where v2 never pulls on `failing`; (ids, world)."""
+    ids = [f"c{i}" for i in range(count)]
     w = world(ids)
     w.deploy_everywhere("v1")
-    for cid in ("c3", "c7"):
+    for cid in failing:
         w.fleet.set_faults(cid, never_pull=["v2"])
+    return ids, w
+
+
+def test_parallel_ten_with_two_failing(world):
+    ids, w = _at_v1_where_v2_fails(world, 10, ("c3", "c7"))
     w.fleet.reset_max_concurrent_rollouts()
     engine = w.engine(grace=0.5)
     result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", max_parallel=4,
@@ -87,11 +93,7 @@ def test_parallel_ten_with_two_failing(world):
 
 
 def test_failure_budget_stops_new_starts(world):
-    ids = [f"c{i}" for i in range(6)]
-    w = world(ids)
-    w.deploy_everywhere("v1")
-    for cid in ("c0", "c1"):
-        w.fleet.set_faults(cid, never_pull=["v2"])
+    ids, w = _at_v1_where_v2_fails(world, 6, ("c0", "c1"))
     untouched = {cid: w.annotations(cid) for cid in ids[2:]}
     engine = w.engine(grace=0.3)
     result = engine.run(ReleaseRequest(tag="v2", strategy="parallel", max_parallel=1,
@@ -227,14 +229,7 @@ def test_cluster_dying_mid_rollout_fails_alone(world):
     w = world(["a", "b"], readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
     engine = w.engine(unreachable_grace=1.0)
-    killed = threading.Event()
-
-    def kill_b_while_rolling(event):
-        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster == "b" and not killed.is_set():
-            killed.set()
-            w.fleet.kill("b")
-
-    engine.add_listener(kill_b_while_rolling)
+    w.kill_while_rolling(engine, "b")
     result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
     outcomes = {c.cluster: c.outcome for c in result.clusters}
     assert outcomes == {"a": "healthy", "b": "failed"}
@@ -386,15 +381,7 @@ def test_cluster_down_briefly_mid_rollout_recovers_and_completes(world):
     w = world(["a", "b"], readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
     engine = w.engine(unreachable_grace=20.0)
-    killed = threading.Event()
-
-    def blip(event):
-        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster == "b" and not killed.is_set():
-            killed.set()
-            w.fleet.kill("b")
-            threading.Timer(1.5, w.fleet.revive, args=("b",)).start()
-
-    engine.add_listener(blip)
+    killed = w.kill_while_rolling(engine, "b", revive_after=1.5)
     result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
     assert killed.is_set()
     assert {c.cluster: c.outcome for c in result.clusters} == {"a": "healthy", "b": "healthy"}

@@ -57,13 +57,20 @@ def _kill_on_progress(w, engine, cid: str) -> dict:
     return marks
 
 
-def test_dies_mid_rollout_parallel_others_continue_and_status_tells_the_truth(world):
+def _released_while_b_dies(world, strategy: str):
+    """a, b and c at v1, then v2 released with `strategy` while b's API server dies at
+    its first rollout progress; (world, result, marks of `_kill_on_progress`)."""
     w = world(["a", "b", "c"], readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
     with recorded_engine(w, unreachable_grace=1.0, request_timeout=2.0) as engine:
         marks = _kill_on_progress(w, engine, "b")
-        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
+        result = engine.run(ReleaseRequest(tag="v2", strategy=strategy), w.approve)
     assert "killed" in marks
+    return w, result, marks
+
+
+def test_dies_mid_rollout_parallel_others_continue_and_status_tells_the_truth(world):
+    w, result, marks = _released_while_b_dies(world, "parallel")
     assert {c.cluster: c.outcome for c in result.clusters} == \
         {"a": "healthy", "b": "failed", "c": "healthy"}
     assert result.exit_code == 1
@@ -91,12 +98,7 @@ def test_dies_mid_rollout_parallel_others_continue_and_status_tells_the_truth(wo
 
 
 def test_dies_mid_rollout_serial_stops_the_release(world):
-    w = world(["a", "b", "c"], readiness_delay=1.0, jitter=0.0)
-    w.deploy_everywhere("v1")
-    with recorded_engine(w, unreachable_grace=1.0, request_timeout=2.0) as engine:
-        marks = _kill_on_progress(w, engine, "b")
-        result = engine.run(ReleaseRequest(tag="v2", strategy="serial"), w.approve)
-    assert "killed" in marks
+    w, result, _marks = _released_while_b_dies(world, "serial")
     assert [(c.cluster, c.outcome) for c in result.clusters] == \
         [("a", "healthy"), ("b", "failed"), ("c", "skipped")]
     assert (result.outcome, result.exit_code) == ("failed", 1)

@@ -19,7 +19,8 @@ import yaml
 
 from console.config import load
 from console.engine import Engine, ReleaseRequest
-from tests.fleets import APP, REPO, Recorder, approve, write_fleet_file  # noqa: F401 - shared
+from tests.fleets import (APP, REPO, Recorder, approve, on_sim,  # noqa: F401 - shared
+                          write_fleet_file)
 
 CHART = REPO / "deploy" / "charts" / "user-service"
 
@@ -114,13 +115,9 @@ def helm_world(sim_fleet: Callable[..., Any], tmp_path: Path,
              strategies: dict[str, Any] | None = None,
              groups: dict[str, list[str]] | None = None, rollout_timeout: str = "60s",
              **sim: Any) -> HelmWorld:
-        sim.setdefault("readiness_delay", 0.2)
-        sim.setdefault("jitter", 0.1)
-        fleet = sim_fleet(ids, **sim)
-        plain = [getattr(i, "id", i) for i in ids]
-        source = chart_fleet_file(tmp_path, plain, storage=storage, strategies=strategies,
-                                  groups=groups, rollout_timeout=rollout_timeout)
-        path = fleet.write_kubeconfigs(tmp_path / "fleet", config_path=source)
+        fleet, path = on_sim(sim_fleet, ids, tmp_path, lambda plain: chart_fleet_file(
+            tmp_path, plain, storage=storage, strategies=strategies, groups=groups,
+            rollout_timeout=rollout_timeout), **sim)
         return HelmWorld(fleet, path, load(path), helm)
 
     return make

@@ -44,6 +44,23 @@ def create_namespace(fleet, cid: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
+def grant(fleet, path, cid: str, rules: list[dict]) -> None:
+    """Cluster `cid`'s kubeconfig beside the fleet file `path` now holds a token that
+    has only `rules` (simulator token rules)."""
+    token = fleet.add_token(cid, rules)
+    (path.parent / f"{cid}.yaml").write_text(yaml.safe_dump(fleet.kubeconfig(cid, token)))
+
+
+def release(path, **request):
+    """A release (the `ReleaseRequest` fields given) on the fleet file at `path` as it is
+    now, by an engine closed after."""
+    engine = Engine(load(path), grace=0.5)
+    try:
+        return engine.run(ReleaseRequest(**request), approve)
+    finally:
+        engine.close()
+
+
 def test_secret_storage_rules_say_they_read_every_secret(helm_world):
     w = helm_world(["h1"])
     text = manifests(w.config.cluster("h1"), w.config)
@@ -154,14 +171,9 @@ def test_a_kind_only_one_cluster_renders_gets_its_rights_there_and_preflight_ask
         create_namespace(fleet, cid)
     # b's admin applied `rbac b` as it printed before it rendered b's own values (no
     # Service rights): pre-flight must refuse b, naming the missing Service rights.
-    short = fleet.add_token("b", [r for r in sim_rules(manifests(config.cluster("b"), config),
-                                                       "b") if r["resources"] != ["services"]])
-    (path.parent / "b.yaml").write_text(yaml.safe_dump(fleet.kubeconfig("b", short)))
-    engine = Engine(load(path), grace=0.5)
-    try:
-        refused = engine.run(ReleaseRequest(tag="1.0", strategy="parallel"), approve)
-    finally:
-        engine.close()
+    grant(fleet, path, "b", [r for r in sim_rules(manifests(config.cluster("b"), config), "b")
+                             if r["resources"] != ["services"]])
+    refused = release(path, tag="1.0", strategy="parallel")
     access = {r.cluster: r for r in refused.preflight.results if r.check == "access"}
     assert access["a"].ok and not access["b"].ok, refused.preflight.table()
     assert "create services in namespace 'b'" in access["b"].detail
@@ -169,13 +181,8 @@ def test_a_kind_only_one_cluster_renders_gets_its_rights_there_and_preflight_ask
 
     # With what `rbac b` prints, the release creates b's Service (and a has none).
     for cid in ("a", "b"):
-        token = fleet.add_token(cid, sim_rules(manifests(config.cluster(cid), config), cid))
-        (path.parent / f"{cid}.yaml").write_text(yaml.safe_dump(fleet.kubeconfig(cid, token)))
-    engine = Engine(load(path), grace=0.5)
-    try:
-        result = engine.run(ReleaseRequest(tag="1.0", strategy="parallel"), approve)
-    finally:
-        engine.close()
+        grant(fleet, path, cid, sim_rules(manifests(config.cluster(cid), config), cid))
+    result = release(path, tag="1.0", strategy="parallel")
     assert result.outcome == "ok", result.preflight.table() if result.preflight else result
     assert fleet.get("b", "/services", "b", "user-service") is not None
     assert fleet.get("a", "/services", "a", "user-service") is None
@@ -207,12 +214,7 @@ def test_configmap_storage_with_a_chart_secret_says_which_secret_rights_and_why(
     assert "read EVERY Secret in namespace 'a'" in header
     # And those rights are enough: a release to a with only the printed rules.
     create_namespace(fleet, "a")
-    token = fleet.add_token("a", sim_rules(text, "a"))
-    (path.parent / "a.yaml").write_text(yaml.safe_dump(fleet.kubeconfig("a", token)))
-    engine = Engine(load(path), grace=0.5)
-    try:
-        result = engine.run(ReleaseRequest(tag="1.0", clusters="a"), approve)
-    finally:
-        engine.close()
+    grant(fleet, path, "a", sim_rules(text, "a"))
+    result = release(path, tag="1.0", clusters="a")
     assert result.outcome == "ok", result.preflight.table() if result.preflight else result
     assert fleet.get("a", "/secrets", "a", "user-service-settings") is not None

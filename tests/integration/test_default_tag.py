@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from console.cli import main
 from tests.engine.conftest import REPO
+from tests.fleets import git, one_commit_repository
 from tests.integration.conftest import built_by
 
 BUILD = textwrap.dedent("""\
@@ -25,24 +24,14 @@ BUILD = textwrap.dedent("""\
     """)
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
-                          check=True, timeout=30, stdin=subprocess.DEVNULL).stdout.strip()
-
-
 @pytest.fixture
 def app_world(world, registry, tmp_path, monkeypatch):
     """A fleet whose clusters.yaml sits in an app repository (a real Git repo with one
     commit), the image on the real registry, and a build command that pushes it."""
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "config", "user.email", "dev@example.com")
-    git(tmp_path, "config", "user.name", "Dev")
-    (tmp_path / "README").write_text("the app\n")
-    git(tmp_path, "add", "README")
-    git(tmp_path, "commit", "-q", "-m", "first")
+    commit = one_commit_repository(tmp_path)
     w = built_by(world(["a", "b"]), registry, tmp_path, BUILD)
     monkeypatch.delenv("BUILD_NUMBER", raising=False)
-    return w, git(tmp_path, "rev-parse", "--short", "HEAD"), registry.host
+    return w, commit, registry.host
 
 
 def test_plan_check_and_deploy_without_tag(app_world, capsys, monkeypatch):

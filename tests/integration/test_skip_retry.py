@@ -50,18 +50,8 @@ def test_a_skipped_cluster_is_never_touched_and_recorded_skipped_by_operator(wor
 def test_a_failed_cluster_retried_runs_again_once_its_wave_ended(world):
     w = world(["a", "b", "c"])
     w.deploy_everywhere("v1")
-    w.fleet.set_faults("a", never_pull=["v2"])
-    control = ReleaseControl()
-
-    def on_failure(event) -> None:
-        # The operator fixes what broke and asks for a retry while the wave still runs.
-        if event.kind is Kind.CLUSTER_ROLLED_BACK and event.cluster == "a":
-            w.fleet.set_faults("a", never_pull=[])
-            control.retry("a", by="bob")
-
-    w.recorder.events.clear()
-    engine = w.engine()
-    engine.add_listener(on_failure)
+    # The operator fixes what broke and asks for a retry while the wave still runs.
+    engine, control = w.fixed_and_retried("a", Kind.CLUSTER_ROLLED_BACK, by="bob")
     try:
         with Session(w.config, engine):
             result = engine.run(ReleaseRequest(tag="v2", strategy="parallel",

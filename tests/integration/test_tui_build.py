@@ -5,6 +5,9 @@ again and then releases; a failed build shows its last lines and starts nothing.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from textual.widgets import RichLog, Static
@@ -47,6 +50,19 @@ async def start_tag(pilot, app, tag: str) -> ReleaseFormScreen:
     return form
 
 
+@asynccontextmanager
+async def offered_build(w, registry, tmp_path, script: str, tag: str
+                        ) -> AsyncIterator[tuple[ReleaseConsoleApp, Any, ReleaseFormScreen]]:
+    """The console on `w` with `app.build.command` running `script`, `tag` started from
+    the release form and the build offered (the image is missing); (app, pilot, form)."""
+    config = built_by(w, registry, tmp_path, script).config
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options={"grace": 1.0})
+    async with app.run_test(size=(120, 48)) as pilot:
+        form = await start_tag(pilot, app, tag)
+        await wait_for(pilot, lambda: form.build_offer is not None, what="the build offer")
+        yield app, pilot, form
+
+
 def log_text(form: ReleaseFormScreen) -> str:
     return "\n".join(line.text for line in form.query_one("#build-log", RichLog).lines)
 
@@ -59,12 +75,8 @@ def status_text(form: ReleaseFormScreen) -> str:
 async def test_a_missing_image_is_built_from_the_form_then_released(world, registry,
                                                                      tmp_path) -> None:
     w = world(["a"])
-    config = built_by(w, registry, tmp_path, PUSH).config
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options={"grace": 1.0})
-    async with app.run_test(size=(120, 48)) as pilot:
-        form = await start_tag(pilot, app, "v7")
-        # The registry says the image is missing: the build is offered, nothing started.
-        await wait_for(pilot, lambda: form.build_offer is not None, what="the build offer")
+    # The registry says the image is missing: the build is offered, nothing started.
+    async with offered_build(w, registry, tmp_path, PUSH, "v7") as (app, pilot, form):
         assert "is not in the registry" in status_text(form)
         assert not form.started and not app.release_running
         # Held before the click: once the image is there the release starts and the form
@@ -85,11 +97,7 @@ async def test_a_missing_image_is_built_from_the_form_then_released(world, regis
 async def test_a_failed_build_shows_its_last_lines_and_starts_nothing(world, registry,
                                                                       tmp_path) -> None:
     w = world(["a"])
-    config = built_by(w, registry, tmp_path, FAIL).config
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options={"grace": 1.0})
-    async with app.run_test(size=(120, 48)) as pilot:
-        form = await start_tag(pilot, app, "v8")
-        await wait_for(pilot, lambda: form.build_offer is not None, what="the build offer")
+    async with offered_build(w, registry, tmp_path, FAIL, "v8") as (app, pilot, form):
         await pilot.click("#build-run")
         await wait_for(pilot, lambda: "build failed" in status_text(form), what="the failure")
         status = status_text(form)

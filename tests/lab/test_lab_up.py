@@ -47,6 +47,24 @@ def test_glob_regexes_match_what_the_simulator_matches():
             assert ours == matches(image, [glob]), (glob, image)
 
 
+def lab_up(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """`release-console lab up ARGS` as a process (output unbuffered, read by the test)."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "release-console"), "lab", "up", *args], cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def sigterm(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM, then the exit code within 60 s (killed when it has not ended by then)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def read_until_ready(proc: subprocess.Popen[str], lines: list[str], timeout: float) -> str:
     found: list[str] = []
 
@@ -88,11 +106,7 @@ def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
     source = tmp_path / "clusters.yaml"
     source.write_text(yaml.safe_dump(FLEET, sort_keys=False))
     out_dir = tmp_path / "lab"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "release-console"), "lab", "up", "--config",
-         str(source), "--kubeconfig-dir", str(out_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = lab_up("--config", str(source), "--kubeconfig-dir", str(out_dir))
     lines: list[str] = []
     try:
         ready = read_until_ready(proc, lines, 300)
@@ -129,12 +143,7 @@ def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
         rows = {c["cluster"]: c["version"] for c in json.loads(capsys.readouterr().out)["clusters"]}
         assert rows == {"eu": "v2-slow", "us": "v1"}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        code = sigterm(proc)
     assert code == 0, proc.stderr.read() if proc.stderr else ""
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
@@ -145,11 +154,7 @@ def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
 
 @pytest.mark.real
 def test_sigterm_while_starting_stops_what_was_started(tmp_path):
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "release-console"), "lab", "up", "1",
-         "--kubeconfig-dir", str(tmp_path / "lab")], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = lab_up("1", "--kubeconfig-dir", str(tmp_path / "lab"), cwd=tmp_path)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("lab: starting 1 cluster")
@@ -157,11 +162,8 @@ def test_sigterm_while_starting_stops_what_was_started(tmp_path):
         assert "kube-apiserver" in started, started
         children = descendants(proc.pid)
         assert children, "no component was started"
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        code = sigterm(proc)
     rest = proc.stdout.read() if proc.stdout else ""
     assert code == 130, (rest, proc.stderr.read() if proc.stderr else "")
     assert "ready" not in rest
@@ -194,20 +196,13 @@ def test_lab_up_in_a_dir_named_ready_stops_cleanly(tmp_path):
     SIGTERM stops the lab in order (KWOK and controllers, kube-apiservers, etcd) with no
     SIGKILL, well under the 10 s grace."""
     out_dir = tmp_path / "ready-lab"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "release-console"), "lab", "up", "1",
-         "--kubeconfig-dir", str(out_dir)], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = lab_up("1", "--kubeconfig-dir", str(out_dir), cwd=tmp_path)
     lines: list[str] = []
     try:
         ready = read_until_ready(proc, lines, 300)
         assert ready.startswith("ready: 1 real clusters"), lines
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        code = sigterm(proc)
     err = proc.stderr.read() if proc.stderr else ""
     assert code == 0, err
     stopped = re.search(r"lab: stopped in ([0-9.]+) s(.*)", err)

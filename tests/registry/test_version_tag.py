@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 import time
@@ -16,25 +15,16 @@ from console.errors import UserError
 from console.registry import image_exists
 from console.version_tag import (IMAGE_ENV, TAG_ENV, build_offer, default_tag,
                                  next_build_number, run_build)
+from tests.fleets import git, one_commit_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
-                          check=True, timeout=30).stdout.strip()
 
 
 @pytest.fixture()
 def app_repo(tmp_path) -> Path:
     repo = tmp_path / "app"
     repo.mkdir()
-    git(repo, "init", "-q")
-    git(repo, "config", "user.email", "ci@example.com")
-    git(repo, "config", "user.name", "CI")
-    (repo / "README").write_text("app\n")
-    git(repo, "add", "README")
-    git(repo, "commit", "-q", "-m", "first")
+    one_commit_repository(repo)
     return repo
 
 

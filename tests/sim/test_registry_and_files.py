@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -92,12 +94,14 @@ def test_write_kubeconfigs_rewrites_the_fleet_file(tmp_path):
         assert again["app"]["history"] == {"remote": "git@example.com:ops/ledger.git"}
 
 
-def test_sim_command_serves_until_sigterm(tmp_path):
+@contextmanager
+def served(directory: Path, *args: str) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """`python -m console ARGS` (a `sim` command) run in `directory`, its output read
+    until a line says "ready" (30 s at most); (process, lines read). Killed after."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "console", "--config", str(REPO / "clusters.yaml"), "sim",
-                             "--kubeconfig-dir", str(tmp_path), "--readiness-delay", "0.1"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "console", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=directory)
     try:
         lines = []
         deadline = time.monotonic() + 30
@@ -108,6 +112,16 @@ def test_sim_command_serves_until_sigterm(tmp_path):
             lines.append(line)
             if "ready" in line:
                 break
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sim_command_serves_until_sigterm(tmp_path):
+    with served(tmp_path, "--config", str(REPO / "clusters.yaml"), "sim", "--kubeconfig-dir",
+                str(tmp_path), "--readiness-delay", "0.1") as (proc, lines):
         assert any("ready" in line for line in lines), (lines, proc.stderr.read() if proc.poll() is not None else "")
         names = sorted(p.name for p in tmp_path.glob("*.yaml"))
         assert names == sorted(["clusters.yaml", "staging.yaml", "prod-eu-10pct.yaml", "prod-eu.yaml",
@@ -122,31 +136,14 @@ def test_sim_command_serves_until_sigterm(tmp_path):
         assert client.CoreV1Api(api).list_namespace(_request_timeout=5).items
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_sim_command_with_count(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "console", "sim", "--count", "3", "--kubeconfig-dir",
-                             str(tmp_path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        line = ""
-        deadline = time.monotonic() + 30
-        while "ready" not in line and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-        assert "ready" in line
+    with served(tmp_path, "sim", "--count", "3", "--kubeconfig-dir", str(tmp_path)) as (proc, lines):
+        assert lines and "ready" in lines[-1], lines
         assert sorted(p.name for p in tmp_path.glob("*.yaml")) == ["c0.yaml", "c1.yaml", "c2.yaml", "clusters.yaml"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_sim_command_names_a_missing_fleet_file(tmp_path):
