@@ -31,13 +31,17 @@ def headless_approver(yes: bool, stream: TextIO | None = None, *, engine: Engine
     out = stream or sys.stderr
 
     def identity(request: GateRequest) -> tuple[str, bool]:
-        """(the cluster's name for these credentials, confirmed) on a cluster the
-        release reached; the local name, unconfirmed, when it cannot say."""
+        """(the cluster's name for these credentials, confirmed) on the cluster the
+        release's control channel lives on - where `control` asks too, so the same
+        person is one approver however they answer; the local name, unconfirmed, when
+        it cannot say."""
         if engine is None:
             return operator_name(), False
         from console.engine.steering_client import whoami
         reached = sorted(r.cluster for r in request.results) or list(request.next_clusters)
-        return whoami(engine, reached[0])
+        run = engine.run_holding(reached[0])
+        lock = run.release_lock if run is not None else None
+        return whoami(engine, lock.leases[0].cluster if lock and lock.leases else reached[0])
 
     def label(who: str, confirmed: bool, how: str) -> str:
         local = operator_name()

@@ -22,8 +22,9 @@ from console.engine.api import (GateAnswer, GateDecision, GateRequest, ReleaseCo
                                 ReleaseRequest, ReleaseResult)
 from console.engine.remote import (ENGINE_NICENESS, EVENT_BACKLOG_MAX, EVENT_BATCH_INTERVAL,
                                    EVENT_BATCH_MAX, METHODS, STOP_TIMEOUT)
+from console.engine.identities import Identities, confirmed, identity
 from console.errors import UserError
-from console.events import Event
+from console.events import Event, Kind
 
 GATE_LOOK = 0.25   # s between looks for a gate answer given through the control channel
 
@@ -58,10 +59,12 @@ class EngineHost:
         self.engine: Engine | None = None
         self.session: Session | None = None
         self.ledger_error: str | None = None
-        # Who the console's person is as the cluster confirms it (SelfSubjectReview on
-        # the fleet's first cluster), asked once in the background at start; until it
-        # answers (or when it cannot say) actions keep the local name alone.
-        self._who: tuple[str, bool] | None = None
+        # Who the console's person is, as each release's cluster confirms it
+        # (`console.engine.identities`); made with the engine.
+        self.identities: Identities | None = None
+        self._key_release: dict[int, str] = {}    # release key -> its release id
+        self._gate_release: dict[int, str] = {}   # gate id -> its release id
+        self._running = threading.local()         # the release key of a run thread
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -76,6 +79,7 @@ class EngineHost:
         os.nice(ENGINE_NICENESS)
         config = load(self.config_path)
         self.engine = Engine(config, listeners=[self._queue_event], **self.options)
+        self.identities = Identities(self.engine)
         try:
             self.session = Session(config, self.engine,
                                    on_warning=lambda text: self._send(("warning", text)))
@@ -84,7 +88,6 @@ class EngineHost:
             self.ledger_error = str(exc)
         flusher = threading.Thread(target=self._flush_events, name="events", daemon=True)
         flusher.start()
-        threading.Thread(target=self._ask_who, name="whoami", daemon=True).start()
         self._send(("ready", self.ledger_error))
         try:
             while True:
@@ -131,44 +134,35 @@ class EngineHost:
             # A key pressed before the run call arrived acts on the release once it starts.
             kwargs = dict(message[3])
             if "by" in kwargs:
-                kwargs["by"] = self.confirmed(kwargs["by"])
+                kwargs["by"] = confirmed(self._who(self._key_release.get(message[1])),
+                                         kwargs["by"])
             getattr(self._control(message[1]), message[2])(**kwargs)
         elif kind == "answer":
             # A gate decided through the control channel meanwhile is gone already.
             future = self._gates.get(message[1])
             if future is not None and not future.done():
                 answer = message[2]
+                who = self._who(self._gate_release.get(message[1]))
                 future.set_result(GateAnswer(answer.decision, answer.rollback,
-                                             self.confirmed(answer.by), answer.gate))
+                                             confirmed(who, answer.by), answer.gate))
 
-    def _ask_who(self) -> None:
-        """Ask the cluster who the fleet file's credentials are (see `_who`)."""
-        from console.engine.steering_client import whoami
-        assert self.engine is not None
-        ids = list(self.engine.config.ids)
-        if ids:
-            self._who = whoami(self.engine, ids[0])
-
-    def confirmed(self, local: str) -> str:
-        """`local` (the console's operator name) as the cluster confirms it:
-        `system:...:admin (alice)`; `local` alone while the cluster has not said."""
-        who = self._who
-        if who is None or not who[1] or not local or who[0] == local:
-            return local
-        if local.startswith(who[0]):
-            return local
-        return f"{who[0]} ({local})"
-
-    def _identity(self, by: str) -> str:
-        """The identity an answer `by` counts as among distinct approvers: the
-        cluster-confirmed name when `by` carries it (`confirmed`), else `by`."""
-        who = self._who
-        if who is not None and who[1] and by.startswith(f"{who[0]} ("):
-            return who[0]
-        return by
+    def _who(self, release_id: str | None = None,
+             cluster: str | None = None) -> tuple[str, bool] | None:
+        """The person as the release's (or `cluster`'s) cluster confirms it (None: not
+        known; see `console.engine.identities`)."""
+        if self.identities is None or (release_id is None and cluster is None):
+            return None
+        return self.identities.who(release_id, cluster)
 
     def _queue_event(self, event: Event) -> None:
-        """The engine listener: queue for the flusher (drops when the parent stalls)."""
+        """The engine listener: queue for the flusher (drops when the parent stalls).
+        A release's start (emitted on its run thread) asks its cluster who we are."""
+        if event.kind is Kind.RELEASE_STARTED and self.identities is not None:
+            key = getattr(self._running, "key", None)
+            if key is not None and event.release_id:
+                self._key_release[key] = event.release_id
+                self.identities.release_started(
+                    event.release_id, [str(t) for t in event.data.get("targets") or ()])
         try:
             self._events.put_nowait(event)
         except queue.Full:
@@ -206,6 +200,15 @@ class EngineHost:
         gate_id = next(self._gate_ids)
         answer: Future = Future()
         self._gates[gate_id] = answer
+        self._gate_release[gate_id] = request.release_id
+        try:
+            return self._decide(request, control, gate_id, answer)
+        finally:
+            self._gate_release.pop(gate_id, None)
+
+    def _decide(self, request: GateRequest, control: ReleaseControl, gate_id: int,
+                answer: Future) -> GateAnswer:
+        """The gate's answer: the person's, or the control channel's (see `_approver`)."""
         # Every event before the gate reaches the console before the question does: the
         # gate's ready counts are read from the state those events build (they showed 0/2
         # for a healthy cluster when the question overtook the last batch).
@@ -228,16 +231,16 @@ class EngineHost:
                 # come through the control channel.
                 self._gates.pop(gate_id, None)
                 answer = Future()
-                counted = self._identity(mine.by) not in approvers
+                person = identity(self._who(request.release_id), mine.by)
+                counted = person not in approvers
                 if counted:
-                    approvers.append(self._identity(mine.by))
+                    approvers.append(person)
                     labels.append(mine.by)
-                    if self._identity(mine.by) != mine.by:   # confirmed by the cluster
-                        control.note_approval(request.next_wave, self._identity(mine.by))
+                    if person != mine.by:   # confirmed by the cluster
+                        control.note_approval(request.next_wave, person)
                 if len(approvers) >= need:
                     return GateAnswer(GateDecision.APPROVE, by=", ".join(labels))
-                self._tell_approvals(request, approvers, need,
-                                     None if counted else self._identity(mine.by))
+                self._tell_approvals(request, approvers, need, None if counted else person)
             remote = control.gate_answer(0, request.next_wave) if not control.aborted \
                 else GateAnswer(GateDecision.ABORT, control.rollback_on_abort,
                                 by="aborted while waiting")
@@ -290,11 +293,16 @@ class EngineHost:
     def _run(self, request: ReleaseRequest, key: int) -> ReleaseResult:
         assert self.engine is not None
         control = self._control(key)
+        self._running.key = key    # its start event names the release of this key
         try:
             return self.engine.run(request, lambda gate: self._approver(gate, control),
                                    control)
         finally:
+            self._running.key = None
             self._controls.pop(key, None)   # one entry per running release, not one per release ever
+            release_id = self._key_release.pop(key, None)
+            if release_id is not None and self.identities is not None:
+                self.identities.release_ended(release_id)
 
     def _follow(self, release_id: str | None) -> Any:
         """The followed release now (ledger synced from its remote first, when set)."""
@@ -356,10 +364,13 @@ class EngineHost:
                 result = send(engine, args[0], args[1], args[2],
                               rollback=bool(kwargs.get("rollback")))
             elif method == "rollback_release":
-                # The ledger's releases: each cluster back to the digest recorded there.
+                # The ledger's releases: each cluster back to the digest recorded there;
+                # the person as the first of its targets confirms it, as for a release.
+                releases = self._need_session().ledger.releases()
+                targets = next((list(r.targets) for r in releases if r.id == args[0]), [])
+                who = self._who(cluster=min(targets)) if targets else None
                 result = engine.rollback_release(
-                    args[0], by=self.confirmed(kwargs.get("by", "")),
-                    releases=self._need_session().ledger.releases())
+                    args[0], by=confirmed(who, kwargs.get("by", "")), releases=releases)
             elif method == "plan_rollback":
                 releases = self._need_session().ledger.releases(cluster=args[0])
                 result = engine.plan_rollback(args[0], args[1], releases)

@@ -126,11 +126,12 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
     if blocks and request.override_freeze:
         # Pre-flight let it through open freeze windows: who, why and which, for the
         # ledger and the notifier.
-        # `by` is the name the first target's cluster confirms for these credentials
-        # (SelfSubjectReview), as for steering; the local operator name, marked
-        # unconfirmed, when it cannot say.
+        # `by` is the name the control lease's cluster (the first target in sorted
+        # order) confirms for these credentials (SelfSubjectReview), as for steering;
+        # the local operator name, marked unconfirmed, when it cannot say.
         from console.engine.steering_client import whoami
-        by, confirmed = whoami(engine, plan.order[0])
+        by, confirmed = whoami(engine, lock.leases[0].cluster if lock.leases
+                               else plan.order[0])
         data["freeze_override"] = {"reason": request.override_freeze, "by": by,
                                    "confirmed": confirmed, "operator": request.operator,
                                    "windows": [b.to_json() for b in blocks]}

@@ -36,6 +36,19 @@ def test_yes_names_the_identity_the_cluster_confirms(world):
     assert decided[0]["by"].startswith(f"{ADMIN} (") and "--yes" in decided[0]["by"]
 
 
+def test_yes_names_the_person_as_the_channels_cluster_does_not_the_first_reached(world):
+    # The canary is b; the control channel lives on a (the first target in sorted order),
+    # where `control` names the person too: --yes asks a, so one person's yes and their
+    # `control approve` are the same approver.
+    w = world(["a", "b"], strategies={"canary": {"waves": [["b"], ["a"]], "gates": True}},
+              readiness_delay=0.2, jitter=0.0)
+    done = deploy(w.config_path, "--tag", "v2", "--strategy", "canary", "--yes")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    decided = [e for e in events if e["kind"] == "gate_decided"]
+    assert decided[0]["by"].startswith(f"{ADMIN} ("), decided
+
+
 def test_yes_is_refused_for_a_strategy_that_needs_two_approvers(world):
     w = world(["a", "b"], strategies=TWO, readiness_delay=0.2, jitter=0.0)
     done = deploy(w.config_path, "--tag", "v2", "--strategy", "canary", "--yes")

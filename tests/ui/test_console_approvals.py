@@ -20,6 +20,24 @@ from .ui_helpers import story, wait_for
 pytestmark = pytest.mark.timeout(180)
 
 
+def other_person(config, fleet, username: str):
+    """A fleet file like `config`'s, with `username`'s own full-rights tokens: another
+    person, as the cluster names them (a copy of the loaded config, for `control`)."""
+    import yaml
+
+    home = config.path.parent / username
+    home.mkdir()
+    text = config.path.read_text()
+    for cid in config.ids:
+        kubeconfig = config.path.parent / f"{cid}.yaml"
+        assert str(kubeconfig) in text
+        token = fleet.add_token(cid, None, username)
+        (home / f"{cid}.yaml").write_text(yaml.safe_dump(fleet.kubeconfig(cid, token)))
+        text = text.replace(str(kubeconfig), str(home / f"{cid}.yaml"))
+    (home / "clusters.yaml").write_text(text)
+    return load(home / "clusters.yaml")
+
+
 @story
 async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
@@ -46,9 +64,12 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
             "1 of 2 approvals" in str(n.message) and f"control {rid} approve" in str(n.message)
             for n in app._notifications), what=lambda: "the '1 of 2' notice (notices: "
             f"{[str(n.message) for n in app._notifications]})")
-        # One approval of two: a full round trip through the release shows the gate
-        # still waiting (approving it again from the console's identity would not count).
+        # The same person through the channel does not count twice: the console's
+        # identity is what the release's own cluster (prod-eu) confirms, as for control.
         code, out, err = await control(config, rid, "approve")
+        assert code == 2 and "distinct approvers" in err, (code, out, err)
+        # A second person (their own token) gives the second approval.
+        code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
         assert code == 0, err
         await wait_for(pilot, lambda: not app.release_running
                        and app.state.release.outcome is not None, timeout=90, what="the end")
@@ -62,12 +83,12 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
         ledger.close()
     decided = [s["by"] for s in steer if s["action"] == "gate_approve"]
     assert len(decided) == 1
-    # Both: the console's person as the cluster names them (local name beside it), and
-    # the control channel's approver.
+    # Both: the console's person as the release's cluster names them (local name beside
+    # it), and the second person through the control channel.
     people = decided[0].split(", ")
     assert len(people) == 2, decided
-    assert people[0].startswith("system:serviceaccount:kube-system:") and "(" in people[0]
-    assert people[1].startswith("system:serviceaccount:kube-system:")
+    assert people[0].startswith("system:serviceaccount:kube-system:prod-eu-admin (")
+    assert "bob" in people[1] and "admin" not in people[1], people
 
 
 @story
@@ -103,3 +124,38 @@ async def test_the_consoles_own_pause_records_the_identity_the_cluster_confirms(
     assert by["paused"].startswith("system:serviceaccount:kube-system:") and \
         by["paused"].endswith(f"({app.operator})"), by
     assert by["resumed"] == by["paused"]
+
+
+@story
+async def test_the_consoles_identity_comes_from_the_releases_own_cluster(console_fleet) -> None:
+    # The fleet's first cluster (staging) is no target of this release: the person is
+    # named by the cluster the release's channel lives on - prod-eu, the first of its
+    # targets in sorted order, where `release-console control` asks too - not staging.
+    from console.ui.state import Phase
+
+    from .test_stories import open_form_and_start
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    assert config.ids[0] == "staging"
+    seed(config, "v1")
+    fleet.set_faults("prod-eu", readiness_delay=2.0)   # time to pause while it rolls
+    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await open_form_and_start(pilot, app, "serial", "v2", targets="prod")
+        await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is Phase.ROLLING,
+                       what="the first target rolling")
+        rid = app.state.release.release_id
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.state.release.paused, what="paused")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: not app.release_running
+                       and app.state.release.outcome is not None, timeout=60, what="the end")
+        await pilot.press("q")
+    assert live_tag(fleet, "staging") == "v1"
+    ledger = Ledger.for_config(config)
+    try:
+        by = {s["action"]: s["by"] for s in ledger.steering(rid)}
+    finally:
+        ledger.close()
+    assert by.get("paused") == f"system:serviceaccount:kube-system:prod-eu-admin ({app.operator})", by
+    assert by.get("resumed") == by["paused"]
