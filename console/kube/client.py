@@ -336,13 +336,20 @@ class KubeClient:
         # request a new TLS handshake (the largest CPU cost of a cluster's rollout).
         self._watch_rest: Any = None
         self._watch_lock = threading.Lock()
+        # id(PoolManager) -> its pool for the server; the path the server URL carries
+        # (a proxy in front of the API server may serve it under one).
+        self._pools: dict[int, Any] = {}
+        self._prefix = (urllib3.util.parse_url(self.server).path or "").rstrip("/")
 
     def close(self) -> None:
-        """Release the connection pools."""
-        for rest in (self.api, self._watch_rest):
+        """Release the connection pools (and close their idle connections now)."""
+        # urllib3's PoolManager.clear() only forgets its pools (their connections close
+        # when they are collected): the ones this client kept are closed here.
+        pools, self._pools = list(self._pools.values()), {}
+        for closing in (*pools, self.api, self._watch_rest):
             try:
-                if rest is not None:
-                    rest.close()
+                if closing is not None:
+                    closing.close()
             except Exception:  # noqa: BLE001 - closing a pool must never fail a release
                 pass
 
@@ -356,6 +363,17 @@ class KubeClient:
                 if shared is not None:
                     _share_tls_context(self._watch_rest.pool_manager, shared)
             return self._watch_rest
+
+    def _host_pool(self, manager: Any) -> Any:
+        """The connection pool of the cluster's host in `manager` (kept: one lookup per
+        client, not per call); None for a manager through a proxy (left to it)."""
+        if type(manager) is not urllib3.PoolManager:
+            return None
+        pool = self._pools.get(id(manager))
+        if pool is None or pool.pool is None:       # first use, or closed since
+            pool = manager.connection_from_url(self.server)
+            self._pools[id(manager)] = pool
+        return pool
 
     def _send(self, method: str, path: str, query: Mapping[str, Any] | None,
               body: Any, content_type: str | None, timeout: float | tuple[float, float],
@@ -377,16 +395,26 @@ class KubeClient:
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
             data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        url = configuration.host + path
         if query:
-            url += "?" + urlencode({k: _query_value(v) for k, v in query.items()
-                                    if v is not None})
+            path += "?" + urlencode({k: _query_value(v) for k, v in query.items()
+                                     if v is not None})
         limit = urllib3.Timeout(connect=timeout[0], read=timeout[1]) \
             if isinstance(timeout, tuple) else urllib3.Timeout(total=timeout)
-        pool = (rest if rest is not None else self.api.rest_client).pool_manager
+        manager = (rest if rest is not None else self.api.rest_client).pool_manager
         try:
-            response = pool.urlopen(method, url, body=data, headers=headers, timeout=limit,
-                                    preload_content=False)
+            pool = self._host_pool(manager)
+            if pool is not None:
+                # Straight to the cluster's connection pool: the PoolManager would parse
+                # the URL and rebuild its pool key on every call (and follow redirects,
+                # which an API server does not send).
+                response = pool.urlopen(method, self._prefix + path, body=data,
+                                        headers=headers, timeout=limit,
+                                        preload_content=False, assert_same_host=False,
+                                        redirect=False)
+            else:
+                response = manager.urlopen(method, configuration.host + path, body=data,
+                                           headers=headers, timeout=limit,
+                                           preload_content=False)
         except urllib3.exceptions.SSLError as exc:
             raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") from None
         return RESTResponse(response)

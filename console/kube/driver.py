@@ -33,6 +33,7 @@ from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutS
                                   pod_problems, rollout_status, verify_pods)
 from console.kube.watch_hub import HubWatch
 from console.kube.watch_reader import RELISTED
+from console.kube.writes_first import WRITES
 
 FIELD_MANAGER = "release-console"
 ANNOTATION_PREFIX = "release-console.io/"
@@ -286,7 +287,13 @@ class ClusterDriver:
         `precondition`: the Deployment's resourceVersion as the caller read it; a
         resourceVersion in an apply is a precondition on the server (409 Conflict when
         the object changed since), so the caller's read stands for "just before".
+        Counted in `WRITES`: rollouts wait for it before opening their watches.
         """
+        with WRITES.writing():
+            return self._apply(objects, annotations, precondition)
+
+    def _apply(self, objects: Sequence[Mapping[str, Any]], annotations: Mapping[str, str],
+               precondition: str | None) -> dict[str, Any]:
         deployment: dict[str, Any] | None = None
         ordered = sorted(objects, key=lambda o: o.get("kind") == "Deployment")
         for obj in ordered:
@@ -357,7 +364,7 @@ class ClusterDriver:
         generation = int(meta.get("generation") or 0)
         images = _template_images(spec.get("template") or {})
         labels = (spec.get("selector") or {}).get("matchLabels") or {"app": self.app}
-        events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
         # The server ends each watch after this long (the reader then resumes it): bounded so
         # a connection that dies silently is noticed by the read timeout within minutes.
         server_timeout = max(1, min(int(timeout) + 1, 120))
@@ -397,6 +404,9 @@ class ClusterDriver:
         failing_since: dict[str, float] = {}   # reader -> when it started failing
         last_error: ClusterError | None = None
         reported: Progress | None = None
+        # Other clusters' applies first (a release's wall time waits for the last one);
+        # the watches start from this apply's version, so waiting misses nothing.
+        WRITES.wait_quiet()
         try:
             while True:
                 for watch in watches:
@@ -452,34 +462,39 @@ class ClusterDriver:
                 due.extend(at for watch in watches if (at := watch.due) is not None)
                 wait = max(0.0, min(due) - now)
                 try:
-                    source, kind, obj = events.get(timeout=wait)
+                    batch = [events.get(timeout=wait)]
                 except queue.Empty:
                     continue
-                if source in ("cancel", "ended"):
-                    continue
-                if source == "error":
-                    last_error = obj
-                    failing_since.setdefault(kind, now)
-                    continue
-                if source == "recovered":
-                    failing_since.pop(kind, None)
-                    continue
-                if kind == RELISTED:
-                    if source == "pod":
-                        pods.clear()
-                    continue
-                if source == "deployment" and kind != "DELETED":
-                    status = rollout_status(obj, generation)
-                elif source == "deployment":
-                    raise ClusterError(self.cluster, f"deployment {self.app!r} was deleted "
-                                       "during the rollout")
-                elif source == "pod":
-                    fail_fast.observe(obj, now, deleted=kind == "DELETED")
-                    name = (obj.get("metadata") or {}).get("name", "")
-                    if kind == "DELETED":
-                        pods.pop(name, None)
-                    else:
-                        pods[name] = obj
+                # Everything that came meanwhile, then one decision (the hub delivers a
+                # stream's events in bursts; deciding after each cost a wake-up apiece).
+                while True:
+                    try:
+                        batch.append(events.get_nowait())
+                    except queue.Empty:
+                        break
+                for source, kind, obj in batch:
+                    if source in ("cancel", "ended"):
+                        continue
+                    if source == "error":
+                        last_error = obj
+                        failing_since.setdefault(kind, now)
+                    elif source == "recovered":
+                        failing_since.pop(kind, None)
+                    elif kind == RELISTED:
+                        if source == "pod":
+                            pods.clear()
+                    elif source == "deployment" and kind != "DELETED":
+                        status = rollout_status(obj, generation)
+                    elif source == "deployment":
+                        raise ClusterError(self.cluster, f"deployment {self.app!r} was "
+                                           "deleted during the rollout")
+                    elif source == "pod":
+                        fail_fast.observe(obj, now, deleted=kind == "DELETED")
+                        name = (obj.get("metadata") or {}).get("name", "")
+                        if kind == "DELETED":
+                            pods.pop(name, None)
+                        else:
+                            pods[name] = obj
         finally:
             if add_waker is not None:
                 cancel.remove_waker(wake)   # type: ignore[union-attr]

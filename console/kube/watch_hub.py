@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 TICK = 1.0          # s between looks at the streams' read deadlines
+# s a watch's opening may wait for the response headers: as long as the owner's
+# unreachable grace by default (a busy API server answers a watch late, not never), short
+# of the stream's own read deadline (server timeout + 5 s) that bounded it before.
+OPEN_TIMEOUT = 30.0
 
 
 class StreamEnded(Exception):
@@ -311,7 +315,8 @@ class HubWatch:
     """
 
     def __init__(self, client: Any, path: str, query: Mapping[str, str], source: str,
-                 out: queue.Queue, resource_version: str | None, server_timeout: int) -> None:
+                 out: queue.SimpleQueue | queue.Queue,
+                 resource_version: str | None, server_timeout: int) -> None:
         self.client = client
         self.path = path
         self.query = dict(query)
@@ -350,7 +355,7 @@ class HubWatch:
             opened = self.client.watch(
                 self.path, dict(self.query, resourceVersion=self.resource_version,
                                 allowWatchBookmarks=True),
-                self.server_timeout, read_timeout=self.client.timeout)
+                self.server_timeout, read_timeout=OPEN_TIMEOUT)
             sock, buffered, chunked = opened.detach()
         except Exception as exc:  # noqa: BLE001 - any failure to open is reported
             self._failed(exc)

@@ -330,3 +330,52 @@ def test_a_waking_event_calls_its_wakers_when_set_and_when_added_after():
     event.set()
     event.add_waker(lambda: calls.append("late"))
     assert calls == ["first", "late"] and event.is_set()
+
+
+def test_a_rollout_opens_its_watches_after_the_applies_in_flight(world):
+    """In a parallel wave the applies go first: a cluster that applied at once waits to
+    open its watches while another cluster's apply is still on its way (the release's
+    wall time waits for the last apply); it then follows its rollout from its apply's
+    version, missing nothing."""
+    import threading
+    import time
+
+    w = world(["a", "slow"], readiness_delay=0.3, jitter=0.0)
+    w.deploy_everywhere("v1")
+    engine = w.engine()
+    first_progress: dict[str, float] = {}
+
+    def listener(event):
+        if event.kind is Kind.RELEASE_STARTED:
+            w.fleet.set_faults("slow", latency=1.5)      # its apply takes 1.5 s
+        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster:
+            first_progress.setdefault(event.cluster, time.monotonic())
+
+    engine.add_listener(listener)
+    applied_at: list[float] = []
+    stop = threading.Event()
+
+    def watch_slow_apply() -> None:
+        # When the slow cluster's apply has been stored (its Deployment's generation moves).
+        start = w.fleet.get("slow", "apps/deployments", "slow", "user-service")
+        generation = start["metadata"]["generation"]
+        while not stop.is_set():
+            dep = w.fleet.get("slow", "apps/deployments", "slow", "user-service")
+            if dep["metadata"]["generation"] != generation:
+                applied_at.append(time.monotonic())
+                return
+            stop.wait(0.02)
+
+    poller = threading.Thread(target=watch_slow_apply)
+    poller.start()
+    try:
+        result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
+    finally:
+        stop.set()
+        poller.join()
+        w.fleet.set_faults("slow", latency=0.0)
+    assert [c.outcome for c in result.clusters] == ["healthy", "healthy"]
+    assert applied_at, "the slow cluster's apply was never seen"
+    # a's first progress comes from its watches' loop: not before slow's apply landed
+    # (0.1 s for the poller's own pace). Before, it came ~1.5 s earlier.
+    assert first_progress["a"] >= applied_at[0] - 0.1, (first_progress["a"] - applied_at[0])
