@@ -11,23 +11,42 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from textual.widgets import DataTable, Static
 
-from console.history import Ledger
 from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.confirm import ConfirmScreen
 from console.ui.screens.follow import FollowScreen
 
-from .test_stories import QUICK_ENGINE, SIZE, live_tag, seed, started
+from .test_stories import console, live_tag, seed, steering
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
+# v2 as a canary whose gates wait for `control ... approve` (the follow screen's `a`).
+AT_GATES = ("--tag", "v2", "--strategy", "canary", "--wait-for-approval", "--json")
+
 
 def header(app: ReleaseConsoleApp) -> str:
     return str(app.screen.query_one("#follow-header", Static).content)
+
+
+async def follow(pilot, app: ReleaseConsoleApp, says: str, what: str) -> FollowScreen:
+    """`f`, then wait (120 s at most) until the follow screen's header says `says`."""
+    await pilot.press("f")
+    await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
+                   and says in header(app), timeout=120, what=what)
+    return app.screen
+
+
+async def confirmed(pilot, app: ReleaseConsoleApp, key: str, answer: str, what: str) -> None:
+    """`key`, which asks first (`what`), then `answer` (y or n) to the question."""
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what=what)
+    await pilot.press(answer)
 
 
 def bake_left(text: str) -> int:
@@ -37,20 +56,31 @@ def bake_left(text: str) -> int:
     return int(found[1]) * 60 + int(found[2])
 
 
+@contextmanager
+def headless(config, cwd, *args: str, stdout: int = subprocess.DEVNULL
+             ) -> Iterator[subprocess.Popen]:
+    """`release-console deploy ARGS` on `config`'s fleet file as a process of its own
+    (stderr kept; stdout with `stdout=subprocess.PIPE`), killed at the end of the block if
+    it still runs."""
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
+    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", *args],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, env=env,
+                              stdin=subprocess.DEVNULL, cwd=cwd)
+    try:
+        yield deploy
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+        deploy.wait(timeout=30)
+
+
 @story
 async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
         console_fleet, tmp_path) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
-    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
-                               "--strategy", "canary", "--wait-for-approval", "--json",
-                               "--bake", "10s"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    try:
-        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot, app)
+    with headless(config, tmp_path, "--tag", "v2", "--strategy", "canary",
+                  "--wait-for-approval", "--json", "--bake", "10s") as deploy:
+        async with console(config) as (app, pilot):
             await pilot.press("f")
             # Staging bakes first: the followed release's countdown ticks, its gate waits.
             await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
@@ -70,27 +100,16 @@ async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
             assert "healthy" in str(table.get_row("staging")[1])
             assert "waiting" in str(table.get_row("prod-eu")[1])
             assert deploy.poll() is None
-            await pilot.press("a")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
-                           what="approve to ask first")
-            await pilot.press("y")
+            await confirmed(pilot, app, "a", "y", "approve to ask first")
             await wait_for(pilot, lambda: deploy.poll() is not None, timeout=120,
                            what="the headless release to finish")
             await wait_for(pilot, lambda: "ended ok" in header(app), timeout=60,
                            what="the console to show the end")
             await pilot.press("escape")
             await pilot.press("q")
-    finally:
-        if deploy.poll() is None:
-            deploy.kill()
-        deploy.wait(timeout=30)
     assert deploy.returncode == 0, deploy.stderr.read()
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
-    ledger = Ledger.for_config(config)
-    try:
-        approvals = [s for s in ledger.steering(release_id) if s["action"] == "gate_approve"]
-    finally:
-        ledger.close()
+    approvals = [s for s in steering(config, release_id) if s["action"] == "gate_approve"]
     # The channel lives on the first cluster in sorted order; its admin token approved.
     assert [s["by"] for s in approvals] == ["system:serviceaccount:kube-system:prod-eu-admin"]
 
@@ -102,34 +121,22 @@ async def test_the_console_follows_a_sharded_release_as_one_and_approves_it_once
     # shard 2's, shard 3 has none (sha256 of the ids). Shard 1 waits for approval through
     # its control channel; the others take its answer from the shard board.
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
     rid = "r-tui-shards"
-    shards = [subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
-                                "--strategy", "canary", "--json", "--shard", f"{k}/3",
-                                "--release-id", rid,
-                                *(["--wait-for-approval"] if k == 1 else [])],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
-              for k in (1, 2, 3)]
-    try:
-        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot, app)
-            await pilot.press("f")
-            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
-                           and "waits for approval" in header(app), timeout=120,
-                           what="the sharded release at its gate")
-            screen = app.screen
+    with ExitStack() as processes:
+        shards = [processes.enter_context(headless(
+            config, tmp_path, "--tag", "v2", "--strategy", "canary", "--json", "--shard",
+            f"{k}/3", "--release-id", rid, *(["--wait-for-approval"] if k == 1 else [])))
+            for k in (1, 2, 3)]
+        async with console(config) as (app, pilot):
+            screen = await follow(pilot, app, "waits for approval",
+                                  "the sharded release at its gate")
             assert screen.view.release_id == rid
             table = screen.query_one("#follow-clusters", DataTable)
             # One release: every shard's clusters in one table.
             assert "healthy" in str(table.get_row("staging")[1])
             assert "waiting" in str(table.get_row("prod-eu")[1])
             assert "waiting" in str(table.get_row("prod-us")[1])
-            await pilot.press("a")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
-                           what="approve to ask first")
-            await pilot.press("y")
+            await confirmed(pilot, app, "a", "y", "approve to ask first")
             await wait_for(pilot, lambda: all(s.poll() is not None for s in shards),
                            timeout=120, what="every shard to finish")
             # Ended once the last shard ended.
@@ -138,11 +145,6 @@ async def test_the_console_follows_a_sharded_release_as_one_and_approves_it_once
             assert "healthy" in str(table.get_row("prod-us")[1])
             await pilot.press("escape")
             await pilot.press("q")
-    finally:
-        for shard in shards:
-            if shard.poll() is None:
-                shard.kill()
-            shard.wait(timeout=30)
     assert [s.returncode for s in shards] == [0, 0, 0], [s.stderr.read() for s in shards]
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
 
@@ -163,19 +165,10 @@ async def test_the_follow_screen_shows_a_pause_from_outside_well_under_a_second_
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     fleet.set_faults("staging", readiness_delay=4.0)
     fleet.set_faults("prod-eu", readiness_delay=4.0)
-    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
-    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
-                               "--strategy", "parallel", "--max-parallel", "1", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    try:
-        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot, app)
-            await pilot.press("f")
-            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
-                           and "running" in header(app), timeout=120,
-                           what="the followed release")
+    with headless(config, tmp_path, "--tag", "v2", "--strategy", "parallel", "--max-parallel",
+                  "1", "--json", stdout=subprocess.PIPE) as deploy:
+        async with console(config) as (app, pilot):
+            await follow(pilot, app, "running", "the followed release")
             rid = app.screen.view.release_id
             code, _out, err = await control(config, rid, "pause")
             assert code == 0, err
@@ -187,10 +180,6 @@ async def test_the_follow_screen_shows_a_pause_from_outside_well_under_a_second_
             await pilot.press("escape")
             await pilot.press("q")
         out, _err = deploy.communicate(timeout=120)
-    finally:
-        if deploy.poll() is None:
-            deploy.kill()
-        deploy.wait(timeout=30)
     assert deploy.returncode == 0
     paused = next(e for e in map(json.loads, out.splitlines()) if e["kind"] == "paused")
     latency = shown - paused["ts"]
@@ -209,20 +198,10 @@ async def test_the_follow_screen_skips_a_cluster_and_aborts_with_rollback(
     # release and rolls back what it reached - each through the control channel.
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     seed(config, "v1")
-    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
-    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
-                               "--strategy", "canary", "--wait-for-approval", "--json"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    try:
-        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot, app)
-            await pilot.press("f")
-            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
-                           and "waits for approval" in header(app), timeout=120,
-                           what="the followed release at its gate")
-            screen = app.screen
+    with headless(config, tmp_path, *AT_GATES) as deploy:
+        async with console(config) as (app, pilot):
+            screen = await follow(pilot, app, "waits for approval",
+                                  "the followed release at its gate")
             release_id = screen.view.release_id
             table = screen.query_one("#follow-clusters", DataTable)
             table.move_cursor(row=table.get_row_index("prod-us"))
@@ -241,31 +220,17 @@ async def test_the_follow_screen_skips_a_cluster_and_aborts_with_rollback(
                                               for n in app._notifications),
                            timeout=60, what=lambda: "the skip acknowledged (notices: "
                            f"{[str(n.message) for n in app._notifications]})")
-            await pilot.press("a")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
-                           what="approve to ask first")
-            await pilot.press("n")
+            await confirmed(pilot, app, "a", "n", "approve to ask first")
             await wait_for(pilot, lambda: app.screen is screen, what="back, not approved")
-            await pilot.press("x")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
-                           what="abort to ask first")
-            await pilot.press("y")
+            await confirmed(pilot, app, "x", "y", "abort to ask first")
             await wait_for(pilot, lambda: deploy.poll() is not None, timeout=120,
                            what="the headless release to end")
             await pilot.press("escape")
             await pilot.press("q")
-    finally:
-        if deploy.poll() is None:
-            deploy.kill()
-        deploy.wait(timeout=30)
     assert deploy.returncode == 3, deploy.stderr.read()
     # Staging was reached and is back on v1; prod-eu and prod-us never moved.
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v1"] * 3
-    ledger = Ledger.for_config(config)
-    try:
-        steer = ledger.steering(release_id)
-    finally:
-        ledger.close()
+    steer = steering(config, release_id)
     done = [(s["action"], s.get("cluster")) for s in steer if not s.get("refused")]
     assert ("skip", "prod-us") in done and ("abort", None) in done, done
     assert not any(a in ("gate_approve", "approve") for a, _ in done), done
@@ -281,24 +246,11 @@ async def test_the_follow_screens_a_on_a_gate_of_two_approvals_says_one_of_two(
     config.path.write_text(config.path.read_text().replace(
         "    gates: true\n", "    gates: true\n    approvals: 2\n"))
     config = load(config.path)
-    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config.path)}
-    deploy = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--tag", "v2",
-                               "--strategy", "canary", "--wait-for-approval", "--json"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    try:
-        app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot, app)
-            await pilot.press("f")
-            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
-                           and "waits for approval (0 of 2)" in header(app), timeout=120,
-                           what="the followed release at its gate of two approvals")
-            screen = app.screen
-            await pilot.press("a")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen),
-                           what="approve to ask first")
-            await pilot.press("y")
+    with headless(config, tmp_path, *AT_GATES) as deploy:
+        async with console(config) as (app, pilot):
+            screen = await follow(pilot, app, "waits for approval (0 of 2)",
+                                  "the followed release at its gate of two approvals")
+            await confirmed(pilot, app, "a", "y", "approve to ask first")
             await wait_for(pilot, lambda: any("1 of 2 approvals" in str(n.message)
                                               for n in app._notifications),
                            timeout=60, what=lambda: "the '1 of 2' notice (notices: "
@@ -312,10 +264,6 @@ async def test_the_follow_screens_a_on_a_gate_of_two_approvals_says_one_of_two(
             assert app.screen is screen
             await pilot.press("escape")
             await pilot.press("q")
-    finally:
-        if deploy.poll() is None:
-            deploy.kill()
-        deploy.wait(timeout=30)
     assert deploy.returncode == 3, deploy.stderr.read()
     assert live_tag(fleet, "staging") == "v2"
     # The second wave never started: nothing was deployed there.

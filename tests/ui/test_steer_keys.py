@@ -12,7 +12,7 @@ from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.release_form import ReleaseFormScreen
 from console.ui.state import Phase
 
-from .test_stories import QUICK_ENGINE, SIZE, live_tag, seed, started
+from .test_stories import console, ended, live_tag, open_form_and_start, released, steering
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,12 +29,9 @@ async def release(pilot, app: ReleaseConsoleApp, tag: str) -> None:
 @story
 async def test_o_skips_a_waiting_cluster_and_the_ledger_says_skipped_by_operator(
         console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    seed(config, "v1")
+    config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
     fleet.set_faults("staging", readiness_delay=2.0)   # time to press `o` while it rolls
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await release(pilot, app, "v2")
         await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
                        what="the first cluster rolling")
@@ -42,8 +39,7 @@ async def test_o_skips_a_waiting_cluster_and_the_ledger_says_skipped_by_operator
         await pilot.press("o")   # started already: refused, nothing changes
         app.fleet.grid.go_to("prod-eu")
         await pilot.press("o")
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, what="the end")
+        await ended(pilot, app)
         assert app.state.clusters["prod-eu"].phase is Phase.SKIPPED
         assert app.state.clusters["staging"].phase is Phase.HEALTHY
         await pilot.press("q")
@@ -74,12 +70,9 @@ async def test_a_release_started_in_the_console_is_paused_and_resumed_by_control
         console_fleet) -> None:
     # The console's own release listens on the control channel like a headless deploy:
     # `release-console control ID pause` from another terminal holds its new starts.
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    seed(config, "v1")
+    config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
     fleet.set_faults("staging", readiness_delay=3.0)   # time to pause while it rolls
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await release(pilot, app, "v2")
         await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
                        what="the first cluster rolling")
@@ -97,29 +90,21 @@ async def test_a_release_started_in_the_console_is_paused_and_resumed_by_control
         assert live_tag(fleet, "prod-eu") == "v1"
         code, _out, err = await control(config, rid, "resume")
         assert code == 0, err
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, timeout=60, what="the end")
+        await ended(pilot, app, 60)
         assert app.state.release.outcome == "ok"
         await pilot.press("q")
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
-    ledger = Ledger.for_config(config)
-    try:
-        actions = [(s["action"], s["by"]) for s in ledger.steering(rid)]
-    finally:
-        ledger.close()
+    actions = [(s["action"], s["by"]) for s in steering(config, rid)]
     admin = "system:serviceaccount:kube-system:prod-eu-admin"   # the control lease's cluster
     assert ("pause", admin) in actions and ("resume", admin) in actions, actions
 
 
 @story
 async def test_t_retries_a_failed_cluster_once_the_rest_of_its_wave_ended(console_fleet) -> None:
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    seed(config, "v1")
+    config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
     fleet.set_faults("prod-eu", never_pull=["v2"])
     fleet.set_faults("prod-us", readiness_delay=3.0)   # the wave still runs after `t`
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
         await pilot.click("#strategy-parallel")
@@ -142,8 +127,7 @@ async def test_t_retries_a_failed_cluster_once_the_rest_of_its_wave_ended(consol
                        what="prod-eu deployed again")
         # Events arrive in order: prod-us ended before prod-eu started again.
         assert app.state.clusters["prod-us"].phase is Phase.HEALTHY
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, timeout=60, what="the end")
+        await ended(pilot, app, 60)
         assert eu.phase is Phase.HEALTHY
         assert app.state.release.outcome == "ok"
         rid = app.state.release.release_id
@@ -166,16 +150,9 @@ async def test_the_consoles_own_gate_is_approved_by_control_from_outside(console
     # `control ID approve` from another terminal decides it (the release goes on, the
     # question closes), and the ledger names the cluster-confirmed approver.
     from console.ui.screens.gate import GateScreen
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    seed(config, "v1")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
-        await pilot.click("#strategy-canary")
-        await pilot.click("#tag")
-        await pilot.press("v", "2", "enter")
+    config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
+    async with console(config) as (app, pilot):
+        await open_form_and_start(pilot, app, "canary", "v2")
         await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
                        and app.screen.request is not None, timeout=90, what="the gate question")
         rid = app.state.release.release_id
@@ -183,14 +160,9 @@ async def test_the_consoles_own_gate_is_approved_by_control_from_outside(console
         assert code == 0, err
         await wait_for(pilot, lambda: not any(isinstance(s, GateScreen) for s in app.screen_stack),
                        timeout=30, what="the question to close")
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, timeout=90, what="the end")
+        await ended(pilot, app, 90)
         assert app.state.release.outcome == "ok"
         await pilot.press("q")
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
-    ledger = Ledger.for_config(config)
-    try:
-        approvals = [s["by"] for s in ledger.steering(rid) if s["action"] == "gate_approve"]
-    finally:
-        ledger.close()
+    approvals = [s["by"] for s in steering(config, rid) if s["action"] == "gate_approve"]
     assert approvals == ["system:serviceaccount:kube-system:prod-eu-admin"]

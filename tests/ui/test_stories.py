@@ -101,6 +101,21 @@ async def console(config, **options: Any) -> AsyncIterator[tuple[ReleaseConsoleA
         yield app, pilot
 
 
+async def ended(pilot, app: ReleaseConsoleApp, timeout: float = 30.0) -> None:
+    """Wait until the console's release has ended (its outcome shown, nothing running)."""
+    await wait_for(pilot, lambda: not app.release_running
+                   and app.state.release.outcome is not None, timeout=timeout, what="the end")
+
+
+def steering(config, release_id: str) -> list[dict]:
+    """The ledger's steering records of `release_id`."""
+    ledger = Ledger.for_config(config)
+    try:
+        return ledger.steering(release_id)
+    finally:
+        ledger.close()
+
+
 async def open_form_and_start(pilot, app, strategy: str, tag: str, targets: str = "") -> None:
     """`n`, choose the strategy, type targets and tag, `enter`."""
     await pilot.press("n")
@@ -400,8 +415,7 @@ async def test_pause_resume_and_quit_while_a_release_runs(console_fleet) -> None
         await pilot.press("n")
         assert app.is_running
         # The engine's last event batch may land just after the run call returns.
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, what="the end")
+        await ended(pilot, app)
         assert app.state.release.outcome == "ok"
         await pilot.press("q")
     assert app.return_code == 0
