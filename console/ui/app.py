@@ -11,6 +11,7 @@ messages and are answered from a modal screen (`console.ui.gates`).
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -130,6 +131,11 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
         # The first frame first: importing the kubernetes client and reading every
         # cluster would compete with it for the interpreter.
         self.call_after_refresh(self._start_engine)
+        # Everything made so far (modules, the screens, a row per cluster) lives as long
+        # as the console: out of the collector's full passes, which otherwise walk it
+        # all a few times per release (up to 0.1 s each, keys waiting). Unfrozen when
+        # the app unmounts (a process that runs several apps, as tests do, frees them).
+        self.call_after_refresh(gc.freeze)
         if self.status_interval > 0:
             self.set_interval(self.status_interval, self._periodic_status)
 
@@ -341,6 +347,11 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
 
     @work(thread=True, exit_on_error=False, group="release")
     def _run_release(self, request: ReleaseRequest, control: RemoteControl) -> None:
+        # The result carries the pre-flight report, whose module imports the Kubernetes
+        # client: imported now (this worker, as pre-flight begins), not by the engine
+        # reader unpickling the result as the release ends - half a second or more
+        # holding the interpreter, every key pressed meanwhile waiting on it.
+        import console.preflight.model  # noqa: F401
         try:
             result = self.engine().run(request, control)
         except UserError as exc:
@@ -455,6 +466,7 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
                 pass  # the engine process is gone already
 
     def on_unmount(self) -> None:
+        gc.unfreeze()
         self.shutdown_release()
         if self._engine is not None:
             self._engine.close()

@@ -37,5 +37,5 @@ async def repainted(pilot: Any, timeout: float = 30.0) -> None:
     drawn, then one more message cycle."""
     app = pilot.app
     await wait_for(pilot, lambda: not app.bridge.pending and not app.state.pending_repaint
-                   and not app.fleet.header_stale, timeout, what="the repaint")
+                   and not app.fleet.repaint_pending, timeout, what="the repaint")
     await pilot.pause()

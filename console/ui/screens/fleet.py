@@ -17,7 +17,7 @@ from console.ui.widgets.event_log import EventLog
 from console.ui.widgets.fleet_grid import FleetGrid
 from console.ui.widgets.release_header import ReleaseHeader
 
-HEADER_EVERY = 4  # repaints (of 10 a second) per header repaint at most
+HEADER_EVERY = 4  # repaints (of 10 a second) per header and log repaint at most
 
 
 class FleetScreen(Screen):
@@ -42,6 +42,7 @@ class FleetScreen(Screen):
         self.state = state
         self.app_name = app_name
         self._header_stale = False
+        self._log_pending: list = []   # log lines waiting for the throttled repaint
         self._flushes = 0
 
     def compose(self) -> ComposeResult:
@@ -69,22 +70,31 @@ class FleetScreen(Screen):
     # -- called by the app's refresh timer --------------------------------------------
 
     def flush(self, dirty: set[str], release_dirty: bool, lines: list) -> None:
-        """Repaint what the view model says changed (the header at most 2.5 times a
-        second: its counts change with every cluster, and it is a costly repaint)."""
+        """Repaint what the view model says changed: the rows at once; the header and
+        the event log at most 2.5 times a second (the header's counts change with every
+        cluster and it is a costly repaint; each batch of log lines that makes the log
+        longer costs a layout of the whole screen - a thousand clusters starting wrote
+        to it, and laid the screen out, ten times a second)."""
         if dirty:
             self.grid.repaint(dirty)
         self._header_stale = self._header_stale or release_dirty
+        self._log_pending.extend(lines)
+        del self._log_pending[:-FleetState.LOG_LINES]   # the log keeps no more
         self._flushes += 1
-        if self._header_stale and self._flushes % HEADER_EVERY == 0:
+        if self._flushes % HEADER_EVERY:
+            return
+        if self._header_stale:
             self._header_stale = False
             self.header.update_release()
-        if lines:
-            self.log_view.add(lines)
+        if self._log_pending:
+            pending, self._log_pending = self._log_pending, []
+            self.log_view.add(pending)
 
     @property
-    def header_stale(self) -> bool:
-        """Whether the release header waits for its next (throttled) repaint."""
-        return self._header_stale
+    def repaint_pending(self) -> bool:
+        """Whether the release header or log lines wait for their next (throttled)
+        repaint."""
+        return self._header_stale or bool(self._log_pending)
 
     def tick(self) -> None:
         """Once a second: running clocks."""
