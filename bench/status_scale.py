@@ -182,7 +182,7 @@ def main() -> int:
             seed(config.parent, image, shown)
             print(f"fleet: {args.clusters} simulated clusters in one process, Deployments "
                   f"created in {time.perf_counter() - began:.1f} s")
-            env = bytecode_env(tmp / "pycache", compiled=not args.no_bytecode)
+            env = bytecode_env(compiled=not args.no_bytecode)
             print("  (bytecode " + ("compiled beforehand, as `pip install .` does)"
                                     if not args.no_bytecode else
                                     "compiled by each run: --no-bytecode)"))

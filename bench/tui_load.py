@@ -64,16 +64,16 @@ def fleet_file(n: int, history: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bytecode_env(directory: Path, compiled: bool = True) -> dict[str, str]:
+def bytecode_env(compiled: bool = True) -> dict[str, str]:
     """The environment a console child runs in. `compiled`: with the console's bytecode
-    compiled beforehand into `directory`, as `pip install .` compiles it at install time
-    - a source checkout run with PYTHONDONTWRITEBYTECODE=1 (as on the shared machine)
-    compiles every module it imports again at each start, which is not what a user's
-    console pays. Without `compiled`, the environment as it is."""
+    compiled beforehand (next to the sources, in `__pycache__`, which git ignores), as
+    `pip install .` compiles it at install time - a source checkout run with
+    PYTHONDONTWRITEBYTECODE=1 (as on the shared machine) compiles every console module
+    it imports again at each start, which is not what a user's console pays. Without
+    `compiled`, the environment as it is."""
     env = dict(os.environ)
     if compiled:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(directory)
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "console")],
                        env=env, check=True, cwd=ROOT)
     return env
@@ -231,7 +231,7 @@ def main() -> int:
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             config_path = Path(sim.stdout.readline().strip())
-            env = bytecode_env(Path(tmp) / "pycache", compiled=not args.no_bytecode)
+            env = bytecode_env(compiled=not args.no_bytecode)
             frames = measure_first_frame(config_path, env)
             result = asyncio.run(drive(config_path, max_parallel))
             load = " ".join(f"{x:.2f}" for x in os.getloadavg())
