@@ -8,16 +8,25 @@ from __future__ import annotations
 import pytest
 
 from console.config import load
-from console.history import Ledger
-from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.gate import GateScreen
 from console.ui.screens.release_form import ReleaseFormScreen
 
 from .test_steer_keys import control
-from .test_stories import QUICK_ENGINE, SIZE, live_tag, seed, started
+from .test_stories import console, ended, live_tag, released, seed, steering
 from .ui_helpers import story, wait_for
 
 pytestmark = pytest.mark.timeout(180)
+
+
+async def paused_and_resumed(pilot, app) -> str:
+    """`p` pauses the console's release, `p` resumes it; once it ended, `q`. Its id."""
+    rid = app.state.release.release_id
+    await pilot.press("p")
+    await wait_for(pilot, lambda: app.state.release.paused, what="paused")
+    await pilot.press("p")
+    await ended(pilot, app, 60)
+    await pilot.press("q")
+    return rid
 
 
 def other_person(config, fleet, username: str):
@@ -46,9 +55,7 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
     config.path.write_text(text.replace("    gates: true\n", "    gates: true\n    approvals: 2\n"))
     config = load(config.path)
     seed(config, "v1")
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
         await pilot.click("#strategy-canary")
@@ -71,16 +78,11 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
         # A second person (their own token) gives the second approval.
         code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
         assert code == 0, err
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, timeout=90, what="the end")
+        await ended(pilot, app, 90)
         assert app.state.release.outcome == "ok"
         await pilot.press("q")
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
-    ledger = Ledger.for_config(config)
-    try:
-        steer = ledger.steering(rid)
-    finally:
-        ledger.close()
+    steer = steering(config, rid)
     decided = [s["by"] for s in steer if s["action"] == "gate_approve"]
     assert len(decided) == 1
     # Both: the console's person as the release's cluster names them (local name beside
@@ -94,31 +96,12 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
 @story
 async def test_the_consoles_own_pause_records_the_identity_the_cluster_confirms(
         console_fleet) -> None:
-    from console.ui.state import Phase
-
-    from .test_steer_keys import release
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    seed(config, "v1")
-    fleet.set_faults("staging", readiness_delay=2.0)   # time to pause while it rolls
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
-        await release(pilot, app, "v2")
-        await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
-                       what="the first cluster rolling")
-        rid = app.state.release.release_id
-        await pilot.press("p")
-        await wait_for(pilot, lambda: app.state.release.paused, what="paused")
-        await pilot.press("p")
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, timeout=60, what="the end")
-        await pilot.press("q")
-    ledger = Ledger.for_config(config)
-    try:
-        steer = ledger.steering(rid)
-        by = {s["action"]: s["by"] for s in steer}
-    finally:
-        ledger.close()
+    from .test_steer_keys import staging_rolling
+    # staging's pods get ready after 2.0 s: time to pause while it rolls
+    async with staging_rolling(console_fleet, 2.0) as (config, fleet, app, pilot):
+        rid = await paused_and_resumed(pilot, app)
+    steer = steering(config, rid)
+    by = {s["action"]: s["by"] for s in steer}
     # The cluster's name for the fleet file's credentials, the local name beside it.
     assert "paused" in by, steer
     assert by["paused"].startswith("system:serviceaccount:kube-system:") and \
@@ -138,24 +121,12 @@ async def test_the_consoles_identity_comes_from_the_releases_own_cluster(console
     assert config.ids[0] == "staging"
     seed(config, "v1")
     fleet.set_faults("prod-eu", readiness_delay=2.0)   # time to pause while it rolls
-    app = ReleaseConsoleApp(config, status_interval=0, engine_options=QUICK_ENGINE)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with console(config) as (app, pilot):
         await open_form_and_start(pilot, app, "serial", "v2", targets="prod")
         await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is Phase.ROLLING,
                        what="the first target rolling")
-        rid = app.state.release.release_id
-        await pilot.press("p")
-        await wait_for(pilot, lambda: app.state.release.paused, what="paused")
-        await pilot.press("p")
-        await wait_for(pilot, lambda: not app.release_running
-                       and app.state.release.outcome is not None, timeout=60, what="the end")
-        await pilot.press("q")
+        rid = await paused_and_resumed(pilot, app)
     assert live_tag(fleet, "staging") == "v1"
-    ledger = Ledger.for_config(config)
-    try:
-        by = {s["action"]: s["by"] for s in ledger.steering(rid)}
-    finally:
-        ledger.close()
+    by = {s["action"]: s["by"] for s in steering(config, rid)}
     assert by.get("paused") == f"system:serviceaccount:kube-system:prod-eu-admin ({app.operator})", by
     assert by.get("resumed") == by["paused"]

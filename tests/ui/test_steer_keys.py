@@ -5,6 +5,10 @@ outside (item 2): `release-console control ID pause` as a real process holds it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import pytest
 
 from console.history import Ledger
@@ -26,15 +30,26 @@ async def release(pilot, app: ReleaseConsoleApp, tag: str) -> None:
     await pilot.press(*tag, "enter")
 
 
-@story
-async def test_o_skips_a_waiting_cluster_and_the_ledger_says_skipped_by_operator(
-        console_fleet) -> None:
+@asynccontextmanager
+async def staging_rolling(console_fleet, delay: float
+                          ) -> AsyncIterator[tuple[Any, Any, ReleaseConsoleApp, Any]]:
+    """The console on staging, prod-eu and prod-us at v1 with a serial release of v2
+    started through the form, once its first cluster (staging, whose pods get ready after
+    `delay` s: time to act while it rolls) rolls; (config, fleet, app, pilot)."""
     config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
-    fleet.set_faults("staging", readiness_delay=2.0)   # time to press `o` while it rolls
+    fleet.set_faults("staging", readiness_delay=delay)
     async with console(config) as (app, pilot):
         await release(pilot, app, "v2")
         await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
                        what="the first cluster rolling")
+        yield config, fleet, app, pilot
+
+
+@story
+async def test_o_skips_a_waiting_cluster_and_the_ledger_says_skipped_by_operator(
+        console_fleet) -> None:
+    # staging's pods get ready after 2.0 s: time to press `o` while it rolls
+    async with staging_rolling(console_fleet, 2.0) as (config, fleet, app, pilot):
         app.fleet.grid.go_to("staging")
         await pilot.press("o")   # started already: refused, nothing changes
         app.fleet.grid.go_to("prod-eu")
@@ -70,12 +85,8 @@ async def test_a_release_started_in_the_console_is_paused_and_resumed_by_control
         console_fleet) -> None:
     # The console's own release listens on the control channel like a headless deploy:
     # `release-console control ID pause` from another terminal holds its new starts.
-    config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
-    fleet.set_faults("staging", readiness_delay=3.0)   # time to pause while it rolls
-    async with console(config) as (app, pilot):
-        await release(pilot, app, "v2")
-        await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
-                       what="the first cluster rolling")
+    # staging's pods get ready after 3.0 s: time to pause while it rolls
+    async with staging_rolling(console_fleet, 3.0) as (config, fleet, app, pilot):
         rid = app.state.release.release_id
         code, out, err = await control(config, rid, "pause")
         assert code == 0, err
