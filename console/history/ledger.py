@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from console.history import reading
 from console.history.latest import LatestIndex
 from console.history.operator import Operator, author_of, current_operator
 from console.history.queries import LedgerReading
 from console.history.reading import find_release_line
 from console.history.records import (
-    BAKE_PREFIX, DRILL_PREFIX, HISTORY_DIR, STEER_PREFIX, HUMAN_LOG, OUTCOMES,
+    HISTORY_DIR, HUMAN_LOG, OUTCOMES,
     ClusterOutcome, HistoryError,
     PushResult, Release, encode, release_from, utc_now, write_line,
 )
@@ -363,11 +362,6 @@ class Ledger(LedgerReading):
                                  f"{'refused ' if refused is not None else ''}{action}"
                                  f"{' ' + cluster if cluster else ''} by {by or '?'}")
 
-    def steering(self, release_id: str | None = None) -> list[dict[str, Any]]:
-        """The recorded steering actions (of one release), oldest first."""
-        return [rec for rec in reading.records([self.file], prefixes=(STEER_PREFIX,))
-                if release_id is None or rec.get("release") == release_id]
-
     def record_bake(self, release_id: str, *, wave: int, seconds: float, ok: bool,
                     failed: Sequence[str] = (), completed: bool = True,
                     start: str | None = None) -> None:
@@ -377,15 +371,6 @@ class Ledger(LedgerReading):
                           "seconds": round(float(seconds), 3), "ok": bool(ok),
                           "failed": list(failed), "completed": bool(completed),
                           "start": start or utc_now(), "end": utc_now()})
-
-    def bakes(self, release_id: str | None = None) -> list[dict[str, Any]]:
-        """The recorded bakes (of one release), oldest first."""
-        return [rec for rec in reading.records([self.file], prefixes=(BAKE_PREFIX,))
-                if release_id is None or rec.get("release") == release_id]
-
-    def drills(self) -> list[dict[str, Any]]:
-        """The recorded rollback drills, oldest first."""
-        return list(reading.records([self.file], prefixes=(DRILL_PREFIX,)))
 
     def _append(self, rec: Mapping[str, Any]) -> None:
         """Append one line durably: one write, then fsync (the file is created if absent)."""

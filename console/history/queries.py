@@ -1,5 +1,6 @@
 """The reading side of the Ledger: releases and their history, unfinished releases and
-their reconciliation, the version matrix and the last good version of a cluster.
+their reconciliation, the version matrix and the last good version of a cluster, and the
+steering, bake and drill records.
 
 `LedgerReading` is a base class of `console.history.ledger.Ledger`; it reads what the
 Ledger's writing methods recorded (the record files, the `LatestIndex`) and holds no
@@ -16,13 +17,15 @@ from typing import Any
 from console.history import reading, reconcile
 from console.history.latest import LatestIndex
 from console.history.reading import record_files
-from console.history.records import ClusterOutcome, MatrixRow, Release
+from console.history.records import (BAKE_PREFIX, DRILL_PREFIX, STEER_PREFIX, ClusterOutcome,
+                                     MatrixRow, Release)
 
 
 class LedgerReading:
     """The Ledger's queries (see the module doc); the attributes are the Ledger's."""
 
     path: Path
+    file: Path          # this app's record file
     app: str
     latest: LatestIndex
     _lock: threading.RLock
@@ -122,3 +125,17 @@ class LedgerReading:
         """The last version recorded healthy on `cluster` (for `rollback --to last-good`)."""
         _, good = self.latest.lookup([cluster])[cluster]
         return good["version"] if good else None
+
+    def steering(self, release_id: str | None = None) -> list[dict[str, Any]]:
+        """The recorded steering actions (of one release), oldest first."""
+        return [rec for rec in reading.records([self.file], prefixes=(STEER_PREFIX,))
+                if release_id is None or rec.get("release") == release_id]
+
+    def bakes(self, release_id: str | None = None) -> list[dict[str, Any]]:
+        """The recorded bakes (of one release), oldest first."""
+        return [rec for rec in reading.records([self.file], prefixes=(BAKE_PREFIX,))
+                if release_id is None or rec.get("release") == release_id]
+
+    def drills(self) -> list[dict[str, Any]]:
+        """The recorded rollback drills, oldest first."""
+        return list(reading.records([self.file], prefixes=(DRILL_PREFIX,)))
