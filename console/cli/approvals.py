@@ -38,7 +38,9 @@ def headless_approver(yes: bool, stream: TextIO | None = None, *, engine: Engine
         if engine is None:
             return operator_name(), False
         from console.engine.steering_client import whoami
-        reached = sorted(r.cluster for r in request.results) or list(request.next_clusters)
+        # `here`: this process's own (a shard's results include the other shards').
+        reached = sorted(request.here or (r.cluster for r in request.results)) or \
+            list(request.next_clusters)
         run = engine.run_holding(reached[0])
         lock = run.release_lock if run is not None else None
         return whoami(engine, lock.leases[0].cluster if lock and lock.leases else reached[0])

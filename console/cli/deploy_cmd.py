@@ -4,7 +4,8 @@
         [--order a,b] [--max-parallel N] [--max-failures N|P%] [--yes] [--build] [--json]
         [--junit FILE] [--override-freeze --reason TEXT]
         [--wait-for-approval [--gate-timeout 1h]] [--config F]
-        [--release-id ID] [--shard K/N --release-id ID [--shard-timeout S]]
+        [--release-id ID] [--shard K/N --release-id ID [--shard-timeout S]
+        [--shard-board CLUSTER]]
 
 Without `--tag` the tag is `<short commit>-<build>` (`console.version_tag`): the app
 repository's HEAD (the directory of the fleet file) and `$BUILD_NUMBER`, else the next
@@ -26,7 +27,9 @@ A cluster in an open freeze window of the fleet file (`freeze:`) fails pre-fligh
 window that opens during the release stops new starts (exit 3).
 With `--shard K/N` this process releases the K-th of N stable slices of the clusters;
 the N processes (same flags and `--release-id`) keep pre-flight, waves, gates (shard 1
-answers them) and the failure budget global (`console.engine.shards`, `docs/scale.md`).
+answers them) and the failure budget global on a shard board every shard must reach
+(`--shard-board`); each shard listens on the control channel for its own clusters
+(`console.engine.shards`, `docs/scale.md`).
 Exit codes: 0 all healthy; 1 the release failed (failed clusters rolled back); 2 bad
 input or pre-flight failure, nothing touched; 3 stopped at a gate, by a freeze window
 that opened, or aborted.
@@ -279,6 +282,10 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
     parser.add_argument("--release-id", metavar="ID", default=None,
                         help="the release id (default: a new one); with --shard every "
                              "shard passes the same, e.g. r-$BUILD_NUMBER")
+    parser.add_argument("--shard-board", metavar="CLUSTER", default=None,
+                        help="with --shard: the cluster of the fleet file holding the shard "
+                             "board, one every shard reaches (default: the first target in "
+                             "sorted order); the same in every shard")
     parser.add_argument("--shard-timeout", type=seconds, default=120.0, metavar="S",
                         help="with --shard: seconds without a heartbeat from another shard "
                              "before this one takes it as gone and fails the gate (exit 3; "
@@ -388,9 +395,14 @@ def run(args: argparse.Namespace) -> int:
                                   "release passes the same one")
         if args.shard_timeout <= 0:
             raise ValidationError("--shard-timeout must be more than 0")
+        if args.shard_board is not None and args.shard_board not in config.ids:
+            raise ValidationError(f"--shard-board {args.shard_board}: no such cluster in "
+                                  f"{config.path}")
         request = replace(request, shard=shard, release_id=args.release_id,
-                          shard_timeout=args.shard_timeout)
+                          shard_timeout=args.shard_timeout, shard_board=args.shard_board)
         validate_release_id(args.release_id, "--release-id")
+    elif args.shard_board is not None:
+        raise ValidationError("--shard-board goes with --shard")
     elif args.release_id:
         from dataclasses import replace
 
@@ -408,9 +420,10 @@ def run(args: argparse.Namespace) -> int:
         refuse_yes_for_approvals(config, plan)
     try:
         with recorded(config, engine):
-            # Every headless release listens on the control channel while it runs.
-            # Of a sharded release only shard 1 listens: it answers the gates for all.
-            control = ReleaseControl(steerable=shard is None or shard[0] == 1)
+            # Every headless release listens on the control channel while it runs; of a
+            # sharded release every shard does, for its own clusters (shard 1 also
+            # answers the gates for all: `console.engine.shards.taker`).
+            control = ReleaseControl(steerable=True)
             approver = wait_for_approval(control, args.gate_timeout) \
                 if args.wait_for_approval else headless_approver(args.yes, engine=engine,
                                                                  control=control)

@@ -67,6 +67,9 @@ class ReleaseRequest:
     # Seconds a shard waits for another shard that stopped reporting (its heartbeat on
     # the shard board unchanged) before it fails the gate (`deploy --shard-timeout`).
     shard_timeout: float = 120.0
+    # The cluster holding the shard board (`deploy --shard-board`); None: the first
+    # target of the whole release in sorted order.
+    shard_board: str | None = None
 
 
 class GateDecision(str, Enum):
@@ -114,6 +117,9 @@ class GateRequest:
     approvals: int = 1
     # Seconds the finished wave was watched once healthy (its bake); the gate opens after.
     baked: float = 0.0
+    # The finished clusters this process released: of a release run as shards its own
+    # slice (`results` has every shard's); () when `results` are all its own.
+    here: tuple[str, ...] = ()
 
     @property
     def next_wave(self) -> int:

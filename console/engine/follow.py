@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from console.engine.steering_client import moves_of, read_leases
+from console.engine.steering_client import live_state, read_leases
 from console.errors import UserError
 from console.kube.client import ClusterError
 from console.kube.watch_reader import WatchReader
@@ -92,8 +92,11 @@ class FollowView:
         if not isinstance(gate, dict):
             return None
         by = gate.get("approved_by") or []
+        done = gate.get("finished") if isinstance(gate.get("finished"), dict) else {}
+        so_far = ", ".join(f"{n} {o}" for o, n in sorted(done.items()))
         return (f"gate before wave {int(gate.get('wave', 0)) + 1} "
-                f"({', '.join(gate.get('clusters') or [])}) waits for approval "
+                f"({', '.join(gate.get('clusters') or [])}) "
+                + (f"after {so_far} " if so_far else "") + "waits for approval "
                 f"({len(by)} of {gate.get('approvals', 1)}"
                 f"{': ' + ', '.join(by) if by else ''}): "
                 f"release-console control {self.release_id} approve")
@@ -122,10 +125,9 @@ def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
     view.holders = [v.cluster for v in leases if v.release == release_id]
     # The live state is on the lease the release listens on now: after its channel moved
     # (its control lease's cluster was down) an older announcement may be left on the
-    # first one - the one with the most moves is the live one.
-    announced = [lease for lease in leases if lease.steering.get("release") == release_id]
-    if announced:
-        view.steering = max(announced, key=moves_of).steering
+    # first one - the one with the most moves is the live one. A release run as shards
+    # listens once per shard: one state for all (`live_state`).
+    view.steering = live_state(leases, release_id)
     targets: list[str] = list(view.holders)
     if record is not None:
         view.recorded = True

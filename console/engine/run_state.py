@@ -45,8 +45,10 @@ class ReleaseRun:
     started: set[str] = field(default_factory=set)
     # Clusters an operator took over mid-release (a manual rollback), and by whom.
     handed_over: dict[str, str] = field(default_factory=dict)
-    # The next wave's index while the release waits at its gate (None: no gate waits).
+    # The next wave's index while the release waits at its gate (None: no gate waits),
+    # and the finished clusters it shows counted by outcome (every shard's when sharded).
     gate_waiting: int | None = None
+    gate_finished: dict[str, int] = field(default_factory=dict)
     # The wave baking now and when its bake ends (epoch s), for followers (None: none).
     baking: tuple[int, float] | None = None
     # Set once the last wave's clusters all ended: a retry or skip asked now would never

@@ -37,13 +37,18 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from console.engine.api import Approver, GateAnswer, GateDecision, GateRequest, Outcome
+from console.engine.api import (Approver, ClusterResult, GateAnswer, GateDecision,
+                                GateRequest, Outcome, ReleaseRequest)
+from console.errors import UserError
+from console.kube.client import ClusterError
 from console.locks import shards as wire
 from console.locks.control import ChannelError
+from console.plan import shard_of
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
     from console.engine.run_state import ReleaseRun
+    from console.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ POLL = 0.5                 # s between looks at the board while waiting
 BEAT_MAX = 5.0             # s between heartbeats at most
 PREFLIGHT = -1             # the "wave" a shard has finished once its pre-flight passed
 STARTING = -2              # before that
+NAMED = 200                # clusters not healthy a shard names on the board (the rest counted)
 # A shard ending this way stops every shard (a failed pre-flight, a rejected gate, an
 # abort, a lost lock); a failed release only spends the shared budget.
 STOPS_ALL = (Outcome.PREFLIGHT_FAILED, Outcome.ABORTED, Outcome.STOPPED)
@@ -76,6 +82,8 @@ class ShardBoard:
         self.request_timeout = engine.request_timeout
         self.entry: dict[str, Any] = {"wave": STARTING, "failures": 0, "beat": 0}
         self.run: ReleaseRun | None = None
+        self.whole: Plan | None = None      # the whole release's plan (every shard's)
+        self.tag = ""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -101,6 +109,7 @@ class ShardBoard:
             entry = dict(self.entry)
         if self.run is not None:
             entry["failures"] = len(self.run.failed)
+            entry["results"] = self._results()
 
         def edit(board: dict[str, Any]) -> None:
             board.setdefault("of", self.shards)
@@ -151,7 +160,8 @@ class ShardBoard:
 
     def close(self, outcome: Outcome, why: str) -> None:
         """This shard ended: stop beating, publish the end (and a stop for all when the
-        way it ended stops the release everywhere)."""
+        way it ended stops the release everywhere). The last shard to end - every other
+        one ended or was found gone - takes the release's board off the lease."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.request_timeout * 2 + 1)
@@ -159,7 +169,94 @@ class ShardBoard:
         if outcome in STOPS_ALL:
             self.stop_all(f"shard {self.label} ended {outcome.value}: {why}"[:300])
 
+        def clean(board: dict[str, Any]) -> None:
+            entries = board.get("shards") or {}
+            if all(isinstance(e := entries.get(str(k)), dict) and (e.get("ended") or e.get("gone"))
+                   for k in range(1, self.shards + 1)):
+                board.clear()
+        try:
+            wire.update(self.kube, self.namespace, self.name, self.release_id, clean,
+                        self.request_timeout)
+        except ChannelError as exc:
+            log.warning("release %s shard %s: shard board not cleaned up on %s: %s",
+                        self.release_id, self.label, self.coordinator, exc)
+
+    def _mark_gone(self, k: int) -> None:
+        """Note on the board that shard `k` stopped reporting (so the last shard to end
+        still cleans the board up)."""
+        def edit(board: dict[str, Any]) -> None:
+            entry = board.setdefault("shards", {}).setdefault(str(k), {})
+            if isinstance(entry, dict) and not entry.get("ended"):
+                entry["gone"] = self.shard
+        try:
+            wire.update(self.kube, self.namespace, self.name, self.release_id, edit,
+                        self.request_timeout)
+        except ChannelError:
+            pass   # the board itself is unreachable: nothing to clean up there either
+
+    def _results(self) -> dict[str, Any]:
+        """This shard's results so far for the others' gates: counts by outcome, and the
+        clusters that did not end healthy by name (up to NAMED, errors cut short)."""
+        assert self.run is not None
+        with self.run.lock:
+            results = list(self.run.results.values())
+        counts: dict[str, int] = {}
+        named: dict[str, list[str]] = {}
+        for r in results:
+            counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+            if r.outcome is not Outcome.HEALTHY and len(named) < NAMED:
+                named[r.cluster] = [r.outcome.value, (r.error or "")[:120]]
+        return {"counts": counts, "named": named}
+
     # -- reading -----------------------------------------------------------------------
+
+    def gate_view(self, next_wave: int, own: list[ClusterResult]
+                  ) -> tuple[list[ClusterResult], tuple[str, ...], dict[str, int]]:
+        """What a gate shows of the whole release (read after the barrier, so every
+        shard published the waves before it): every shard's finished clusters in plan
+        order (`own` for this shard's; another shard's healthy ones are those it did not
+        name), the whole next wave, and the finished clusters counted by outcome."""
+        try:
+            board = wire.read(self.kube, self.namespace, self.name, self.release_id,
+                              self.request_timeout)
+        except ChannelError as exc:
+            log.warning("release %s shard %s: shard board: %s", self.release_id,
+                        self.label, exc)
+            board = {}
+        entries = board.get("shards") or {}
+        whole = self.whole
+        mine = {r.cluster: r for r in own}
+        results: list[ClusterResult] = []
+        counts: dict[str, int] = {}
+        for r in own:
+            counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+        for k, entry in entries.items():
+            if k != str(self.shard) and isinstance(entry, dict):
+                told = (entry.get("results") or {}).get("counts") or {}
+                for outcome, n in told.items():
+                    counts[outcome] = counts.get(outcome, 0) + int(n)
+        for wave in (whole.waves[:next_wave] if whole else ()):
+            for cid in wave.clusters:
+                k = shard_of(cid, self.shards)
+                if k == self.shard:
+                    if cid in mine:
+                        results.append(mine[cid])
+                    continue
+                told = (entries.get(str(k)) or {}).get("results") or {}
+                named = (told.get("named") or {}).get(cid)
+                # Unnamed is healthy only when the shard named every other ending.
+                all_named = sum(int(n) for o, n in (told.get("counts") or {}).items()
+                                if o != Outcome.HEALTHY.value) == len(told.get("named") or {})
+                if isinstance(named, list) and len(named) == 2 and \
+                        named[0] in {o.value for o in Outcome}:
+                    results.append(ClusterResult(cid, named[0], None, self.tag,
+                                                 error=named[1] or None))
+                elif told and all_named:
+                    results.append(ClusterResult(cid, Outcome.HEALTHY, None, self.tag))
+        following = whole.waves[next_wave].clusters if whole and next_wave < len(whole.waves) \
+            else ()
+        return results, tuple(following), counts
+
 
     def _count_others(self, board: dict[str, Any]) -> None:
         if self.run is None:
@@ -175,15 +272,24 @@ class ShardBoard:
         ended; raises `ShardStop` when a shard stopped the release, a shard is gone
         (no change of its entry for `timeout` s), or `cancel` is set."""
         seen: dict[int, tuple[str, float]] = {}
+        unread_since: float | None = None
         while True:
             now = time.monotonic()
             try:
                 board = wire.read(self.kube, self.namespace, self.name, self.release_id,
                                   self.request_timeout)
+                unread_since = None
             except ChannelError as exc:
                 log.warning("release %s shard %s: shard board: %s", self.release_id,
                             self.label, exc)
                 board = {}
+                unread_since = now if unread_since is None else unread_since
+                if now - unread_since > self.timeout:
+                    # Not the others gone: this shard lost the board.
+                    raise ShardStop(f"shard {self.label} cannot reach the shard board on "
+                                    f"cluster {self.coordinator!r} for {self.timeout:g}s "
+                                    f"({exc}): {what} fails") from None
+                seen.clear()
             stop = board.get("stop")
             if isinstance(stop, dict) and stop.get("by") != self.shard:
                 raise ShardStop(str(stop.get("why") or f"shard {stop.get('by')} stopped"))
@@ -199,10 +305,12 @@ class ShardBoard:
                 if k not in seen or seen[k][0] != mark:
                     seen[k] = (mark, now)
                 elif now - seen[k][1] > self.timeout:
-                    state = "never reported" if entry is None else \
+                    state = (f"never reported: can it reach the shard board on cluster "
+                             f"{self.coordinator!r}?") if entry is None else \
                         f"last reported wave {int(entry.get('wave', STARTING)) + 1} done"
                     if entry is not None and int(entry.get("wave", STARTING)) < 0:
                         state = "never passed pre-flight"
+                    self._mark_gone(k)
                     raise ShardStop(f"shard {k}/{self.shards} stopped reporting ({state}; "
                                     f"no heartbeat for {self.timeout:g}s): {what} fails")
                 waiting.append(k)
@@ -263,10 +371,62 @@ class ShardBoard:
         return wait
 
 
-def coordinator(targets: Any) -> str:
-    """The cluster holding the shard board: the first target of the whole release in
-    sorted order (every shard computes the same)."""
-    return sorted(targets)[0]
+def taker(action: str, cluster: str | None, shards: int) -> int | None:
+    """The shard that takes a control request (`release-console control`) of a release
+    run as `shards` shards: shard 1 answers the gates (approve, reject), the shard that
+    owns CLUSTER skips or retries it; None: every shard (pause, resume and abort act on
+    each shard's own clusters)."""
+    if action in ("approve", "reject"):
+        return 1
+    if action in ("skip", "retry") and cluster:
+        return shard_of(cluster, shards)
+    return None
 
 
-__all__ = ["PREFLIGHT", "ShardBoard", "ShardStop", "coordinator"]
+def coordinator(targets: Any, named: str | None = None) -> str:
+    """The cluster holding the shard board: `named` (`deploy --shard-board CLUSTER`),
+    else the first target of the whole release in sorted order (every shard computes
+    the same)."""
+    return named or sorted(targets)[0]
+
+
+class BoardUnreachable(UserError):
+    """This shard cannot use the shard board (exit 2, nothing touched)."""
+
+
+def open_board(engine: Engine, request: ReleaseRequest, release_id: str) -> ShardBoard | None:
+    """This shard's end of the shard board, written once and beating (None: not
+    sharded); raises `BoardUnreachable` naming the board's cluster when this shard
+    cannot reach it."""
+    if request.shard is None:
+        return None
+    from dataclasses import replace
+    whole = engine.plan(replace(request, shard=None))
+    where = coordinator(whole.targets, request.shard_board)
+    label = "{}/{}".format(*request.shard)
+    try:
+        board = ShardBoard(engine, release_id, request.shard[0], request.shard[1], where,
+                           request.shard_timeout)
+        board.whole, board.tag = whole, request.tag
+        try:
+            board.publish()
+        except ChannelError as exc:
+            if exc.status != 404:
+                raise
+            # The cluster answered; the app's namespace is not there yet (it comes with
+            # a first release): made as a release's lock makes it, then written again.
+            engine.driver(where).ensure_namespace()
+            board.publish()
+    except (ChannelError, ClusterError, UserError) as exc:
+        how = ("named by --shard-board" if request.shard_board else
+               "the first target in sorted order; --shard-board CLUSTER names another, "
+               "the same in every shard")
+        raise BoardUnreachable(
+            f"shard {label} cannot reach the shard board on cluster {where!r} ({how}): "
+            f"{exc}. Every shard must reach that cluster; nothing was touched") from None
+    board.start_beating()
+    return board
+
+
+__all__ = ["PREFLIGHT", "BoardUnreachable", "ShardBoard", "ShardStop", "coordinator",
+           "open_board", "taker"]

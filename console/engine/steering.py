@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from console.engine.api import GateAnswer, GateDecision
+from console.engine.shards import taker
 from console.events import Kind
 from console.kube.watch_reader import WatchReader
 from console.locks import control as wire
@@ -159,6 +160,9 @@ class Channel:
         gate = self.run.gate_waiting
         state: dict[str, Any] = {"release": self.run.release_id,
                                  "paused": self.run.control.paused}
+        if self.run.plan.shard is not None:
+            # Every shard listens on a lease of its own (`console.engine.shards.taker`).
+            state["shard"] = "{}/{}".format(*self.run.plan.shard)
         if self.moves:
             # An announcement left on a lease whose cluster was down is older: the
             # asking end takes the highest.
@@ -172,9 +176,12 @@ class Channel:
                              "gate": wave + 1 < len(waves) and waves[wave + 1].gate_before}
         if gate is not None:
             strategy = self.engine.config.strategies.get(self.run.plan.strategy)
-            state["gate"] = {"wave": gate, "clusters": list(self.run.plan.waves[gate].clusters),
+            # Of a release run as shards the whole wave (`ShardBoard.whole`).
+            plan = getattr(self.run.shards, "whole", None) or self.run.plan
+            state["gate"] = {"wave": gate, "clusters": list(plan.waves[gate].clusters),
                              "approvals": strategy.approvals if strategy else 1,
-                             "approved_by": self._approved(gate)}
+                             "approved_by": self._approved(gate),
+                             "finished": dict(self.run.gate_finished)}
         return state
 
     def _loop(self) -> None:
@@ -242,6 +249,11 @@ class Channel:
             self.handled.add(rid)
             if request.get("release") not in (None, "", self.run.release_id):
                 continue   # left on this (stand-in) lease for an earlier release
+            shard = self.run.plan.shard
+            if shard is not None and taker(str(request.get("action") or ""),
+                                           request.get("cluster") or None,
+                                           shard[1]) not in (None, shard[0]):
+                continue   # another shard's to take (its proof is on this lease too)
             try:
                 ok, detail = self._take(request)
                 answers[rid] = {"ok": ok, "detail": detail}

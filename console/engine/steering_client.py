@@ -19,6 +19,7 @@ from console.errors import UserError
 from console.kube.client import ClusterError
 from console.locks import control as wire
 from console.locks import lease_name
+from console.plan import shard_of
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
@@ -99,33 +100,45 @@ REDUCING = ("pause", "abort", "reject")
 
 
 def control_lease(engine: Engine, release_id: str) -> LeaseView:
-    """The lease the running `release_id` listens on; raises `NothingToSteer`."""
+    """The lease the running `release_id` listens on (of a sharded release: the lowest
+    shard's); raises `NothingToSteer`."""
     return release_leases(engine, release_id)[0]
 
 
 def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[LeaseView]]:
-    """The lease the running `release_id` listens on, and every other lease it holds
-    that could be read; raises `NothingToSteer`. A release whose control lease cannot
-    be read moves its channel to another of its leases (`console.engine.steering`):
-    while it has not yet, this waits up to FAILOVER_WAIT s for it."""
+    """The lease the running `release_id` listens on (of a sharded release: the lowest
+    shard's), and every other lease it holds that could be read; raises
+    `NothingToSteer`."""
+    listening, others = listening_leases(engine, release_id)
+    return listening[0], listening[1:] + others
+
+
+def listening_leases(engine: Engine, release_id: str
+                     ) -> tuple[list[LeaseView], list[LeaseView]]:
+    """The leases the running `release_id` listens on - one, or one per shard of a
+    release run as shards (`deploy --shard`), in shard order - and every other lease it
+    holds that could be read; raises `NothingToSteer`. A release whose control lease
+    cannot be read moves its channel to another of its leases (`console.engine.
+    steering`): while it has not yet, this waits up to FAILOVER_WAIT s for it; a shard
+    holding leases that does not listen yet (it is opening its channel) gets
+    ANNOUNCE_WAIT s."""
     start = time.monotonic()
     while True:
         views = read_leases(engine)
         held = [v for v in views if v.release == release_id]
-        # An announcement is the release's only while it holds that lease; one it left
-        # behind on a lease whose cluster was down is not where it listens.
-        listening = sorted((v for v in held if v.steering.get("release") == release_id),
-                           key=lambda v: (-moves_of(v), v.cluster))
-        if listening:
-            return listening[0], [v for v in held if v.cluster != listening[0].cluster]
+        listening = _listening(held, release_id)
         unread = [v for v in views if v.error]
         # Between taking its leases and opening the channel a release does not listen
         # yet, and one whose control lease is unreachable moves to another: give it a
         # moment before saying it never will.
         wait = FAILOVER_WAIT if unread else ANNOUNCE_WAIT
+        if listening and not silent_shards(held, listening):
+            break
         if not held or time.monotonic() - start > wait:
             break
         time.sleep(0.5)
+    if listening:
+        return listening, [v for v in held if v not in listening]
     if held and unread:
         raise NothingToSteer(
             f"release {release_id} holds {', '.join(v.cluster for v in held)}, but the "
@@ -137,6 +150,60 @@ def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[Lea
                              "channel)")
     extra = f"; {_unreachable(unread)} unreachable" if unread else ""
     raise NothingToSteer(f"no running release {release_id} on this fleet's clusters{extra}")
+
+
+def _listening(held: Sequence[LeaseView], release_id: str) -> list[LeaseView]:
+    """Per shard (one group when not sharded) the lease it listens on: an announcement
+    is the release's only while it holds that lease; of several (one left behind on a
+    lease whose cluster was down) the one with the most moves."""
+    best: dict[str, LeaseView] = {}
+    for view in sorted((v for v in held if v.steering.get("release") == release_id),
+                       key=lambda v: (-moves_of(v), v.cluster)):
+        best.setdefault(shard_label(view), view)
+    return [best[label] for label in sorted(best, key=_shard_number)]
+
+
+def shard_label(view: LeaseView) -> str:
+    """`K/N` of the shard announced on `view`, "" when the release is not sharded."""
+    label = view.steering.get("shard")
+    return label if isinstance(label, str) else ""
+
+
+def _shard_number(label: str) -> tuple[int, int]:
+    """(K, N) of `K/N`; (0, 0) for "" or a malformed label."""
+    try:
+        k, n = label.split("/")
+        return int(k), int(n)
+    except ValueError:
+        return 0, 0
+
+
+def silent_shards(held: Sequence[LeaseView], listening: Sequence[LeaseView]) -> list[str]:
+    """`K/N` of each shard that holds one of `held` but does not listen (yet)."""
+    n = max((_shard_number(shard_label(v))[1] for v in listening), default=0)
+    if n < 1:
+        return []
+    heard = {_shard_number(shard_label(v))[0] for v in listening}
+    return [f"{k}/{n}" for k in sorted({shard_of(v.cluster, n) for v in held} - heard)]
+
+
+def live_state(views: Sequence[LeaseView], release_id: str) -> dict[str, Any]:
+    """The release's live state for followers, from its announcements among `views`:
+    of a release run as shards, one state for all - paused while any shard is (`paused
+    shards` names them), the gate and bake as shard 1 (the gate shard) announces them."""
+    listening = _listening(views, release_id)
+    if len(listening) <= 1:
+        return dict(listening[0].steering) if listening else {}
+    state = dict(listening[0].steering)
+    paused = [shard_label(v) for v in listening if v.steering.get("paused")]
+    state["paused"] = bool(paused)
+    state["paused_shards"] = paused
+    state["shards"] = [shard_label(v) for v in listening]
+    for view in listening[1:]:
+        for key in ("gate", "bake"):
+            if key not in state and view.steering.get(key):
+                state[key] = view.steering[key]
+    return state
 
 
 def moves_of(view: LeaseView) -> int:
@@ -167,26 +234,28 @@ class Ack:
 def send(engine: Engine, release_id: str, action: str, cluster: str | None = None, *,
          rollback: bool = False, timeout: float = 30.0) -> Ack:
     """Ask the running `release_id` to do `action` and wait for its answer (up to
-    `timeout` s). Raises `NothingToSteer` (no such release), `UserError` (the cluster
-    refused the write), `NoAnswer` (no answer in time)."""
+    `timeout` s) - of a release run as shards, the answer of the shard that takes it
+    (`console.engine.shards.taker`), or of every shard for pause, resume and abort.
+    Raises `NothingToSteer` (no such release), `UserError` (the cluster refused the
+    write), `NoAnswer` (no answer in time)."""
     if action not in wire.ACTIONS:
         raise UserError(f"unknown action {action!r}; one of {', '.join(wire.ACTIONS)}")
     if action in wire.NEEDS_CLUSTER and not cluster:
         raise UserError(f"{action} needs a CLUSTER")
     if cluster and cluster not in engine.config.ids:
         raise UserError(f"unknown cluster {cluster!r} in {engine.config.path}")
-    view, others = release_leases(engine, release_id)
-    by, confirmed = whoami(engine, view.cluster)
+    listening, others = listening_leases(engine, release_id)
+    targets = _takers(listening, action, cluster, release_id)
+    by, confirmed = whoami(engine, targets[0].cluster)
     from console.session import operator_name
     request = {"id": secrets.token_hex(6), "release": release_id,
                "action": action, "cluster": cluster or "",
                "by": by, "operator": operator_name(), "confirmed": confirmed,
                "rollback": rollback,
                # An answer is bound to the gate it was given for (the wave it lets start).
-               "gate": (view.steering.get("gate") or {}).get("wave")
+               "gate": (targets[0].steering.get("gate") or {}).get("wave")
                if action in ("approve", "reject") else None,
                "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    driver = engine.driver(view.cluster)
     name = lease_name(engine.config.app.name)
 
     def append(lease: dict[str, Any], notes: dict[str, str]) -> bool:
@@ -199,40 +268,124 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
 
     # First on every other lease the release holds - the proof, checked by the release,
     # that the API server let us update the app's Lease on each of its clusters - then
-    # on the control lease, where the release takes it.
-    _vouch(engine, release_id, others, request, name, tolerate_down=action in REDUCING)
-    try:
-        if wire.change(driver.client, driver.namespace, name, append,
-                       engine.request_timeout) is None:
-            raise NothingToSteer(f"release {release_id} ended meanwhile")
-    except wire.ChannelError as exc:
-        raise UserError(f"cluster {view.cluster!r}: {exc}") from None
-    # The answer comes on the lease the release listens on: the control lease, or -
-    # when its cluster goes down meanwhile - the one the release moved its channel to.
-    watched = [view] + [v for v in others if v.steering.get("release") == release_id]
+    # on the lease(s) it listens on, where it (each shard taking it) takes it.
+    rest = [v for v in listening if v not in targets] + others
+    _vouch(engine, release_id, rest, request, name, tolerate_down=action in REDUCING)
+    for target in targets:
+        driver = engine.driver(target.cluster)
+        try:
+            if wire.change(driver.client, driver.namespace, name, append,
+                           engine.request_timeout) is None:
+                raise NothingToSteer(f"release {release_id} ended meanwhile")
+        except wire.ChannelError as exc:
+            raise UserError(f"cluster {target.cluster!r}: {exc}") from None
+    return _answers(engine, release_id, action, request, targets, listening + others,
+                    name, timeout, by, confirmed)
+
+
+def _takers(listening: list[LeaseView], action: str, cluster: str | None,
+            release_id: str) -> list[LeaseView]:
+    """The listening lease(s) of the shard(s) that take `action` (the one lease when
+    the release is not sharded); raises `NothingToSteer` when that shard does not listen."""
+    n = max(_shard_number(shard_label(v))[1] for v in listening)
+    if n < 1:
+        return listening[:1]
+    from console.engine.shards import taker
+    k = taker(action, cluster, n)
+    if k is None:
+        return listening
+    found = [v for v in listening if _shard_number(shard_label(v))[0] == k]
+    if not found:
+        what = f"{cluster} is released by" if cluster else "its gates are answered by"
+        raise NothingToSteer(f"release {release_id} runs as {n} shards and {what} shard "
+                             f"{k}/{n}, which does not listen for control (it ended, or "
+                             "has not opened its channel yet)")
+    return found
+
+
+def _answers(engine: Engine, release_id: str, action: str, request: dict[str, Any],
+             targets: list[LeaseView], held: list[LeaseView], name: str, timeout: float,
+             by: str, confirmed: bool) -> Ack:
+    """Wait for each of `targets` (a listening lease, one per shard taking the request)
+    to answer; one `Ack` for all."""
+    # The answer comes on the lease the release (shard) listens on: its control lease,
+    # or - when its cluster goes down meanwhile - the one it moved its channel to.
+    n = max(_shard_number(shard_label(v))[1] for v in targets)
+
+    def own(view: LeaseView, target: LeaseView) -> bool:
+        return n < 1 or shard_of(view.cluster, n) == _shard_number(shard_label(target))[0]
+
+    watched = {t.cluster: [t] + [v for v in held if v is not t and own(v, t)
+                                 and v.steering.get("release") == release_id]
+               for t in targets}
+    answers: dict[str, dict[str, Any] | None] = {}     # target -> answer (None: ended)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and len(answers) < len(targets):
         time.sleep(0.2)
-        listening = failed = False
-        for where in list(watched):
-            try:
-                place = engine.driver(where.cluster)
-                lease = wire.read(place.client, place.namespace, name, engine.request_timeout)
-            except (wire.ChannelError, ClusterError, UserError):
-                failed = True
+        for target in targets:
+            if target.cluster in answers:
                 continue
-            answer = wire.decoded(lease, wire.ACK, {}).get(request["id"])
-            if isinstance(answer, dict):
-                return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by,
-                           confirmed, bool(answer.get("refused")))
-            listening |= wire.decoded(lease, wire.STEERING, {}).get("release") == release_id
-        if failed and len(watched) < 1 + len(others):
-            watched += [v for v in others if v not in watched]
-        elif not listening and not failed:
-            raise NothingToSteer(f"release {release_id} ended before taking the request")
-    raise NoAnswer(f"release {release_id} did not acknowledge {action} within "
-                    f"{timeout:g}s (request {request['id']} stays on lease {name} of "
-                    f"{view.cluster})")
+            looked = watched[target.cluster]
+            answer, listening, failed = _look(engine, name, request["id"], release_id, looked)
+            if answer is not None:
+                answers[target.cluster] = answer
+            elif failed:
+                looked += [v for v in held if own(v, target) and v not in looked]
+            elif not listening:
+                answers[target.cluster] = None
+    if len(answers) < len(targets):
+        late = [shard_label(t) or t.cluster for t in targets if t.cluster not in answers]
+        where = f" by shard {', '.join(late)}" if n >= 1 else ""
+        raise NoAnswer(f"release {release_id} did not acknowledge {action}{where} within "
+                       f"{timeout:g}s (request {request['id']} stays on lease {name} of "
+                       f"{', '.join(t.cluster for t in targets)})")
+    given = [(shard_label(t), answers[t.cluster]) for t in targets]
+    taken = [(label, a) for label, a in given if a is not None]
+    if not taken:
+        raise NothingToSteer(f"release {release_id} ended before taking the request")
+    if n < 1:
+        answer = taken[0][1]
+        assert answer is not None
+        return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by, confirmed,
+                   bool(answer.get("refused")))
+    return _one_ack(given, by, confirmed)
+
+
+def _one_ack(given: list[tuple[str, dict[str, Any] | None]], by: str, confirmed: bool) -> Ack:
+    """The shards' answers as one: refused if any shard refused who asked; taken if any
+    shard took it (the others' answers named); else nothing to act on anywhere."""
+    def says(label: str, answer: dict[str, Any] | None) -> str:
+        return f"shard {label}: " + ("ended" if answer is None else
+                                     str(answer.get("detail") or ""))
+    refused = [(lbl, a) for lbl, a in given if a is not None and a.get("refused")]
+    if refused:
+        return Ack(False, "; ".join(says(lbl, a) for lbl, a in refused), by, confirmed, True)
+    ok = [(lbl, a) for lbl, a in given if a is not None and a.get("ok")]
+    if not ok:
+        return Ack(False, "; ".join(says(lbl, a) for lbl, a in given), by, confirmed)
+    rest = [says(lbl, a) for lbl, a in given if (lbl, a) not in ok]
+    label = "shard" if len(ok) == 1 else "shards"
+    return Ack(True, f"{ok[0][1]['detail']} ({label} {', '.join(lbl for lbl, _ in ok)})"
+               + (f"; {'; '.join(rest)}" if rest else ""), by, confirmed)
+
+
+def _look(engine: Engine, name: str, request_id: str, release_id: str,
+          leases: list[LeaseView]) -> tuple[dict[str, Any] | None, bool, bool]:
+    """(the answer to `request_id` on one of `leases` or None, whether one still carries
+    the release's announcement, whether one could not be read)."""
+    listening = failed = False
+    for where in leases:
+        try:
+            place = engine.driver(where.cluster)
+            lease = wire.read(place.client, place.namespace, name, engine.request_timeout)
+        except (wire.ChannelError, ClusterError, UserError):
+            failed = True
+            continue
+        answer = wire.decoded(lease, wire.ACK, {}).get(request_id)
+        if isinstance(answer, dict):
+            return answer, True, failed
+        listening |= wire.decoded(lease, wire.STEERING, {}).get("release") == release_id
+    return None, listening, failed
 
 
 def _vouch(engine: Engine, release_id: str, leases: Sequence[LeaseView],

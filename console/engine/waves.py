@@ -26,7 +26,7 @@ from console.engine import pinning
 from console.engine.checks import (freeze_blocks, freeze_opened, preflight_checks,
                                    preflight_finished, preflight_result, take_lock)
 from console.engine import steering, steering_rules
-from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop, coordinator
+from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop, open_board
 from console.engine.bake import bake_wave
 from console.engine.bake import seconds_of as bake_seconds
 from console.engine.pacing import tell_paced
@@ -59,7 +59,7 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
     plan = engine.plan(request)
     release_id = request.release_id or new_release_id()
     app = engine.config.app
-    board = _open_board(engine, request, release_id)
+    board = open_board(engine, request, release_id)
     # Once, now: every wave runs these bits, whatever happens to the tag meanwhile.
     pin = pinning.resolve(engine.config, request.tag, request.pin)
     engine.event(Kind.RELEASE_PLANNED, release_id, None,
@@ -261,27 +261,16 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                 return _aborted(engine, run, wave.index + 1)
     if run.stopped_by_lost_lock:
         return _lock_lost(engine, run, len(plan.waves))
-    if run.failures:
-        if run.budget_exceeded():
-            return Outcome.FAILED, 1, budget_reason(run)
-        return Outcome.FAILED, 1, f"{run.failures} cluster(s) failed (within the failure budget)"
+    if run.failures and run.budget_exceeded():
+        return Outcome.FAILED, 1, budget_reason(run)
+    if run.failed:
+        # This process's own failures: another shard's count against the shared budget
+        # only (and may be retried there after this shard read them).
+        return Outcome.FAILED, 1, f"{len(run.failed)} cluster(s) failed (within the " \
+                                  "failure budget)"
     if run.frozen and any(r.outcome is Outcome.SKIPPED for r in run.results.values()):
         return _frozen(engine, run, len(plan.waves))
     return Outcome.OK, 0, ""
-
-
-def _open_board(engine: Engine, request: ReleaseRequest,
-                release_id: str) -> ShardBoard | None:
-    """This shard's end of the shard board, beating already (None: not sharded)."""
-    if request.shard is None:
-        return None
-    from dataclasses import replace
-    whole = engine.plan(replace(request, shard=None))
-    board = ShardBoard(engine, release_id, request.shard[0], request.shard[1],
-                       coordinator(whole.targets), request.shard_timeout)
-    board.try_publish()
-    board.start_beating()
-    return board
 
 
 def _meet(engine: Engine, run: ReleaseRun, wave: int) -> Ending | None:
@@ -439,13 +428,27 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
     """Ask the approver; None to go on, else how the release ends."""
     finished = [run.results[c] for w in run.plan.waves[:next_wave] for c in w.clusters
                 if c in run.results]
+    # Where this process asks who approves (SelfSubjectReview): a cluster of its own.
+    here = tuple(r.cluster for r in finished) or next_clusters
+    counts: dict[str, int] = {}
+    for r in finished:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    also = ""
+    if run.shards is not None:
+        # The gate is the whole release's: every shard's results, the whole next wave.
+        finished, next_clusters, counts = run.shards.gate_view(next_wave, finished)
+        also = " (every shard's waves so far: " + \
+            ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) + ")"
     strategy = engine.config.strategies.get(run.plan.strategy)
     request = GateRequest(run.release_id, next_wave - 1, tuple(finished),
                           next_clusters, approvals=strategy.approvals if strategy else 1,
-                          baked=bake_seconds(engine, run.plan.waves[next_wave - 1].bake))
+                          baked=bake_seconds(engine, run.plan.waves[next_wave - 1].bake),
+                          here=here)
+    run.gate_finished = counts
     engine.event(Kind.GATE_WAITING, run.release_id, None,
                  f"waiting for approval to start wave {next_wave + 1}: "
-                 f"{', '.join(next_clusters)}", wave=next_wave, clusters=list(next_clusters))
+                 f"{', '.join(next_clusters)}{also}", wave=next_wave,
+                 clusters=list(next_clusters), finished=counts)
     run.gate_waiting = next_wave
     try:
         answer = approver(request)

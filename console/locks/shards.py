@@ -7,7 +7,8 @@ every shard finds the same one without talking to the others (app names are DNS
 labels, so the dotted name never meets a release lock's `release-console-<app>`). It
 holds no lock: nobody is its holder, its spec stays empty; it is created on first use
 and never deleted (the release's ServiceAccount has get, create and update on leases,
-no delete).
+no delete). A release's board is taken off the lease by the last of its shards to end
+(the others ended, or were found gone): the lease is left with no board annotation.
 
 One annotation, `release-console/shard-board`: JSON `{release id: board}`, the newest
 `KEEP` releases kept, where a board is
@@ -16,7 +17,10 @@ One annotation, `release-console/shard-board`: JSON `{release id: board}`, the n
      "shards": {"K": {"wave": last wave finished (-1: none; "preflight": -2 before it
                        passed), "failures": clusters of K counted against the budget,
                       "beat": a counter the shard bumps while it lives, "ended": its
-                      outcome once it ended, "why": a reason it stopped}},
+                      outcome once it ended, "why": a reason it stopped, "gone": set
+                      by a shard that found it stopped reporting, "results": its
+                      results so far {"counts": {outcome: n}, "named": {cluster:
+                      [outcome, error]} (not healthy, up to 200)}}},
      "gates": {"W": {"decision", "by", "rollback"}},   # written by shard 1 only
      "stop": {"by": K, "why": reason}}                 # a shard that stopped all
 
@@ -84,10 +88,15 @@ def update(kube: KubeClient, namespace: str, name: str, release_id: str,
         every = boards(lease)
         board = every.pop(release_id, {})
         edit(board)
-        # This release last: the oldest fall off the end of KEEP.
-        every[release_id] = board
-        notes[BOARD] = json.dumps(dict(list(every.items())[-KEEP:]), sort_keys=False,
-                                  separators=(",", ":"))
+        if board:
+            # This release last: the oldest fall off the end of KEEP.
+            every[release_id] = board
+        # An edit that empties the board takes the release off (it ended everywhere).
+        if every:
+            notes[BOARD] = json.dumps(dict(list(every.items())[-KEEP:]), sort_keys=False,
+                                      separators=(",", ":"))
+        else:
+            notes.pop(BOARD, None)
         written.clear()
         written.update(board)
         return True

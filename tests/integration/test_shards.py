@@ -112,6 +112,21 @@ def remote_release(remote: Path, tmp: Path, app: str, rid: str):
     return found[0]
 
 
+def board_of(w, cluster: str) -> dict:
+    """Every release's board on the shard board Lease of `cluster` ({}: none, no lease)."""
+    from console.engine import Engine
+    from console.locks import control as wire
+    from console.locks import shards as board_wire
+    engine = Engine(w.config)
+    try:
+        driver = engine.driver(cluster)
+        lease = wire.read(driver.client, driver.namespace,
+                          board_wire.board_name(w.config.app.name), 10)
+    finally:
+        engine.close()
+    return board_wire.boards(lease)
+
+
 def test_three_shards_release_every_cluster_once_with_global_waves(world, tmp_path):
     assert [[shard_of(c, 3) for c in wave] for wave in WAVES] == \
         [[1, 3, 1], [3, 2, 2], [2, 1, 3]]
@@ -166,6 +181,8 @@ def test_three_shards_release_every_cluster_once_with_global_waves(world, tmp_pa
     assert sorted(release.targets) == IDS
     assert {c.cluster: c.outcome for c in release.clusters} == {c: "healthy" for c in IDS}
     assert release.outcome == "ok" and release.finished
+    # The last shard to end took the release's board off the lease (c0: first target).
+    assert board_of(w, "c0") == {}
 
 
 def test_a_failure_in_one_shard_stops_the_others_at_the_next_wave(world, tmp_path):
@@ -216,6 +233,47 @@ def test_a_shard_that_dies_fails_the_gate_of_the_others(world, tmp_path):
         assert "the gate before wave 2 fails" in end["detail"], (s.k, end)
     started = sorted(e["cluster"] for s in shards for e in s.kinds("cluster_started"))
     assert started == ["c0", "c1", "c2"]
+    # Shard 3 was found gone, so the last of the other two to end cleaned the board up.
+    assert board_of(w, "c0") == {}
+
+
+def test_the_board_lives_where_every_shard_reaches_it(world, tmp_path):
+    # Shard 2 cannot reach c0 (its kubeconfig for c0 points at a closed port), the
+    # default board cluster (the first target in sorted order): it says so and stops,
+    # nothing is touched anywhere; with --shard-board c4 (which every shard reaches)
+    # the same release runs, and its board is taken off c4's lease at the end.
+    w = world(IDS, strategies=STRATEGIES, readiness_delay=0.2, jitter=0.0, seed=3)
+    remote = bare(tmp_path)
+    configs = shard_configs(w.config_path, remote, tmp_path)
+    doc = yaml.safe_load(configs[1].read_text())
+    entry = next(c for c in doc["clusters"] if c["id"] == "c0")
+    kubeconfig = yaml.safe_load((configs[1].parent / entry["credentials"]["kubeconfig"])
+                                .read_text())
+    for cluster in kubeconfig["clusters"]:
+        cluster["cluster"]["server"] = "https://127.0.0.1:1"
+    broken = configs[1].parent / "c0-unreachable.yaml"
+    broken.write_text(yaml.safe_dump(kubeconfig))
+    entry["credentials"]["kubeconfig"] = broken.name
+    configs[1].write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    shards = run_shards(configs, tmp_path, "r-board-1", "--shard-timeout", "5")
+    codes = [s.finish() for s in shards]
+    assert codes == [2, 2, 2], [(s.k, s.err[-2000:]) for s in shards]
+    assert "shard 2/3 cannot reach the shard board on cluster 'c0' (the first target in " \
+           "sorted order; --shard-board CLUSTER names another" in shards[1].err, shards[1].err
+    for s in (shards[0], shards[2]):
+        end = s.kinds("release_finished")[-1]
+        assert "shard 2/3 stopped reporting (never reported: can it reach the shard " \
+               "board on cluster 'c0'?" in end["detail"], (s.k, end)
+    assert not [e for s in shards for e in s.kinds("cluster_started")]
+    assert [w.version(c) for c in IDS] == [None] * 9
+
+    shards = run_shards(configs, tmp_path, "r-board-2", "--shard-board", "c4")
+    codes = [s.finish() for s in shards]
+    assert codes == [0, 0, 0], [(s.k, s.err[-2000:]) for s in shards]
+    assert [w.version(c) for c in IDS] == ["v2"] * 9
+    assert board_of(w, "c4") == {}
+    assert "r-board-2" not in board_of(w, "c0")
 
 
 def test_bad_shard_flags_are_refused_before_anything_starts(world, tmp_path, capsys):
@@ -225,7 +283,10 @@ def test_bad_shard_flags_are_refused_before_anything_starts(world, tmp_path, cap
     for args, said in ((["--shard", "4/3", "--release-id", "r-1"], "--shard 4/3"),
                        (["--shard", "two", "--release-id", "r-1"], "expected K/N"),
                        (["--shard", "1/3"], "--shard needs --release-id"),
-                       (["--shard", "1/3", "--release-id", "r 1"], "not a valid release id")):
+                       (["--shard", "1/3", "--release-id", "r 1"], "not a valid release id"),
+                       (["--shard", "1/3", "--release-id", "r-1", "--shard-board", "z"],
+                        "--shard-board z: no such cluster"),
+                       (["--shard-board", "a"], "--shard-board goes with --shard")):
         assert main(base + args) == 2, args
         assert said in capsys.readouterr().err, args
     assert w.version("a") is None and w.version("b") is None
