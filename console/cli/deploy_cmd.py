@@ -418,6 +418,13 @@ def run(args: argparse.Namespace) -> int:
     plan = engine.plan(request)
     if args.yes:
         refuse_yes_for_approvals(config, plan)
+    if shard is not None and shard[0] == 1 and args.wait_for_approval and not plan.targets \
+            and any(wave.gate_before for wave in plan.waves[1:]):
+        # Shard 1 answers the gates, through its control channel here - which lives on a
+        # Lease of its own clusters: with none it could never be approved.
+        raise ValidationError(f"--shard {args.shard}: no cluster of this release is in "
+                              "shard 1's slice, so it cannot listen for `control ... "
+                              "approve`; give shard 1 --yes, or run fewer shards")
     try:
         with recorded(config, engine):
             # Every headless release listens on the control channel while it runs; of a

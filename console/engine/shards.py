@@ -5,7 +5,8 @@ Each shard is a whole `deploy` process with the same fleet file, selection and
 `--release-id`: it plans the whole release, keeps its slice (`console.plan.shard_plan`),
 runs pre-flight and takes the release locks of its own clusters only, and meets the
 others on the *shard board* (`console.locks.shards`: one annotation of a Lease in the
-coordinator cluster, the first target in sorted order):
+coordinator cluster - `--shard-board CLUSTER`, else the first target in sorted order; a
+shard that cannot reach it stops at once, exit 2, naming it):
 
 - **Pre-flight is global.** A shard publishes that its pre-flight passed and waits for
   all N before any cluster is touched; a shard that failed pre-flight stops them all
@@ -17,16 +18,23 @@ coordinator cluster, the first target in sorted order):
   failed; each one counts the others' (`ReleaseRun.shared_failures`) with its own, at
   every wave barrier and on every heartbeat (so a spent budget also stops new starts
   mid-wave within a beat).
-- **A gate is answered once.** Shard 1 is the gate shard: it asks its approver (`--yes`,
-  the terminal, or `release-console control RELEASE_ID approve` on its control channel
-  - only shard 1 listens there) and writes the answer on the board; the other shards
+- **A gate is answered once, and shows the whole release.** Every shard publishes its
+  results (counted, the clusters not healthy named); at a gate each shard shows every
+  shard's finished clusters and the whole next wave (`ShardBoard.gate_view`). Shard 1
+  is the gate shard: it asks its approver (`--yes`, the terminal, or `release-console
+  control RELEASE_ID approve`) and writes the answer on the board; the other shards
   wait for that answer and act on it (reject stops them, abort with rollback rolls back
   each shard's own clusters).
+- **Every shard is steered for its own clusters.** Each listens on its own control
+  lease; `taker` says which shard takes a request (pause, resume and abort: every one;
+  skip and retry: the cluster's owner; approve and reject: shard 1).
 - **A dead shard fails the gate.** Each shard bumps a heartbeat on the board every few
   seconds. A waiting shard judges the others by its own monotonic clock: one whose
   entry did not change for `shard_timeout` seconds (and has not reached the wave) is
   taken as gone, and the waiting shard stops (exit 3) naming it - and writes a stop on
   the board, so every other shard stops at its next barrier too.
+- **The board goes with the release.** The last shard to end (every other one ended or
+  was found gone) takes the release's board off the Lease.
 """
 
 from __future__ import annotations
