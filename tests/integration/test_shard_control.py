@@ -36,6 +36,15 @@ def reached(shards: list[Shard], kind: str, since: float, **data) -> dict[int, f
     return found
 
 
+def follow_once(w, rid: str) -> list[dict]:
+    """`release-console follow RID --once --json`: its lines."""
+    followed = subprocess.run(
+        [sys.executable, "-m", "console", "follow", rid, "--once", "--json", "--config",
+         str(w.config_path)], capture_output=True, text=True, timeout=120)
+    assert followed.returncode == 0, followed.stderr
+    return [json.loads(line) for line in followed.stdout.splitlines() if line]
+
+
 def stop(shards: list[Shard]) -> None:
     for s in shards:
         if s.proc.poll() is None:
@@ -62,13 +71,9 @@ def test_every_shard_takes_pause_resume_skip_and_retry_for_its_own_clusters(worl
         gate = shards[0].kinds("gate_waiting")[0]
         assert gate["clusters"] == ["c3", "c4", "c5"] and gate["finished"] == {"healthy": 3}
         assert gate["message"].endswith("c3, c4, c5 (every shard's waves so far: 3 healthy)")
-        followed = subprocess.run(
-            [sys.executable, "-m", "console", "follow", rid, "--once", "--json", "--config",
-             str(w.config_path)], capture_output=True, text=True, timeout=120)
-        shown = [json.loads(line)["gate"] for line in followed.stdout.splitlines()
-                 if "gate" in json.loads(line)]
-        assert shown and shown[0]["clusters"] == ["c3", "c4", "c5"], followed
-        assert shown[0]["finished"] == {"healthy": 3}, followed
+        shown = [line["gate"] for line in follow_once(w, rid) if "gate" in line]
+        assert shown and shown[0]["clusters"] == ["c3", "c4", "c5"], shown
+        assert shown[0]["finished"] == {"healthy": 3}, shown
         since = time.time()
         paused = control(w.config_path, rid, "pause")
         figures["pause: control exit"] = round(time.time() - since, 2)
@@ -76,6 +81,8 @@ def test_every_shard_takes_pause_resume_skip_and_retry_for_its_own_clusters(worl
         assert "(shards 1/3, 2/3, 3/3)" in paused.stdout, paused.stdout
         wait_for(lambda: all(s.kinds("paused") for s in shards), what="every shard paused")
         figures["pause: to each shard"] = reached(shards, "paused", since)
+        # Followers see one release, paused (every shard's state merged into one).
+        assert {"release": rid, "paused": True} in follow_once(w, rid)
 
         since = time.time()
         skipped = control(w.config_path, rid, "skip", "c3")           # shard 3's
