@@ -33,10 +33,11 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/release-console demo
 
-# Two workers: the suite mostly waits on servers and processes (load ~1 on one worker);
-# the `real` tests form one xdist group, so only one worker starts the lab.
+# Four workers on two cores: the suite mostly waits (simulated rollouts, bakes, gates,
+# pacing windows, servers and processes - most tests use under a tenth of their time in
+# CPU); the `real` tests form one xdist group, so only one worker starts the lab.
 test: install bin
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -n 2 --dist loadgroup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -n 4 --dist loadgroup
 
 # Every benchmark prints its own figures (release_fleet.py takes a few minutes).
 bench: $(STAMP) bin

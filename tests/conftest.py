@@ -1,7 +1,7 @@
 """Shared fixtures: `sim_fleet` starts simulated clusters (console.sim) and stops them at
 teardown; `lab` is the session's one real lab (console/lab; tests/lab and tests/helm use it).
 
-`make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`): every
+`make test` runs the suite on four pytest-xdist workers (`-n 4 --dist loadgroup`): every
 test marked `real` joins the xdist group "lab", so one worker runs them all and only that
 worker starts the session's lab (each worker would otherwise start its own)."""
 
