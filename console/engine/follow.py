@@ -105,7 +105,8 @@ class FollowView:
 def running_release(engine: Engine) -> str | None:
     """The release that listens for control on this fleet now, else one holding a
     lease (None: no release runs)."""
-    views = read_leases(engine)
+    # A lease a release left behind (not renewed for many durations) runs nothing.
+    views = [v for v in read_leases(engine) if not v.left_behind]
     listening = sorted(v.steering.get("release") for v in views if v.steering.get("release"))
     if listening:
         return str(listening[0])
@@ -125,8 +126,9 @@ def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
     view.holders = [v.cluster for v in leases if v.release == release_id]
     # The live state is on the lease the release listens on now: after its channel moved
     # (its control lease's cluster was down) an older announcement may be left on the
-    # first one - the one with the most moves is the live one. A release run as shards
-    # listens once per shard: one state for all (`live_state`).
+    # first one - the one with the most moves is the live one; one on a lease the
+    # release left behind (not renewed for many durations) is nobody's. A release run
+    # as shards listens once per shard: one state for all (`live_state`).
     view.steering = live_state(leases, release_id)
     targets: list[str] = list(view.holders)
     if record is not None:

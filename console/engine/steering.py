@@ -16,7 +16,8 @@ cluster confirms (SelfSubjectReview); a request without a confirmed identity is 
 machine and user, and could only name a local login.
 
 `open_channel(engine, run)` starts a thread that watches the control lease (one watch
-request every `WATCH_TIMEOUT` s; while the watch fails, one GET every `POLL` s), hands
+request every `WATCH_TIMEOUT` s; while the watch fails, one GET every `POLL` s; a watch
+silent for `PROBE` s is checked with one GET, so a hanging cluster is noticed), hands
 each new request to the release's `ReleaseControl` - or
 refuses it with the reason there is nothing to act on - writes the acknowledgement,
 and keeps the live state (paused, gate waiting, approvals) in the `steering`
@@ -50,7 +51,13 @@ POLL = 0.5                 # s between looks at the live state (and, unwatched, 
 WATCH_TIMEOUT = 120        # s the server keeps one watch of the control lease open
 RIGHTS_READERS = 32        # target leases read at once to check a request's rights
 FAILOVER = 2               # failed rounds in a row before the channel moves to the next lease
-WITHDRAW_EVERY = 10.0      # s between tries to take an old announcement off a lease
+WITHDRAW_EVERY = 10.0      # s before the first retry to take an old announcement off a
+                           # lease; doubled after each failed try, up to WITHDRAW_MAX
+WITHDRAW_MAX = 60.0
+# s of silence on the watch before the lease is read anyway: a cluster that hangs
+# (accepts, never answers) keeps the watch open and quiet - the read times out, and
+# FAILOVER such rounds move the channel. One GET per PROBE s per release.
+PROBE = 5.0
 # Actions that only reduce what the release does: taken with the request shown on
 # every target that can be read (see the module docstring).
 REDUCING = ("pause", "abort", "reject")
@@ -71,6 +78,7 @@ class Channel:
         self._state: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._withdrawn_at = 0.0
+        self._withdraw_wait = WITHDRAW_EVERY
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"steering-{run.release_id}")
         self._use(0)
@@ -119,13 +127,13 @@ class Channel:
                 log.warning("release %s: control channel not closed cleanly on %s: %s",
                             self.run.release_id, self.leases[index].cluster, exc)
 
-    def _withdraw(self, index: int) -> None:
+    def _withdraw(self, index: int, timeout: float | None = None) -> None:
         """Take the announcement off lease number `index` (raises `ChannelError`)."""
         def withdraw(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
             return notes.pop(wire.STEERING, None) is not None
         lease = self.leases[index]
         wire.change(lease.kube, lease.namespace, lease.name, withdraw,
-                    self.engine.request_timeout)
+                    timeout or self.engine.request_timeout)
         self.announced.discard(index)
 
     def _fail_over(self) -> None:
@@ -142,18 +150,23 @@ class Channel:
         self._announce(fresh=False)
 
     def _withdraw_old(self) -> None:
-        """Take old announcements off leases the channel left (throttled: a cluster still
-        down would cost a timeout each round)."""
+        """Take old announcements off leases the channel left, once their clusters answer
+        again: a reader then finds one announcement of the release, where it listens.
+        Throttled, with the status timeout: a cluster still down or hanging costs this
+        loop a short wait, ever more rarely."""
         old = self.announced - {self.at}
         now = time.monotonic()
-        if not old or now - self._withdrawn_at < WITHDRAW_EVERY:
+        if not old or now - self._withdrawn_at < self._withdraw_wait:
             return
         self._withdrawn_at = now
+        failed = False
         for index in sorted(old):
             try:
-                self._withdraw(index)
+                self._withdraw(index, self.engine.status_timeout)
             except wire.ChannelError:
-                pass   # still down: the next try
+                failed = True   # still down: a later try
+        self._withdraw_wait = (min(self._withdraw_wait * 2, WITHDRAW_MAX) if failed
+                               else WITHDRAW_EVERY)
 
     def state(self) -> dict[str, Any]:
         """The live state written for followers."""
@@ -193,6 +206,7 @@ class Channel:
         failures = 0
         while not self._stop.is_set():
             index = self.at
+            heard = time.monotonic()
             events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
             collection = wire.lease_path(self.namespace, self.name).rsplit("/", 1)[0]
             reader = WatchReader(self.kube, collection,
@@ -211,9 +225,13 @@ class Channel:
                     try:
                         if source == "lease" and kind in ("ADDED", "MODIFIED"):
                             watching = True
+                            heard = time.monotonic()
                             self._round(obj)
                         elif source == "error" or (source == "lease" and kind == "DELETED"):
                             watching = False
+                            self._round()
+                        elif watching and time.monotonic() - heard > PROBE:
+                            heard = time.monotonic()   # a quiet watch: is it alive?
                             self._round()
                         else:
                             self._round(read=not watching)
@@ -239,6 +257,8 @@ class Channel:
         """Take the new requests on `lease` (read now when None and `read`; none when
         not), answer them and write the live state when it changed."""
         if lease is None and read:
+            # The request timeout, not a shorter one: a read slow on a loaded machine
+            # must not move the channel (a move makes askers look again).
             lease = wire.read(self.kube, self.namespace, self.name, self.engine.request_timeout)
         requests = wire.decoded(lease, wire.CONTROL, []) if lease is not None else []
         answers: dict[str, dict[str, Any]] = {}

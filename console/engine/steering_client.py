@@ -44,6 +44,17 @@ class LeaseView:
     holder: str = ""                     # holderIdentity ("" when free or absent)
     steering: dict[str, Any] = field(default_factory=dict)
     error: str | None = None             # why it could not be read
+    unrenewed: float | None = None       # s since its holder last renewed it (None: unknown)
+    duration: float = 60.0               # its leaseDurationSeconds
+
+    @property
+    def left_behind(self) -> bool:
+        """Held, but not renewed for LEFT_BEHIND durations on this machine's clock: a
+        release that ended (or died) while this cluster was down and could neither give
+        the lease back nor take its announcement off. Trusted only to refuse steering
+        (a clock that far off would make `control` say "not running", never act)."""
+        return bool(self.holder) and self.unrenewed is not None and \
+            self.unrenewed > LEFT_BEHIND * self.duration
 
     @property
     def release(self) -> str:
@@ -67,12 +78,30 @@ def read_leases(engine: Engine, clusters: Sequence[str] | None = None) -> list[L
         spec = (lease or {}).get("spec") or {}
         view.holder = str(spec.get("holderIdentity") or "")
         view.steering = wire.decoded(lease, wire.STEERING, {})
+        renewed = _moment(spec.get("renewTime") or spec.get("acquireTime"))
+        if renewed is not None:
+            view.unrenewed = time.time() - renewed
+        try:
+            view.duration = float(spec.get("leaseDurationSeconds") or view.duration)
+        except (TypeError, ValueError):
+            pass
         return view
 
     if not ids:
         return []
     with ThreadPoolExecutor(max_workers=min(32, len(ids)), thread_name_prefix="lease") as pool:
         return list(pool.map(one, ids))
+
+
+def _moment(text: Any) -> float | None:
+    """A Lease's MicroTime as epoch seconds (None: absent or unreadable)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def whoami(engine: Engine, cluster: str) -> tuple[str, bool]:
@@ -93,7 +122,11 @@ def whoami(engine: Engine, cluster: str) -> tuple[str, bool]:
 
 
 ANNOUNCE_WAIT = 10.0   # s a release holding its leases gets to announce its channel
-FAILOVER_WAIT = 30.0   # s, with a cluster unreachable, for the release to move its channel
+LEFT_BEHIND = 10       # lease durations without renewal (10 min by default): left behind
+# s, with a cluster unreachable, for the release to move its channel: a hanging one is
+# noticed after its quiet watch's probe and two failed reads (`console.engine.steering`:
+# PROBE + FAILOVER request timeouts, 25 s by default), then the move is announced.
+FAILOVER_WAIT = 60.0
 # Actions that only reduce what the release does: taken with the request shown on the
 # reachable targets only (`console.engine.steering.REDUCING`).
 REDUCING = ("pause", "abort", "reject")
@@ -125,7 +158,10 @@ def listening_leases(engine: Engine, release_id: str
     start = time.monotonic()
     while True:
         views = read_leases(engine)
-        held = [v for v in views if v.release == release_id]
+        # A lease its release left behind (not renewed for LEFT_BEHIND durations) keeps
+        # an announcement nobody serves: not where the release listens.
+        behind = [v for v in views if v.release == release_id and v.left_behind]
+        held = [v for v in views if v.release == release_id and not v.left_behind]
         listening = _listening(held, release_id)
         unread = [v for v in views if v.error]
         # Between taking its leases and opening the channel a release does not listen
@@ -148,6 +184,13 @@ def listening_leases(engine: Engine, release_id: str
         raise NothingToSteer(f"release {release_id} holds {', '.join(v.cluster for v in held)} "
                              "but does not listen for control (started without the control "
                              "channel)")
+    if behind:
+        raise NothingToSteer(
+            f"release {release_id} is not running: its lease on "
+            f"{', '.join(v.cluster for v in behind)} was last renewed "
+            f"{min(v.unrenewed or 0 for v in behind) / 60:.0f} min ago - left behind "
+            "(with its announcement) while that cluster was down; the next release there "
+            "takes it over")
     extra = f"; {_unreachable(unread)} unreachable" if unread else ""
     raise NothingToSteer(f"no running release {release_id} on this fleet's clusters{extra}")
 
@@ -191,7 +234,7 @@ def live_state(views: Sequence[LeaseView], release_id: str) -> dict[str, Any]:
     """The release's live state for followers, from its announcements among `views`:
     of a release run as shards, one state for all - paused while any shard is (`paused
     shards` names them), the gate and bake as shard 1 (the gate shard) announces them."""
-    listening = _listening(views, release_id)
+    listening = _listening([v for v in views if not v.left_behind], release_id)
     if len(listening) <= 1:
         return dict(listening[0].steering) if listening else {}
     state = dict(listening[0].steering)
@@ -315,9 +358,13 @@ def _answers(engine: Engine, release_id: str, action: str, request: dict[str, An
     def own(view: LeaseView, target: LeaseView) -> bool:
         return n < 1 or shard_of(view.cluster, n) == _shard_number(shard_label(target))[0]
 
-    watched = {t.cluster: [t] + [v for v in held if v is not t and own(v, t)
-                                 and v.steering.get("release") == release_id]
-               for t in targets}
+    # Read the listening lease alone while it answers: another with an older
+    # announcement (left while its cluster was down) is looked at only once that one
+    # failed or lost the announcement - its cluster may hang each read.
+    watched = {t.cluster: [t] for t in targets}
+    announced = {t.cluster: [v for v in held if v is not t and own(v, t)
+                             and v.steering.get("release") == release_id]
+                 for t in targets}
     answers: dict[str, dict[str, Any] | None] = {}     # target -> answer (None: ended)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(answers) < len(targets):
@@ -327,8 +374,11 @@ def _answers(engine: Engine, release_id: str, action: str, request: dict[str, An
                 continue
             looked = watched[target.cluster]
             answer, listening, failed = _look(engine, name, request["id"], release_id, looked)
+            more = [v for v in announced[target.cluster] if v not in looked]
             if answer is not None:
                 answers[target.cluster] = answer
+            elif (failed or not listening) and more:
+                looked += more     # it may have moved meanwhile: look where it would go
             elif failed:
                 looked += [v for v in held if own(v, target) and v not in looked]
             elif not listening:

@@ -131,14 +131,19 @@ def control(config: Path, *args: str) -> subprocess.CompletedProcess:
 def test_pause_holds_new_starts_of_a_parallel_release_and_resume_continues(world, tmp_path):
     ids = ["a", "b", "c", "d"]
     w = world(ids, readiness_delay=1.0, jitter=0.0)
+    # The first cluster rolls long enough for `control` to start and ask while the
+    # release runs: at load 55 four 1 s rollouts ended before it read the leases
+    # ("no running release").
+    w.fleet.set_faults("a", readiness_delay=15.0)
     with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                 "--max-parallel", "1") as deploy:
         wait_for(lambda: deploy.kinds("cluster_started"), what="the first cluster start")
         paused = control(w.config_path, deploy.release_id, "pause")
         if paused.returncode != 0:
+            ended = deploy.kinds("release_finished")
             deploy.proc.kill()
             deploy.finish(timeout=30)
-        assert paused.returncode == 0, (paused.stderr, deploy.stderr())
+            assert paused.returncode == 0, (paused.stderr, ended, deploy.stderr())
         assert "pause" in paused.stdout
         assert "system:serviceaccount:kube-system:" in paused.stdout   # the cluster's word
         wait_for(lambda: deploy.kinds("paused"), what="the paused event")

@@ -91,3 +91,103 @@ def test_follow_shows_the_state_from_the_lease_the_channel_moved_to(world):
         assert listening.cluster == "a" and [v.cluster for v in others] == ["b"]
     finally:
         engine.close()
+
+
+def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path):
+    """a holds the control lease and hangs (the simulator accepts every request and
+    answers none for 600 s): its watch stays open and silent, so only the channel's
+    probe of a quiet watch notices. `control pause` is acknowledged through the lease the
+    release moved to within a bound; once a answers again the strict actions work and
+    the announcement left on a is taken off."""
+    import time
+
+    from console.engine import Engine
+    from console.engine.steering import PROBE, WITHDRAW_MAX
+    from console.engine.steering_client import read_leases, release_leases
+    from tests.integration.conftest import wait_for
+
+    w = world(["a", "b", "c", "d"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
+    with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
+        rid = deploy.at_gate()
+        hung = time.monotonic()
+        w.fleet.set_faults("a", latency=[600.0, 600.0])
+        pause = control(w.config_path, rid, "pause")
+        took = time.monotonic() - hung
+        print(f"hanging control lease: pause acknowledged {took:.1f}s after a hung")
+        assert pause.returncode == 0, pause.stderr
+        assert "not shown on a" in pause.stdout, pause.stdout
+        # The bound: the probe (PROBE s of silence), two quick reads (status timeout,
+        # 3 s each), the move, the request's round trip - with room for a loaded machine;
+        # `control` itself waits at most 30 s for the move.
+        assert took < PROBE + 45, took
+        engine = Engine(w.config)
+        try:
+            listening, _others = release_leases(engine, rid)
+            assert listening.cluster != "a" and listening.steering.get("moves", 0) >= 1
+            # Steering keeps working: a second action through the moved channel.
+            pause_again = control(w.config_path, rid, "pause")
+            assert pause_again.returncode == 2 and "paused already" in pause_again.stderr
+            w.fleet.set_faults("a", latency=[0.0, 0.0])
+            # Cleaned, not only outranked: the release takes its old announcement off a.
+            wait_for(lambda: not read_leases(engine, ["a"])[0].steering,
+                     timeout=WITHDRAW_MAX + 30, what="the announcement left on a taken off")
+            assert read_leases(engine, ["a"])[0].release == rid   # still the release's lease
+        finally:
+            engine.close()
+        resume = control(w.config_path, rid, "resume")
+        assert resume.returncode == 0, resume.stderr
+        abort = control(w.config_path, rid, "abort", "--rollback")
+        assert abort.returncode == 0, abort.stderr
+        code = deploy.finish()
+    assert code == 3, deploy.stderr()
+    actions = [s["action"] for s in steered(w, rid)]
+    assert {"pause", "resume", "abort"} <= set(actions)
+
+
+def test_a_lease_left_behind_with_its_announcement_is_nobodys_channel(world):
+    """A release ended while a was down: it could neither give a's lease back nor take
+    its announcement off. Once a answers, that lease (not renewed for an hour) is no
+    running release: `control` says so at once (exit 2, not a wait for an answer that
+    never comes), `follow` finds no running release in it, and a live announcement
+    elsewhere is not shadowed by it."""
+    from datetime import datetime, timedelta, timezone
+
+    from console.engine import Engine
+    from console.engine.follow import running_release, snapshot
+    from console.locks import lease_name
+    from console.locks.lease import LEASES
+
+    w = world(["a", "b"])
+    engine = Engine(w.config)
+    try:
+        plant_lease(engine, "a", {"release": "r-gone", "paused": True, "moves": 3})
+        driver = engine.driver("a")
+        path = LEASES.format(namespace=driver.namespace) + "/" + lease_name(w.config.app.name)
+        lease = driver.client.request("GET", path, timeout=10)
+        hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+        lease["spec"].update(leaseDurationSeconds=60,
+                             renewTime=hour_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        driver.client.request("PUT", path, body=lease, timeout=10)
+        assert running_release(engine) is None
+        # The same release id live on b (as after a move): b's state wins, though a's
+        # stale announcement claims more moves.
+        plant_lease(engine, "b", {"release": "r-gone", "paused": False, "moves": 1})
+        assert snapshot(engine, "r-gone", None).steering["paused"] is False
+        assert running_release(engine) == "r-gone"
+    finally:
+        engine.close()
+    w2 = world(["c"])
+    engine = Engine(w2.config)
+    try:
+        plant_lease(engine, "c", {"release": "r-left"})
+        driver = engine.driver("c")
+        path = LEASES.format(namespace=driver.namespace) + "/" + lease_name(w2.config.app.name)
+        lease = driver.client.request("GET", path, timeout=10)
+        lease["spec"].update(leaseDurationSeconds=60,
+                             renewTime=hour_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        driver.client.request("PUT", path, body=lease, timeout=10)
+    finally:
+        engine.close()
+    done = control(w2.config_path, "r-left", "pause", "--timeout", "20")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "left behind" in done.stderr and "last renewed 60 min ago" in done.stderr, done.stderr
