@@ -20,6 +20,9 @@ also the default for each cluster):
                               set later with set_faults, pods already running such an
                               image start crashing too (a crash after Ready)
     registry_missing: [...]   tag globs the demo registry reports as missing (fleet only)
+    hold_ready: ["v2"]        image tag globs whose pods run but stay not Ready until the
+                              setting no longer matches them (set_faults): a rollout held
+                              for exactly as long as a test needs, not for a guessed time
 
 Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, plus:
 
@@ -67,6 +70,7 @@ class ClusterSettings:
     jitter: float = 1.0
     never_pull: tuple[str, ...] = ()
     crash: tuple[str, ...] = ()
+    hold_ready: tuple[str, ...] = ()
     error_rate: float = 0.0
     error_codes: tuple[int, ...] = (500, 429)
     retry_after: int = 1
@@ -130,7 +134,7 @@ def _globs(value: Any) -> tuple[str, ...]:
 
 
 def _convert(key: str, value: Any) -> Any:
-    if key in ("never_pull", "crash", "bad_answer", "bad_metrics"):
+    if key in ("never_pull", "crash", "bad_answer", "bad_metrics", "hold_ready"):
         return _globs(value)
     if key == "error_codes":
         return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))

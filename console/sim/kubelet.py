@@ -113,6 +113,9 @@ class Kubelet:
             self._later(min(0.3, delay), self._pull_failure, ident, 0)
         elif any(faults.matches(i, s.crash) for i in images):
             self._later(min(0.3, delay), self._crash, ident, 0)
+        elif any(faults.matches(i, s.hold_ready) for i in images):
+            self._later(delay * 0.3, self._running, ident, False)
+            self._later(delay, self._held, ident)
         else:
             self._later(delay * 0.3, self._running, ident, False)
             self._later(delay, self._running, ident, True)
@@ -143,6 +146,18 @@ class Kubelet:
         if pod is None or pod["metadata"]["uid"] != ident[2]:
             return None
         return pod
+
+    def _held(self, ident: tuple[str, str, str]) -> None:
+        """A pod kept not Ready by `hold_ready`: Ready once the setting no longer
+        matches its images (looked at every 0.1 s)."""
+        pod = self._live(ident)
+        if pod is None:
+            return
+        images = [c.get("image", "") for c in pod["spec"].get("containers") or ()]
+        if any(faults.matches(i, self.settings.hold_ready) for i in images):
+            self._later(0.1, self._held, ident)
+        else:
+            self._running(ident, True)
 
     def _running(self, ident: tuple[str, str, str], ready: bool) -> None:
         pod = self._live(ident)

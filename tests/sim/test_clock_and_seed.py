@@ -138,3 +138,17 @@ def test_kubectl_ages_count_on_the_manual_clock(sim_fleet):
     names = [c["name"] for c in table["columnDefinitions"]]
     [row] = table["rows"]
     assert row["cells"][names.index("Age")] == "3h"
+
+
+def test_hold_ready_keeps_pods_not_ready_until_it_is_lifted(sim_fleet):
+    # A rollout held for as long as a test needs (then let go), not for a guessed time.
+    fleet = sim_fleet(["a"], readiness_delay=1.0, jitter=0.0, clock=ManualClock(START))
+    fleet.set_faults("a", hold_ready=["v2"])
+    _create(fleet, deployment("registry.example.com/web:v2"))
+    fleet.advance(600)
+    ready, _conditions = _deployment_state(fleet)
+    pods = fleet.list("a", "/pods", "shop")
+    assert ready == 0 and pods and all(p["status"]["phase"] == "Running" for p in pods)
+    fleet.set_faults("a", hold_ready=[])
+    fleet.advance(0.2)
+    assert _deployment_state(fleet)[0] == 3

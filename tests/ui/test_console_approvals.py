@@ -18,11 +18,13 @@ from .ui_helpers import story, wait_for
 pytestmark = pytest.mark.timeout(180)
 
 
-async def paused_and_resumed(pilot, app) -> str:
-    """`p` pauses the console's release, `p` resumes it; once it ended, `q`. Its id."""
+async def paused_and_resumed(pilot, app, fleet, held: str) -> str:
+    """`p` pauses the console's release, then lets `held`'s pods get ready (held until
+    the pause was taken), `p` resumes it; once it ended, `q`. Its id."""
     rid = app.state.release.release_id
     await pilot.press("p")
     await wait_for(pilot, lambda: app.state.release.paused, what="paused")
+    fleet.set_faults(held, hold_ready=[])
     await pilot.press("p")
     await ended(pilot, app, 60)
     await pilot.press("q")
@@ -97,9 +99,8 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
 async def test_the_consoles_own_pause_records_the_identity_the_cluster_confirms(
         console_fleet) -> None:
     from .test_steer_keys import staging_rolling
-    # staging's pods get ready after 2.0 s: time to pause while it rolls
-    async with staging_rolling(console_fleet, 2.0) as (config, fleet, app, pilot):
-        rid = await paused_and_resumed(pilot, app)
+    async with staging_rolling(console_fleet) as (config, fleet, app, pilot):
+        rid = await paused_and_resumed(pilot, app, fleet, "staging")
     steer = steering(config, rid)
     by = {s["action"]: s["by"] for s in steer}
     # The cluster's name for the fleet file's credentials, the local name beside it.
@@ -120,12 +121,12 @@ async def test_the_consoles_identity_comes_from_the_releases_own_cluster(console
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     assert config.ids[0] == "staging"
     seed(config, "v1")
-    fleet.set_faults("prod-eu", readiness_delay=2.0)   # time to pause while it rolls
+    fleet.set_faults("prod-eu", hold_ready=["v2"])   # rolling until the pause was taken
     async with console(config) as (app, pilot):
         await open_form_and_start(pilot, app, "serial", "v2", targets="prod")
         await wait_for(pilot, lambda: app.state.clusters["prod-eu"].phase is Phase.ROLLING,
                        what="the first target rolling")
-        rid = await paused_and_resumed(pilot, app)
+        rid = await paused_and_resumed(pilot, app, fleet, "prod-eu")
     assert live_tag(fleet, "staging") == "v1"
     by = {s["action"]: s["by"] for s in steering(config, rid)}
     assert by.get("paused") == f"system:serviceaccount:kube-system:prod-eu-admin ({app.operator})", by

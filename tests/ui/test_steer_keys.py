@@ -31,13 +31,15 @@ async def release(pilot, app: ReleaseConsoleApp, tag: str) -> None:
 
 
 @asynccontextmanager
-async def staging_rolling(console_fleet, delay: float
+async def staging_rolling(console_fleet
                           ) -> AsyncIterator[tuple[Any, Any, ReleaseConsoleApp, Any]]:
     """The console on staging, prod-eu and prod-us at v1 with a serial release of v2
-    started through the form, once its first cluster (staging, whose pods get ready after
-    `delay` s: time to act while it rolls) rolls; (config, fleet, app, pilot)."""
+    started through the form, once its first cluster rolls; (config, fleet, app, pilot).
+    Staging's v2 pods stay not Ready (`hold_ready`) until the story lets them
+    (`fleet.set_faults("staging", hold_ready=[])`) once its action was taken: a fixed
+    2-3 s rollout was the window to act in, too short on a loaded machine."""
     config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
-    fleet.set_faults("staging", readiness_delay=delay)
+    fleet.set_faults("staging", hold_ready=["v2"])
     async with console(config) as (app, pilot):
         await release(pilot, app, "v2")
         await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.ROLLING,
@@ -45,15 +47,23 @@ async def staging_rolling(console_fleet, delay: float
         yield config, fleet, app, pilot
 
 
+async def engine_took(app: ReleaseConsoleApp) -> None:
+    """Once a call sent after them returns, the engine process has taken the keys'
+    control messages (its pipe is read in order; controls are handled as they come)."""
+    import asyncio
+    await asyncio.to_thread(app.engine().releases)
+
+
 @story
 async def test_o_skips_a_waiting_cluster_and_the_ledger_says_skipped_by_operator(
         console_fleet) -> None:
-    # staging's pods get ready after 2.0 s: time to press `o` while it rolls
-    async with staging_rolling(console_fleet, 2.0) as (config, fleet, app, pilot):
+    async with staging_rolling(console_fleet) as (config, fleet, app, pilot):
         app.fleet.grid.go_to("staging")
         await pilot.press("o")   # started already: refused, nothing changes
         app.fleet.grid.go_to("prod-eu")
         await pilot.press("o")
+        await engine_took(app)
+        fleet.set_faults("staging", hold_ready=[])
         await ended(pilot, app)
         assert app.state.clusters["prod-eu"].phase is Phase.SKIPPED
         assert app.state.clusters["staging"].phase is Phase.HEALTHY
@@ -85,11 +95,11 @@ async def test_a_release_started_in_the_console_is_paused_and_resumed_by_control
         console_fleet) -> None:
     # The console's own release listens on the control channel like a headless deploy:
     # `release-console control ID pause` from another terminal holds its new starts.
-    # staging's pods get ready after 3.0 s: time to pause while it rolls
-    async with staging_rolling(console_fleet, 3.0) as (config, fleet, app, pilot):
+    async with staging_rolling(console_fleet) as (config, fleet, app, pilot):
         rid = app.state.release.release_id
         code, out, err = await control(config, rid, "pause")
         assert code == 0, err
+        fleet.set_faults("staging", hold_ready=[])   # acknowledged: the pause is taken
         assert "system:serviceaccount:kube-system:" in out      # the cluster's word
         await wait_for(pilot, lambda: app.state.release.paused, what="the console shows paused")
         await wait_for(pilot, lambda: app.state.clusters["staging"].phase is Phase.HEALTHY,
@@ -114,7 +124,7 @@ async def test_a_release_started_in_the_console_is_paused_and_resumed_by_control
 async def test_t_retries_a_failed_cluster_once_the_rest_of_its_wave_ended(console_fleet) -> None:
     config, fleet = released(console_fleet, ["staging", "prod-eu", "prod-us"], "v1")
     fleet.set_faults("prod-eu", never_pull=["v2"])
-    fleet.set_faults("prod-us", readiness_delay=3.0)   # the wave still runs after `t`
+    fleet.set_faults("prod-us", hold_ready=["v2"])   # the wave still runs after `t`
     async with console(config) as (app, pilot):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
@@ -133,7 +143,9 @@ async def test_t_retries_a_failed_cluster_once_the_rest_of_its_wave_ended(consol
         await pilot.press("t")                           # healthy: nothing to retry
         app.fleet.grid.go_to("prod-eu")
         await pilot.press("t")
+        await engine_took(app)
         assert app.state.clusters["prod-us"].phase is not Phase.HEALTHY   # its wave runs on
+        fleet.set_faults("prod-us", hold_ready=[])
         await wait_for(pilot, lambda: eu.phase in (Phase.ROLLING, Phase.HEALTHY), timeout=60,
                        what="prod-eu deployed again")
         # Events arrive in order: prod-us ended before prod-eu started again.
