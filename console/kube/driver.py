@@ -30,7 +30,7 @@ from console.kube.deployment import (LiveDeployment, Progress, Revision,  # noqa
                                      _container_image, _template_images, image_digest,
                                      image_tag, selector_string)
 from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutStatus,
-                                  pod_problems, rollout_status, verify_pods)
+                                  pod_problems, pod_summary, rollout_status, verify_pods)
 from console.kube.watch_hub import HubWatch
 from console.kube.watch_reader import RELISTED
 from console.kube.writes_first import WRITES
@@ -494,7 +494,7 @@ class ClusterDriver:
                         if kind == "DELETED":
                             pods.pop(name, None)
                         else:
-                            pods[name] = obj
+                            pods[name] = pod_summary(obj)
         finally:
             if add_waker is not None:
                 cancel.remove_waker(wake)   # type: ignore[union-attr]

@@ -187,6 +187,23 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
                for c in status.get("conditions") or ())
 
 
+def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a pod `verify_pods` reads (name, deletion, images, phase, Ready):
+    what a rollout keeps of each pod its watch shows - a thousand rollouts kept every
+    pod whole (managed fields, volumes, every status) until they ended."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    kept_meta = {"name": meta.get("name", "")}
+    if meta.get("deletionTimestamp"):
+        kept_meta["deletionTimestamp"] = meta["deletionTimestamp"]
+    return {"metadata": kept_meta,
+            "spec": {"containers": [{"image": image} for image in pod_images(pod)]},
+            "status": {"phase": status.get("phase"),
+                       "conditions": [{"type": "Ready", "status": c.get("status")}
+                                      for c in status.get("conditions") or ()
+                                      if c.get("type") == "Ready"]}}
+
+
 def verify_pods(pods: Iterable[Mapping[str, Any]], images: tuple[str, ...],
                 desired: int) -> str | None:
     """Check the end state: at least `desired` pods running `images`, all Running and Ready.

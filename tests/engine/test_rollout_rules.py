@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from console.kube.rollout import (FailFast, Phase, pod_problems, pod_ready, rollout_status,
-                                  verify_pods)
+from console.kube.rollout import (FailFast, Phase, pod_problems, pod_ready, pod_summary,
+                                  rollout_status, verify_pods)
 
 
 def deployment(generation=2, observed=2, replicas=3, updated=3, total=3, available=3,
@@ -185,6 +185,19 @@ def test_verify_pods():
     assert verify_pods(bad, (IMAGE,), 3) == "1 pod(s) not Running and Ready: w9"
     # A terminating pod is neither counted nor blamed.
     assert verify_pods(good + [pod("gone", deleting=True)], (IMAGE,), 3) is None
+
+
+def test_verify_pods_says_the_same_of_pod_summaries():
+    """A rollout keeps only `pod_summary` of each pod its watch shows: the verdicts on
+    the summaries are the verdicts on the whole pods."""
+    good = [pod(f"w{i}", ready=True) for i in range(3)]
+    cases = [good, good + [pod("old", image="reg/app:v1")], good[:2],
+             good[:2] + [pod("w9", phase="Running")], good + [pod("gone", deleting=True)],
+             good[:2] + [pod("w8", ready=False, phase="Pending")]]
+    for pods in cases:
+        assert verify_pods([pod_summary(p) for p in pods], (IMAGE,), 3) == \
+            verify_pods(pods, (IMAGE,), 3)
+        assert [pod_ready(pod_summary(p)) for p in pods] == [pod_ready(p) for p in pods]
 
 
 def test_fail_fast_waits_for_the_grace():
