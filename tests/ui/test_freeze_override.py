@@ -74,7 +74,9 @@ async def test_the_form_overrides_a_freeze_window_with_a_reason(console_fleet) -
     assert last.id == rid
     override = dict(last.freeze_override or {})
     assert override["reason"] == "INC-42 hotfix"
-    # The first target's cluster names the credentials that gave it.
-    assert override["by"] == "system:serviceaccount:kube-system:staging-admin"
+    # The control channel's cluster (the first target in sorted order, where `control`
+    # names the person too) names the credentials that gave it - not the first in the
+    # plan's order (staging).
+    assert override["by"] == "system:serviceaccount:kube-system:prod-eu-admin"
     assert override["confirmed"] is True
     assert [w["name"] for w in override["windows"]] == ["change-freeze"]
