@@ -301,6 +301,10 @@ class WatchStream:
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
             buffered = b""
         buffered = reader.read(len(buffered)) if buffered else b""
+        # Its buffer (8 KB a stream) is not read again: let it go (the socket stays open,
+        # held by the connection, which `close()` closes).
+        http_response.fp = None
+        reader.close()
         return sock, buffered, bool(http_response.chunked)
 
     def close(self) -> None:

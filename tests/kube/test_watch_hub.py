@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from console.kube.client import KubeClient, new_api_client
-from console.kube.watch_hub import ChunkedLines, HubWatch, StreamEnded
+from console.kube.watch_hub import ChunkedLines, HubWatch, StreamEnded, hub
 from console.kube.watch_reader import RELISTED
 
 CONFIGMAPS = "/api/v1/namespaces/shop/configmaps"
@@ -91,8 +91,17 @@ def create(client: KubeClient, name: str) -> None:
                    retry=False)
 
 
+def open_sockets() -> int:
+    import os
+    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+               for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
 def test_many_watches_are_read_by_one_thread(shop):
     fleet, client = shop
+    client.request("GET", CONFIGMAPS)   # the kept-alive connection and the hub's wake-up
+    hub()                               # pair are made before the sockets are counted
+    sockets = open_sockets()
     before = threading.active_count()
     outs = [queue.Queue() for _ in range(12)]
     watches = [HubWatch(client, CONFIGMAPS, {}, f"w{i}", out, None, 30)
@@ -111,6 +120,11 @@ def test_many_watches_are_read_by_one_thread(shop):
     finally:
         for watch in watches:
             watch.stop()
+    # Every stream's connection is closed once stopped (on the hub's thread, soon).
+    deadline = time.monotonic() + 10
+    while open_sockets() > sockets:
+        assert time.monotonic() < deadline, f"{open_sockets() - sockets} sockets left open"
+        time.sleep(0.05)
 
 
 def test_a_stream_the_server_ends_is_opened_again_from_its_last_version(shop):
