@@ -1,5 +1,6 @@
 """`WatchReader`: one watch read by a small thread that only forwards its events to a
-queue (the cluster driver follows a rollout with two: the Deployment and its pods).
+queue (the control channel and follow mode use it for a release's Lease; a rollout's
+watches are read by the process's one hub thread instead, `console.kube.watch_hub`).
 
 It resumes from the last resourceVersion when the server ends the stream, re-lists after
 410 Gone, backs off on errors, and tells the deciding thread when the cluster answers
