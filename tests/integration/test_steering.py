@@ -131,10 +131,11 @@ def control(config: Path, *args: str) -> subprocess.CompletedProcess:
 def test_pause_holds_new_starts_of_a_parallel_release_and_resume_continues(world, tmp_path):
     ids = ["a", "b", "c", "d"]
     w = world(ids, readiness_delay=1.0, jitter=0.0)
-    # The first cluster rolls long enough for `control` to start and ask while the
-    # release runs: at load 55 four 1 s rollouts ended before it read the leases
-    # ("no running release").
-    w.fleet.set_faults("a", readiness_delay=15.0)
+    # a's v2 pods stay not Ready (`hold_ready`) until the pause is acknowledged, so the
+    # release still runs when `control` asks, however long that process takes: with a
+    # fixed rollout (four of 1 s, then a's of 15 s) the release could end before a
+    # `control` slowed by a loaded machine read the leases ("no running release").
+    w.fleet.set_faults("a", hold_ready=["v2"])
     with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                 "--max-parallel", "1") as deploy:
         wait_for(lambda: deploy.kinds("cluster_started"), what="the first cluster start")
@@ -144,10 +145,12 @@ def test_pause_holds_new_starts_of_a_parallel_release_and_resume_continues(world
             deploy.proc.kill()
             deploy.finish(timeout=30)
             assert paused.returncode == 0, (paused.stderr, ended, deploy.stderr())
+        w.fleet.set_faults("a", hold_ready=[])   # acknowledged: the pause is taken
         assert "pause" in paused.stdout
         assert "system:serviceaccount:kube-system:" in paused.stdout   # the cluster's word
         wait_for(lambda: deploy.kinds("paused"), what="the paused event")
         started = len(deploy.kinds("cluster_started"))
+        assert started == 1   # a was held until the pause was taken
         # The clusters running when it paused finish; nothing new starts.
         wait_for(lambda: len(deploy.kinds("cluster_healthy")) == started, timeout=90,
                  what="the running cluster to finish")
