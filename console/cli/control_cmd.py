@@ -14,7 +14,8 @@ pause, abort and reject only reduce what the release does and are taken on the
 reachable targets, naming the unreachable ones. Exit codes: 0 the release acknowledged the
 action; 2 no such running release, nothing to act on (the message says why: no gate
 waiting, the cluster started already, ...), or bad input; 1 the release did not
-answer within `--timeout`.
+answer within `--timeout`, or whether it runs cannot be told (no Lease that could be read
+names it, and some could not be read: `steering_client.Unreadable`).
 """
 
 from __future__ import annotations

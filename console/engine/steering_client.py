@@ -35,6 +35,12 @@ class NoAnswer(UserError):
     """The release took no notice of the request within the timeout (exit 1)."""
 
 
+class Unreadable(NoAnswer):
+    """No Lease that could be read names the release, and some could not be read (they
+    timed out, or their cluster is down): whether it runs is unknown - not "no such
+    release" (exit 1, not 2)."""
+
+
 @dataclass
 class LeaseView:
     """The app's release Lease on one cluster, as read now."""
@@ -62,9 +68,10 @@ class LeaseView:
         return self.holder.rsplit("/", 1)[-1] if "/" in self.holder else ""
 
 
-def read_leases(engine: Engine, clusters: Sequence[str] | None = None) -> list[LeaseView]:
-    """The app's Lease on every cluster (or `clusters`), read at once with the status
-    timeout; an unreadable one carries its error."""
+def read_leases(engine: Engine, clusters: Sequence[str] | None = None,
+                timeout: float | None = None) -> list[LeaseView]:
+    """The app's Lease on every cluster (or `clusters`), read at once with `timeout` (the
+    status timeout unless given); an unreadable one carries its error."""
     ids = list(clusters if clusters is not None else engine.config.ids)
     name = lease_name(engine.config.app.name)
 
@@ -72,7 +79,8 @@ def read_leases(engine: Engine, clusters: Sequence[str] | None = None) -> list[L
         try:
             driver = engine.driver(cid)
             view = LeaseView(cid, driver.namespace)
-            lease = wire.read(driver.client, driver.namespace, name, engine.status_timeout)
+            lease = wire.read(driver.client, driver.namespace, name,
+                              timeout or engine.status_timeout)
         except (wire.ChannelError, ClusterError, UserError) as exc:
             return LeaseView(cid, "", error=str(exc))
         spec = (lease or {}).get("spec") or {}
@@ -104,15 +112,16 @@ def _moment(text: Any) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def whoami(engine: Engine, cluster: str) -> tuple[str, bool]:
+def whoami(engine: Engine, cluster: str, timeout: float | None = None) -> tuple[str, bool]:
     """(who, confirmed): the user the cluster says these credentials are
-    (SelfSubjectReview); the local operator name, unconfirmed, when it cannot say."""
+    (SelfSubjectReview, asked with `timeout`, the status timeout unless given); the
+    local operator name, unconfirmed, when it cannot say."""
     from console.session import operator_name
     try:
         answer = engine.driver(cluster).client.request(
             "POST", REVIEWS, body={"apiVersion": "authentication.k8s.io/v1",
                                    "kind": "SelfSubjectReview"},
-            timeout=engine.status_timeout, retry=False)
+            timeout=timeout or engine.status_timeout, retry=False)
         user = ((answer.get("status") or {}).get("userInfo") or {}).get("username")
         if user:
             return str(user), True
@@ -127,6 +136,9 @@ LEFT_BEHIND = 10       # lease durations without renewal (10 min by default): le
 # noticed after its quiet watch's probe and two failed reads (`console.engine.steering`:
 # PROBE + FAILOVER request timeouts, 25 s by default), then the move is announced.
 FAILOVER_WAIT = 60.0
+# s, while no Lease that could be read names the release and some could not be read,
+# reading again before saying it cannot tell: two rounds of request timeouts.
+UNREAD_WAIT = 20.0
 # Actions that only reduce what the release does: taken with the request shown on the
 # reachable targets only (`console.engine.steering.REDUCING`).
 REDUCING = ("pause", "abort", "reject")
@@ -154,10 +166,14 @@ def listening_leases(engine: Engine, release_id: str
     cannot be read moves its channel to another of its leases (`console.engine.
     steering`): while it has not yet, this waits up to FAILOVER_WAIT s for it; a shard
     holding leases that does not listen yet (it is opening its channel) gets
-    ANNOUNCE_WAIT s."""
+    ANNOUNCE_WAIT s. A Lease that cannot be read (timed out, its cluster down) may be
+    the release's: while none that could be read names it, this reads again for up to
+    UNREAD_WAIT s, then raises `Unreadable` rather than say there is no such release.
+    Read with the request timeout: the status timeout is for a status line that must
+    never stall, and a fresh process's first call on a loaded machine can outlast it."""
     start = time.monotonic()
     while True:
-        views = read_leases(engine)
+        views = read_leases(engine, timeout=engine.request_timeout)
         # A lease its release left behind (not renewed for LEFT_BEHIND durations) keeps
         # an announcement nobody serves: not where the release listens.
         behind = [v for v in views if v.release == release_id and v.left_behind]
@@ -167,10 +183,12 @@ def listening_leases(engine: Engine, release_id: str
         # Between taking its leases and opening the channel a release does not listen
         # yet, and one whose control lease is unreachable moves to another: give it a
         # moment before saying it never will.
-        wait = FAILOVER_WAIT if unread else ANNOUNCE_WAIT
+        wait = (ANNOUNCE_WAIT if not unread else FAILOVER_WAIT if held else UNREAD_WAIT)
         if listening and not silent_shards(held, listening):
             break
-        if not held or time.monotonic() - start > wait:
+        # None held: no such release - unless a Lease could not be read (it may be one
+        # it holds), but a lease it left behind says it is not running.
+        if (not held and (behind or not unread)) or time.monotonic() - start > wait:
             break
         time.sleep(0.5)
     if listening:
@@ -191,8 +209,12 @@ def listening_leases(engine: Engine, release_id: str
             f"{min(v.unrenewed or 0 for v in behind) / 60:.0f} min ago - left behind "
             "(with its announcement) while that cluster was down; the next release there "
             "takes it over")
-    extra = f"; {_unreachable(unread)} unreachable" if unread else ""
-    raise NothingToSteer(f"no running release {release_id} on this fleet's clusters{extra}")
+    if unread:
+        # An unreadable Lease is not an absent one: it may be the very one it holds.
+        raise Unreadable(f"cannot tell whether release {release_id} runs: no Lease that "
+                         f"could be read names it, and {_unreachable(unread)} could not be "
+                         f"read (tried for {wait:g}s); try again once it answers")
+    raise NothingToSteer(f"no running release {release_id} on this fleet's clusters")
 
 
 def _listening(held: Sequence[LeaseView], release_id: str) -> list[LeaseView]:
@@ -280,7 +302,7 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
     `timeout` s) - of a release run as shards, the answer of the shard that takes it
     (`console.engine.shards.taker`), or of every shard for pause, resume and abort.
     Raises `NothingToSteer` (no such release), `UserError` (the cluster refused the
-    write), `NoAnswer` (no answer in time)."""
+    write), `NoAnswer` (no answer in time; `Unreadable`: whether it runs cannot be told)."""
     if action not in wire.ACTIONS:
         raise UserError(f"unknown action {action!r}; one of {', '.join(wire.ACTIONS)}")
     if action in wire.NEEDS_CLUSTER and not cluster:
@@ -289,7 +311,9 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
         raise UserError(f"unknown cluster {cluster!r} in {engine.config.path}")
     listening, others = listening_leases(engine, release_id)
     targets = _takers(listening, action, cluster, release_id)
-    by, confirmed = whoami(engine, targets[0].cluster)
+    # The request timeout: an unconfirmed name is refused, so a slow answer must not
+    # turn into a refusal.
+    by, confirmed = whoami(engine, targets[0].cluster, engine.request_timeout)
     from console.session import operator_name
     request = {"id": secrets.token_hex(6), "release": release_id,
                "action": action, "cluster": cluster or "",
