@@ -306,22 +306,29 @@ def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_p
 
 def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
     ids = ["a", "b", "c", "d", "e", "f"]
-    # Pods get ready after 4 s: after the first healthy cluster the release must outlast
-    # a `control` process under load (it writes each request on every cluster's Lease);
-    # at 2 s it once ended first and the abort found no running release.
-    w = world(ids, readiness_delay=4.0, jitter=0.0)
+    w = world(ids, readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
+    # Every cluster's v2 pods stay not Ready (`hold_ready`) until the story lets them, so
+    # the release still runs when each `control` asks, however long that process takes
+    # on a loaded machine: with a fixed rollout (4 s a cluster) the release could end
+    # before the abort read the leases ("no running release").
+    for cid in ids:
+        w.fleet.set_faults(cid, hold_ready=["v2"])
     with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                 "--max-parallel", "1") as deploy:
-        wait_for(lambda: deploy.kinds("cluster_started"), timeout=90, what="a start")
+        first = wait_for(lambda: deploy.kinds("cluster_started"), timeout=90,
+                         what="a start")[0]["cluster"]
         rid = deploy.release_id
         skipped = control(w.config_path, rid, "skip", "f")
         assert skipped.returncode == 0, skipped.stderr
         assert control(w.config_path, rid, "skip", "zz").returncode == 2   # not in the fleet
+        w.fleet.set_faults(first, hold_ready=[])   # the skip is taken: let one finish
         wait_for(lambda: deploy.kinds("cluster_healthy"), timeout=90, what="a cluster healthy")
-        # Several clusters of 4 s each are still to come: the release is running.
+        # The clusters still to come are held: the release is running.
         aborted = control(w.config_path, rid, "abort", "--rollback")
         assert aborted.returncode == 0, aborted.stderr
+        for cid in ids:                            # acknowledged: the abort is taken
+            w.fleet.set_faults(cid, hold_ready=[])
         code = deploy.finish()
     assert code == 3, deploy.stderr()
     skips = {e["cluster"]: e for e in deploy.kinds("cluster_skipped")}
@@ -334,9 +341,14 @@ def test_skip_and_abort_with_rollback_through_the_channel(world, tmp_path):
 
 def test_retry_a_failed_cluster_through_the_channel(world, tmp_path):
     ids = ["a", "b", "c", "d"]
-    w = world(ids, readiness_delay=2.0, jitter=0.0)
+    w = world(ids, readiness_delay=1.0, jitter=0.0)
     w.deploy_everywhere("v1")
     w.fleet.set_faults("a", never_pull=["v2"])
+    # The rest of a's wave stays not Ready (`hold_ready`) until the retry is acknowledged,
+    # so the release still runs when both `control`s ask, however long they take on a
+    # loaded machine (three 2 s rollouts could end first: "no running release").
+    for cid in "bcd":
+        w.fleet.set_faults(cid, hold_ready=["v2"])
     with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                 "--max-parallel", "1", "--max-failures", "1",
                 "--fail-fast-grace", "0.3") as deploy:
@@ -348,6 +360,8 @@ def test_retry_a_failed_cluster_through_the_channel(world, tmp_path):
         retried = control(w.config_path, rid, "retry", "a")
         assert retried.returncode == 0, retried.stderr
         assert "once the rest of its wave ended" in retried.stdout
+        for cid in "bcd":                          # acknowledged: the retry is taken
+            w.fleet.set_faults(cid, hold_ready=[])
         code = deploy.finish()
     assert code == 0, deploy.stderr()
     assert [w.version(c) for c in ids] == ["v2"] * 4
@@ -469,11 +483,15 @@ def test_control_from_an_identity_the_cluster_cannot_confirm_is_refused_and_reco
     # The control lease's cluster has no SelfSubjectReview (an API server before 1.28):
     # `control` can only offer the local login. A pause from that name must not hold the
     # release (it did: only approvals were refused), `control` says it was refused (exit
-    # 2), and the ledger records the attempt. Pods get ready after 4 s: the release (one
-    # cluster at a time) must outlast two `control` processes under load.
+    # 2), and the ledger records the attempt. Every cluster's v2 pods stay not Ready
+    # (`hold_ready`) until both requests were answered, so the release still runs when
+    # each `control` asks, however long it takes on a loaded machine (with a fixed 4 s
+    # rollout a cluster the release could end first: "no running release").
     ids = ["a", "b", "c", "d"]
-    w = world(ids, readiness_delay=4.0, jitter=0.0)
+    w = world(ids, readiness_delay=1.0, jitter=0.0)
     w.fleet.set_faults("a", self_review=False)
+    for cid in ids:
+        w.fleet.set_faults(cid, hold_ready=["v2"])
     with Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                 "--max-parallel", "1") as deploy:
         wait_for(lambda: deploy.kinds("cluster_started"), timeout=90, what="a start")
@@ -483,6 +501,8 @@ def test_control_from_an_identity_the_cluster_cannot_confirm_is_refused_and_reco
         assert "refused" in paused.stderr and "not confirmed by the cluster" in paused.stderr
         aborted = control(w.config_path, rid, "abort")
         assert aborted.returncode == 2 and "refused" in aborted.stderr
+        for cid in ids:                            # both answered (refused): let go
+            w.fleet.set_faults(cid, hold_ready=[])
         code = deploy.finish()
     assert code == 0, deploy.stderr()
     assert not deploy.kinds("paused")
@@ -501,7 +521,13 @@ def test_follow_watches_and_shows_a_change_well_under_a_second_after_it_happens(
     # the watches (the Leases, the Deployments, the ledger file). The latency is from the
     # release's own event (its `ts`) to the follow line arriving here.
     ids = ["a", "b", "c", "d"]
-    w = world(ids, readiness_delay=3.0, jitter=0.0)
+    w = world(ids, readiness_delay=1.0, jitter=0.0)
+    # v2 pods stay not Ready (`hold_ready`) until the pause is acknowledged, so the
+    # release still runs when `follow` starts and `control` asks, however long those
+    # processes take on a loaded machine (with a fixed 3 s rollout a cluster the release
+    # could end first: "no running release").
+    for cid in ids:
+        w.fleet.set_faults(cid, hold_ready=["v2"])
     deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "parallel",
                     "--max-parallel", "1")
     follow = None
@@ -511,6 +537,8 @@ def test_follow_watches_and_shows_a_change_well_under_a_second_after_it_happens(
         follow = Follow(w.config_path, rid, interval="60")
         wait_for(lambda: follow.saw(f"release {rid}: v2"), timeout=60, what="the follow head")
         assert control(w.config_path, rid, "pause").returncode == 0
+        for cid in ids:                            # acknowledged: the pause is taken
+            w.fleet.set_faults(cid, hold_ready=[])
         wait_for(lambda: follow.saw("paused: no new cluster starts"), timeout=30,
                  what="the paused line")
         paused = deploy.kinds("paused")[0]["ts"]
