@@ -19,6 +19,7 @@ from console.errors import UserError
 from console.kube.client import ClusterError
 from console.locks import control as wire
 from console.locks import lease_name
+from console.locks.lease import parse_time
 from console.plan import shard_of
 
 if TYPE_CHECKING:
@@ -86,9 +87,9 @@ def read_leases(engine: Engine, clusters: Sequence[str] | None = None,
         spec = (lease or {}).get("spec") or {}
         view.holder = str(spec.get("holderIdentity") or "")
         view.steering = wire.decoded(lease, wire.STEERING, {})
-        renewed = _moment(spec.get("renewTime") or spec.get("acquireTime"))
+        renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
         if renewed is not None:
-            view.unrenewed = time.time() - renewed
+            view.unrenewed = time.time() - renewed.timestamp()
         try:
             view.duration = float(spec.get("leaseDurationSeconds") or view.duration)
         except (TypeError, ValueError):
@@ -99,17 +100,6 @@ def read_leases(engine: Engine, clusters: Sequence[str] | None = None,
         return []
     with ThreadPoolExecutor(max_workers=min(32, len(ids)), thread_name_prefix="lease") as pool:
         return list(pool.map(one, ids))
-
-
-def _moment(text: Any) -> float | None:
-    """A Lease's MicroTime as epoch seconds (None: absent or unreadable)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def whoami(engine: Engine, cluster: str, timeout: float | None = None) -> tuple[str, bool]:

@@ -278,7 +278,7 @@ class ClusterLease:
     def _looks_fresh(self, lease: Mapping[str, Any]) -> bool:
         """Whether the holder's renewTime says it is alive. Trusted only to refuse: a
         renewTime further ahead than one duration is a clock gone wrong, not a proof."""
-        renewed = _parse_time(_spec(lease).get("renewTime") or _spec(lease).get("acquireTime"))
+        renewed = parse_time(_spec(lease).get("renewTime") or _spec(lease).get("acquireTime"))
         if renewed is None:
             return False
         span = timedelta(seconds=self._lease_duration(lease))
@@ -331,7 +331,7 @@ class ClusterLease:
 
     def _holder(self, lease: Mapping[str, Any]) -> Holder:
         spec = _spec(lease)
-        renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+        renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
         expires = renewed + timedelta(seconds=self._lease_duration(lease)) if renewed else None
         return Holder(identity=str(spec.get("holderIdentity") or "?"), app=self.app,
                       name=self.name, namespace=self.namespace, renewed=renewed,
@@ -381,7 +381,8 @@ def _micro(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_time(text: Any) -> datetime | None:
+def parse_time(text: Any) -> datetime | None:
+    """A Lease's MicroTime as an aware datetime (None: absent or unreadable)."""
     if not text:
         return None
     try:
