@@ -232,15 +232,21 @@ class EngineHost:
                 self._gates.pop(gate_id, None)
                 answer = Future()
                 person = identity(self._who(request.release_id), mine.by)
-                counted = person not in approvers
+                # Only a name the cluster confirms counts among distinct approvers, as
+                # for the terminal's yes: an unconfirmed local name (the cluster was slow
+                # or has no SelfSubjectReview) and the same person's confirmed `control
+                # approve` would otherwise open a two-person gate alone.
+                confirmed = person != mine.by
+                counted = confirmed and person not in approvers
                 if counted:
                     approvers.append(person)
                     labels.append(mine.by)
-                    if person != mine.by:   # confirmed by the cluster
-                        control.note_approval(request.next_wave, person)
+                    control.note_approval(request.next_wave, person)
                 if len(approvers) >= need:
                     return GateAnswer(GateDecision.APPROVE, by=", ".join(labels))
-                self._tell_approvals(request, approvers, need, None if counted else person)
+                self._tell_approvals(request, approvers, need,
+                                     again=person if confirmed and not counted else None,
+                                     unconfirmed=None if confirmed else mine.by)
             remote = control.gate_answer(0, request.next_wave) if not control.aborted \
                 else GateAnswer(GateDecision.ABORT, control.rollback_on_abort,
                                 by="aborted while waiting")
@@ -259,13 +265,17 @@ class EngineHost:
             return answer.result()    # the person answered in the same instant
 
     def _tell_approvals(self, request: GateRequest, approvers: list[str], need: int,
-                        again: str | None = None) -> None:
+                        again: str | None = None, unconfirmed: str | None = None) -> None:
         """Tell the console's person how far a gate that needs `need` distinct approvers
-        is (`again`: who approved a second time, not counted): their `a` closed the
-        question, but the gate still waits."""
+        is (`again`: who approved a second time; `unconfirmed`: a name the cluster did
+        not confirm; neither counted): their `a` closed the question, but the gate still
+        waits."""
         wave = request.next_wave + 1
         text = (f"{again} approved the gate before wave {wave} already; it needs distinct "
                 "approvers. " if again else "")
+        if unconfirmed:
+            text += (f"{unconfirmed}'s approval is not counted: the release's cluster did "
+                     "not confirm who you are (SelfSubjectReview). ")
         text += (f"Gate before wave {wave}: {len(approvers)} of {need} approvals "
                  f"({', '.join(approvers)}); it waits for {need - len(approvers)} more "
                  f"through the control channel: release-console control "

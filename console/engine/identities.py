@@ -58,13 +58,14 @@ class Identities:
 
     def who(self, release_id: str | None = None, cluster: str | None = None) -> Who | None:
         """The person as `cluster` (or the running `release_id`'s cluster) confirms it;
-        None when neither is known or it did not answer within the status timeout."""
+        None when neither is known or it did not answer within the request timeout (what
+        `control` waits too: a slower answer here would leave the person unconfirmed)."""
         if cluster is None and release_id is not None:
             cluster = self.cluster_of(release_id)
         if cluster is None:
             return None
         try:
-            return self._ask(cluster).result(timeout=self.engine.status_timeout)
+            return self._ask(cluster).result(timeout=self.engine.request_timeout)
         except FutureTimeout:
             return None
 
@@ -79,7 +80,7 @@ class Identities:
             from console.engine.steering_client import whoami
             from console.session import operator_name
             try:
-                who = whoami(self.engine, cluster)
+                who = whoami(self.engine, cluster, self.engine.request_timeout)
             except Exception:  # noqa: BLE001 - e.g. its credentials do not load
                 who = (operator_name(), False)
             if not who[1]:

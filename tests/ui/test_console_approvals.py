@@ -131,3 +131,46 @@ async def test_the_consoles_identity_comes_from_the_releases_own_cluster(console
     by = {s["action"]: s["by"] for s in steering(config, rid)}
     assert by.get("paused") == f"system:serviceaccount:kube-system:prod-eu-admin ({app.operator})", by
     assert by.get("resumed") == by["paused"]
+
+
+@story
+async def test_an_approval_the_cluster_cannot_confirm_is_not_one_of_two(console_fleet) -> None:
+    # The release's own cluster (prod-eu: its channel) has no SelfSubjectReview, so the
+    # console can only offer its local name. That `a` must not count: the same person's
+    # confirmed `control approve` (once the cluster answers) would otherwise be the
+    # second of two "distinct" approvers and open the gate alone.
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    text = config.path.read_text()
+    config.path.write_text(text.replace("    gates: true\n", "    gates: true\n    approvals: 2\n"))
+    config = load(config.path)
+    seed(config, "v1")
+    fleet.set_faults("prod-eu", self_review=False)
+    async with console(config) as (app, pilot):
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#strategy-canary")
+        await pilot.click("#tag")
+        await pilot.press("v", "2", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
+                       and app.screen.request is not None, timeout=90, what="the gate question")
+        rid = app.state.release.release_id
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(
+            "not counted" in str(n.message) and "0 of 2 approvals" in str(n.message)
+            for n in app._notifications), what=lambda: "the 'not counted' notice (notices: "
+            f"{[str(n.message) for n in app._notifications]})")
+        # The cluster answers again: the same person, confirmed, is one approval; a
+        # second person is the other.
+        fleet.set_faults("prod-eu", self_review=True)
+        code, out, err = await control(config, rid, "approve")
+        assert code == 0 and "1 of 2" in out + err, (code, out, err)
+        assert app.state.release.outcome is None     # still at its gate
+        code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
+        assert code == 0, err
+        await ended(pilot, app, 90)
+        assert app.state.release.outcome == "ok"
+        await pilot.press("q")
+    decided = [s["by"] for s in steering(config, rid) if s["action"] == "gate_approve"]
+    assert len(decided) == 1
+    people = decided[0].split(", ")
+    assert len(people) == 2 and app.operator not in people, decided
