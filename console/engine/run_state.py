@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from console.engine.api import ClusterResult, Outcome, ReleaseControl
 from console.engine.pacing import Pacer
-from console.kube.driver import LiveDeployment, WakingEvent
+from console.kube.driver import LiveDeployment
+from console.kube.waking import WakingEvent
 from console.locks import ReleaseLock
 from console.plan import Plan
 

@@ -37,6 +37,7 @@ from console.engine.rollbacks import by_suffix, rollback_reached, rollback_scope
 from console.events import Event, Kind
 from console.freeze import Block
 from console.kube.driver import LiveDeployment
+from console.kube.waking import take_batch
 from console.locks import ReleaseLock
 from console.plan import Plan
 from console.preflight import PreflightReport
@@ -379,15 +380,9 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
             if pending:  # paused with nothing running: wait for resume or abort
                 cancel.wait(CONTROL_POLL)
             continue
-        try:
-            done = [finished.get(timeout=CONTROL_POLL)]
-        except queue.Empty:
+        done = take_batch(finished, CONTROL_POLL)
+        if not done:
             continue
-        while True:
-            try:
-                done.append(finished.get_nowait())
-            except queue.Empty:
-                break
         for future in done:
             cid = running.pop(future)
             run.pacer.release(cid)      # a start reserved but never begun counts no more

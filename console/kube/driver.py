@@ -32,6 +32,7 @@ from console.kube.deployment import (LiveDeployment, Progress, Revision,  # noqa
 from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutStatus,
                                   pod_problems, pod_summary, rollout_status, verify_pods)
 from console.kube.watch_hub import HubWatch
+from console.kube.waking import take_batch
 from console.kube.watch_reader import RELISTED
 from console.kube.writes_first import WRITES
 
@@ -68,36 +69,6 @@ RESOURCE_PATHS: Mapping[tuple[str, str], str] = {
 
 class RolloutInterrupted(Exception):
     """Following a rollout was cancelled by the caller (the release was aborted)."""
-
-
-class WakingEvent(threading.Event):
-    """A cancel event that also wakes the rollouts following it when set, so they need
-    not look at it twice a second (a thousand rollouts looking cost seconds of CPU)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._wakers: list[Callable[[], None]] = []
-        self._wakers_lock = threading.Lock()
-
-    def add_waker(self, wake: Callable[[], None]) -> None:
-        """Call `wake()` when the event is set (at once if it is set already)."""
-        with self._wakers_lock:
-            self._wakers.append(wake)
-        if self.is_set():
-            wake()
-
-    def remove_waker(self, wake: Callable[[], None]) -> None:
-        """Stop calling `wake`."""
-        with self._wakers_lock:
-            if wake in self._wakers:
-                self._wakers.remove(wake)
-
-    def set(self) -> None:  # noqa: D102 - threading.Event API
-        super().set()
-        with self._wakers_lock:
-            wakers = list(self._wakers)
-        for wake in wakers:
-            wake()
 
 
 class ClusterDriver:
@@ -461,17 +432,11 @@ class ClusterDriver:
                     due.append(min(failing_since.values()) + self.unreachable_grace)
                 due.extend(at for watch in watches if (at := watch.due) is not None)
                 wait = max(0.0, min(due) - now)
-                try:
-                    batch = [events.get(timeout=wait)]
-                except queue.Empty:
-                    continue
                 # Everything that came meanwhile, then one decision (the hub delivers a
                 # stream's events in bursts; deciding after each cost a wake-up apiece).
-                while True:
-                    try:
-                        batch.append(events.get_nowait())
-                    except queue.Empty:
-                        break
+                batch = take_batch(events, wait)
+                if not batch:
+                    continue
                 for source, kind, obj in batch:
                     if source in ("cancel", "ended"):
                         continue

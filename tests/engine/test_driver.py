@@ -301,7 +301,8 @@ def test_a_waking_cancel_ends_a_quiet_rollout_at_once(world):
     import threading
     import time
 
-    from console.kube.driver import WOKEN_POLL, RolloutInterrupted, WakingEvent
+    from console.kube.driver import WOKEN_POLL, RolloutInterrupted
+    from console.kube.waking import WakingEvent
     from console.render import render
     w = world(["a"])
     w.deploy_everywhere("v1")
@@ -323,7 +324,7 @@ def test_a_waking_cancel_ends_a_quiet_rollout_at_once(world):
 
 
 def test_a_waking_event_calls_its_wakers_when_set_and_when_added_after():
-    from console.kube.driver import WakingEvent
+    from console.kube.waking import WakingEvent
     calls: list[str] = []
     event = WakingEvent()
     event.add_waker(lambda: calls.append("first"))
