@@ -33,7 +33,7 @@ from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutS
                                   pod_problems, pod_summary, rollout_status, verify_pods)
 from console.kube.watch_hub import HubWatch
 from console.kube.waking import take_batch
-from console.kube.watch_reader import RELISTED
+from console.kube.watch_feed import RELISTED
 from console.kube.writes_first import WRITES
 
 FIELD_MANAGER = "release-console"

@@ -5,7 +5,7 @@ thousand rollouts kept two thousand threads waking for every event. Here the str
 are opened by their owner (the thread that decides the rollout, `HubWatch.open`) and then
 handed to the hub, which waits on all their sockets at once (`selectors`), decodes the
 chunked HTTP body and the JSON lines itself, and forwards each event to its owner's
-queue - the same (source, type, object) tuples `WatchReader` puts.
+queue - the (source, type, object) tuples of `console.kube.watch_feed`.
 
 The hub only reads: a stream that ends (the server's `timeoutSeconds`, a 410, an error,
 a read deadline passed) is closed here and its `HubWatch` marked due for opening again,
@@ -28,8 +28,7 @@ from typing import Any
 
 from urllib3.exceptions import ReadTimeoutError
 
-from console.kube.client import ClusterError, describe
-from console.kube.watch_reader import RELISTED
+from console.kube.watch_feed import WatchFeed
 
 log = logging.getLogger(__name__)
 
@@ -305,13 +304,11 @@ def hub() -> WatchHub:
         return _hub
 
 
-class HubWatch:
+class HubWatch(WatchFeed):
     """One watch the hub reads, opened (and opened again) by its owner's thread.
 
-    Puts on `out` what `WatchReader` puts: (source, type, object) per event, a list
-    preceded by (source, RELISTED, None), ("error", source, ClusterError) when the watch
-    fails and ("recovered", source, None) once it works again - plus ("ended", source,
-    None) when the stream ended, so the owner wakes to call `open` when `due` says.
+    Puts on `out` what every `WatchFeed` puts - plus ("ended", source, None) when the
+    stream ended, so the owner wakes to call `open` when `due` says.
 
     `open()` (blocking: it may list, and connects) is the owner's to call whenever `due`
     (a monotonic time, None while the hub reads it) has come: it lists when no
@@ -323,17 +320,10 @@ class HubWatch:
     def __init__(self, client: Any, path: str, query: Mapping[str, str], source: str,
                  out: queue.SimpleQueue | queue.Queue,
                  resource_version: str | None, server_timeout: int) -> None:
-        self.client = client
-        self.path = path
-        self.query = dict(query)
-        self.source = source
-        self.out = out
-        self.resource_version = resource_version
-        self.server_timeout = server_timeout
+        super().__init__(client, path, query, source, out, resource_version, server_timeout)
         self._lock = threading.Lock()
         self._due: float | None = 0.0        # open now
         self._backoff = 0.5
-        self._failing = False
         self._stopped = False
         self._stream: _Stream | None = None
 
@@ -351,17 +341,9 @@ class HubWatch:
                 return
             self._due = None
         try:
-            if self.resource_version is None:
-                listing = self.client.request("GET", self.path, self.query)
-                self._recovered()
-                self.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
-                self.out.put((self.source, RELISTED, None))
-                for obj in listing.get("items") or []:
-                    self.out.put((self.source, "ADDED", obj))
-            opened = self.client.watch(
-                self.path, dict(self.query, resourceVersion=self.resource_version,
-                                allowWatchBookmarks=True),
-                self.server_timeout, read_timeout=OPEN_TIMEOUT)
+            self._list_if_unknown()
+            opened = self.client.watch(self.path, self._watch_query(), self.server_timeout,
+                                       read_timeout=OPEN_TIMEOUT)
             sock, buffered, chunked = opened.detach()
         except Exception as exc:  # noqa: BLE001 - any failure to open is reported
             self._failed(exc)
@@ -387,20 +369,7 @@ class HubWatch:
     # -- on the hub's thread -----------------------------------------------------------
 
     def _on_event(self, event: dict[str, Any]) -> bool:
-        kind = event.get("type", "")
-        obj = event.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                self.resource_version = None    # expired: list again
-                return False
-            raise ClusterError(self.client.cluster, f"watch error {obj.get('code')}: "
-                               f"{obj.get('message', '')}", obj.get("code"))
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-        if version:
-            self.resource_version = version
-        if kind != "BOOKMARK":
-            self.out.put((self.source, kind, obj))
-        return True
+        return self._take(event.get("type", ""), event.get("object") or {})
 
     def _on_end(self, error: BaseException | None) -> None:
         if error is not None:
@@ -420,14 +389,6 @@ class HubWatch:
             if self._stopped:
                 return
             self._stream = None
-            self._failing = True
             self._due = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, 5.0)
-        self.out.put(("error", self.source, describe(self.client.cluster, exc,
-                                                     self.client.server)))
-
-    def _recovered(self) -> None:
-        """Tell the owner the cluster answers again (a quiet watch sends nothing)."""
-        if self._failing:
-            self._failing = False
-            self.out.put(("recovered", self.source, None))
+        self._report(exc)

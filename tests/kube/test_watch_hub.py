@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from console.kube.client import KubeClient, new_api_client
 from console.kube.watch_hub import ChunkedLines, HubWatch, StreamEnded, hub
-from console.kube.watch_reader import RELISTED
+from console.kube.watch_feed import RELISTED
 
 CONFIGMAPS = "/api/v1/namespaces/shop/configmaps"
 
