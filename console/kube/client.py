@@ -37,9 +37,9 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException, RESTResponse
-from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs
 
 from console.kube.private_files import private_dir
+from console.kube.tls_contexts import share_tls_context
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # One call and up to five retries: every call of a release (pre-flight, lease, deploy)
@@ -153,7 +153,7 @@ def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
         # providers). A static token or client certificate needs no hook at all.
         api.configuration.refresh_api_key_hook = \
             _Throttled(hook) if _expiring_credentials(kubeconfig, context) else None
-    _share_tls_context(api.rest_client.pool_manager)
+    share_tls_context(api.rest_client.pool_manager)
     return api
 
 
@@ -167,81 +167,6 @@ def _expiring_credentials(kubeconfig: Mapping[str, Any], context: str | None) ->
                                     if isinstance(u, Mapping) and u.get("name") == ctx.get("user")),
                                    {})
     return not isinstance(user, Mapping) or "exec" in user or "auth-provider" in user
-
-
-def _share_tls_context(pool_manager: Any, context: ssl.SSLContext | None = None) -> None:
-    """Give every connection of `pool_manager` one TLS context, made once.
-
-    Left to itself urllib3 makes a context and loads the CA (and client certificate)
-    files again for each new connection: a third of a new connection's CPU, and a
-    rollout opens two (its watches). A pool through a proxy keeps urllib3's own way.
-    """
-    if type(pool_manager) is not urllib3.PoolManager:
-        return
-    kw = pool_manager.connection_pool_kw
-    if context is None:
-        try:
-            context = _tls_context(kw)
-        except (ssl.SSLError, OSError, ValueError):
-            # A CA or key pair that does not load: left to urllib3, whose connection
-            # fails with the TLS error the caller reports (as it always did).
-            return
-    kw["ssl_context"] = context
-    for key in ("ca_certs", "ca_cert_data", "cert_file", "key_file"):
-        kw.pop(key, None)
-
-
-# (verify mode, CA, client certificate and key bytes, hostname rules) -> a TLS context.
-# Clusters behind one CA (and without client certificates, or with the same one) share a
-# context: building one and loading its CA cost more CPU than a `status` read's whole
-# GET. The key holds the bytes, not the file names (the client writes each cluster's CA
-# to a file of its own), and the context is made from exactly those bytes (the CA) or
-# only kept when the files still hold them after loading (the client certificate), so
-# two clusters share a context only when they verify and present exactly the same. A
-# file read while the client is still writing it (its temp files are named before they
-# are written) gives no certificate: that pool is left to urllib3, as before.
-_tls_contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
-_tls_contexts_lock = threading.Lock()
-
-
-def _read_bytes(path: str | None) -> bytes | None:
-    if not path:
-        return None
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
-def _tls_context(kw: Mapping[str, Any]) -> ssl.SSLContext:
-    """The (shared) TLS context for a pool's CA, client certificate and verify mode."""
-    cert_reqs = resolve_cert_reqs(kw.get("cert_reqs"))
-    ca_file = _read_bytes(kw.get("ca_certs"))
-    ca_data = kw.get("ca_cert_data")
-    cert, key_bytes = _read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file"))
-    # urllib3 turns a context's own hostname check off for a pool with `assert_hostname`
-    # or `assert_fingerprint` (and checks itself): only pools alike in those share one.
-    key = (cert_reqs, ca_file, ca_data, cert, key_bytes,
-           repr(kw.get("assert_hostname")), repr(kw.get("assert_fingerprint")))
-    with _tls_contexts_lock:
-        found = _tls_contexts.get(key)
-    if found is not None:
-        return found
-    context = create_urllib3_context(cert_reqs=cert_reqs)
-    if ca_file is not None or ca_data:
-        if ca_file is not None:
-            # A CA file is PEM text (what `cafile=` reads); loaded from the bytes read.
-            context.load_verify_locations(cadata=ca_file.decode("ascii"))
-        if ca_data:
-            context.load_verify_locations(cadata=ca_data)
-    else:
-        context.load_default_certs()
-    if kw.get("cert_file"):
-        context.load_cert_chain(kw["cert_file"], kw.get("key_file"))
-        if (_read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file"))) != \
-                (cert, key_bytes):
-            raise ValueError("the client certificate changed while it was loaded")
-    with _tls_contexts_lock:
-        # Another thread may have built the same one meanwhile: keep the first.
-        return _tls_contexts.setdefault(key, context)
 
 
 class _Throttled:
@@ -365,7 +290,7 @@ class KubeClient:
                 self._watch_rest = RESTClientObject(self.api.configuration)
                 shared = self.api.rest_client.pool_manager.connection_pool_kw.get("ssl_context")
                 if shared is not None:
-                    _share_tls_context(self._watch_rest.pool_manager, shared)
+                    share_tls_context(self._watch_rest.pool_manager, shared)
             return self._watch_rest
 
     def _host_pool(self, manager: Any) -> Any:
