@@ -5,6 +5,7 @@ still holds is never closed by reconcile-at-start."""
 from __future__ import annotations
 
 import logging
+import statistics
 import subprocess
 import sys
 import threading
@@ -253,11 +254,22 @@ def test_the_rollback_key_inside_the_running_release_acts_through_it(world):
 
 
 def test_slow_clusters_keep_every_lease_fresh_during_a_release(world):
-    """Issue 11 item 7 with latency faults: two clusters answer every call after 2.5 s
+    """Issue 11 item 7 with latency faults: three clusters answer every call after 2.5 s
     (slower than a renewal round) during the release. The other leases stay fresh for any
-    console watching them (renewed well within the 3 s duration), the slow clusters'
-    failing renewals lose nothing, and every cluster ends healthy."""
-    ids = ["a", "b", "slow1", "slow2"]
+    console watching them, the slow clusters' failing renewals lose nothing, and every
+    cluster ends healthy.
+
+    Fresh is judged against the lease's own duration, the bound correctness needs (a
+    console watching a lease takes it over once it stayed unchanged that long), not a
+    tighter wall-clock figure a loaded machine can overshoot: no gap between two renewals
+    seen here reaches the duration, and the typical (median) gap stays below 0.8 of it -
+    renewed around half the duration, well before expiry. A renewer held back by the slow
+    clusters (gaps of 1.5 s plus their timeouts), one renewing near the end of the
+    duration or not at all still fails."""
+    # Three slow ones: a renewer that let them hold the others back would leave a gap of
+    # 1.5 s plus three 1.5 s timeouts, far past the 3 s duration.
+    slow = ("slow1", "slow2", "slow3")
+    ids = ["a", "b", *slow]
     w = world(ids, readiness_delay=0.3, jitter=0.0)
     w.deploy_everywhere("v1")
     engine = w.engine(lock_duration=3, request_timeout=10.0)   # renewed every 1.5 s
@@ -265,7 +277,7 @@ def test_slow_clusters_keep_every_lease_fresh_during_a_release(world):
 
     def slow_down_after_preflight(event):
         if event.kind is Kind.RELEASE_STARTED:
-            for cid in ("slow1", "slow2"):
+            for cid in slow:
                 w.fleet.set_faults(cid, latency=2.5)
             slowed.set()
 
@@ -274,6 +286,7 @@ def test_slow_clusters_keep_every_lease_fresh_during_a_release(world):
         ReleaseRequest(tag="v2", strategy="parallel"), approve))
     renewed: dict[str, list[float]] = {"a": [], "b": []}
     last: dict[str, str] = {}
+    duration: dict[str, float] = {}
     try:
         wait_for(slowed.is_set, what="the release to start")
         while thread.is_alive():
@@ -283,9 +296,10 @@ def test_slow_clusters_keep_every_lease_fresh_during_a_release(world):
                 if stamp and stamp != last.get(cid):
                     renewed[cid].append(time.monotonic())
                     last[cid] = stamp
+                    duration[cid] = float(lease["spec"]["leaseDurationSeconds"])
             thread.join(0.05)
     finally:
-        for cid in ("slow1", "slow2"):
+        for cid in slow:
             w.fleet.set_faults(cid, latency=0.0)
         thread.join(120)
         engine.close()
@@ -294,4 +308,7 @@ def test_slow_clusters_keep_every_lease_fresh_during_a_release(world):
     assert all(c.outcome == "healthy" for c in result.clusters), result.clusters
     for cid, times in renewed.items():
         gaps = [later - earlier for earlier, later in zip(times, times[1:])]
-        assert len(gaps) >= 3 and max(gaps) < 2.0, (cid, gaps)
+        assert len(gaps) >= 3, (cid, gaps)                    # renewed all along
+        assert duration[cid] == 3, (cid, duration)
+        assert max(gaps) < duration[cid], (cid, gaps)           # never went stale
+        assert statistics.median(gaps) < 0.8 * duration[cid], (cid, gaps)   # well before
