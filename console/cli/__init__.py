@@ -1,4 +1,6 @@
-"""The `release-console` command line: one sub-command per module in this package.
+"""The `release-console` command line: each `*_cmd.py` module is one sub-command (their
+table is `console.cli.commands`); the others (`flags`, `approvals`, `output`, `serving`,
+`drill`, `commands`) are helpers the sub-commands share.
 
 `console.cli.commands` lists the sub-commands with their help texts; each module adds its
 own arguments (`add_arguments`) to a parser made with `parents=[common]` (so `--config`

@@ -7,9 +7,18 @@ child side `console.engine.host`).
 
 Modules: `api` (requests, answers, results, `Outcome`, `ReleaseControl`; loads no
 Kubernetes client), `core` (`Engine`), `waves` (the wave runner), `run_state` (the
-state of a running release), `deploy` (one cluster's rollout), `rollbacks`,
-`rollback_choice` (where a manual rollback goes, from the ledger), `checks` (pre-flight
-and the release lock), `queries` (status, detail, lease holders, reconcile).
+state of a running release), `deploy` (one cluster's rollout), `bake` (watching a
+healthy wave for its bake time), `pacing` (at most N starts in a sliding window),
+`pinning` (the tag resolved to its digest at plan time), `rollbacks` (automatic and
+manual rollbacks), `rollback_choice` (where a manual rollback goes, from the ledger),
+`action_lease` (the release lease a manual action holds), `checks` (pre-flight and the
+release lock), `queries` (status, detail, lease holders, reconcile), `shards` (one
+release as N shards: global waves, gates and budget), `steering` (the listening end of
+the control channel), `steering_rules` (what a steering action may act on; clusters
+left out), `steering_client` (the asking end: `control`, `follow`), `identities` (the
+person as a cluster confirms it), `follow` (a release another process runs, read from
+outside), `remote` and `host` (the engine in a child process: the console's side, the
+child's).
 
 The API types are imported here eagerly; `Engine` and the timeouts only when first asked
 for, so `import console.engine.api` never loads the Kubernetes client.

@@ -2,10 +2,12 @@
 
 `KubeClient` wraps a `kubernetes.client.ApiClient` built from that cluster's own
 kubeconfig (in memory, `persist_config=False`: nothing touches the global default
-configuration or `~/.kube/config`). Requests go through the ApiClient's own request
-serialisation, authentication and REST client, but objects stay plain dicts: a release
-only reads a few fields, the same code serves every kind it applies, and skipping the
-model round trip keeps 200 concurrent rollouts cheap.
+configuration or `~/.kube/config`). The ApiClient supplies the configuration (host,
+TLS, the bearer token) and its REST client's urllib3 pool manager; requests themselves
+skip the generated client's request serialisation and go straight to urllib3 on that
+pool (`_send`: JSON bodies, the token header set here). Objects stay plain dicts: a
+release only reads a few fields, the same code serves every kind it applies, and
+skipping the model round trip keeps 200 concurrent rollouts cheap.
 
 Every call carries a timeout. Failures become `ClusterError`s whose message names the
 cluster and says what went wrong (HTTP status and the server's reason, or
