@@ -22,7 +22,7 @@ from console.engine.api import (GateAnswer, GateDecision, GateRequest, ReleaseCo
                                 ReleaseRequest, ReleaseResult)
 from console.engine.remote import (ENGINE_NICENESS, EVENT_BACKLOG_MAX, EVENT_BATCH_INTERVAL,
                                    EVENT_BATCH_MAX, METHODS, STOP_TIMEOUT)
-from console.engine.identities import Identities, confirmed, identity
+from console.engine.identities import Identities, confirmed
 from console.errors import UserError
 from console.events import Event, Kind
 
@@ -231,12 +231,15 @@ class EngineHost:
                 # come through the control channel.
                 self._gates.pop(gate_id, None)
                 answer = Future()
-                person = identity(self._who(request.release_id), mine.by)
-                # Only a name the cluster confirms counts among distinct approvers, as
-                # for the terminal's yes: an unconfirmed local name (the cluster was slow
-                # or has no SelfSubjectReview) and the same person's confirmed `control
-                # approve` would otherwise open a two-person gate alone.
-                confirmed = person != mine.by
+                # The console's person is who the cluster says its credentials are
+                # (whatever label the key was given). Only a name the cluster confirms
+                # counts among distinct approvers, as for the terminal's yes: an
+                # unconfirmed local name (the cluster was slow or has no
+                # SelfSubjectReview) and the same person's confirmed `control approve`
+                # would otherwise open a two-person gate alone.
+                who = self._who(request.release_id)
+                confirmed = who is not None and who[1]
+                person = who[0] if who is not None and confirmed else mine.by
                 counted = confirmed and person not in approvers
                 if counted:
                     approvers.append(person)

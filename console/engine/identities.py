@@ -101,10 +101,3 @@ def confirmed(who: Who | None, local: str) -> str:
         return local
     return f"{who[0]} ({local})"
 
-
-def identity(who: Who | None, by: str) -> str:
-    """The identity an answer `by` counts as among distinct approvers: the
-    cluster-confirmed name when `by` carries it (`confirmed`), else `by`."""
-    if who is not None and who[1] and by.startswith(f"{who[0]} ("):
-        return who[0]
-    return by

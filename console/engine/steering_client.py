@@ -134,12 +134,6 @@ UNREAD_WAIT = 20.0
 REDUCING = ("pause", "abort", "reject")
 
 
-def control_lease(engine: Engine, release_id: str) -> LeaseView:
-    """The lease the running `release_id` listens on (of a sharded release: the lowest
-    shard's); raises `NothingToSteer`."""
-    return release_leases(engine, release_id)[0]
-
-
 def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[LeaseView]]:
     """The lease the running `release_id` listens on (of a sharded release: the lowest
     shard's), and every other lease it holds that could be read; raises

@@ -102,8 +102,9 @@ def run_release(engine: Engine, request: ReleaseRequest, approver: Approver,
                                       request.tag, error="pre-flight failed")
                         for c in plan.order)
         held = [r.detail for r in report.failures if r.check in ("lock", "freeze", "pin")]
-        why = (shard_stop if shard_stop and "nothing was touched" in shard_stop else
-               f"{shard_stop}; nothing was touched" if shard_stop else
+        # (a stop another shard published may say so already: said once)
+        why = (f"{shard_stop.removesuffix('; nothing was touched')}; nothing was touched"
+               if shard_stop else
                "; ".join(held) if held else "pre-flight failed; nothing was touched")
         return _finish(engine, release_id, Outcome.PREFLIGHT_FAILED, 2, results, report,
                        why, board)

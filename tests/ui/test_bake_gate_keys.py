@@ -32,7 +32,7 @@ async def _baking_gate(pilot, app: ReleaseConsoleApp, fleet) -> float:
     await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail")
     await wait_for(pilot, lambda: app.state.release.bake_wave == 0, timeout=90,
                    what="staging's bake")
-    await pilot.pause(1.0)
+    await pilot.pause(1.0)    # a window in which nothing may happen: the gate must not cover the detail
     assert isinstance(app.screen, DetailScreen), app.screen   # left where they were
     await pilot.press("escape")
     await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="the baking gate")

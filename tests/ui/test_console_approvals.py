@@ -174,3 +174,41 @@ async def test_an_approval_the_cluster_cannot_confirm_is_not_one_of_two(console_
     assert len(decided) == 1
     people = decided[0].split(", ")
     assert len(people) == 2 and app.operator not in people, decided
+
+
+@story
+async def test_a_local_name_equal_to_the_confirmed_one_is_one_of_two(console_fleet) -> None:
+    # The person's local name is the very name the release's cluster confirms (an OIDC
+    # user called as at their desk): the console's `a` is that confirmed person, one of
+    # two - neither uncounted for looking unconfirmed, nor counted again via `control`.
+    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
+    text = config.path.read_text()
+    config.path.write_text(text.replace("    gates: true\n", "    gates: true\n    approvals: 2\n"))
+    config = load(config.path)
+    seed(config, "v1")
+    name = "system:serviceaccount:kube-system:prod-eu-admin"
+    async with console(config, operator=name) as (app, pilot):
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+        await pilot.click("#strategy-canary")
+        await pilot.click("#tag")
+        await pilot.press("v", "2", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
+                       and app.screen.request is not None, timeout=90, what="the gate question")
+        rid = app.state.release.release_id
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(
+            "1 of 2 approvals" in str(n.message) for n in app._notifications),
+            what=lambda: "the '1 of 2' notice (notices: "
+            f"{[str(n.message) for n in app._notifications]})")
+        code, out, err = await control(config, rid, "approve")
+        assert code == 2 and "distinct approvers" in err, (code, out, err)
+        code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
+        assert code == 0, err
+        await ended(pilot, app, 90)
+        assert app.state.release.outcome == "ok"
+        await pilot.press("q")
+    decided = [s["by"] for s in steering(config, rid) if s["action"] == "gate_approve"]
+    assert len(decided) == 1
+    people = decided[0].split(", ")
+    assert len(people) == 2 and people[0] == name and "bob" in people[1], decided
