@@ -49,23 +49,34 @@ def other_person(config, fleet, username: str):
     return load(home / "clusters.yaml")
 
 
-@story
-async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
+def two_approvals(console_fleet):
+    """The demo's three clusters, seeded at v1, with a canary whose gates need two."""
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     text = config.path.read_text()
     assert "    gates: true\n" in text
     config.path.write_text(text.replace("    gates: true\n", "    gates: true\n    approvals: 2\n"))
     config = load(config.path)
     seed(config, "v1")
+    return config, fleet
+
+
+async def canary_at_its_gate(pilot, app) -> str:
+    """Start the canary to v2 from the form and wait for its gate question; its id."""
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
+    await pilot.click("#strategy-canary")
+    await pilot.click("#tag")
+    await pilot.press("v", "2", "enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
+                   and app.screen.request is not None, timeout=90, what="the gate question")
+    return app.state.release.release_id
+
+
+@story
+async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
+    config, fleet = two_approvals(console_fleet)
     async with console(config) as (app, pilot):
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
-        await pilot.click("#strategy-canary")
-        await pilot.click("#tag")
-        await pilot.press("v", "2", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
-                       and app.screen.request is not None, timeout=90, what="the gate question")
-        rid = app.state.release.release_id
+        rid = await canary_at_its_gate(pilot, app)
         await pilot.press("a")
         await wait_for(pilot, lambda: not isinstance(app.screen, GateScreen), what="a taken")
         # The question closed, but the gate still waits: the console says how far it is.
@@ -139,21 +150,10 @@ async def test_an_approval_the_cluster_cannot_confirm_is_not_one_of_two(console_
     # console can only offer its local name. That `a` must not count: the same person's
     # confirmed `control approve` (once the cluster answers) would otherwise be the
     # second of two "distinct" approvers and open the gate alone.
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    text = config.path.read_text()
-    config.path.write_text(text.replace("    gates: true\n", "    gates: true\n    approvals: 2\n"))
-    config = load(config.path)
-    seed(config, "v1")
+    config, fleet = two_approvals(console_fleet)
     fleet.set_faults("prod-eu", self_review=False)
     async with console(config) as (app, pilot):
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
-        await pilot.click("#strategy-canary")
-        await pilot.click("#tag")
-        await pilot.press("v", "2", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
-                       and app.screen.request is not None, timeout=90, what="the gate question")
-        rid = app.state.release.release_id
+        rid = await canary_at_its_gate(pilot, app)
         await pilot.press("a")
         await wait_for(pilot, lambda: any(
             "not counted" in str(n.message) and "0 of 2 approvals" in str(n.message)
@@ -181,21 +181,10 @@ async def test_a_local_name_equal_to_the_confirmed_one_is_one_of_two(console_fle
     # The person's local name is the very name the release's cluster confirms (an OIDC
     # user called as at their desk): the console's `a` is that confirmed person, one of
     # two - neither uncounted for looking unconfirmed, nor counted again via `control`.
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    text = config.path.read_text()
-    config.path.write_text(text.replace("    gates: true\n", "    gates: true\n    approvals: 2\n"))
-    config = load(config.path)
-    seed(config, "v1")
+    config, fleet = two_approvals(console_fleet)
     name = "system:serviceaccount:kube-system:prod-eu-admin"
     async with console(config, operator=name) as (app, pilot):
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ReleaseFormScreen), what="the form")
-        await pilot.click("#strategy-canary")
-        await pilot.click("#tag")
-        await pilot.press("v", "2", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen)
-                       and app.screen.request is not None, timeout=90, what="the gate question")
-        rid = app.state.release.release_id
+        rid = await canary_at_its_gate(pilot, app)
         await pilot.press("a")
         await wait_for(pilot, lambda: any(
             "1 of 2 approvals" in str(n.message) for n in app._notifications),
