@@ -24,8 +24,10 @@ class Outcome(StrEnum):
     """How a cluster or a release ended; the values are what the ledger, `--json`
     and JUnit have always written, so `Outcome.HEALTHY == "healthy"`.
 
-    A cluster ends HEALTHY, FAILED, ROLLED_BACK, SKIPPED or INTERRUPTED; a release ends
-    OK, FAILED, STOPPED (rejected at a gate), ABORTED or PREFLIGHT_FAILED.
+    A cluster ends HEALTHY, FAILED, ROLLED_BACK, SKIPPED or INTERRUPTED (the ledger
+    records SKIPPED_BY_OPERATOR for a cluster an operator skipped: its engine result is
+    SKIPPED); a release ends OK, FAILED, STOPPED (rejected at a gate), ABORTED or
+    PREFLIGHT_FAILED, or INTERRUPTED when the ledger closes one a killed console left open.
     """
 
     # a cluster
@@ -34,6 +36,7 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled_back"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
+    SKIPPED_BY_OPERATOR = "skipped_by_operator"
     # a release (FAILED is shared)
     OK = "ok"
     STOPPED = "stopped"

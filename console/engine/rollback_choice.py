@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from console.errors import UserError, ValidationError
+from console.events import Outcome
 from console.kube.client import ClusterError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ UNDO = "undo"             # `--undo`: kubectl's previous revision
 
 # Cluster outcomes after which the release's version must not be a default target again
 # (until it is recorded healthy there later).
-_NOT_KEPT = frozenset({"failed", "rolled_back", "interrupted"})
+_NOT_KEPT = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.INTERRUPTED})
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _kept(records: Sequence[_Record]) -> set[str]:
             dropped[rec.to_version] = i          # the release's version did not stay
         if rec.kind == "rollback" and rec.from_version:
             dropped[rec.from_version] = i        # someone rolled back away from it
-        if rec.kind == "rollback" and rec.outcome != "healthy" and rec.to_version:
+        if rec.kind == "rollback" and rec.outcome != Outcome.HEALTHY and rec.to_version:
             dropped[rec.to_version] = i          # a rollback to it failed
     return {v for v, i in healthy.items() if i > dropped.get(v, -1)}
 

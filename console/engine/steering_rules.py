@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from console.engine.core import Engine
     from console.engine.waves import ReleaseRun
 
-SKIPPED_BY_OPERATOR = "skipped_by_operator"
-
-
 def judge(run: ReleaseRun, action: str, cid: str | None) -> str | None:
     """Why `action` on `cid` has nothing to act on in `run` now (None: it has)."""
     if action in wire.NEEDS_CLUSTER:
@@ -57,7 +54,7 @@ def left_out(engine: Engine, run: ReleaseRun, cid: str) -> bool:
         return True
     if cid not in _fleet_ids(engine):
         _left_out(engine, run, cid, "removed from the fleet file during the release",
-                  Outcome.SKIPPED.value)
+                  Outcome.SKIPPED)
         return True
     return False
 
@@ -67,11 +64,13 @@ def skipped_by_operator(engine: Engine, run: ReleaseRun, cid: str) -> bool:
     by = run.control.take_skip(cid)
     if by is None:
         return False
-    _left_out(engine, run, cid, f"{SKIPPED_BY_OPERATOR}{_by(by)}", SKIPPED_BY_OPERATOR)
+    _left_out(engine, run, cid, f"{Outcome.SKIPPED_BY_OPERATOR.value}{_by(by)}",
+              Outcome.SKIPPED_BY_OPERATOR)
     return True
 
 
-def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str, outcome: str) -> None:
+def _left_out(engine: Engine, run: ReleaseRun, cid: str, reason: str,
+              outcome: Outcome) -> None:
     run.record_skip(cid, reason)
     engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
                  reason=reason, outcome=outcome)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.events import Outcome
 from console.history.latest import LatestIndex
 from console.history.operator import Operator, author_of, current_operator
 from console.history.queries import LedgerReading
@@ -206,7 +207,7 @@ class Ledger(LedgerReading):
                 state.touched[cluster] = rec
             self._append(rec)
 
-    def record_cluster(self, release_id: str, cluster: str, outcome: str, *,
+    def record_cluster(self, release_id: str, cluster: str, outcome: Outcome | str, *,
                        from_version: str | None = None, to_version: str | None = None,
                        version: str | None = None, good: bool | None = None,
                        duration: float | None = None, error: str = "",
@@ -225,6 +226,7 @@ class Ledger(LedgerReading):
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown cluster outcome {outcome!r}")
+        outcome = Outcome(outcome)
         with self._lock:
             state = self._open.get(release_id)
             touch = state.touched.get(cluster, {}) if state else {}
@@ -235,14 +237,14 @@ class Ledger(LedgerReading):
                 to_version = touch.get("to_version") or (release or {}).get("version")
             if version_unknown:
                 version = None
-            elif version is None and outcome in ("healthy", "failed"):
+            elif version is None and outcome in (Outcome.HEALTHY, Outcome.FAILED):
                 version = to_version
-            elif version is None and outcome == "rolled_back":
+            elif version is None and outcome is Outcome.ROLLED_BACK:
                 version = rolled_back_to or from_version
             rec = {"type": "cluster", "release": release_id, "cluster": cluster,
-                   "outcome": outcome, "from_version": from_version, "to_version": to_version,
-                   "version": version,
-                   "good": bool(outcome == "healthy" if good is None else good),
+                   "outcome": outcome.value, "from_version": from_version,
+                   "to_version": to_version, "version": version,
+                   "good": bool(outcome is Outcome.HEALTHY if good is None else good),
                    "duration": None if duration is None else round(float(duration), 3),
                    "error": _cut(error), "rolled_back_to": rolled_back_to,
                    "operator": (release or {}).get("operator", self.operator.name),
@@ -254,16 +256,17 @@ class Ledger(LedgerReading):
             if digest and version is not None:
                 rec["digest"] = digest   # what `version` is pinned to there
             if state is not None:
-                state.outcomes[cluster] = outcome
+                state.outcomes[cluster] = outcome.value
             self._append(rec)
             if commit:
                 version_text = (release or {}).get("version", to_version or "?")
                 self._request_commit(f"{(release or {}).get('kind', 'release')} {self.app} "
-                                     f"{version_text}: {cluster} {outcome}",
+                                     f"{version_text}: {cluster} {outcome.value}",
                                      author_of(release, self.operator))
         return ClusterOutcome.from_line(rec)
 
-    def finish_release(self, release_id: str, outcome: str, *, exit_code: int | None = None,
+    def finish_release(self, release_id: str, outcome: Outcome | str, *,
+                       exit_code: int | None = None,
                        push: bool = True) -> PushResult:
         """Record the end of a release, add the human log line, commit, and push.
 
@@ -276,8 +279,9 @@ class Ledger(LedgerReading):
         self.repository.maybe_repack()
         return result
 
-    def _end(self, release_id: str, outcome: str, exit_code: int | None) -> None:
+    def _end(self, release_id: str, outcome: Outcome | str, exit_code: int | None) -> None:
         """Write the `end` line and the human line, and queue their commit."""
+        outcome = str(outcome)    # its string, as the `end` line has always said
         with self._lock:
             state = self._open.get(release_id)
             release = state.release if state else find_release_line([self.file], release_id)
@@ -286,7 +290,7 @@ class Ledger(LedgerReading):
             if state is not None:
                 for cluster, touch in state.touched.items():
                     if cluster not in state.outcomes:
-                        self.record_cluster(release_id, cluster, "interrupted",
+                        self.record_cluster(release_id, cluster, Outcome.INTERRUPTED,
                                             from_version=touch.get("from_version"),
                                             to_version=touch.get("to_version"),
                                             error="no outcome before the release ended",
@@ -301,7 +305,8 @@ class Ledger(LedgerReading):
             self._open.pop(release_id, None)
 
     def record_rollback(self, cluster: str, *, from_version: str | None,
-                        to_version: str | None, outcome: str = "healthy", error: str = "",
+                        to_version: str | None, outcome: Outcome | str = Outcome.HEALTHY,
+                        error: str = "",
                         duration: float | None = None, of_release: str | None = None,
                         operator: str | Operator | None = None,
                         action_id: str | None = None,
@@ -326,8 +331,8 @@ class Ledger(LedgerReading):
                                 to_version=to_version, duration=duration, error=error,
                                 rolled_back_to=to_version, commit=False,
                                 helm_revision=helm_revision, digest=digest)
-            self._end(action_id, "ok" if outcome == "healthy" else "failed",
-                      0 if outcome == "healthy" else 1)
+            healthy = Outcome(outcome) is Outcome.HEALTHY
+            self._end(action_id, Outcome.OK if healthy else Outcome.FAILED, 0 if healthy else 1)
         self.push_later(on_pushed)
         return action_id
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from console.events import Event, Kind
+from console.events import Event, Kind, Outcome
 from console.history.records import PushResult
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class EventLedger:
         if event.release_id not in self._started or event.cluster is None:
             return
         self.ledger.record_cluster(event.release_id, event.cluster,
-                                   event.data.get("outcome", "healthy"),
+                                   event.data.get("outcome", Outcome.HEALTHY),
                                    version=event.data.get("version"),
                                    duration=event.data.get("duration"),
                                    helm_revision=event.data.get("helm_revision"),
@@ -105,14 +105,14 @@ class EventLedger:
         state["error"] = event.data.get("error") or event.message
         state["duration"] = event.data.get("duration")
         self.ledger.record_cluster(event.release_id, event.cluster,
-                                   event.data.get("outcome", "failed"),
+                                   event.data.get("outcome", Outcome.FAILED),
                                    error=state["error"], duration=state["duration"])
 
     def _on_cluster_skipped(self, event: Event) -> None:
         if event.release_id not in self._started or event.cluster is None:
             return
         self.ledger.record_cluster(event.release_id, event.cluster,
-                                   event.data.get("outcome", "skipped"),
+                                   event.data.get("outcome", Outcome.SKIPPED),
                                    error=event.data.get("reason") or event.message)
 
     def _on_cluster_rolling_back(self, event: Event) -> None:
@@ -136,7 +136,7 @@ class EventLedger:
             # A failed rollback leaves the cluster somewhere between the two versions
             # (often unreachable): the ledger says "unknown", never the version tried.
             self.ledger.record_cluster(
-                event.release_id, event.cluster, "rolled_back" if ok else "failed",
+                event.release_id, event.cluster, Outcome.ROLLED_BACK if ok else Outcome.FAILED,
                 from_version=state.get("from_version"), to_version=state.get("to_version"),
                 version=target if ok else None, good=ok, duration=state.get("duration"),
                 error=error, rolled_back_to=target if ok else None, version_unknown=not ok,
@@ -147,7 +147,7 @@ class EventLedger:
         started = state.get("rollback_start")
         self.ledger.record_rollback(
             event.cluster, from_version=state.get("rollback_from"), to_version=target,
-            outcome="healthy" if ok else "failed", error=error,
+            outcome=Outcome.HEALTHY if ok else Outcome.FAILED, error=error,
             duration=None if started is None else event.ts - started,
             of_release=event.release_id or None, operator=str(event.data.get("by") or ""),
             on_pushed=self._pushed,

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from console.events import Outcome
 from console.history.records import (
     CLUSTER_PREFIX, END_PREFIX, HISTORY_DIR, RELEASE_PREFIX, TOUCH_PREFIX, ClusterOutcome,
     Release, decode, parse_since, raw_lines, release_from, with_clusters,
@@ -66,8 +67,8 @@ def open_release_lines(files: Iterable[Path]) -> dict[str, dict[str, Any]]:
 
 
 # How bad an ending is, to end a sharded release as its worst shard did.
-_SEVERITY = {"ok": 0, "stopped": 1, "preflight_failed": 2, "aborted": 3, "interrupted": 4,
-             "failed": 5}
+_SEVERITY = {Outcome.OK: 0, Outcome.STOPPED: 1, Outcome.PREFLIGHT_FAILED: 2, Outcome.ABORTED: 3,
+             Outcome.INTERRUPTED: 4, Outcome.FAILED: 5}
 
 
 def _merge_shard(entry: dict[str, Any], rec: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from console.events import Outcome
 from console.history.reading import open_release_lines
 from console.history.records import ClusterOutcome, HistoryError, Release
 
@@ -71,14 +72,14 @@ def reconcile(ledger: Ledger, release_id: str,
                     f"{actual}" if actual is not None else
                     "the console stopped mid-rollout; live version unknown")
             written.append(ledger.record_cluster(
-                release_id, cluster, "interrupted", to_version=release.version,
+                release_id, cluster, Outcome.INTERRUPTED, to_version=release.version,
                 version=actual, good=False, error=note, reconciled=True, commit=False))
         else:
             written.append(ledger.record_cluster(
-                release_id, cluster, "skipped", to_version=release.version,
+                release_id, cluster, Outcome.SKIPPED, to_version=release.version,
                 version=None, error="the console stopped before reaching this cluster",
                 reconciled=True, commit=False))
-    ledger.finish_release(release_id, "interrupted", exit_code=None)
+    ledger.finish_release(release_id, Outcome.INTERRUPTED, exit_code=None)
     return written
 
 

@@ -46,12 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from console.errors import UserError, ValidationError
+from console.events import Outcome
 
 SCHEMA = 2  # of the record lines (see the module docstring)
 HISTORY_DIR = "history"
 HUMAN_LOG = "deployment-history.log"
-# skipped_by_operator: an operator skipped the cluster through the control channel.
-OUTCOMES = ("healthy", "failed", "rolled_back", "skipped", "interrupted", "skipped_by_operator")
+# The outcomes a `cluster` line may record (the strings the ledger always wrote).
+OUTCOMES = frozenset({Outcome.HEALTHY, Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.SKIPPED,
+                      Outcome.INTERRUPTED, Outcome.SKIPPED_BY_OPERATOR})
 RELEASE_PREFIX = b'{"type":"release"'
 END_PREFIX = b'{"type":"end"'
 TOUCH_PREFIX = b'{"type":"touch"'

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from console.events import Outcome
 from console.history import SCHEMA, Ledger
 from tests.history.conftest import ALICE, APP, git
 
@@ -77,5 +78,33 @@ def test_new_lines_carry_the_schema_version_beside_old_ones(tmp_path: Path) -> N
         assert all(line.startswith('{"type":"') for line in lines)
         assert [r.id for r in ledger.releases()] == ["r-1", "r-2", "r-3", "r-4"]
         assert ledger.last_good("a") == "1.3"
+    finally:
+        ledger.close()
+
+
+def test_outcomes_given_as_the_enum_are_written_as_the_strings_ledgers_always_had(
+        tmp_path: Path) -> None:
+    # The ledger decides by `Outcome` members; its lines keep schema 1's strings, so a
+    # ledger written now reads the same to an older console.
+    ledger = Ledger(old_ledger(tmp_path), APP, operator=ALICE)
+    try:
+        ledger.start_release("r-4", version="1.3", targets=("a", "b"))
+        ledger.touch_cluster("r-4", "a", from_version="1.0", to_version="1.3")
+        ledger.record_cluster("r-4", "a", Outcome.ROLLED_BACK, rolled_back_to="1.0")
+        ledger.record_cluster("r-4", "b", Outcome.SKIPPED_BY_OPERATOR)
+        ledger.finish_release("r-4", Outcome.FAILED, exit_code=1)
+        ledger.record_rollback("a", from_version="1.0", to_version="1.2")
+        ledger.flush()
+        lines = ledger.file.read_text().splitlines()[len(SCHEMA_1.splitlines()):]
+        ends = [(rec["type"], rec.get("cluster"), rec["outcome"], rec.get("version"),
+                 rec.get("good")) for rec in map(json.loads, lines) if "outcome" in rec]
+        assert ends == [("cluster", "a", "rolled_back", "1.0", False),
+                        ("cluster", "b", "skipped_by_operator", None, False),
+                        ("end", None, "failed", None, None),
+                        ("cluster", "a", "healthy", "1.2", True),
+                        ("end", None, "ok", None, None)]
+        assert all('"outcome":"' in line for line in lines if '"outcome"' in line)
+        log = (ledger.path / "deployment-history.log").read_text().splitlines()
+        assert log[-2].endswith("- failed by alice") and " ok by " in log[-1], log[-2:]
     finally:
         ledger.close()

@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import RowDoesNotExist
 
 from console.errors import UserError
+from console.events import Outcome
 from console.ui.state import Phase
 from console.ui.widgets.lists import ListTable
 from console.ui.widgets.palette import Palette
@@ -37,9 +38,10 @@ LOOKING = 2.0   # s between looks for a running release while none is found
 
 # How a followed cluster's phase (the ledger's outcome, or what the cluster shows) is drawn.
 PHASES = {"waiting": Phase.WAITING, "rolling": Phase.ROLLING, "ready": Phase.ROLLING,
-          "healthy": Phase.HEALTHY, "failed": Phase.FAILED, "rolled_back": Phase.ROLLED_BACK,
-          "skipped": Phase.SKIPPED, "skipped_by_operator": Phase.SKIPPED,
-          "interrupted": Phase.FAILED, "unreachable": Phase.UNREACHABLE}
+          "unreachable": Phase.UNREACHABLE,
+          Outcome.HEALTHY: Phase.HEALTHY, Outcome.FAILED: Phase.FAILED,
+          Outcome.ROLLED_BACK: Phase.ROLLED_BACK, Outcome.SKIPPED: Phase.SKIPPED,
+          Outcome.SKIPPED_BY_OPERATOR: Phase.SKIPPED, Outcome.INTERRUPTED: Phase.FAILED}
 
 
 class FollowScreen(Screen):
@@ -195,8 +197,8 @@ class FollowScreen(Screen):
         from console.ui.screens.confirm import ConfirmScreen
         release_id = self.view.release_id
         reached = ", ".join(line.cluster for line in self.view.clusters
-                            if line.phase not in ("waiting", "skipped",
-                                                  "skipped_by_operator")) or "no cluster"
+                            if line.phase not in ("waiting", Outcome.SKIPPED,
+                                                  Outcome.SKIPPED_BY_OPERATOR)) or "no cluster"
         self.app.push_screen(ConfirmScreen(
             f"Abort {release_id} and roll back?",
             f"No further cluster starts; every cluster it reached goes back to the version "
