@@ -166,20 +166,30 @@ def blocking(windows: Sequence[FreezeWindow], clusters: Sequence[Cluster], now: 
     return out
 
 
-def headline(windows: Sequence[FreezeWindow], now: datetime) -> str:
-    """One line for a header: the open window(s), else the next one, else ''."""
+@dataclass(frozen=True)
+class Headline:
+    """A header's freeze line: `text` ('' for none), and whether a window is open now
+    (`frozen`) or only the next one is named - a header styles by that, not by the text."""
+
+    text: str = ""
+    frozen: bool = False
+
+
+def headline(windows: Sequence[FreezeWindow], now: datetime) -> Headline:
+    """One line for a header: the open window(s), else the next one, else none."""
     if not windows:
-        return ""
+        return Headline()
     now = _aware(now)
     open_now = active(windows, now)
     if open_now:
-        return "FROZEN: " + "; ".join(
-            f"{o.window.name} until {_short(o.end)}{_scope(o.window)}" for o in open_now)
+        return Headline("FROZEN: " + "; ".join(
+            f"{o.window.name} until {_short(o.end)}{_scope(o.window)}" for o in open_now),
+            frozen=True)
     upcoming = next_window(windows, now)
     if upcoming is None:
-        return ""
-    return f"next freeze: {upcoming.window.name} {_short(upcoming.start)} - " \
-           f"{_short(upcoming.end)}{_scope(upcoming.window)}"
+        return Headline()
+    return Headline(f"next freeze: {upcoming.window.name} {_short(upcoming.start)} - "
+                    f"{_short(upcoming.end)}{_scope(upcoming.window)}")
 
 
 def _scope(window: FreezeWindow) -> str:

@@ -230,11 +230,13 @@ def test_blocking_names_windows_and_clusters_and_honours_ignore(tmp_path):
 
 def test_headline(tmp_path):
     config = fleet(tmp_path)
-    assert freeze.headline(config.freeze, utc("2026-12-01T10:00:00+00:00")) == \
-        "next freeze: weekend 2026-12-05 17:00Z - 2026-12-06 07:00Z (whole fleet)"
-    assert freeze.headline(config.freeze, utc("2026-12-22T10:00:00+00:00")) == \
-        "FROZEN: year-end until 2027-01-04 07:00Z (prod)"
-    assert freeze.headline((), utc("2026-12-22T10:00:00+00:00")) == ""
+    # `frozen` says whether a window is open now: the header styles by it, not by text.
+    assert freeze.headline(config.freeze, utc("2026-12-01T10:00:00+00:00")) == freeze.Headline(
+        "next freeze: weekend 2026-12-05 17:00Z - 2026-12-06 07:00Z (whole fleet)",
+        frozen=False)
+    assert freeze.headline(config.freeze, utc("2026-12-22T10:00:00+00:00")) == freeze.Headline(
+        "FROZEN: year-end until 2027-01-04 07:00Z (prod)", frozen=True)
+    assert freeze.headline((), utc("2026-12-22T10:00:00+00:00")) == freeze.Headline("", False)
 
 
 def test_naive_now_is_refused(tmp_path):

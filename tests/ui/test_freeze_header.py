@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from textual.widgets import Static
 
 from console.config import load
+from console.ui.widgets.palette import Palette
 from tests.test_freeze import WEEKEND
 
 from .test_stories import SIZE, header_text, quick_console
@@ -55,3 +57,23 @@ async def test_header_shows_the_next_window(console_fleet) -> None:
         await wait_for(pilot, lambda: "next freeze" in header_text(app), what="freeze header")
         assert "next freeze: deploy-stop 2026-11-25 12:00Z - 2026-11-25 16:00Z (prod)" \
             in header_text(app)
+
+
+def freeze_style(app, text: str):
+    """The style the header's title line draws `text` in."""
+    title = app.fleet.query_one("#release-header", Static).content.renderables[0]
+    start = title.plain.index(text)
+    return next(span.style for span in title.spans if span.start == start)
+
+
+@pytest.mark.parametrize("now, text, style", [(WEDNESDAY, "FROZEN: deploy-stop", "bad"),
+                                               (TUESDAY, "next freeze: deploy-stop", "dim")],
+                         ids=["open", "next"])
+@story
+async def test_the_open_window_is_drawn_as_bad_news_and_the_next_one_dim(
+        console_fleet, now, text, style) -> None:
+    # The header styles by whether a window is open (`Headline.frozen`), not its wording.
+    app = console_at(console_fleet, now)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: text in header_text(app), what="freeze header")
+        assert freeze_style(app, text) == (Palette.of(app).bad if style == "bad" else style)

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from console.events import Outcome
-from console.freeze import headline
+from console.freeze import Headline, headline
 from console.ui.state import FleetState, Phase, format_duration
 from console.ui.widgets.palette import Palette
 
@@ -43,10 +43,10 @@ class ReleaseHeader(Static):
         clock = time.strftime("%H:%M:%S", time.localtime(now))
         title = Text.assemble(("release-console", "bold"), f" · {self.app_name} · "
                               f"{len(state.clusters)} clusters")
-        frozen = self._freeze_text(now)
-        if frozen:
+        freeze = self._freeze_line(now)
+        if freeze.text:
             title.append(" · ")
-            title.append(frozen, pal.bad if frozen.startswith("FROZEN") else "dim")
+            title.append(freeze.text, pal.bad if freeze.frozen else "dim")
         width = max(20, self.size.width or 100)
         title.append(" " * max(1, width - len(title.plain) - len(clock)))
         title.append(clock)
@@ -89,9 +89,9 @@ class ReleaseHeader(Static):
             bar.append(text, style)
         return Group(title, line, bar)
 
-    def _freeze_text(self, now: float) -> str:
-        """The fleet file's freeze window open at `now`, else the next one ('' if none)."""
+    def _freeze_line(self, now: float) -> Headline:
+        """The fleet file's freeze window open at `now`, else the next one (or none)."""
         windows = getattr(getattr(self.app, "config", None), "freeze", ())
         if not windows:
-            return ""
+            return Headline()
         return headline(windows, datetime.fromtimestamp(now, timezone.utc))
