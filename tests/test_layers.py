@@ -89,6 +89,23 @@ def test_the_import_contracts_of_pyproject_hold() -> None:
     assert "0 broken" in out.stdout
 
 
+# Held by contracts of their own (pyproject.toml): the simulator imports nothing of the
+# console; the lab needs only the simulator and the binaries.
+OUTSIDE_THE_LAYERS = {"console.sim", "console.lab"}
+
+
+def test_every_module_of_the_console_stands_in_a_layer() -> None:
+    # A module in no layer is checked by no layer rule: it could import anything, and
+    # anything could import it.
+    import tomllib
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c["layers"] for c in contracts["contracts"] if c["type"] == "layers")
+    placed = {name.strip() for layer in layers for name in layer.split(":")}
+    top = {f"console.{info.name}" for info in pkgutil.iter_modules(console.__path__)}
+    assert top - placed - OUTSIDE_THE_LAYERS == set()
+    assert OUTSIDE_THE_LAYERS <= top
+
+
 def test_the_layers_contract_can_fail(tmp_path: Path) -> None:
     # Guards the contracts themselves: an engine module importing the UI must be caught.
     # A copy of the package with one upward import, checked with pyproject's contracts.
