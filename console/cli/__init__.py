@@ -32,7 +32,8 @@ def config_path(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every sub-command that is installed."""
+    """The full parser, with every sub-command of `COMMANDS` (a missing module raises:
+    it is a broken install or a table entry without its command, never a quieter CLI)."""
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS keeps a top-level `--config` from being reset by the sub-parser default.
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
@@ -43,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", default=None, help="colour theme for the console")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for spec in COMMANDS:
-        try:
-            module = importlib.import_module(f"console.cli.{spec.name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"console.cli.{spec.name}_cmd":
-                raise
-            continue  # not written yet
+        module = importlib.import_module(f"console.cli.{spec.name}_cmd")
         command = sub.add_parser(spec.name, parents=[common], help=spec.help,
                                  description=spec.description)
         command.set_defaults(func=module.run)
@@ -64,12 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        # No command: the console itself, when it is installed.
-        ui = sys.modules.get("console.cli.ui_cmd")
-        if ui is None:
-            parser.print_help()
-            return 2
-        func = ui.run
+        from console.cli import ui_cmd   # no command: the console itself
+        func = ui_cmd.run
     try:
         code = int(func(args) or 0)
         sys.stdout.flush()   # here, not at exit: a reader gone shows as BrokenPipeError
