@@ -2,6 +2,7 @@
 
 Everything here drives `console.engine` from worker threads and learns what happens from
 its events; nothing here talks to Kubernetes. `state` is the view model (no Textual),
-`app` the application (`rollbacks` its rollback actions), `screens/` and `widgets/` its
+`app` the application (`gates`, `rollbacks` and `steering` its gate, rollback and
+steering actions; `messages` what screens ask of it), `screens/` and `widgets/` its
 parts, `themes` the theme loader.
 """

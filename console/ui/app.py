@@ -31,9 +31,10 @@ from console.ui.commands import ConsoleCommands
 from console.ui.bridge import EventBridge, EventsReady, GateWaiter
 from console.ui.gates import GateActions
 from console.ui.rollbacks import RollbackActions
+from console.ui.steering import SteerActions
 from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
-                                 NewReleaseRequested, Notice, PauseToggled,
-                                 ClusterSteerRequested,
+                                 FollowSteerRequested, NewReleaseRequested, Notice,
+                                 PauseToggled, ClusterSteerRequested,
                                  ReleaseRollbackRequested,
                                  StartReleaseRequested, StatusRefreshRequested)
 from console.ui.screens.fleet import FleetScreen
@@ -49,7 +50,7 @@ REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
 STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
 
 
-class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
+class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
     """The release console for one fleet file."""
 
     CSS_PATH = "app.tcss"
@@ -289,25 +290,10 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
     def _steer_requested(self, message: ClusterSteerRequested) -> None:
         self.steer_cluster(message.action, message.cluster_id)
 
-    def steer_cluster(self, action: str, cid: str) -> None:
-        """`o`: skip a cluster of the running release that has not started (recorded
-        `skipped_by_operator`); `t`: retry a failed one once the rest of its wave ended."""
-        from console.ui.model import Phase
-        control = self.control
-        row = self.state.clusters.get(cid)
-        if control is None or not self.release_running or row is None:
-            self.notify("no release is running", severity="warning")
-            return
-        if action == "skip" and row.phase is not Phase.WAITING:
-            self.notify(f"{cid} is {row.phase.value}: only a cluster waiting to start can "
-                        "be skipped", severity="warning")
-            return
-        if action == "retry" and row.phase not in (Phase.FAILED, Phase.ROLLED_BACK):
-            self.notify(f"{cid} has not failed ({row.phase.value})", severity="warning")
-            return
-        getattr(control, action)(cid, by=self.operator)
-        self.notify(f"{cid} will be skipped" if action == "skip" else
-                    f"{cid} will be deployed again once the rest of its wave ended")
+    @on(FollowSteerRequested)
+    def _follow_steer_requested(self, message: FollowSteerRequested) -> None:
+        self.steer_followed(message.release_id, message.action, message.cluster_id,
+                            message.rollback)
 
     @on(StatusRefreshRequested)
     def _status_refresh_requested(self) -> None:
@@ -374,19 +360,6 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions):
         for screen in self.screen_stack:
             if isinstance(screen, ReleaseFormScreen):
                 screen.release_ended()
-
-    def toggle_pause(self) -> None:
-        """`p`: pause the running release (no new cluster starts), or resume it."""
-        control = self.control
-        if control is None or not self.release_running:
-            self.notify("no release is running", severity="warning")
-            return
-        if control.paused:
-            control.resume(by=self.operator)
-            self.notify("release resumed")
-        else:
-            control.pause(by=self.operator)
-            self.notify("release paused: clusters rolling now finish, no new one starts")
 
     # -- navigation ---------------------------------------------------------------
 

@@ -69,6 +69,18 @@ class ClusterSteerRequested(Message):
     cluster_id: str
 
 
+@dataclass
+class FollowSteerRequested(Message):
+    """Steer a release another process runs (the follow screen): `action` (pause, resume,
+    approve, reject, abort, skip, retry) through its control channel; `rollback` with
+    abort."""
+
+    release_id: str
+    action: str
+    cluster_id: str | None = None
+    rollback: bool = False
+
+
 class StatusRefreshRequested(Message):
     """Read every cluster's live version again."""
 

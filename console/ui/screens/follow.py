@@ -3,7 +3,8 @@ console): its clusters' phase and progress, pause, the gate waiting and who appr
 far, read again from the engine process (`console.engine.follow`: ledger, Leases,
 clusters) as soon as its watches see a change (`ChangeWatch`: the release's Leases, the
 app's Deployments, the ledger file), at the latest every `REFRESH` s. Read-only, except
-through the release's control channel, as the identity the cluster confirms: `a`
+through the release's control channel, as the identity the cluster confirms - asked of
+the app (`FollowSteerRequested`, answered by `console.ui.steering`) like every action: `a`
 approves its gate and `x` aborts it and rolls back what it reached (each confirmed
 first), `s` rejects the gate (the release stops there), `p` pauses or resumes it, `o`
 skips the selected cluster (not started yet) and `t` retries it (failed).
@@ -25,6 +26,7 @@ from textual.widgets.data_table import RowDoesNotExist
 
 from console.errors import UserError
 from console.events import Outcome
+from console.ui.messages import FollowSteerRequested
 from console.ui.state import Phase
 from console.ui.widgets.lists import ListTable
 from console.ui.widgets.palette import Palette
@@ -227,15 +229,8 @@ class FollowScreen(Screen):
             return False
         return True
 
-    @work(thread=True, exit_on_error=False, group="follow-steer")
     def _steer(self, release_id: str, action: str, cluster: str | None = None,
                rollback: bool = False) -> None:
-        try:
-            ack = self.app.engine().steer(release_id, action, cluster, rollback)
-        except UserError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="warning")
-            return
-        text = ack.detail if ack.ok else f"nothing to act on: {ack.detail}"
-        self.app.call_from_thread(self.notify, text,
-                                  severity="information" if ack.ok else "warning")
-        self.load()
+        """Ask the app, which asks the release's control channel (one path for every
+        screen: `console.ui.steering`), and reads the release again once answered."""
+        self.post_message(FollowSteerRequested(release_id, action, cluster, rollback))
