@@ -72,6 +72,27 @@ async def canary_at_its_gate(pilot, app) -> str:
     return app.state.release.release_id
 
 
+async def noticed(pilot, app, *words: str) -> None:
+    """Wait until a notice says every one of `words`."""
+    await wait_for(pilot, lambda: any(all(w in str(n.message) for w in words)
+                                      for n in app._notifications),
+                   what=lambda: f"a notice saying {words} (notices: "
+                   f"{[str(n.message) for n in app._notifications]})")
+
+
+async def bob_approves_and_it_ends(pilot, app, config, fleet, rid: str) -> list[str]:
+    """A second person (their own token) approves through the channel; the release ends
+    ok; `q`. The people its one recorded gate approval names."""
+    code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
+    assert code == 0, err
+    await ended(pilot, app, 90)
+    assert app.state.release.outcome == "ok"
+    await pilot.press("q")
+    decided = [s["by"] for s in steering(config, rid) if s["action"] == "gate_approve"]
+    assert len(decided) == 1, decided
+    return decided[0].split(", ")
+
+
 @story
 async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
     config, fleet = two_approvals(console_fleet)
@@ -80,28 +101,16 @@ async def test_the_consoles_a_is_one_of_two_approvals(console_fleet) -> None:
         await pilot.press("a")
         await wait_for(pilot, lambda: not isinstance(app.screen, GateScreen), what="a taken")
         # The question closed, but the gate still waits: the console says how far it is.
-        await wait_for(pilot, lambda: any(
-            "1 of 2 approvals" in str(n.message) and f"control {rid} approve" in str(n.message)
-            for n in app._notifications), what=lambda: "the '1 of 2' notice (notices: "
-            f"{[str(n.message) for n in app._notifications]})")
+        await noticed(pilot, app, "1 of 2 approvals", f"control {rid} approve")
         # The same person through the channel does not count twice: the console's
         # identity is what the release's own cluster (prod-eu) confirms, as for control.
         code, out, err = await control(config, rid, "approve")
         assert code == 2 and "distinct approvers" in err, (code, out, err)
-        # A second person (their own token) gives the second approval.
-        code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
-        assert code == 0, err
-        await ended(pilot, app, 90)
-        assert app.state.release.outcome == "ok"
-        await pilot.press("q")
+        people = await bob_approves_and_it_ends(pilot, app, config, fleet, rid)
     assert [live_tag(fleet, c) for c in ("staging", "prod-eu", "prod-us")] == ["v2"] * 3
-    steer = steering(config, rid)
-    decided = [s["by"] for s in steer if s["action"] == "gate_approve"]
-    assert len(decided) == 1
     # Both: the console's person as the release's cluster names them (local name beside
     # it), and the second person through the control channel.
-    people = decided[0].split(", ")
-    assert len(people) == 2, decided
+    assert len(people) == 2, people
     assert people[0].startswith("system:serviceaccount:kube-system:prod-eu-admin (")
     assert "bob" in people[1] and "admin" not in people[1], people
 
@@ -155,25 +164,15 @@ async def test_an_approval_the_cluster_cannot_confirm_is_not_one_of_two(console_
     async with console(config) as (app, pilot):
         rid = await canary_at_its_gate(pilot, app)
         await pilot.press("a")
-        await wait_for(pilot, lambda: any(
-            "not counted" in str(n.message) and "0 of 2 approvals" in str(n.message)
-            for n in app._notifications), what=lambda: "the 'not counted' notice (notices: "
-            f"{[str(n.message) for n in app._notifications]})")
+        await noticed(pilot, app, "not counted", "0 of 2 approvals")
         # The cluster answers again: the same person, confirmed, is one approval; a
         # second person is the other.
         fleet.set_faults("prod-eu", self_review=True)
         code, out, err = await control(config, rid, "approve")
         assert code == 0 and "1 of 2" in out + err, (code, out, err)
         assert app.state.release.outcome is None     # still at its gate
-        code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
-        assert code == 0, err
-        await ended(pilot, app, 90)
-        assert app.state.release.outcome == "ok"
-        await pilot.press("q")
-    decided = [s["by"] for s in steering(config, rid) if s["action"] == "gate_approve"]
-    assert len(decided) == 1
-    people = decided[0].split(", ")
-    assert len(people) == 2 and app.operator not in people, decided
+        people = await bob_approves_and_it_ends(pilot, app, config, fleet, rid)
+    assert len(people) == 2 and app.operator not in people, people
 
 
 @story
@@ -186,18 +185,8 @@ async def test_a_local_name_equal_to_the_confirmed_one_is_one_of_two(console_fle
     async with console(config, operator=name) as (app, pilot):
         rid = await canary_at_its_gate(pilot, app)
         await pilot.press("a")
-        await wait_for(pilot, lambda: any(
-            "1 of 2 approvals" in str(n.message) for n in app._notifications),
-            what=lambda: "the '1 of 2' notice (notices: "
-            f"{[str(n.message) for n in app._notifications]})")
+        await noticed(pilot, app, "1 of 2 approvals")
         code, out, err = await control(config, rid, "approve")
         assert code == 2 and "distinct approvers" in err, (code, out, err)
-        code, out, err = await control(other_person(config, fleet, "bob"), rid, "approve")
-        assert code == 0, err
-        await ended(pilot, app, 90)
-        assert app.state.release.outcome == "ok"
-        await pilot.press("q")
-    decided = [s["by"] for s in steering(config, rid) if s["action"] == "gate_approve"]
-    assert len(decided) == 1
-    people = decided[0].split(", ")
-    assert len(people) == 2 and people[0] == name and "bob" in people[1], decided
+        people = await bob_approves_and_it_ends(pilot, app, config, fleet, rid)
+    assert len(people) == 2 and people[0] == name and "bob" in people[1], people

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 
 from console.ui.messages import FollowSteerRequested
-from console.ui.screens.follow import FollowScreen
 
-from .test_follow_screen import AT_GATES, header, headless
+from .test_follow_screen import AT_GATES, follow, header, headless
 from .test_stories import SIZE, live_tag, quick_console, started
 from .ui_helpers import story, wait_for
 
@@ -26,18 +25,14 @@ async def test_the_follow_screens_reject_goes_through_the_app_and_stops_the_rele
     with headless(config, tmp_path, *AT_GATES) as deploy:
         async with app.run_test(size=SIZE, message_hook=hook) as pilot:
             await started(pilot, app)
-            await pilot.press("f")
-            await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
-                           and "waits for approval" in header(app), timeout=120,
-                           what="the followed release at its gate")
-            release_id = app.screen.view.release_id
+            screen = await follow(pilot, app, "waits for approval",
+                                  "the followed release at its gate")
             await pilot.press("s")
-            await wait_for(pilot, lambda: deploy.poll() is not None, timeout=120,
-                           what="the release to stop at its gate")
-            await wait_for(pilot, lambda: "ended stopped" in header(app), timeout=60,
-                           what="the follow screen to show the stop")
-            await pilot.press("escape")
-            await pilot.press("q")
+            await wait_for(pilot, lambda: deploy.poll() is not None
+                           and "ended stopped" in header(app), timeout=120,
+                           what="the release to stop at its gate, and the screen to say so")
+            release_id = screen.view.release_id
+            await pilot.press("q")   # nothing of its own runs: the console quits at once
     assert deploy.returncode == 3, deploy.stderr.read()
     # The hook sees a message at each node it bubbles through: once asked, by the screen.
     posted = list({id(m): m for m in asked}.values())
