@@ -12,7 +12,8 @@ counters and faults, plus a demo OCI registry. Modules:
     watch.py       watch streams: initial events, 410 Gone, bookmarks, changes
     api.py         Status errors, replies, request bodies, what a URL addresses
     store.py       objects, resourceVersions, the event backlog, watchers, selectors
-    controller.py  the Deployment and ReplicaSet controllers (rollouts, revisions, conditions)
+    controller.py  the control plane's timers and store listener, Events, the ReplicaSet controller
+    deployments.py the deployment controller (rollouts, revisions, conditions)
     kubelet.py     scheduling and pod life cycles (ready, never-pulling, crash-looping)
     admission.py   defaults and validation
     patch.py       JSON patch, merge patch, strategic merge, apply

@@ -50,6 +50,19 @@ class Kubelet:
         # pod uid -> when it became Ready (clock time), finer than the condition's seconds
         self.ready_at: dict[str, float] = {}
 
+    def available(self, pod: Obj, min_ready: int, wake: list[float]) -> bool:
+        """Ready for at least minReadySeconds; when ready but not yet available, the moment it
+        will be goes into `wake` (the caller syncs again then)."""
+        if not pod_ready(pod):
+            return False
+        if min_ready <= 0:
+            return True
+        since = self.ready_at.get(pod["metadata"]["uid"], 0.0)
+        if self.clock.time() >= since + min_ready:
+            return True
+        wake.append(since + min_ready)
+        return False
+
     def pick_node(self, pod_spec: Obj) -> str | None:
         """The node with the fewest pods that still fits the pod's requests, or None."""
         cpu = mem = 0.0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 Obj = dict[str, Any]
+# The letters of generated names (pod-template-hash, pod suffixes), as Kubernetes' own.
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def now_iso(at: float) -> str:
@@ -20,6 +23,11 @@ def owner(obj: Obj) -> dict[str, Any] | None:
         if ref.get("controller"):
             return ref
     return None
+
+
+def owned_by(objs: Iterable[Obj], uid: str) -> list[Obj]:
+    """Those of `objs` whose controlling owner has `uid`."""
+    return [o for o in objs if (ref := owner(o)) is not None and ref.get("uid") == uid]
 
 
 def condition(obj: Obj, ctype: str) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from console.sim.controller import comparable_template, resolve_int_or_percent, template_hash
+from console.sim.deployments import comparable_template, resolve_int_or_percent, template_hash
 from console.sim.patch import PatchError, apply, json_patch, merge_patch, strategic_merge
 from console.sim.store import SelectorError, field_matcher, label_matcher
 
