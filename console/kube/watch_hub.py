@@ -28,6 +28,7 @@ from typing import Any
 
 from urllib3.exceptions import ReadTimeoutError
 
+from console.kube.open_gate import OPENS
 from console.kube.watch_feed import WatchFeed
 
 log = logging.getLogger(__name__)
@@ -310,11 +311,11 @@ class HubWatch(WatchFeed):
     Puts on `out` what every `WatchFeed` puts - plus ("ended", source, None) when the
     stream ended, so the owner wakes to call `open` when `due` says.
 
-    `open()` (blocking: it may list, and connects) is the owner's to call whenever `due`
-    (a monotonic time, None while the hub reads it) has come: it lists when no
-    resourceVersion is known (at first, or after 410 Gone), resumes from the last version
-    seen (bookmarks included) otherwise, and backs off (0.5 s doubling to 5 s) after
-    failures.
+    `open()` (blocking: it may list, and connects; a few at a time in the process) is
+    the owner's to call whenever `due` (a monotonic time, None while the hub reads it)
+    has come: it lists when no resourceVersion is known (at first, or after 410 Gone),
+    resumes from the last version seen (bookmarks included) otherwise, and backs off
+    (0.5 s doubling to 5 s) after failures.
     """
 
     def __init__(self, client: Any, path: str, query: Mapping[str, str], source: str,
@@ -341,10 +342,12 @@ class HubWatch(WatchFeed):
                 return
             self._due = None
         try:
-            self._list_if_unknown()
-            opened = self.client.watch(self.path, self._watch_query(), self.server_timeout,
-                                       read_timeout=OPEN_TIMEOUT)
-            sock, buffered, chunked = opened.detach()
+            # A few at a time in the process (`console.kube.open_gate`).
+            with OPENS.slot():
+                self._list_if_unknown()
+                opened = self.client.watch(self.path, self._watch_query(),
+                                           self.server_timeout, read_timeout=OPEN_TIMEOUT)
+                sock, buffered, chunked = opened.detach()
         except Exception as exc:  # noqa: BLE001 - any failure to open is reported
             self._failed(exc)
             return
