@@ -4,7 +4,6 @@ it, and small readers of what the simulated clusters really run."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +28,6 @@ def fleet_file(directory: Path, ids: Sequence[str], *, groups: dict[str, list[st
                          "namespace": "{cluster}", "rollout_timeout": rollout_timeout},
         {"replicas": replicas, "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}},
         groups=groups, strategies=strategies)
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
-    """Wait (polling) until `condition()` holds; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.02)
 
 
 @dataclass

@@ -95,7 +95,7 @@ def test_a_change_made_between_healthy_and_the_bake_start_is_caught(world):
     # begins: an image swapped by hand right after healthy - and fully rolled out, Ready,
     # before the bake's first look - still fails the bake (it passed when the baseline
     # was read from the live cluster at bake start).
-    from tests.engine.conftest import wait_until
+    from tests.waiting import wait_for
     w = world(["s1", "p1"], strategies=CANARY, seed=23)
     w.deploy_everywhere("v1")
     swapped: list[str] = []
@@ -106,7 +106,7 @@ def test_a_change_made_between_healthy_and_the_bake_start_is_caught(world):
             set_image_by_hand(w.fleet, "s1", w.image("s1").split(":")[0] + ":v3")
             # The engine's worker waits here: the bake cannot begin before the swap is
             # complete (every pod v3 and Ready, none of v2 left).
-            wait_until(lambda: w.ready_pods("s1", "v3") == 2 and all(
+            wait_for(lambda: w.ready_pods("s1", "v3") == 2 and all(
                 p["spec"]["containers"][0]["image"].endswith(":v3")
                 for p in w.fleet.list("s1", "/pods", "s1")
                 if not p["metadata"].get("deletionTimestamp")), "the hand-made v3 rollout")

@@ -14,7 +14,7 @@ import httpx
 
 from console.engine import GateAnswer, GateDecision, ReleaseRequest
 from console.events import Kind
-from tests.engine.conftest import wait_until
+from tests.waiting import wait_for
 
 
 def _api(fleet: Any, cid: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -134,7 +134,7 @@ def test_an_hpa_scaling_during_the_bake_is_no_failure(world):
     assert scaled
     assert [e.data["error"] for e in w.recorder.of(Kind.CLUSTER_FAILED)] == []
     assert result.exit_code == 0, result
-    wait_until(lambda: w.ready_pods("s1", "v2") == 3, "the third v2 pod on s1")
+    wait_for(lambda: w.ready_pods("s1", "v2") == 3, "the third v2 pod on s1")
 
 
 def test_a_cluster_whose_lease_another_console_took_during_the_bake_is_left_to_it(world):
@@ -162,7 +162,7 @@ def test_a_cluster_whose_lease_another_console_took_during_the_bake_is_left_to_i
             lease = kube.request("GET", lease_path)
             lease["spec"]["holderIdentity"] = "mallory@elsewhere:1/r-other"
             kube.request("PUT", lease_path, body=lease)
-            wait_until(lost.is_set, "the renewer to notice the lost lease", timeout=30)
+            wait_for(lost.is_set, "the renewer to notice the lost lease", timeout=30)
             set_image_by_hand(w.fleet, "s1",
                               w.image("s1").split("@")[0].rsplit(":", 1)[0] + ":v3")
 

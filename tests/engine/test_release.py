@@ -9,9 +9,7 @@ import time
 from console.engine import (GateAnswer, GateDecision, ReleaseControl, ReleaseRequest)
 from console.events import Kind
 from console.kube.driver import ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION
-
-from .conftest import wait_until
-
+from tests.waiting import wait_for
 
 
 def test_serial_over_three_all_healthy_in_order(world):
@@ -324,7 +322,7 @@ def test_pause_resume_and_abort_with_rollback(world):
     assert control.holding.wait(60), "the paused release never held a cluster back"
     assert Kind.CLUSTER_STARTED not in w.recorder.kinds()
     control.resume(by="frank")
-    wait_until(lambda: w.recorder.of(Kind.CLUSTER_HEALTHY), "a healthy cluster")
+    wait_for(lambda: w.recorder.of(Kind.CLUSTER_HEALTHY), "a healthy cluster")
     control.abort(rollback=True, by="frank")
     runner.join(30)
     result = done["r"]

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from console.cli import main
-from tests.engine.conftest import wait_until
 from tests.faults.conftest import APP, events_of, releases
+from tests.waiting import wait_for
 
 LEASE = f"release-console-{APP}"
 
@@ -35,7 +35,7 @@ def kill_when_all_started(proc: subprocess.Popen, w, ids: list[str], tag: str) -
     for line in proc.stdout:
         seen.append(json.loads(line))
         if sum(e["kind"] == "cluster_started" for e in seen) == len(ids):
-            wait_until(lambda: all(w.version(c) == tag for c in ids),
+            wait_for(lambda: all(w.version(c) == tag for c in ids),
                        f"{tag} applied on {', '.join(ids)}")
             proc.send_signal(signal.SIGKILL)
             break

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.engine.conftest import REPO, World, approve, world  # noqa: F401 - fixtures re-exported
 from tests.registry.conftest import registry  # noqa: F401 - the real docker-registry
+from tests.waiting import wait_for  # noqa: F401 - the stories import it from here
 
 
 def built_by(w: World, registry, directory: Path, script: str) -> World:
@@ -22,19 +22,6 @@ def built_by(w: World, registry, directory: Path, script: str) -> World:
     return w.edited(lambda doc: doc["app"].update(
         image=f"{registry.host}/apps/user-service", registry={},
         build={"command": f"{sys.executable} {build}"}))
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 60.0,
-             what: str = "condition") -> object:
-    """Poll `condition` until it is truthy (returning its value); fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]:

@@ -14,7 +14,6 @@ are marked `real`; a machine without the built components fails them with the re
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from console.config import load
 from console.engine import Engine, GateAnswer, ReleaseRequest
 from console.sim import SimFleet
 from tests.fleets import APP, REPO, approve, write_fleet_file  # noqa: F401 - shared
+from tests.waiting import wait_for  # noqa: F401 - the lab stories import it from here
 
 IDS = ("c0", "c1", "c2")
 # The settings both fleets run with (the lab's KWOK stages are written from them).
@@ -113,18 +113,6 @@ class Stage:
 def tag_of(image: str) -> str:
     """The tag of `repo:tag` or `repo:tag@sha256:...` (releases pin the digest)."""
     return image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Poll `check` until it returns something true (a condition, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(params=["sim", pytest.param("lab", marks=pytest.mark.real)])

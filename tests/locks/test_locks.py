@@ -15,6 +15,7 @@ from console.errors import UserError
 from console.kube.client import KubeClient, new_api_client
 from console.locks import (ClusterLease, Clock, LockError, LockHeld, ProcessId, ReleaseLock,
                            holder_identity, this_process)
+from tests.waiting import wait_for
 
 NAMESPACE = "shop"
 
@@ -357,15 +358,8 @@ def test_slow_clusters_cost_neither_their_leases_nor_the_others_renewals(fleet, 
         assert "c" in lock.failing and lock.lost == {} and lost == []
     finally:
         fleet.set_faults("c", latency=0.0)
-    wait_until(lambda: "c" not in lock.failing, "c's renewals to get through again")
+    wait_for(lambda: "c" not in lock.failing, "c's renewals to get through again", timeout=30)
     assert lock.release() == [] and lock.lost == {}
-
-
-def wait_until(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        threading.Event().wait(0.05)
 
 
 def test_a_lease_is_given_back_without_reading_it_first(fleet, client) -> None:
