@@ -21,6 +21,7 @@ import yaml
 from console.history import Ledger
 from console.plan import shard_of
 from tests.integration.conftest import wait_for
+from tests.integration.test_steering import Deploy
 
 IDS = [f"c{i}" for i in range(9)]
 # Shards of c0..c8 for N=3 (sha256): wave 1 -> 1,3,1 (shard 2 has none), wave 2 ->
@@ -29,43 +30,24 @@ WAVES = [IDS[0:3], IDS[3:6], IDS[6:9]]
 STRATEGIES = {"three": {"waves": WAVES, "gates": True, "max_parallel": 3}}
 
 
-class Shard:
-    """`release-console deploy --json --shard K/3 ...` as a process; events read by a thread."""
+class Shard(Deploy):
+    """`release-console deploy --json --shard K/3 ...` as a process; its events read by a
+    thread, its stderr by another (`err`), so three chatty shards never fill a pipe."""
 
     def __init__(self, config: Path, cwd: Path, k: int, *args: str) -> None:
-        env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config)}
         self.k = k
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "console", "deploy", "--json", "--shard", f"{k}/3", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-            stdin=subprocess.DEVNULL, cwd=cwd)
-        self.events: list[dict] = []
+        super().__init__(config, cwd, "--shard", f"{k}/3", *args)
         self.err = ""
-        self._out = threading.Thread(target=self._read, daemon=True)
         self._err = threading.Thread(target=self._read_err, daemon=True)
-        self._out.start()
         self._err.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.events.append(json.loads(line))
 
     def _read_err(self) -> None:
         self.err = self.proc.stderr.read()
 
-    def kinds(self, kind: str) -> list[dict]:
-        return [e for e in list(self.events) if e["kind"] == kind]
-
     def finish(self, timeout: float = 240.0) -> int:
-        try:
-            self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self._out.join(timeout=30)
+        code = super().finish(timeout)
         self._err.join(timeout=30)
-        return self.proc.returncode
+        return code
 
 
 def shard_configs(world_config: Path, remote: Path, tmp: Path) -> list[Path]:
