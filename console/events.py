@@ -27,7 +27,8 @@ class Outcome(StrEnum):
     A cluster ends HEALTHY, FAILED, ROLLED_BACK, SKIPPED or INTERRUPTED (the ledger
     records SKIPPED_BY_OPERATOR for a cluster an operator skipped: its engine result is
     SKIPPED); a release ends OK, FAILED, STOPPED (rejected at a gate), ABORTED or
-    PREFLIGHT_FAILED, or INTERRUPTED when the ledger closes one a killed console left open.
+    PREFLIGHT_FAILED - in the ledger also INTERRUPTED (closed after a killed console) or
+    NOT_STARTED (its start could not be committed, so it touched nothing).
     """
 
     # a cluster
@@ -42,6 +43,7 @@ class Outcome(StrEnum):
     STOPPED = "stopped"
     ABORTED = "aborted"
     PREFLIGHT_FAILED = "preflight_failed"
+    NOT_STARTED = "not_started"
 
 
 # A cluster outcome that counts against the failure budget.

@@ -156,7 +156,7 @@ class Ledger(LedgerReading):
             # Not committed here (that just failed): the next commit or open takes it.
             with self._lock:
                 self._open.pop(release_id, None)
-                self._append({"type": "end", "release": release_id, "outcome": "not_started",
+                self._append({"type": "end", "release": release_id, "outcome": Outcome.NOT_STARTED.value,
                               "exit_code": 2, "end": utc_now(),
                               **({"shard": shard} if shard else {})})
             raise
@@ -221,7 +221,7 @@ class Ledger(LedgerReading):
         healthy or failed, rolled_back_to when rolled back, None (unchanged) when skipped.
         `version_unknown` records None whatever the outcome (a cluster that stopped
         answering mid-rollout and could not be rolled back runs either version).
-        `good` defaults to `outcome == "healthy"`. `helm_revision` is the Helm release
+        `good` defaults to `outcome is Outcome.HEALTHY`. `helm_revision` is the Helm release
         revision the cluster runs afterwards (apps shipped as a chart).
         """
         if outcome not in OUTCOMES:

@@ -10,8 +10,9 @@ schema version of the line):
   absent for `--no-pin`), freeze_override (reason, by - the name the cluster confirmed -, confirmed, windows: released through open freeze windows).
 - `touch`: a cluster is about to be changed (release, cluster, from_version, to_version).
 - `cluster`: one cluster's outcome (release, cluster, outcome healthy|failed|rolled_back|
-  skipped|interrupted, from_version, to_version, version = what the cluster runs after
-  it (null: unknown or unchanged), good = `version` was seen healthy, duration, error
+  skipped|interrupted|skipped_by_operator (`OUTCOMES`), from_version, to_version,
+  version = what the cluster runs after it (null: unknown or unchanged), good =
+  `version` was seen healthy, duration, error
   (scrubbed of secrets), rolled_back_to, operator, ts, reconciled, digest = the
   `sha256:...` that `version` is pinned to there, when known). A cluster may get
   more than one `cluster` line in a release (failed, then rolled_back): the last wins.
@@ -22,7 +23,7 @@ schema version of the line):
 - `bake`: one wave's bake time (issue 14): release, wave (0-based), seconds, ok,
   failed (clusters that degraded during it and were failed), completed (the whole time
   was watched; false when an abort or a spent failure budget ended it), start, end.
-- `end`: release, outcome (ok|failed|stopped|aborted|interrupted|not_started),
+- `end`: release, outcome (ok|failed|stopped|aborted|preflight_failed|interrupted|not_started),
   exit_code, end. `not_started`: the release's start could not be committed, so it was
   refused before touching any cluster.
 
@@ -30,7 +31,7 @@ Schema versions: 1 - only `release` lines carried `"v": 1`, other lines none; 2 
 line carries `"v"`, and `not_started` ends exist. Readers take a line without `"v"` as
 version 1, and read the fields they know of any version (changes only add fields), so
 ledgers written by older consoles stay readable and an older console can read a newer
-ledger.
+ledger. Outcomes are the values of `console.events.Outcome`.
 """
 
 from __future__ import annotations

@@ -26,4 +26,4 @@ def test_outcomes_keep_the_strings_the_ledger_and_json_always_had() -> None:
     assert ReleaseResult("r-1", "ok", 0, (result,)).outcome is Outcome.OK
     assert {o.value for o in Outcome} == {
         "healthy", "failed", "rolled_back", "skipped", "interrupted", "skipped_by_operator",
-        "ok", "stopped", "aborted", "preflight_failed"}
+        "ok", "stopped", "aborted", "preflight_failed", "not_started"}
