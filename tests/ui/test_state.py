@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from console.events import Event, Kind
+from console.events import Event, Kind, Outcome
 from console.ui.state import (ClusterInfo, FleetState, Phase, format_duration, matches)
 
 FLEET = [
@@ -30,6 +30,14 @@ def test_every_phase_has_a_glyph_and_a_word() -> None:
     assert len(glyphs) == len(Phase)
     assert Phase.ROLLING_BACK.word == "rolling back"
     assert all(p.word for p in Phase)
+
+
+def test_every_recorded_outcome_has_its_phase_on_the_history_screen() -> None:
+    # The history screen fell back to "failed" for an outcome it did not know (an
+    # operator's skip was drawn as a failure) and to "rolling" for a release's end.
+    from console.ui.screens.history import OUTCOME_PHASE
+    assert set(OUTCOME_PHASE) == set(Outcome)
+    assert OUTCOME_PHASE[Outcome.SKIPPED_BY_OPERATOR] is Phase.SKIPPED
 
 
 def test_a_release_moves_rows_through_their_phases() -> None:

@@ -10,9 +10,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from textual.widgets import Static
 
 from console.history import Ledger
 from console.ui.app import ReleaseConsoleApp
+from console.ui.screens.history import HistoryScreen
 from console.ui.screens.release_form import ReleaseFormScreen
 from console.ui.state import Phase
 
@@ -67,6 +69,15 @@ async def test_o_skips_a_waiting_cluster_and_the_ledger_says_skipped_by_operator
         await ended(pilot, app)
         assert app.state.clusters["prod-eu"].phase is Phase.SKIPPED
         assert app.state.clusters["staging"].phase is Phase.HEALTHY
+        # The history shows the skip as skipped (it drew the ledger's skipped_by_operator
+        # with the failed glyph), the newest release selected.
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                       and app.screen.releases, what="the ledger")
+        shown = str(app.screen.query_one("#release-detail", Static).content)
+        line = next(t for t in shown.splitlines() if t.strip().startswith("prod-eu"))
+        assert f"{Phase.SKIPPED.glyph} skipped by operator" in line, line
+        await pilot.press("escape")
         await pilot.press("q")
     assert (live_tag(fleet, "staging"), live_tag(fleet, "prod-eu"),
             live_tag(fleet, "prod-us")) == ("v2", "v1", "v2")

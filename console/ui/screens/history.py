@@ -28,12 +28,14 @@ if TYPE_CHECKING:
     from console.config import FleetConfig
     from console.ui.messages import ConsoleServices
 
-# How a recorded outcome (a string in the ledger, equal to its `Outcome`) is shown.
+# How a recorded outcome (a string in the ledger, equal to its `Outcome`) is shown: every
+# outcome has its phase (a release not started touched nothing, like a failed pre-flight).
 OUTCOME_PHASE = {Outcome.OK: Phase.HEALTHY, Outcome.HEALTHY: Phase.HEALTHY,
                  Outcome.FAILED: Phase.FAILED, Outcome.ROLLED_BACK: Phase.ROLLED_BACK,
-                 Outcome.SKIPPED: Phase.SKIPPED, Outcome.STOPPED: Phase.SKIPPED,
-                 Outcome.ABORTED: Phase.FAILED, Outcome.INTERRUPTED: Phase.FAILED,
-                 Outcome.PREFLIGHT_FAILED: Phase.SKIPPED}
+                 Outcome.SKIPPED: Phase.SKIPPED, Outcome.SKIPPED_BY_OPERATOR: Phase.SKIPPED,
+                 Outcome.STOPPED: Phase.SKIPPED, Outcome.ABORTED: Phase.FAILED,
+                 Outcome.INTERRUPTED: Phase.FAILED, Outcome.PREFLIGHT_FAILED: Phase.SKIPPED,
+                 Outcome.NOT_STARTED: Phase.SKIPPED}
 
 
 def _short_time(iso: str | None) -> str:
