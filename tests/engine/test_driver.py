@@ -333,50 +333,48 @@ def test_a_waking_event_calls_its_wakers_when_set_and_when_added_after():
     assert calls == ["first", "late"] and event.is_set()
 
 
+def slow_apply_world(world):
+    """Clusters a and slow on v1; `generation()` is slow's Deployment generation as the
+    simulator stores it (read in-process: not through slow's latency)."""
+    w = world(["a", "slow"], readiness_delay=0.3, jitter=0.0)
+    w.deploy_everywhere("v1")
+
+    def generation() -> int:
+        return w.fleet.get("slow", "apps/deployments", "slow", "user-service")["metadata"][
+            "generation"]
+    return w, generation
+
+
 def test_a_rollout_opens_its_watches_after_the_applies_in_flight(world):
     """In a parallel wave the applies go first: a cluster that applied at once waits to
     open its watches while another cluster's apply is still on its way (the release's
     wall time waits for the last apply); it then follows its rollout from its apply's
     version, missing nothing."""
-    import threading
-    import time
-
-    w = world(["a", "slow"], readiness_delay=0.3, jitter=0.0)
-    w.deploy_everywhere("v1")
+    w, generation = slow_apply_world(world)
     engine = w.engine()
-    first_progress: dict[str, float] = {}
+    before = generation()
+    # slow's Deployment generation as stored when a's rollout first tells its progress:
+    # a's first progress comes from its watches' loop, so by then slow's apply must be
+    # stored. Read on a's own rollout thread at that moment (listeners are called there):
+    # an order of events, not two clocks compared - a poller timing slow's apply lagged
+    # up to 0.1 s behind under load (the test's flake), while without the wait a's first
+    # progress comes ~1.5 s before slow's apply lands.
+    seen_at_a_progress: list[int] = []
 
     def listener(event):
         if event.kind is Kind.RELEASE_STARTED:
             w.fleet.set_faults("slow", latency=1.5)      # its apply takes 1.5 s
-        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster:
-            first_progress.setdefault(event.cluster, time.monotonic())
+        if event.kind is Kind.CLUSTER_PROGRESS and event.cluster == "a" \
+                and not seen_at_a_progress:
+            seen_at_a_progress.append(generation())
 
     engine.add_listener(listener)
-    applied_at: list[float] = []
-    stop = threading.Event()
-
-    def watch_slow_apply() -> None:
-        # When the slow cluster's apply has been stored (its Deployment's generation moves).
-        start = w.fleet.get("slow", "apps/deployments", "slow", "user-service")
-        generation = start["metadata"]["generation"]
-        while not stop.is_set():
-            dep = w.fleet.get("slow", "apps/deployments", "slow", "user-service")
-            if dep["metadata"]["generation"] != generation:
-                applied_at.append(time.monotonic())
-                return
-            stop.wait(0.02)
-
-    poller = threading.Thread(target=watch_slow_apply)
-    poller.start()
     try:
         result = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve)
     finally:
-        stop.set()
-        poller.join()
         w.fleet.set_faults("slow", latency=0.0)
     assert [c.outcome for c in result.clusters] == ["healthy", "healthy"]
-    assert applied_at, "the slow cluster's apply was never seen"
-    # a's first progress comes from its watches' loop: not before slow's apply landed
-    # (0.1 s for the poller's own pace). Before, it came ~1.5 s earlier.
-    assert first_progress["a"] >= applied_at[0] - 0.1, (first_progress["a"] - applied_at[0])
+    assert generation() > before, "the slow cluster's apply was never stored"
+    assert seen_at_a_progress and seen_at_a_progress[0] > before, \
+        "a opened its watches while slow's apply was still on its way"
+
