@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from console.events import Kind
 from console.kube.client import ClusterError
 from console.kube.driver import (ANN_PREVIOUS, ANN_RELEASE, ANN_VERSION, LiveDeployment,
                                  Progress, RolloutInterrupted)
+from console.kube.writes_first import WRITES, Coming
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
@@ -25,13 +27,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def hand_out(pool: ThreadPoolExecutor, engine: Engine, run: ReleaseRun, cid: str,
+             wave: int) -> Future:
+    """Deploy `cid` on a worker of `pool` (its future gives the `ClusterResult`).
+
+    Its apply counts from now (`console.kube.writes_first`): a cluster of the wave that
+    applied first waits for it before opening its watches, however late this one's
+    thread gets to its apply on a busy machine."""
+    coming = WRITES.coming()
+    try:
+        future = pool.submit(deploy_cluster, engine, run, cid, wave, run.stop_event(cid),
+                             coming)
+    except BaseException:
+        coming.done()
+        raise
+    future.add_done_callback(lambda _f: coming.done())   # it ended without an apply
+    return future
+
+
 def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
-                   cancel: threading.Event) -> ClusterResult:
+                   cancel: threading.Event, coming: Coming | None = None) -> ClusterResult:
     """Deploy the release to one cluster; on failure roll it back. Never raises.
 
     Every failure once the cluster may have been written to - a cluster error, a bad
     answer, a bug - is told (CLUSTER_FAILED) and rolled back; it counts against the
-    failure budget at once, before the rollback starts.
+    failure budget at once, before the rollback starts. `coming`: this cluster's apply
+    as counted since the wave handed it out (`console.kube.writes_first`), done once
+    the apply is (the wave runner says so too when the cluster ends without one).
     """
     started = time.monotonic()
     rid = run.release_id
@@ -81,6 +103,8 @@ def deploy_cluster(engine: Engine, run: ReleaseRun, cid: str, wave: int,
             applied = _install(driver, run, cid, prepared, before, precondition)
         finally:
             before = run.before.get(cid, before)   # read again after a 409
+            if coming is not None:
+                coming.done()       # other rollouts may open their watches now
         driver.follow(applied, engine.rollout_timeout,
                       on_progress=progress_listener(engine, rid, cid), cancel=cancel)
         driver.verify(applied)

@@ -32,7 +32,7 @@ from console.engine.bake import bake_wave
 from console.engine.bake import seconds_of as bake_seconds
 from console.engine.pacing import tell_paced
 from console.engine.run_state import ReleaseRun, budget_reason
-from console.engine.deploy import deploy_cluster
+from console.engine.deploy import hand_out
 from console.engine.rollbacks import by_suffix, rollback_reached, rollback_scope
 from console.events import Event, Kind
 from console.freeze import Block
@@ -372,7 +372,7 @@ def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: i
                                             "(manual rollback)")
                     continue
                 run.pacer.reserve(cid)
-                future = pool.submit(deploy_cluster, engine, run, cid, wave, run.stop_event(cid))
+                future = hand_out(pool, engine, run, cid, wave)
                 running[future] = cid
                 future.add_done_callback(finished.put)
         elif pending:
