@@ -28,7 +28,7 @@ app:
   image: registry.example.com/apps/user-service
   manifests: {manifests}
   namespace: "{{cluster}}"
-  rollout_timeout: 60s
+  rollout_timeout: {rollout_timeout}
   history: {{path: {history}}}
 defaults:
   values:
@@ -44,7 +44,7 @@ strategies:
 """
 
 
-def fleet_yaml(ids: Sequence[str], history: Path) -> str:
+def fleet_yaml(ids: Sequence[str], history: Path, rollout_timeout: str = "60s") -> str:
     """A fleet file for `ids` (groups from GROUPS, else `[test]`)."""
     clusters = "\n".join(f"  - {{id: {cid}, groups: {GROUPS.get(cid, '[test]')}, "
                          f"credentials: {{kubeconfig: unused.yaml}}}}" for cid in ids)
@@ -53,7 +53,7 @@ def fleet_yaml(ids: Sequence[str], history: Path) -> str:
     waves = [canary] + ([ten] if ten else []) + [["rest"]]
     waves_text = "[" + ", ".join("[" + ", ".join(w) + "]" for w in waves) + "]"
     return FLEET.format(manifests=ROOT / "deploy" / "user-service", history=history,
-                        clusters=clusters, waves=waves_text)
+                        clusters=clusters, waves=waves_text, rollout_timeout=rollout_timeout)
 
 
 @pytest.fixture(autouse=True)
@@ -72,12 +72,14 @@ def _stable_terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def console_fleet(sim_fleet: Callable[..., Any], tmp_path: Path
                   ) -> Callable[..., tuple[FleetConfig, Any]]:
-    """A factory: `console_fleet(ids=IDS, **sim_kwargs)` -> (config, started SimFleet)."""
+    """A factory: `console_fleet(ids=IDS, rollout_timeout="60s", **sim_kwargs)` ->
+    (config, started SimFleet)."""
 
-    def make(ids: Sequence[str] = IDS, **sim_kwargs: Any) -> tuple[FleetConfig, Any]:
+    def make(ids: Sequence[str] = IDS, rollout_timeout: str = "60s",
+             **sim_kwargs: Any) -> tuple[FleetConfig, Any]:
         fleet = sim_fleet(list(ids), **sim_kwargs)
         source = tmp_path / "fleet.yaml"
-        source.write_text(fleet_yaml(ids, tmp_path / "history"))
+        source.write_text(fleet_yaml(ids, tmp_path / "history", rollout_timeout))
         path = fleet.write_kubeconfigs(tmp_path / "kube", config_path=source)
         return load(path), fleet
 

@@ -35,10 +35,13 @@ def header(app: ReleaseConsoleApp) -> str:
 
 
 async def follow(pilot, app: ReleaseConsoleApp, says: str, what: str) -> FollowScreen:
-    """`f`, then wait (120 s at most) until the follow screen's header says `says`."""
+    """`f`, then wait (120 s at most) until the follow screen has read a release and its
+    header says `says` (before the first reading it says "looking for a running
+    release...": a wait for "running" ended there, with no release read, under load)."""
     await pilot.press("f")
     await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
-                   and says in header(app), timeout=120, what=what)
+                   and app.screen.view is not None and says in header(app),
+                   timeout=120, what=what)
     return app.screen
 
 
@@ -162,9 +165,16 @@ async def test_the_follow_screen_shows_a_pause_from_outside_well_under_a_second_
     from tests.ui.test_steer_keys import control
     # No timer reading during the test: only the watches can bring the pause on screen.
     monkeypatch.setattr(follow_screen, "REFRESH", 600.0)
-    config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
-    fleet.set_faults("staging", readiness_delay=4.0)
-    fleet.set_faults("prod-eu", readiness_delay=4.0)
+    ids = ["staging", "prod-eu", "prod-us"]
+    # Every v2 pod stays not Ready (`hold_ready`) until the header said paused: the release
+    # still runs when `control` asks and stays paused (its one running cluster held)
+    # until the screen shows it. With rollouts of 4 s each the release could end before
+    # a `control` slowed by a loaded machine asked ("no running release"), or just after
+    # the pause was taken, so the header never said paused. The rollout timeout is well
+    # beyond the hold, however long the console and `control` take to start.
+    config, fleet = console_fleet(ids, rollout_timeout="10m")
+    for cid in ids:
+        fleet.set_faults(cid, hold_ready=["v2"])
     with headless(config, tmp_path, "--tag", "v2", "--strategy", "parallel", "--max-parallel",
                   "1", "--json", stdout=subprocess.PIPE) as deploy:
         async with console(config) as (app, pilot):
@@ -175,6 +185,8 @@ async def test_the_follow_screen_shows_a_pause_from_outside_well_under_a_second_
             await wait_for(pilot, lambda: "paused" in header(app), timeout=30,
                            what="the header to say paused")
             shown = time.time()
+            for cid in ids:
+                fleet.set_faults(cid, hold_ready=[])
             code, _out, err = await control(config, rid, "resume")
             assert code == 0, err
             await pilot.press("escape")
