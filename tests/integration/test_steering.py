@@ -274,7 +274,15 @@ class Follow(Child):
 
 
 def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_path):
-    w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.5, jitter=0.0)
+    # a's v2 pods stay not Ready (`hold_ready`) until `follow` has printed a's line, so
+    # the 8 s bake begins once `follow` runs and reads: under load its start alone (a
+    # process, its imports, the first reading) took 8.6-11.5 s, after the bake had ended
+    # - no bake line, and the story waited for it in vain. What is left to the clock is
+    # one reading of a running `follow` within the bake (it reads again at least every
+    # --interval 0.3 s). The rollout timeout is well beyond the hold.
+    w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.5, jitter=0.0,
+              rollout_timeout="10m")
+    w.fleet.set_faults("a", hold_ready=["v2"])
     deploy = Deploy(w.config_path, tmp_path, "--tag", "v2", "--strategy", "canary",
                     "--wait-for-approval", "--bake", "8s")
     follow = None
@@ -282,9 +290,15 @@ def test_follow_prints_a_headless_release_live_its_gate_and_its_end(world, tmp_p
         wait_for(lambda: deploy.kinds("release_started"), timeout=90, what="the start")
         rid = deploy.release_id
         follow = Follow(w.config_path)          # no id: the release running now
+        wait_for(lambda: follow.saw("a                    rolling"), timeout=120,
+                 what="follow to show a rolling")
+        w.fleet.set_faults("a", hold_ready=[])
         # The first wave bakes before its gate: said once, with the time left.
         wait_for(lambda: follow.saw("wave 1 baking: "), timeout=90, what="the bake line")
         assert follow.saw("left; the gate before wave 2 opens after it")
+        baking = wait_for(lambda: deploy.kinds("wave_baking"), what="the bake event")[0]
+        print(f"follow: the bake line {follow.when('wave 1 baking: ') - baking['ts']:.2f}s "
+              f"after the bake began (of {baking['seconds']:g}s)")
         wait_for(lambda: follow.saw("waits for approval"), timeout=90, what="the gate line")
         assert sum("baking" in line for line in follow.lines) == 1
         assert follow.saw(f"release {rid}: v2 (canary)")
