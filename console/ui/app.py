@@ -203,7 +203,8 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
             self.events_signal.publish(events)
 
     def _repaint(self) -> None:
-        """10 Hz: redraw what changed; once a second also the running clocks."""
+        """10 Hz: redraw what changed and the rows whose clock moved; once a second
+        also the release header's clocks."""
         if not self.screen_stack or not self.fleet.is_mounted:  # starting or closing
             return
         dirty, release_dirty, lines = self.state.take_dirty()

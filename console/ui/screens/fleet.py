@@ -77,6 +77,7 @@ class FleetScreen(Screen):
         to it, and laid the screen out, ten times a second)."""
         if dirty:
             self.grid.repaint(dirty)
+        self.grid.tick()   # each row's clock on its own second (see FleetGrid)
         self._header_stale = self._header_stale or release_dirty
         self._log_pending.extend(lines)
         del self._log_pending[:-FleetState.LOG_LINES]   # the log keeps no more
@@ -97,8 +98,7 @@ class FleetScreen(Screen):
         return self._header_stale or bool(self._log_pending)
 
     def tick(self) -> None:
-        """Once a second: running clocks."""
-        self.grid.tick()
+        """Once a second: the release header's clocks (the grid's move in `flush`)."""
         self.header.update_release()
 
     # -- filter -------------------------------------------------------------------

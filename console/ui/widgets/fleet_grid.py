@@ -6,6 +6,13 @@ Rich's padding machinery) whenever any cell changes. Here each row is rendered o
 a `Strip` and cached until that row changes; only changed rows that are on screen are
 rendered and refreshed. Columns have fixed widths (a width computed from the first rows
 would jump as versions and messages grow); NOTE takes the rest of the line.
+
+Clocks (a running row's TIME, a baking row's countdown) move a row on its own second, not
+all rows at one: each row's strip remembers the clock text it was drawn with, and a check
+at every repaint (10 Hz, the rows on screen) redraws a row once its clock reads otherwise.
+A thousand clusters start within a second or two, so their seconds fall at different
+tenths: a frame redraws a few rows, not every row on screen at once (about 10 ms of a
+frame's CPU - keys pressed meanwhile waited for it).
 """
 
 from __future__ import annotations
@@ -98,6 +105,9 @@ class FleetGrid(ScrollView, can_focus=True):
         self._index: dict[str, int] = {cid: i for i, cid in enumerate(self._shown)}
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._strips: dict[str, Strip] = {}
+        # The clock text (see `_clock`) each cached row was drawn with, for rows that
+        # have a running clock.
+        self._clocks: dict[str, str] = {}
         self._widths: tuple[int, ...] = ()
         self._palette: Palette | None = None
         self._frame_style: Style | None = None   # set per frame by render_lines
@@ -139,6 +149,7 @@ class FleetGrid(ScrollView, can_focus=True):
     def _invalidate_all(self) -> None:
         self._cells.clear()
         self._strips.clear()
+        self._clocks.clear()
         self.refresh()
 
     # -- reading --------------------------------------------------------------------------
@@ -190,16 +201,25 @@ class FleetGrid(ScrollView, can_focus=True):
         for cid in ids:
             self._cells.pop(cid, None)
             self._strips.pop(cid, None)
+            self._clocks.pop(cid, None)
             index = self._index.get(cid)
             if index is not None and top <= index < top + height:
                 self.refresh(Region(0, index - top + 1, width, 1))
 
     def tick(self) -> None:
-        """Advance the TIME column of rows whose clock runs, and the NOTE of baking rows."""
+        """Redraw the rows on screen whose clock (TIME, a bake's countdown) reads
+        otherwise than when they were drawn (called at every repaint; the rows off screen
+        are checked when drawn)."""
+        if not self._clocks:
+            return
         rows = self.state.clusters
-        self.repaint(cid for cid in self._shown
-                     if (rows[cid].started is not None and rows[cid].finished is None)
-                     or rows[cid].bake_until is not None)
+        now = self.state.now()
+        top = self.scroll_offset.y
+        stale = [cid for cid in self._shown[top:top + self.scrollable_content_region.height]
+                 if (drawn := self._clocks.get(cid)) is not None
+                 and drawn != _clock(rows[cid], now)]
+        if stale:
+            self.repaint(stale)
 
     def watch_cursor_row(self, old: int, new: int) -> None:
         if self._shown and not 0 <= new < len(self._shown):
@@ -283,6 +303,11 @@ class FleetGrid(ScrollView, can_focus=True):
                 return Strip.blank(width, style)
             cid = self._shown[index]
             strip = self._strips.get(cid)
+            if strip is not None and cid in self._clocks and self._clocks[cid] != _clock(
+                    self.state.clusters[cid], self.state.now()):
+                # Drawn with a clock that has moved since (a row scrolled back to).
+                self._cells.pop(cid, None)
+                strip = None
             if strip is None:
                 strip = self._row_strip(self._cells_of(cid))
                 self._strips[cid] = strip
@@ -321,11 +346,19 @@ class FleetGrid(ScrollView, can_focus=True):
     def _cells_of(self, cluster_id: str) -> tuple[Text, ...]:
         cells = self._cells.get(cluster_id)
         if cells is None:
-            cells = self._render_cells(self.state.clusters[cluster_id])
+            row = self.state.clusters[cluster_id]
+            now = self.state.now()
+            cells = self._render_cells(row, now)
             self._cells[cluster_id] = cells
+            clock = _clock(row, now)
+            if clock is None:
+                self._clocks.pop(cluster_id, None)
+            else:
+                self._clocks[cluster_id] = clock
         return cells
 
-    def _render_cells(self, row: ClusterView) -> tuple[Text, ...]:
+    def _render_cells(self, row: ClusterView, now: float | None = None) -> tuple[Text, ...]:
+        now = self.state.now() if now is None else now
         pal = self._palette or Palette.of(self.app)
         phase_style = pal.phases[row.phase]
         cluster = Text.assemble((f"{MARK_GLYPH} " if row.marked else "  ", pal.mark),
@@ -339,7 +372,7 @@ class FleetGrid(ScrollView, can_focus=True):
         if row.target and row.live == row.target:
             target.stylize(pal.phases[Phase.HEALTHY])
         note_style = pal.bad if row.phase in (Phase.FAILED, Phase.UNREACHABLE) else Style()
-        elapsed = row.elapsed(self.state.now())
+        elapsed = row.elapsed(now)
         return (
             cluster,
             Text(",".join(row.info.groups)),
@@ -348,6 +381,15 @@ class FleetGrid(ScrollView, can_focus=True):
             Text(f"{row.phase.glyph} {row.phase.word}", phase_style),
             progress_bar(row, phase_style),
             Text(format_duration(elapsed).rjust(self._widths[6] if self._widths else 6)),
-            Text(row.note(self.state.now()), note_style),
+            Text(row.note(now), note_style),
         )
+
+
+def _clock(row: ClusterView, now: float) -> str | None:
+    """What of a row's line moves with time alone - its TIME while it rolls, its
+    countdown while its wave bakes - as shown at `now`; None when nothing does."""
+    baking = row.bake_until is not None and row.phase is Phase.HEALTHY
+    if row.finished is not None or row.started is None:
+        return row.note(now) if baking else None
+    return format_duration(row.elapsed(now)) + (row.note(now) if baking else "")
 
