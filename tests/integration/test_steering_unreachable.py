@@ -13,6 +13,15 @@ CANARY = {"canary": {"waves": [["a"], ["b", "c", "d"]], "gates": True}}
 ADMIN = "system:serviceaccount:kube-system:a-admin"
 
 
+def resumed_then_aborted(w, deploy: Deploy, rid: str) -> int:
+    """`control resume`, then `control abort --rollback`, each acknowledged; the release's
+    exit code once it ended."""
+    for action in (("resume",), ("abort", "--rollback")):
+        answer = control(w.config_path, rid, *action)
+        assert answer.returncode == 0, (action, answer.stderr)
+    return deploy.finish()
+
+
 def test_abort_is_taken_with_a_target_unreachable_approve_is_not(world, tmp_path):
     w = world(["a", "b", "c", "d"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
     with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
@@ -61,11 +70,7 @@ def test_the_channel_moves_when_the_control_lease_cluster_is_unreachable(world, 
         # a answers again: the strict actions go through (on the lease the release
         # moved to; the announcement it left on a is older).
         w.fleet.set_faults("a", unreachable=False)
-        resume = control(w.config_path, rid, "resume")
-        assert resume.returncode == 0, resume.stderr
-        abort = control(w.config_path, rid, "abort", "--rollback")
-        assert abort.returncode == 0, abort.stderr
-        code = deploy.finish()
+        code = resumed_then_aborted(w, deploy, rid)
     assert code == 3, deploy.stderr()
     assert deploy.kinds("release_finished")[0]["outcome"] == "aborted"
     assert w.version("b") is None
@@ -164,11 +169,7 @@ def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path)
             assert read_leases(engine, ["a"])[0].release == rid   # still the release's lease
         finally:
             engine.close()
-        resume = control(w.config_path, rid, "resume")
-        assert resume.returncode == 0, resume.stderr
-        abort = control(w.config_path, rid, "abort", "--rollback")
-        assert abort.returncode == 0, abort.stderr
-        code = deploy.finish()
+        code = resumed_then_aborted(w, deploy, rid)
     assert code == 3, deploy.stderr()
     actions = [s["action"] for s in steered(w, rid)]
     assert {"pause", "resume", "abort"} <= set(actions)
