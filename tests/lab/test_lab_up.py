@@ -100,6 +100,36 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+# A foreground server's wait (`lab up`, `sim`) as its main thread runs it, signalled at
+# the worst moment: while that thread holds the stop event's lock, as `stop.wait()` does
+# entering and leaving each wait - where a process short of CPU is caught by a SIGTERM
+# sent right after `ready`. Python runs the handler there, at the next bytecode.
+SIGNALLED_IN_THE_WAIT = """
+import os, signal, sys
+from console.cli.serving import stop_on_signals
+stop = stop_on_signals()
+with stop._cond:                 # the lock stop.wait() holds entering and leaving a wait
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):        # bytecodes: the handler runs among them
+        pass
+print("handled", flush=True)
+sys.exit(0 if stop.wait(60) else 1)
+"""
+
+
+def test_a_signal_during_the_wait_s_own_lock_still_stops_the_server():
+    proc = subprocess.Popen([sys.executable, "-c", SIGNALLED_IN_THE_WAIT], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Generous: a hung handler never ends (it waited for a lock its own thread held).
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the signal handler hung: the server would never stop") from None
+    assert (proc.returncode, out) == (0, "handled\n"), err
+
+
 @pytest.mark.real
 @pytest.mark.timeout(420)   # a lab of its own, on a machine that may be busy
 def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
