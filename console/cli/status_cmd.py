@@ -1,20 +1,21 @@
 """`release-console status [--json]`: the version matrix of the app across the fleet.
 
 Per cluster: the live version (read from the cluster - every cluster concurrently, each
-with a short timeout, so one that does not answer is shown as unreachable and never
-holds up the others), the version the release ledger (`console.history`) last recorded
-there, the last known-good version, and when and by whom it was recorded. DRIFT marks a
-cluster whose live version differs from the ledger's (someone changed it by hand, e.g.
-`kubectl set image`). For an app shipped as a Helm chart the live column adds Helm's
-revision, chart version, the chart's app version and release status (`--json`:
-`helm_revision`, `chart_version`, `app_version`, `helm_status`), and a Helm revision other than the one the ledger recorded is drift too
-(a `helm upgrade` or `helm rollback` made outside the console). A pinned release
-records the digest its tag was resolved to: the DIGEST column shows the running one
-(short; `-` for a plain tag), and the same version on other bits than the ledger's digest is digest drift
-(`--json`: `digest`, `recorded_digest`, `digest_drift`). Exit 0 when every cluster was read, whatever the versions; exit 4
-when any cluster could not be read (the others are still shown), so a script or CI job
-never takes a partial matrix for the whole truth. A ledger that cannot be opened is a
-warning (the live versions are still shown).
+call waited for as long as a release's own calls (10 s), so one that does not answer is
+shown as unreachable and holds up the others no longer than that), the version the release
+ledger (`console.history`) last recorded there, the last known-good version, and when and
+by whom it was recorded. DRIFT marks a cluster whose live version differs from the
+ledger's (someone changed it by hand, e.g. `kubectl set image`). For an app shipped as a
+Helm chart the live column adds Helm's revision, chart version, the chart's app version
+and release status (`--json`: `helm_revision`, `chart_version`, `app_version`,
+`helm_status`), and a Helm revision other than the one the ledger recorded is drift too (a
+`helm upgrade` or `helm rollback` made outside the console). A pinned release records the
+digest its tag was resolved to: the DIGEST column shows the running one (short; `-` for a
+plain tag), and the same version on other bits than the ledger's digest is digest drift
+(`--json`: `digest`, `recorded_digest`, `digest_drift`). Exit 0 when every cluster was
+read, whatever the versions; exit 4 when any cluster could not be read (the others are
+still shown), so a script or CI job never takes a partial matrix for the whole truth. A
+ledger that cannot be opened is a warning (the live versions are still shown).
 """
 
 from __future__ import annotations
@@ -88,10 +89,15 @@ def _opened_ledger(config: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Print the version matrix; 0, or `UNREADABLE` when a cluster could not be read."""
     from console.cli.output import out
-    from console.engine import Engine
+    from console.engine import REQUEST_TIMEOUT, Engine
     config = load_config(args)
     ledger = open_ledger(config)
-    engine = Engine(config)
+    # Exit 4 is a verdict scripts act on, so a cluster is unreadable only once a call waited
+    # as long as a release's own calls do (REQUEST_TIMEOUT), not the engine's 3 s for the
+    # console's refreshes: Kubernetes' SLO lets a namespaced LIST (Helm's release records)
+    # take up to 5 s at p99, and under load (20-32 on 2 cores) a simulated cluster nobody
+    # had touched answered later than 3 s - `status` called it unreachable.
+    engine = Engine(config, status_timeout=REQUEST_TIMEOUT)
     try:
         statuses = engine.status(keep_connections=False)
     except BaseException:
