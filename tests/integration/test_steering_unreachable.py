@@ -109,7 +109,7 @@ def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path)
 
     from console.engine import Engine
     from console.engine.core import REQUEST_TIMEOUT
-    from console.engine.steering import FAILOVER, POLL, PROBE, WITHDRAW_MAX
+    from console.engine.steering import FAILOVER, POLL, PROBE, WATCH_TIMEOUT, WITHDRAW_MAX
     from console.engine.steering_client import read_leases, release_leases
     from console.locks import control as wire
     from console.locks import lease_name
@@ -142,6 +142,8 @@ def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path)
         # the simulator: `control`'s own time (a process starting on a loaded machine,
         # its reads of a timing out) is not the release's.
         bound = PROBE + FAILOVER * (REQUEST_TIMEOUT + POLL) + 20.0
+        # Only then does the bound tell the probe from the watch's own end.
+        assert bound < WATCH_TIMEOUT, (bound, WATCH_TIMEOUT)
         moved = wait_for(lambda: moved_to(rid), timeout=bound,
                          what="the release to move its channel off a")
         took = time.monotonic() - hung
