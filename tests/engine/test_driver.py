@@ -384,9 +384,9 @@ def test_a_cluster_handed_out_counts_as_an_apply_to_come_before_its_thread_appli
     apply late (a busy machine: its start told, its manifests rendered, the others
     already applied). Until it has applied, the process is not quiet: a rollout that
     applied meanwhile must not open its watches ahead of it. Forced here: slow's thread
-    is held in its own start (a listener on its thread) until a's apply is stored and
-    a's write has ended. Before, the count of writes in flight dropped to none then and a
-    opened its watches at once."""
+    is held in its own start (a listener on its thread) until a's apply is stored, then
+    asks whether the process goes quiet. Before, the count of writes in flight dropped
+    to none once a's write ended, and a opened its watches at once."""
     from console.kube.writes_first import WRITES
     from tests.integration.conftest import wait_for
 
