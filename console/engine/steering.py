@@ -79,6 +79,7 @@ class Channel:
         self._stop = threading.Event()
         self._withdrawn_at = 0.0
         self._withdraw_wait = WITHDRAW_EVERY
+        self._announced: tuple[int, dict[str, Any] | None] | None = None
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"steering-{run.release_id}")
         self._use(0)
@@ -106,15 +107,25 @@ class Channel:
         """Write the live state on the current lease: the release listens there. `fresh`
         (the release begins): requests and answers left there are someone else's. On a
         failover they stay: requests already written there are this release's."""
+        shown = self.state()
+
         def announce(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
             if fresh:
                 notes.pop(wire.CONTROL, None)
                 notes.pop(wire.ACK, None)
-            notes[wire.STEERING] = wire.dump(self.state())
+            notes[wire.STEERING] = wire.dump(shown)
             return True
         self.announced.add(self.at)
-        wire.change(self.kube, self.namespace, self.name, announce,
-                    self.engine.request_timeout)
+        lease = self.leases[self.at]
+        written = wire.change(self.kube, self.namespace, self.name, announce,
+                              self.engine.request_timeout, current=lease.held)
+        lease.saw(written)
+        # The channel's watch starts from this version, with this object as its first
+        # event (no list: `_loop`).
+        self._announced = (self.at, written)
+        # What the lease shows now: the first round writes only when it changed (it
+        # wrote the same state again: a read and a write per release).
+        self._state = shown
 
     def close(self) -> None:
         """Stop listening and take the announcement off the lease(s)."""
@@ -132,8 +143,8 @@ class Channel:
         def withdraw(_lease: dict[str, Any], notes: dict[str, str]) -> bool:
             return notes.pop(wire.STEERING, None) is not None
         lease = self.leases[index]
-        wire.change(lease.kube, lease.namespace, lease.name, withdraw,
-                    timeout or self.engine.request_timeout)
+        lease.saw(wire.change(lease.kube, lease.namespace, lease.name, withdraw,
+                              timeout or self.engine.request_timeout, current=lease.held))
         self.announced.discard(index)
 
     def _fail_over(self) -> None:
@@ -208,10 +219,18 @@ class Channel:
             index = self.at
             heard = time.monotonic()
             events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+            # Watched from the version the announcement wrote, that lease its first event
+            # (requests already there are taken as a list's would be); else listed first.
+            announced, self._announced = self._announced, None
+            version = None
+            if announced is not None and announced[0] == index and announced[1]:
+                version = (announced[1].get("metadata") or {}).get("resourceVersion")
+                if version:
+                    events.put(("lease", "ADDED", announced[1]))
             collection = wire.lease_path(self.namespace, self.name).rsplit("/", 1)[0]
             reader = WatchReader(self.kube, collection,
                                  {"fieldSelector": f"metadata.name={self.name}"},
-                                 "lease", events, None, WATCH_TIMEOUT)
+                                 "lease", events, version or None, WATCH_TIMEOUT)
             reader.start()
             watching = False
             try:
@@ -260,6 +279,10 @@ class Channel:
             # The request timeout, not a shorter one: a read slow on a loaded machine
             # must not move the channel (a move makes askers look again).
             lease = wire.read(self.kube, self.namespace, self.name, self.engine.request_timeout)
+        if lease is not None:
+            # The version the release lock renews over next (`ClusterLease.saw`): our
+            # writes, renewals and the asking ends' requests all change it.
+            self.leases[self.at].saw(lease)
         requests = wire.decoded(lease, wire.CONTROL, []) if lease is not None else []
         answers: dict[str, dict[str, Any]] = {}
         for request in requests:
@@ -288,7 +311,8 @@ class Channel:
             notes[wire.ACK] = wire.dump(dict(list(acks.items())[-wire.KEEP:]))
             notes[wire.STEERING] = wire.dump(state)
             return True
-        wire.change(self.kube, self.namespace, self.name, write, self.engine.request_timeout)
+        self.leases[self.at].saw(wire.change(self.kube, self.namespace, self.name, write,
+                                             self.engine.request_timeout))
         self._state = state
 
     def _take(self, request: dict[str, Any]) -> tuple[bool, str]:

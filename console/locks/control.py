@@ -91,13 +91,20 @@ def read(kube: KubeClient, namespace: str, name: str,
 
 def change(kube: KubeClient, namespace: str, name: str,
            edit: Callable[[dict[str, Any], dict[str, str]], bool],
-           timeout: float | None = None) -> dict[str, Any] | None:
+           timeout: float | None = None,
+           current: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """Read the lease, let `edit(lease, annotations)` change the annotations in place
     (returning False: nothing to write), replace it at the read version; a 409 reads
-    again. Returns the lease as written (or as read when nothing was written), None
-    when there is no lease."""
+    again. `current`: the lease as this process last wrote or saw it, tried first
+    instead of a read (a version changed since is a 409, and the lease is read). Returns
+    the lease as written (or as read when nothing was written), None when there is no
+    lease."""
     for _ in range(ATTEMPTS):
-        lease = read(kube, namespace, name, timeout)
+        if current is not None:
+            lease: dict[str, Any] | None = dict(current)
+            current = None
+        else:
+            lease = read(kube, namespace, name, timeout)
         if lease is None:
             return None
         notes = annotations(lease)

@@ -218,6 +218,17 @@ class ClusterLease:
             current = self.read()
         self._lease = None
 
+    def saw(self, lease: Mapping[str, Any] | None) -> None:
+        """The lease as another part of this process just read or wrote it (the control
+        channel keeps its annotations on it): while it is ours, the next renewal and the
+        give-back write over that version. Over the version they wrote last, which the
+        channel's change made stale, each cost a 409, a read and a second write."""
+        if lease is None or self._lease is None or \
+                _spec(lease).get("holderIdentity") != self.identity:
+            return      # not held, or not ours (any more): the renewal finds out itself
+        # An older version seen after a newer write is a 409 and a read, as before.
+        self._lease = dict(lease)
+
     def read(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The Lease object, or None when there is none; notes when its record changed."""
         status, body = self._call("GET", self._item(), None, timeout)
@@ -239,6 +250,11 @@ class ClusterLease:
                 not self._looks_fresh(current):
             return None
         return self._holder(current)
+
+    @property
+    def held(self) -> dict[str, Any] | None:
+        """The lease as we last wrote or saw it while it is ours (None: not held)."""
+        return self._lease if self.holder_now == self.identity else None
 
     @property
     def holder_now(self) -> str:
