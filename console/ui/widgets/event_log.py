@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterable
 
 from rich.text import Text
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import RichLog
 
 from console.ui.state import LogLine
@@ -24,9 +26,20 @@ def format_line(line: LogLine, palette: Palette, cluster_width: int = 14) -> Tex
 class EventLog(RichLog):
     """A bounded log of engine events (progress ticks stay out: they live in the grid)."""
 
+    # Each batch of lines makes the log longer (its virtual size), which for any widget
+    # lays out the whole screen: a 1,000-cluster release's log grew 2.5 times a second,
+    # each time a screen layout and a repaint of everything on it (~15 ms of the UI
+    # thread, keys waiting). The log's own box never changes with its length: only its
+    # scroll range and scroll bar follow (`watch_virtual_size`); the bar showing up
+    # still lays the screen out, once.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
     def __init__(self, cluster_width: int = 14, **kwargs) -> None:
         super().__init__(max_lines=500, wrap=False, markup=False, auto_scroll=True, **kwargs)
         self.cluster_width = cluster_width
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._scroll_update(size)
 
     def add(self, lines: Iterable[LogLine]) -> None:
         """Append lines in order (one write, so one scroll and one repaint per batch)."""
