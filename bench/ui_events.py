@@ -8,8 +8,9 @@ and healthy: six per cluster, the starts spread over 8 s, pods ready after 20-22
 pickled beforehand and fed to the app's event bridge from a thread in batches every
 50 ms (at most 500), unpickled there, as the engine process's reader does. A key
 (down/up) is posted every 100 ms and timed until the screen has refreshed with its
-effect. Prints the key-to-frame percentiles, the UI thread's CPU seconds, the
-collector's passes (CPU ms) and the load average.
+effect. Prints the key-to-frame percentiles, the UI thread's CPU between each key and
+its frame (what the app put in the key's way, whatever the load), the UI thread's CPU
+seconds, the collector's passes (CPU ms) and the load average.
 
     .venv/bin/python bench/ui_events.py [--clusters 1000] [--runs 1]
 """
@@ -88,6 +89,7 @@ async def run_once(config_path: Path) -> dict[str, object]:
     app = UiOnlyApp(config, status_interval=0, operator="bench")
     batches = release_events([c.id for c in config.clusters])
     latencies: list[float] = []
+    key_cpu: list[float] = []
     collections: list[float] = []
     started_gc: list[float] = []
 
@@ -122,17 +124,18 @@ async def run_once(config_path: Path) -> dict[str, object]:
         try:
             while not fed.is_set() or app.bridge.pending:
                 refreshed.clear()
-                began = time.perf_counter()
+                began, cpu_began = time.perf_counter(), time.thread_time()
                 app.post_message(events_key("down" if presses % 2 == 0 else "up"))
                 await refreshed.wait()
                 latencies.append((time.perf_counter() - began) * 1000)
+                key_cpu.append((time.thread_time() - cpu_began) * 1000)
                 presses += 1
                 await asyncio.sleep(0.1)
         finally:
             gc.callbacks.remove(on_gc)
         ui, wall = time.thread_time() - ui0, time.monotonic() - wall0
         healthy = sum(1 for row in app.state.clusters.values() if row.phase.value == "healthy")
-    return {"latencies": latencies, "ui": ui, "wall": wall, "gc2": collections,
+    return {"latencies": latencies, "key_cpu": key_cpu, "ui": ui, "wall": wall, "gc2": collections,
             "healthy": healthy, "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
@@ -160,6 +163,9 @@ def main() -> int:
             print(f"  key to frame  p95 {percentile(lat, 0.95):6.1f} ms (p50 "
                   f"{statistics.median(lat):.1f}, max {max(lat):.1f}, {len(lat)} presses)"
                   f"   goal < 50 ms: {'met' if percentile(lat, 0.95) < 50 else 'MISSED'}")
+            cpu = got["key_cpu"]
+            print(f"  UI thread CPU between a key and its frame: p95 {percentile(cpu, 0.95):.1f} "
+                  f"ms (p50 {statistics.median(cpu):.1f}, max {max(cpu):.1f})")
             print(f"  UI thread     {got['ui']:.2f} CPU s over {got['wall']:.1f} s "
                   f"({100 * got['ui'] / got['wall']:.1f}% of a core)")
             print(f"  full GC passes {len(gc2)}: " + (f"{sum(gc2):.0f} CPU ms, the longest "
