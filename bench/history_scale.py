@@ -25,6 +25,7 @@ from typing import Any
 
 from console.history import HISTORY_DIR, Ledger
 from console.history.records import iso_time as _iso
+from console.history.repository import Subject
 
 APP = "user-service"
 
@@ -81,7 +82,7 @@ def write_ledger(path: Path, lines: list[dict[str, Any]], subject: str) -> None:
     with open(target, "w", encoding="utf-8") as handle:
         for rec in lines:
             handle.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    ledger._request_commit(subject)
+    ledger._request_commit(Subject(subject))
     ledger.close()
 
 

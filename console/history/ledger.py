@@ -37,7 +37,7 @@ from console.history.records import (
     PushResult, Release, encode, release_from, utc_now, write_line,
 )
 from console.history.repository import (
-    Repository, clusters_text, error_text, pick_subject, subject,
+    ENDED, STARTED, Repository, Subject, clusters_text, error_text, pick_subject, subject,
 )
 from console.redact import ERROR_LIMIT
 
@@ -72,7 +72,7 @@ class Ledger(LedgerReading):
         self._lock = threading.RLock()      # the record file and in-memory state
         self._open: dict[str, _Open] = {}
         # Commit subjects (with their author) waiting for the committer.
-        self._pending: list[tuple[str, Operator]] = []
+        self._pending: list[tuple[Subject, Operator]] = []
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-commit")
         self._last_commit = 0.0     # monotonic time the last commit ended
         self._commit_error: BaseException | None = None
@@ -116,8 +116,8 @@ class Ledger(LedgerReading):
             with self.repository.locked():
                 paths = self.repository.dirty_paths()
                 if paths:
-                    self.repository.commit(["commit records written but not committed (a "
-                                            "console stopped, or is still running)"],
+                    self.repository.commit([Subject("commit records written but not committed "
+                                                    "(a console stopped, or is still running)")],
                                            self.operator, paths)
         except HistoryError:
             raise
@@ -192,8 +192,8 @@ class Ledger(LedgerReading):
         with self._lock:
             self._append(rec)
             self._open[release_id] = _Open(rec)
-            self._request_commit(f"{kind} {self.app} {version} -> "
-                                 f"{clusters_text(targets)} (started)", who)
+            self._request_commit(Subject(f"{kind} {self.app} {version} -> "
+                                         f"{clusters_text(targets)} (started)", STARTED), who)
         return rec
 
     def touch_cluster(self, release_id: str, cluster: str, *, from_version: str | None,
@@ -260,8 +260,9 @@ class Ledger(LedgerReading):
             self._append(rec)
             if commit:
                 version_text = (release or {}).get("version", to_version or "?")
-                self._request_commit(f"{(release or {}).get('kind', 'release')} {self.app} "
-                                     f"{version_text}: {cluster} {outcome.value}",
+                self._request_commit(Subject(f"{(release or {}).get('kind', 'release')} "
+                                             f"{self.app} {version_text}: {cluster} "
+                                             f"{outcome.value}"),
                                      author_of(release, self.operator))
         return ClusterOutcome.from_line(rec)
 
@@ -301,7 +302,8 @@ class Ledger(LedgerReading):
                 end["shard"] = state.release["shard"]   # this shard's end, not the release's
             self._append(end)
             self._append_human(release, outcome)
-            self._request_commit(subject(release, outcome), author_of(release, self.operator))
+            self._request_commit(Subject(subject(release, outcome), ENDED),
+                                 author_of(release, self.operator))
             self._open.pop(release_id, None)
 
     def record_rollback(self, cluster: str, *, from_version: str | None,
@@ -342,8 +344,8 @@ class Ledger(LedgerReading):
         `last-good` and the release history never read these lines (`drills()` does)."""
         with self._lock:
             self._append({"type": "drill", **drill})
-            self._request_commit(f"drill {self.app} {drill.get('tag', '?')}: "
-                                 f"{'passed' if drill.get('ok') else 'failed'}")
+            self._request_commit(Subject(f"drill {self.app} {drill.get('tag', '?')}: "
+                                         f"{'passed' if drill.get('ok') else 'failed'}"))
         self.flush()
         return self.push()
 
@@ -363,9 +365,9 @@ class Ledger(LedgerReading):
             rec["refused"] = _cut(refused)
         with self._lock:
             self._append(rec)
-            self._request_commit(f"steer {self.app} {release_id}: "
-                                 f"{'refused ' if refused is not None else ''}{action}"
-                                 f"{' ' + cluster if cluster else ''} by {by or '?'}")
+            self._request_commit(Subject(f"steer {self.app} {release_id}: "
+                                         f"{'refused ' if refused is not None else ''}{action}"
+                                         f"{' ' + cluster if cluster else ''} by {by or '?'}"))
 
     def record_bake(self, release_id: str, *, wave: int, seconds: float, ok: bool,
                     failed: Sequence[str] = (), completed: bool = True,
@@ -389,7 +391,7 @@ class Ledger(LedgerReading):
             line = line.replace(" - ", f" - {release['kind']} ", 1)
         write_line(self.path / HUMAN_LOG, line)
 
-    def _request_commit(self, subject: str, author: Operator | None = None) -> None:
+    def _request_commit(self, subject: Subject, author: Operator | None = None) -> None:
         """Queue a commit; the committer folds everything queued so far into one."""
         with self._lock:
             self._pending.append((subject, author or self.operator))

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +182,7 @@ class Repository:
         `locked()`."""
         self.repo.index.add(list(paths))
 
-    def commit(self, subjects: list[str], author: Operator,
+    def commit(self, subjects: Sequence[Subject], author: Operator,
                paths: Sequence[str] = ()) -> None:
         """One commit of what is staged plus `paths`, authored by `author`.
 
@@ -195,9 +196,9 @@ class Repository:
         if self.repo.head.is_valid() and index.write_tree() == self.repo.head.commit.tree:
             return  # nothing new (the lines were in an earlier commit)
         subject = pick_subject(subjects)
-        body = "\n".join(s for s in subjects if s != subject)
+        body = "\n".join(s.text for s in subjects if s != subject)
         actor = gitmodule.Actor(author.name, author.email)
-        index.commit(subject + (f"\n\n{body}\n" if body else ""), author=actor,
+        index.commit(subject.text + (f"\n\n{body}\n" if body else ""), author=actor,
                      committer=actor, skip_hooks=True)
 
     @contextmanager
@@ -359,15 +360,29 @@ def subject(release: Mapping[str, Any], outcome: str) -> str:
             f"{clusters_text(release.get('targets') or ())} ({outcome})")
 
 
-def pick_subject(subjects: list[str]) -> str:
-    """The commit subject: a release's end, else its start, else a count of the records."""
-    ended = [s for s in subjects if s.endswith(")") and not s.endswith("(started)")]
-    started = [s for s in subjects if s.endswith("(started)")]
-    if ended or started:
-        return (ended or started)[-1]
+RECORD, STARTED, ENDED = 0, 1, 2   # Subject.rank: what a record's subject tells of a commit
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One record's line in a commit message, and its rank: a release's end (ENDED) or
+    start (STARTED) names a commit before any other record (RECORD). The rank comes from
+    the kind of record written, never from the text (a steer's `by` may end in ")")."""
+
+    text: str
+    rank: int = RECORD
+
+
+def pick_subject(subjects: Sequence[Subject]) -> Subject:
+    """The commit subject: a release's end, else its start, else the only record, else a
+    count of the records."""
+    ranked = [s for s in subjects if s.rank > RECORD]
+    if ranked:
+        top = max(s.rank for s in ranked)
+        return [s for s in ranked if s.rank == top][-1]
     if len(subjects) == 1:
         return subjects[0]
-    return f"{subjects[0]} (+{len(subjects) - 1} more records)"
+    return Subject(f"{subjects[0].text} (+{len(subjects) - 1} more records)")
 
 
 def error_text(error: BaseException, limit: int = 400) -> str:
@@ -388,5 +403,5 @@ def _push_failure(remote: str, text: str) -> str:
     return f"push to {scrub(remote, 200)} failed: {scrub(detail, 400)}"
 
 
-__all__ = ["BRANCH", "REMOTE", "Repository", "clusters_text", "error_text", "pick_subject",
-           "subject"]
+__all__ = ["BRANCH", "ENDED", "RECORD", "REMOTE", "STARTED", "Repository", "Subject",
+           "clusters_text", "error_text", "pick_subject", "subject"]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from console.history.repository import STARTED, Subject, pick_subject
 from tests.history.conftest import APP, git
 
 
@@ -85,3 +86,30 @@ def test_a_record_written_as_the_committer_takes_its_batch_keeps_its_subject(
     # The release's end is the last commit, under its own subject.
     assert git(ledger.path, "log", "-1", "--format=%s").strip() == \
         "release user-service v2 -> a,b (failed)"
+
+
+# How steer and gate records carry `by` when the console itself decided (a local identity):
+# its text ends in ")" like a release's start or end subject does.
+STEER_BY = "system:serviceaccount:x:admin (alice)"
+
+
+def test_the_subject_is_chosen_by_the_record_kind_not_by_how_its_text_ends() -> None:
+    started = Subject("release user-service v2 -> a,b (started)", STARTED)
+    steer = Subject(f"steer user-service r-1: pause by {STEER_BY}")
+    assert pick_subject([started, steer]) == started
+    assert pick_subject([steer, started]) == started
+
+
+def test_a_steer_by_a_local_identity_does_not_name_the_commit_it_rides_in(make_ledger) -> None:
+    ledger = make_ledger()
+    ledger.start_release("r1", version="v2", targets=("a", "b"), operator="alice")
+    # Hold Git's lock so the committer takes both records in one batch, as it does when
+    # a steer and a cluster's outcome come within the commit gap.
+    with ledger.repository.locked():
+        ledger.record_cluster("r1", "a", "healthy")
+        ledger.record_steer("r1", "pause", STEER_BY)
+    ledger.flush()
+    message = git(ledger.path, "log", "-1", "--format=%B")
+    subject, _, body = message.partition("\n")
+    assert subject == "release user-service v2: a healthy (+1 more records)"
+    assert f"steer user-service r1: pause by {STEER_BY}" in body
