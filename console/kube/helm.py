@@ -298,13 +298,12 @@ class HelmDriver(ClusterDriver):
         return self._annotate(annotations)
 
     def uninstall(self) -> None:
-        """`helm uninstall` the release (a first install that failed leaves nothing)."""
+        """`helm uninstall` the release (a first install that failed leaves nothing).
+
+        A release that is not there is uninstalled already (helm's `--ignore-not-found`,
+        not a test of its message: any other error, whatever it says, is raised)."""
         self.last_revision = None
-        try:
-            self.helm.run(["uninstall", self.settings.release])
-        except ClusterError as exc:
-            if "not found" not in exc.reason:
-                raise
+        self.helm.run(["uninstall", "--ignore-not-found", self.settings.release])
 
     def delete_deployment(self) -> None:
         """A Helm release is removed as a whole."""

@@ -111,6 +111,35 @@ def test_a_failed_first_install_is_uninstalled(helm_world):
                 if s["metadata"]["name"].startswith("sh.helm.release.v1.")]
 
 
+
+def test_uninstalling_nothing_is_fine_but_any_other_helm_error_is_raised(helm_world):
+    """`helm uninstall --ignore-not-found`: only a release that is not there counts as
+    uninstalled - an error that merely says "not found" (here a credential helper that is
+    not installed, whose kubeconfig hint helm prints last) is the cluster's error, never
+    swallowed as "already gone". (A missing namespace is a release not found: no error.)"""
+    from console.kube.client import ClusterError
+    from console.kube.helm import HelmDriver
+
+    w = helm_world(["h1"])
+    engine = w.engine()
+    try:
+        driver = engine.build_driver("h1")
+        driver.uninstall()      # never installed: nothing to do, no error
+        HelmDriver(driver.client, "user-service", "no-such-namespace", driver.settings,
+                   w.fleet.kubeconfig("h1"), values={}, repository="").uninstall()
+        kubeconfig = w.fleet.kubeconfig("h1")
+        kubeconfig["users"] = [{"name": user["name"], "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "interactiveMode": "Never",
+            "command": "no-such-credential-helper",
+            "installHint": "credential helper not found: install no-such-credential-helper"}}}
+            for user in kubeconfig["users"]]
+        broken = HelmDriver(driver.client, "user-service", "h1", driver.settings, kubeconfig,
+                            values={}, repository="")
+        with pytest.raises(ClusterError, match="credential helper not found"):
+            broken.uninstall()
+    finally:
+        engine.close()
+
 def test_rolling_back_a_whole_release_uses_helm_rollback_on_each_cluster(helm_world):
     w = helm_world(["h1", "h2"])
     assert w.release("v1").exit_code == 0
