@@ -15,10 +15,13 @@ import re
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from console.errors import ValidationError
 from console.events import FAILURE_OUTCOMES, Outcome
+
+if TYPE_CHECKING:
+    from console.engine.api import ReleaseResult
 
 # Characters XML 1.0 cannot carry (an error text from a server may hold any).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -28,7 +31,7 @@ def _clean(text: str) -> str:
     return _NOT_XML.sub("?", text)
 
 
-def to_xml(result: Any, app: str, version: str, strategy: str = "") -> str:
+def to_xml(result: ReleaseResult, app: str, version: str, strategy: str = "") -> str:
     """The JUnit document of a `ReleaseResult` as a string."""
     cases = result.clusters
     failures = sum(c.outcome in FAILURE_OUTCOMES for c in cases)
@@ -102,7 +105,7 @@ def check_writable(path: str | Path) -> Path:
     return target
 
 
-def write(path: str | Path, result: Any, app: str, version: str, strategy: str = "") -> Path:
+def write(path: str | Path, result: ReleaseResult, app: str, version: str, strategy: str = "") -> Path:
     """Write the JUnit file atomically (a CI job never reads half a report). The directory
     must exist (`check_writable`); `OSError` when the file cannot be written."""
     target = Path(path)

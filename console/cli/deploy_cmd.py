@@ -54,9 +54,11 @@ from console.cli.output import out
 from console.session import operator_name
 
 if TYPE_CHECKING:
+    from console.config import FleetConfig
     from console.engine import Engine
     from console.engine.api import (Approver, ReleaseControl, ReleaseRequest,
                                     ReleaseResult)
+    from console.session import Session
 
 
 def add_selection_flags(parser: argparse.ArgumentParser) -> None:
@@ -196,7 +198,7 @@ def warn(message: str) -> None:
 
 
 @contextmanager
-def recorded(config: Any, engine: Any) -> Iterator[Any]:
+def recorded(config: FleetConfig, engine: Engine) -> Iterator[Session]:
     """A `console.session.Session` on `engine` for one headless command, its warnings on
     stderr: a release that cannot be recorded does not start (the ledger raises
     `UserError`: exit 2, nothing touched); releases a killed console left open are closed

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from console.engine import Engine, GateAnswer, GateDecision, ReleaseRequest
+from console.engine.api import GateRequest
 from console.events import Event, Kind, Outcome
 
 PLACEHOLDER = "drill-baseline"   # the baseline of a cluster the ledger knows nothing of
@@ -94,7 +95,7 @@ class Timings:
                                               str(event.data.get("error") or ""))
 
 
-def approve_own_gates(_request: Any) -> GateAnswer:
+def approve_own_gates(_request: GateRequest) -> GateAnswer:
     """A drill approves its own gates: it rehearses the whole release."""
     return GateAnswer(GateDecision.APPROVE, by="drill")
 

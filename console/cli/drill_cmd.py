@@ -31,11 +31,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.cli import config_path
 from console.cli.flags import add_fail_fast_grace, add_json
 from console.errors import UserError, ValidationError
+
+if TYPE_CHECKING:
+    from console.cli.drill import DrillResult
+    from console.config import FleetConfig
 
 
 class BaselineError(UserError):
@@ -199,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def drill_record(result: Any, config: Any, fail: Sequence[str], fleet: str, started: float,
+def drill_record(result: DrillResult, config: FleetConfig, fail: Sequence[str], fleet: str, started: float,
                  operator: str) -> dict[str, Any]:
     """The drill as the ledger's `drill` line and `--json` print it."""
     from console.history.records import iso_time
@@ -214,7 +218,7 @@ def drill_record(result: Any, config: Any, fail: Sequence[str], fleet: str, star
             "clusters": [c.to_json() for c in result.clusters]}
 
 
-def report(result: Any, drill_id: str) -> str:
+def report(result: DrillResult, drill_id: str) -> str:
     """The human table: one line per cluster, then the verdict."""
     def secs(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}s"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from textual.message import Message
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from textual.signal import Signal
 
     from console.engine.api import ReleaseRequest
+    from console.engine.remote import EngineProcess
     from console.events import Event
 
 
@@ -30,10 +31,10 @@ class ConsoleServices(Protocol):
     operator: str
     events_signal: Signal[list[Event]]
 
-    def engine(self) -> Any:
+    def engine(self) -> EngineProcess:
         """The engine process (blocking until it has started)."""
 
-    def ledger(self) -> Any:
+    def ledger(self) -> EngineProcess:
         """The ledger's reads, served by the engine process."""
 
 
