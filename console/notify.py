@@ -6,13 +6,12 @@ and where (`slack_webhook` or the variable `slack_webhook_env` naming it, `email
 into the release nor allowed to block it: sends run on a background thread, and every
 network call has a timeout (`notify.timeout`, `email.timeout`).
 
-Using it (the engine attaches the listener next to the ledger)::
+Using it: `console.session.Session` attaches it to every engine, next to the ledger -
+`NotifyListener(Notifier(config.app.notify, app=config.app.name), on_result=...)` - and
+its `close()` gives the pending sends `session.NOTIFY_CLOSE_TIMEOUT` (30 s) to finish::
 
-    listener = NotifyListener(Notifier(config.app.notify, app=config.app.name),
-                              on_result=lambda deliveries: ...)
-    engine = Engine(config, listeners=[EventLedger(ledger), listener])
-    ...
-    listener.wait(timeout=30)      # before the process exits: let the sends finish
+    with Session(config, engine, on_warning=print):   # undelivered: a warning, no raise
+        engine.run(request, approver)
 
 Or directly: `Notifier(...).send(Notification(...)) -> list[Delivery]` (blocking, never
 raises). The webhook body is JSON: `text` (what Slack shows) plus `app`, `version`,

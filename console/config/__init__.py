@@ -9,7 +9,8 @@ The full reference of the keys is docs/config.md.
   bombs); `console.render` reads manifest templates with it too.
 - `model` - the frozen dataclasses and the defaults.
 - `checks` - the value checks (`Checker`) and the parsers of durations and budgets.
-- `app_section`, `chart_section`, `freeze_section`, `sections` - one parser per section of the file.
+- `app_section`, `chart_section`, `freeze_section`, `health_section`, `sections` - one
+  parser per section of the file.
 - `loader` - `load()`, which runs them in order.
 
 Callers import from `console.config`; the names below are its public surface.

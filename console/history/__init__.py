@@ -11,20 +11,23 @@ created (or cloned from `app.history.remote`) when absent. It holds:
 
 Crash safety: see `console.history.ledger`.
 
-Using it (the engine attaches `EventLedger(ledger)` as an event listener)::
+Using it: every way a release starts opens a `console.session.Session` on its engine,
+which opens `Ledger.for_config(config)` and attaches `EventLedger(ledger)` as the
+engine's first listener::
 
-    ledger = Ledger.for_config(config)           # or Ledger(path, app, remote=...)
-    ledger.reconcile_unfinished(read_live)       # at start: close what a crash left open
-    engine = Engine(config, listeners=[EventLedger(ledger), ...])
+    with Session(config, engine) as session:     # the ledger and the notifier attached
+        session.reconcile()                      # close what a stopped console left open
+        engine.run(request, approver)
+    # on exit: every record committed (and pushed)
     ledger.matrix(live) / ledger.last_good("prod-eu") / ledger.history(cluster="prod-eu")
-    ledger.close()                               # at exit: every record committed
 
 The package: `records` (record types, the JSONL line format, times), `reading`
 (queries over the record files), `repository` (Git: open, commit, push, merge),
 `latest` (the latest-version index), `ledger` (the `Ledger`), `queries` (its reading
 side: history, unfinished releases, the version matrix), `reconcile` (closing
 what a stopped console left open), `listener` (the engine listener), `operator` (who
-acts).
+acts), `remote_auth` (the remote's credentials, kept out of `.git/config`, argv and
+files).
 """
 
 from __future__ import annotations

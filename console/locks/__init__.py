@@ -3,7 +3,7 @@
 A release takes, on every target cluster, the Lease `release-console-<app>` in the app's
 namespace there (coordination.k8s.io/v1), with the holder identity
 `user@host:pid/release-id` and, in the annotation `release-console/holder-process`, the
-holder's boot id, pid namespace and process start time (`console.process_id`). Taking it
+holder's boot id, pid namespace and process start time (`console.locks.process`). Taking it
 uses optimistic concurrency: create it when absent, or replace it at the
 `resourceVersion` read when it is free, surely dead, or expired; a 409 means another
 console won the race. A live holder refuses the release with `LockHeld` (a `UserError`,
@@ -40,7 +40,10 @@ update on `leases` (coordination.k8s.io) there.
 
 Modules: `lease` (one cluster's lease: take, renew, give back, judge its holder),
 `release` (`ReleaseLock`: every lease of one release, renewed in parallel rounds),
-`process` (the holder process's identity, and whether it is surely gone).
+`process` (the holder process's identity, and whether it is surely gone), `control`
+(the control channel's wire: steering requests, acknowledgements and live state as
+annotations of the release Lease), `shards` (the shard board's wire: where the shards
+of one `deploy --shard K/N` release are, as one annotation of a Lease).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ A cluster whose credentials cannot be loaded gets that one line and no other; on
 not answer gets one failing line, and its checks that need the cluster are left out. Requests per cluster: the namespace,
 the rules review, the Deployment (not on a first release), one dry run per object, the
 nodes and the pods - six for a one-Deployment app.
+
+`model.py` holds what a check is, what it is given and what it answers.
 """
 
 from __future__ import annotations
