@@ -337,8 +337,12 @@ def test_a_release_another_live_console_runs_is_not_unfinished(tmp_path: Path) -
 def test_outcomes_that_arrive_close_together_share_a_commit(make_ledger) -> None:
     """A commit costs ~7 ms of CPU: outcomes arriving every 20 ms (a big release's
     clusters ending) are folded into a commit at most every COMMIT_GAP s, each line on
-    disk at once; a flush commits the rest."""
-    import threading
+    disk at once; a flush commits the rest.
+
+    The 20 ms between outcomes is the input (the arrival pattern whose commits are
+    counted), not a wait for a result: the bound is on the time the arrivals really took,
+    so a slow machine stretches the pattern and the bound with it (docs/architecture.md
+    lists it among the fixed waits)."""
     import time
 
     from console.history.ledger import COMMIT_GAP
@@ -347,12 +351,11 @@ def test_outcomes_that_arrive_close_together_share_a_commit(make_ledger) -> None
     ledger.start_release("r1", version="v2", image="reg/user-service", strategy="parallel",
                          targets=tuple(f"c{i}" for i in range(25)), operator="alice")
     first = int(git(ledger.path, "rev-list", "--count", "HEAD"))
-    pause = threading.Event()
     started = time.monotonic()
     for i in range(25):
         ledger.record_cluster("r1", f"c{i}", "healthy", duration=1.0)
         assert f'"cluster":"c{i}"' in ledger.file.read_text()   # on disk at once
-        pause.wait(0.02)     # the arrival pattern (never set): 25 outcomes over 0.5 s
+        time.sleep(0.02)     # the arrival pattern: 25 outcomes over 0.5 s
     ledger.flush()
     took = time.monotonic() - started     # 0.5 s, longer on a busy machine
     commits = int(git(ledger.path, "rev-list", "--count", "HEAD")) - first
