@@ -29,7 +29,6 @@ class EventLedger:
         """`on_warning(message: str)` receives push failures (default: ignored)."""
         self.ledger = ledger
         self.on_warning = on_warning
-        self.last_push: PushResult | None = None
         self._lock = threading.Lock()
         self._planned: dict[str, dict[str, Any]] = {}
         self._started: set[str] = set()
@@ -196,7 +195,6 @@ class EventLedger:
             exit_code=None if code is None else int(code)))
 
     def _pushed(self, result: PushResult) -> None:
-        self.last_push = result
         if not result.ok:
             self._warn(f"history: {result.message} (the record is kept locally; "
                        "`release-console history --sync` retries)")

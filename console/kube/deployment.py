@@ -78,7 +78,6 @@ class Revision:
     number: int
     version: str | None
     image: str | None
-    replicaset: str
     replicas: int
     created: str
     template: Mapping[str, Any]

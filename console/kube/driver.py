@@ -211,7 +211,7 @@ class ClusterDriver:
                 continue
             template = dict((rs.get("spec") or {}).get("template") or {})
             image = _container_image(template, self.app)
-            out.append(Revision(int(number), image_tag(image), image, meta.get("name", ""),
+            out.append(Revision(int(number), image_tag(image), image,
                                 int((rs.get("status") or {}).get("replicas") or 0),
                                 meta.get("creationTimestamp", ""), template))
         out.sort(key=lambda r: r.number)

@@ -248,7 +248,7 @@ class HelmDriver(ClusterDriver):
             if rev.status in _NOT_TARGETS or not template:
                 continue
             image = _container_image(template, self.app)
-            out.append(Revision(rev.number, image_tag(image), image, "", 0, rev.updated,
+            out.append(Revision(rev.number, image_tag(image), image, 0, rev.updated,
                                 dict(template)))
         return out
 

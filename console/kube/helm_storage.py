@@ -26,7 +26,6 @@ import yaml
 
 from console.kube.client import ClusterError, KubeClient
 
-STORAGE_KINDS = ("secret", "configmap")
 # The most a decoded release may take: a chart of a few MiB, never more than a Secret holds.
 MAX_RELEASE_BYTES = 8 * 1024 * 1024
 
