@@ -12,6 +12,7 @@ skips the selected cluster (not started yet) and `t` retries it (failed).
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,13 @@ class FollowScreen(Screen):
         self.release_id = release_id
         self.view: Any = None
         self.error: str | None = None
+        # Readings are numbered as they are asked for; `shown_reading` is the newest one
+        # shown. Readings overlap (each change asks for one; they run as threads in the
+        # engine process too) and may end out of order: an older one - a pause not yet in
+        # it - shown last put the header back to "running" until the next change (a lease
+        # renewal, up to 30 s), seen under load.
+        self._readings = itertools.count(1)
+        self.shown_reading = 0
 
     def compose(self) -> ComposeResult:
         yield Static("following: looking for a running release...", id="follow-header")
@@ -107,13 +115,21 @@ class FollowScreen(Screen):
             self.app.call_from_thread(self.load)
         self.set_interval(1.0, self._show_header)   # a bake's countdown ticks between reads
 
-    @work(thread=True, exit_on_error=False, exclusive=True, group="follow")
     def load(self) -> None:
-        """Read the followed release (ledger, Leases, clusters: off the UI thread)."""
-        view, error = read_or_error(lambda: self.app.engine().follow(self.release_id))
-        self.app.call_from_thread(self._loaded, view, error)
+        """Read the followed release again (numbered now, read off the UI thread)."""
+        self._read(next(self._readings))
 
-    def _loaded(self, view: Any, error: str | None) -> None:
+    @work(thread=True, exit_on_error=False, exclusive=True, group="follow")
+    def _read(self, reading: int) -> None:
+        """Reading number `reading` (ledger, Leases, clusters), shown unless a newer one
+        is on screen by then."""
+        view, error = read_or_error(lambda: self.app.engine().follow(self.release_id))
+        self.app.call_from_thread(self._loaded, view, error, reading)
+
+    def _loaded(self, view: Any, error: str | None, reading: int) -> None:
+        if reading < self.shown_reading:
+            return      # a newer reading is on screen already
+        self.shown_reading = reading
         self.error = error
         if view is not None:
             self.view = view
