@@ -15,7 +15,7 @@ from pathlib import Path
 
 from console.cli import main
 from tests.faults.conftest import events_of, releases, secrets_of, vault_fleet
-from tests.ui.ui_helpers import repainted
+from tests.ui.ui_helpers import repainted, wait_for
 
 
 def hits(haystack: str, needles: list[str]) -> list[str]:
@@ -45,10 +45,7 @@ async def screens_of_a_release(config) -> list[str]:
     shots = []
     async with app.run_test(size=(140, 40)) as pilot:
         async def until(predicate, what: str, timeout: float = 60.0) -> None:
-            deadline = asyncio.get_running_loop().time() + timeout
-            while not predicate():
-                assert asyncio.get_running_loop().time() < deadline, what
-                await pilot.pause(0.05)
+            await wait_for(pilot, predicate, timeout, what=what)
 
         await until(app._engine_ready.is_set, "the engine")
         await app.workers.wait_for_complete()

@@ -10,6 +10,7 @@ from console.events import Kind
 from console.ui.app import ReleaseConsoleApp
 from console.ui.screens.help import HelpScreen
 from console.ui.screens.release_form import ReleaseFormScreen
+from tests.ui.ui_helpers import wait_for
 
 
 async def drive(w) -> dict:
@@ -20,10 +21,9 @@ async def drive(w) -> dict:
     seen: dict = {"key_answers": []}
     async with app.run_test(size=(140, 40)) as pilot:
         async def until(predicate, what: str, timeout: float = 60.0) -> float:
+            """Wait for `predicate` (the shared loop); the seconds it took."""
             start = time.monotonic()
-            while not predicate():
-                assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-                await pilot.pause(0.02)
+            await wait_for(pilot, predicate, timeout, what=what)
             return time.monotonic() - start
 
         await until(app._engine_ready.is_set, "the engine")

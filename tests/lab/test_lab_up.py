@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from console.cli import main
 from console.lab.stages import glob_regex
 from console.sim.faults import matches
 from tests.lab.conftest import REPO
+from tests.waiting import wait_for
 
 FLEET = {
     "app": {"name": "user-service", "image": "registry.example.com/apps/user-service",
@@ -175,11 +175,13 @@ def test_lab_up_serves_real_clusters_until_sigterm(tmp_path, capsys):
     finally:
         code = sigterm(proc)
     assert code == 0, proc.stderr.read() if proc.stderr else ""
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
-    assert not left, f"processes left after SIGTERM: {left}"
+    wait_stopped(children)
+
+
+def wait_stopped(pids: list[int], timeout: float = 10.0) -> None:
+    """Wait until none of `pids` runs any more; fail naming them after `timeout` s."""
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
+             f"processes {pids} to stop after SIGTERM", timeout)
 
 
 @pytest.mark.real
@@ -197,10 +199,7 @@ def test_sigterm_while_starting_stops_what_was_started(tmp_path):
     rest = proc.stdout.read() if proc.stdout else ""
     assert code == 130, (rest, proc.stderr.read() if proc.stderr else "")
     assert "ready" not in rest
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    wait_stopped(children)
 
 
 def test_lab_up_n_takes_the_fleet_file_s_app_and_sim_settings(tmp_path):
