@@ -159,11 +159,29 @@ def sim_rules(docs: list[dict], namespace: str) -> list[dict]:
     return out
 
 
+def access_row(config, cluster, api):
+    """The pre-flight's one `access` row (`console.preflight.access.access_check`, what a
+    release runs) for `cluster`, asked through the API client `api`."""
+    from console.kube.client import KubeClient
+    from console.kube.driver import ClusterDriver
+    from console.preflight.access import access_check
+    from console.preflight.model import ClusterContext
+    driver = ClusterDriver(KubeClient(cluster.id, api, 10.0), config.app.name,
+                           cluster.namespace, grace=0.5)
+    return access_check(ClusterContext(cluster, config, "v1", lambda _cid: driver))
+
+
+def denials(row) -> list[str]:
+    """The permissions an `access` row names as denied."""
+    return row.detail.split(": denied: ", 1)[1].split("; ")[0].split(", ")
+
+
 @pytest.mark.kubectl
-def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_path, sim_fleet):
+def test_kubectl_applies_the_manifests_and_their_rules_pass_the_access_check(tmp_path, sim_fleet):
     """An admin's `kubectl apply`; then a token with the rules the server stored passes."""
+    from dataclasses import replace
+
     from console.kube.client import new_api_client
-    from console.preflight.access import check_access
 
     config = write_fleet(tmp_path)
     fleet = sim_fleet(["eu"])
@@ -183,18 +201,17 @@ def test_kubectl_applies_the_manifests_and_their_rules_pass_check_access(tmp_pat
     token = fleet.add_token("eu", sim_rules(stored, "team-eu"),
                             username="system:serviceaccount:team-eu:release-console")
     limited = new_api_client("eu", fleet.kubeconfig("eu", token))
-    results = check_access(limited, "team-eu", "eu", rules(config))
-    assert [(r.check, r.ok, r.cluster) for r in results] == [("access", True, "eu")]
-    assert results[0].detail == "all 15 permissions granted in namespace 'team-eu'"
+    row = access_row(config, config.cluster("eu"), limited)
+    assert (row.check, row.ok, row.cluster) == ("access", True, "eu")
+    assert row.detail == "all 15 permissions granted in namespace 'team-eu'"
     # The same token is refused in another namespace: the Role is not cluster-wide.
-    elsewhere = check_access(limited, "other", "eu", rules(config))
+    elsewhere = access_row(config, replace(config.cluster("eu"), namespace="other"), limited)
     # All but `list nodes` and `list pods`, which the ClusterRole grants in every namespace.
-    assert not any(r.ok for r in elsewhere) and len(elsewhere) == 13
+    assert not elsewhere.ok and len(denials(elsewhere)) == 13, elsewhere.detail
 
 
 def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_path, sim_fleet):
     from console.kube.client import new_api_client
-    from console.preflight.access import check_access
 
     config = write_fleet(tmp_path)
     docs = docs_of(manifests(config.cluster("eu"), config))
@@ -204,13 +221,13 @@ def test_a_token_missing_one_verb_fails_naming_cluster_verb_and_resource(tmp_pat
     deployments["verbs"] = [v for v in deployments["verbs"] if v != "delete"]
     granted = [r for r in granted if r["resources"] != ["nodes"]]
     token = fleet.add_token("eu", granted)
-    results = check_access(new_api_client("eu", fleet.kubeconfig("eu", token)), "team-eu", "eu",
-                           rules(config))
-    assert [r.ok for r in results] == [False, False]
-    assert results[0].detail.startswith(
-        "cluster 'eu': denied: delete deployments.apps in namespace 'team-eu'")
-    assert results[1].detail.startswith("cluster 'eu': denied: list nodes cluster-wide")
-    assert all(r.cluster == "eu" and r.check == "access" for r in results)
+    row = access_row(config, config.cluster("eu"),
+                     new_api_client("eu", fleet.kubeconfig("eu", token)))
+    assert (row.check, row.ok, row.cluster) == ("access", False, "eu")
+    assert row.detail.startswith("cluster 'eu': denied: ")
+    assert denials(row) == ["delete deployments.apps in namespace 'team-eu'",
+                            "list nodes cluster-wide"]
+    assert row.detail.endswith("ask an admin to apply `release-console rbac eu`")
 
 
 def test_a_release_and_its_rollback_run_with_only_these_rules(tmp_path, sim_fleet):

@@ -19,7 +19,7 @@ from typing import Any
 
 from console.kube.client import ClusterError, KubeClient
 from console.preflight.model import PING_TIMEOUT, CheckResult, ClusterContext, as_kube
-from console.rbac import BASE_RULES, Permission, Rule, permissions, rules
+from console.rbac import Permission, Rule, permissions, rules
 
 RULES_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -83,32 +83,6 @@ def describe_denial(perm: Permission, namespace: str) -> str:
     """`patch deployments.apps in namespace 'y'` (or `... cluster-wide`)."""
     return f"{perm.describe()} " + ("cluster-wide" if perm.cluster_wide
                                     else f"in namespace {namespace!r}")
-
-
-def check_access(client: Any, namespace: str, cluster: str | None = None,
-                 rule_list: Sequence[Rule] | None = None,
-                 notes: dict[str, Any] | None = None) -> list[CheckResult]:
-    """Every permission a release needs, from one rules review (see the module doc).
-
-    One passing result when all are granted; else one failing result per denial
-    ("cluster 'x': denied: patch deployments.apps in namespace 'y'"), in the order of
-    the rules. `notes`, when given, receives the rules read (key "rules"), for the
-    namespace check.
-    """
-    kube = as_kube(client, cluster)
-    wanted = permissions(rule_list if rule_list is not None else BASE_RULES)
-    try:
-        missing = find_denials(kube, namespace, wanted, notes)
-    except ClusterError as exc:
-        return [CheckResult("access", False, f"cannot ask the cluster: {exc.reason}", cluster)]
-    if missing:
-        return [CheckResult("access", False,
-                            f"cluster {cluster!r}: denied: {describe_denial(perm, namespace)}",
-                            cluster)
-                for perm in missing]
-    return [CheckResult("access", True,
-                        f"all {len(wanted)} permissions granted in namespace {namespace!r}",
-                        cluster)]
 
 
 def rules_for(ctx: ClusterContext) -> tuple[Rule, ...]:
