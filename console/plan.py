@@ -88,10 +88,6 @@ class Plan:
                 return wave.index
         raise KeyError(cluster_id)
 
-    def position_of(self, cluster_id: str) -> int:
-        """The 1-based position of a target in the release order."""
-        return self.order.index(cluster_id) + 1
-
     def rows(self) -> tuple[PlanRow, ...]:
         """One row per target, in start order (the printer adds live/new versions)."""
         out: list[PlanRow] = []

@@ -316,10 +316,6 @@ class FleetConfig:
                 seen.setdefault(g)
         return tuple(seen)
 
-    def line_of(self, dotted: str) -> int | None:
-        """The 1-based line of a field (`"clusters[2].sim"`), if it was in the file."""
-        return self.lines.get(dotted)
-
     def error(self, dotted: str, message: str) -> ConfigError:
         """A `ConfigError` in this file's format, for checks made after loading
         (the simulator validates `sim` blocks with it)."""

@@ -78,7 +78,7 @@ def test_demo_fleet_loads_with_defaults_merged():
     assert canary.gates is True and canary.max_failures == "0"
     assert config.sim["never_pull"] == ["*broken*"]
     assert config.vault is None
-    assert config.line_of("clusters[4].sim") == 53
+    assert config.lines["clusters[4].sim"] == 53
     assert "prod" in config.groups
 
 
@@ -534,7 +534,7 @@ def test_later_checks_report_in_the_same_format(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, MINIMAL + "sim:\n  readiness_delay: soon\n")
     config = load("clusters.yaml")
-    assert config.line_of("sim.readiness_delay") == 10
+    assert config.lines["sim.readiness_delay"] == 10
     error = config.error("sim.readiness_delay", "expected seconds, got 'soon'")
     assert isinstance(error, ConfigError)
     assert str(error) == "clusters.yaml:10: sim.readiness_delay: expected seconds, got 'soon'"
