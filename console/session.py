@@ -4,9 +4,10 @@ Every way a release or a manual rollback starts - `deploy`, `rollback`, the TUI'
 process, and whatever comes later - opens a `Session` on its engine: the Git ledger
 records every event (`EventLedger`, first among the listeners, so a release that cannot
 be recorded does not start), the notifier tells Slack and mail as the fleet file says
-(`NotifyListener`), `reconcile()` closes the releases a stopped console left open, and
-`operator_name()` is who acts. `close()` commits (and pushes) every record and sends
-what is pending.
+(`NotifyListener`), the releases a stopped console left open are closed (reconciled with
+what the clusters really run) as the session opens, each told through `on_warning`, and
+`operator` is who acts - a front end takes all of this from its session, none calls any
+of it itself. `close()` commits (and pushes) every record and sends what is pending.
 
 The session sits below the engine layer on purpose: it wires *around* an engine handed
 to it and imports none, so the engine's child-process host (`console.engine.remote`) can
@@ -36,7 +37,8 @@ def operator_name() -> str:
 
 
 class Session:
-    """The ledger and the notifier attached to one engine, until `close()`.
+    """The ledger and the notifier attached to one engine, until `close()`; on opening,
+    the releases a stopped console left open are reconciled (`reconciled`).
 
     Raises `UserError` (from the ledger) when the history cannot be opened: a release
     that cannot be recorded must not start.
@@ -44,8 +46,9 @@ class Session:
 
     def __init__(self, config: FleetConfig, engine: Engine, *,
                  on_warning: Callable[[str], None] | None = None) -> None:
-        """Open the ledger of `config` and attach it and the notifier to `engine`;
-        `on_warning` hears of failed pushes and notifications (any thread)."""
+        """Open the ledger of `config`, attach it and the notifier to `engine`, and close
+        the releases a stopped console left open; `on_warning` hears of each of those, and
+        of failed pushes and notifications (any thread)."""
         # Here, not at the top: importing this module must stay cheap for every command.
         from console.history import EventLedger, Ledger
         from console.notify import Notifier, NotifyListener
@@ -62,11 +65,22 @@ class Session:
         engine.listeners.insert(0, EventLedger(self.ledger, on_warning=self.on_warning))
         engine.add_listener(self.notifier)
         self._closed = False
+        # Here, not left to each front end: a front end that forgot it would leave a
+        # killed console's release open in the ledger for good.
+        self.reconciled = self._reconcile()
 
-    def reconcile(self) -> list[Release]:
+    def _reconcile(self) -> list[Release]:
         """Close the releases a stopped console left open with what the clusters really
         run (never one whose lease a live console still holds); returns them."""
-        return self.engine.reconcile_unfinished(self.ledger)
+        try:
+            closed = self.engine.reconcile_unfinished(self.ledger)
+        except BaseException:
+            self.close()
+            raise
+        for release in closed:
+            self.on_warning(f"release {release.id} was left unfinished by a console that "
+                            "stopped; recorded what the clusters really run")
+        return closed
 
     def _deliveries(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:

@@ -37,7 +37,12 @@ def run(args: argparse.Namespace) -> int:
         offer_build(config, tag, args.build)
     engine = Engine(config)
     try:
-        report = engine.preflight(request_from(args, tag))
+        # No session here (`check` records nothing), so it asks who acts itself: the
+        # freeze check names who overrides.
+        from dataclasses import replace
+
+        from console.session import operator_name
+        report = engine.preflight(replace(request_from(args, tag), operator=operator_name()))
     finally:
         engine.close()
     checked = {r.cluster for r in report.results}

@@ -45,16 +45,14 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.cli.flags import add_build, add_fail_fast_grace, add_json, seconds
 from console.cli.output import out
-from console.session import operator_name
+from console.session import Session
 
 if TYPE_CHECKING:
-    from console.config import FleetConfig
     from console.engine import Engine
     from console.engine.api import (Approver, ReleaseControl, ReleaseRequest,
                                     ReleaseResult)
@@ -107,7 +105,7 @@ def request_from(args: argparse.Namespace, tag: str | None = None) -> ReleaseReq
     return ReleaseRequest(tag=tag if tag is not None else (args.tag or ""),
                           clusters=args.clusters or "", strategy=args.strategy or "serial",
                           order=order, max_parallel=args.max_parallel,
-                          max_failures=args.max_failures, operator=operator_name(),
+                          max_failures=args.max_failures,
                           override_freeze=freeze_override(args),
                           pin=not getattr(args, "no_pin", False),
                           bake=getattr(args, "bake", None),
@@ -195,22 +193,6 @@ def load_config(args: argparse.Namespace) -> Any:
 def warn(message: str) -> None:
     """One warning line on stderr (any thread)."""
     print(f"release-console: warning: {message}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def recorded(config: FleetConfig, engine: Engine) -> Iterator[Session]:
-    """A `console.session.Session` on `engine` for one headless command, its warnings on
-    stderr: a release that cannot be recorded does not start (the ledger raises
-    `UserError`: exit 2, nothing touched); releases a killed console left open are closed
-    first with what the clusters really run; at the end every record is committed (and
-    pushed) and pending notifications are sent."""
-    from console.session import Session
-
-    with Session(config, engine, on_warning=warn) as session:
-        for release in session.reconcile():
-            warn(f"release {release.id} was left unfinished by a console that stopped; "
-                 "recorded what the clusters really run")
-        yield session
 
 
 class EventPrinter:
@@ -343,7 +325,7 @@ def run_interruptible(engine: Engine, request: ReleaseRequest, approver: Approve
             raise KeyboardInterrupt
         print("release-console: aborting - no new cluster starts, running rollouts are "
               "interrupted (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
-        control.abort(rollback=False, by=f"{operator_name()} (signal)")
+        control.abort(rollback=False, by=f"{request.operator} (signal)")
 
     worker = threading.Thread(target=work, name="release", daemon=True)
     previous = signal.signal(signal.SIGTERM, abort) \
@@ -387,8 +369,6 @@ def run(args: argparse.Namespace) -> int:
     request = request_from(args, tag)
     shard = None
     if args.shard is not None:
-        from dataclasses import replace
-
         from console.names import validate_release_id
         from console.plan import parse_shard
         shard = parse_shard(args.shard)
@@ -406,8 +386,6 @@ def run(args: argparse.Namespace) -> int:
     elif args.shard_board is not None:
         raise ValidationError("--shard-board goes with --shard")
     elif args.release_id:
-        from dataclasses import replace
-
         from console.names import validate_release_id
         request = replace(request, release_id=validate_release_id(args.release_id,
                                                                   "--release-id"))
@@ -428,7 +406,10 @@ def run(args: argparse.Namespace) -> int:
                               "shard 1's slice, so it cannot listen for `control ... "
                               "approve`; give shard 1 --yes, or run fewer shards")
     try:
-        with recorded(config, engine):
+        # The session: ledger, notifier, a stopped console's releases reconciled, and
+        # who acts (the request's operator).
+        with Session(config, engine, on_warning=warn) as session:
+            request = replace(request, operator=session.operator)
             # Every headless release listens on the control channel while it runs; of a
             # sharded release every shard does, for its own clusters (shard 1 also
             # answers the gates for all: `console.engine.shards.taker`).

@@ -23,8 +23,8 @@ import argparse
 import sys
 from typing import Any
 
-from console.cli.deploy_cmd import load_config, recorded
-from console.session import operator_name
+from console.cli.deploy_cmd import load_config, warn
+from console.session import Session
 from console.errors import UserError, ValidationError
 
 
@@ -125,16 +125,16 @@ def run(args: argparse.Namespace) -> int:
         if args.yes:
             print(question, flush=True)     # what is done, in the job's log
         _confirm(question, args.yes)
-        with recorded(config, engine):
+        with Session(config, engine, on_warning=warn) as session:
             if plan is None:
-                results = engine.rollback_release(args.release, by=operator_name(),
+                results = engine.rollback_release(args.release, by=session.operator,
                                                   releases=releases)
             else:
                 # --undo: the engine picks kubectl's revision again (the same, unless the
                 # cluster changed - which `expect_from` refuses).
                 results = [engine.rollback(plan.cluster,
                                            None if plan.how == UNDO else plan.to_version,
-                                           by=operator_name(),
+                                           by=session.operator,
                                            expect_from=plan.from_version,
                                            digest=plan.digest)]
     finally:

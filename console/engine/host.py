@@ -72,7 +72,7 @@ class EngineHost:
         """Build the engine and its session, answer calls until the console goes away."""
         from console.config import load
         from console.engine.core import Engine
-        from console.session import Session
+        from console.session import Session, operator_name
 
         # The person at the keyboard comes first: the engine's work is waiting on clusters,
         # and a few milliseconds later matter nothing to a rollout, but they do to a key.
@@ -86,9 +86,11 @@ class EngineHost:
         except UserError as exc:
             # The fleet can still be watched; the console refuses releases without a ledger.
             self.ledger_error = str(exc)
+        # Who acts, as the session found it (the console names them at gates and pauses).
+        operator = self.session.operator if self.session is not None else operator_name()
         flusher = threading.Thread(target=self._flush_events, name="events", daemon=True)
         flusher.start()
-        self._send(("ready", self.ledger_error))
+        self._send(("ready", self.ledger_error, operator))
         try:
             while True:
                 self._dispatch(self._in.recv())
@@ -364,8 +366,6 @@ class EngineHost:
                 result = self._need_session().ledger.releases()
             elif method == "matrix":
                 result = self._need_session().ledger.matrix(args[0], args[1])
-            elif method == "reconcile":
-                result = [release.id for release in self._need_session().reconcile()]
             elif method == "follow":
                 result = self._follow(args[0])
             elif method == "follow_wait":

@@ -9,11 +9,13 @@ interpreter lock from the UI thread, and keys would wait. So the console runs th
     parent -> child   ("call", id, method, args, kwargs)   run / status / detail / rollback /
                                                           plan_rollback /
                                                           rollback_release / releases /
-                                                          matrix / reconcile /
+                                                          matrix /
                                                           follow / steer
                       ("control", release_key, what, kwargs)   pause / resume / abort
                       ("answer", gate_id, GateAnswer)
-    child -> parent   ("ready", ledger_error | None)
+    child -> parent   ("ready", ledger_error | None, operator)   after the session opened
+                                                 (and reconciled what a stopped console
+                                                 left open)
                       ("events", [Event, ...])   batched, every 50 ms at most
                       ("gate", gate_id, GateRequest)
                       ("result" | "error", id, value)
@@ -59,7 +61,7 @@ ENGINE_NICENESS = 5           # the engine process yields the CPU to the console
 LOG_TAIL = 2000               # characters of the child's log quoted when it stops
 
 METHODS = ("run", "status", "detail", "rollback", "plan_rollback", "rollback_release",
-           "releases", "matrix", "reconcile", "follow", "follow_wait", "steer")
+           "releases", "matrix", "follow", "follow_wait", "steer")
 
 
 class EngineProcessError(UserError):
@@ -123,6 +125,7 @@ class EngineProcess:
         self.on_warning = on_warning
         self.on_notice = on_notice or on_warning
         self.ledger_error: str | None = None
+        self.operator = ""   # who acts, as the child's session found it (with "ready")
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
         self._controls: dict[int, RemoteControl] = {}   # of the releases running
@@ -226,11 +229,6 @@ class EngineProcess:
         (`console.engine.steering_client.send`); its `Ack`."""
         return self._call("steer", release_id, action, cluster, rollback=rollback)
 
-    def reconcile(self) -> list[str]:
-        """Close releases a killed console left unfinished (never one whose lease a live
-        console holds); returns their ids."""
-        return self._call("reconcile")
-
     def close(self) -> None:
         """Stop the child (it aborts a running release without rolling back)."""
         if self._closed:
@@ -304,7 +302,7 @@ class EngineProcess:
                     if control is not None:
                         control.holding.set()
                 elif kind == "ready":
-                    self.ledger_error = message[1]
+                    self.ledger_error, self.operator = message[1], message[2]
                     self._ready.set_result(None)
         except (EOFError, OSError):
             pass

@@ -26,7 +26,6 @@ from textual.signal import Signal
 
 from console.errors import UserError
 from console.events import Event, Kind, Outcome
-from console.session import operator_name
 from console.ui.commands import ConsoleCommands
 from console.ui.bridge import EventBridge, EventsReady, GateWaiter
 from console.ui.gates import GateActions
@@ -80,8 +79,8 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         self.state = FleetState(
             (ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters),
             clock=clock)
-        # Asked for when first needed (the engine's start-up worker asks at once): finding
-        # it imports GitPython and reads git's config, ~0.1 s before the first frame.
+        # None: the engine's session finds it (GitPython, git's config - in the engine
+        # process, not before the first frame) and says with "ready".
         self._operator = operator
         self.status_interval = status_interval
         self.bridge = EventBridge(self.post_message)
@@ -102,10 +101,11 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
 
     @property
     def operator(self) -> str:
-        """Who acts from this console (the ledger's and the gates' name for them)."""
-        if self._operator is None:
-            self._operator = operator_name() or "operator"
-        return self._operator
+        """Who acts from this console (the ledger's and the gates' name for them): the
+        engine's session finds it (`console.session`), unless given."""
+        if self._operator is None and self._engine is not None and self._engine.operator:
+            self._operator = self._engine.operator
+        return self._operator or "operator"
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """The console's status colours, for themes that leave them out."""
@@ -145,7 +145,6 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         """Start the engine process (it opens the ledger), then read the live versions."""
         from console.engine.remote import EngineProcess
 
-        self.operator  # noqa: B018 - found here, in a worker, not on the UI thread later
         try:
             engine = EngineProcess(self.config.path, on_events=self.bridge.extend,
                                    approver=self.gates, on_warning=self._ledger_warning,
@@ -166,7 +165,9 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
             self._ledger_error = engine.ledger_error
             self.post_message(Notice(f"history unavailable, releases disabled: "
                                      f"{engine.ledger_error}"))
-        self._read_status(reconcile=True)
+        # The engine's session reconciled what a stopped console left open before it
+        # said "ready" (each told as a warning): the ledger read next is up to date.
+        self._read_status()
 
     def _ledger_warning(self, message: str) -> None:
         """A push failed (the record stays committed locally): tell, never block."""
@@ -227,9 +228,8 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         """Read every cluster's live version (an unreachable one only marks its row)."""
         self._read_status()
 
-    def _read_status(self, reconcile: bool = False) -> None:
-        """Live versions from the engine, then the ledger's view of them (drift); with
-        `reconcile`, first close releases a killed console left unfinished."""
+    def _read_status(self) -> None:
+        """Live versions from the engine, then the ledger's view of them (drift)."""
         try:
             engine = self.engine()
             statuses = engine.status()
@@ -241,10 +241,6 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
             return
         live = {s.cluster: s.version for s in statuses}
         try:
-            if reconcile:
-                for release_id in engine.reconcile():
-                    self.post_message(Notice(f"{release_id} was left unfinished by a console "
-                                             "that stopped; recorded what really happened"))
             rows = engine.matrix(live)
         except UserError as exc:
             self.post_message(Notice(str(exc)))

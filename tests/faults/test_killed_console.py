@@ -205,3 +205,42 @@ def test_a_ledger_that_cannot_commit_before_the_release_is_one_line_and_exit_2(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("release-console: error: history "), err
     assert w.version("a") == "v1"
+
+
+KILLED_MID_RELEASE = """
+import os, signal, sys
+from console.config import load
+from console.history import Ledger
+ledger = Ledger.for_config(load(sys.argv[1]))
+ledger.start_release("r-killed", version="v2", targets=["a", "b"])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_mid_release(config_path: Path) -> None:
+    """A console that started release `r-killed` (a, b) in the fleet's ledger and was
+    killed before it recorded anything else."""
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_RELEASE, str(config_path)],
+                          timeout=60, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def test_a_session_reconciles_as_it_opens_whoever_opens_it(world):
+    """No front end calls reconcile: opening the one `Session` closes what a killed
+    console left open, and tells it as a warning."""
+    from console.engine import Engine
+    from console.session import Session
+    w = world(["a", "b"])
+    w.deploy_everywhere("v1")
+    killed_mid_release(w.config_path)
+    assert not releases(w.config)["r-killed"].finished
+    heard: list[str] = []
+    engine = Engine(w.config)
+    try:
+        with Session(w.config, engine, on_warning=heard.append) as session:
+            assert [r.id for r in session.reconciled] == ["r-killed"]
+    finally:
+        engine.close()
+    record = releases(w.config)["r-killed"]
+    assert record.finished and all(c.reconciled for c in record.clusters), record
+    assert any("release r-killed was left unfinished" in text for text in heard), heard

@@ -39,9 +39,19 @@ def test_a_newline_in_the_operator_forges_no_history_line(world, monkeypatch, ca
 
 
 def test_the_cli_and_the_tui_name_the_same_operator(world, monkeypatch, no_git_identity):
-    from console.session import operator_name as operator
+    """Both take it from their engine's `Session` (the TUI's opens in its engine process:
+    tests/ui/test_session_wiring.py); unless given, the TUI names no one of its own."""
+    from console.engine import Engine
+    from console.session import Session
     from console.ui.app import ReleaseConsoleApp
     w = world(["a"])
-    assert operator() == ReleaseConsoleApp(w.config).operator == "carol"
-    monkeypatch.setenv("BUILD_USER_ID", "ci-bot")
-    assert operator() == ReleaseConsoleApp(w.config).operator == "ci-bot"
+    assert ReleaseConsoleApp(w.config).operator == "operator"   # no engine, no session yet
+    for variable, name in ((None, "carol"), ("BUILD_USER_ID", "ci-bot")):
+        if variable:
+            monkeypatch.setenv(variable, name)
+        engine = Engine(w.config)
+        try:
+            with Session(w.config, engine) as session:
+                assert session.operator == name
+        finally:
+            engine.close()
