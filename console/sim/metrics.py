@@ -3,14 +3,15 @@
 `GET /_sim/app-metrics` on a cluster's port (no token, as an app's /metrics is scraped)
 answers `http_requests_total{cluster, code}` counters: every Ready, running pod of the
 cluster serves `RATE` requests a second; a pod whose image tag matches the cluster's
-`bad_metrics` globs answers `BAD_SHARE` of them with 500. The counters grow with real
-time between scrapes (Prometheus measures rates against its own clock), so a release of
+`bad_metrics` globs answers `BAD_SHARE` of them with 500. The counters grow with the
+cluster's clock between scrapes (`SimClock`: real time, which a Prometheus measures
+rates against; a `ManualClock` only as far as it is advanced, like every other time the
+cluster keeps), so a release of
 such a tag is healthy to Kubernetes and bad by its error rate - what a metric gate is for.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from console.sim import faults
@@ -29,9 +30,8 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 def app_metrics(cluster: Any) -> str:
     """The counters of `cluster`, brought up to now (called on the fleet's loop)."""
-    state = cluster.__dict__.setdefault("_app_metrics", {"at": time.time(), "200": 0.0,
-                                                          "500": 0.0})
-    now = time.time()
+    now = cluster.clock.time()
+    state = cluster.__dict__.setdefault("_app_metrics", {"at": now, "200": 0.0, "500": 0.0})
     elapsed, state["at"] = max(0.0, now - state["at"]), now
     globs = cluster.settings.bad_metrics
     for pod in cluster.store.list("/pods"):

@@ -36,7 +36,10 @@ def age(stamp: str | None, now: float | None = None) -> str:
         return "<unknown>"
     if now is None:
         now = _NOW.get()
-    secs = max(int((time.time() if now is None else now) - then), 0)
+    # The cluster clock's time only (never the machine's: under a ManualClock the two
+    # part, and an AGE must agree with the creationTimestamp the clock wrote).
+    assert now is not None, "age() outside table(): pass the cluster clock's time"
+    secs = max(int(now - then), 0)
     if secs < 120:
         return f"{secs}s"
     if secs < 3600 * 2:
@@ -133,8 +136,8 @@ COLUMNS: dict[str, Sequence[Column]] = {
 DEFAULT: Sequence[Column] = (("Name", "string", 0, _name), ("Age", "string", 0, _age))
 
 
-def table(rt: ResourceType, items: Sequence[Obj], rv: int, include_object: bool = False,
-          now: float | None = None) -> Obj:
+def table(rt: ResourceType, items: Sequence[Obj], rv: int, include_object: bool,
+          now: float) -> Obj:
     """A Table of `items` (ages as of `now`, the cluster clock's time)."""
     token = _NOW.set(now)
     try:

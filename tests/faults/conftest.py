@@ -69,11 +69,13 @@ def tree(root: Path) -> dict[str, bytes]:
 @contextmanager
 def recorded_engine(w: World, **options: Any) -> Iterator[Any]:
     """An engine on the fleet with the ledger and notifications attached exactly as
-    `release-console deploy` attaches them (`deploy_cmd.recorded`)."""
-    from console.cli.deploy_cmd import recorded
+    `release-console deploy` attaches them (a `console.session.Session`, its warnings on
+    stderr)."""
+    from console.cli.deploy_cmd import warn
+    from console.session import Session
     engine = w.engine(**options)
     try:
-        with recorded(w.config, engine):
+        with Session(w.config, engine, on_warning=warn):
             yield engine
     finally:
         engine.close()

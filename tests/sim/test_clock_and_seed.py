@@ -152,3 +152,41 @@ def test_hold_ready_keeps_pods_not_ready_until_it_is_lifted(sim_fleet):
     fleet.set_faults("a", hold_ready=[])
     fleet.advance(0.2)
     assert _deployment_state(fleet)[0] == 3
+
+
+def _table_ages(fleet: SimFleet) -> dict[str, str]:
+    """Deployment name -> the AGE cell of `kubectl get deployments` (a Table) in shop."""
+    api = api_client(fleet, "a")
+    try:
+        response = client.AppsV1Api(api).list_namespaced_deployment(
+            "shop", _preload_content=False, _request_timeout=T,
+            _headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+        table = json.loads(response.data)
+    finally:
+        api.close()
+    names = [c["name"] for c in table["columnDefinitions"]]
+    return {row["cells"][0]: row["cells"][names.index("Age")] for row in table["rows"]}
+
+
+def test_a_tables_age_and_the_app_metrics_keep_the_manual_clocks_time(sim_fleet):
+    """AGE is the clock's time since the creationTimestamp it wrote, and the app's request
+    counters grow by the clock's seconds, not the machine's."""
+    from console.sim.metrics import RATE, app_metrics
+
+    clock = ManualClock(START)
+    fleet = sim_fleet(["a"], readiness_delay=1.0, jitter=0.0, clock=clock)
+    _create(fleet, deployment())
+    fleet.advance(2.0)                                   # 3 pods Ready
+    assert _table_ages(fleet) == {"web": "2s"}
+    fleet.advance(600.0)
+    assert _table_ages(fleet) == {"web": "10m"}
+
+    def served() -> int:
+        text = fleet.call(lambda: app_metrics(fleet.clusters["a"]))
+        return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("http_requests_total"))
+
+    first = served()
+    fleet.advance(10.0)
+    assert served() - first == int(RATE * 10 * 3)       # 3 Ready pods, 10 clock seconds
+    assert served() - first == int(RATE * 10 * 3)       # no clock time passed since
