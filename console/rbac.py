@@ -146,6 +146,7 @@ def manifest_kinds(config: FleetConfig, cluster: Cluster | None = None,
     The templates are read unrendered: kinds are literal, and placeholders sit in string
     values, so each template parses as YAML as it is (the same for every cluster).
     """
+    from console.config import parse_yaml, read_text
     from console.render import manifest_files
 
     if config.app.chart is not None:
@@ -153,13 +154,11 @@ def manifest_kinds(config: FleetConfig, cluster: Cluster | None = None,
 
     found: list[tuple[str, str, str]] = []
     for path in manifest_files(config):
-        try:
-            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{where}: cannot read the manifest template") from None
-        for doc in docs:
+        # The one safe reader `render` uses on the same files: size, alias and duplicate-key
+        # limits, errors with file and line.
+        source = str(path)
+        for parsed in parse_yaml(read_text(path, source, what="manifest"), source):
+            doc = parsed.data
             if isinstance(doc, dict) and doc.get("kind"):
                 found.append((str(doc.get("apiVersion", "")), str(doc["kind"]), str(path)))
     return found

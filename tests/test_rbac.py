@@ -118,6 +118,15 @@ def test_unknown_kind_is_a_config_error(tmp_path):
         rules(config)
 
 
+def test_a_duplicate_key_in_a_template_is_refused_with_file_and_line(tmp_path):
+    """rbac reads the templates with the one safe reader `render` uses: a key given twice
+    (which plain YAML would let the last one win) is a ConfigError naming file and line."""
+    config = write_fleet(tmp_path, "apiVersion: v1\nkind: Service\nkind: ConfigMap\n"
+                                   "metadata: {name: x}\n")
+    with pytest.raises(ConfigError, match=r"extra\.yaml:3: kind: duplicate key \(first at line 2\)"):
+        rules(config)
+
+
 def test_cli_prints_yaml_documents(tmp_path, capsys):
     write_fleet(tmp_path)
     assert main(["rbac", "eu", "--config", str(tmp_path / "clusters.yaml")]) == 0
