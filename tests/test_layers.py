@@ -106,20 +106,43 @@ def test_every_module_of_the_console_stands_in_a_layer() -> None:
     assert OUTSIDE_THE_LAYERS <= top
 
 
-def test_the_layers_contract_can_fail(tmp_path: Path) -> None:
-    # Guards the contracts themselves: an engine module importing the UI must be caught.
-    # A copy of the package with one upward import, checked with pyproject's contracts.
+def lint_a_copy_with(tmp_path: Path, probe: str, text: str) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` with pyproject's contracts on a copy of the package that has one
+    more module, `probe` (a path under console/) holding `text`."""
     copy = tmp_path / "src"
     shutil.copytree(ROOT / "console", copy / "console",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "console" / "engine" / "probe.py").write_text("import console.ui.app\n")
+    (copy / "console" / probe).write_text(text)
     config = tmp_path / "pyproject.toml"
     config.write_text((ROOT / "pyproject.toml").read_text())
     env = {**os.environ, "PYTHONPATH": str(copy)}
-    out = subprocess.run([lint_imports_program(), "--no-cache", "--config", str(config)], cwd=copy,
-                         capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([lint_imports_program(), "--no-cache", "--config", str(config)],
+                          cwd=copy, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_layers_contract_can_fail(tmp_path: Path) -> None:
+    # Guards the contracts themselves: an engine module importing the UI must be caught.
+    out = lint_a_copy_with(tmp_path, "engine/probe.py", "import console.ui.app\n")
     assert out.returncode != 0
     assert "console.engine.probe -> console.ui.app" in out.stdout
+
+
+def test_the_lab_contract_can_fail(tmp_path: Path) -> None:
+    # The lab needs only the simulator and the binaries: any other module of the console
+    # - here the lowest layer's - breaks its contract.
+    out = lint_a_copy_with(tmp_path, "lab/probe.py", "import console.names\n")
+    assert out.returncode != 0
+    assert "console.lab.probe -> console.names" in out.stdout
+
+
+def test_the_lab_contract_forbids_every_other_module_of_the_console() -> None:
+    import tomllib
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    lab = next(c for c in contracts["contracts"] if c.get("source_modules") == ["console.lab"])
+    top = {f"console.{info.name}" for info in pkgutil.iter_modules(console.__path__)}
+    top.add("console.__main__")
+    allowed = {"console.lab", "console.sim", "console.binaries"}
+    assert top - allowed - set(lab["forbidden_modules"]) == set()
 
 
 def test_the_console_process_loads_no_kubernetes_client() -> None:
