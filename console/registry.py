@@ -136,10 +136,26 @@ def _private_channel(url: str) -> bool:
     return parts.scheme == "https" or is_loopback_host(parts.netloc)
 
 
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The `ssl.SSLError` under `exc` (httpx wraps httpcore's, which wraps the ssl
+    module's), if any - decided by type, never by the message's words."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _transport_problem(exc: httpx.TransportError) -> str:
-    text = str(exc).lower()
-    if "certificate" in text or "ssl" in text or "tls" in text:
+    cause = _ssl_cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
         return "TLS verification failed; set registry.ca_file"
+    if cause is not None:
+        # Not the certificate: the handshake itself (a plain-HTTP port, an old protocol).
+        return f"TLS handshake failed ({cause.reason or type(cause).__name__})"
     if isinstance(exc, httpx.ConnectError):
         return "connection refused or host unknown"
     return type(exc).__name__

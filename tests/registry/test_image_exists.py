@@ -8,6 +8,7 @@ import secrets
 import time
 
 import httpx
+import pytest
 
 from console import config as fleet_config
 from console.registry import ACCEPT, Reference, image_exists, parse_challenge
@@ -143,3 +144,20 @@ def test_challenge_parsing():
                                        "scope": "repository:apps/web:pull,push"}
     assert parse_challenge('Basic realm="Registry Realm"') == {"scheme": "basic",
                                                               "realm": "Registry Realm"}
+
+
+def test_a_tls_problem_is_told_by_the_exceptions_type(registry):
+    """The hint comes from the ssl error under httpx's, never from the message's words: a
+    plain-HTTP port spoken to over HTTPS is a failed handshake, not a certificate to
+    trust (registry.ca_file would not help); a closed port is no TLS problem at all."""
+    from console.registry import _transport_problem
+
+    def problem(url: str) -> str:
+        with pytest.raises(httpx.TransportError) as caught:
+            httpx.head(url, timeout=10.0)
+        return _transport_problem(caught.value)
+
+    told = problem(f"https://{registry.host}/v2/")
+    assert told.startswith("TLS handshake failed (") and "ca_file" not in told, told
+    assert problem(f"http://127.0.0.1:{free_port()}/v2/") == \
+        "connection refused or host unknown"
