@@ -29,8 +29,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterDetail, ClusterResult,
-                                ClusterStatus, EventInfo, GateAnswer, GateDecision,
-                                GateRequest, Outcome, PodInfo, ReleaseControl,
+                                ClusterStatus, ControlChange, EventInfo, GateAnswer,
+                                GateDecision, GateRequest, Outcome, PodInfo, ReleaseControl,
                                 ReleaseRequest, ReleaseResult, new_release_id)
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ _LAZY = {"Engine", "FAIL_FAST_GRACE", "REQUEST_TIMEOUT", "STATUS_TIMEOUT",
          "UNREACHABLE_GRACE"}
 
 __all__ = ["FAILURE_OUTCOMES", "Approver", "ClusterDetail", "ClusterResult", "ClusterStatus",
-           "EventInfo", "GateAnswer", "GateDecision", "GateRequest", "Outcome", "PodInfo",
+           "ControlChange", "EventInfo", "GateAnswer", "GateDecision", "GateRequest", "Outcome", "PodInfo",
            "ReleaseControl", "ReleaseRequest", "ReleaseResult", "new_release_id",
            *sorted(_LAZY)]
 

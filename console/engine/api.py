@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
 from console.events import FAILURE_OUTCOMES, Outcome
@@ -78,6 +78,26 @@ class GateDecision(str, Enum):
     APPROVE = "approve"
     REJECT = "reject"
     ABORT = "abort"
+
+
+class ControlChange(StrEnum):
+    """What a `ReleaseControl` tells its observers (str-valued: what they compare is
+    what was always sent)."""
+
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    HOLDING = "holding"     # the engine first held a cluster back in a pause
+    ABORTED = "aborted"
+
+
+class FollowPhase(StrEnum):
+    """Where a followed cluster stands while the ledger has no outcome for it
+    (`console.engine.follow`; str-valued, as `follow --json` always wrote them)."""
+
+    WAITING = "waiting"
+    ROLLING = "rolling"
+    READY = "ready"
+    UNREACHABLE = "unreachable"
 
 
 def _settle(result: Any, text_field: str) -> None:
@@ -229,7 +249,7 @@ class ReleaseControl:
         self._lock = threading.Lock()
         self._paused = False
         self._abort: bool | None = None   # None: not aborted; else whether to roll back
-        self._observers: list[Callable[[str, str], None]] = []
+        self._observers: list[Callable[[ControlChange, str], None]] = []
         self.aborted_event = threading.Event()
         # Set once the engine has held a cluster back because the release is paused:
         # what a caller (or a test) waits on to know the pause took effect.
@@ -275,7 +295,7 @@ class ReleaseControl:
         with self._lock:
             changed, self._paused = not self._paused, True
         if changed:
-            self._notify("paused", by)
+            self._notify(ControlChange.PAUSED, by)
 
     def resume(self, by: str = "") -> None:
         """Let new clusters start again."""
@@ -283,7 +303,7 @@ class ReleaseControl:
             changed, self._paused = self._paused, False
             self.holding.clear()
         if changed:
-            self._notify("resumed", by)
+            self._notify(ControlChange.RESUMED, by)
 
     def hold(self) -> None:
         """The engine holds a cluster back because the release is paused (observers are
@@ -292,7 +312,7 @@ class ReleaseControl:
             first = not self.holding.is_set()
             self.holding.set()
         if first:
-            self._notify("holding", "")
+            self._notify(ControlChange.HOLDING, "")
 
     def abort(self, rollback: bool = False, by: str = "") -> None:
         """Stop starting clusters, interrupt running rollouts; optionally roll back all reached."""
@@ -301,7 +321,7 @@ class ReleaseControl:
                 self._abort = rollback
             self._answered.notify_all()
         self.aborted_event.set()
-        self._notify("aborted", by)
+        self._notify(ControlChange.ABORTED, by)
 
     def skip(self, cluster: str, by: str = "") -> None:
         """Never start `cluster` in this release (recorded `skipped_by_operator`)."""
@@ -365,19 +385,19 @@ class ReleaseControl:
         with self._lock:
             return list(self._local_approvals.get(gate, ()))
 
-    def subscribe(self, observer: Callable[[str, str], None]) -> None:
+    def subscribe(self, observer: Callable[[ControlChange, str], None]) -> None:
         """Call `observer(what, by)` on pause/resume/abort (the engine emits events) and
-        when the engine first holds a cluster back in a pause (`holding`)."""
+        when the engine first holds a cluster back in a pause (`ControlChange.HOLDING`)."""
         with self._lock:
             self._observers.append(observer)
 
-    def unsubscribe(self, observer: Callable[[str, str], None]) -> None:
+    def unsubscribe(self, observer: Callable[[ControlChange, str], None]) -> None:
         """Stop calling `observer`."""
         with self._lock:
             if observer in self._observers:
                 self._observers.remove(observer)
 
-    def _notify(self, what: str, by: str) -> None:
+    def _notify(self, what: ControlChange, by: str) -> None:
         with self._lock:
             observers = list(self._observers)
         for observer in observers:

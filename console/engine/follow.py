@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from console.engine.api import FollowPhase
 from console.engine.steering_client import live_state, read_leases
 from console.errors import UserError
 from console.kube.client import ClusterError
@@ -45,14 +46,15 @@ class ClusterLine:
     """One cluster of the followed release, now."""
 
     cluster: str
-    phase: str          # waiting, rolling, ready, unreachable, or the ledger's outcome
+    phase: FollowPhase | str    # the ledger's outcome (an `Outcome` value) once it has one
     version: str | None
     ready: int
     desired: int
 
     def text(self) -> str:
         """`prod-eu  rolling 1/3  v2`."""
-        counts = f" {self.ready}/{self.desired}" if self.phase in ("rolling", "ready") else ""
+        counts = f" {self.ready}/{self.desired}" if self.phase in (FollowPhase.ROLLING,
+                                                                    FollowPhase.READY) else ""
         return f"{self.cluster:<20} {self.phase}{counts}  {self.version or '-'}"
 
 
@@ -146,12 +148,12 @@ def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
         if outcome is not None:
             phase = outcome.outcome
         elif status is not None and not status.reachable:
-            phase = "unreachable"
+            phase = FollowPhase.UNREACHABLE
         elif status is not None and status.release_id == release_id:
-            phase = "ready" if desired and ready >= desired else "rolling"
+            phase = FollowPhase.READY if desired and ready >= desired else FollowPhase.ROLLING
             view.version = view.version or version
         else:
-            phase = "waiting"
+            phase = FollowPhase.WAITING
         view.clusters.append(ClusterLine(cid, phase, version, ready, desired))
     return view
 

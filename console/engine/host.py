@@ -18,7 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from console.engine.api import (GateAnswer, GateDecision, GateRequest, ReleaseControl,
+from console.engine.api import (ControlChange, GateAnswer, GateDecision, GateRequest, ReleaseControl,
                                 ReleaseRequest, ReleaseResult)
 from console.engine.remote import (ENGINE_NICENESS, EVENT_BACKLOG_MAX, EVENT_BATCH_INTERVAL,
                                    EVENT_BATCH_MAX, METHODS, STOP_TIMEOUT)
@@ -301,7 +301,7 @@ class EngineHost:
                 # Every release started in the console listens on the control channel
                 # too, as a headless deploy does: `control ID pause`, another console.
                 control = self._controls[key] = ReleaseControl(steerable=True)
-                control.subscribe(lambda what, _by: what == "holding"
+                control.subscribe(lambda what, _by: what is ControlChange.HOLDING
                                   and self._send(("holding", key)))
         return control
 

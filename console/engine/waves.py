@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, GateAnswer,
+from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, ControlChange,
+                                GateAnswer,
                                 GateDecision, GateRequest, Outcome, ReleaseControl,
                                 ReleaseRequest, ReleaseResult, new_release_id)
 from console.engine import pinning
@@ -168,12 +169,12 @@ def _run_locked(engine: Engine, request: ReleaseRequest, approver: Approver,
         overridden = [b.occurrence.name for b in blocks] if request.override_freeze else []
         run.freeze_check = lambda: freeze_opened(engine, plan, run.results, overridden)
 
-    def on_control(what: str, by: str) -> None:
-        if what == "aborted":
+    def on_control(what: ControlChange, by: str) -> None:
+        if what is ControlChange.ABORTED:
             run.interrupt()
-        elif what == "paused":
+        elif what is ControlChange.PAUSED:
             engine.event(Kind.PAUSED, release_id, None, f"paused{by_suffix(by)}", by=by)
-        elif what == "resumed":
+        elif what is ControlChange.RESUMED:
             engine.event(Kind.RESUMED, release_id, None, f"resumed{by_suffix(by)}", by=by)
 
     control.subscribe(on_control)

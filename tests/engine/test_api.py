@@ -27,3 +27,28 @@ def test_outcomes_keep_the_strings_the_ledger_and_json_always_had() -> None:
     assert {o.value for o in Outcome} == {
         "healthy", "failed", "rolled_back", "skipped", "interrupted", "skipped_by_operator",
         "ok", "stopped", "aborted", "preflight_failed", "not_started"}
+
+
+def test_a_control_tells_its_observers_enum_members_with_the_old_strings() -> None:
+    from console.engine import ControlChange, ReleaseControl
+    heard: list[tuple[object, str]] = []
+    control = ReleaseControl()
+    control.subscribe(lambda what, by: heard.append((what, by)))
+    control.pause(by="ann")
+    control.hold()
+    control.resume(by="ann")
+    control.abort(by="bob")
+    assert [what for what, _by in heard] == [ControlChange.PAUSED, ControlChange.HOLDING,
+                                             ControlChange.RESUMED, ControlChange.ABORTED]
+    assert all(isinstance(what, ControlChange) for what, _by in heard)
+    # str-valued: anything that wrote or compared the old strings sees the same bytes.
+    assert [f"{what}" for what, _by in heard] == ["paused", "holding", "resumed", "aborted"]
+
+
+def test_follow_phases_are_an_enum_that_serialises_as_before() -> None:
+    from console.engine.api import FollowPhase
+    from console.engine.follow import ClusterLine
+    line = ClusterLine("eu", FollowPhase.ROLLING, "v2", 1, 3)
+    assert line.text() == f"{'eu':<20} rolling 1/3  v2"
+    assert json.dumps({"phase": line.phase}) == '{"phase": "rolling"}'
+    assert {p.value for p in FollowPhase} == {"waiting", "rolling", "ready", "unreachable"}

@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import RowDoesNotExist
 
+from console.engine.api import FollowPhase
 from console.errors import UserError
 from console.events import Outcome
 from console.ui.messages import FollowSteerRequested
@@ -40,8 +41,8 @@ REFRESH = 10.0  # s between readings of the followed release when nothing change
 LOOKING = 2.0   # s between looks for a running release while none is found
 
 # How a followed cluster's phase (the ledger's outcome, or what the cluster shows) is drawn.
-PHASES = {"waiting": Phase.WAITING, "rolling": Phase.ROLLING, "ready": Phase.ROLLING,
-          "unreachable": Phase.UNREACHABLE,
+PHASES = {FollowPhase.WAITING: Phase.WAITING, FollowPhase.ROLLING: Phase.ROLLING,
+          FollowPhase.READY: Phase.ROLLING, FollowPhase.UNREACHABLE: Phase.UNREACHABLE,
           Outcome.HEALTHY: Phase.HEALTHY, Outcome.FAILED: Phase.FAILED,
           Outcome.ROLLED_BACK: Phase.ROLLED_BACK, Outcome.SKIPPED: Phase.SKIPPED,
           Outcome.SKIPPED_BY_OPERATOR: Phase.SKIPPED, Outcome.INTERRUPTED: Phase.FAILED}
@@ -215,7 +216,7 @@ class FollowScreen(Screen):
         from console.ui.screens.confirm import ConfirmScreen
         release_id = self.view.release_id
         reached = ", ".join(line.cluster for line in self.view.clusters
-                            if line.phase not in ("waiting", Outcome.SKIPPED,
+                            if line.phase not in (FollowPhase.WAITING, Outcome.SKIPPED,
                                                   Outcome.SKIPPED_BY_OPERATOR)) or "no cluster"
         self.app.push_screen(ConfirmScreen(
             f"Abort {release_id} and roll back?",

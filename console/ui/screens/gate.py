@@ -20,9 +20,13 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
-from console.engine.api import GateAnswer, GateRequest
+from console.engine.api import GateAnswer, GateRequest, Outcome
 from console.ui.state import PRODUCTION_GLYPH, FleetState, Phase, format_duration
 from console.ui.widgets.palette import Palette
+
+# How a finished wave's cluster result is drawn (an interrupted one as failed).
+RESULT_PHASES = {Outcome.HEALTHY: Phase.HEALTHY, Outcome.FAILED: Phase.FAILED,
+                 Outcome.ROLLED_BACK: Phase.ROLLED_BACK, Outcome.SKIPPED: Phase.SKIPPED}
 
 
 class GateScreen(ModalScreen[GateAnswer]):
@@ -160,8 +164,8 @@ class GateScreen(ModalScreen[GateAnswer]):
         table.clear()
         now = self.state.now()
         if self.request is not None:
-            lines = [(r.cluster, Phase(r.outcome) if r.outcome in Phase._value2member_map_
-                      else Phase.FAILED, r.duration, r.error or "")
+            lines = [(r.cluster, RESULT_PHASES.get(r.outcome, Phase.FAILED), r.duration,
+                      r.error or "")
                      for r in self.request.results]
         else:
             release = self.state.release
