@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from console.engine import Engine
     from console.engine.api import (Approver, ReleaseControl, ReleaseRequest,
                                     ReleaseResult)
-    from console.session import Session
 
 
 def add_selection_flags(parser: argparse.ArgumentParser) -> None:
