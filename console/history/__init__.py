@@ -15,9 +15,9 @@ Using it: every way a release starts opens a `console.session.Session` on its en
 which opens `Ledger.for_config(config)` and attaches `EventLedger(ledger)` as the
 engine's first listener::
 
-    with Session(config, engine) as session:     # the ledger and the notifier attached
-        session.reconcile()                      # close what a stopped console left open
-        engine.run(request, approver)
+    with Session(config, engine) as session:     # the ledger and the notifier attached,
+        # what a stopped console left open closed (session.reconciled), who acts named
+        engine.run(replace(request, operator=session.operator), approver)
     # on exit: every record committed (and pushed)
     ledger.matrix(live) / ledger.last_good("prod-eu") / ledger.history(cluster="prod-eu")
 
