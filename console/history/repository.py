@@ -41,11 +41,12 @@ GIT_LOCK_FILES = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "MERGE_HEAD.lock"
                   "config.lock", f"refs/heads/{BRANCH}.lock",
                   f"refs/remotes/{REMOTE}/{BRANCH}.lock")
 STALE_LOCK_SECONDS = 5.0
-# A push refused because another console's push got there first: behind (it merges and
-# pushes again), or - two pushes meeting on the remote's ref at once, as the first
-# pushes to an empty remote do - the remote could not lock its branch.
-BEHIND = re.compile(r"non-fast-forward|fetch first|\[rejected\]|cannot lock ref|"
-                    r"failed to update ref")
+# `git push --porcelain`'s line for a ref: flag, TAB, from:to, TAB, summary (reason).
+PORCELAIN_REF = re.compile(r"^'?(?P<flag>[ +\-*=!])\t(?P<refs>[^\t]+)\t(?P<summary>.*?)'?$",
+                           re.M)
+# What the remote says (the reason of a `[remote rejected]` ref) when two pushes met on
+# its branch at once, as the first pushes to an empty remote do: it could not lock it.
+REMOTE_LOCK_RACE = ("(failed to update ref)", "(failed to lock)", "(cannot lock ref")
 PUSH_ATTEMPTS = 8  # pushes of one round refused as behind (each then merges) before giving up  # age past which a Git lock file seen under the ledger's lock is gone
 
 log = logging.getLogger(__name__)
@@ -289,8 +290,8 @@ class Repository:
                     return PushResult(True, True, ("merged and pushed to " if attempt else
                                                    "pushed to ") + scrub(self.remote, 200))
                 except gitmodule.GitCommandError as exc:
-                    text = str(exc.stderr or exc)
-                    if not BEHIND.search(text) or "hook declined" in text:
+                    if not _behind(str(exc.stdout or "")):
+                        text = str(exc.stderr or exc)
                         return PushResult(False, False, _push_failure(self.remote, text))
                 # Another console pushed in between: let it finish, then merge its records.
                 time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
@@ -313,7 +314,8 @@ class Repository:
 
     def _git_push(self) -> None:
         with self.repo.git.custom_environment(**self.git_env()):
-            self.repo.git.push(REMOTE, f"HEAD:refs/heads/{BRANCH}",
+            # --porcelain: each ref's status on stdout, to decide by (`_behind`).
+            self.repo.git.push("--porcelain", REMOTE, f"HEAD:refs/heads/{BRANCH}",
                                kill_after_timeout=self.git_timeout)
 
     def merge_remote(self, operator: Operator) -> None:
@@ -391,6 +393,19 @@ def error_text(error: BaseException, limit: int = 400) -> str:
     text = str(getattr(error, "stderr", "") or "").strip() or str(error) or type(error).__name__
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _behind(porcelain: str) -> bool:
+    """Whether a refused `git push --porcelain` was refused only because another
+    console's push got there first: the ref `[rejected]` by git as not a fast-forward
+    (it merges and pushes again), or `[remote rejected]` because the remote could not
+    lock its branch. No ref line (the push never got to compare refs: no such remote,
+    no access), or a hook's refusal, is no reason to merge and try again."""
+    refs = [m["summary"] for m in PORCELAIN_REF.finditer(porcelain) if m["flag"] == "!"]
+    return bool(refs) and all(
+        summary.startswith("[rejected]") or (summary.startswith("[remote rejected]")
+                                             and any(r in summary for r in REMOTE_LOCK_RACE))
+        for summary in refs)
 
 
 def _push_failure(remote: str, text: str) -> str:

@@ -84,6 +84,28 @@ def test_a_rejected_push_keeps_the_record_and_a_later_push_delivers_it(
     assert git(bare_remote, "rev-parse", "main") == git(ledger.path, "rev-parse", "HEAD")
 
 
+def test_a_push_that_never_reached_the_refs_is_not_taken_for_behind(
+        make_ledger, tmp_path: Path) -> None:
+    """Whether to merge and push again is decided by `git push --porcelain`'s ref status,
+    not by words in git's messages: a remote gone missing (whose path happens to say
+    "fetch first") fails at once with git's reason - never "still behind" after eight
+    rounds of merging."""
+    import shutil
+    remote = tmp_path / "fetch first" / "history.git"
+    remote.parent.mkdir()
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True, timeout=30)
+    git(remote, "symbolic-ref", "HEAD", "refs/heads/main")
+    ledger = make_ledger(remote=remote)
+    ledger.start_release("r1", version="1.0", targets=("staging",))
+    assert ledger.finish_release("r1", "ok").pushed
+    shutil.rmtree(remote)
+    ledger.start_release("r2", version="1.1", targets=("staging",))
+    result = ledger.finish_release("r2", "ok")
+    assert not result.ok and not result.pushed
+    assert "does not appear to be a git repository" in result.message, result.message
+    assert "still behind" not in result.message
+
+
 def test_the_next_release_push_also_delivers_an_earlier_unpushed_one(
         make_ledger, bare_remote: Path) -> None:
     ledger = make_ledger(remote=bare_remote)
