@@ -290,8 +290,14 @@ class Repository:
                     return PushResult(True, True, ("merged and pushed to " if attempt else
                                                    "pushed to ") + scrub(self.remote, 200))
                 except gitmodule.GitCommandError as exc:
-                    if not _behind(str(exc.stdout or "")):
-                        text = str(exc.stderr or exc)
+                    porcelain = str(exc.stdout or "")
+                    if not _behind(porcelain):
+                        # The refused refs' lines are on stdout with --porcelain: the
+                        # remote's reason ("pre-receive hook declined") goes with git's.
+                        refused = [f"! {m['refs']} {m['summary']}"
+                                   for m in PORCELAIN_REF.finditer(porcelain)
+                                   if m["flag"] == "!"]
+                        text = "\n".join([str(exc.stderr or exc), *refused])
                         return PushResult(False, False, _push_failure(self.remote, text))
                 # Another console pushed in between: let it finish, then merge its records.
                 time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
