@@ -11,22 +11,22 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from console.session import operator_name
-
 if TYPE_CHECKING:
     from console.config import FleetConfig
     from console.engine import Engine
     from console.engine.api import Approver, GateRequest, ReleaseControl
 
 
-def headless_approver(yes: bool, stream: TextIO | None = None, *, engine: Engine | None = None,
+def headless_approver(yes: bool, operator: str, stream: TextIO | None = None, *,
+                      engine: Engine | None = None,
                       control: ReleaseControl | None = None) -> Approver:
     """The `Approver` of a headless run: `--yes` approves; a terminal asks; else stop.
 
     Who approved is the identity the cluster confirms (SelfSubjectReview, as the control
     channel records it), the local name beside it. A gate that needs more than one
     approver (`approvals: N`) counts the terminal's yes as one and waits for the others
-    through the control channel (`control`); `run` refuses `--yes` for such a strategy."""
+    through the control channel (`control`); `run` refuses `--yes` for such a strategy.
+    `operator` is the local name: the session's (`console.session.Session.operator`)."""
     from console.engine import GateAnswer, GateDecision
     out = stream or sys.stderr
 
@@ -36,7 +36,7 @@ def headless_approver(yes: bool, stream: TextIO | None = None, *, engine: Engine
         person is one approver however they answer; the local name, unconfirmed, when
         it cannot say."""
         if engine is None:
-            return operator_name(), False
+            return operator, False
         from console.engine.steering_client import whoami
         # `here`: this process's own (a shard's results include the other shards').
         reached = sorted(request.here or (r.cluster for r in request.results)) or \
@@ -46,7 +46,7 @@ def headless_approver(yes: bool, stream: TextIO | None = None, *, engine: Engine
         return whoami(engine, lock.leases[0].cluster if lock and lock.leases else reached[0])
 
     def label(who: str, confirmed: bool, how: str) -> str:
-        local = operator_name()
+        local = operator
         if not confirmed:
             return f"{local} ({how}, not confirmed by the cluster)"
         return f"{who} ({local}, {how})" if local and local != who else f"{who} ({how})"

@@ -414,8 +414,8 @@ def run(args: argparse.Namespace) -> int:
             # answers the gates for all: `console.engine.shards.taker`).
             control = ReleaseControl(steerable=True)
             approver = wait_for_approval(control, args.gate_timeout) \
-                if args.wait_for_approval else headless_approver(args.yes, engine=engine,
-                                                                 control=control)
+                if args.wait_for_approval else headless_approver(
+                    args.yes, session.operator, engine=engine, control=control)
             result = run_interruptible(engine, request, approver, control)
     finally:
         engine.close()
