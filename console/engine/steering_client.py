@@ -134,14 +134,6 @@ UNREAD_WAIT = 20.0
 REDUCING = ("pause", "abort", "reject")
 
 
-def release_leases(engine: Engine, release_id: str) -> tuple[LeaseView, list[LeaseView]]:
-    """The lease the running `release_id` listens on (of a sharded release: the lowest
-    shard's), and every other lease it holds that could be read; raises
-    `NothingToSteer`."""
-    listening, others = listening_leases(engine, release_id)
-    return listening[0], listening[1:] + others
-
-
 def listening_leases(engine: Engine, release_id: str
                      ) -> tuple[list[LeaseView], list[LeaseView]]:
     """The leases the running `release_id` listens on - one, or one per shard of a

@@ -102,11 +102,6 @@ class ClusterDriver:
     def _deployments(self) -> str:
         return f"/apis/apps/v1/namespaces/{self.namespace}/deployments"
 
-    def ping(self, timeout: float | None = None) -> str:
-        """The server's `gitVersion` (`GET /version`); raises `ClusterError`."""
-        info = self.client.request("GET", "/version", timeout=timeout)
-        return str(info.get("gitVersion", ""))
-
     def namespace_exists(self, timeout: float | None = None) -> bool:
         """Whether the app's namespace exists."""
         try:

@@ -98,7 +98,7 @@ def test_closed_port_is_unreachable_connection_refused(world):
     driver = driver_for(w.fleet, "a")
     w.fleet.kill("a")
     with pytest.raises(ClusterError) as info:
-        driver.ping(timeout=2)
+        driver.client.request("GET", "/version", timeout=2)
     assert info.value.unreachable and "connection refused" in info.value.reason
     driver.client.close()
 

@@ -85,7 +85,7 @@ def test_follow_shows_the_state_from_the_lease_the_channel_moved_to(world):
     down: a still carries the older announcement. `follow` and `control` take b's."""
     from console.engine import Engine
     from console.engine.follow import snapshot
-    from console.engine.steering_client import release_leases
+    from console.engine.steering_client import listening_leases
 
     w = world(["a", "b"])
     engine = Engine(w.config)
@@ -94,7 +94,7 @@ def test_follow_shows_the_state_from_the_lease_the_channel_moved_to(world):
         plant_lease(engine, "b", {"release": "r-moved", "paused": False})
         # Here a holds the newer announcement (moves 1), b the older one.
         assert snapshot(engine, "r-moved", None).steering["paused"] is True
-        listening, others = release_leases(engine, "r-moved")
+        (listening,), others = listening_leases(engine, "r-moved")
         assert listening.cluster == "a" and [v.cluster for v in others] == ["b"]
     finally:
         engine.close()
@@ -120,7 +120,7 @@ def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path)
     from console.engine import Engine
     from console.engine.core import REQUEST_TIMEOUT
     from console.engine.steering import FAILOVER, POLL, PROBE, WATCH_TIMEOUT, WITHDRAW_MAX
-    from console.engine.steering_client import read_leases, release_leases
+    from console.engine.steering_client import listening_leases, read_leases
     from console.locks import control as wire
     from console.locks import lease_name
     from tests.integration.conftest import in_thread, wait_for
@@ -169,7 +169,7 @@ def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path)
         assert "not shown on a" in pause.stdout, pause.stdout
         engine = Engine(w.config)
         try:
-            listening, _others = release_leases(engine, rid)
+            (listening,), _others = listening_leases(engine, rid)
             assert listening.cluster != "a" and listening.steering.get("moves", 0) >= 1
             # Steering keeps working: a second action through the moved channel.
             pause_again = control(w.config_path, rid, "pause")
