@@ -18,8 +18,8 @@ engine's first listener::
     with Session(config, engine) as session:     # the ledger and the notifier attached,
         # what a stopped console left open closed (session.reconciled), who acts named
         engine.run(replace(request, operator=session.operator), approver)
+        session.ledger.last_good("prod-eu")      # reads: matrix(live), history(...), ...
     # on exit: every record committed (and pushed)
-    ledger.matrix(live) / ledger.last_good("prod-eu") / ledger.history(cluster="prod-eu")
 
 The package: `records` (record types, the JSONL line format, times), `reading`
 (queries over the record files), `repository` (Git: open, commit, push, merge),
