@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -336,7 +337,10 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         # holding the interpreter, every key pressed meanwhile waiting on it.
         import console.preflight.model  # noqa: F401
         try:
-            result = self.engine().run(request, control)
+            engine = self.engine()
+            # Who acts, as the engine's session named it - known once the engine is ready,
+            # which a form filled in the first second may have come before.
+            result = engine.run(replace(request, operator=self.operator), control)
         except UserError as exc:
             self.call_from_thread(self.notify, str(exc), title="release not started",
                                   severity="error", timeout=10)
