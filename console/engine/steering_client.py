@@ -289,7 +289,8 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
     targets = _takers(listening, action, cluster, release_id)
     # The request timeout: an unconfirmed name is refused, so a slow answer must not
     # turn into a refusal.
-    by, confirmed = whoami(engine, targets[0].cluster, engine.request_timeout)
+    by, confirmed = whoami(engine, _naming_cluster(action, targets, [*listening, *others]),
+                           engine.request_timeout)
     from console.session import operator_name
     request = {"id": secrets.token_hex(6), "release": release_id,
                "action": action, "cluster": cluster or "",
@@ -344,6 +345,22 @@ def _takers(listening: list[LeaseView], action: str, cluster: str | None,
                              f"{k}/{n}, which does not listen for control (it ended, or "
                              "has not opened its channel yet)")
     return found
+
+
+def _naming_cluster(action: str, targets: Sequence[LeaseView],
+                    held: Sequence[LeaseView]) -> str:
+    """The cluster whose SelfSubjectReview names the person. For approve and reject: the
+    first (sorted) of the leases the taking shard (the release, when not sharded) holds
+    - where the console's `a` and the terminal's yes ask (`console.engine.identities`,
+    `console.cli.approvals`) - and not the lease it listens on: after its channel moved
+    that is another cluster, whose ServiceAccount for the same credentials has another
+    name, and one person would count as two approvers. (An approve needs every target
+    reachable anyway.) Other actions ask where the release listens: it is reachable."""
+    if action not in ("approve", "reject"):
+        return targets[0].cluster
+    k, n = _shard_number(shard_label(targets[0]))
+    own = [v.cluster for v in held if n < 1 or shard_of(v.cluster, n) == k]
+    return min(own, default=targets[0].cluster)
 
 
 def _answers(engine: Engine, release_id: str, action: str, request: dict[str, Any],

@@ -234,3 +234,47 @@ def test_a_lease_left_behind_with_its_announcement_is_nobodys_channel(world):
     done = control(w2.config_path, "r-left", "pause", "--timeout", "20")
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert "left behind" in done.stderr and "last renewed 60 min ago" in done.stderr, done.stderr
+
+
+def test_one_person_stays_one_approver_after_the_channel_moved(world, tmp_path):
+    """Each cluster names the same credentials its own way (a-admin, b-admin). `control
+    approve` asks the first cluster the release holds - not the one its channel moved
+    to - so the same fleet file cannot count twice on an `approvals: 2` gate."""
+    from console.locks import control as wire
+    from console.locks import lease_name
+    from tests.waiting import wait_for
+
+    strategies = {"canary": {**CANARY["canary"], "approvals": 2}}
+    w = world(["a", "b", "c", "d"], strategies=strategies, readiness_delay=0.3, jitter=0.0)
+
+    def moved_to(rid: str) -> str | None:
+        """The cluster whose lease (read in the simulator's store) carries the release's
+        announcement after a move."""
+        for cid in "bcd":
+            lease = w.fleet.get(cid, "coordination.k8s.io/leases", cid,
+                                lease_name(w.config.app.name))
+            said = wire.decoded(lease or {}, wire.STEERING, {})
+            if said.get("release") == rid and said.get("moves", 0) >= 1:
+                return cid
+        return None
+
+    with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
+        rid = deploy.at_gate()
+        first = control(w.config_path, rid, "approve")
+        assert first.returncode == 0 and "1 of 2 approvals" in first.stdout, first.stderr
+        w.fleet.set_faults("a", unreachable=True)     # a holds the control lease
+        moved = wait_for(lambda: moved_to(rid), timeout=120,
+                         what="the release to move its channel off a")
+        w.fleet.set_faults("a", unreachable=False)    # the channel stays where it moved
+        again = control(w.config_path, rid, "approve")
+        assert again.returncode == 2 and "distinct approvers" in again.stderr, \
+            (moved, again.returncode, again.stdout, again.stderr)
+        assert not deploy.kinds("gate_decided") and w.version("b") is None
+        abort = control(w.config_path, rid, "abort")
+        assert abort.returncode == 0, abort.stderr
+        code = deploy.finish()
+    assert code == 3, deploy.stderr()
+    approvals = [s["by"] for s in steered(w, rid)
+                 if s["action"] == "approve" and not s.get("refused")]
+    assert approvals == [ADMIN], approvals
+
