@@ -140,7 +140,8 @@ def listening_leases(engine: Engine, release_id: str
     release run as shards (`deploy --shard`), in shard order - and every other lease it
     holds that could be read; raises `NothingToSteer`. A release whose control lease
     cannot be read moves its channel to another of its leases (`console.engine.
-    steering`): while it has not yet, this waits up to FAILOVER_WAIT s for it; a shard
+    steering`): while it has not yet, this waits up to FAILOVER_WAIT s for it (then
+    raises `NoAnswer`: it runs, try again); a shard
     holding leases that does not listen yet (it is opening its channel) gets
     ANNOUNCE_WAIT s. A Lease that cannot be read (timed out, its cluster down) may be
     the release's: while none that could be read names it, this reads again for up to
@@ -170,7 +171,9 @@ def listening_leases(engine: Engine, release_id: str
     if listening:
         return listening, [v for v in held if v not in listening]
     if held and unread:
-        raise NothingToSteer(
+        # It runs (it holds these), it has not moved its channel yet: no answer, not "no
+        # such release" (exit 1, not 2).
+        raise NoAnswer(
             f"release {release_id} holds {', '.join(v.cluster for v in held)}, but the "
             f"lease it listens on is not among them: {_unreachable(unread)} unreachable "
             f"(it did not move its channel within {wait:g}s; try again)")

@@ -278,3 +278,33 @@ def test_one_person_stays_one_approver_after_the_channel_moved(world, tmp_path):
                  if s["action"] == "approve" and not s.get("refused")]
     assert approvals == [ADMIN], approvals
 
+
+def test_a_channel_that_did_not_move_in_time_is_no_answer_not_no_release(world, monkeypatch):
+    """The release holds b, its channel was on a and a is down, and it has not moved it
+    (yet) when `control`'s wait ends: the release runs - exit 1 (`NoAnswer`: try again),
+    not exit 2, which says there is no such release or nothing to act on."""
+    from console.engine import Engine
+    from console.engine import steering_client
+    from console.locks import lease_name
+    from console.locks.lease import LEASES
+
+    w = world(["a", "b"])
+    # The wait for the move, shortened: what is said when it ends is under test.
+    monkeypatch.setattr(steering_client, "FAILOVER_WAIT", 1.0)
+    engine = Engine(w.config)
+    try:
+        plant_lease(engine, "a", {"release": "r-stuck"})
+        driver = engine.driver("b")     # held, no announcement: the channel is still on a
+        driver.client.request("POST", "/api/v1/namespaces", body={
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": driver.namespace}}, timeout=10)
+        driver.client.request("POST", LEASES.format(namespace=driver.namespace), body={
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": lease_name(engine.config.app.name)},
+            "spec": {"holderIdentity": "ci@host:1/r-stuck"}}, timeout=10)
+        w.fleet.set_faults("a", unreachable=True)
+        with pytest.raises(steering_client.NoAnswer) as raised:
+            steering_client.send(engine, "r-stuck", "pause")
+        assert "did not move its channel within 1s" in str(raised.value)
+    finally:
+        engine.close()
