@@ -52,6 +52,12 @@ async def confirmed(pilot, app: ReleaseConsoleApp, key: str, answer: str, what: 
     await pilot.press(answer)
 
 
+def screen_of(app: ReleaseConsoleApp) -> FollowScreen:
+    screen = app.screen
+    assert isinstance(screen, FollowScreen), screen
+    return screen
+
+
 def bake_left(text: str) -> int:
     """The seconds left a `wave N baking: m:ss left` line says."""
     found = re.search(r"baking: (\d+):(\d\d) left", text)
@@ -82,7 +88,7 @@ async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
         console_fleet, tmp_path) -> None:
     config, fleet = console_fleet(["staging", "prod-eu", "prod-us"])
     with headless(config, tmp_path, "--tag", "v2", "--strategy", "canary",
-                  "--wait-for-approval", "--json", "--bake", "10s") as deploy:
+                  "--wait-for-approval", "--json", "--bake", "15s") as deploy:
         async with console(config) as (app, pilot):
             await pilot.press("f")
             # Staging bakes first: the followed release's countdown ticks, its gate waits.
@@ -90,9 +96,22 @@ async def test_the_console_follows_a_headless_canary_and_approves_its_gate(
                            and "wave 1 baking" in header(app), timeout=120,
                            what="the followed release's bake")
             assert "the gate before wave 2 opens after it" in header(app)
-            first = bake_left(header(app))
-            await wait_for(pilot, lambda: bake_left(header(app)) < first,
-                           what="the countdown to tick")
+            # It ticks between readings too (every second, not only when a change
+            # or REFRESH brings a new reading): a tick seen with no new reading shown.
+            seen = {"reading": screen_of(app).shown_reading, "left": bake_left(header(app))}
+
+            def ticked_between_readings() -> bool:
+                if "baking" not in header(app):
+                    raise AssertionError("the bake ended and its countdown never ticked "
+                                         "between two readings")
+                reading, left = screen_of(app).shown_reading, bake_left(header(app))
+                if reading != seen["reading"]:
+                    seen.update(reading=reading, left=left)
+                    return False
+                return left < seen["left"]
+
+            await wait_for(pilot, ticked_between_readings, timeout=60,
+                           what="the countdown to tick between readings")
             await wait_for(pilot, lambda: isinstance(app.screen, FollowScreen)
                            and "waits for approval" in header(app), timeout=120,
                            what="the followed release at its gate")

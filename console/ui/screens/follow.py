@@ -91,6 +91,9 @@ class FollowScreen(Screen):
             table.add_column(label, key=key, width=width)
         self.load()
         self.watch_changes()
+        # A bake's countdown ticks every second, between readings too (a reading comes
+        # with a change, at the latest every REFRESH s).
+        self.set_interval(1.0, self._show_header)
 
     def on_unmount(self) -> None:
         engine = self.app.engine()
@@ -114,7 +117,6 @@ class FollowScreen(Screen):
             if worker.is_cancelled:
                 return
             self.app.call_from_thread(self.load)
-        self.set_interval(1.0, self._show_header)   # a bake's countdown ticks between reads
 
     def load(self) -> None:
         """Read the followed release again (numbered now, read off the UI thread)."""
