@@ -41,13 +41,20 @@ def run(args: argparse.Namespace) -> int:
     """Follow until the release ends."""
     from console.cli.output import out
     from console.engine import Engine
-    from console.engine.follow import ChangeWatch, running_release, snapshot
+    from console.engine.follow import ChangeWatch, running_release, synced_snapshot
     from console.errors import UserError
-    from console.history import HistoryError, Ledger
+    from console.history import Ledger
     config = load_config(args)
     engine = Engine(config)
     ledger = Ledger.for_config(config)
     warned = False
+
+    def warn(message: str) -> None:
+        nonlocal warned
+        if not warned:
+            print(f"release-console: warning: history remote: {message}", file=sys.stderr)
+            warned = True
+
     watch: ChangeWatch | None = None
 
     def emit(record: dict[str, Any], line: str) -> None:
@@ -60,18 +67,7 @@ def run(args: argparse.Namespace) -> int:
         shown: dict[str, str] = {}
         head_shown = gate_shown = paused_shown = bake_shown = None
         while True:
-            if ledger.remote:
-                try:
-                    ledger.sync()
-                except HistoryError as exc:
-                    if not warned:
-                        print(f"release-console: warning: history remote: {exc}",
-                              file=sys.stderr)
-                        warned = True
-            view = snapshot(engine, rid, ledger)
-            if view.recorded and not view.running and view.outcome is None:
-                # Its end may have been written between our ledger and lease reads.
-                view = snapshot(engine, rid, ledger)
+            view = synced_snapshot(engine, rid, ledger, warn)
             if not view.recorded and not view.running:
                 raise UserError(f"no release {rid} in the ledger or on the clusters")
             head = (f"release {rid}: {view.version or '?'} ({view.strategy or '?'}) by "

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import queue
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +160,31 @@ def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
 
 LEDGER_LOOK = 0.1      # s between looks at the ledger file's size and mtime
 WATCH_TIMEOUT = 300    # s the API server keeps one watch stream open (it resumes after)
+
+
+def synced_snapshot(engine: Engine, release_id: str, ledger: Any | None,
+                    on_warning: Callable[[str], None]) -> FollowView:
+    """`snapshot` after syncing the ledger from its remote (when it has one; a failed
+    sync goes to `on_warning`, once per call, and the local records are read).
+
+    A release records and pushes its end before it gives its leases back (waves.py), so
+    a follower that synced just before the end and read the leases just after sees it
+    recorded, ended nowhere and holding nothing: sync again before believing that (it
+    would say the release's console stopped without recording an end)."""
+    from console.history import HistoryError
+
+    def read() -> FollowView:
+        if ledger is not None and ledger.remote:
+            try:
+                ledger.sync()
+            except HistoryError as exc:
+                on_warning(str(exc))
+        return snapshot(engine, release_id, ledger)
+
+    view = read()
+    if view.recorded and not view.running and view.outcome is None:
+        view = read()
+    return view
 
 
 class ChangeWatch:

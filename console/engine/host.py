@@ -321,19 +321,15 @@ class EngineHost:
 
     def _follow(self, release_id: str | None) -> Any:
         """The followed release now (ledger synced from its remote first, when set)."""
-        from console.engine.follow import running_release, snapshot
-        from console.history import HistoryError
+        from console.engine.follow import running_release, synced_snapshot
         assert self.engine is not None
         rid = release_id or running_release(self.engine)
         if rid is None:
             raise UserError("no release is running on this fleet's clusters")
         ledger = self.session.ledger if self.session is not None else None
-        if ledger is not None and ledger.remote:
-            try:
-                ledger.sync()
-            except HistoryError as exc:
-                self._send(("warning", f"history remote: {exc}"))
-        return snapshot(self.engine, rid, ledger)
+        return synced_snapshot(self.engine, rid, ledger,
+                               lambda message: self._send(("warning",
+                                                           f"history remote: {message}")))
 
     def _follow_wait(self, clusters: list[str], timeout: float) -> bool:
         """Wait for a change of the followed release (`ChangeWatch` on `clusters`, made
