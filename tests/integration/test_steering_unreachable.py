@@ -15,6 +15,20 @@ CANARY = {"canary": {"waves": [["a"], ["b", "c", "d"]], "gates": True}}
 ADMIN = "system:serviceaccount:kube-system:a-admin"
 
 
+def moved_to(w, rid: str) -> str | None:
+    """The cluster of b, c, d whose lease (read in the simulator's store, not through a)
+    carries the release's announcement after a move."""
+    from console.locks import control as wire
+    from console.locks import lease_name
+    for cid in "bcd":
+        lease = w.fleet.get(cid, "coordination.k8s.io/leases", cid,
+                            lease_name(w.config.app.name))
+        said = wire.decoded(lease or {}, wire.STEERING, {})
+        if said.get("release") == rid and said.get("moves", 0) >= 1:
+            return cid
+    return None
+
+
 def resumed_then_aborted(w, deploy: Deploy, rid: str) -> int:
     """`control resume`, then `control abort --rollback`, each acknowledged; the release's
     exit code once it ended."""
@@ -121,22 +135,9 @@ def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path)
     from console.engine.core import REQUEST_TIMEOUT
     from console.engine.steering import FAILOVER, POLL, PROBE, WATCH_TIMEOUT, WITHDRAW_MAX
     from console.engine.steering_client import listening_leases, read_leases
-    from console.locks import control as wire
-    from console.locks import lease_name
     from tests.integration.conftest import in_thread, wait_for
 
     w = world(["a", "b", "c", "d"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
-
-    def moved_to(rid: str) -> str | None:
-        """The cluster whose lease (read in the simulator's store, not through a) has
-        the release's announcement after a move."""
-        for cid in "bcd":
-            lease = w.fleet.get(cid, "coordination.k8s.io/leases", cid,
-                                lease_name(w.config.app.name))
-            said = wire.decoded(lease or {}, wire.STEERING, {})
-            if said.get("release") == rid and said.get("moves", 0) >= 1:
-                return cid
-        return None
 
     with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
         rid = deploy.at_gate()
@@ -154,7 +155,7 @@ def test_the_channel_moves_off_a_hanging_cluster_within_a_bound(world, tmp_path)
         bound = PROBE + FAILOVER * (REQUEST_TIMEOUT + POLL) + 20.0
         # Only then does the bound tell a move from a silent watch's own end.
         assert bound < WATCH_TIMEOUT, (bound, WATCH_TIMEOUT)
-        moved = wait_for(lambda: moved_to(rid), timeout=bound,
+        moved = wait_for(lambda: moved_to(w, rid), timeout=bound,
                          what="the release to move its channel off a")
         took = time.monotonic() - hung
         asked.join(timeout=300)
@@ -240,30 +241,17 @@ def test_one_person_stays_one_approver_after_the_channel_moved(world, tmp_path):
     """Each cluster names the same credentials its own way (a-admin, b-admin). `control
     approve` asks the first cluster the release holds - not the one its channel moved
     to - so the same fleet file cannot count twice on an `approvals: 2` gate."""
-    from console.locks import control as wire
-    from console.locks import lease_name
     from tests.waiting import wait_for
 
     strategies = {"canary": {**CANARY["canary"], "approvals": 2}}
     w = world(["a", "b", "c", "d"], strategies=strategies, readiness_delay=0.3, jitter=0.0)
-
-    def moved_to(rid: str) -> str | None:
-        """The cluster whose lease (read in the simulator's store) carries the release's
-        announcement after a move."""
-        for cid in "bcd":
-            lease = w.fleet.get(cid, "coordination.k8s.io/leases", cid,
-                                lease_name(w.config.app.name))
-            said = wire.decoded(lease or {}, wire.STEERING, {})
-            if said.get("release") == rid and said.get("moves", 0) >= 1:
-                return cid
-        return None
 
     with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
         rid = deploy.at_gate()
         first = control(w.config_path, rid, "approve")
         assert first.returncode == 0 and "1 of 2 approvals" in first.stdout, first.stderr
         w.fleet.set_faults("a", unreachable=True)     # a holds the control lease
-        moved = wait_for(lambda: moved_to(rid), timeout=120,
+        moved = wait_for(lambda: moved_to(w, rid), timeout=120,
                          what="the release to move its channel off a")
         w.fleet.set_faults("a", unreachable=False)    # the channel stays where it moved
         again = control(w.config_path, rid, "approve")
