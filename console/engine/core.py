@@ -107,8 +107,10 @@ class Engine:
 
     def event(self, kind: Kind, release_id: str, cluster: str | None, message: str,
               **data: Any) -> None:
-        """Emit one event made of these parts."""
-        self.emit(Event(kind, release_id, cluster, message, data))
+        """Emit one event made of these parts (none is made for an engine nobody listens
+        to, such as `check`'s: scrubbing its 9 results per cluster was 8% of its CPU)."""
+        if self.listeners:
+            self.emit(Event(kind, release_id, cluster, message, data))
 
     # ---------------------------------------------------------------- drivers
 
