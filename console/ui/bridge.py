@@ -13,11 +13,14 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from console.engine.api import GateAnswer, GateRequest
 from console.events import Event, Kind
+
+if TYPE_CHECKING:   # the engine's API module is not needed for the first frame
+    from console.engine.api import GateAnswer, GateRequest
 
 BACKLOG = 20_000   # events waiting for the UI thread before progress is thinned out
 

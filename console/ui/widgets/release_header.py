@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
 from console.events import Outcome
-from console.freeze import Headline, headline
 from console.ui.state import FleetState, Phase, format_duration
 from console.ui.widgets.palette import Palette
+
+if TYPE_CHECKING:
+    from console.freeze import Headline
 
 BAR = 24
 
@@ -41,16 +44,21 @@ class ReleaseHeader(Static):
         pal = Palette.of(self.app)
         now = state.now()
         clock = time.strftime("%H:%M:%S", time.localtime(now))
-        title = Text.assemble(("release-console", "bold"), f" · {self.app_name} · "
-                              f"{len(state.clusters)} clusters")
+        if state.loading:
+            title = Text.assemble(("release-console", "bold"), " · loading the fleet file")
+        else:
+            title = Text.assemble(("release-console", "bold"), f" · {self.app_name} · "
+                                  f"{len(state.clusters)} clusters")
         freeze = self._freeze_line(now)
-        if freeze.text:
+        if freeze is not None and freeze.text:
             title.append(" · ")
             title.append(freeze.text, pal.bad if freeze.frozen else "dim")
         width = max(20, self.size.width or 100)
         title.append(" " * max(1, width - len(title.plain) - len(clock)))
         title.append(clock)
         release = state.release
+        if state.loading:
+            return Group(title, Text(f"reading {state.loading} ...", style="dim"), Text(""))
         if release is None:
             return Group(title, Text("no release yet · n new release", style="dim"), Text(""))
         waves = len(release.waves)
@@ -89,9 +97,14 @@ class ReleaseHeader(Static):
             bar.append(text, style)
         return Group(title, line, bar)
 
-    def _freeze_line(self, now: float) -> Headline:
-        """The fleet file's freeze window open at `now`, else the next one (or none)."""
+    def _freeze_line(self, now: float) -> Headline | None:
+        """The fleet file's freeze window open at `now`, else the next one (None: the
+        fleet file has no windows, or is not read yet)."""
         windows = getattr(getattr(self.app, "config", None), "freeze", ())
         if not windows:
-            return Headline()
+            return None
+        # Imported only for a fleet file with windows: its modules (the fleet file's,
+        # zoneinfo) are not on the first frame's way.
+        from console.freeze import headline
+
         return headline(windows, datetime.fromtimestamp(now, timezone.utc))
