@@ -7,10 +7,17 @@ a thread worker. Engine events arrive in batches through `EventBridge` (one mess
 burst), are applied to the view model at once, and reach the screen on a 10 Hz repaint
 timer that redraws only the rows that changed. Gate questions arrive as `GateQuestion`
 messages and are answered from a modal screen (`console.ui.gates`).
+
+Given the fleet file's path (as `release-console` does), the first frame comes before the
+file is read: the fleet screen shows "loading" in its header and grid, a thread worker
+reads and validates the file (for 1,000 clusters about as long as the rest of the start),
+and the grid fills in. The fleet file's modules, the engine's and the other screens are
+not imported on the first frame's way (tests/ui/test_first_frame.py checks which).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import threading
@@ -65,21 +72,31 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         Binding("q", "quit_console", "quit"),
     ]
 
-    def __init__(self, config: FleetConfig, *, theme: str | None = None,
+    def __init__(self, config: FleetConfig | str | os.PathLike[str], *,
+                 theme: str | None = None,
                  clock: Callable[[], float] = time.time, operator: str | None = None,
                  status_interval: float = STATUS_INTERVAL,
                  engine_options: Mapping[str, Any] | None = None) -> None:
-        self.config = config
-        self._theme_load = load_themes(theme_dirs(Path(config.path).parent))
+        # A path: read after the first frame (`_load_fleet`); until then `config` is None.
+        self.config: FleetConfig | None = None
+        if isinstance(config, (str, os.PathLike)):
+            self.config_path = Path(config)
+        else:
+            self.config, self.config_path = config, Path(config.path)
+        # Why the fleet file could not be read (the app then exits with 2; `ui` says it).
+        self.fleet_error: str | None = None
+        # Set once the fleet is in the view model (at once when given a FleetConfig).
+        self.fleet_loaded = asyncio.Event()
+        self._theme_load = load_themes(theme_dirs(self.config_path.parent))
         super().__init__()
         for loaded in self._theme_load.themes:
             self.register_theme(loaded)
         self._requested_theme = theme or os.environ.get("RELEASE_CONSOLE_THEME") or DEFAULT_THEME
         if self._requested_theme in self.available_themes:
             self.theme = self._requested_theme
-        self.state = FleetState(
-            (ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters),
-            clock=clock)
+        self.state = FleetState((), clock=clock, loading=str(self.config_path))
+        if self.config is not None:
+            self.state.set_clusters(_cluster_infos(self.config))
         # None: the engine's session finds it (GitPython, git's config - in the engine
         # process, not before the first frame) and says with "ready".
         self._operator = operator
@@ -113,7 +130,7 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         return variable_defaults()
 
     def get_default_screen(self) -> FleetScreen:
-        return FleetScreen(self.state, self.config.app.name)
+        return FleetScreen(self.state, self.config.app.name if self.config else "")
 
     @property
     def fleet(self) -> FleetScreen:
@@ -130,16 +147,52 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         if problems:
             self.notify("\n".join(problems), title="themes", severity="warning", timeout=10)
         self.set_interval(REPAINT_INTERVAL, self._repaint)
-        # The first frame first: importing the kubernetes client and reading every
-        # cluster would compete with it for the interpreter.
-        self.call_after_refresh(self._start_engine)
+        # The first frame first: reading the fleet file, importing the kubernetes client
+        # and reading every cluster would compete with it for the interpreter.
+        if self.config is None:
+            self.call_after_refresh(self._load_fleet)
+        else:
+            self.fleet_loaded.set()
+            self.call_after_refresh(self._fleet_ready)
+        if self.status_interval > 0:
+            self.set_interval(self.status_interval, self._periodic_status)
+
+    @work(thread=True, exit_on_error=False, group="fleet")
+    def _load_fleet(self) -> None:
+        """Read and validate the fleet file (a thread: keys and frames go on meanwhile)."""
+        from console.config import load
+
+        try:
+            config = load(self.config_path)
+        except UserError as exc:
+            self.call_from_thread(self._fleet_failed, str(exc))
+            return
+        except Exception as exc:  # a bug or an OSError: said, never an endless "loading"
+            self.call_from_thread(self._fleet_failed, f"{self.config_path}: cannot read the "
+                                  f"fleet file: {type(exc).__name__}: {exc}")
+            return
+        self.call_from_thread(self._fleet_read, config)
+
+    def _fleet_read(self, config: FleetConfig) -> None:
+        """The fleet file is read: fill the grid, then start the engine."""
+        self.config = config
+        self.state.set_clusters(_cluster_infos(config))
+        self.fleet.fleet_loaded(config.app.name)
+        self.fleet_loaded.set()
+        self.call_after_refresh(self._fleet_ready)
+
+    def _fleet_failed(self, error: str) -> None:
+        """The fleet file cannot be used: quit with 2 (`release-console ui` prints why)."""
+        self.fleet_error = error
+        self.exit(return_code=2)
+
+    def _fleet_ready(self) -> None:
+        self._start_engine()
         # Everything made so far (modules, the screens, a row per cluster) lives as long
         # as the console: out of the collector's full passes, which otherwise walk it
         # all a few times per release (up to 0.1 s each, keys waiting). Unfrozen when
         # the app unmounts (a process that runs several apps, as tests do, frees them).
-        self.call_after_refresh(gc.freeze)
-        if self.status_interval > 0:
-            self.set_interval(self.status_interval, self._periodic_status)
+        gc.freeze()
 
     @work(thread=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
@@ -147,7 +200,7 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         from console.engine.remote import EngineProcess
 
         try:
-            engine = EngineProcess(self.config.path, on_events=self.bridge.extend,
+            engine = EngineProcess(str(self.config_path), on_events=self.bridge.extend,
                                    approver=self.gates, on_warning=self._ledger_warning,
                                    engine_options=self.engine_options,
                                    on_notice=lambda text: self.post_message(
@@ -256,6 +309,9 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         """The new-release form, with the marked clusters as targets."""
         from console.ui.screens.release_form import ReleaseFormScreen
 
+        if self.config is None:
+            self.notify("the fleet file is still loading", severity="warning")
+            return
         if self.release_running:
             self.notify("a release is running: wait for it, or abort it at its gate",
                         severity="warning")
@@ -375,6 +431,9 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         """The ledger and the version matrix."""
         from console.ui.screens.history import HistoryScreen
 
+        if self.config is None:
+            self.notify("the fleet file is still loading", severity="warning")
+            return
         if not isinstance(self.screen, HistoryScreen):
             self.push_screen(HistoryScreen(self.config, self.state))
 
@@ -445,3 +504,8 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
         if self._engine is not None:
             self._engine.close()
 
+
+
+def _cluster_infos(config: FleetConfig) -> list[ClusterInfo]:
+    """The grid's rows for the fleet file's clusters, in its order."""
+    return [ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters]

@@ -32,9 +32,12 @@ class FleetState:
     LOG_LINES = 500
     TIMELINE_LINES = 200
 
-    def __init__(self, clusters: Iterable[ClusterInfo], clock: Callable[[], float] = time.time):
+    def __init__(self, clusters: Iterable[ClusterInfo], clock: Callable[[], float] = time.time,
+                 loading: str | None = None):
         self.clock = clock
         self.clusters: dict[str, ClusterView] = {c.id: ClusterView(c) for c in clusters}
+        # The fleet file being read while there are no rows yet (its path), else None.
+        self.loading = loading if not self.clusters else None
         self.release: ReleaseView | None = None
         self.log: deque[LogLine] = deque(maxlen=self.LOG_LINES)
         self.timelines: dict[str, deque[LogLine]] = {}
@@ -84,6 +87,12 @@ class FleetState:
         return dirty, release_dirty, lines
 
     # -- changing ------------------------------------------------------------------
+
+    def set_clusters(self, clusters: Iterable[ClusterInfo]) -> None:
+        """The fleet file's clusters, read after the first frame (no longer loading)."""
+        self.clusters = {c.id: ClusterView(c) for c in clusters}
+        self.loading = None
+        self._release_dirty = True
 
     def toggle_mark(self, cluster_id: str) -> bool:
         """Mark or unmark a cluster; returns the new mark."""

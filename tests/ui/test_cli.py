@@ -40,3 +40,15 @@ def test_demo_serves_the_fleet_then_stops_it(tmp_path: Path) -> None:
     out = run_cli("demo", "--config", str(fleet))
     assert out.returncode == 2, out.stderr
     assert "needs a terminal" in out.stderr
+
+
+def test_cli_reports_a_fleet_file_it_cannot_use_before_asking_for_a_terminal(
+        tmp_path: Path) -> None:
+    # The console reads the fleet file after its first frame; without a terminal there is
+    # no frame, and the fleet file's error is still the one told.
+    fleet = tmp_path / "clusters.yaml"
+    fleet.write_text("app:\n  name: x\n")
+    out = run_cli("ui", "--config", str(fleet))
+    assert out.returncode == 2
+    assert str(fleet) in out.stderr and "clusters" in out.stderr
+    assert "needs a terminal" not in out.stderr and "Traceback" not in out.stderr

@@ -67,6 +67,13 @@ class FleetScreen(Screen):
         self.log_view = self.query_one(EventLog)
         self.grid.focus()
 
+    def fleet_loaded(self, app_name: str) -> None:
+        """The fleet file was read after the first frame: its rows, its name."""
+        self.app_name = self.header.app_name = app_name
+        self.log_view.cluster_width = self._id_width()
+        self.grid.fleet_loaded()
+        self.header.update_release()
+
     # -- called by the app's refresh timer --------------------------------------------
 
     def flush(self, dirty: set[str], release_dirty: bool, lines: list) -> None:

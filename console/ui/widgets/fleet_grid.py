@@ -152,6 +152,14 @@ class FleetGrid(ScrollView, can_focus=True):
         self._clocks.clear()
         self.refresh()
 
+    def fleet_loaded(self) -> None:
+        """The view model got its clusters (read after the first frame): show them."""
+        self._shown = self.state.visible(self.query_text)
+        self._index = {cid: i for i, cid in enumerate(self._shown)}
+        self._widths = ()   # the cluster column fits the longest id now
+        self._layout_columns()
+        self.cursor_row = 0
+
     # -- reading --------------------------------------------------------------------------
 
     @property
@@ -300,6 +308,8 @@ class FleetGrid(ScrollView, can_focus=True):
         else:
             index = self.scroll_offset.y + y - 1
             if index >= len(self._shown):
+                if index == 0 and self.state.loading:
+                    return self._loading_strip(width, style)
                 return Strip.blank(width, style)
             cid = self._shown[index]
             strip = self._strips.get(cid)
@@ -317,6 +327,13 @@ class FleetGrid(ScrollView, can_focus=True):
                           or self.get_component_rich_style("fleet-grid--cursor"))
                 strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
         return strip.crop_extend(self.scroll_offset.x, self.scroll_offset.x + width, style)
+
+    def _loading_strip(self, width: int, style: Style) -> Strip:
+        """The grid's one line while the fleet file is read (after the first frame)."""
+        text = Text(f"  loading the fleet from {self.state.loading} ...", style="dim")
+        text.truncate(width, overflow="ellipsis", pad=True)
+        return Strip(Segment.apply_style(list(text.render(self.app.console, end="")), style),
+                     width)
 
     def _header_strip(self) -> Strip:
         labels = [Text(label) for _k, label, _w in FIXED_COLUMNS] + [Text("NOTE")]

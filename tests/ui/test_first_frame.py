@@ -1,0 +1,153 @@
+"""The console's first frame comes before the fleet file is read, and before the engine's,
+Kubernetes' and the other screens' modules are imported (issue 16: first frame < 1 s with
+1,000 clusters on a loaded 2-core machine, where every CPU millisecond before the frame
+is wall time).
+
+The fleet file in these tests is a named pipe: reading it blocks until the test writes
+the fleet into it, so the first frame provably does not wait for the read. Once written,
+the pipe is replaced by a regular file with the same text, for the engine process, which
+reads the fleet file again when the console starts it (after the read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from console.ui.app import ReleaseConsoleApp
+
+from .conftest import fleet_yaml
+from .ui_helpers import story, wait_for
+
+IDS = [f"prod-{i:03d}" for i in range(40)]
+
+# Not needed to draw the fleet screen: the engine (and the Kubernetes client, credentials,
+# the ledger it opens), the other screens, Git.
+HEAVY = ("console.engine", "console.kube", "console.credentials", "console.history",
+         "console.preflight", "console.session", "console.registry", "kubernetes", "git",
+         "console.ui.screens.history", "console.ui.screens.detail",
+         "console.ui.screens.release_form", "console.ui.screens.follow")
+
+
+def _fill(fifo: Path, text: str) -> bool:
+    """Write the fleet into the pipe if the console is waiting on it (False if not), then
+    put a regular file with the same text in the pipe's place."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:   # no reader (yet, or any more)
+        return False
+    with os.fdopen(fd, "w") as pipe:
+        pipe.write(text)
+    _replace_pipe(fifo, text)
+    return True
+
+
+def _replace_pipe(fifo: Path, text: str) -> None:
+    regular = fifo.with_suffix(".regular")
+    regular.write_text(text)
+    os.replace(regular, fifo)
+
+
+def _header_text(app: ReleaseConsoleApp) -> str:
+    group = app.fleet.header._render_release()
+    return "\n".join(t.plain for t in group.renderables)
+
+
+@story
+async def test_the_first_frame_shows_the_console_loading_then_the_grid_fills_in(
+        tmp_path: Path) -> None:
+    fifo = tmp_path / "fleet.yaml"
+    os.mkfifo(fifo)
+    text = fleet_yaml(IDS, tmp_path / "history")
+    app = ReleaseConsoleApp(str(fifo), status_interval=0)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            # Drawn while the fleet file cannot have been read (nobody wrote the pipe).
+            assert app.config is None and not app.fleet_loaded.is_set()
+            assert "loading the fleet file" in _header_text(app)
+            assert f"loading the fleet from {fifo}" in app.fleet.grid.render_line(1).text
+            assert app.fleet.grid.shown == []
+            # Screens that need the fleet file say it is still loading.
+            await pilot.press("n")
+            assert len(app.screen_stack) == 1
+            await wait_for(pilot, lambda: _fill(fifo, text), what="the reader on the pipe")
+            await asyncio.wait_for(app.fleet_loaded.wait(), 30)
+            await pilot.pause()
+            assert app.config is not None and app.config.app.name == "user-service"
+            assert app.fleet.grid.shown == IDS
+            assert "prod-000" in app.fleet.grid.render_line(1).text
+            assert f"user-service · {len(IDS)} clusters" in _header_text(app)
+            assert "loading" not in app.fleet.grid.render_line(1).text
+    finally:
+        if fifo.is_fifo():   # a failed test leaves no reader blocked on the pipe
+            _fill(fifo, text)
+
+
+@story
+async def test_a_fleet_file_the_console_cannot_use_ends_it_with_the_error(
+        tmp_path: Path) -> None:
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text("app:\n  name: x\n")
+    app = ReleaseConsoleApp(str(bad), status_interval=0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.fleet_error is not None, what="the fleet error")
+    assert app.return_code == 2
+    assert str(bad) in app.fleet_error and "clusters" in app.fleet_error
+
+
+def test_the_first_frame_imports_neither_the_fleet_file_s_modules_nor_the_engine_s(
+        tmp_path: Path) -> None:
+    fifo = tmp_path / "fleet.yaml"
+    os.mkfifo(fifo)
+    (tmp_path / "fleet.txt").write_text(fleet_yaml(IDS, tmp_path / "history"))
+    script = textwrap.dedent(f"""
+        import asyncio, json, os, sys
+        from console.ui.app import ReleaseConsoleApp
+
+        app = ReleaseConsoleApp({str(fifo)!r}, status_interval=0)
+        built = sorted(sys.modules)
+
+        async def first_frame(_pilot):
+            frame = asyncio.Event()
+            app.fleet.call_after_refresh(frame.set)
+            await frame.wait()
+            drawn = sorted(sys.modules)
+            loading = app.state.loading
+            # The console's reader opens the pipe from its worker thread, which the event
+            # loop starts: the write waits for it in a thread of its own.
+            with open({str(tmp_path / "fleet.txt")!r}) as source:
+                text = source.read()
+            def fill():
+                with open({str(fifo)!r}, "w") as pipe:
+                    pipe.write(text)
+                with open({str(tmp_path / "regular")!r}, "w") as regular:
+                    regular.write(text)
+                os.replace({str(tmp_path / "regular")!r}, {str(fifo)!r})   # for the engine
+
+            await asyncio.to_thread(fill)
+            await app.fleet_loaded.wait()
+            print(json.dumps({{"built": built, "drawn": drawn, "loading": loading,
+                              "rows": len(app.fleet.grid.shown)}}), flush=True)
+            app.exit()
+
+        app.run(headless=True, size=(120, 36), auto_pilot=first_frame)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_CONSOLE_")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    seen = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("{")))
+    # The app module and the app object: no fleet-file modules (read after the frame).
+    assert [m for m in seen["built"] if m.startswith("console.config")] == []
+    # The first frame: none of what only later screens and the engine need.
+    heavy = [m for m in seen["drawn"] if m.startswith(HEAVY)]
+    assert heavy == []
+    assert seen["loading"] == str(fifo)
+    assert seen["rows"] == len(IDS)
