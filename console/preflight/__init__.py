@@ -12,9 +12,10 @@ The checks, in the order they run (an explicit list: `RELEASE_CHECKS`, `CLUSTER_
   scheduler counts it) - `capacity.py`.
 
 A cluster whose credentials cannot be loaded gets that one line and no other; one that does
-not answer gets one failing line, and its checks that need the cluster are left out. Requests per cluster: the namespace,
-the rules review, the Deployment (not on a first release), one dry run per object, the
-nodes and the pods - six for a one-Deployment app.
+not answer gets one failing line, and its checks that need the cluster are left out.
+Requests per cluster: the Deployment (where it exists it also proves the namespace; else
+the namespace is read too), the rules review, one dry run per object, the nodes and the
+pods - five for a one-Deployment app that runs already, six on a cluster's first release.
 
 `model.py` holds what a check is, what it is given and what it answers.
 """

@@ -2,11 +2,12 @@
 
 In order: the cluster id and namespace are valid names (`names`); its credentials load
 (`credentials`: the kubeconfig file, the Vault secret or the variable, with the pins of
-the fleet file); it answers (`cluster`: one read of the app's namespace, which also says
-whether the namespace exists); the namespace exists or the credentials may create it
-(`namespace`, from the rules the `access` check read); and the app's live version
-(`live`, for the printed plan and the release's from-version; no request when the
-namespace does not exist yet).
+the fleet file); it answers (`cluster`: one read of the app's Deployment - which, where
+it exists, also says the namespace exists and what runs - else of the app's namespace,
+which says whether the namespace exists); the namespace exists or the credentials may
+create it (`namespace`, from the rules the `access` check read); and the app's live
+version (`live`, for the printed plan and the release's from-version; no request when the
+namespace does not exist yet or the `cluster` check read the Deployment).
 
 A cluster whose credentials cannot be loaded, or that does not answer, gets exactly one
 failing line: the later checks that need the cluster are left out.
@@ -50,11 +51,28 @@ def check_credentials(ctx: ClusterContext) -> CheckResult:
 
 
 def check_cluster_answers(ctx: ClusterContext) -> CheckResult:
-    """The API server answers a read of the app's namespace (and whether it exists).
+    """The API server answers a read of the app's Deployment or of its namespace (and
+    whether the namespace exists).
 
-    The namespace read stands in for `GET /version`: it proves the same reachability, and
-    pre-flight needs its answer anyway.
+    The read stands in for `GET /version`: it proves the same reachability, and pre-flight
+    needs its answer anyway. The app's Deployment is read first (manifests; a chart's live
+    state is Helm's): where it exists - every release but a cluster's first - it says the
+    namespace exists and what runs there, and the namespace is not read at all (one
+    request fewer per cluster). Absent or not readable, the namespace is read as before.
     """
+    if ctx.config.app.chart is None:
+        try:
+            deployment = ctx.driver.read_deployment(timeout=PING_TIMEOUT)
+        except ClusterError as exc:
+            if exc.status != 403:
+                ctx.reachable = False
+                return CheckResult("cluster", False, exc.reason, ctx.cluster.id)
+            deployment = None   # not readable: the namespace read and `live` say the rest
+        if deployment is not None:
+            ctx.namespace_exists = True
+            ctx.live = ctx.driver.describe(deployment)
+            return CheckResult("cluster", True, f"answers ({ctx.driver.client.server})",
+                               ctx.cluster.id)
     ns = ctx.cluster.namespace
     try:
         ctx.driver.client.request("GET", f"/api/v1/namespaces/{ns}", timeout=PING_TIMEOUT)
@@ -94,7 +112,9 @@ def check_namespace(ctx: ClusterContext) -> CheckResult:
 
 def check_live_version(ctx: ClusterContext) -> CheckResult:
     """Read what the cluster runs now (the release's from-version)."""
-    if ctx.namespace_exists is False:
+    if ctx.live is not None:
+        pass                                      # the `cluster` check read it
+    elif ctx.namespace_exists is False:
         ctx.live = LiveDeployment(exists=False)   # nothing can run in a missing namespace
     else:
         try:

@@ -156,7 +156,8 @@ def test_a_missing_kubeconfig_is_one_credentials_line_naming_both_files(world, c
     assert all(r["ok"] for r in report["results"] if r["cluster"] == "a")
 
 
-def test_preflight_asks_each_cluster_at_most_six_requests(world):
+def test_preflight_asks_each_cluster_at_most_six_requests_and_five_where_the_app_runs(
+        world):
     w = world(["a", "b"])
 
     def requests_of_one_preflight(tag):
@@ -168,7 +169,12 @@ def test_preflight_asks_each_cluster_at_most_six_requests(world):
             engine.close()
         return [w.fleet.counters(c)["total"] - before[c] for c in ("a", "b")]
 
-    assert requests_of_one_preflight("v1") == [5, 5]     # first release: no Deployment to read
+    # A first release: the Deployment read finds none, so the namespace is read too.
+    assert requests_of_one_preflight("v1") == [6, 6]
     w.deploy_everywhere("v1")
-    assert requests_of_one_preflight("v2") == [6, 6]
+    namespace_reads = w.fleet.counters("a")["by_verb_resource"].get("get namespaces", 0)
+    # Where the app runs, its Deployment's read also proves the namespace and the cluster
+    # answer: no namespace read (it was 6, the namespace read as the probe).
+    assert requests_of_one_preflight("v2") == [5, 5]
+    assert w.fleet.counters("a")["by_verb_resource"].get("get namespaces", 0) == namespace_reads
     assert "create selfsubjectaccessreviews" not in w.fleet.counters("a")["by_verb_resource"]
