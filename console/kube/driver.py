@@ -9,18 +9,17 @@ that cannot pull or keep crashing, verifies the pods at the end, and rolls back 
 pod template the cluster ran before, to a ReplicaSet revision, or by deleting a
 Deployment the release created.
 
-Following a rollout opens two watches (the Deployment by name, its pods by selector);
-the calling thread opens them and alone decides, while one thread for the whole process
-(`console.kube.watch_hub`) reads every open stream and forwards the events to the
-rollout's queue. Watches resume from the last resourceVersion and re-list after 410
-Gone; a cluster that stops answering for longer than `unreachable_grace` fails.
+Following a rollout opens two watches (the Deployment by name, its pods by selector):
+one thread for the whole process (`console.kube.watch_hub`) reads every open stream,
+and one (`console.kube.following`) decides every rollout from their events; the
+calling thread waits for the verdict. Watches resume from the last resourceVersion and
+re-list after 410 Gone; a cluster that stops answering for longer than
+`unreachable_grace` fails.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,11 +28,11 @@ from console.kube.client import ClusterError, KubeClient
 from console.kube.deployment import (LiveDeployment, Progress, Revision,  # noqa: F401
                                      _container_image, _template_images, image_digest,
                                      image_tag, selector_string)
-from console.kube.rollout import (REVISION_ANNOTATION, FailFast, Phase, RolloutStatus,
-                                  pod_problems, pod_summary, rollout_status, verify_pods)
-from console.kube.watch_hub import HubWatch
-from console.kube.waking import take_batch
-from console.kube.watch_feed import RELISTED
+# Re-exported: callers catch RolloutInterrupted and tune the polls from here.
+from console.kube.following import (CANCEL_POLL, POD_SETTLE, WOKEN_POLL,  # noqa: F401
+                                    Following, RolloutInterrupted)
+from console.kube.rollout import (REVISION_ANNOTATION, RolloutStatus, pod_problems,
+                                  verify_pods)
 from console.kube.writes_first import WRITES
 
 FIELD_MANAGER = "release-console"
@@ -44,14 +43,6 @@ ANN_PREVIOUS = ANNOTATION_PREFIX + "previous-version"
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
-
-# s the pod watch may lag the Deployment's at a rollout's completion before verify()
-# lists the pods instead.
-POD_SETTLE = 2.0
-# s between looks at a plain cancel event (a `WakingEvent` wakes the rollout itself, which
-# then only looks this often as a safety net).
-CANCEL_POLL = 0.5
-WOKEN_POLL = 5.0
 
 # Where each kind a manifest directory may hold lives in the API (namespaced kinds).
 RESOURCE_PATHS: Mapping[tuple[str, str], str] = {
@@ -65,10 +56,6 @@ RESOURCE_PATHS: Mapping[tuple[str, str], str] = {
         "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
     ("networking.k8s.io/v1", "Ingress"): "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
 }
-
-
-class RolloutInterrupted(Exception):
-    """Following a rollout was cancelled by the caller (the release was aborted)."""
 
 
 class ClusterDriver:
@@ -324,142 +311,14 @@ class ClusterDriver:
         Pinned to its generation; fails fast when new pods have a fatal problem for
         longer than `grace`; raises `ClusterError` on failure or timeout and
         `RolloutInterrupted` when `cancel` is set. Returns the final status.
+        Decided on the process's rollout thread (`console.kube.following`), which also
+        calls `on_progress`; this thread only waits for the verdict.
         """
-        meta = deployment.get("metadata") or {}
-        spec = deployment.get("spec") or {}
-        generation = int(meta.get("generation") or 0)
-        images = _template_images(spec.get("template") or {})
-        labels = (spec.get("selector") or {}).get("matchLabels") or {"app": self.app}
-        events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
-        # The server ends each watch after this long (the reader then resumes it): bounded so
-        # a connection that dies silently is noticed by the read timeout within minutes.
-        server_timeout = max(1, min(int(timeout) + 1, 120))
-        # Only pods of the new template can fail the rollout. When our write changed the
-        # spec (a generation the controller has not seen yet), every such pod is made after
-        # it: the pods are watched from the write's resourceVersion, no list needed (a
-        # version the server no longer keeps is answered 410 and the reader lists). Else
-        # (nothing changed, or already seen) the pods may exist already: list them first.
-        observed = int((deployment.get("status") or {}).get("observedGeneration") or 0)
-        pods_from = meta.get("resourceVersion") if generation > observed else None
-        watches = [
-            HubWatch(self.client, self._deployments,
-                     {"fieldSelector": f"metadata.name={self.app}"}, "deployment",
-                     events, meta.get("resourceVersion"), server_timeout),
-            HubWatch(self.client, f"/api/v1/namespaces/{self.namespace}/pods",
-                     {"labelSelector": selector_string(labels)}, "pod", events,
-                     pods_from, server_timeout),
-        ]
-
-        def wake() -> None:
-            events.put(("cancel", "", None))
-
-        add_waker = getattr(cancel, "add_waker", None)
-        if add_waker is not None:
-            add_waker(wake)
-        poll = WOKEN_POLL if add_waker is not None or cancel is None else CANCEL_POLL
-        fail_fast = FailFast(images, self.grace)
-        # The pods as the watch tells them (a re-list starts over): at completion they
-        # usually verify the rollout without listing the pods again.
-        pods: dict[str, Mapping[str, Any]] = {}
-        replicas = spec.get("replicas")
-        wanted = replicas if isinstance(replicas, int) else 1
-        settle_until: float | None = None
-        status = rollout_status(deployment, generation)
-        start = time.monotonic()
-        deadline = start + timeout
-        failing_since: dict[str, float] = {}   # reader -> when it started failing
-        last_error: ClusterError | None = None
-        reported: Progress | None = None
+        following = Following(self, deployment, timeout, on_progress, cancel)
         # Other clusters' applies first (a release's wall time waits for the last one);
         # the watches start from this apply's version, so waiting misses nothing.
         WRITES.wait_quiet()
-        try:
-            while True:
-                for watch in watches:
-                    # (Re)opened here, on this thread: a list or a connect that blocks
-                    # holds up this cluster only; the hub reads the streams.
-                    opens_at = watch.due
-                    if opens_at is not None and opens_at <= time.monotonic():
-                        watch.open()
-                now = time.monotonic()
-                pending = fail_fast.pending()
-                progress = Progress(status.phase.value, status.message, status.desired,
-                                    status.updated, status.ready, status.available,
-                                    pending.describe() if pending else None)
-                if on_progress and progress != reported:
-                    reported = progress
-                    on_progress(progress)
-                if status.phase is Phase.COMPLETE:
-                    # The pod watch is another connection and may lag the Deployment's:
-                    # give it a moment to show the pods ready, else verify() lists them.
-                    settle_until = settle_until or now + POD_SETTLE
-                    if verify_pods(pods.values(), images, wanted) is None:
-                        self._verified.add(id(deployment))
-                        return status
-                    if now >= settle_until:
-                        return status
-                else:
-                    settle_until = None
-                if status.phase is Phase.FAILED:
-                    raise ClusterError(self.cluster, status.message)
-                problem = fail_fast.verdict(now)
-                if problem is not None:
-                    raise ClusterError(self.cluster, f"pods failing for over {self.grace:g}s: "
-                                       f"{problem.describe()}")
-                if cancel is not None and cancel.is_set():
-                    raise RolloutInterrupted(self.cluster)
-                if failing_since and last_error is not None and \
-                        now - min(failing_since.values()) > self.unreachable_grace:
-                    raise ClusterError(self.cluster, f"{last_error.reason} (for over "
-                                       f"{self.unreachable_grace:g}s during the rollout)",
-                                       unreachable=last_error.unreachable)
-                if now >= deadline:
-                    raise ClusterError(self.cluster, f"rollout not complete after "
-                                       f"{timeout:g}s: {status.message}")
-                # Sleep until the next thing that may need deciding: an event, a pod
-                # problem outliving its grace, an unreachable spell its grace, the deadline.
-                due = [deadline, now + poll]
-                if settle_until is not None:
-                    due.append(settle_until)
-                if (verdict_at := fail_fast.due()) is not None:
-                    due.append(verdict_at)
-                if failing_since:
-                    due.append(min(failing_since.values()) + self.unreachable_grace)
-                due.extend(at for watch in watches if (at := watch.due) is not None)
-                wait = max(0.0, min(due) - now)
-                # Everything that came meanwhile, then one decision (the hub delivers a
-                # stream's events in bursts; deciding after each cost a wake-up apiece).
-                batch = take_batch(events, wait)
-                if not batch:
-                    continue
-                for source, kind, obj in batch:
-                    if source in ("cancel", "ended"):
-                        continue
-                    if source == "error":
-                        last_error = obj
-                        failing_since.setdefault(kind, now)
-                    elif source == "recovered":
-                        failing_since.pop(kind, None)
-                    elif kind == RELISTED:
-                        if source == "pod":
-                            pods.clear()
-                    elif source == "deployment" and kind != "DELETED":
-                        status = rollout_status(obj, generation)
-                    elif source == "deployment":
-                        raise ClusterError(self.cluster, f"deployment {self.app!r} was "
-                                           "deleted during the rollout")
-                    elif source == "pod":
-                        fail_fast.observe(obj, now, deleted=kind == "DELETED")
-                        name = (obj.get("metadata") or {}).get("name", "")
-                        if kind == "DELETED":
-                            pods.pop(name, None)
-                        else:
-                            pods[name] = pod_summary(obj)
-        finally:
-            if add_waker is not None:
-                cancel.remove_waker(wake)   # type: ignore[union-attr]
-            for watch in watches:
-                watch.stop()
+        return following.wait()
 
     def verify(self, deployment: Mapping[str, Any]) -> None:
         """After completion: every pod of the new template Running and Ready, enough of them.

@@ -1,6 +1,6 @@
 """Waiting without polling: `WakingEvent`, a cancel event that wakes whoever follows
 it, and `take_batch`, one wait on a queue and then everything that came meanwhile (the
-rollout loop of `console.kube.driver` and the wave loop of `console.engine.waves` both
+rollout loop of `console.kube.following` and the wave loop of `console.engine.waves` both
 decide once per batch)."""
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ class WakingEvent(threading.Event):
             wake()
 
 
-def take_batch(source: queue.SimpleQueue[T] | queue.Queue[T], timeout: float) -> list[T]:
-    """Wait up to `timeout` s for one item, then take every item already queued without
-    waiting; [] when none came in time."""
+def take_batch(source: queue.SimpleQueue[T] | queue.Queue[T],
+               timeout: float | None) -> list[T]:
+    """Wait up to `timeout` s (None: as long as it takes) for one item, then take every
+    item already queued without waiting; [] when none came in time."""
     try:
         batch = [source.get(timeout=timeout)]
     except queue.Empty:
