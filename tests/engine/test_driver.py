@@ -68,6 +68,41 @@ def test_following_a_rollout_starts_no_thread_per_watch(world):
     driver.client.close()
 
 
+def test_rollouts_followed_at_once_are_decided_on_one_thread_not_each_on_its_own(world):
+    """Three rollouts followed at once (a thread each waiting for its verdict, as a
+    wave's workers do) are decided on the process's one rollout thread: their progress
+    is told there, not on the three waiting threads (a thousand deciding threads spent
+    more CPU waking for events than deciding)."""
+    import threading
+
+    ids = ["a", "b", "c"]
+    w = world(ids, readiness_delay=0.5, jitter=0.0)
+    w.deploy_everywhere("v1")
+    from console.render import render
+    deciders: dict[str, set[str]] = {cid: set() for cid in ids}
+    statuses: dict[str, Phase] = {}
+
+    def one(cid: str) -> None:
+        driver = driver_for(w.fleet, cid)
+        try:
+            applied = driver.apply(render(w.config, cid, "v2"), {})
+            status = driver.follow(applied, timeout=60, on_progress=lambda p: deciders[
+                cid].add(threading.current_thread().name))
+            driver.verify(applied)
+            statuses[cid] = status.phase
+        finally:
+            driver.client.close()
+
+    threads = [threading.Thread(target=one, args=(cid,), name=f"wave-{cid}") for cid in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert statuses == {cid: Phase.COMPLETE for cid in ids}
+    assert all(deciders.values()), deciders
+    assert set().union(*deciders.values()) == {"rollouts"}, deciders
+
+
 def test_wrong_token_is_a_clear_401_without_the_token(world):
     w = world(["a", "b"])
     foreign = w.fleet.admin_token("b")

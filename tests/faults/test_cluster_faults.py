@@ -170,7 +170,10 @@ def test_slow_cluster_does_not_slow_the_others(world):
     assert result.exit_code == 0, result.clusters
     assert durations["slow"] >= 4.0                       # several 2 s requests
     for fast in ("a", "b"):
-        assert durations[fast] < durations["slow"] / 2, durations
+        # The others wait for slow's apply (writes go first, `writes_first`), not for
+        # its watches (2 s more to open: its two opens run at once since rollouts are
+        # decided on one thread, so slow takes twice the latency, no longer three times).
+        assert durations[fast] < durations["slow"] - 1.0, durations
         assert durations[fast] < 4.0, durations
     record = releases(w.config)[result.release_id]
     assert outcomes(record) == {c: "healthy" for c in ids}
