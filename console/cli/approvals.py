@@ -41,9 +41,9 @@ def headless_approver(yes: bool, operator: str, stream: TextIO | None = None, *,
         # `here`: this process's own (a shard's results include the other shards').
         reached = sorted(request.here or (r.cluster for r in request.results)) or \
             list(request.next_clusters)
-        run = engine.run_holding(reached[0])
-        lock = run.release_lock if run is not None else None
-        return whoami(engine, lock.leases[0].cluster if lock and lock.leases else reached[0])
+        run = engine.running(request.release_id) or engine.run_holding(reached[0])
+        return whoami(engine, (run.naming_cluster() if run is not None else None)
+                      or reached[0])
 
     def label(who: str, confirmed: bool, how: str) -> str:
         local = operator

@@ -312,12 +312,15 @@ def run_interruptible(engine: Engine, request: ReleaseRequest, approver: Approve
     from console.engine import ReleaseControl
     control = control if control is not None else ReleaseControl()
     box: dict[str, Any] = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
             box["result"] = engine.run(request, approver, control)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             box["error"] = exc
+        finally:
+            done.set()
 
     def abort(*_args: Any) -> None:
         if control.aborted:
@@ -331,9 +334,12 @@ def run_interruptible(engine: Engine, request: ReleaseRequest, approver: Approve
         if threading.current_thread() is threading.main_thread() else None
     try:
         worker.start()
-        while worker.is_alive():
+        # Waited on an event of our own, not `worker.join`: a KeyboardInterrupt inside
+        # `join` can leave the thread looking finished (`is_alive()` False while it
+        # runs; CPython before 3.13), and the release's result was then missing.
+        while not done.is_set():
             try:
-                worker.join(0.5)
+                done.wait(0.5)
             except KeyboardInterrupt:
                 abort()
     finally:
@@ -397,13 +403,6 @@ def run(args: argparse.Namespace) -> int:
     plan = engine.plan(request)
     if args.yes:
         refuse_yes_for_approvals(config, plan)
-    if shard is not None and shard[0] == 1 and args.wait_for_approval and not plan.targets \
-            and any(wave.gate_before for wave in plan.waves[1:]):
-        # Shard 1 answers the gates, through its control channel here - which lives on a
-        # Lease of its own clusters: with none it could never be approved.
-        raise ValidationError(f"--shard {args.shard}: no cluster of this release is in "
-                              "shard 1's slice, so it cannot listen for `control ... "
-                              "approve`; give shard 1 --yes, or run fewer shards")
     try:
         # The session: ledger, notifier, a stopped console's releases reconciled, and
         # who acts (the request's operator).

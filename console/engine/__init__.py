@@ -13,9 +13,11 @@ healthy wave for its bake time), `pacing` (at most N starts in a sliding window)
 manual rollbacks), `rollback_choice` (where a manual rollback goes, from the ledger),
 `action_lease` (the release lease a manual action holds), `checks` (pre-flight and the
 release lock), `queries` (status, detail, lease holders, reconcile), `shards` (one
-release as N shards: global waves, gates and budget), `steering` (the listening end of
+release as N shards: global waves, gates and budget), `shard_gates` (a sharded
+release's gates), `steering` (the listening end of
 the control channel), `steering_rules` (what a steering action may act on; clusters
-left out), `steering_client` (the asking end: `control`, `follow`), `identities` (the
+left out), `steering_client` (the asking end: `control`, `follow`), `steering_acks` (the
+asking end's wait for the answers), `identities` (the
 person as a cluster confirms it), `follow` (a release another process runs, read from
 outside), `remote` and `host` (the engine in a child process: the console's side, the
 child's).

@@ -157,6 +157,11 @@ class Engine:
             else:
                 self._runs.pop(run.release_id, None)
 
+    def running(self, release_id: str) -> ReleaseRun | None:
+        """The running release `release_id` of this engine, if any."""
+        with self._drivers_lock:
+            return self._runs.get(release_id)
+
     def run_holding(self, cluster_id: str) -> ReleaseRun | None:
         """The running release of this engine whose lease covers `cluster_id`, if any."""
         with self._drivers_lock:

@@ -69,6 +69,15 @@ class ReleaseRun:
         lock = self.release_lock
         return lock is not None and cid in self.plan.order and cid not in lock.lost
 
+    def naming_cluster(self) -> str | None:
+        """The cluster whose SelfSubjectReview names a gate's approver: the first the
+        release holds (its control lease) - of a shard with an empty slice the board's,
+        where it listens - as `release-console control` asks (None: none held)."""
+        lock = self.release_lock
+        if lock is not None and lock.leases:
+            return lock.leases[0].cluster
+        return self.shards.coordinator if self.shards is not None else None
+
     def hand_over(self, cid: str, by: str, timeout: float) -> None:
         """Give `cid` to a manual action inside this release: interrupt its rollout and
         wait (up to `timeout` s) until it stopped; it is not started later and no
@@ -117,8 +126,10 @@ class ReleaseRun:
                 [self.stops.setdefault(cid, WakingEvent())]
         for event in events:
             event.set()
-    # Why a freeze window that opened mid-release stops new starts (None: none has);
-    # `freeze_check` looks (set by the runner when the fleet file has windows).
+    # Why a stop from outside the plan stops new starts (None: none has): a freeze
+    # window that opened mid-release (`freeze_check` looks; set by the runner when the
+    # fleet file has windows), or another shard's stop (`halt`). Either ends the
+    # release `stopped` (exit 3).
     freeze_check: Callable[[], str | None] | None = None
     frozen: str | None = None
 
@@ -127,6 +138,15 @@ class ReleaseRun:
         if self.frozen is None and self.freeze_check is not None:
             self.frozen = self.freeze_check()
         return self.frozen
+
+    def halt(self, why: str) -> bool:
+        """Another shard stopped the release (`console.engine.shards`): no new cluster
+        starts here, as when a freeze window opens; False when stopped already."""
+        with self.lock:
+            if self.frozen is not None:
+                return False
+            self.frozen = why
+            return True
 
     def lock_lost(self) -> str | None:
         """Why no new cluster may start because a lease was lost (None while all are held)."""

@@ -43,10 +43,12 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from console.engine.api import (Approver, ClusterResult, GateAnswer, GateDecision,
-                                GateRequest, Outcome, ReleaseRequest)
+from console.engine.api import (ControlChange, GateAnswer, GateDecision, Outcome,
+                                ReleaseRequest)
+from console.engine.shard_gates import ShardGates
 from console.errors import UserError
 from console.kube.client import ClusterError
 from console.locks import shards as wire
@@ -56,6 +58,7 @@ from console.plan import shard_of
 if TYPE_CHECKING:
     from console.engine.core import Engine
     from console.engine.run_state import ReleaseRun
+    from console.locks import ClusterLease, ReleaseLock
     from console.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -70,16 +73,27 @@ NAMED = 200                # clusters not healthy a shard names on the board (th
 STOPS_ALL = (Outcome.PREFLIGHT_FAILED, Outcome.ABORTED, Outcome.STOPPED)
 
 
+@dataclass(frozen=True)
+class LeaseAt:
+    """A Lease to read on one cluster (`kube` None: its credentials do not load)."""
+
+    cluster: str
+    kube: Any
+    namespace: str
+    name: str
+
+
 class ShardStop(Exception):
     """The release must stop here (the message says which shard and why)."""
 
 
-class ShardBoard:
+class ShardBoard(ShardGates):
     """This shard's end of the board (see the module docstring)."""
 
     def __init__(self, engine: Engine, release_id: str, shard: int, shards: int,
                  coordinator: str, timeout: float) -> None:
         driver = engine.driver(coordinator)
+        self.engine: Engine | None = engine
         self.kube = driver.client
         self.namespace = driver.namespace
         self.coordinator = coordinator
@@ -89,22 +103,107 @@ class ShardBoard:
         self.timeout = float(timeout)
         self.request_timeout = engine.request_timeout
         self.entry: dict[str, Any] = {"wave": STARTING, "failures": 0, "beat": 0}
-        self.run: ReleaseRun | None = None
+        self._run: ReleaseRun | None = None
         self.whole: Plan | None = None      # the whole release's plan (every shard's)
         self.tag = ""
+        self.operator = ""
+        # An empty slice's listening lease on the board's cluster (`listen`).
+        self.listening: ReleaseLock | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
-    def label(self) -> str:
-        """`2/3`."""
-        return f"{self.shard}/{self.shards}"
+    def run(self) -> ReleaseRun | None:
+        """The release once it started (set by the wave runner)."""
+        return self._run
+
+    @run.setter
+    def run(self, run: ReleaseRun) -> None:
+        self._run = run
+        # An abort here (Ctrl-C, SIGTERM, `control abort`) goes on the board at once.
+        run.control.subscribe(self._on_control)
+
+    def _on_control(self, what: ControlChange, by: str) -> None:
+        """This shard was aborted: write the stop on the board now - from a thread, as
+        the signal handler that aborts must not wait on the network - so the others
+        stop new starts within a heartbeat, not at their next wave barrier."""
+        if what is ControlChange.ABORTED:
+            why = f"shard {self.label} aborted{f' by {by}' if by else ''}"
+            threading.Thread(target=self.stop_all, args=(why,), daemon=True,
+                             name=f"shard-stop-{self.release_id}").start()
+
+    def _halt(self, board: dict[str, Any]) -> None:
+        """Another shard wrote a stop: no new cluster starts here (its clusters are
+        skipped with the reason; the release ends stopped at its next barrier), and a
+        gate waiting for an approval is answered: reject."""
+        stop, run = board.get("stop"), self._run
+        if run is None or not isinstance(stop, dict) or stop.get("by") == self.shard:
+            return
+        why = str(stop.get("why") or f"shard {stop.get('by')} stopped")
+        if run.halt(why) and run.gate_waiting is not None:
+            run.control.answer_gate(GateAnswer(GateDecision.REJECT, by=why,
+                                               gate=run.gate_waiting))
 
     @property
-    def gate_shard(self) -> bool:
-        """Whether this shard answers the gates for all (shard 1)."""
-        return self.shard == 1
+    def beat(self) -> float:
+        """Seconds between heartbeats."""
+        return max(0.5, min(BEAT_MAX, self.timeout / 4))
+
+    def listen(self, engine: Engine) -> list[ClusterLease]:
+        """The lease a shard with no cluster in its slice listens on for `control`: the
+        Lease `release-console-<app>.shard-K` on the board's cluster (every shard
+        reaches it, and may get, create and update Leases there), held like a release
+        lock until `close` - so `control` finds it as it finds a release's own leases.
+        Empty when it cannot be taken (logged: the shard runs, unsteerable)."""
+        from console.locks import LockError, ReleaseLock
+        lock = ReleaseLock.for_clusters(
+            {self.coordinator: (self.kube, self.namespace)}, engine.config.app.name,
+            self.release_id, user=self.operator or None, duration=engine.lock_duration,
+            timeout=self.request_timeout)
+        for lease in lock.leases:
+            lease.name = wire.listen_name(engine.config.app.name, self.shard)
+        try:
+            self.listening = lock.acquire()
+        except LockError as exc:
+            log.warning("release %s shard %s: no listening lease on %s: %s",
+                        self.release_id, self.label, self.coordinator, exc)
+            return []
+        return list(lock.leases)
+
+    def proof(self, engine: Engine) -> list[LeaseAt]:
+        """The app's release Lease on every target of the whole release: where `control`
+        also writes a request, the proof of its rights an empty-slice shard checks
+        (`console.engine.steering`); `kube` None where the credentials do not load."""
+        from console.locks import lease_name
+        found = []
+        for cid in (self.whole.targets if self.whole is not None else ()):
+            try:
+                driver = engine.driver(cid)
+                found.append(LeaseAt(cid, driver.client, driver.namespace,
+                                     lease_name(engine.config.app.name)))
+            except (ClusterError, UserError):
+                found.append(LeaseAt(cid, None, "", ""))
+        return found
+
+    def check_rights(self) -> None:
+        """Refuse (`BoardUnreachable`, exit 2, before anything is touched) unless this
+        shard's credentials may get, create and update Leases in the board's namespace
+        - one SelfSubjectRulesReview, as pre-flight asks its own clusters. Create too:
+        whoever writes first creates the board (and an empty slice's listening lease),
+        so a shard without it would fail only when it happened to come first."""
+        from console.preflight.access import describe_denial, find_denials
+        from console.rbac import Permission
+        wanted = [Permission(verb, "coordination.k8s.io", "leases")
+                  for verb in ("get", "create", "update")]
+        missing = find_denials(self.kube, self.namespace, wanted)
+        if missing:
+            raise BoardUnreachable(
+                f"shard {self.label} may not use the shard board on cluster "
+                f"{self.coordinator!r}: its credentials there lack "
+                f"{', '.join(describe_denial(p, self.namespace) for p in missing)}. Every "
+                "shard needs get, create and update on Leases in the app's namespace of "
+                "the board's cluster; nothing was touched")
 
     # -- writing -----------------------------------------------------------------------
 
@@ -155,13 +254,14 @@ class ShardBoard:
     def start_beating(self) -> None:
         """Bump the heartbeat (and publish the failures) until `close`; each beat also
         reads the others' failures into the run's `shared_failures` (once `run` is set)."""
-        interval = max(0.5, min(BEAT_MAX, self.timeout / 4))
+        interval = self.beat
 
         def beat() -> None:
             while not self._stop.wait(interval):
                 board = self.try_publish()
                 if board is not None:
                     self._count_others(board)
+                    self._halt(board)
         self._thread = threading.Thread(target=beat, daemon=True,
                                         name=f"shard-beat-{self.release_id}")
         self._thread.start()
@@ -171,8 +271,14 @@ class ShardBoard:
         way it ended stops the release everywhere). The last shard to end - every other
         one ended or was found gone - takes the release's board off the lease."""
         self._stop.set()
+        if self._run is not None:
+            self._run.control.unsubscribe(self._on_control)
         if self._thread is not None:
             self._thread.join(timeout=self.request_timeout * 2 + 1)
+        if self.listening is not None:
+            for problem in self.listening.release():
+                log.warning("release %s shard %s: %s", self.release_id, self.label, problem)
+            self.listening = None
         self.try_publish(ended=outcome.value, why=why[:300])
         if outcome in STOPS_ALL:
             self.stop_all(f"shard {self.label} ended {outcome.value}: {why}"[:300])
@@ -218,53 +324,39 @@ class ShardBoard:
 
     # -- reading -----------------------------------------------------------------------
 
-    def gate_view(self, next_wave: int, own: list[ClusterResult]
-                  ) -> tuple[list[ClusterResult], tuple[str, ...], dict[str, int]]:
-        """What a gate shows of the whole release (read after the barrier, so every
-        shard published the waves before it): every shard's finished clusters in plan
-        order (`own` for this shard's; another shard's healthy ones are those it did not
-        name), the whole next wave, and the finished clusters counted by outcome."""
+    def _elsewhere(self, silent: list[int]) -> None:
+        """Raise `ShardStop` when a shard of `silent` (never reported here) reports on
+        the board of the default cluster - the first target in sorted order - while
+        this shard was given another (`--shard-board`): shards given different boards
+        never meet. The stop is written there too, so those shards stop as soon."""
+        default = coordinator(self.whole.targets if self.whole is not None else ())
+        if default == self.coordinator or self.engine is None:
+            return
         try:
-            board = wire.read(self.kube, self.namespace, self.name, self.release_id,
+            driver = self.engine.driver(default)
+            there = wire.read(driver.client, driver.namespace, self.name, self.release_id,
                               self.request_timeout)
-        except ChannelError as exc:
-            log.warning("release %s shard %s: shard board: %s", self.release_id,
-                        self.label, exc)
-            board = {}
-        entries = board.get("shards") or {}
-        whole = self.whole
-        mine = {r.cluster: r for r in own}
-        results: list[ClusterResult] = []
-        counts: dict[str, int] = {}
-        for r in own:
-            counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-        for k, entry in entries.items():
-            if k != str(self.shard) and isinstance(entry, dict):
-                told = (entry.get("results") or {}).get("counts") or {}
-                for outcome, n in told.items():
-                    counts[outcome] = counts.get(outcome, 0) + int(n)
-        for wave in (whole.waves[:next_wave] if whole else ()):
-            for cid in wave.clusters:
-                k = shard_of(cid, self.shards)
-                if k == self.shard:
-                    if cid in mine:
-                        results.append(mine[cid])
-                    continue
-                told = (entries.get(str(k)) or {}).get("results") or {}
-                named = (told.get("named") or {}).get(cid)
-                # Unnamed is healthy only when the shard named every other ending.
-                all_named = sum(int(n) for o, n in (told.get("counts") or {}).items()
-                                if o != Outcome.HEALTHY.value) == len(told.get("named") or {})
-                if isinstance(named, list) and len(named) == 2 and \
-                        named[0] in {o.value for o in Outcome}:
-                    results.append(ClusterResult(cid, named[0], None, self.tag,
-                                                 error=named[1] or None))
-                elif told and all_named:
-                    results.append(ClusterResult(cid, Outcome.HEALTHY, None, self.tag))
-        following = whole.waves[next_wave].clusters if whole and next_wave < len(whole.waves) \
-            else ()
-        return results, tuple(following), counts
+        except (ChannelError, ClusterError, UserError):
+            return   # not reachable from here: the timeout names the likely cause
+        found = [k for k in silent if isinstance((there.get("shards") or {}).get(str(k)),
+                                                 dict)]
+        if not found:
+            return
+        why = (f"shard {', '.join(f'{k}/{self.shards}' for k in found)} reports on the "
+               f"shard board of cluster {default!r} (no --shard-board), shard {self.label} "
+               f"on {self.coordinator!r} (--shard-board): every shard must be given the "
+               "same --shard-board; nothing was touched")
 
+        def edit(board: dict[str, Any]) -> None:
+            board.setdefault("stop", {"by": self.shard, "why": why})
+        try:
+            wire.update(driver.client, driver.namespace, self.name, self.release_id, edit,
+                        self.request_timeout)
+        except ChannelError as exc:
+            log.warning("release %s shard %s: could not write the stop on %s: %s",
+                        self.release_id, self.label, default, exc)
+        self.stop_all(why)
+        raise ShardStop(why)
 
     def _count_others(self, board: dict[str, Any]) -> None:
         if self.run is None:
@@ -281,6 +373,7 @@ class ShardBoard:
         (no change of its entry for `timeout` s), or `cancel` is set."""
         seen: dict[int, tuple[str, float]] = {}
         unread_since: float | None = None
+        looked_elsewhere = time.monotonic()
         while True:
             now = time.monotonic()
             try:
@@ -314,7 +407,8 @@ class ShardBoard:
                     seen[k] = (mark, now)
                 elif now - seen[k][1] > self.timeout:
                     state = (f"never reported: can it reach the shard board on cluster "
-                             f"{self.coordinator!r}?") if entry is None else \
+                             f"{self.coordinator!r}, and was it given the same "
+                             f"--shard-board?") if entry is None else \
                         f"last reported wave {int(entry.get('wave', STARTING)) + 1} done"
                     if entry is not None and int(entry.get("wave", STARTING)) < 0:
                         state = "never passed pre-flight"
@@ -324,59 +418,15 @@ class ShardBoard:
                 waiting.append(k)
             if not waiting:
                 return
+            if wave == PREFLIGHT and now - looked_elsewhere > self.beat and \
+                    any(entries.get(str(k)) is None for k in waiting):
+                looked_elsewhere = now
+                self._elsewhere([k for k in waiting if entries.get(str(k)) is None])
             if cancel is not None and cancel.wait(POLL):
                 raise ShardStop("release aborted")
             if cancel is None:
                 time.sleep(POLL)
 
-    def approver(self, own: Approver) -> Approver:
-        """The approver of this shard: shard 1 asks `own` and writes the answer on the
-        board; the others wait for that answer there."""
-        if self.gate_shard:
-            def ask(request: GateRequest) -> GateAnswer:
-                answer = own(request)
-                decided = {"decision": GateDecision(answer.decision).value, "by": answer.by,
-                           "rollback": bool(answer.rollback)}
-
-                def edit(board: dict[str, Any]) -> None:
-                    board.setdefault("gates", {})[str(request.next_wave)] = decided
-                try:
-                    wire.update(self.kube, self.namespace, self.name, self.release_id, edit,
-                                self.request_timeout)
-                except ChannelError as exc:
-                    # The others cannot learn the answer: stop here too.
-                    return GateAnswer(GateDecision.REJECT,
-                                      by=f"shard board unwritable ({exc})")
-                return answer
-            return ask
-
-        def wait(request: GateRequest) -> GateAnswer:
-            seen: tuple[str, float] | None = None
-            while True:
-                try:
-                    board = wire.read(self.kube, self.namespace, self.name,
-                                      self.release_id, self.request_timeout)
-                except ChannelError:
-                    board = {}
-                decided = (board.get("gates") or {}).get(str(request.next_wave))
-                if isinstance(decided, dict):
-                    return GateAnswer(GateDecision(decided.get("decision", "reject")),
-                                      by=f"{decided.get('by') or '?'} (via shard 1)",
-                                      rollback=bool(decided.get("rollback")))
-                lead = (board.get("shards") or {}).get("1")
-                if isinstance(lead, dict) and lead.get("ended"):
-                    return GateAnswer(GateDecision.REJECT,
-                                      by=f"shard 1/{self.shards} ended "
-                                         f"{lead.get('ended')} before answering")
-                mark, now = json.dumps(lead, sort_keys=True), time.monotonic()
-                if seen is None or seen[0] != mark:
-                    seen = (mark, now)
-                elif now - seen[1] > self.timeout:
-                    return GateAnswer(GateDecision.REJECT,
-                                      by=f"shard 1/{self.shards} stopped reporting (no "
-                                         f"heartbeat for {self.timeout:g}s)")
-                time.sleep(POLL)
-        return wait
 
 
 def taker(action: str, cluster: str | None, shards: int) -> int | None:
@@ -415,7 +465,8 @@ def open_board(engine: Engine, request: ReleaseRequest, release_id: str) -> Shar
     try:
         board = ShardBoard(engine, release_id, request.shard[0], request.shard[1], where,
                            request.shard_timeout)
-        board.whole, board.tag = whole, request.tag
+        board.whole, board.tag, board.operator = whole, request.tag, request.operator
+        board.check_rights()
         try:
             board.publish()
         except ChannelError as exc:
@@ -425,6 +476,8 @@ def open_board(engine: Engine, request: ReleaseRequest, release_id: str) -> Shar
             # a first release): made as a release's lock makes it, then written again.
             engine.driver(where).ensure_namespace()
             board.publish()
+    except BoardUnreachable:
+        raise
     except (ChannelError, ClusterError, UserError) as exc:
         how = ("named by --shard-board" if request.shard_board else
                "the first target in sorted order; --shard-board CLUSTER names another, "

@@ -187,6 +187,8 @@ class Channel:
         if self.run.plan.shard is not None:
             # Every shard listens on a lease of its own (`console.engine.shards.taker`).
             state["shard"] = "{}/{}".format(*self.run.plan.shard)
+            # Where a shard with an empty slice listens (`control` looks there for it).
+            state["board"] = getattr(self.run.shards, "coordinator", None)
         if self.moves:
             # An announcement left on a lease whose cluster was down is older: the
             # asking end takes the highest.
@@ -403,6 +405,10 @@ class Channel:
         of the proof. Returns the clusters left out so."""
         others = [lease for lease in self.run.release_lock.leases
                   if lease.cluster != self.cluster] if self.run.release_lock else []
+        if not others and self.run.shards is not None and not self.run.plan.order:
+            # A shard with an empty slice listens on the board's cluster: its proof is
+            # the release's Lease on every target of the whole release (the others').
+            others = self.run.shards.proof(self.engine)
         if not others:
             return []
         rid = request.get("id")
@@ -410,6 +416,8 @@ class Channel:
         def on_lease(lease: Any) -> tuple[str, str] | None:
             """None when the request is on `lease`, else ("missing"|"unreachable", why)."""
             try:
+                if lease.kube is None:
+                    raise wire.ChannelError("its credentials do not load")
                 found = wire.read(lease.kube, lease.namespace, lease.name,
                                   self.engine.request_timeout)
             except wire.ChannelError as exc:
@@ -455,10 +463,12 @@ class Refused(Exception):
 
 def open_channel(engine: Engine, run: ReleaseRun) -> Channel | None:
     """Listen for control requests on the release's control lease (None: no lease)."""
-    lock = run.release_lock
-    if lock is None or not lock.leases:
-        return None
-    return Channel(engine, run, list(lock.leases)).open()
+    leases = list(run.release_lock.leases) if run.release_lock is not None else []
+    if not leases and run.shards is not None:
+        # A shard with no cluster in its slice still listens: on its lease on the
+        # board's cluster (`ShardBoard.listen`), so shard 1 can answer every gate.
+        leases = run.shards.listen(engine)
+    return Channel(engine, run, leases).open() if leases else None
 
 
 def _few(names: list[str]) -> str:

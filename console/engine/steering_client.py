@@ -24,6 +24,7 @@ from console.plan import shard_of
 
 if TYPE_CHECKING:
     from console.engine.core import Engine
+    from console.engine.steering_acks import Ack
 
 REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 
@@ -53,6 +54,7 @@ class LeaseView:
     error: str | None = None             # why it could not be read
     unrenewed: float | None = None       # s since its holder last renewed it (None: unknown)
     duration: float = 60.0               # its leaseDurationSeconds
+    name: str = ""                       # the Lease ("": the app's release Lease)
 
     @property
     def left_behind(self) -> bool:
@@ -77,29 +79,34 @@ def read_leases(engine: Engine, clusters: Sequence[str] | None = None,
     name = lease_name(engine.config.app.name)
 
     def one(cid: str) -> LeaseView:
-        try:
-            driver = engine.driver(cid)
-            view = LeaseView(cid, driver.namespace)
-            lease = wire.read(driver.client, driver.namespace, name,
-                              timeout or engine.status_timeout)
-        except (wire.ChannelError, ClusterError, UserError) as exc:
-            return LeaseView(cid, "", error=str(exc))
-        spec = (lease or {}).get("spec") or {}
-        view.holder = str(spec.get("holderIdentity") or "")
-        view.steering = wire.decoded(lease, wire.STEERING, {})
-        renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
-        if renewed is not None:
-            view.unrenewed = time.time() - renewed.timestamp()
-        try:
-            view.duration = float(spec.get("leaseDurationSeconds") or view.duration)
-        except (TypeError, ValueError):
-            pass
-        return view
+        return read_lease(engine, cid, name, timeout or engine.status_timeout)
 
     if not ids:
         return []
     with ThreadPoolExecutor(max_workers=min(32, len(ids)), thread_name_prefix="lease") as pool:
         return list(pool.map(one, ids))
+
+
+def read_lease(engine: Engine, cid: str, name: str, timeout: float) -> LeaseView:
+    """The Lease `name` on cluster `cid` as read now (an unreadable one carries its error)."""
+    try:
+        driver = engine.driver(cid)
+        view = LeaseView(cid, driver.namespace, name="" if name == lease_name(
+            engine.config.app.name) else name)
+        lease = wire.read(driver.client, driver.namespace, name, timeout)
+    except (wire.ChannelError, ClusterError, UserError) as exc:
+        return LeaseView(cid, "", error=str(exc))
+    spec = (lease or {}).get("spec") or {}
+    view.holder = str(spec.get("holderIdentity") or "")
+    view.steering = wire.decoded(lease, wire.STEERING, {})
+    renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+    if renewed is not None:
+        view.unrenewed = time.time() - renewed.timestamp()
+    try:
+        view.duration = float(spec.get("leaseDurationSeconds") or view.duration)
+    except (TypeError, ValueError):
+        pass
+    return view
 
 
 def whoami(engine: Engine, cluster: str, timeout: float | None = None) -> tuple[str, bool]:
@@ -156,6 +163,9 @@ def listening_leases(engine: Engine, release_id: str
         behind = [v for v in views if v.release == release_id and v.left_behind]
         held = [v for v in views if v.release == release_id and not v.left_behind]
         listening = _listening(held, release_id)
+        # Shards with no cluster in their slice listen on the board's cluster.
+        listening += _empty_slices(engine, held, listening, release_id)
+        listening.sort(key=lambda v: shard_number(shard_label(v)))
         unread = [v for v in views if v.error]
         # Between taking its leases and opening the channel a release does not listen
         # yet, and one whose control lease is unreachable moves to another: give it a
@@ -204,7 +214,27 @@ def _listening(held: Sequence[LeaseView], release_id: str) -> list[LeaseView]:
     for view in sorted((v for v in held if v.steering.get("release") == release_id),
                        key=lambda v: (-moves_of(v), v.cluster)):
         best.setdefault(shard_label(view), view)
-    return [best[label] for label in sorted(best, key=_shard_number)]
+    return [best[label] for label in sorted(best, key=shard_number)]
+
+
+def _empty_slices(engine: Engine, held: Sequence[LeaseView],
+                  listening: Sequence[LeaseView], release_id: str) -> list[LeaseView]:
+    """The listening leases of the shards of `release_id` that hold no lease (no cluster
+    in their slice): each listens on its own Lease on the shard board's cluster, which
+    the other shards announce (`console.engine.shards.ShardBoard.listen`)."""
+    from console.locks.shards import listen_name
+    n = max((shard_number(shard_label(v))[1] for v in listening), default=0)
+    board = next((v.steering["board"] for v in listening
+                  if isinstance(v.steering.get("board"), str)), None)
+    if n < 1 or board not in engine.config.ids:
+        return []
+    owning = {shard_number(shard_label(v))[0] for v in listening} | \
+        {shard_of(v.cluster, n) for v in held}
+    found = [read_lease(engine, str(board), listen_name(engine.config.app.name, k),
+                        engine.request_timeout)
+             for k in range(1, n + 1) if k not in owning]
+    return [v for v in found if v.release == release_id and not v.left_behind
+            and v.steering.get("release") == release_id and shard_label(v)]
 
 
 def shard_label(view: LeaseView) -> str:
@@ -213,7 +243,7 @@ def shard_label(view: LeaseView) -> str:
     return label if isinstance(label, str) else ""
 
 
-def _shard_number(label: str) -> tuple[int, int]:
+def shard_number(label: str) -> tuple[int, int]:
     """(K, N) of `K/N`; (0, 0) for "" or a malformed label."""
     try:
         k, n = label.split("/")
@@ -224,10 +254,10 @@ def _shard_number(label: str) -> tuple[int, int]:
 
 def silent_shards(held: Sequence[LeaseView], listening: Sequence[LeaseView]) -> list[str]:
     """`K/N` of each shard that holds one of `held` but does not listen (yet)."""
-    n = max((_shard_number(shard_label(v))[1] for v in listening), default=0)
+    n = max((shard_number(shard_label(v))[1] for v in listening), default=0)
     if n < 1:
         return []
-    heard = {_shard_number(shard_label(v))[0] for v in listening}
+    heard = {shard_number(shard_label(v))[0] for v in listening}
     return [f"{k}/{n}" for k in sorted({shard_of(v.cluster, n) for v in held} - heard)]
 
 
@@ -262,17 +292,6 @@ def _unreachable(views: Sequence[LeaseView]) -> str:
         return f"{views[0].cluster} ({views[0].error})"
     names = [v.cluster for v in views]
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-
-@dataclass(frozen=True)
-class Ack:
-    """The release's answer to one request."""
-
-    ok: bool
-    detail: str
-    by: str
-    confirmed: bool
-    refused: bool = False     # refused for who asked (unconfirmed, no rights), not for what
 
 
 def send(engine: Engine, release_id: str, action: str, cluster: str | None = None, *,
@@ -318,30 +337,33 @@ def send(engine: Engine, release_id: str, action: str, cluster: str | None = Non
     # on the lease(s) it listens on, where it (each shard taking it) takes it.
     rest = [v for v in listening if v not in targets] + others
     _vouch(engine, release_id, rest, request, name, tolerate_down=action in REDUCING)
-    for target in targets:
+    # An empty slice's shard (its lease on the board's cluster) last: its proof is on
+    # every other shard's leases, their listening ones too (`ShardBoard.proof`).
+    for target in sorted(targets, key=lambda v: bool(v.name)):
         driver = engine.driver(target.cluster)
         try:
-            if wire.change(driver.client, driver.namespace, name, append,
+            if wire.change(driver.client, driver.namespace, target.name or name, append,
                            engine.request_timeout) is None:
                 raise NothingToSteer(f"release {release_id} ended meanwhile")
         except wire.ChannelError as exc:
             raise UserError(f"cluster {target.cluster!r}: {exc}") from None
-    return _answers(engine, release_id, action, request, targets, listening + others,
-                    name, timeout, by, confirmed)
+    from console.engine.steering_acks import answers
+    return answers(engine, release_id, action, request, targets, listening + others, name,
+                   timeout, by, confirmed)
 
 
 def _takers(listening: list[LeaseView], action: str, cluster: str | None,
             release_id: str) -> list[LeaseView]:
     """The listening lease(s) of the shard(s) that take `action` (the one lease when
     the release is not sharded); raises `NothingToSteer` when that shard does not listen."""
-    n = max(_shard_number(shard_label(v))[1] for v in listening)
+    n = max(shard_number(shard_label(v))[1] for v in listening)
     if n < 1:
         return listening[:1]
     from console.engine.shards import taker
     k = taker(action, cluster, n)
     if k is None:
         return listening
-    found = [v for v in listening if _shard_number(shard_label(v))[0] == k]
+    found = [v for v in listening if shard_number(shard_label(v))[0] == k]
     if not found:
         what = f"{cluster} is released by" if cluster else "its gates are answered by"
         raise NothingToSteer(f"release {release_id} runs as {n} shards and {what} shard "
@@ -361,101 +383,9 @@ def _naming_cluster(action: str, targets: Sequence[LeaseView],
     reachable anyway.) Other actions ask where the release listens: it is reachable."""
     if action not in ("approve", "reject"):
         return targets[0].cluster
-    k, n = _shard_number(shard_label(targets[0]))
+    k, n = shard_number(shard_label(targets[0]))
     own = [v.cluster for v in held if n < 1 or shard_of(v.cluster, n) == k]
     return min(own, default=targets[0].cluster)
-
-
-def _answers(engine: Engine, release_id: str, action: str, request: dict[str, Any],
-             targets: list[LeaseView], held: list[LeaseView], name: str, timeout: float,
-             by: str, confirmed: bool) -> Ack:
-    """Wait for each of `targets` (a listening lease, one per shard taking the request)
-    to answer; one `Ack` for all."""
-    # The answer comes on the lease the release (shard) listens on: its control lease,
-    # or - when its cluster goes down meanwhile - the one it moved its channel to.
-    n = max(_shard_number(shard_label(v))[1] for v in targets)
-
-    def own(view: LeaseView, target: LeaseView) -> bool:
-        return n < 1 or shard_of(view.cluster, n) == _shard_number(shard_label(target))[0]
-
-    # Read the listening lease alone while it answers: another with an older
-    # announcement (left while its cluster was down) is looked at only once that one
-    # failed or lost the announcement - its cluster may hang each read.
-    watched = {t.cluster: [t] for t in targets}
-    announced = {t.cluster: [v for v in held if v is not t and own(v, t)
-                             and v.steering.get("release") == release_id]
-                 for t in targets}
-    answers: dict[str, dict[str, Any] | None] = {}     # target -> answer (None: ended)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(answers) < len(targets):
-        time.sleep(0.2)
-        for target in targets:
-            if target.cluster in answers:
-                continue
-            looked = watched[target.cluster]
-            answer, listening, failed = _look(engine, name, request["id"], release_id, looked)
-            more = [v for v in announced[target.cluster] if v not in looked]
-            if answer is not None:
-                answers[target.cluster] = answer
-            elif (failed or not listening) and more:
-                looked += more     # it may have moved meanwhile: look where it would go
-            elif failed:
-                looked += [v for v in held if own(v, target) and v not in looked]
-            elif not listening:
-                answers[target.cluster] = None
-    if len(answers) < len(targets):
-        late = [shard_label(t) or t.cluster for t in targets if t.cluster not in answers]
-        where = f" by shard {', '.join(late)}" if n >= 1 else ""
-        raise NoAnswer(f"release {release_id} did not acknowledge {action}{where} within "
-                       f"{timeout:g}s (request {request['id']} stays on lease {name} of "
-                       f"{', '.join(t.cluster for t in targets)})")
-    given = [(shard_label(t), answers[t.cluster]) for t in targets]
-    taken = [(label, a) for label, a in given if a is not None]
-    if not taken:
-        raise NothingToSteer(f"release {release_id} ended before taking the request")
-    if n < 1:
-        answer = taken[0][1]
-        assert answer is not None
-        return Ack(bool(answer.get("ok")), str(answer.get("detail") or ""), by, confirmed,
-                   bool(answer.get("refused")))
-    return _one_ack(given, by, confirmed)
-
-
-def _one_ack(given: list[tuple[str, dict[str, Any] | None]], by: str, confirmed: bool) -> Ack:
-    """The shards' answers as one: refused if any shard refused who asked; taken if any
-    shard took it (the others' answers named); else nothing to act on anywhere."""
-    def says(label: str, answer: dict[str, Any] | None) -> str:
-        return f"shard {label}: " + ("ended" if answer is None else
-                                     str(answer.get("detail") or ""))
-    refused = [(lbl, a) for lbl, a in given if a is not None and a.get("refused")]
-    if refused:
-        return Ack(False, "; ".join(says(lbl, a) for lbl, a in refused), by, confirmed, True)
-    ok = [(lbl, a) for lbl, a in given if a is not None and a.get("ok")]
-    if not ok:
-        return Ack(False, "; ".join(says(lbl, a) for lbl, a in given), by, confirmed)
-    rest = [says(lbl, a) for lbl, a in given if (lbl, a) not in ok]
-    label = "shard" if len(ok) == 1 else "shards"
-    return Ack(True, f"{ok[0][1]['detail']} ({label} {', '.join(lbl for lbl, _ in ok)})"
-               + (f"; {'; '.join(rest)}" if rest else ""), by, confirmed)
-
-
-def _look(engine: Engine, name: str, request_id: str, release_id: str,
-          leases: list[LeaseView]) -> tuple[dict[str, Any] | None, bool, bool]:
-    """(the answer to `request_id` on one of `leases` or None, whether one still carries
-    the release's announcement, whether one could not be read)."""
-    listening = failed = False
-    for where in leases:
-        try:
-            place = engine.driver(where.cluster)
-            lease = wire.read(place.client, place.namespace, name, engine.request_timeout)
-        except (wire.ChannelError, ClusterError, UserError):
-            failed = True
-            continue
-        answer = wire.decoded(lease, wire.ACK, {}).get(request_id)
-        if isinstance(answer, dict):
-            return answer, True, failed
-        listening |= wire.decoded(lease, wire.STEERING, {}).get("release") == release_id
-    return None, listening, failed
 
 
 def _vouch(engine: Engine, release_id: str, leases: Sequence[LeaseView],
@@ -474,7 +404,8 @@ def _vouch(engine: Engine, release_id: str, leases: Sequence[LeaseView],
             return True
         try:
             driver = engine.driver(view.cluster)
-            wire.change(driver.client, driver.namespace, name, append, engine.request_timeout)
+            wire.change(driver.client, driver.namespace, view.name or name, append,
+                        engine.request_timeout)
         except wire.ChannelError as exc:
             if tolerate_down and exc.status != 403:
                 return None   # the release leaves it out of the proof as unreachable

@@ -49,6 +49,12 @@ def board_name(app: str) -> str:
     return f"release-console-{app}.shards"
 
 
+def listen_name(app: str, shard: int) -> str:
+    """The Lease a shard with no cluster in its slice listens on for `control`, on the
+    board's cluster (`console.engine.shards.ShardBoard.listen`): dotted, like the board."""
+    return f"release-console-{app}.shard-{shard}"
+
+
 def ensure(kube: KubeClient, namespace: str, name: str, timeout: float) -> None:
     """Create the board Lease when absent (a 409: another shard just did)."""
     if control.read(kube, namespace, name, timeout) is not None:
@@ -106,4 +112,4 @@ def update(kube: KubeClient, namespace: str, name: str, release_id: str,
     return written
 
 
-__all__ = ["BOARD", "ChannelError", "board_name", "boards", "ensure", "read", "update"]
+__all__ = ["BOARD", "ChannelError", "board_name", "boards", "listen_name", "ensure", "read", "update"]

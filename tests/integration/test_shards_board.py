@@ -1,0 +1,74 @@
+"""The shard board's cluster (`deploy --shard K/N`, 3 real processes against one simulated
+fleet and one bare Git ledger remote): every shard checks its rights there before
+anything is touched, and shards given different `--shard-board`s find each other on the
+default board instead of waiting out `--shard-timeout`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.integration.test_shards import IDS, STRATEGIES, Shard, bare, run_shards, \
+    shard_configs
+
+# Get, update, list and watch Leases - no create.
+NO_CREATE = [{"verbs": ["get", "update", "list", "watch"],
+              "apiGroups": ["coordination.k8s.io"], "resources": ["leases"]}]
+
+
+def limit_credentials(w, config: Path, cid: str, rules: list[dict]) -> None:
+    """Give the fleet file `config` a token for `cid` limited to `rules`."""
+    doc = yaml.safe_load(config.read_text())
+    entry = next(c for c in doc["clusters"] if c["id"] == cid)
+    kubeconfig = w.fleet.kubeconfig(cid, w.fleet.add_token(cid, rules, "shard-2"))
+    path = config.parent / f"{cid}-limited.yaml"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    entry["credentials"]["kubeconfig"] = path.name
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_every_shard_checks_its_rights_on_the_board_before_anything(world, tmp_path):
+    # The board lease is there already (an earlier release made it): shard 2, whose
+    # credentials for c0 (the board; shard 1's cluster) may get and update Leases but
+    # not create them, would get through whenever another shard wrote first - and fail
+    # whenever it came first. Refused, naming the cluster and the right, every time.
+    w = world(IDS, strategies=STRATEGIES, readiness_delay=0.2, jitter=0.0, seed=29)
+    remote = bare(tmp_path)
+    configs = shard_configs(w.config_path, remote, tmp_path)
+    assert [s.finish() for s in run_shards(configs, tmp_path, "r-rights-1")] == [0, 0, 0]
+    limit_credentials(w, configs[1], "c0", NO_CREATE)
+    shards = run_shards(configs, tmp_path, "r-rights-2", "--tag", "v3",
+                        "--shard-timeout", "20")
+    codes = [s.finish() for s in shards]
+    assert codes == [2, 2, 2], [(s.k, s.err[-2000:]) for s in shards]
+    assert "shard 2/3 may not use the shard board on cluster 'c0': its credentials there " \
+           "lack create leases.coordination.k8s.io in namespace" in shards[1].err, \
+        shards[1].err
+    assert not [e for s in shards for e in s.kinds("cluster_started")]
+    assert [w.version(c) for c in IDS] == ["v2"] * 9
+
+
+def test_shards_given_different_boards_find_each_other(world, tmp_path):
+    # Shards 1 and 2 are given --shard-board c4, shard 3 none (so c0, the first target):
+    # they never meet on one board. Shards 1 and 2 look for the silent shard on the
+    # default board, find it there, and stop all three well before --shard-timeout.
+    w = world(IDS, strategies=STRATEGIES, readiness_delay=0.2, jitter=0.0, seed=31)
+    remote = bare(tmp_path)
+    configs = shard_configs(w.config_path, remote, tmp_path)
+    started = time.monotonic()
+    shards = run_shards(configs[:2], tmp_path, "r-boards", "--shard-board", "c4",
+                        "--shard-timeout", "90")
+    shards.append(Shard(configs[2], tmp_path, 3, "--tag", "v2", "--strategy", "three",
+                        "--release-id", "r-boards", "--shard-timeout", "90"))
+    codes = [s.finish() for s in shards]
+    took = time.monotonic() - started
+    assert codes == [2, 2, 2], [(s.k, s.err[-2000:]) for s in shards]
+    assert took < 90, took
+    for s in shards:
+        end = s.kinds("release_finished")[-1]
+        assert "shard 3/3 reports on the shard board of cluster 'c0' (no --shard-board), " \
+               "shard" in end["detail"], (s.k, end)
+        assert "every shard must be given the same --shard-board" in end["detail"], end
+    assert not [e for s in shards for e in s.kinds("cluster_started")]
