@@ -61,6 +61,9 @@ def headless_approver(yes: bool, operator: str, stream: TextIO | None = None, *,
                   "to ask and no --yes: stopping here", file=out, flush=True)
             return GateAnswer(GateDecision.REJECT, by="no approver (headless without --yes)")
         done = ", ".join(f"{r.cluster} {r.outcome}" for r in request.results) or "nothing"
+        if request.unlisted:
+            done += (f" - and {request.unlisted} more not listed (each shard names up to 200 "
+                     "clusters that did not end healthy; the gate line's counts include them)")
         print(f"wave {request.finished_wave + 1} finished: {done}", file=out, flush=True)
         who, confirmed = identity(request)
         by = label(who, confirmed, "at the terminal")

@@ -140,6 +140,10 @@ class GateRequest:
     # The finished clusters this process released: of a release run as shards its own
     # slice (`results` has every shard's); () when `results` are all its own.
     here: tuple[str, ...] = ()
+    # Of a release run as shards: finished clusters of other shards not in `results` - a
+    # shard names at most 200 that did not end healthy on the shard board, past that
+    # they are only counted (the gate's counts stay exact).
+    unlisted: int = 0
 
     @property
     def next_wave(self) -> int:

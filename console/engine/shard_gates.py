@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from console.engine.api import (Approver, ClusterResult, GateAnswer, GateDecision,
@@ -39,6 +40,9 @@ class ShardGates:
     request_timeout: float
     whole: Plan | None
     tag: str
+    # Finished clusters of the other shards the last gate could not list (a shard
+    # names at most NAMED that did not end healthy; past that they are only counted).
+    unlisted: int = 0
 
     @property
     def label(self) -> str:
@@ -68,6 +72,7 @@ class ShardGates:
         mine = {r.cluster: r for r in own}
         results: list[ClusterResult] = []
         counts: dict[str, int] = {}
+        unlisted = 0
         for r in own:
             counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
         for k, entry in entries.items():
@@ -93,6 +98,11 @@ class ShardGates:
                                                  error=named[1] or None))
                 elif told and all_named:
                     results.append(ClusterResult(cid, Outcome.HEALTHY, None, self.tag))
+                else:
+                    unlisted += 1
+        # Said with the question (`GateRequest.unlisted`) and to followers: the list
+        # is cut, the counts are not.
+        self.unlisted = unlisted
         following = whole.waves[next_wave].clusters if whole and next_wave < len(whole.waves) \
             else ()
         return results, tuple(following), counts
@@ -102,7 +112,7 @@ class ShardGates:
         board; the others wait for that answer there."""
         if self.gate_shard:
             def ask(request: GateRequest) -> GateAnswer:
-                answer = own(request)
+                answer = own(replace(request, unlisted=self.unlisted))
                 decided = {"decision": GateDecision(answer.decision).value, "by": answer.by,
                            "rollback": bool(answer.rollback)}
 

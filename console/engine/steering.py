@@ -208,6 +208,9 @@ class Channel:
                              "approvals": strategy.approvals if strategy else 1,
                              "approved_by": self._approved(gate),
                              "finished": dict(self.run.gate_finished)}
+            if getattr(self.run.shards, "unlisted", 0):
+                # The gate's list of other shards' clusters was cut (counts exact).
+                state["gate"]["unlisted"] = self.run.shards.unlisted
         return state
 
     def _loop(self) -> None:

@@ -246,7 +246,8 @@ def test_the_board_lives_where_every_shard_reaches_it(world, tmp_path):
     for s in (shards[0], shards[2]):
         end = s.kinds("release_finished")[-1]
         assert "shard 2/3 stopped reporting (never reported: can it reach the shard " \
-               "board on cluster 'c0'?" in end["detail"], (s.k, end)
+               "board on cluster 'c0', and was it given the same --shard-board?" \
+            in end["detail"], (s.k, end)
     assert not [e for s in shards for e in s.kinds("cluster_started")]
     assert [w.version(c) for c in IDS] == [None] * 9
 
