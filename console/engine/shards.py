@@ -26,8 +26,12 @@ shard that cannot reach it stops at once, exit 2, naming it):
   wait for that answer and act on it (reject stops them, abort with rollback rolls back
   each shard's own clusters).
 - **Every shard is steered for its own clusters.** Each listens on its own control
-  lease; `taker` says which shard takes a request (pause, resume and abort: every one;
-  skip and retry: the cluster's owner; approve and reject: shard 1).
+  lease - one with no cluster in its slice on a lease of its own on the board's cluster
+  (`listen`); `taker` says which shard takes a request (pause, resume and abort: every
+  one; skip and retry: the cluster's owner; approve and reject: shard 1).
+- **A stop reaches every shard within a heartbeat.** A shard aborted (Ctrl-C, SIGTERM,
+  `control abort`) writes a stop on the board at once; every shard reads the board with
+  its heartbeat and, finding another's stop, starts nothing more (`ReleaseRun.halt`).
 - **A dead shard fails the gate.** Each shard bumps a heartbeat on the board every few
   seconds. A waiting shard judges the others by its own monotonic clock: one whose
   entry did not change for `shard_timeout` seconds (and has not reached the wave) is

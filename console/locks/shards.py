@@ -24,6 +24,10 @@ One annotation, `release-console/shard-board`: JSON `{release id: board}`, the n
      "gates": {"W": {"decision", "by", "rollback"}},   # written by shard 1 only
      "stop": {"by": K, "why": reason}}                 # a shard that stopped all
 
+A shard with no cluster in its slice listens for `control` on the Lease
+`release-console-<app>.shard-K` beside the board (`listen_name`), held like a release
+lock while it runs.
+
 Each shard writes only its own entry (and shard 1 the gates): every write is a read
 and a replace at the read `resourceVersion` (`console.locks.control.change`), so
 concurrent writers never lose each other's entries.
