@@ -14,7 +14,7 @@ manual rollbacks), `rollback_choice` (where a manual rollback goes, from the led
 `action_lease` (the release lease a manual action holds), `checks` (pre-flight and the
 release lock), `queries` (status, detail, lease holders, reconcile), `shards` (one
 release as N shards: global waves, gates and budget), `shard_gates` (a sharded
-release's gates), `steering` (the listening end of
+release's gates), `shard_rights` (the rights a shard needs on the board's cluster), `steering` (the listening end of
 the control channel), `steering_rules` (what a steering action may act on; clusters
 left out), `steering_client` (the asking end: `control`, `follow`), `steering_acks` (the
 asking end's wait for the answers), `identities` (the

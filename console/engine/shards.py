@@ -196,11 +196,9 @@ class ShardBoard(ShardGates):
         - one SelfSubjectRulesReview, as pre-flight asks its own clusters. Create too:
         whoever writes first creates the board (and an empty slice's listening lease),
         so a shard without it would fail only when it happened to come first."""
-        from console.preflight.access import describe_denial, find_denials
-        from console.rbac import Permission
-        wanted = [Permission(verb, "coordination.k8s.io", "leases")
-                  for verb in ("get", "create", "update")]
-        missing = find_denials(self.kube, self.namespace, wanted)
+        from console.engine.shard_rights import lease_rights_missing
+        from console.preflight.access import describe_denial
+        missing = lease_rights_missing(self.kube, self.namespace, self.request_timeout)
         if missing:
             raise BoardUnreachable(
                 f"shard {self.label} may not use the shard board on cluster "
