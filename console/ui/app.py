@@ -10,8 +10,8 @@ messages and are answered from a modal screen (`console.ui.gates`).
 
 Given the fleet file's path (as `release-console` does), the first frame comes before the
 file is read: the fleet screen shows "loading" in its header and grid, a thread worker
-reads and validates the file (for 1,000 clusters about as long as the rest of the start),
-and the grid fills in. The fleet file's modules, the engine's and the other screens are
+reads and validates the file (`console.ui.loading`), and the grid fills in. The fleet
+file's modules, the engine's and the other screens are
 not imported on the first frame's way (tests/ui/test_first_frame.py checks which).
 """
 
@@ -37,6 +37,7 @@ from console.events import Event, Kind, Outcome
 from console.ui.commands import ConsoleCommands
 from console.ui.bridge import EventBridge, EventsReady, GateWaiter
 from console.ui.gates import GateActions
+from console.ui.loading import FleetLoading, cluster_infos
 from console.ui.rollbacks import RollbackActions
 from console.ui.steering import SteerActions
 from console.ui.messages import (ClusterRollbackRequested, DetailRequested,
@@ -57,7 +58,8 @@ REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
 STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
 
 
-class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
+class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
+                        SteerActions):
     """The release console for one fleet file."""
 
     CSS_PATH = "app.tcss"
@@ -96,7 +98,7 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
             self.theme = self._requested_theme
         self.state = FleetState((), clock=clock, loading=str(self.config_path))
         if self.config is not None:
-            self.state.set_clusters(_cluster_infos(self.config))
+            self.state.set_clusters(cluster_infos(self.config))
         # None: the engine's session finds it (GitPython, git's config - in the engine
         # process, not before the first frame) and says with "ready".
         self._operator = operator
@@ -156,35 +158,6 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
             self.call_after_refresh(self._fleet_ready)
         if self.status_interval > 0:
             self.set_interval(self.status_interval, self._periodic_status)
-
-    @work(thread=True, exit_on_error=False, group="fleet")
-    def _load_fleet(self) -> None:
-        """Read and validate the fleet file (a thread: keys and frames go on meanwhile)."""
-        from console.config import load
-
-        try:
-            config = load(self.config_path)
-        except UserError as exc:
-            self.call_from_thread(self._fleet_failed, str(exc))
-            return
-        except Exception as exc:  # a bug or an OSError: said, never an endless "loading"
-            self.call_from_thread(self._fleet_failed, f"{self.config_path}: cannot read the "
-                                  f"fleet file: {type(exc).__name__}: {exc}")
-            return
-        self.call_from_thread(self._fleet_read, config)
-
-    def _fleet_read(self, config: FleetConfig) -> None:
-        """The fleet file is read: fill the grid, then start the engine."""
-        self.config = config
-        self.state.set_clusters(_cluster_infos(config))
-        self.fleet.fleet_loaded(config.app.name)
-        self.fleet_loaded.set()
-        self.call_after_refresh(self._fleet_ready)
-
-    def _fleet_failed(self, error: str) -> None:
-        """The fleet file cannot be used: quit with 2 (`release-console ui` prints why)."""
-        self.fleet_error = error
-        self.exit(return_code=2)
 
     def _fleet_ready(self) -> None:
         self._start_engine()
@@ -505,7 +478,3 @@ class ReleaseConsoleApp(App[int], RollbackActions, GateActions, SteerActions):
             self._engine.close()
 
 
-
-def _cluster_infos(config: FleetConfig) -> list[ClusterInfo]:
-    """The grid's rows for the fleet file's clusters, in its order."""
-    return [ClusterInfo(c.id, tuple(c.groups), bool(c.production)) for c in config.clusters]
