@@ -14,6 +14,7 @@ Modules:
 - `helm` - `HelmDriver`, the app shipped as a chart; `helm_cli` - running the helm
   binary per cluster; `helm_login` - the login for an `oci://` chart registry;
   `helm_storage` - Helm's release history read from its storage in the cluster.
+- `following` - one thread deciding every followed rollout (`Following`, `RolloutLoop`).
 - Watches: `watch_hub` (one thread reading every rollout's watch stream),
   `watch_reader` (one watch on its own small thread: Leases), `watch_feed` (what the two
   share), `open_gate` (how many watches open at once), `writes_first` (a release's
