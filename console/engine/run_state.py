@@ -148,6 +148,14 @@ class ReleaseRun:
             self.frozen = why
             return True
 
+    def open_gate(self, gate: int) -> str | None:
+        """The release waits at `gate` from now (`gate_waiting`); why it is stopped
+        already, or None. Under `lock`, as `halt` is: a stop either came first and is
+        returned here, or comes later and finds `gate_waiting` set (and answers it)."""
+        with self.lock:
+            self.gate_waiting = gate
+            return self.frozen
+
     def lock_lost(self) -> str | None:
         """Why no new cluster may start because a lease was lost (None while all are held)."""
         lost = dict(self.release_lock.lost) if self.release_lock is not None else {}

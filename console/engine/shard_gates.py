@@ -141,6 +141,13 @@ class ShardGates:
                     return GateAnswer(GateDecision(decided.get("decision", "reject")),
                                       by=f"{decided.get('by') or '?'} (via shard 1)",
                                       rollback=bool(decided.get("rollback")))
+                stop = board.get("stop")
+                if isinstance(stop, dict):
+                    # A shard stopped the release: shard 1 rejects (or already did
+                    # and may never write it, as it does not ask): so does this one.
+                    return GateAnswer(GateDecision.REJECT,
+                                      by=str(stop.get("why") or f"shard {stop.get('by')} "
+                                                                f"stopped"))
                 lead = (board.get("shards") or {}).get("1")
                 if isinstance(lead, dict) and lead.get("ended"):
                     return GateAnswer(GateDecision.REJECT,

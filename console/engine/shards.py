@@ -30,8 +30,9 @@ shard that cannot reach it stops at once, exit 2, naming it):
   (`listen`); `taker` says which shard takes a request (pause, resume and abort: every
   one; skip and retry: the cluster's owner; approve and reject: shard 1).
 - **A stop reaches every shard within a heartbeat.** A shard aborted (Ctrl-C, SIGTERM,
-  `control abort`) writes a stop on the board at once; every shard reads the board with
-  its heartbeat and, finding another's stop, starts nothing more (`ReleaseRun.halt`).
+  `control abort`) writes a stop on the board at once; every shard reads it with its
+  heartbeat, starts nothing more (`ReleaseRun.halt`) and rejects a gate it waits at or
+  opens later (`ReleaseRun.open_gate`; the others' wait for shard 1's answer ends too).
 - **A dead shard fails the gate.** Each shard bumps a heartbeat on the board every few
   seconds. A waiting shard judges the others by its own monotonic clock: one whose
   entry did not change for `shard_timeout` seconds (and has not reached the wave) is
@@ -108,6 +109,7 @@ class ShardBoard(ShardGates):
         self.request_timeout = engine.request_timeout
         self.entry: dict[str, Any] = {"wave": STARTING, "failures": 0, "beat": 0}
         self._run: ReleaseRun | None = None
+        self._rejected: int | None = None   # the gate `_halt` last answered
         self.whole: Plan | None = None      # the whole release's plan (every shard's)
         self.tag = ""
         self.operator = ""
@@ -138,16 +140,19 @@ class ShardBoard(ShardGates):
                              name=f"shard-stop-{self.release_id}").start()
 
     def _halt(self, board: dict[str, Any]) -> None:
-        """Another shard wrote a stop: no new cluster starts here (its clusters are
-        skipped with the reason; the release ends stopped at its next barrier), and a
-        gate waiting for an approval is answered: reject."""
+        """Another shard wrote a stop: no new cluster starts here (the rest skipped with
+        the reason; the release ends stopped), and a gate waiting is rejected."""
         stop, run = board.get("stop"), self._run
         if run is None or not isinstance(stop, dict) or stop.get("by") == self.shard:
             return
         why = str(stop.get("why") or f"shard {stop.get('by')} stopped")
-        if run.halt(why) and run.gate_waiting is not None:
-            run.control.answer_gate(GateAnswer(GateDecision.REJECT, by=why,
-                                               gate=run.gate_waiting))
+        run.halt(why)
+        # Any beat while stopped (a freeze window may have set `frozen` first), once
+        # per gate; a gate opened after this beat sees `frozen` (`ReleaseRun.open_gate`).
+        gate = run.gate_waiting
+        if gate is not None and gate != self._rejected:
+            self._rejected = gate
+            run.control.answer_gate(GateAnswer(GateDecision.REJECT, by=why, gate=gate))
 
     @property
     def beat(self) -> float:

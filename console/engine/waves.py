@@ -466,9 +466,10 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
                  f"waiting for approval to start wave {next_wave + 1}: "
                  f"{', '.join(next_clusters)}{also}", wave=next_wave,
                  clusters=list(next_clusters), finished=counts)
-    run.gate_waiting = next_wave
+    # A stop that came before (another shard's, while the board was read) rejects.
+    stopped = run.open_gate(next_wave)
     try:
-        answer = approver(request)
+        answer = GateAnswer(GateDecision.REJECT, by=stopped) if stopped else approver(request)
     except Exception as exc:  # noqa: BLE001 - an approver that fails stops, it never approves
         answer = GateAnswer(GateDecision.REJECT, by=f"approver error: {exc}")
     finally:

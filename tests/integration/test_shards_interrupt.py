@@ -16,6 +16,10 @@ from tests.integration.test_shards import IDS, bare, remote_release, shard_confi
 # One wave, one rollout at a time per shard. Slices (sha256): shard 1 c0, c2, c7;
 # shard 2 c4, c5, c6; shard 3 c1, c3, c8 - each starts the first of its own.
 FIRST = {1: "c0", 2: "c4", 3: "c1"}
+BEAT = 2.0       # s between heartbeats with --shard-timeout 8 (`ShardBoard.beat`)
+# The docs promise a stop within a heartbeat; on a loaded shared machine the signal,
+# the stop's write on the board, the others' read and their skips take time of their own.
+MARGIN = 15.0
 
 
 def test_ctrl_c_of_one_shard_stops_new_starts_in_the_others_within_a_heartbeat(world,
@@ -49,6 +53,7 @@ def test_ctrl_c_of_one_shard_stops_new_starts_in_the_others_within_a_heartbeat(w
     finally:
         stop(shards)
     print(f"\nCtrl-C of shard 3 to the others' skips: {took:.2f}s")
+    assert took < BEAT + MARGIN, f"the others skipped {took:.2f}s after the Ctrl-C"
     assert codes == [3, 3, 3], [(s.k, s.err[-2000:]) for s in shards]
     assert shards[2].kinds("release_finished")[-1]["outcome"] == "aborted"
     for s in shards[:2]:
