@@ -17,6 +17,7 @@ Modules:
 - `following` - one thread deciding every followed rollout (`Following`, `RolloutLoop`).
 - Watches: `watch_hub` (one thread reading every rollout's watch stream),
   `watch_reader` (one watch on its own small thread: Leases), `watch_feed` (what the two
-  share), `open_gate` (how many watches open at once), `writes_first` (a release's
+  share), `open_gate` (how many watches open at once), `opener_pool` (the threads that
+  open them for the rollout thread), `writes_first` (a release's
   applies ahead of its watches), `waking` (waits that wake instead of polling).
 """

@@ -11,8 +11,9 @@ rollout that got something or whose next due time came, and sleeps until the nex
 time. The caller of `ClusterDriver.follow` only waits for the verdict.
 
 Opening a watch blocks (a list, a TLS connect): the loop hands it to a small pool of
-opener threads (`OPENERS`), each open still one of a few in flight in the process
-(`console.kube.open_gate`).
+opener threads (`OPENERS`, `console.kube.opener_pool`) that grows past its size for opens
+that hang, each open still one of a few in flight in the process (`console.kube.open_gate`).
+A bug in deciding one rollout fails that rollout (logged), never the loop's thread.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import threading
 import time
 import queue
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from console.kube.client import ClusterError
 from console.kube.deployment import Progress, _template_images, selector_string
+from console.kube.opener_pool import OpenerPool
 from console.kube.rollout import FailFast, Phase, RolloutStatus, pod_summary, rollout_status, \
     verify_pods
 from console.kube.waking import take_batch
@@ -48,7 +49,8 @@ POD_SETTLE = 2.0
 CANCEL_POLL = 0.5
 WOKEN_POLL = 5.0
 # Threads that open watches for the loop: a few opens run at once (`open_gate`); the
-# rest of the pool is room for opens that hang on a silent cluster.
+# rest of the pool is room for opens that hang on a silent cluster, and an open that
+# hangs past `open_gate.STALL` gets a thread of its own beyond these.
 OPENER_THREADS = 32
 
 Item = tuple[str, str, Any]
@@ -241,11 +243,21 @@ class Following:
         return due
 
     def _finish(self, error: BaseException | None) -> None:
+        try:
+            if self._add_waker is not None:
+                self.cancel.remove_waker(self._wake)   # type: ignore[union-attr]
+            for watch in self.watches:
+                watch.stop()
+        except Exception as exc:  # noqa: BLE001 - a bug in ending it: still give a verdict
+            log.exception("ending the rollout on %s failed", self.driver.cluster)
+            # State we cannot vouch for: fail the rollout rather than call it done.
+            error = error if error is not None else exc
+            for watch in self.watches:
+                try:
+                    watch.stop()
+                except Exception:  # noqa: BLE001 - logged above; end the rest
+                    pass
         self.error = error
-        if self._add_waker is not None:
-            self.cancel.remove_waker(self._wake)   # type: ignore[union-attr]
-        for watch in self.watches:
-            watch.stop()
         self.done.set()
 
     # -- an opener's thread ---------------------------------------------------------------
@@ -295,7 +307,17 @@ class RolloutLoop:
             for following, items in todo.items():
                 if following.done.is_set():
                     continue
-                due = following.step(items, now)
+                try:
+                    due = following.step(items, now)
+                except Exception as exc:  # noqa: BLE001 - one rollout's bug, not everyone's
+                    # `step` fails its rollout on any error of deciding; this is a bug in
+                    # that (say in ending it): fail that rollout, keep serving the others.
+                    log.exception("deciding the rollout on %s failed unexpectedly",
+                                  following.driver.cluster)
+                    if not following.done.is_set():
+                        following.error = exc
+                        following.done.set()
+                    continue
                 if due is not None and due != following.timer_due:
                     following.timer_due = due
                     heapq.heappush(timers, (due, next(self._seq), following))
@@ -303,4 +325,4 @@ class RolloutLoop:
 
 # The process's loop, and the threads that open watches for it.
 LOOP = RolloutLoop()
-OPENERS = ThreadPoolExecutor(max_workers=OPENER_THREADS, thread_name_prefix="watch-open")
+OPENERS = OpenerPool(OPENER_THREADS)
