@@ -111,6 +111,7 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
         self._ledger_error: str | None = None
         self._engine_ready = threading.Event()
         self._engine_error: BaseException | None = None
+        self._engine_started = False   # _start_engine called (it sets _engine_ready)
         self.control: RemoteControl | None = None
         self.release_running = False
         self._ticks = 0
@@ -160,6 +161,7 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
             self.set_interval(self.status_interval, self._periodic_status)
 
     def _fleet_ready(self) -> None:
+        self._engine_started = True
         self._start_engine()
         # Everything made so far (modules, the screens, a row per cluster) lives as long
         # as the console: out of the collector's full passes, which otherwise walk it
@@ -471,10 +473,18 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
             except UserError:
                 pass  # the engine process is gone already
 
+    def no_engine(self, why: str) -> None:
+        """The engine will never start (the fleet file could not be used, or the console
+        stops before it was read): whoever waits in `engine()` - a refresh, the follow
+        screen, the status timer - gets the reason instead of waiting for ever, which
+        also kept the process from exiting (its executor waits for its threads)."""
+        if not self._engine_started and not self._engine_ready.is_set():
+            self._engine_error = UserError(why)
+            self._engine_ready.set()
+
     def on_unmount(self) -> None:
         gc.unfreeze()
+        self.no_engine("the console stopped before it read the fleet file")
         self.shutdown_release()
         if self._engine is not None:
             self._engine.close()
-
-

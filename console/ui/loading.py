@@ -53,6 +53,7 @@ class FleetLoading:
     call_after_refresh: Callable[..., Any]
     exit: Callable[..., Any]
     _fleet_ready: Callable[[], None]
+    no_engine: Callable[[str], None]
 
     @work(thread=True, exit_on_error=False, group="fleet")
     def _load_fleet(self) -> None:
@@ -88,6 +89,7 @@ class FleetLoading:
     def _fleet_failed(self, error: str) -> None:
         """The fleet file cannot be used: quit with 2 (`release-console ui` prints why)."""
         self.fleet_error = error
+        self.no_engine(error)
         self.exit(return_code=2)
 
 

@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 from console.ui.app import ReleaseConsoleApp
@@ -24,6 +26,7 @@ from .conftest import fleet_yaml
 from .ui_helpers import story, wait_for
 
 IDS = [f"prod-{i:03d}" for i in range(40)]
+UNBLOCK = 20.0   # s
 
 # Not needed to draw the fleet screen: the engine (and the Kubernetes client, credentials,
 # the ledger it opens), the other screens, Git.
@@ -86,6 +89,69 @@ async def test_the_first_frame_shows_the_console_loading_then_the_grid_fills_in(
     finally:
         if fifo.is_fifo():   # a failed test leaves no reader blocked on the pipe
             _fill(fifo, text)
+
+
+@story
+async def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_ui(
+        tmp_path: Path) -> None:
+    """The follow screen, left while the console still reads the fleet file (so its engine
+    has not started), tells the engine to stop following from a worker: waiting on the UI
+    thread for the engine froze the console until the fleet file was read."""
+    fifo = tmp_path / "fleet.yaml"
+    os.mkfifo(fifo)
+    text = fleet_yaml(IDS, tmp_path / "history")
+    # Only so that the old code's frozen UI ends (then the check below fails): the pipe is
+    # filled UNBLOCK s after the follow screen is left.
+    unblock = threading.Timer(UNBLOCK, _fill, (fifo, text))
+    app = ReleaseConsoleApp(str(fifo), status_interval=0)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            await pilot.press("f")
+            await wait_for(pilot, lambda: app.screen.id == "follow", what="the follow screen")
+            unblock.start()
+            left = time.monotonic()
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: len(app.screen_stack) == 1, what="the fleet screen")
+            assert time.monotonic() - left < UNBLOCK / 2
+            # Still loading: the UI answered while the fleet file was unread.
+            assert not app.fleet_loaded.is_set()
+    finally:
+        unblock.cancel()
+        if fifo.is_fifo():   # a failed test leaves no reader blocked on the pipe
+            _fill(fifo, text)
+
+
+def test_a_refresh_asked_while_loading_a_fleet_file_that_fails_does_not_keep_the_console(
+        tmp_path: Path) -> None:
+    """Ctrl+R while the fleet file is read starts a worker that waits for the engine; the
+    file then turns out unusable, so no engine ever starts: the console still ends (exit
+    2) - the waiting worker kept the process from exiting before."""
+    fifo = tmp_path / "fleet.yaml"
+    os.mkfifo(fifo)
+    script = textwrap.dedent(f"""
+        import asyncio, os, sys
+        from console.ui.app import ReleaseConsoleApp
+
+        app = ReleaseConsoleApp({str(fifo)!r}, status_interval=0)
+
+        async def refresh_then_fail(pilot):
+            await pilot.press("ctrl+r")
+            def fill():
+                with open({str(fifo)!r}, "w") as pipe:
+                    pipe.write("app:\\n  name: x\\n")
+            await asyncio.to_thread(fill)
+
+        app.run(headless=True, size=(120, 36), auto_pilot=refresh_then_fail)
+        print("ended", app.return_code, flush=True)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_CONSOLE_")}
+    try:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=90, env=env)
+    except subprocess.TimeoutExpired as stuck:
+        raise AssertionError("the console did not end after its fleet file failed") from stuck
+    assert "ended 2" in out.stdout, out.stderr[-3000:]
 
 
 @story

@@ -96,10 +96,12 @@ class FollowScreen(Screen):
         self.set_interval(1.0, self._show_header)
 
     def on_unmount(self) -> None:
-        engine = self.app.engine()
-        # The engine process stops the watches; a remote call is I/O: off the UI thread.
-        self.app.run_worker(engine.follow_done, thread=True, exit_on_error=False,
-                            group="follow-done")
+        # The engine process stops the watches; a remote call is I/O, and so is waiting
+        # for the engine to have started (the console starts it once the fleet file is
+        # read): both off the UI thread.
+        app = self.app
+        self.app.run_worker(lambda: app.engine().follow_done(), thread=True,
+                            exit_on_error=False, group="follow-done")
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="follow-watch")
     def watch_changes(self) -> None:
