@@ -249,14 +249,19 @@ class ShardBoard(ShardGates):
 
     def stop_all(self, why: str) -> None:
         """Tell every shard to stop at its next barrier."""
-        def edit(board: dict[str, Any]) -> None:
-            board.setdefault("stop", {"by": self.shard, "why": why})
+        self._write_stop(self.kube, self.namespace, why, self.coordinator)
+
+    def _write_stop(self, kube: Any, namespace: str, why: str, board: str) -> None:
+        """Write this shard's stop on the board of cluster `board` (the first stop
+        written stays); a board that cannot be written is logged, not raised."""
+        def edit(entries: dict[str, Any]) -> None:
+            entries.setdefault("stop", {"by": self.shard, "why": why})
         try:
-            wire.update(self.kube, self.namespace, self.name, self.release_id, edit,
+            wire.update(kube, namespace, self.name, self.release_id, edit,
                         self.request_timeout)
         except ChannelError as exc:
-            log.warning("release %s shard %s: could not write the stop: %s",
-                        self.release_id, self.label, exc)
+            log.warning("release %s shard %s: could not write the stop on %s: %s",
+                        self.release_id, self.label, board, exc)
 
     def start_beating(self) -> None:
         """Bump the heartbeat (and publish the failures) until `close`; each beat also
@@ -353,15 +358,7 @@ class ShardBoard(ShardGates):
                f"shard board of cluster {default!r} (no --shard-board), shard {self.label} "
                f"on {self.coordinator!r} (--shard-board): every shard must be given the "
                "same --shard-board; nothing was touched")
-
-        def edit(board: dict[str, Any]) -> None:
-            board.setdefault("stop", {"by": self.shard, "why": why})
-        try:
-            wire.update(driver.client, driver.namespace, self.name, self.release_id, edit,
-                        self.request_timeout)
-        except ChannelError as exc:
-            log.warning("release %s shard %s: could not write the stop on %s: %s",
-                        self.release_id, self.label, default, exc)
+        self._write_stop(driver.client, driver.namespace, why, default)
         self.stop_all(why)
         raise ShardStop(why)
 
@@ -433,7 +430,6 @@ class ShardBoard(ShardGates):
                 raise ShardStop("release aborted")
             if cancel is None:
                 time.sleep(POLL)
-
 
 
 def taker(action: str, cluster: str | None, shards: int) -> int | None:
