@@ -116,4 +116,5 @@ def update(kube: KubeClient, namespace: str, name: str, release_id: str,
     return written
 
 
-__all__ = ["BOARD", "ChannelError", "board_name", "boards", "listen_name", "ensure", "read", "update"]
+__all__ = ["BOARD", "ChannelError", "board_name", "boards", "listen_name", "ensure", "read",
+           "update"]
