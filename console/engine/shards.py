@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from console.engine.api import (ControlChange, GateAnswer, GateDecision, Outcome,
                                 ReleaseRequest)
 from console.engine.shard_gates import ShardGates
+from console.engine.shard_split import BoardSplit, SplitFound
 from console.errors import UserError
 from console.kube.client import ClusterError
 from console.locks import shards as wire
@@ -92,7 +93,7 @@ class ShardStop(Exception):
     """The release must stop here (the message says which shard and why)."""
 
 
-class ShardBoard(ShardGates):
+class ShardBoard(ShardGates, BoardSplit):
     """This shard's end of the board (see the module docstring)."""
 
     def __init__(self, engine: Engine, release_id: str, shard: int, shards: int,
@@ -251,11 +252,14 @@ class ShardBoard(ShardGates):
         """Tell every shard to stop at its next barrier."""
         self._write_stop(self.kube, self.namespace, why, self.coordinator)
 
-    def _write_stop(self, kube: Any, namespace: str, why: str, board: str) -> None:
+    def _write_stop(self, kube: Any, namespace: str, why: str, board: str,
+                    boards: list[str] | None = None) -> None:
         """Write this shard's stop on the board of cluster `board` (the first stop
-        written stays); a board that cannot be written is logged, not raised."""
+        written stays; `boards`: the boards of a split release, for the cleanup); a
+        board that cannot be written is logged, not raised."""
         def edit(entries: dict[str, Any]) -> None:
-            entries.setdefault("stop", {"by": self.shard, "why": why})
+            entries.setdefault("stop", {"by": self.shard, "why": why,
+                                        **({"boards": boards} if boards else {})})
         try:
             wire.update(kube, namespace, self.name, self.release_id, edit,
                         self.request_timeout)
@@ -294,18 +298,7 @@ class ShardBoard(ShardGates):
         self.try_publish(ended=outcome.value, why=why[:300])
         if outcome in STOPS_ALL:
             self.stop_all(f"shard {self.label} ended {outcome.value}: {why}"[:300])
-
-        def clean(board: dict[str, Any]) -> None:
-            entries = board.get("shards") or {}
-            if all(isinstance(e := entries.get(str(k)), dict) and (e.get("ended") or e.get("gone"))
-                   for k in range(1, self.shards + 1)):
-                board.clear()
-        try:
-            wire.update(self.kube, self.namespace, self.name, self.release_id, clean,
-                        self.request_timeout)
-        except ChannelError as exc:
-            log.warning("release %s shard %s: shard board not cleaned up on %s: %s",
-                        self.release_id, self.label, self.coordinator, exc)
+        self.clean_boards()
 
     def _mark_gone(self, k: int) -> None:
         """Note on the board that shard `k` stopped reporting (so the last shard to end
@@ -335,32 +328,6 @@ class ShardBoard(ShardGates):
         return {"counts": counts, "named": named}
 
     # -- reading -----------------------------------------------------------------------
-
-    def _elsewhere(self, silent: list[int]) -> None:
-        """Raise `ShardStop` when a shard of `silent` (never reported here) reports on
-        the board of the default cluster - the first target in sorted order - while
-        this shard was given another (`--shard-board`): shards given different boards
-        never meet. The stop is written there too, so those shards stop as soon."""
-        default = coordinator(self.whole.targets if self.whole is not None else ())
-        if default == self.coordinator or self.engine is None:
-            return
-        try:
-            driver = self.engine.driver(default)
-            there = wire.read(driver.client, driver.namespace, self.name, self.release_id,
-                              self.request_timeout)
-        except (ChannelError, ClusterError, UserError):
-            return   # not reachable from here: the timeout names the likely cause
-        found = [k for k in silent if isinstance((there.get("shards") or {}).get(str(k)),
-                                                 dict)]
-        if not found:
-            return
-        why = (f"shard {', '.join(f'{k}/{self.shards}' for k in found)} reports on the "
-               f"shard board of cluster {default!r} (no --shard-board), shard {self.label} "
-               f"on {self.coordinator!r} (--shard-board): every shard must be given the "
-               "same --shard-board; nothing was touched")
-        self._write_stop(driver.client, driver.namespace, why, default)
-        self.stop_all(why)
-        raise ShardStop(why)
 
     def _count_others(self, board: dict[str, Any]) -> None:
         if self.run is None:
@@ -422,10 +389,16 @@ class ShardBoard(ShardGates):
                 waiting.append(k)
             if not waiting:
                 return
-            if wave == PREFLIGHT and now - looked_elsewhere > self.beat and \
-                    any(entries.get(str(k)) is None for k in waiting):
-                looked_elsewhere = now
-                self._elsewhere([k for k in waiting if entries.get(str(k)) is None])
+            silent = [k for k in waiting if entries.get(str(k)) is None]
+            if wave == PREFLIGHT and silent:
+                # Given different boards? (The default board: every look when it is
+                # this one, else once a heartbeat.)
+                again = now - looked_elsewhere > self.beat
+                looked_elsewhere = now if again else looked_elsewhere
+                try:
+                    self.find_split(silent, board, entries, again)
+                except SplitFound as exc:
+                    raise ShardStop(str(exc)) from None
             if cancel is not None and cancel.wait(POLL):
                 raise ShardStop("release aborted")
             if cancel is None:
@@ -479,6 +452,7 @@ def open_board(engine: Engine, request: ReleaseRequest, release_id: str) -> Shar
             # a first release): made as a release's lock makes it, then written again.
             engine.driver(where).ensure_namespace()
             board.publish()
+        board.record_board()
     except BoardUnreachable:
         raise
     except (ChannelError, ClusterError, UserError) as exc:

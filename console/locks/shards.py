@@ -22,7 +22,10 @@ One annotation, `release-console/shard-board`: JSON `{release id: board}`, the n
                       results so far {"counts": {outcome: n}, "named": {cluster:
                       [outcome, error]} (not healthy, up to 200)}}},
      "gates": {"W": {"decision", "by", "rollback"}},   # written by shard 1 only
-     "stop": {"by": K, "why": reason}}                 # a shard that stopped all
+     "stop": {"by": K, "why": reason,                  # a shard that stopped all
+              "boards": [clusters]},                   # (shards given different boards)
+     "boards": {"K": cluster}}   # on the default board: shard K uses the board there
+                                 # (`console.engine.shard_split`)
 
 A shard with no cluster in its slice listens for `control` on the Lease
 `release-console-<app>.shard-K` beside the board (`listen_name`), held like a release

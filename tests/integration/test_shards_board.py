@@ -1,7 +1,7 @@
 """The shard board's cluster (`deploy --shard K/N`, 3 real processes against one simulated
 fleet and one bare Git ledger remote): every shard checks its rights there before
 anything is touched, and shards given different `--shard-board`s find each other on the
-default board instead of waiting out `--shard-timeout`."""
+default board instead of waiting out `--shard-timeout` - and leave no board behind."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.integration.test_shards import IDS, STRATEGIES, Shard, bare, run_shards, \
-    shard_configs
+from tests.integration.test_shards import IDS, STRATEGIES, Shard, bare, board_of, \
+    run_shards, shard_configs
 
 # Get, update, list and watch Leases - no create.
 NO_CREATE = [{"verbs": ["get", "update", "list", "watch"],
@@ -68,7 +68,42 @@ def test_shards_given_different_boards_find_each_other(world, tmp_path):
     assert took < 90, took
     for s in shards:
         end = s.kinds("release_finished")[-1]
-        assert "shard 3/3 reports on the shard board of cluster 'c0' (no --shard-board), " \
-               "shard" in end["detail"], (s.k, end)
+        assert "shards report on different shard boards: " in end["detail"], (s.k, end)
+        assert "3/3 on cluster 'c0' (no --shard-board)" in end["detail"], (s.k, end)
+        assert "on cluster 'c4' (--shard-board c4)" in end["detail"], (s.k, end)
         assert "every shard must be given the same --shard-board" in end["detail"], end
     assert not [e for s in shards for e in s.kinds("cluster_started")]
+    # Neither board is left behind (before: each stayed until 8 newer releases).
+    assert [board_of(w, c).get("r-boards") for c in ("c0", "c4")] == [None, None]
+
+
+def test_shards_given_two_named_boards_find_each_other(world, tmp_path):
+    # Shards 1 and 2 are given --shard-board c4, shard 3 --shard-board c5: neither is the
+    # default board (c0). Each records its board on c0; the split is found there within
+    # a heartbeat, every shard stops (exit 2, nothing touched) naming both boards, and
+    # no board is left behind. Before, only --shard-timeout ended it ("stopped
+    # reporting"), and both boards stayed.
+    w = world(IDS, strategies=STRATEGIES, readiness_delay=0.2, jitter=0.0, seed=37)
+    remote = bare(tmp_path)
+    configs = shard_configs(w.config_path, remote, tmp_path)
+    versions = [w.version(c) for c in IDS]
+    started = time.monotonic()
+    shards = run_shards(configs[:2], tmp_path, "r-two", "--shard-board", "c4",
+                        "--shard-timeout", "90")
+    shards.append(Shard(configs[2], tmp_path, 3, "--tag", "v2", "--strategy", "three",
+                        "--release-id", "r-two", "--shard-timeout", "90",
+                        "--shard-board", "c5"))
+    codes = [s.finish() for s in shards]
+    took = time.monotonic() - started
+    assert codes == [2, 2, 2], [(s.k, s.err[-2000:]) for s in shards]
+    for s in shards:
+        end = s.kinds("release_finished")[-1]
+        assert "shards report on different shard boards: " in end["detail"], (s.k, end)
+        assert "on cluster 'c4' (--shard-board c4)" in end["detail"], (s.k, end)
+        assert "3/3 on cluster 'c5' (--shard-board c5)" in end["detail"], (s.k, end)
+        assert end["detail"].endswith("every shard must be given the same --shard-board; "
+                                      "nothing was touched"), (s.k, end)
+    assert took < 90, took
+    assert not [e for s in shards for e in s.kinds("cluster_started")]
+    assert [w.version(c) for c in IDS] == versions
+    assert [board_of(w, c).get("r-two") for c in ("c0", "c4", "c5")] == [None] * 3

@@ -1,0 +1,204 @@
+"""Shards given different boards (`deploy --shard K/N --shard-board CLUSTER`): how they
+find each other, and how the boards they left are cleaned up.
+
+Shards given different `--shard-board`s never meet on one board. So every shard given
+a board other than the *default* one - the first target of the whole release in
+sorted order, which every shard computes alike - also records on the default board
+which board it uses (`"boards": {"K": CLUSTER}` beside the release's entries). A shard
+waiting at the pre-flight barrier for one that never reported looks on the default
+board (every poll when it is its own board, else once a heartbeat): a silent shard
+found there with an entry of its own, or a record naming another board, is a split.
+The shard that finds it writes a stop naming every board involved on each of them,
+and every shard stops before anything is touched (exit 2), the message naming the
+boards.
+
+Cleanup: a board is taken off its lease by the last shard to end; a split release's
+boards hold only some of its shards, so there each board goes once every shard *on
+it* ended, and each shard takes its record off the default board (the last one
+leaving it takes the release off). The record is written and read only when the
+default board's cluster is reachable: where it is not, the split is found by
+`--shard-timeout`, whose message names the likely cause.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from console.errors import UserError
+from console.kube.client import ClusterError
+from console.locks import shards as wire
+from console.locks.control import ChannelError
+
+if TYPE_CHECKING:
+    from console.engine.core import Engine
+    from console.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+class SplitFound(Exception):
+    """Shards of this release use different boards (the message names them)."""
+
+
+class BoardSplit:
+    """The split half of `console.engine.shards.ShardBoard` (its board and plan)."""
+
+    engine: Engine | None
+    kube: Any
+    namespace: str
+    name: str
+    coordinator: str
+    release_id: str
+    shard: int
+    shards: int
+    request_timeout: float
+    whole: Plan | None
+    label: str
+    _write_stop: Callable[..., None]
+    _recorded = False          # this shard's record is on the default board
+    _split: frozenset[str] = frozenset()   # the boards this shard wrote a split's stop on
+
+    @property
+    def default(self) -> str:
+        """The default board's cluster: the whole release's first target, sorted."""
+        targets = sorted(self.whole.targets) if self.whole is not None else []
+        return targets[0] if targets else self.coordinator
+
+    def _board_at(self, cluster: str) -> tuple[Any, str] | None:
+        """The client and namespace of `cluster`'s board (None: unreachable from here)."""
+        if cluster == self.coordinator:
+            return self.kube, self.namespace
+        if self.engine is None:
+            return None
+        try:
+            driver = self.engine.driver(cluster)
+        except (ClusterError, UserError):
+            return None
+        return driver.client, driver.namespace
+
+    def record_board(self) -> None:
+        """Record on the default board which board this shard uses (nothing when it is
+        the default one). Best effort: where the default board cannot be written, a
+        split is found only by `--shard-timeout`."""
+        if self.default == self.coordinator:
+            return
+        at = self._board_at(self.default)
+
+        def edit(board: dict[str, Any]) -> None:
+            board.setdefault("boards", {})[str(self.shard)] = self.coordinator
+
+        def write(kube: Any, namespace: str) -> None:
+            try:
+                wire.update(kube, namespace, self.name, self.release_id, edit,
+                            self.request_timeout)
+            except ChannelError:
+                # No board lease there yet: created, then written once more.
+                wire.ensure(kube, namespace, self.name, self.request_timeout)
+                wire.update(kube, namespace, self.name, self.release_id, edit,
+                            self.request_timeout)
+        try:
+            if at is None or self.engine is None:
+                raise ChannelError("its credentials do not load")
+            try:
+                write(*at)
+            except ChannelError as exc:
+                if exc.status != 404:
+                    raise
+                # The app's namespace is not there yet (a first release): made as the
+                # release's lock there would make it.
+                self.engine.driver(self.default).ensure_namespace()
+                write(*at)
+            self._recorded = True
+        except (ChannelError, ClusterError, UserError) as exc:
+            log.warning("release %s shard %s: board not recorded on %s (shards given "
+                        "another board are found only by --shard-timeout): %s",
+                        self.release_id, self.label, self.default, exc)
+
+    def find_split(self, silent: list[int], here: dict[str, Any], entries: dict[str, Any],
+                   read_default: bool) -> None:
+        """Raise `SplitFound` when a shard of `silent` (never reported on this board)
+        uses another board: its entry is on the default board, or its record there names
+        another. `here`: this board as just read (the default's when it is this one);
+        `read_default`: read the default board now (else only `here` is looked at)."""
+        default = self.default
+        if default == self.coordinator:
+            there: dict[str, Any] | None = here
+        elif read_default and (at := self._board_at(default)) is not None:
+            try:
+                there = wire.read(*at, self.name, self.release_id, self.request_timeout)
+            except ChannelError:
+                there = None
+        else:
+            there = None
+        if not there:
+            return
+        on: dict[str, list[int]] = {}
+        for k in silent:
+            recorded = (there.get("boards") or {}).get(str(k))
+            if default != self.coordinator and isinstance((there.get("shards") or {})
+                                                          .get(str(k)), dict):
+                on.setdefault(default, []).append(k)
+            elif isinstance(recorded, str) and recorded != self.coordinator:
+                on.setdefault(recorded, []).append(k)
+        if not on:
+            return
+        on.setdefault(self.coordinator, []).extend(
+            int(k) for k, e in entries.items() if isinstance(e, dict) and k.isdigit())
+        if self.shard not in on[self.coordinator]:
+            on[self.coordinator].append(self.shard)
+
+        def how(cluster: str) -> str:
+            return "no --shard-board" if cluster == default else f"--shard-board {cluster}"
+        why = ("shards report on different shard boards: " + ", ".join(
+            f"{', '.join(f'{k}/{self.shards}' for k in sorted(set(ks)))} on cluster "
+            f"{b!r} ({how(b)})" for b, ks in sorted(on.items())) +
+            ": every shard must be given the same --shard-board; nothing was touched")
+        self._split = frozenset(on) | {default}
+        for cluster in sorted(self._split):
+            if (at := self._board_at(cluster)) is not None:
+                self._write_stop(*at, why, cluster, boards=sorted(self._split))
+        raise SplitFound(why)
+
+    def clean_boards(self) -> None:
+        """This shard ended: take the release off every board where nothing of it is
+        left - this shard's own board once every shard ended (or was found gone; on a
+        split release, every shard on it), and its record on the default board (there
+        once no record and no entry of a shard still running is left)."""
+        split: set[str] = set()
+
+        def clean(own: bool) -> Callable[[dict[str, Any]], None]:
+            def edit(board: dict[str, Any]) -> None:
+                entries = board.get("shards") or {}
+                records = board.get("boards") or {}
+                records.pop(str(self.shard), None)
+                stop = board.get("stop")
+                if isinstance(stop, dict) and isinstance(stop.get("boards"), list):
+                    split.update(str(b) for b in stop["boards"])
+                # A split release's board holds only the shards given it; a board that
+                # is not this shard's holds records, or the entries of the shards on it.
+                ours = (list(entries.values()) if split or self._split or not own else
+                        [entries.get(str(k)) for k in range(1, self.shards + 1)])
+                if not records and all(isinstance(e, dict) and (e.get("ended") or
+                                                                e.get("gone")) for e in ours):
+                    board.clear()
+            return edit
+        self._clean(self.coordinator, clean(True))
+        # (Every board this shard wrote a stop on too: cleaned after that write.)
+        others = split | self._split | ({self.default} if self._recorded else set())
+        for cluster in sorted(others - {self.coordinator}):
+            self._clean(cluster, clean(False))
+
+    def _clean(self, cluster: str, clean: Any) -> None:
+        at = self._board_at(cluster)
+        if at is None:
+            return
+        try:
+            wire.update(*at, self.name, self.release_id, clean, self.request_timeout)
+        except ChannelError as exc:
+            log.warning("release %s shard %s: shard board not cleaned up on %s: %s",
+                        self.release_id, self.label, cluster, exc)
+
+
+__all__ = ["BoardSplit", "SplitFound"]
