@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from console.engine.api import FollowPhase
-from console.engine.steering_client import live_state, read_leases
+from console.engine.steering_client import live_state, read_leases, with_empty_slices
 from console.errors import UserError
 from console.kube.client import ClusterError
 from console.kube.watch_reader import WatchReader
@@ -130,8 +130,9 @@ def snapshot(engine: Engine, release_id: str, ledger: Any | None) -> FollowView:
     # (its control lease's cluster was down) an older announcement may be left on the
     # first one - the one with the most moves is the live one; one on a lease the
     # release left behind (not renewed for many durations) is nobody's. A release run
-    # as shards listens once per shard: one state for all (`live_state`).
-    view.steering = live_state(leases, release_id)
+    # as shards listens once per shard: one state for all (`live_state`) - a shard
+    # with no cluster in its slice on its own lease on the board's cluster.
+    view.steering = live_state(with_empty_slices(engine, leases, release_id), release_id)
     targets: list[str] = list(view.holders)
     if record is not None:
         view.recorded = True

@@ -237,6 +237,15 @@ def _empty_slices(engine: Engine, held: Sequence[LeaseView],
             and v.steering.get("release") == release_id and shard_label(v)]
 
 
+def with_empty_slices(engine: Engine, views: Sequence[LeaseView],
+                      release_id: str) -> list[LeaseView]:
+    """`views` (the fleet's Leases) and, of a release run as shards, the listening
+    leases of its shards with no cluster in their slice - not among the fleet's leases
+    (they are on the board's cluster), so `live_state` would leave them out."""
+    held = [v for v in views if v.release == release_id and not v.left_behind]
+    return [*views, *_empty_slices(engine, held, _listening(held, release_id), release_id)]
+
+
 def shard_label(view: LeaseView) -> str:
     """`K/N` of the shard announced on `view`, "" when the release is not sharded."""
     label = view.steering.get("shard")

@@ -7,6 +7,7 @@ with the others."""
 
 from __future__ import annotations
 
+from console.engine.follow import snapshot
 from console.plan import shard_of
 from tests.integration.conftest import wait_for
 from tests.integration.test_shard_control import start, stop
@@ -38,6 +39,11 @@ def test_shard_1_with_an_empty_slice_is_approved_through_control(world, tmp_path
         paused = control(w.config_path, rid, "pause")
         assert paused.returncode == 0, paused.stderr
         assert "(shards 1/3, 2/3, 3/3)" in paused.stdout, paused.stdout
+        # Followers see every shard paused, shard 1 too (before: its listening lease on
+        # the board's cluster was not read, and `paused_shards` left it out).
+        state = snapshot(w.engine(), rid, None).steering
+        assert state.get("paused_shards") == ["1/3", "2/3", "3/3"], state
+        assert state.get("shards") == ["1/3", "2/3", "3/3"], state
         resumed = control(w.config_path, rid, "resume")
         assert resumed.returncode == 0, resumed.stderr
         approved = control(w.config_path, rid, "approve")
