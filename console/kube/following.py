@@ -52,6 +52,10 @@ WOKEN_POLL = 5.0
 # rest of the pool is room for opens that hang on a silent cluster, and an open that
 # hangs past `open_gate.STALL` gets a thread of its own beyond these.
 OPENER_THREADS = 32
+# s past a rollout's own deadline the caller waits for the loop's verdict at most: the
+# loop decides a rollout at its deadline, so only a loop held up (a blocked `on_progress`,
+# a bug) runs past this - the caller then fails that rollout rather than wait for ever.
+LATE = 60.0
 
 Item = tuple[str, str, Any]
 
@@ -137,7 +141,10 @@ class Following:
         if self._add_waker is not None:
             self._add_waker(self._wake)
         LOOP.post(self, ("begin", "", None))
-        self.done.wait()
+        if not self.done.wait(max(0.0, self.deadline - time.monotonic()) + LATE):
+            raise ClusterError(self.driver.cluster, "no verdict on the rollout "
+                               f"{LATE:g}s past its {self.timeout:g}s deadline: the "
+                               "process's rollout thread is held up")
         if self.error is not None:
             raise self.error
         return self.status

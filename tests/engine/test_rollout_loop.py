@@ -125,3 +125,39 @@ def test_a_bug_ending_one_rollout_fails_it_and_the_thread_goes_on(world, caplog)
     assert any(r.getMessage() == "ending the rollout on a failed" and r.exc_info
                and "cancel event broke" in str(r.exc_info[1])
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_a_held_up_rollout_thread_cannot_hold_the_caller_for_ever(world, monkeypatch):
+    """The rollout thread is held up (its `on_progress` blocks, as a printer on a blocked
+    pipe did): the caller of `follow` gets a verdict `LATE` s past the rollout's
+    deadline - a failure saying why - instead of waiting for ever (before, it waited
+    until the thread came back)."""
+    monkeypatch.setattr(following, "LATE", 2.0, raising=False)
+    w = world(["a"], readiness_delay=0.3, jitter=0.0)
+    w.deploy_everywhere("v1")
+    driver = driver_for(w.fleet, "a", grace=0.5)
+    held, holding = threading.Event(), threading.Event()
+    result: dict[str, object] = {}
+
+    def blocked(_progress) -> None:  # noqa: ANN001 - a Progress
+        holding.set()
+        held.wait(120)
+
+    def follow() -> None:
+        try:
+            result["status"] = driver.follow(applied, timeout=2.0, on_progress=blocked)
+        except ClusterError as exc:
+            result["error"] = exc
+
+    try:
+        applied = driver.apply(render(w.config, "a", "v2"), {})
+        follower = threading.Thread(target=follow, daemon=True)
+        follower.start()
+        wait_for(holding.is_set, "the rollout thread to be held up")
+        follower.join(60)
+        assert not follower.is_alive(), "the caller waits for ever for a held-up thread"
+        assert "no verdict on the rollout 2s past its 2s deadline" in str(result["error"]), \
+            result
+    finally:
+        held.set()          # the process's one rollout thread serves the next tests
+        driver.client.close()
