@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -195,17 +196,28 @@ def warn(message: str) -> None:
 
 
 class EventPrinter:
-    """An engine listener that prints events: JSON lines, or short human lines."""
+    """An engine listener that prints events: JSON lines, or short human lines.
+
+    Lines are written by a printer thread of its own, never by the thread that made the
+    event: progress comes from the process's one rollout thread (`console.kube.following`),
+    and a reader that stops reading (a full stdout pipe) must not stop every rollout's
+    verdict. While more than `PENDING` lines wait, progress lines are dropped (they are
+    for watching; every step is still printed); `close` prints what is left."""
+
+    PENDING = 1000
 
     def __init__(self, as_json: bool, stream: TextIO | None = None) -> None:
         self.as_json = as_json
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
-        self._lock = threading.Lock()
         self._start = time.monotonic()
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0           # progress lines not printed while output was blocked
 
     def __call__(self, event: Any) -> None:
-        """Print one event (any thread)."""
+        """Print one event (any thread; never waits for the output)."""
         from console.events import Kind
         if self.as_json:
             line = json.dumps(event.to_json(), sort_keys=False, default=str)
@@ -219,9 +231,38 @@ class EventPrinter:
             who = f"{event.cluster}: " if event.cluster else ""
             line = f"[{elapsed:6.1f}s] {_MARK.get(event.kind.value, ' ')} {who}" \
                    f"{event.message or event.kind.value}"
+        if event.kind is Kind.CLUSTER_PROGRESS and self._lines.qsize() >= self.PENDING:
+            self.dropped += 1
+            return
+        self._lines.put(line)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._print, daemon=True,
+                                                    name="event-printer")
+                    self._thread.start()
+
+    def _print(self) -> None:
+        while (line := self._lines.get()) is not None:
+            try:
+                # A reader gone (`deploy --json | head`) ends the output, not the release.
+                out(line, self.stream)
+            finally:
+                self._lines.task_done()
+        self._lines.task_done()
+
+    def flush(self) -> None:
+        """Wait until every line given so far is printed."""
+        if self._thread is not None:
+            self._lines.join()
+
+    def close(self) -> None:
+        """Print what is left, then stop the printer thread."""
         with self._lock:
-            # A reader gone (`deploy --json | head`) ends the output, not the release.
-            out(line, self.stream)
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._lines.put(None)
+            thread.join()
 
 
 _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",
@@ -418,6 +459,8 @@ def run(args: argparse.Namespace) -> int:
             result = run_interruptible(engine, request, approver, control)
     finally:
         engine.close()
+        # Every event printed before the summary (and before the process exits).
+        printer.close()
     if args.junit is not None:
         try:
             write(args.junit, result, config.app.name, request.tag, args.strategy)

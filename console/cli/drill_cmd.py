@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
                 options = {} if args.fail_fast_grace is None else {
                     "grace": args.fail_fast_grace}
                 engine = Engine(local, **options)
+                printer = [] if args.json else [EventPrinter(False, sys.stderr)]
                 try:
                     say("drill: baseline " + ", ".join(f"{c}={v}" for c, v in baseline.items()))
                     problems = set_baseline(engine, baseline)
@@ -185,10 +186,11 @@ def run(args: argparse.Namespace) -> int:
                                             "the local fleet: " + "; ".join(problems))
                     say(f"drill: releasing {tag} with {args.strategy}, failing on "
                         f"{', '.join(fail) or 'no cluster'}")
-                    printer = [] if args.json else [EventPrinter(False, sys.stderr)]
                     result = rehearse(engine, tag, fail, baseline, args.strategy, printer)
                 finally:
                     engine.close()
+                    for p in printer:
+                        p.close()
         record = drill_record(result, config, fail, "lab" if args.lab else "sim", started,
                               current_operator().name)
         pushed = ledger.record_drill(record)

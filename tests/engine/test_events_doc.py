@@ -40,13 +40,15 @@ def test_every_field_of_a_real_release_is_documented(world, tmp_path) -> None:
     out = tmp_path / "stream.jsonl"
     with out.open("w") as stream:
         engine = w.engine()
-        engine.add_listener(EventPrinter(as_json=True, stream=stream))
+        printer = EventPrinter(as_json=True, stream=stream)
+        engine.add_listener(printer)
         control = ReleaseControl()
         control.pause(by="ann")
         control.resume(by="ann")
         engine.run(ReleaseRequest(tag="v2", strategy="canary"),
                    lambda _r: GateAnswer(GateDecision.APPROVE, by="ann"), control)
         engine.rollback("w1", "v1", by="ann")
+        printer.close()            # printed by its own thread
     docs = documented()
     seen: dict[str, set[str]] = {}
     for line in out.read_text().splitlines():

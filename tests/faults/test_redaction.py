@@ -73,6 +73,8 @@ def test_an_event_is_scrubbed_once_when_made_for_every_output(tmp_path, webhook)
     for event in made:
         for listener in listeners:
             listener(event)
+    for printer in listeners[:2]:
+        printer.close()            # printed by its own thread
     assert [d.ok for d in notify.close(timeout=20)] == [True]
     ledger.close()
 
