@@ -6,18 +6,16 @@ a wave really at once on a thread pool bounded by `max_parallel` - with the plan
 failure policy (serial stops at the first failure; otherwise a failure budget past which
 no new cluster starts), an approval gate before each gated wave (the `Approver` decides:
 approve, reject, or abort and optionally roll back), and pause/resume/abort from a
-`ReleaseControl`. One cluster's rollout is `console.engine.deploy`; the state of a
-running release is `console.engine.run_state.ReleaseRun`.
+`ReleaseControl`. One wave's clusters are `console.engine.wave_clusters`, one cluster's
+rollout `console.engine.deploy`; the state of a running release is
+`console.engine.run_state.ReleaseRun`.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from console.engine.api import (FAILURE_OUTCOMES, Approver, ClusterResult, ControlChange,
@@ -31,14 +29,12 @@ from console.engine import steering, steering_rules
 from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop, open_board
 from console.engine.bake import bake_wave
 from console.engine.bake import seconds_of as bake_seconds
-from console.engine.pacing import tell_paced
 from console.engine.run_state import ReleaseRun, budget_reason
-from console.engine.deploy import hand_out
 from console.engine.rollbacks import by_suffix, rollback_reached, rollback_scope
+from console.engine.wave_clusters import retry_failed, run_wave, skip_rest, warm
 from console.events import Event, Kind
 from console.freeze import Block
 from console.kube.driver import LiveDeployment
-from console.kube.waking import take_batch
 from console.locks import ReleaseLock
 from console.plan import Plan
 from console.preflight import PreflightReport
@@ -47,8 +43,6 @@ if TYPE_CHECKING:
     from console.engine.core import Engine
 
 log = logging.getLogger(__name__)
-
-CONTROL_POLL = 0.2        # s between looks at the pause/abort state while clusters run
 
 # How a release ends: (outcome, exit code, message).
 Ending = tuple[Outcome, int, str]
@@ -223,7 +217,7 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                     return stop
             # A spent failure budget ends the release before anyone is asked at a gate.
             if run.budget_exceeded():
-                _skip_rest(engine, run, wave.index, budget_reason(run))
+                skip_rest(engine, run, wave.index, budget_reason(run))
                 return Outcome.FAILED, 1, budget_reason(run)
             if run.lock_lost():
                 return _lock_lost(engine, run, wave.index)
@@ -232,7 +226,7 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
             if wave.gate_before and wave.index > 0:
                 stop = _gate(engine, run, approver, wave.index, wave.clusters)
                 if stop is not None:
-                    _skip_rest(engine, run, wave.index, stop[2])
+                    skip_rest(engine, run, wave.index, stop[2])
                     return stop
             if run.control.aborted:
                 return _aborted(engine, run, wave.index)
@@ -244,14 +238,14 @@ def _run_waves(engine: Engine, run: ReleaseRun, approver: Approver) -> Ending:
                          f"wave {wave.index + 1} of {len(plan.waves)}: "
                          f"{', '.join(wave.clusters)}",
                          wave=wave.index, clusters=list(wave.clusters))
-            _warm(pool, min(plan.max_parallel, len(wave.clusters)))
-            _run_wave(engine, run, pool, wave.index, wave.clusters)
+            warm(pool, min(plan.max_parallel, len(wave.clusters)))
+            run_wave(engine, run, pool, wave.index, wave.clusters)
             if wave.index == len(plan.waves) - 1:
                 run.closing = True
-            _retry_failed(engine, run, pool, wave.index)
+            retry_failed(engine, run, pool, wave.index)
             # Healthy is not yet good: watch the wave for its bake time first.
             bake_wave(engine, run, wave.index, wave.clusters, wave.bake)
-            scoped = rollback_scope(engine, run, wave.index, wave.clusters, _skip_rest)
+            scoped = rollback_scope(engine, run, wave.index, wave.clusters, skip_rest)
             if scoped is not None:
                 return scoped
             wave_results = [run.results[c] for c in wave.clusters if c in run.results]
@@ -288,7 +282,7 @@ def _meet(engine: Engine, run: ReleaseRun, wave: int) -> Ending | None:
         if run.control.aborted:
             return _aborted(engine, run, wave)
         reason = str(exc)
-        _skip_rest(engine, run, wave, reason)
+        skip_rest(engine, run, wave, reason)
         return Outcome.STOPPED, 3, reason
     return None
 
@@ -296,148 +290,15 @@ def _meet(engine: Engine, run: ReleaseRun, wave: int) -> Ending | None:
 def _frozen(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
     """A freeze window opened: start nothing more; the release ends stopped (exit 3)."""
     reason = run.frozen or "a freeze window opened"
-    _skip_rest(engine, run, from_wave, reason)
+    skip_rest(engine, run, from_wave, reason)
     return Outcome.STOPPED, 3, reason
 
 
 def _lock_lost(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
     """Another release may own the clusters now: start nothing more (exit 3)."""
     reason = run.lock_lost() or "release lock lost"
-    _skip_rest(engine, run, from_wave, reason)
+    skip_rest(engine, run, from_wave, reason)
     return Outcome.ABORTED, 3, reason
-
-
-def _warm(pool: ThreadPoolExecutor, workers: int) -> None:
-    """Have `workers` threads of `pool` running before the wave hands them clusters.
-
-    The pool starts a thread per submit when none is idle, and `Thread.start` waits for
-    the new thread to run: among a wave's rollouts already running, each start waited
-    for the GIL, and the last cluster of a 1,000-cluster wave started 11-14 s after the
-    first (the release's wall time waits for it). Started here, before any of them, a
-    thousand threads take a fraction of a second.
-    """
-    started = threading.Event()
-    # Each task holds its thread until all are submitted, so every submit that finds no
-    # idle thread starts one.
-    warming = [pool.submit(started.wait) for _ in range(workers)]
-    started.set()
-    for future in warming:
-        future.result()
-
-
-def _run_wave(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor, wave: int,
-              clusters: Sequence[str]) -> None:
-    """Start the wave's clusters as slots free up; stop starting on budget, pause, abort.
-
-    Finished rollouts come back through a queue their futures put themselves on: waiting
-    on a thousand futures at once (`concurrent.futures.wait`) installs and removes a
-    waiter on each of them every poll, which cost more CPU than the rollouts' decisions.
-    """
-    pending = deque(clusters)
-    running: dict[Future, str] = {}
-    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
-    cancel = run.control.aborted_event
-    while pending or running:
-        stop_reason = None
-        lock_lost = run.lock_lost()
-        if run.control.aborted:
-            stop_reason = "release aborted"
-        elif lock_lost:
-            stop_reason = lock_lost
-            if pending:
-                run.stopped_by_lost_lock = True
-        elif run.budget_exceeded():
-            stop_reason = budget_reason(run)
-        elif pending and run.freeze_reason():
-            stop_reason = run.frozen
-        if stop_reason:
-            while pending:
-                _skip(engine, run, pending.popleft(), stop_reason)
-        elif not run.control.paused:
-            while pending and len(running) < run.plan.max_parallel:
-                delay = run.pacer.delay()
-                if delay > 0:
-                    # Pacing: the next clusters wait for a start slot (told once each).
-                    tell_paced(engine, run, wave,
-                               list(pending)[:run.plan.max_parallel - len(running)], delay)
-                    break
-                cid = pending.popleft()
-                if steering_rules.left_out(engine, run, cid):
-                    continue
-                with run.lock:
-                    taken_by = run.handed_over.get(cid)
-                    if taken_by is None:
-                        run.started.add(cid)
-                if taken_by is not None:
-                    _skip(engine, run, cid, f"taken over by {taken_by} during the release "
-                                            "(manual rollback)")
-                    continue
-                run.pacer.reserve(cid)
-                future = hand_out(pool, engine, run, cid, wave)
-                running[future] = cid
-                future.add_done_callback(finished.put)
-        elif pending:
-            run.control.hold()
-        if not running:
-            if pending:  # paused with nothing running: wait for resume or abort
-                cancel.wait(CONTROL_POLL)
-            continue
-        done = take_batch(finished, CONTROL_POLL)
-        if not done:
-            continue
-        for future in done:
-            cid = running.pop(future)
-            run.pacer.release(cid)      # a start reserved but never begun counts no more
-            try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001 - a bug in one cluster's worker
-                log.exception("deploying %s failed unexpectedly", cid)
-                result = ClusterResult(cid, Outcome.FAILED, None, run.tag,
-                                       error=f"internal error: {exc}")
-            with run.lock:
-                run.results[cid] = result
-                if result.outcome in FAILURE_OUTCOMES:
-                    run.count_failure(cid)   # a no-op when the worker counted it already
-                run.settled.notify_all()
-
-
-def _retry_failed(engine: Engine, run: ReleaseRun, pool: ThreadPoolExecutor,
-                  wave: int) -> None:
-    """Deploy again the failed clusters an operator asked to retry, once the rest of
-    the wave ended; their failures no longer count against the budget."""
-    while not run.control.aborted and not run.lock_lost():
-        asked = run.control.take_retries()
-        again = [cid for cid in run.plan.order if cid in asked
-                 and cid in run.results and run.results[cid].outcome in FAILURE_OUTCOMES]
-        if not again:
-            return
-        with run.lock:
-            for cid in again:
-                run.failed.discard(cid)
-                del run.results[cid]
-                run.started.discard(cid)
-                # A new start: paced like any other, and told again when held.
-                run.paced.discard(cid)
-        for cid in again:
-            engine.event(Kind.STEERED, run.release_id, cid,
-                         f"retrying {cid}{by_suffix(asked[cid])}", action="retry",
-                         by=asked[cid])
-        _run_wave(engine, run, pool, wave, again)
-
-
-def _skip(engine: Engine, run: ReleaseRun, cid: str, reason: str) -> None:
-    if steering_rules.skipped_by_operator(engine, run, cid):
-        return   # the operator's skip came first: recorded as theirs
-    run.record_skip(cid, reason)
-    engine.event(Kind.CLUSTER_SKIPPED, run.release_id, cid, f"skipped: {reason}",
-                 reason=reason)
-
-
-def _skip_rest(engine: Engine, run: ReleaseRun, from_wave: int, reason: str) -> None:
-    for wave in run.plan.waves[from_wave:]:
-        for cid in wave.clusters:
-            if cid not in run.results:
-                _skip(engine, run, cid, reason)
 
 
 def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
@@ -494,7 +355,7 @@ def _gate(engine: Engine, run: ReleaseRun, approver: Approver, next_wave: int,
 
 
 def _aborted(engine: Engine, run: ReleaseRun, from_wave: int) -> Ending:
-    _skip_rest(engine, run, from_wave, "release aborted")
+    skip_rest(engine, run, from_wave, "release aborted")
     if run.control.rollback_on_abort:
         rollback_reached(engine, run, "release aborted")
         return Outcome.ABORTED, 3, "aborted; reached clusters rolled back"

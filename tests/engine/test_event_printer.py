@@ -45,7 +45,8 @@ def test_a_blocked_stdout_does_not_stop_the_verdicts(world):
     read: list[bytes] = []
 
     def release() -> None:
-        result["result"] = engine.run(ReleaseRequest(tag="v2", strategy="parallel"), w.approve, ReleaseControl())
+        result["result"] = engine.run(ReleaseRequest(tag="v2", strategy="parallel"),
+                                      w.approve, ReleaseControl())
 
     def drain() -> None:
         with os.fdopen(read_end, "rb") as pipe:

@@ -10,7 +10,8 @@ import threading
 from console.engine import ReleaseRequest
 from console.engine.api import ClusterResult, Outcome, ReleaseControl
 from console.engine.rollbacks import rollback_reached
-from console.engine.waves import ReleaseRun, _skip
+from console.engine.wave_clusters import skip as _skip
+from console.engine.waves import ReleaseRun
 from console.events import Kind
 
 HELD = 1.0   # s the test holds the lock and checks that nothing was written meanwhile
