@@ -387,3 +387,40 @@ def test_a_lease_is_given_back_without_reading_it_first(fleet, client) -> None:
     spent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert spent == {"get leases": 1, "create leases": 1, "update leases": 2}
     assert lease_of(client, "b", "cheap", "x", "y").holder() is None
+
+
+def test_a_failed_renewal_is_tried_again_soon_not_a_round_later(fleet, client) -> None:
+    """The renewer's heap (`ReleaseLock._renew_loop`): a renewal that failed (the cluster
+    answers 500 to everything, a seeded fault) is tried again after a tenth of the
+    duration - again and again while it fails, never counted as a loss - and once the
+    cluster answers, the lease is renewed within that retry, not a whole round (half the
+    duration) later."""
+    lost: list = []
+    lock = ReleaseLock.for_clusters({"a": (client("a"), NAMESPACE)}, "user-service", "rel-1",
+                                    user="alice", duration=10, timeout=2,
+                                    on_lost=lambda *args: lost.append(args))
+
+    def renew_time() -> str:
+        return fleet.get("a", "coordination.k8s.io/leases", NAMESPACE,
+                         "release-console-user-service")["spec"]["renewTime"]
+
+    lock.acquire()
+    try:
+        taken = renew_time()
+        fleet.set_faults("a", error_rate=1.0, error_codes=[500])
+        # The first round (5 s after taking it) fails...
+        wait_for(lambda: "a" in lock.failing, "a renewal to fail", timeout=30)
+        failed_at = time.monotonic()
+        errors = fleet.counters("a")["injected_errors"]
+        # ...and is tried again about a second later, well before the next round.
+        wait_for(lambda: fleet.counters("a")["injected_errors"] > errors,
+                 "the failed renewal to be tried again", timeout=30)
+        assert time.monotonic() - failed_at < 4.0, "tried again only a round later"
+        assert lock.lost == {} and lost == []
+    finally:
+        fleet.set_faults("a", error_rate=0.0)
+    answered = time.monotonic()
+    wait_for(lambda: "a" not in lock.failing, "the renewal to get through", timeout=30)
+    assert time.monotonic() - answered < 4.0, "renewed only a round after the cluster answered"
+    assert renew_time() != taken
+    assert lock.release() == [] and lock.lost == {} and lost == []
