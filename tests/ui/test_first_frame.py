@@ -16,8 +16,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 from console.ui.app import ReleaseConsoleApp
@@ -91,35 +89,74 @@ async def test_the_first_frame_shows_the_console_loading_then_the_grid_fills_in(
             _fill(fifo, text)
 
 
-@story
-async def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_ui(
+def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_ui(
         tmp_path: Path) -> None:
     """The follow screen, left while the console still reads the fleet file (so its engine
     has not started), tells the engine to stop following from a worker: waiting on the UI
-    thread for the engine froze the console until the fleet file was read."""
+    thread for the engine froze the console until the fleet file was read - and, as the
+    read's answer needed that same thread, for ever. So the console runs in a process of
+    its own, bounded: a frozen one fails this test with a message instead of hanging the
+    run until the suite's timeout."""
     fifo = tmp_path / "fleet.yaml"
     os.mkfifo(fifo)
-    text = fleet_yaml(IDS, tmp_path / "history")
-    # Only so that the old code's frozen UI ends (then the check below fails): the pipe is
-    # filled UNBLOCK s after the follow screen is left.
-    unblock = threading.Timer(UNBLOCK, _fill, (fifo, text))
-    app = ReleaseConsoleApp(str(fifo), status_interval=0)
-    try:
-        async with app.run_test(size=(120, 36)) as pilot:
+    (tmp_path / "fleet.txt").write_text(fleet_yaml(IDS, tmp_path / "history"))
+    # The pipe is filled UNBLOCK s after the follow screen is left (so that a UI frozen
+    # only until the read ends, and then the check below fails).
+    script = textwrap.dedent(f"""
+        import asyncio, json, os, threading, time
+        from console.ui.app import ReleaseConsoleApp
+
+        app = ReleaseConsoleApp({str(fifo)!r}, status_interval=0)
+
+        def fill():
+            with open({str(tmp_path / "fleet.txt")!r}) as source:
+                text = source.read()
+            try:
+                fd = os.open({str(fifo)!r}, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return   # no reader
+            with os.fdopen(fd, "w") as pipe:
+                pipe.write(text)
+
+        async def until(what, predicate):
+            deadline = time.monotonic() + 30
+            while not predicate():
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"timed out waiting for {{what}}")
+                await pilot_.pause(0.05)
+
+        async def leave_follow(pilot):
+            global pilot_
+            pilot_ = pilot
             await pilot.pause()
             await pilot.press("f")
-            await wait_for(pilot, lambda: app.screen.id == "follow", what="the follow screen")
+            await until("the follow screen", lambda: app.screen.id == "follow")
+            unblock = threading.Timer({UNBLOCK}, fill)
             unblock.start()
             left = time.monotonic()
             await pilot.press("escape")
-            await wait_for(pilot, lambda: len(app.screen_stack) == 1, what="the fleet screen")
-            assert time.monotonic() - left < UNBLOCK / 2
-            # Still loading: the UI answered while the fleet file was unread.
-            assert not app.fleet_loaded.is_set()
-    finally:
-        unblock.cancel()
-        if fifo.is_fifo():   # a failed test leaves no reader blocked on the pipe
-            _fill(fifo, text)
+            await until("the fleet screen", lambda: len(app.screen_stack) == 1)
+            print(json.dumps({{"took": time.monotonic() - left,
+                              "loaded": app.fleet_loaded.is_set()}}), flush=True)
+            unblock.cancel()
+            await asyncio.to_thread(fill)    # the console's reader ends too
+            app.exit()
+
+        app.run(headless=True, size=(120, 36), auto_pilot=leave_follow)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_CONSOLE_")}
+    try:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=UNBLOCK + 60, env=env)
+    except subprocess.TimeoutExpired as stuck:
+        raise AssertionError("the console froze for good after the follow screen was left "
+                             "while the fleet file was read") from stuck
+    import json
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    assert lines, (out.stdout[-2000:], out.stderr[-3000:])
+    seen = json.loads(lines[0])
+    # Answered at once, while the fleet file was still unread.
+    assert seen["took"] < UNBLOCK / 2 and not seen["loaded"], seen
 
 
 def test_a_refresh_asked_while_loading_a_fleet_file_that_fails_does_not_keep_the_console(
