@@ -90,16 +90,23 @@ def run(args: argparse.Namespace) -> int:
     """Print the version matrix; 0, or `UNREADABLE` when a cluster could not be read."""
     from console.cli.output import out
     from console.engine import REQUEST_TIMEOUT, Engine
+    from console.cli.status_workers import FleetReading
     config = load_config(args)
-    ledger = open_ledger(config)
     # Exit 4 is a verdict scripts act on, so a cluster is unreadable only once a call waited
     # as long as a release's own calls do (REQUEST_TIMEOUT), not the engine's 3 s for the
     # console's refreshes: Kubernetes' SLO lets a namespaced LIST (Helm's release records)
     # take up to 5 s at p99, and under load (20-32 on 2 cores) a simulated cluster nobody
     # had touched answered later than 3 s - `status` called it unreachable.
     engine = Engine(config, status_timeout=REQUEST_TIMEOUT)
+    # A big fleet's reads are dealt over processes forked now, before the ledger's thread.
+    reading = FleetReading(engine)
     try:
-        statuses = engine.status(keep_connections=False)
+        ledger = open_ledger(config)
+    except BaseException:
+        reading.close()
+        raise
+    try:
+        statuses = reading.statuses()
     except BaseException:
         ledger.add_done_callback(_close_opened)
         raise
