@@ -2,7 +2,8 @@
 
 Per cluster: the live version (read from the cluster - every cluster concurrently, each
 call waited for as long as a release's own calls (10 s), so one that does not answer is
-shown as unreachable and holds up the others no longer than that), the version the release
+shown as unreachable and holds up the others no longer than that; a big fleet's reads are
+dealt over a few forked processes, `console.cli.status_workers`), the version the release
 ledger (`console.history`) last recorded there, the last known-good version, and when and
 by whom it was recorded. DRIFT marks a cluster whose live version differs from the
 ledger's (someone changed it by hand, e.g. `kubectl set image`). For an app shipped as a
