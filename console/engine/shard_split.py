@@ -90,14 +90,11 @@ class BoardSplit:
             board.setdefault("boards", {})[str(self.shard)] = self.coordinator
 
         def write(kube: Any, namespace: str) -> None:
-            try:
-                wire.update(kube, namespace, self.name, self.release_id, edit,
-                            self.request_timeout)
-            except ChannelError:
-                # No board lease there yet: created, then written once more.
-                wire.ensure(kube, namespace, self.name, self.request_timeout)
-                wire.update(kube, namespace, self.name, self.release_id, edit,
-                            self.request_timeout)
+            # The board lease made when absent first: a cluster that does not answer
+            # costs one request's timeout, once.
+            wire.ensure(kube, namespace, self.name, self.request_timeout)
+            wire.update(kube, namespace, self.name, self.release_id, edit,
+                        self.request_timeout)
         try:
             if at is None or self.engine is None:
                 raise ChannelError("its credentials do not load")
@@ -125,7 +122,9 @@ class BoardSplit:
         default = self.default
         if default == self.coordinator:
             there: dict[str, Any] | None = here
-        elif read_default and (at := self._board_at(default)) is not None:
+        elif read_default and self._recorded and (at := self._board_at(default)) is not None:
+            # (Not recorded there: not reachable or not writable from here - not read
+            # once a beat either; the timeout finds a split then.)
             try:
                 there = wire.read(*at, self.name, self.release_id, self.request_timeout)
             except ChannelError:

@@ -11,7 +11,7 @@ from console.engine.follow import snapshot
 from console.plan import shard_of
 from tests.integration.conftest import wait_for
 from tests.integration.test_shard_control import start, stop
-from tests.integration.test_shards import bare, remote_release, shard_configs
+from tests.integration.test_shards import bare, board_of, remote_release, shard_configs
 from tests.integration.test_steering import control
 
 # sha256 slices of 3: c1 3, c3 3, c4 2, c5 2, c6 2, c8 3 - none is shard 1's.
@@ -57,6 +57,8 @@ def test_shard_1_with_an_empty_slice_is_approved_through_control(world, tmp_path
         stop(shards)
     assert codes == [0, 0, 0], [(s.k, s.err[-2000:]) for s in shards]
     assert [w.version(c) for c in IDS] == ["v2"] * len(IDS)
+    # Each shard recorded its board (c8) on the default one (c1) and took it off again.
+    assert (board_of(w, "c1").get(rid), board_of(w, "c8").get(rid)) == (None, None)
     # Named on the board's cluster: where the shard listens, and where `control` asked
     # who the person is.
     decided = shards[0].kinds("gate_decided")
