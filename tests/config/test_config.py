@@ -447,6 +447,16 @@ def test_deep_merge_does_not_alias_inputs():
     assert base["a"]["c"] == [1]
 
 
+def test_deep_merge_copies_values_of_any_kind():
+    """The fleet file's dicts and lists are copied by hand; anything else deeply too."""
+    base = {"a": ({"b": [1]},), "s": {1}}
+    merged = deep_merge(base, {"l": [{"x": [1]}]})
+    assert merged == {"a": ({"b": [1]},), "s": {1}, "l": [{"x": [1]}]}
+    merged["a"][0]["b"].append(2)
+    merged["s"].add(2)
+    assert base == {"a": ({"b": [1]},), "s": {1}}
+
+
 def test_webhook_url_is_never_echoed(tmp_path):
     message = error_of(tmp_path, MINIMAL.replace(
         "  name: web", "  name: web\n  notify: {slack_webhook: 'hooks.slack.com/services/T0/B0/s3cr3t'}"))
