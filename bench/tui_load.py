@@ -15,7 +15,8 @@ Prints the three figures of the TUI's goals (issue 16) while every row of the gr
    reads the fleet file after its first frame, which shows the header, the grid saying
    "loading the fleet from ...", the event log and the keys. Also the time until the
    grid shows the whole fleet (the screen's refresh after it), and the CPU seconds used
-   up to each.
+   up to each, and the machine's load average around those runs (their wall time is the
+   CPU seconds stretched by the load).
 
 Also printed: the engine process's CPU (the engine-side goals belong to
 bench/release_fleet.py) and the simulator's, and the machine's load averages (the
@@ -26,6 +27,7 @@ both processes are measured. The simulated fleet runs in another child process, 
 CPU is not counted as the console's.
 
     .venv/bin/python bench/tui_load.py [--clusters 1000] [--readiness 20] [--max-parallel N]
+                                       [--hogs N]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIONS = ("eu", "us", "ap", "sa")
+HOGS_WARMUP = 20.0   # s the --hogs run before the first frame (the load average follows)
 
 
 def fleet_file(n: int, history: Path) -> str:
@@ -228,6 +231,10 @@ def main() -> int:
     parser.add_argument("--no-bytecode", action="store_true",
                         help="time the first frame without the console's bytecode compiled "
                              "beforehand (each start compiles what it imports)")
+    parser.add_argument("--hogs", type=int, default=0, metavar="N",
+                        help="N busy-looping processes (nice 0) beside the console from the "
+                             f"first-frame runs to the release's end, started {HOGS_WARMUP:g} s "
+                             "before them: a loaded machine, the same each run")
     parser.add_argument("--serve-fleet", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--first-frame", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--sim-nice", type=int, default=15, help=argparse.SUPPRESS)
@@ -246,13 +253,26 @@ def main() -> int:
         sim = subprocess.Popen([sys.executable, __file__, "--serve-fleet", tmp,
                                 "--readiness", str(args.readiness), "--jitter", str(args.jitter)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        hogs: list[subprocess.Popen] = []
+        hogs_cpu = 0.0
         try:
             config_path = Path(sim.stdout.readline().strip())
             env = bytecode_env(compiled=not args.no_bytecode)
+            if args.hogs:
+                # Once the fleet serves (the niced simulator would starve behind them).
+                hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                        for _ in range(args.hogs)]
+                time.sleep(HOGS_WARMUP)
+            frame_load = os.getloadavg()[0]
             frames = measure_first_frame(config_path, env)
+            frame_load = (frame_load, os.getloadavg()[0])
             result = asyncio.run(drive(config_path, max_parallel))
             load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         finally:
+            for hog in hogs:
+                hogs_cpu += _child_cpu(hog.pid)
+                hog.kill()
+                hog.wait()
             sim.stdin.close()
             sim.wait(timeout=60)
         sim_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -265,7 +285,8 @@ def main() -> int:
     first = max(f[0] for f in frames)
     print(f"tui_load: {args.clusters} clusters, parallel (max {max_parallel} at once), "
           f"pods ready after {args.readiness:g}s + up to {args.jitter:g}s; "
-          f"load average at the end {load}")
+          f"load average at the end {load}"
+          + (f"; {args.hogs} busy processes beside the console (--hogs)" if args.hogs else ""))
     print(f"  release          {wall:6.1f} s wall, outcome {result['outcome']}, "
           f"phases {result['phases']}")
     print(f"  UI process CPU   {result['cpu']:6.2f} s = {ui_share:5.1f}% of one core "
@@ -285,11 +306,13 @@ def main() -> int:
           f"{' '.join(f'{f[3]:.2f}' for f in frames)} s; the first frame says \"loading "
           "the fleet\", the grid fills in after reading the fleet file)")
     print("  (first frame " + ("with the console's bytecode compiled beforehand, as `pip "
-                               "install .` does)" if not args.no_bytecode else
-                               "compiling the console at each start: --no-bytecode)"))
+                               "install .` does" if not args.no_bytecode else
+                               "compiling the console at each start: --no-bytecode")
+          + f"; 1-minute load average {frame_load[0]:.2f} before the first-frame runs, "
+          f"{frame_load[1]:.2f} after)")
     print(f"  (not in the goals) engine process {result['engine']:.2f} s CPU, simulator "
-          f"{sim_cpu.ru_utime + sim_cpu.ru_stime:.2f} s CPU (its own process; includes "
-          "the first-frame runs)")
+          f"{sim_cpu.ru_utime + sim_cpu.ru_stime - hogs_cpu:.2f} s CPU (its own process; "
+          "includes the first-frame runs)")
     return 0
 
 
