@@ -11,7 +11,8 @@ Prints the three figures of the TUI's goals (issue 16) while every row of the gr
    Also the UI thread's CPU between each key and its frame (what the console itself put
    in the key's way, whatever the load; the rest of the wait is the machine's).
 3. First frame: from launching a fresh interpreter to the fleet screen's first refresh
-   (goal: under 1 s), given the fleet file's path as `release-console` does: the console
+   (goal: under 1 s), through `release-console ui --config FILE`'s argument parser (it
+   imports every sub-command's module) and given the fleet file's path as it does: the console
    reads the fleet file after its first frame, which shows the header, the grid saying
    "loading the fleet from ...", the event log and the keys. Also the time until the
    grid shows the whole fleet (the screen's refresh after it), and the CPU seconds used
@@ -104,13 +105,16 @@ def serve_fleet(directory: str, readiness: float, jitter: float, nice: int = 15)
     fleet.stop()
 
 
-def first_frame_child(config_path: str) -> None:
-    """Child process: start the console as `release-console` would (headless, given the
-    fleet file's path), print the wall time of the fleet screen's first refresh and of its
-    refresh with the whole fleet on it, quit."""
+def first_frame_child(config: str) -> None:
+    """Child process: start the console as `release-console ui --config FILE` would (its
+    argument parser with every sub-command, then the app given the fleet file's path; only
+    headless, not in a terminal), print the wall time of the fleet screen's first refresh
+    and of its refresh with the whole fleet on it, quit."""
+    from console.cli import build_parser, config_path
     from console.ui.app import ReleaseConsoleApp
 
-    app = ReleaseConsoleApp(config_path, status_interval=0)
+    args = build_parser().parse_args(["ui", "--config", config])
+    app = ReleaseConsoleApp(config_path(args), status_interval=0)
 
     async def refreshed() -> dict[str, float]:
         frame = asyncio.Event()
@@ -305,7 +309,8 @@ def main() -> int:
           f"{' '.join(f'{f[2]:.2f}' for f in frames)} s wall; CPU "
           f"{' '.join(f'{f[3]:.2f}' for f in frames)} s; the first frame says \"loading "
           "the fleet\", the grid fills in after reading the fleet file)")
-    print("  (first frame " + ("with the console's bytecode compiled beforehand, as `pip "
+    print("  (first frame through `release-console ui`'s argument parser, "
+          + ("with the console's bytecode compiled beforehand, as `pip "
                                "install .` does" if not args.no_bytecode else
                                "compiling the console at each start: --no-bytecode")
           + f"; 1-minute load average {frame_load[0]:.2f} before the first-frame runs, "
