@@ -257,12 +257,17 @@ class EventPrinter:
             self._lines.join()
 
     def close(self) -> None:
-        """Print what is left, then stop the printer thread."""
+        """Print what is left, then stop the printer thread (and say on stderr how many
+        progress lines were dropped, if any)."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
             self._lines.put(None)
             thread.join()
+        if self.dropped:
+            print(f"release-console: {self.dropped} progress line(s) not printed while the "
+                  "output was not read", file=sys.stderr, flush=True)
+            self.dropped = 0
 
 
 _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",

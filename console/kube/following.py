@@ -8,7 +8,8 @@ made a thousand threads contend for the interpreter lock: the wake-ups cost more
 than the decisions. Here the hub (`console.kube.watch_hub`) and the cancel wakers post
 each rollout's events on one queue; the loop takes everything queued, steps each
 rollout that got something or whose next due time came, and sleeps until the next due
-time. The caller of `ClusterDriver.follow` only waits for the verdict.
+time. The caller of `ClusterDriver.follow` only waits for the verdict - at most `LATE`
+past the rollout's deadline, so a loop held up cannot hold its callers for ever.
 
 Opening a watch blocks (a list, a TLS connect): the loop hands it to a small pool of
 opener threads (`OPENERS`, `console.kube.opener_pool`) that grows past its size for opens

@@ -30,7 +30,7 @@ def full_pipe() -> tuple[int, int]:
     return read_end, write_end
 
 
-def test_a_blocked_stdout_does_not_stop_the_verdicts(world):
+def test_a_blocked_stdout_does_not_stop_the_verdicts(world, capsys):
     # Before, the printer wrote on the thread that made the event - the one rollout
     # thread for progress - so the first line into the full pipe stopped every verdict
     # (and the release never ended until the reader read).
@@ -39,6 +39,7 @@ def test_a_blocked_stdout_does_not_stop_the_verdicts(world):
     read_end, write_end = full_pipe()
     stream = os.fdopen(write_end, "w")
     printer = EventPrinter(as_json=True, stream=stream)
+    printer.PENDING = 10           # past 10 lines waiting, progress lines are dropped
     engine = w.engine()
     engine.add_listener(printer)
     result: dict[str, object] = {}
@@ -71,3 +72,10 @@ def test_a_blocked_stdout_does_not_stop_the_verdicts(world):
     lines = [json.loads(line) for line in read[0].decode().split("\n") if line.strip()]
     kinds = [line["kind"] for line in lines]
     assert kinds.count("cluster_healthy") == 4 and kinds[-1] == "release_finished", kinds
+    # Every other kind printed, in order; the progress lines dropped are said on stderr.
+    made = [e.kind.value for e in w.recorder.events if e.kind is not Kind.CLUSTER_PROGRESS]
+    assert [k for k in kinds if k != "cluster_progress"] == made
+    assert kinds.count("cluster_progress") < sum(e.kind is Kind.CLUSTER_PROGRESS
+                                                 for e in w.recorder.events)
+    assert "progress line(s) not printed while the output was not read" in \
+        capsys.readouterr().err
