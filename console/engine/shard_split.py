@@ -189,7 +189,7 @@ class BoardSplit:
         for cluster in sorted(others - {self.coordinator}):
             self._clean(cluster, clean(False))
 
-    def _clean(self, cluster: str, clean: Any) -> None:
+    def _clean(self, cluster: str, clean: Callable[[dict[str, Any]], None]) -> None:
         at = self._board_at(cluster)
         if at is None:
             return
