@@ -270,6 +270,15 @@ class EventPrinter:
             self.dropped = 0
 
 
+def _after_printing(printer: EventPrinter, approver: Approver) -> Approver:
+    """`approver`, asked once every event so far is printed: the terminal's question
+    comes after the gate's line (events are printed by a thread of their own)."""
+    def ask(request: Any) -> Any:
+        printer.flush()
+        return approver(request)
+    return ask
+
+
 _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",
          "cluster_unreachable": "!", "cluster_skipped": "-", "gate_waiting": "?",
          "release_finished": "=", "preflight_finished": "*"}
@@ -461,6 +470,8 @@ def run(args: argparse.Namespace) -> int:
             approver = wait_for_approval(control, args.gate_timeout) \
                 if args.wait_for_approval else headless_approver(
                     args.yes, session.operator, engine=engine, control=control)
+            if not args.yes and sys.stdin.isatty():
+                approver = _after_printing(printer, approver)
             result = run_interruptible(engine, request, approver, control)
     finally:
         engine.close()
