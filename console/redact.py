@@ -55,9 +55,13 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
      "***"),
 )
 # Cheap first look: text none of the patterns above could match skips them (most event
-# text, such as rollout progress, at thousands of events a second on a big fleet).
-_MAYBE_SECRET = re.compile(r"(?i)://|authoriz|bearer|basic|-----BEGIN|token|passw|secret|"
-                           r"client-|certificate-authority|api[_-]?key|eyJ|[A-Za-z0-9+/]{60}")
+# text, such as rollout progress, at thousands of events a second on a big fleet). Each
+# pattern needs one of these words (in any case) or a run of 60 base64 characters; plain
+# substring tests on the lowered text cost a fifth of one case-blind regex alternation.
+_MAYBE_WORDS = ("://", "authoriz", "bearer", "basic", "-----begin", "token", "passw", "secret",
+                "client-", "certificate-authority", "api_key", "api-key", "apikey", "eyj")
+_LONG_RUN = 60
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{%d}" % _LONG_RUN)
 _BREAKS = re.compile(r"[\r\n\t\v\f\u0085\u2028\u2029]+")
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -73,13 +77,37 @@ def register_secret(value: str | None) -> None:
             _known.add(value)
 
 
-def _known_values() -> list[str]:
+# The SECRET_ENV names as the environment's backing dict keys them (`os.environ._data`):
+# reading it directly costs a tenth of `os.environ.get` (which encodes the name and
+# decodes the value each time), and it is the live environment, so a variable set since
+# is seen. Where the platform's `os.environ` has no such dict, `os.environ.get` it is.
+_ENV_KEYS = tuple(os.fsencode(name) for name in SECRET_ENV) if os.name == "posix" else ()
+
+
+def _environment_secrets() -> list[str]:
+    data = getattr(os.environ, "_data", None)
+    if _ENV_KEYS and type(data) is dict:
+        found = [data.get(key) for key in _ENV_KEYS]
+        return [os.fsdecode(v) for v in found if v and len(v) >= MIN_SECRET]
     environ = os.environ
-    found = [v for v in (environ.get(name) for name in SECRET_ENV) if v and len(v) >= MIN_SECRET]
+    return [v for v in (environ.get(name) for name in SECRET_ENV) if v and len(v) >= MIN_SECRET]
+
+
+def _known_values() -> list[str]:
+    found = _environment_secrets()
     if _known:
         with _known_lock:
             found.extend(_known)
     return sorted(found, key=len, reverse=True) if len(found) > 1 else found
+
+
+def _maybe_secret(text: str) -> bool:
+    """Whether any of `_SECRET_PATTERNS` could match `text` (False: none can)."""
+    lowered = text.lower()
+    for word in _MAYBE_WORDS:
+        if word in lowered:
+            return True
+    return len(text) >= _LONG_RUN and _BASE64_RUN.search(text) is not None
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -99,7 +127,7 @@ def scrub(text: str | None, limit: int = ERROR_LIMIT, known: list[str] | None = 
             out = out.replace(value, MASK)
     if _ANY_CONTROL.search(out):
         out = _CONTROL.sub(_escape, _BREAKS.sub(" ", out))
-    if _MAYBE_SECRET.search(out):
+    if _maybe_secret(out):
         for pattern, replacement in _SECRET_PATTERNS:
             out = pattern.sub(replacement, out)
     if len(out) > limit:
@@ -109,6 +137,19 @@ def scrub(text: str | None, limit: int = ERROR_LIMIT, known: list[str] | None = 
 
 def clean(value: Any, limit: int = ERROR_LIMIT, known: list[str] | None = None) -> Any:
     """`value` with every string in it scrubbed (dicts, lists and tuples walked)."""
+    kind = type(value)
+    # The exact types an event's data holds first: `isinstance` against the `Mapping`
+    # ABC is slow, and a thousand-cluster release makes tens of thousands of events.
+    if kind is str:
+        return scrub(value, limit, known) if value else value
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict:
+        known = _known_values() if known is None else known
+        return {key: clean(item, limit, known) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        known = _known_values() if known is None else known
+        return kind(clean(item, limit, known) for item in value)
     if isinstance(value, str):
         return scrub(value, limit, known) if value else value
     if isinstance(value, Mapping):
@@ -118,9 +159,6 @@ def clean(value: Any, limit: int = ERROR_LIMIT, known: list[str] | None = None) 
         known = _known_values() if known is None else known
         return type(value)(clean(item, limit, known) for item in value)
     return value
-
-
-__all__ = ["ERROR_LIMIT", "SECRET_ENV", "clean", "register_secret", "scrub"]
 
 
 class ScrubbingFormatter(logging.Formatter):

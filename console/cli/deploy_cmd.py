@@ -207,6 +207,7 @@ class EventPrinter:
     PENDING = 1000
 
     def __init__(self, as_json: bool, stream: TextIO | None = None) -> None:
+        from console.events import Kind
         self.as_json = as_json
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
@@ -215,23 +216,26 @@ class EventPrinter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.dropped = 0           # progress lines not printed while output was blocked
+        self._quiet = (Kind.CLUSTER_PROGRESS, Kind.PREFLIGHT_RESULT)
 
     def __call__(self, event: Any) -> None:
         """Print one event (any thread; never waits for the output)."""
-        from console.events import Kind
+        progress, result = self._quiet
         if self.as_json:
-            line = json.dumps(event.to_json(), sort_keys=False, default=str)
+            # One encoder for every line: `json.dumps` with any option builds a new one
+            # per call (tens of thousands of lines in a thousand-cluster release).
+            line = _JSON_LINE.encode(event.to_json())
         else:
             # Per-replica progress is for people watching a terminal; a CI log gets the steps.
-            if event.kind is Kind.CLUSTER_PROGRESS and not self.tty:
+            if event.kind is progress and not self.tty:
                 return
-            if event.kind is Kind.PREFLIGHT_RESULT and event.data.get("ok"):
+            if event.kind is result and event.data.get("ok"):
                 return
             elapsed = time.monotonic() - self._start
             who = f"{event.cluster}: " if event.cluster else ""
             line = f"[{elapsed:6.1f}s] {_MARK.get(event.kind.value, ' ')} {who}" \
                    f"{event.message or event.kind.value}"
-        if event.kind is Kind.CLUSTER_PROGRESS and self._lines.qsize() >= self.PENDING:
+        if event.kind is progress and self._lines.qsize() >= self.PENDING:
             self.dropped += 1
             return
         self._lines.put(line)
@@ -279,6 +283,8 @@ def _after_printing(printer: EventPrinter, approver: Approver) -> Approver:
     return ask
 
 
+# `json.dumps(..., default=str)`'s encoder, made once.
+_JSON_LINE = json.JSONEncoder(default=str)
 _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",
          "cluster_unreachable": "!", "cluster_skipped": "-", "gate_waiting": "?",
          "release_finished": "=", "preflight_finished": "*"}

@@ -171,3 +171,44 @@ def test_an_unexpected_exceptions_log_line_is_one_scrubbed_line(tmp_path) -> Non
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert out.stderr.startswith("release-console: error: deploying a failed: RuntimeError")
     assert raw_leaks(out.stderr) == []
+
+
+# Pieces of text each of the secret patterns needs, in several cases, and ordinary words.
+_PIECES = ("https://", "user:pa55word@", "Authorization: ", "PROXY-AUTHORIZATION=", "Bearer ",
+           "basic ", "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----", "TOKEN=",
+           "passwd: ", "Secret=", "client-key-data: ", "certificate-authority-data=",
+           "API_KEY=", "apikey: ", "eyJhbGciOiJIUzI1NiJ9", ".eyJzdWIiOiIxMjM0NTY3ODkw",
+           "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", "abcdefghij0123456789+/", "=",
+           "s3cr3t-Value_99", "rollout", " ", "\n", "\"", "'", ",", "}", "ready 2/3")
+
+
+def test_the_first_look_skips_only_text_no_secret_pattern_changes() -> None:
+    """Scrubbing skips the secret patterns for text its cheap first look clears: every
+    text the patterns would change must get past that look."""
+    from hypothesis import given, settings, strategies as st
+    from console import redact
+
+    def full(text: str) -> str:
+        for pattern, replacement in redact._SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=12), max_size=12))
+    def check(parts: list[str]) -> None:
+        text = "".join(parts)
+        if full(text) != text:
+            assert redact._maybe_secret(text), text
+
+    check()
+    assert redact._maybe_secret("x" * 59 + "A") is True
+    assert redact._maybe_secret("Waiting for deployment rollout: 1 of 3 updated") is False
+
+
+def test_secrets_in_the_environment_are_masked_as_soon_as_they_are_set(monkeypatch) -> None:
+    value = "env-s3cret-set-late-0042"
+    assert scrub(f"said {value}") == f"said {value}"
+    monkeypatch.setenv("GITHUB_TOKEN", value)
+    assert scrub(f"said {value}") == "said ***"
+    monkeypatch.delenv("GITHUB_TOKEN")
+    assert scrub(f"said {value}") == f"said {value}"
