@@ -43,7 +43,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException, RESTResponse
 
 from console.kube.private_files import private_dir
-from console.kube.tls_contexts import share_tls_context
+from console.kube.tls_contexts import keep_session, share_tls_context
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # One call and up to five retries: every call of a release (pre-flight, lease, deploy)
@@ -370,6 +370,8 @@ class KubeClient:
                                         headers=headers, timeout=limit,
                                         preload_content=False, assert_same_host=False,
                                         redirect=False)
+                # Its TLS session, for the cluster's next connection (a watch's).
+                keep_session(getattr(response.connection, "sock", None))
             else:
                 response = manager.urlopen(method, configuration.host + path, body=data,
                                            headers=headers, timeout=limit,

@@ -2,6 +2,14 @@
 connection to the clusters: `share_tls_context` gives a urllib3 pool manager the shared
 context, built once from the bytes of its CA and client certificate and kept in a cache
 (`console.kube.client` calls it for the requests' and the watches' pools).
+
+Such a context also resumes TLS sessions: a new connection to a server it already spoke
+to offers that server's session ticket (`keep_session` keeps it once a connection's first
+answer came), so a rollout's two watch connections skip the certificate exchange and its
+checks - a full handshake was the largest CPU cost of opening a watch. Sessions are kept
+per context, server name and the server's address, so one cluster's ticket is only ever
+offered to that cluster's server; a server that no longer knows the ticket simply does a
+full handshake (whose fresh session is kept instead).
 """
 
 from __future__ import annotations
@@ -85,6 +93,51 @@ def _tls_context(kw: Mapping[str, Any]) -> ssl.SSLContext:
         if (_read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file"))) != \
                 (cert, key_bytes):
             raise ValueError("the client certificate changed while it was loaded")
+    context.sslsocket_class = _ResumingSocket
     with _tls_contexts_lock:
         # Another thread may have built the same one meanwhile: keep the first.
         return _tls_contexts.setdefault(key, context)
+
+
+# (id of the shared context, server name, the server's address) -> its last TLS session.
+# The contexts live as long as the process (`_tls_contexts`), so their ids stay theirs.
+_sessions: dict[tuple[int, str | None, Any], ssl.SSLSession] = {}
+
+
+def _session_key(context: ssl.SSLContext, sock: Any, server_hostname: str | None) -> Any:
+    try:
+        return (id(context), server_hostname, sock.getpeername())
+    except (OSError, AttributeError):
+        return None
+
+
+class _ResumingSocket(ssl.SSLSocket):
+    """The TLS socket of a shared context: offers the server's kept session, if any
+    (`ssl.SSLContext.sslsocket_class` is the documented hook for a socket class)."""
+
+    @classmethod
+    def _create(cls, sock: Any, server_side: bool = False, do_handshake_on_connect: bool = True,
+                suppress_ragged_eofs: bool = True, server_hostname: str | None = None,
+                context: ssl.SSLContext | None = None,
+                session: ssl.SSLSession | None = None) -> ssl.SSLSocket:
+        if session is None and not server_side and context is not None:
+            key = _session_key(context, sock, server_hostname)
+            session = _sessions.get(key) if key is not None else None
+        return super()._create(sock, server_side, do_handshake_on_connect,
+                               suppress_ragged_eofs, server_hostname, context, session)
+
+
+def keep_session(sock: Any) -> None:
+    """Keep the TLS session of a connection that has just read its first answer (its
+    session ticket comes before it), for the next connection to the same server. Only
+    the thread that owns the connection may call it; later calls return at once."""
+    if type(sock) is not _ResumingSocket or sock.__dict__.get("_kept"):
+        return
+    sock._kept = True
+    if sock.session_reused:
+        return      # resumed: the kept session still stands
+    session = sock.session
+    if session is not None and session.has_ticket:
+        key = _session_key(sock.context, sock, sock.server_hostname)
+        if key is not None:
+            _sessions[key] = session

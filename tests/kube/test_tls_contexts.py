@@ -49,3 +49,33 @@ def test_one_context_per_ca_and_verification_unchanged(sim_fleet):
     finally:
         for client in (*clients.values(), insecure, wrong_ca):
             client.close()
+
+
+def _session_reused(stream) -> bool:
+    return stream.response.connection.sock.session_reused
+
+
+def test_a_watch_resumes_its_clusters_tls_session_and_no_other_clusters(sim_fleet):
+    """A rollout's watches open new connections: they resume the TLS session of the
+    cluster's request connection (no certificate exchange), and one cluster's session is
+    never offered to another - even one behind the same CA and the same server process."""
+    fleet = sim_fleet(["a", "b"])
+    a, b = _client("a", fleet.kubeconfig("a")), _client("b", fleet.kubeconfig("b"))
+    streams = []
+    try:
+        assert a.request("GET", "/version").get("gitVersion")
+        streams.append(a.watch("/api/v1/namespaces/default/pods", {}, 5))
+        assert _session_reused(streams[-1])
+        # b's first connection: a full handshake, whatever a's server would accept.
+        streams.append(b.watch("/api/v1/namespaces/default/pods", {}, 5))
+        assert not _session_reused(streams[-1])
+        assert b.request("GET", "/version").get("gitVersion")
+        streams.append(b.watch("/api/v1/namespaces/default/configmaps", {}, 5))
+        assert _session_reused(streams[-1])
+        # A resumed connection serves as any other.
+        assert a.request("GET", "/api/v1/namespaces/default/pods").get("kind") == "PodList"
+    finally:
+        for stream in streams:
+            stream.close()
+        a.close()
+        b.close()
