@@ -442,6 +442,8 @@ def run(args: argparse.Namespace) -> int:
     if args.wait_for_approval and args.yes:
         raise ValidationError("--wait-for-approval and --yes contradict each other: --yes "
                               "approves every gate at once")
+    from console.engine.collector import pace_for_releases
+    pace_for_releases()     # this process runs a release: fewer collector passes
     config = load_config(args)
     tag, defaulted = choose_tag(args, config)
     if defaulted or args.build:

@@ -401,6 +401,8 @@ def main(argv: list[str]) -> None:
     read_fd, write_fd, path, encoded = argv[:4]
     from console.redact import log_to_stderr
     log_to_stderr(traceback=True)   # stderr is the private engine log: keep the trace
+    from console.engine.collector import pace_for_releases
+    pace_for_releases()     # the console's engine process runs its releases
     EngineHost(Connection(int(read_fd), writable=False),
                Connection(int(write_fd), readable=False),
                path, pickle.loads(bytes.fromhex(encoded))).serve()

@@ -1,0 +1,44 @@
+"""A release's process collects cyclic garbage at a slower pace (console.engine.collector):
+the young generation every YOUNG allocations, never faster than someone set it."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from console.engine.collector import YOUNG, pace_for_releases
+
+
+class _Node:
+    self: object
+
+
+@pytest.fixture
+def thresholds():
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
+
+
+def test_the_young_generation_is_collected_less_often_the_rest_as_before(thresholds):
+    gc.set_threshold(700, 10, 10)
+    pace_for_releases()
+    assert gc.get_threshold() == (YOUNG, 10, 10)
+    # Garbage in cycles is still collected.
+    node = _Node()
+    node.self = node
+    gone = weakref.ref(node)
+    del node
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_slower_pace_or_a_collector_turned_off_is_kept(thresholds):
+    gc.set_threshold(YOUNG * 2, 5, 5)
+    pace_for_releases()
+    assert gc.get_threshold() == (YOUNG * 2, 5, 5)
+    gc.set_threshold(0, 10, 10)
+    pace_for_releases()
+    assert gc.get_threshold() == (0, 10, 10)
