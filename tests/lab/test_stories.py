@@ -309,3 +309,19 @@ def test_an_apply_on_a_stale_resource_version_changes_nothing(stage):
         assert applied["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
     finally:
         engine.close()
+
+
+def test_status_read_in_three_processes_reads_what_one_process_reads(stage, tmp_path):
+    """`status` of a big fleet deals its reads over forked processes
+    (`console.cli.status_workers`); on real API servers as on the simulator, three
+    processes read each cluster once and give what one process gives (a cluster without
+    the app included)."""
+    from tests.engine.test_status_workers import read
+    stage.write()
+    assert deploy(stage, "v1", "--clusters", "c0,c1", "--strategy", "parallel", "--yes") == 0
+    result = read(stage, tmp_path, 3)
+    assert result["spread"] == result["alone"]
+    assert [(s["cluster"], s["reachable"], s["version"], s["ready"]) for s in result["spread"]] \
+        == [("c0", True, "v1", 2), ("c1", True, "v1", 2), ("c2", True, None, 0)], \
+        [s["error"] for s in result["spread"]]
+    assert len({pid for pid, _ in result["reads"][:len(IDS)]}) == 3
