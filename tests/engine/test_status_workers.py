@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,12 @@ from console.config import load
 from tests.fleets import REPO
 
 READ = r"""
-import dataclasses, json, os, sys
+import dataclasses, json, os, signal, sys, time
 from console.cli.status_workers import FleetReading
 from console.config import load
 from console.engine import Engine
 
-config_path, record, processes, die_in_worker = sys.argv[1:5]
+config_path, record, processes, die_in_worker, how = sys.argv[1:6]
 parent = os.getpid()
 config = load(config_path)
 
@@ -37,7 +38,10 @@ def recording(engine):
         with open(record, "a") as out:
             out.write(f"{os.getpid()} {cid}\n")
         if cid == die_in_worker and os.getpid() != parent:
-            os._exit(3)       # a worker that dies mid-share (OOM, a crash)
+            if how == "stop":     # a worker that hangs as a whole (stopped, swapped out)
+                os.kill(os.getpid(), signal.SIGSTOP)
+                time.sleep(3600)  # (the stop takes the other threads a moment later)
+            os._exit(3)           # a worker that dies mid-share (OOM, a crash)
         return engine.build_driver(cid)
     return build
 
@@ -56,13 +60,14 @@ print(json.dumps({"spread": statuses(int(processes)), "alone": statuses(1),
 """
 
 
-def read(w: Any, tmp_path: Path, processes: int, die_in_worker: str = "") -> dict[str, Any]:
+def read(w: Any, tmp_path: Path, processes: int, die_in_worker: str = "",
+         how: str = "exit") -> dict[str, Any]:
     """Run READ in a fresh interpreter (its temp files in a directory of its own)."""
-    record = tmp_path / f"record-{processes}-{die_in_worker}"
-    temp = tmp_path / f"tmp-{processes}-{die_in_worker}"
+    record = tmp_path / f"record-{processes}-{die_in_worker}-{how}"
+    temp = tmp_path / f"tmp-{processes}-{die_in_worker}-{how}"
     temp.mkdir()
     done = subprocess.run([sys.executable, "-c", READ, str(w.config_path), str(record),
-                           str(processes), die_in_worker], capture_output=True, text=True,
+                           str(processes), die_in_worker, how], capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "TMPDIR": str(temp)}, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
@@ -118,6 +123,29 @@ def test_a_worker_that_dies_has_its_share_read_by_the_parent(world, tmp_path):
     parent = str(result["parent"])
     again = [cid for pid, cid in result["reads"][:-len(ids)] if pid == parent]
     assert sorted(again) == ["c0", "c1", "c2", "c3", "c4", "c5"], result["reads"]
+    assert result["left"] == []
+
+
+def test_a_worker_that_hangs_is_killed_and_its_clusters_have_no_answer(world, tmp_path):
+    """A worker that stops as a whole (not one of its reads: those end at their own
+    bound) is killed once every read's bound and a margin passed; its clusters are "no
+    answer", the others read, and the parent exits (no worker is left behind)."""
+    ids = [f"c{n}" for n in range(4)]
+    w = world(ids)
+    w.deploy_everywhere("v1")
+    began = time.monotonic()
+    result = read(w, tmp_path, 2, die_in_worker="c1", how="stop")
+    took = time.monotonic() - began
+
+    spread = {s["cluster"]: s for s in result["spread"]}
+    assert [(cid, spread[cid]["reachable"]) for cid in ids] == \
+        [("c0", True), ("c1", False), ("c2", True), ("c3", False)], (result["reads"], took)
+    # The worker's share (c1, c3): one round of reads, each bound 1.0 * 2 + 2 s, + 10 s.
+    assert spread["c1"]["error"] == spread["c3"]["error"] == "no answer within 4s"
+    assert took < 14 + 60, took
+    worker = {pid for pid, cid in result["reads"] if cid == "c1"} - {str(result["parent"])}
+    assert len(worker) == 1
+    assert not Path(f"/proc/{worker.pop()}").exists()      # killed and reaped
     assert result["left"] == []
 
 
