@@ -9,8 +9,8 @@ file's order. Each worker reads its share exactly as `Engine.status` reads a fle
 (the same readers, timeouts and per-cluster messages) and sends back only the
 `ClusterStatus`es (versions and error texts: no credential crosses the pipe).
 
-Left in one process: small fleets (a fork costs more than it saves), systems without
-`fork`, a process that already runs threads (forking one is unsafe), and fleets with a
+Left in one process: small fleets (a fork costs more than it saves), systems other than
+Linux, a process that already runs threads (forking one is unsafe), and fleets with a
 cluster whose credentials come from Vault (an AppRole secret id may allow only a few
 logins; each worker would log in on its own). A worker that dies or sends nothing usable
 has its share read again by the parent; one still running past every read's bound is
@@ -25,6 +25,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ from console.engine.api import ClusterStatus
 # Fewer clusters than this per process and forking is not worth it (a fork, a worker's
 # start and its exit cost a few ms; a read ~2 ms).
 MIN_CLUSTERS_PER_WORKER = 64
+# One process per CPU: one more (3 on 2 CPUs) spent ~20% more CPU and was slower in
+# `bench/status_scale.py` (2026-12-02, load ~8: 3.8-5.6 s against 3.0-4.5 s wall).
 MAX_PROCESSES = 8
 
 
@@ -44,7 +47,7 @@ def processes_for(config: Any, cpus: int | None = None, threads: int | None = No
     `threads` (this process's) default to what the system says."""
     if threads is None:
         threads = threading.active_count()
-    if not hasattr(os, "fork") or threads > 1:
+    if not _can_fork() or threads > 1:
         return 1
     if any(c.credentials.vault for c in config.clusters):
         return 1
@@ -52,6 +55,13 @@ def processes_for(config: Any, cpus: int | None = None, threads: int | None = No
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
             (os.cpu_count() or 1)
     return max(1, min(cpus, MAX_PROCESSES, len(config.clusters) // MIN_CLUSTERS_PER_WORKER))
+
+
+def _can_fork() -> bool:
+    """Linux only: on macOS a fork without exec is unsafe once system frameworks are
+    loaded (the proxy settings are read through them), which Python's own
+    multiprocessing avoids there too."""
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
 
 
 @dataclass
@@ -73,7 +83,7 @@ class FleetReading:
         self.engine = engine
         self.ids = [c.id for c in engine.config.clusters]
         count = processes_for(engine.config) if processes is None else processes
-        if count > 1 and (threading.active_count() > 1 or not hasattr(os, "fork")):
+        if count > 1 and (threading.active_count() > 1 or not _can_fork()):
             count = 1
         # Dealt round-robin: a fleet file groups slow regions together, a deal spreads them.
         self.shares = [self.ids[k::count] for k in range(count)]
