@@ -238,7 +238,8 @@ def main() -> int:
     parser.add_argument("--hogs", type=int, default=0, metavar="N",
                         help="N busy-looping processes (nice 0) beside the console from the "
                              f"first-frame runs to the release's end, started {HOGS_WARMUP:g} s "
-                             "before them: a loaded machine, the same each run")
+                             "before them: a loaded machine, the same each run (the "
+                             "simulator then runs at nice 0 too)")
     parser.add_argument("--serve-fleet", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--first-frame", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--sim-nice", type=int, default=15, help=argparse.SUPPRESS)
@@ -254,8 +255,12 @@ def main() -> int:
     max_parallel = args.max_parallel or args.clusters
     with tempfile.TemporaryDirectory(prefix="tui-load-") as tmp:
         (Path(tmp) / "fleet.yaml").write_text(fleet_file(args.clusters, Path(tmp) / "history"))
+        # With --hogs the simulator is not niced: behind busy processes at nice 0 it got
+        # almost no CPU, and the release crawled (its clusters stand in for remote ones).
+        sim_nice = "0" if args.hogs else str(args.sim_nice)
         sim = subprocess.Popen([sys.executable, __file__, "--serve-fleet", tmp,
-                                "--readiness", str(args.readiness), "--jitter", str(args.jitter)],
+                                "--readiness", str(args.readiness), "--jitter", str(args.jitter),
+                                "--sim-nice", sim_nice],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         hogs: list[subprocess.Popen] = []
         hogs_cpu = 0.0
@@ -290,7 +295,8 @@ def main() -> int:
     print(f"tui_load: {args.clusters} clusters, parallel (max {max_parallel} at once), "
           f"pods ready after {args.readiness:g}s + up to {args.jitter:g}s; "
           f"load average at the end {load}"
-          + (f"; {args.hogs} busy processes beside the console (--hogs)" if args.hogs else ""))
+          + (f"; {args.hogs} busy processes beside the console (--hogs; the simulator "
+             "not niced)" if args.hogs else ""))
     print(f"  release          {wall:6.1f} s wall, outcome {result['outcome']}, "
           f"phases {result['phases']}")
     print(f"  UI process CPU   {result['cpu']:6.2f} s = {ui_share:5.1f}% of one core "
