@@ -36,11 +36,14 @@ def status(engine: Engine, cluster_ids: Sequence[str] | None = None, *,
     def one(cluster: Any) -> ClusterStatus:
         try:
             driver = engine.driver(cluster.id)
+            # A one-shot read's connection is its cluster's last: no TLS session to keep.
+            driver.client.keep_sessions = keep_connections
             try:
                 live = driver.live(timeout=engine.status_timeout)
             finally:
                 if not keep_connections:
                     driver.client.close()
+                    driver.client.keep_sessions = True
         except ClusterError as exc:
             return ClusterStatus(cluster.id, None, None, None, 0, 0, False, exc.reason)
         except UserError as exc:

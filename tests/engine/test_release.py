@@ -461,3 +461,31 @@ def test_a_one_shot_status_closes_each_connection_once_read_and_the_engine_reads
     assert [(s.cluster, s.version) for s in engine.status()] == [(cid, "v1") for cid in ids]
     assert open_pools() == {"a": 1, "b": 1, "c": 1}
     engine.close()
+
+
+def test_a_one_shot_status_keeps_no_tls_session_and_a_kept_reading_does(world):
+    """A one-shot reading's connection is its cluster's last: its TLS session is not
+    taken from OpenSSL to be kept (~0.3 ms of CPU per read of `release-console status`).
+    An engine that keeps its connections (the TUI's readings, a release's reads) still
+    keeps each cluster's session for its next connection, and reads after a one-shot
+    reading keep theirs again."""
+    from console.kube import tls_contexts
+
+    ids = ["a", "b"]
+    w = world(ids)
+    w.deploy_everywhere("v1")
+    engine = w.engine()
+    ports = {w.fleet.port(cid) for cid in ids}
+
+    def kept() -> set[int]:
+        return {key[2][1] for key in tls_contexts._sessions if key[2][1] in ports}
+
+    # The deploy above kept the clusters' sessions: forget them.
+    for key in [k for k in tls_contexts._sessions if k[2][1] in ports]:
+        del tls_contexts._sessions[key]
+    assert [(s.cluster, s.version) for s in engine.status(keep_connections=False)] == \
+        [(cid, "v1") for cid in ids]
+    assert kept() == set()
+    assert [(s.cluster, s.version) for s in engine.status()] == [(cid, "v1") for cid in ids]
+    assert kept() == ports
+    engine.close()
