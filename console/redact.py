@@ -62,6 +62,10 @@ _MAYBE_WORDS = ("://", "authoriz", "bearer", "basic", "-----begin", "token", "pa
                 "client-", "certificate-authority", "api_key", "api-key", "apikey", "eyj")
 _LONG_RUN = 60
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{%d}" % _LONG_RUN)
+# For text that is not plain ASCII: `re.IGNORECASE` also matches 'ſ' for s, 'ı' and 'İ'
+# for i, 'K' (Kelvin) for k - the patterns do, `str.lower()` does not.
+_MAYBE_ANY_CASE = re.compile("(?i)" + "|".join(map(re.escape, _MAYBE_WORDS))
+                             + r"|[A-Za-z0-9+/]{%d}" % _LONG_RUN)
 _BREAKS = re.compile(r"[\r\n\t\v\f\u0085\u2028\u2029]+")
 _ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -103,6 +107,8 @@ def _known_values() -> list[str]:
 
 def _maybe_secret(text: str) -> bool:
     """Whether any of `_SECRET_PATTERNS` could match `text` (False: none can)."""
+    if not text.isascii():
+        return _MAYBE_ANY_CASE.search(text) is not None
     lowered = text.lower()
     for word in _MAYBE_WORDS:
         if word in lowered:
@@ -154,6 +160,7 @@ def clean(value: Any, limit: int = ERROR_LIMIT, known: list[str] | None = None) 
 
 
 _UNCHANGED = frozenset({int, float, bool, type(None)})
+__all__ = ["ERROR_LIMIT", "SECRET_ENV", "clean", "register_secret", "scrub"]
 
 
 class ScrubbingFormatter(logging.Formatter):

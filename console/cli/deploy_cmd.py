@@ -34,21 +34,20 @@ Exit codes: 0 all healthy; 1 the release failed (failed clusters rolled back); 2
 input or pre-flight failure, nothing touched; 3 stopped at a gate, by a freeze window
 that opened, or aborted.
 
-The selection flags and the event printer live here; `plan` and `check` reuse them.
+The selection flags live here; `plan` and `check` reuse them. The event printer is
+`console.cli.event_printer`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import queue
 import sys
 import threading
-import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
+from console.cli.event_printer import EventPrinter, after_printing
 from console.cli.flags import add_build, add_fail_fast_grace, add_json, seconds
 from console.cli.output import out
 from console.session import Session
@@ -193,115 +192,6 @@ def load_config(args: argparse.Namespace) -> Any:
 def warn(message: str) -> None:
     """One warning line on stderr (any thread)."""
     print(f"release-console: warning: {message}", file=sys.stderr, flush=True)
-
-
-class EventPrinter:
-    """An engine listener that prints events: JSON lines, or short human lines.
-
-    Lines are written by a printer thread of its own, never by the thread that made the
-    event: progress comes from the process's one rollout thread (`console.kube.following`),
-    and a reader that stops reading (a full stdout pipe) must not stop every rollout's
-    verdict. While more than `PENDING` lines wait, progress lines are dropped (they are
-    for watching; every step is still printed); `close` prints what is left."""
-
-    PENDING = 1000
-
-    def __init__(self, as_json: bool, stream: TextIO | None = None) -> None:
-        from console.events import Kind
-        self.as_json = as_json
-        self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty()
-        self._start = time.monotonic()
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.dropped = 0           # progress lines not printed while output was blocked
-        self._quiet = (Kind.CLUSTER_PROGRESS, Kind.PREFLIGHT_RESULT)
-
-    def __call__(self, event: Any) -> None:
-        """Print one event (any thread; never waits for the output)."""
-        progress, result = self._quiet
-        if self.as_json:
-            # One encoder for every line: `json.dumps` with any option builds a new one
-            # per call (tens of thousands of lines in a thousand-cluster release).
-            line = _JSON_LINE.encode(event.to_json())
-        else:
-            # Per-replica progress is for people watching a terminal; a CI log gets the steps.
-            if event.kind is progress and not self.tty:
-                return
-            if event.kind is result and event.data.get("ok"):
-                return
-            elapsed = time.monotonic() - self._start
-            who = f"{event.cluster}: " if event.cluster else ""
-            line = f"[{elapsed:6.1f}s] {_MARK.get(event.kind.value, ' ')} {who}" \
-                   f"{event.message or event.kind.value}"
-        if event.kind is progress and self._lines.qsize() >= self.PENDING:
-            self.dropped += 1
-            return
-        self._lines.put(line)
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._print, daemon=True,
-                                                    name="event-printer")
-                    self._thread.start()
-
-    def _print(self) -> None:
-        lines = self._lines
-        while True:
-            # Every line waiting goes out in one write (a thousand-cluster release prints
-            # ~17,000 lines, mostly in bursts: one write and flush per line was a system
-            # call each); None, put last by `close`, ends the thread.
-            batch = [lines.get()]
-            while batch[-1] is not None:
-                try:
-                    batch.append(lines.get_nowait())
-                except queue.Empty:
-                    break
-            text = [line for line in batch if line is not None]
-            try:
-                if text:
-                    # A reader gone (`deploy --json | head`) ends the output, not the release.
-                    out("\n".join(text), self.stream)
-            finally:
-                for _ in batch:
-                    lines.task_done()
-            if batch[-1] is None:
-                return
-
-    def flush(self) -> None:
-        """Wait until every line given so far is printed."""
-        if self._thread is not None:
-            self._lines.join()
-
-    def close(self) -> None:
-        """Print what is left, then stop the printer thread (and say on stderr how many
-        progress lines were dropped, if any)."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._lines.put(None)
-            thread.join()
-        if self.dropped:
-            print(f"release-console: {self.dropped} progress line(s) not printed while the "
-                  "output was not read", file=sys.stderr, flush=True)
-            self.dropped = 0
-
-
-def _after_printing(printer: EventPrinter, approver: Approver) -> Approver:
-    """`approver`, asked once every event so far is printed: the terminal's question
-    comes after the gate's line (events are printed by a thread of their own)."""
-    def ask(request: Any) -> Any:
-        printer.flush()
-        return approver(request)
-    return ask
-
-
-# `json.dumps(..., default=str)`'s encoder, made once.
-_JSON_LINE = json.JSONEncoder(default=str)
-_MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",
-         "cluster_unreachable": "!", "cluster_skipped": "-", "gate_waiting": "?",
-         "release_finished": "=", "preflight_finished": "*"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -493,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.wait_for_approval else headless_approver(
                     args.yes, session.operator, engine=engine, control=control)
             if not args.yes and sys.stdin.isatty():
-                approver = _after_printing(printer, approver)
+                approver = after_printing(printer, approver)
             result = run_interruptible(engine, request, approver, control)
     finally:
         engine.close()

@@ -151,7 +151,8 @@ def recorded_baseline(config: Any) -> tuple[dict[str, str], Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the drill; exit 0 when every rollback worked within the rollout timeout."""
-    from console.cli.deploy_cmd import EventPrinter, load_config
+    from console.cli.deploy_cmd import load_config
+    from console.cli.event_printer import EventPrinter
     from console.cli.drill import rehearse, set_baseline
     from console.config import load
     from console.engine import Engine, ReleaseRequest

@@ -1,19 +1,21 @@
-"""`deploy`'s event printer (`console.cli.deploy_cmd.EventPrinter`) with a reader that
+"""`deploy`'s event printer (`console.cli.event_printer.EventPrinter`) with a reader that
 stops reading: a release through the real client against the simulator still gets
 every cluster's verdict while its stdout pipe is full - nothing that decides rollouts
 waits on the output - and every line is printed once the reader reads again."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import io
 import json
 import os
 import threading
 
-from console.cli.deploy_cmd import EventPrinter
+from console.cli.event_printer import EventPrinter, after_printing
 from console.engine import ReleaseControl, ReleaseRequest
 from console.engine.api import Outcome
-from console.events import Kind
+from console.events import Event, Kind
 
 
 def full_pipe() -> tuple[int, int]:
@@ -79,3 +81,62 @@ def test_a_blocked_stdout_does_not_stop_the_verdicts(world, capsys):
                                                  for e in w.recorder.events)
     assert "progress line(s) not printed while the output was not read" in \
         capsys.readouterr().err
+
+
+class HeldStream(io.StringIO):
+    """A stream whose writes wait until `let_through` is set (a slow reader)."""
+
+    def __init__(self, order: list[str]) -> None:
+        super().__init__()
+        self.order = order
+        self.let_through = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.let_through.wait(30)
+        if text.strip():
+            self.order.append("printed")
+        return super().write(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_the_terminal_is_asked_only_after_the_gates_line_is_printed():
+    # The question goes to the terminal itself; the gate's line is on the printer thread,
+    # so without waiting for it the question came before the line it answers.
+    order: list[str] = []
+    stream = HeldStream(order)
+    printer = EventPrinter(as_json=True, stream=stream)
+
+    def approver(request: object) -> bool:
+        order.append("asked")
+        stream.let_through.set()   # on code that does not wait, the line comes after
+        return True
+
+    printer(Event(Kind.GATE_WAITING, "r-1", message="wave 1 done"))
+    # Nothing is asked while the line waits: let it through after a bound at the latest.
+    threading.Timer(2.0, stream.let_through.set).start()
+    assert after_printing(printer, approver)(object()) is True
+    printer.close()
+    assert order == ["printed", "asked"]
+
+
+class Unwritable(io.StringIO):
+    """A stream every write of which fails, as a full disk's (ENOSPC) does."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_an_output_that_cannot_be_written_ends_the_printing_not_the_waits(capsys):
+    printer = EventPrinter(as_json=True, stream=Unwritable())
+    for n in range(5):
+        printer(Event(Kind.CLUSTER_HEALTHY, "r-1", cluster=f"c{n}"))
+    flushing = threading.Thread(target=printer.flush, daemon=True)
+    flushing.start()
+    flushing.join(30)
+    assert not flushing.is_alive(), "flush waits for ever: the printer thread died"
+    printer(Event(Kind.RELEASE_FINISHED, "r-1"))
+    printer.close()
+    err = capsys.readouterr().err
+    assert "6 event line(s) not printed: OSError: [Errno 28] No space left on device" in err

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from console.cli.deploy_cmd import EventPrinter
+from console.cli.event_printer import EventPrinter
 from console.engine import GateAnswer, GateDecision, ReleaseControl, ReleaseRequest
 from console.events import Kind
 

@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 
-from console.cli.deploy_cmd import EventPrinter
+import pytest
+
+from console.cli.event_printer import EventPrinter
 from console.config import NotifyConfig
 from console.engine import ClusterResult, ReleaseResult
 from console.errors import UserError
@@ -179,7 +181,10 @@ _PIECES = ("https://", "user:pa55word@", "Authorization: ", "PROXY-AUTHORIZATION
            "passwd: ", "Secret=", "client-key-data: ", "certificate-authority-data=",
            "API_KEY=", "apikey: ", "eyJhbGciOiJIUzI1NiJ9", ".eyJzdWIiOiIxMjM0NTY3ODkw",
            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", "abcdefghij0123456789+/", "=",
-           "s3cr3t-Value_99", "rollout", " ", "\n", "\"", "'", ",", "}", "ready 2/3")
+           "s3cr3t-Value_99", "rollout", " ", "\n", "\"", "'", ",", "}", "ready 2/3",
+           # Letters `re.IGNORECASE` folds onto ASCII ones (s, i, k) and `str.lower` does not.
+           "pa\u017fsword=", "\u017fecret: ", "AP\u0130_KEY=", "ap\u0131_key=",
+           "api\u212aey: ", "ba\u017fic ")
 
 
 def test_the_first_look_skips_only_text_no_secret_pattern_changes() -> None:
@@ -203,6 +208,21 @@ def test_the_first_look_skips_only_text_no_secret_pattern_changes() -> None:
     check()
     assert redact._maybe_secret("x" * 59 + "A") is True
     assert redact._maybe_secret("Waiting for deployment rollout: 1 of 3 updated") is False
+
+
+@pytest.mark.parametrize("text", ["pa\u017fsword=hunter2hunter2", "\u017fecret: s3cr3tvalue99",
+                                  "AP\u0130_KEY=abcd1234efgh", "ap\u0131_key=abcd1234efgh",
+                                  "Author\u0131zation: Digest abcdefgh123",
+                                  "ba\u017fic dXNlcjpwYXNzd29yZA=="])
+def test_text_the_patterns_mask_only_case_blind_is_masked(text: str) -> None:
+    # The patterns are case-blind regexes: 'ſ' matches s, 'ı' and 'İ' match i. A first
+    # look on `str.lower()` alone let these through unmasked.
+    from console import redact
+    masked = text
+    for pattern, replacement in redact._SECRET_PATTERNS:
+        masked = pattern.sub(replacement, masked)
+    assert masked != text
+    assert scrub(text) == masked
 
 
 def test_secrets_in_the_environment_are_masked_as_soon_as_they_are_set(monkeypatch) -> None:
