@@ -52,9 +52,24 @@ def processes_for(config: Any, cpus: int | None = None, threads: int | None = No
     if any(c.credentials.vault for c in config.clusters):
         return 1
     if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            (os.cpu_count() or 1)
+        cpus = usable_cpus()
     return max(1, min(cpus, MAX_PROCESSES, len(config.clusters) // MIN_CLUSTERS_PER_WORKER))
+
+
+def usable_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may use: its affinity, lowered by a cgroup v2 CPU quota (a
+    CI pod limited to 2 CPUs on a 16-CPU node gets 2 - more readers than that only
+    contend for the quota, which measured slower)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    try:
+        with open(cpu_max, encoding="ascii") as limit:
+            quota, period = limit.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass                            # no cgroup v2 limit readable: the affinity stands
+    return cpus
 
 
 def _can_fork() -> bool:

@@ -174,3 +174,20 @@ def test_how_many_processes_read_a_fleet(tmp_path):
     assert processes_for(fleet(tmp_path, 200), cpus=4, threads=1) == 3
     assert processes_for(fleet(tmp_path, 1000, vault=True), cpus=4, threads=1) == 1
     assert processes_for(fleet(tmp_path, 1000), cpus=4, threads=2) == 1
+
+
+def test_a_cgroup_cpu_quota_caps_the_readers(tmp_path):
+    """A container limited to fewer CPUs than the node has (cgroup v2 `cpu.max`) gets as
+    many readers as its quota, rounded up; no limit, or none readable, leaves the
+    process's CPUs."""
+    import os
+    from console.cli.status_workers import usable_cpus
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("100000 100000\n")
+    assert usable_cpus(str(cpu_max)) == 1
+    cpu_max.write_text("150000 100000\n")
+    assert usable_cpus(str(cpu_max)) == min(affinity, 2)
+    cpu_max.write_text("max 100000\n")
+    assert usable_cpus(str(cpu_max)) == affinity
+    assert usable_cpus(str(tmp_path / "none")) == affinity
