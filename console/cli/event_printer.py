@@ -39,6 +39,7 @@ class EventPrinter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._ending: threading.Thread | None = None   # the printer thread `close` ends
         self.dropped = 0           # progress lines not printed while output was blocked
         self.failed: str | None = None   # why the output could not be written
         self.lost = 0              # lines not printed since
@@ -69,7 +70,10 @@ class EventPrinter:
             # Under the lock, so no line slips in after `close`'s end mark.
             if self._closed:
                 # After `close` (a straggler from a thread still ending): printed here,
-                # so it is neither lost nor left to a thread nobody joins.
+                # so it is neither lost nor left to a thread nobody joins - once the
+                # printer thread has written every earlier line (it never takes the lock).
+                if self._ending is not None:
+                    self._ending.join()
                 self._write([line])
                 return
             if self._thread is None:
@@ -125,6 +129,7 @@ class EventPrinter:
             self._closed = True
             if thread is not None:
                 self._lines.put(None)
+                self._ending = thread
         if thread is not None:
             thread.join()
         if self.dropped:

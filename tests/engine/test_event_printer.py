@@ -11,6 +11,7 @@ import io
 import json
 import os
 import threading
+import time
 
 from console.cli.event_printer import EventPrinter, after_printing
 from console.engine import ReleaseControl, ReleaseRequest
@@ -115,8 +116,10 @@ def test_the_terminal_is_asked_only_after_the_gates_line_is_printed():
 
     printer(Event(Kind.GATE_WAITING, "r-1", message="wave 1 done"))
     # Nothing is asked while the line waits: let it through after a bound at the latest.
-    threading.Timer(2.0, stream.let_through.set).start()
+    at_the_latest = threading.Timer(2.0, stream.let_through.set)
+    at_the_latest.start()
     assert after_printing(printer, approver)(object()) is True
+    at_the_latest.cancel()
     printer.close()
     assert order == ["printed", "asked"]
 
@@ -140,3 +143,46 @@ def test_an_output_that_cannot_be_written_ends_the_printing_not_the_waits(capsys
     printer.close()
     err = capsys.readouterr().err
     assert "6 event line(s) not printed: OSError: [Errno 28] No space left on device" in err
+
+
+def test_a_line_after_close_comes_after_every_earlier_line():
+    # A straggler (a thread still ending) gives a line while `close` waits for the
+    # printer thread: it used to be written at once, before lines still being printed,
+    # and between a line and its newline (`print` writes them apart).
+    order: list[str] = []
+
+    class HoldFirst(io.StringIO):
+        let_through = threading.Event()
+
+        def write(self, text: str) -> int:
+            if "c0" in text:
+                self.let_through.wait(30)
+            if text.strip():
+                order.extend(json.loads(line)["cluster"] for line in text.splitlines())
+            return super().write(text)
+
+    stream = HoldFirst()
+    printer = EventPrinter(as_json=True, stream=stream)
+    for n in range(3):
+        printer(Event(Kind.CLUSTER_HEALTHY, "r-1", cluster=f"c{n}"))
+    closing = threading.Thread(target=printer.close, daemon=True)
+    closing.start()
+    wait_until(lambda: printer._closed, "close began")
+    late = threading.Thread(target=printer, daemon=True,
+                            args=(Event(Kind.CLUSTER_FAILED, "r-1", cluster="late"),))
+    late.start()
+    # The late line is either written already (the old way) or waits for the printer
+    # thread, holding the printer's lock.
+    wait_until(lambda: "late" in order or printer._lock.locked(), "the late line handled")
+    stream.let_through.set()
+    for thread in (closing, late):
+        thread.join(30)
+        assert not thread.is_alive()
+    assert order == ["c0", "c1", "c2", "late"]
+
+
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
