@@ -149,8 +149,11 @@ def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                              timeout=UNBLOCK + 60, env=env)
     except subprocess.TimeoutExpired as stuck:
+        # What the child printed, to tell a frozen console from a hung test script.
+        said = [(part or b"")[-3000:] for part in (stuck.stdout, stuck.stderr)]
         raise AssertionError("the console froze for good after the follow screen was left "
-                             "while the fleet file was read") from stuck
+                             f"while the fleet file was read; its stdout, stderr: {said}") \
+            from stuck
     import json
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     assert lines, (out.stdout[-2000:], out.stderr[-3000:])
