@@ -5,7 +5,7 @@
         [--junit FILE] [--override-freeze --reason TEXT]
         [--wait-for-approval [--gate-timeout 1h]] [--config F]
         [--release-id ID] [--shard K/N --release-id ID [--shard-timeout S]
-        [--shard-board CLUSTER]]
+        [--shard-board CLUSTER]] [--output-timeout D]
 
 Without `--tag` the tag is `<short commit>-<build>` (`console.version_tag`): the app
 repository's HEAD (the directory of the fleet file) and `$BUILD_NUMBER`, else the next
@@ -238,6 +238,11 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
                         help="with --shard: seconds without a heartbeat from another shard "
                              "before this one takes it as gone and fails the gate (exit 3; "
                              "default 120)")
+    parser.add_argument("--output-timeout", type=_duration, default=30.0, metavar="D",
+                        help="once the release has ended, give up the event lines left "
+                             "when stdout takes none of them for D (a reader that never "
+                             "reads); stderr says how many, the exit code stays the "
+                             "release's (default 30s)")
 
 
 def _duration(text: str) -> float:
@@ -361,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
         from console.names import validate_release_id
         request = replace(request, release_id=validate_release_id(args.release_id,
                                                                   "--release-id"))
-    printer = EventPrinter(args.json)
+    printer = EventPrinter(args.json, stall=args.output_timeout)
     options = {} if args.fail_fast_grace is None else {"grace": args.fail_fast_grace}
     engine = Engine(config, listeners=[printer], **options)
     # Bad input (tag, selection, strategy) is refused before the ledger is opened, so a

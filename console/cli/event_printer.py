@@ -6,18 +6,32 @@ event: progress comes from the process's one rollout thread (`console.kube.follo
 and a reader that stops reading (a full stdout pipe) must not stop every rollout's
 verdict. An output that cannot be written at all (a full disk, a terminal hung up) ends
 the printing, not the release: the lines are counted and `close` says so on stderr.
+
+Nor may such a reader keep the process from ending: once the release has ended, `close`
+waits for the lines left as long as the output takes some of them at least every
+`stall` seconds (a slow reader loses nothing), then gives the rest up and says how many
+on stderr. The printer writes to the stream's file descriptor itself, a pipe's atomic
+size at a time and only once `poll` says it is writable, so it never sits in a write
+(nor holds the stream's lock, which the interpreter's last flush would wait for).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import queue
+import os
+import select
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, TextIO
 
-from console.cli.output import out
+from console.cli.output import reader_gone
+
+
+class _GivenUp(Exception):
+    """The output was given up (not read for `stall` seconds after the release ended)."""
 
 
 class EventPrinter:
@@ -28,25 +42,37 @@ class EventPrinter:
     many were dropped or could not be written."""
 
     PENDING = 1000
+    STALL = 30.0      # seconds an output may take nothing once the release has ended
 
-    def __init__(self, as_json: bool, stream: TextIO | None = None) -> None:
+    def __init__(self, as_json: bool, stream: TextIO | None = None,
+                 stall: float | None = None) -> None:
         from console.events import Kind
         self.as_json = as_json
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
+        self.stall = self.STALL if stall is None else stall
+        self._fd = _descriptor(self.stream)
         self._start = time.monotonic()
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._lock = threading.Lock()
+        self._waiting: deque[str] = deque()
+        self._cond = threading.Condition()    # guards the lines waiting and the flags
         self._thread: threading.Thread | None = None
-        self._closed = False
-        self._ending: threading.Thread | None = None   # the printer thread `close` ends
+        self._closed = False       # the release has ended: the bound on waiting applies
+        self._done = False         # no printer thread takes lines any more
+        self._given_up = False     # the output was not read for `stall` seconds
+        self._gone = False         # the reader went away (`| head`): the rest is dropped
+        self._moved = time.monotonic()   # when the output last took something
+        self.queued = 0            # lines given to be printed
+        self.printed = 0           # of them, written whole
+        self._settled = 0          # of them, written, discarded or counted as lost
+        self._discarded = 0        # written into a pipe whose reader had gone
+        self._told = 0             # not printed, and said so on stderr
+        self._closed_told = False  # `close` has said its counts
         self.dropped = 0           # progress lines not printed while output was blocked
         self.failed: str | None = None   # why the output could not be written
-        self.lost = 0              # lines not printed since
         self._quiet = (Kind.CLUSTER_PROGRESS, Kind.PREFLIGHT_RESULT)
 
     def __call__(self, event: Any) -> None:
-        """Print one event (any thread; never waits for the output)."""
+        """Print one event (any thread; never waits for the output before `close`)."""
         progress, result = self._quiet
         if self.as_json:
             # One encoder for every line: `json.dumps` with any option builds a new one
@@ -62,84 +88,187 @@ class EventPrinter:
             who = f"{event.cluster}: " if event.cluster else ""
             line = f"[{elapsed:6.1f}s] {_MARK.get(event.kind.value, ' ')} {who}" \
                    f"{event.message or event.kind.value}"
-        if event.kind is progress and self._lines.qsize() >= self.PENDING:
-            with self._lock:
-                self.dropped += 1
-            return
-        with self._lock:
-            # Under the lock, so no line slips in after `close`'s end mark.
-            if self._closed:
-                # After `close` (a straggler from a thread still ending): printed here,
-                # so it is neither lost nor left to a thread nobody joins - once the
-                # printer thread has written every earlier line (it never takes the lock).
-                if self._ending is not None:
-                    self._ending.join()
-                self._write([line])
+        with self._cond:
+            if not self._done:
+                if event.kind is progress and len(self._waiting) >= self.PENDING:
+                    self.dropped += 1
+                    return
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._print, daemon=True,
+                                                    name="event-printer")
+                    self._thread.start()
+                self.queued += 1
+                self._waiting.append(line)
+                self._cond.notify_all()
                 return
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._print, daemon=True,
-                                                name="event-printer")
-                self._thread.start()
-            self._lines.put(line)
+            # After `close` (a straggler from a thread still ending): printed here, under
+            # the lock so stragglers keep their order, and told at once if it is not -
+            # `close` has said its counts already.
+            self.queued += 1
+            self._moved = time.monotonic()
+            self._output([line])
+            self._settled += 1
+            self._tell()
 
     def _print(self) -> None:
-        lines = self._lines
         while True:
-            # Every line waiting goes out in one write (a thousand-cluster release prints
-            # ~17,000 lines, mostly in bursts: one write and flush per line was a system
-            # call each); None, put last by `close`, ends the thread.
-            batch = [lines.get()]
-            while batch[-1] is not None:
-                try:
-                    batch.append(lines.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._write([line for line in batch if line is not None])
-            finally:
-                for _ in batch:
-                    lines.task_done()
-            if batch[-1] is None:
-                return
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if self._done or not self._waiting:   # given up, or every line out
+                    self._done = True
+                    self._cond.notify_all()
+                    return
+                # Every line waiting goes out in one write (a thousand-cluster release
+                # prints ~17,000 lines, mostly in bursts: one write per line was a system
+                # call each).
+                batch = list(self._waiting)
+                self._waiting.clear()
+                self._moved = time.monotonic()
+            self._output(batch)
+            with self._cond:
+                self._settled += len(batch)
+                self._cond.notify_all()
 
-    def _write(self, text: list[str]) -> None:
-        if not text:
+    def _output(self, lines: list[str]) -> None:
+        """Write `lines`, or count them: `printed` gets the lines written whole."""
+        if self._gone or self._given_up or self.failed is not None:
+            if self._gone:
+                self._discarded += len(lines)
             return
-        if self.failed is not None:
-            self.lost += len(text)
-            return
+        before = self.printed
+        text = "\n".join(lines) + "\n"
         try:
-            # A reader gone (`deploy --json | head`) ends the output, not the release.
-            out("\n".join(text), self.stream)
+            if self._fd is None:
+                self.stream.write(text)
+                self.stream.flush()
+                self.printed += len(lines)
+            else:
+                self._send(text.encode(self._encoding(), "replace"))
+        except _GivenUp:
+            pass
+        except BrokenPipeError:
+            # A reader gone (`deploy --json | head`) ends the output quietly, not the release.
+            self._gone = True
+            self._discarded += len(lines) - (self.printed - before)
+            if self.stream is sys.stdout:
+                reader_gone()
         except Exception as exc:  # noqa: BLE001 - ENOSPC, EIO, a closed stream: told at close
             # The thread must live on: `flush` (the gate question) waits for every line.
             self.failed = f"{type(exc).__name__}: {exc}"
-            self.lost += len(text)
+
+    def _send(self, data: bytes) -> None:
+        """Write `data` to the descriptor, at most a pipe's atomic size at a time and only
+        once it can take it - so the write never blocks - counting whole lines written."""
+        fd = self._fd
+        assert fd is not None
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        view = memoryview(data)
+        while view:
+            if self._given_up:
+                raise _GivenUp
+            if not poller.poll(250):
+                if self._closed and time.monotonic() - self._moved > self.stall:
+                    self._given_up = True
+                continue
+            chunk = view[:select.PIPE_BUF].tobytes()
+            if len(view) > len(chunk) and b"\n" in chunk:
+                # Whole lines per write: a pipe takes them atomically, and another
+                # writer of the same output (drill's notes on stderr) cannot split one.
+                chunk = chunk[:chunk.rfind(b"\n") + 1]
+            n = os.write(fd, chunk)
+            self.printed += chunk[:n].count(b"\n")
+            view = view[n:]
+            self._moved = time.monotonic()
+
+    def _encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
 
     def flush(self) -> None:
-        """Wait until every line given so far is printed (or counted as not printable)."""
-        if self._thread is not None:
-            self._lines.join()
+        """Wait until every line given so far is printed (or counted as not printable),
+        or the output has taken nothing for `stall` seconds."""
+        with self._cond:
+            target, since = self.queued, time.monotonic()
+            while self._settled < target and not self._done:
+                if time.monotonic() - max(since, self._moved) > self.stall:
+                    return
+                self._cond.wait(0.25)
 
     def close(self) -> None:
         """Print what is left, then stop the printer thread, and say on stderr how many
-        progress lines were dropped and how many lines could not be written, if any."""
-        with self._lock:
-            thread, self._thread = self._thread, None
+        progress lines were dropped and how many lines could not be written, if any.
+
+        Waits as long as the output takes something at least every `stall` seconds."""
+        with self._cond:
+            if self._closed:
+                return
             self._closed = True
+            self._moved = time.monotonic()    # the bound counts from the release's end
+            thread = self._thread
+            if thread is None:
+                self._done = True
+            self._cond.notify_all()
+        while thread is not None and thread.is_alive():
+            thread.join(0.25)
+            with self._cond:
+                if not self._given_up and thread.is_alive() and \
+                        time.monotonic() - self._moved > self.stall:
+                    self._given_up = True
+                if self._given_up:
+                    self._done = True     # later lines are the caller's (and lost)
+                    break
+        if self._given_up:
+            # The thread leaves its write within a poll; a stream without a descriptor may
+            # hold it for good (a daemon thread: it does not keep the process).
             if thread is not None:
-                self._lines.put(None)
-                self._ending = thread
-        if thread is not None:
-            thread.join()
-        if self.dropped:
-            print(f"release-console: {self.dropped} progress line(s) not printed while the "
-                  "output was not read", file=sys.stderr, flush=True)
-            self.dropped = 0
-        if self.failed is not None:
-            print(f"release-console: warning: {self.lost} event line(s) not printed: "
-                  f"{self.failed}", file=sys.stderr, flush=True)
-            self.lost = 0
+                thread.join(1.0)
+            if self._fd is not None and self.stream is sys.stdout:
+                reader_gone()   # the summary and the last flush must not wait either
+        with self._cond:
+            if self.dropped:
+                _say(f"{self.dropped} progress line(s) not printed while the output was "
+                     "not read")
+                self.dropped = 0
+            self._tell()
+            self._closed_told = True
+
+    def _tell(self) -> None:
+        """Say on stderr how many lines were not printed and why, once per line."""
+        missing = self.lost
+        if missing <= 0:
+            return
+        why = self.failed if self.failed is not None else \
+            f"the output took nothing for {self.stall:g}s after the release ended"
+        late = " after the end of the output" if self._closed_told else ""
+        self._told += missing     # a later straggler tells only its own line
+        if self._given_up and self.stream is sys.stderr:
+            return    # the report would wait on the very output given up
+        _say(f"warning: {missing} event line(s) not printed{late}: {why}")
+
+    @property
+    def lost(self) -> int:
+        """Lines given and neither printed, nor discarded after the reader went, nor
+        said on stderr yet."""
+        return self.queued - self.printed - self._discarded - self._told
+
+
+def _say(text: str) -> None:
+    try:
+        print(f"release-console: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass   # stderr itself gone: nothing is left to tell it to
+
+
+def _descriptor(stream: TextIO) -> int | None:
+    """The stream's file descriptor, its buffer written out first; None for a stream
+    without one (a test's StringIO), which is then written through."""
+    try:
+        fd = stream.fileno()
+        stream.flush()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd
 
 
 def after_printing(printer: EventPrinter,

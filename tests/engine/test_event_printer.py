@@ -171,9 +171,9 @@ def test_a_line_after_close_comes_after_every_earlier_line():
     late = threading.Thread(target=printer, daemon=True,
                             args=(Event(Kind.CLUSTER_FAILED, "r-1", cluster="late"),))
     late.start()
-    # The late line is either written already (the old way) or waits for the printer
-    # thread, holding the printer's lock.
-    wait_until(lambda: "late" in order or printer._lock.locked(), "the late line handled")
+    # The late line is either written already (the old way) or handed to the printer
+    # thread, after the lines it still prints.
+    wait_until(lambda: "late" in order or not late.is_alive(), "the late line handled")
     stream.let_through.set()
     for thread in (closing, late):
         thread.join(30)
@@ -186,3 +186,58 @@ def wait_until(condition, what: str, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def test_a_line_not_printed_after_close_is_told(capsys):
+    # Before, `close` said its counts and a straggler's line lost after it (the output
+    # already failed) was only counted, never told.
+    printer = EventPrinter(as_json=True, stream=Unwritable())
+    printer(Event(Kind.CLUSTER_HEALTHY, "r-1", cluster="c0"))
+    printer.close()
+    assert "1 event line(s) not printed: OSError" in capsys.readouterr().err
+    printer(Event(Kind.CLUSTER_FAILED, "r-1", cluster="late"))
+    err = capsys.readouterr().err
+    assert "1 event line(s) not printed after the end of the output: OSError: [Errno 28]" \
+        in err, err
+    assert printer.lost == 0
+
+
+def test_close_gives_up_an_output_that_takes_nothing_and_the_later_lines(capsys):
+    # A stream that never takes its write (a reader that never reads): `close` waits
+    # `stall` seconds, not for ever, and tells every line given up - a straggler's too.
+    stream = HeldStream([])
+    printer = EventPrinter(as_json=True, stream=stream, stall=0.5)
+    for n in range(3):
+        printer(Event(Kind.CLUSTER_HEALTHY, "r-1", cluster=f"c{n}"))
+    closing = threading.Thread(target=printer.close, daemon=True)
+    closing.start()
+    closing.join(30)
+    try:
+        assert not closing.is_alive(), "close waits for ever for an output never read"
+        assert "3 event line(s) not printed: the output took nothing for 0.5s" in \
+            capsys.readouterr().err
+        printer(Event(Kind.RELEASE_FINISHED, "r-1"))
+        assert "1 event line(s) not printed after the end of the output" in \
+            capsys.readouterr().err
+    finally:
+        stream.let_through.set()
+
+
+def test_the_gate_question_waits_for_the_output_only_while_it_takes_lines():
+    # stdout never read while a terminal is asked at a gate: before, `flush` waited for
+    # ever for the gate's line, and the question was never asked.
+    order: list[str] = []
+    stream = HeldStream(order)
+    printer = EventPrinter(as_json=True, stream=stream, stall=0.5)
+    printer(Event(Kind.GATE_WAITING, "r-1", message="wave 1 done"))
+    asking = threading.Thread(target=after_printing(printer, lambda _: order.append("asked")),
+                              args=(object(),), daemon=True)
+    asking.start()
+    asking.join(20)
+    try:
+        assert not asking.is_alive(), "the question waits for ever for an unread output"
+        assert order == ["asked"]
+    finally:
+        stream.let_through.set()
+        printer.close()
+    assert order == ["asked", "printed"]     # the line itself is not given up

@@ -4,15 +4,23 @@ release goes on, the terminal's question is asked, and stderr says how many even
 were not printed and why.
 
 Before, the printer thread died at the first failed write; the gate question then waited
-for ever for lines nobody would take, holding the release's leases."""
+for ever for lines nobody would take, holding the release's leases.
+
+And `deploy --json` into a real pipe whose reader never reads (nor closes it): once the
+release has ended the process waits `--output-timeout` without a byte taken, says on
+stderr how many lines it gave up, and exits with the release's code; a reader that is
+merely slow (a page at a time, more slowly in all than that bound) gets every line."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import pty
 import subprocess
 import sys
 import threading
+import time
 
 from tests.integration.conftest import wait_for
 
@@ -48,3 +56,108 @@ def test_the_gate_question_is_asked_when_stdout_cannot_be_written(world):
     told = [e for e in errors if "event line(s) not printed: OSError" in e]
     assert told and "No space left on device" in told[0], errors[-10:]
     assert not any("Traceback" in e for e in errors), errors
+
+
+def filled_pipe(size: int = 0) -> tuple[int, int]:
+    """A real pipe (of `size` bytes, if given) whose buffer is full of spaces: the next
+    write to it waits until it is read."""
+    read_end, write_end = os.pipe()
+    if size:
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, size)
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b" " * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    return read_end, write_end
+
+
+def deploy_into(w, write_end: int, bound: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--json",
+                             "--config", str(w.config_path), "--tag", "v2",
+                             "--strategy", "parallel", "--output-timeout", bound],
+                            stdin=subprocess.DEVNULL, stdout=write_end,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    os.close(write_end)       # the test keeps only the read end
+    return proc
+
+
+def test_a_stdout_never_read_does_not_keep_deploy_from_exiting(world):
+    # Before, the printer thread sat in its write for ever and `close` joined it: the
+    # release ended (every cluster at v2) but the process never exited.
+    w = world(["a", "b"], readiness_delay=0.2, jitter=0.0)
+    read_end, write_end = filled_pipe()
+    proc = deploy_into(w, write_end, "2s")
+    try:
+        try:
+            _, err = proc.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError(f"deploy did not exit with its stdout never read (a: "
+                                 f"{w.version('a')}, b: {w.version('b')}); stderr: "
+                                 f"{err[-2000:]}") from None
+        assert proc.returncode == 0, err
+        assert w.version("a") == w.version("b") == "v2"
+        told = [line for line in err.splitlines() if "event line(s) not printed" in line]
+        assert len(told) == 1 and told[0].endswith(
+            "the output took nothing for 2s after the release ended"), err
+        assert int(told[0].split("warning: ")[1].split()[0]) >= 4, told  # every line
+        assert "Traceback" not in err and "Fatal Python error" not in err, err
+        # Nothing went into the pipe: no line, nor a piece of one, after the filler.
+        os.set_blocking(read_end, False)
+        left = b""
+        while True:
+            try:
+                piece = os.read(read_end, 65536)
+            except BlockingIOError:
+                break
+            if not piece:
+                break
+            left += piece
+        assert left.strip() == b"", left[-300:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        os.close(read_end)
+
+
+def test_a_slow_reader_gets_every_line(world):
+    # One page at a time, a page every PACE seconds: the output takes something well
+    # within the bound each time, though in all the reader takes longer than the bound.
+    bound, pace = 3.0, 1.0
+    w = world(["a", "b", "c", "d"], readiness_delay=0.2, jitter=0.0)
+    read_end, write_end = filled_pipe(4096)
+    proc = deploy_into(w, write_end, f"{bound:g}s")
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+    reader.start()
+    read = b""
+    try:
+        wait_for(lambda: all(w.version(c) == "v2" for c in "abcd"), timeout=120,
+                 what=f"the release's end (stderr: {errors[-5:]})")
+        started = time.monotonic()
+        paced = threading.Event()
+        while True:
+            piece = os.read(read_end, 4096)
+            if not piece:
+                break
+            read += piece
+            paced.wait(pace)       # the slow reader itself: a page per PACE seconds
+        took = time.monotonic() - started
+        assert proc.wait(timeout=60) == 0, errors[-10:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        os.close(read_end)
+        reader.join(timeout=30)
+    assert not any("not printed" in e for e in errors), errors
+    kinds = [json.loads(line)["kind"] for line in read.decode().split("\n") if line.strip()]
+    assert kinds.count("cluster_healthy") == 4 and kinds[-1] == "release_finished", kinds
+    # The reader was slower in all than the bound: a bound on the whole wait would have
+    # lost lines.
+    assert took > bound + pace, (took, len(read))
