@@ -295,6 +295,11 @@ class KubeClient:
         # its connection is the cluster's last, and getting the session from OpenSSL cost
         # ~0.3 ms of CPU per read, a sixth of a `status` read's.
         self.keep_sessions = True
+        # A one-shot reader's client (`Engine.status(keep_connections=False)`: one thread,
+        # closed once read): its calls go over a plain connection of its own
+        # (`console.kube.direct_calls`), not urllib3's pool - ~0.5 ms less CPU per read.
+        self.one_shot = False
+        self._direct: Any = None
         # Watches get connections of their own: a watch's connection cannot be reused
         # once we end it early, and taken from the shared pool it would cost the next
         # request a new TLS handshake (the largest CPU cost of a cluster's rollout).
@@ -310,7 +315,8 @@ class KubeClient:
         # urllib3's PoolManager.clear() only forgets its pools (their connections close
         # when they are collected): the ones this client kept are closed here.
         pools, self._pools = list(self._pools.values()), {}
-        for closing in (*pools, self.api, self._watch_rest):
+        direct, self._direct = self._direct or None, None
+        for closing in (*pools, direct, self.api, self._watch_rest):
             try:
                 if closing is not None:
                     closing.close()
@@ -339,6 +345,14 @@ class KubeClient:
             self._pools[id(manager)] = pool
         return pool
 
+    def _direct_connection(self) -> Any:
+        """The one-shot client's own connection (None: its server needs urllib3's pool)."""
+        if self._direct is None:
+            from console.kube.direct_calls import DirectConnection, direct_target
+            target = direct_target(self.api)
+            self._direct = DirectConnection(*target) if target is not None else False
+        return self._direct or None
+
     def _send(self, method: str, path: str, query: Mapping[str, Any] | None,
               body: Any, content_type: str | None, timeout: float | tuple[float, float],
               rest: Any = None) -> Any:
@@ -364,6 +378,16 @@ class KubeClient:
                                      if v is not None})
         limit = urllib3.Timeout(connect=timeout[0], read=timeout[1]) \
             if isinstance(timeout, tuple) else urllib3.Timeout(total=timeout)
+        if rest is None and self.one_shot:
+            direct = self._direct_connection()
+            if direct is not None:
+                try:
+                    return direct.call(method, self._prefix + path, data, headers,
+                                       *timeout if isinstance(timeout, tuple) else
+                                       (timeout, timeout))
+                except urllib3.exceptions.SSLError as exc:
+                    raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") \
+                        from None
         manager = (rest if rest is not None else self.api.rest_client).pool_manager
         try:
             pool = self._host_pool(manager)

@@ -1,0 +1,110 @@
+"""A one-shot client (`KubeClient.one_shot`, what `release-console status` reads with)
+calls over a plain connection of its own instead of urllib3's pool: it reads what the
+pooled client reads, keeps its connection for its next call, and fails exactly as the
+pooled client fails - the same `ClusterError` text, status and `unreachable` for a
+refused port, a server the CA does not vouch for, an answer later than the timeout and
+a cluster that keeps answering 500. A server behind a `tls-server-name` stays on
+urllib3's pool (the plain connection names the host it dials)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from console.kube.client import ClusterError, KubeClient, new_api_client
+
+
+def _client(cid: str, kubeconfig: dict, one_shot: bool) -> KubeClient:
+    client = KubeClient(cid, new_api_client(cid, kubeconfig), 10.0)
+    client.one_shot = one_shot
+    client.keep_sessions = not one_shot
+    return client
+
+
+def _aimed(kubeconfig: dict, server: str) -> dict:
+    cluster = kubeconfig["clusters"][0]
+    return {**kubeconfig, "clusters": [{**cluster, "cluster": {**cluster["cluster"],
+                                                               "server": server}}]}
+
+
+def _pools(client: KubeClient) -> int:
+    return len(client.api.rest_client.pool_manager.pools)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _failure(client: KubeClient, path: str, **kwargs: Any) -> tuple[str, Any, bool]:
+    with pytest.raises(ClusterError) as caught:
+        client.request("GET", path, **kwargs)
+    return caught.value.reason, caught.value.status, caught.value.unreachable
+
+
+def test_a_one_shot_client_reads_what_the_pooled_one_reads_on_one_connection(sim_fleet):
+    fleet = sim_fleet(["a"])
+    pooled, one_shot = (_client("a", fleet.kubeconfig("a"), flag) for flag in (False, True))
+    try:
+        path = "/api/v1/namespaces"
+        assert one_shot.request("GET", path)["items"] == pooled.request("GET", path)["items"]
+        first = one_shot._direct._conn
+        assert one_shot.request("GET", "/version") == pooled.request("GET", "/version")
+        assert one_shot._direct._conn is first and first.sock is not None  # kept, reused
+        assert (_pools(one_shot), _pools(pooled)) == (0, 1)
+        # A 404 is the same API error either way (the kept connection still serves).
+        missing = "/api/v1/namespaces/nowhere"
+        assert _failure(one_shot, missing) == _failure(pooled, missing)
+        assert one_shot.request("GET", "/version")["gitVersion"]
+    finally:
+        one_shot.close()
+        pooled.close()
+    assert first.sock is None                                         # closed with it
+
+
+def test_a_one_shot_client_fails_as_the_pooled_one_fails(sim_fleet):
+    fleet = sim_fleet(["a", "slow", "broken"], seed=7)
+    other = sim_fleet(["c"])                                     # another CA
+    fleet.set_faults("slow", latency=3.0)
+    fleet.set_faults("broken", error_rate=1.0, error_codes=[500])
+    cases = {
+        "refused": (fleet.kubeconfig("a"), f"https://127.0.0.1:{_closed_port()}", {}),
+        "wrong CA": (fleet.kubeconfig("a"), other.url("c"), {"retry": False}),
+        "too slow": (fleet.kubeconfig("slow"), None, {"timeout": 0.5}),
+        "500s": (fleet.kubeconfig("broken"), None, {}),
+    }
+    seen = {}
+    for name, (kubeconfig, server, kwargs) in cases.items():
+        if server is not None:
+            kubeconfig = _aimed(kubeconfig, server)
+        path = "/api/v1/namespaces/default/configmaps"
+        failures = []
+        for one_shot in (False, True):
+            client = _client("a", kubeconfig, one_shot)
+            try:
+                failures.append(_failure(client, path, **kwargs))
+                assert _pools(client) == (0 if one_shot else 1), name
+            finally:
+                client.close()
+        assert failures[1] == failures[0], name
+        seen[name] = failures[1]
+    assert seen["refused"][0].endswith(": connection refused") and seen["refused"][2]
+    assert "CERTIFICATE_VERIFY_FAILED" in seen["wrong CA"][0] and seen["wrong CA"][2]
+    assert seen["too slow"] == ("unreachable (https://127.0.0.1:%d): timed out waiting for "
+                                "the API server" % fleet.port("slow"), None, True)
+    assert seen["500s"][1] == 500 and not seen["500s"][2]
+
+
+def test_a_server_behind_a_tls_server_name_stays_on_urllib3s_pool(sim_fleet):
+    fleet = sim_fleet(["a"])
+    kubeconfig = fleet.kubeconfig("a")
+    kubeconfig["clusters"][0]["cluster"]["tls-server-name"] = "localhost"
+    client = _client("a", kubeconfig, True)
+    try:
+        assert client.request("GET", "/version")["gitVersion"]
+        assert _pools(client) == 1 and client._direct is False
+    finally:
+        client.close()
