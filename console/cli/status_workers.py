@@ -42,13 +42,18 @@ MIN_CLUSTERS_PER_WORKER = 64
 MAX_PROCESSES = 8
 
 
-def processes_for(config: Any, cpus: int | None = None, threads: int | None = None) -> int:
+def processes_for(config: Any, cpus: int | None = None, threads: int | None = None,
+                  wanted: int | None = None) -> int:
     """How many processes read `config`'s fleet (1: no worker is forked); `cpus` and
-    `threads` (this process's) default to what the system says."""
+    `threads` (this process's) default to what the system says. `wanted` asks for that
+    many instead of one per usable CPU, still 1 where a fork is unsafe (not Linux, or a
+    thread already running): the one place that decides whether `FleetReading` forks."""
     if threads is None:
         threads = threading.active_count()
     if not _can_fork() or threads > 1:
         return 1
+    if wanted is not None:
+        return max(1, wanted)
     if any(c.credentials.vault for c in config.clusters):
         return 1
     if cpus is None:
@@ -93,13 +98,12 @@ class FleetReading:
     starting any thread), `statuses()` reads the parent's share and gathers the rest."""
 
     def __init__(self, engine: Any, processes: int | None = None) -> None:
-        """Fork the workers: `processes` in all, the parent included (default
-        `processes_for`; 1 reads everything in this process, as `Engine.status`)."""
+        """Fork the workers: `processes` in all, the parent included (default: one per
+        usable CPU, `processes_for`, which also keeps it to 1 where a fork is unsafe; 1
+        reads everything in this process, as `Engine.status`)."""
         self.engine = engine
         self.ids = [c.id for c in engine.config.clusters]
-        count = processes_for(engine.config) if processes is None else processes
-        if count > 1 and (threading.active_count() > 1 or not _can_fork()):
-            count = 1
+        count = processes_for(engine.config, wanted=processes)
         # Dealt round-robin: a fleet file groups slow regions together, a deal spreads them.
         self.shares = [self.ids[k::count] for k in range(count)]
         self.workers: list[_Worker] = []

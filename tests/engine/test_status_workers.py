@@ -174,6 +174,9 @@ def test_how_many_processes_read_a_fleet(tmp_path):
     assert processes_for(fleet(tmp_path, 200), cpus=4, threads=1) == 3
     assert processes_for(fleet(tmp_path, 1000, vault=True), cpus=4, threads=1) == 1
     assert processes_for(fleet(tmp_path, 1000), cpus=4, threads=2) == 1
+    # A count asked for (FleetReading(engine, 3)) is given, except where a fork is unsafe.
+    assert processes_for(fleet(tmp_path, 100), cpus=1, threads=1, wanted=3) == 3
+    assert processes_for(fleet(tmp_path, 1000), cpus=4, threads=2, wanted=3) == 1
 
 
 def test_a_cgroup_cpu_quota_caps_the_readers(tmp_path):
