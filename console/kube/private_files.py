@@ -127,6 +127,11 @@ def private_dir() -> Path:
     The first call sweeps the directories that killed consoles left behind.
     """
     global _private_dir, _swept
+    made = _private_dir
+    if _swept and made is not None and os.path.isdir(made):
+        # Made and swept already: no lock (every cluster's client asks, and `status`
+        # builds 32 at once - they queued on the lock around this check's system call).
+        return made
     with _lock:
         if not _swept:
             _swept = True
