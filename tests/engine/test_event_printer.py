@@ -6,7 +6,6 @@ waits on the output - and every line is printed once the reader reads again."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import io
 import json
 import os
@@ -17,20 +16,7 @@ from console.cli.event_printer import EventPrinter, after_printing
 from console.engine import ReleaseControl, ReleaseRequest
 from console.engine.api import Outcome
 from console.events import Event, Kind
-
-
-def full_pipe() -> tuple[int, int]:
-    """A pipe whose buffer is full: the next write to it blocks until it is read."""
-    read_end, write_end = os.pipe()
-    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
-    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    try:
-        while True:
-            os.write(write_end, b" " * 4096)
-    except BlockingIOError:
-        pass
-    fcntl.fcntl(write_end, fcntl.F_SETFL, flags)
-    return read_end, write_end
+from tests.pipes import filled_pipe
 
 
 def test_a_blocked_stdout_does_not_stop_the_verdicts(world, capsys):
@@ -39,7 +25,7 @@ def test_a_blocked_stdout_does_not_stop_the_verdicts(world, capsys):
     # (and the release never ended until the reader read).
     w = world(["a", "b", "c", "d"], readiness_delay=0.3, jitter=0.0)
     w.deploy_everywhere("v1")
-    read_end, write_end = full_pipe()
+    read_end, write_end = filled_pipe()
     stream = os.fdopen(write_end, "w")
     printer = EventPrinter(as_json=True, stream=stream)
     printer.PENDING = 10           # past 10 lines waiting, progress lines are dropped

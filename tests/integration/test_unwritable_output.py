@@ -13,7 +13,6 @@ merely slow (a page at a time, more slowly in all than that bound) gets every li
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import pty
@@ -23,7 +22,9 @@ import threading
 import time
 
 from tests.integration.conftest import wait_for
+from tests.pipes import deploy_into, filled_pipe, left_in
 
+V2 = ("--tag", "v2", "--strategy", "parallel")
 ONE = {"canary": {"waves": [["a"], ["b"]], "gates": True}}
 
 
@@ -58,38 +59,12 @@ def test_the_gate_question_is_asked_when_stdout_cannot_be_written(world):
     assert not any("Traceback" in e for e in errors), errors
 
 
-def filled_pipe(size: int = 0) -> tuple[int, int]:
-    """A real pipe (of `size` bytes, if given) whose buffer is full of spaces: the next
-    write to it waits until it is read."""
-    read_end, write_end = os.pipe()
-    if size:
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, size)
-    os.set_blocking(write_end, False)
-    try:
-        while True:
-            os.write(write_end, b" " * 4096)
-    except BlockingIOError:
-        pass
-    os.set_blocking(write_end, True)
-    return read_end, write_end
-
-
-def deploy_into(w, write_end: int, bound: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--json",
-                             "--config", str(w.config_path), "--tag", "v2",
-                             "--strategy", "parallel", "--output-timeout", bound],
-                            stdin=subprocess.DEVNULL, stdout=write_end,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    os.close(write_end)       # the test keeps only the read end
-    return proc
-
-
 def test_a_stdout_never_read_does_not_keep_deploy_from_exiting(world):
     # Before, the printer thread sat in its write for ever and `close` joined it: the
     # release ended (every cluster at v2) but the process never exited.
     w = world(["a", "b"], readiness_delay=0.2, jitter=0.0)
     read_end, write_end = filled_pipe()
-    proc = deploy_into(w, write_end, "2s")
+    proc = deploy_into(w.config_path, write_end, *V2, "--output-timeout", "2s")
     try:
         try:
             _, err = proc.communicate(timeout=150)
@@ -107,16 +82,7 @@ def test_a_stdout_never_read_does_not_keep_deploy_from_exiting(world):
         assert int(told[0].split("warning: ")[1].split()[0]) >= 4, told  # every line
         assert "Traceback" not in err and "Fatal Python error" not in err, err
         # Nothing went into the pipe: no line, nor a piece of one, after the filler.
-        os.set_blocking(read_end, False)
-        left = b""
-        while True:
-            try:
-                piece = os.read(read_end, 65536)
-            except BlockingIOError:
-                break
-            if not piece:
-                break
-            left += piece
+        left = left_in(read_end)
         assert left.strip() == b"", left[-300:]
     finally:
         if proc.poll() is None:
@@ -132,7 +98,7 @@ def test_a_slow_reader_gets_every_line(world):
     ids = ["a", "b", "c", "d", "e", "f"]       # ~25 KB of lines: ~8 pages or more
     w = world(ids, readiness_delay=0.2, jitter=0.0)
     read_end, write_end = filled_pipe(4096)
-    proc = deploy_into(w, write_end, f"{bound:g}s")
+    proc = deploy_into(w.config_path, write_end, *V2, "--output-timeout", f"{bound:g}s")
     errors: list[str] = []
     reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
     reader.start()
