@@ -256,8 +256,13 @@ class ShardBoard(ShardGates, BoardSplit):
                     boards: list[str] | None = None) -> None:
         """Write this shard's stop on the board of cluster `board` (the first stop
         written stays; `boards`: the boards of a split release, for the cleanup); a
-        board that cannot be written is logged, not raised."""
+        board that cannot be written is logged, not raised. Nothing is written where the
+        release is no longer on the board: its last shard took it off (`clean_boards`)
+        while this stop was on its way, and a stop there would bring the board back
+        with nobody left to take it off."""
         def edit(entries: dict[str, Any]) -> None:
+            if not entries:
+                return
             entries.setdefault("stop", {"by": self.shard, "why": why,
                                         **({"boards": boards} if boards else {})})
         try:

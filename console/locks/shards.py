@@ -94,13 +94,19 @@ def read(kube: KubeClient, namespace: str, name: str, release_id: str,
 def update(kube: KubeClient, namespace: str, name: str, release_id: str,
            edit: Callable[[dict[str, Any]], None], timeout: float) -> dict[str, Any]:
     """Let `edit(board)` change one release's board in place and write it (read and
-    replace at the read version, again on a 409); returns the board as written."""
+    replace at the read version, again on a 409; an edit that changes nothing writes
+    nothing); returns the board as written."""
     written: dict[str, Any] = {}
 
     def change(lease: dict[str, Any], notes: dict[str, str]) -> bool:
         every = boards(lease)
         board = every.pop(release_id, {})
+        before = json.dumps(board, sort_keys=True)
         edit(board)
+        written.clear()
+        written.update(board)
+        if json.dumps(board, sort_keys=True) == before:
+            return False   # nothing changed: no write (no new version for the others)
         if board:
             # This release last: the oldest fall off the end of KEEP.
             every[release_id] = board
@@ -110,8 +116,6 @@ def update(kube: KubeClient, namespace: str, name: str, release_id: str,
                                       separators=(",", ":"))
         else:
             notes.pop(BOARD, None)
-        written.clear()
-        written.update(board)
         return True
 
     if control.change(kube, namespace, name, change, timeout) is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,6 +28,25 @@ def limit_credentials(w, config: Path, cid: str, rules: list[dict]) -> None:
     path.write_text(yaml.safe_dump(kubeconfig))
     entry["credentials"]["kubeconfig"] = path.name
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def told(w, shards: list[Shard], started: float, boards: tuple[str, ...]) -> str:
+    """What a failing split story shows: each shard's exit, its events (seconds after
+    the start, wall clock), the end of its stderr, and what each board holds."""
+    wall = time.time() - (time.monotonic() - started)
+    lines: list[Any] = []
+    for s in shards:
+        lines.append(f"--- shard {s.k}/3 exit {s.proc.returncode}")
+        for e in list(s.events):
+            said = str(e.get("detail") or e.get("message") or "")[:200]
+            lines.append(f"  +{e['ts'] - wall:6.1f}s {e['kind']} {said}")
+        lines.append("  stderr: " + s.err[-3000:].replace("\n", "\n  "))
+    for c in boards:
+        try:
+            lines.append(f"--- board on {c}: {board_of(w, c)}")
+        except Exception as exc:   # (the story's own outcome matters more)
+            lines.append(f"--- board on {c}: not read: {exc}")
+    return "\n".join(lines)
 
 
 def test_every_shard_checks_its_rights_on_the_board_before_anything(world, tmp_path):
@@ -64,17 +84,18 @@ def test_shards_given_different_boards_find_each_other(world, tmp_path):
                         "--release-id", "r-boards", "--shard-timeout", "90"))
     codes = [s.finish() for s in shards]
     took = time.monotonic() - started
-    assert codes == [2, 2, 2], [(s.k, s.err[-2000:]) for s in shards]
-    assert took < 90, took
+    story = told(w, shards, started, ("c0", "c4"))
+    assert codes == [2, 2, 2], story
+    assert took < 90, (took, story)
     for s in shards:
-        end = s.kinds("release_finished")[-1]
-        assert "shards report on different shard boards: " in end["detail"], (s.k, end)
-        assert "3/3 on cluster 'c0' (no --shard-board)" in end["detail"], (s.k, end)
-        assert "on cluster 'c4' (--shard-board c4)" in end["detail"], (s.k, end)
-        assert "every shard must be given the same --shard-board" in end["detail"], end
+        end = s.kinds("release_finished")[-1]["detail"]
+        assert "shards report on different shard boards: " in end, story
+        assert "3/3 on cluster 'c0' (no --shard-board)" in end, story
+        assert "on cluster 'c4' (--shard-board c4)" in end, story
+        assert "every shard must be given the same --shard-board" in end, story
     assert not [e for s in shards for e in s.kinds("cluster_started")]
     # Neither board is left behind (before: each stayed until 8 newer releases).
-    assert [board_of(w, c).get("r-boards") for c in ("c0", "c4")] == [None, None]
+    assert [board_of(w, c).get("r-boards") for c in ("c0", "c4")] == [None, None], story
 
 
 def test_shards_given_two_named_boards_find_each_other(world, tmp_path):
@@ -95,15 +116,16 @@ def test_shards_given_two_named_boards_find_each_other(world, tmp_path):
                         "--shard-board", "c5"))
     codes = [s.finish() for s in shards]
     took = time.monotonic() - started
-    assert codes == [2, 2, 2], [(s.k, s.err[-2000:]) for s in shards]
+    story = told(w, shards, started, ("c0", "c4", "c5"))
+    assert codes == [2, 2, 2], story
     for s in shards:
-        end = s.kinds("release_finished")[-1]
-        assert "shards report on different shard boards: " in end["detail"], (s.k, end)
-        assert "on cluster 'c4' (--shard-board c4)" in end["detail"], (s.k, end)
-        assert "3/3 on cluster 'c5' (--shard-board c5)" in end["detail"], (s.k, end)
-        assert end["detail"].endswith("every shard must be given the same --shard-board; "
-                                      "nothing was touched"), (s.k, end)
-    assert took < 90, took
+        end = s.kinds("release_finished")[-1]["detail"]
+        assert "shards report on different shard boards: " in end, story
+        assert "on cluster 'c4' (--shard-board c4)" in end, story
+        assert "3/3 on cluster 'c5' (--shard-board c5)" in end, story
+        assert end.endswith("every shard must be given the same --shard-board; "
+                            "nothing was touched"), story
+    assert took < 90, (took, story)
     assert not [e for s in shards for e in s.kinds("cluster_started")]
     assert [w.version(c) for c in IDS] == versions
-    assert [board_of(w, c).get("r-two") for c in ("c0", "c4", "c5")] == [None] * 3
+    assert [board_of(w, c).get("r-two") for c in ("c0", "c4", "c5")] == [None] * 3, story

@@ -1,0 +1,65 @@
+"""A shard board is taken off its Lease by the last shard to end, and a stop written
+after that - the stop a shard writes as it ends (`close`), or a split's stop on another
+board, racing the last shard's cleanup - does not bring the board back with nobody left
+to take it off. Real `ShardBoard`s against the simulator over HTTP, their steps
+interleaved as the race interleaved them in a clean-clone CI run."""
+
+from __future__ import annotations
+
+from console.engine.api import Outcome
+from console.engine.shards import ShardBoard
+from console.locks import control
+from console.locks import shards as wire
+
+IDS = ["c0", "c1"]
+RID = "r-cleanup"
+
+
+def boards_on(board: ShardBoard) -> dict:
+    return wire.boards(control.read(board.kube, board.namespace, board.name, 10))
+
+
+def version_of(board: ShardBoard) -> str:
+    lease = control.read(board.kube, board.namespace, board.name, 10)
+    return lease["metadata"]["resourceVersion"]
+
+
+def test_a_stop_written_after_the_last_shard_cleaned_up_leaves_no_board(world):
+    w = world(IDS, readiness_delay=0.2, jitter=0.0, seed=3)
+    engine = w.engine()
+    engine.driver("c0").ensure_namespace()
+    one, two = (ShardBoard(engine, RID, k, 2, "c0", 8) for k in (1, 2))
+    one.publish()
+    two.publish()
+    why = "shard 2/2 ended preflight_failed: the split"
+    # Both ended; shard 1 cleans up first and, every shard having ended, takes the
+    # release off. Shard 2's stop - written in its `close` between its end and its
+    # cleanup - comes after that.
+    one.try_publish(ended=Outcome.PREFLIGHT_FAILED.value, why="split")
+    two.try_publish(ended=Outcome.PREFLIGHT_FAILED.value, why="split")
+    one.clean_boards()
+    assert RID not in boards_on(one)
+    version = version_of(one)
+    two.stop_all(why)
+    two.clean_boards()
+    # Before: {'r-cleanup': {'stop': {'by': 2, 'why': ...}}} stayed until 8 newer
+    # releases pushed it off.
+    assert RID not in boards_on(one), boards_on(one)
+    # Neither the stop nor the cleanup that found nothing to do wrote the Lease.
+    assert version_of(one) == version
+
+
+def test_a_stop_still_reaches_a_board_the_release_is_on(world):
+    # The same stop on a board that still holds the release is written (and the first
+    # stop written stays): the check above is "the release left", not "never write".
+    w = world(IDS, readiness_delay=0.2, jitter=0.0, seed=4)
+    engine = w.engine()
+    engine.driver("c0").ensure_namespace()
+    one, two = (ShardBoard(engine, RID, k, 2, "c0", 8) for k in (1, 2))
+    one.publish()
+    two.publish()
+    two.stop_all("shard 2/2 aborted")
+    one.stop_all("shard 1/2 aborted")
+    board = boards_on(one)[RID]
+    assert board["stop"] == {"by": 2, "why": "shard 2/2 aborted"}, board
+    assert set(board["shards"]) == {"1", "2"}
