@@ -23,6 +23,7 @@ default board's cluster is reachable: where it is not, the split is found by
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ class BoardSplit:
     label: str
     _write_stop: Callable[..., None]
     _recorded = False          # this shard's record is on the default board
+    _unrecorded = 0            # failed tries to record it (the first one logged)
+    _record_at = 0.0           # monotonic time of the next try
+    beat: float                # s between heartbeats (`ShardBoard.beat`)
     _split: frozenset[str] = frozenset()   # the boards this shard wrote a split's stop on
 
     @property
@@ -80,9 +84,14 @@ class BoardSplit:
 
     def record_board(self) -> None:
         """Record on the default board which board this shard uses (nothing when it is
-        the default one). Best effort: where the default board cannot be written, a
-        split is found only by `--shard-timeout`."""
-        if self.default == self.coordinator:
+        the default one, or recorded already). A failure is logged once and tried
+        again while this shard waits at the pre-flight barrier for a shard that never
+        reported (`find_split`): after a beat, then 2, 4 and at most 8 beats, as a
+        cluster that does not answer costs a request's timeout each time. So one write
+        lost to a loaded cluster costs a beat, not `--shard-timeout`; where the default
+        board cannot be written at all, a split is found only by `--shard-timeout`."""
+        if self.default == self.coordinator or self._recorded or \
+                time.monotonic() < self._record_at:
             return
         at = self._board_at(self.default)
 
@@ -109,9 +118,14 @@ class BoardSplit:
                 write(*at)
             self._recorded = True
         except (ChannelError, ClusterError, UserError) as exc:
-            log.warning("release %s shard %s: board not recorded on %s (shards given "
-                        "another board are found only by --shard-timeout): %s",
-                        self.release_id, self.label, self.default, exc)
+            self._unrecorded += 1
+            backoff = min(8, 2 ** (self._unrecorded - 1))
+            self._record_at = time.monotonic() + self.beat * backoff
+            log.log(logging.WARNING if self._unrecorded == 1 else logging.DEBUG,
+                    "release %s shard %s: board not recorded on %s (tried again while "
+                    "this shard waits for the others; shards given another board are "
+                    "found only by --shard-timeout until it is): %s",
+                    self.release_id, self.label, self.default, exc)
 
     def find_split(self, silent: list[int], here: dict[str, Any], entries: dict[str, Any],
                    read_default: bool) -> None:
@@ -120,11 +134,13 @@ class BoardSplit:
         another. `here`: this board as just read (the default's when it is this one);
         `read_default`: read the default board now (else only `here` is looked at)."""
         default = self.default
+        if read_default:
+            self.record_board()   # (when an earlier try failed)
         if default == self.coordinator:
             there: dict[str, Any] | None = here
         elif read_default and self._recorded and (at := self._board_at(default)) is not None:
             # (Not recorded there: not reachable or not writable from here - not read
-            # once a beat either; the timeout finds a split then.)
+            # either, until a later beat records it; the timeout finds a split then.)
             try:
                 there = wire.read(*at, self.name, self.release_id, self.request_timeout)
             except ChannelError:

@@ -6,8 +6,13 @@ interleaved as the race interleaved them in a clean-clone CI run."""
 
 from __future__ import annotations
 
-from console.engine.api import Outcome
-from console.engine.shards import ShardBoard
+import logging
+import time
+
+import pytest
+
+from console.engine.api import Outcome, ReleaseRequest
+from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop
 from console.locks import control
 from console.locks import shards as wire
 
@@ -63,3 +68,34 @@ def test_a_stop_still_reaches_a_board_the_release_is_on(world):
     board = boards_on(one)[RID]
     assert board["stop"] == {"by": 2, "why": "shard 2/2 aborted"}, board
     assert set(board["shards"]) == {"1", "2"}
+
+
+def test_a_record_lost_to_a_failing_default_board_is_written_again_and_finds_the_split(
+        world, caplog):
+    # Shard 1 of 2 is given --shard-board c2; shard 2 none (its board is c0, the
+    # default). Shard 1's record on c0 fails once (c0 answers every request 500 just
+    # then). Tried again a beat later, it lets shard 1 read c0, where shard 2's entry
+    # is: the split, found at once. Before, one lost write meant shard 1 never looked
+    # at c0 again, and only --shard-timeout ended the wait ("stopped reporting").
+    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=6)
+    engine = w.engine()
+    for c in ("c0", "c2"):
+        engine.driver(c).ensure_namespace()
+    whole = engine.plan(ReleaseRequest(tag="v2"))
+    two = ShardBoard(engine, "r-record", 2, 2, "c0", 20)
+    two.whole = whole
+    two.publish(wave=PREFLIGHT)
+    one = ShardBoard(engine, "r-record", 1, 2, "c2", 20)   # a beat every 5 s
+    one.whole = whole
+    one.publish(wave=PREFLIGHT)
+    w.fleet.set_faults("c0", error_rate=1.0, error_codes=[500])
+    with caplog.at_level(logging.WARNING, logger="console.engine.shard_split"):
+        one.record_board()
+    assert "board not recorded on c0" in caplog.text
+    w.fleet.set_faults("c0", error_rate=0.0)
+    started = time.monotonic()
+    with pytest.raises(ShardStop) as stopped:
+        one.wait_for(PREFLIGHT, "pre-flight")
+    assert "shards report on different shard boards: 2/2 on cluster 'c0' (no " \
+           "--shard-board), 1/2 on cluster 'c2' (--shard-board c2)" in str(stopped.value)
+    assert time.monotonic() - started < 20   # within a few beats, not the timeout
