@@ -21,6 +21,7 @@ import io
 import json
 import os
 import select
+import stat
 import sys
 import threading
 import time
@@ -52,6 +53,10 @@ class EventPrinter:
         self.tty = self.stream.isatty()
         self.stall = self.STALL if stall is None else stall
         self._fd = _descriptor(self.stream)
+        # A file takes any write at once (one write per batch, as before); a pipe or a
+        # terminal only up to its atomic size without blocking.
+        self._chunk = _FILE_CHUNK if self._fd is not None and _is_file(self._fd) \
+            else select.PIPE_BUF
         self._start = time.monotonic()
         self._waiting: deque[str] = deque()
         self._cond = threading.Condition()    # guards the lines waiting and the flags
@@ -172,7 +177,7 @@ class EventPrinter:
                 if self._closed and time.monotonic() - self._moved > self.stall:
                     self._given_up = True
                 continue
-            chunk = view[:select.PIPE_BUF].tobytes()
+            chunk = view[:self._chunk].tobytes()
             if len(view) > len(chunk) and b"\n" in chunk:
                 # Whole lines per write: a pipe takes them atomically, and another
                 # writer of the same output (drill's notes on stderr) cannot split one.
@@ -271,6 +276,13 @@ def _descriptor(stream: TextIO) -> int | None:
     return fd
 
 
+def _is_file(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 def after_printing(printer: EventPrinter,
                    approver: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """`approver`, asked once every event so far is printed: the terminal's question
@@ -281,6 +293,7 @@ def after_printing(printer: EventPrinter,
     return ask
 
 
+_FILE_CHUNK = 1 << 24
 # `json.dumps(..., default=str)`'s encoder, made once.
 _JSON_LINE = json.JSONEncoder(default=str)
 _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",

@@ -227,3 +227,29 @@ def test_the_gate_question_waits_for_the_output_only_while_it_takes_lines():
         stream.let_through.set()
         printer.close()
     assert order == ["asked", "printed"]     # the line itself is not given up
+
+
+def test_every_line_reaches_a_file_and_a_pipe_whole_and_in_order(tmp_path):
+    # The printer writes to the descriptor itself: a file at once, a pipe a page at a
+    # time and only whole lines per write (lines here span pages).
+    lines = [Event(Kind.CLUSTER_HEALTHY, "r-1", cluster=f"c{n}", message="x" * (n * 37 % 900))
+             for n in range(400)]
+    with open(tmp_path / "events.jsonl", "w") as file:
+        printer = EventPrinter(as_json=True, stream=file)
+        for event in lines:
+            printer(event)
+        printer.close()
+    read_end, write_end = os.pipe()
+    got: list[bytes] = []
+    drainer = threading.Thread(target=lambda: got.append(os.fdopen(read_end, "rb").read()),
+                               daemon=True)
+    drainer.start()
+    with os.fdopen(write_end, "w") as pipe:
+        printer = EventPrinter(as_json=True, stream=pipe)
+        for event in lines:
+            printer(event)
+        printer.close()
+    drainer.join(30)
+    for text in ((tmp_path / "events.jsonl").read_text(), got[0].decode()):
+        assert [json.loads(line)["cluster"] for line in text.splitlines()] == \
+            [f"c{n}" for n in range(400)]
