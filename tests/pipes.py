@@ -26,10 +26,12 @@ def filled_pipe(size: int = 0) -> tuple[int, int]:
     return read_end, write_end
 
 
-def deploy_into(config_path: Path, write_end: int, *flags: str) -> subprocess.Popen:
-    """`deploy --json` as a process with stdout on `write_end` (closed here: the caller
-    keeps only the read end) and stderr piped."""
-    proc = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--json",
+def deploy_into(config_path: Path, write_end: int, *flags: str,
+                as_json: bool = True) -> subprocess.Popen:
+    """`deploy --json` (or its human lines) as a process with stdout on `write_end`
+    (closed here: the caller keeps only the read end) and stderr piped."""
+    proc = subprocess.Popen([sys.executable, "-m", "console", "deploy",
+                             *(["--json"] if as_json else []),
                              "--config", str(config_path), *flags],
                             stdin=subprocess.DEVNULL, stdout=write_end,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ))
