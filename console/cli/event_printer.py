@@ -69,7 +69,7 @@ class EventPrinter:
         self.queued = 0            # lines given to be printed
         self.printed = 0           # of them, written whole
         self._settled = 0          # of them, written, discarded or counted as lost
-        self._discarded = 0        # written into a pipe whose reader had gone
+        self._discarded = 0        # not written: the reader had gone (quietly)
         self._told = 0             # not printed, and said so on stderr
         self._closed_told = False  # `close` has said its counts
         self.dropped = 0           # progress lines not printed while output was blocked
@@ -163,8 +163,9 @@ class EventPrinter:
             self.failed = f"{type(exc).__name__}: {exc}"
 
     def _send(self, data: bytes) -> None:
-        """Write `data` to the descriptor, at most a pipe's atomic size at a time and only
-        once it can take it - so the write never blocks - counting whole lines written."""
+        """Write `data` to the descriptor, whole lines of at most `_chunk` bytes at a time
+        and only once `poll` says it can take them - so a pipe's write never blocks -
+        counting the lines written whole; gives up once `_stalled` after `close`."""
         fd = self._fd
         assert fd is not None
         poller = select.poll()
@@ -174,7 +175,7 @@ class EventPrinter:
             if self._given_up:
                 raise _GivenUp
             if not poller.poll(250):
-                if self._closed and time.monotonic() - self._moved > self.stall:
+                if self._stalled():
                     self._given_up = True
                 continue
             chunk = view[:self._chunk].tobytes()
@@ -186,6 +187,10 @@ class EventPrinter:
             self.printed += chunk[:n].count(b"\n")
             view = view[n:]
             self._moved = time.monotonic()
+
+    def _stalled(self) -> bool:
+        """The release has ended and the output has taken nothing for `stall` seconds."""
+        return self._closed and time.monotonic() - self._moved > self.stall
 
     def _encoding(self) -> str:
         return getattr(self.stream, "encoding", None) or "utf-8"
@@ -217,8 +222,7 @@ class EventPrinter:
         while thread is not None and thread.is_alive():
             thread.join(0.25)
             with self._cond:
-                if not self._given_up and thread.is_alive() and \
-                        time.monotonic() - self._moved > self.stall:
+                if not self._given_up and thread.is_alive() and self._stalled():
                     self._given_up = True
                 if self._given_up:
                     self._done = True     # later lines are the caller's (and lost)
