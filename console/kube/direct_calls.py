@@ -84,6 +84,8 @@ class DirectConnection:
              connect_timeout: float, read_timeout: float) -> DirectResponse:
         """One exchange, the answer read whole; raises the urllib3 exceptions above."""
         conn = self._conn
+        if isinstance(body, str):
+            body = body.encode("utf-8")     # as urllib3 sends it (http.client: Latin-1)
         try:
             if conn is None:
                 conn = self._conn = self._connect(connect_timeout, read_timeout, url)

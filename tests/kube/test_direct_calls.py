@@ -1,6 +1,6 @@
 """A one-shot client (`KubeClient.one_shot`, what `release-console status` reads with)
 calls over a plain connection of its own instead of urllib3's pool: it reads what the
-pooled client reads, keeps its connection for its next call, and fails exactly as the
+pooled client reads, keeps its connection for its next call, sends text as UTF-8, and fails exactly as the
 pooled client fails - the same `ClusterError` text, status and `unreachable` for a
 refused port, a server the CA does not vouch for, an answer later than the timeout and
 a cluster that keeps answering 500. A server behind a `tls-server-name` stays on
@@ -59,6 +59,13 @@ def test_a_one_shot_client_reads_what_the_pooled_one_reads_on_one_connection(sim
         missing = "/api/v1/namespaces/nowhere"
         assert _failure(one_shot, missing) == _failure(pooled, missing)
         assert one_shot.request("GET", "/version")["gitVersion"]
+        # A text body goes as UTF-8, as urllib3 sends it (http.client's default: Latin-1).
+        body = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "utf"}, ' \
+            '"data": {"city": "Zürich ✓"}}'
+        one_shot.request("POST", "/api/v1/namespaces/default/configmaps", body=body,
+                         retry=False)
+        assert pooled.request("GET", "/api/v1/namespaces/default/configmaps/utf")["data"] == \
+            {"city": "Zürich ✓"}
     finally:
         one_shot.close()
         pooled.close()
