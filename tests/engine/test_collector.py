@@ -1,5 +1,6 @@
-"""A release's process collects cyclic garbage at a slower pace (console.engine.collector):
-the young generation every YOUNG allocations, never faster than someone set it."""
+"""A release's process, and `status`'s, collects cyclic garbage at a slower pace
+(console.engine.collector): the young generation every YOUNG allocations, never faster
+than someone set it."""
 
 from __future__ import annotations
 
@@ -44,3 +45,15 @@ def test_a_slower_pace_or_a_collector_turned_off_is_kept(thresholds):
     gc.set_threshold(0, 10, 10)
     pace_for_releases()
     assert gc.get_threshold() == (0, 10, 10)
+
+
+def test_status_reads_a_fleet_at_the_releases_pace(world, capsys, thresholds):
+    """`release-console status` keeps a client per cluster alive as a release does: it
+    collects at the same pace (set before its imports and the fleet file)."""
+    from console.cli import main
+    w = world(["a", "b"])
+    w.deploy_everywhere("v1")
+    gc.set_threshold(700, 10, 10)
+    assert main(["status", "--config", str(w.config_path), "--json"]) == 0
+    assert gc.get_threshold() == (YOUNG, 10, 10)
+    assert '"version": "v1"' in capsys.readouterr().out
