@@ -110,9 +110,13 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
         self.engine_options = dict(engine_options or {})
         self._engine: EngineProcess | None = None
         self._ledger_error: str | None = None
+        # Set once `engine()` has its answer: the engine ready, or why there is none.
         self._engine_ready = threading.Event()
         self._engine_error: BaseException | None = None
-        self._engine_started = False   # _start_engine called (it sets _engine_ready)
+        # Guards `_engine` against `_stopped`: an engine made after the app ended is
+        # closed by the worker that made it (see `_keep_engine`).
+        self._engine_lock = threading.Lock()
+        self._stopped = False
         self.control: RemoteControl | None = None
         self.release_running = False
         self._ticks = 0
@@ -181,7 +185,6 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
             self.set_interval(self.status_interval, self._periodic_status)
 
     def _fleet_ready(self) -> None:
-        self._engine_started = True
         self._start_engine()
         # Everything made so far (modules, the screens, a row per cluster) lives as long
         # as the console: out of the collector's full passes, which otherwise walk it
@@ -201,7 +204,9 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
                                    engine_options=self.engine_options,
                                    on_notice=lambda text: self.post_message(
                                        Notice(text, severity="information")))
-            self._engine = engine
+            if not self._keep_engine(engine):
+                engine.close()   # the app ended meanwhile: nobody else would close it
+                return
             engine.wait_ready()
         except Exception as exc:  # shown to the person; every later call reports it too
             self._engine, self._engine_error = None, exc
@@ -218,6 +223,16 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
         # The engine's session reconciled what a stopped console left open before it
         # said "ready" (each told as a warning): the ledger read next is up to date.
         self._read_status()
+
+    def _keep_engine(self, engine: EngineProcess) -> bool:
+        """The engine becomes the app's (True), unless the app has ended: the start
+        worker is a thread, which runs on past the app's end and may have made the
+        engine's process after `on_unmount` looked for one to close."""
+        with self._engine_lock:
+            if self._stopped:
+                return False
+            self._engine = engine
+            return True
 
     def _ledger_warning(self, message: str) -> None:
         """A push failed (the record stays committed locally): tell, never block."""
@@ -495,18 +510,24 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
                 pass  # the engine process is gone already
 
     def no_engine(self, why: str) -> None:
-        """The engine will never start (the fleet file could not be used, or the console
-        stops before it was read): whoever waits in `engine()` - a refresh, the follow
-        screen, the status timer - gets the reason instead of waiting for ever, which
-        also kept the process from exiting (its executor waits for its threads)."""
-        if not self._engine_started and not self._engine_ready.is_set():
+        """No engine will be ready (the fleet file could not be used, or the console
+        stopped before its engine was): whoever waits in `engine()` - a refresh, the
+        follow screen, the status timer - gets the reason instead of waiting for ever,
+        which also kept the process from exiting (its executor waits for its threads)."""
+        if not self._engine_ready.is_set():
             self._engine_error = UserError(why)
             self._engine_ready.set()
 
     def on_unmount(self) -> None:
         self._collector_on()   # if the app ended before the fleet was shown
         gc.unfreeze()
-        self.no_engine("the console stopped before it read the fleet file")
+        # Whatever the engine's start has reached: its worker, cancelled with the app, may
+        # never run (nothing else would answer the waiters), or may make the engine's
+        # process only now (`_keep_engine` has it closed).
+        with self._engine_lock:
+            self._stopped = True
+            engine = self._engine
+        self.no_engine("the console stopped before its engine was ready")
         self.shutdown_release()
-        if self._engine is not None:
-            self._engine.close()
+        if engine is not None:
+            engine.close()

@@ -103,20 +103,34 @@ def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_
     # The pipe is filled UNBLOCK s after the follow screen is left (so that a UI frozen
     # only until the read ends, and then the check below fails).
     script = textwrap.dedent(f"""
-        import asyncio, json, os, threading, time
+        import asyncio, faulthandler, json, os, stat, threading, time
         from console.ui.app import ReleaseConsoleApp
 
+        # Stuck: every thread's stack on stderr before the test gives up on this process.
+        faulthandler.dump_traceback_later({UNBLOCK + 45}, exit=False)
         app = ReleaseConsoleApp({str(fifo)!r}, status_interval=0)
 
-        def fill():
+        filling = threading.Lock()   # the timer's fill and the last one, one at a time
+
+        def fill(wait):
+            # The fleet into the pipe - once the console's reader opens it (wait), or only
+            # if it is on it already - then a regular file in the pipe's place, for the
+            # engine process, which reads the fleet file again (on the pipe it would wait
+            # for ever, and the console's end for it).
             with open({str(tmp_path / "fleet.txt")!r}) as source:
                 text = source.read()
-            try:
-                fd = os.open({str(fifo)!r}, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                return   # no reader
-            with os.fdopen(fd, "w") as pipe:
-                pipe.write(text)
+            with filling:
+                if not stat.S_ISFIFO(os.stat({str(fifo)!r}).st_mode):
+                    return   # filled already
+                try:
+                    fd = os.open({str(fifo)!r}, os.O_WRONLY | (0 if wait else os.O_NONBLOCK))
+                except OSError:
+                    return   # no reader (yet)
+                with os.fdopen(fd, "w") as pipe:
+                    pipe.write(text)
+                with open({str(tmp_path / "regular")!r}, "w") as regular:
+                    regular.write(text)
+                os.replace({str(tmp_path / "regular")!r}, {str(fifo)!r})
 
         async def until(what, predicate):
             deadline = time.monotonic() + 30
@@ -131,7 +145,7 @@ def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_
             await pilot.pause()
             await pilot.press("f")
             await until("the follow screen", lambda: app.screen.id == "follow")
-            unblock = threading.Timer({UNBLOCK}, fill)
+            unblock = threading.Timer({UNBLOCK}, fill, (False,))
             unblock.start()
             left = time.monotonic()
             await pilot.press("escape")
@@ -139,7 +153,11 @@ def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_
             print(json.dumps({{"took": time.monotonic() - left,
                               "loaded": app.fleet_loaded.is_set()}}), flush=True)
             unblock.cancel()
-            await asyncio.to_thread(fill)    # the console's reader ends too
+            # The console's reader ends too: it may reach the pipe only now (its thread
+            # imports the fleet file's modules first), so this fill waits for it: one that
+            # found no reader yet would leave it blocked on the pipe, and the console's
+            # end waiting for that thread.
+            await asyncio.to_thread(fill, True)
             app.exit()
 
         app.run(headless=True, size=(120, 36), auto_pilot=leave_follow)
@@ -150,7 +168,7 @@ def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_
                              timeout=UNBLOCK + 60, env=env)
     except subprocess.TimeoutExpired as stuck:
         # What the child printed, to tell a frozen console from a hung test script.
-        said = [(part or b"")[-3000:] for part in (stuck.stdout, stuck.stderr)]
+        said = [(part or b"")[-20000:] for part in (stuck.stdout, stuck.stderr)]
         raise AssertionError("the console froze for good after the follow screen was left "
                              f"while the fleet file was read; its stdout, stderr: {said}") \
             from stuck
@@ -160,6 +178,74 @@ def test_leaving_the_follow_screen_before_the_engine_started_does_not_block_the_
     seen = json.loads(lines[0])
     # Answered at once, while the fleet file was still unread.
     assert seen["took"] < UNBLOCK / 2 and not seen["loaded"], seen
+
+
+def _engine_processes(marker: str) -> list[int]:
+    """The engine processes (`console.engine.host`) whose fleet file path holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:   # ended meanwhile
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if "console.engine.host" in words and any(marker in w for w in words):
+            found.append(int(entry.name))
+    return found
+
+
+def test_quitting_as_the_engine_starts_stops_it_and_ends_the_console(tmp_path: Path) -> None:
+    """The person quits in the moment the fleet is shown, as the engine's start is asked
+    for: the console ends and leaves no engine process behind. Before, the engine's start
+    counted as begun once asked for (`_engine_started`), so the app's end neither answered
+    the workers waiting in `engine()` nor closed an engine whose process its start worker
+    made only after the app had ended: the console waited up to 120 s for an engine that
+    would never be ready (or for ever when the start worker, cancelled with the app, never
+    ran), and that engine's process stayed. Here the engine process cannot get ready: it
+    reads the fleet file again, and the pipe is written only once, for the console."""
+    fifo = tmp_path / "fleet.yaml"
+    os.mkfifo(fifo)
+    (tmp_path / "fleet.txt").write_text(fleet_yaml(IDS, tmp_path / "history"))
+    script = textwrap.dedent(f"""
+        import asyncio, faulthandler, os
+        from console.ui.app import ReleaseConsoleApp
+
+        faulthandler.dump_traceback_later(50, exit=False)   # stuck: every thread's stack
+        app = ReleaseConsoleApp({str(fifo)!r}, status_interval=0)
+
+        async def quit_as_the_engine_starts(pilot):
+            # A refresh waits in engine() for the engine (as the follow screen would).
+            await pilot.press("ctrl+r")
+            with open({str(tmp_path / "fleet.txt")!r}) as source:
+                text = source.read()
+            def fill():   # blocks until the console's reader opens the pipe
+                with open({str(fifo)!r}, "w") as pipe:
+                    pipe.write(text)
+            await asyncio.to_thread(fill)
+            # Quit as soon as the engine's start is asked for (its worker made).
+            while not any(w.group == "engine" for w in app.workers):
+                await asyncio.sleep(0)
+            app.exit()
+
+        app.run(headless=True, size=(120, 36), auto_pilot=quit_as_the_engine_starts)
+        print("ended", app.return_code, flush=True)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_CONSOLE_")}
+    try:
+        try:
+            out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                 text=True, timeout=60, env=env)
+        except subprocess.TimeoutExpired as stuck:
+            said = [(part or b"")[-20000:] for part in (stuck.stdout, stuck.stderr)]
+            raise AssertionError("the console did not end after it was quit as its engine "
+                                 f"started; its stdout, stderr: {said}") from stuck
+        assert "ended 0" in out.stdout, (out.stdout[-2000:], out.stderr[-20000:])
+        assert _engine_processes(str(tmp_path)) == []
+    finally:   # an engine process left by a failure, blocked on the pipe
+        for pid in _engine_processes(str(tmp_path)):
+            os.kill(pid, 9)
 
 
 def test_a_refresh_asked_while_loading_a_fleet_file_that_fails_does_not_keep_the_console(
