@@ -3,7 +3,7 @@
 It owns the view model (`FleetState`), the engine and the bridges between them. The
 engine (with the Git ledger it writes) runs in a child process (`console.engine.remote`), so a
 hundred busy rollouts never take the interpreter from the UI; every call to it runs in
-a thread worker. Engine events arrive in batches through `EventBridge` (one message per
+a thread worker. Its start, readiness and end are `console.ui.engine_link`'s. Engine events arrive in batches through `EventBridge` (one message per
 burst), are applied to the view model at once, and reach the screen on a 10 Hz repaint
 timer that redraws only the rows that changed. Gate questions arrive as `GateQuestion`
 messages and are answered from a modal screen (`console.ui.gates`).
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -36,6 +35,7 @@ from console.errors import UserError
 from console.events import Event, Kind, Outcome
 from console.ui.commands import ConsoleCommands
 from console.ui.bridge import EventBridge, EventsReady, GateWaiter
+from console.ui.engine_link import EngineLink
 from console.ui.gates import GateActions
 from console.ui.loading import FleetLoading, cluster_infos
 from console.ui.rollbacks import RollbackActions
@@ -52,14 +52,14 @@ from console.ui.themes import DEFAULT_THEME, load_themes, theme_dirs, variable_d
 if TYPE_CHECKING:
     from console.config import FleetConfig
     from console.engine import GateAnswer, ReleaseRequest
-    from console.engine.remote import EngineProcess, RemoteControl
+    from console.engine.remote import RemoteControl
 
 REPAINT_INTERVAL = 0.1   # seconds between repaints of changed rows (10 Hz)
 STATUS_INTERVAL = 30.0   # seconds between live-version readings when idle
 GC_OFF_AT_MOST = 10.0    # seconds the garbage collector may stay off while starting
 
 
-class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
+class ReleaseConsoleApp(App[int], FleetLoading, EngineLink, RollbackActions, GateActions,
                         SteerActions):
     """The release console for one fleet file."""
 
@@ -108,15 +108,7 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
         self.gates = GateWaiter(self.post_message, self._gate_on_close)
         self.events_signal: Signal[list[Event]] = Signal(self, "engine-events")
         self.engine_options = dict(engine_options or {})
-        self._engine: EngineProcess | None = None
-        self._ledger_error: str | None = None
-        # Set once `engine()` has its answer: the engine ready, or why there is none.
-        self._engine_ready = threading.Event()
-        self._engine_error: BaseException | None = None
-        # Guards `_engine` against `_stopped`: an engine made after the app ended is
-        # closed by the worker that made it (see `_keep_engine`).
-        self._engine_lock = threading.Lock()
-        self._stopped = False
+        self._init_engine_link()
         self.control: RemoteControl | None = None
         self.release_running = False
         self._ticks = 0
@@ -192,65 +184,6 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
         # the app unmounts (a process that runs several apps, as tests do, frees them).
         gc.freeze()
         self._collector_on()
-
-    @work(thread=True, exit_on_error=False, group="engine")
-    def _start_engine(self) -> None:
-        """Start the engine process (it opens the ledger), then read the live versions."""
-        from console.engine.remote import EngineProcess
-
-        try:
-            engine = EngineProcess(str(self.config_path), on_events=self.bridge.extend,
-                                   approver=self.gates, on_warning=self._ledger_warning,
-                                   engine_options=self.engine_options,
-                                   on_notice=lambda text: self.post_message(
-                                       Notice(text, severity="information")))
-            if not self._keep_engine(engine):
-                engine.close()   # the app ended meanwhile: nobody else would close it
-                return
-            engine.wait_ready()
-        except Exception as exc:  # shown to the person; every later call reports it too
-            self._engine, self._engine_error = None, exc
-            self.post_message(Notice(f"engine unavailable: {exc}"))
-            return
-        finally:
-            self._engine_ready.set()
-        if engine.ledger_error is not None:
-            # Releases are refused without a ledger (they would go unrecorded); the
-            # fleet can still be watched.
-            self._ledger_error = engine.ledger_error
-            self.post_message(Notice(f"history unavailable, releases disabled: "
-                                     f"{engine.ledger_error}"))
-        # The engine's session reconciled what a stopped console left open before it
-        # said "ready" (each told as a warning): the ledger read next is up to date.
-        self._read_status()
-
-    def _keep_engine(self, engine: EngineProcess) -> bool:
-        """The engine becomes the app's (True), unless the app has ended: the start
-        worker is a thread, which runs on past the app's end and may have made the
-        engine's process after `on_unmount` looked for one to close."""
-        with self._engine_lock:
-            if self._stopped:
-                return False
-            self._engine = engine
-            return True
-
-    def _ledger_warning(self, message: str) -> None:
-        """A push failed (the record stays committed locally): tell, never block."""
-        self.post_message(Notice(message))
-
-    def engine(self) -> EngineProcess:
-        """The engine process (worker threads only: waits until it has started)."""
-        self._engine_ready.wait()
-        if self._engine is None:
-            raise UserError(f"engine unavailable: {self._engine_error}")
-        return self._engine
-
-    def ledger(self) -> EngineProcess:
-        """The ledger's reads (`releases`, `matrix`), served by the engine process."""
-        engine = self.engine()
-        if self._ledger_error is not None:
-            raise UserError(f"history unavailable: {self._ledger_error}")
-        return engine
 
     @on(Notice)
     def _notice(self, message: Notice) -> None:
@@ -509,25 +442,7 @@ class ReleaseConsoleApp(App[int], FleetLoading, RollbackActions, GateActions,
             except UserError:
                 pass  # the engine process is gone already
 
-    def no_engine(self, why: str) -> None:
-        """No engine will be ready (the fleet file could not be used, or the console
-        stopped before its engine was): whoever waits in `engine()` - a refresh, the
-        follow screen, the status timer - gets the reason instead of waiting for ever,
-        which also kept the process from exiting (its executor waits for its threads)."""
-        if not self._engine_ready.is_set():
-            self._engine_error = UserError(why)
-            self._engine_ready.set()
-
     def on_unmount(self) -> None:
         self._collector_on()   # if the app ended before the fleet was shown
         gc.unfreeze()
-        # Whatever the engine's start has reached: its worker, cancelled with the app, may
-        # never run (nothing else would answer the waiters), or may make the engine's
-        # process only now (`_keep_engine` has it closed).
-        with self._engine_lock:
-            self._stopped = True
-            engine = self._engine
-        self.no_engine("the console stopped before its engine was ready")
-        self.shutdown_release()
-        if engine is not None:
-            engine.close()
+        self._stop_engine()
