@@ -23,6 +23,7 @@ default board's cluster is reachable: where it is not, the split is found by
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ class BoardSplit:
     _recorded = False          # this shard's record is on the default board
     _unrecorded = 0            # failed tries to record it (the first one logged)
     _record_at = 0.0           # monotonic time of the next try
+    _recording: threading.Thread | None = None   # a try running (never in the barrier)
     beat: float                # s between heartbeats (`ShardBoard.beat`)
     _split: frozenset[str] = frozenset()   # the boards this shard wrote a split's stop on
 
@@ -86,10 +88,10 @@ class BoardSplit:
         """Record on the default board which board this shard uses (nothing when it is
         the default one, or recorded already). A failure is logged once and tried
         again while this shard waits at the pre-flight barrier for a shard that never
-        reported (`find_split`): after a beat, then 2, 4 and at most 8 beats, as a
-        cluster that does not answer costs a request's timeout each time. So one write
-        lost to a loaded cluster costs a beat, not `--shard-timeout`; where the default
-        board cannot be written at all, a split is found only by `--shard-timeout`."""
+        reported (`find_split`, on a thread of its own: `record_later`): after a beat,
+        then 2, 4 and at most 8 beats. So one write lost to a loaded cluster costs a
+        beat, not `--shard-timeout`; where the default board cannot be written at all,
+        a split is found only by `--shard-timeout`."""
         if self.default == self.coordinator or self._recorded or \
                 time.monotonic() < self._record_at:
             return
@@ -127,6 +129,17 @@ class BoardSplit:
                     "found only by --shard-timeout until it is): %s",
                     self.release_id, self.label, self.default, exc)
 
+    def record_later(self) -> None:
+        """Try `record_board` again on a thread of its own when a try is due: the
+        barrier's wait never waits for it, as a cluster that does not answer costs a
+        request's timeout (and its retries) each time."""
+        if self._recorded or time.monotonic() < self._record_at or \
+                (self._recording is not None and self._recording.is_alive()):
+            return
+        self._recording = threading.Thread(target=self.record_board, daemon=True,
+                                           name=f"shard-record-{self.release_id}")
+        self._recording.start()
+
     def find_split(self, silent: list[int], here: dict[str, Any], entries: dict[str, Any],
                    read_default: bool) -> None:
         """Raise `SplitFound` when a shard of `silent` (never reported on this board)
@@ -135,7 +148,7 @@ class BoardSplit:
         `read_default`: read the default board now (else only `here` is looked at)."""
         default = self.default
         if read_default:
-            self.record_board()   # (when an earlier try failed)
+            self.record_later()   # (when an earlier try failed)
         if default == self.coordinator:
             there: dict[str, Any] | None = here
         elif read_default and self._recorded and (at := self._board_at(default)) is not None:
@@ -182,6 +195,9 @@ class BoardSplit:
         split release, every shard on it), and its record on the default board (there
         once no record and no entry of a shard still running is left)."""
         split: set[str] = set()
+        if self._recording is not None:
+            # A record on its way lands before the cleanup that takes it off.
+            self._recording.join(timeout=self.request_timeout * 2 + 1)
 
         def clean(own: bool) -> Callable[[dict[str, Any]], None]:
             def edit(board: dict[str, Any]) -> None:

@@ -7,7 +7,9 @@ interleaved as the race interleaved them in a clean-clone CI run."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ from console.engine.api import Outcome, ReleaseRequest
 from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop
 from console.locks import control
 from console.locks import shards as wire
+from tests.waiting import wait_for
 
 IDS = ["c0", "c1"]
 RID = "r-cleanup"
@@ -99,3 +102,44 @@ def test_a_record_lost_to_a_failing_default_board_is_written_again_and_finds_the
     assert "shards report on different shard boards: 2/2 on cluster 'c0' (no " \
            "--shard-board), 1/2 on cluster 'c2' (--shard-board c2)" in str(stopped.value)
     assert time.monotonic() - started < 20   # within a few beats, not the timeout
+
+
+def test_a_record_tried_again_never_holds_up_the_barrier(world):
+    # Both shards are given --shard-board c2; the default board's cluster c0 failed
+    # shard 1's record and then stops answering. The record is tried again while
+    # shard 1 waits for shard 2 - but on a thread of its own: shard 2 reporting gets
+    # shard 1 across the barrier within a poll or two, not after the try's request
+    # timeout (20 s here; before, the wait sat in that request).
+    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=7)
+    engine = w.engine()
+    for c in ("c0", "c2"):
+        engine.driver(c).ensure_namespace()
+    whole = engine.plan(ReleaseRequest(tag="v2"))
+    one = ShardBoard(engine, "r-barrier", 1, 2, "c2", 16)   # a beat every 4 s
+    one.whole, one.request_timeout = whole, 20
+    w.fleet.set_faults("c0", error_rate=1.0, error_codes=[500])
+    one.record_board()
+    assert not one._recorded
+    w.fleet.set_faults("c0", error_rate=0.0, latency=60)
+    one.publish(wave=PREFLIGHT)
+    before = w.fleet.counters("c0")["total"]
+    crossed: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            one.wait_for(PREFLIGHT, "pre-flight")
+            crossed["at"] = time.monotonic()
+        except ShardStop as exc:
+            crossed["stop"] = str(exc)
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    # The try again is on its way to c0 (which holds it for 60 s)...
+    wait_for(lambda: w.fleet.counters("c0")["total"] > before, timeout=60,
+             what="shard 1's record tried again")
+    two = ShardBoard(engine, "r-barrier", 2, 2, "c2", 16)
+    two.whole = whole
+    reported = time.monotonic()
+    two.publish(wave=PREFLIGHT)
+    waiter.join(60)
+    assert "at" in crossed, crossed
+    assert crossed["at"] - reported < 10, crossed["at"] - reported
