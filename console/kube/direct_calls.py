@@ -5,7 +5,8 @@ urllib3's connection pool (built per client, looked up, validated and released a
 every call) and paid ~0.5 ms of CPU per read for it, a quarter of a read (2026-12-02,
 1,000 simulated clusters). Here a call is the standard library's connection with the
 cluster's shared TLS context (`console.kube.tls_contexts`): the same CA, client
-certificate, verify mode and host name check, the same connect and read timeouts.
+certificate, verify mode and host name check, the same connect timeout (the TCP
+connect and the TLS handshake) and read timeout (each answer).
 
 Failures are raised as the urllib3 exceptions its pool raises for the same fault, so
 `KubeClient.request` retries (or not) and `describe` words them exactly as before: a
@@ -122,12 +123,16 @@ class DirectConnection:
                                      f"{exc}") from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # urllib3 gives the handshake the read timeout, as the answers get it.
-            sock.settimeout(read_timeout)
+            # The handshake gets the connect timeout, as urllib3 gives it (its pool sets
+            # the connection's timeout to the connect timeout until the handshake is
+            # done, and words a handshake that timed out a read timeout of that value);
+            # the answers get the read timeout.
+            sock.settimeout(connect_timeout)
             conn.sock = self.context.wrap_socket(sock, server_hostname=conn.host)
+            conn.sock.settimeout(read_timeout)
         except (OSError, ValueError) as exc:      # ssl.CertificateError is a ValueError
             sock.close()
-            raise _mapped(exc, url, read_timeout) from exc
+            raise _mapped(exc, url, connect_timeout) from exc
         except BaseException:
             sock.close()
             raise

@@ -9,11 +9,14 @@ urllib3's pool (the plain connection names the host it dials)."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
 
-from console.kube.client import ClusterError, KubeClient, new_api_client
+from console.kube.client import CONNECT_TIMEOUT, ClusterError, KubeClient, new_api_client
+
+READ_BOUND = 9.0        # under the 10 s read timeout the clients are made with
 
 
 def _client(cid: str, kubeconfig: dict, one_shot: bool) -> KubeClient:
@@ -115,3 +118,28 @@ def test_a_server_behind_a_tls_server_name_stays_on_urllib3s_pool(sim_fleet):
         assert _pools(client) == 1 and client._direct is False
     finally:
         client.close()
+
+
+def test_a_handshake_that_never_comes_gets_the_connect_timeout_on_both_paths(sim_fleet):
+    # A server that takes the TCP connect (the kernel does, from its backlog) and never
+    # answers the TLS hello. urllib3's pool gives the handshake the connect timeout (5 s
+    # of the request's 10); the plain connection gave it the read timeout (10 s) before.
+    fleet = sim_fleet(["a"])
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        kubeconfig = _aimed(fleet.kubeconfig("a"),
+                            f"https://127.0.0.1:{mute.getsockname()[1]}")
+        failures, took = [], []
+        for one_shot in (False, True):
+            client = _client("a", kubeconfig, one_shot)
+            started = time.monotonic()
+            try:
+                failures.append(_failure(client, "/version", retry=False))
+            finally:
+                took.append(time.monotonic() - started)
+                client.close()
+    assert failures[1] == failures[0]
+    assert failures[1][2], failures        # unreachable, as a timeout is
+    # Both gave up at the connect timeout (CONNECT_TIMEOUT), well before the read's.
+    assert all(CONNECT_TIMEOUT - 0.5 < t < READ_BOUND for t in took), took
