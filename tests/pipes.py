@@ -27,14 +27,16 @@ def filled_pipe(size: int = 0) -> tuple[int, int]:
 
 
 def deploy_into(config_path: Path, write_end: int, *flags: str,
-                as_json: bool = True) -> subprocess.Popen:
+                as_json: bool = True, stderr_too: bool = False) -> subprocess.Popen:
     """`deploy --json` (or its human lines) as a process with stdout on `write_end`
-    (closed here: the caller keeps only the read end) and stderr piped."""
+    (closed here: the caller keeps only the read end) and stderr piped - or, with
+    `stderr_too`, on `write_end` as well (`2>&1`)."""
     proc = subprocess.Popen([sys.executable, "-m", "console", "deploy",
                              *(["--json"] if as_json else []),
                              "--config", str(config_path), *flags],
                             stdin=subprocess.DEVNULL, stdout=write_end,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                            stderr=write_end if stderr_too else subprocess.PIPE,
+                            text=True, env=dict(os.environ))
     os.close(write_end)
     return proc
 

@@ -12,7 +12,10 @@ waits for the lines left as long as the output takes some of them at least every
 `stall` seconds (a slow reader loses nothing), then gives the rest up and says how many
 on stderr. The printer writes to the stream's file descriptor itself, a pipe's atomic
 size at a time and only once `poll` says it is writable, so it never sits in a write
-(nor holds the stream's lock, which the interpreter's last flush would wait for).
+(nor holds the stream's lock, which the interpreter's last flush would wait for). When
+stderr is that very output (`deploy --json 2>&1 | reader`), the note waits for room the
+same way, at most `stall` seconds; then stderr too moves to /dev/null, so neither the
+note nor a later line on stderr can hold the process.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class EventPrinter:
         self._closed = False       # the release has ended: the bound on waiting applies
         self._done = False         # no printer thread takes lines any more
         self._given_up = False     # the output was not read for `stall` seconds
+        self._err_shared = False   # given up, and stderr is the same file: notes wait
         self._gone = False         # the reader went away (`| head`): the rest is dropped
         self._moved = time.monotonic()   # when the output last took something
         self.queued = 0            # lines given to be printed
@@ -183,7 +187,15 @@ class EventPrinter:
                 # Whole lines per write: a pipe takes them atomically, and another
                 # writer of the same output (drill's notes on stderr) cannot split one.
                 chunk = chunk[:chunk.rfind(b"\n") + 1]
-            n = os.write(fd, chunk)
+            try:
+                n = os.write(fd, chunk)
+            except BlockingIOError:
+                # A descriptor inherited non-blocking, filled by another writer between
+                # the poll and the write: no room yet, as if the poll had said so.
+                if self._stalled():
+                    self._given_up = True
+                time.sleep(0.05)   # the poll may say writable again at once: no spin
+                continue
             self.printed += chunk[:n].count(b"\n")
             view = view[n:]
             self._moved = time.monotonic()
@@ -232,11 +244,13 @@ class EventPrinter:
             # hold it for good (a daemon thread: it does not keep the process).
             if thread is not None:
                 thread.join(1.0)
+            if self._fd is not None and self.stream is not sys.stderr:
+                self._err_shared = _same_file(self._fd, _STDERR)   # before stdout moves
             if self._fd is not None and self.stream is sys.stdout:
                 reader_gone()   # the summary and the last flush must not wait either
         with self._cond:
             if self.dropped:
-                _say(f"{self.dropped} progress line(s) not printed while the output was "
+                self._say(f"{self.dropped} progress line(s) not printed while the output was "
                      "not read")
                 self.dropped = 0
             self._tell()
@@ -253,7 +267,19 @@ class EventPrinter:
         self._told += missing     # a later straggler tells only its own line
         if self._given_up and self.stream is sys.stderr:
             return    # the report would wait on the very output given up
-        _say(f"warning: {missing} event line(s) not printed{late}: {why}")
+        self._say(f"warning: {missing} event line(s) not printed{late}: {why}")
+
+    def _say(self, text: str) -> None:
+        """Say `text` on stderr; when stderr is the output given up (`2>&1`), only if it
+        takes the note within `stall` seconds - else stderr moves to /dev/null, so this
+        note and every later line on stderr (deploy's summary) are lost, not waited on."""
+        if not self._err_shared:
+            _say(text)
+            return
+        note = f"release-console: {text}\n".encode(self._encoding(), "replace")
+        if not _write_within(_STDERR, note, self.stall):
+            _to_devnull(_STDERR)
+            self._err_shared = False    # stderr is /dev/null now: nothing left to wait on
 
     @property
     def lost(self) -> int:
@@ -267,6 +293,47 @@ def _say(text: str) -> None:
         print(f"release-console: {text}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass   # stderr itself gone: nothing is left to tell it to
+
+
+def _write_within(fd: int, data: bytes, seconds: float) -> bool:
+    """Write `data` to `fd` only as `poll` says it can take some, giving up once it
+    has taken nothing for `seconds`; True if all of it was written."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    view, moved = memoryview(data), time.monotonic()
+    try:
+        while view:
+            if time.monotonic() - moved > seconds:
+                return False
+            if not poller.poll(250):
+                continue
+            try:
+                n = os.write(fd, view[:select.PIPE_BUF])
+            except BlockingIOError:     # inherited non-blocking: no room yet
+                time.sleep(0.05)
+                continue
+            view, moved = view[n:], time.monotonic()
+    except OSError:
+        return False     # the reader gone, or stderr closed: nothing to tell it to
+    return True
+
+
+def _to_devnull(fd: int) -> None:
+    """Point `fd` at /dev/null (what is printed to it later is lost, never waited on)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _same_file(a: int, b: int) -> bool:
+    """Descriptors `a` and `b` are the same file (one pipe: `2>&1`)."""
+    try:
+        return os.path.samestat(os.fstat(a), os.fstat(b))
+    except OSError:
+        return False
 
 
 def _descriptor(stream: TextIO) -> int | None:
@@ -298,6 +365,7 @@ def after_printing(printer: EventPrinter,
 
 
 _FILE_CHUNK = 1 << 24
+_STDERR = 2
 # `json.dumps(..., default=str)`'s encoder, made once.
 _JSON_LINE = json.JSONEncoder(default=str)
 _MARK = {"cluster_healthy": "+", "cluster_failed": "!", "cluster_rolled_back": "<",
