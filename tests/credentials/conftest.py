@@ -74,7 +74,12 @@ def start_bao(workdir: Path, tls: bool = False) -> Bao:
     def answers() -> bool:
         verify: bool | ssl.SSLContext = False   # the CA file appears with the listener
         if bao.cacert and bao.cacert.exists():
-            verify = ssl.create_default_context(cafile=str(bao.cacert))
+            try:
+                verify = ssl.create_default_context(cafile=str(bao.cacert))
+            except ssl.SSLError:
+                # Found while the server still writes it (a clean-clone CI run met
+                # "no certificate or crl found"): not up yet.
+                return False
         return httpx.get(f"{bao.addr}/v1/sys/health", timeout=1.0, verify=verify).status_code == 200
 
     wait_until_up("bao", process, workdir / "bao.log", answers, bao.stop, START_TIMEOUT)

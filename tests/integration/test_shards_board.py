@@ -38,7 +38,8 @@ def told(w, shards: list[Shard], started: float, boards: tuple[str, ...]) -> str
     for s in shards:
         lines.append(f"--- shard {s.k}/3 exit {s.proc.returncode}")
         for e in list(s.events):
-            said = str(e.get("detail") or e.get("message") or "")[:200]
+            said = next((str(e[k]) for k in ("detail", "reason", "error", "message")
+                         if e.get(k)), "")[:200]
             lines.append(f"  +{e['ts'] - wall:6.1f}s {e['kind']} {said}")
         lines.append("  stderr: " + s.err[-3000:].replace("\n", "\n  "))
     for c in boards:

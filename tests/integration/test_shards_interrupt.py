@@ -12,6 +12,7 @@ import time
 from tests.integration.conftest import wait_for
 from tests.integration.test_shard_control import start, stop
 from tests.integration.test_shards import IDS, bare, remote_release, shard_configs
+from tests.integration.test_shards_board import told
 
 # One wave, one rollout at a time per shard. Slices (sha256): shard 1 c0, c2, c7;
 # shard 2 c4, c5, c6; shard 3 c1, c3, c8 - each starts the first of its own.
@@ -39,7 +40,7 @@ def test_ctrl_c_of_one_shard_stops_new_starts_in_the_others_within_a_heartbeat(w
     try:
         wait_for(lambda: all(s.kinds("cluster_started") for s in shards), timeout=180,
                  what="every shard rolling out its first cluster")
-        interrupted = time.time()
+        interrupted, since = time.time(), time.monotonic()
         shards[2].proc.send_signal(signal.SIGINT)
 
         def others_stopped() -> bool:
@@ -53,8 +54,11 @@ def test_ctrl_c_of_one_shard_stops_new_starts_in_the_others_within_a_heartbeat(w
     finally:
         stop(shards)
     print(f"\nCtrl-C of shard 3 to the others' skips: {took:.2f}s")
-    assert took < BEAT + MARGIN, f"the others skipped {took:.2f}s after the Ctrl-C"
-    assert codes == [3, 3, 3], [(s.k, s.err[-2000:]) for s in shards]
+    # (A clean-clone run once saw 59.93 s, alone, with nothing to tell why: every
+    # shard's events, stderr and the board say it now.)
+    story = told(w, shards, since, ("c0",))
+    assert took < BEAT + MARGIN, f"the others skipped {took:.2f}s after the Ctrl-C\n{story}"
+    assert codes == [3, 3, 3], story
     assert shards[2].kinds("release_finished")[-1]["outcome"] == "aborted"
     for s in shards[:2]:
         # Only the first cluster ever started, and it finished; the rest skipped,
