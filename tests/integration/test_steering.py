@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -57,6 +58,16 @@ class Child:
             self.finish(timeout=5)
 
 
+def interruptible() -> None:
+    """In the child, before exec: Ctrl-C as a terminal's foreground job gets it - the
+    default action, not blocked. A child inherits an ignored or blocked SIGINT from the
+    test process as it is at that moment (a shell's background job is started so, and
+    Python then keeps ignoring it, rightly); two clean-clone suite runs had the
+    interrupted shard of test_shards_interrupt.py carry on as if never interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class Deploy(Child):
     """`release-console deploy --json ...` as a process; its events collected by a thread."""
 
@@ -64,7 +75,8 @@ class Deploy(Child):
         env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config)}
         self.proc = subprocess.Popen([sys.executable, "-m", "console", "deploy", "--json",
                                       *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env, stdin=subprocess.DEVNULL, cwd=cwd)
+                                     text=True, env=env, stdin=subprocess.DEVNULL, cwd=cwd,
+                                     preexec_fn=interruptible)
         self.events: list[dict] = []
         self._start_reader()
 
