@@ -15,7 +15,8 @@ boards.
 Cleanup: a board is taken off its lease by the last shard to end; a split release's
 boards hold only some of its shards, so there each board goes once every shard *on
 it* ended, and each shard takes its record off the default board (the last one
-leaving it takes the release off). The record is written and read only when the
+leaving it takes the release off; no record try writes once that cleanup began, and
+one on its way is waited for). The record is written and read only when the
 default board's cluster is reachable: where it is not, the split is found by
 `--shard-timeout`, whose message names the likely cause.
 """
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from console.errors import UserError
-from console.kube.client import ClusterError
+from console.kube.client import MAX_ATTEMPTS, MAX_RETRY_AFTER, ClusterError
 from console.locks import shards as wire
 from console.locks.control import ChannelError
 
@@ -63,6 +64,8 @@ class BoardSplit:
     _unrecorded = 0            # failed tries to record it (the first one logged)
     _record_at = 0.0           # monotonic time of the next try
     _recording: threading.Thread | None = None   # a try running (never in the barrier)
+    _tried = False             # a try reached the default board (it may have landed)
+    _closing: threading.Event  # set by `clean_boards`: no try writes a record after it
     beat: float                # s between heartbeats (`ShardBoard.beat`)
     _split: frozenset[str] = frozenset()   # the boards this shard wrote a split's stop on
 
@@ -93,17 +96,23 @@ class BoardSplit:
         beat, not `--shard-timeout`; where the default board cannot be written at all,
         a split is found only by `--shard-timeout`."""
         if self.default == self.coordinator or self._recorded or \
-                time.monotonic() < self._record_at:
+                time.monotonic() < self._record_at or self._closing.is_set():
             return
         at = self._board_at(self.default)
 
         def edit(board: dict[str, Any]) -> None:
-            board.setdefault("boards", {})[str(self.shard)] = self.coordinator
+            # Checked in the edit, which runs on every read-replace round: a record
+            # read after this shard began its cleanup writes nothing (see clean_boards).
+            if not self._closing.is_set():
+                board.setdefault("boards", {})[str(self.shard)] = self.coordinator
 
         def write(kube: Any, namespace: str) -> None:
             # The board lease made when absent first: a cluster that does not answer
             # costs one request's timeout, once.
+            self._tried = True
             wire.ensure(kube, namespace, self.name, self.request_timeout)
+            if self._closing.is_set():
+                return
             wire.update(kube, namespace, self.name, self.release_id, edit,
                         self.request_timeout)
         try:
@@ -118,7 +127,7 @@ class BoardSplit:
                 # release's lock there would make it.
                 self.engine.driver(self.default).ensure_namespace()
                 write(*at)
-            self._recorded = True
+            self._recorded = not self._closing.is_set()
         except (ChannelError, ClusterError, UserError) as exc:
             self._unrecorded += 1
             backoff = min(8, 2 ** (self._unrecorded - 1))
@@ -133,9 +142,10 @@ class BoardSplit:
         """Try `record_board` again on a thread of its own when a try is due: the
         barrier's wait never waits for it, as a cluster that does not answer costs a
         request's timeout (and its retries) each time."""
-        if self._recorded or time.monotonic() < self._record_at or \
+        if self.default == self.coordinator or self._recorded or \
+                time.monotonic() < self._record_at or self._closing.is_set() or \
                 (self._recording is not None and self._recording.is_alive()):
-            return
+            return   # (on the default board itself there is nothing to record)
         self._recording = threading.Thread(target=self.record_board, daemon=True,
                                            name=f"shard-record-{self.release_id}")
         self._recording.start()
@@ -195,9 +205,20 @@ class BoardSplit:
         split release, every shard on it), and its record on the default board (there
         once no record and no entry of a shard still running is left)."""
         split: set[str] = set()
+        # No record lands after this cleanup: from here a try writes nothing (it checks
+        # the flag before each call and in its edit, which every read-replace round
+        # runs), and a try on its way is waited for - it has at most the call in
+        # flight (and a 409's re-read) left, each bounded by the request's timeout and
+        # the client's retries (`record_wait`). Only then is the default board cleaned,
+        # if any try reached it (one that timed out may still have been written).
+        self._closing.set()
         if self._recording is not None:
-            # A record on its way lands before the cleanup that takes it off.
-            self._recording.join(timeout=self.request_timeout * 2 + 1)
+            self._recording.join(timeout=self.record_wait())
+            if self._recording.is_alive():
+                log.warning("release %s shard %s: the record on %s still not answered "
+                            "after %.0fs; it may stay on that board until newer "
+                            "releases push it off", self.release_id, self.label,
+                            self.default, self.record_wait())
 
         def clean(own: bool) -> Callable[[dict[str, Any]], None]:
             def edit(board: dict[str, Any]) -> None:
@@ -217,9 +238,14 @@ class BoardSplit:
             return edit
         self._clean(self.coordinator, clean(True))
         # (Every board this shard wrote a stop on too: cleaned after that write.)
-        others = split | self._split | ({self.default} if self._recorded else set())
+        others = split | self._split | ({self.default} if self._tried else set())
         for cluster in sorted(others - {self.coordinator}):
             self._clean(cluster, clean(False))
+
+    def record_wait(self) -> float:
+        """The longest a record try can still take once `clean_boards` began: the call
+        in flight and one read of a 409's round, each retried by the client."""
+        return 2 * MAX_ATTEMPTS * (self.request_timeout + MAX_RETRY_AFTER)
 
     def _clean(self, cluster: str, clean: Callable[[dict[str, Any]], None]) -> None:
         at = self._board_at(cluster)

@@ -118,6 +118,7 @@ class ShardBoard(ShardGates, BoardSplit):
         self.listening: ReleaseLock | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._closing = threading.Event()   # (`BoardSplit.clean_boards` began)
         self._thread: threading.Thread | None = None
 
     @property

@@ -143,3 +143,63 @@ def test_a_record_tried_again_never_holds_up_the_barrier(world):
     waiter.join(60)
     assert "at" in crossed, crossed
     assert crossed["at"] - reported < 10, crossed["at"] - reported
+
+
+def default_board(engine: Any, release_id: str) -> dict:
+    """The release's board on c0, the default board of a c0..c3 release."""
+    driver = engine.driver("c0")
+    return wire.read(driver.client, driver.namespace, wire.board_name(engine.config.app.name),
+                     release_id, 10)
+
+
+def test_a_record_still_on_its_way_at_the_cleanup_does_not_outlive_it(world):
+    # Both shards are given --shard-board c2, so each records on c0 (the default
+    # board). Shard 1's record is slow: c0 holds every request 6 s, and the record
+    # makes three (the board's read, the read and the replace of the update). The
+    # replace is on its way when both shards end and clean up, each request now given
+    # a 1 s timeout. Before, the cleanup waited for the try 2 x 1 + 1 = 3 s, then left
+    # c0 alone (the record had not been written yet), and the record landed after it:
+    # {'r-late': {'boards': {'1': 'c2'}}} stayed on c0 until 8 newer releases pushed
+    # it off.
+    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=8)
+    engine = w.engine()
+    for c in ("c0", "c2"):
+        engine.driver(c).ensure_namespace()
+    whole = engine.plan(ReleaseRequest(tag="v2"))
+    one, two = (ShardBoard(engine, "r-late", k, 2, "c2", 16) for k in (1, 2))
+    for board in (one, two):
+        board.whole = whole
+        board.publish(wave=PREFLIGHT)
+    one.request_timeout = 20
+    w.fleet.set_faults("c0", latency=6)
+    before = w.fleet.counters("c0")["by_verb"].get("update", 0)
+    one.record_later()
+    wait_for(lambda: w.fleet.counters("c0")["by_verb"].get("update", 0) > before,
+             timeout=60, what="shard 1's record replacing the board lease on c0")
+    w.fleet.set_faults("c0", latency=0)
+    one.request_timeout = 1
+    for board in (one, two):
+        board.try_publish(ended=Outcome.OK.value, why="done")
+    two.clean_boards()
+    one.clean_boards()
+    recording = one._recording
+    assert recording is not None
+    wait_for(lambda: not recording.is_alive(), timeout=60, what="the record's try to end")
+    assert default_board(engine, "r-late") == {}, default_board(engine, "r-late")
+    assert "r-late" not in boards_on(one), boards_on(one)
+
+
+def test_a_shard_on_the_default_board_starts_no_record_thread(world):
+    # Shard 1's board is c0, the default board: it has nothing to record there. Before,
+    # every beat of its barrier wait started a thread that did nothing (`record_later`
+    # checked only whether a record was due, and `record_board` then returned).
+    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=9)
+    engine = w.engine()
+    engine.driver("c0").ensure_namespace()
+    one = ShardBoard(engine, "r-own", 1, 2, "c0", 16)
+    one.whole = engine.plan(ReleaseRequest(tag="v2"))
+    assert one.default == one.coordinator
+    here = one.publish(wave=PREFLIGHT)
+    # What the barrier's wait does at a beat while shard 2 has not reported.
+    one.find_split([2], here, here.get("shards") or {}, read_default=True)
+    assert one._recording is None, one._recording
