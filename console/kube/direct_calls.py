@@ -73,7 +73,8 @@ class DirectResponse:
 
 class DirectConnection:
     """One connection to a cluster's API server, opened at the first call and kept for the
-    next (a one-shot reader's calls come from one thread, one after the other)."""
+    next (a one-shot reader's calls come from one thread, one after the other); each call
+gets its own read timeout."""
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
         self.host = host
@@ -90,6 +91,9 @@ class DirectConnection:
         try:
             if conn is None:
                 conn = self._conn = self._connect(connect_timeout, read_timeout, url)
+            elif conn.sock is not None:
+                # A kept connection: this call's read timeout, not the first call's.
+                conn.sock.settimeout(read_timeout)
             conn.request(method, url, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()

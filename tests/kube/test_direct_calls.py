@@ -143,3 +143,28 @@ def test_a_handshake_that_never_comes_gets_the_connect_timeout_on_both_paths(sim
     assert failures[1][2], failures        # unreachable, as a timeout is
     # Both gave up at the connect timeout (CONNECT_TIMEOUT), well before the read's.
     assert all(CONNECT_TIMEOUT - 0.5 < t < READ_BOUND for t in took), took
+
+
+def test_a_kept_connection_gives_each_call_its_own_read_timeout(sim_fleet):
+    # The first call (/version: no simulated latency) opens the connection with a 10 s
+    # read timeout; the next one asks for 0.5 s of a cluster that answers resource
+    # reads after 3 s. Before, the kept connection kept the first call's 10 s: the read
+    # waited the 3 s and succeeded, where the pooled client gives up at 0.5 s.
+    fleet = sim_fleet(["slow"], seed=5)
+    fleet.set_faults("slow", latency=3.0)
+    path = "/api/v1/namespaces/default/configmaps"
+    failures, took = [], []
+    for one_shot in (False, True):
+        client = _client("slow", fleet.kubeconfig("slow"), one_shot)
+        try:
+            assert client.request("GET", "/version", timeout=10)["gitVersion"]
+            started = time.monotonic()
+            failures.append(_failure(client, path, timeout=0.5, retry=False))
+            took.append(time.monotonic() - started)
+            if one_shot:
+                assert client._direct._conn is None   # a timed-out connection is dropped
+        finally:
+            client.close()
+    assert failures[1] == failures[0], failures
+    assert failures[1][2], failures          # unreachable, as a timeout is
+    assert all(t < 2.5 for t in took), took  # the 0.5 s, not the server's 3 s
