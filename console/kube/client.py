@@ -11,7 +11,7 @@ skipping the model round trip keeps 200 concurrent rollouts cheap.
 
 Every call carries a timeout. Failures become `ClusterError`s whose message names the
 cluster and says what went wrong (HTTP status and the server's reason, or
-"unreachable") - never a token or kubeconfig content. Idempotent calls are retried a
+"unreachable") - never a token or kubeconfig content (`console.kube.cluster_errors`). Idempotent calls are retried a
 bounded number of times on 429/5xx (honouring a short `Retry-After`) and on connection
 errors, with jittered backoff, so a flaky cluster gets through without a retry storm.
 
@@ -22,11 +22,9 @@ cluster shares one TLS context (the CA loaded once).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
-import re
 import socket
 import ssl
 import threading
@@ -42,6 +40,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException, RESTResponse
 
+from console.kube.cluster_errors import ClusterError, describe
 from console.kube.private_files import private_dir
 from console.kube.tls_contexts import keep_session, share_tls_context
 
@@ -55,81 +54,6 @@ MAX_BACKOFF = 1.0          # s between tries at most (before jitter)
 MAX_RETRY_AFTER = 2.0      # s; a longer Retry-After is shortened (we retry few times)
 CONNECT_TIMEOUT = 5.0      # s
 USER_AGENT = "release-console"
-
-
-class ClusterError(Exception):
-    """A call to one cluster failed; the message is safe to show and to record."""
-
-    def __init__(self, cluster: str, message: str, status: int | None = None,
-                 unreachable: bool = False, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(f"{cluster}: {message}")
-        self.cluster = cluster
-        self.reason = message
-        self.status = status
-        self.unreachable = unreachable
-        # The server's `Status.details` (kind, name, group of what was missing or refused).
-        self.details: Mapping[str, Any] = details or {}
-
-
-def _status(exc: ApiException) -> dict[str, Any]:
-    """The server's `Status` object, when the body is one (else {})."""
-    try:
-        body = json.loads(exc.body or b"{}")
-    except (ValueError, TypeError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError:
-    """Map any failure of a call to `cluster` to a `ClusterError` without secrets."""
-    if isinstance(exc, ClusterError):
-        return exc
-    if isinstance(exc, ApiException):
-        status = exc.status or None
-        if status == 401:
-            return ClusterError(cluster, "unauthorized (401): the cluster rejected the "
-                                "credentials", 401)
-        if not status:
-            # The client reports TLS failures as status 0, as "SSLError\n<urllib3's text>":
-            # keep the innermost reason (e.g. CERTIFICATE_VERIFY_FAILED), never the URL.
-            reason = _tls_reason(str(exc.reason or ""))
-            return ClusterError(cluster, f"TLS error talking to {server or 'the API server'}: "
-                                f"{reason}", None, unreachable=True)
-        body = _status(exc)
-        detail = str(body.get("message", "")) or str(exc.reason or "")
-        details = body.get("details") if isinstance(body.get("details"), dict) else None
-        return ClusterError(cluster, f"API error {status}: {detail}".rstrip(": "), status,
-                            details=details)
-    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
-        where = f" ({server})" if server else ""
-        reason = getattr(exc, "reason", None) or exc
-        # NewConnectionError subclasses ConnectTimeoutError: test it first.
-        if isinstance(reason, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
-            # urllib3 raises NewConnectionError `from` the socket's OSError: its errno
-            # says whether the port refused, not the message text.
-            cause = reason if isinstance(reason, ConnectionRefusedError) else reason.__cause__
-            refused = isinstance(cause, ConnectionRefusedError) or \
-                getattr(cause, "errno", None) == errno.ECONNREFUSED
-            text = "connection refused" if refused else "cannot connect to the API server"
-        elif isinstance(reason, urllib3.exceptions.ReadTimeoutError):
-            text = "timed out waiting for the API server"
-        elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
-            text = "timed out connecting to the API server"
-        elif isinstance(exc, urllib3.exceptions.SSLError):
-            text = "TLS error"
-        else:
-            text = "connection lost"
-        return ClusterError(cluster, f"unreachable{where}: {text}", None, unreachable=True)
-    return ClusterError(cluster, f"{type(exc).__name__}: {exc}")
-
-
-def _tls_reason(text: str) -> str:
-    """`[SSL: CERTIFICATE_VERIFY_FAILED] ...` out of urllib3's wrapped SSLError text."""
-    found = re.findall(r"\[SSL: [A-Z_]+\][^'\"]*", text)
-    if found:
-        return found[-1].strip()
-    first = text.splitlines()[0] if text else ""
-    return first or "TLS error"
 
 
 def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
