@@ -1,5 +1,6 @@
 """Real pipes for the printer stories: one whose buffer is full (a reader that stops
-reading), a `deploy --json` process writing into one, and what is left in one."""
+reading), a `deploy --json` process writing into one (`deploy_unread`: the two, and
+their end), and what is left in one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import fcntl
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def filled_pipe(size: int = 0) -> tuple[int, int]:
@@ -53,3 +57,50 @@ def left_in(read_end: int) -> bytes:
         if not piece:
             return left
         left += piece
+
+
+def stopped(proc: subprocess.Popen) -> None:
+    """Kill `proc` if it still runs, and reap it (a test's way out, passed or not)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def deploy_unread(config_path: Path, *flags: str, size: int = 0, as_json: bool = True,
+                  stderr_too: bool = False) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`deploy_into` a `filled_pipe` (of `size` bytes, if given): yields (the process,
+    the pipe's read end, for the test to read or leave unread); on the way out the
+    process is killed if it still runs, and the read end closed."""
+    read_end, write_end = filled_pipe(size)
+    proc = deploy_into(config_path, write_end, *flags, as_json=as_json,
+                       stderr_too=stderr_too)
+    try:
+        yield proc, read_end
+    finally:
+        stopped(proc)
+        os.close(read_end)
+
+
+def finished(proc: subprocess.Popen, what: str | Callable[[], str],
+             timeout: float = 180) -> Any:
+    """The process's stderr once it exited (None when it is not piped); killed, and
+    an AssertionError saying it did not exit `what` (or what `what()` says then),
+    after `timeout` s."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        err = proc.communicate(timeout=30)[1]
+        if callable(what):
+            what = what()
+        raise AssertionError(f"deploy did not exit {what}; stderr: "
+                             f"{(err or '(the pipe)')[-2000:]}") from None
+
+
+def read_to_end(read_end: int) -> bytes:
+    """Everything written to the pipe until its last writer closed it."""
+    read = b""
+    while piece := os.read(read_end, 65536):
+        read += piece
+    return read

@@ -17,6 +17,7 @@ from console.engine.api import Outcome, ReleaseRequest
 from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop
 from console.locks import control
 from console.locks import shards as wire
+from console.plan import Plan
 from tests.waiting import wait_for
 
 IDS = ["c0", "c1"]
@@ -32,13 +33,28 @@ def version_of(board: ShardBoard) -> str:
     return lease["metadata"]["resourceVersion"]
 
 
-def test_a_stop_written_after_the_last_shard_cleaned_up_leaves_no_board(world):
-    w = world(IDS, readiness_delay=0.2, jitter=0.0, seed=3)
-    engine = w.engine()
+def two_shards_on_c0(world: Any, seed: int) -> tuple[ShardBoard, ShardBoard]:
+    """Shards 1 and 2 of 2 of release RID on board c0 (of c0, c1), both reported."""
+    engine = world(IDS, readiness_delay=0.2, jitter=0.0, seed=seed).engine()
     engine.driver("c0").ensure_namespace()
     one, two = (ShardBoard(engine, RID, k, 2, "c0", 8) for k in (1, 2))
     one.publish()
     two.publish()
+    return one, two
+
+
+def split_world(world: Any, seed: int) -> tuple[Any, Any, Plan]:
+    """A c0..c3 world (c0 the default board; namespaces on c0 and c2, the board given
+    with --shard-board c2), its engine and the whole release's plan."""
+    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=seed)
+    engine = w.engine()
+    for c in ("c0", "c2"):
+        engine.driver(c).ensure_namespace()
+    return w, engine, engine.plan(ReleaseRequest(tag="v2"))
+
+
+def test_a_stop_written_after_the_last_shard_cleaned_up_leaves_no_board(world):
+    one, two = two_shards_on_c0(world, seed=3)
     why = "shard 2/2 ended preflight_failed: the split"
     # Both ended; shard 1 cleans up first and, every shard having ended, takes the
     # release off. Shard 2's stop - written in its `close` between its end and its
@@ -60,12 +76,7 @@ def test_a_stop_written_after_the_last_shard_cleaned_up_leaves_no_board(world):
 def test_a_stop_still_reaches_a_board_the_release_is_on(world):
     # The same stop on a board that still holds the release is written (and the first
     # stop written stays): the check above is "the release left", not "never write".
-    w = world(IDS, readiness_delay=0.2, jitter=0.0, seed=4)
-    engine = w.engine()
-    engine.driver("c0").ensure_namespace()
-    one, two = (ShardBoard(engine, RID, k, 2, "c0", 8) for k in (1, 2))
-    one.publish()
-    two.publish()
+    one, two = two_shards_on_c0(world, seed=4)
     two.stop_all("shard 2/2 aborted")
     one.stop_all("shard 1/2 aborted")
     board = boards_on(one)[RID]
@@ -80,11 +91,7 @@ def test_a_record_lost_to_a_failing_default_board_is_written_again_and_finds_the
     # then). Tried again a beat later, it lets shard 1 read c0, where shard 2's entry
     # is: the split, found at once. Before, one lost write meant shard 1 never looked
     # at c0 again, and only --shard-timeout ended the wait ("stopped reporting").
-    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=6)
-    engine = w.engine()
-    for c in ("c0", "c2"):
-        engine.driver(c).ensure_namespace()
-    whole = engine.plan(ReleaseRequest(tag="v2"))
+    w, engine, whole = split_world(world, seed=6)
     two = ShardBoard(engine, "r-record", 2, 2, "c0", 20)
     two.whole = whole
     two.publish(wave=PREFLIGHT)
@@ -110,11 +117,7 @@ def test_a_record_tried_again_never_holds_up_the_barrier(world):
     # shard 1 waits for shard 2 - but on a thread of its own: shard 2 reporting gets
     # shard 1 across the barrier within a poll or two, not after the try's request
     # timeout (20 s here; before, the wait sat in that request).
-    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=7)
-    engine = w.engine()
-    for c in ("c0", "c2"):
-        engine.driver(c).ensure_namespace()
-    whole = engine.plan(ReleaseRequest(tag="v2"))
+    w, engine, whole = split_world(world, seed=7)
     one = ShardBoard(engine, "r-barrier", 1, 2, "c2", 16)   # a beat every 4 s
     one.whole, one.request_timeout = whole, 20
     w.fleet.set_faults("c0", error_rate=1.0, error_codes=[500])
@@ -161,11 +164,7 @@ def test_a_record_still_on_its_way_at_the_cleanup_does_not_outlive_it(world):
     # c0 alone (the record had not been written yet), and the record landed after it:
     # {'r-late': {'boards': {'1': 'c2'}}} stayed on c0 until 8 newer releases pushed
     # it off.
-    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=8)
-    engine = w.engine()
-    for c in ("c0", "c2"):
-        engine.driver(c).ensure_namespace()
-    whole = engine.plan(ReleaseRequest(tag="v2"))
+    w, engine, whole = split_world(world, seed=8)
     one, two = (ShardBoard(engine, "r-late", k, 2, "c2", 16) for k in (1, 2))
     for board in (one, two):
         board.whole = whole
@@ -193,11 +192,9 @@ def test_a_shard_on_the_default_board_starts_no_record_thread(world):
     # Shard 1's board is c0, the default board: it has nothing to record there. Before,
     # every beat of its barrier wait started a thread that did nothing (`record_later`
     # checked only whether a record was due, and `record_board` then returned).
-    w = world(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=9)
-    engine = w.engine()
-    engine.driver("c0").ensure_namespace()
+    _, engine, whole = split_world(world, seed=9)
     one = ShardBoard(engine, "r-own", 1, 2, "c0", 16)
-    one.whole = engine.plan(ReleaseRequest(tag="v2"))
+    one.whole = whole
     assert one.default == one.coordinator
     here = one.publish(wave=PREFLIGHT)
     # What the barrier's wait does at a beat while shard 2 has not reported.

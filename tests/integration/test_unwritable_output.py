@@ -26,7 +26,7 @@ import time
 import pytest
 
 from tests.integration.conftest import wait_for
-from tests.pipes import deploy_into, filled_pipe, left_in
+from tests.pipes import deploy_unread, finished, left_in, stopped
 
 V2 = ("--tag", "v2", "--strategy", "parallel")
 ONE = {"canary": {"waves": [["a"], ["b"]], "gates": True}}
@@ -52,9 +52,7 @@ def test_the_gate_question_is_asked_when_stdout_cannot_be_written(world):
         os.write(leader, b"y\n")
         assert proc.wait(timeout=120) == 0, errors[-10:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        stopped(proc)
         os.close(leader)
         reader.join(timeout=30)
     assert w.version("b") == "v2", errors[-10:]
@@ -72,18 +70,10 @@ def test_a_stdout_never_read_does_not_keep_deploy_from_exiting(world, as_json, s
     # stderr on the same pipe (`2>&1`), neither may the note of the lines given up:
     # before, it sat in its print to stderr for ever.
     w = world(["a", "b"], readiness_delay=0.2, jitter=0.0)
-    read_end, write_end = filled_pipe()
-    proc = deploy_into(w.config_path, write_end, *V2, "--output-timeout", "2s",
-                       as_json=as_json, stderr_too=stderr_too)
-    try:
-        try:
-            _, err = proc.communicate(timeout=150)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate(timeout=30)
-            raise AssertionError(f"deploy did not exit with its stdout never read (a: "
-                                 f"{w.version('a')}, b: {w.version('b')}); stderr: "
-                                 f"{(err or '(the pipe)')[-2000:]}") from None
+    with deploy_unread(w.config_path, *V2, "--output-timeout", "2s", as_json=as_json,
+                       stderr_too=stderr_too) as (proc, out):
+        err = finished(proc, lambda: f"with its stdout never read (a: {w.version('a')}, "
+                       f"b: {w.version('b')})", timeout=150)
         if stderr_too:
             # The note could not go in (the pipe is never read): it is lost, not waited on.
             assert proc.returncode == 0 and err is None
@@ -97,13 +87,8 @@ def test_a_stdout_never_read_does_not_keep_deploy_from_exiting(world, as_json, s
             assert int(told[0].split("warning: ")[1].split()[0]) >= 3, told  # every line
             assert "Traceback" not in err and "Fatal Python error" not in err, err
         # Nothing went into the pipe: no line, nor a piece of one, after the filler.
-        left = left_in(read_end)
+        left = left_in(out)
         assert left.strip() == b"", left[-300:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        os.close(read_end)
 
 
 def test_a_slow_reader_gets_every_line(world):
@@ -112,31 +97,25 @@ def test_a_slow_reader_gets_every_line(world):
     bound, pace = 3.0, 1.0
     ids = ["a", "b", "c", "d", "e", "f"]       # ~25 KB of lines: ~8 pages or more
     w = world(ids, readiness_delay=0.2, jitter=0.0)
-    read_end, write_end = filled_pipe(4096)
-    proc = deploy_into(w.config_path, write_end, *V2, "--output-timeout", f"{bound:g}s")
-    errors: list[str] = []
-    reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
-    reader.start()
-    read = b""
-    try:
-        wait_for(lambda: all(w.version(c) == "v2" for c in ids), timeout=120,
-                 what=f"the release's end (stderr: {errors[-5:]})")
-        started = time.monotonic()
-        paced = threading.Event()
-        while True:
-            piece = os.read(read_end, 4096)
-            if not piece:
-                break
-            read += piece
-            paced.wait(pace)       # the slow reader itself: a page per PACE seconds
-        took = time.monotonic() - started
-        assert proc.wait(timeout=60) == 0, errors[-10:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        os.close(read_end)
-        reader.join(timeout=30)
+    with deploy_unread(w.config_path, *V2, "--output-timeout", f"{bound:g}s",
+                       size=4096) as (proc, out):
+        errors: list[str] = []
+        reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+        reader.start()
+        read = b""
+        try:
+            wait_for(lambda: all(w.version(c) == "v2" for c in ids), timeout=120,
+                     what=f"the release's end (stderr: {errors[-5:]})")
+            started = time.monotonic()
+            paced = threading.Event()
+            while piece := os.read(out, 4096):
+                read += piece
+                paced.wait(pace)       # the slow reader itself: a page per PACE seconds
+            took = time.monotonic() - started
+            assert proc.wait(timeout=60) == 0, errors[-10:]
+        finally:
+            stopped(proc)
+            reader.join(timeout=30)
     assert not any("not printed" in e for e in errors), errors
     kinds = [json.loads(line)["kind"] for line in read.decode().split("\n") if line.strip()]
     assert kinds.count("cluster_healthy") == 6 and kinds[-1] == "release_finished", kinds
