@@ -25,7 +25,7 @@ from console.engine.rollback_choice import RollbackPlan
 from console.events import Event, Kind, Listener
 from console import freeze
 from console.freeze import Clock
-from console.kube.client import KubeClient, new_api_client
+from console.kube.client import KubeClient, environment_proxies, new_api_client
 from console.kube.driver import ClusterDriver
 from console.locks import DEFAULT_DURATION as LOCK_DURATION
 from console.locks import Holder
@@ -71,6 +71,10 @@ class Engine:
         self.request_timeout = request_timeout
         self.status_timeout = status_timeout
         self.status_readers = queries.STATUS_READERS  # clusters `status()` reads at once
+        # A one-shot reader's engine (`release-console status`): a cluster whose
+        # kubeconfig is plain gets a client made without the client library
+        # (`console.kube.plain_api`), which then need not even be imported.
+        self.plain_clients = False
         self.unreachable_grace = unreachable_grace
         self.rollout_timeout = rollout_timeout or config.app.rollout_timeout
         self.lock_duration = lock_duration
@@ -135,7 +139,12 @@ class Engine:
         from console.kube.drivers import make_driver
         cluster = self.config.cluster(cluster_id)
         kubeconfig = resolve(cluster, self.config)
-        api = new_api_client(cluster_id, kubeconfig, kubeconfig.get("current-context"))
+        api: Any = None
+        if self.plain_clients:
+            from console.kube.plain_api import plain_api
+            api = plain_api(kubeconfig, environment_proxies())
+        if api is None:
+            api = new_api_client(cluster_id, kubeconfig, kubeconfig.get("current-context"))
         return make_driver(self.config, cluster,
                            KubeClient(cluster_id, api, self.request_timeout), kubeconfig,
                            grace=self.grace, unreachable_grace=self.unreachable_grace)

@@ -31,18 +31,18 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 from urllib.request import getproxies
 
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.rest import ApiException, RESTResponse
 
-from console.kube.cluster_errors import ClusterError, describe
+from console.kube.cluster_errors import ClusterError, answer_error, describe
 from console.kube.private_files import private_dir
 from console.kube.tls_contexts import keep_session, share_tls_context
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # One call and up to five retries: every call of a release (pre-flight, lease, deploy)
@@ -67,6 +67,11 @@ def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
     # The environment's proxy variables, as the client library reads them, but read once
     # (`proxy=""` keeps it from reading them itself: it walked the whole environment
     # twice per client, a tenth of a pre-flight's CPU at 1,000 clusters).
+    # The client library is imported here, at its first use, not with this module:
+    # a `status` whose clusters all read over plain connections (`console.kube.plain_api`)
+    # never needs it (its import was a quarter of a second of CPU, 2026-12-02).
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
     proxies = environment_proxies()
     configuration = k8s.Configuration(proxy="", no_proxy=proxies.get("no", ""))
     # Retries are ours (bounded, counted, with backoff); urllib3 must not add hidden ones.
@@ -206,6 +211,14 @@ class WatchStream:
                 pass
 
 
+class TLSFailure(Exception):
+    """A call's TLS failed (`reason`: urllib3's error, as "SSLError\\n<its text>")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class KubeClient:
     """Raw-JSON calls to one cluster, each with a timeout, bounded retries and safe errors."""
 
@@ -285,8 +298,8 @@ class KubeClient:
         Straight to urllib3 with the configuration's token: the generated client's
         request serialisation (sanitising every value, copying headers, parsing the
         content type three ways) was a third of a request's CPU, for bodies that are
-        plain dicts already. TLS failures are reported as the client reports them
-        (`ApiException` status 0), which `describe` turns into a safe message.
+        plain dicts already. A TLS failure is raised as `TLSFailure`, which `request`
+        and `watch` word as the client library words its own (`answer_error`).
         """
         configuration = self.api.configuration
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -302,7 +315,8 @@ class KubeClient:
                                      if v is not None})
         limit = urllib3.Timeout(connect=timeout[0], read=timeout[1]) \
             if isinstance(timeout, tuple) else urllib3.Timeout(total=timeout)
-        if rest is None and self.one_shot:
+        if rest is None and (self.one_shot or self.api.rest_client is None):
+            # (A plain client, `console.kube.plain_api`, has no pool: always direct.)
             direct = self._direct_connection()
             if direct is not None:
                 try:
@@ -310,8 +324,7 @@ class KubeClient:
                                        *timeout if isinstance(timeout, tuple) else
                                        (timeout, timeout))
                 except urllib3.exceptions.SSLError as exc:
-                    raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") \
-                        from None
+                    raise TLSFailure(f"{type(exc).__name__}\n{exc}") from None
         manager = (rest if rest is not None else self.api.rest_client).pool_manager
         try:
             pool = self._host_pool(manager)
@@ -331,7 +344,8 @@ class KubeClient:
                                            headers=headers, timeout=limit,
                                            preload_content=False)
         except urllib3.exceptions.SSLError as exc:
-            raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") from None
+            raise TLSFailure(f"{type(exc).__name__}\n{exc}") from None
+        from kubernetes.client.rest import RESTResponse   # loaded: this client has a pool
         return RESTResponse(response)
 
     def request(self, method: str, path: str, query: Mapping[str, Any] | None = None,
@@ -350,19 +364,19 @@ class KubeClient:
                 resp = self._send(method, path, query, body, content_type, limit)
                 data = resp.read()
                 if not 200 <= resp.status <= 299:
-                    exc = ApiException(http_resp=resp)
                     if resp.status in RETRY_STATUSES and attempt < attempts:
                         time.sleep(_backoff(attempt, resp.getheader("Retry-After")))
                         continue
-                    raise exc
+                    raise answer_error(self.cluster, resp.status, resp.reason, data,
+                                       self.server)
                 return _decode(self.cluster, resp, data)
-            except ApiException as exc:
-                # Status 0 is how the client reports a TLS failure; a handshake cut short
-                # by a busy server is as transient as a refused connection: try again.
-                if not exc.status and attempt < attempts:
+            except TLSFailure as exc:
+                # A handshake cut short by a busy server is as transient as a refused
+                # connection: try again.
+                if attempt < attempts:
                     time.sleep(_backoff(attempt, None))
                     continue
-                raise describe(self.cluster, exc, self.server) from None
+                raise answer_error(self.cluster, 0, exc.reason, None, self.server) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 # A refused connection or a lost keep-alive socket: try again shortly;
                 # a timeout is not retried (the caller's budget is spent).
@@ -387,9 +401,11 @@ class KubeClient:
             resp = self._send("GET", path, params, None, None,
                               (min(CONNECT_TIMEOUT, read), read), self._watch_client())
             if not 200 <= resp.status <= 299:
-                resp.read()
-                raise ApiException(http_resp=resp)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise answer_error(self.cluster, resp.status, resp.reason, resp.read(),
+                                   self.server)
+        except TLSFailure as exc:
+            raise answer_error(self.cluster, 0, exc.reason, None, self.server) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise describe(self.cluster, exc, self.server) from None
         return WatchStream(resp.response)
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import errno
 import json
 import re
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
-from kubernetes.client.rest import ApiException
+
+if TYPE_CHECKING:
+    from kubernetes.client.rest import ApiException
 
 
 class ClusterError(Exception):
@@ -33,35 +36,57 @@ class ClusterError(Exception):
         self.details: Mapping[str, Any] = details or {}
 
 
-def _status(exc: ApiException) -> dict[str, Any]:
+def _status(data: bytes | str | None) -> dict[str, Any]:
     """The server's `Status` object, when the body is one (else {})."""
     try:
-        body = json.loads(exc.body or b"{}")
+        body = json.loads(data or b"{}")
     except (ValueError, TypeError):
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def is_api_exception(exc: BaseException) -> bool:
+    """Whether `exc` is the client library's `ApiException`. Asked of the library only
+    once it is loaded: before that, none can exist - a process whose clusters all read
+    over plain connections (`console.kube.plain_api`) never imports it, a quarter of a
+    second of `release-console status`'s start."""
+    module = sys.modules.get("kubernetes.client.exceptions")
+    return module is not None and isinstance(exc, module.ApiException)
+
+
+def answer_error(cluster: str, status: int, reason: Any, body: bytes | str | None,
+                 server: str = "") -> ClusterError:
+    """The `ClusterError` of an answer that is not a success (`status` 0: the client
+    library's word for a TLS failure, `reason` its text): what `describe` says of the
+    library's `ApiException` for it, without making one."""
+    if status == 401:
+        return ClusterError(cluster, "unauthorized (401): the cluster rejected the "
+                            "credentials", 401)
+    if not status:
+        # The client reports TLS failures as status 0, as "SSLError\n<urllib3's text>":
+        # keep the innermost reason (e.g. CERTIFICATE_VERIFY_FAILED), never the URL.
+        return ClusterError(cluster, f"TLS error talking to {server or 'the API server'}: "
+                            f"{_tls_reason(str(reason or ''))}", None, unreachable=True)
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")          # as the library's ApiException reads it
+        except UnicodeDecodeError:
+            body = None
+    found = _status(body)
+    detail = str(found.get("message", "")) or str(reason or "")
+    details = found.get("details") if isinstance(found.get("details"), dict) else None
+    return ClusterError(cluster, f"API error {status}: {detail}".rstrip(": "), status,
+                        details=details)
 
 
 def describe(cluster: str, exc: BaseException, server: str = "") -> ClusterError:
     """Map any failure of a call to `cluster` to a `ClusterError` without secrets."""
     if isinstance(exc, ClusterError):
         return exc
-    if isinstance(exc, ApiException):
-        status = exc.status or None
-        if status == 401:
-            return ClusterError(cluster, "unauthorized (401): the cluster rejected the "
-                                "credentials", 401)
-        if not status:
-            # The client reports TLS failures as status 0, as "SSLError\n<urllib3's text>":
-            # keep the innermost reason (e.g. CERTIFICATE_VERIFY_FAILED), never the URL.
-            reason = _tls_reason(str(exc.reason or ""))
-            return ClusterError(cluster, f"TLS error talking to {server or 'the API server'}: "
-                                f"{reason}", None, unreachable=True)
-        body = _status(exc)
-        detail = str(body.get("message", "")) or str(exc.reason or "")
-        details = body.get("details") if isinstance(body.get("details"), dict) else None
-        return ClusterError(cluster, f"API error {status}: {detail}".rstrip(": "), status,
-                            details=details)
+    if is_api_exception(exc):
+        api_exc: ApiException = exc  # type: ignore[assignment]
+        return answer_error(cluster, api_exc.status or 0, api_exc.reason, api_exc.body,
+                            server)
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         where = f" ({server})" if server else ""
         reason = getattr(exc, "reason", None) or exc
@@ -94,4 +119,4 @@ def _tls_reason(text: str) -> str:
     return first or "TLS error"
 
 
-__all__ = ["ClusterError", "describe"]
+__all__ = ["ClusterError", "answer_error", "describe", "is_api_exception"]

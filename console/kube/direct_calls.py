@@ -30,10 +30,14 @@ import urllib3
 from urllib3.exceptions import (ConnectTimeoutError, NameResolutionError, NewConnectionError,
                                 ProtocolError, ReadTimeoutError, SSLError)
 
+from console.kube.plain_api import PlainApi
+
 
 def direct_target(api: Any) -> tuple[str, int, ssl.SSLContext] | None:
-    """(host, port, TLS context) of the API server of `api` (a `kubernetes.client.ApiClient`)
-    for a direct connection; None where urllib3's pool must make it."""
+    """(host, port, TLS context) of the API server of `api` (a `kubernetes.client.ApiClient`,
+    or a `PlainApi`) for a direct connection; None where urllib3's pool must make it."""
+    if isinstance(api, PlainApi):
+        return api.direct                             # made for one: always direct
     manager = api.rest_client.pool_manager
     if type(manager) is not urllib3.PoolManager:
         return None                                   # a proxy

@@ -65,10 +65,20 @@ def _read_bytes(path: str | None) -> bytes | None:
         return handle.read()
 
 
-def _tls_context(kw: Mapping[str, Any]) -> ssl.SSLContext:
-    """The (shared) TLS context for a pool's CA, client certificate and verify mode."""
+def ca_context(ca_pem: bytes) -> ssl.SSLContext:
+    """The shared context that verifies servers against the CA `ca_pem` (no client
+    certificate): the very one a pool whose CA file holds these bytes gets (for a plain
+    connection made without the client library, `console.kube.plain_api`). Raises
+    `ssl.SSLError` (or ValueError) when `ca_pem` holds no certificate."""
+    return _tls_context({"cert_reqs": ssl.CERT_REQUIRED}, ca_file=ca_pem)
+
+
+def _tls_context(kw: Mapping[str, Any], ca_file: bytes | None = None) -> ssl.SSLContext:
+    """The (shared) TLS context for a pool's CA, client certificate and verify mode
+    (`ca_file`: the CA file's bytes, when they are at hand rather than in a file)."""
     cert_reqs = resolve_cert_reqs(kw.get("cert_reqs"))
-    ca_file = _read_bytes(kw.get("ca_certs"))
+    if ca_file is None:
+        ca_file = _read_bytes(kw.get("ca_certs"))
     ca_data = kw.get("ca_cert_data")
     cert, key_bytes = _read_bytes(kw.get("cert_file")), _read_bytes(kw.get("key_file"))
     # urllib3 turns a context's own hostname check off for a pool with `assert_hostname`
