@@ -15,6 +15,16 @@ prints two figures with their goals:
   and its CPU seconds (load-independent) - goal under 3 s. It runs twice: the first
   also builds the ledger's index, the second finds it on disk.
 
+The simulator runs at nice 0 in a process of its own on the same machine: every read's
+TLS handshake and answer cost it CPU too (~0.8-1.1 s per `status` of 1,000 clusters),
+which each run prints beside the console's own. `--busy N` starts N busy processes
+(`while True: pass`, nice 0) once the fleet serves, for the `status` runs: "beside one
+busy process" is `--busy 1`. `--compare DIR` also runs `status` from another checkout
+(e.g. a clone of main before a change) in the same minutes, each of its runs right after
+this checkout's same run, each first run building the index afresh.
+
+    .venv/bin/python bench/status_scale.py [--busy N] [--status-runs N] [--compare DIR]
+
 The exit status is 1 when a figure misses its goal.
 """
 
@@ -88,12 +98,15 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_status(config: Path, env: dict[str, str]) -> tuple[float, float, dict[str, Any]]:
-    """`release-console status --json` in a fresh process: wall s, CPU s, its document."""
+def run_status(config: Path, env: dict[str, str],
+               checkout: Path = ROOT) -> tuple[float, float, dict[str, Any]]:
+    """`release-console status --json` in a fresh process, the console of `checkout`:
+    wall s, CPU s, its document."""
     began = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "console", "status", "--json",
                              "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=ROOT, env=env)
+                            stderr=subprocess.PIPE, cwd=checkout,
+                            env={**env, "PYTHONPATH": str(checkout)})
     out, err = proc.communicate(timeout=600)
     wall = time.perf_counter() - began
     if proc.returncode not in (0, 4):
@@ -114,6 +127,13 @@ def _child_cpu_since() -> float:
     return spent
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     """Build, serve, seed, measure, print; exit 1 when a goal is missed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -124,6 +144,12 @@ def main() -> int:
     parser.add_argument("--no-bytecode", action="store_true",
                         help="run `status` without the console's bytecode compiled "
                              "beforehand (each run compiles what it imports)")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="run the status runs beside N busy processes (nice 0)")
+    parser.add_argument("--status-runs", type=int, default=2, metavar="N",
+                        help="status runs (the first builds the ledger's index)")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="also run status from this checkout, alternated")
     parser.add_argument("--keep-serving", action="store_true",
                         help="after the figures, print the fleet file's path and keep the "
                              "fleet serving until stdin closes (to profile `status`)")
@@ -183,20 +209,48 @@ def main() -> int:
             print(f"fleet: {args.clusters} simulated clusters in one process, Deployments "
                   f"created in {time.perf_counter() - began:.1f} s")
             env = bytecode_env(compiled=not args.no_bytecode)
+            checkouts = [ROOT]
+            if args.compare:
+                checkouts.append(args.compare.resolve())
+                if not args.no_bytecode:
+                    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                                    str(checkouts[1] / "console")], env=env, check=True)
             print("  (bytecode " + ("compiled beforehand, as `pip install .` does)"
                                     if not args.no_bytecode else
                                     "compiled by each run: --no-bytecode)"))
-            _child_cpu_since()
-            for label in ("status, first run (builds the index)", "status, second run"):
-                wall, cpu, doc = run_status(config, env)
-                unreachable = len(doc["unreachable"])
-                print(f"  {label:<40} {wall:6.2f} s wall (load {load()}), {cpu:5.2f} s CPU; "
-                      f"{len(doc['clusters'])} clusters, {len(doc['drift'])} drifted, "
-                      f"{unreachable} unreachable")
-                if unreachable:
-                    raise RuntimeError(f"{unreachable} clusters unreachable: "
-                                       f"{doc['clusters'][0]}")
-                figures[f"{label}, wall s"] = (wall, 3)
+            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(args.busy)]
+            if busy:
+                print(f"  beside {len(busy)} busy process(es), started 5 s before the "
+                      "first run")
+                time.sleep(5)
+            try:
+                _child_cpu_since()
+                labels = ["status, first run (builds the index)", "status, second run",
+                          *(f"status, run {k}" for k in range(3, args.status_runs + 1))]
+                for number, label in enumerate(labels[:args.status_runs]):
+                    for checkout in checkouts:
+                        if number == 0:
+                            for cache in (history / ".git" / "release-console").glob("*"):
+                                cache.unlink()
+                        sim_before = process_cpu(sim.pid)
+                        wall, cpu, doc = run_status(config, env, checkout)
+                        sim_cpu = process_cpu(sim.pid) - sim_before
+                        unreachable = len(doc["unreachable"])
+                        shown = label if checkout == ROOT else f"  ({checkout.name})"
+                        print(f"  {shown:<40} {wall:6.2f} s wall (load {load()}), {cpu:5.2f} "
+                              f"s CPU (simulator {sim_cpu:4.2f} s); {len(doc['clusters'])} "
+                              f"clusters, {len(doc['drift'])} drifted, {unreachable} "
+                              "unreachable")
+                        if unreachable:
+                            raise RuntimeError(f"{unreachable} clusters unreachable: "
+                                               f"{doc['clusters'][0]}")
+                        if checkout == ROOT:
+                            figures[f"{label}, wall s"] = (wall, 3)
+            finally:
+                for process in busy:
+                    process.kill()
+                    process.wait()
             if args.keep_serving:
                 print(f"serving: {config} (close stdin to stop)", flush=True)
                 sys.stdin.read()
