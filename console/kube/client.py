@@ -2,7 +2,8 @@
 
 `KubeClient` wraps a `kubernetes.client.ApiClient` built from that cluster's own
 kubeconfig (in memory, `persist_config=False`: nothing touches the global default
-configuration or `~/.kube/config`). The ApiClient supplies the configuration (host,
+configuration or `~/.kube/config`) - or, for a one-shot reader's plain kubeconfig, a
+`console.kube.plain_api.PlainApi`, made without the library. The ApiClient supplies the configuration (host,
 TLS, the bearer token) and its REST client's urllib3 pool manager; requests themselves
 skip the generated client's request serialisation and go straight to urllib3 on that
 pool (`_send`: JSON bodies, the token header set here). Objects stay plain dicts: a
@@ -64,14 +65,14 @@ def new_api_client(cluster: str, kubeconfig: Mapping[str, Any],
     0600 files in `private_files.private_dir()` (0700, removed at exit, swept by the next
     console when this one is killed), never to the shared temp directory.
     """
-    # The environment's proxy variables, as the client library reads them, but read once
-    # (`proxy=""` keeps it from reading them itself: it walked the whole environment
-    # twice per client, a tenth of a pre-flight's CPU at 1,000 clusters).
     # The client library is imported here, at its first use, not with this module:
     # a `status` whose clusters all read over plain connections (`console.kube.plain_api`)
     # never needs it (its import was a quarter of a second of CPU, 2026-12-02).
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
+    # The environment's proxy variables, as the client library reads them, but read once
+    # (`proxy=""` keeps it from reading them itself: it walked the whole environment
+    # twice per client, a tenth of a pre-flight's CPU at 1,000 clusters).
     proxies = environment_proxies()
     configuration = k8s.Configuration(proxy="", no_proxy=proxies.get("no", ""))
     # Retries are ours (bounded, counted, with backoff); urllib3 must not add hidden ones.
