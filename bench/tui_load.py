@@ -28,7 +28,14 @@ both processes are measured. The simulated fleet runs in another child process, 
 CPU is not counted as the console's.
 
     .venv/bin/python bench/tui_load.py [--clusters 1000] [--readiness 20] [--max-parallel N]
-                                       [--hogs N]
+                                       [--hogs N] [--sim-nice N] [--events FILE]
+
+Every cluster that did not end healthy is printed with the reason the engine gave, grouped,
+and how long before its end the cluster was last heard from (its last progress event),
+so a reader can tell a console that failed clusters from clusters that did not answer.
+`--sim-nice -10` with `--hogs N` starves the console alone: the simulator (the clusters,
+which in a real fleet run on other machines) gets the CPU before the busy processes, the
+console competes with them (its engine process at nice 5, as always).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ REGIONS = ("eu", "us", "ap", "sa")
 HOGS_WARMUP = 20.0   # s the --hogs run before the first frame (the load average follows)
 
 
-def fleet_file(n: int, history: Path) -> str:
+def fleet_file(n: int, history: Path, rollout_timeout: str = "5m") -> str:
     """A fleet of `n` clusters: a few staging ones, the rest production in four regions."""
     lines = [
         "app:",
@@ -58,7 +65,7 @@ def fleet_file(n: int, history: Path) -> str:
         "  image: registry.example.com/apps/user-service",
         f"  manifests: {ROOT / 'deploy' / 'user-service'}",
         '  namespace: "{cluster}"',
-        "  rollout_timeout: 5m",
+        f"  rollout_timeout: {rollout_timeout}",
         f"  history: {{path: {history}}}",
         "defaults:",
         "  values:",
@@ -161,16 +168,64 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
-async def drive(config_path: Path, max_parallel: int) -> dict[str, object]:
+class Throttle:
+    """Holds a process to `share` of the wall time: stopped (SIGSTOP) and let go
+    (SIGCONT) in turn every `period` s - a console starved of CPU that burns none of the
+    machine's, the clusters (the simulator) unaffected. Every thread of the process stops
+    at once: its timers keep running on the wall clock, as a starved process's do."""
+
+    def __init__(self, pid: int, share: float, period: float = 0.1) -> None:
+        import signal
+        import threading
+        self.pid, self.share, self.period = pid, share, period
+        self._stop = threading.Event()
+        self._signal = signal
+        self._thread = threading.Thread(target=self._run, name="throttle", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sig = self._signal
+        try:
+            while not self._stop.is_set():
+                os.kill(self.pid, sig.SIGSTOP)
+                self._stop.wait(self.period * (1 - self.share))
+                os.kill(self.pid, sig.SIGCONT)
+                self._stop.wait(self.period * self.share)
+        except ProcessLookupError:
+            return
+        finally:
+            try:
+                os.kill(self.pid, sig.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        """Let the process run freely again."""
+        self._stop.set()
+        self._thread.join()
+
+
+async def drive(config_path: Path, max_parallel: int, throttle: float | None = None
+                ) -> dict[str, object]:
     """Run the app headless, start a parallel release, press keys while it runs."""
     from textual import events
 
     from console.config import load
     from console.engine import ReleaseRequest
+    from console.events import Event
     from console.ui.app import ReleaseConsoleApp
 
     config = load(config_path)
     app = ReleaseConsoleApp(config, status_interval=0, operator="bench")
+    # Every event as it reaches the UI process (the failed clusters' story).
+    seen: list[Event] = []
+    extend = app.bridge.extend
+
+    def keep(batch: list[Event]) -> None:
+        seen.extend(batch)
+        extend(batch)
+
+    app.bridge.extend = keep      # type: ignore[method-assign]
     latencies: list[float] = []
     key_cpu: list[float] = []
     async with app.run_test(size=(160, 50)) as pilot:
@@ -181,8 +236,10 @@ async def drive(config_path: Path, max_parallel: int) -> dict[str, object]:
                                  max_failures="100%", operator="bench")
         engine_pid = app.engine().pid
         cpu0, ui0, wall0 = _process_cpu(), time.thread_time(), time.monotonic()
+        wall0_epoch = time.time()
         engine0 = _child_cpu(engine_pid)
         assert app.start_release(request)
+        throttled = Throttle(engine_pid, throttle) if throttle else None
         grid = app.fleet.grid
         presses = 0
         refreshed = asyncio.Event()
@@ -202,6 +259,8 @@ async def drive(config_path: Path, max_parallel: int) -> dict[str, object]:
             key_cpu.append(time.thread_time() - cpu_started)
             presses += 1
             await asyncio.sleep(0.1)
+        if throttled is not None:
+            throttled.stop()
         wall = time.monotonic() - wall0
         cpu, ui = _process_cpu() - cpu0, time.thread_time() - ui0
         engine_cpu = _child_cpu(engine_pid) - engine0
@@ -209,9 +268,70 @@ async def drive(config_path: Path, max_parallel: int) -> dict[str, object]:
         for row in app.state.clusters.values():
             phases[row.phase.value] = phases.get(row.phase.value, 0) + 1
         outcome = app.state.release.outcome if app.state.release else None
+        errors = {row.id: row.error or row.message for row in app.state.clusters.values()
+                  if row.phase.value != "healthy"}
+        engine_log = app.engine().log_path
+        engine_log_text = engine_log.read_text(errors="replace") if engine_log.exists() \
+            else ""
     return {"wall": wall, "cpu": cpu, "ui": ui, "engine": engine_cpu,
             "latencies": latencies, "key_cpu": key_cpu, "phases": phases,
-            "outcome": outcome}
+            "outcome": outcome, "errors": errors, "events": seen, "started": wall0_epoch,
+            "engine_log": engine_log_text}
+
+
+def reason_key(reason: str) -> str:
+    """A failure's reason with what differs between clusters (names, numbers) blotted
+    out, so alike failures group."""
+    import re
+    text = re.sub(r"(prod|staging)-[a-z]{2}-\d+", "<cluster>", reason)
+    text = re.sub(r"\d+(\.\d+)?", "#", text)
+    return text[:160]
+
+
+def failures_report(result: dict[str, object], out_path: str | None) -> list[str]:
+    """Lines on every cluster that did not end healthy: the reasons grouped (with a
+    count and an example), and each one's story in the events - since the release's
+    start, when it started, its last event before failing, its failure, its rollback."""
+    errors: dict[str, str] = result["errors"]         # type: ignore[assignment]
+    events = result["events"]                          # type: ignore[assignment]
+    started = float(result["started"])                 # type: ignore[arg-type]
+    if out_path:
+        with open(out_path, "w") as out:
+            for event in events:
+                out.write(json.dumps(event.to_json()) + "\n")
+    if not errors:
+        return ["  clusters not healthy: none"]
+    groups: dict[str, list[str]] = {}
+    for cid, reason in sorted(errors.items()):
+        groups.setdefault(reason_key(reason), []).append(cid)
+    lines = [f"  clusters not healthy: {len(errors)}, by reason (the engine's words):"]
+    for key, cids in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"    {len(cids):5d}  {errors[cids[0]][:200]}  (e.g. {cids[0]})")
+    # Each failed cluster's timeline (seconds after the release's start).
+    story: dict[str, dict[str, float]] = {}
+    for event in events:
+        if event.cluster not in errors:
+            continue
+        mine = story.setdefault(event.cluster, {})
+        kind = event.kind.value
+        at = event.ts - started
+        if kind == "cluster_failed" or kind == "cluster_unreachable":
+            mine.setdefault("failed", at)
+        elif "failed" not in mine:
+            if kind == "cluster_started":
+                mine["started"] = at
+            mine["last"] = at
+        if kind == "cluster_rolled_back":
+            mine["rolled_back"] = at
+    failed_at = sorted(s["failed"] for s in story.values() if "failed" in s)
+    quiet = sorted(s["failed"] - s.get("last", s["failed"]) for s in story.values()
+                   if "failed" in s)
+    if failed_at:
+        lines.append(f"    failed between {failed_at[0]:.1f} and {failed_at[-1]:.1f} s after "
+                     f"the release started; last event before failing "
+                     f"{quiet[0]:.1f}-{quiet[-1]:.1f} s earlier (median "
+                     f"{statistics.median(quiet):.1f})")
+    return lines
 
 
 def _child_cpu(pid: int) -> float:
@@ -242,10 +362,23 @@ def main() -> int:
                              "simulator then runs at nice 0 too)")
     parser.add_argument("--serve-fleet", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--first-frame", metavar="CONFIG", help=argparse.SUPPRESS)
-    parser.add_argument("--sim-nice", type=int, default=15, help=argparse.SUPPRESS)
+    parser.add_argument("--sim-nice", type=int, default=None, metavar="N",
+                        help="the simulator's niceness (default 15, or 0 with --hogs); "
+                             "-10 with --hogs: the clusters get the CPU before the busy "
+                             "processes, the console competes with them (it starves the "
+                             "console alone; root only)")
+    parser.add_argument("--throttle-engine", type=float, default=None, metavar="SHARE",
+                        help="hold the engine process to SHARE (0..1) of the wall time "
+                             "during the release (stopped and let go every 0.1 s): a "
+                             "starved console, deterministic, that burns no CPU")
+    parser.add_argument("--rollout-timeout", default="5m", metavar="DURATION",
+                        help="the fleet file's rollout_timeout (default 5m)")
+    parser.add_argument("--events", metavar="FILE",
+                        help="write every event the console received (JSON lines)")
     args = parser.parse_args()
     if args.serve_fleet:
-        serve_fleet(args.serve_fleet, args.readiness, args.jitter, args.sim_nice)
+        serve_fleet(args.serve_fleet, args.readiness, args.jitter,
+                    15 if args.sim_nice is None else args.sim_nice)
         return 0
     if args.first_frame:
         first_frame_child(args.first_frame)
@@ -254,10 +387,11 @@ def main() -> int:
     os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
     max_parallel = args.max_parallel or args.clusters
     with tempfile.TemporaryDirectory(prefix="tui-load-") as tmp:
-        (Path(tmp) / "fleet.yaml").write_text(fleet_file(args.clusters, Path(tmp) / "history"))
+        (Path(tmp) / "fleet.yaml").write_text(fleet_file(args.clusters, Path(tmp) / "history",
+                                                       args.rollout_timeout))
         # With --hogs the simulator is not niced: behind busy processes at nice 0 it got
         # almost no CPU, and the release crawled (its clusters stand in for remote ones).
-        sim_nice = "0" if args.hogs else str(args.sim_nice)
+        sim_nice = str(args.sim_nice if args.sim_nice is not None else 0 if args.hogs else 15)
         sim = subprocess.Popen([sys.executable, __file__, "--serve-fleet", tmp,
                                 "--readiness", str(args.readiness), "--jitter", str(args.jitter),
                                 "--sim-nice", sim_nice],
@@ -275,7 +409,7 @@ def main() -> int:
             frame_load = os.getloadavg()[0]
             frames = measure_first_frame(config_path, env)
             frame_load = (frame_load, os.getloadavg()[0])
-            result = asyncio.run(drive(config_path, max_parallel))
+            result = asyncio.run(drive(config_path, max_parallel, args.throttle_engine))
             load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         finally:
             for hog in hogs:
@@ -295,10 +429,18 @@ def main() -> int:
     print(f"tui_load: {args.clusters} clusters, parallel (max {max_parallel} at once), "
           f"pods ready after {args.readiness:g}s + up to {args.jitter:g}s; "
           f"load average at the end {load}"
-          + (f"; {args.hogs} busy processes beside the console (--hogs; the simulator "
-             "not niced)" if args.hogs else ""))
+          + (f"; {args.hogs} busy processes beside the console (--hogs)" if args.hogs else "")
+          + f"; the simulator at nice {sim_nice}"
+          + (f"; the engine held to {args.throttle_engine:g} of the wall time"
+             if args.throttle_engine else ""))
     print(f"  release          {wall:6.1f} s wall, outcome {result['outcome']}, "
           f"phases {result['phases']}")
+    for line in failures_report(result, args.events):
+        print(line)
+    if result["engine_log"]:
+        print("  engine log (its stderr), last lines:")
+        for line in str(result["engine_log"]).strip().splitlines()[-15:]:
+            print(f"    {line[:240]}")
     print(f"  UI process CPU   {result['cpu']:6.2f} s = {ui_share:5.1f}% of one core "
           f"(its UI thread {result['ui']:.2f} s)                 goal < 25%: "
           f"{'met' if ui_share < 25 else 'MISSED'}")
