@@ -15,6 +15,15 @@ Opening a watch blocks (a list, a TLS connect): the loop hands it to a small poo
 opener threads (`OPENERS`, `console.kube.opener_pool`) that grows past its size for opens
 that hang, each open still one of a few in flight in the process (`console.kube.open_gate`).
 A bug in deciding one rollout fails that rollout (logged), never the loop's thread.
+
+The deadline holds the cluster to it, not this console: what the watches told so far
+may be late (a console starved of CPU opens its watches and reads their events late -
+a thousand rollouts beside busy processes failed "not complete after 300s" still
+"waiting for deployment spec update to be observed", rolled out long before). At its
+deadline a rollout not seen complete is read once more (`LOOKS`, threads of their own):
+complete, it ends complete (verified as any other); not, or the read fails, it fails.
+A rollout seen complete is never failed by its deadline: its pods' settling ends it
+within `POD_SETTLE`.
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ WOKEN_POLL = 5.0
 # rest of the pool is room for opens that hang on a silent cluster, and an open that
 # hangs past `open_gate.STALL` gets a thread of its own beyond these.
 OPENER_THREADS = 32
+# Threads that read a Deployment at its rollout's deadline (grown past this for reads
+# that hang, as the openers are; never queued behind the opens).
+LOOK_THREADS = 8
 # s past a rollout's own deadline the caller waits for the loop's verdict at most: the
 # loop decides a rollout at its deadline, so only a loop held up (a blocked `on_progress`,
 # a bug) runs past this - the caller then fails that rollout rather than wait for ever.
@@ -134,6 +146,9 @@ class Following:
         self.error: BaseException | None = None
         self.done = threading.Event()
         self.timer_due: float | None = None         # the loop's timer for it
+        # The Deployment read at the deadline: None not asked, False asked, True read.
+        self.looked: bool | None = None
+        self.look_error: ClusterError | None = None
 
     # -- the caller's thread ----------------------------------------------------------
 
@@ -170,7 +185,13 @@ class Following:
                 if source == "opened":
                     self._opening.discard(kind)     # type: ignore[arg-type]
                 continue
-            if source == "error":
+            if source == "deadline":
+                self.looked = True
+                if isinstance(obj, ClusterError):
+                    self.look_error = obj
+                else:
+                    self.status = rollout_status(obj, self.generation)
+            elif source == "error":
                 self.last_error = obj
                 self.failing_since.setdefault(kind, now)
             elif source == "recovered":
@@ -215,7 +236,9 @@ class Following:
                 self.driver._verified.add(id(self.deployment))
                 self._finish(None)
                 return None
-            if now >= self.settle_until:
+            # Read at the deadline: no waiting on the watches (their backlog is older
+            # than the read); verify() lists the pods.
+            if now >= self.settle_until or self.looked:
                 self._finish(None)
                 return None
         else:
@@ -233,12 +256,25 @@ class Following:
         if failing and self.last_error is not None and now - min(failing.values()) > grace:
             raise ClusterError(cluster, f"{self.last_error.reason} (for over {grace:g}s "
                                "during the rollout)", unreachable=self.last_error.unreachable)
-        if now >= self.deadline:
-            raise ClusterError(cluster, f"rollout not complete after {self.timeout:g}s: "
-                               f"{status.message}")
+        if now >= self.deadline and status.phase is not Phase.COMPLETE:
+            # On the cluster's word, read now: the events so far may be late (see the
+            # module docstring). The read posts its answer, which steps this again.
+            if self.looked is None:
+                self.looked = False
+                LOOKS.submit(self._look)
+            elif self.looked:
+                unread = f" (the Deployment could not be read at the deadline: " \
+                    f"{self.look_error.reason})" if self.look_error is not None else ""
+                raise ClusterError(cluster, f"rollout not complete after {self.timeout:g}s: "
+                                   f"{status.message}{unread}",
+                                   unreachable=bool(self.look_error and
+                                                    self.look_error.unreachable))
         # Step again at the next thing that may need deciding (events step it sooner):
-        # a pod problem outliving its grace, an unreachable spell its grace, the deadline.
-        due = min(self.deadline, now + self.poll)
+        # a pod problem outliving its grace, an unreachable spell its grace, the deadline
+        # (past it, the deadline's read steps it).
+        due = now + self.poll
+        if self.deadline > now:
+            due = min(due, self.deadline)
         if self.settle_until is not None:
             due = min(due, self.settle_until)
         if (verdict_at := fail_fast.due()) is not None:
@@ -267,6 +303,23 @@ class Following:
                     pass
         self.error = error
         self.done.set()
+
+    # -- a look's thread ------------------------------------------------------------------
+
+    def _look(self) -> None:
+        """The Deployment read at the deadline, posted as ("deadline", "", it or the
+        ClusterError)."""
+        answer: Any
+        try:
+            answer = self.driver.read_deployment()
+            if answer is None:
+                answer = ClusterError(self.driver.cluster, f"deployment {self.driver.app!r} "
+                                      "was deleted during the rollout")
+        except ClusterError as exc:
+            answer = exc
+        except Exception as exc:  # noqa: BLE001 - any failure to read: the verdict says so
+            answer = ClusterError(self.driver.cluster, f"unexpected error: {exc}")
+        LOOP.post(self, ("deadline", "", answer))
 
     # -- an opener's thread ---------------------------------------------------------------
 
@@ -331,6 +384,8 @@ class RolloutLoop:
                     heapq.heappush(timers, (due, next(self._seq), following))
 
 
-# The process's loop, and the threads that open watches for it.
+# The process's loop, the threads that open watches for it and those that read a
+# Deployment at its rollout's deadline.
 LOOP = RolloutLoop()
 OPENERS = OpenerPool(OPENER_THREADS)
+LOOKS = OpenerPool(LOOK_THREADS, name="deadline-look")
