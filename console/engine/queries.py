@@ -36,17 +36,14 @@ def status(engine: Engine, cluster_ids: Sequence[str] | None = None, *,
     def one(cluster: Any) -> ClusterStatus:
         try:
             driver = engine.driver(cluster.id)
-            # A one-shot read's connection is its cluster's last: no TLS session to keep,
-            # and no pool to keep it in (`KubeClient.one_shot`).
+            # A one-shot read's connection is its cluster's last: no TLS session to keep.
             driver.client.keep_sessions = keep_connections
-            driver.client.one_shot = not keep_connections
             try:
                 live = driver.live(timeout=engine.status_timeout)
             finally:
                 if not keep_connections:
                     driver.client.close()
                     driver.client.keep_sessions = True
-                    driver.client.one_shot = False
         except ClusterError as exc:
             return ClusterStatus(cluster.id, None, None, None, 0, 0, False, exc.reason)
         except UserError as exc:

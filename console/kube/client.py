@@ -5,8 +5,10 @@ kubeconfig (in memory, `persist_config=False`: nothing touches the global defaul
 configuration or `~/.kube/config`) - or, for a one-shot reader's plain kubeconfig, a
 `console.kube.plain_api.PlainApi`, made without the library. The ApiClient supplies the configuration (host,
 TLS, the bearer token) and its REST client's urllib3 pool manager; requests themselves
-skip the generated client's request serialisation and go straight to urllib3 on that
-pool (`_send`: JSON bodies, the token header set here). Objects stay plain dicts: a
+skip the generated client's request serialisation and go over plain kept-alive
+connections with the shared TLS context (`console.kube.direct_calls`), or straight to
+urllib3 on that pool where the server needs it (a proxy, a pinned host name;
+`_send`: JSON bodies, the token header set here). Objects stay plain dicts: a
 release only reads a few fields, the same code serves every kind it applies, and
 skipping the model round trip keeps 200 concurrent rollouts cheap.
 
@@ -233,10 +235,10 @@ class KubeClient:
         # its connection is the cluster's last, and getting the session from OpenSSL cost
         # ~0.3 ms of CPU per read, a sixth of a `status` read's.
         self.keep_sessions = True
-        # A one-shot reader's client (`Engine.status(keep_connections=False)`: one thread,
-        # closed once read): its calls go over a plain connection of its own
-        # (`console.kube.direct_calls`), not urllib3's pool - ~0.5 ms less CPU per read.
-        self.one_shot = False
+        # Calls go over plain kept-alive connections of the client's own
+        # (`console.kube.direct_calls`), not urllib3's pool: half a call's CPU. False:
+        # urllib3's pool (which a proxy or a pinned host name needs anyway).
+        self.direct = True
         self._direct: Any = None
         # Watches get connections of their own: a watch's connection cannot be reused
         # once we end it early, and taken from the shared pool it would cost the next
@@ -283,12 +285,15 @@ class KubeClient:
             self._pools[id(manager)] = pool
         return pool
 
-    def _direct_connection(self) -> Any:
-        """The one-shot client's own connection (None: its server needs urllib3's pool)."""
+    def _direct_pool(self) -> Any:
+        """The client's direct connections (None: its server needs urllib3's pool)."""
         if self._direct is None:
-            from console.kube.direct_calls import DirectConnection, direct_target
-            target = direct_target(self.api)
-            self._direct = DirectConnection(*target) if target is not None else False
+            from console.kube.direct_calls import DirectPool, direct_target
+            with self._watch_lock:      # one pool, whichever thread calls first
+                if self._direct is None:
+                    target = direct_target(self.api)
+                    size = getattr(self.api.configuration, "connection_pool_maxsize", 1)
+                    self._direct = False if target is None else DirectPool(*target, size or 1)
         return self._direct or None
 
     def _send(self, method: str, path: str, query: Mapping[str, Any] | None,
@@ -314,18 +319,18 @@ class KubeClient:
         if query:
             path += "?" + urlencode({k: _query_value(v) for k, v in query.items()
                                      if v is not None})
-        limit = urllib3.Timeout(connect=timeout[0], read=timeout[1]) \
-            if isinstance(timeout, tuple) else urllib3.Timeout(total=timeout)
-        if rest is None and (self.one_shot or self.api.rest_client is None):
+        if rest is None and (self.direct or self.api.rest_client is None):
             # (A plain client, `console.kube.plain_api`, has no pool: always direct.)
-            direct = self._direct_connection()
+            direct = self._direct_pool()
             if direct is not None:
                 try:
                     return direct.call(method, self._prefix + path, data, headers,
                                        *timeout if isinstance(timeout, tuple) else
-                                       (timeout, timeout))
+                                       (timeout, timeout), self.keep_sessions)
                 except urllib3.exceptions.SSLError as exc:
                     raise TLSFailure(f"{type(exc).__name__}\n{exc}") from None
+        limit = urllib3.Timeout(connect=timeout[0], read=timeout[1]) \
+            if isinstance(timeout, tuple) else urllib3.Timeout(total=timeout)
         manager = (rest if rest is not None else self.api.rest_client).pool_manager
         try:
             pool = self._host_pool(manager)

@@ -266,11 +266,11 @@ def test_watches_ended_early_leave_the_kept_alive_connection_to_requests(world):
     requests after a rollout reuse their kept-alive connection (no new TLS handshake)."""
     w = world(["a"])
     client = KubeClient("a", new_api_client("a", w.fleet.kubeconfig("a")))
-    pool = client.api.rest_client.pool_manager.connection_from_url(client.server)
 
     def idle_sockets() -> set:
-        return {conn.sock.getsockname() for conn in list(pool.pool.queue)
-                if conn is not None and conn.sock is not None}
+        # The requests' kept connections (the client's direct ones).
+        return {c._conn.sock.getsockname() for c in client._direct.idle()
+                if c._conn is not None and c._conn.sock is not None}
 
     client.request("GET", "/version")
     kept = idle_sockets()
@@ -288,9 +288,8 @@ def test_every_connection_to_a_cluster_shares_one_tls_context(world):
     default): requests and watches of one client share one context, which verifies."""
     w = world(["a"])
     client = KubeClient("a", new_api_client("a", w.fleet.kubeconfig("a")))
-    pool = client.api.rest_client.pool_manager.connection_from_url(client.server)
     client.request("GET", "/version")
-    [conn] = [c for c in list(pool.pool.queue) if c is not None and c.sock is not None]
+    [conn] = [c._conn for c in client._direct.idle() if c._conn is not None]
     stream = client.watch("/api/v1/namespaces/default/pods", {}, 30)
     try:
         watched = stream.response.connection.sock

@@ -452,8 +452,10 @@ def test_a_one_shot_status_closes_each_connection_once_read_and_the_engine_reads
     engine = w.engine()
 
     def open_pools() -> dict[str, int]:
-        return {cid: len(engine.driver(cid).client.api.rest_client.pool_manager.pools)
-                for cid in ids}
+        # Each client's kept open connections (its direct ones: no urllib3 pool is used).
+        pools = {cid: engine.driver(cid).client._direct for cid in ids}
+        return {cid: sum(c._conn is not None for c in pool.idle()) if pool else 0
+                for cid, pool in pools.items()}
 
     assert [(s.cluster, s.version) for s in engine.status(keep_connections=False)] == \
         [(cid, "v1") for cid in ids]

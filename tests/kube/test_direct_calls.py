@@ -1,6 +1,6 @@
-"""A one-shot client (`KubeClient.one_shot`, what `release-console status` reads with)
-calls over a plain connection of its own instead of urllib3's pool: it reads what the
-pooled client reads, keeps its connection for its next call, sends text as UTF-8, and fails exactly as the
+"""A client's calls go over plain connections of its own (`KubeClient.direct`, every
+client's default) instead of urllib3's pool: it reads what the pooled client reads,
+keeps its connection for its next call, sends text as UTF-8, and fails exactly as the
 pooled client fails - the same `ClusterError` text, status and `unreachable` for a
 refused port, a server the CA does not vouch for, an answer later than the timeout and
 a cluster that keeps answering 500. A server behind a `tls-server-name` stays on
@@ -20,8 +20,10 @@ READ_BOUND = 9.0        # under the 10 s read timeout the clients are made with
 
 
 def _client(cid: str, kubeconfig: dict, one_shot: bool) -> KubeClient:
+    """A direct client (`one_shot`, as `status` reads: no TLS session kept) or one on
+    urllib3's pool, the reference."""
     client = KubeClient(cid, new_api_client(cid, kubeconfig), 10.0)
-    client.one_shot = one_shot
+    client.direct = one_shot
     client.keep_sessions = not one_shot
     return client
 
@@ -54,9 +56,10 @@ def test_a_one_shot_client_reads_what_the_pooled_one_reads_on_one_connection(sim
     try:
         path = "/api/v1/namespaces"
         assert one_shot.request("GET", path)["items"] == pooled.request("GET", path)["items"]
-        first = one_shot._direct._conn
+        first = one_shot._direct.idle()[0]._conn
         assert one_shot.request("GET", "/version") == pooled.request("GET", "/version")
-        assert one_shot._direct._conn is first and first.sock is not None  # kept, reused
+        assert [c._conn for c in one_shot._direct.idle()] == [first]    # kept, reused
+        assert first.sock is not None
         assert (_pools(one_shot), _pools(pooled)) == (0, 1)
         # A 404 is the same API error either way (the kept connection still serves).
         missing = "/api/v1/namespaces/nowhere"
@@ -162,9 +165,44 @@ def test_a_kept_connection_gives_each_call_its_own_read_timeout(sim_fleet):
             failures.append(_failure(client, path, timeout=0.5, retry=False))
             took.append(time.monotonic() - started)
             if one_shot:
-                assert client._direct._conn is None   # a timed-out connection is dropped
+                assert not client._direct.idle()      # a timed-out connection is dropped
         finally:
             client.close()
     assert failures[1] == failures[0], failures
     assert failures[1][2], failures          # unreachable, as a timeout is
     assert all(t < 2.5 for t in took), took  # the 0.5 s, not the server's 3 s
+
+
+def test_a_client_serves_its_threads_at_once_on_connections_it_keeps(sim_fleet):
+    # Every client calls directly by default (a release's pre-flight, leases, applies):
+    # threads calling at once each get a connection; once read they are kept, up to
+    # urllib3's pool size, and later calls reuse them - no urllib3 pool at all.
+    import threading
+
+    fleet = sim_fleet(["a"])
+    fleet.set_faults("a", latency=0.3)
+    client = KubeClient("a", new_api_client("a", fleet.kubeconfig("a")), 10.0)
+    path = "/api/v1/namespaces/default"
+    start = threading.Barrier(6)
+    answers: list[str] = []
+
+    def call() -> None:
+        start.wait()
+        answers.append(client.request("GET", path)["metadata"]["name"])
+
+    try:
+        threads = [threading.Thread(target=call) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == ["default"] * 6
+        kept = [c._conn for c in client._direct.idle()]
+        assert 2 <= len(kept) <= 6 and all(c is not None and c.sock for c in kept)
+        for _ in range(4):
+            assert client.request("GET", path)["metadata"]["name"] == "default"
+        assert {id(c._conn) for c in client._direct.idle()} == {id(c) for c in kept}
+        assert _pools(client) == 0
+    finally:
+        client.close()
+    assert all(c.sock is None for c in kept)                           # closed with it

@@ -20,7 +20,7 @@ from console.kube.plain_api import plain_api
 
 def _library(cid: str, kubeconfig: dict) -> KubeClient:
     client = KubeClient(cid, new_api_client(cid, kubeconfig), 10.0)
-    client.one_shot, client.keep_sessions = True, False
+    client.keep_sessions = False
     return client
 
 
@@ -28,7 +28,7 @@ def _plain(cid: str, kubeconfig: dict) -> KubeClient:
     api = plain_api(kubeconfig, {})
     assert api is not None, kubeconfig
     client = KubeClient(cid, api, 10.0)
-    client.one_shot, client.keep_sessions = True, False
+    client.keep_sessions = False
     return client
 
 
