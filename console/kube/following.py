@@ -200,7 +200,12 @@ class Following:
                 if source == "pod":
                     self.pods.clear()
             elif source == "deployment" and kind != "DELETED":
-                self.status = rollout_status(obj, self.generation)
+                status = rollout_status(obj, self.generation)
+                # Once read at the deadline, the cluster's word stands: a watch's backlog
+                # (opened late, it replays from the apply) is older than the read, and
+                # only news of the rollout done may still change the verdict.
+                if not self.looked or status.phase is Phase.COMPLETE:
+                    self.status = status
             elif source == "deployment":
                 raise ClusterError(self.driver.cluster, f"deployment {self.driver.app!r} "
                                    "was deleted during the rollout")

@@ -191,3 +191,29 @@ def test_a_rollout_seen_complete_is_not_failed_by_its_deadline_while_its_pods_se
         for watch in rollout.watches:
             watch.stop()
         driver.client.close()
+
+
+def test_a_watch_backlog_behind_the_deadline_read_does_not_overrule_it(world, hold_openers):
+    """The Deployment read at the deadline says the rollout is done; a watch opened late
+    replays, in the same batch after it, the Deployment as the apply left it (older than
+    the read). The read stands: the rollout ends complete. (Before: the stale event
+    replaced it and the rollout failed 'rollout not complete after 1s: Waiting for
+    deployment spec update to be observed...' - the review of 7ddf022 found it.)"""
+    w = world(["a"], readiness_delay=0.1, jitter=0.0)
+    w.deploy_everywhere("v1")
+    driver = driver_for(w.fleet, "a")
+    try:
+        applied = driver.apply(render(w.config, "a", "v2"), {})
+        wait_for(lambda: rolled_out(w, "a", "v2"), "the cluster to roll v2 out")
+        done = driver.read_deployment()
+        hold_openers()
+        rollout = following.Following(driver, applied, 1.0, None, None)
+        rollout.step([("deadline", "", done), ("deployment", "MODIFIED", applied)],
+                     rollout.deadline + 0.01)
+        assert rollout.done.is_set() and rollout.error is None, rollout.error
+        assert rollout.status.phase is Phase.COMPLETE
+        driver.verify(applied)
+    finally:
+        for watch in rollout.watches:
+            watch.stop()
+        driver.client.close()
