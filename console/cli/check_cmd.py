@@ -17,7 +17,7 @@ import json
 
 from console.cli.deploy_cmd import (add_selection_flags, choose_tag, load_config, offer_build,
                                     request_from)
-from console.cli.flags import add_build, add_json
+from console.cli.flags import add_all_cpus, add_build, add_json, one_cpu_unless_asked
 
 
 def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
     add_selection_flags(parser)
     add_build(parser)
     add_json(parser, "results as JSON")
+    add_all_cpus(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     tag, defaulted = choose_tag(args, config)
     if defaulted or args.build:
         offer_build(config, tag, args.build)
+    one_cpu_unless_asked(args, config)
     engine = Engine(config)
     try:
         # No session here (`check` records nothing), so it asks who acts itself: the

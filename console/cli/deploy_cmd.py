@@ -48,7 +48,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from console.cli.event_printer import EventPrinter, after_printing
-from console.cli.flags import add_build, add_fail_fast_grace, add_json, seconds
+from console.cli.flags import (add_all_cpus, add_build, add_fail_fast_grace, add_json,
+                                one_cpu_unless_asked, seconds)
 from console.cli.output import out
 from console.session import Session
 
@@ -214,6 +215,7 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
                              "time (for registries that cannot answer a manifest HEAD; a "
                              "tag re-pushed mid-release then reaches later waves)")
     add_fail_fast_grace(parser, "ErrImagePull/CrashLoopBackOff", "default 10")
+    add_all_cpus(parser)
     parser.add_argument("--wait-for-approval", action="store_true",
                         help="at each gate wait for `release-console control RELEASE_ID "
                              "approve` (from any machine with the app's rights) instead "
@@ -343,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
     tag, defaulted = choose_tag(args, config)
     if defaulted or args.build:
         offer_build(config, tag, args.build or args.yes)
+    one_cpu_unless_asked(args, config)     # after the build, which may use every core
     request = request_from(args, tag)
     shard = None
     if args.shard is not None:

@@ -1,5 +1,5 @@
 """The flags several sub-commands share, written once: `add_json`, `add_build`,
-`add_timeout` and `add_fail_fast_grace` mean the same wherever they appear; `seconds` reads
+`add_timeout`, `add_fail_fast_grace` and `add_all_cpus` mean the same wherever they appear; `seconds` reads
 a flag given in seconds.
 """
 
@@ -31,6 +31,22 @@ def add_fail_fast_grace(parser: argparse.ArgumentParser, states: str, default: s
     parser.add_argument("--fail-fast-grace", type=seconds, default=None, metavar="S",
                         help=f"seconds a new pod may stay in {states} before its cluster "
                              f"fails ({default})")
+
+
+def add_all_cpus(parser: argparse.ArgumentParser) -> None:
+    """`--all-cpus`: let the process's threads spread over every CPU (console.cli.one_cpu)."""
+    parser.add_argument("--all-cpus", action="store_true",
+                        help="let the engine's threads run on every CPU instead of the one "
+                             "it starts on (they take turns at Python's lock: on one CPU "
+                             "they spend less; a release with Helm always spreads)")
+
+
+def one_cpu_unless_asked(args: argparse.Namespace, config: object) -> None:
+    """Keep the process to one CPU (`console.cli.one_cpu`) unless `--all-cpus` or the app
+    ships with Helm (its helm processes would inherit it)."""
+    from console.cli.one_cpu import keep_to_one_cpu
+    if not args.all_cpus and getattr(getattr(config, "app", None), "chart", None) is None:
+        keep_to_one_cpu()
 
 
 def seconds(text: str) -> float:
