@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         from console.cli import ui_cmd   # no command: the console itself
         func = ui_cmd.run
+    from console.cli.one_cpu import affinity, give_back
+    cpus = affinity()   # `deploy` and `check` keep to one CPU while they run
     try:
         code = int(func(args) or 0)
         sys.stdout.flush()   # here, not at exit: a reader gone shows as BrokenPipeError
@@ -77,3 +79,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("release-console: interrupted", file=sys.stderr)
         return 130
+    finally:
+        give_back(cpus)

@@ -38,14 +38,16 @@ def add_all_cpus(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-cpus", action="store_true",
                         help="let the engine's threads run on every CPU instead of the one "
                              "it starts on (they take turns at Python's lock: on one CPU "
-                             "they spend less; a release with Helm always spreads)")
+                             "they spend less; a release with Helm or credential plugins always "
+                             "spreads)")
 
 
 def one_cpu_unless_asked(args: argparse.Namespace, config: object) -> None:
-    """Keep the process to one CPU (`console.cli.one_cpu`) unless `--all-cpus` or the app
-    ships with Helm (its helm processes would inherit it)."""
-    from console.cli.one_cpu import keep_to_one_cpu
-    if not args.all_cpus and getattr(getattr(config, "app", None), "chart", None) is None:
+    """Keep the command's thread, and all it starts, to one CPU (`console.cli.one_cpu`)
+    unless `--all-cpus` or the release runs programs (helm, credential plugins) that
+    would inherit it."""
+    from console.cli.one_cpu import keep_to_one_cpu, runs_programs
+    if not args.all_cpus and not runs_programs(config):
         keep_to_one_cpu()
 
 

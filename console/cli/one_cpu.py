@@ -9,13 +9,19 @@ alone, three pairs: 4.5-4.7 against 6.6-7.2 CPU s - docs/scale.md). The CPU kept
 one the process is on when it starts, where the kernel's scheduler put it, so two
 consoles started side by side mostly land on different ones.
 
-Not for a release shipped with Helm: its `helm` processes inherit the affinity and are
-Go programs that use every core they get.
+Not for a release shipped with Helm (its `helm` processes inherit the affinity and are Go
+programs that use every core they get), nor for a fleet whose credentials run programs
+(`allow_exec` / `allow_auth_provider`: a token plugin per cluster, `aws eks get-token`
+alone ~0.3 CPU s). Only the command's own thread and what it starts are kept: `console.cli
+.main` gives the calling thread its CPUs back when the command returns (a command run
+in-process, as the tests do, leaves its caller as it found it). Where the CPU cannot be
+told (`/proc` unreadable) nothing is pinned: every console would pile onto one CPU.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def current_cpu() -> int | None:
@@ -26,6 +32,29 @@ def current_cpu() -> int | None:
             return int(stat.read().rsplit(")", 1)[1].split()[36])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def runs_programs(config: Any) -> bool:
+    """Whether a release of `config` runs programs that would share the CPU kept: helm,
+    or a credential plugin (exec, auth-provider) on some cluster."""
+    if getattr(config.app, "chart", None) is not None:
+        return True
+    return any(c.credentials.allow_exec or c.credentials.allow_auth_provider
+               for c in config.clusters)
+
+
+def affinity() -> set[int] | None:
+    """The calling thread's allowed CPUs (None where the system has no such call)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
+def give_back(cpus: set[int] | None) -> None:
+    """Allow the calling thread `cpus` again (from `affinity()`), if it changed."""
+    if cpus is not None and os.sched_getaffinity(0) != cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:
+            pass
 
 
 def keep_to_one_cpu() -> int | None:
@@ -39,7 +68,7 @@ def keep_to_one_cpu() -> int | None:
         return None
     cpu = current_cpu()
     if cpu not in allowed:
-        cpu = min(allowed)
+        return None
     try:
         os.sched_setaffinity(0, {cpu})
     except OSError:

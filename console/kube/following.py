@@ -189,7 +189,9 @@ class Following:
                 self.looked = True
                 if isinstance(obj, ClusterError):
                     self.look_error = obj
-                else:
+                elif self.status.phase is not Phase.COMPLETE:
+                    # A read served before the watch showed the rollout done is older
+                    # news: a rollout seen complete stays so.
                     self.status = rollout_status(obj, self.generation)
             elif source == "error":
                 self.last_error = obj

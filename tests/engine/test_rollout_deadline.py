@@ -217,3 +217,28 @@ def test_a_watch_backlog_behind_the_deadline_read_does_not_overrule_it(world, ho
         for watch in rollout.watches:
             watch.stop()
         driver.client.close()
+
+
+def test_a_deadline_read_older_than_the_watchs_complete_does_not_undo_it(world, hold_openers):
+    """The watch shows the rollout complete (its pods not seen yet: settling) and then the
+    deadline's read, served before that, arrives saying not complete. The rollout stays
+    complete and ends so. (Before: the read pushed it back and it failed 'rollout not
+    complete after 1s' - the second review of 7ddf022.)"""
+    w = world(["a"], readiness_delay=0.1, jitter=0.0)
+    w.deploy_everywhere("v1")
+    driver = driver_for(w.fleet, "a")
+    try:
+        applied = driver.apply(render(w.config, "a", "v2"), {})
+        wait_for(lambda: rolled_out(w, "a", "v2"), "the cluster to roll v2 out")
+        done = driver.read_deployment()
+        hold_openers()
+        rollout = following.Following(driver, applied, 1.0, None, None)
+        rollout.step([("deployment", "MODIFIED", done), ("deadline", "", applied)],
+                     rollout.deadline + 0.01)
+        assert rollout.done.is_set() and rollout.error is None, rollout.error
+        assert rollout.status.phase is Phase.COMPLETE
+        driver.verify(applied)
+    finally:
+        for watch in rollout.watches:
+            watch.stop()
+        driver.client.close()
