@@ -193,12 +193,23 @@ def test_a_rollout_seen_complete_is_not_failed_by_its_deadline_while_its_pods_se
         driver.client.close()
 
 
-def test_a_watch_backlog_behind_the_deadline_read_does_not_overrule_it(world, hold_openers):
-    """The Deployment read at the deadline says the rollout is done; a watch opened late
-    replays, in the same batch after it, the Deployment as the apply left it (older than
-    the read). The read stands: the rollout ends complete. (Before: the stale event
-    replaced it and the rollout failed 'rollout not complete after 1s: Waiting for
-    deployment spec update to be observed...' - the review of 7ddf022 found it.)"""
+
+@pytest.mark.parametrize("read_first", [True, False],
+                         ids=["read-then-watch-backlog", "watch-complete-then-older-read"])
+def test_what_the_watch_and_the_deadline_read_last_saw_done_stays_done(
+        world, hold_openers, read_first):
+    """The cluster rolled v2 out; the rollout's step past its deadline takes, in one batch,
+    the Deployment as done and as the apply left it (older), the one by the deadline's
+    read, the other by the watch:
+    - read-then-watch-backlog: the read says done, then a watch opened late replays its
+      backlog from the apply. (Before 578d89d: the stale event replaced the read and the
+      rollout failed 'rollout not complete after 1s: Waiting for deployment spec update
+      to be observed...' - the review of 7ddf022.)
+    - watch-complete-then-older-read: the watch shows it done (pods not seen yet:
+      settling), then the read, served before that, says not done. (Before 6ba5326: the
+      read pushed it back and it failed 'rollout not complete after 1s' - the second
+      review of 7ddf022.)
+    Either way the rollout ends complete and verifies."""
     w = world(["a"], readiness_delay=0.1, jitter=0.0)
     w.deploy_everywhere("v1")
     driver = driver_for(w.fleet, "a")
@@ -208,33 +219,9 @@ def test_a_watch_backlog_behind_the_deadline_read_does_not_overrule_it(world, ho
         done = driver.read_deployment()
         hold_openers()
         rollout = following.Following(driver, applied, 1.0, None, None)
-        rollout.step([("deadline", "", done), ("deployment", "MODIFIED", applied)],
-                     rollout.deadline + 0.01)
-        assert rollout.done.is_set() and rollout.error is None, rollout.error
-        assert rollout.status.phase is Phase.COMPLETE
-        driver.verify(applied)
-    finally:
-        for watch in rollout.watches:
-            watch.stop()
-        driver.client.close()
-
-
-def test_a_deadline_read_older_than_the_watchs_complete_does_not_undo_it(world, hold_openers):
-    """The watch shows the rollout complete (its pods not seen yet: settling) and then the
-    deadline's read, served before that, arrives saying not complete. The rollout stays
-    complete and ends so. (Before: the read pushed it back and it failed 'rollout not
-    complete after 1s' - the second review of 7ddf022.)"""
-    w = world(["a"], readiness_delay=0.1, jitter=0.0)
-    w.deploy_everywhere("v1")
-    driver = driver_for(w.fleet, "a")
-    try:
-        applied = driver.apply(render(w.config, "a", "v2"), {})
-        wait_for(lambda: rolled_out(w, "a", "v2"), "the cluster to roll v2 out")
-        done = driver.read_deployment()
-        hold_openers()
-        rollout = following.Following(driver, applied, 1.0, None, None)
-        rollout.step([("deployment", "MODIFIED", done), ("deadline", "", applied)],
-                     rollout.deadline + 0.01)
+        batch = ([("deadline", "", done), ("deployment", "MODIFIED", applied)] if read_first
+                 else [("deployment", "MODIFIED", done), ("deadline", "", applied)])
+        rollout.step(batch, rollout.deadline + 0.01)
         assert rollout.done.is_set() and rollout.error is None, rollout.error
         assert rollout.status.phase is Phase.COMPLETE
         driver.verify(applied)
