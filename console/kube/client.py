@@ -356,15 +356,18 @@ class KubeClient:
 
     def request(self, method: str, path: str, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = None,
-                timeout: float | None = None, retry: bool = True) -> dict[str, Any]:
+                timeout: float | None = None, retry: bool = True,
+                attempts: int | None = None) -> dict[str, Any]:
         """One call; the decoded JSON body. Raises `ClusterError`.
 
         `retry` is for calls that are safe to repeat (reads, apply, patches that set
         values); a POST that creates passes `retry=False` unless it handles 409.
+        `attempts` bounds the tries of a retried call below `MAX_ATTEMPTS` (a read that
+        must end within a budget: `timeout` is each try's).
         """
         total = timeout or self.timeout
         limit = (min(CONNECT_TIMEOUT, total), total)
-        attempts = MAX_ATTEMPTS if retry else 1
+        attempts = (min(attempts, MAX_ATTEMPTS) if attempts else MAX_ATTEMPTS) if retry else 1
         for attempt in range(1, attempts + 1):
             try:
                 resp = self._send(method, path, query, body, content_type, limit)

@@ -117,10 +117,13 @@ class ClusterDriver:
             return False
         return True
 
-    def read_deployment(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """The app's Deployment as a dict, or None when there is none."""
+    def read_deployment(self, timeout: float | None = None,
+                        attempts: int | None = None) -> dict[str, Any] | None:
+        """The app's Deployment as a dict, or None when there is none (`timeout` per try,
+        `attempts` tries at most: `KubeClient.request`)."""
         try:
-            return self.client.request("GET", f"{self._deployments}/{self.app}", timeout=timeout)
+            return self.client.request("GET", f"{self._deployments}/{self.app}",
+                                       timeout=timeout, attempts=attempts)
         except ClusterError as exc:
             if exc.status == 404:
                 return None

@@ -20,8 +20,10 @@ The deadline holds the cluster to it, not this console: what the watches told so
 may be late (a console starved of CPU opens its watches and reads their events late -
 a thousand rollouts beside busy processes failed "not complete after 300s" still
 "waiting for deployment spec update to be observed", rolled out long before). At its
-deadline a rollout not seen complete is read once more (`LOOKS`, threads of their own):
-complete, it ends complete (verified as any other); not, or the read fails, it fails.
+deadline a rollout not seen complete is read once more (`LOOKS`, threads of their own;
+a read bounded well inside `LATE`: `LOOK_TIMEOUT`, `LOOK_ATTEMPTS`): complete, it ends
+complete (verified as any other); not, or the read fails, it fails - a read not answered
+saying the cluster did not answer it.
 A rollout seen complete is never failed by its deadline: its pods' settling ends it
 within `POD_SETTLE`.
 """
@@ -37,7 +39,7 @@ import queue
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from console.kube.client import ClusterError
+from console.kube.client import RETRY_STATUSES, ClusterError
 from console.kube.deployment import Progress, _template_images, selector_string
 from console.kube.opener_pool import OpenerPool
 from console.kube.rollout import FailFast, Phase, RolloutStatus, pod_summary, rollout_status, \
@@ -69,6 +71,13 @@ LOOK_THREADS = 8
 # loop decides a rollout at its deadline, so only a loop held up (a blocked `on_progress`,
 # a bug) runs past this - the caller then fails that rollout rather than wait for ever.
 LATE = 60.0
+# The read at the deadline: s a try (connect, then the answer) and tries at most. Bounded
+# well inside `LATE` (two tries and a backoff of at most `MAX_RETRY_AFTER`: ~12 s), so a
+# cluster that does not answer it fails the rollout as the cluster's fault; with the
+# client's usual six tries of 10 s a cluster answering 503 slowly outlasted LATE, and the
+# caller blamed this console's rollout thread.
+LOOK_TIMEOUT = 5.0
+LOOK_ATTEMPTS = 2
 
 Item = tuple[str, str, Any]
 
@@ -270,7 +279,7 @@ class Following:
                 self.looked = False
                 LOOKS.submit(self._look)
             elif self.looked:
-                unread = f" (the Deployment could not be read at the deadline: " \
+                unread = f" ({_unread(self.look_error)} at the deadline: " \
                     f"{self.look_error.reason})" if self.look_error is not None else ""
                 raise ClusterError(cluster, f"rollout not complete after {self.timeout:g}s: "
                                    f"{status.message}{unread}",
@@ -318,7 +327,8 @@ class Following:
         ClusterError)."""
         answer: Any
         try:
-            answer = self.driver.read_deployment()
+            answer = self.driver.read_deployment(timeout=LOOK_TIMEOUT,
+                                                 attempts=LOOK_ATTEMPTS)
             if answer is None:
                 answer = ClusterError(self.driver.cluster, f"deployment {self.driver.app!r} "
                                       "was deleted during the rollout")
@@ -336,6 +346,14 @@ class Following:
                 self.watches[index].open()      # never raises; failures go to the inbox
         finally:
             LOOP.post(self, ("opened", index, None))   # type: ignore[arg-type]
+
+
+def _unread(error: ClusterError) -> str:
+    """What the deadline's failed read says of the cluster: it did not answer (unreachable,
+    timed out, 429/5xx), or it answered that the Deployment cannot be read."""
+    if error.unreachable or error.status in RETRY_STATUSES:
+        return "the cluster did not answer the read"
+    return "the Deployment could not be read"
 
 
 class RolloutLoop:

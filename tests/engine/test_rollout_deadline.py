@@ -148,11 +148,53 @@ def test_a_cluster_that_does_not_answer_at_the_deadline_fails_there(world, hold_
         assert isinstance(error, ClusterError), result
         assert error.reason.startswith("rollout not complete after 1s: Waiting for "
                                        "deployment spec update to be observed... (the "
-                                       "Deployment could not be read at the deadline: "), \
+                                       "cluster did not answer the read at the deadline: "
+                                       "unreachable"), \
             error.reason
         assert error.unreachable, error.reason
         assert result["took"] < 30, result
     finally:
+        driver.client.close()
+
+
+@pytest.mark.parametrize("fault, says", [
+    ({"latency": 3.0, "error_rate": 1.0, "error_codes": [503]},
+     "unreachable (https://127.0.0.1:{port}): timed out waiting for the API server"),
+    ({"latency": 1.2, "error_rate": 1.0, "error_codes": [503]},
+     "API error 503: Internal error occurred: injected fault (release-console sim)"),
+], ids=["503-slower-than-the-read", "503-slowly"])
+def test_a_cluster_not_answering_the_deadline_read_is_blamed_not_the_console(
+        world, hold_openers, monkeypatch, fault, says):
+    """The held-up console's cluster answers every call 503, slowly (sim `latency`,
+    `error_rate`, seeded), from just after the apply: the read at the deadline fails, and
+    the verdict says so - the cluster did not answer - within `LATE` of the deadline. The
+    read is bounded (`LOOK_TIMEOUT` a try, `LOOK_ATTEMPTS` tries), well inside `LATE`:
+    scaled down here (LATE 8 s, a try 2 s). (Before: the read took the client's six tries
+    of up to 10 s each - 6 x 3 s, 6 x 1.2 s plus backoff here - and the caller's wait
+    ended first, blaming the console: 'no verdict on the rollout 8s past its 1s deadline:
+    the process's rollout thread is held up'.)"""
+    monkeypatch.setattr(following, "LATE", 8.0)
+    monkeypatch.setattr(following, "LOOK_TIMEOUT", 2.0, raising=False)
+    w = world(["a"], readiness_delay=0.1, jitter=0.0, seed=11)
+    w.deploy_everywhere("v1")
+    w.fleet.set_faults("a", hold_ready=["v2"])
+    driver = driver_for(w.fleet, "a")
+    try:
+        applied = driver.apply(render(w.config, "a", "v2"), {})
+        hold_openers()
+        w.fleet.set_faults("a", **fault)
+        result = follow_in_thread(driver, applied, timeout=1.0)
+        error = result.get("error")
+        assert isinstance(error, ClusterError), result
+        assert error.cluster == "a"
+        assert error.reason == (
+            "rollout not complete after 1s: Waiting for deployment spec update to be "
+            "observed... (the cluster did not answer the read at the deadline: "
+            + says.format(port=w.fleet.port("a")) + ")"), error.reason
+        assert error.unreachable == says.startswith("unreachable"), error.reason
+        assert result["took"] < 1.0 + 8.0, result
+    finally:
+        w.fleet.set_faults("a", hold_ready=[], latency=0.0, error_rate=0.0)
         driver.client.close()
 
 
