@@ -10,7 +10,8 @@ library's connection with the cluster's shared TLS context
 name check, the same connect timeout (the TCP connect and the TLS handshake) and read
 timeout (each answer, set per call). `DirectPool` keeps a client's idle connections for
 any of its threads, as urllib3's pool did: a call takes one (one the server has closed
-meanwhile is opened again, as urllib3 does), and gives it back once its answer is read.
+meanwhile is opened again, as urllib3 does), and gives it back once its answer is read
+(closes it, once the pool is closed).
 
 Failures are raised as the urllib3 exceptions its pool raises for the same fault, so
 `KubeClient.request` retries (or not) and `describe` words them exactly as before: a
@@ -173,7 +174,8 @@ class DirectConnection:
 class DirectPool:
     """A client's idle direct connections to its API server, for any of its threads: at
     most `maxsize` are kept (urllib3's pool size for it); more run at once when needed,
-    and the ones beyond it are closed once read."""
+    and the ones beyond it are closed once read. Once the pool is closed, a call still
+    out (or started after) closes its connection when read instead of keeping it."""
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext, maxsize: int) -> None:
         self.host = host
@@ -182,6 +184,7 @@ class DirectPool:
         self.maxsize = max(1, maxsize)
         self._idle: list[DirectConnection] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def call(self, method: str, url: str, body: bytes | str | None, headers: dict[str, str],
              connect_timeout: float, read_timeout: float,
@@ -195,7 +198,7 @@ class DirectPool:
             conn.close()                    # opened again by the call
         response = conn.call(method, url, body, headers, connect_timeout, read_timeout, keep)
         with self._lock:
-            if len(self._idle) < self.maxsize:
+            if not self._closed and len(self._idle) < self.maxsize:
                 self._idle.append(conn)
                 return response
         conn.close()
@@ -207,8 +210,10 @@ class DirectPool:
             return list(self._idle)
 
     def close(self) -> None:
-        """Close the idle connections now (one in use is kept by its call, as urllib3's)."""
+        """Close the idle connections now; one in use is closed by its call once read
+        (given back to a closed pool, it would stay open until garbage-collected)."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

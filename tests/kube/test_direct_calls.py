@@ -206,3 +206,36 @@ def test_a_client_serves_its_threads_at_once_on_connections_it_keeps(sim_fleet):
     finally:
         client.close()
     assert all(c.sock is None for c in kept)                           # closed with it
+
+
+def test_a_call_in_flight_when_the_client_closes_does_not_keep_its_connection(sim_fleet):
+    # A call still waiting for its answer when `KubeClient.close()` runs (a release
+    # ending while a lease renewal or a status read is out) gives its connection back
+    # to the closed pool once read. Before, the pool kept it: open, in a pool nobody
+    # would close again, until garbage-collected.
+    import threading
+
+    from tests.waiting import wait_for
+
+    fleet = sim_fleet(["a"], seed=3)
+    client = KubeClient("a", new_api_client("a", fleet.kubeconfig("a")), 10.0)
+    path = "/api/v1/namespaces/default"
+    answers: list[Any] = []
+    try:
+        assert client.request("GET", path)["metadata"]["name"] == "default"
+        pool = client._direct
+        [kept] = pool.idle()
+        assert kept._conn is not None and kept._conn.sock is not None
+        fleet.set_faults("a", latency=1.0)
+        caller = threading.Thread(
+            target=lambda: answers.append(client.request("GET", path)["metadata"]["name"]))
+        caller.start()
+        wait_for(lambda: not pool.idle(), "the call to take the kept connection")
+        client.close()                      # the call is out on that connection
+        caller.join(30)
+        assert not caller.is_alive()
+        assert answers == ["default"]       # the call itself is answered
+        assert pool.idle() == []
+        assert kept._conn is None, "the connection given back after close is still open"
+    finally:
+        client.close()
