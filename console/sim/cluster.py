@@ -121,7 +121,8 @@ class SimCluster:
             self.counters[f"dry-run:{verb} {resource}"] += 1
 
     def counter_summary(self) -> dict[str, Any]:
-        """Requests in total, by verb, by resource and by `verb resource`."""
+        """Requests in total, by verb, by resource and by `verb resource`; injected errors,
+        and requests dropped unanswered (`drop_reused`)."""
         by_verb = {k[5:]: v for k, v in self.counters.items() if k.startswith("verb:")}
         by_resource = {k[9:]: v for k, v in self.counters.items() if k.startswith("resource:")}
         pairs = {k: v for k, v in self.counters.items() if " " in k and ":" not in k}
@@ -129,4 +130,5 @@ class SimCluster:
         return {"total": self.counters["total"], "by_verb": by_verb, "by_resource": by_resource,
                 "by_verb_resource": pairs, "dry_run": dry,
                 "injected_errors": self.counters["injected_errors"],
-                "random_faults": self.counters["random_faults"]}
+                "random_faults": self.counters["random_faults"],
+                "dropped_requests": self.counters["dropped_requests"]}

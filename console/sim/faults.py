@@ -32,8 +32,15 @@ Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, 
     latency: 0.2              seconds added to every API request; [0.1, 0.5] = random range
     unreachable: true         the port is closed from the start (connection refused)
     die_at: 30                seconds after start when the cluster dies (port closed,
-                              open connections and watches dropped)
+                              every open connection and watch dropped, kept-alive ones
+                              too: `SimFleet.kill`)
     revive_after: 20          seconds after dying when it comes back, state intact
+    drop_reused: 1            the next N requests that arrive on a kept-alive connection
+                              (one that served a request before) are dropped unanswered,
+                              the connection reset: a server whose idle timeout closes
+                              the connection just as the client sends on it (the request
+                              is not served; counted as dropped_requests). See also
+                              `SimFleet.close_idle` (idle connections closed cleanly)
     lag_generation: 2.0       seconds before the controller observes a new generation
     nodes: 3                  number of nodes; node_cpu: "4", node_memory: "16Gi" each
     bookmark_interval: 60     seconds between BOOKMARK events on quiet watches that allow them
@@ -78,6 +85,7 @@ class ClusterSettings:
     unreachable: bool = False
     die_at: float | None = None
     revive_after: float | None = None
+    drop_reused: int = 0
     lag_generation: float = 0.0
     nodes: int = 3
     node_cpu: str = "4"
@@ -147,7 +155,7 @@ def _convert(key: str, value: Any) -> Any:
         return None if value is None else float(value)
     if key in ("readiness_delay", "jitter", "error_rate", "lag_generation", "bookmark_interval"):
         return float(value)
-    if key in ("retry_after", "nodes"):
+    if key in ("retry_after", "nodes", "drop_reused"):
         return int(value)
     if key in ("unreachable", "self_review"):
         return bool(value)

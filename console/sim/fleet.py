@@ -4,6 +4,7 @@
         kubeconfig = fleet.kubeconfig("staging")      # dict for new_client_from_config_dict
         fleet.set_faults("prod", error_rate=0.2)
         fleet.kill("prod"); fleet.revive("prod")
+        fleet.close_idle("prod")                      # an idle timeout, on kept-alive connections
         fleet.write_kubeconfigs(tmp, "clusters.yaml")  # DIR/<id>.yaml + DIR/clusters.yaml
 
 Randomness replays: `SimFleet(..., seed=7)` (or `sim: {seed: 7}` in the fleet file) fixes
@@ -276,6 +277,31 @@ class SimFleet(tls.ServesCA):
         if site is not None:
             await site.stop()
         cluster.store.close_watchers()
+        # A server that dies takes its connections with it: the kept-alive ones too (the
+        # listening socket's close alone left them open, served again after a revive).
+        self._close_connections(cluster, idle_only=False)
+
+    def _close_connections(self, cluster: SimCluster, idle_only: bool) -> int:
+        """Close the cluster's open connections - only those waiting for their next
+        request (cleanly, as aiohttp's keep-alive timeout does), or all (reset) - and
+        return how many."""
+        server = self._runner.server if self._runner is not None else None
+        closed = 0
+        for handler in list(server.connections) if server is not None else ():
+            transport = handler.transport
+            sockname = transport.get_extra_info("sockname") if transport is not None else None
+            if not sockname or sockname[1] != cluster.port:
+                continue
+            if idle_only:
+                # Between requests, as aiohttp's own keep-alive timeout tells it.
+                waiter = handler._waiter
+                if handler._request_in_progress or waiter is None or waiter.done():
+                    continue
+                handler.force_close()
+            else:
+                transport.abort()
+            closed += 1
+        return closed
 
     async def _revive(self, cluster: SimCluster) -> None:
         if cluster.alive:
@@ -285,8 +311,17 @@ class SimFleet(tls.ServesCA):
         cluster.controller.resume()
 
     def kill(self, cluster_id: str) -> None:
-        """Close the cluster's port and drop its connections and watches (state is kept)."""
+        """Close the cluster's port and drop its connections (kept-alive ones too) and
+        watches (state is kept)."""
         self._run(self._kill(self._cluster(cluster_id)))
+
+    def close_idle(self, cluster_id: str) -> int:
+        """Close the cluster's kept-alive connections that wait for their next request,
+        as an API server's (or a proxy's) idle timeout closes them; how many. The
+        clients' next calls must open new ones (`drop_reused`: the same closing just as
+        a request comes in)."""
+        cluster = self._cluster(cluster_id)
+        return self.call(lambda: self._close_connections(cluster, idle_only=True))
 
     def revive(self, cluster_id: str) -> None:
         """Listen again on the same port with the state the cluster had."""

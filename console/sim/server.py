@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 
 from aiohttp import web
 
@@ -28,14 +29,26 @@ class Handler:
 
     def __init__(self, clusters_by_port: dict[int, SimCluster]) -> None:
         self.by_port = clusters_by_port
+        # The connections that served a request already (kept alive): `drop_reused`.
+        self._served: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport else None
         cluster = self.by_port.get(sockname[1]) if sockname else None
         if cluster is None or not cluster.alive:
-            if request.transport is not None:
-                request.transport.abort()
+            if transport is not None:
+                transport.abort()
             raise web.HTTPServiceUnavailable()
+        if transport is not None:
+            if cluster.settings.drop_reused > 0 and transport in self._served:
+                # The idle timeout's race: the connection closed as the request came in,
+                # before anything of it was served (reset: nothing answered).
+                cluster.settings.drop_reused -= 1
+                cluster.counters["dropped_requests"] += 1
+                transport.abort()
+                raise web.HTTPServiceUnavailable()
+            self._served.add(transport)
         try:
             return await self._handle(cluster, request)
         except ApiError as err:

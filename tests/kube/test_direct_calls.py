@@ -44,9 +44,10 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def _failure(client: KubeClient, path: str, **kwargs: Any) -> tuple[str, Any, bool]:
+def _failure(client: KubeClient, path: str, method: str = "GET",
+             **kwargs: Any) -> tuple[str, Any, bool]:
     with pytest.raises(ClusterError) as caught:
-        client.request("GET", path, **kwargs)
+        client.request(method, path, **kwargs)
     return caught.value.reason, caught.value.status, caught.value.unreachable
 
 
@@ -239,3 +240,60 @@ def test_a_call_in_flight_when_the_client_closes_does_not_keep_its_connection(si
         assert kept._conn is None, "the connection given back after close is still open"
     finally:
         client.close()
+
+
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+
+
+def _configmap(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "data": {"k": "v"}}
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(sim_fleet):
+    # The server closes the client's kept connection between two calls (an idle timeout:
+    # `SimFleet.close_idle`). The next calls - a read, and a create that must not be
+    # sent twice (POST, retry=False) - go on a new connection, without an error; the
+    # create is done once.
+    from tests.waiting import wait_for
+
+    fleet = sim_fleet(["a"], seed=3)
+    client = KubeClient("a", new_api_client("a", fleet.kubeconfig("a")), 10.0)
+    try:
+        assert client.request("GET", "/api/v1/namespaces/default")["kind"] == "Namespace"
+        [kept] = client._direct.idle()
+        first = kept._conn
+        assert fleet.close_idle("a") == 1
+        wait_for(kept.dropped, "the client's socket to show the server's close")
+        client.request("POST", CONFIGMAPS, body=_configmap("once"), retry=False)
+        assert client.request("GET", f"{CONFIGMAPS}/once")["data"] == {"k": "v"}
+        assert fleet.counters("a")["by_verb_resource"].get("create configmaps") == 1
+        assert first.sock is None                                   # closed, not reused
+        assert [c._conn for c in client._direct.idle()] != [first]
+    finally:
+        client.close()
+
+
+def test_a_cluster_that_died_drops_its_kept_connections_and_is_called_anew_after(sim_fleet):
+    # A cluster that dies (`SimFleet.kill`) drops every connection, kept-alive ones too,
+    # as a real server's death does. (Before: only its listening port closed; the kept
+    # connection stayed open and, once revived, was served again - no real API server
+    # survives its restart that way.) After the revival the client calls on a new one.
+    from tests.waiting import wait_for
+
+    fleet = sim_fleet(["a"], seed=3)
+    client = KubeClient("a", new_api_client("a", fleet.kubeconfig("a")), 10.0)
+    try:
+        assert client.request("GET", "/api/v1/namespaces/default")["kind"] == "Namespace"
+        [kept] = client._direct.idle()
+        first = kept._conn
+        fleet.kill("a")
+        wait_for(kept.dropped, "the kept connection to be dropped by the dying cluster",
+                 timeout=10)
+        fleet.revive("a")
+        assert client.request("GET", "/api/v1/namespaces/default")["kind"] == "Namespace"
+        assert first.sock is None
+        assert [c._conn for c in client._direct.idle()] != [first]
+    finally:
+        client.close()
+
