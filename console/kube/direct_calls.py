@@ -19,6 +19,11 @@ refused or failed connect is `NewConnectionError` (its cause the socket's error)
 connect that timed out `ConnectTimeoutError`, a TLS failure `SSLError`, a handshake or
 answer that timed out `ReadTimeoutError`, a connection lost mid-call `ProtocolError`.
 
+A kept connection the server closed while idle is not used again (`dropped`, as urllib3
+checks); one it closes just as a call goes out (its idle timeout's race) is lost before
+any answer (`LostConnection`): a read (GET, HEAD) is sent again at once on a new
+connection, a write is not - the server may have taken it - and fails as before.
+
 Only a plain HTTPS server with the shared context goes this way; a proxy, a
 `tls-server-name`, a pinned host name or fingerprint, or a context urllib3 had to make
 itself stay on urllib3's pool (`direct_target` says None).
@@ -59,6 +64,22 @@ def direct_target(api: Any) -> tuple[str, int, ssl.SSLContext] | None:
     if url.scheme != "https" or not url.host:
         return None
     return url.host, url.port or 443, context
+
+
+class LostConnection(ProtocolError):
+    """The connection was lost (reset, closed) before any answer to the call came: while
+    sending it or waiting for the status line. On a kept connection that is most often
+    the server's idle timeout closing it just as the call was sent."""
+
+
+# What a connection the server closed or reset raises (a clean TLS close reads as an
+# empty status line: `RemoteDisconnected`, a ConnectionResetError).
+_LOST = (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+# Calls sent again at once when their kept connection was lost before any answer: those
+# that change nothing. A write is not (the server may have taken it before the
+# connection went): `KubeClient.request` retries it, with a backoff, only when its
+# caller says it is safe to repeat.
+RESENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class DirectResponse:
@@ -102,6 +123,7 @@ class DirectConnection:
         conn = self._conn
         if isinstance(body, str):
             body = body.encode("utf-8")     # as urllib3 sends it (http.client: Latin-1)
+        answered = False
         try:
             if conn is None:
                 conn = self._conn = self._connect(connect_timeout, read_timeout, url)
@@ -110,6 +132,7 @@ class DirectConnection:
                 conn.sock.settimeout(read_timeout)
             conn.request(method, url, body=body, headers=headers)
             response = conn.getresponse()
+            answered = True
             data = response.read()
             if keep:
                 keep_session(conn.sock)     # once per connection (later calls return)
@@ -118,6 +141,8 @@ class DirectConnection:
             raise
         except (OSError, http.client.HTTPException) as exc:
             self.close()
+            if not answered and isinstance(exc, _LOST) and not _timed_out(exc):
+                raise LostConnection("Connection aborted.", exc) from exc
             raise _mapped(exc, url, read_timeout) from exc
         except BaseException:
             self.close()
@@ -196,7 +221,18 @@ class DirectPool:
             conn = DirectConnection(self.host, self.port, self.context)
         elif conn.dropped():
             conn.close()                    # opened again by the call
-        response = conn.call(method, url, body, headers, connect_timeout, read_timeout, keep)
+        kept = conn._conn is not None
+        try:
+            response = conn.call(method, url, body, headers, connect_timeout, read_timeout,
+                                 keep)
+        except LostConnection:
+            # A kept connection lost before any answer (closed by the server as the call
+            # went out: `dropped` saw nothing yet): a read goes again, once, on a new
+            # connection - not a try of the caller's.
+            if not kept or method not in RESENT_METHODS:
+                raise
+            response = conn.call(method, url, body, headers, connect_timeout, read_timeout,
+                                 keep)
         with self._lock:
             if not self._closed and len(self._idle) < self.maxsize:
                 self._idle.append(conn)

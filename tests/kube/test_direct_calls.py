@@ -297,3 +297,32 @@ def test_a_cluster_that_died_drops_its_kept_connections_and_is_called_anew_after
     finally:
         client.close()
 
+
+def test_a_call_sent_as_the_server_closes_its_kept_connection(sim_fleet):
+    # The idle timeout's race: the server resets the kept connection just as a call
+    # arrives on it, unserved (sim `drop_reused`). A read is sent again at once on a new
+    # connection, even one that may not be retried (retry=False: one try) - no error.
+    # A create (POST) is not: the client cannot tell whether the server took it, so it
+    # fails ('connection lost') and is sent once, never twice; the caller decides.
+    # (Before: the read failed too - 'unreachable ...: connection lost'.)
+    fleet = sim_fleet(["a"], seed=3)
+    client = KubeClient("a", new_api_client("a", fleet.kubeconfig("a")), 10.0)
+    path = "/api/v1/namespaces/default"
+    try:
+        assert client.request("GET", path)["kind"] == "Namespace"
+        fleet.set_faults("a", drop_reused=1)
+        assert client.request("GET", path, retry=False)["kind"] == "Namespace"
+        assert fleet.counters("a")["dropped_requests"] == 1
+        reads = fleet.counters("a")["by_verb_resource"]["get namespaces"]
+        assert reads == 2, reads                    # the first call, and the one sent again
+
+        fleet.set_faults("a", drop_reused=1)
+        reason, status, unreachable = _failure(client, CONFIGMAPS, method="POST",
+                                               body=_configmap("maybe"), retry=False)
+        assert reason.endswith(": connection lost") and unreachable, reason
+        counters = fleet.counters("a")
+        assert counters["dropped_requests"] == 2
+        assert "create configmaps" not in counters["by_verb_resource"]   # sent once, dropped
+        assert fleet.get("a", "/configmaps", "default", "maybe") is None
+    finally:
+        client.close()
