@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from console.errors import UserError
-from console.kube.client import MAX_ATTEMPTS, MAX_RETRY_AFTER, ClusterError
+from console.kube.client import CONNECT_TIMEOUT, MAX_ATTEMPTS, MAX_RETRY_AFTER, ClusterError
 from console.locks import shards as wire
 from console.locks.control import ChannelError
 
@@ -87,6 +87,8 @@ class BoardSplit:
             return None
         return driver.client, driver.namespace
 
+    _record_timeout = 0.0     # the request timeout of the try running (`record_wait`)
+
     def record_board(self) -> None:
         """Record on the default board which board this shard uses (nothing when it is
         the default one, or recorded already). A failure is logged once and tried
@@ -99,6 +101,7 @@ class BoardSplit:
                 time.monotonic() < self._record_at or self._closing.is_set():
             return
         at = self._board_at(self.default)
+        timeout = self._record_timeout = self.request_timeout
 
         def edit(board: dict[str, Any]) -> None:
             # Checked in the edit, which runs on every read-replace round: a record
@@ -109,26 +112,29 @@ class BoardSplit:
         def write(kube: Any, namespace: str) -> None:
             # The board lease made when absent first: a cluster that does not answer
             # costs one request's timeout, once.
-            self._tried = True
-            wire.ensure(kube, namespace, self.name, self.request_timeout)
-            if self._closing.is_set():
-                return
-            wire.update(kube, namespace, self.name, self.release_id, edit,
-                        self.request_timeout)
+            wire.ensure(kube, namespace, self.name, timeout)
+            wire.update(kube, namespace, self.name, self.release_id, edit, timeout)
         try:
             if at is None or self.engine is None:
                 raise ChannelError("its credentials do not load")
+            # Every call of the try - and every retry of one - is made only while the
+            # cleanup has not begun (`Guarded`): from then on no read, ensure, create
+            # or replace of it starts, so at most the one try of a call then in flight
+            # is left to wait for.
+            kube = Guarded(at[0], self._closing, self._reached)
             try:
-                write(*at)
+                write(kube, at[1])
             except ChannelError as exc:
                 if exc.status != 404:
                     raise
                 # The app's namespace is not there yet (a first release): made as the
                 # release's lock there would make it.
-                self.engine.driver(self.default).ensure_namespace()
-                write(*at)
+                self.engine.driver(self.default).ensure_namespace(timeout, client=kube)
+                write(kube, at[1])
             self._recorded = not self._closing.is_set()
         except (ChannelError, ClusterError, UserError) as exc:
+            if self._closing.is_set():
+                return     # cut short by the cleanup (which cleans what it may have left)
             self._unrecorded += 1
             backoff = min(8, 2 ** (self._unrecorded - 1))
             self._record_at = time.monotonic() + self.beat * backoff
@@ -199,21 +205,28 @@ class BoardSplit:
                 self._write_stop(*at, why, cluster, boards=sorted(self._split))
         raise SplitFound(why)
 
+    def _reached(self) -> None:
+        """A call of the record's try is on its way to the default board (it may land)."""
+        self._tried = True
+
     def clean_boards(self) -> None:
         """This shard ended: take the release off every board where nothing of it is
         left - this shard's own board once every shard ended (or was found gone; on a
         split release, every shard on it), and its record on the default board (there
-        once no record and no entry of a shard still running is left)."""
+        once no record and no entry of a shard still running is left). All of it
+        within `cleanup_wait` s: no call of it starts after that deadline, and each gets
+        at most the time left."""
+        deadline = time.monotonic() + self.cleanup_wait()
         split: set[str] = set()
-        # No record lands after this cleanup: from here a try writes nothing (it checks
-        # the flag before each call and in its edit, which every read-replace round
-        # runs), and a try on its way is waited for - it has at most the call in
-        # flight (and a 409's re-read) left, each bounded by the request's timeout and
-        # the client's retries (`record_wait`). Only then is the default board cleaned,
-        # if any try reached it (one that timed out may still have been written).
+        # No record, board lease or namespace is made after this cleanup began: from
+        # here a try starts no call and no retry (`Guarded`; its edit checks too), and
+        # the one try of a call then in flight is waited for (`record_wait`: its
+        # connect, handshake and answer). Only then is the default board cleaned, if
+        # any try reached it (one that timed out may still have been written).
         self._closing.set()
         if self._recording is not None:
-            self._recording.join(timeout=self.record_wait())
+            self._recording.join(timeout=max(0.0, min(self.record_wait(),
+                                                      deadline - time.monotonic())))
             if self._recording.is_alive():
                 log.warning("release %s shard %s: the record on %s still not answered "
                             "after %.0fs; it may stay on that board until newer "
@@ -236,26 +249,65 @@ class BoardSplit:
                                                                 e.get("gone")) for e in ours):
                     board.clear()
             return edit
-        self._clean(self.coordinator, clean(True))
+        self._clean(self.coordinator, clean(True), deadline)
         # (Every board this shard wrote a stop on too: cleaned after that write.)
         others = split | self._split | ({self.default} if self._tried else set())
         for cluster in sorted(others - {self.coordinator}):
-            self._clean(cluster, clean(False))
+            self._clean(cluster, clean(False), deadline)
 
     def record_wait(self) -> float:
-        """The longest a record try can still take once `clean_boards` began: the call
-        in flight and one read of a 409's round, each retried by the client."""
+        """The longest a record try can still take once `clean_boards` began: the one
+        try of the call in flight (no other starts) - a new connection's connect and
+        handshake, each within the connect timeout, and the answer within the request
+        timeout; twice for a read whose kept connection was lost before any answer
+        (sent again at once on a new one, `console.kube.direct_calls`) - and a second
+        to end."""
+        timeout = self._record_timeout or self.request_timeout
+        return 2 * (2 * min(CONNECT_TIMEOUT, timeout) + timeout) + 1
+
+    def cleanup_wait(self) -> float:
+        """The longest `clean_boards` takes (its deadline): what the client's retries
+        of two calls would take at the request timeout, 144 s at the default 10 s."""
         return 2 * MAX_ATTEMPTS * (self.request_timeout + MAX_RETRY_AFTER)
 
-    def _clean(self, cluster: str, clean: Callable[[dict[str, Any]], None]) -> None:
+    def _clean(self, cluster: str, clean: Callable[[dict[str, Any]], None],
+               deadline: float) -> None:
         at = self._board_at(cluster)
         if at is None:
             return
         try:
-            wire.update(*at, self.name, self.release_id, clean, self.request_timeout)
+            # (No lease there: no board either - the record's try never made it.)
+            wire.update(Guarded(at[0], deadline=deadline), at[1], self.name,
+                        self.release_id, clean, self.request_timeout, missing_ok=True)
         except ChannelError as exc:
             log.warning("release %s shard %s: shard board not cleaned up on %s: %s",
                         self.release_id, self.label, cluster, exc)
 
 
-__all__ = ["BoardSplit", "SplitFound"]
+CLOSING = "not called: this shard's cleanup of the shard board began"
+
+
+class Guarded:
+    """A cluster's client whose calls stop: none starts (nor a retry of one) once
+    `closing` is set or after `deadline` (monotonic; each try gets at most the time
+    left). `reached`: called as each call starts."""
+
+    def __init__(self, kube: Any, closing: threading.Event | None = None,
+                 reached: Callable[[], None] | None = None,
+                 deadline: float | None = None) -> None:
+        self.kube = kube
+        self.cluster = kube.cluster
+        self.closing = closing
+        self.reached = reached
+        self.deadline = deadline
+
+    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if self.closing is not None and self.closing.is_set():
+            raise ClusterError(self.cluster, CLOSING, 0)
+        if self.reached is not None:
+            self.reached()
+        return self.kube.request(method, path, *args, deadline=self.deadline,
+                                 cancel=self.closing, **kwargs)
+
+
+__all__ = ["BoardSplit", "Guarded", "SplitFound"]

@@ -228,6 +228,8 @@ class ShardBoard(ShardGates, BoardSplit):
             entry["results"] = self._results()
 
         def edit(board: dict[str, Any]) -> None:
+            if self._closing.is_set():
+                return   # (a beat late for the cleanup: the board may be gone with it)
             board.setdefault("of", self.shards)
             board.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             board.setdefault("shards", {})[str(self.shard)] = entry
@@ -235,6 +237,8 @@ class ShardBoard(ShardGates, BoardSplit):
             return wire.update(self.kube, self.namespace, self.name, self.release_id, edit,
                                self.request_timeout)
         except ChannelError:
+            if self._closing.is_set():
+                raise    # (the cleanup began: no board lease is made after it)
             # No board yet (or the namespace only now appears): create it, then once more.
             wire.ensure(self.kube, self.namespace, self.name, self.request_timeout)
             return wire.update(self.kube, self.namespace, self.name, self.release_id, edit,

@@ -56,6 +56,7 @@ MAX_ATTEMPTS = 6
 MAX_BACKOFF = 1.0          # s between tries at most (before jitter)
 MAX_RETRY_AFTER = 2.0      # s; a longer Retry-After is shortened (we retry few times)
 CONNECT_TIMEOUT = 5.0      # s
+DEADLINE_PASSED = "no time left for the call (its deadline passed)"
 USER_AGENT = "release-console"
 
 
@@ -298,7 +299,7 @@ class KubeClient:
 
     def _send(self, method: str, path: str, query: Mapping[str, Any] | None,
               body: Any, content_type: str | None, timeout: float | tuple[float, float],
-              rest: Any = None) -> Any:
+              rest: Any = None, deadline: float | None = None) -> Any:
         """One HTTP exchange on the cluster's pool (or `rest`'s); the response unread.
 
         Straight to urllib3 with the configuration's token: the generated client's
@@ -326,11 +327,16 @@ class KubeClient:
                 try:
                     return direct.call(method, self._prefix + path, data, headers,
                                        *timeout if isinstance(timeout, tuple) else
-                                       (timeout, timeout), self.keep_sessions)
+                                       (timeout, timeout), self.keep_sessions,
+                                       deadline=deadline)
                 except urllib3.exceptions.SSLError as exc:
                     raise TLSFailure(f"{type(exc).__name__}\n{exc}") from None
         limit = urllib3.Timeout(connect=timeout[0], read=timeout[1]) \
             if isinstance(timeout, tuple) else urllib3.Timeout(total=timeout)
+        if deadline is not None:
+            # (urllib3's total: the connect and the answer together within the time left.)
+            limit = urllib3.Timeout(connect=limit.connect_timeout, read=limit.read_timeout,
+                                    total=max(0.001, deadline - time.monotonic()))
         manager = (rest if rest is not None else self.api.rest_client).pool_manager
         try:
             pool = self._host_pool(manager)
@@ -357,24 +363,36 @@ class KubeClient:
     def request(self, method: str, path: str, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = None,
                 timeout: float | None = None, retry: bool = True,
-                attempts: int | None = None) -> dict[str, Any]:
+                attempts: int | None = None, deadline: float | None = None,
+                cancel: threading.Event | None = None) -> dict[str, Any]:
         """One call; the decoded JSON body. Raises `ClusterError`.
 
         `retry` is for calls that are safe to repeat (reads, apply, patches that set
         values); a POST that creates passes `retry=False` unless it handles 409.
         `attempts` bounds the tries of a retried call below `MAX_ATTEMPTS` (a read that
-        must end within a budget: `timeout` is each try's).
+        must end within a budget: `timeout` is each try's). `deadline` (a
+        `time.monotonic()` time): no try starts after it, and each try's connect,
+        handshake and answer get at most the time left (`DEADLINE_PASSED` when none
+        is). `cancel`: once set, no further try starts (the last one's failure is
+        raised).
         """
         total = timeout or self.timeout
-        limit = (min(CONNECT_TIMEOUT, total), total)
         attempts = (min(attempts, MAX_ATTEMPTS) if attempts else MAX_ATTEMPTS) if retry else 1
         for attempt in range(1, attempts + 1):
+            limit: tuple[float, float] = (min(CONNECT_TIMEOUT, total), total)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ClusterError(self.cluster, DEADLINE_PASSED, 0)
+                limit = (min(limit[0], left), min(total, left))
             try:
-                resp = self._send(method, path, query, body, content_type, limit)
+                resp = self._send(method, path, query, body, content_type, limit,
+                                  deadline=deadline)
                 data = resp.read()
                 if not 200 <= resp.status <= 299:
-                    if resp.status in RETRY_STATUSES and attempt < attempts:
-                        time.sleep(_backoff(attempt, resp.getheader("Retry-After")))
+                    if resp.status in RETRY_STATUSES and attempt < attempts and \
+                            _pause(_backoff(attempt, resp.getheader("Retry-After")),
+                                   deadline, cancel):
                         continue
                     raise answer_error(self.cluster, resp.status, resp.reason, data,
                                        self.server)
@@ -382,16 +400,15 @@ class KubeClient:
             except TLSFailure as exc:
                 # A handshake cut short by a busy server is as transient as a refused
                 # connection: try again.
-                if attempt < attempts:
-                    time.sleep(_backoff(attempt, None))
+                if attempt < attempts and _pause(_backoff(attempt, None), deadline, cancel):
                     continue
                 raise answer_error(self.cluster, 0, exc.reason, None, self.server) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 # A refused connection or a lost keep-alive socket: try again shortly;
                 # a timeout is not retried (the caller's budget is spent).
                 timed_out = isinstance(exc, urllib3.exceptions.TimeoutError)
-                if attempt < attempts and not timed_out:
-                    time.sleep(_backoff(attempt, None))
+                if attempt < attempts and not timed_out and \
+                        _pause(_backoff(attempt, None), deadline, cancel):
                     continue
                 raise describe(self.cluster, exc, self.server) from None
         raise AssertionError("unreachable")  # the loop always returns or raises
@@ -438,6 +455,17 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _pause(wait: float, deadline: float | None, cancel: threading.Event | None) -> bool:
+    """Wait `wait` s before the next try; False (at once) when there is to be none: the
+    `cancel` event set (now or while waiting), or the deadline before the wait's end."""
+    if deadline is not None and time.monotonic() + wait >= deadline:
+        return False
+    if cancel is None:
+        time.sleep(wait)
+        return True
+    return not cancel.is_set() and not cancel.wait(wait)
 
 
 def _backoff(attempt: int, retry_after: str | None) -> float:

@@ -35,6 +35,7 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from typing import Any
 
 import urllib3
@@ -117,19 +118,24 @@ class DirectConnection:
 
     def call(self, method: str, url: str, body: bytes | str | None, headers: dict[str, str],
              connect_timeout: float, read_timeout: float,
-             keep: bool = False) -> DirectResponse:
+             keep: bool = False, deadline: float | None = None) -> DirectResponse:
         """One exchange, the answer read whole; raises the urllib3 exceptions above.
-        `keep`: keep the connection's TLS session for the server's next connection."""
+        `keep`: keep the connection's TLS session for the server's next connection.
+        `deadline` (monotonic): the connect, the handshake and the answer each get at
+        most the time left then (so a new connection's connect and handshake do not
+        add to the answer's time past it)."""
         conn = self._conn
         if isinstance(body, str):
             body = body.encode("utf-8")     # as urllib3 sends it (http.client: Latin-1)
         answered = False
         try:
             if conn is None:
-                conn = self._conn = self._connect(connect_timeout, read_timeout, url)
-            elif conn.sock is not None:
-                # A kept connection: this call's read timeout, not the first call's.
-                conn.sock.settimeout(read_timeout)
+                conn = self._conn = self._connect(connect_timeout, read_timeout, url,
+                                                  deadline)
+            if conn.sock is not None:
+                # A kept connection: this call's read timeout, not the first call's (a
+                # new one: what its connect and handshake left of the deadline).
+                conn.sock.settimeout(_within(read_timeout, deadline))
             conn.request(method, url, body=body, headers=headers)
             response = conn.getresponse()
             answered = True
@@ -152,12 +158,13 @@ class DirectConnection:
         return DirectResponse(response, data)
 
     def _connect(self, connect_timeout: float, read_timeout: float,
-                 url: str) -> http.client.HTTPSConnection:
+                 url: str, deadline: float | None = None) -> http.client.HTTPSConnection:
         """A connection with its TCP connect and TLS handshake done."""
         conn = http.client.HTTPSConnection(self.host, self.port, timeout=connect_timeout,
                                            context=self.context)
         try:
-            sock = socket.create_connection((conn.host, conn.port), connect_timeout)
+            sock = socket.create_connection((conn.host, conn.port),
+                                            _within(connect_timeout, deadline))
         except socket.gaierror as exc:
             raise NameResolutionError(conn.host, conn, exc) from exc  # type: ignore[arg-type]
         except TimeoutError:
@@ -172,7 +179,7 @@ class DirectConnection:
             # the connection's timeout to the connect timeout until the handshake is
             # done, and words a handshake that timed out a read timeout of that value);
             # the answers get the read timeout.
-            sock.settimeout(connect_timeout)
+            sock.settimeout(_within(connect_timeout, deadline))
             conn.sock = self.context.wrap_socket(sock, server_hostname=conn.host)
             conn.sock.settimeout(read_timeout)
         except (OSError, ValueError) as exc:      # ssl.CertificateError is a ValueError
@@ -213,7 +220,7 @@ class DirectPool:
 
     def call(self, method: str, url: str, body: bytes | str | None, headers: dict[str, str],
              connect_timeout: float, read_timeout: float,
-             keep: bool = False) -> DirectResponse:
+             keep: bool = False, deadline: float | None = None) -> DirectResponse:
         """One exchange on an idle connection (or a new one); see `DirectConnection.call`."""
         with self._lock:
             conn = self._idle.pop() if self._idle else None
@@ -224,15 +231,15 @@ class DirectPool:
         kept = conn._conn is not None
         try:
             response = conn.call(method, url, body, headers, connect_timeout, read_timeout,
-                                 keep)
+                                 keep, deadline)
         except LostConnection:
             # A kept connection lost before any answer (closed by the server as the call
             # went out: `dropped` saw nothing yet): a read goes again, once, on a new
-            # connection - not a try of the caller's.
+            # connection - not a try of the caller's (within the same deadline).
             if not kept or method not in RESENT_METHODS:
                 raise
             response = conn.call(method, url, body, headers, connect_timeout, read_timeout,
-                                 keep)
+                                 keep, deadline)
         with self._lock:
             if not self._closed and len(self._idle) < self.maxsize:
                 self._idle.append(conn)
@@ -253,6 +260,13 @@ class DirectPool:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _within(timeout: float, deadline: float | None) -> float:
+    """`timeout`, or the time left before `deadline` (monotonic) when that is less."""
+    if deadline is None:
+        return timeout
+    return max(0.001, min(timeout, deadline - time.monotonic()))
 
 
 def _timed_out(exc: BaseException) -> bool:

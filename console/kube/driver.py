@@ -99,18 +99,25 @@ class ClusterDriver:
             raise
         return True
 
-    def ensure_namespace(self) -> bool:
-        """Create the namespace when absent; True if it was created."""
-        if self.namespace_exists():
+    def ensure_namespace(self, timeout: float | None = None, client: Any = None) -> bool:
+        """Create the namespace when absent; True if it was created. `client`: another
+        client of this cluster to make the calls with (one that bounds them: the shard
+        board's record, `console.engine.shard_split`)."""
+        client = client or self.client
+        try:
+            client.request("GET", f"/api/v1/namespaces/{self.namespace}", timeout=timeout)
             return False
+        except ClusterError as exc:
+            if exc.status != 404:
+                raise
         body = {"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": self.namespace,
                              "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}}}
         try:
             # Safe to retry: a create that went through before its answer was lost comes
             # back as 409, which means "exists" here.
-            self.client.request("POST", "/api/v1/namespaces", {"fieldManager": FIELD_MANAGER},
-                                body=body)
+            client.request("POST", "/api/v1/namespaces", {"fieldManager": FIELD_MANAGER},
+                           body=body, timeout=timeout)
         except ClusterError as exc:
             if exc.status != 409:  # someone created it meanwhile: fine
                 raise

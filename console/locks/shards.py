@@ -92,10 +92,12 @@ def read(kube: KubeClient, namespace: str, name: str, release_id: str,
 
 
 def update(kube: KubeClient, namespace: str, name: str, release_id: str,
-           edit: Callable[[dict[str, Any]], None], timeout: float) -> dict[str, Any]:
+           edit: Callable[[dict[str, Any]], None], timeout: float,
+           missing_ok: bool = False) -> dict[str, Any]:
     """Let `edit(board)` change one release's board in place and write it (read and
     replace at the read version, again on a 409; an edit that changes nothing writes
-    nothing); returns the board as written."""
+    nothing); returns the board as written. No lease: `ChannelError`, or nothing done
+    ({}) when `missing_ok`."""
     written: dict[str, Any] = {}
 
     def change(lease: dict[str, Any], notes: dict[str, str]) -> bool:
@@ -119,6 +121,8 @@ def update(kube: KubeClient, namespace: str, name: str, release_id: str,
         return True
 
     if control.change(kube, namespace, name, change, timeout) is None:
+        if missing_ok:
+            return {}
         raise ChannelError(f"the shard board lease {name} in namespace {namespace} is gone")
     return written
 

@@ -15,6 +15,7 @@ import pytest
 
 from console.engine.api import Outcome, ReleaseRequest
 from console.engine.shards import PREFLIGHT, ShardBoard, ShardStop
+from console.kube.client import MAX_ATTEMPTS, MAX_RETRY_AFTER
 from console.locks import control
 from console.locks import shards as wire
 from console.plan import Plan
@@ -200,3 +201,74 @@ def test_a_shard_on_the_default_board_starts_no_record_thread(world):
     # What the barrier's wait does at a beat while shard 2 has not reported.
     one.find_split([2], here, here.get("shards") or {}, read_default=True)
     assert one._recording is None, one._recording
+
+
+def no_namespace_on_c0(w: Any, seed: int, **faults: Any) -> tuple[Any, ShardBoard]:
+    """Shard 1 of 2 of a c0..c3 release given --shard-board c2, reported there; the
+    app's namespace is not on c0 (the default board) yet, whose faults are `faults`."""
+    world_ = w(["c0", "c1", "c2", "c3"], readiness_delay=0.2, jitter=0.0, seed=seed)
+    engine = world_.engine()
+    engine.driver("c2").ensure_namespace()
+    one = ShardBoard(engine, "r-nons", 1, 2, "c2", 16)
+    one.whole = engine.plan(ReleaseRequest(tag="v2"))
+    one.publish(wave=PREFLIGHT)
+    world_.fleet.set_faults("c0", **faults)
+    return world_, one
+
+
+def made_on_c0(w: Any, one: ShardBoard) -> dict[str, bool]:
+    """Whether the app's namespace and the board lease are on c0."""
+    namespace = one.engine.driver("c0").namespace
+    return {"namespace": w.fleet.get("c0", "/namespaces", "", namespace) is not None,
+            "lease": w.fleet.get("c0", "coordination.k8s.io/leases", namespace,
+                                 one.name) is not None}
+
+
+def test_a_record_racing_the_cleanup_makes_no_namespace_or_board_lease_after_it(world):
+    # Shard 1's record finds no namespace on c0 (the default board): its board lease's
+    # create is answered 404, so it makes the namespace, then the lease, then records.
+    # c0 holds every request 2 s; the shard ends while that create is on its way.
+    # Before: the try went on after the cleanup began - made the namespace and an empty
+    # board lease on c0 ({'namespace': True, 'lease': True}), which nothing takes off
+    # (the release's ServiceAccount has no delete on either).
+    w, one = no_namespace_on_c0(world, seed=11, latency=2)
+    assert made_on_c0(w, one) == {"namespace": False, "lease": False}
+    counts = w.fleet.counters
+    one.record_later()
+    wait_for(lambda: counts("c0")["by_verb_resource"].get("create leases", 0) > 0,
+             timeout=60, what="the record's board lease create on its way to c0")
+    one.close(Outcome.OK, "done")
+    recording = one._recording
+    assert recording is not None and not recording.is_alive()   # waited for, and ended
+    w.fleet.set_faults("c0", latency=0)
+    assert made_on_c0(w, one) == {"namespace": False, "lease": False}, made_on_c0(w, one)
+
+
+def test_a_shards_end_stays_within_its_bound_where_the_default_board_has_no_namespace_and_keeps_failing(
+        world, caplog):
+    # c0 (the default board) has no namespace yet and answers 7 requests in 10 with 429
+    # (Retry-After 2 s; seeded: the record's calls take 3, 1, 5, 6, 6, 1, 6, 2 tries),
+    # with a 1 s request timeout: the shard's end may take `cleanup_wait` = 2 x 6 x
+    # (1 + 2) = 36 s. Before, the record's try - namespace and lease made first, eight
+    # calls where two were counted - was still running when the cleanup had waited its
+    # 36 s for it, then the cleanup's own calls to c0 came on top (the end took over
+    # 36 s), and the try went on to make the namespace and the board lease after it.
+    w, one = no_namespace_on_c0(world, seed=7727, error_rate=0.7, error_codes=[429],
+                                retry_after=2)
+    one.request_timeout = 1
+    bound = 2 * MAX_ATTEMPTS * (one.request_timeout + MAX_RETRY_AFTER)   # 36 s
+    counts = w.fleet.counters
+    one.record_later()
+    wait_for(lambda: counts("c0")["by_verb_resource"].get("get leases", 0) > 0,
+             timeout=60, what="the record's first call on its way to c0")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="console.engine.shard_split"):
+        one.close(Outcome.OK, "done")
+    took = time.monotonic() - started
+    assert took < bound, took
+    recording = one._recording
+    assert recording is not None and not recording.is_alive()
+    assert "still not answered" not in caplog.text
+    w.fleet.set_faults("c0", error_rate=0.0)
+    assert made_on_c0(w, one) == {"namespace": False, "lease": False}, made_on_c0(w, one)
+    assert one.cleanup_wait() == bound
