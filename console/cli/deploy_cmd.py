@@ -379,6 +379,9 @@ def run(args: argparse.Namespace) -> int:
     if args.yes:
         refuse_yes_for_approvals(config, plan)
     try:
+        # From here to `printer.close` nothing written to stderr waits on its reader (a
+        # warning into a `2>&1` pipe nobody reads held the release).
+        printer.take_stderr()
         # The session: ledger, notifier, a stopped console's releases reconciled, and
         # who acts (the request's operator).
         with Session(config, engine, on_warning=warn) as session:

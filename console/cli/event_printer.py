@@ -15,7 +15,9 @@ size at a time and only once `poll` says it is writable, so it never sits in a w
 (nor holds the stream's lock, which the interpreter's last flush would wait for). When
 stderr is that very output (`deploy --json 2>&1 | reader`), the note waits for room the
 same way, at most `stall` seconds; then stderr too moves to /dev/null, so neither the
-note nor a later line on stderr can hold the process.
+note nor a later line on stderr can hold the process. While the release runs, stderr
+itself (a pipe or a socket) goes through a pump of its own (`take_stderr`,
+`console.cli.stderr_pump`): a warning written then never waits on its reader either.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections import deque
 from typing import Any, Callable, TextIO
 
 from console.cli.output import reader_gone
+from console.cli.stderr_pump import StderrPump, may_block
 
 
 class _GivenUp(Exception):
@@ -79,6 +82,13 @@ class EventPrinter:
         self.dropped = 0           # progress lines not printed while output was blocked
         self.failed: str | None = None   # why the output could not be written
         self._quiet = (Kind.CLUSTER_PROGRESS, Kind.PREFLIGHT_RESULT)
+        self._pump: StderrPump | None = None   # stderr while the release runs
+
+    def take_stderr(self) -> None:
+        """Until `close`, nothing written to stderr (fd 2) waits on its reader: it goes
+        through a `StderrPump` when stderr is a pipe or a socket (`2>&1 | reader`)."""
+        if self._pump is None and not self._closed and may_block(_STDERR):
+            self._pump = StderrPump(_STDERR)
 
     def __call__(self, event: Any) -> None:
         """Print one event (any thread; never waits for the output before `close`)."""
@@ -239,11 +249,20 @@ class EventPrinter:
                 if self._given_up:
                     self._done = True     # later lines are the caller's (and lost)
                     break
-        if self._given_up:
+        if self._given_up and thread is not None:
             # The thread leaves its write within a poll; a stream without a descriptor may
             # hold it for good (a daemon thread: it does not keep the process).
-            if thread is not None:
-                thread.join(1.0)
+            thread.join(1.0)
+        if self._pump is not None:
+            # What was written to stderr during the release, within the same bound - not
+            # waited for at all when it is the output just given up (`2>&1`).
+            pump, self._pump = self._pump, None
+            shared = self._given_up and self._fd is not None and pump.shares(self._fd)
+            pump.stop(0 if shared else self.stall)
+            if pump.dropped and not pump.given_up and not shared:
+                self._say(f"{pump.dropped} byte(s) written to stderr during the release "
+                          "not printed: it was not read")
+        if self._given_up:
             if self._fd is not None and self.stream is not sys.stderr:
                 self._err_shared = _same_file(self._fd, _STDERR)   # before stdout moves
             if self._fd is not None and self.stream is sys.stdout:

@@ -253,3 +253,41 @@ def test_every_line_reaches_a_file_and_a_pipe_whole_and_in_order(tmp_path):
     for text in ((tmp_path / "events.jsonl").read_text(), got[0].decode()):
         assert [json.loads(line)["cluster"] for line in text.splitlines()] == \
             [f"c{n}" for n in range(400)]
+
+
+def test_stderr_through_the_pump_never_waits_on_a_pipe_nobody_reads():
+    # A process whose stderr is a real pipe that is full and never read writes 3 MB to
+    # stderr through the pump: nothing waits (1 MiB held, the rest dropped and counted);
+    # at `stop` the held bytes are given up within the bound, and stderr is /dev/null
+    # from then on (a later write does not wait either).
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.pipes import filled_pipe
+
+    read_end, write_end = filled_pipe()
+    script = textwrap.dedent("""
+        import sys, time
+        from console.cli.stderr_pump import BUFFER, StderrPump
+        pump = StderrPump(2)
+        for _ in range(30000):
+            sys.stderr.write("x" * 99 + "\\n")
+        sys.stderr.flush()
+        print("written", flush=True)
+        started = time.monotonic()
+        pump.stop(0.5)
+        print("stopped", time.monotonic() - started < 5, pump.given_up,
+              pump.dropped >= 3_000_000 - BUFFER, flush=True)
+        sys.stderr.write("after the end\\n")
+        sys.stderr.flush()
+        print("ended", flush=True)
+    """)
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], stderr=write_end,
+                              stdout=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+    assert proc.stdout.split("\n")[:3] == ["written", "stopped True True True", "ended"], \
+        proc.stdout

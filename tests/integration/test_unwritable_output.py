@@ -122,3 +122,58 @@ def test_a_slow_reader_gets_every_line(world):
     # The reader was slower in all than twice the bound (the release ends at most moments
     # after its clusters run v2): a bound on the whole wait would have lost lines.
     assert took > 2 * bound, (took, len(read))
+
+
+def plant_stale_lease(w) -> None:
+    """A's release lock held by another console that stopped renewing it an hour ago:
+    the release's lock taking warns on stderr that it looks stale, watches it 2 s, then
+    takes it over."""
+    from datetime import datetime, timedelta, timezone
+
+    from console.engine import Engine
+    from console.locks import lease_name
+    from console.locks.lease import LEASES
+
+    engine = Engine(w.config)
+    try:
+        driver = engine.driver("a")
+        driver.ensure_namespace()
+        hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+        driver.client.request("POST", LEASES.format(namespace=driver.namespace), body={
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": lease_name(w.config.app.name),
+                         "namespace": driver.namespace},
+            "spec": {"holderIdentity": "ops@elsewhere:1/r-old", "leaseDurationSeconds": 2,
+                     "renewTime": hour_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}, timeout=10)
+    finally:
+        engine.close()
+
+
+def test_a_warning_on_stderr_during_the_release_does_not_hold_it_with_2_and_1(world):
+    # `deploy --json 2>&1` into a pipe never read: while the release runs (taking a's
+    # release lock, left stale by another console) the engine warns on stderr. Before,
+    # that warning's write sat in the full pipe for ever - and with it the release:
+    # nothing deployed anywhere, the process never ended.
+    w = world(["a", "b"], readiness_delay=0.2, jitter=0.0)
+    plant_stale_lease(w)
+    with deploy_unread(w.config_path, *V2, "--output-timeout", "2s",
+                       stderr_too=True) as (proc, out):
+        finished(proc, lambda: f"with a warning on its never-read stderr (a: "
+                 f"{w.version('a')}, b: {w.version('b')})", timeout=150)
+        assert proc.returncode == 0
+        assert w.version("a") == w.version("b") == "v2"
+        # Nothing went into the pipe: not the warning, nor a piece of it.
+        left = left_in(out)
+        assert left.strip() == b"", left[-300:]
+
+
+def test_a_warning_during_the_release_still_reaches_a_stderr_that_is_read(world):
+    # The same warning with stderr a pipe of its own, read (stdout never read): the
+    # pump passes it on, once, before the note of the lines given up.
+    w = world(["a", "b"], readiness_delay=0.2, jitter=0.0)
+    plant_stale_lease(w)
+    with deploy_unread(w.config_path, *V2, "--output-timeout", "2s") as (proc, out):
+        err = finished(proc, "with its stdout never read", timeout=150)
+        assert proc.returncode == 0, err
+    assert err.count("looks stale by its own clock") == 1, err
+    assert err.index("looks stale") < err.index("event line(s) not printed"), err
