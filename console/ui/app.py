@@ -9,7 +9,7 @@ timer that redraws only the rows that changed. Gate questions arrive as `GateQue
 messages and are answered from a modal screen (`console.ui.gates`).
 
 Given the fleet file's path (as `release-console` does), the first frame comes before the
-file is read: the fleet screen shows "loading" in its header and grid, a thread worker
+file is read: the fleet screen shows "loading" in its header and grid, a daemon thread
 reads and validates the file (`console.ui.loading`), and the grid fills in. The fleet
 file's modules, the engine's and the other screens are
 not imported on the first frame's way (tests/ui/test_first_frame.py checks which).

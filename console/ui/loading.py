@@ -2,9 +2,10 @@
 
 Given the fleet file's path (as `release-console ui` does), the app draws its first frame
 with the header and the grid saying "loading the fleet", and `FleetLoading._load_fleet`
-reads and validates the file in a thread worker: for 1,000 clusters that was about as much
-CPU as the rest of the start, and on a loaded 2-core machine every CPU millisecond before
-the first frame is wall time. The result comes back as a `FleetRead` message; the grid
+reads and validates the file on a daemon thread of its own: for 1,000 clusters that was
+about as much CPU as the rest of the start, and on a loaded 2-core machine every CPU
+millisecond before the first frame is wall time; and a read that hangs never keeps the
+console from ending. The result comes back as a `FleetRead` message; the grid
 fills in, then the engine starts (it reads the file again in its own process). A file the
 console cannot use ends it with exit code 2 and the error, which `release-console ui`
 prints.
@@ -16,11 +17,11 @@ the app's `config`, `config_path`, view model, fleet screen and `fleet_loaded` e
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import work
 from textual.message import Message
 
 from console.errors import UserError
@@ -55,23 +56,37 @@ class FleetLoading:
     _fleet_ready: Callable[[], None]
     no_engine: Callable[[str], None]
 
-    @work(thread=True, exit_on_error=False, group="fleet")
     def _load_fleet(self) -> None:
-        """Read and validate the fleet file (a thread: keys and frames go on meanwhile)."""
+        """Read and validate the fleet file on a daemon thread of its own: keys and
+        frames go on meanwhile, and a read that hangs (a named pipe nobody writes, a
+        stuck network mount) never keeps the console from ending. (Not a Textual thread
+        worker: those run in asyncio's default executor, whose threads the event loop's
+        end and the interpreter's exit wait for - `q` during such a read never ended
+        the process.)"""
+        threading.Thread(target=self._read_fleet, daemon=True, name="fleet-read").start()
+
+    def _read_fleet(self) -> None:
         from console.config import load
 
         # Told by a message, not `call_from_thread`: that waits for the event loop, which
-        # never comes back to it when the person quit while the file was being read.
+        # never comes back to it when the person quit while the file was being read (a
+        # message to an app that has ended is dropped).
         try:
             config = load(self.config_path)
         except UserError as exc:
-            self.post_message(FleetRead(None, str(exc)))
+            self._told(FleetRead(None, str(exc)))
             return
         except Exception as exc:  # a bug or an OSError: said, never an endless "loading"
-            self.post_message(FleetRead(None, f"{self.config_path}: cannot read the fleet "
-                                              f"file: {type(exc).__name__}: {exc}"))
+            self._told(FleetRead(None, f"{self.config_path}: cannot read the fleet "
+                                       f"file: {type(exc).__name__}: {exc}"))
             return
-        self.post_message(FleetRead(config))
+        self._told(FleetRead(config))
+
+    def _told(self, message: FleetRead) -> None:
+        try:
+            self.post_message(message)
+        except RuntimeError:
+            pass   # the app's event loop closed while the file was read: nobody to tell
 
     def on_fleet_read(self, message: FleetRead) -> None:
         """The fleet file is read: fill the grid, then start the engine. (Named for

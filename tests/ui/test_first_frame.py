@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from console.ui.app import ReleaseConsoleApp
@@ -343,3 +344,41 @@ def test_the_first_frame_imports_neither_the_fleet_file_s_modules_nor_the_engine
     assert heavy == []
     assert seen["loading"] == str(fifo)
     assert seen["rows"] == len(IDS)
+
+
+def test_quitting_while_the_fleet_files_read_hangs_ends_the_console(tmp_path: Path) -> None:
+    """`q` while the fleet file's read hangs (a named pipe nobody writes, as a stuck
+    network mount would hold it): the console ends at once. Before, the read was a
+    Textual thread worker, which runs in asyncio's default executor - and the event
+    loop's end (`asyncio.run` shuts that executor down) and the interpreter's exit wait
+    for its threads: the console's process never ended."""
+    fifo = tmp_path / "fleet.yaml"
+    os.mkfifo(fifo)
+    bound = 15.0
+    script = textwrap.dedent(f"""
+        from console.ui.app import ReleaseConsoleApp
+
+        app = ReleaseConsoleApp({str(fifo)!r}, status_interval=0)
+
+        async def quit_while_loading(pilot):
+            await pilot.pause()
+            assert app.config is None and not app.fleet_loaded.is_set()
+            await pilot.press("q")
+
+        app.run(headless=True, size=(120, 36), auto_pilot=quit_while_loading)
+        print("ended", app.return_code, flush=True)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_CONSOLE_")}
+    started = time.monotonic()
+    try:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=60, env=env)
+    except subprocess.TimeoutExpired as stuck:
+        said = [(part or b"")[-4000:] for part in (stuck.stdout, stuck.stderr)]
+        raise AssertionError("the console did not end after `q` while its fleet file's "
+                             f"read hung; its stdout, stderr: {said}") from stuck
+    took = time.monotonic() - started
+    assert out.returncode == 0 and "ended 0" in out.stdout, (out.stdout[-2000:],
+                                                             out.stderr[-4000:])
+    assert took < bound, took   # the interpreter's start and the app's, then its end
+    assert "Traceback" not in out.stderr, out.stderr[-4000:]
