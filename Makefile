@@ -22,13 +22,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # The OCI registry tests use Debian's docker-registry; screenshots use rsvg-convert; the
-# metric gate tests Debian's prometheus.
+# metric gate tests Debian's prometheus; the event printer's EAGAIN tests strace.
 .PHONY: system-deps
 system-deps:
 	@command -v docker-registry >/dev/null 2>&1 && command -v rsvg-convert >/dev/null 2>&1 && \
-	  command -v prometheus >/dev/null 2>&1 || \
+	  command -v prometheus >/dev/null 2>&1 && command -v strace >/dev/null 2>&1 || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    --no-install-recommends docker-registry librsvg2-bin prometheus; }
+	    --no-install-recommends docker-registry librsvg2-bin prometheus strace; }
 
 demo: $(STAMP)
 	$(VENV)/bin/release-console demo

@@ -9,8 +9,11 @@ import errno
 import io
 import json
 import os
+import subprocess
 import threading
 import time
+
+import pytest
 
 from console.cli.event_printer import EventPrinter, after_printing
 from console.engine import ReleaseControl, ReleaseRequest
@@ -291,3 +294,71 @@ def test_stderr_through_the_pump_never_waits_on_a_pipe_nobody_reads():
         os.close(read_end)
     assert proc.stdout.split("\n")[:3] == ["written", "stopped True True True", "ended"], \
         proc.stdout
+
+
+# The printer's write after `poll` said there was room, answered EAGAIN: what happens
+# when the descriptor was inherited non-blocking and another writer of the same pipe
+# took the room between the poll and the write. No real pipe does that on its own (one
+# that says writable has a whole free page, and a write of at most PIPE_BUF takes it),
+# and two writers racing do it only by chance: so strace injects EAGAIN into the real
+# process's real writes, at the writes chosen (the printer's are the script's only ones).
+EAGAIN_SCRIPT = """
+import os
+from console.cli.event_printer import EventPrinter
+from console.events import Event, Kind
+os.set_blocking(1, False)          # inherited non-blocking
+printer = EventPrinter(as_json=True, stall=float(os.environ["STALL"]))
+for n in range(400):
+    printer(Event(Kind.CLUSTER_HEALTHY, "r-1", cluster=f"c{n}", message="x" * (n * 37 % 900)))
+printer.close()
+# (pwrite: not one of the `write`s answered EAGAIN)
+report = os.open(os.environ["REPORT"], os.O_WRONLY | os.O_CREAT, 0o600)
+os.pwrite(report, f"closed {printer.printed} {printer.queued}".encode(), 0)
+"""
+
+
+def run_with_eagain(tmp_path, when: str, stall: float) -> tuple[subprocess.CompletedProcess,
+                                                                    str, str]:
+    """EAGAIN_SCRIPT under strace, its `write`s number `when` answered EAGAIN; (the
+    process, its strace log, what it reported after close)."""
+    import shutil
+    import sys
+
+    strace = shutil.which("strace")
+    if strace is None or subprocess.run([strace, "-qq", "-o", os.devnull, "true"],
+                                        capture_output=True).returncode != 0:
+        pytest.skip("needs strace, and ptrace allowed")
+    log, report = tmp_path / "strace.log", tmp_path / "report.txt"
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", STALL=str(stall),
+               REPORT=str(report))
+    proc = subprocess.run([strace, "-f", "-qq", "-o", str(log), "-e", "trace=write",
+                           "-e", f"inject=write:error=EAGAIN:when={when}",
+                           sys.executable, "-c", EAGAIN_SCRIPT],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                          timeout=120)
+    return proc, log.read_text(), report.read_text() if report.exists() else ""
+
+
+def test_a_write_answered_eagain_after_the_poll_is_tried_again_and_every_line_arrives(
+        tmp_path):
+    proc, log, report = run_with_eagain(tmp_path, "2+3", stall=30.0)
+    injected = [line for line in log.splitlines() if line.split(" ", 1)[-1].startswith(
+        "write(1,") and "EAGAIN" in line and "(INJECTED)" in line]
+    assert len(injected) >= 3, log[-3000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [json.loads(line)["cluster"] for line in proc.stdout.decode().splitlines()] == \
+        [f"c{n}" for n in range(400)]
+    assert report.split() == ["closed", "400", "400"], report   # printed, of queued
+
+
+def test_a_descriptor_that_never_takes_a_write_after_the_poll_is_given_up_after_the_stall(
+        tmp_path):
+    # Every write answered EAGAIN (stderr's too: the note is lost, not waited on): once
+    # closed, the printer waits `stall` seconds without a byte taken, then gives up.
+    started = time.monotonic()
+    proc, log, report = run_with_eagain(tmp_path, "1+", stall=1.0)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == b""
+    assert "(INJECTED)" in log
+    assert report.split() == ["closed", "0", "400"], report   # none printed
