@@ -222,14 +222,18 @@ class ShardBoard(ShardGates, BoardSplit):
         with self._lock:
             self.entry.update(fields)
             self.entry["beat"] = int(self.entry.get("beat", 0)) + 1
-            entry = dict(self.entry)
-        if self.run is not None:
-            entry["failures"] = len(self.run.failed)
-            entry["results"] = self._results()
 
         def edit(board: dict[str, Any]) -> None:
             if self._closing.is_set():
                 return   # (a beat late for the cleanup: the board may be gone with it)
+            # The entry as it is now, made for each read-replace round: a beat whose
+            # round met this shard's end (a 409, read again) writes the end too - an
+            # entry taken when the beat began would take the end off the board.
+            with self._lock:
+                entry = dict(self.entry)
+            if self.run is not None:
+                entry["failures"] = len(self.run.failed)
+                entry["results"] = self._results()
             board.setdefault("of", self.shards)
             board.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             board.setdefault("shards", {})[str(self.shard)] = entry

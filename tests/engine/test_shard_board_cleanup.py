@@ -272,3 +272,30 @@ def test_a_shards_end_stays_within_its_bound_where_the_default_board_has_no_name
     w.fleet.set_faults("c0", error_rate=0.0)
     assert made_on_c0(w, one) == {"namespace": False, "lease": False}, made_on_c0(w, one)
     assert one.cleanup_wait() == bound
+
+
+def test_a_beat_older_than_the_shards_end_does_not_undo_the_end(world):
+    # A beat of shard 1 (its entry taken before the shard ended) has its replace of the
+    # board answered 429 (seeded: the board's second replace; Retry-After 2 s); in that
+    # wait the shard writes its end. The beat's retry then meets a 409, reads again and
+    # edits again - with its older entry. Before, that took the end off the board
+    # ({'wave': -2, ...} without 'ended'): the other shards waited for a shard that had
+    # ended, and the last one never took the release's board off.
+    w = world(IDS, readiness_delay=0.2, jitter=0.0, seed=368)
+    engine = w.engine()
+    engine.driver("c0").ensure_namespace()
+    one = ShardBoard(engine, RID, 1, 2, "c0", 8)
+    one.publish()
+    fleet = w.fleet
+    fleet.set_faults("c0", error_rate=0.5, error_codes=[429], retry_after=2)
+    injected = fleet.counters("c0")["injected_errors"]
+    beat = threading.Thread(target=one.try_publish, daemon=True)   # as the beat thread
+    beat.start()
+    wait_for(lambda: fleet.counters("c0")["injected_errors"] > injected, timeout=30,
+             what="the beat's replace answered 429")
+    one.try_publish(ended=Outcome.OK.value, why="done")
+    assert beat.is_alive()          # (still in its Retry-After wait)
+    beat.join(30)
+    fleet.set_faults("c0", error_rate=0.0)
+    entry = boards_on(one)[RID]["shards"]["1"]
+    assert entry.get("ended") == Outcome.OK.value, entry
