@@ -32,8 +32,8 @@ Per cluster (`sim:` in a cluster entry), any of the above but registry_missing, 
     latency: 0.2              seconds added to every API request; [0.1, 0.5] = random range
     unreachable: true         the port is closed from the start (connection refused)
     die_at: 30                seconds after start when the cluster dies (port closed,
-                              every open connection and watch dropped, kept-alive ones
-                              too: `SimFleet.kill`)
+                              watches dropped, a request on a kept-alive connection
+                              answered by a reset: `SimFleet.kill`)
     revive_after: 20          seconds after dying when it comes back, state intact
     drop_reused: 1            the next N requests that arrive on a kept-alive connection
                               (one that served a request before) are dropped unanswered,

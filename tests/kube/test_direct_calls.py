@@ -274,30 +274,6 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(sim_fleet):
         client.close()
 
 
-def test_a_cluster_that_died_drops_its_kept_connections_and_is_called_anew_after(sim_fleet):
-    # A cluster that dies (`SimFleet.kill`) drops every connection, kept-alive ones too,
-    # as a real server's death does. (Before: only its listening port closed; the kept
-    # connection stayed open and, once revived, was served again - no real API server
-    # survives its restart that way.) After the revival the client calls on a new one.
-    from tests.waiting import wait_for
-
-    fleet = sim_fleet(["a"], seed=3)
-    client = KubeClient("a", new_api_client("a", fleet.kubeconfig("a")), 10.0)
-    try:
-        assert client.request("GET", "/api/v1/namespaces/default")["kind"] == "Namespace"
-        [kept] = client._direct.idle()
-        first = kept._conn
-        fleet.kill("a")
-        wait_for(kept.dropped, "the kept connection to be dropped by the dying cluster",
-                 timeout=10)
-        fleet.revive("a")
-        assert client.request("GET", "/api/v1/namespaces/default")["kind"] == "Namespace"
-        assert first.sock is None
-        assert [c._conn for c in client._direct.idle()] != [first]
-    finally:
-        client.close()
-
-
 def test_a_call_sent_as_the_server_closes_its_kept_connection(sim_fleet):
     # The idle timeout's race: the server resets the kept connection just as a call
     # arrives on it, unserved (sim `drop_reused`). A read is sent again at once on a new
