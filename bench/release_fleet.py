@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/release_fleet.py [--clusters 200] [--readiness 20] [--jitter 2]
                                             [--replicas 3] [--no-kubectl]
+                                            [--busy same-cpu|any] [--all-cpus]
 
 The fleet (console.sim) runs in this process; everything measured runs as child
 processes, so their CPU time and peak memory are theirs alone (`os.wait4`):
@@ -17,6 +18,13 @@ Printed side by side: release wall time (the console's deploy phase: RELEASE_STA
 RELEASE_FINISHED; kubectl: first process start to last exit) against the slowest
 cluster's rollout as the simulator saw it (new generation observed -> rollout complete),
 the overhead in %, CPU seconds, peak memory, and API requests per cluster.
+
+`--busy` starts a busy neighbour (`while True: pass`) beside each measured console
+process (`check`, then `deploy`), ended with it: `same-cpu` keeps it to the CPU the
+console keeps to (the worst case for a process kept to one CPU; read from the console's
+`Cpus_allowed_list` as soon as it pins itself, else the CPU it runs on once its engine
+threads run), `any` lets it run anywhere. `--all-cpus` passes `--all-cpus` to the console.
+The console's CPU moves (`console.cli.one_cpu.CpuWatch`) are printed after the table.
 """
 
 from __future__ import annotations
@@ -170,21 +178,105 @@ def run_to_end(argv: list[str], stdout: Path, env: dict[str, str],
             "stderr": b"".join(err_chunks).decode(errors="replace")}
 
 
-def run_measured(argv: list[str], stdout: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run a child to its end; wall, CPU and peak RSS (/proc)."""
+def run_measured(argv: list[str], stdout: Path, env: dict[str, str],
+                 busy: str | None = None) -> dict[str, Any]:
+    """Run a child to its end; wall, CPU and peak RSS (/proc); with `busy`, a busy
+    neighbour beside it (`Neighbour`)."""
     sampler = RssSampler()
     sampler.start()
+    neighbour: Neighbour | None = None
 
     def watch(pid: int) -> Callable[[], None]:
+        nonlocal neighbour
         sampler.add(pid)
-        return sampler.stop
+        if busy:
+            neighbour = Neighbour(pid, same_cpu=busy == "same-cpu")
+
+        def stop() -> None:
+            sampler.stop()
+            if neighbour is not None:
+                neighbour.stop()
+        return stop
     measured = run_to_end(argv, stdout, env, watch)
-    return {**measured, "rss_mb": max(sampler.hwm_kb.values(), default=0) / 1024}
+    return {**measured, "rss_mb": max(sampler.hwm_kb.values(), default=0) / 1024,
+            "busy": neighbour.describe() if neighbour is not None else None}
 
 
-def console(argv: list[str], config: Path, out: Path) -> dict[str, Any]:
-    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
-    return run_measured([sys.executable, "-m", "console", *argv], out, env)
+def allowed_cpus(pid: int) -> str | None:
+    """The main thread of `pid`'s `Cpus_allowed_list`, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.startswith("Cpus_allowed_list:")), None)
+
+
+def running_on(pid: int) -> int | None:
+    """The CPU `pid` last ran on (`/proc/PID/stat`'s 39th field)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[36])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Neighbour:
+    """A busy process (`while True: pass`) beside the console process `pid`: kept to the
+    console's CPU (`same_cpu`: the one it pins itself to, looked for every 10 ms; if it
+    has not pinned itself once it runs 5 threads, the one it runs on then), or free."""
+
+    def __init__(self, pid: int, same_cpu: bool) -> None:
+        self.cpu: int | None = None
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                     stdin=subprocess.DEVNULL)
+        if same_cpu:
+            # Until the console is seen, the neighbour waits (stopped), not busy elsewhere.
+            os.kill(self.proc.pid, 19)   # SIGSTOP
+            threading.Thread(target=self._follow, args=(pid,), daemon=True).start()
+
+    def _follow(self, pid: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            cpus = allowed_cpus(pid)
+            if cpus is None:
+                break
+            if cpus.isdigit():
+                self.cpu = int(cpus)
+                break
+            try:
+                threads = len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                break
+            if threads >= 5:
+                self.cpu = running_on(pid)
+                break
+            time.sleep(0.01)
+        if self.cpu is not None:
+            os.sched_setaffinity(self.proc.pid, {self.cpu})
+        os.kill(self.proc.pid, 18)   # SIGCONT
+
+    def stop(self) -> None:
+        self.proc.kill()
+        _pid, _status, usage = os.wait4(self.proc.pid, 0)
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+
+    def describe(self) -> str:
+        where = f"kept to CPU {self.cpu}" if self.cpu is not None else "free"
+        return f"busy neighbour {where}, {self.cpu_seconds:.1f} CPU s"
+
+
+def console(argv: list[str], config: Path, out: Path, busy: str | None = None,
+            extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": str(config), "PYTHONUNBUFFERED": "1",
+           "RELEASE_CONSOLE_CPU_TRACE": "1"}
+    return run_measured([sys.executable, "-m", "console", *argv, *extra], out, env, busy)
+
+
+def cpu_moves(stderr: str) -> str:
+    """The console's `one cpu:` line (console.cli.one_cpu's watcher), or what it did
+    without one."""
+    return next((line for line in stderr.splitlines() if line.startswith("one cpu:")),
+                "no watcher line (spread, or a console without one)")
 
 
 def kubectl_way(fleet: TimedFleet, kubeconfigs: Path, tag: str, kubectl: str,
@@ -260,6 +352,11 @@ def fleet_parser(description: str, clusters: int, readiness: float,
 def main() -> int:
     parser = fleet_parser(__doc__.splitlines()[0], clusters=200, readiness=20.0, jitter=2.0)
     parser.add_argument("--no-kubectl", action="store_true", help="skip the original way")
+    parser.add_argument("--busy", choices=("same-cpu", "any"), default=None,
+                        help="a busy process beside each measured console process: kept "
+                             "to the CPU the console keeps to, or free")
+    parser.add_argument("--all-cpus", action="store_true",
+                        help="run check and deploy with --all-cpus")
     args = parser.parse_args()
     ids = [f"c{i}" for i in range(args.clusters)]
     work = Path(tempfile.mkdtemp(prefix="release-fleet-"))
@@ -282,13 +379,15 @@ def main() -> int:
 
         # --- the console -------------------------------------------------------------
         before = totals(fleet)
+        extra = ("--all-cpus",) if args.all_cpus else ()
         check = console(["check", "--tag", "v2", "--strategy", "parallel", "--max-parallel",
-                         str(len(ids))], config, work / "check.txt")
+                         str(len(ids))], config, work / "check.txt", args.busy, extra)
         after_check = totals(fleet)
         preflight_requests = per_cluster(before, after_check)
         fleet.reset_spans()
         deploy = console(["deploy", "--tag", "v2", "--strategy", "parallel", "--max-parallel",
-                          str(len(ids)), "--json"], config, work / "deploy.jsonl")
+                          str(len(ids)), "--json"], config, work / "deploy.jsonl",
+                         args.busy, extra)
         after_deploy = totals(fleet)
         events = [json.loads(line) for line in (work / "deploy.jsonl").read_text().splitlines()
                   if line.strip()]
@@ -343,6 +442,9 @@ def main() -> int:
           f"exit {check['code']}")
     print(f"requests of {ids[0]} (all phases, by verb/resource): "
           f"{sample.get('by_verb_resource')}")
+    for name, run in (("check", check), ("deploy", deploy)):
+        print(f"{name}: {cpu_moves(run['stderr'])}"
+              + (f"; {run['busy']}" if run["busy"] else ""))
     if k:
         print(f"kubectl: {k['processes']} processes, largest {k['max_one_mb']:.0f} MB; requests "
               f"per cluster: {describe(kubectl_requests)}; clusters failed: {len(k['failures'])}")

@@ -3,20 +3,24 @@ Python's lock, which costs less on one CPU), and `--all-cpus` lets them spread. 
 the running process's own threads (`/proc/PID/task/*/status`) while its canary waits at
 its gate, every engine thread started by then. A command run in-process leaves its
 caller's CPUs as they were; a release that runs programs (helm, credential plugins) is
-never kept to one CPU."""
+never kept to one CPU. A busy program on the CPU kept moves every thread of the console,
+and those it starts after, to a CPU with room (`CpuWatch`)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from console.cli import main
-from console.cli.one_cpu import runs_programs
+from console.cli.one_cpu import cpu_times, runs_programs
 from console.config import load
-from tests.integration.test_steering import CANARY, Deploy
+from tests.integration.test_steering import CANARY, Deploy, control
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -95,3 +99,68 @@ def test_a_release_that_runs_programs_is_not_kept_to_one_cpu(tmp_path):
     plugin.write_text(textwrap.dedent(base % ", allow_exec: true"))
     assert not runs_programs(load(plain))
     assert runs_programs(load(plugin))
+
+
+def busy_on(cpu: int) -> subprocess.Popen:
+    """A program using all of `cpu` (kept to it)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                           stdin=subprocess.DEVNULL)
+    os.sched_setaffinity(hog.pid, {cpu})
+    return hog
+
+
+def busy_share(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
+               cpu: int) -> float:
+    """The share of the time between two `cpu_times()` that `cpu` was busy."""
+    busy = after[cpu][0] - before[cpu][0]
+    return busy / max(1, busy + after[cpu][1] - before[cpu][1])
+
+
+def test_a_busy_program_on_the_cpu_kept_moves_every_thread_to_one_with_room(world,
+                                                                            tmp_path):
+    """A program at 100% kept to the console's CPU (another console, a CI neighbour):
+    within a few of the watcher's looks every thread of the console is on another CPU,
+    and the threads the next wave starts after it are there too. (Before: the console
+    stays on the busy CPU, sharing it, while the other idles - the first wait times out.)
+    The move needs room elsewhere: where the machine's other CPUs stayed busier than half
+    through the wait (a loaded test run), the test cannot tell and skips."""
+    w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
+    for cid in ("b", "c"):   # the second wave's rollouts stay running while we look
+        w.fleet.set_faults(cid, hold_ready=["v2"])
+    hog = None
+    try:
+        with Deploy.gated_canary(w.config_path, tmp_path) as deploy:
+            rid = deploy.at_gate()
+            kept = set(cpus_of_threads(deploy.proc.pid).values())
+            assert len(kept) == 1, kept
+            kept_cpu = int(kept.pop())
+            hog = busy_on(kept_cpu)
+            looked = cpu_times()
+
+            def moved() -> set[str] | None:
+                cpus = set(cpus_of_threads(deploy.proc.pid).values())
+                return cpus if len(cpus) == 1 and cpus != {str(kept_cpu)} else None
+            try:
+                target = wait_for(moved, timeout=60,
+                                  what="the console's threads to leave the busy CPU").pop()
+            except AssertionError:
+                now = cpu_times()
+                others = [busy_share(looked, now, c) for c in os.sched_getaffinity(0)
+                          if c != kept_cpu]
+                deploy.proc.kill()
+                if min(others) > 0.5:
+                    pytest.skip(f"no room on the other CPUs ({others} busy) to move to")
+                raise
+            assert int(target) in os.sched_getaffinity(0)
+            at_gate = set(cpus_of_threads(deploy.proc.pid))
+            assert control(w.config_path, rid, "approve").returncode == 0
+            wait_for(lambda: len(deploy.kinds("cluster_started")) == 3, timeout=60,
+                     what="the second wave's starts")
+            threads = cpus_of_threads(deploy.proc.pid)
+            deploy.proc.kill()
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    assert set(threads) - at_gate, "the second wave started no thread"
+    assert set(threads.values()) == {target}, threads
