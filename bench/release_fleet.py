@@ -24,7 +24,7 @@ process (`check`, then `deploy`), ended with it: `same-cpu` keeps it to the CPU 
 console keeps to (the worst case for a process kept to one CPU; read from the console's
 `Cpus_allowed_list` as soon as it pins itself, else the CPU it runs on once its engine
 threads run), `any` lets it run anywhere. `--all-cpus` passes `--all-cpus` to the console.
-The console's CPU moves (`console.cli.one_cpu.CpuWatch`) are printed after the table.
+The console's CPU moves (`console.engine.one_cpu.CpuWatch`) are printed after the table.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def console(argv: list[str], config: Path, out: Path, busy: str | None = None,
 
 
 def cpu_moves(stderr: str) -> str:
-    """The console's `one cpu:` line (console.cli.one_cpu's watcher), or what it did
+    """The console's `one cpu:` line (console.engine.one_cpu's watcher), or what it did
     without one."""
     return next((line for line in stderr.splitlines() if line.startswith("one cpu:")),
                 "no watcher line (spread, or a console without one)")

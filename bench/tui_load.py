@@ -28,7 +28,11 @@ both processes are measured. The simulated fleet runs in another child process, 
 CPU is not counted as the console's.
 
     .venv/bin/python bench/tui_load.py [--clusters 1000] [--readiness 20] [--max-parallel N]
-                                       [--hogs N] [--sim-nice N] [--events FILE]
+                                       [--hogs N] [--sim-nice N] [--events FILE] [--all-cpus]
+
+`--all-cpus` lets the engine process spread over every CPU (`RELEASE_CONSOLE_ALL_CPUS`;
+it keeps to one otherwise, `console/engine/one_cpu.py`); the CPUs its threads were
+allowed at the release's end are printed last.
 
 Every cluster that did not end healthy is printed with the reason the engine gave, grouped,
 and how long before its end the cluster was last heard from (its last progress event),
@@ -264,6 +268,7 @@ async def drive(config_path: Path, max_parallel: int, throttle: float | None = N
         wall = time.monotonic() - wall0
         cpu, ui = _process_cpu() - cpu0, time.thread_time() - ui0
         engine_cpu = _child_cpu(engine_pid) - engine0
+        engine_cpus = _allowed_cpus(engine_pid)
         phases: dict[str, int] = {}
         for row in app.state.clusters.values():
             phases[row.phase.value] = phases.get(row.phase.value, 0) + 1
@@ -274,6 +279,7 @@ async def drive(config_path: Path, max_parallel: int, throttle: float | None = N
         engine_log_text = engine_log.read_text(errors="replace") if engine_log.exists() \
             else ""
     return {"wall": wall, "cpu": cpu, "ui": ui, "engine": engine_cpu,
+            "engine_cpus": engine_cpus,
             "latencies": latencies, "key_cpu": key_cpu, "phases": phases,
             "outcome": outcome, "errors": errors, "events": seen, "started": wall0_epoch,
             "engine_log": engine_log_text}
@@ -334,6 +340,22 @@ def failures_report(result: dict[str, object], out_path: str | None) -> list[str
     return lines
 
 
+def _allowed_cpus(pid: int) -> str:
+    """The CPUs each thread of `pid` may run on (`Cpus_allowed_list`), with how many
+    threads, e.g. "1 (85 threads)"."""
+    counts: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                cpus = line.split(":", 1)[1].strip()
+                counts[cpus] = counts.get(cpus, 0) + 1
+    return ", ".join(f"{cpus} ({n} threads)" for cpus, n in sorted(counts.items()))
+
+
 def _child_cpu(pid: int) -> float:
     """CPU seconds (user + system) a live process has used, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -375,7 +397,12 @@ def main() -> int:
                         help="the fleet file's rollout_timeout (default 5m)")
     parser.add_argument("--events", metavar="FILE",
                         help="write every event the console received (JSON lines)")
+    parser.add_argument("--all-cpus", action="store_true",
+                        help="let the engine process spread over every CPU "
+                             "(RELEASE_CONSOLE_ALL_CPUS=1)")
     args = parser.parse_args()
+    if args.all_cpus:
+        os.environ["RELEASE_CONSOLE_ALL_CPUS"] = "1"
     if args.serve_fleet:
         serve_fleet(args.serve_fleet, args.readiness, args.jitter,
                     15 if args.sim_nice is None else args.sim_nice)
@@ -466,6 +493,8 @@ def main() -> int:
     print(f"  (not in the goals) engine process {result['engine']:.2f} s CPU, simulator "
           f"{sim_cpu.ru_utime + sim_cpu.ru_stime - hogs_cpu:.2f} s CPU (its own process; "
           "includes the first-frame runs)")
+    print(f"  engine process threads' CPUs at the release's end: {result['engine_cpus']}"
+          + (" (--all-cpus)" if args.all_cpus else ""))
     return 0
 
 

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         from console.cli import ui_cmd   # no command: the console itself
         func = ui_cmd.run
-    from console.cli.one_cpu import affinity, give_back
+    from console.engine.one_cpu import affinity, give_back
     cpus = affinity()   # `deploy` and `check` keep to one CPU while they run
     try:
         code = int(func(args) or 0)

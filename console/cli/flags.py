@@ -34,7 +34,7 @@ def add_fail_fast_grace(parser: argparse.ArgumentParser, states: str, default: s
 
 
 def add_all_cpus(parser: argparse.ArgumentParser) -> None:
-    """`--all-cpus`: let the process's threads spread over every CPU (console.cli.one_cpu)."""
+    """`--all-cpus`: let the process's threads spread over every CPU (console.engine.one_cpu)."""
     parser.add_argument("--all-cpus", action="store_true",
                         help="let the engine's threads run on every CPU instead of the one "
                              "it starts on (they take turns at Python's lock: on one CPU "
@@ -43,12 +43,11 @@ def add_all_cpus(parser: argparse.ArgumentParser) -> None:
 
 
 def one_cpu_unless_asked(args: argparse.Namespace, config: object) -> None:
-    """Keep the command's thread, and all it starts, to one CPU (`console.cli.one_cpu`)
+    """Keep the command's thread, and all it starts, to one CPU (`console.engine.one_cpu`)
     unless `--all-cpus` or the release runs programs (helm, credential plugins) that
     would inherit it."""
-    from console.cli.one_cpu import keep_to_one_cpu, runs_programs
-    if not args.all_cpus and not runs_programs(config):
-        keep_to_one_cpu()
+    from console.engine.one_cpu import one_cpu_unless_spread
+    one_cpu_unless_spread(config, args.all_cpus)
 
 
 def seconds(text: str) -> float:

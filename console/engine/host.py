@@ -23,6 +23,7 @@ from console.engine.api import (ControlChange, GateAnswer, GateDecision, GateReq
 from console.engine.remote import (ENGINE_NICENESS, EVENT_BACKLOG_MAX, EVENT_BATCH_INTERVAL,
                                    EVENT_BATCH_MAX, METHODS, STOP_TIMEOUT)
 from console.engine.identities import Identities, confirmed
+from console.engine.one_cpu import one_cpu_unless_spread
 from console.errors import UserError
 from console.events import Event, Kind
 
@@ -78,6 +79,9 @@ class EngineHost:
         # and a few milliseconds later matter nothing to a rollout, but they do to a key.
         os.nice(ENGINE_NICENESS)
         config = load(self.config_path)
+        # Its threads take turns at Python's lock: on one CPU that costs less
+        # (console.engine.one_cpu; the UI process is another, free to run elsewhere).
+        one_cpu_unless_spread(config)
         self.engine = Engine(config, listeners=[self._queue_event], **self.options)
         self.identities = Identities(self.engine)
         try:

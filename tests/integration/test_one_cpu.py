@@ -1,4 +1,4 @@
-"""`deploy` keeps its threads on one CPU (`console.cli.one_cpu`: they take turns at
+"""`deploy` keeps its threads on one CPU (`console.engine.one_cpu`: they take turns at
 Python's lock, which costs less on one CPU), and `--all-cpus` lets them spread. Read from
 the running process's own threads (`/proc/PID/task/*/status`) while its canary waits at
 its gate, every engine thread started by then. A command run in-process leaves its
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from console.cli import main
-from console.cli.one_cpu import cpu_times, runs_programs
+from console.engine.one_cpu import cpu_times, runs_programs
 from console.config import load
 from tests.integration.test_steering import CANARY, Deploy, control
 from tests.waiting import wait_for
@@ -164,3 +164,30 @@ def test_a_busy_program_on_the_cpu_kept_moves_every_thread_to_one_with_room(worl
             hog.wait()
     assert set(threads) - at_gate, "the second wave started no thread"
     assert set(threads.values()) == {target}, threads
+
+
+@pytest.mark.parametrize("spread", [False, True], ids=["one-cpu", "all-cpus"])
+def test_the_consoles_engine_process_keeps_to_one_cpu_unless_told(world, monkeypatch, spread):
+    """The TUI's engine process (`console.engine.host`) runs the same threads as `deploy`:
+    kept to one CPU, and spread with `RELEASE_CONSOLE_ALL_CPUS=1`. (Before: spread.)"""
+    from console.engine.remote import EngineProcess
+
+    w = world(["a", "b"], readiness_delay=0.1, jitter=0.0)
+    if spread:
+        monkeypatch.setenv("RELEASE_CONSOLE_ALL_CPUS", "1")
+    else:
+        monkeypatch.delenv("RELEASE_CONSOLE_ALL_CPUS", raising=False)
+    process = EngineProcess(w.config_path, on_events=lambda _batch: None,
+                            approver=w.approve, on_warning=lambda _text: None)
+    try:
+        process.wait_ready()
+        assert [s.reachable for s in process.status()] == [True, True]   # threads ran
+        threads = cpus_of_threads(process.pid)
+    finally:
+        process.close()
+    mine = os.sched_getaffinity(0)
+    if spread:
+        assert set(threads.values()) == {as_list(mine)}, threads
+    else:
+        kept = set(threads.values())
+        assert len(kept) == 1 and int(kept.pop()) in mine, threads

@@ -1,4 +1,6 @@
-"""`deploy` and `check` keep their threads on one CPU (`--all-cpus` lets them spread).
+"""`deploy`, `check` and the TUI's engine process keep their threads on one CPU
+(`--all-cpus`, or `RELEASE_CONSOLE_ALL_CPUS=1` for every command and the TUI, lets them
+spread).
 
 The engine is Python threads, and only one of them runs Python at a time (the GIL); on
 two cores its ~100 threads handing that lock to each other across the cores spent a
@@ -40,6 +42,7 @@ SATURATED = 0.10     # the kept CPU is contested below this share idle...
 MARGIN = 0.25        # ...and another is better when every program took this much less of
                      # it than other programs took of the kept one
 TRACE_ENV = "RELEASE_CONSOLE_CPU_TRACE"   # set: the watcher's moves and cost on stderr
+ALL_CPUS_ENV = "RELEASE_CONSOLE_ALL_CPUS"  # set: nothing is kept to one CPU (`--all-cpus`)
 
 
 def current_cpu() -> int | None:
@@ -59,6 +62,14 @@ def runs_programs(config: Any) -> bool:
         return True
     return any(c.credentials.allow_exec or c.credentials.allow_auth_provider
                for c in config.clusters)
+
+
+def one_cpu_unless_spread(config: Any, all_cpus: bool = False) -> int | None:
+    """`keep_to_one_cpu()` unless `all_cpus` (the flag), `$RELEASE_CONSOLE_ALL_CPUS` or a
+    release of `config` runs programs that would inherit it; the CPU kept, or None."""
+    if all_cpus or os.environ.get(ALL_CPUS_ENV) or runs_programs(config):
+        return None
+    return keep_to_one_cpu()
 
 
 def affinity() -> set[int] | None:
