@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 from console.cli.deploy_cmd import load_config, warn
+from console.cli.flags import add_all_cpus, one_cpu_unless_asked
 from console.session import Session
 from console.errors import UserError, ValidationError
 
@@ -42,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser, common: argparse.ArgumentPars
     parser.add_argument("--release", metavar="ID", help="roll back every cluster this "
                                                         "release reached")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_all_cpus(parser)
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     # A chart's rollback runs helm: a missing one is exit 2 before anything is asked,
     # locked or recorded (the engine refuses too, for the TUI's rollback key).
     require_helm(config)
+    one_cpu_unless_asked(args, config)     # as deploy: the same threads, one per cluster
     engine = Engine(config)
     try:
         plan = None

@@ -1,6 +1,7 @@
-"""`deploy`, `check` and the TUI's engine process keep their threads on one CPU
-(`--all-cpus`, or `RELEASE_CONSOLE_ALL_CPUS=1` for every command and the TUI, lets them
-spread).
+"""`deploy`, `check`, `rollback` and the TUI's engine process keep their threads on one
+CPU (`--all-cpus`, or `RELEASE_CONSOLE_ALL_CPUS=1` for these commands and the TUI, lets
+them spread). Not `drill`, whose simulated fleet runs in its own process (or whose lab
+control planes, started by it, would inherit the CPU), nor `follow` (not measured).
 
 The engine is Python threads, and only one of them runs Python at a time (the GIL); on
 two cores its ~100 threads handing that lock to each other across the cores spent a

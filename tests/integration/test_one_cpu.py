@@ -191,3 +191,39 @@ def test_the_consoles_engine_process_keeps_to_one_cpu_unless_told(world, monkeyp
     else:
         kept = set(threads.values())
         assert len(kept) == 1 and int(kept.pop()) in mine, threads
+
+
+@pytest.mark.parametrize("spread", [False, True], ids=["one-cpu", "all-cpus"])
+def test_a_fleet_rollback_keeps_its_threads_on_one_cpu_unless_told(world, tmp_path, spread):
+    """`rollback --release` runs a rollback thread per cluster, as `deploy` does: kept to
+    one CPU, spread with `--all-cpus`. Read while its rollbacks wait for pods held not
+    Ready. (Before: spread.)"""
+    w = world(["a", "b", "c"], readiness_delay=0.1, jitter=0.0)
+    config = str(w.config_path)
+    assert main(["deploy", "--config", config, "--tag", "v1"]) == 0
+    with Deploy(w.config_path, tmp_path, "--tag", "v2") as deploy:
+        assert deploy.finish() == 0, deploy.stderr()
+    release = deploy.release_id
+    for cid in ("a", "b", "c"):
+        w.fleet.set_faults(cid, hold_ready=["v1"])
+    env = {**os.environ, "RELEASE_CONSOLE_CONFIG": config}
+    rollback = subprocess.Popen(
+        [sys.executable, "-m", "console", "rollback", "--release", release, "--yes",
+         *(["--all-cpus"] if spread else [])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        env=env, cwd=tmp_path)
+    try:
+        # Its three rollbacks wait for v1's pods: every cluster's Deployment says v1.
+        wait_for(lambda: all(w.version(c) == "v1" for c in "abc"), timeout=60,
+                 what="the rollbacks to start")
+        threads = cpus_of_threads(rollback.pid)
+    finally:
+        rollback.kill()
+        rollback.wait()
+    assert len(threads) > 3, threads
+    mine = os.sched_getaffinity(0)
+    if spread:
+        assert set(threads.values()) == {as_list(mine)}, threads
+    else:
+        kept = set(threads.values())
+        assert len(kept) == 1 and int(kept.pop()) in mine, threads
