@@ -122,8 +122,9 @@ def test_a_busy_program_on_the_cpu_kept_moves_every_thread_to_one_with_room(worl
     within a few of the watcher's looks every thread of the console is on another CPU,
     and the threads the next wave starts after it are there too. (Before: the console
     stays on the busy CPU, sharing it, while the other idles - the first wait times out.)
-    The move needs room elsewhere: where the machine's other CPUs stayed busier than half
-    through the wait (a loaded test run), the test cannot tell and skips."""
+    The move needs room elsewhere (the watcher moves where everything took a quarter of a
+    core less than the busy program): where the machine's other CPUs stayed busier than
+    0.7 through the wait (a loaded test run), the test cannot tell and skips."""
     w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
     for cid in ("b", "c"):   # the second wave's rollouts stay running while we look
         w.fleet.set_faults(cid, hold_ready=["v2"])
@@ -148,7 +149,7 @@ def test_a_busy_program_on_the_cpu_kept_moves_every_thread_to_one_with_room(worl
                 others = [busy_share(looked, now, c) for c in os.sched_getaffinity(0)
                           if c != kept_cpu]
                 deploy.proc.kill()
-                if min(others) > 0.5:
+                if min(others) > 0.7:
                     pytest.skip(f"no room on the other CPUs ({others} busy) to move to")
                 raise
             assert int(target) in os.sched_getaffinity(0)
