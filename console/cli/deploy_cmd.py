@@ -397,9 +397,13 @@ def run(args: argparse.Namespace) -> int:
                 approver = after_printing(printer, approver)
             result = run_interruptible(engine, request, approver, control)
     finally:
-        engine.close()
-        # Every event printed before the summary (and before the process exits).
-        printer.close()
+        try:
+            engine.close()
+        finally:
+            # Every event printed before the summary (and before the process exits);
+            # and stderr the real one again even when the engine's close failed (or a
+            # second Ctrl-C came), so the traceback that follows is not lost in the pump.
+            printer.close()
     if args.junit is not None:
         try:
             write(args.junit, result, config.app.name, request.tag, args.strategy)

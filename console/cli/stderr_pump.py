@@ -23,6 +23,7 @@ left as they are.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import select
 import stat
@@ -58,6 +59,12 @@ class StderrPump:
         read_end, write_end = os.pipe()
         os.dup2(write_end, fd)
         os.close(write_end)
+        # A fatal signal's dump (faulthandler) is written from the dying thread, which
+        # holds the interpreter: the pump's threads could never pass it on. It goes to
+        # the real stderr directly while the pump runs.
+        self._faults = faulthandler.is_enabled()
+        if self._faults:
+            faulthandler.enable(file=self.real, all_threads=True)
         self._read = read_end
         self._pending = bytearray()
         self._cond = threading.Condition()
@@ -148,6 +155,8 @@ class StderrPump:
         except (AttributeError, OSError, ValueError):
             pass
         os.dup2(self.real, self.fd)
+        if self._faults:
+            faulthandler.enable(file=self.fd, all_threads=True)
         # Every byte written before: read once the pipe's last writer (fd 2) is gone - a
         # program the release started may hold a copy still, so not waited for long.
         self._reader.join(0.5)

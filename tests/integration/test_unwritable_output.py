@@ -177,3 +177,52 @@ def test_a_warning_during_the_release_still_reaches_a_stderr_that_is_read(world)
         assert proc.returncode == 0, err
     assert err.count("looks stale by its own clock") == 1, err
     assert err.index("looks stale") < err.index("event line(s) not printed"), err
+
+
+# `deploy` run in a process whose engine's close fails (a seeded fault in our own engine,
+# after its real close): says on stdout whether fd 2 was the real stderr again after.
+CLOSE_FAILS = """
+import os, sys
+from console.engine import Engine
+closing = Engine.close
+def failing(self):
+    closing(self)
+    raise RuntimeError("the engine's close failed")
+Engine.close = failing
+from console.cli import main
+before = os.fstat(2)
+try:
+    main(sys.argv[1:])
+except RuntimeError as exc:
+    print("raised:", exc, flush=True)
+print("stderr back:", os.path.samestat(before, os.fstat(2)), flush=True)
+"""
+
+
+def test_an_engine_close_that_fails_still_gives_stderr_back(world):
+    # stderr a pipe (read): the release's pump takes fd 2. Before, a failing engine close
+    # skipped the printer's close: fd 2 stayed the pump's pipe, and the traceback that
+    # followed went to the pump's daemon threads, lost at exit.
+    w = world(["a"], readiness_delay=0.1, jitter=0.0)
+    proc = subprocess.run([sys.executable, "-c", CLOSE_FAILS, "deploy", "--json",
+                           "--config", str(w.config_path), *V2],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=150)
+    assert "raised: the engine's close failed" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "stderr back: True" in proc.stdout, (proc.stdout[-2000:], proc.stderr)
+    assert w.version("a") == "v2"
+
+
+def test_a_fatal_signal_during_the_pump_is_told_on_the_real_stderr():
+    # With faulthandler on, a crash while the pump holds fd 2: the dump is written by the
+    # dying thread, which holds the interpreter, so the pump's threads cannot pass it on.
+    # Before, it went into the pump's pipe and was lost with the process.
+    code = ("import faulthandler, sys\n"
+            "from console.cli.stderr_pump import StderrPump\n"
+            "pump = StderrPump(2)\n"
+            "faulthandler._sigsegv()\n")
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in proc.stderr, proc.stderr
