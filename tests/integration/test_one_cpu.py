@@ -54,6 +54,16 @@ def as_list(cpus: set[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+def assert_kept_or_spread(threads: dict[str, str], spread: bool) -> None:
+    """Every thread allowed this process's CPUs (`spread`), or all of them one of those."""
+    mine = os.sched_getaffinity(0)
+    if spread:
+        assert set(threads.values()) == {as_list(mine)}, threads
+    else:
+        kept = set(threads.values())
+        assert len(kept) == 1 and int(kept.pop()) in mine, threads
+
+
 @pytest.mark.parametrize("spread", [False, True], ids=["one-cpu", "all-cpus"])
 def test_deploy_keeps_its_threads_on_one_cpu_unless_told(world, tmp_path, spread):
     w = world(["a", "b", "c"], strategies=CANARY, readiness_delay=0.3, jitter=0.0)
@@ -64,12 +74,7 @@ def test_deploy_keeps_its_threads_on_one_cpu_unless_told(world, tmp_path, spread
         threads = cpus_of_threads(deploy.proc.pid)
         deploy.proc.kill()
     assert len(threads) > 5, threads          # the engine's threads, not just main
-    mine = os.sched_getaffinity(0)
-    if spread:
-        assert set(threads.values()) == {as_list(mine)}, threads
-    else:
-        kept = set(threads.values())
-        assert len(kept) == 1 and int(kept.pop()) in mine, threads
+    assert_kept_or_spread(threads, spread)
 
 
 def test_a_command_run_in_process_gives_its_caller_its_cpus_back(world, tmp_path,
@@ -186,12 +191,7 @@ def test_the_consoles_engine_process_keeps_to_one_cpu_unless_told(world, monkeyp
         threads = cpus_of_threads(process.pid)
     finally:
         process.close()
-    mine = os.sched_getaffinity(0)
-    if spread:
-        assert set(threads.values()) == {as_list(mine)}, threads
-    else:
-        kept = set(threads.values())
-        assert len(kept) == 1 and int(kept.pop()) in mine, threads
+    assert_kept_or_spread(threads, spread)
 
 
 @pytest.mark.parametrize("spread", [False, True], ids=["one-cpu", "all-cpus"])
@@ -222,9 +222,4 @@ def test_a_fleet_rollback_keeps_its_threads_on_one_cpu_unless_told(world, tmp_pa
         rollback.kill()
         rollback.wait()
     assert len(threads) > 3, threads
-    mine = os.sched_getaffinity(0)
-    if spread:
-        assert set(threads.values()) == {as_list(mine)}, threads
-    else:
-        kept = set(threads.values())
-        assert len(kept) == 1 and int(kept.pop()) in mine, threads
+    assert_kept_or_spread(threads, spread)
